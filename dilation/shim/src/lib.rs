@@ -1,0 +1,1 @@
+//! libdilation.so. See `docs/dilation.md`.

@@ -1,0 +1,1 @@
+//! The diorama harness library. The `diorama` binary is a thin layer over it.

@@ -1,0 +1,1 @@
+//! Link models and emulation backends. See `docs/network.md`.
