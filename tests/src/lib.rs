@@ -1,1 +1,81 @@
 //! Shared support for the system tests: locating built artifacts and skipping with a reason.
+//!
+//! System tests need the workspace's binaries (`diorama`, `libdilation.so`, the workload
+//! programs). `scripts/test` builds them first; a test that cannot find one fails with the
+//! path it looked at rather than silently passing.
+//!
+//! A test whose precondition is missing (not root, a kernel feature absent, a tool not
+//! installed) calls [`skip`], which prints `SKIPPED: <test>: <reason>` so that the log says
+//! plainly what did not run. A skip is never counted as a pass in the docs.
+#![forbid(unsafe_code)]
+
+use std::path::{Path, PathBuf};
+
+/// The target directory of the profile these tests were built with (`target/release` or
+/// `target/debug`), derived from the test executable's own path (`<dir>/deps/<test>-<hash>`).
+pub fn target_dir() -> PathBuf {
+    if let Ok(dir) = std::env::var("DIORAMA_TARGET_DIR") {
+        return PathBuf::from(dir);
+    }
+    let exe = std::env::current_exe().expect("current_exe");
+    let deps = exe.parent().expect("test exe has a parent");
+    deps.parent().expect("deps has a parent").to_path_buf()
+}
+
+/// Path of a built workspace artifact such as `diorama` or `libdilation.so`.
+/// Panics with a clear message when it is missing: run `cargo build --workspace` first.
+pub fn artifact(name: &str) -> PathBuf {
+    let path = target_dir().join(name);
+    assert!(
+        path.exists(),
+        "{} is missing: build the workspace first (scripts/test does: cargo build --release --workspace)",
+        path.display()
+    );
+    path
+}
+
+/// The repository root (where the workspace Cargo.toml lives).
+pub fn repo_root() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .parent()
+        .expect("tests/ has a parent")
+        .to_path_buf()
+}
+
+/// Prints a skip notice in a form `scripts/test` counts and reports.
+pub fn skip(test: &str, reason: &str) {
+    println!("SKIPPED: {test}: {reason}");
+    eprintln!("SKIPPED: {test}: {reason}");
+}
+
+/// `Err(reason)` unless the process runs as root.
+pub fn need_root() -> Result<(), String> {
+    if nix::unistd::geteuid().is_root() {
+        Ok(())
+    } else {
+        Err("needs root".into())
+    }
+}
+
+/// `Err(reason)` unless `tool` is found on PATH.
+pub fn need_tool(tool: &str) -> Result<PathBuf, String> {
+    let path = std::env::var_os("PATH").unwrap_or_default();
+    std::env::split_paths(&path)
+        .map(|d| d.join(tool))
+        .find(|p| p.is_file())
+        .ok_or_else(|| format!("{tool} is not installed (scripts/setup installs it)"))
+}
+
+/// Evaluates preconditions; on the first failure prints the skip notice and returns from
+/// the calling test.
+#[macro_export]
+macro_rules! require {
+    ($test:expr, $($check:expr),+ $(,)?) => {
+        $(
+            if let Err(reason) = $check {
+                $crate::skip($test, &reason);
+                return;
+            }
+        )+
+    };
+}
