@@ -1,1 +1,4 @@
 //! The diorama harness library. The `diorama` binary is a thin layer over it.
+
+pub mod cli;
+pub mod exit;

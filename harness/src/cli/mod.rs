@@ -1,0 +1,71 @@
+//! The `diorama` command line: one file per subcommand, each with `Args` and `run`.
+//!
+//! This is the binary edge: subcommands return `anyhow::Result<u8>` (an exit code from
+//! [`crate::exit`]); errors carry a [`Failure`] kind that selects the exit code.
+
+use clap::{Parser, Subcommand};
+
+/// An error with the exit code it should produce.
+#[derive(Debug, thiserror::Error)]
+#[error("{message}")]
+pub struct Failure {
+    pub code: u8,
+    pub message: String,
+}
+
+impl Failure {
+    pub fn new(code: u8, message: impl Into<String>) -> Self {
+        Self { code, message: message.into() }
+    }
+}
+
+#[derive(Debug, Parser)]
+#[command(name = "diorama", version, about = "Run a large distributed service as a time-dilated scale model")]
+pub struct Cli {
+    /// Log filter (tracing env-filter syntax), e.g. `info` or `harness=debug`.
+    #[arg(long, global = true, env = "DIORAMA_LOG", default_value = "info")]
+    pub log: String,
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum Command {}
+
+/// Parses the command line, runs the subcommand and returns the process exit code.
+pub fn main() -> u8 {
+    let cli = match Cli::try_parse() {
+        Ok(cli) => cli,
+        Err(err) => {
+            let _ = err.print();
+            return if err.use_stderr() { crate::exit::USAGE } else { crate::exit::OK };
+        }
+    };
+    init_tracing(&cli.log);
+    let result: anyhow::Result<u8> = match cli.command {};
+    match result {
+        Ok(code) => code,
+        Err(err) => report(&err),
+    }
+}
+
+fn init_tracing(filter: &str) {
+    let filter = tracing_subscriber::EnvFilter::try_new(filter)
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
+    let _ = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr)
+        .with_target(false)
+        .try_init();
+}
+
+/// Prints `error: …` and one `caused by:` line per source; returns the exit code.
+pub fn report(err: &anyhow::Error) -> u8 {
+    eprintln!("error: {err}");
+    for cause in err.chain().skip(1) {
+        eprintln!("caused by: {cause}");
+    }
+    err.chain()
+        .find_map(|e| e.downcast_ref::<Failure>())
+        .map_or(crate::exit::INTERNAL, |f| f.code)
+}
