@@ -30,7 +30,11 @@ pub struct Cli {
 }
 
 #[derive(Debug, Subcommand)]
-pub enum Command {}
+pub enum Command {
+    /// Internal: set up and supervise one node (run by the harness inside the node's namespaces).
+    #[command(name = "__init", hide = true)]
+    Init { config: std::path::PathBuf },
+}
 
 /// Parses the command line, runs the subcommand and returns the process exit code.
 pub fn main() -> u8 {
@@ -41,8 +45,14 @@ pub fn main() -> u8 {
             return if err.use_stderr() { crate::exit::USAGE } else { crate::exit::OK };
         }
     };
+    if let Command::Init { config } = &cli.command {
+        // No tracing, no threads: `__init` forks and must stay single-threaded.
+        return crate::container::init_main(config);
+    }
     init_tracing(&cli.log);
-    let result: anyhow::Result<u8> = match cli.command {};
+    let result: anyhow::Result<u8> = match cli.command {
+        Command::Init { .. } => Ok(crate::exit::INTERNAL),
+    };
     match result {
         Ok(code) => code,
         Err(err) => report(&err),

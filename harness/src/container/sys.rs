@@ -1,0 +1,138 @@
+//! The container module's FFI: `pre_exec` hooks and `fork`.
+//!
+//! Rules for code in `pre_exec` hooks (they run in a forked child of a possibly
+//! multi-threaded process): only async-signal-safe system calls, no allocation, no locks,
+//! no logging. Everything they need (file descriptors, C strings) is prepared by the parent
+//! and captured by value.
+
+use std::ffi::CString;
+use std::os::fd::{BorrowedFd, RawFd};
+use std::os::unix::process::CommandExt;
+use std::process::Command;
+
+use nix::sched::{setns, unshare, CloneFlags};
+use nix::sys::signal::{SigSet, SigmaskHow, Signal};
+
+/// Makes `cmd`'s child join the node: cgroups, network namespace, fresh mount/UTS/IPC
+/// namespaces, a PID namespace for its children, its own session, and death with the
+/// harness.
+pub(super) fn install_launch_hook(
+    cmd: &mut Command,
+    cgroup_procs: Vec<RawFd>,
+    netns: Option<RawFd>,
+    fresh_net: bool,
+) {
+    let hook = move || -> std::io::Result<()> {
+        // The harness's death (even SIGKILL) must take the node with it.
+        nix::sys::prctl::set_pdeathsig(Signal::SIGKILL)?;
+        for fd in &cgroup_procs {
+            // SAFETY: the parent keeps these descriptors open until `spawn` returns, and
+            // the fork duplicated them into this child.
+            let fd = unsafe { BorrowedFd::borrow_raw(*fd) };
+            // "0" moves the writing process into the cgroup before it runs anything.
+            nix::unistd::write(fd, b"0")?;
+        }
+        if let Some(fd) = netns {
+            // SAFETY: as above, the parent holds the namespace descriptor open.
+            let fd = unsafe { BorrowedFd::borrow_raw(fd) };
+            setns(fd, CloneFlags::CLONE_NEWNET)?;
+        }
+        let mut flags = CloneFlags::CLONE_NEWNS
+            | CloneFlags::CLONE_NEWUTS
+            | CloneFlags::CLONE_NEWIPC
+            | CloneFlags::CLONE_NEWPID;
+        if fresh_net {
+            flags |= CloneFlags::CLONE_NEWNET;
+        }
+        unshare(flags)?;
+        // A terminal's Ctrl-C goes to the harness only; it stops nodes in order.
+        nix::unistd::setsid()?;
+        Ok(())
+    };
+    // SAFETY: the hook only makes async-signal-safe system calls on pre-opened descriptors
+    // and captured plain data; it neither allocates nor locks.
+    unsafe {
+        cmd.pre_exec(hook);
+    }
+}
+
+/// Makes `cmd`'s child enter the namespaces (and cgroups) of a running node, then change
+/// into `workdir` (entering a mount namespace resets the working directory to its root).
+pub(super) fn install_enter_hook(
+    cmd: &mut Command,
+    namespaces: Vec<(RawFd, CloneFlags)>,
+    cgroup_procs: Vec<RawFd>,
+    workdir: CString,
+) {
+    let hook = move || -> std::io::Result<()> {
+        nix::sys::prctl::set_pdeathsig(Signal::SIGKILL)?;
+        for fd in &cgroup_procs {
+            // SAFETY: the parent keeps these descriptors open until `spawn` returns.
+            let fd = unsafe { BorrowedFd::borrow_raw(*fd) };
+            nix::unistd::write(fd, b"0")?;
+        }
+        for (fd, kind) in &namespaces {
+            // SAFETY: the parent keeps these descriptors open until `spawn` returns.
+            let fd = unsafe { BorrowedFd::borrow_raw(*fd) };
+            setns(fd, *kind)?;
+        }
+        nix::unistd::chdir(workdir.as_c_str())?;
+        Ok(())
+    };
+    // SAFETY: the hook only makes async-signal-safe system calls on pre-opened descriptors
+    // and captured plain data; it neither allocates nor locks.
+    unsafe {
+        cmd.pre_exec(hook);
+    }
+}
+
+/// Restores an empty signal mask and asks for SIGKILL when PID 1 of the node dies.
+pub(super) fn install_command_hook(cmd: &mut Command) {
+    let hook = || -> std::io::Result<()> {
+        nix::sys::signal::sigprocmask(SigmaskHow::SIG_SETMASK, Some(&SigSet::empty()), None)?;
+        nix::sys::prctl::set_pdeathsig(Signal::SIGKILL)?;
+        Ok(())
+    };
+    // SAFETY: sigprocmask and prctl are async-signal-safe; nothing is allocated.
+    unsafe {
+        cmd.pre_exec(hook);
+    }
+}
+
+/// `fork()` for `__init`, which is single-threaded when it calls this.
+pub(super) fn fork() -> nix::Result<nix::unistd::ForkResult> {
+    // SAFETY: `__init` has started no threads (it is freshly exec'd and never spawns any),
+    // so the child may run arbitrary code after the fork.
+    unsafe { nix::unistd::fork() }
+}
+
+/// Brings the loopback interface of the current network namespace up (a new namespace
+/// starts with `lo` down, and most programs expect `localhost` to work).
+pub(super) fn loopback_up() -> std::io::Result<()> {
+    use std::os::fd::{AsRawFd, FromRawFd, OwnedFd};
+    // SAFETY: plain socket(2) call; the result is checked before use.
+    let raw = unsafe { libc::socket(libc::AF_INET, libc::SOCK_DGRAM | libc::SOCK_CLOEXEC, 0) };
+    if raw < 0 {
+        return Err(std::io::Error::last_os_error());
+    }
+    // SAFETY: `raw` is a fresh descriptor owned by nobody else.
+    let sock = unsafe { OwnedFd::from_raw_fd(raw) };
+    // SAFETY: ifreq is plain old data; all-zero is a valid value.
+    let mut req: libc::ifreq = unsafe { std::mem::zeroed() };
+    for (dst, src) in req.ifr_name.iter_mut().zip(b"lo\0") {
+        *dst = *src as libc::c_char;
+    }
+    // SAFETY: SIOCGIFFLAGS reads into `req`, a properly sized ifreq naming "lo".
+    if unsafe { libc::ioctl(sock.as_raw_fd(), libc::SIOCGIFFLAGS, &mut req) } < 0 {
+        return Err(std::io::Error::last_os_error());
+    }
+    // SAFETY: the union member ifru_flags is the one SIOCGIFFLAGS filled in.
+    unsafe {
+        req.ifr_ifru.ifru_flags |= libc::IFF_UP as libc::c_short;
+    }
+    // SAFETY: SIOCSIFFLAGS reads `req`, which names "lo" with the updated flags.
+    if unsafe { libc::ioctl(sock.as_raw_fd(), libc::SIOCSIFFLAGS, &req) } < 0 {
+        return Err(std::io::Error::last_os_error());
+    }
+    Ok(())
+}
