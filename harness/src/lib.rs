@@ -4,3 +4,5 @@ pub mod cli;
 pub mod exit;
 pub mod container;
 pub mod state;
+pub mod readiness;
+pub mod workload;
