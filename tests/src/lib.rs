@@ -79,3 +79,70 @@ macro_rules! require {
         )+
     };
 }
+
+/// A `diorama` invocation's outcome.
+#[derive(Debug)]
+pub struct Outcome {
+    pub code: Option<i32>,
+    pub stdout: String,
+    pub stderr: String,
+}
+
+/// Runs `diorama ARGS…` to completion with a private state root, returning its outcome.
+pub fn diorama(args: &[&str]) -> Outcome {
+    let out = std::process::Command::new(artifact("diorama"))
+        .args(args)
+        .env("DIORAMA_LOG", "info")
+        .output()
+        .expect("run diorama");
+    Outcome {
+        code: out.status.code(),
+        stdout: String::from_utf8_lossy(&out.stdout).into_owned(),
+        stderr: String::from_utf8_lossy(&out.stderr).into_owned(),
+    }
+}
+
+/// Writes a topology file into `dir` and returns its path.
+pub fn topology(dir: &Path, name: &str, yaml: &str) -> PathBuf {
+    let path = dir.join(format!("{name}.yaml"));
+    std::fs::write(&path, yaml).expect("write topology");
+    path
+}
+
+/// Everything of diorama's that is still on this machine: cgroups under any `diorama`
+/// directory, node processes (`diorama:<node>`), and run state directories.
+pub fn leftovers() -> Vec<String> {
+    let mut found = Vec::new();
+    if let Ok(controllers) = std::fs::read_dir("/sys/fs/cgroup") {
+        for ctrl in controllers.flatten() {
+            let dir = ctrl.path().join("diorama");
+            if let Ok(runs) = std::fs::read_dir(&dir) {
+                for run in runs.flatten() {
+                    found.push(format!("cgroup {}", run.path().display()));
+                }
+            }
+        }
+    }
+    if let Ok(procs) = std::fs::read_dir("/proc") {
+        for p in procs.flatten() {
+            if let Ok(cmd) = std::fs::read(p.path().join("cmdline")) {
+                let cmd = String::from_utf8_lossy(&cmd);
+                if cmd.starts_with("diorama:") {
+                    found.push(format!("process {} {}", p.file_name().to_string_lossy(), cmd.replace('\0', " ")));
+                }
+            }
+        }
+    }
+    if let Ok(runs) = std::fs::read_dir("/run/diorama") {
+        for run in runs.flatten() {
+            found.push(format!("state {}", run.path().display()));
+        }
+    }
+    found
+}
+
+/// Reads a results directory's `run.json`.
+pub fn run_json(results: &Path) -> serde_json::Value {
+    let text = std::fs::read_to_string(results.join("run.json")).expect("run.json exists");
+    serde_json::from_str(&text).expect("run.json parses")
+}

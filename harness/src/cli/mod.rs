@@ -36,6 +36,15 @@ pub enum Command {
     Init { config: std::path::PathBuf },
 }
 
+/// A flag set by SIGINT, SIGTERM or SIGHUP, for an orderly stop.
+pub fn interrupt_flag() -> anyhow::Result<std::sync::Arc<std::sync::atomic::AtomicBool>> {
+    let flag = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+    for sig in [signal_hook::consts::SIGINT, signal_hook::consts::SIGTERM, signal_hook::consts::SIGHUP] {
+        signal_hook::flag::register(sig, std::sync::Arc::clone(&flag))?;
+    }
+    Ok(flag)
+}
+
 /// Parses the command line, runs the subcommand and returns the process exit code.
 pub fn main() -> u8 {
     let cli = match Cli::try_parse() {

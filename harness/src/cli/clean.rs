@@ -1,0 +1,54 @@
+//! `diorama clean [RUN] [--check] [--force]`: remove leftovers of crashed runs.
+
+use std::path::PathBuf;
+
+use super::Failure;
+use crate::exit;
+
+#[derive(Debug, clap::Args)]
+pub struct Args {
+    /// Only this run (its id is the results directory's name); default: every dead run.
+    pub run: Option<String>,
+    /// Report leftovers and exit non-zero if there are any; remove nothing.
+    #[arg(long)]
+    pub check: bool,
+    /// Also clean runs whose harness is still alive.
+    #[arg(long)]
+    pub force: bool,
+    /// Root of the run state directories.
+    #[arg(long, default_value = crate::state::DEFAULT_ROOT, hide = true)]
+    pub state_root: PathBuf,
+}
+
+pub fn run(args: Args) -> anyhow::Result<u8> {
+    if !nix::unistd::geteuid().is_root() {
+        return Err(Failure::new(exit::ENVIRONMENT, "diorama clean needs root (cgroups, namespaces)").into());
+    }
+    let report = crate::clean::clean(&args.state_root, args.run.as_deref(), args.force, args.check)?;
+    for live in &report.live {
+        eprintln!("left alone: run {live} (its harness is running; use --force)");
+    }
+    if args.check {
+        if report.remaining.is_empty() {
+            eprintln!("clean: nothing left behind");
+            return Ok(exit::OK);
+        }
+        for item in &report.remaining {
+            eprintln!("left behind: {item}");
+        }
+        return Err(Failure::new(exit::RUN_FAILED, format!("{} leftovers (run `diorama clean`)", report.remaining.len())).into());
+    }
+    eprintln!(
+        "clean: {} runs, {} processes killed, {} cgroups removed",
+        report.runs.len(),
+        report.processes_killed,
+        report.cgroups_removed.len()
+    );
+    if !report.remaining.is_empty() {
+        for item in &report.remaining {
+            eprintln!("could not remove: {item}");
+        }
+        return Err(Failure::new(exit::SETUP, "some leftovers could not be removed").into());
+    }
+    Ok(exit::OK)
+}

@@ -1,0 +1,624 @@
+//! The lifecycle of one experiment: prepare, start in order, supervise, stop, tear down.
+//!
+//! # Design
+//! A [`Testbed`] owns every object of the run and tears all of them down in `Drop`, so an
+//! error at any step (or a panic) still leaves nothing behind. Each object is recorded in
+//! the state directory before it is created, for `diorama clean` after a `kill -9`.
+//! The engine is a single-threaded polling loop: at the scale of a 2-core host with up to
+//! thousands of nodes, a 10 ms tick of `try_wait` calls costs far less than the nodes.
+
+use std::os::fd::OwnedFd;
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::{Duration, Instant};
+
+use nix::sys::signal::Signal;
+use serde_json::json;
+
+use super::events::EventLog;
+use super::metrics::NodeSampler;
+use super::progress::Progress;
+use super::resources::NodeCgroup;
+use super::spec::{NodeSpec, ReadyCheck, TestbedSpec};
+use crate::container::{self, exit_code_of, InitConfig, Launch, NodeProcess};
+use crate::state::{ProcessId, RunRecord, StateDir};
+
+/// How often the engine polls.
+const TICK: Duration = Duration::from_millis(10);
+/// Bytes of a failed node's stderr shown in the error.
+const STDERR_TAIL: usize = 2000;
+
+/// Errors of a run.
+#[derive(Debug, thiserror::Error)]
+pub enum TestbedError {
+    #[error("create results directory {path}")]
+    Results {
+        path: PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error("record run state")]
+    State(#[from] crate::state::StateError),
+    #[error("set up cgroup of node {node}")]
+    Cgroup {
+        node: String,
+        #[source]
+        source: super::resources::ResourceError,
+    },
+    #[error("prepare node {node}")]
+    Prepare {
+        node: String,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error("start node {node}")]
+    Start {
+        node: String,
+        #[source]
+        source: container::ContainerError,
+    },
+    #[error("node {node} {what}\n--- last lines of {node}'s stderr ---\n{stderr}")]
+    NodeFailed { node: String, what: String, stderr: String },
+    #[error("set up the network")]
+    Network(#[source] Box<dyn std::error::Error + Send + Sync>),
+}
+
+/// Where a run puts things and what it runs with.
+#[derive(Debug, Clone)]
+pub struct RunOptions {
+    pub results_dir: PathBuf,
+    pub state_root: PathBuf,
+    /// The `diorama` executable (provides `__init`).
+    pub harness_exe: PathBuf,
+    /// `libdilation.so`; `None` runs undilated (only valid at TDF 1).
+    pub shim: Option<PathBuf>,
+    /// Show a live progress bar (a TTY) instead of plain lines.
+    pub interactive: bool,
+}
+
+/// The fate of one node.
+#[derive(Debug, Clone, serde::Serialize)]
+pub struct NodeOutcome {
+    pub name: String,
+    pub main: bool,
+    pub started: bool,
+    /// Exit code (128 + signal when killed); `None` if it was still running at the end.
+    pub exit: Option<i32>,
+    /// Whether the harness stopped it at the end of the run (then any exit is expected).
+    pub stopped_by_harness: bool,
+    pub restarts: u32,
+}
+
+/// The result of a run.
+#[derive(Debug, Clone)]
+pub struct RunOutcome {
+    pub results_dir: PathBuf,
+    pub success: bool,
+    pub interrupted: bool,
+    pub reason: String,
+    pub nodes: Vec<NodeOutcome>,
+    pub virtual_elapsed: Duration,
+    pub real_elapsed: Duration,
+}
+
+struct Node {
+    spec: NodeSpec,
+    dir: PathBuf,
+    config_path: PathBuf,
+    cgroup: Option<NodeCgroup>,
+    process: Option<NodeProcess>,
+    exit: Option<i32>,
+    stopped_by_harness: bool,
+    restarts: u32,
+}
+
+/// A running experiment. Dropping it tears everything down.
+pub struct Testbed<'a> {
+    spec: &'a TestbedSpec,
+    opts: &'a RunOptions,
+    model: dilation::TimeModel,
+    state: Option<StateDir>,
+    nodes: Vec<Node>,
+    events: EventLog,
+    sampler: NodeSampler,
+    progress: Progress,
+    started: Instant,
+    torn_down: bool,
+}
+
+/// Runs the experiment to its end and tears it down. `interrupt` is set by a signal
+/// handler (Ctrl-C); the run then stops its nodes in order and reports itself interrupted.
+pub fn run(spec: &TestbedSpec, opts: &RunOptions, interrupt: &AtomicBool) -> Result<RunOutcome, TestbedError> {
+    let mut bed = Testbed::prepare(spec, opts)?;
+    let result = bed.start(interrupt).and_then(|()| bed.supervise(interrupt));
+    let reason = match &result {
+        Ok(reason) => reason.clone(),
+        Err(err) => format!("{err}"),
+    };
+    bed.stop_all();
+    let outcome = bed.outcome(&reason, interrupt.load(Ordering::Relaxed));
+    bed.write_run_json(&outcome);
+    bed.teardown();
+    result.map(|_| outcome)
+}
+
+impl<'a> Testbed<'a> {
+    fn prepare(spec: &'a TestbedSpec, opts: &'a RunOptions) -> Result<Self, TestbedError> {
+        let results = &opts.results_dir;
+        std::fs::create_dir_all(results.join("nodes"))
+            .map_err(|source| TestbedError::Results { path: results.clone(), source })?;
+        let run_id = results
+            .file_name()
+            .map_or_else(|| spec.name.clone(), |n| n.to_string_lossy().into_owned());
+        let state = StateDir::create(
+            &opts.state_root,
+            RunRecord {
+                schema: 1,
+                run_id: run_id.clone(),
+                topology: spec.topology_file.display().to_string(),
+                harness: ProcessId::of(std::process::id()),
+                results_dir: results.clone(),
+                ..RunRecord::default()
+            },
+        )?;
+        let events = EventLog::create(&results.join("events.jsonl"))
+            .map_err(|source| TestbedError::Results { path: results.join("events.jsonl"), source })?;
+        let model = dilation::TimeModel::new(spec.tdf, dilation::Epoch::now())
+            .map_err(|e| TestbedError::Prepare { node: "-".into(), source: std::io::Error::other(e) })?;
+        let sampler = NodeSampler::create(&results.join("nodes.csv"))
+            .map_err(|source| TestbedError::Results { path: results.join("nodes.csv"), source })?;
+        let mut bed = Self {
+            spec,
+            opts,
+            model,
+            state: Some(state),
+            nodes: Vec::with_capacity(spec.nodes.len()),
+            events,
+            sampler,
+            progress: Progress::new(opts.interactive, spec.nodes.len()),
+            started: Instant::now(),
+            torn_down: false,
+        };
+        let hosts = bed.hosts_file(&run_id)?;
+        for node in &spec.nodes {
+            bed.prepare_node(node, &run_id, &hosts)?;
+        }
+        Ok(bed)
+    }
+
+    fn state(&mut self) -> &mut StateDir {
+        self.state.as_mut().expect("state exists until teardown")
+    }
+
+    /// `/etc/hosts` for every node: loopback plus every node's name.
+    fn hosts_file(&mut self, _run_id: &str) -> Result<PathBuf, TestbedError> {
+        let path = self.state().dir().join("hosts");
+        let mut text = String::from("127.0.0.1\tlocalhost\n::1\tlocalhost ip6-localhost ip6-loopback\n");
+        // Without an emulated network every node is alone; its own name points at loopback.
+        for node in &self.spec.nodes {
+            text.push_str(&format!("# {} (no emulated network)\n", node.name));
+        }
+        std::fs::write(&path, text).map_err(|source| TestbedError::Prepare { node: "-".into(), source })?;
+        Ok(path)
+    }
+
+    fn prepare_node(&mut self, spec: &NodeSpec, run_id: &str, hosts: &Path) -> Result<(), TestbedError> {
+        let name = spec.name.clone();
+        let dir = self.opts.results_dir.join("nodes").join(&name);
+        let io_err = |source| TestbedError::Prepare { node: name.clone(), source };
+        std::fs::create_dir_all(&dir).map_err(io_err)?;
+        let state_dir = self.state().dir().join("nodes").join(&name);
+        std::fs::create_dir_all(&state_dir).map_err(io_err)?;
+        let cgroup_path = format!("diorama/{run_id}/{name}");
+        // Record first, create second: a crash in between leaves a name to clean.
+        let recorded = cgroup_path.clone();
+        self.state().update(|r| r.cgroups.push(recorded))?;
+        let cgroup = NodeCgroup::create(&cgroup_path, &spec.resources)
+            .map_err(|source| TestbedError::Cgroup { node: name.clone(), source })?;
+
+        let control = state_dir.join("clock");
+        dilation::control::ControlFile::create(&control, &self.model)
+            .map_err(|e| io_err(std::io::Error::other(e)))?;
+        let config = InitConfig {
+            node: name.clone(),
+            hostname: name.clone(),
+            hosts_file: Some(hosts.to_owned()),
+            argv: spec.argv.clone(),
+            env: self.node_env(spec, &dir, &control),
+            workdir: spec.workdir.clone().unwrap_or_else(|| dir.clone()),
+            user: spec.user.clone(),
+        };
+        let config_path = state_dir.join("init.json");
+        let text = serde_json::to_vec_pretty(&config).map_err(|e| io_err(std::io::Error::other(e)))?;
+        std::fs::write(&config_path, text).map_err(io_err)?;
+        self.nodes.push(Node {
+            spec: spec.clone(),
+            dir,
+            config_path,
+            cgroup: Some(cgroup),
+            process: None,
+            exit: None,
+            stopped_by_harness: false,
+            restarts: 0,
+        });
+        Ok(())
+    }
+
+    /// The environment of a node's command: a clean PATH, the dilation variables and
+    /// the shim, diorama's own variables, then the user's (which win).
+    fn node_env(&self, spec: &NodeSpec, dir: &Path, control: &Path) -> Vec<(String, String)> {
+        let mut env = vec![
+            ("PATH".to_owned(), std::env::var("PATH").unwrap_or_else(|_| "/usr/local/bin:/usr/bin:/bin".into())),
+            ("HOME".to_owned(), dir.display().to_string()),
+            ("DIORAMA_NODE".to_owned(), spec.name.clone()),
+            ("DIORAMA_RUN_DIR".to_owned(), self.opts.results_dir.display().to_string()),
+            ("DIORAMA_NODE_DIR".to_owned(), dir.display().to_string()),
+            ("DIORAMA_TDF".to_owned(), self.spec.tdf.to_string()),
+        ];
+        if let Some(group) = &spec.group {
+            env.push(("DIORAMA_GROUP".to_owned(), group.clone()));
+        }
+        if let Some(shim) = &self.opts.shim {
+            env.extend(self.model.env());
+            env.push((dilation::ENV_CONTROL.to_owned(), control.display().to_string()));
+            env.push(("LD_PRELOAD".to_owned(), shim.display().to_string()));
+        }
+        for (k, v) in &spec.env {
+            if let Some(slot) = env.iter_mut().find(|(key, _)| key == k) {
+                slot.1.clone_from(v);
+            } else {
+                env.push((k.clone(), v.clone()));
+            }
+        }
+        env
+    }
+
+    /// Virtual seconds since the run's epoch.
+    fn now_virtual(&self) -> f64 {
+        self.started.elapsed().as_secs_f64() / self.spec.tdf
+    }
+
+    fn real(&self, virt: Duration) -> Duration {
+        virt.mul_f64(self.spec.tdf)
+    }
+
+    fn spawn_node(&mut self, idx: usize) -> Result<(), TestbedError> {
+        let node = &self.nodes[idx];
+        let name = node.spec.name.clone();
+        let io_err = |source| TestbedError::Prepare { node: name.clone(), source };
+        let open = |file: &str| {
+            std::fs::OpenOptions::new().create(true).append(true).open(node.dir.join(file))
+        };
+        let stdout = open("stdout").map_err(io_err)?;
+        let stderr = open("stderr").map_err(io_err)?;
+        let procs: Vec<OwnedFd> = match &node.cgroup {
+            Some(cg) => cg.procs_fds().map_err(io_err)?,
+            None => Vec::new(),
+        };
+        let process = container::spawn(Launch {
+            node: &name,
+            init_exe: &self.opts.harness_exe,
+            config_path: &node.config_path,
+            stdout,
+            stderr,
+            cgroup_procs: &procs,
+            netns: None,
+        })
+        .map_err(|source| TestbedError::Start { node: name.clone(), source })?;
+        let id = ProcessId::of(process.pid());
+        let recorded = name.clone();
+        if let Some(id) = id {
+            self.state().update(|r| {
+                r.nodes.insert(recorded, id);
+            })?;
+        }
+        let t = self.now_virtual();
+        self.events.write(t, "node_start", json!({"node": name, "pid": process.pid()}));
+        let node = &mut self.nodes[idx];
+        node.process = Some(process);
+        node.exit = None;
+        Ok(())
+    }
+
+    /// Starts the nodes level by level; each level waits for its readiness checks.
+    fn start(&mut self, interrupt: &AtomicBool) -> Result<(), TestbedError> {
+        let spec = self.spec;
+        for level in &spec.levels {
+            for &idx in level {
+                self.spawn_node(idx)?;
+            }
+            self.progress.nodes_up(self.running());
+            for &idx in level {
+                self.wait_ready(idx, interrupt)?;
+                if interrupt.load(Ordering::Relaxed) {
+                    return Ok(());
+                }
+            }
+        }
+        Ok(())
+    }
+
+    fn running(&self) -> usize {
+        self.nodes.iter().filter(|n| n.process.is_some() && n.exit.is_none()).count()
+    }
+
+    fn wait_ready(&mut self, idx: usize, interrupt: &AtomicBool) -> Result<(), TestbedError> {
+        let Some(check) = self.nodes[idx].spec.ready.clone() else { return Ok(()) };
+        let name = self.nodes[idx].spec.name.clone();
+        let begin = Instant::now();
+        let (timeout, what) = match &check {
+            ReadyCheck::Tcp { timeout, port } => (*timeout, format!("tcp port {port}")),
+            ReadyCheck::Command { timeout, argv } => (*timeout, format!("command {argv:?}")),
+            ReadyCheck::Delay(d) => (*d, "delay".to_owned()),
+        };
+        let deadline = begin + self.real(timeout);
+        loop {
+            if interrupt.load(Ordering::Relaxed) {
+                return Ok(());
+            }
+            self.poll_exits();
+            if let Some(code) = self.nodes[idx].exit {
+                return Err(self.node_failed(idx, &format!("exited with status {code} before it was ready ({what})")));
+            }
+            let ready = match &check {
+                ReadyCheck::Delay(_) => Instant::now() >= deadline,
+                ReadyCheck::Tcp { port, .. } => self.nodes[idx]
+                    .process
+                    .as_ref()
+                    .is_some_and(|p| crate::readiness::tcp_listening(Path::new("/proc"), p.pid(), *port)),
+                ReadyCheck::Command { argv, .. } => self.run_check(idx, argv),
+            };
+            if ready {
+                let t = self.now_virtual();
+                self.events.write(t, "node_ready", json!({"node": name}));
+                self.progress.event(&format!("{name} ready"));
+                return Ok(());
+            }
+            if Instant::now() >= deadline {
+                return Err(self.node_failed(
+                    idx,
+                    &format!("was not ready within {:?} virtual ({what})", timeout),
+                ));
+            }
+            self.progress.tick(self.now_virtual(), self.started.elapsed(), self.running());
+            std::thread::sleep(TICK.max(self.real(Duration::from_millis(5))).min(Duration::from_millis(100)));
+        }
+    }
+
+    /// Runs a readiness command inside the node; true when it exits 0.
+    fn run_check(&self, idx: usize, argv: &[String]) -> bool {
+        let node = &self.nodes[idx];
+        let (Some(process), Some((program, args))) = (&node.process, argv.split_first()) else { return false };
+        let procs = node.cgroup.as_ref().and_then(|cg| cg.procs_fds().ok()).unwrap_or_default();
+        let Ok((mut cmd, _held)) = container::enter_command(process.pid(), Path::new(program), &procs, &node.dir)
+        else {
+            return false;
+        };
+        let env = self.node_env(&node.spec, &node.dir, &node.dir.join("clock"));
+        cmd.args(args)
+            .env_clear()
+            .envs(env.iter().map(|(k, v)| (k, v)))
+            .stdin(std::process::Stdio::null())
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::null());
+        cmd.status().is_ok_and(|s| s.success())
+    }
+
+    /// Collects exits of nodes; writes their events.
+    fn poll_exits(&mut self) {
+        let t = self.now_virtual();
+        for node in &mut self.nodes {
+            if node.exit.is_some() {
+                continue;
+            }
+            let Some(process) = node.process.as_mut() else { continue };
+            if let Ok(Some(status)) = process.try_wait() {
+                let code = exit_code_of(status);
+                node.exit = Some(code);
+                self.events.write(
+                    t,
+                    "node_exit",
+                    json!({"node": node.spec.name, "code": code, "expected": node.stopped_by_harness}),
+                );
+                self.progress.event(&format!("{} exited ({code})", node.spec.name));
+            }
+        }
+    }
+
+    fn node_failed(&self, idx: usize, what: &str) -> TestbedError {
+        let node = &self.nodes[idx];
+        TestbedError::NodeFailed { node: node.spec.name.clone(), what: what.to_owned(), stderr: tail(&node.dir.join("stderr")) }
+    }
+
+    /// Runs until the end condition; returns why it ended.
+    fn supervise(&mut self, interrupt: &AtomicBool) -> Result<String, TestbedError> {
+        let has_main = self.nodes.iter().any(|n| n.spec.main);
+        let mut next_sample = 0.0_f64;
+        let every = self.spec.sample_every.as_secs_f64();
+        loop {
+            if interrupt.load(Ordering::Relaxed) {
+                return Ok("interrupted".into());
+            }
+            self.poll_exits();
+            let now = self.now_virtual();
+            if now >= next_sample {
+                self.sample(now);
+                next_sample += every;
+            }
+            // A node that dies on its own with a failure status fails the run at once.
+            if let Some(idx) = self.nodes.iter().position(|n| {
+                !n.spec.main && !n.stopped_by_harness && n.exit.is_some_and(|c| c != 0)
+            }) {
+                let code = self.nodes[idx].exit.unwrap_or_default();
+                return Err(self.node_failed(idx, &format!("died with status {code}")));
+            }
+            if let Some(d) = self.spec.duration {
+                if now >= d.as_secs_f64() {
+                    return Ok(format!("duration {:?} (virtual) elapsed", d));
+                }
+            }
+            let mains_done = self.nodes.iter().filter(|n| n.spec.main).all(|n| n.exit.is_some());
+            if has_main && mains_done {
+                return Ok("every main node exited".into());
+            }
+            if !has_main && self.spec.duration.is_none() && self.nodes.iter().all(|n| n.exit.is_some()) {
+                return Ok("every node exited".into());
+            }
+            self.progress.tick(now, self.started.elapsed(), self.running());
+            std::thread::sleep(TICK);
+        }
+    }
+
+    fn sample(&mut self, t: f64) {
+        for node in &self.nodes {
+            if let Some(cg) = &node.cgroup {
+                self.sampler.sample(t, &node.spec, cg, self.spec.tdf);
+            }
+        }
+    }
+
+    /// Stops the nodes in reverse start order: SIGTERM, then SIGKILL after the grace period.
+    fn stop_all(&mut self) {
+        let grace = self.real(self.spec.grace);
+        let levels: Vec<Vec<usize>> = self.spec.levels.iter().rev().cloned().collect();
+        for level in levels {
+            let mut any = false;
+            for &idx in &level {
+                let node = &mut self.nodes[idx];
+                if let (Some(p), None) = (&node.process, node.exit) {
+                    node.stopped_by_harness = true;
+                    let _ = p.signal(Signal::SIGTERM);
+                    any = true;
+                }
+            }
+            if !any {
+                continue;
+            }
+            let deadline = Instant::now() + grace;
+            while Instant::now() < deadline && level.iter().any(|&i| self.nodes[i].process.is_some() && self.nodes[i].exit.is_none()) {
+                self.poll_exits();
+                std::thread::sleep(TICK);
+            }
+            for &idx in &level {
+                if let (Some(p), None) = (&self.nodes[idx].process, self.nodes[idx].exit) {
+                    let _ = p.signal(Signal::SIGKILL);
+                }
+            }
+            for &idx in &level {
+                let node = &mut self.nodes[idx];
+                if let (Some(p), None) = (node.process.as_mut(), node.exit) {
+                    if let Ok(status) = p.wait() {
+                        node.exit = Some(exit_code_of(status));
+                    }
+                }
+            }
+        }
+        self.poll_exits();
+        let t = self.now_virtual();
+        self.events.write(t, "run_end", json!({}));
+    }
+
+    fn outcome(&self, reason: &str, interrupted: bool) -> RunOutcome {
+        let nodes: Vec<NodeOutcome> = self
+            .nodes
+            .iter()
+            .map(|n| NodeOutcome {
+                name: n.spec.name.clone(),
+                main: n.spec.main,
+                started: n.process.is_some(),
+                exit: n.exit,
+                stopped_by_harness: n.stopped_by_harness,
+                restarts: n.restarts,
+            })
+            .collect();
+        let mains: Vec<&NodeOutcome> = nodes.iter().filter(|n| n.main).collect();
+        let success = !interrupted
+            && nodes.iter().all(|n| n.started)
+            && if mains.is_empty() {
+                nodes.iter().all(|n| n.stopped_by_harness || n.exit == Some(0))
+            } else {
+                mains.iter().all(|n| n.exit == Some(0))
+            };
+        RunOutcome {
+            results_dir: self.opts.results_dir.clone(),
+            success,
+            interrupted,
+            reason: reason.to_owned(),
+            nodes,
+            virtual_elapsed: Duration::from_secs_f64(self.now_virtual()),
+            real_elapsed: self.started.elapsed(),
+        }
+    }
+
+    fn write_run_json(&self, outcome: &RunOutcome) {
+        let run = json!({
+            "schema": 1,
+            "name": self.spec.name,
+            "topology_file": self.spec.topology_file,
+            "tdf": self.spec.tdf,
+            "epoch": {"real_ns": self.model.epoch.real_ns, "virt_ns": self.model.epoch.virt_ns},
+            "plan": self.spec.plan,
+            "topology": self.spec.topology,
+            "host": crate::testbed::host_facts(),
+            "versions": {"diorama": env!("CARGO_PKG_VERSION")},
+            "started_at": chrono::Utc::now().checked_sub_signed(chrono::Duration::from_std(outcome.real_elapsed).unwrap_or_default()).map(|t| t.to_rfc3339()),
+            "ended_at": chrono::Utc::now().to_rfc3339(),
+            "virtual_duration_s": outcome.virtual_elapsed.as_secs_f64(),
+            "real_duration_s": outcome.real_elapsed.as_secs_f64(),
+            "shim": self.opts.shim,
+            "nodes": outcome.nodes,
+            "success": outcome.success,
+            "interrupted": outcome.interrupted,
+            "end_reason": outcome.reason,
+        });
+        let path = self.opts.results_dir.join("run.json");
+        if let Err(err) = serde_json::to_vec_pretty(&run).map_err(std::io::Error::other).and_then(|b| std::fs::write(&path, b)) {
+            tracing::error!(?err, path = %path.display(), "failed to write run.json");
+        }
+    }
+
+    /// Removes every object of the run. Idempotent; errors are logged, not returned, so that
+    /// one stuck object does not keep the others alive.
+    fn teardown(&mut self) {
+        if self.torn_down {
+            return;
+        }
+        self.torn_down = true;
+        for node in &mut self.nodes {
+            if let (Some(p), None) = (node.process.as_mut(), node.exit) {
+                let _ = p.signal(Signal::SIGKILL);
+                let _ = p.wait();
+            }
+        }
+        let mut clean = true;
+        for node in self.nodes.iter_mut().rev() {
+            if let Some(cg) = node.cgroup.take() {
+                if let Err(err) = cg.destroy() {
+                    clean = false;
+                    tracing::error!(?err, node = %node.spec.name, "failed to remove cgroup; `diorama clean` will retry");
+                }
+            }
+        }
+        if let Some(state) = self.state.take() {
+            if clean {
+                if let Err(err) = super::resources::remove_run_parent(&state.record().run_id).map_err(|e| e.to_string()).and_then(|()| state.remove().map_err(|e| e.to_string())) {
+                    tracing::error!(%err, "failed to remove run state; `diorama clean` will retry");
+                }
+            }
+        }
+    }
+}
+
+impl Drop for Testbed<'_> {
+    fn drop(&mut self) {
+        self.teardown();
+    }
+}
+
+/// The last lines of a file, for error messages.
+pub fn tail(path: &Path) -> String {
+    let Ok(bytes) = std::fs::read(path) else { return String::from("(no stderr)") };
+    let start = bytes.len().saturating_sub(STDERR_TAIL);
+    let text = String::from_utf8_lossy(&bytes[start..]).into_owned();
+    if text.trim().is_empty() { "(empty)".to_owned() } else { text }
+}
