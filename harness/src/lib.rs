@@ -6,3 +6,4 @@ pub mod container;
 pub mod state;
 pub mod readiness;
 pub mod workload;
+pub mod topology;

@@ -84,7 +84,7 @@ pub fn report(err: &anyhow::Error) -> u8 {
     for cause in err.chain().skip(1) {
         eprintln!("caused by: {cause}");
     }
-    err.chain()
-        .find_map(|e| e.downcast_ref::<Failure>())
+    err.downcast_ref::<Failure>()
+        .or_else(|| err.chain().find_map(|e| e.downcast_ref::<Failure>()))
         .map_or(crate::exit::INTERNAL, |f| f.code)
 }

@@ -129,17 +129,38 @@ pub struct Testbed<'a> {
 /// Runs the experiment to its end and tears it down. `interrupt` is set by a signal
 /// handler (Ctrl-C); the run then stops its nodes in order and reports itself interrupted.
 pub fn run(spec: &TestbedSpec, opts: &RunOptions, interrupt: &AtomicBool) -> Result<RunOutcome, TestbedError> {
+    let t0 = Instant::now();
     let mut bed = Testbed::prepare(spec, opts)?;
-    let result = bed.start(interrupt).and_then(|()| bed.supervise(interrupt));
+    let prepared = t0.elapsed();
+    let t1 = Instant::now();
+    let started = bed.start(interrupt);
+    let start_s = t1.elapsed();
+    let result = started.and_then(|()| bed.supervise(interrupt));
     let reason = match &result {
         Ok(reason) => reason.clone(),
         Err(err) => format!("{err}"),
     };
+    let t2 = Instant::now();
     bed.stop_all();
+    let stopped = t2.elapsed();
     let outcome = bed.outcome(&reason, interrupt.load(Ordering::Relaxed));
-    bed.write_run_json(&outcome);
+    let t3 = Instant::now();
     bed.teardown();
+    let torn = t3.elapsed();
+    let timings = json!({
+        "prepare_s": prepared.as_secs_f64(),
+        "start_s": start_s.as_secs_f64(),
+        "stop_s": stopped.as_secs_f64(),
+        "teardown_s": torn.as_secs_f64(),
+        "harness_peak_rss_kib": peak_rss_kib(),
+    });
+    bed.write_run_json(&outcome, timings);
     result.map(|_| outcome)
+}
+
+/// The harness's peak resident set size so far.
+fn peak_rss_kib() -> Option<i64> {
+    nix::sys::resource::getrusage(nix::sys::resource::UsageWho::RUSAGE_SELF).ok().map(|u| u.max_rss())
 }
 
 impl<'a> Testbed<'a> {
@@ -550,7 +571,7 @@ impl<'a> Testbed<'a> {
         }
     }
 
-    fn write_run_json(&self, outcome: &RunOutcome) {
+    fn write_run_json(&self, outcome: &RunOutcome, timings: serde_json::Value) {
         let run = json!({
             "schema": 1,
             "name": self.spec.name,
@@ -570,6 +591,7 @@ impl<'a> Testbed<'a> {
             "success": outcome.success,
             "interrupted": outcome.interrupted,
             "end_reason": outcome.reason,
+            "timings": timings,
         });
         let path = self.opts.results_dir.join("run.json");
         if let Err(err) = serde_json::to_vec_pretty(&run).map_err(std::io::Error::other).and_then(|b| std::fs::write(&path, b)) {

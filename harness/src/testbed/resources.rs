@@ -1,0 +1,343 @@
+//! The engine's view of a node's cgroups: create with limits, join, sample, remove.
+//!
+//! This is a thin binding over cgroupfs for cgroup v1 (one hierarchy per controller, as on
+//! this build host) and v2 (one unified hierarchy), detected from `/proc/self/mounts`.
+
+use std::fs::OpenOptions;
+use std::os::fd::OwnedFd;
+use std::path::{Path, PathBuf};
+use std::time::{Duration, Instant};
+
+use super::spec::NodeResources;
+
+/// Errors of node cgroups.
+#[derive(Debug, thiserror::Error)]
+pub enum ResourceError {
+    #[error("find the cgroup hierarchy: {0}")]
+    Detect(String),
+    #[error("write {value:?} to {path}")]
+    Write {
+        path: PathBuf,
+        value: String,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error("create cgroup {path}")]
+    Create {
+        path: PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error("remove cgroup {path}")]
+    Remove {
+        path: PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
+}
+
+/// cgroup v1 controllers a node uses, each its own hierarchy.
+const V1_CONTROLLERS: [&str; 6] = ["cpu", "cpuacct", "memory", "pids", "blkio", "freezer"];
+
+#[derive(Debug, Clone)]
+enum Layout {
+    /// Controller name → its hierarchy's mount point.
+    V1(Vec<(String, PathBuf)>),
+    V2(PathBuf),
+}
+
+fn detect() -> Result<Layout, ResourceError> {
+    let mounts = std::fs::read_to_string("/proc/self/mounts").map_err(|e| ResourceError::Detect(e.to_string()))?;
+    let mut v1 = Vec::new();
+    let mut v2 = None;
+    for line in mounts.lines() {
+        let f: Vec<&str> = line.split_whitespace().collect();
+        if f.len() < 4 {
+            continue;
+        }
+        match f[2] {
+            "cgroup" => {
+                for opt in f[3].split(',') {
+                    if V1_CONTROLLERS.contains(&opt) && !v1.iter().any(|(c, _): &(String, PathBuf)| c == opt) {
+                        v1.push((opt.to_owned(), PathBuf::from(f[1])));
+                    }
+                }
+            }
+            "cgroup2" => {
+                let path = PathBuf::from(f[1]);
+                let controllers = std::fs::read_to_string(path.join("cgroup.controllers")).unwrap_or_default();
+                if controllers.split_whitespace().any(|c| c == "cpu") {
+                    v2 = Some(path);
+                }
+            }
+            _ => {}
+        }
+    }
+    if let Some(root) = v2 {
+        return Ok(Layout::V2(root));
+    }
+    if v1.iter().any(|(c, _)| c == "cpu") {
+        return Ok(Layout::V1(v1));
+    }
+    Err(ResourceError::Detect("no cgroup v1 cpu hierarchy and no cgroup v2 hierarchy with the cpu controller".into()))
+}
+
+fn write(path: &Path, value: &str) -> Result<(), ResourceError> {
+    std::fs::write(path, value).map_err(|source| ResourceError::Write {
+        path: path.to_owned(),
+        value: value.to_owned(),
+        source,
+    })
+}
+
+/// Counters of one node.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct NodeStats {
+    pub cpu_usage_ns: u64,
+    pub throttled_ns: u64,
+    pub memory_bytes: u64,
+    pub pids: u64,
+}
+
+/// The cgroups of one node (one directory per v1 hierarchy, or one v2 directory).
+#[derive(Debug)]
+pub struct NodeCgroup {
+    layout: Layout,
+    rel: String,
+}
+
+impl NodeCgroup {
+    fn dirs(layout: &Layout, rel: &str) -> Vec<(String, PathBuf)> {
+        match layout {
+            Layout::V1(ctrls) => ctrls.iter().map(|(c, root)| (c.clone(), root.join(rel))).collect(),
+            Layout::V2(root) => vec![("unified".to_owned(), root.join(rel))],
+        }
+    }
+
+    fn dir_of(&self, controller: &str) -> Option<PathBuf> {
+        Self::dirs(&self.layout, &self.rel).into_iter().find(|(c, _)| c == controller || c == "unified").map(|(_, d)| d)
+    }
+
+    /// Creates the node's cgroups at `rel` (e.g. `diorama/<run>/<node>`) with its limits.
+    pub fn create(rel: &str, res: &NodeResources) -> Result<Self, ResourceError> {
+        let layout = detect()?;
+        if let Layout::V2(root) = &layout {
+            // Every ancestor must delegate the controllers to its children.
+            let mut dir = root.clone();
+            for part in Path::new(rel).parent().into_iter().flat_map(|p| p.components()) {
+                let _ = std::fs::write(dir.join("cgroup.subtree_control"), "+cpu +memory +pids +io");
+                dir = dir.join(part);
+                std::fs::create_dir_all(&dir).map_err(|source| ResourceError::Create { path: dir.clone(), source })?;
+            }
+            let _ = std::fs::write(dir.join("cgroup.subtree_control"), "+cpu +memory +pids +io");
+        }
+        for (_, dir) in Self::dirs(&layout, rel) {
+            std::fs::create_dir_all(&dir).map_err(|source| ResourceError::Create { path: dir.clone(), source })?;
+        }
+        let cg = Self { layout, rel: rel.to_owned() };
+        cg.apply(res)?;
+        Ok(cg)
+    }
+
+    fn apply(&self, res: &NodeResources) -> Result<(), ResourceError> {
+        match &self.layout {
+            Layout::V1(_) => {
+                if let Some(cpu) = self.dir_of("cpu") {
+                    write(&cpu.join("cpu.cfs_period_us"), &res.cpu_period_us.to_string())?;
+                    let quota = res.cpu_quota_us.map_or("-1".to_owned(), |q| q.to_string());
+                    write(&cpu.join("cpu.cfs_quota_us"), &quota)?;
+                }
+                if let (Some(mem), Some(limit)) = (self.dir_of("memory"), res.memory_bytes) {
+                    // No swapping around the limit: a node gets what its machine had.
+                    let _ = std::fs::write(mem.join("memory.swappiness"), "0");
+                    write(&mem.join("memory.limit_in_bytes"), &limit.to_string())?;
+                    if mem.join("memory.memsw.limit_in_bytes").exists() {
+                        write(&mem.join("memory.memsw.limit_in_bytes"), &limit.to_string())?;
+                    }
+                }
+                if let (Some(pids), Some(max)) = (self.dir_of("pids"), res.pids_max) {
+                    write(&pids.join("pids.max"), &max.to_string())?;
+                }
+                if let Some(blkio) = self.dir_of("blkio") {
+                    for &(major, minor, rbps, wbps, riops, wiops) in &res.io {
+                        for (file, value) in [
+                            ("blkio.throttle.read_bps_device", rbps),
+                            ("blkio.throttle.write_bps_device", wbps),
+                            ("blkio.throttle.read_iops_device", riops),
+                            ("blkio.throttle.write_iops_device", wiops),
+                        ] {
+                            if let Some(v) = value {
+                                write(&blkio.join(file), &format!("{major}:{minor} {v}"))?;
+                            }
+                        }
+                    }
+                }
+            }
+            Layout::V2(_) => {
+                let dir = self.dir_of("unified").unwrap_or_default();
+                let quota = res.cpu_quota_us.map_or("max".to_owned(), |q| q.to_string());
+                write(&dir.join("cpu.max"), &format!("{quota} {}", res.cpu_period_us))?;
+                if let Some(limit) = res.memory_bytes {
+                    write(&dir.join("memory.max"), &limit.to_string())?;
+                    let _ = std::fs::write(dir.join("memory.swap.max"), "0");
+                }
+                if let Some(max) = res.pids_max {
+                    write(&dir.join("pids.max"), &max.to_string())?;
+                }
+                for &(major, minor, rbps, wbps, riops, wiops) in &res.io {
+                    let f = |k: &str, v: Option<u64>| v.map(|v| format!(" {k}={v}")).unwrap_or_default();
+                    let line = format!("{major}:{minor}{}{}{}{}", f("rbps", rbps), f("wbps", wbps), f("riops", riops), f("wiops", wiops));
+                    write(&dir.join("io.max"), &line)?;
+                }
+            }
+        }
+        Ok(())
+    }
+
+    /// Opened `cgroup.procs` files; writing `0` into each moves the writer in.
+    pub fn procs_fds(&self) -> std::io::Result<Vec<OwnedFd>> {
+        Self::dirs(&self.layout, &self.rel)
+            .into_iter()
+            .map(|(_, d)| OpenOptions::new().write(true).open(d.join("cgroup.procs")).map(OwnedFd::from))
+            .collect()
+    }
+
+    fn read_u64(path: &Path) -> Option<u64> {
+        std::fs::read_to_string(path).ok()?.trim().parse().ok()
+    }
+
+    fn stat_field(path: &Path, key: &str) -> Option<u64> {
+        let text = std::fs::read_to_string(path).ok()?;
+        text.lines().find_map(|l| l.strip_prefix(key)?.strip_prefix(' ')?.trim().parse().ok())
+    }
+
+    /// Current counters.
+    pub fn stats(&self) -> std::io::Result<NodeStats> {
+        Ok(match &self.layout {
+            Layout::V1(_) => NodeStats {
+                cpu_usage_ns: self.dir_of("cpuacct").and_then(|d| Self::read_u64(&d.join("cpuacct.usage"))).unwrap_or(0),
+                throttled_ns: self.dir_of("cpu").and_then(|d| Self::stat_field(&d.join("cpu.stat"), "throttled_time")).unwrap_or(0),
+                memory_bytes: self.dir_of("memory").and_then(|d| Self::read_u64(&d.join("memory.usage_in_bytes"))).unwrap_or(0),
+                pids: self.dir_of("pids").and_then(|d| Self::read_u64(&d.join("pids.current"))).unwrap_or(0),
+            },
+            Layout::V2(_) => {
+                let d = self.dir_of("unified").unwrap_or_default();
+                NodeStats {
+                    cpu_usage_ns: Self::stat_field(&d.join("cpu.stat"), "usage_usec").unwrap_or(0) * 1000,
+                    throttled_ns: Self::stat_field(&d.join("cpu.stat"), "throttled_usec").unwrap_or(0) * 1000,
+                    memory_bytes: Self::read_u64(&d.join("memory.current")).unwrap_or(0),
+                    pids: Self::read_u64(&d.join("pids.current")).unwrap_or(0),
+                }
+            }
+        })
+    }
+
+    /// Kills every process in the node's cgroups and removes them. Returns how many
+    /// processes were killed.
+    pub fn destroy(self) -> Result<usize, ResourceError> {
+        Self::remove_rel(&self.layout, &self.rel)
+    }
+
+    fn remove_rel(layout: &Layout, rel: &str) -> Result<usize, ResourceError> {
+        let mut killed = 0;
+        for (_, dir) in Self::dirs(layout, rel) {
+            if !dir.exists() {
+                continue;
+            }
+            killed += kill_all(&dir);
+            // Exiting processes hold the cgroup busy for a moment.
+            let deadline = Instant::now() + Duration::from_secs(5);
+            loop {
+                match std::fs::remove_dir(&dir) {
+                    Ok(()) => break,
+                    Err(e) if e.kind() == std::io::ErrorKind::NotFound => break,
+                    Err(e) if Instant::now() < deadline && e.raw_os_error() == Some(libc::EBUSY) => {
+                        killed += kill_all(&dir);
+                        std::thread::sleep(Duration::from_millis(10));
+                    }
+                    Err(source) => return Err(ResourceError::Remove { path: dir, source }),
+                }
+            }
+        }
+        Ok(killed)
+    }
+
+    /// Removes the cgroup at `rel` in every hierarchy, killing what is inside.
+    pub fn remove_path(rel: &str) -> Result<usize, ResourceError> {
+        Self::remove_rel(&detect()?, rel)
+    }
+
+    /// Every run with cgroups under `diorama/`: (run id, node cgroup paths).
+    pub fn list_runs() -> Result<Vec<(String, Vec<String>)>, ResourceError> {
+        let layout = detect()?;
+        let roots: Vec<PathBuf> = match &layout {
+            Layout::V1(ctrls) => ctrls.iter().map(|(_, r)| r.join("diorama")).collect(),
+            Layout::V2(root) => vec![root.join("diorama")],
+        };
+        let mut runs: Vec<(String, Vec<String>)> = Vec::new();
+        for root in roots {
+            let Ok(entries) = std::fs::read_dir(&root) else { continue };
+            for run in entries.flatten().filter(|e| e.path().is_dir()) {
+                let id = run.file_name().to_string_lossy().into_owned();
+                let nodes: Vec<String> = std::fs::read_dir(run.path())
+                    .into_iter()
+                    .flatten()
+                    .flatten()
+                    .filter(|e| e.path().is_dir())
+                    .map(|e| format!("diorama/{id}/{}", e.file_name().to_string_lossy()))
+                    .collect();
+                match runs.iter_mut().find(|(r, _)| *r == id) {
+                    Some((_, all)) => {
+                        for n in nodes {
+                            if !all.contains(&n) {
+                                all.push(n);
+                            }
+                        }
+                    }
+                    None => runs.push((id, nodes)),
+                }
+            }
+        }
+        Ok(runs)
+    }
+}
+
+/// SIGKILLs every process listed in `dir/cgroup.procs`, repeatedly until none is left
+/// (a fork may race the first pass). Returns how many were signalled.
+fn kill_all(dir: &Path) -> usize {
+    let mut killed = 0;
+    for _ in 0..50 {
+        let procs = std::fs::read_to_string(dir.join("cgroup.procs")).unwrap_or_default();
+        let pids: Vec<i32> = procs.lines().filter_map(|l| l.trim().parse().ok()).collect();
+        if pids.is_empty() {
+            break;
+        }
+        for pid in pids {
+            if nix::sys::signal::kill(nix::unistd::Pid::from_raw(pid), nix::sys::signal::Signal::SIGKILL).is_ok() {
+                killed += 1;
+            }
+        }
+        std::thread::sleep(Duration::from_millis(2));
+    }
+    killed
+}
+
+/// Removes the run's parent cgroups `diorama/<run>` (and `diorama` when empty).
+pub fn remove_run_parent(run_id: &str) -> Result<(), ResourceError> {
+    let layout = detect()?;
+    let roots: Vec<PathBuf> = match &layout {
+        Layout::V1(ctrls) => ctrls.iter().map(|(_, r)| r.clone()).collect(),
+        Layout::V2(root) => vec![root.clone()],
+    };
+    for root in roots {
+        let run = root.join("diorama").join(run_id);
+        match std::fs::remove_dir(&run) {
+            Ok(()) => {}
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+            Err(source) => return Err(ResourceError::Remove { path: run, source }),
+        }
+        // Shared by concurrent runs: removed only when empty, and losing that race is fine.
+        let _ = std::fs::remove_dir(root.join("diorama"));
+    }
+    Ok(())
+}
