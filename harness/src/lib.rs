@@ -7,3 +7,4 @@ pub mod state;
 pub mod readiness;
 pub mod workload;
 pub mod topology;
+pub mod plan;

@@ -1,0 +1,270 @@
+//! The planner: places nodes on hosts and picks the time-dilation factor.
+//!
+//! # Design
+//! With TDF t a node of `cpus` original cores needs `cpus / t` host cores; memory is not
+//! scaled. A placement is valid when, on every host, `Σ cpus/t ≤ cores · headroom` and
+//! `Σ memory ≤ memory`. Placement is first-fit decreasing by CPU (ties by memory, then
+//! name, so plans are deterministic); groups marked `spread` go first, each member to the
+//! host with the most free CPU. `tdf: auto` searches the smallest TDF (to 0.01) at which
+//! placement succeeds: feasibility is monotone in t for a fixed order of items, so a binary
+//! search between the lower bound `Σcpus / Σ(cores·headroom)` and a feasible upper bound
+//! finds it, and the result is verified.
+//!
+//! CFS: quota = `cpus / t × period`. The kernel refuses quotas under 1 ms, so where that
+//! would happen the period is lengthened (up to the kernel's 1 s maximum) rather than the
+//! quota rounded up, which would silently give the node more CPU than planned.
+
+mod host;
+mod table;
+
+pub use host::{Host, Inventory};
+
+use serde::Serialize;
+
+use crate::topology::model::Placement;
+use crate::topology::Topology;
+
+/// Kernel limits of the CFS bandwidth controller.
+pub const MIN_QUOTA_US: u64 = 1_000;
+pub const MAX_PERIOD_US: u64 = 1_000_000;
+/// TDF resolution of `auto`.
+const TDF_STEP: f64 = 0.01;
+
+/// Errors of planning.
+#[derive(Debug, Clone, PartialEq, thiserror::Error)]
+pub enum PlanError {
+    #[error("TDF {tdf} does not fit: {detail}; the smallest TDF that fits is {fits}")]
+    TdfTooSmall { tdf: f64, detail: String, fits: String },
+    #[error("the nodes' memory does not fit on the hosts at any TDF (memory is not scaled): {detail}")]
+    Memory { detail: String },
+    #[error("node {node} needs {need:.3} host cores at TDF {tdf}, more than the largest host offers ({cores:.2} cores × headroom)")]
+    NodeTooBig { node: String, need: f64, cores: f64, tdf: f64 },
+    #[error("node {node}'s CPU share {share:.6} of a core is below the kernel's minimum quota (1 ms per 1 s period); lower the TDF or raise its cpus")]
+    QuotaTooSmall { node: String, share: f64 },
+    #[error("the inventory has no hosts")]
+    NoHosts,
+    #[error("invalid TDF {0}: it must be a positive number")]
+    BadTdf(f64),
+}
+
+/// Options of a plan.
+#[derive(Debug, Clone, PartialEq)]
+pub struct PlanOptions {
+    /// Overrides the topology's `tdf`.
+    pub tdf: Option<f64>,
+    /// Share of each host's cores the plan may use.
+    pub headroom: f64,
+    /// CFS period in µs before lengthening.
+    pub cpu_period_us: u64,
+}
+
+/// One node's placement.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct Placed {
+    pub node: String,
+    pub host: String,
+    /// Cores of the original machine (perceived).
+    pub cpus: f64,
+    /// Host cores: `cpus / tdf`.
+    pub real_cpus: f64,
+    pub cpu_quota_us: u64,
+    pub cpu_period_us: u64,
+    pub memory: u64,
+}
+
+/// Per-host totals.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct HostLoad {
+    pub host: String,
+    pub cores: f64,
+    pub memory: u64,
+    pub real_cpus: f64,
+    pub memory_used: u64,
+    pub nodes: usize,
+}
+
+/// A plan: the TDF and where every node runs.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct Plan {
+    pub schema: u32,
+    pub tdf: f64,
+    pub tdf_auto: bool,
+    pub headroom: f64,
+    pub nodes: Vec<Placed>,
+    pub hosts: Vec<HostLoad>,
+}
+
+struct Item<'a> {
+    idx: usize,
+    name: &'a str,
+    cpus: f64,
+    memory: u64,
+    spread_group: Option<&'a str>,
+}
+
+/// Places items at `tdf`; `Err` names the host and resource that overflowed first.
+fn place(items: &[Item<'_>], hosts: &[Host], headroom: f64, tdf: f64) -> Result<Vec<usize>, String> {
+    let mut cpu_free: Vec<f64> = hosts.iter().map(|h| h.cores * headroom).collect();
+    let mut mem_free: Vec<u64> = hosts.iter().map(|h| h.memory).collect();
+    let mut at = vec![usize::MAX; items.len()];
+    // Tolerance for float sums at the exact boundary.
+    const EPS: f64 = 1e-9;
+    for (k, item) in items.iter().enumerate() {
+        let need = item.cpus / tdf;
+        let fits = |h: usize, cpu_free: &[f64], mem_free: &[u64]| need <= cpu_free[h] + EPS && item.memory <= mem_free[h];
+        let chosen = if item.spread_group.is_some() {
+            (0..hosts.len())
+                .filter(|&h| fits(h, &cpu_free, &mem_free))
+                .max_by(|&a, &b| cpu_free[a].total_cmp(&cpu_free[b]).then(b.cmp(&a)))
+        } else {
+            (0..hosts.len()).find(|&h| fits(h, &cpu_free, &mem_free))
+        };
+        let Some(h) = chosen else {
+            let best = (0..hosts.len()).max_by(|&a, &b| cpu_free[a].total_cmp(&cpu_free[b])).unwrap_or(0);
+            return Err(if item.memory > mem_free.iter().copied().max().unwrap_or(0) {
+                format!("node {} needs {} MiB of memory, no host has that much left", item.name, item.memory >> 20)
+            } else {
+                format!(
+                    "node {} needs {need:.3} host cores, host {} has {:.3} of {:.2} left",
+                    item.name, hosts[best].name, cpu_free[best].max(0.0), hosts[best].cores * headroom
+                )
+            });
+        };
+        cpu_free[h] -= need;
+        mem_free[h] -= item.memory;
+        at[k] = h;
+    }
+    Ok(at)
+}
+
+/// CFS quota and period for a share of `real_cpus` host cores.
+pub fn cfs(real_cpus: f64, period_us: u64) -> Option<(u64, u64)> {
+    let mut period = period_us.clamp(MIN_QUOTA_US, MAX_PERIOD_US);
+    let mut quota = (real_cpus * period as f64).round() as u64;
+    if quota < MIN_QUOTA_US {
+        period = ((MIN_QUOTA_US as f64 / real_cpus).ceil() as u64).min(MAX_PERIOD_US);
+        quota = (real_cpus * period as f64).round() as u64;
+        if quota < MIN_QUOTA_US {
+            return None;
+        }
+    }
+    Some((quota, period))
+}
+
+/// Plans `topology` on `inventory`.
+pub fn plan(topology: &Topology, inventory: &Inventory, opts: &PlanOptions) -> Result<Plan, PlanError> {
+    let hosts = &inventory.hosts;
+    if hosts.is_empty() {
+        return Err(PlanError::NoHosts);
+    }
+    let mut items: Vec<Item<'_>> = topology
+        .nodes
+        .iter()
+        .enumerate()
+        .map(|(idx, n)| Item {
+            idx,
+            name: &n.name,
+            cpus: n.cpus,
+            memory: n.memory,
+            spread_group: (n.placement == Placement::Spread).then(|| n.group.as_deref().unwrap_or(&n.name)),
+        })
+        .collect();
+    // Spread groups first (by group, then member order), then first-fit decreasing.
+    items.sort_by(|a, b| {
+        b.spread_group
+            .is_some()
+            .cmp(&a.spread_group.is_some())
+            .then_with(|| match (a.spread_group, b.spread_group) {
+                (Some(x), Some(y)) => x.cmp(y).then(a.idx.cmp(&b.idx)),
+                _ => b.cpus.total_cmp(&a.cpus).then(b.memory.cmp(&a.memory)).then(a.name.cmp(b.name)),
+            })
+    });
+    // Memory does not scale: check it alone first (at an "infinite" TDF).
+    if let Err(detail) = place(&items, hosts, opts.headroom, f64::MAX) {
+        return Err(PlanError::Memory { detail });
+    }
+    let max_cores = hosts.iter().map(|h| h.cores * opts.headroom).fold(0.0, f64::max);
+    let auto_tdf = || -> f64 {
+        let total_cpu: f64 = items.iter().map(|i| i.cpus).sum();
+        let total_cap: f64 = hosts.iter().map(|h| h.cores * opts.headroom).sum();
+        let biggest = items.iter().map(|i| i.cpus).fold(0.0, f64::max);
+        let mut lo = (total_cpu / total_cap).max(biggest / max_cores).max(1.0);
+        lo = (lo / TDF_STEP).floor() * TDF_STEP;
+        let mut hi = lo.max(1.0);
+        while place(&items, hosts, opts.headroom, hi).is_err() {
+            hi *= 2.0;
+        }
+        // Invariant: hi fits; find the smallest multiple of the step that fits.
+        let (mut l, mut h) = ((lo / TDF_STEP).floor() as u64, (hi / TDF_STEP).ceil() as u64);
+        if place(&items, hosts, opts.headroom, (l as f64 * TDF_STEP).max(1.0)).is_ok() {
+            return (l as f64 * TDF_STEP).max(1.0);
+        }
+        while h - l > 1 {
+            let m = (l + h) / 2;
+            if place(&items, hosts, opts.headroom, m as f64 * TDF_STEP).is_ok() {
+                h = m;
+            } else {
+                l = m;
+            }
+        }
+        h as f64 * TDF_STEP
+    };
+    let fixed = opts.tdf.or(topology.tdf.fixed());
+    let (tdf, tdf_auto) = match fixed {
+        Some(t) if !(t > 0.0 && t.is_finite()) => return Err(PlanError::BadTdf(t)),
+        Some(t) => (t, false),
+        None => (auto_tdf(), true),
+    };
+    let at = match place(&items, hosts, opts.headroom, tdf) {
+        Ok(at) => at,
+        Err(detail) => {
+            let biggest = items.iter().find(|i| i.cpus / tdf > max_cores + 1e-9);
+            if let Some(big) = biggest {
+                return Err(PlanError::NodeTooBig { node: big.name.to_owned(), need: big.cpus / tdf, cores: max_cores / opts.headroom, tdf });
+            }
+            let total_cpu: f64 = items.iter().map(|i| i.cpus).sum::<f64>() / tdf;
+            let total_cap: f64 = hosts.iter().map(|h| h.cores * opts.headroom).sum();
+            let over = (total_cpu / total_cap - 1.0) * 100.0;
+            let detail = if over > 0.0 {
+                format!("the nodes need {total_cpu:.2} host cores, {over:.0}% over the {total_cap:.2} available (cores × headroom {}); {detail}", opts.headroom)
+            } else {
+                detail
+            };
+            return Err(PlanError::TdfTooSmall { tdf, detail, fits: format!("{:.2}", auto_tdf()) });
+        }
+    };
+    let mut placed: Vec<Option<Placed>> = vec![None; topology.nodes.len()];
+    for (k, item) in items.iter().enumerate() {
+        let real = item.cpus / tdf;
+        let (quota, period) =
+            cfs(real, opts.cpu_period_us).ok_or_else(|| PlanError::QuotaTooSmall { node: item.name.to_owned(), share: real })?;
+        placed[item.idx] = Some(Placed {
+            node: item.name.to_owned(),
+            host: hosts[at[k]].name.clone(),
+            cpus: item.cpus,
+            real_cpus: real,
+            cpu_quota_us: quota,
+            cpu_period_us: period,
+            memory: item.memory,
+        });
+    }
+    let nodes: Vec<Placed> = placed.into_iter().flatten().collect();
+    let loads = hosts
+        .iter()
+        .map(|h| {
+            let mine = nodes.iter().filter(|p| p.host == h.name);
+            HostLoad {
+                host: h.name.clone(),
+                cores: h.cores,
+                memory: h.memory,
+                real_cpus: mine.clone().map(|p| p.real_cpus).sum(),
+                memory_used: mine.clone().map(|p| p.memory).sum(),
+                nodes: mine.count(),
+            }
+        })
+        .collect();
+    Ok(Plan { schema: 1, tdf, tdf_auto, headroom: opts.headroom, nodes, hosts: loads })
+}
+
+#[cfg(test)]
+mod tests;
