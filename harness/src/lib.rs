@@ -8,3 +8,6 @@ pub mod readiness;
 pub mod workload;
 pub mod topology;
 pub mod plan;
+pub mod clean;
+pub mod experiment;
+pub mod testbed;

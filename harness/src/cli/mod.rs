@@ -5,6 +5,13 @@
 
 use clap::{Parser, Subcommand};
 
+mod check;
+mod clean;
+mod exec;
+mod plan;
+mod run;
+mod schema;
+
 /// An error with the exit code it should produce.
 #[derive(Debug, thiserror::Error)]
 #[error("{message}")]
@@ -31,6 +38,18 @@ pub struct Cli {
 
 #[derive(Debug, Subcommand)]
 pub enum Command {
+    /// Run an experiment: plan, start every node, measure, tear down.
+    Run(run::Args),
+    /// Validate topology files without running them.
+    Check(check::Args),
+    /// Show the placement of nodes on hosts and the TDF; write plan.json.
+    Plan(plan::Args),
+    /// Print the JSON Schema of topology files.
+    Schema(schema::Args),
+    /// Run any command with dilated time, the way every node process runs.
+    Exec(exec::Args),
+    /// Remove what crashed runs left behind (cgroups, processes, state).
+    Clean(clean::Args),
     /// Internal: set up and supervise one node (run by the harness inside the node's namespaces).
     #[command(name = "__init", hide = true)]
     Init { config: std::path::PathBuf },
@@ -60,6 +79,12 @@ pub fn main() -> u8 {
     }
     init_tracing(&cli.log);
     let result: anyhow::Result<u8> = match cli.command {
+        Command::Run(args) => run::run(args),
+        Command::Check(args) => check::run(args),
+        Command::Plan(args) => plan::run(args),
+        Command::Schema(args) => schema::run(args),
+        Command::Exec(args) => exec::run(args),
+        Command::Clean(args) => clean::run(args),
         Command::Init { .. } => Ok(crate::exit::INTERNAL),
     };
     match result {

@@ -1,0 +1,9 @@
+//! `diorama schema`: the JSON Schema of topology files, for editors.
+
+#[derive(Debug, clap::Args)]
+pub struct Args {}
+
+pub fn run(_args: Args) -> anyhow::Result<u8> {
+    println!("{}", serde_json::to_string_pretty(&crate::topology::schema())?);
+    Ok(crate::exit::OK)
+}

@@ -1,0 +1,200 @@
+//! From a topology file to a runnable experiment: load, plan, and translate into the run
+//! engine's terms (commands resolved, resources scaled by the TDF, durations virtual).
+
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use crate::cli::Failure;
+use crate::exit;
+use crate::plan::{Inventory, Plan, PlanOptions};
+use crate::testbed::{NodeResources, NodeSpec, ReadyCheck, TestbedSpec};
+use crate::topology::{self, units, ReadySpec, Topology};
+
+/// Command-line overrides of topology settings.
+#[derive(Debug, Clone, Default)]
+pub struct Overrides {
+    pub tdf: Option<f64>,
+    pub duration: Option<String>,
+    pub sample_every: Option<String>,
+    pub headroom: Option<f64>,
+}
+
+/// A loaded and planned experiment.
+pub struct Experiment {
+    pub topology: Topology,
+    pub plan: Plan,
+    pub spec: TestbedSpec,
+    pub plan_table: String,
+}
+
+fn invalid(file: &Path, field: &str, topology: Option<&Topology>, message: String) -> anyhow::Error {
+    let pos = topology.map(|t| t.source.locate(field));
+    let at = pos.map_or_else(|| file.display().to_string(), |p| format!("{}:{}:{}", file.display(), p.line, p.col));
+    Failure::new(exit::INVALID_INPUT, format!("{at}: {field}: {message}")).into()
+}
+
+/// Loads a topology and reports diagnostics with the documented exit code.
+pub fn load(file: &Path) -> anyhow::Result<Topology> {
+    topology::load(file).map_err(|e| Failure::new(exit::INVALID_INPUT, e.to_string()).into())
+}
+
+/// Plans a topology on the inventory it names (default: this machine).
+pub fn plan(topology: &Topology, tdf: Option<f64>, headroom: Option<f64>) -> anyhow::Result<Plan> {
+    let inventory = Inventory::from_decls(&topology.hosts, Path::new("/proc"))
+        .map_err(|e| Failure::new(exit::ENVIRONMENT, format!("measure the hosts: {e}")))?;
+    let opts = PlanOptions {
+        tdf,
+        headroom: headroom.unwrap_or(topology.headroom),
+        cpu_period_us: u64::try_from(topology.cpu_period.as_micros()).unwrap_or(100_000),
+    };
+    crate::plan::plan(topology, &inventory, &opts)
+        .map_err(|e| Failure::new(exit::INVALID_INPUT, format!("{}: impossible plan: {e}", topology.file.display())).into())
+}
+
+fn parse_duration(flag: &str, text: &str) -> anyhow::Result<Duration> {
+    units::Duration::parse(text).map(|d| d.0).map_err(|e| Failure::new(exit::USAGE, format!("{flag}: {e}")).into())
+}
+
+/// Resolves `program` like the node will (PATH), so a missing binary is refused up front.
+fn find_program(program: &str) -> Option<PathBuf> {
+    if program.contains('/') {
+        let p = PathBuf::from(program);
+        return p.is_file().then_some(p);
+    }
+    let path = std::env::var_os("PATH").unwrap_or_default();
+    std::env::split_paths(&path).map(|d| d.join(program)).find(|p| p.is_file())
+}
+
+impl Experiment {
+    pub fn load(file: &Path, overrides: &Overrides) -> anyhow::Result<Self> {
+        let topology = load(file)?;
+        let plan = plan(&topology, overrides.tdf, overrides.headroom)?;
+        let duration = match &overrides.duration {
+            Some(d) => Some(parse_duration("--duration", d)?),
+            None => topology.duration,
+        };
+        let sample_every = match &overrides.sample_every {
+            Some(d) => parse_duration("--sample-every", d)?,
+            None => Duration::from_secs(1),
+        };
+        if sample_every.is_zero() {
+            return Err(Failure::new(exit::USAGE, "--sample-every must be positive").into());
+        }
+        let harness_exe = std::env::current_exe().unwrap_or_else(|_| PathBuf::from("diorama"));
+        let mut nodes = Vec::with_capacity(topology.nodes.len());
+        for (node, placed) in topology.nodes.iter().zip(&plan.nodes) {
+            let argv = match &node.run.workload {
+                Some((name, args)) => {
+                    let program = crate::workload::locate(name, &harness_exe)
+                        .map_err(|e| invalid(file, &format!("{}.run.workload", node.path), Some(&topology), e.to_string()))?;
+                    let mut argv = vec![program.display().to_string()];
+                    argv.extend(
+                        crate::workload::args_to_flags(name, args)
+                            .map_err(|e| invalid(file, &format!("{}.run.args", node.path), Some(&topology), e.to_string()))?,
+                    );
+                    argv
+                }
+                None => {
+                    let program = &node.run.argv[0];
+                    if find_program(program).is_none() {
+                        return Err(invalid(
+                            file,
+                            &format!("{}.run.command", node.path),
+                            Some(&topology),
+                            format!("program {program:?} of node {} not found on PATH", node.name),
+                        ));
+                    }
+                    node.run.argv.clone()
+                }
+            };
+            let ready = node.ready.as_ref().map(|r| match r {
+                ReadySpec::Tcp { port, timeout } => ReadyCheck::Tcp { port: *port, timeout: *timeout },
+                ReadySpec::Command { argv, timeout } => ReadyCheck::Command { argv: argv.clone(), timeout: *timeout },
+                ReadySpec::Delay(d) => ReadyCheck::Delay(*d),
+            });
+            let io = match &node.disk {
+                Some(disk) => disk_limits(disk, &node.name, plan.tdf, file, &topology, &node.path)?,
+                None => Vec::new(),
+            };
+            nodes.push(NodeSpec {
+                name: node.name.clone(),
+                group: node.group.clone(),
+                argv,
+                env: node.run.env.iter().map(|(k, v)| (k.clone(), v.clone())).collect(),
+                workdir: node.run.workdir.clone(),
+                user: node.run.user.clone(),
+                main: node.main,
+                ready,
+                resources: NodeResources {
+                    cpu_quota_us: Some(placed.cpu_quota_us),
+                    cpu_period_us: placed.cpu_period_us,
+                    memory_bytes: Some(node.memory),
+                    pids_max: Some(node.pids),
+                    io,
+                    cpus: node.cpus,
+                },
+            });
+        }
+        let spec = TestbedSpec {
+            name: topology.name.clone(),
+            topology_file: file.canonicalize().unwrap_or_else(|_| file.to_owned()),
+            tdf: plan.tdf,
+            duration,
+            nodes,
+            levels: topology.start_levels(),
+            grace: topology.grace,
+            sample_every,
+            plan: serde_json::to_value(&plan).unwrap_or_default(),
+            topology: serde_json::to_value(&topology).unwrap_or_default(),
+        };
+        let plan_table = plan.to_string();
+        Ok(Self { topology, plan, spec, plan_table })
+    }
+}
+
+type IoLimit = (u64, u64, Option<u64>, Option<u64>, Option<u64>, Option<u64>);
+
+/// Disk throttles divided by the TDF, on the device given or the one holding `/`.
+fn disk_limits(
+    disk: &topology::model::DiskDecl,
+    node: &str,
+    tdf: f64,
+    file: &Path,
+    topology: &Topology,
+    path: &str,
+) -> anyhow::Result<Vec<IoLimit>> {
+    use std::os::unix::fs::{FileTypeExt, MetadataExt};
+    let target = disk.device.clone().unwrap_or_else(|| "/".into());
+    let meta = std::fs::metadata(&target)
+        .map_err(|e| invalid(file, &format!("{path}.disk.device"), Some(topology), format!("{target}: {e}")))?;
+    // A block device names itself; a path is throttled on the device holding it.
+    let dev = if meta.file_type().is_block_device() { meta.rdev() } else { meta.dev() };
+    let (major, minor) = (nix::sys::stat::major(dev), nix::sys::stat::minor(dev));
+    // Partitions are not throttleable in blkio; use the whole disk.
+    let (major, minor) = whole_disk(major, minor);
+    let scale = |v: Option<u64>| v.map(|v| ((v as f64 / tdf).round() as u64).max(1));
+    tracing::debug!(node, major, minor, "disk throttle device");
+    Ok(vec![(
+        major,
+        minor,
+        scale(disk.read_bps.map(|b| b.0)),
+        scale(disk.write_bps.map(|b| b.0)),
+        scale(disk.iops),
+        scale(disk.iops),
+    )])
+}
+
+/// The whole disk of a partition, from sysfs (`/sys/dev/block/M:m/..`).
+fn whole_disk(major: u64, minor: u64) -> (u64, u64) {
+    let part = PathBuf::from(format!("/sys/dev/block/{major}:{minor}"));
+    if part.join("partition").exists() {
+        if let Ok(dev) = std::fs::read_to_string(part.join("../dev")) {
+            if let Some((a, b)) = dev.trim().split_once(':') {
+                if let (Ok(a), Ok(b)) = (a.parse(), b.parse()) {
+                    return (a, b);
+                }
+            }
+        }
+    }
+    (major, minor)
+}
