@@ -8,6 +8,8 @@ use diorama_tests::{artifact, diorama, leftovers, need_root, require, topology};
 
 const TOPO: &str = r#"
 name: sleepers
+tdf: 1
+defaults: {cpus: 0.1, memory: 64MiB}
 nodes:
   - name: svc[0..3]
     run: {command: "sleep 600"}
@@ -86,7 +88,7 @@ fn a_clean_run_leaves_nothing() {
     let topo = topology(
         tmp.path(),
         "short",
-        "name: short\nduration: 1s\nnodes:\n  - name: a[0..3]\n    run: {command: \"sleep 600\"}\n",
+        "name: short\ntdf: 1\nduration: 1s\ndefaults: {cpus: 0.1}\nnodes:\n  - name: a[0..3]\n    run: {command: \"sleep 600\"}\n",
     );
     let r = diorama(&["run", topo.to_str().unwrap(), "--out", tmp.path().join("results").to_str().unwrap()]);
     assert_eq!(r.code, Some(0), "{r:?}");

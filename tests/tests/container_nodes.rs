@@ -82,6 +82,7 @@ fn memory_limit_kills_a_hog() {
         "mem",
         r#"
 name: mem
+tdf: 1
 nodes:
   - name: hog
     main: true
@@ -109,6 +110,8 @@ fn nodes_start_in_dependency_order_after_readiness() {
         "order",
         r#"
 name: order
+tdf: 1
+defaults: {cpus: 0.2}
 nodes:
   - name: db
     run: {command: "sleep 0.5; exec python3 -m http.server 7000 --bind 127.0.0.1"}
@@ -149,6 +152,8 @@ fn a_node_that_fails_to_start_names_itself_and_its_stderr() {
         "fail",
         r#"
 name: fail
+tdf: 1
+defaults: {cpus: 0.2}
 nodes:
   - name: broken
     run: {command: "echo 'cannot open config: /etc/broken.conf' >&2; exit 3"}
