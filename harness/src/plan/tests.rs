@@ -111,3 +111,41 @@ fn a_node_bigger_than_any_host_is_named() {
     let p = plan(&t, &Inventory::uniform(1, 2.0, GIB), &opts(None)).unwrap();
     assert!((p.tdf - 35.56).abs() < 1e-9, "{}", p.tdf);
 }
+
+/// Every bundled topology loads and plans; its plan on a fixed 2-core, 24 GiB host is
+/// compared with `topologies/plans/<file>.txt` (regenerate with `UPDATE_SNAPSHOTS=1`).
+#[test]
+fn bundled_topologies_plan_as_snapshotted() {
+    let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("../topologies");
+    let snapshots = root.join("plans");
+    let update = std::env::var_os("UPDATE_SNAPSHOTS").is_some();
+    let mut seen = 0;
+    let mut files: Vec<_> = std::fs::read_dir(&root).unwrap().flatten().map(|e| e.path()).collect();
+    files.sort();
+    for file in files {
+        if file.extension().is_none_or(|e| e != "yaml") {
+            continue;
+        }
+        let text = std::fs::read_to_string(&file).unwrap();
+        // Suites (`scenarios:`) are checked by the suite module.
+        if text.lines().any(|l| l.starts_with("scenarios:")) {
+            continue;
+        }
+        let t = crate::topology::load(&file).unwrap_or_else(|e| panic!("{e}"));
+        let inv = Inventory { hosts: vec![Host { name: "host0".into(), cores: 2.0, memory: 24 * GIB }] };
+        let p = plan(&t, &inv, &PlanOptions { tdf: None, headroom: t.headroom, cpu_period_us: 100_000 })
+            .unwrap_or_else(|e| panic!("{}: {e}", file.display()));
+        let got = p.to_string();
+        let snap = snapshots.join(format!("{}.txt", file.file_stem().unwrap().to_string_lossy()));
+        if update {
+            std::fs::create_dir_all(&snapshots).unwrap();
+            std::fs::write(&snap, &got).unwrap();
+        } else {
+            let want = std::fs::read_to_string(&snap)
+                .unwrap_or_else(|_| panic!("no snapshot {} (run with UPDATE_SNAPSHOTS=1)", snap.display()));
+            assert_eq!(got, want, "plan of {} changed (UPDATE_SNAPSHOTS=1 to accept)", file.display());
+        }
+        seen += 1;
+    }
+    assert!(seen >= 2, "expected the bundled topologies in {}", root.display());
+}
