@@ -10,8 +10,9 @@
 //! | 24 | TDF (f64 bits) | harness |
 //! | 32 | epoch real ns (i64) | harness |
 //! | 40 | epoch virtual ns (i64) | harness |
-//! | 48 | errors counted by shims (u64, atomic add) | shims |
-//! | 56 | processes that mapped the file (u64, atomic add) | shims |
+//! | 48 | total clock steps ns (i64; realtime only, monotonic clocks ignore them) | harness |
+//! | 56 | errors counted by shims (u64, atomic add) | shims |
+//! | 64 | processes that mapped the file (u64, atomic add) | shims |
 //!
 //! # Design
 //! Readers (the shim, on every clock call) must never lock or allocate, so parameters are
@@ -35,8 +36,9 @@ pub const OFF_SEQ: u64 = 16;
 pub const OFF_TDF: u64 = 24;
 pub const OFF_EPOCH_REAL: u64 = 32;
 pub const OFF_EPOCH_VIRT: u64 = 40;
-pub const OFF_ERRORS: u64 = 48;
-pub const OFF_ATTACHED: u64 = 56;
+pub const OFF_STEPS: u64 = 48;
+pub const OFF_ERRORS: u64 = 56;
+pub const OFF_ATTACHED: u64 = 64;
 
 /// Errors of the control file.
 #[derive(Debug, thiserror::Error)]
@@ -107,13 +109,19 @@ impl ControlFile {
 
     /// Publishes `model` under the seqlock.
     fn publish(&self, model: &TimeModel) -> Result<(), ControlError> {
+        let steps = self.get(OFF_STEPS)? as i64;
+        self.publish_with_steps(model, steps)
+    }
+
+    fn publish_with_steps(&self, model: &TimeModel, steps: i64) -> Result<(), ControlError> {
         let seq = self.get(OFF_SEQ)?;
         let odd = seq | 1;
         self.put(OFF_SEQ, odd)?;
-        let mut fields = [0u8; 24];
+        let mut fields = [0u8; 32];
         fields[..8].copy_from_slice(&model.tdf.to_bits().to_le_bytes());
         fields[8..16].copy_from_slice(&model.epoch.real_ns.to_le_bytes());
-        fields[16..].copy_from_slice(&model.epoch.virt_ns.to_le_bytes());
+        fields[16..24].copy_from_slice(&model.epoch.virt_ns.to_le_bytes());
+        fields[24..].copy_from_slice(&steps.to_le_bytes());
         self.file.write_all_at(&fields, OFF_TDF).map_err(|source| ControlError::Io { path: self.path.clone(), source })?;
         self.put(OFF_SEQ, odd + 1)
     }
@@ -144,11 +152,13 @@ impl ControlFile {
         self.publish(&TimeModel { tdf, epoch })
     }
 
-    /// Steps the node's virtual clock by `offset_ns` (a clock fault; negative goes back).
+    /// Steps the node's virtual wall clock by `offset_ns` (a clock fault; negative goes
+    /// back). Monotonic clocks are not stepped: they may never go backwards.
     pub fn step(&self, offset_ns: i64) -> Result<(), ControlError> {
         let mut m = self.model()?;
         m.epoch.virt_ns += offset_ns;
-        self.publish(&m)
+        let steps = self.get(OFF_STEPS)? as i64 + offset_ns;
+        self.publish_with_steps(&m, steps)
     }
 
     /// Errors and attachments reported by the shims.
@@ -196,6 +206,9 @@ mod tests {
         let cf = ControlFile::create(&dir.path().join("c"), &m).unwrap();
         cf.step(-5_000_000_000).unwrap();
         assert_eq!(cf.model().unwrap().epoch.virt_ns, -5_000_000_000);
+        assert_eq!(cf.get(OFF_STEPS).unwrap() as i64, -5_000_000_000);
+        cf.set_tdf(2.0).unwrap();
+        assert_eq!(cf.get(OFF_STEPS).unwrap() as i64, -5_000_000_000, "a TDF change keeps the steps");
         assert!(matches!(cf.set_tdf(0.0), Err(ControlError::BadTdf(_))));
     }
 
