@@ -140,6 +140,8 @@ static STATE: AtomicU8 = AtomicU8::new(UNINIT);
 static TDF_BITS: AtomicU64 = AtomicU64::new(0);
 static EPOCH_REAL: AtomicI64 = AtomicI64::new(0);
 static EPOCH_VIRT: AtomicI64 = AtomicI64::new(0);
+/// `ev₀ − er₀` of the initial epoch (see `model`).
+static D0: AtomicI64 = AtomicI64::new(0);
 /// Offset of each clock from CLOCK_REALTIME, sampled at start-up.
 static OFFSETS: [AtomicI64; model::MAX_CLOCK + 1] = [const { AtomicI64::new(0) }; model::MAX_CLOCK + 1];
 /// The mapped control page, or null.
@@ -236,6 +238,7 @@ fn init() {
     TDF_BITS.store(tdf.to_bits(), Relaxed);
     EPOCH_REAL.store(real, Relaxed);
     EPOCH_VIRT.store(virt, Relaxed);
+    D0.store(virt - real, Relaxed);
     for (id, slot) in OFFSETS.iter().enumerate() {
         let clock = id as clockid_t;
         if model::kind(clock) != Kind::Steady {
@@ -276,6 +279,7 @@ fn params() -> Params {
         epoch_real: EPOCH_REAL.load(Relaxed),
         epoch_virt: EPOCH_VIRT.load(Relaxed),
         steps: 0,
+        d0: D0.load(Relaxed),
     };
     let (Some(seq), Some(t), Some(r), Some(v), Some(s)) = (
         control_word(OFF_SEQ),
@@ -297,6 +301,7 @@ fn params() -> Params {
             epoch_real: r.load(Relaxed) as i64,
             epoch_virt: v.load(Relaxed) as i64,
             steps: s.load(Relaxed) as i64,
+            d0: fallback.d0,
         };
         fence(Acquire);
         if seq.load(Relaxed) == s1 && p.tdf.is_finite() && p.tdf > 0.0 {
@@ -1206,11 +1211,13 @@ pub unsafe extern "C" fn syscall(n: c_long, a1: c_long, a2: c_long, a3: c_long, 
     if n == libc::SYS_futex && a4 != 0 && active() {
         let op = a2 & !(FUTEX_PRIVATE_FLAG | FUTEX_CLOCK_REALTIME);
         let clock = if a2 & FUTEX_CLOCK_REALTIME != 0 { libc::CLOCK_REALTIME } else { libc::CLOCK_MONOTONIC };
-        let t = read(a4 as *const timespec);
-        let converted = match (op, t) {
-            (FUTEX_WAIT, Some(t)) => Some(rel_real(&t, &params())),
-            (FUTEX_WAIT_BITSET | FUTEX_WAIT_REQUEUE_PI | FUTEX_LOCK_PI2, Some(t)) => Some(abs_real(clock, &t, &params())),
-            (FUTEX_LOCK_PI, Some(t)) => Some(abs_real(libc::CLOCK_REALTIME, &t, &params())),
+        // The fourth argument is a timeout only for the waiting operations; for the others
+        // (FUTEX_WAKE_OP, FUTEX_CMP_REQUEUE, …) it is an integer and must not be read.
+        let timeout = || read(a4 as *const timespec);
+        let converted = match op {
+            FUTEX_WAIT => timeout().map(|t| rel_real(&t, &params())),
+            FUTEX_WAIT_BITSET | FUTEX_WAIT_REQUEUE_PI | FUTEX_LOCK_PI2 => timeout().map(|t| abs_real(clock, &t, &params())),
+            FUTEX_LOCK_PI => timeout().map(|t| abs_real(libc::CLOCK_REALTIME, &t, &params())),
             _ => None,
         };
         if let Some(real) = converted {

@@ -6,12 +6,15 @@
 //!
 //! ```text
 //! realtime family:  v = ev + (x − er) / t
-//! other clocks:     v = (ev − s) + (x − off_c − er) / t + off_c
+//! other clocks:     v = (ev − s − d0) + (x − off_c − er) / t + off_c
 //! ```
 //!
-//! so every clock runs `t` times slower, virtual CLOCK_MONOTONIC equals real
-//! CLOCK_MONOTONIC at the epoch, and a backward step of the realtime clock never makes the
-//! monotonic clocks go back. The inverse maps a virtual deadline to the real one.
+//! where `d0 = ev₀ − er₀` is the wall-clock offset of the *initial* epoch (from the
+//! environment, identical in every process of a run). So every clock runs `t` times slower,
+//! virtual CLOCK_MONOTONIC equals real CLOCK_MONOTONIC at the start whatever virtual date
+//! the run pretends, TDF changes (which move `er`, `ev`) keep it continuous, and a backward
+//! step of the realtime clock never makes the monotonic clocks go back. The inverse maps a
+//! virtual deadline to the real one.
 
 /// A consistent snapshot of the parameters.
 #[derive(Clone, Copy, Debug, PartialEq)]
@@ -20,6 +23,8 @@ pub struct Params {
     pub epoch_real: i64,
     pub epoch_virt: i64,
     pub steps: i64,
+    /// `ev₀ − er₀` of the initial epoch.
+    pub d0: i64,
 }
 
 /// Clock ids (Linux).
@@ -60,7 +65,7 @@ pub fn kind(clock: i32) -> Kind {
 pub fn to_virtual(p: &Params, kind: Kind, off: i64, x: i64) -> i64 {
     match kind {
         Kind::Realtime => p.epoch_virt + div(x - p.epoch_real, p.tdf),
-        Kind::Steady => p.epoch_virt - p.steps + div(x - off - p.epoch_real, p.tdf) + off,
+        Kind::Steady => p.epoch_virt - p.steps - p.d0 + div(x - off - p.epoch_real, p.tdf) + off,
         Kind::Passthrough => x,
     }
 }
@@ -69,7 +74,7 @@ pub fn to_virtual(p: &Params, kind: Kind, off: i64, x: i64) -> i64 {
 pub fn to_real(p: &Params, kind: Kind, off: i64, v: i64) -> i64 {
     match kind {
         Kind::Realtime => p.epoch_real + mul_up(v - p.epoch_virt, p.tdf),
-        Kind::Steady => p.epoch_real + off + mul_up(v - off - p.epoch_virt + p.steps, p.tdf),
+        Kind::Steady => p.epoch_real + off + mul_up(v - off - p.epoch_virt + p.steps + p.d0, p.tdf),
         Kind::Passthrough => v,
     }
 }
@@ -177,7 +182,7 @@ pub fn parse_i64(s: &[u8]) -> Option<i64> {
 mod tests {
     use super::*;
 
-    const P: Params = Params { tdf: 10.0, epoch_real: 1_000_000_000, epoch_virt: 1_000_000_000, steps: 0 };
+    const P: Params = Params { tdf: 10.0, epoch_real: 1_000_000_000, epoch_virt: 1_000_000_000, steps: 0, d0: 0 };
 
     #[test]
     fn realtime_runs_t_times_slower_from_the_epoch() {
@@ -199,6 +204,18 @@ mod tests {
             let x = to_real(&stepped, Kind::Steady, off, v);
             assert!((to_virtual(&stepped, Kind::Steady, off, x) - v).abs() <= 1);
         }
+    }
+
+    #[test]
+    fn a_virtual_date_far_from_the_real_one_does_not_move_monotonic_clocks() {
+        let d0 = 1_700_000_000_000_000_000 - P.epoch_real;
+        let p = Params { epoch_virt: P.epoch_real + d0, d0, ..P };
+        let off = -900_000_000;
+        let mono_at_epoch = P.epoch_real + off;
+        assert_eq!(to_virtual(&p, Kind::Steady, off, mono_at_epoch), mono_at_epoch);
+        assert_eq!(to_virtual(&p, Kind::Realtime, 0, P.epoch_real), 1_700_000_000_000_000_000);
+        let x = to_real(&p, Kind::Steady, off, mono_at_epoch + 5_000);
+        assert_eq!(x, mono_at_epoch + 50_000);
     }
 
     #[test]
