@@ -22,14 +22,10 @@ const NAMESPACES: [(&str, CloneFlags); 4] = [
     ("mnt", CloneFlags::CLONE_NEWNS),
 ];
 
-/// A command prepared to run inside the node whose outer `__init` is `pid`, in the node's
-/// cgroups. The returned descriptors must outlive `spawn()` of the command.
-pub fn enter_command(
-    pid: u32,
-    program: &Path,
-    cgroup_procs: &[OwnedFd],
-    workdir: &Path,
-) -> Result<(Command, Vec<OwnedFd>), ContainerError> {
+/// A command prepared to run inside the namespaces of the node whose outer `__init` is
+/// `pid` (outside its cgroups: a check is the harness's work, not the node's). The returned
+/// descriptors must outlive `spawn()` of the command.
+pub fn enter_command(pid: u32, program: &Path, workdir: &Path) -> Result<(Command, Vec<OwnedFd>), ContainerError> {
     let mut held = Vec::with_capacity(NAMESPACES.len());
     let mut namespaces = Vec::with_capacity(NAMESPACES.len());
     for (name, kind) in NAMESPACES {
@@ -42,7 +38,6 @@ pub fn enter_command(
     }
     let workdir = CString::new(workdir.as_os_str().as_bytes()).unwrap_or_else(|_| c"/".to_owned());
     let mut cmd = Command::new(program);
-    let procs = cgroup_procs.iter().map(AsRawFd::as_raw_fd).collect();
-    sys::install_enter_hook(&mut cmd, namespaces, procs, workdir);
+    sys::install_enter_hook(&mut cmd, namespaces, workdir);
     Ok((cmd, held))
 }

@@ -151,7 +151,17 @@ fn pid1_main(cfg: &InitConfig) -> u8 {
             }
         }
     }
-    sys::install_command_hook(&mut cmd);
+    let mut procs = Vec::with_capacity(cfg.cgroup_procs.len());
+    for path in &cfg.cgroup_procs {
+        match std::fs::OpenOptions::new().write(true).open(path) {
+            Ok(f) => procs.push(std::os::fd::OwnedFd::from(f)),
+            Err(e) => {
+                eprintln!("diorama: node setup failed: open {}: {e}", path.display());
+                return SETUP_FAILED;
+            }
+        }
+    }
+    sys::install_command_hook(&mut cmd, procs.iter().map(std::os::fd::AsRawFd::as_raw_fd).collect());
     let child = match cmd.spawn() {
         Ok(child) => child,
         Err(e) => {
@@ -159,6 +169,7 @@ fn pid1_main(cfg: &InitConfig) -> u8 {
             return EXEC_FAILED;
         }
     };
+    drop(procs);
     let main = Pid::from_raw(child.id() as i32);
     // `child` is reaped through waitpid below, never through `Child::wait`.
     std::mem::forget(child);

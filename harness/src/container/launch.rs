@@ -1,7 +1,7 @@
 //! The harness side of starting a node.
 
 use std::fs::File;
-use std::os::fd::{AsRawFd, BorrowedFd, OwnedFd};
+use std::os::fd::{AsRawFd, BorrowedFd};
 use std::os::unix::process::CommandExt;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, ExitStatus, Stdio};
@@ -47,8 +47,6 @@ pub struct Launch<'a> {
     pub config_path: &'a Path,
     pub stdout: File,
     pub stderr: File,
-    /// Pre-opened `cgroup.procs` files of every hierarchy the node belongs to.
-    pub cgroup_procs: &'a [OwnedFd],
     /// The node's network namespace; `None` gives it a fresh, empty one.
     pub netns: Option<BorrowedFd<'a>>,
 }
@@ -71,7 +69,6 @@ pub fn spawn(launch: Launch<'_>) -> Result<NodeProcess, ContainerError> {
         .stderr(launch.stderr)
         .env_clear()
         .env("PATH", std::env::var_os("PATH").unwrap_or_else(|| "/usr/bin:/bin".into()));
-    let procs = launch.cgroup_procs.iter().map(AsRawFd::as_raw_fd).collect();
     // A node without a network of its own still gets an isolated, empty network namespace.
     let mut fresh_net = false;
     let netns = match launch.netns {
@@ -81,7 +78,7 @@ pub fn spawn(launch: Launch<'_>) -> Result<NodeProcess, ContainerError> {
             None
         }
     };
-    sys::install_launch_hook(&mut cmd, procs, netns, fresh_net);
+    sys::install_launch_hook(&mut cmd, netns, fresh_net);
     let child = cmd.spawn().map_err(|source| ContainerError::Spawn {
         node: launch.node.to_owned(),
         exe: launch.init_exe.to_owned(),

@@ -22,6 +22,10 @@ pub struct InitConfig {
     pub workdir: PathBuf,
     /// Run the command as this user (name or numeric uid), if set.
     pub user: Option<String>,
+    /// `cgroup.procs` files the command joins before it executes its first instruction
+    /// (diorama's own set-up runs outside them, so a tiny quota does not slow start-up).
+    #[serde(default)]
+    pub cgroup_procs: Vec<PathBuf>,
 }
 
 /// Shell convention for a process's fate: the exit code, or 128 + the signal number.
@@ -48,6 +52,7 @@ mod tests {
             env: vec![("A".into(), "1".into())],
             workdir: "/tmp".into(),
             user: None,
+            cgroup_procs: vec!["/sys/fs/cgroup/cpu/diorama/r/web0/cgroup.procs".into()],
         };
         let text = serde_json::to_string(&cfg).unwrap();
         assert_eq!(serde_json::from_str::<InitConfig>(&text).unwrap(), cfg);

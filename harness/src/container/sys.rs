@@ -13,25 +13,12 @@ use std::process::Command;
 use nix::sched::{setns, unshare, CloneFlags};
 use nix::sys::signal::{SigSet, SigmaskHow, Signal};
 
-/// Makes `cmd`'s child join the node: cgroups, network namespace, fresh mount/UTS/IPC
-/// namespaces, a PID namespace for its children, its own session, and death with the
-/// harness.
-pub(super) fn install_launch_hook(
-    cmd: &mut Command,
-    cgroup_procs: Vec<RawFd>,
-    netns: Option<RawFd>,
-    fresh_net: bool,
-) {
+/// Makes `cmd`'s child join the node: network namespace, fresh mount/UTS/IPC namespaces,
+/// a PID namespace for its children, its own session, and death with the harness.
+pub(super) fn install_launch_hook(cmd: &mut Command, netns: Option<RawFd>, fresh_net: bool) {
     let hook = move || -> std::io::Result<()> {
         // The harness's death (even SIGKILL) must take the node with it.
         nix::sys::prctl::set_pdeathsig(Signal::SIGKILL)?;
-        for fd in &cgroup_procs {
-            // SAFETY: the parent keeps these descriptors open until `spawn` returns, and
-            // the fork duplicated them into this child.
-            let fd = unsafe { BorrowedFd::borrow_raw(*fd) };
-            // "0" moves the writing process into the cgroup before it runs anything.
-            nix::unistd::write(fd, b"0")?;
-        }
         if let Some(fd) = netns {
             // SAFETY: as above, the parent holds the namespace descriptor open.
             let fd = unsafe { BorrowedFd::borrow_raw(fd) };
@@ -56,21 +43,11 @@ pub(super) fn install_launch_hook(
     }
 }
 
-/// Makes `cmd`'s child enter the namespaces (and cgroups) of a running node, then change
-/// into `workdir` (entering a mount namespace resets the working directory to its root).
-pub(super) fn install_enter_hook(
-    cmd: &mut Command,
-    namespaces: Vec<(RawFd, CloneFlags)>,
-    cgroup_procs: Vec<RawFd>,
-    workdir: CString,
-) {
+/// Makes `cmd`'s child enter the namespaces of a running node, then change into `workdir`
+/// (entering a mount namespace resets the working directory to its root).
+pub(super) fn install_enter_hook(cmd: &mut Command, namespaces: Vec<(RawFd, CloneFlags)>, workdir: CString) {
     let hook = move || -> std::io::Result<()> {
         nix::sys::prctl::set_pdeathsig(Signal::SIGKILL)?;
-        for fd in &cgroup_procs {
-            // SAFETY: the parent keeps these descriptors open until `spawn` returns.
-            let fd = unsafe { BorrowedFd::borrow_raw(*fd) };
-            nix::unistd::write(fd, b"0")?;
-        }
         for (fd, kind) in &namespaces {
             // SAFETY: the parent keeps these descriptors open until `spawn` returns.
             let fd = unsafe { BorrowedFd::borrow_raw(*fd) };
@@ -86,14 +63,22 @@ pub(super) fn install_enter_hook(
     }
 }
 
-/// Restores an empty signal mask and asks for SIGKILL when PID 1 of the node dies.
-pub(super) fn install_command_hook(cmd: &mut Command) {
-    let hook = || -> std::io::Result<()> {
+/// Restores an empty signal mask, asks for SIGKILL when PID 1 of the node dies, and joins
+/// the node's cgroups (writing `0` into pre-opened `cgroup.procs` files) so the command is
+/// accounted and limited from its first instruction.
+pub(super) fn install_command_hook(cmd: &mut Command, cgroup_procs: Vec<RawFd>) {
+    let hook = move || -> std::io::Result<()> {
         nix::sys::signal::sigprocmask(SigmaskHow::SIG_SETMASK, Some(&SigSet::empty()), None)?;
         nix::sys::prctl::set_pdeathsig(Signal::SIGKILL)?;
+        for fd in &cgroup_procs {
+            // SAFETY: PID 1 keeps these descriptors open until `spawn` returns, and the fork
+            // duplicated them into this child.
+            let fd = unsafe { BorrowedFd::borrow_raw(*fd) };
+            nix::unistd::write(fd, b"0")?;
+        }
         Ok(())
     };
-    // SAFETY: sigprocmask and prctl are async-signal-safe; nothing is allocated.
+    // SAFETY: sigprocmask, prctl and write are async-signal-safe; nothing is allocated.
     unsafe {
         cmd.pre_exec(hook);
     }

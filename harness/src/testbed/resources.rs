@@ -3,8 +3,6 @@
 //! This is a thin binding over cgroupfs for cgroup v1 (one hierarchy per controller, as on
 //! this build host) and v2 (one unified hierarchy), detected from `/proc/self/mounts`.
 
-use std::fs::OpenOptions;
-use std::os::fd::OwnedFd;
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
@@ -194,12 +192,9 @@ impl NodeCgroup {
         Ok(())
     }
 
-    /// Opened `cgroup.procs` files; writing `0` into each moves the writer in.
-    pub fn procs_fds(&self) -> std::io::Result<Vec<OwnedFd>> {
-        Self::dirs(&self.layout, &self.rel)
-            .into_iter()
-            .map(|(_, d)| OpenOptions::new().write(true).open(d.join("cgroup.procs")).map(OwnedFd::from))
-            .collect()
+    /// The `cgroup.procs` files of the node; writing `0` into each moves the writer in.
+    pub fn procs_files(&self) -> Vec<PathBuf> {
+        Self::dirs(&self.layout, &self.rel).into_iter().map(|(_, d)| d.join("cgroup.procs")).collect()
     }
 
     fn read_u64(path: &Path) -> Option<u64> {

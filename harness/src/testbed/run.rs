@@ -7,7 +7,6 @@
 //! The engine is a single-threaded polling loop: at the scale of a 2-core host with up to
 //! thousands of nodes, a 10 ms tick of `try_wait` calls costs far less than the nodes.
 
-use std::os::fd::OwnedFd;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
@@ -201,6 +200,9 @@ impl<'a> Testbed<'a> {
             torn_down: false,
         };
         let hosts = bed.hosts_file(&run_id)?;
+        // Record every cgroup before creating any (one state write, not one per node).
+        let all: Vec<String> = spec.nodes.iter().map(|n| cgroup_path(&run_id, &n.name)).collect();
+        bed.state().update(|r| r.cgroups.extend(all))?;
         for node in &spec.nodes {
             bed.prepare_node(node, &run_id, &hosts)?;
         }
@@ -230,11 +232,8 @@ impl<'a> Testbed<'a> {
         std::fs::create_dir_all(&dir).map_err(io_err)?;
         let state_dir = self.state().dir().join("nodes").join(&name);
         std::fs::create_dir_all(&state_dir).map_err(io_err)?;
-        let cgroup_path = format!("diorama/{run_id}/{name}");
-        // Record first, create second: a crash in between leaves a name to clean.
-        let recorded = cgroup_path.clone();
-        self.state().update(|r| r.cgroups.push(recorded))?;
-        let cgroup = NodeCgroup::create(&cgroup_path, &spec.resources)
+        // Recorded in the state by `prepare` already: a crash from here on leaves a name.
+        let cgroup = NodeCgroup::create(&cgroup_path(run_id, &name), &spec.resources)
             .map_err(|source| TestbedError::Cgroup { node: name.clone(), source })?;
 
         let control = state_dir.join("clock");
@@ -248,6 +247,7 @@ impl<'a> Testbed<'a> {
             env: self.node_env(spec, &dir, &control),
             workdir: spec.workdir.clone().unwrap_or_else(|| dir.clone()),
             user: spec.user.clone(),
+            cgroup_procs: cgroup.procs_files(),
         };
         let config_path = state_dir.join("init.json");
         let text = serde_json::to_vec_pretty(&config).map_err(|e| io_err(std::io::Error::other(e)))?;
@@ -312,27 +312,15 @@ impl<'a> Testbed<'a> {
         };
         let stdout = open("stdout").map_err(io_err)?;
         let stderr = open("stderr").map_err(io_err)?;
-        let procs: Vec<OwnedFd> = match &node.cgroup {
-            Some(cg) => cg.procs_fds().map_err(io_err)?,
-            None => Vec::new(),
-        };
         let process = container::spawn(Launch {
             node: &name,
             init_exe: &self.opts.harness_exe,
             config_path: &node.config_path,
             stdout,
             stderr,
-            cgroup_procs: &procs,
             netns: None,
         })
         .map_err(|source| TestbedError::Start { node: name.clone(), source })?;
-        let id = ProcessId::of(process.pid());
-        let recorded = name.clone();
-        if let Some(id) = id {
-            self.state().update(|r| {
-                r.nodes.insert(recorded, id);
-            })?;
-        }
         let t = self.now_virtual();
         self.events.write(t, "node_start", json!({"node": name, "pid": process.pid()}));
         let node = &mut self.nodes[idx];
@@ -348,6 +336,16 @@ impl<'a> Testbed<'a> {
             for &idx in level {
                 self.spawn_node(idx)?;
             }
+            // One state write per level. A node spawned but not yet recorded dies with the
+            // harness anyway (PR_SET_PDEATHSIG); the record is for `diorama clean`'s checks.
+            let ids: Vec<(String, ProcessId)> = level
+                .iter()
+                .filter_map(|&i| {
+                    let n = &self.nodes[i];
+                    n.process.as_ref().and_then(|p| ProcessId::of(p.pid())).map(|id| (n.spec.name.clone(), id))
+                })
+                .collect();
+            self.state().update(|r| r.nodes.extend(ids))?;
             self.progress.nodes_up(self.running());
             for &idx in level {
                 self.wait_ready(idx, interrupt)?;
@@ -410,8 +408,7 @@ impl<'a> Testbed<'a> {
     fn run_check(&self, idx: usize, argv: &[String]) -> bool {
         let node = &self.nodes[idx];
         let (Some(process), Some((program, args))) = (&node.process, argv.split_first()) else { return false };
-        let procs = node.cgroup.as_ref().and_then(|cg| cg.procs_fds().ok()).unwrap_or_default();
-        let Ok((mut cmd, _held)) = container::enter_command(process.pid(), Path::new(program), &procs, &node.dir)
+        let Ok((mut cmd, _held)) = container::enter_command(process.pid(), Path::new(program), &node.dir)
         else {
             return false;
         };
@@ -635,6 +632,11 @@ impl Drop for Testbed<'_> {
     fn drop(&mut self) {
         self.teardown();
     }
+}
+
+/// A node's cgroup path, relative to each hierarchy's root.
+fn cgroup_path(run_id: &str, node: &str) -> String {
+    format!("diorama/{run_id}/{node}")
 }
 
 /// The last lines of a file, for error messages.
