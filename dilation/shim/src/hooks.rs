@@ -103,6 +103,22 @@ fn next(name: &[u8]) -> usize {
     unsafe { libc::dlsym(libc::RTLD_NEXT, name.as_ptr().cast::<c_char>()) as usize }
 }
 
+/// The vDSO's own `clock_gettime`, skipping libc's wrapper on the hot path.
+fn vdso_clock_gettime() -> Option<usize> {
+    // SAFETY: RTLD_NOLOAD only looks up the already-mapped vDSO; the names are NUL-terminated.
+    let handle = unsafe { libc::dlopen(c"linux-vdso.so.1".as_ptr(), libc::RTLD_LAZY | libc::RTLD_NOLOAD) };
+    if handle.is_null() {
+        return None;
+    }
+    #[cfg(target_arch = "aarch64")]
+    let name = c"__kernel_clock_gettime";
+    #[cfg(not(target_arch = "aarch64"))]
+    let name = c"__vdso_clock_gettime";
+    // SAFETY: `handle` is valid; the name is NUL-terminated.
+    let p = unsafe { libc::dlsym(handle, name.as_ptr()) } as usize;
+    (p != 0).then_some(p)
+}
+
 fn next_versioned(name: &[u8], version: &[u8]) -> usize {
     // SAFETY: both strings are NUL-terminated.
     let p = unsafe { libc::dlvsym(libc::RTLD_NEXT, name.as_ptr().cast(), version.as_ptr().cast()) } as usize;
@@ -138,6 +154,24 @@ const INACTIVE: u8 = 3;
 
 static STATE: AtomicU8 = AtomicU8::new(UNINIT);
 static TDF_BITS: AtomicU64 = AtomicU64::new(0);
+/// Fixed-point multiplier of the environment's TDF (see `model::mult_of`).
+static MULT: AtomicI64 = AtomicI64::new(0);
+/// Last TDF seen in the control page and its multiplier (a benign race: both are
+/// recomputed from the same value by whoever loses it).
+static CACHED_TDF: AtomicU64 = AtomicU64::new(0);
+static CACHED_MULT: AtomicI64 = AtomicI64::new(0);
+
+/// The fixed-point multiplier of `tdf`, cached so the hot path avoids a division.
+fn multiplier(tdf: f64) -> i64 {
+    let bits = tdf.to_bits();
+    if CACHED_TDF.load(Relaxed) == bits {
+        return CACHED_MULT.load(Relaxed);
+    }
+    let m = model::mult_of(tdf);
+    CACHED_MULT.store(m, Relaxed);
+    CACHED_TDF.store(bits, Relaxed);
+    m
+}
 static EPOCH_REAL: AtomicI64 = AtomicI64::new(0);
 static EPOCH_VIRT: AtomicI64 = AtomicI64::new(0);
 /// `ev₀ − er₀` of the initial epoch (see `model`).
@@ -225,7 +259,8 @@ fn map_control() {
 }
 
 fn init() {
-    let Some(tdf) = env(b"DILATION_TDF\0").and_then(model::parse_f64).filter(|t| t.is_finite() && *t > 0.0) else {
+    // Below 2^-14 the fixed-point multiplier would overflow; such a speed-up is no model.
+    let Some(tdf) = env(b"DILATION_TDF\0").and_then(model::parse_f64).filter(|t| t.is_finite() && *t >= 1.0 / 16384.0) else {
         STATE.store(INACTIVE, Release);
         return;
     };
@@ -236,6 +271,7 @@ fn init() {
     let real = env(b"DILATION_EPOCH_REAL_NS\0").and_then(model::parse_i64).unwrap_or(now);
     let virt = env(b"DILATION_EPOCH_VIRT_NS\0").and_then(model::parse_i64).unwrap_or(real);
     TDF_BITS.store(tdf.to_bits(), Relaxed);
+    MULT.store(model::mult_of(tdf), Relaxed);
     EPOCH_REAL.store(real, Relaxed);
     EPOCH_VIRT.store(virt, Relaxed);
     D0.store(virt - real, Relaxed);
@@ -253,7 +289,7 @@ fn init() {
         DILATE_STAT.store(1, Relaxed);
     }
     map_control();
-    CLOCK_GETTIME.store(next(b"clock_gettime\0"), Relaxed);
+    CLOCK_GETTIME.store(vdso_clock_gettime().unwrap_or_else(|| next(b"clock_gettime\0")), Relaxed);
     STATE.store(ACTIVE, Release);
 }
 
@@ -273,43 +309,48 @@ fn active() -> bool {
 }
 
 /// The current parameters (from the control page when there is one).
+#[inline]
 fn params() -> Params {
-    let fallback = Params {
+    let fixed = || Params {
         tdf: f64::from_bits(TDF_BITS.load(Relaxed)),
+        mult: MULT.load(Relaxed),
         epoch_real: EPOCH_REAL.load(Relaxed),
         epoch_virt: EPOCH_VIRT.load(Relaxed),
         steps: 0,
         d0: D0.load(Relaxed),
     };
-    let (Some(seq), Some(t), Some(r), Some(v), Some(s)) = (
-        control_word(OFF_SEQ),
-        control_word(OFF_TDF),
-        control_word(OFF_EPOCH_REAL),
-        control_word(OFF_EPOCH_VIRT),
-        control_word(OFF_STEPS),
-    ) else {
-        return fallback;
+    let base = CONTROL.load(Acquire);
+    if base.is_null() {
+        return fixed();
+    }
+    let word = |off: usize| {
+        // SAFETY: `base` is a page-aligned MAP_SHARED mapping of PAGE bytes that is never
+        // unmapped; every offset used here is 8-aligned and below 72.
+        unsafe { &*base.add(off).cast::<AtomicU64>() }
     };
+    let (seq, t, r, v, st) = (word(OFF_SEQ), word(OFF_TDF), word(OFF_EPOCH_REAL), word(OFF_EPOCH_VIRT), word(OFF_STEPS));
     for _ in 0..128 {
         let s1 = seq.load(Acquire);
         if s1 % 2 == 1 {
             core::hint::spin_loop();
             continue;
         }
+        let tdf = f64::from_bits(t.load(Relaxed));
         let p = Params {
-            tdf: f64::from_bits(t.load(Relaxed)),
+            tdf,
+            mult: multiplier(tdf),
             epoch_real: r.load(Relaxed) as i64,
             epoch_virt: v.load(Relaxed) as i64,
-            steps: s.load(Relaxed) as i64,
-            d0: fallback.d0,
+            steps: st.load(Relaxed) as i64,
+            d0: D0.load(Relaxed),
         };
         fence(Acquire);
-        if seq.load(Relaxed) == s1 && p.tdf.is_finite() && p.tdf > 0.0 {
+        if seq.load(Relaxed) == s1 && p.tdf.is_finite() && p.tdf >= 1.0 / 16384.0 {
             return p;
         }
     }
     count_error();
-    fallback
+    fixed()
 }
 
 fn offset(clock: clockid_t) -> i64 {

@@ -20,6 +20,8 @@
 #[derive(Clone, Copy, Debug, PartialEq)]
 pub struct Params {
     pub tdf: f64,
+    /// `2^48 / tdf`: the hot path multiplies in fixed point instead of dividing.
+    pub mult: i64,
     pub epoch_real: i64,
     pub epoch_virt: i64,
     pub steps: i64,
@@ -64,8 +66,8 @@ pub fn kind(clock: i32) -> Kind {
 /// Virtual ns on clock `kind` for real reading `x`; `off` is the clock's offset from realtime.
 pub fn to_virtual(p: &Params, kind: Kind, off: i64, x: i64) -> i64 {
     match kind {
-        Kind::Realtime => p.epoch_virt + div(x - p.epoch_real, p.tdf),
-        Kind::Steady => p.epoch_virt - p.steps - p.d0 + div(x - off - p.epoch_real, p.tdf) + off,
+        Kind::Realtime => p.epoch_virt + scale_down(x - p.epoch_real, p.mult),
+        Kind::Steady => p.epoch_virt - p.steps - p.d0 + scale_down(x - off - p.epoch_real, p.mult) + off,
         Kind::Passthrough => x,
     }
 }
@@ -79,8 +81,19 @@ pub fn to_real(p: &Params, kind: Kind, off: i64, v: i64) -> i64 {
     }
 }
 
-fn div(d: i64, tdf: f64) -> i64 {
-    (d as f64 / tdf).floor() as i64
+/// Fixed-point shift of [`Params::mult`].
+pub const MULT_SHIFT: u32 = 48;
+
+/// `2^48 / tdf`, for [`Params::mult`]; valid for TDFs from 2^-14 up.
+pub fn mult_of(tdf: f64) -> i64 {
+    ((1u64 << MULT_SHIFT) as f64 / tdf).round() as i64
+}
+
+/// `d / tdf` as `(d × 2^48/tdf) >> 48` in 128 bits: exact to ~3.5e-15 relative, floored
+/// (monotonic in `d`, which is what clocks need), and cheaper than a float round trip.
+#[inline]
+fn scale_down(d: i64, mult: i64) -> i64 {
+    ((i128::from(d) * i128::from(mult)) >> MULT_SHIFT) as i64
 }
 
 fn mul_up(d: i64, tdf: f64) -> i64 {
@@ -119,8 +132,16 @@ pub fn ts_ns(sec: i64, nsec: i64) -> i64 {
 }
 
 /// ns → (seconds, nanoseconds) with 0 ≤ nanoseconds < 1e9.
+#[inline]
 pub fn ns_ts(ns: i64) -> (i64, i64) {
-    (ns.div_euclid(1_000_000_000), ns.rem_euclid(1_000_000_000))
+    if ns >= 0 {
+        // The common case, and division by a constant of a non-negative value is a
+        // multiply and a shift.
+        let n = ns as u64;
+        ((n / 1_000_000_000) as i64, (n % 1_000_000_000) as i64)
+    } else {
+        (ns.div_euclid(1_000_000_000), ns.rem_euclid(1_000_000_000))
+    }
 }
 
 /// Parses a decimal float without allocating (`DILATION_TDF`).
@@ -182,7 +203,7 @@ pub fn parse_i64(s: &[u8]) -> Option<i64> {
 mod tests {
     use super::*;
 
-    const P: Params = Params { tdf: 10.0, epoch_real: 1_000_000_000, epoch_virt: 1_000_000_000, steps: 0, d0: 0 };
+    const P: Params = Params { tdf: 10.0, mult: 28_147_497_671_066, epoch_real: 1_000_000_000, epoch_virt: 1_000_000_000, steps: 0, d0: 0 };
 
     #[test]
     fn realtime_runs_t_times_slower_from_the_epoch() {
@@ -216,6 +237,19 @@ mod tests {
         assert_eq!(to_virtual(&p, Kind::Realtime, 0, P.epoch_real), 1_700_000_000_000_000_000);
         let x = to_real(&p, Kind::Steady, off, mono_at_epoch + 5_000);
         assert_eq!(x, mono_at_epoch + 50_000);
+    }
+
+    #[test]
+    fn fixed_point_matches_division_over_long_runs() {
+        for tdf in [0.5, 1.0, 3.0, 4.0, 10.0, 1000.0] {
+            let p = Params { tdf, mult: mult_of(tdf), ..P };
+            for d in [0i64, 1, 999, 1_000_000_007, 86_400_000_000_000, 30 * 86_400_000_000_000] {
+                let exact = (d as f64 / tdf).floor() as i64;
+                let got = to_virtual(&p, Kind::Realtime, 0, P.epoch_real + d) - P.epoch_virt;
+                assert!((got - exact).abs() <= 1 + (d as f64 * 1e-14) as i64, "tdf {tdf} d {d}: {got} vs {exact}");
+            }
+        }
+        assert_eq!(mult_of(10.0), P.mult);
     }
 
     #[test]
