@@ -37,8 +37,8 @@ pub enum ResourceError {
 /// cgroup v1 controllers a node uses, each its own hierarchy.
 const V1_CONTROLLERS: [&str; 6] = ["cpu", "cpuacct", "memory", "pids", "blkio", "freezer"];
 
-#[derive(Debug, Clone)]
-enum Layout {
+#[derive(Debug, Clone, PartialEq)]
+pub enum Layout {
     /// Controller name → its hierarchy's mount point.
     V1(Vec<(String, PathBuf)>),
     V2(PathBuf),
@@ -46,6 +46,13 @@ enum Layout {
 
 fn detect() -> Result<Layout, ResourceError> {
     let mounts = std::fs::read_to_string("/proc/self/mounts").map_err(|e| ResourceError::Detect(e.to_string()))?;
+    detect_from(&mounts, Path::new("/"))
+}
+
+/// The layout described by a mount table (`/proc/self/mounts` format), with mount points
+/// taken relative to `root` (tests pass a tempdir laid out like cgroupfs).
+pub fn detect_from(mounts: &str, root: &Path) -> Result<Layout, ResourceError> {
+    let at = |p: &str| root.join(p.trim_start_matches('/'));
     let mut v1 = Vec::new();
     let mut v2 = None;
     for line in mounts.lines() {
@@ -57,12 +64,12 @@ fn detect() -> Result<Layout, ResourceError> {
             "cgroup" => {
                 for opt in f[3].split(',') {
                     if V1_CONTROLLERS.contains(&opt) && !v1.iter().any(|(c, _): &(String, PathBuf)| c == opt) {
-                        v1.push((opt.to_owned(), PathBuf::from(f[1])));
+                        v1.push((opt.to_owned(), at(f[1])));
                     }
                 }
             }
             "cgroup2" => {
-                let path = PathBuf::from(f[1]);
+                let path = at(f[1]);
                 let controllers = std::fs::read_to_string(path.join("cgroup.controllers")).unwrap_or_default();
                 if controllers.split_whitespace().any(|c| c == "cpu") {
                     v2 = Some(path);
@@ -118,7 +125,11 @@ impl NodeCgroup {
 
     /// Creates the node's cgroups at `rel` (e.g. `diorama/<run>/<node>`) with its limits.
     pub fn create(rel: &str, res: &NodeResources) -> Result<Self, ResourceError> {
-        let layout = detect()?;
+        Self::create_in(detect()?, rel, res)
+    }
+
+    /// As [`NodeCgroup::create`], in a given layout.
+    pub fn create_in(layout: Layout, rel: &str, res: &NodeResources) -> Result<Self, ResourceError> {
         if let Layout::V2(root) = &layout {
             // Every ancestor must delegate the controllers to its children.
             let mut dir = root.clone();
@@ -335,4 +346,81 @@ pub fn remove_run_parent(run_id: &str) -> Result<(), ResourceError> {
         let _ = std::fs::remove_dir(root.join("diorama"));
     }
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn resources() -> NodeResources {
+        NodeResources {
+            cpu_quota_us: Some(10_000),
+            cpu_period_us: 100_000,
+            memory_bytes: Some(64 << 20),
+            pids_max: Some(100),
+            io: vec![(8, 0, Some(1_000_000), None, Some(50), Some(50))],
+            cpus: 1.0,
+        }
+    }
+
+    const V1_MOUNTS: &str = "cgroup /sys/fs/cgroup/cpu cgroup rw,relatime,cpu 0 0
+cgroup /sys/fs/cgroup/cpuacct cgroup rw,relatime,cpuacct 0 0
+cgroup /sys/fs/cgroup/memory cgroup rw,relatime,memory 0 0
+cgroup /sys/fs/cgroup/pids cgroup rw,relatime,pids 0 0
+cgroup /sys/fs/cgroup/blkio cgroup rw,relatime,blkio 0 0
+cgroup /sys/fs/cgroup/freezer cgroup rw,relatime,freezer 0 0
+cgroup2 /sys/fs/cgroup/unified cgroup2 rw,relatime 0 0
+";
+
+    #[test]
+    fn v1_limits_land_in_each_hierarchy() {
+        let root = tempfile::tempdir().unwrap();
+        std::fs::create_dir_all(root.path().join("sys/fs/cgroup/unified")).unwrap();
+        std::fs::write(root.path().join("sys/fs/cgroup/unified/cgroup.controllers"), "").unwrap();
+        let layout = detect_from(V1_MOUNTS, root.path()).unwrap();
+        assert!(matches!(&layout, Layout::V1(c) if c.len() == 6), "{layout:?}");
+        let cg = NodeCgroup::create_in(layout, "diorama/r/web0", &resources()).unwrap();
+        let read = |f: &str| std::fs::read_to_string(root.path().join("sys/fs/cgroup").join(f)).unwrap();
+        assert_eq!(read("cpu/diorama/r/web0/cpu.cfs_quota_us"), "10000");
+        assert_eq!(read("cpu/diorama/r/web0/cpu.cfs_period_us"), "100000");
+        assert_eq!(read("memory/diorama/r/web0/memory.limit_in_bytes"), (64u64 << 20).to_string());
+        assert_eq!(read("pids/diorama/r/web0/pids.max"), "100");
+        assert_eq!(read("blkio/diorama/r/web0/blkio.throttle.read_bps_device"), "8:0 1000000");
+        assert_eq!(read("blkio/diorama/r/web0/blkio.throttle.write_iops_device"), "8:0 50");
+        assert_eq!(cg.procs_files().len(), 6);
+    }
+
+    #[test]
+    fn v2_limits_and_delegation() {
+        let root = tempfile::tempdir().unwrap();
+        let base = root.path().join("sys/fs/cgroup");
+        std::fs::create_dir_all(&base).unwrap();
+        std::fs::write(base.join("cgroup.controllers"), "cpuset cpu io memory pids").unwrap();
+        let layout = detect_from("cgroup2 /sys/fs/cgroup cgroup2 rw,nsdelegate 0 0\n", root.path()).unwrap();
+        assert_eq!(layout, Layout::V2(base.clone()));
+        let cg = NodeCgroup::create_in(layout, "diorama/r/db0", &resources()).unwrap();
+        let read = |f: &str| std::fs::read_to_string(base.join(f)).unwrap();
+        assert_eq!(read("diorama/r/db0/cpu.max"), "10000 100000");
+        assert_eq!(read("diorama/r/db0/memory.max"), (64u64 << 20).to_string());
+        assert_eq!(read("diorama/r/db0/memory.swap.max"), "0");
+        assert_eq!(read("diorama/r/db0/pids.max"), "100");
+        assert_eq!(read("diorama/r/db0/io.max"), "8:0 rbps=1000000 riops=50 wiops=50");
+        // Every ancestor delegates the controllers to its children.
+        assert_eq!(read("cgroup.subtree_control"), "+cpu +memory +pids +io");
+        assert_eq!(read("diorama/r/cgroup.subtree_control"), "+cpu +memory +pids +io");
+        assert_eq!(cg.procs_files(), vec![base.join("diorama/r/db0/cgroup.procs")]);
+        // Stats parse v2's files.
+        std::fs::write(base.join("diorama/r/db0/cpu.stat"), "usage_usec 1500\nthrottled_usec 20\n").unwrap();
+        std::fs::write(base.join("diorama/r/db0/memory.current"), "4096\n").unwrap();
+        std::fs::write(base.join("diorama/r/db0/pids.current"), "3\n").unwrap();
+        let st = cg.stats().unwrap();
+        assert_eq!((st.cpu_usage_ns, st.throttled_ns, st.memory_bytes, st.pids), (1_500_000, 20_000, 4096, 3));
+    }
+
+    #[test]
+    fn a_hierarchy_without_cpu_is_refused() {
+        let root = tempfile::tempdir().unwrap();
+        let err = detect_from("proc /proc proc rw 0 0\n", root.path()).unwrap_err();
+        assert!(err.to_string().contains("cpu"), "{err}");
+    }
 }
