@@ -7,7 +7,7 @@ use std::time::Duration;
 use crate::cli::Failure;
 use crate::exit;
 use crate::plan::{Inventory, Plan, PlanOptions};
-use crate::testbed::{NodeResources, NodeSpec, ReadyCheck, TestbedSpec};
+use crate::testbed::{DiskLimit, NodeResources, NodeSpec, ReadyCheck, TestbedSpec};
 use crate::topology::{self, units, ReadySpec, Topology};
 
 /// Command-line overrides of topology settings.
@@ -152,8 +152,6 @@ impl Experiment {
     }
 }
 
-type IoLimit = (u64, u64, Option<u64>, Option<u64>, Option<u64>, Option<u64>);
-
 /// Disk throttles divided by the TDF, on the device given or the one holding `/`.
 fn disk_limits(
     disk: &topology::model::DiskDecl,
@@ -162,7 +160,7 @@ fn disk_limits(
     file: &Path,
     topology: &Topology,
     path: &str,
-) -> anyhow::Result<Vec<IoLimit>> {
+) -> anyhow::Result<Vec<DiskLimit>> {
     use std::os::unix::fs::{FileTypeExt, MetadataExt};
     let target = disk.device.clone().unwrap_or_else(|| "/".into());
     let meta = std::fs::metadata(&target)
@@ -174,14 +172,14 @@ fn disk_limits(
     let (major, minor) = whole_disk(major, minor);
     let scale = |v: Option<u64>| v.map(|v| ((v as f64 / tdf).round() as u64).max(1));
     tracing::debug!(node, major, minor, "disk throttle device");
-    Ok(vec![(
+    Ok(vec![DiskLimit {
         major,
         minor,
-        scale(disk.read_bps.map(|b| b.0)),
-        scale(disk.write_bps.map(|b| b.0)),
-        scale(disk.iops),
-        scale(disk.iops),
-    )])
+        read_bps: scale(disk.read_bps.map(|b| b.0)),
+        write_bps: scale(disk.write_bps.map(|b| b.0)),
+        read_iops: scale(disk.iops),
+        write_iops: scale(disk.iops),
+    }])
 }
 
 /// The whole disk of a partition, from sysfs (`/sys/dev/block/M:m/..`).

@@ -21,12 +21,12 @@ nodes:
 /// Starts a run in the background and waits until all its nodes are up.
 fn start(dir: &std::path::Path) -> Child {
     let topo = topology(dir, "sleepers", TOPO);
-    let child = Command::new(artifact("diorama"))
-        .args(["run", topo.to_str().unwrap(), "--out", dir.join("results").to_str().unwrap()])
+    let mut child = Command::new(artifact("diorama"))
+        .args(["run", topo.to_str().expect("utf-8 path"), "--out", dir.join("results").to_str().expect("utf-8 path")])
         .stdout(Stdio::null())
         .stderr(Stdio::null())
         .spawn()
-        .unwrap();
+        .expect("start diorama");
     let deadline = Instant::now() + Duration::from_secs(20);
     while Instant::now() < deadline {
         let procs = leftovers().iter().filter(|l| l.starts_with("process") && l.contains("diorama:client")).count();
@@ -35,6 +35,10 @@ fn start(dir: &std::path::Path) -> Child {
         }
         std::thread::sleep(Duration::from_millis(50));
     }
+    // Stop the harness before failing, so the failure leaves nothing behind.
+    let _ = child.kill();
+    let _ = child.wait();
+    let _ = diorama(&["clean"]);
     panic!("nodes did not come up: {:?}", leftovers());
 }
 

@@ -6,6 +6,7 @@
 //! - the perceived duration is within ±2% or ±1 ms (whichever is larger) of the request,
 //! - the real duration is about TDF × the request,
 //! - and no clock went backwards (`BACK` lines).
+//!
 //! `V name expected got tolerance` lines are value checks (clock readings, remaining times).
 
 use std::io::{BufRead, BufReader};
@@ -24,24 +25,24 @@ fn shim() -> PathBuf {
 /// Runs `cmd` dilated at `tdf` and checks every line it prints. Returns the failures.
 fn run_probe(what: &str, mut cmd: Command, tdf: f64) -> Vec<String> {
     let epoch = dilation::Epoch::now();
-    let model = dilation::TimeModel::new(tdf, epoch).unwrap();
+    let model = dilation::TimeModel::new(tdf, epoch).expect("probe");
     cmd.envs(model.env()).env("LD_PRELOAD", shim()).stdout(Stdio::piped()).stderr(Stdio::inherit());
     let mut child = cmd.spawn().unwrap_or_else(|e| panic!("start {what}: {e}"));
-    let out = BufReader::new(child.stdout.take().unwrap());
+    let out = BufReader::new(child.stdout.take().expect("probe"));
     let mut failures = Vec::new();
     let mut began: Option<(String, Instant)> = None;
     let mut done = false;
     let mut checks = 0;
     for line in out.lines() {
         let now = Instant::now();
-        let line = line.unwrap();
+        let line = line.expect("probe");
         let f: Vec<&str> = line.split_whitespace().collect();
         match f.as_slice() {
             ["B", name] => began = Some(((*name).to_owned(), now)),
             ["E", name, req, got] => {
                 checks += 1;
-                let req: f64 = req.parse().unwrap();
-                let got: f64 = got.parse().unwrap();
+                let req: f64 = req.parse().expect("probe");
+                let got: f64 = got.parse().expect("probe");
                 // Socket timeouts run on the kernel's jiffy timer wheel, whose levels fire long
                 // timeouts late by up to 1/8 (+1 jiffy); that slack is in real time.
                 let wheel = if name.starts_with("so_") { (tdf * req / 8.0 + 10e6) / tdf } else { 0.0 };
@@ -59,7 +60,7 @@ fn run_probe(what: &str, mut cmd: Command, tdf: f64) -> Vec<String> {
             }
             ["V", name, expected, got, tol] => {
                 checks += 1;
-                let (e, g, t): (i64, i64, i64) = (expected.parse().unwrap(), got.parse().unwrap(), tol.parse().unwrap());
+                let (e, g, t): (i64, i64, i64) = (expected.parse().expect("probe"), got.parse().expect("probe"), tol.parse().expect("probe"));
                 if (e - g).abs() > t {
                     failures.push(format!("{what} TDF {tdf}: {name}: got {g}, expected {e} ± {t}"));
                 }
@@ -69,7 +70,7 @@ fn run_probe(what: &str, mut cmd: Command, tdf: f64) -> Vec<String> {
             _ => failures.push(format!("{what} TDF {tdf}: unexpected line {line:?}")),
         }
     }
-    let status = child.wait().unwrap();
+    let status = child.wait().expect("probe");
     if !status.success() || !done {
         failures.push(format!("{what} TDF {tdf}: exited {status} (finished: {done})"));
     }
@@ -98,7 +99,7 @@ fn compile_c(dir: &Path) -> PathBuf {
 #[test]
 fn c_every_interposed_function() {
     require!("c_every_interposed_function", need_tool("cc"));
-    let dir = tempfile::tempdir().unwrap();
+    let dir = tempfile::tempdir().expect("probe");
     let exe = compile_c(dir.path());
     assert_all("C", || {
         let mut c = Command::new(&exe);
@@ -131,13 +132,13 @@ fn python3() {
 #[test]
 fn java17() {
     require!("java17", need_tool("javac"), need_tool("java"));
-    let dir = tempfile::tempdir().unwrap();
+    let dir = tempfile::tempdir().expect("probe");
     let status = Command::new("javac")
         .arg("-d")
         .arg(dir.path())
         .arg(repo_root().join("tests/dilation/Probe.java"))
         .status()
-        .unwrap();
+        .expect("probe");
     assert!(status.success(), "javac failed");
     assert_all("Java", || {
         let mut c = Command::new("java");
@@ -151,8 +152,8 @@ fn coreutils_sleep_and_date() {
     let mut failures = Vec::new();
     for tdf in TDFS {
         let t0 = Instant::now();
-        let m = dilation::TimeModel::new(tdf, dilation::Epoch::now()).unwrap();
-        let status = Command::new("sleep").arg("1").envs(m.env()).env("LD_PRELOAD", shim()).status().unwrap();
+        let m = dilation::TimeModel::new(tdf, dilation::Epoch::now()).expect("probe");
+        let status = Command::new("sleep").arg("1").envs(m.env()).env("LD_PRELOAD", shim()).status().expect("probe");
         let real = t0.elapsed().as_secs_f64();
         assert!(status.success());
         if (real - tdf).abs() > 0.05 * tdf + 0.05 {
@@ -160,9 +161,9 @@ fn coreutils_sleep_and_date() {
         }
         // An epoch 100 s ago: `date` shows now − 100 + 100/TDF.
         let now = dilation::realtime_ns();
-        let m = dilation::TimeModel::new(tdf, dilation::Epoch { real_ns: now - 100_000_000_000, virt_ns: now - 100_000_000_000 }).unwrap();
-        let out = Command::new("date").arg("+%s").envs(m.env()).env("LD_PRELOAD", shim()).output().unwrap();
-        let shown: f64 = String::from_utf8_lossy(&out.stdout).trim().parse().unwrap();
+        let m = dilation::TimeModel::new(tdf, dilation::Epoch { real_ns: now - 100_000_000_000, virt_ns: now - 100_000_000_000 }).expect("probe");
+        let out = Command::new("date").arg("+%s").envs(m.env()).env("LD_PRELOAD", shim()).output().expect("probe");
+        let shown: f64 = String::from_utf8_lossy(&out.stdout).trim().parse().expect("probe");
         let expected = m.virtual_ns(dilation::realtime_ns()) as f64 / 1e9;
         if (shown - expected).abs() > 1.5 {
             failures.push(format!("TDF {tdf}: `date` shows {shown}, expected virtual {expected:.0}"));
@@ -174,14 +175,14 @@ fn coreutils_sleep_and_date() {
 #[test]
 fn processes_started_apart_agree_on_virtual_time() {
     require!("processes_started_apart_agree_on_virtual_time", need_tool("cc"));
-    let dir = tempfile::tempdir().unwrap();
+    let dir = tempfile::tempdir().expect("probe");
     let exe = compile_c(dir.path());
     let now = dilation::realtime_ns();
-    let model = dilation::TimeModel::new(4.0, dilation::Epoch { real_ns: now - 10_000_000_000, virt_ns: 1_700_000_000_000_000_000 }).unwrap();
+    let model = dilation::TimeModel::new(4.0, dilation::Epoch { real_ns: now - 10_000_000_000, virt_ns: 1_700_000_000_000_000_000 }).expect("probe");
     let sample = || -> [i64; 4] {
-        let out = Command::new(&exe).arg("clock").envs(model.env()).env("LD_PRELOAD", shim()).output().unwrap();
+        let out = Command::new(&exe).arg("clock").envs(model.env()).env("LD_PRELOAD", shim()).output().expect("probe");
         let text = String::from_utf8_lossy(&out.stdout).into_owned();
-        let v: Vec<i64> = text.split_whitespace().skip(1).map(|x| x.parse().unwrap()).collect();
+        let v: Vec<i64> = text.split_whitespace().skip(1).map(|x| x.parse().expect("probe")).collect();
         [v[0], v[1], v[2], v[3]]
     };
     let a = sample();

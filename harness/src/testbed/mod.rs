@@ -9,7 +9,7 @@ mod spec;
 
 pub use resources::{remove_run_parent, NodeCgroup, ResourceError};
 pub use run::{run, tail, NodeOutcome, RunOptions, RunOutcome, TestbedError};
-pub use spec::{NodeResources, NodeSpec, ReadyCheck, TestbedSpec};
+pub use spec::{DiskLimit, NodeResources, NodeSpec, ReadyCheck, TestbedSpec};
 
 /// Facts about this host for `run.json`.
 pub fn host_facts() -> serde_json::Value {

@@ -168,12 +168,13 @@ impl NodeCgroup {
                     write(&pids.join("pids.max"), &max.to_string())?;
                 }
                 if let Some(blkio) = self.dir_of("blkio") {
-                    for &(major, minor, rbps, wbps, riops, wiops) in &res.io {
+                    for d in &res.io {
+                        let (major, minor) = (d.major, d.minor);
                         for (file, value) in [
-                            ("blkio.throttle.read_bps_device", rbps),
-                            ("blkio.throttle.write_bps_device", wbps),
-                            ("blkio.throttle.read_iops_device", riops),
-                            ("blkio.throttle.write_iops_device", wiops),
+                            ("blkio.throttle.read_bps_device", d.read_bps),
+                            ("blkio.throttle.write_bps_device", d.write_bps),
+                            ("blkio.throttle.read_iops_device", d.read_iops),
+                            ("blkio.throttle.write_iops_device", d.write_iops),
                         ] {
                             if let Some(v) = value {
                                 write(&blkio.join(file), &format!("{major}:{minor} {v}"))?;
@@ -193,9 +194,17 @@ impl NodeCgroup {
                 if let Some(max) = res.pids_max {
                     write(&dir.join("pids.max"), &max.to_string())?;
                 }
-                for &(major, minor, rbps, wbps, riops, wiops) in &res.io {
+                for d in &res.io {
                     let f = |k: &str, v: Option<u64>| v.map(|v| format!(" {k}={v}")).unwrap_or_default();
-                    let line = format!("{major}:{minor}{}{}{}{}", f("rbps", rbps), f("wbps", wbps), f("riops", riops), f("wiops", wiops));
+                    let line = format!(
+                        "{}:{}{}{}{}{}",
+                        d.major,
+                        d.minor,
+                        f("rbps", d.read_bps),
+                        f("wbps", d.write_bps),
+                        f("riops", d.read_iops),
+                        f("wiops", d.write_iops)
+                    );
                     write(&dir.join("io.max"), &line)?;
                 }
             }
@@ -351,6 +360,7 @@ pub fn remove_run_parent(run_id: &str) -> Result<(), ResourceError> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::testbed::DiskLimit;
 
     fn resources() -> NodeResources {
         NodeResources {
@@ -358,7 +368,7 @@ mod tests {
             cpu_period_us: 100_000,
             memory_bytes: Some(64 << 20),
             pids_max: Some(100),
-            io: vec![(8, 0, Some(1_000_000), None, Some(50), Some(50))],
+            io: vec![DiskLimit { major: 8, minor: 0, read_bps: Some(1_000_000), write_bps: None, read_iops: Some(50), write_iops: Some(50) }],
             cpus: 1.0,
         }
     }

@@ -16,6 +16,17 @@ pub enum ReadyCheck {
     Delay(Duration),
 }
 
+/// A disk throttle on one block device (already divided by the TDF).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct DiskLimit {
+    pub major: u64,
+    pub minor: u64,
+    pub read_bps: Option<u64>,
+    pub write_bps: Option<u64>,
+    pub read_iops: Option<u64>,
+    pub write_iops: Option<u64>,
+}
+
 /// Resource limits of one node, already divided by the TDF where that applies.
 #[derive(Debug, Clone, PartialEq, Default)]
 pub struct NodeResources {
@@ -23,8 +34,8 @@ pub struct NodeResources {
     pub cpu_period_us: u64,
     pub memory_bytes: Option<u64>,
     pub pids_max: Option<u64>,
-    /// Disk throttles per device: (major, minor, read_bps, write_bps, read_iops, write_iops).
-    pub io: Vec<(u64, u64, Option<u64>, Option<u64>, Option<u64>, Option<u64>)>,
+    /// Disk throttles per device.
+    pub io: Vec<DiskLimit>,
     /// The node's `cpus` in cores of the original machine (perceived).
     pub cpus: f64,
 }

@@ -26,8 +26,8 @@ fn main() {
     });
     check("Condvar::wait_timeout", req, || {
         let pair = (Mutex::new(false), Condvar::new());
-        let guard = pair.0.lock().unwrap();
-        let _ = pair.1.wait_timeout(guard, req).unwrap();
+        let guard = pair.0.lock().expect("probe set-up");
+        let _ = pair.1.wait_timeout(guard, req).expect("probe set-up");
     });
     check("mpsc::recv_timeout", req, || {
         let (_tx, rx) = mpsc::channel::<()>();
@@ -37,8 +37,8 @@ fn main() {
     // checks use a request long enough that 2% covers that rounding.
     let req = req.max(Duration::from_millis(100));
     for (flavor, rt) in [
-        ("current_thread", tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap()),
-        ("multi_thread", tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build().unwrap()),
+        ("current_thread", tokio::runtime::Builder::new_current_thread().enable_all().build().expect("probe set-up")),
+        ("multi_thread", tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build().expect("probe set-up")),
     ] {
         check(&format!("tokio::sleep[{flavor}]"), req, || rt.block_on(async { tokio::time::sleep(req).await }));
         check(&format!("tokio::interval[{flavor}]"), req * 3, || {
