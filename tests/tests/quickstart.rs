@@ -18,5 +18,13 @@ fn quickstart_runs_and_writes_its_results() {
     assert_eq!(run["nodes"].as_array().unwrap().len(), 4);
     let tdf = run["tdf"].as_f64().unwrap();
     assert!(tdf > 1.0, "quickstart needs more than this host's CPU: auto TDF {tdf}");
+    for node in run["nodes"].as_array().unwrap() {
+        assert_eq!(node["shim_loaded"], true, "clock shim missing in {node}");
+    }
+    // The client sleeps 3 s of its own time: it perceives 3 s, the host spends TDF × 3 s.
+    let said = std::fs::read_to_string(out.join("nodes/client/stdout")).unwrap();
+    let perceived: f64 = said.split("says ").nth(1).and_then(|s| s.split(' ').next()).unwrap().parse().unwrap();
+    assert!((perceived - 3.0).abs() < 0.05, "{said}");
+    assert!(run["real_duration_s"].as_f64().unwrap() >= 3.0 * tdf, "{run}");
     assert!(leftovers().is_empty(), "{:?}", leftovers());
 }

@@ -86,6 +86,9 @@ pub struct NodeOutcome {
     /// Whether the harness stopped it at the end of the run (then any exit is expected).
     pub stopped_by_harness: bool,
     pub restarts: u32,
+    /// Whether `libdilation.so` was mapped in the node's command (`null`: not seen, e.g.
+    /// it exited before the check).
+    pub shim_loaded: Option<bool>,
 }
 
 /// The result of a run.
@@ -102,6 +105,9 @@ pub struct RunOutcome {
 
 struct Node {
     spec: NodeSpec,
+    /// Whether the shim was found mapped in the node's command (`None`: not checked yet,
+    /// or the command exited first).
+    shim_loaded: Option<bool>,
     dir: PathBuf,
     config_path: PathBuf,
     cgroup: Option<NodeCgroup>,
@@ -261,6 +267,7 @@ impl<'a> Testbed<'a> {
             exit: None,
             stopped_by_harness: false,
             restarts: 0,
+            shim_loaded: None,
         });
         Ok(())
     }
@@ -347,6 +354,7 @@ impl<'a> Testbed<'a> {
                 .collect();
             self.state().update(|r| r.nodes.extend(ids))?;
             self.progress.nodes_up(self.running());
+            self.check_shims();
             for &idx in level {
                 self.wait_ready(idx, interrupt)?;
                 if interrupt.load(Ordering::Relaxed) {
@@ -460,6 +468,7 @@ impl<'a> Testbed<'a> {
             self.poll_exits();
             let now = self.now_virtual();
             if now >= next_sample {
+                self.check_shims();
                 self.sample(now);
                 next_sample += every;
             }
@@ -484,6 +493,38 @@ impl<'a> Testbed<'a> {
             }
             self.progress.tick(now, self.started.elapsed(), self.running());
             std::thread::sleep(TICK);
+        }
+    }
+
+    /// Looks for the shim in each running node's command (the grandchild of its `__init`)
+    /// until it is found; warns once per node whose command runs without it.
+    fn check_shims(&mut self) {
+        if self.opts.shim.is_none() {
+            return;
+        }
+        for node in &mut self.nodes {
+            if node.shim_loaded == Some(true) || node.exit.is_some() {
+                continue;
+            }
+            let Some(p) = &node.process else { continue };
+            let Some(cmd) = children(p.pid()).into_iter().flat_map(children).next() else { continue };
+            match dilation::probe::shim_loaded(cmd) {
+                Ok(true) => node.shim_loaded = Some(true),
+                Ok(false) => {
+                    // The dynamic loader maps preloads before `main`; give a fresh exec a moment.
+                    let young = node.shim_loaded.is_none();
+                    if !young {
+                        continue;
+                    }
+                    node.shim_loaded = Some(false);
+                    tracing::warn!(
+                        node = %node.spec.name,
+                        pid = cmd,
+                        "the clock shim is not loaded in the node's command (statically linked?): its time is NOT dilated"
+                    );
+                }
+                Err(_) => {}
+            }
         }
     }
 
@@ -547,6 +588,7 @@ impl<'a> Testbed<'a> {
                 exit: n.exit,
                 stopped_by_harness: n.stopped_by_harness,
                 restarts: n.restarts,
+                shim_loaded: n.shim_loaded,
             })
             .collect();
         let mains: Vec<&NodeOutcome> = nodes.iter().filter(|n| n.main).collect();
@@ -632,6 +674,16 @@ impl Drop for Testbed<'_> {
     fn drop(&mut self) {
         self.teardown();
     }
+}
+
+/// Child PIDs of `pid` (all its threads), from `/proc/<pid>/task/*/children`.
+fn children(pid: u32) -> Vec<u32> {
+    let Ok(tasks) = std::fs::read_dir(format!("/proc/{pid}/task")) else { return Vec::new() };
+    tasks
+        .flatten()
+        .filter_map(|t| std::fs::read_to_string(t.path().join("children")).ok())
+        .flat_map(|c| c.split_whitespace().filter_map(|p| p.parse().ok()).collect::<Vec<u32>>())
+        .collect()
 }
 
 /// A node's cgroup path, relative to each hierarchy's root.
