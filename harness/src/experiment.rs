@@ -135,6 +135,7 @@ impl Experiment {
                 },
             });
         }
+        let network = network_spec(&topology).map_err(|m| invalid(file, "network", Some(&topology), m))?;
         let spec = TestbedSpec {
             name: topology.name.clone(),
             topology_file: file.canonicalize().unwrap_or_else(|_| file.to_owned()),
@@ -144,6 +145,7 @@ impl Experiment {
             levels: topology.start_levels(),
             grace: topology.grace,
             sample_every,
+            network,
             plan: serde_json::to_value(&plan).unwrap_or_default(),
             topology: serde_json::to_value(&topology).unwrap_or_default(),
         };
@@ -180,6 +182,45 @@ fn disk_limits(
         read_iops: scale(disk.iops),
         write_iops: scale(disk.iops),
     }])
+}
+
+/// The emulated network of a topology (perceived parameters), when it has links.
+fn network_spec(t: &Topology) -> Result<Option<netem::graph::NetSpec>, String> {
+    if t.links.is_empty() {
+        return Ok(None);
+    }
+    let (prefix, len) = match &t.network.prefix {
+        None => (std::net::Ipv4Addr::new(10, 77, 0, 0), 16),
+        Some(p) => {
+            let (a, l) = p.split_once('/').ok_or_else(|| format!("prefix {p:?}: expected a.b.c.d/len"))?;
+            let a = a.parse().map_err(|_| format!("prefix {p:?}: {a:?} is not an IPv4 address"))?;
+            let l: u8 = l.parse().ok().filter(|l| *l <= 30).ok_or_else(|| format!("prefix {p:?}: length must be 0..=30"))?;
+            (a, l)
+        }
+    };
+    let params = |p: &topology::LinkParams| netem::link::LinkParams {
+        rate_bps: p.rate_bps,
+        delay: Duration::from_nanos(p.delay_ns),
+        jitter: Duration::from_nanos(p.jitter_ns),
+        loss: netem::link::Loss::Random(p.loss),
+        queue: match (p.queue_bytes, p.queue_packets) {
+            (Some(b), _) => netem::link::QueueLimit::Bytes(b),
+            (None, Some(n)) => netem::link::QueueLimit::Packets(n),
+            (None, None) => netem::link::DEFAULT_QUEUE,
+        },
+        ..netem::link::LinkParams::default()
+    };
+    Ok(Some(netem::graph::NetSpec {
+        prefix,
+        prefix_len: len,
+        nodes: t.nodes.iter().map(|n| n.name.clone()).collect(),
+        switches: t.switches.clone(),
+        links: t
+            .links
+            .iter()
+            .map(|l| netem::graph::LinkSpec { name: l.name.clone(), a: l.a.clone(), b: l.b.clone(), forward: params(&l.forward), reverse: params(&l.reverse) })
+            .collect(),
+    }))
 }
 
 /// The whole disk of a partition, from sysfs (`/sys/dev/block/M:m/..`).

@@ -1,9 +1,15 @@
 //! Link models and network emulation for diorama. See `docs/network.md`.
 //!
-//! Today: the link model with the one TDF-scaling function ([`link::scale`]) and the
-//! topology graph with addressing and routes ([`graph`]). The emulation backends (a TUN-based
-//! userspace core, kernel netem through rtnetlink) build on these.
-#![forbid(unsafe_code)]
+//! - [`link`]: the link model and the one TDF-scaling function ([`link::scale`]);
+//! - [`graph`]: nodes, switches and links; addresses; shortest-path routes;
+//! - [`netns`], [`tun`]: per-node network namespaces and TUN devices;
+//! - [`core`]: the userspace emulation core that forwards packets between TUN devices.
+//!
+//! All `unsafe` code (ioctls) is in the private `sys` module.
 
+pub mod core;
 pub mod graph;
 pub mod link;
+pub mod netns;
+mod sys;
+pub mod tun;

@@ -48,14 +48,6 @@ pub fn run(args: Args) -> anyhow::Result<u8> {
     if !nix::unistd::geteuid().is_root() {
         return Err(Failure::new(exit::ENVIRONMENT, "diorama run needs root (namespaces and cgroups)").into());
     }
-    if !experiment.topology.links.is_empty() {
-        // Honest about what this build does: the links are validated and planned for, but
-        // not emulated yet; each node's network namespace holds only its loopback.
-        tracing::warn!(
-            links = experiment.topology.links.len(),
-            "network emulation is not built yet: links are validated but not emulated, and each node has an isolated network"
-        );
-    }
     let harness_exe = std::env::current_exe().context("find the diorama executable")?;
     let shim = if args.no_dilation {
         if experiment.spec.tdf != 1.0 {

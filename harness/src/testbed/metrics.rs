@@ -87,3 +87,42 @@ mod tests {
         assert!((perceived - 0.5).abs() < 1e-9);
     }
 }
+
+/// Header of `links.csv` (results schema 1).
+pub const LINK_HEADER: &str = "t_virtual_s,link,dir,bytes,packets,drops,queue_bytes,utilization,lateness_p99_us";
+
+/// Writes `links.csv`: per link and direction, counters and utilization of the perceived
+/// rate over the last interval, and the core's lateness.
+pub struct LinkSampler {
+    out: BufWriter<File>,
+    last: HashMap<(String, &'static str), (f64, u64)>,
+}
+
+impl LinkSampler {
+    pub fn create(path: &Path) -> std::io::Result<Self> {
+        let mut out = BufWriter::new(File::create(path)?);
+        writeln!(out, "{LINK_HEADER}")?;
+        Ok(Self { out, last: HashMap::new() })
+    }
+
+    pub fn sample(&mut self, t: f64, samples: &[netem::core::LinkSample], lateness: Option<std::time::Duration>) {
+        let late = lateness.map_or(String::new(), |d| format!("{:.1}", d.as_secs_f64() * 1e6));
+        for s in samples {
+            let dir = match s.dir {
+                netem::graph::Dir::Forward => "forward",
+                netem::graph::Dir::Reverse => "reverse",
+            };
+            let prev = self.last.insert((s.link.clone(), dir), (t, s.bytes));
+            let util = match (prev, s.rate_bps) {
+                (Some((t0, b0)), Some(rate)) if t > t0 => ((s.bytes - b0.min(s.bytes)) as f64 * 8.0 / (t - t0)) / rate as f64,
+                _ => 0.0,
+            };
+            let line = format!("{t:.3},{},{dir},{},{},{},{},{util:.4},{late}", s.link, s.bytes, s.packets, s.drops, s.queue_bytes);
+            if let Err(err) = writeln!(self.out, "{line}") {
+                tracing::warn!(?err, "failed to write links.csv");
+                return;
+            }
+        }
+        let _ = self.out.flush();
+    }
+}

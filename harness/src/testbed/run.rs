@@ -105,6 +105,8 @@ pub struct RunOutcome {
 
 struct Node {
     spec: NodeSpec,
+    /// The node's network namespace when the experiment has a network.
+    netns: Option<netem::netns::NetNs>,
     /// Whether the shim was found mapped in the node's command (`None`: not checked yet,
     /// or the command exited first).
     shim_loaded: Option<bool>,
@@ -126,9 +128,13 @@ pub struct Testbed<'a> {
     nodes: Vec<Node>,
     events: EventLog,
     sampler: NodeSampler,
+    links: Option<super::metrics::LinkSampler>,
+    core: Option<netem::core::Core>,
     progress: Progress,
     started: Instant,
     torn_down: bool,
+    /// Network namespaces made by `build_network`, handed to nodes as they are prepared.
+    pending_netns: Vec<netem::netns::NetNs>,
 }
 
 /// Runs the experiment to its end and tears it down. `interrupt` is set by a signal
@@ -201,16 +207,24 @@ impl<'a> Testbed<'a> {
             nodes: Vec::with_capacity(spec.nodes.len()),
             events,
             sampler,
+            links: None,
+            core: None,
             progress: Progress::new(opts.interactive, spec.nodes.len()),
             started: Instant::now(),
             torn_down: false,
+            pending_netns: Vec::new(),
         };
-        let hosts = bed.hosts_file(&run_id)?;
+        let addresses = bed.build_network()?;
+        let hosts = bed.hosts_file(&addresses)?;
         // Record every cgroup before creating any (one state write, not one per node).
         let all: Vec<String> = spec.nodes.iter().map(|n| cgroup_path(&run_id, &n.name)).collect();
         bed.state().update(|r| r.cgroups.extend(all))?;
         for node in &spec.nodes {
             bed.prepare_node(node, &run_id, &hosts)?;
+        }
+        let namespaces = std::mem::take(&mut bed.pending_netns);
+        for (node, ns) in bed.nodes.iter_mut().zip(namespaces) {
+            node.netns = Some(ns);
         }
         Ok(bed)
     }
@@ -219,13 +233,43 @@ impl<'a> Testbed<'a> {
         self.state.as_mut().expect("state exists until teardown")
     }
 
-    /// `/etc/hosts` for every node: loopback plus every node's name.
-    fn hosts_file(&mut self, _run_id: &str) -> Result<PathBuf, TestbedError> {
+    /// Creates every node's network namespace with its TUN device and starts the core.
+    /// Returns the node addresses (empty without a network).
+    fn build_network(&mut self) -> Result<std::collections::BTreeMap<String, std::net::Ipv4Addr>, TestbedError> {
+        let Some(net) = &self.spec.network else { return Ok(Default::default()) };
+        let err = |e: Box<dyn std::error::Error + Send + Sync>| TestbedError::Network(e);
+        let graph = netem::graph::Graph::build(net.clone()).map_err(|e| err(Box::new(e)))?;
+        let addresses = graph.addresses().clone();
+        let mut ports = Vec::with_capacity(addresses.len());
+        let mut namespaces = Vec::with_capacity(addresses.len());
+        for node in &self.spec.nodes {
+            let ns = netem::netns::NetNs::create().map_err(|e| err(Box::new(e)))?;
+            let addr = addresses[&node.name];
+            let tun = netem::tun::create_in(&ns, "eth0", addr, net.prefix_len, 1500).map_err(|e| err(Box::new(e)))?;
+            ports.push(netem::core::Port { node: node.name.clone(), addr, tun });
+            namespaces.push(ns);
+        }
+        let core = netem::core::Core::start(graph, self.spec.tdf, ports).map_err(|e| err(Box::new(e)))?;
+        self.pending_netns = namespaces;
+        self.core = Some(core);
+        self.links = Some(
+            super::metrics::LinkSampler::create(&self.opts.results_dir.join("links.csv"))
+                .map_err(|source| TestbedError::Results { path: self.opts.results_dir.join("links.csv"), source })?,
+        );
+        tracing::info!(nodes = addresses.len(), links = net.links.len(), backend = "userspace", "network up");
+        Ok(addresses)
+    }
+
+    /// `/etc/hosts` for every node: loopback plus every node's name and address.
+    fn hosts_file(&mut self, addresses: &std::collections::BTreeMap<String, std::net::Ipv4Addr>) -> Result<PathBuf, TestbedError> {
         let path = self.state().dir().join("hosts");
         let mut text = String::from("127.0.0.1\tlocalhost\n::1\tlocalhost ip6-localhost ip6-loopback\n");
-        // Without an emulated network every node is alone; its own name points at loopback.
         for node in &self.spec.nodes {
-            text.push_str(&format!("# {} (no emulated network)\n", node.name));
+            match addresses.get(&node.name) {
+                Some(a) => text.push_str(&format!("{a}\t{}\n", node.name)),
+                // Without an emulated network every node is alone.
+                None => text.push_str(&format!("# {} (no emulated network)\n", node.name)),
+            }
         }
         std::fs::write(&path, text).map_err(|source| TestbedError::Prepare { node: "-".into(), source })?;
         Ok(path)
@@ -268,6 +312,7 @@ impl<'a> Testbed<'a> {
             stopped_by_harness: false,
             restarts: 0,
             shim_loaded: None,
+            netns: None,
         });
         Ok(())
     }
@@ -325,7 +370,7 @@ impl<'a> Testbed<'a> {
             config_path: &node.config_path,
             stdout,
             stderr,
-            netns: None,
+            netns: node.netns.as_ref().map(std::os::fd::AsFd::as_fd),
         })
         .map_err(|source| TestbedError::Start { node: name.clone(), source })?;
         let t = self.now_virtual();
@@ -534,6 +579,9 @@ impl<'a> Testbed<'a> {
                 self.sampler.sample(t, &node.spec, cg, self.spec.tdf);
             }
         }
+        if let (Some(core), Some(links)) = (&self.core, &mut self.links) {
+            links.sample(t, &core.samples(), core.lateness(0.99));
+        }
     }
 
     /// Stops the nodes in reverse start order: SIGTERM, then SIGKILL after the grace period.
@@ -650,6 +698,14 @@ impl<'a> Testbed<'a> {
                 let _ = p.signal(Signal::SIGKILL);
                 let _ = p.wait();
             }
+        }
+        if let Some(mut core) = self.core.take() {
+            let (malformed, unroutable) = core.bad_packets();
+            core.shutdown();
+            tracing::info!(malformed, unroutable, "network down");
+        }
+        for node in &mut self.nodes {
+            node.netns = None;
         }
         let mut clean = true;
         for node in self.nodes.iter_mut().rev() {

@@ -71,6 +71,8 @@ pub struct TestbedSpec {
     pub grace: Duration,
     /// Virtual interval of metric samples.
     pub sample_every: Duration,
+    /// The emulated network (perceived parameters), if the topology has links.
+    pub network: Option<netem::graph::NetSpec>,
     /// The plan and the topology as JSON, for `run.json`.
     pub plan: serde_json::Value,
     pub topology: serde_json::Value,
