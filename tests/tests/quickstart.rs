@@ -10,7 +10,7 @@ fn quickstart_runs_and_writes_its_results() {
     let topo = repo_root().join("topologies/quickstart.yaml");
     let r = diorama(&["run", topo.to_str().unwrap(), "--out", out.to_str().unwrap()]);
     assert_eq!(r.code, Some(0), "{r:?}");
-    for file in ["run.json", "plan.json", "events.jsonl", "nodes.csv", "nodes/client/stdout", "nodes/db/stderr"] {
+    for file in ["run.json", "plan.json", "events.jsonl", "nodes.csv", "links.csv", "nodes/client/stdout", "nodes/db/stderr"] {
         assert!(out.join(file).exists(), "{file} missing");
     }
     let run = run_json(&out);
@@ -25,6 +25,8 @@ fn quickstart_runs_and_writes_its_results() {
     let said = std::fs::read_to_string(out.join("nodes/client/stdout")).unwrap();
     let perceived: f64 = said.split("says ").nth(1).and_then(|s| s.split(' ').next()).unwrap().parse().unwrap();
     assert!((perceived - 3.0).abs() < 0.05, "{said}");
+    // The client reached the database over the emulated network, by name.
+    assert_eq!(said.matches("GET http://db:7000/ took").count(), 3, "{said}");
     assert!(run["real_duration_s"].as_f64().unwrap() >= 3.0 * tdf, "{run}");
     assert!(leftovers().is_empty(), "{:?}", leftovers());
 }
