@@ -84,14 +84,20 @@ fn supervise(cfg: &InitConfig) -> u8 {
             return SETUP_FAILED;
         }
     };
+    relay(&mask, pid1, pid1)
+}
+
+/// Waits for signals: reaps children on SIGCHLD and returns `main`'s exit code when it
+/// exits; relays every other signal to `target`.
+fn relay(mask: &SigSet, main: Pid, target: Pid) -> u8 {
     loop {
         let Ok(sig) = mask.wait() else { continue };
         if sig == Signal::SIGCHLD {
-            if let Some(code) = reap(pid1) {
+            if let Some(code) = reap(main) {
                 return code;
             }
         } else {
-            let _ = kill(pid1, sig);
+            let _ = kill(target, sig);
         }
     }
 }
@@ -173,18 +179,8 @@ fn pid1_main(cfg: &InitConfig) -> u8 {
     let main = Pid::from_raw(child.id() as i32);
     // `child` is reaped through waitpid below, never through `Child::wait`.
     std::mem::forget(child);
-    let mask = relayed_mask();
-    loop {
-        let Ok(sig) = mask.wait() else { continue };
-        if sig == Signal::SIGCHLD {
-            if let Some(code) = reap(main) {
-                return code;
-            }
-        } else {
-            // The whole process group: shells and their children stop together.
-            let _ = kill(Pid::from_raw(-main.as_raw()), sig);
-        }
-    }
+    // Signals go to the command's whole process group: shells and their children stop together.
+    relay(&relayed_mask(), main, Pid::from_raw(-main.as_raw()))
 }
 
 /// Resolves `program` through the command's own `PATH` (not the harness's).
