@@ -17,10 +17,19 @@ if mode == "echo":
     while True:
         d, a = s.recvfrom(65536); s.sendto(d, a)
 elif mode == "rtt":
-    s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM); s.settimeout(10)
+    # UDP has no readiness port: the server may not be listening yet, so a lost ping is
+    # sent again (up to 20 times) rather than ending the measurement.
+    s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM); s.settimeout(0.5)
     rtts = []
     for i in range(int(sys.argv[4])):
-        t = time.monotonic(); s.sendto(b"x" * 64, (sys.argv[2], int(sys.argv[3]))); s.recvfrom(2048)
+        for attempt in range(20):
+            t = time.monotonic(); s.sendto(b"x" * 64, (sys.argv[2], int(sys.argv[3])))
+            try:
+                s.recvfrom(2048); break
+            except socket.timeout:
+                continue
+        else:
+            sys.exit("no echo after 20 attempts")
         rtts.append((time.monotonic() - t) * 1000)
     print("rtt_ms", statistics.median(rtts), flush=True)
 elif mode == "sink":

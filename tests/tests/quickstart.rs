@@ -10,6 +10,7 @@ fn quickstart_runs_and_writes_its_results() {
     let topo = repo_root().join("topologies/quickstart.yaml");
     let r = diorama(&["run", topo.to_str().unwrap(), "--out", out.to_str().unwrap()]);
     assert_eq!(r.code, Some(0), "{r:?}");
+    assert!(!r.stderr.contains("NOT dilated"), "false shim warning: {}", r.stderr);
     for file in ["run.json", "plan.json", "events.jsonl", "nodes.csv", "links.csv", "nodes/client/stdout", "nodes/db/stderr"] {
         assert!(out.join(file).exists(), "{file} missing");
     }

@@ -24,6 +24,8 @@ use crate::state::{ProcessId, RunRecord, StateDir};
 
 /// How often the engine polls.
 const TICK: Duration = Duration::from_millis(10);
+/// How long a node's command may run without the shim before it is reported undilated.
+const SHIM_GRACE: Duration = Duration::from_secs(1);
 /// Bytes of a failed node's stderr shown in the error.
 const STDERR_TAIL: usize = 2000;
 
@@ -110,6 +112,8 @@ struct Node {
     /// Whether the shim was found mapped in the node's command (`None`: not checked yet,
     /// or the command exited first).
     shim_loaded: Option<bool>,
+    /// Since when the command has been seen without the shim (it may not have exec'd yet).
+    shim_missing_since: Option<Instant>,
     dir: PathBuf,
     config_path: PathBuf,
     cgroup: Option<NodeCgroup>,
@@ -312,6 +316,7 @@ impl<'a> Testbed<'a> {
             stopped_by_harness: false,
             restarts: 0,
             shim_loaded: None,
+            shim_missing_since: None,
             netns: None,
         });
         Ok(())
@@ -554,20 +559,24 @@ impl<'a> Testbed<'a> {
             let Some(p) = &node.process else { continue };
             let Some(cmd) = children(p.pid()).into_iter().flat_map(children).next() else { continue };
             match dilation::probe::shim_loaded(cmd) {
-                Ok(true) => node.shim_loaded = Some(true),
-                Ok(false) => {
-                    // The dynamic loader maps preloads before `main`; give a fresh exec a moment.
-                    let young = node.shim_loaded.is_none();
-                    if !young {
-                        continue;
-                    }
-                    node.shim_loaded = Some(false);
-                    tracing::warn!(
-                        node = %node.spec.name,
-                        pid = cmd,
-                        "the clock shim is not loaded in the node's command (statically linked?): its time is NOT dilated"
-                    );
+                Ok(true) => {
+                    node.shim_loaded = Some(true);
+                    node.shim_missing_since = None;
                 }
+                // The process may be between fork and exec, or its loader may not have mapped
+                // the preloads yet: only an absence that lasts is reported.
+                Ok(false) => match node.shim_missing_since {
+                    None => node.shim_missing_since = Some(Instant::now()),
+                    Some(since) if since.elapsed() >= SHIM_GRACE && node.shim_loaded.is_none() => {
+                        node.shim_loaded = Some(false);
+                        tracing::warn!(
+                            node = %node.spec.name,
+                            pid = cmd,
+                            "the clock shim is not loaded in the node's command (statically linked?): its time is NOT dilated"
+                        );
+                    }
+                    Some(_) => {}
+                },
                 Err(_) => {}
             }
         }
