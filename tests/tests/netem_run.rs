@@ -145,3 +145,49 @@ nodes:
     assert_eq!(said.matches("reach unreachable").count(), 2, "{said}");
     assert!(leftovers().is_empty(), "{:?}", leftovers());
 }
+
+#[test]
+fn a_shared_bottleneck_is_split_fairly() {
+    require!("a_shared_bottleneck_is_split_fairly", need_root(), need_tool("python3"));
+    let tmp = tempfile::tempdir().unwrap();
+    let p = probe();
+    // A dumbbell: two flows cross one 10 Mbit/s middle link; access links are 100 Mbit/s.
+    let yaml = format!(
+        r#"
+name: dumbbell
+defaults: {{cpus: 0.4, memory: 128MiB}}
+switches: [left, right]
+nodes:
+  - name: s[1..3]
+    run: {{command: ["python3", "{p}", "sink", "5001"]}}
+    ready: {{tcp: 5001}}
+    link: {{to: right, rate: 100Mbit, delay: 1ms}}
+  - name: c1
+    main: true
+    depends_on: [s]
+    run: {{command: ["python3", "{p}", "source", "s1", "5001", "3000000"]}}
+    link: {{to: left, rate: 100Mbit, delay: 1ms}}
+  - name: client
+    main: true
+    depends_on: [s]
+    run: {{command: ["python3", "{p}", "source", "s2", "5001", "3000000"]}}
+    link: {{to: left, rate: 100Mbit, delay: 1ms}}
+links:
+  - {{between: [left, right], rate: 10Mbit, delay: 5ms, queue: 64KB}}
+"#
+    );
+    let topo = topology(tmp.path(), "dumbbell", &yaml);
+    let out = tmp.path().join("o");
+    let r = diorama(&["run", topo.to_str().unwrap(), "--tdf", "1", "--out", out.to_str().unwrap()]);
+    assert_eq!(r.code, Some(0), "{r:?}");
+    let mbps = |node: &str| -> f64 {
+        let text = std::fs::read_to_string(out.join("nodes").join(node).join("stdout")).unwrap();
+        text.split_whitespace().filter_map(|w| w.parse().ok()).next().unwrap_or_else(|| panic!("{node}: {text}"))
+    };
+    let (a, b) = (mbps("c1"), mbps("client"));
+    println!("dumbbell: flow 1 {a:.3} Mbit/s, flow 2 {b:.3} Mbit/s over a shared 10 Mbit/s link");
+    for (name, v) in [("flow 1", a), ("flow 2", b)] {
+        assert!((4.0..=6.0).contains(&v), "{name}: {v} Mbit/s, expected 5 ± 1 (the other got {})", if name == "flow 1" { b } else { a });
+    }
+    assert!(leftovers().is_empty(), "{:?}", leftovers());
+}
