@@ -1,2 +1,7 @@
 //! Workload programs of diorama. Each binary runs inside a node or stand-alone.
+//!
+//! Workloads never link the harness: they talk to it through their command line, their
+//! environment and the files they write into their working directory (`docs/results.md`).
 #![forbid(unsafe_code)]
+
+pub mod runtime;
