@@ -133,7 +133,8 @@ pub struct Testbed<'a> {
     events: EventLog,
     sampler: NodeSampler,
     links: Option<super::metrics::LinkSampler>,
-    core: Option<netem::core::Core>,
+    /// The running emulated network, when the topology has links.
+    net: Option<Box<dyn netem::emulator::Emulator>>,
     progress: Progress,
     started: Instant,
     torn_down: bool,
@@ -212,7 +213,7 @@ impl<'a> Testbed<'a> {
             events,
             sampler,
             links: None,
-            core: None,
+            net: None,
             progress: Progress::new(opts.interactive, spec.nodes.len()),
             started: Instant::now(),
             torn_down: false,
@@ -255,7 +256,7 @@ impl<'a> Testbed<'a> {
         }
         let core = netem::core::Core::start(graph, self.spec.tdf, ports).map_err(|e| err(Box::new(e)))?;
         self.pending_netns = namespaces;
-        self.core = Some(core);
+        self.net = Some(Box::new(core));
         self.links = Some(
             super::metrics::LinkSampler::create(&self.opts.results_dir.join("links.csv"))
                 .map_err(|source| TestbedError::Results { path: self.opts.results_dir.join("links.csv"), source })?,
@@ -588,8 +589,8 @@ impl<'a> Testbed<'a> {
                 self.sampler.sample(t, &node.spec, cg, self.spec.tdf);
             }
         }
-        if let (Some(core), Some(links)) = (&self.core, &mut self.links) {
-            links.sample(t, &core.samples(), core.lateness(0.99));
+        if let (Some(net), Some(links)) = (&self.net, &mut self.links) {
+            links.sample(t, &net.samples(), net.lateness(0.99));
         }
     }
 
@@ -708,9 +709,9 @@ impl<'a> Testbed<'a> {
                 let _ = p.wait();
             }
         }
-        if let Some(mut core) = self.core.take() {
-            let (malformed, unroutable) = core.bad_packets();
-            core.shutdown();
+        if let Some(mut net) = self.net.take() {
+            let (malformed, unroutable) = net.bad_packets();
+            net.shutdown();
             tracing::info!(malformed, unroutable, "network down");
         }
         for node in &mut self.nodes {
