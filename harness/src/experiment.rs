@@ -202,7 +202,20 @@ fn network_spec(t: &Topology) -> Result<Option<netem::graph::NetSpec>, String> {
         rate_bps: p.rate_bps,
         delay: Duration::from_nanos(p.delay_ns),
         jitter: Duration::from_nanos(p.jitter_ns),
-        loss: netem::link::Loss::Random(p.loss),
+        jitter_dist: match p.jitter_dist {
+            topology::model::JitterDistDecl::Uniform => netem::link::JitterDist::Uniform,
+            topology::model::JitterDistDecl::Normal => netem::link::JitterDist::Normal,
+            topology::model::JitterDistDecl::ParetoNormal => netem::link::JitterDist::ParetoNormal,
+        },
+        loss: match p.gilbert_elliott {
+            Some([p_good_to_bad, p_bad_to_good, loss_good, loss_bad]) => {
+                netem::link::Loss::GilbertElliott { p_good_to_bad, p_bad_to_good, loss_good, loss_bad }
+            }
+            None => netem::link::Loss::Random(p.loss),
+        },
+        reorder: p.reorder,
+        duplicate: p.duplicate,
+        corrupt: p.corrupt,
         queue: match (p.queue_bytes, p.queue_packets) {
             (Some(b), _) => netem::link::QueueLimit::Bytes(b),
             (None, Some(n)) => netem::link::QueueLimit::Packets(n),

@@ -541,11 +541,13 @@ impl Engine {
         counters.queue_bytes.store(st.queued_bytes, Ordering::Relaxed);
         counters.bytes.fetch_add(len, Ordering::Relaxed);
         counters.packets.fetch_add(1, Ordering::Relaxed);
-        // Uniform in [delay − jitter, delay + jitter], never below zero.
-        let delay = if p.jitter.is_zero() {
+        // netem's reorder: a share of packets skips the delay and overtakes those in flight.
+        let delay = if p.reorder > 0.0 && self.rng.random::<f64>() < p.reorder {
+            Duration::ZERO
+        } else if p.jitter.is_zero() {
             p.delay
         } else {
-            (p.delay + p.jitter.mul_f64(self.rng.random::<f64>() * 2.0)).saturating_sub(p.jitter)
+            p.jitter_dist.apply(p.delay, p.jitter, self.rng.random::<f64>())
         };
         if p.corrupt > 0.0 && self.rng.random::<f64>() < p.corrupt && packet.len() > 20 {
             let i = 20 + self.rng.random_range(0..packet.len() - 20);

@@ -10,7 +10,11 @@ use std::time::Duration;
 
 use serde::{Deserialize, Serialize};
 
-/// Distribution of jitter around the delay.
+/// Distribution of jitter around the delay, with netem's semantics: `uniform` draws the
+/// delay in `[delay − jitter, delay + jitter)`; `normal` draws it from N(delay, jitter²);
+/// `pareto-normal` from iproute2's paretonormal table (¾ normal + ¼ Pareto of shape 3,
+/// combined quantile by quantile, scaled by `jitter`). Like netem's tables (values ±4σ at
+/// most, `NETEM_DIST_MAX`), draws are clamped to ±4 jitter, and a delay never goes below 0.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, Default)]
 #[serde(rename_all = "snake_case")]
 pub enum JitterDist {
@@ -19,6 +23,54 @@ pub enum JitterDist {
     Normal,
     /// netem's "paretonormal": 75% normal, 25% pareto.
     ParetoNormal,
+}
+
+impl JitterDist {
+    /// A draw in units of the jitter (σ for `normal`) from a uniform `u` in (0, 1).
+    pub fn quantile(self, u: f64) -> f64 {
+        let u = u.clamp(1e-12, 1.0 - 1e-12);
+        match self {
+            JitterDist::Uniform => 2.0 * u - 1.0,
+            JitterDist::Normal => normal_quantile(u).clamp(-NETEM_DIST_MAX, NETEM_DIST_MAX),
+            JitterDist::ParetoNormal => {
+                // iproute2 paretonormal.c: (3·normal + pareto) / 4, each entry clamped.
+                let n = normal_quantile(u).clamp(-NETEM_DIST_MAX, NETEM_DIST_MAX);
+                let p = ((1.0 / (1.0 - u)).powf(1.0 / 3.0) - 1.5) * (4.0 / 3.0);
+                (3.0 * n + p.clamp(-NETEM_DIST_MAX, NETEM_DIST_MAX)) / 4.0
+            }
+        }
+    }
+
+    /// `delay` with this distribution's jitter for the uniform draw `u` in (0, 1).
+    pub fn apply(self, delay: Duration, jitter: Duration, u: f64) -> Duration {
+        if jitter.is_zero() {
+            return delay;
+        }
+        let ns = delay.as_nanos() as f64 + jitter.as_nanos() as f64 * self.quantile(u);
+        Duration::from_nanos(ns.max(0.0) as u64)
+    }
+}
+
+/// The largest draw of netem's distribution tables, in σ (32767 / `NETEM_DIST_SCALE` 8192).
+const NETEM_DIST_MAX: f64 = 32_767.0 / 8_192.0;
+
+/// Φ⁻¹(u), Acklam's rational approximation (relative error < 1.2e-9).
+fn normal_quantile(u: f64) -> f64 {
+    const A: [f64; 6] = [-3.969683028665376e1, 2.209460984245205e2, -2.759285104469687e2, 1.383577518672690e2, -3.066479806614716e1, 2.506628277459239];
+    const B: [f64; 5] = [-5.447609879822406e1, 1.615858368580409e2, -1.556989798598866e2, 6.680131188771972e1, -1.328068155288572e1];
+    const C: [f64; 6] = [-7.784894002430293e-3, -3.223964580411365e-1, -2.400758277161838, -2.549732539343734, 4.374664141464968, 2.938163982698783];
+    const D: [f64; 4] = [7.784695709041462e-3, 3.224671290700398e-1, 2.445134137142996, 3.754408661907416];
+    let tail = |q: f64| (((((C[0] * q + C[1]) * q + C[2]) * q + C[3]) * q + C[4]) * q + C[5]) / ((((D[0] * q + D[1]) * q + D[2]) * q + D[3]) * q + 1.0);
+    if u < 0.02425 {
+        tail((-2.0 * u.ln()).sqrt())
+    } else if u > 1.0 - 0.02425 {
+        -tail((-2.0 * (1.0 - u).ln()).sqrt())
+    } else {
+        let q = u - 0.5;
+        let r = q * q;
+        (((((A[0] * r + A[1]) * r + A[2]) * r + A[3]) * r + A[4]) * r + A[5]) * q
+            / (((((B[0] * r + B[1]) * r + B[2]) * r + B[3]) * r + B[4]) * r + 1.0)
+    }
 }
 
 /// How packets are lost.
@@ -54,7 +106,8 @@ pub struct LinkParams {
     pub jitter: Duration,
     pub jitter_dist: JitterDist,
     pub loss: Loss,
-    /// Probabilities in [0, 1].
+    /// Probabilities in [0, 1]. `reorder`, as netem: that share of packets skips the delay
+    /// (and jitter), so it overtakes packets still in flight.
     pub reorder: f64,
     pub duplicate: f64,
     pub corrupt: f64,
@@ -182,6 +235,32 @@ mod tests {
         let p = link();
         assert_eq!(p.serialization(1250), Duration::from_millis(1));
         assert_eq!(LinkParams::default().serialization(1500), Duration::ZERO);
+    }
+
+    fn moments(dist: JitterDist) -> (f64, f64) {
+        let n = 200_000;
+        let xs: Vec<f64> = (0..n).map(|i| dist.quantile((f64::from(i) + 0.5) / f64::from(n))).collect();
+        let mean = xs.iter().sum::<f64>() / f64::from(n);
+        let var = xs.iter().map(|x| (x - mean).powi(2)).sum::<f64>() / f64::from(n);
+        (mean, var.sqrt())
+    }
+
+    #[test]
+    fn jitter_distributions_have_netem_shapes() {
+        let (m, sd) = moments(JitterDist::Uniform);
+        assert!(m.abs() < 1e-3 && (sd - 1.0 / 3f64.sqrt()).abs() < 1e-3, "uniform {m} {sd}");
+        let (m, sd) = moments(JitterDist::Normal);
+        assert!(m.abs() < 1e-3 && (sd - 1.0).abs() < 0.01, "normal {m} {sd}");
+        assert!((JitterDist::Normal.quantile(0.841_344_7) - 1.0).abs() < 1e-6);
+        // Pareto-normal: right-skewed (a long tail of late packets), mean near zero.
+        let (m, sd) = moments(JitterDist::ParetoNormal);
+        assert!(m.abs() < 0.05 && sd > 0.7 && sd < 1.1, "paretonormal {m} {sd}");
+        assert!(JitterDist::ParetoNormal.quantile(0.999) > -JitterDist::ParetoNormal.quantile(0.001));
+        // Clamped like netem's tables, and never a negative delay.
+        assert!(JitterDist::Normal.quantile(1e-15) >= -NETEM_DIST_MAX);
+        let d = JitterDist::Normal.apply(Duration::from_millis(1), Duration::from_millis(10), 0.001);
+        assert_eq!(d, Duration::ZERO);
+        assert_eq!(JitterDist::Uniform.apply(Duration::from_millis(5), Duration::from_millis(1), 0.5), Duration::from_millis(5));
     }
 
     #[test]

@@ -148,6 +148,40 @@ pub struct LinkParamsDecl {
     pub loss: Option<Percent>,
     /// Queue limit: bytes (`100KB`) or packets (`100p`/`100 packets`).
     pub queue: Option<QueueDecl>,
+    /// Jitter distribution, as netem: `uniform` (default), `normal`, `pareto-normal`.
+    pub jitter_dist: Option<JitterDistDecl>,
+    /// Bursty loss (netem's `loss gemodel`); exclusive with `loss`.
+    pub gilbert_elliott: Option<GilbertElliottDecl>,
+    /// Share of packets sent without the delay (netem's `reorder`; needs a delay).
+    pub reorder: Option<Percent>,
+    /// Share of packets delivered twice.
+    pub duplicate: Option<Percent>,
+    /// Share of packets with one bit flipped in their payload.
+    pub corrupt: Option<Percent>,
+}
+
+/// A jitter distribution.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, JsonSchema, Default)]
+#[serde(rename_all = "kebab-case")]
+pub enum JitterDistDecl {
+    #[default]
+    Uniform,
+    Normal,
+    ParetoNormal,
+}
+
+/// Gilbert–Elliott loss: a good and a bad state (netem's `loss gemodel p r 1-h 1-k`).
+#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct GilbertElliottDecl {
+    /// Probability of moving from the good to the bad state, per packet.
+    pub p: Percent,
+    /// Probability of moving from the bad to the good state, per packet.
+    pub r: Percent,
+    /// Loss in the good state (default 0%).
+    pub loss_good: Option<Percent>,
+    /// Loss in the bad state (default 100%).
+    pub loss_bad: Option<Percent>,
 }
 
 /// A queue limit in bytes or packets.
@@ -186,11 +220,32 @@ pub struct AccessLinkDecl {
     pub jitter: Option<Duration>,
     pub loss: Option<Percent>,
     pub queue: Option<QueueDecl>,
+    /// Jitter distribution, as netem: `uniform` (default), `normal`, `pareto-normal`.
+    pub jitter_dist: Option<JitterDistDecl>,
+    /// Bursty loss (netem's `loss gemodel`); exclusive with `loss`.
+    pub gilbert_elliott: Option<GilbertElliottDecl>,
+    /// Share of packets sent without the delay (netem's `reorder`; needs a delay).
+    pub reorder: Option<Percent>,
+    /// Share of packets delivered twice.
+    pub duplicate: Option<Percent>,
+    /// Share of packets with one bit flipped in their payload.
+    pub corrupt: Option<Percent>,
 }
 
 impl AccessLinkDecl {
     pub fn params(&self) -> LinkParamsDecl {
-        LinkParamsDecl { rate: self.rate, delay: self.delay, jitter: self.jitter, loss: self.loss, queue: self.queue.clone() }
+        LinkParamsDecl {
+            rate: self.rate,
+            delay: self.delay,
+            jitter: self.jitter,
+            loss: self.loss,
+            queue: self.queue.clone(),
+            jitter_dist: self.jitter_dist,
+            gilbert_elliott: self.gilbert_elliott,
+            reorder: self.reorder,
+            duplicate: self.duplicate,
+            corrupt: self.corrupt,
+        }
     }
 }
 
@@ -270,6 +325,16 @@ pub struct LinkDecl {
     pub jitter: Option<Duration>,
     pub loss: Option<Percent>,
     pub queue: Option<QueueDecl>,
+    /// Jitter distribution, as netem: `uniform` (default), `normal`, `pareto-normal`.
+    pub jitter_dist: Option<JitterDistDecl>,
+    /// Bursty loss (netem's `loss gemodel`); exclusive with `loss`.
+    pub gilbert_elliott: Option<GilbertElliottDecl>,
+    /// Share of packets sent without the delay (netem's `reorder`; needs a delay).
+    pub reorder: Option<Percent>,
+    /// Share of packets delivered twice.
+    pub duplicate: Option<Percent>,
+    /// Share of packets with one bit flipped in their payload.
+    pub corrupt: Option<Percent>,
     /// Overrides for the direction from the first to the second endpoint.
     pub forward: Option<LinkParamsDecl>,
     /// Overrides for the direction from the second to the first endpoint.
@@ -278,7 +343,18 @@ pub struct LinkDecl {
 
 impl LinkDecl {
     pub fn params(&self) -> LinkParamsDecl {
-        LinkParamsDecl { rate: self.rate, delay: self.delay, jitter: self.jitter, loss: self.loss, queue: self.queue.clone() }
+        LinkParamsDecl {
+            rate: self.rate,
+            delay: self.delay,
+            jitter: self.jitter,
+            loss: self.loss,
+            queue: self.queue.clone(),
+            jitter_dist: self.jitter_dist,
+            gilbert_elliott: self.gilbert_elliott,
+            reorder: self.reorder,
+            duplicate: self.duplicate,
+            corrupt: self.corrupt,
+        }
     }
 }
 

@@ -8,7 +8,8 @@ use serde::Serialize;
 
 use super::load::Diagnostics;
 use super::model::{
-    CommandDecl, DiskDecl, HostDecl, LinkParamsDecl, NetworkDecl, NodeDecl, Placement, QueueDecl, TdfChoice, TopologyDecl,
+    CommandDecl, DiskDecl, HostDecl, JitterDistDecl, LinkParamsDecl, NetworkDecl, NodeDecl, Placement, QueueDecl, TdfChoice,
+    TopologyDecl,
 };
 use super::names::{expand, Declared};
 use super::source::SourceMap;
@@ -67,6 +68,12 @@ pub struct LinkParams {
     pub loss: f64,
     pub queue_bytes: Option<u64>,
     pub queue_packets: Option<u64>,
+    pub jitter_dist: JitterDistDecl,
+    /// Gilbert–Elliott loss `[p, r, loss_good, loss_bad]`, instead of `loss`.
+    pub gilbert_elliott: Option<[f64; 4]>,
+    pub reorder: f64,
+    pub duplicate: f64,
+    pub corrupt: f64,
 }
 
 /// A link between two endpoints (nodes or switches), each direction independent.
@@ -180,6 +187,13 @@ fn params(decl: &LinkParamsDecl) -> LinkParams {
         loss: decl.loss.map_or(0.0, |p| p.0),
         queue_bytes,
         queue_packets,
+        jitter_dist: decl.jitter_dist.unwrap_or_default(),
+        gilbert_elliott: decl.gilbert_elliott.map(|g| {
+            [g.p.0, g.r.0, g.loss_good.map_or(0.0, |p| p.0), g.loss_bad.map_or(1.0, |p| p.0)]
+        }),
+        reorder: decl.reorder.map_or(0.0, |p| p.0),
+        duplicate: decl.duplicate.map_or(0.0, |p| p.0),
+        corrupt: decl.corrupt.map_or(0.0, |p| p.0),
     }
 }
 
@@ -191,6 +205,11 @@ fn overlay(base: &LinkParamsDecl, over: &LinkParamsDecl) -> LinkParamsDecl {
         jitter: over.jitter.or(base.jitter),
         loss: over.loss.or(base.loss),
         queue: over.queue.clone().or_else(|| base.queue.clone()),
+        jitter_dist: over.jitter_dist.or(base.jitter_dist),
+        gilbert_elliott: over.gilbert_elliott.or(base.gilbert_elliott),
+        reorder: over.reorder.or(base.reorder),
+        duplicate: over.duplicate.or(base.duplicate),
+        corrupt: over.corrupt.or(base.corrupt),
     }
 }
 
@@ -421,6 +440,17 @@ pub(super) fn resolve(file: &Path, decl: TopologyDecl, source: &SourceMap, diags
         for (dir, p) in [("forward", &l.forward), ("reverse", &l.reverse)] {
             if p.jitter_ns > 0 && p.delay_ns == 0 {
                 diags.at(&l.path, format!("{dir} direction has jitter but no delay"));
+            }
+            if p.reorder > 0.0 && p.delay_ns == 0 {
+                diags.at(&l.path, format!("{dir} direction has reorder but no delay (reordered packets skip the delay)"));
+            }
+            if p.gilbert_elliott.is_some() && p.loss > 0.0 {
+                diags.at(&l.path, format!("{dir} direction has both loss and gilbert_elliott; choose one"));
+            }
+            for (field, v) in [("reorder", p.reorder), ("duplicate", p.duplicate), ("corrupt", p.corrupt)] {
+                if !(0.0..=1.0).contains(&v) {
+                    diags.at(&l.path, format!("{dir} direction: {field} {v} is not a probability"));
+                }
             }
         }
     }
