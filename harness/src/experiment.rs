@@ -17,6 +17,8 @@ pub struct Overrides {
     pub duration: Option<String>,
     pub sample_every: Option<String>,
     pub headroom: Option<f64>,
+    /// The network backend (`--net`; default `auto`).
+    pub net: Option<crate::testbed::NetBackend>,
 }
 
 /// A loaded and planned experiment.
@@ -146,6 +148,7 @@ impl Experiment {
             grace: topology.grace,
             sample_every,
             network,
+            net_backend: overrides.net.unwrap_or_default(),
             plan: serde_json::to_value(&plan).unwrap_or_default(),
             topology: serde_json::to_value(&topology).unwrap_or_default(),
         };

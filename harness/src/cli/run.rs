@@ -27,6 +27,11 @@ pub struct Args {
     /// CPU headroom: the share of host cores the plan may use.
     #[arg(long)]
     pub headroom: Option<f64>,
+    /// Network backend: `kernel` (netem and htb on veth pairs; needs sch_netem for delay,
+    /// jitter and loss), `userspace` (the TUN core), or `auto` (kernel where sch_netem
+    /// exists, else userspace; the choice is printed and recorded in run.json).
+    #[arg(long, value_enum, default_value_t = crate::testbed::NetBackend::Auto)]
+    pub net: crate::testbed::NetBackend,
     /// Run without the clock shim (only meaningful at TDF 1).
     #[arg(long)]
     pub no_dilation: bool,
@@ -43,6 +48,7 @@ pub fn run(args: Args) -> anyhow::Result<u8> {
             duration: args.duration.clone(),
             sample_every: Some(args.sample_every.clone()),
             headroom: args.headroom,
+            net: Some(args.net),
         },
     )?;
     if !nix::unistd::geteuid().is_root() {

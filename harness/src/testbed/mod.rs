@@ -2,6 +2,7 @@
 
 mod events;
 mod metrics;
+mod network;
 mod progress;
 mod resources;
 mod run;
@@ -10,7 +11,7 @@ mod spec;
 pub use resources::{remove_run_parent, NodeCgroup, ResourceError};
 pub use metrics::LinkSampler;
 pub use run::{run, tail, NodeOutcome, RunOptions, RunOutcome, TestbedError};
-pub use spec::{DiskLimit, NodeResources, NodeSpec, ReadyCheck, TestbedSpec};
+pub use spec::{DiskLimit, NetBackend, NodeResources, NodeSpec, ReadyCheck, TestbedSpec};
 
 /// Facts about this host for `run.json`.
 pub fn host_facts() -> serde_json::Value {

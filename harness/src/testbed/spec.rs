@@ -73,7 +73,22 @@ pub struct TestbedSpec {
     pub sample_every: Duration,
     /// The emulated network (perceived parameters), if the topology has links.
     pub network: Option<netem::graph::NetSpec>,
+    /// Which network backend carries the links (`--net`).
+    pub net_backend: NetBackend,
     /// The plan and the topology as JSON, for `run.json`.
     pub plan: serde_json::Value,
     pub topology: serde_json::Value,
+}
+
+/// The network backend choice (`diorama run --net`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, clap::ValueEnum, serde::Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum NetBackend {
+    /// The kernel backend where `sch_netem` is available, else the userspace core.
+    #[default]
+    Auto,
+    /// The userspace core (TUN devices, one forwarding thread).
+    Userspace,
+    /// Kernel queueing disciplines (netem, htb) on veth pairs between namespaces.
+    Kernel,
 }
