@@ -379,8 +379,6 @@ impl KernelNet {
                     ("net.ipv4.conf.default.rp_filter", "0"),
                     ("net.ipv4.conf.all.proxy_arp", "1"),
                     ("net.ipv4.conf.default.proxy_arp", "1"),
-                    // Proxy ARP answers after a random delay up to 0.8 s unless told not to.
-                    ("net.ipv4.neigh.default.proxy_delay", "0"),
                 ]
             };
             for (key, value) in sysctls {
@@ -410,6 +408,13 @@ impl KernelNet {
             rtnl[a].add_veth(&na, &nb, namespaces[b].as_fd_raw())?;
             let ia = rtnl[a].index(&na)?;
             let ib = rtnl[b].index(&nb)?;
+            for (v, name) in [(a, &na), (b, &nb)] {
+                if v >= n_nodes {
+                    // Proxy ARP answers after a random delay of up to 0.8 s unless told not to.
+                    let key = format!("net.ipv4.neigh.{name}.proxy_delay");
+                    namespaces[v].sysctl_write(&key, "0").map_err(|source| KernelError::Sysctl { key, source })?;
+                }
+            }
             if a < n_nodes {
                 node_ifaces[a].push(ia);
             }

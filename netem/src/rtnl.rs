@@ -63,6 +63,34 @@ pub struct Rtnl {
     seq: std::cell::Cell<u32>,
 }
 
+const NLMSG_ERROR: u16 = 2;
+const NLMSG_DONE: u16 = 3;
+const RTM_NEWLINK: u16 = 16;
+const IFLA_STATS64: u16 = 23;
+
+fn u32_le(b: &[u8]) -> u32 {
+    b.get(..4).map_or(0, |s| u32::from_ne_bytes([s[0], s[1], s[2], s[3]]))
+}
+
+fn u64_le(b: &[u8], i: usize) -> u64 {
+    b.get(i * 8..i * 8 + 8).map_or(0, |s| u64::from_ne_bytes(s.try_into().unwrap_or([0; 8])))
+}
+
+/// The value of the first attribute of type `kind` in a run of attributes.
+fn raw_attr(mut b: &[u8], kind: u16) -> Option<&[u8]> {
+    while b.len() >= 4 {
+        let len = usize::from(u16::from_ne_bytes([b[0], b[1]]));
+        if len < 4 || len > b.len() {
+            return None;
+        }
+        if u16::from_ne_bytes([b[2], b[3]]) & 0x3fff == kind {
+            return Some(&b[4..len]);
+        }
+        b = &b[((len + 3) & !3).min(b.len())..];
+    }
+    None
+}
+
 /// `TC_H_ROOT`.
 pub const ROOT: TcHandle = TcHandle::ROOT;
 
@@ -92,7 +120,7 @@ impl Rtnl {
 
     /// Sends one request and collects the replies until the acknowledgement (or, for a
     /// dump, the end marker).
-    fn exchange(&self, op: &str, msg: RouteNetlinkMessage, flags: u16) -> Result<Vec<RouteNetlinkMessage>, RtnlError> {
+    fn exchange(&self, op: &str, msg: RouteNetlinkMessage, flags: u16) -> Result<Vec<Vec<u8>>, RtnlError> {
         let seq = self.seq.get().wrapping_add(1);
         self.seq.set(seq);
         let dump = flags & NLM_F_DUMP == NLM_F_DUMP;
@@ -108,24 +136,30 @@ impl Rtnl {
         loop {
             let (data, _) = self.sock.recv_from_full()?;
             let mut at = 0;
+            // Replies are walked by hand: link replies are kept raw, because
+            // netlink-packet-route warns on every attribute newer than itself.
             while at + 16 <= data.len() {
-                let reply = NetlinkMessage::<RouteNetlinkMessage>::deserialize(&data[at..])
-                    .map_err(|e| RtnlError::Decode { op: op.to_owned(), detail: e.to_string() })?;
-                let len = (reply.header.length as usize).max(16);
+                let len = u32_le(&data[at..]) as usize;
+                if len < 16 || at + len > data.len() {
+                    return Err(RtnlError::Decode { op: op.to_owned(), detail: format!("bad message length {len}") });
+                }
+                let msg = &data[at..at + len];
                 at += (len + 3) & !3;
-                if reply.header.sequence_number != seq {
+                let kind = u16::from_ne_bytes([msg[4], msg[5]]);
+                if u32_le(&msg[8..]) != seq {
                     continue;
                 }
-                match reply.payload {
-                    NetlinkPayload::Done(_) => return Ok(out),
-                    NetlinkPayload::Error(e) => match e.code {
-                        None => return Ok(out),
-                        Some(code) => {
-                            return Err(RtnlError::Kernel { op: op.to_owned(), source: io::Error::from_raw_os_error(-code.get()) })
-                        }
-                    },
-                    NetlinkPayload::InnerMessage(m) => out.push(m),
-                    _ => {}
+                match kind {
+                    NLMSG_DONE => return Ok(out),
+                    NLMSG_ERROR => {
+                        let code = msg.get(16..20).map_or(0, |c| i32::from_ne_bytes([c[0], c[1], c[2], c[3]]));
+                        return if code == 0 {
+                            Ok(out)
+                        } else {
+                            Err(RtnlError::Kernel { op: op.to_owned(), source: io::Error::from_raw_os_error(-code) })
+                        };
+                    }
+                    _ => out.push(msg.to_vec()),
                 }
             }
         }
@@ -136,8 +170,12 @@ impl Rtnl {
         let mut peer_msg = LinkMessage::default();
         peer_msg.attributes.push(LinkAttribute::IfName(peer.to_owned()));
         peer_msg.attributes.push(LinkAttribute::NetNsFd(peer_ns));
+        // One segment per packet: shapers and queue limits then see wire-sized packets,
+        // not 64 KB GSO bursts that a byte limit would drop whole.
+        peer_msg.attributes.push(LinkAttribute::GsoMaxSegs(1));
         let mut msg = LinkMessage::default();
         msg.attributes.push(LinkAttribute::IfName(name.to_owned()));
+        msg.attributes.push(LinkAttribute::GsoMaxSegs(1));
         msg.attributes.push(LinkAttribute::LinkInfo(vec![
             LinkInfo::Kind(InfoKind::Veth),
             LinkInfo::Data(InfoData::Veth(InfoVeth::Peer(peer_msg))),
@@ -153,11 +191,9 @@ impl Rtnl {
         let op = format!("look up interface {name}");
         let replies = self.exchange(&op, RouteNetlinkMessage::GetLink(msg), 0)?;
         replies
-            .into_iter()
-            .find_map(|m| match m {
-                RouteNetlinkMessage::NewLink(l) => Some(l.header.index),
-                _ => None,
-            })
+            .iter()
+            .find(|m| u16::from_ne_bytes([m[4], m[5]]) == RTM_NEWLINK && m.len() >= 32)
+            .map(|m| u32_le(&m[20..]))
             .ok_or(RtnlError::Decode { op, detail: "no link in the reply".into() })
     }
 
@@ -232,18 +268,19 @@ impl Rtnl {
     pub fn counters(&self) -> Result<std::collections::HashMap<u32, DevCounters>, RtnlError> {
         let mut out: std::collections::HashMap<u32, DevCounters> = std::collections::HashMap::new();
         for m in self.exchange("dump links", RouteNetlinkMessage::GetLink(LinkMessage::default()), NLM_F_DUMP)? {
-            if let RouteNetlinkMessage::NewLink(l) = m {
-                let c = out.entry(l.header.index).or_default();
-                for a in &l.attributes {
-                    if let LinkAttribute::Stats64(s) = a {
-                        c.tx_bytes = s.tx_bytes;
-                        c.tx_packets = s.tx_packets;
-                    }
-                }
+            if u16::from_ne_bytes([m[4], m[5]]) != RTM_NEWLINK || m.len() < 32 {
+                continue;
+            }
+            let c = out.entry(u32_le(&m[20..])).or_default();
+            // struct rtnl_link_stats64: rx_packets, tx_packets, rx_bytes, tx_bytes, ...
+            if let Some(stats) = raw_attr(&m[32..], IFLA_STATS64) {
+                c.tx_packets = u64_le(stats, 1);
+                c.tx_bytes = u64_le(stats, 3);
             }
         }
-        for m in self.exchange("dump qdiscs", RouteNetlinkMessage::GetQueueDiscipline(TcMessage::default()), NLM_F_DUMP)? {
-            if let RouteNetlinkMessage::NewQueueDiscipline(q) = m {
+        for raw in self.exchange("dump qdiscs", RouteNetlinkMessage::GetQueueDiscipline(TcMessage::default()), NLM_F_DUMP)? {
+            let Ok(m) = NetlinkMessage::<RouteNetlinkMessage>::deserialize(&raw) else { continue };
+            if let NetlinkPayload::InnerMessage(RouteNetlinkMessage::NewQueueDiscipline(q)) = m.payload {
                 if q.header.parent != ROOT {
                     continue;
                 }

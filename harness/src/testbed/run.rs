@@ -140,6 +140,8 @@ pub struct Testbed<'a> {
     torn_down: bool,
     /// Network namespaces made by `build_network`, handed to nodes as they are prepared.
     pending_netns: Vec<netem::netns::NetNs>,
+    /// The network's backend, its choice and TCP timers, for `run.json`.
+    net_record: serde_json::Value,
 }
 
 /// Runs the experiment to its end and tears it down. `interrupt` is set by a signal
@@ -218,6 +220,7 @@ impl<'a> Testbed<'a> {
             started: Instant::now(),
             torn_down: false,
             pending_netns: Vec::new(),
+            net_record: serde_json::Value::Null,
         };
         let addresses = bed.build_network()?;
         let hosts = bed.hosts_file(&addresses)?;
@@ -238,31 +241,20 @@ impl<'a> Testbed<'a> {
         self.state.as_mut().expect("state exists until teardown")
     }
 
-    /// Creates every node's network namespace with its TUN device and starts the core.
-    /// Returns the node addresses (empty without a network).
+    /// Builds the emulated network (see `network.rs`). Returns the node addresses (empty
+    /// without a network).
     fn build_network(&mut self) -> Result<std::collections::BTreeMap<String, std::net::Ipv4Addr>, TestbedError> {
-        let Some(net) = &self.spec.network else { return Ok(Default::default()) };
-        let err = |e: Box<dyn std::error::Error + Send + Sync>| TestbedError::Network(e);
-        let graph = netem::graph::Graph::build(net.clone()).map_err(|e| err(Box::new(e)))?;
-        let addresses = graph.addresses().clone();
-        let mut ports = Vec::with_capacity(addresses.len());
-        let mut namespaces = Vec::with_capacity(addresses.len());
-        for node in &self.spec.nodes {
-            let ns = netem::netns::NetNs::create().map_err(|e| err(Box::new(e)))?;
-            let addr = addresses[&node.name];
-            let tun = netem::tun::create_in(&ns, "eth0", addr, net.prefix_len, 1500).map_err(|e| err(Box::new(e)))?;
-            ports.push(netem::core::Port { node: node.name.clone(), addr, tun });
-            namespaces.push(ns);
-        }
-        let core = netem::core::Core::start(graph, self.spec.tdf, ports).map_err(|e| err(Box::new(e)))?;
-        self.pending_netns = namespaces;
-        self.net = Some(Box::new(core));
+        let Some(built) = super::network::build(self.spec).map_err(|e| TestbedError::Network(Box::new(e)))? else {
+            return Ok(Default::default());
+        };
+        self.pending_netns = built.namespaces;
+        self.net = Some(built.emulator);
+        self.net_record = built.record;
         self.links = Some(
             super::metrics::LinkSampler::create(&self.opts.results_dir.join("links.csv"))
                 .map_err(|source| TestbedError::Results { path: self.opts.results_dir.join("links.csv"), source })?,
         );
-        tracing::info!(nodes = addresses.len(), links = net.links.len(), backend = "userspace", "network up");
-        Ok(addresses)
+        Ok(built.addresses)
     }
 
     /// `/etc/hosts` for every node: loopback plus every node's name and address.
@@ -684,6 +676,7 @@ impl<'a> Testbed<'a> {
             "virtual_duration_s": outcome.virtual_elapsed.as_secs_f64(),
             "real_duration_s": outcome.real_elapsed.as_secs_f64(),
             "shim": self.opts.shim,
+            "network": self.net_record,
             "nodes": outcome.nodes,
             "success": outcome.success,
             "interrupted": outcome.interrupted,
