@@ -11,3 +11,4 @@ pub mod plan;
 pub mod clean;
 pub mod experiment;
 pub mod testbed;
+pub mod fault;
