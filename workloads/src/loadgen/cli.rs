@@ -513,7 +513,11 @@ fn controller(a: &RunArgs) -> anyhow::Result<()> {
         bail!("distributed mode replays a trace (or a generated one): --mode closed is not supported with --role controller");
     }
     let node = node_name(a);
-    let names: Vec<String> = a.workers.iter().map(|w| distributed::worker_name(w)).collect();
+    let mut names: Vec<String> = a.workers.iter().map(|w| distributed::worker_name(w)).collect();
+    // Workers on one host (tests, a single machine) are told apart by their whole address.
+    if names.iter().collect::<std::collections::HashSet<_>>().len() < names.len() {
+        names.clone_from(&a.workers);
+    }
     let (events, rate) = controller_events(a, &names)?;
     let target = a.target.clone().ok_or_else(|| anyhow!("--target URL is required"))?;
     Target::parse(&target).map_err(|e| anyhow!(e))?;
