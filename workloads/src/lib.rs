@@ -6,3 +6,4 @@
 
 pub mod runtime;
 pub mod isaac;
+pub mod lb;
