@@ -5,7 +5,8 @@
 //! `{"class","app_servers","bytes","digest"}` and `Diorama-Timing: fs=…;as=…;db=…`, where
 //! `as` and `db` are those of the critical app server (the one the front end heard from
 //! last). An app server call that does not answer within `as_timeout` counts a timeout;
-//! any failed call fails the request (504 if one timed out, else 502).
+//! any failed call fails the request: 504 if a call timed out here or an app server
+//! answered 504 (its DB timed out), else 502.
 
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
@@ -35,8 +36,10 @@ pub struct FrontTier {
 /// The outcome of one app server call.
 enum Call {
     Ok { body: bytes::Bytes, timing: Timing, took: Duration },
+    /// No answer within the timeout.
     Timeout,
-    Failed(String),
+    /// A failed call; `timeout` when the app server itself reported one (504).
+    Failed { msg: String, timeout: bool },
 }
 
 impl FrontTier {
@@ -81,7 +84,10 @@ impl FrontTier {
                     timed_out = true;
                     failure = Some(format!("app server {}: no answer within {:?}", self.apps[i], self.as_timeout));
                 }
-                Call::Failed(msg) => failure = Some(format!("app server {}: {msg}", self.apps[i])),
+                Call::Failed { msg, timeout } => {
+                    timed_out |= timeout;
+                    failure = Some(format!("app server {}: {msg}", self.apps[i]));
+                }
             }
         }
         if let Some(msg) = failure {
@@ -114,21 +120,21 @@ impl FrontTier {
         let uri = format!("http://{app}/app?reads={}&writes={}&size={}&hashes={}", class.reads, class.writes, class.size, class.as_hashes);
         let req = match Request::get(uri).body(Full::default()) {
             Ok(r) => r,
-            Err(e) => return Call::Failed(e.to_string()),
+            Err(e) => return Call::Failed { msg: e.to_string(), timeout: false },
         };
         let attempt = async {
-            let resp = self.client.request(req).await.map_err(|e| super::http::error_chain(&e))?;
+            let resp = self.client.request(req).await.map_err(|e| (super::http::error_chain(&e), false))?;
             let status = resp.status();
             let timing = resp.headers().get(HEADER).and_then(|v| v.to_str().ok()).and_then(|v| Timing::parse(v).ok()).unwrap_or_default();
-            let body = resp.into_body().collect().await.map_err(|e| e.to_string())?.to_bytes();
+            let body = resp.into_body().collect().await.map_err(|e| (e.to_string(), false))?.to_bytes();
             if !status.is_success() {
-                return Err(format!("status {status}: {}", String::from_utf8_lossy(&body)));
+                return Err((format!("status {status}: {}", String::from_utf8_lossy(&body)), status == StatusCode::GATEWAY_TIMEOUT));
             }
             Ok((body, timing))
         };
         match tokio::time::timeout(self.as_timeout, attempt).await {
             Ok(Ok((body, timing))) => Call::Ok { body, timing, took: started.elapsed() },
-            Ok(Err(msg)) => Call::Failed(msg),
+            Ok(Err((msg, timeout))) => Call::Failed { msg, timeout },
             Err(_) => Call::Timeout,
         }
     }
