@@ -10,7 +10,9 @@ use crate::report::ReportError;
 /// Overlaid series per chart group (the worst first).
 const MAX_CHARTS: usize = 8;
 
-fn overlay_chart(o: &Overlay, title: &str, x: &str, y: &str, axis: XAxis, scale: f64, width: u32, y_range: Option<(f64, f64)>) -> Result<String, ReportError> {
+/// `labels` are the x and y axis descriptions.
+fn overlay_chart(o: &Overlay, title: &str, labels: (&str, &str), axis: XAxis, scale: f64, width: u32, y_range: Option<(f64, f64)>) -> Result<String, ReportError> {
+    let (x, y) = labels;
     let s = |name: &str, pts: &[(f64, f64)]| Series { name: name.to_owned(), points: pts.iter().map(|p| (p.0, p.1 * scale)).collect() };
     let series = [s("A", &o.a), s("B", &o.b)];
     plot::line_chart(&Chart { title, x_label: x, y_label: y, x_axis: axis, series: &series, markers: &[], y_range, width, height: 300 })
@@ -107,8 +109,8 @@ pub fn render(c: &Comparison) -> Result<String, ReportError> {
             );
         }
         h.push_str("</table>");
-        h.push_str(&overlay_chart(&c.cdf, "Completion-time CDF", "latency (ms, log scale)", "fraction of requests", XAxis::Log10, 1.0, 1060, Some((0.0, 1.0)))?);
-        h.push_str(&overlay_chart(&c.throughput, "Throughput", "virtual time since the run's start (s)", "completed per virtual second", XAxis::Linear, 1.0, 1060, None)?);
+        h.push_str(&overlay_chart(&c.cdf, "Completion-time CDF", ("latency (ms, log scale)", "fraction of requests"), XAxis::Log10, 1.0, 1060, Some((0.0, 1.0)))?);
+        h.push_str(&overlay_chart(&c.throughput, "Throughput", ("virtual time since the run's start (s)", "completed per virtual second"), XAxis::Linear, 1.0, 1060, None)?);
     }
     let time = "virtual time (s)";
     if !c.nodes.is_empty() {
@@ -116,7 +118,7 @@ pub fn render(c: &Comparison) -> Result<String, ReportError> {
         series_table(&mut h, "node", &c.nodes);
         h.push_str("<div class=\"grid\">");
         for (o, e) in worst(&c.nodes, &c.cpu_series) {
-            h.push_str(&overlay_chart(o, &format!("{} (error {e:.3})", o.name), time, "% of perceived machine", XAxis::Linear, 100.0, 520, None)?);
+            h.push_str(&overlay_chart(o, &format!("{} (error {e:.3})", o.name), (time, "% of perceived machine"), XAxis::Linear, 100.0, 520, None)?);
         }
         h.push_str("</div>");
     }
@@ -125,10 +127,10 @@ pub fn render(c: &Comparison) -> Result<String, ReportError> {
         series_table(&mut h, "link/direction", &c.links);
         h.push_str("<div class=\"grid\">");
         for (o, e) in worst(&c.links, &c.link_series) {
-            h.push_str(&overlay_chart(o, &format!("{} (error {e:.3})", o.name), time, "% of link rate", XAxis::Linear, 100.0, 520, None)?);
+            h.push_str(&overlay_chart(o, &format!("{} (error {e:.3})", o.name), (time, "% of link rate"), XAxis::Linear, 100.0, 520, None)?);
         }
         h.push_str("</div>");
     }
-    let _ = write!(h, "<p class=\"note\">Written by diorama {} (compare schema {}).</p></body></html>\n", esc(env!("CARGO_PKG_VERSION")), super::diff::SCHEMA);
+    let _ = writeln!(h, "<p class=\"note\">Written by diorama {} (compare schema {}).</p></body></html>", esc(env!("CARGO_PKG_VERSION")), super::diff::SCHEMA);
     Ok(h)
 }

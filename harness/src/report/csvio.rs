@@ -11,7 +11,10 @@ use super::ReportError;
 
 /// Opens `path` as a CSV reader whose header must hold every `required` column.
 /// `Ok(None)` when the file does not exist.
-pub(crate) fn open(path: &Path, required: &[&str]) -> Result<Option<(csv::Reader<BufReader<File>>, csv::StringRecord)>, ReportError> {
+/// An open CSV file and its header.
+pub(crate) type Opened = (csv::Reader<BufReader<File>>, csv::StringRecord);
+
+pub(crate) fn open(path: &Path, required: &[&str]) -> Result<Option<Opened>, ReportError> {
     let file = match File::open(path) {
         Ok(f) => f,
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(None),

@@ -117,9 +117,9 @@ pub fn render(run: &RunData, s: &Summary) -> Result<String, ReportError> {
         "<!DOCTYPE html>\n<html lang=\"en\"><head><meta charset=\"utf-8\"><title>{}</title><style>{STYLE}</style></head><body>\n",
         esc(&title)
     );
-    let _ = write!(
+    let _ = writeln!(
         h,
-        "<h1>{}</h1><p class=\"sub\">{} · TDF {} · {:.2} s virtual · results in <code>{}</code></p>\n",
+        "<h1>{}</h1><p class=\"sub\">{} · TDF {} · {:.2} s virtual · results in <code>{}</code></p>",
         esc(&title),
         if s.run.success { "run succeeded" } else { "run FAILED" },
         plot::num(s.run.tdf),
@@ -320,9 +320,9 @@ pub fn render(run: &RunData, s: &Summary) -> Result<String, ReportError> {
         h.push_str("</table>");
     }
 
-    let _ = write!(
+    let _ = writeln!(
         h,
-        "<p class=\"note\">Written by diorama {} (summary schema {}). Times are virtual: what the nodes' dilated clocks read.</p></body></html>\n",
+        "<p class=\"note\">Written by diorama {} (summary schema {}). Times are virtual: what the nodes' dilated clocks read.</p></body></html>",
         esc(env!("CARGO_PKG_VERSION")),
         super::summary::SCHEMA
     );
