@@ -12,3 +12,5 @@ pub mod clean;
 pub mod experiment;
 pub mod testbed;
 pub mod fault;
+pub mod report;
+pub mod compare;
