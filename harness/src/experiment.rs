@@ -63,12 +63,7 @@ fn parse_duration(flag: &str, text: &str) -> anyhow::Result<Duration> {
 
 /// Resolves `program` like the node will (PATH), so a missing binary is refused up front.
 fn find_program(program: &str) -> Option<PathBuf> {
-    if program.contains('/') {
-        let p = PathBuf::from(program);
-        return p.is_file().then_some(p);
-    }
-    let path = std::env::var_os("PATH").unwrap_or_default();
-    std::env::split_paths(&path).map(|d| d.join(program)).find(|p| p.is_file())
+    crate::container::find_program(std::ffi::OsStr::new(program), std::env::var_os("PATH").as_deref())
 }
 
 impl Experiment {

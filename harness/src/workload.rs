@@ -23,10 +23,7 @@ pub fn locate(name: &str, harness_exe: &Path) -> Result<PathBuf, WorkloadError> 
     if candidate.is_file() {
         return Ok(candidate);
     }
-    let path = std::env::var_os("PATH").unwrap_or_default();
-    std::env::split_paths(&path)
-        .map(|dir| dir.join(&program))
-        .find(|p| p.is_file())
+    crate::container::find_program(std::ffi::OsStr::new(&program), std::env::var_os("PATH").as_deref())
         .ok_or_else(|| WorkloadError::NotFound { name: name.to_owned(), program, beside: beside.to_owned() })
 }
 

@@ -132,12 +132,7 @@ fn verify_loaded(pid: u32, shim: &std::path::Path, child: &mut std::process::Chi
 }
 
 fn resolve(program: &std::ffi::OsStr) -> Option<PathBuf> {
-    let p = std::path::Path::new(program);
-    if p.components().count() > 1 {
-        return p.is_file().then(|| p.to_owned());
-    }
-    let path = std::env::var_os("PATH")?;
-    std::env::split_paths(&path).map(|d| d.join(p)).find(|c| c.is_file())
+    crate::container::find_program(program, std::env::var_os("PATH").as_deref())
 }
 
 #[cfg(test)]

@@ -185,14 +185,9 @@ fn pid1_main(cfg: &InitConfig) -> u8 {
 
 /// Resolves `program` through the command's own `PATH` (not the harness's).
 fn resolve(program: &str, env: &[(String, String)]) -> std::path::PathBuf {
-    if program.contains('/') {
-        return program.into();
-    }
-    let path = env.iter().find(|(k, _)| k == "PATH").map_or("/usr/local/bin:/usr/bin:/bin", |(_, v)| v);
-    std::env::split_paths(path)
-        .map(|dir| dir.join(program))
-        .find(|candidate| candidate.is_file())
-        .unwrap_or_else(|| program.into())
+    let path = env.iter().find(|(k, _)| k == "PATH").map(|(_, v)| std::ffi::OsStr::new(v.as_str()));
+    // Not found: exec reports the error with the name as given.
+    super::find_program(std::ffi::OsStr::new(program), path).unwrap_or_else(|| program.into())
 }
 
 fn lookup_user(user: &str) -> Result<(u32, u32), String> {
@@ -215,7 +210,7 @@ mod tests {
         let env = vec![("PATH".to_owned(), "/nonexistent:/bin:/usr/bin".to_owned())];
         let found = resolve("sh", &env);
         assert!(found.is_absolute() && found.ends_with("sh"), "{found:?}");
-        assert_eq!(resolve("./x", &env), std::path::PathBuf::from("./x"));
+        assert_eq!(resolve("./x", &env), std::path::PathBuf::from("./x"), "unresolved names stay as given");
     }
 
     #[test]

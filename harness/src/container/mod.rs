@@ -29,10 +29,12 @@
 mod enter;
 mod init;
 mod launch;
+mod program;
 mod spec;
 mod sys;
 
 pub use enter::enter_command;
 pub use init::init_main;
 pub use launch::{spawn, ContainerError, Launch, NodeProcess};
+pub use program::{find_program, DEFAULT_PATH};
 pub use spec::{exit_code_of, InitConfig};
