@@ -2,6 +2,7 @@
 //! events are recorded, and the run still succeeds. Short runs of a few virtual seconds,
 //! mostly at TDF 1; pause/resume and the clock faults also run at TDF 4 to show that fault
 //! times and effects are virtual.
+#![expect(clippy::unwrap_used, reason = "test helpers fail loudly on a broken run")]
 
 use std::path::{Path, PathBuf};
 
