@@ -323,7 +323,7 @@ fn network_run(tmp: &Path, name: &str, faults: &str, extra: &[&str]) -> PathBuf 
         r#"
 name: {name}
 tdf: 1
-duration: 7s
+duration: 8s
 defaults: {{cpus: 0.3, memory: 64MiB}}
 switches: [sw]
 nodes:
@@ -378,7 +378,7 @@ fn link_down_and_partition_cut_then_restore_traffic() {
     let out = network_run(
         tmp.path(),
         "cut",
-        "  - {at: 2s, link_down: server--sw, for: 1s}\n  - {at: 4s, partition: [[client], [server]]}\n  - {at: 5s, heal: true}\n",
+        "  - {at: 2s, link_down: server--sw, for: 1s}\n  - {at: 4s, partition: [[client], [server]]}\n  - {at: 5s, heal: true}\n  - {at: 6s, kill: server, for: 0.2s}\n",
         // Fidelity: an impossible lateness threshold must flag the run.
         &["--late-threshold", "1ns"],
     );
@@ -393,6 +393,12 @@ fn link_down_and_partition_cut_then_restore_traffic() {
             assert!(*ok == 0 && *lost >= 3, "window {i} should be cut: {c:?}");
         }
     }
+    // A restarted node keeps its network namespace (its TUN device and address): the echo
+    // server answers again once its interpreter is up.
+    let (ok_down, lost_down) = count(&p, 6.0, 6.2);
+    let (ok_back, _) = count(&p, 7.4, 8.0);
+    println!("link/partition: server killed at 6 s: ({ok_down}, {lost_down}) answered/lost while down, {ok_back} answered in (7.4, 8.0)");
+    assert!(ok_down == 0 && lost_down >= 1 && ok_back >= 5, "{p:?}");
     let ev = events(&out);
     assert!(ev.iter().any(|e| e["kind"] == "link_state" && e["link"] == "server--sw" && e["state"] == "down"));
     assert!(ev.iter().any(|e| e["kind"] == "link_state" && e["link"] == "server--sw" && e["state"] == "up"));
