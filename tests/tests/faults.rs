@@ -490,3 +490,32 @@ fn an_invalid_scenario_is_refused_before_anything_starts() {
     assert_eq!(r.code, Some(3), "{r:?}");
     assert!(r.stderr.contains("b.yaml:6:14: faults[0].resume: undo before do"), "{}", r.stderr);
 }
+
+#[test]
+fn fidelity_flags_a_node_without_the_clock_shim() {
+    require!("fidelity_flags_a_node_without_the_clock_shim", need_root(), need_tool("gcc"));
+    let tmp = tempfile::tempdir().unwrap();
+    // A statically linked program: LD_PRELOAD cannot load the shim into it.
+    let src = tmp.path().join("static.c");
+    std::fs::write(&src, "#include <unistd.h>\nint main(void) { sleep(30); return 0; }\n").unwrap();
+    let exe = tmp.path().join("static-sleep");
+    let cc = std::process::Command::new("gcc").args(["-static", "-O2", "-o"]).arg(&exe).arg(&src).status().unwrap();
+    if !cc.success() {
+        diorama_tests::skip("fidelity_flags_a_node_without_the_clock_shim", "gcc cannot link statically (libc.a missing)");
+        return;
+    }
+    let yaml = format!(
+        "name: static\ntdf: 1\nduration: 3s\nnodes:\n  - name: frozen-clock\n    cpus: 0.2\n    memory: 64MiB\n    run: {{command: [\"{}\"]}}\n",
+        exe.display()
+    );
+    let (r, out) = run(tmp.path(), "static", &yaml, &[]);
+    assert_eq!(r.code, Some(0), "{r:?}");
+    let run = run_json(&out);
+    assert_eq!(run["nodes"][0]["shim_loaded"], false, "{}", run["nodes"]);
+    let f = &run["fidelity"];
+    assert_eq!(f["verdict"], "unfaithful");
+    let flag = f["flags"].as_array().unwrap().iter().find(|x| x["kind"] == "shim_missing").expect("a shim_missing flag");
+    assert_eq!(flag["node"], "frozen-clock");
+    assert!(r.stderr.contains("fidelity: UNFAITHFUL") && r.stderr.contains("shim_missing frozen-clock"), "{}", r.stderr);
+    println!("fidelity: {}", serde_json::to_string(f).unwrap());
+}
