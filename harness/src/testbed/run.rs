@@ -1250,28 +1250,6 @@ fn print_fidelity(f: &Fidelity) {
     }
 }
 
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn quotas_scale_and_respect_the_kernel_minimum() {
-        assert_eq!(scaled_quota(50_000, 100_000, 0.5), (25_000, 100_000));
-        // 0.5 ms would be under the 1 ms minimum: 0.5% of a core over a 200 ms period.
-        assert_eq!(scaled_quota(1_000, 100_000, 0.5), (1_000, 200_000));
-    }
-
-    #[test]
-    fn load_control_file_is_replaced_whole() {
-        let dir = tempfile::tempdir().unwrap();
-        write_load_ctl(dir.path(), 500.0).unwrap();
-        write_load_ctl(dir.path(), 250.5).unwrap();
-        let v: serde_json::Value = serde_json::from_str(&std::fs::read_to_string(dir.path().join("loadgen.ctl")).unwrap()).unwrap();
-        assert_eq!(v, json!({"rate": 250.5}));
-        assert!(!dir.path().join(".loadgen.ctl.tmp").exists());
-    }
-}
-
 impl Drop for Testbed<'_> {
     fn drop(&mut self) {
         self.teardown();
@@ -1299,4 +1277,26 @@ pub fn tail(path: &Path) -> String {
     let start = bytes.len().saturating_sub(STDERR_TAIL);
     let text = String::from_utf8_lossy(&bytes[start..]).into_owned();
     if text.trim().is_empty() { "(empty)".to_owned() } else { text }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn quotas_scale_and_respect_the_kernel_minimum() {
+        assert_eq!(scaled_quota(50_000, 100_000, 0.5), (25_000, 100_000));
+        // 0.5 ms would be under the 1 ms minimum: 0.5% of a core over a 200 ms period.
+        assert_eq!(scaled_quota(1_000, 100_000, 0.5), (1_000, 200_000));
+    }
+
+    #[test]
+    fn load_control_file_is_replaced_whole() {
+        let dir = tempfile::tempdir().unwrap();
+        write_load_ctl(dir.path(), 500.0).unwrap();
+        write_load_ctl(dir.path(), 250.5).unwrap();
+        let v: serde_json::Value = serde_json::from_str(&std::fs::read_to_string(dir.path().join("loadgen.ctl")).unwrap()).unwrap();
+        assert_eq!(v, json!({"rate": 250.5}));
+        assert!(!dir.path().join(".loadgen.ctl.tmp").exists());
+    }
 }
