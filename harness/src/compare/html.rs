@@ -118,7 +118,8 @@ pub fn render(c: &Comparison) -> Result<String, ReportError> {
         series_table(&mut h, "node", &c.nodes);
         h.push_str("<div class=\"grid\">");
         for (o, e) in worst(&c.nodes, &c.cpu_series) {
-            h.push_str(&overlay_chart(o, &format!("{} (error {e:.3})", o.name), (time, "% of perceived machine"), XAxis::Linear, 100.0, 520, None)?);
+            let svg = overlay_chart(o, &format!("{} (error {e:.3})", o.name), (time, "% of perceived machine"), XAxis::Linear, 100.0, 520, None)?;
+            let _ = write!(h, "<div>{svg}</div>");
         }
         h.push_str("</div>");
     }
@@ -127,7 +128,8 @@ pub fn render(c: &Comparison) -> Result<String, ReportError> {
         series_table(&mut h, "link/direction", &c.links);
         h.push_str("<div class=\"grid\">");
         for (o, e) in worst(&c.links, &c.link_series) {
-            h.push_str(&overlay_chart(o, &format!("{} (error {e:.3})", o.name), (time, "% of link rate"), XAxis::Linear, 100.0, 520, None)?);
+            let svg = overlay_chart(o, &format!("{} (error {e:.3})", o.name), (time, "% of link rate"), XAxis::Linear, 100.0, 520, None)?;
+            let _ = write!(h, "<div>{svg}</div>");
         }
         h.push_str("</div>");
     }

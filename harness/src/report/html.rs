@@ -24,7 +24,8 @@ th{background:#f5f5f5}td.l,th.l{text-align:left}\
 .badge{display:inline-block;padding:1px 8px;border-radius:10px;font-weight:600}\
 .ok{background:#d9f2dd;color:#17622a}.bad{background:#fadbd8;color:#8e1b10}.unknown{background:#eee;color:#555}\
 .grid{display:flex;flex-wrap:wrap;gap:8px}.grid svg{border:1px solid #eee}\
-.note{color:#666;font-size:.92em}code{background:#f3f3f3;padding:0 3px}";
+.note{color:#666;font-size:.92em}.legend{font-size:.9em;margin:0 0 14px 70px}.legend span{margin-right:16px;white-space:nowrap}\
+.legend i{display:inline-block;width:18px;height:3px;margin:0 6px 4px 0;vertical-align:middle}.grid>div{display:inline-block}code{background:#f3f3f3;padding:0 3px}";
 
 /// Escapes text for HTML content and attribute values.
 pub fn esc(s: &str) -> String {

@@ -142,7 +142,8 @@ fn x_label(axis: XAxis, v: f64) -> String {
     }
 }
 
-/// Draws `chart` as a standalone `<svg>` element.
+/// Draws `chart` as a standalone `<svg>` element, followed by its legend (HTML) when it
+/// has named series.
 pub fn line_chart(chart: &Chart<'_>) -> Result<String, ReportError> {
     let fail = |e: &dyn std::fmt::Display| ReportError::Plot { title: chart.title.to_owned(), message: e.to_string() };
     // A log axis over less than a decade and a half only makes odd tick labels.
@@ -178,7 +179,9 @@ pub fn line_chart(chart: &Chart<'_>) -> Result<String, ReportError> {
     if x1 - x0 < 1e-9 {
         (x0, x1) = (x0 - 0.5, x1 + 0.5);
     }
-    let (y0, mut y1) = chart.y_range.unwrap_or_else(|| (0.0, all().map(|p| p.1).fold(0.0, f64::max) * 1.08));
+    // Head room above the data for the fault labels.
+    let head = if markers.is_empty() { 1.08 } else { 1.3 };
+    let (y0, mut y1) = chart.y_range.unwrap_or_else(|| (0.0, all().map(|p| p.1).fold(0.0, f64::max) * head));
     if y1 - y0 < 1e-12 {
         y1 = y0 + 1.0;
     }
@@ -219,23 +222,26 @@ pub fn line_chart(chart: &Chart<'_>) -> Result<String, ReportError> {
             ctx.draw_series(std::iter::once(Text::new(format!(" {}", m.label), (*t, y), style)))
                 .map_err(|e| fail(&e))?;
         }
-        for (i, (name, pts)) in series.iter().enumerate() {
+        for (i, (_, pts)) in series.iter().enumerate() {
             let c = colour(i);
-            ctx.draw_series(LineSeries::new(pts.iter().copied(), c.stroke_width(2)))
-                .map_err(|e| fail(&e))?
-                .label(name.as_str())
-                .legend(move |(x, y)| PathElement::new(vec![(x, y), (x + 18, y)], c.stroke_width(2)));
-        }
-        if series.len() > 1 || series.first().is_some_and(|s| !s.0.is_empty()) {
-            ctx.configure_series_labels()
-                .background_style(WHITE.mix(0.85))
-                .border_style(RGBColor(180, 180, 180))
-                .label_font(("sans-serif", 14))
-                .position(SeriesLabelPosition::UpperLeft)
-                .draw()
-                .map_err(|e| fail(&e))?;
+            ctx.draw_series(LineSeries::new(pts.iter().copied(), c.stroke_width(2))).map_err(|e| fail(&e))?;
         }
         root.present().map_err(|e| fail(&e))?;
+    }
+    // The legend is HTML below the chart, so that it never hides a line or a fault label.
+    if series.len() > 1 || series.first().is_some_and(|s| !s.0.is_empty()) {
+        svg.push_str("<div class=\"legend\">");
+        for (i, (name, _)) in series.iter().enumerate() {
+            let c = colour(i);
+            svg.push_str(&format!(
+                "<span><i style=\"background:#{:02x}{:02x}{:02x}\"></i>{}</span>",
+                c.0,
+                c.1,
+                c.2,
+                super::html::esc(name)
+            ));
+        }
+        svg.push_str("</div>");
     }
     Ok(svg)
 }
@@ -280,7 +286,7 @@ mod tests {
         })
         .unwrap();
         assert!(svg.starts_with("<svg"), "{svg}");
-        assert!(svg.contains("a&lt;b&gt;&amp;c") && svg.contains("&lt;kill&gt;") && svg.contains("t &amp; u"));
+        assert!(svg.contains("a&lt;b&gt;&amp;c") && svg.contains("&lt;kill&gt;") && svg.contains("t &amp; u"), "{svg}");
         assert!(!svg.contains("<kill>"));
     }
 
