@@ -114,7 +114,7 @@ pub struct Comparison {
 
 fn run_ref(run: &RunData) -> RunRef {
     RunRef {
-        dir: run.dir.clone(),
+        dir: run.dir.canonicalize().unwrap_or_else(|_| run.dir.clone()),
         name: run.info.name.clone(),
         tdf: run.info.tdf,
         fidelity: run.info.fidelity.verdict.clone(),

@@ -23,7 +23,7 @@ fn series_table(h: &mut String, what: &str, checks: &[SeriesCheck]) {
     for c in checks {
         let _ = write!(
             h,
-            "<tr><td class=\"l\">{}</td><td>{:.1} %</td><td>{:.1} %</td><td>{:.4}</td><td>{:.4}</td><td>{}</td><td class=\"l\">{}</td></tr>",
+            "<tr><td class=\"l\">{}</td><td>{:.2} %</td><td>{:.2} %</td><td>{:.4}</td><td>{:.4}</td><td>{}</td><td class=\"l\">{}</td></tr>",
             esc(&c.name),
             c.mean_a * 100.0,
             c.mean_b * 100.0,
@@ -109,7 +109,7 @@ pub fn render(c: &Comparison) -> Result<String, ReportError> {
             );
         }
         h.push_str("</table>");
-        h.push_str(&overlay_chart(&c.cdf, "Completion-time CDF", ("latency (ms, log scale)", "fraction of requests"), XAxis::Log10, 1.0, 1060, Some((0.0, 1.0)))?);
+        h.push_str(&overlay_chart(&c.cdf, "Completion-time CDF", ("latency (ms)", "fraction of requests"), XAxis::Log10, 1.0, 1060, Some((0.0, 1.0)))?);
         h.push_str(&overlay_chart(&c.throughput, "Throughput", ("virtual time since the run's start (s)", "completed per virtual second"), XAxis::Linear, 1.0, 1060, None)?);
     }
     let time = "virtual time (s)";
@@ -118,7 +118,8 @@ pub fn render(c: &Comparison) -> Result<String, ReportError> {
         series_table(&mut h, "node", &c.nodes);
         h.push_str("<div class=\"grid\">");
         for (o, e) in worst(&c.nodes, &c.cpu_series) {
-            h.push_str(&overlay_chart(o, &format!("{} (error {e:.3})", o.name), (time, "% of perceived machine"), XAxis::Linear, 100.0, 520, None)?);
+            let svg = overlay_chart(o, &format!("{} (error {e:.3})", o.name), (time, "% of perceived machine"), XAxis::Linear, 100.0, 520, None)?;
+            let _ = write!(h, "<div>{svg}</div>");
         }
         h.push_str("</div>");
     }
@@ -127,7 +128,8 @@ pub fn render(c: &Comparison) -> Result<String, ReportError> {
         series_table(&mut h, "link/direction", &c.links);
         h.push_str("<div class=\"grid\">");
         for (o, e) in worst(&c.links, &c.link_series) {
-            h.push_str(&overlay_chart(o, &format!("{} (error {e:.3})", o.name), (time, "% of link rate"), XAxis::Linear, 100.0, 520, None)?);
+            let svg = overlay_chart(o, &format!("{} (error {e:.3})", o.name), (time, "% of link rate"), XAxis::Linear, 100.0, 520, None)?;
+            let _ = write!(h, "<div>{svg}</div>");
         }
         h.push_str("</div>");
     }

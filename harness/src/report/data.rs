@@ -129,10 +129,10 @@ fn read_run_json(path: &Path) -> Result<RunInfo, ReportError> {
     let text = read_text(path)?;
     let v: Value = serde_json::from_str(&text)
         .map_err(|e| ReportError::Json { path: path.to_owned(), line: e.line() as u64, message: e.to_string() })?;
-    let bad = |field: &str, what: &str| ReportError::Json {
+    let bad = |field: &str, what: &str| ReportError::JsonField {
         path: path.to_owned(),
-        line: 0,
-        message: format!("field `{field}`: expected {what}"),
+        field: field.to_owned(),
+        message: format!("expected {what}"),
     };
     let name = match v.get("name") {
         Some(Value::String(s)) => s.clone(),
@@ -339,6 +339,17 @@ mod tests {
         assert_eq!(run.info.fidelity.verdict, "unknown");
         assert!(run.requests.is_none() && run.nodes.is_empty() && run.links.is_empty() && run.faults.is_empty());
         assert_eq!(run.info.epoch_virt_ns, 1_000_000_000_000);
+    }
+
+    #[test]
+    fn a_bad_run_json_names_the_field() {
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::write(dir.path().join("run.json"), r#"{"name": 5}"#).unwrap();
+        let err = analyze(dir.path()).unwrap_err().to_string();
+        assert!(err.ends_with("run.json: field `name`: expected a string"), "{err}");
+        std::fs::write(dir.path().join("run.json"), "{\n\"name\": \"x\",\n oops}").unwrap();
+        let err = analyze(dir.path()).unwrap_err().to_string();
+        assert!(err.contains("run.json:3: "), "{err}");
     }
 
     #[test]

@@ -16,6 +16,8 @@ pub enum ReportError {
     },
     #[error("parse {}:{line}: {message}", path.display())]
     Json { path: PathBuf, line: u64, message: String },
+    #[error("parse {}: field `{field}`: {message}", path.display())]
+    JsonField { path: PathBuf, field: String, message: String },
     #[error("parse {}:{line}: field `{field}`: {message}", path.display())]
     Csv { path: PathBuf, line: u64, field: String, message: String },
     #[error("draw the plot `{title}`: {message}")]
@@ -31,6 +33,6 @@ pub enum ReportError {
 impl ReportError {
     /// True when the results directory's content is at fault (not the machine).
     pub fn is_bad_input(&self) -> bool {
-        matches!(self, Self::NotARun { .. } | Self::Json { .. } | Self::Csv { .. })
+        matches!(self, Self::NotARun { .. } | Self::Json { .. } | Self::JsonField { .. } | Self::Csv { .. })
     }
 }

@@ -24,7 +24,8 @@ th{background:#f5f5f5}td.l,th.l{text-align:left}\
 .badge{display:inline-block;padding:1px 8px;border-radius:10px;font-weight:600}\
 .ok{background:#d9f2dd;color:#17622a}.bad{background:#fadbd8;color:#8e1b10}.unknown{background:#eee;color:#555}\
 .grid{display:flex;flex-wrap:wrap;gap:8px}.grid svg{border:1px solid #eee}\
-.note{color:#666;font-size:.92em}code{background:#f3f3f3;padding:0 3px}";
+.note{color:#666;font-size:.92em}.legend{font-size:.9em;margin:0 0 14px 70px}.legend span{margin-right:16px;white-space:nowrap}\
+.legend i{display:inline-block;width:18px;height:3px;margin:0 6px 4px 0;vertical-align:middle}.grid>div{display:inline-block}code{background:#f3f3f3;padding:0 3px}";
 
 /// Escapes text for HTML content and attribute values.
 pub fn esc(s: &str) -> String {
@@ -124,7 +125,7 @@ pub fn render(run: &RunData, s: &Summary) -> Result<String, ReportError> {
         if s.run.success { "run succeeded" } else { "run FAILED" },
         plot::num(s.run.tdf),
         s.run.virtual_duration_s,
-        esc(&run.dir.display().to_string())
+        esc(&run.dir.canonicalize().unwrap_or_else(|_| run.dir.clone()).display().to_string())
     );
 
     // The summary table: the figures an SLO is written against.
@@ -181,10 +182,15 @@ pub fn render(run: &RunData, s: &Summary) -> Result<String, ReportError> {
             let _ = write!(h, "<tr><th class=\"l\">uncorrected (ms)</th>{}</tr></table>", latency_cells(s.latency_uncorrected_ms.as_ref()));
             let cdf = |hist, name: &str| Series { name: name.to_owned(), points: cdf_points(hist, 1e-6, 400) };
             let series = [cdf(&req.corrected, "corrected"), cdf(&req.uncorrected, "uncorrected")];
-            h.push_str(&chart("Latency CDF", "latency (ms, log scale)", "fraction of requests", XAxis::Log10, &series, run, Some((0.0, 1.0)))?);
+            h.push_str(&chart("Latency CDF", "latency (ms)", "fraction of requests", XAxis::Log10, &series, run, Some((0.0, 1.0)))?);
+            // Percentiles beyond 1 − 1/n say nothing more than the maximum: not drawn.
             let pct = |hist: &hdrhistogram::Histogram<u64>, name: &str| Series {
                 name: name.to_owned(),
-                points: cdf_points(hist, 1e-6, 400).into_iter().filter(|p| p.1 < 1.0).map(|(ms, q)| (q, ms)).collect(),
+                points: cdf_points(hist, 1e-6, 400)
+                    .into_iter()
+                    .filter(|p| p.1 < 1.0 && p.1 <= 1.0 - 1.0 / hist.len().max(2) as f64)
+                    .map(|(ms, q)| (q, ms))
+                    .collect(),
             };
             let series = [pct(&req.corrected, "corrected"), pct(&req.uncorrected, "uncorrected")];
             h.push_str(&chart("Latency by percentile", "percentile", "latency (ms)", XAxis::Nines, &series, run, None)?);
@@ -221,7 +227,7 @@ pub fn render(run: &RunData, s: &Summary) -> Result<String, ReportError> {
             h.push_str("</table>");
             let series: Vec<Series> =
                 req.tiers.iter().map(|(name, hist)| Series { name: name.clone(), points: cdf_points(hist, 1e-3, 300) }).collect();
-            h.push_str(&chart("Per-tier time CDF", "time in tier (ms, log scale)", "fraction of requests", XAxis::Log10, &series, run, Some((0.0, 1.0)))?);
+            h.push_str(&chart("Per-tier time CDF", "time in tier (ms)", "fraction of requests", XAxis::Log10, &series, run, Some((0.0, 1.0)))?);
         }
     }
 
@@ -246,7 +252,16 @@ pub fn render(run: &RunData, s: &Summary) -> Result<String, ReportError> {
         h.push_str("<h2>Load generators</h2><p class=\"note\">Counts from each <code>requests.csv</code>, beside what the load generator's own <code>summary.json</code> says.</p>");
         h.push_str("<table><tr><th class=\"l\">node</th><th>requests</th><th>completed</th><th>errors</th><th>its summary: requests</th><th>throughput (rps)</th><th>p99 (ms)</th><th>behind</th><th>rate changes</th></tr>");
         for lg in &run.loadgens {
-            let own = |k: &str| lg.own_summary.as_ref().and_then(|v| v.get(k)).map_or_else(|| "–".to_owned(), |v| esc(&v.to_string()));
+            let own = |k: &str| {
+                lg.own_summary.as_ref().and_then(|v| v.get(k)).map_or_else(
+                    || "–".to_owned(),
+                    |v| match (v.as_u64(), v.as_f64()) {
+                        (Some(n), _) => n.to_string(),
+                        (None, Some(x)) => format!("{x:.1}"),
+                        _ => esc(&v.to_string()),
+                    },
+                )
+            };
             let p99 = lg.own_summary.as_ref().and_then(|v| v.pointer("/latency_us/p99")).and_then(Value::as_f64).map(|us| us / 1e3);
             let _ = write!(
                 h,

@@ -131,6 +131,8 @@ pub fn num(v: f64) -> String {
 fn x_label(axis: XAxis, v: f64) -> String {
     match axis {
         XAxis::Linear => num(v),
+        // Only whole decades and whole nines are labelled: in-between ticks read badly.
+        XAxis::Log10 | XAxis::Nines if (v - v.round()).abs() > 1e-6 => String::new(),
         XAxis::Log10 => num(10f64.powf(v)),
         XAxis::Nines => {
             let p = 100.0 * (1.0 - 10f64.powf(-v));
@@ -140,23 +142,35 @@ fn x_label(axis: XAxis, v: f64) -> String {
     }
 }
 
-/// Draws `chart` as a standalone `<svg>` element.
+/// Draws `chart` as a standalone `<svg>` element, followed by its legend (HTML) when it
+/// has named series.
 pub fn line_chart(chart: &Chart<'_>) -> Result<String, ReportError> {
     let fail = |e: &dyn std::fmt::Display| ReportError::Plot { title: chart.title.to_owned(), message: e.to_string() };
+    // A log axis over less than a decade and a half only makes odd tick labels.
+    let x_axis = match chart.x_axis {
+        XAxis::Log10 => {
+            let xs = || chart.series.iter().flat_map(|s| s.points.iter().map(|p| p.0)).filter(|x| *x > 0.0);
+            let lo = xs().fold(f64::INFINITY, f64::min);
+            let hi = xs().fold(0.0, f64::max);
+            if lo.is_finite() && hi / lo >= 30.0 { XAxis::Log10 } else { XAxis::Linear }
+        }
+        other => other,
+    };
+    let x_desc = if x_axis == XAxis::Log10 { format!("{} (log scale)", chart.x_label) } else { chart.x_label.to_owned() };
     let series: Vec<(String, Vec<(f64, f64)>)> = chart
         .series
         .iter()
         .map(|s| {
             let pts: Vec<(f64, f64)> = downsample(&s.points, MAX_POINTS)
                 .into_iter()
-                .filter_map(|(x, y)| Some((transform(chart.x_axis, x)?, y)).filter(|p| p.1.is_finite()))
+                .filter_map(|(x, y)| Some((transform(x_axis, x)?, y)).filter(|p| p.1.is_finite()))
                 .collect();
             (s.name.clone(), pts)
         })
         .collect();
     let all = || series.iter().flat_map(|s| s.1.iter());
     let markers: Vec<(f64, &Marker)> =
-        chart.markers.iter().filter_map(|m| Some((transform(chart.x_axis, m.t)?, m))).collect();
+        chart.markers.iter().filter_map(|m| Some((transform(x_axis, m.t)?, m))).collect();
     let mut x0 = all().map(|p| p.0).chain(markers.iter().map(|m| m.0)).fold(f64::INFINITY, f64::min);
     let mut x1 = all().map(|p| p.0).chain(markers.iter().map(|m| m.0)).fold(f64::NEG_INFINITY, f64::max);
     if !x0.is_finite() || !x1.is_finite() {
@@ -165,7 +179,9 @@ pub fn line_chart(chart: &Chart<'_>) -> Result<String, ReportError> {
     if x1 - x0 < 1e-9 {
         (x0, x1) = (x0 - 0.5, x1 + 0.5);
     }
-    let (y0, mut y1) = chart.y_range.unwrap_or_else(|| (0.0, all().map(|p| p.1).fold(0.0, f64::max) * 1.08));
+    // Head room above the data for the fault labels.
+    let head = if markers.is_empty() { 1.08 } else { 1.3 };
+    let (y0, mut y1) = chart.y_range.unwrap_or_else(|| (0.0, all().map(|p| p.1).fold(0.0, f64::max) * head));
     if y1 - y0 < 1e-12 {
         y1 = y0 + 1.0;
     }
@@ -174,17 +190,17 @@ pub fn line_chart(chart: &Chart<'_>) -> Result<String, ReportError> {
         let root = SVGBackend::with_string(&mut svg, (chart.width, chart.height)).into_drawing_area();
         root.fill(&WHITE).map_err(|e| fail(&e))?;
         let mut ctx = ChartBuilder::on(&root)
-            .caption(chart.title, ("sans-serif", 17))
+            .caption(chart.title, ("sans-serif", 20))
             .margin(12)
-            .x_label_area_size(42)
-            .y_label_area_size(62)
+            .x_label_area_size(48)
+            .y_label_area_size(70)
             .build_cartesian_2d(x0..x1, y0..y1)
             .map_err(|e| fail(&e))?;
-        let axis = chart.x_axis;
+        let axis = x_axis;
         let fx = move |v: &f64| x_label(axis, *v);
         let fy = |v: &f64| num(*v);
         ctx.configure_mesh()
-            .x_desc(chart.x_label)
+            .x_desc(x_desc.as_str())
             .y_desc(chart.y_label)
             .x_labels(8)
             .y_labels(6)
@@ -192,8 +208,8 @@ pub fn line_chart(chart: &Chart<'_>) -> Result<String, ReportError> {
             .y_label_formatter(&fy)
             .light_line_style(RGBColor(238, 238, 238))
             .bold_line_style(RGBColor(215, 215, 215))
-            .label_style(("sans-serif", 12))
-            .axis_desc_style(("sans-serif", 13))
+            .label_style(("sans-serif", 14))
+            .axis_desc_style(("sans-serif", 15))
             .draw()
             .map_err(|e| fail(&e))?;
         for (i, (t, m)) in markers.iter().enumerate() {
@@ -202,27 +218,30 @@ pub fn line_chart(chart: &Chart<'_>) -> Result<String, ReportError> {
                 .map_err(|e| fail(&e))?;
             // Staggered so that close events do not print over each other.
             let y = y1 - (y1 - y0) * (0.04 + 0.07 * (i % 4) as f64);
-            let style = TextStyle::from(("sans-serif", 11).into_font()).color(&colour);
+            let style = TextStyle::from(("sans-serif", 13).into_font()).color(&colour);
             ctx.draw_series(std::iter::once(Text::new(format!(" {}", m.label), (*t, y), style)))
                 .map_err(|e| fail(&e))?;
         }
-        for (i, (name, pts)) in series.iter().enumerate() {
+        for (i, (_, pts)) in series.iter().enumerate() {
             let c = colour(i);
-            ctx.draw_series(LineSeries::new(pts.iter().copied(), c.stroke_width(2)))
-                .map_err(|e| fail(&e))?
-                .label(name.as_str())
-                .legend(move |(x, y)| PathElement::new(vec![(x, y), (x + 18, y)], c.stroke_width(2)));
-        }
-        if series.len() > 1 || series.first().is_some_and(|s| !s.0.is_empty()) {
-            ctx.configure_series_labels()
-                .background_style(WHITE.mix(0.85))
-                .border_style(RGBColor(180, 180, 180))
-                .label_font(("sans-serif", 12))
-                .position(SeriesLabelPosition::UpperLeft)
-                .draw()
-                .map_err(|e| fail(&e))?;
+            ctx.draw_series(LineSeries::new(pts.iter().copied(), c.stroke_width(2))).map_err(|e| fail(&e))?;
         }
         root.present().map_err(|e| fail(&e))?;
+    }
+    // The legend is HTML below the chart, so that it never hides a line or a fault label.
+    if series.len() > 1 || series.first().is_some_and(|s| !s.0.is_empty()) {
+        svg.push_str("<div class=\"legend\">");
+        for (i, (name, _)) in series.iter().enumerate() {
+            let c = colour(i);
+            svg.push_str(&format!(
+                "<span><i style=\"background:#{:02x}{:02x}{:02x}\"></i>{}</span>",
+                c.0,
+                c.1,
+                c.2,
+                super::html::esc(name)
+            ));
+        }
+        svg.push_str("</div>");
     }
     Ok(svg)
 }
@@ -267,7 +286,7 @@ mod tests {
         })
         .unwrap();
         assert!(svg.starts_with("<svg"), "{svg}");
-        assert!(svg.contains("a&lt;b&gt;&amp;c") && svg.contains("&lt;kill&gt;") && svg.contains("t &amp; u"));
+        assert!(svg.contains("a&lt;b&gt;&amp;c") && svg.contains("&lt;kill&gt;") && svg.contains("t &amp; u"), "{svg}");
         assert!(!svg.contains("<kill>"));
     }
 
