@@ -58,7 +58,7 @@ fn check_run(out: &Path, tdf: f64) {
     assert_eq!(s["errors"].as_u64(), Some(0));
 
     // Every request of every worker was gathered: each sent its third, all answered 200.
-    let csv = std::fs::read_to_string(ctl.join("requests.csv")).unwrap();
+    let csv = std::fs::read_to_string(ctl.join("requests.csv")).expect("the controller wrote requests.csv");
     let mut lines = csv.lines();
     assert_eq!(lines.next(), Some("id,scheduled_ns,dispatch_ns,complete_ns,latency_ns,uncorrected_ns,status,bytes,error,class,node,timing"));
     let mut per_node = std::collections::BTreeMap::<String, u64>::new();
