@@ -470,7 +470,7 @@ fn run_closed(a: &RunArgs) -> anyhow::Result<()> {
         seed: a.seed,
     };
     tracing::info!(clients = a.clients, node = %node, "closed load starts");
-    closed::run(&rt, issuer.clone(), cfg, Duration::from_nanos(a.drain), term.wait());
+    closed::run(&rt, issuer.clone(), cfg, Duration::from_nanos(a.drain), a.spin, term.wait()).context("start the think-time timer")?;
     finish(&out_dir(a), issuer.recorder.take(), &info(a, "closed", "standalone", &node, start_ns))
 }
 
