@@ -615,4 +615,18 @@ mod tests {
         assert_eq!(records.len(), 3);
         assert!(records.iter().all(|r| r.error == Some(ErrorKind::Cancelled) && r.dispatch_ns != 0), "{records:?}");
     }
+
+    #[test]
+    fn refused_connections_are_connect_errors() {
+        let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
+        let port = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
+        let issuer = Arc::new(Issuer::new(crate::loadgen::http::Http, 4, Duration::from_secs(5), "t".into()));
+        let t = Target { authority: format!("127.0.0.1:{port}"), path: "/".into() };
+        let limit = Limit { count: Some(2), duration_ns: None };
+        let source = Source::Rate(RateSource::new(Shape::default(), 1, 100.0, limit, now_unix_ns(), t, "GET".into(), Bytes::new()));
+        run(&rt, source, issuer.clone(), DispatchConfig { spin_ns: 0, ctl: None }, Duration::from_secs(5), Duration::from_secs(1), std::future::pending());
+        let records = issuer.recorder.take();
+        assert_eq!(records.len(), 2);
+        assert!(records.iter().all(|r| r.error == Some(ErrorKind::Connect) && r.dispatch_ns == 0 && r.status == 0), "{records:?}");
+    }
 }
