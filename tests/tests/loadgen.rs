@@ -58,7 +58,7 @@ fn check_run(out: &Path, tdf: f64) {
     assert_eq!(s["errors"].as_u64(), Some(0));
 
     // Every request of every worker was gathered: each sent its third, all answered 200.
-    let csv = std::fs::read_to_string(ctl.join("requests.csv")).unwrap();
+    let csv = std::fs::read_to_string(ctl.join("requests.csv")).expect("the controller wrote requests.csv");
     let mut lines = csv.lines();
     assert_eq!(lines.next(), Some("id,scheduled_ns,dispatch_ns,complete_ns,latency_ns,uncorrected_ns,status,bytes,error,class,node,timing"));
     let mut per_node = std::collections::BTreeMap::<String, u64>::new();
@@ -131,4 +131,63 @@ fn distributed_load_at_tdf_1_and_4() {
         let mine: Vec<String> = leftovers().into_iter().filter(|l| l.contains("lgdist")).collect();
         assert!(mine.is_empty(), "{mine:?}");
     }
+}
+
+/// An open-loop node without a duration: the run's end (SIGTERM) makes it flush every file
+/// and exit 0, and a `loadgen.ctl` written during the run (contract 4) changes its rate.
+#[test]
+fn rate_change_and_sigterm_under_diorama_run() {
+    require!("rate_change_and_sigterm_under_diorama_run", need_root());
+    let tmp = tempfile::tempdir().unwrap();
+    let loadgen = artifact("diorama-loadgen");
+    let yaml = format!(
+        r#"
+name: lgctl
+duration: 5s
+defaults: {{cpus: 0.4, memory: 128MiB}}
+switches: [sw]
+nodes:
+  - name: server
+    run: {{command: ["{}", "serve", "--port", "8080"]}}
+    ready: {{tcp: 8080}}
+    link: {{to: sw, delay: 1ms}}
+  - name: client
+    depends_on: [server]
+    run: {{workload: loadgen, args: {{target: "http://server:8080/", rate: 100, start_delay: 100ms}}}}
+    link: {{to: sw, delay: 1ms}}
+"#,
+        loadgen.display()
+    );
+    let topo = topology(tmp.path(), "lgctl", &yaml);
+    let out = tmp.path().join("lgctl-out");
+    let node_dir = out.join("nodes/client");
+    let writer = {
+        let node_dir = node_dir.clone();
+        std::thread::spawn(move || {
+            // Once the client runs, wait a little and raise its rate (atomic replace).
+            let deadline = std::time::Instant::now() + std::time::Duration::from_secs(60);
+            while !node_dir.join("stderr").exists() && std::time::Instant::now() < deadline {
+                std::thread::sleep(std::time::Duration::from_millis(50));
+            }
+            std::thread::sleep(std::time::Duration::from_millis(1500));
+            std::fs::write(node_dir.join("loadgen.ctl.tmp"), r#"{"rate": 300.0}"#).unwrap();
+            std::fs::rename(node_dir.join("loadgen.ctl.tmp"), node_dir.join("loadgen.ctl")).unwrap();
+        })
+    };
+    let r = diorama(&["run", topo.to_str().unwrap(), "--tdf", "1", "--out", out.to_str().unwrap()]);
+    writer.join().unwrap();
+    assert_eq!(r.code, Some(0), "{r:?}");
+    let s = json(&node_dir.join("summary.json"));
+    assert_eq!(s["rate_changes"], 1, "{s}");
+    let requests = s["requests"].as_u64().unwrap();
+    let completed = s["completed"].as_u64().unwrap();
+    // Every request but those cut off by the stop completed; none vanished.
+    assert!(completed + 5 >= requests && completed > 300, "{s}");
+    let tp = std::fs::read_to_string(node_dir.join("throughput.csv")).unwrap();
+    let started: Vec<u64> = tp.lines().skip(1).map(|l| l.split(',').nth(1).unwrap().parse().unwrap()).collect();
+    println!("loadgen: rate change 100 -> 300/s under diorama run: started per second {started:?}, {requests} requests, {completed} completed");
+    assert!(started.first().is_some_and(|&n| (90..=110).contains(&n)), "{started:?}");
+    assert!(started.iter().any(|&n| (285..=315).contains(&n)), "{started:?}");
+    let mine: Vec<String> = leftovers().into_iter().filter(|l| l.contains("lgctl")).collect();
+    assert!(mine.is_empty(), "{mine:?}");
 }

@@ -470,7 +470,7 @@ fn run_closed(a: &RunArgs) -> anyhow::Result<()> {
         seed: a.seed,
     };
     tracing::info!(clients = a.clients, node = %node, "closed load starts");
-    closed::run(&rt, issuer.clone(), cfg, Duration::from_nanos(a.drain), term.wait());
+    closed::run(&rt, issuer.clone(), cfg, Duration::from_nanos(a.drain), a.spin, term.wait()).context("start the think-time timer")?;
     finish(&out_dir(a), issuer.recorder.take(), &info(a, "closed", "standalone", &node, start_ns))
 }
 
@@ -821,5 +821,57 @@ mod tests {
         let ids: Vec<String> = ["a", "b"].map(String::from).to_vec();
         let e = generate(Shape::default(), 100.0, 1, Limit { count: Some(4), duration_ns: None }, &ids, "/x", "", None);
         assert_eq!(e.iter().map(|e| (e.time, e.node_id.as_str())).collect::<Vec<_>>(), [(0.0, "a"), (10.0, "b"), (20.0, "a"), (30.0, "b")]);
+    }
+
+    fn free_port() -> u16 {
+        std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
+    }
+
+    #[test]
+    fn controller_splits_a_trace_over_workers_and_gathers_it() {
+        let dir = tempfile::tempdir().unwrap();
+        let d = dir.path().to_owned();
+        let server = free_port();
+        std::thread::spawn(move || {
+            let rt = runtime(1).unwrap();
+            let addr = format!("127.0.0.1:{server}").parse().unwrap();
+            let _ = rt.block_on(http::serve(addr, Bytes::from_static(b"ok"), std::future::pending()));
+        });
+        let ports = [free_port(), free_port()];
+        let workers: Vec<_> = ports
+            .iter()
+            .enumerate()
+            .map(|(i, p)| {
+                let args = Cli::try_parse_from([
+                    "l", "--role", "worker", "--listen", &format!("127.0.0.1:{p}"), "--sessions", "1", "--node-name", &format!("w{i}"),
+                    "--out", d.join(format!("w{i}")).to_str().unwrap(),
+                ])
+                .unwrap();
+                std::thread::spawn(move || run(&args.run))
+            })
+            .collect();
+        // 40 events over 200 ms: nodeIDs 0 and 1 by parity, one POST.
+        let mut events = generate(Shape::default(), 200.0, 1, Limit { count: Some(40), duration_ns: None }, &["0".into(), "1".into()], "/t", "", None);
+        events[3].payload = "body".into();
+        let trace_path = d.join("t.csv");
+        trace::write(&trace_path, &events, Format::Csv).unwrap();
+        let ctl = Cli::try_parse_from([
+            "l", "--role", "controller", "--workers", &format!("127.0.0.1:{},127.0.0.1:{}", ports[0], ports[1]), "--trace", trace_path.to_str().unwrap(),
+            "--target", &format!("http://127.0.0.1:{server}/"), "--calibrate", "3", "--start-delay", "200ms", "--out", d.join("ctl").to_str().unwrap(),
+        ])
+        .unwrap();
+        run(&ctl.run).unwrap();
+        for w in workers {
+            w.join().unwrap().unwrap();
+        }
+        let s: serde_json::Value = serde_json::from_str(&std::fs::read_to_string(d.join("ctl/summary.json")).unwrap()).unwrap();
+        assert_eq!((s["requests"].as_u64(), s["completed"].as_u64(), s["mode"].as_str()), (Some(40), Some(40), Some("distributed")));
+        let csv = std::fs::read_to_string(d.join("ctl/requests.csv")).unwrap();
+        assert_eq!(csv.lines().filter(|l| l.contains(",w0,")).count(), 20);
+        assert_eq!(csv.lines().filter(|l| l.contains(",w1,")).count(), 20);
+        let own: serde_json::Value = serde_json::from_str(&std::fs::read_to_string(d.join("w1/summary.json")).unwrap()).unwrap();
+        assert_eq!(own["requests"], 20);
+        let cal: serde_json::Value = serde_json::from_str(&std::fs::read_to_string(d.join("ctl/calibration.json")).unwrap()).unwrap();
+        assert_eq!(cal["workers"][format!("127.0.0.1:{}", ports[0])]["method"], "one_way");
     }
 }

@@ -179,4 +179,23 @@ mod tests {
         let _ = tx.send(());
         server.await.unwrap().unwrap();
     }
+
+    #[tokio::test]
+    async fn timing_header_is_kept() {
+        use tokio::io::{AsyncReadExt, AsyncWriteExt};
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        tokio::spawn(async move {
+            let (mut s, _) = listener.accept().await.unwrap();
+            let mut buf = [0u8; 1024];
+            let _ = s.read(&mut buf).await.unwrap();
+            s.write_all(b"HTTP/1.1 503 Service Unavailable\r\nContent-Length: 3\r\nDiorama-Timing: fs=1200;as=800;db=150\r\n\r\nbad").await.unwrap();
+            let _ = s.read(&mut buf).await;
+        });
+        let http = Http;
+        let mut conn = http.connect(&addr.to_string()).await.unwrap();
+        let req = Request { method: "GET".into(), authority: addr.to_string(), path: "/".into(), body: Bytes::new() };
+        let reply = http.send(&mut conn, &req).await.unwrap();
+        assert_eq!((reply.status, reply.bytes, reply.timing.as_deref()), (503, 3, Some("fs=1200;as=800;db=150")));
+    }
 }

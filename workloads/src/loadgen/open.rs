@@ -149,23 +149,23 @@ impl<P: Protocol> Issuer<P> {
         let _done = Done(&self.inflight);
         let mut pending = Pending::new(self.recorder.clone(), p.id, p.scheduled_ns, p.class, self.node.clone());
         let Ok(_permit) = self.permits.acquire().await else { return };
-        let mut dispatch_ns = 0i64;
-        let attempt = async {
-            let mut conn = match self.take(&p.req.authority) {
-                Some(c) => c,
-                None => self.proto.connect(&p.req.authority).await?,
+        let result = {
+            let pending = &mut pending;
+            let work = async {
+                let mut conn = match self.take(&p.req.authority) {
+                    Some(c) => c,
+                    None => self.proto.connect(&p.req.authority).await?,
+                };
+                // Recorded in the guard at once, so a cancelled request keeps its dispatch.
+                pending.dispatched(now_unix_ns());
+                let reply = self.proto.send(&mut conn, &p.req).await?;
+                if self.proto.reusable(&conn) {
+                    self.put(&p.req.authority, conn);
+                }
+                Ok::<_, ErrorKind>(reply)
             };
-            dispatch_ns = now_unix_ns();
-            let reply = self.proto.send(&mut conn, &p.req).await?;
-            if self.proto.reusable(&conn) {
-                self.put(&p.req.authority, conn);
-            }
-            Ok::<_, ErrorKind>(reply)
+            tokio::time::timeout(self.timeout, work).await.unwrap_or(Err(ErrorKind::Timeout))
         };
-        let result = tokio::time::timeout(self.timeout, attempt).await.unwrap_or(Err(ErrorKind::Timeout));
-        if dispatch_ns != 0 {
-            pending.dispatched(dispatch_ns);
-        }
         pending.finish(result);
     }
 }
@@ -560,5 +560,73 @@ mod tests {
         assert_eq!(c.poll(400_000_000), None);
         std::fs::write(&path, r#"{"rate": 20}"#).unwrap();
         assert_eq!(c.poll(500_000_000), Some(20.0));
+    }
+
+    #[test]
+    fn dispatcher_keeps_the_plan_against_a_real_server() {
+        let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
+        let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        let addr = listener.local_addr().unwrap();
+        drop(listener);
+        rt.spawn(crate::loadgen::http::serve(addr, Bytes::from_static(b"ok"), std::future::pending()));
+        let issuer = Arc::new(Issuer::new(crate::loadgen::http::Http, 16, Duration::from_secs(5), "t".into()));
+        let t = Target { authority: addr.to_string(), path: "/p".into() };
+        let made = rt.block_on(async {
+            tokio::time::sleep(Duration::from_millis(50)).await;
+            issuer.warm(&t.authority, 2).await
+        });
+        assert_eq!(made, 2);
+        let start = now_unix_ns() + 20_000_000;
+        let limit = Limit { count: Some(100), duration_ns: None };
+        let source = Source::Rate(RateSource::new(Shape::default(), 1, 200.0, limit, start, t, "GET".into(), Bytes::new()));
+        let cfg = DispatchConfig { spin_ns: 50_000, ctl: None };
+        let out = run(&rt, source, issuer.clone(), cfg, Duration::from_secs(5), Duration::from_secs(1), std::future::pending());
+        assert_eq!(out.issued, 100);
+        let records = issuer.recorder.take();
+        assert_eq!(records.len(), 100);
+        for r in &records {
+            assert_eq!((r.status, r.error, r.bytes), (200, None, 2), "{r:?}");
+            // Scheduled exactly on the plan: 5 ms apart from the start.
+            assert_eq!((r.scheduled_ns - start) % 5_000_000, 0);
+            assert!(r.dispatch_ns >= r.scheduled_ns && r.complete_ns >= r.dispatch_ns);
+        }
+    }
+
+    #[test]
+    fn a_stop_cancels_what_is_in_flight() {
+        // A server that accepts and never answers: every request is in flight at the stop.
+        let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
+        let listener = rt.block_on(tokio::net::TcpListener::bind("127.0.0.1:0")).unwrap();
+        let addr = listener.local_addr().unwrap();
+        rt.spawn(async move {
+            let mut held = Vec::new();
+            while let Ok((s, _)) = listener.accept().await {
+                held.push(s);
+            }
+        });
+        let issuer = Arc::new(Issuer::new(crate::loadgen::http::Http, 16, Duration::from_secs(30), "t".into()));
+        let t = Target { authority: addr.to_string(), path: "/".into() };
+        let limit = Limit { count: Some(3), duration_ns: None };
+        let source = Source::Rate(RateSource::new(Shape::default(), 1, 100.0, limit, now_unix_ns(), t, "GET".into(), Bytes::new()));
+        let cfg = DispatchConfig { spin_ns: 0, ctl: None };
+        let stop = async { tokio::time::sleep(Duration::from_millis(200)).await };
+        run(&rt, source, issuer.clone(), cfg, Duration::from_secs(30), Duration::from_millis(50), stop);
+        let records = issuer.recorder.take();
+        assert_eq!(records.len(), 3);
+        assert!(records.iter().all(|r| r.error == Some(ErrorKind::Cancelled) && r.dispatch_ns != 0), "{records:?}");
+    }
+
+    #[test]
+    fn refused_connections_are_connect_errors() {
+        let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
+        let port = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
+        let issuer = Arc::new(Issuer::new(crate::loadgen::http::Http, 4, Duration::from_secs(5), "t".into()));
+        let t = Target { authority: format!("127.0.0.1:{port}"), path: "/".into() };
+        let limit = Limit { count: Some(2), duration_ns: None };
+        let source = Source::Rate(RateSource::new(Shape::default(), 1, 100.0, limit, now_unix_ns(), t, "GET".into(), Bytes::new()));
+        run(&rt, source, issuer.clone(), DispatchConfig { spin_ns: 0, ctl: None }, Duration::from_secs(5), Duration::from_secs(1), std::future::pending());
+        let records = issuer.recorder.take();
+        assert_eq!(records.len(), 2);
+        assert!(records.iter().all(|r| r.error == Some(ErrorKind::Connect) && r.dispatch_ns == 0 && r.status == 0), "{records:?}");
     }
 }
