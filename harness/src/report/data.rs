@@ -303,6 +303,11 @@ fn read_loadgens(nodes_dir: &Path, epoch_ns: u64) -> Result<Vec<Loadgen>, Report
         } else {
             None
         };
+        // A distributed run's workers keep their own records, and the controller writes the
+        // union of them: count each request once, at the controller.
+        if own_summary.as_ref().and_then(|v| v.get("role")).and_then(Value::as_str) == Some("worker") {
+            continue;
+        }
         let mut stats = RequestStats::default();
         let has_requests = stats.add_file(&dir.join("requests.csv"), epoch_ns)?;
         if !has_requests && own_summary.is_none() {
@@ -350,6 +355,21 @@ mod tests {
         std::fs::write(dir.path().join("run.json"), "{\n\"name\": \"x\",\n oops}").unwrap();
         let err = analyze(dir.path()).unwrap_err().to_string();
         assert!(err.contains("run.json:3: "), "{err}");
+    }
+
+    #[test]
+    fn distributed_workers_are_counted_once_at_the_controller() {
+        let dir = run_dir();
+        let header = "id,scheduled_ns,dispatch_ns,complete_ns,latency_ns,uncorrected_ns,status,bytes,error,class,node,timing\n";
+        let row = "1,1000000000000,1000000000000,1000001000000,1000000,1000000,200,10,,,w,\n";
+        for (node, role) in [("ctl", "controller"), ("w0", "worker")] {
+            let d = dir.path().join("nodes").join(node);
+            std::fs::create_dir_all(&d).unwrap();
+            std::fs::write(d.join("requests.csv"), format!("{header}{row}")).unwrap();
+            std::fs::write(d.join("summary.json"), format!(r#"{{"schema":1,"role":"{role}","latency_us":{{}}}}"#)).unwrap();
+        }
+        let run = analyze(dir.path()).unwrap();
+        assert_eq!(run.requests.map(|r| r.total), Some(1));
     }
 
     #[test]
