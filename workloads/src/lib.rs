@@ -4,6 +4,8 @@
 //! environment and the files they write into their working directory (`docs/results.md`).
 #![forbid(unsafe_code)]
 
-pub mod runtime;
 pub mod isaac;
 pub mod lb;
+pub mod loadgen;
+pub mod runtime;
+pub mod stats;
