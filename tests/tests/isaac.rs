@@ -13,7 +13,7 @@ use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
-use diorama_tests::{artifact, diorama, leftovers, need_root, require, target_dir, topology};
+use diorama_tests::{artifact, diorama, need_root, require, target_dir, topology};
 
 /// A spawned process, killed if the test fails before it is stopped.
 struct Proc(Child);
@@ -198,7 +198,7 @@ nodes:
 /// Runs the topology at `tdf`; returns the client's median latency (µs, virtual).
 fn run_isaac(dir: &Path, tdf: f64) -> f64 {
     let topo = topology(dir, "isaac-lb", TOPOLOGY);
-    let out = dir.join(format!("tdf{tdf}"));
+    let out = dir.join(format!("isaac-lb-tdf{tdf}-{}", std::process::id()));
     let started = Instant::now();
     let r = diorama(&["run", topo.to_str().unwrap(), "--tdf", &tdf.to_string(), "--out", out.to_str().unwrap()]);
     assert_eq!(r.code, Some(0), "TDF {tdf}: {r:?}");
@@ -228,7 +228,8 @@ fn run_isaac(dir: &Path, tdf: f64) -> f64 {
         let (req, err, _) = totals(&out.join("nodes").join(n).join("isaac.csv"));
         assert!(req > 0 && err == 0, "{n}: {req} requests, {err} errors");
     }
-    assert!(leftovers().is_empty(), "{:?}", leftovers());
+    let left = own_leftovers(&out);
+    assert!(left.is_empty(), "{left:?}");
     median
 }
 
@@ -244,4 +245,23 @@ fn loadgen_through_lb_at_tdf_1_and_10() {
     let ratio = m10 / m1;
     println!("median latency TDF 10 / TDF 1 = {ratio:.3}");
     assert!((0.7..1.4).contains(&ratio), "virtual median at TDF 10 {m10} µs vs TDF 1 {m1} µs");
+}
+
+/// Leftovers of this test's run only: other engineers' runs may share the machine, so
+/// cgroups and state are matched by the run id (the results directory's name) and
+/// processes by a working directory under `out`.
+fn own_leftovers(out: &std::path::Path) -> Vec<String> {
+    let id = out.file_name().unwrap().to_string_lossy().into_owned();
+    let mut found: Vec<String> = diorama_tests::leftovers()
+        .into_iter()
+        .filter(|l| !l.starts_with("process ") && (l.ends_with(&format!("/{id}")) || l.contains(&format!("/{id}/"))))
+        .collect();
+    for p in std::fs::read_dir("/proc").unwrap().flatten() {
+        if let Ok(cwd) = std::fs::read_link(p.path().join("cwd")) {
+            if cwd.starts_with(out) {
+                found.push(format!("process {} in {}", p.file_name().to_string_lossy(), cwd.display()));
+            }
+        }
+    }
+    found
 }
