@@ -6,6 +6,7 @@
 //! - Closed-loop clients against Isaac through `diorama-lb` under `diorama run` at TDF 1 and
 //!   TDF 10 (root): requests complete, per-tier timings come back, both front ends get
 //!   load, and the virtual latency agrees between the two TDFs.
+#![expect(clippy::unwrap_used, reason = "helpers of a test fail it loudly, like the test itself")]
 
 use std::io::{Read, Write};
 use std::net::{TcpListener, TcpStream};

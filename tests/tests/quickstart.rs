@@ -1,6 +1,7 @@
 //! The README's main job runs a small Isaac service and leaves a complete results
 //! directory (root): requests completed without errors, a latency summary, per-tier timings,
 //! the clock shim in every node, dilated time, and nothing left behind.
+#![expect(clippy::unwrap_used, reason = "helpers of a test fail it loudly, like the test itself")]
 
 use diorama_tests::{diorama, need_root, repo_root, require, run_json};
 
