@@ -154,6 +154,56 @@ fn db_failure_gives_errors_then_the_service_recovers() {
     assert!(tmp.path().join("db/isaac.sqlite").exists());
 }
 
+fn need_postgres() -> Result<(), String> {
+    let on_path = std::env::split_paths(&std::env::var_os("PATH").unwrap_or_default()).any(|d| d.join("initdb").is_file());
+    let packaged = std::fs::read_dir("/usr/lib/postgresql").map(|d| d.flatten().any(|v| v.path().join("bin/initdb").is_file())).unwrap_or(false);
+    if on_path || packaged {
+        Ok(())
+    } else {
+        Err("PostgreSQL is not installed (scripts/setup installs postgresql)".into())
+    }
+}
+
+#[test]
+fn postgres_db_tier_serves_the_app_servers() {
+    // Root: postgres runs as the unprivileged user `nobody`, which only root can switch to.
+    require!("postgres_db_tier_serves_the_app_servers", need_root(), need_postgres());
+    let tmp = tempfile::tempdir().unwrap();
+    // `nobody` must traverse to its data directory.
+    std::fs::set_permissions(tmp.path(), std::os::unix::fs::PermissionsExt::from_mode(0o755)).unwrap();
+    let (pgp, dbp, asp, fsp) = (free_port(), free_port(), free_port(), free_port());
+    let (pgp_s, dbp_s, asp_s, fsp_s) = (pgp.to_string(), format!("127.0.0.1:{dbp}"), format!("127.0.0.1:{asp}"), format!("127.0.0.1:{fsp}"));
+    let db = spawn(&tmp.path().join("db"), &["--tier", "db", "--store", "postgres", "--pg-port", &pgp_s, "--listen", &dbp_s, "--keys", "200", "--report-interval", "200ms"]);
+    let pg_addr = format!("127.0.0.1:{pgp}");
+    let app = spawn(&tmp.path().join("as"), &["--tier", "app", "--listen", &asp_s, "--db-store", "postgres", "--db", &pg_addr, "--keys", "200", "--report-interval", "200ms"]);
+    let front = spawn(&tmp.path().join("fs"), &["--tier", "front", "--listen", &fsp_s, "--app", &asp_s, "--fanout", "2", "--as-hashes", "20", "--fs-hashes", "200"]);
+    // The DB tier listens once postgres is up and the table is filled (initdb takes seconds).
+    let end = Instant::now() + Duration::from_secs(90);
+    while TcpStream::connect(("127.0.0.1", dbp)).is_err() {
+        assert!(Instant::now() < end, "postgres DB tier not ready: {}", std::fs::read_to_string(tmp.path().join("db/stderr")).unwrap_or_default());
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    wait_listening(asp);
+    wait_listening(fsp);
+    for _ in 0..5 {
+        let (status, head, body) = get(fsp);
+        assert_eq!(status, 200, "{head}{body}");
+        assert!(body.contains("\"bytes\":20520"), "2 calls × (10 reads × 1 KiB + digest): {body}");
+        assert!(head.contains("diorama-timing: fs="), "{head}");
+    }
+    assert_eq!(front.stop(), Some(0));
+    assert_eq!(app.stop(), Some(0));
+    // The app server's postgres backends flush their statistics as they exit.
+    std::thread::sleep(Duration::from_millis(500));
+    assert_eq!(db.stop(), Some(0));
+    assert!(!tmp.path().join("db/pgdata/postmaster.pid").exists(), "postgres still running");
+    assert!(tmp.path().join("db/pgdata/PG_VERSION").exists());
+    // 5 requests × 2 calls × 12 statements, counted by the server itself.
+    let (requests, errors, _) = totals(&tmp.path().join("db/isaac.csv"));
+    println!("postgres DB tier: {requests} transactions, {errors} rolled back");
+    assert!(requests >= 120 && errors == 0, "{requests} transactions, {errors} rolled back");
+}
+
 fn need_loadgen() -> Result<(), String> {
     let p: PathBuf = target_dir().join("diorama-loadgen");
     if p.exists() {
