@@ -6,6 +6,7 @@
 //! - Closed-loop clients against Isaac through `diorama-lb` under `diorama run` at TDF 1 and
 //!   TDF 10 (root): requests complete, per-tier timings come back, both front ends get
 //!   load, and the virtual latency agrees between the two TDFs.
+//! - The PostgreSQL DB tier: stand-alone (root) and inside a node under `diorama run`.
 #![expect(clippy::unwrap_used, reason = "helpers of a test fail it loudly, like the test itself")]
 
 use std::io::{Read, Write};
@@ -315,4 +316,51 @@ fn own_leftovers(out: &std::path::Path) -> Vec<String> {
         }
     }
     found
+}
+
+#[test]
+fn postgres_db_tier_inside_a_node() {
+    require!("postgres_db_tier_inside_a_node", need_root(), need_postgres(), need_loadgen());
+    let tmp = tempfile::tempdir().unwrap();
+    std::fs::set_permissions(tmp.path(), std::os::unix::fs::PermissionsExt::from_mode(0o755)).unwrap();
+    let yaml = r#"
+name: isaac-pg
+duration: 60s
+defaults: {cpus: 0.3, memory: 256MiB}
+switches: [sw]
+nodes:
+  - name: db
+    run: {workload: isaac, args: {tier: db, store: postgres, keys: 200}}
+    ready: {tcp: 7000, timeout: 120s}
+    link: {to: sw, rate: 1Gbit, delay: 1ms}
+  - name: as
+    depends_on: [db]
+    run: {workload: isaac, args: {tier: app, db_store: postgres, db: "db:5432", keys: 200}}
+    ready: {tcp: 9000}
+    link: {to: sw, rate: 1Gbit, delay: 1ms}
+  - name: fs
+    depends_on: [as]
+    run: {workload: isaac, args: {tier: front, app: "as:9000", fanout: 1, reads: 4, writes: 1, fs_hashes: 500}}
+    ready: {tcp: 8080}
+    link: {to: sw, rate: 1Gbit, delay: 1ms}
+  - name: client
+    main: true
+    depends_on: [fs]
+    run: {workload: loadgen, args: {mode: closed, target: "http://fs:8080/", clients: 2, duration: 2s}}
+    link: {to: sw, rate: 1Gbit, delay: 1ms}
+"#;
+    let topo = topology(tmp.path(), "isaac-pg", yaml);
+    let out = tmp.path().join(format!("isaac-pg-{}", std::process::id()));
+    let r = diorama(&["run", topo.to_str().unwrap(), "--tdf", "2", "--out", out.to_str().unwrap()]);
+    assert_eq!(r.code, Some(0), "{r:?}");
+    let node = |n: &str, f: &str| std::fs::read_to_string(out.join("nodes").join(n).join(f)).unwrap_or_else(|e| panic!("{n}/{f}: {e}"));
+    let summary: serde_json::Value = serde_json::from_str(&node("client", "summary.json")).unwrap();
+    println!("isaac with postgres in a node: {} completed, {} errors, median {} µs virtual", summary["completed"], summary["errors"], summary["latency_us"]["median"]);
+    assert!(summary["completed"].as_u64().unwrap() >= 10 && summary["errors"] == 0, "{summary}");
+    assert!(node("db", "postgres.log").contains("database system is ready to accept connections"));
+    assert!(node("db", "postgres.log").contains("database system is shut down"), "postgres stopped with the node");
+    let (requests, errors, _) = totals(&out.join("nodes/db/isaac.csv"));
+    assert!(requests >= 50 && errors == 0, "postgres counted {requests} transactions, {errors} rolled back");
+    let left = own_leftovers(&out);
+    assert!(left.is_empty(), "{left:?}");
 }
