@@ -6,6 +6,8 @@
 //! - Closed-loop clients against Isaac through `diorama-lb` under `diorama run` at TDF 1 and
 //!   TDF 10 (root): requests complete, per-tier timings come back, both front ends get
 //!   load, and the virtual latency agrees between the two TDFs.
+//! - The PostgreSQL DB tier: stand-alone (root) and inside a node under `diorama run`.
+#![expect(clippy::unwrap_used, reason = "helpers of a test fail it loudly, like the test itself")]
 
 use std::io::{Read, Write};
 use std::net::{TcpListener, TcpStream};
@@ -13,7 +15,7 @@ use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
-use diorama_tests::{artifact, diorama, leftovers, need_root, require, target_dir, topology};
+use diorama_tests::{artifact, diorama, need_root, require, target_dir, topology};
 
 /// A spawned process, killed if the test fails before it is stopped.
 struct Proc(Child);
@@ -153,6 +155,56 @@ fn db_failure_gives_errors_then_the_service_recovers() {
     assert!(tmp.path().join("db/isaac.sqlite").exists());
 }
 
+fn need_postgres() -> Result<(), String> {
+    let on_path = std::env::split_paths(&std::env::var_os("PATH").unwrap_or_default()).any(|d| d.join("initdb").is_file());
+    let packaged = std::fs::read_dir("/usr/lib/postgresql").map(|d| d.flatten().any(|v| v.path().join("bin/initdb").is_file())).unwrap_or(false);
+    if on_path || packaged {
+        Ok(())
+    } else {
+        Err("PostgreSQL is not installed (scripts/setup installs postgresql)".into())
+    }
+}
+
+#[test]
+fn postgres_db_tier_serves_the_app_servers() {
+    // Root: postgres runs as the unprivileged user `nobody`, which only root can switch to.
+    require!("postgres_db_tier_serves_the_app_servers", need_root(), need_postgres());
+    let tmp = tempfile::tempdir().unwrap();
+    // `nobody` must traverse to its data directory.
+    std::fs::set_permissions(tmp.path(), std::os::unix::fs::PermissionsExt::from_mode(0o755)).unwrap();
+    let (pgp, dbp, asp, fsp) = (free_port(), free_port(), free_port(), free_port());
+    let (pgp_s, dbp_s, asp_s, fsp_s) = (pgp.to_string(), format!("127.0.0.1:{dbp}"), format!("127.0.0.1:{asp}"), format!("127.0.0.1:{fsp}"));
+    let db = spawn(&tmp.path().join("db"), &["--tier", "db", "--store", "postgres", "--pg-port", &pgp_s, "--listen", &dbp_s, "--keys", "200", "--report-interval", "200ms"]);
+    let pg_addr = format!("127.0.0.1:{pgp}");
+    let app = spawn(&tmp.path().join("as"), &["--tier", "app", "--listen", &asp_s, "--db-store", "postgres", "--db", &pg_addr, "--keys", "200", "--report-interval", "200ms"]);
+    let front = spawn(&tmp.path().join("fs"), &["--tier", "front", "--listen", &fsp_s, "--app", &asp_s, "--fanout", "2", "--as-hashes", "20", "--fs-hashes", "200"]);
+    // The DB tier listens once postgres is up and the table is filled (initdb takes seconds).
+    let end = Instant::now() + Duration::from_secs(90);
+    while TcpStream::connect(("127.0.0.1", dbp)).is_err() {
+        assert!(Instant::now() < end, "postgres DB tier not ready: {}", std::fs::read_to_string(tmp.path().join("db/stderr")).unwrap_or_default());
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    wait_listening(asp);
+    wait_listening(fsp);
+    for _ in 0..5 {
+        let (status, head, body) = get(fsp);
+        assert_eq!(status, 200, "{head}{body}");
+        assert!(body.contains("\"bytes\":20520"), "2 calls × (10 reads × 1 KiB + digest): {body}");
+        assert!(head.contains("diorama-timing: fs="), "{head}");
+    }
+    assert_eq!(front.stop(), Some(0));
+    assert_eq!(app.stop(), Some(0));
+    // The app server's postgres backends flush their statistics as they exit.
+    std::thread::sleep(Duration::from_millis(500));
+    assert_eq!(db.stop(), Some(0));
+    assert!(!tmp.path().join("db/pgdata/postmaster.pid").exists(), "postgres still running");
+    assert!(tmp.path().join("db/pgdata/PG_VERSION").exists());
+    // 5 requests × 2 calls × 12 statements, counted by the server itself.
+    let (requests, errors, _) = totals(&tmp.path().join("db/isaac.csv"));
+    println!("postgres DB tier: {requests} transactions, {errors} rolled back");
+    assert!(requests >= 120 && errors == 0, "{requests} transactions, {errors} rolled back");
+}
+
 fn need_loadgen() -> Result<(), String> {
     let p: PathBuf = target_dir().join("diorama-loadgen");
     if p.exists() {
@@ -198,7 +250,7 @@ nodes:
 /// Runs the topology at `tdf`; returns the client's median latency (µs, virtual).
 fn run_isaac(dir: &Path, tdf: f64) -> f64 {
     let topo = topology(dir, "isaac-lb", TOPOLOGY);
-    let out = dir.join(format!("tdf{tdf}"));
+    let out = dir.join(format!("isaac-lb-tdf{tdf}-{}", std::process::id()));
     let started = Instant::now();
     let r = diorama(&["run", topo.to_str().unwrap(), "--tdf", &tdf.to_string(), "--out", out.to_str().unwrap()]);
     assert_eq!(r.code, Some(0), "TDF {tdf}: {r:?}");
@@ -228,7 +280,8 @@ fn run_isaac(dir: &Path, tdf: f64) -> f64 {
         let (req, err, _) = totals(&out.join("nodes").join(n).join("isaac.csv"));
         assert!(req > 0 && err == 0, "{n}: {req} requests, {err} errors");
     }
-    assert!(leftovers().is_empty(), "{:?}", leftovers());
+    let left = own_leftovers(&out);
+    assert!(left.is_empty(), "{left:?}");
     median
 }
 
@@ -244,4 +297,70 @@ fn loadgen_through_lb_at_tdf_1_and_10() {
     let ratio = m10 / m1;
     println!("median latency TDF 10 / TDF 1 = {ratio:.3}");
     assert!((0.7..1.4).contains(&ratio), "virtual median at TDF 10 {m10} µs vs TDF 1 {m1} µs");
+}
+
+/// Leftovers of this test's run only: other engineers' runs may share the machine, so
+/// cgroups and state are matched by the run id (the results directory's name) and
+/// processes by a working directory under `out`.
+fn own_leftovers(out: &std::path::Path) -> Vec<String> {
+    let id = out.file_name().unwrap().to_string_lossy().into_owned();
+    let mut found: Vec<String> = diorama_tests::leftovers()
+        .into_iter()
+        .filter(|l| !l.starts_with("process ") && (l.ends_with(&format!("/{id}")) || l.contains(&format!("/{id}/"))))
+        .collect();
+    for p in std::fs::read_dir("/proc").unwrap().flatten() {
+        if let Ok(cwd) = std::fs::read_link(p.path().join("cwd")) {
+            if cwd.starts_with(out) {
+                found.push(format!("process {} in {}", p.file_name().to_string_lossy(), cwd.display()));
+            }
+        }
+    }
+    found
+}
+
+#[test]
+fn postgres_db_tier_inside_a_node() {
+    require!("postgres_db_tier_inside_a_node", need_root(), need_postgres(), need_loadgen());
+    let tmp = tempfile::tempdir().unwrap();
+    std::fs::set_permissions(tmp.path(), std::os::unix::fs::PermissionsExt::from_mode(0o755)).unwrap();
+    let yaml = r#"
+name: isaac-pg
+duration: 60s
+defaults: {cpus: 0.3, memory: 256MiB}
+switches: [sw]
+nodes:
+  - name: db
+    run: {workload: isaac, args: {tier: db, store: postgres, keys: 200}}
+    ready: {tcp: 7000, timeout: 120s}
+    link: {to: sw, rate: 1Gbit, delay: 1ms}
+  - name: as
+    depends_on: [db]
+    run: {workload: isaac, args: {tier: app, db_store: postgres, db: "db:5432", keys: 200}}
+    ready: {tcp: 9000}
+    link: {to: sw, rate: 1Gbit, delay: 1ms}
+  - name: fs
+    depends_on: [as]
+    run: {workload: isaac, args: {tier: front, app: "as:9000", fanout: 1, reads: 4, writes: 1, fs_hashes: 500}}
+    ready: {tcp: 8080}
+    link: {to: sw, rate: 1Gbit, delay: 1ms}
+  - name: client
+    main: true
+    depends_on: [fs]
+    run: {workload: loadgen, args: {mode: closed, target: "http://fs:8080/", clients: 2, duration: 2s}}
+    link: {to: sw, rate: 1Gbit, delay: 1ms}
+"#;
+    let topo = topology(tmp.path(), "isaac-pg", yaml);
+    let out = tmp.path().join(format!("isaac-pg-{}", std::process::id()));
+    let r = diorama(&["run", topo.to_str().unwrap(), "--tdf", "2", "--out", out.to_str().unwrap()]);
+    assert_eq!(r.code, Some(0), "{r:?}");
+    let node = |n: &str, f: &str| std::fs::read_to_string(out.join("nodes").join(n).join(f)).unwrap_or_else(|e| panic!("{n}/{f}: {e}"));
+    let summary: serde_json::Value = serde_json::from_str(&node("client", "summary.json")).unwrap();
+    println!("isaac with postgres in a node: {} completed, {} errors, median {} µs virtual", summary["completed"], summary["errors"], summary["latency_us"]["median"]);
+    assert!(summary["completed"].as_u64().unwrap() >= 10 && summary["errors"] == 0, "{summary}");
+    assert!(node("db", "postgres.log").contains("database system is ready to accept connections"));
+    assert!(node("db", "postgres.log").contains("database system is shut down"), "postgres stopped with the node");
+    let (requests, errors, _) = totals(&out.join("nodes/db/isaac.csv"));
+    assert!(requests >= 50 && errors == 0, "postgres counted {requests} transactions, {errors} rolled back");
+    let left = own_leftovers(&out);
+    assert!(left.is_empty(), "{left:?}");
 }

@@ -4,8 +4,8 @@
 //! environment and the files they write into their working directory (`docs/results.md`).
 #![forbid(unsafe_code)]
 
+pub mod isaac;
+pub mod lb;
 pub mod loadgen;
 pub mod runtime;
 pub mod stats;
-pub mod isaac;
-pub mod lb;

@@ -1,6 +1,9 @@
 //! The app server (AS) tier: performs a call's database operations against one randomly
 //! chosen DB server, then computes its SHA-1 rounds over the data it read.
 //!
+//! With `--db-store postgres` the operations are SQL statements sent straight to the
+//! PostgreSQL servers the DB tier runs, and `db` is their round trip measured here.
+//!
 //! Request: `GET /app?reads=R&writes=W&size=S&hashes=H` (sent by the front end).
 //! Answer: the `R` values read, concatenated, then the 20-byte digest; header
 //! `Diorama-Timing: as=<µs>;db=<µs>` (`db` summed over the operations, as the DB measured it).
@@ -34,6 +37,8 @@ pub struct AppTier {
     /// Keys are drawn from `0..keys`.
     pub keys: u64,
     pub db_timeout: Duration,
+    /// Talk to PostgreSQL servers directly instead of the DB tier's HTTP protocol.
+    pub pg: Option<super::store::postgres::PgPool>,
 }
 
 impl AppTier {
@@ -56,12 +61,13 @@ impl AppTier {
             let db = rng.random_range(0..self.dbs.len());
             (db, db_ops(&mut *rng, reads, writes, self.keys), rng.random::<u64>())
         };
+        let db_index = db;
         let db = &self.dbs[db];
         let mut data = Vec::with_capacity(reads * size + 20);
         let mut db_us = 0u64;
         for op in ops {
             let started = Instant::now();
-            let result = tokio::time::timeout(self.db_timeout, self.op(db, op, size, salt)).await;
+            let result = tokio::time::timeout(self.db_timeout, self.op(db_index, db, op, size, salt)).await;
             match result {
                 Ok(Ok((value, reported))) => {
                     db_us += reported.unwrap_or_else(|| started.elapsed().as_micros() as u64);
@@ -92,7 +98,14 @@ impl AppTier {
     }
 
     /// One DB operation: the value read (empty for a write) and the DB's own time in µs.
-    async fn op(&self, db: &str, op: DbOp, size: usize, salt: u64) -> Result<(Bytes, Option<u64>), String> {
+    async fn op(&self, db_index: usize, db: &str, op: DbOp, size: usize, salt: u64) -> Result<(Bytes, Option<u64>), String> {
+        if let Some(pg) = &self.pg {
+            // No server-side timing from postgres: the caller measures the round trip.
+            return match op {
+                DbOp::Read { key } => pg.read(db_index, db, key).await.map(|v| (Bytes::from(v), None)),
+                DbOp::Write { key } => pg.write(db_index, db, key, &fill_value(key ^ salt, size)).await.map(|()| (Bytes::new(), None)),
+            };
+        }
         let (method, key, body) = match op {
             DbOp::Read { key } => (Method::GET, key, Bytes::new()),
             DbOp::Write { key } => (Method::PUT, key, Bytes::from(fill_value(key ^ salt, size))),

@@ -12,7 +12,8 @@
 //! call's parameters to the AS in the request, so only one tier needs the mix.
 //!
 //! # Limitations
-//! The DB tier's store is SQLite only; PostgreSQL is not implemented (refused by `--store`).
+//! With PostgreSQL the DB tier's `isaac.csv` counts the server's transactions
+//! (`pg_stat_database`), which include its own statistics query each interval.
 
 pub mod app;
 pub mod db;
@@ -26,4 +27,4 @@ pub mod stats;
 pub mod store;
 pub mod timing;
 
-pub use service::{run, Args, StoreKind, Tier};
+pub use service::{run, Args, DbStore, StoreKind, Tier};

@@ -41,7 +41,19 @@ impl Tier {
 /// The DB tier's storage backend.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
 pub enum StoreKind {
+    /// Embedded SQLite behind the DB tier's HTTP protocol.
     Sqlite,
+    /// A PostgreSQL server the DB tier starts; app servers use `--db-store postgres`.
+    Postgres,
+}
+
+/// How app servers reach the DB tier.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum DbStore {
+    /// The DB tier's HTTP key-value protocol (SQLite store).
+    Http,
+    /// PostgreSQL's own protocol, straight to the server the DB tier runs.
+    Postgres,
 }
 
 /// Command line of `diorama-isaac` (docs/workloads.md).
@@ -88,6 +100,9 @@ pub struct Args {
     /// App: time to wait for one DB operation (virtual).
     #[arg(long, default_value = "1s", value_parser = flags::parse_duration)]
     pub db_timeout: Duration,
+    /// App: how to reach the DB servers (`--db` then lists their PostgreSQL ports).
+    #[arg(long, value_enum, default_value = "http")]
+    pub db_store: DbStore,
     /// App and db: keys are 0..keys (the DB pre-fills them).
     #[arg(long, default_value_t = 1000)]
     pub keys: u64,
@@ -97,7 +112,20 @@ pub struct Args {
     /// Db: the database file (relative to the working directory).
     #[arg(long, default_value = "isaac.sqlite")]
     pub data: PathBuf,
-    /// Db: SQLite's synchronous level (WAL journal).
+    /// Db (postgres): the server's port.
+    #[arg(long, default_value_t = 5432)]
+    pub pg_port: u16,
+    /// Db (postgres): the unprivileged OS user postgres runs as.
+    #[arg(long, default_value = "nobody")]
+    pub pg_user: String,
+    /// Db (postgres): directory of initdb and postgres (default: PATH, /usr/lib/postgresql/*/bin).
+    #[arg(long)]
+    pub pg_bin: Option<PathBuf>,
+    /// Db (postgres): the data directory (relative to the working directory).
+    #[arg(long, default_value = "pgdata")]
+    pub pg_data: PathBuf,
+    /// Db: durability: SQLite's synchronous level (WAL journal); postgres: `off` disables
+    /// fsync, `normal` turns synchronous_commit off, `full` is postgres's default.
     #[arg(long, value_enum, default_value = "normal")]
     pub sync: store::Sync,
     /// Where the time series goes.
@@ -148,9 +176,11 @@ pub async fn run(args: Args) -> anyhow::Result<()> {
             let dbs = flags::expand_backends(&args.dbs)?;
             anyhow::ensure!(!dbs.is_empty(), "--tier app needs --db (e.g. --db 'db[0..6]:7000')");
             tracing::info!(?dbs, "app server");
-            let tier = Arc::new(app::AppTier { dbs, client: http::client(), counters: counters.clone(), rng: rng(), keys: args.keys, db_timeout: args.db_timeout });
+            let pg = (args.db_store == DbStore::Postgres).then(|| store::postgres::PgPool::new(dbs.len()));
+            let tier = Arc::new(app::AppTier { dbs, client: http::client(), counters: counters.clone(), rng: rng(), keys: args.keys, db_timeout: args.db_timeout, pg });
             Arc::new(move |req| Box::pin(tier.clone().handle(req)))
         }
+        Tier::Db if args.store == StoreKind::Postgres => return run_postgres(&args, addr, counters, start_ns).await,
         Tier::Db => {
             let (path, sync, keys, size) = (args.data.clone(), args.sync, args.keys, args.size);
             let store = tokio::task::spawn_blocking(move || store::SqliteStore::open(&path, sync, keys, size))
@@ -171,5 +201,66 @@ pub async fn run(args: Args) -> anyhow::Result<()> {
     writer.await.context("time series writer")??;
     let (requests, errors, timeouts) = counters.totals();
     tracing::info!(requests, errors, timeouts, "stopped");
+    Ok(())
+}
+
+/// The DB tier with PostgreSQL: starts the server, fills the table, then listens on `addr`
+/// (so a readiness check on it means "filled"), answering `GET /` with the server's port.
+/// `isaac.csv` counts the server's transactions; on SIGTERM postgres gets a fast shutdown.
+async fn run_postgres(args: &Args, addr: SocketAddr, counters: Arc<stats::Counters>, start_ns: i64) -> anyhow::Result<()> {
+    use store::postgres::{self as pg, PgConfig, PgServer};
+    let cfg = PgConfig { data: args.pg_data.clone(), port: args.pg_port, os_user: args.pg_user.clone(), bin: args.pg_bin.clone(), sync: args.sync, log: PathBuf::from("postgres.log") };
+    let mut server = tokio::task::spawn_blocking(move || PgServer::start(&cfg)).await.context("start postgres")??;
+    let client = match pg::prepare(&mut server, args.keys, args.size, Duration::from_secs(60)).await {
+        Ok(c) => c,
+        Err(err) => {
+            tokio::task::spawn_blocking(move || server.stop(Duration::from_secs(5))).await.ok();
+            return Err(err.into());
+        }
+    };
+    let port = server.port;
+    tracing::info!(port, keys = args.keys, "postgres ready");
+    let (base_commit, base_rollback) = pg::transactions(&client).await?;
+    let series = stats::Series::create(&args.csv, "db", stats::epoch_virt_ns(start_ns))?;
+    let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
+    let client = Arc::new(client);
+    let poll_once = {
+        let (client, counters) = (client.clone(), counters.clone());
+        move || {
+            let (client, counters) = (client.clone(), counters.clone());
+            async move {
+                if let Ok((c, r)) = pg::transactions(&client).await {
+                    let (c, r) = (c.saturating_sub(base_commit), r.saturating_sub(base_rollback));
+                    counters.requests.store(c + r, std::sync::atomic::Ordering::Relaxed);
+                    counters.errors.store(r, std::sync::atomic::Ordering::Relaxed);
+                }
+            }
+        }
+    };
+    let poller = {
+        let (poll_once, interval) = (poll_once.clone(), args.report_interval);
+        tokio::spawn(async move {
+            let mut tick = tokio::time::interval(interval / 2);
+            loop {
+                tick.tick().await;
+                poll_once().await;
+            }
+        })
+    };
+    let mut rx = stop_rx.clone();
+    let writer = tokio::spawn(stats::run_series(series, counters.clone(), args.report_interval, async move {
+        let _ = rx.wait_for(|s| *s).await;
+    }));
+    let listener = tokio::net::TcpListener::bind(addr).await.with_context(|| format!("listen on {addr}"))?;
+    let info = format!("postgres on port {port}\n");
+    http::serve(listener, move |_req| std::future::ready(http::respond(hyper::StatusCode::OK, info.clone(), &[])), crate::runtime::shutdown_signal()).await;
+    poller.abort();
+    // The last row gets the transactions of connections that closed since the last poll
+    // (a backend flushes its statistics when it exits, otherwise at most once a second).
+    poll_once().await;
+    let _ = stop_tx.send(true);
+    writer.await.context("time series writer")??;
+    tokio::task::spawn_blocking(move || server.stop(Duration::from_secs(10))).await.context("stop postgres")?;
+    tracing::info!("stopped");
     Ok(())
 }

@@ -77,3 +77,65 @@ impl Proxy {
         Ok(Response::from_parts(parts, Full::new(body)))
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::isaac::http::{client, serve};
+    use crate::lb::health::HealthConfig;
+    use crate::lb::policy::{AnyPolicy, PolicyKind};
+
+    /// A backend answering `status` with a timing header, on a free loopback port.
+    async fn backend(status: StatusCode) -> String {
+        let l = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = l.local_addr().unwrap().to_string();
+        tokio::spawn(serve(l, move |_req: Request<Incoming>| async move { respond(status, "x", &[("diorama-timing", "fs=5".into())]) }, std::future::pending()));
+        addr
+    }
+
+    #[tokio::test]
+    async fn relays_headers_and_ejects_a_failing_backend() {
+        let good = backend(StatusCode::OK).await;
+        let bad = backend(StatusCode::INTERNAL_SERVER_ERROR).await;
+        let health = HealthConfig { failures: 2, backoff: Duration::from_secs(60), max_backoff: Duration::from_secs(60) };
+        let balancer = Balancer::new(vec![good.clone(), bad.clone()], AnyPolicy::new(PolicyKind::RoundRobin, 2, 1, 1e10), health);
+        let proxy = Arc::new(Proxy { balancer: Mutex::new(balancer), client: client(), timeout: Duration::from_secs(5) });
+        let l = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let front = l.local_addr().unwrap();
+        let p = proxy.clone();
+        tokio::spawn(serve(l, move |req| p.clone().handle(req), std::future::pending()));
+        let c = client();
+        let mut seen = Vec::new();
+        for _ in 0..10 {
+            let resp = c.get(format!("http://{front}/x").parse().unwrap()).await.unwrap();
+            let backend = resp.headers()["diorama-backend"].to_str().unwrap().to_owned();
+            assert_eq!(resp.headers()["diorama-timing"], "fs=5", "backend headers pass through");
+            assert_eq!(resp.status() == StatusCode::OK, backend == good);
+            seen.push(backend == bad);
+        }
+        // Round-robin alternates until the bad backend's second failure ejects it.
+        assert_eq!(seen, [false, true, false, true, false, false, false, false, false, false]);
+        let rows = proxy.balancer.lock().unwrap().take_rows(now_unix_ns());
+        assert_eq!((rows[1].requests, rows[1].errors, rows[1].ejected), (2, 2, true));
+        assert_eq!((rows[0].requests, rows[0].errors, rows[0].ejected), (8, 0, false));
+        assert!(rows[0].p50_us.is_some_and(|v| v > 0));
+    }
+
+    #[tokio::test]
+    async fn dead_backend_gives_502() {
+        let dead = {
+            let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+            l.local_addr().unwrap().to_string()
+        };
+        let health = HealthConfig { failures: 0, backoff: Duration::from_secs(1), max_backoff: Duration::from_secs(1) };
+        let balancer = Balancer::new(vec![dead], AnyPolicy::new(PolicyKind::P2c, 1, 1, 1e10), health);
+        let proxy = Arc::new(Proxy { balancer: Mutex::new(balancer), client: client(), timeout: Duration::from_secs(5) });
+        let l = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let front = l.local_addr().unwrap();
+        let p = proxy.clone();
+        tokio::spawn(serve(l, move |req| p.clone().handle(req), std::future::pending()));
+        let resp = client().get(format!("http://{front}/").parse().unwrap()).await.unwrap();
+        assert_eq!(resp.status(), StatusCode::BAD_GATEWAY);
+        assert_eq!(proxy.balancer.lock().unwrap().backends()[0].inflight, 0);
+    }
+}

@@ -2,8 +2,11 @@
 //!
 //! The DB tier serves `GET`/`PUT /kv/<key>` over HTTP (docs/workloads.md) and keeps the
 //! rows in a [`Store`]. SQLite (embedded, one database file per DB node, real disk I/O in
-//! the node's working directory) is the default.
+//! the node's working directory) is the default. With `--store postgres` the DB tier
+//! instead runs a real PostgreSQL server in the node and the app servers query it
+//! directly ([`postgres`]); the HTTP protocol and this trait are then not used.
 
+pub mod postgres;
 mod sqlite;
 
 pub use sqlite::{fill as fill_value, SqliteStore, Sync};
