@@ -20,6 +20,7 @@ use std::collections::{BinaryHeap, HashMap};
 use std::fs::File;
 use std::io::{ErrorKind, Read, Write};
 use std::net::Ipv4Addr;
+use std::os::unix::net::UnixDatagram;
 use std::os::fd::AsFd;
 use std::rc::Rc;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
@@ -85,6 +86,8 @@ pub enum CoreError {
     Params(#[from] LinkError),
     #[error("the core thread is gone")]
     Gone,
+    #[error("create the core's wake-up socket")]
+    Wake(#[source] std::io::Error),
 }
 
 /// Shared with the core thread.
@@ -105,6 +108,8 @@ const LATENESS_SAMPLES: usize = 65_536;
 pub struct Core {
     shared: Arc<Shared>,
     changes: mpsc::Sender<Change>,
+    /// Wakes the core's poll when a change is sent, so it applies at once.
+    wake: UnixDatagram,
     thread: Option<JoinHandle<()>>,
     names: Vec<String>,
     perceived: Vec<[LinkParams; 2]>,
@@ -141,12 +146,14 @@ impl Core {
             stop: AtomicBool::new(false),
         });
         let (tx, rx) = mpsc::channel();
+        let (wake, woken) = UnixDatagram::pair().map_err(CoreError::Wake)?;
+        woken.set_nonblocking(true).map_err(CoreError::Wake)?;
         let s = Arc::clone(&shared);
         let thread = std::thread::Builder::new()
             .name("netem-core".into())
-            .spawn(move || Engine::new(graph, real, ports, s, rx).run())
+            .spawn(move || Engine::new(graph, real, ports, s, rx, woken).run())
             .map_err(|_| CoreError::Gone)?;
-        Ok(Self { shared, changes: tx, thread: Some(thread), names, perceived, nodes, ends, tdf })
+        Ok(Self { shared, changes: tx, wake, thread: Some(thread), names, perceived, nodes, ends, tdf })
     }
 
     fn link(&self, name: &str) -> Result<usize, EmulatorError> {
@@ -158,7 +165,10 @@ impl Core {
     }
 
     fn send(&self, change: Change) -> Result<(), EmulatorError> {
-        self.changes.send(change).map_err(|_| EmulatorError::Gone)
+        self.changes.send(change).map_err(|_| EmulatorError::Gone)?;
+        // A full wake-up socket already holds a wake-up: ignore that error.
+        let _ = self.wake.send(&[1]);
+        Ok(())
     }
 
     /// Counters of every link direction.
@@ -200,6 +210,7 @@ impl Core {
     /// Stops the core and closes every TUN device.
     pub fn shutdown(&mut self) {
         self.shared.stop.store(true, Ordering::Relaxed);
+        let _ = self.wake.send(&[1]);
         if let Some(t) = self.thread.take() {
             let _ = t.join();
         }
@@ -345,13 +356,15 @@ struct Engine {
     groups: Vec<Option<usize>>,
     /// Extra real delay of each port's outgoing packets (`inflate`).
     inflate: Vec<Duration>,
+    /// Readable when a change is waiting.
+    woken: UnixDatagram,
 }
 
 /// Largest packet read from a TUN device.
 const MAX_PACKET: usize = 65_536;
 
 impl Engine {
-    fn new(graph: Graph, real: Vec<[LinkParams; 2]>, ports: Vec<Port>, shared: Arc<Shared>, changes: mpsc::Receiver<Change>) -> Self {
+    fn new(graph: Graph, real: Vec<[LinkParams; 2]>, ports: Vec<Port>, shared: Arc<Shared>, changes: mpsc::Receiver<Change>, woken: UnixDatagram) -> Self {
         let now = Instant::now();
         let state = real
             .into_iter()
@@ -377,6 +390,7 @@ impl Engine {
             lateness_at: 0,
             groups: vec![None; n],
             inflate: vec![Duration::ZERO; n],
+            woken,
         }
     }
 
@@ -409,12 +423,23 @@ impl Engine {
             let wait = self.heap.peek().map_or(Duration::from_millis(50), |e| e.at.saturating_duration_since(now)).min(Duration::from_millis(50));
             let ready: Vec<usize> = {
                 let mut fds: Vec<PollFd<'_>> = self.ports.iter().map(|p| PollFd::new(p.tun.as_fd(), PollFlags::POLLIN)).collect();
+                fds.push(PollFd::new(self.woken.as_fd(), PollFlags::POLLIN));
                 let timeout = nix::sys::time::TimeSpec::from_duration(wait);
                 match nix::poll::ppoll(&mut fds, Some(timeout), None) {
                     Ok(n) if n > 0 => fds.iter().enumerate().filter(|(_, f)| f.revents().is_some_and(|r| r.contains(PollFlags::POLLIN))).map(|(i, _)| i).collect(),
                     _ => Vec::new(),
                 }
             };
+            let mut drain = [0u8; 64];
+            let mut ready = ready;
+            if ready.last() == Some(&self.ports.len()) {
+                ready.pop();
+                while self.woken.recv(&mut drain).is_ok() {}
+                // The change is applied at the top of the loop, before any packet.
+                if ready.is_empty() {
+                    continue;
+                }
+            }
             for src in ready {
                 // Batch: drain each ready device.
                 loop {
