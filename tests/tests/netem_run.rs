@@ -204,8 +204,9 @@ fn tcp_under_5_percent_loss_keeps_its_goodput_at_tdf_10() {
     require!("tcp_under_5_percent_loss_keeps_its_goodput_at_tdf_10", need_root(), need_tool("python3"));
     let tmp = tempfile::tempdir().unwrap();
     let p = probe();
-    // Goodput under loss is set by TCP's timers (RTO, its minimum) and the RTT: with the
-    // timers scaled by the TDF in each node's namespace, TDF 10 must reproduce TDF 1.
+    // A loss-limited flow (40 ms RTT, 100 Mbit/s: the window, not the rate, limits it): its
+    // goodput is set by TCP's recovery and timers (RTO and its minimum, TLP) against the RTT.
+    // With the timers scaled by the TDF in each node's namespace, TDF 10 must reproduce TDF 1.
     let yaml = format!(
         r#"
 name: lossy
@@ -215,12 +216,14 @@ nodes:
   - name: server
     run: {{command: ["python3", "{p}", "sink", "5001"]}}
     ready: {{tcp: 5001}}
-    link: {{to: sw, rate: 10Mbit, delay: 5ms}}
+    link: {{to: sw, rate: 100Mbit, delay: 10ms}}
   - name: client
     main: true
     depends_on: [server]
     run: {{command: ["python3", "{p}", "source", "server", "5001", "1000000"]}}
-    link: {{to: sw, rate: 10Mbit, delay: 5ms, forward: {{loss: 5%}}}}
+links:
+  # 5% of the data segments are lost (client → switch); ACKs are not.
+  - {{between: [client, sw], rate: 100Mbit, delay: 10ms, forward: {{loss: 5%}}}}
 "#
     );
     let at1 = run(tmp.path(), "lossy", &yaml, 1.0)[0];
