@@ -220,14 +220,15 @@ nodes:
   - name: client
     main: true
     depends_on: [server]
-    run: {{command: ["python3", "{p}", "source", "server", "5001", "1000000"]}}
+    run: {{command: ["python3", "{p}", "source", "server", "5001", "3000000"]}}
 links:
   # 5% of the data segments are lost (client → switch); ACKs are not.
   - {{between: [client, sw], rate: 100Mbit, delay: 10ms, forward: {{loss: 5%}}}}
 "#
     );
-    let at1 = run(tmp.path(), "lossy", &yaml, 1.0)[0];
-    let at10 = run(tmp.path(), "lossy", &yaml, 10.0)[0];
+    // TCP under random loss varies from run to run: compare the means of two runs each.
+    let mean = |tdf: f64| (run(tmp.path(), "lossy", &yaml, tdf)[0] + run(tmp.path(), "lossy2", &yaml, tdf)[0]) / 2.0;
+    let (at1, at10) = (mean(1.0), mean(10.0));
     println!("5% loss: TCP goodput {at1:.3} Mbit/s at TDF 1, {at10:.3} Mbit/s virtual at TDF 10 ({:+.1}%)", (at10 / at1 - 1.0) * 100.0);
     assert!((at10 / at1 - 1.0).abs() <= 0.10, "TDF 10 goodput {at10} vs TDF 1 {at1}: more than 10% apart");
 }
