@@ -422,6 +422,8 @@ struct Engine {
 
 /// Largest packet read from a TUN device.
 const MAX_PACKET: usize = 65_536 + 256;
+/// SCHED_FIFO priority of the forwarding thread (low among real-time threads).
+const CORE_PRIORITY: i32 = 10;
 /// The virtio-net header before every packet.
 const HDR: usize = crate::tun::VNET_HDR_LEN;
 
@@ -463,6 +465,9 @@ impl Engine {
     }
 
     fn run(mut self) {
+        if let Err(err) = crate::sys::realtime(CORE_PRIORITY) {
+            tracing::warn!(%err, "the network core runs without real-time priority: expect lateness on a busy host");
+        }
         let mut buf = vec![0u8; MAX_PACKET];
         let mut events = vec![EpollEvent::empty(); 256];
         let mut ready: Vec<usize> = Vec::with_capacity(256);

@@ -96,3 +96,12 @@ pub(crate) fn set_offload(tun: &File, on: bool) -> io::Result<()> {
     // SAFETY: TUNSETOFFLOAD takes its flags by value; `tun` is an open TUN descriptor.
     check(unsafe { libc::ioctl(tun.as_raw_fd(), libc::TUNSETOFFLOAD, flags) })
 }
+
+/// Gives the calling thread real-time priority `prio` (SCHED_FIFO): the emulator's
+/// forwarding thread must run when its packets are due, not when the host's busy
+/// processes let it. The kernel's RT throttling (95% by default) still bounds it.
+pub(crate) fn realtime(prio: i32) -> io::Result<()> {
+    let param = libc::sched_param { sched_priority: prio };
+    // SAFETY: sched_setscheduler with pid 0 (this thread) reads a valid sched_param.
+    check(unsafe { libc::sched_setscheduler(0, libc::SCHED_FIFO, &param) })
+}
