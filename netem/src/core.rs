@@ -450,7 +450,7 @@ impl Engine {
             seq: 0,
             shared,
             changes,
-            rng: StdRng::seed_from_u64(0x6469_6f72_616d_61),
+            rng: StdRng::seed_from_u64(0x0064_696f_7261_6d61),
             lateness_at: 0,
             groups: vec![None; n],
             inflate: vec![Duration::ZERO; n],

@@ -567,8 +567,8 @@ impl Emulator for KernelNet {
         self.heal()?;
         for n in 0..self.nodes.len() {
             let Some(g) = of[n] else { continue };
-            for m in 0..self.nodes.len() {
-                if of[m].is_some_and(|h| h != g) {
+            for (m, group) in of.iter().enumerate() {
+                if group.is_some_and(|h| h != g) {
                     self.rtnl[n].replace_route(self.addrs[m], 32, None, None).map_err(kernel_err)?;
                     self.blackholes[n].push(self.addrs[m]);
                 }

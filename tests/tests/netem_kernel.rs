@@ -2,6 +2,8 @@
 //! kernel, netem delay and loss where the kernel has `sch_netem` (SKIPPED with the reason
 //! otherwise), and `--net auto` recording its choice in run.json.
 
+#![expect(clippy::unwrap_used, reason = "test helpers fail loudly on a broken precondition")]
+
 use std::path::Path;
 
 use diorama_tests::{diorama, leftovers, need_root, need_tool, repo_root, require, run_json, topology};

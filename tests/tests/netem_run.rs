@@ -2,6 +2,8 @@
 //! linked through the userspace core, measured by a probe whose clock is dilated, at TDF 1
 //! and at a higher TDF. Figures are virtual: what the nodes perceive.
 
+#![expect(clippy::unwrap_used, reason = "test helpers fail loudly on a broken precondition")]
+
 use std::path::Path;
 
 use diorama_tests::{diorama, leftovers, need_root, need_tool, repo_root, require, topology};

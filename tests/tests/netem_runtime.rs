@@ -5,6 +5,8 @@
 //! stream of numbered, timestamped datagrams every 200 µs shows when the traffic stops and
 //! starts again.
 
+#![expect(clippy::unwrap_used, reason = "test helpers fail loudly on a broken precondition")]
+
 use std::net::{Ipv4Addr, UdpSocket};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
