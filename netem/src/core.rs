@@ -660,3 +660,41 @@ impl Engine {
         self.push(depart + delay, Kind::Arrive { packet, route, pos: pos + 1, dst });
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A TSO packet: virtio-net header (GSO TCPv4, gso_size) + IPv4 (20) + TCP (32) + payload.
+    fn tso(payload: usize, gso_size: u16) -> Vec<u8> {
+        let mut p = vec![0u8; HDR + 20 + 32 + payload];
+        p[1] = 1; // VIRTIO_NET_HDR_GSO_TCPV4
+        p[4..6].copy_from_slice(&gso_size.to_le_bytes());
+        p[HDR] = 0x45;
+        p[HDR + 9] = 6;
+        p[HDR + 20 + 12] = 8 << 4; // data offset: 8 words
+        p
+    }
+
+    #[test]
+    fn tso_packets_count_their_segments_on_the_wire() {
+        // 10 segments of 1448 bytes: headers (52 bytes) repeated 9 more times.
+        assert_eq!(wire_size(&tso(14_480, 1448)), (52 + 14_480 + 9 * 52, 10));
+        // A last, shorter segment still counts.
+        assert_eq!(wire_size(&tso(1449, 1448)).1, 2);
+        // Not GSO: the IP packet as it is.
+        let mut plain = tso(100, 0);
+        plain[1] = 0;
+        assert_eq!(wire_size(&plain), (20 + 32 + 100, 1));
+    }
+
+    #[test]
+    fn offloads_only_without_per_packet_features() {
+        let base = LinkParams { rate_bps: Some(1_000_000), delay: Duration::from_millis(5), ..LinkParams::default() };
+        assert!(gso_safe(&base));
+        assert!(!gso_safe(&LinkParams { loss: Loss::Random(0.01), ..base }));
+        assert!(!gso_safe(&LinkParams { jitter: Duration::from_millis(1), ..base }));
+        assert!(!gso_safe(&LinkParams { reorder: 0.1, ..base }));
+        assert!(!gso_safe(&LinkParams { loss: Loss::GilbertElliott { p_good_to_bad: 0.0, p_bad_to_good: 1.0, loss_good: 0.0, loss_bad: 0.0 }, ..base }));
+    }
+}
