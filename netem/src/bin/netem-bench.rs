@@ -247,22 +247,37 @@ fn lateness(mbps: f64, secs: u64) -> anyhow::Result<()> {
             }
         })
     };
+    // Two paced sender threads, each with half of the flows and half of the load.
     let t0 = Instant::now();
-    let buf = vec![0u8; payload];
-    let mut i: u64 = 0;
     let deadline = t0 + Duration::from_secs(secs);
-    while Instant::now() < deadline {
-        // Paced: packet i leaves at i / pps, round-robin over the flows.
-        let due = t0 + Duration::from_secs_f64(i as f64 / pps);
-        let now = Instant::now();
-        if due > now + Duration::from_micros(100) {
-            std::thread::sleep(due - now);
-        }
-        let (tx, _, to) = &pairs[(i % 50) as usize];
-        if tx.send_to(&buf, to.as_str()).is_ok() {
-            sent.fetch_add(1, Ordering::Relaxed);
-        }
-        i += 1;
+    let mut senders = Vec::new();
+    let mut halves: [Vec<(UdpSocket, String)>; 2] = [Vec::new(), Vec::new()];
+    for (k, (tx, _, to)) in pairs.into_iter().enumerate() {
+        halves[k % 2].push((tx, to));
+    }
+    for half in halves {
+        let sent = Arc::clone(&sent);
+        senders.push(std::thread::spawn(move || {
+            let buf = vec![0u8; payload];
+            let rate = pps / 2.0;
+            let mut i: u64 = 0;
+            while Instant::now() < deadline {
+                // Paced: packet i of this thread leaves at i / rate, round-robin over its flows.
+                let due = t0 + Duration::from_secs_f64(i as f64 / rate);
+                let now = Instant::now();
+                if due > now + Duration::from_micros(100) {
+                    std::thread::sleep(due - now);
+                }
+                let (tx, to) = &half[(i % half.len() as u64) as usize];
+                if tx.send_to(&buf, to.as_str()).is_ok() {
+                    sent.fetch_add(1, Ordering::Relaxed);
+                }
+                i += 1;
+            }
+        }));
+    }
+    for s in senders {
+        let _ = s.join();
     }
     let elapsed = t0.elapsed().as_secs_f64();
     std::thread::sleep(Duration::from_millis(100));
