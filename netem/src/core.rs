@@ -20,6 +20,7 @@ use std::collections::{BinaryHeap, HashMap};
 use std::fs::File;
 use std::io::{ErrorKind, Read, Write};
 use std::net::Ipv4Addr;
+use std::os::unix::net::UnixDatagram;
 use std::os::fd::AsFd;
 use std::rc::Rc;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
@@ -28,6 +29,7 @@ use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
 use nix::poll::{PollFd, PollFlags};
+use nix::sys::epoll::{Epoll, EpollCreateFlags, EpollEvent, EpollFlags, EpollTimeout};
 use rand::rngs::StdRng;
 use rand::{Rng, SeedableRng};
 
@@ -85,6 +87,8 @@ pub enum CoreError {
     Params(#[from] LinkError),
     #[error("the core thread is gone")]
     Gone,
+    #[error("create the core's wake-up socket or epoll set")]
+    Wake(#[source] std::io::Error),
 }
 
 /// Shared with the core thread.
@@ -105,6 +109,8 @@ const LATENESS_SAMPLES: usize = 65_536;
 pub struct Core {
     shared: Arc<Shared>,
     changes: mpsc::Sender<Change>,
+    /// Wakes the core's poll when a change is sent, so it applies at once.
+    wake: UnixDatagram,
     thread: Option<JoinHandle<()>>,
     names: Vec<String>,
     perceived: Vec<[LinkParams; 2]>,
@@ -112,6 +118,10 @@ pub struct Core {
     nodes: Vec<String>,
     ends: Vec<(String, String)>,
     tdf: f64,
+    /// Second descriptors of the TUN devices, for offload changes.
+    tuns: Vec<File>,
+    /// Whether the devices hand the core TSO packets (every link is [`gso_safe`]).
+    offloading: bool,
 }
 
 fn idx(dir: Dir) -> usize {
@@ -140,13 +150,42 @@ impl Core {
             lateness: Mutex::new(Vec::with_capacity(LATENESS_SAMPLES)),
             stop: AtomicBool::new(false),
         });
+        let tuns = ports.iter().map(|p| p.tun.try_clone()).collect::<Result<Vec<_>, _>>().map_err(CoreError::Wake)?;
         let (tx, rx) = mpsc::channel();
+        let (wake, woken) = UnixDatagram::pair().map_err(CoreError::Wake)?;
+        woken.set_nonblocking(true).map_err(CoreError::Wake)?;
+        let epoll = Epoll::new(EpollCreateFlags::EPOLL_CLOEXEC).map_err(|e| CoreError::Wake(e.into()))?;
+        for (i, p) in ports.iter().enumerate() {
+            epoll.add(p.tun.as_fd(), EpollEvent::new(EpollFlags::EPOLLIN, i as u64)).map_err(|e| CoreError::Wake(e.into()))?;
+        }
+        epoll.add(woken.as_fd(), EpollEvent::new(EpollFlags::EPOLLIN, u64::MAX)).map_err(|e| CoreError::Wake(e.into()))?;
         let s = Arc::clone(&shared);
         let thread = std::thread::Builder::new()
             .name("netem-core".into())
-            .spawn(move || Engine::new(graph, real, ports, s, rx).run())
+            .spawn(move || Engine::new(graph, real, ports, s, rx, woken, epoll).run())
             .map_err(|_| CoreError::Gone)?;
-        Ok(Self { shared, changes: tx, thread: Some(thread), names, perceived, nodes, ends, tdf })
+        let mut core = Self { shared, changes: tx, wake, thread: Some(thread), names, perceived, nodes, ends, tdf, tuns, offloading: false };
+        core.update_offloads().map_err(CoreError::Wake)?;
+        Ok(core)
+    }
+
+    /// Offloads on exactly when every link direction is [`gso_safe`]; when a change makes
+    /// one unsafe, the kernel segments (and checksums) packets before the core sees them.
+    fn update_offloads(&mut self) -> std::io::Result<()> {
+        let safe = self.perceived.iter().flatten().all(gso_safe);
+        if safe != self.offloading {
+            for t in &self.tuns {
+                crate::tun::set_offload(t, safe)?;
+            }
+            self.offloading = safe;
+            tracing::debug!(offloads = safe, "TUN offloads");
+        }
+        Ok(())
+    }
+
+    /// Whether the TUN devices currently carry TSO packets.
+    pub fn offloading(&self) -> bool {
+        self.offloading
     }
 
     fn link(&self, name: &str) -> Result<usize, EmulatorError> {
@@ -158,7 +197,10 @@ impl Core {
     }
 
     fn send(&self, change: Change) -> Result<(), EmulatorError> {
-        self.changes.send(change).map_err(|_| EmulatorError::Gone)
+        self.changes.send(change).map_err(|_| EmulatorError::Gone)?;
+        // A full wake-up socket already holds a wake-up: ignore that error.
+        let _ = self.wake.send(&[1]);
+        Ok(())
     }
 
     /// Counters of every link direction.
@@ -200,6 +242,7 @@ impl Core {
     /// Stops the core and closes every TUN device.
     pub fn shutdown(&mut self) {
         self.shared.stop.store(true, Ordering::Relaxed);
+        let _ = self.wake.send(&[1]);
         if let Some(t) = self.thread.take() {
             let _ = t.join();
         }
@@ -234,6 +277,8 @@ impl Emulator for Core {
         let i = self.link(link)?;
         let real = scale(&params, self.tdf)?;
         self.perceived[i][idx(dir)] = params;
+        // Offloads go off before a per-packet feature applies (and on after it is gone).
+        self.update_offloads().map_err(|e| EmulatorError::Kernel(Box::new(e)))?;
         self.send(Change::Params { link: i, dir, params: real })
     }
 
@@ -288,6 +333,30 @@ impl Emulator for Core {
     }
 }
 
+/// The bytes and packets a (possibly TSO) packet takes on the wire: a TSO packet of `s`
+/// segments repeats its IP and transport headers `s − 1` more times.
+fn wire_size(packet: &[u8]) -> (u64, u64) {
+    let ip_len = packet.len().saturating_sub(HDR) as u64;
+    let gso_type = packet.get(1).copied().unwrap_or(0) & 0x7f;
+    let gso_size = packet.get(4..6).map_or(0, |b| u64::from(u16::from_le_bytes([b[0], b[1]])));
+    if gso_type == 0 || gso_size == 0 || packet.len() < HDR + 20 {
+        return (ip_len, 1);
+    }
+    let ip_hl = u64::from(packet[HDR] & 0x0f) * 4;
+    let l4 = match packet[HDR + 9] {
+        6 => packet.get(HDR + ip_hl as usize + 12).map_or(20, |b| u64::from(b >> 4) * 4),
+        _ => 8,
+    };
+    let headers = ip_hl + l4;
+    let segs = ip_len.saturating_sub(headers).div_ceil(gso_size).max(1);
+    (ip_len + (segs - 1) * headers, segs)
+}
+
+/// Whether a direction may carry TSO packets whole: nothing in it acts per packet.
+pub fn gso_safe(p: &LinkParams) -> bool {
+    matches!(p.loss, Loss::Random(q) if q == 0.0) && p.duplicate == 0.0 && p.corrupt == 0.0 && p.reorder == 0.0 && p.jitter.is_zero()
+}
+
 /// A timed event.
 struct Event {
     at: Instant,
@@ -297,7 +366,7 @@ struct Event {
 
 enum Kind {
     /// A packet left a link's queue (for queue-depth accounting).
-    Dequeue { hop: Hop, bytes: u64 },
+    Dequeue { hop: Hop, bytes: u64, packets: u64 },
     /// A packet reached the far end of hop `pos - 1` of its route.
     Arrive { packet: Vec<u8>, route: Rc<[Hop]>, pos: usize, dst: usize },
 }
@@ -345,13 +414,21 @@ struct Engine {
     groups: Vec<Option<usize>>,
     /// Extra real delay of each port's outgoing packets (`inflate`).
     inflate: Vec<Duration>,
+    /// Readable when a change is waiting.
+    woken: UnixDatagram,
+    /// Every TUN device (data: port index) and the wake-up socket (data: `u64::MAX`).
+    epoll: Epoll,
 }
 
 /// Largest packet read from a TUN device.
-const MAX_PACKET: usize = 65_536;
+const MAX_PACKET: usize = 65_536 + 256;
+/// SCHED_FIFO priority of the forwarding thread (low among real-time threads).
+const CORE_PRIORITY: i32 = 10;
+/// The virtio-net header before every packet.
+const HDR: usize = crate::tun::VNET_HDR_LEN;
 
 impl Engine {
-    fn new(graph: Graph, real: Vec<[LinkParams; 2]>, ports: Vec<Port>, shared: Arc<Shared>, changes: mpsc::Receiver<Change>) -> Self {
+    fn new(graph: Graph, real: Vec<[LinkParams; 2]>, ports: Vec<Port>, shared: Arc<Shared>, changes: mpsc::Receiver<Change>, woken: UnixDatagram, epoll: Epoll) -> Self {
         let now = Instant::now();
         let state = real
             .into_iter()
@@ -373,10 +450,12 @@ impl Engine {
             seq: 0,
             shared,
             changes,
-            rng: StdRng::seed_from_u64(0x6469_6f72_616d_61),
+            rng: StdRng::seed_from_u64(0x0064_696f_7261_6d61),
             lateness_at: 0,
             groups: vec![None; n],
             inflate: vec![Duration::ZERO; n],
+            woken,
+            epoll,
         }
     }
 
@@ -386,7 +465,12 @@ impl Engine {
     }
 
     fn run(mut self) {
+        if let Err(err) = crate::sys::realtime(CORE_PRIORITY) {
+            tracing::warn!(%err, "the network core runs without real-time priority: expect lateness on a busy host");
+        }
         let mut buf = vec![0u8; MAX_PACKET];
+        let mut events = vec![EpollEvent::empty(); 256];
+        let mut ready: Vec<usize> = Vec::with_capacity(256);
         while !self.shared.stop.load(Ordering::Relaxed) {
             while let Ok(change) = self.changes.try_recv() {
                 match change {
@@ -405,17 +489,33 @@ impl Engine {
                 }
             }
             let now = Instant::now();
-            // Wake for the next event, or every 50 ms to notice changes and the stop flag.
-            let wait = self.heap.peek().map_or(Duration::from_millis(50), |e| e.at.saturating_duration_since(now)).min(Duration::from_millis(50));
-            let ready: Vec<usize> = {
-                let mut fds: Vec<PollFd<'_>> = self.ports.iter().map(|p| PollFd::new(p.tun.as_fd(), PollFlags::POLLIN)).collect();
-                let timeout = nix::sys::time::TimeSpec::from_duration(wait);
-                match nix::poll::ppoll(&mut fds, Some(timeout), None) {
-                    Ok(n) if n > 0 => fds.iter().enumerate().filter(|(_, f)| f.revents().is_some_and(|r| r.contains(PollFlags::POLLIN))).map(|(i, _)| i).collect(),
-                    _ => Vec::new(),
+            // Sleep until the next event; a change or the stop request wakes the poll early
+            // (through the wake-up socket, registered in the epoll set).
+            let wait = self.heap.peek().map_or(Duration::from_secs(1), |e| e.at.saturating_duration_since(now)).min(Duration::from_secs(1));
+            {
+                let mut fds = [PollFd::new(self.epoll.0.as_fd(), PollFlags::POLLIN)];
+                let _ = nix::poll::ppoll(&mut fds, Some(nix::sys::time::TimeSpec::from_duration(wait)), None);
+            }
+            // ppoll has nanosecond timeouts (epoll_wait only milliseconds); epoll then names
+            // the ready devices without scanning all of them.
+            let n = self.epoll.wait(&mut events, EpollTimeout::ZERO).unwrap_or(0);
+            ready.clear();
+            let mut woken = false;
+            for e in &events[..n] {
+                match usize::try_from(e.data()) {
+                    Ok(i) if i < self.ports.len() => ready.push(i),
+                    _ => woken = true,
                 }
-            };
-            for src in ready {
+            }
+            if woken {
+                let mut drain = [0u8; 64];
+                while self.woken.recv(&mut drain).is_ok() {}
+                // The change is applied at the top of the loop, before any packet.
+                if ready.is_empty() {
+                    continue;
+                }
+            }
+            for &src in &ready {
                 // Batch: drain each ready device.
                 loop {
                     match self.ports[src].tun.read(&mut buf) {
@@ -434,10 +534,10 @@ impl Engine {
                 let Some(ev) = self.heap.pop() else { break };
                 self.record_lateness(now.saturating_duration_since(ev.at));
                 match ev.kind {
-                    Kind::Dequeue { hop, bytes } => {
+                    Kind::Dequeue { hop, bytes, packets } => {
                         let st = &mut self.state[hop.0][idx(hop.1)];
                         st.queued_bytes = st.queued_bytes.saturating_sub(bytes);
-                        st.queued_packets = st.queued_packets.saturating_sub(1);
+                        st.queued_packets = st.queued_packets.saturating_sub(packets);
                         self.shared.counters[hop.0][idx(hop.1)].queue_bytes.store(st.queued_bytes, Ordering::Relaxed);
                     }
                     Kind::Arrive { packet, route, pos, dst } => {
@@ -466,12 +566,12 @@ impl Engine {
 
     /// A packet from node `src`'s TUN device.
     fn ingress(&mut self, src: usize, packet: Vec<u8>, now: Instant) {
-        if packet.len() < 20 || packet[0] >> 4 != 4 {
-            let counter = if packet.first().is_some_and(|b| b >> 4 == 6) { &self.shared.unroutable } else { &self.shared.malformed };
+        if packet.len() < HDR + 20 || packet[HDR] >> 4 != 4 {
+            let counter = if packet.get(HDR).is_some_and(|b| b >> 4 == 6) { &self.shared.unroutable } else { &self.shared.malformed };
             counter.fetch_add(1, Ordering::Relaxed);
             return;
         }
-        let dst_addr = Ipv4Addr::new(packet[16], packet[17], packet[18], packet[19]);
+        let dst_addr = Ipv4Addr::new(packet[HDR + 16], packet[HDR + 17], packet[HDR + 18], packet[HDR + 19]);
         let Some(&dst) = self.by_addr.get(&dst_addr) else {
             self.shared.unroutable.fetch_add(1, Ordering::Relaxed);
             return;
@@ -510,7 +610,7 @@ impl Engine {
     /// Puts a packet into the queue of hop `pos` of its route at time `t`.
     fn enqueue(&mut self, mut packet: Vec<u8>, route: Rc<[Hop]>, pos: usize, dst: usize, t: Instant) {
         let hop = route[pos];
-        let len = packet.len() as u64;
+        let (len, segs) = wire_size(&packet);
         let counters = &self.shared.counters[hop.0][idx(hop.1)];
         let st = &mut self.state[hop.0][idx(hop.1)];
         let p = st.params;
@@ -527,20 +627,20 @@ impl Engine {
             };
         let full = match p.queue {
             QueueLimit::Bytes(b) => st.queued_bytes + len > b,
-            QueueLimit::Packets(n) => st.queued_packets + 1 > n,
+            QueueLimit::Packets(n) => st.queued_packets + segs > n,
         };
         if lost || full {
             counters.drops.fetch_add(1, Ordering::Relaxed);
             return;
         }
         let start = st.busy_until.max(t);
-        let depart = start + p.serialization(packet.len());
+        let depart = start + p.serialization(len as usize);
         st.busy_until = depart;
         st.queued_bytes += len;
-        st.queued_packets += 1;
+        st.queued_packets += segs;
         counters.queue_bytes.store(st.queued_bytes, Ordering::Relaxed);
         counters.bytes.fetch_add(len, Ordering::Relaxed);
-        counters.packets.fetch_add(1, Ordering::Relaxed);
+        counters.packets.fetch_add(segs, Ordering::Relaxed);
         // netem's reorder: a share of packets skips the delay and overtakes those in flight.
         let delay = if p.reorder > 0.0 && self.rng.random::<f64>() < p.reorder {
             Duration::ZERO
@@ -549,14 +649,52 @@ impl Engine {
         } else {
             p.jitter_dist.apply(p.delay, p.jitter, self.rng.random::<f64>())
         };
-        if p.corrupt > 0.0 && self.rng.random::<f64>() < p.corrupt && packet.len() > 20 {
-            let i = 20 + self.rng.random_range(0..packet.len() - 20);
+        if p.corrupt > 0.0 && self.rng.random::<f64>() < p.corrupt && packet.len() > HDR + 20 {
+            let i = HDR + 20 + self.rng.random_range(0..packet.len() - HDR - 20);
             packet[i] ^= 1 << self.rng.random_range(0..8);
         }
         if p.duplicate > 0.0 && self.rng.random::<f64>() < p.duplicate {
             self.push(depart + delay, Kind::Arrive { packet: packet.clone(), route: route.clone(), pos: pos + 1, dst });
         }
-        self.push(depart, Kind::Dequeue { hop, bytes: len });
+        self.push(depart, Kind::Dequeue { hop, bytes: len, packets: segs });
         self.push(depart + delay, Kind::Arrive { packet, route, pos: pos + 1, dst });
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A TSO packet: virtio-net header (GSO TCPv4, gso_size) + IPv4 (20) + TCP (32) + payload.
+    fn tso(payload: usize, gso_size: u16) -> Vec<u8> {
+        let mut p = vec![0u8; HDR + 20 + 32 + payload];
+        p[1] = 1; // VIRTIO_NET_HDR_GSO_TCPV4
+        p[4..6].copy_from_slice(&gso_size.to_le_bytes());
+        p[HDR] = 0x45;
+        p[HDR + 9] = 6;
+        p[HDR + 20 + 12] = 8 << 4; // data offset: 8 words
+        p
+    }
+
+    #[test]
+    fn tso_packets_count_their_segments_on_the_wire() {
+        // 10 segments of 1448 bytes: headers (52 bytes) repeated 9 more times.
+        assert_eq!(wire_size(&tso(14_480, 1448)), (52 + 14_480 + 9 * 52, 10));
+        // A last, shorter segment still counts.
+        assert_eq!(wire_size(&tso(1449, 1448)).1, 2);
+        // Not GSO: the IP packet as it is.
+        let mut plain = tso(100, 0);
+        plain[1] = 0;
+        assert_eq!(wire_size(&plain), (20 + 32 + 100, 1));
+    }
+
+    #[test]
+    fn offloads_only_without_per_packet_features() {
+        let base = LinkParams { rate_bps: Some(1_000_000), delay: Duration::from_millis(5), ..LinkParams::default() };
+        assert!(gso_safe(&base));
+        assert!(!gso_safe(&LinkParams { loss: Loss::Random(0.01), ..base }));
+        assert!(!gso_safe(&LinkParams { jitter: Duration::from_millis(1), ..base }));
+        assert!(!gso_safe(&LinkParams { reorder: 0.1, ..base }));
+        assert!(!gso_safe(&LinkParams { loss: Loss::GilbertElliott { p_good_to_bad: 0.0, p_bad_to_good: 1.0, loss_good: 0.0, loss_bad: 0.0 }, ..base }));
     }
 }

@@ -16,8 +16,10 @@
 //! (queue limit); or `netem` alone without a rate. Parameters are scaled by the TDF through
 //! [`crate::link::scale`] like the userspace core's.
 //!
-//! Runtime changes: `set_link` replaces the direction's disciplines; `set_down` sets both
-//! veth ends down (and restores the routes through them when up); `partition` installs
+//! Runtime changes: `set_link` replaces the direction's disciplines; `set_down` replaces
+//! both directions' disciplines with a `pfifo` of limit 0, which drops every packet (the
+//! veths stay up: the kernel re-attaches queueing disciplines after a carrier-up only
+//! lazily, up to a second later), and restores the shaping when up; `partition` installs
 //! blackhole `/32` routes in each node's namespace for the nodes of the other groups;
 //! `heal` removes them.
 //!
@@ -482,14 +484,19 @@ impl KernelNet {
         self.nodes.iter().position(|n| n == name).ok_or_else(|| EmulatorError::UnknownNode(name.to_owned()))
     }
 
-    fn restore_routes(&self, vertex: usize) -> Result<(), RtnlError> {
-        for &(dst, oif) in &self.routes[vertex] {
-            if vertex < self.nodes.len() && self.blackholes[vertex].contains(&dst) {
-                continue;
-            }
-            self.rtnl[vertex].replace_route(dst, 32, Some(oif), None)?;
+    /// Applies direction `d` of link `i`: its shaping, or a discipline that drops
+    /// everything while the link is down. (Setting the veth down instead would take up to a
+    /// second to undo: the kernel's link watcher re-attaches qdiscs on carrier-up lazily.)
+    fn apply(&self, i: usize, d: usize) -> Result<(), RtnlError> {
+        let end = &self.ends[i][d];
+        let rtnl = &self.rtnl[end.vertex];
+        if self.down[i] {
+            rtnl.delete_root_qdisc(end.index)?;
+            // A pfifo of limit 0 drops every packet, counted as drops.
+            return rtnl.replace_qdisc(end.index, ROOT, TcHandle { major: 1, minor: 0 }, "pfifo", u32s(&[0]));
         }
-        Ok(())
+        let real = scale(&self.perceived[i][d], self.tdf).map_err(|e| RtnlError::Decode { op: "scale".into(), detail: e.to_string() })?;
+        shape(rtnl, end.index, &real)
     }
 }
 
@@ -530,27 +537,19 @@ impl Emulator for KernelNet {
         if needs_netem(&real) && !self.support.netem {
             return Err(EmulatorError::Unsupported { backend: "kernel", what: "delay, jitter or loss without sch_netem in this kernel" });
         }
-        let end = &self.ends[i][dir_index(dir)];
-        shape(&self.rtnl[end.vertex], end.index, &real).map_err(kernel_err)?;
-        self.perceived[i][dir_index(dir)] = params;
+        self.perceived[i][dir_index(dir)] = LinkParams { down: false, ..params };
         if params.down != self.down[i] {
-            self.set_down(link, params.down)?;
+            return self.set_down(link, params.down);
         }
-        Ok(())
+        self.apply(i, dir_index(dir)).map_err(kernel_err)
     }
 
     fn set_down(&mut self, link: &str, down: bool) -> Result<(), EmulatorError> {
         let i = self.link(link)?;
-        for end in &self.ends[i] {
-            self.rtnl[end.vertex].set_up(end.index, !down).map_err(kernel_err)?;
-        }
-        if !down {
-            // Routes through a device vanish when it goes down.
-            for end in &self.ends[i] {
-                self.restore_routes(end.vertex).map_err(kernel_err)?;
-            }
-        }
         self.down[i] = down;
+        for d in 0..2 {
+            self.apply(i, d).map_err(kernel_err)?;
+        }
         Ok(())
     }
 
@@ -568,8 +567,8 @@ impl Emulator for KernelNet {
         self.heal()?;
         for n in 0..self.nodes.len() {
             let Some(g) = of[n] else { continue };
-            for m in 0..self.nodes.len() {
-                if of[m].is_some_and(|h| h != g) {
+            for (m, group) in of.iter().enumerate() {
+                if group.is_some_and(|h| h != g) {
                     self.rtnl[n].replace_route(self.addrs[m], 32, None, None).map_err(kernel_err)?;
                     self.blackholes[n].push(self.addrs[m]);
                 }

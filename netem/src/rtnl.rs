@@ -165,17 +165,28 @@ impl Rtnl {
         }
     }
 
+    /// Creates a veth pair with the kernel's default offloads (a benchmark's baseline).
+    pub fn add_veth_plain(&self, name: &str, peer: &str, peer_ns: RawFd) -> Result<(), RtnlError> {
+        self.veth(name, peer, peer_ns, false)
+    }
+
     /// Creates a veth pair: `name` here, `peer` in the namespace of `peer_ns`.
     pub fn add_veth(&self, name: &str, peer: &str, peer_ns: RawFd) -> Result<(), RtnlError> {
+        self.veth(name, peer, peer_ns, true)
+    }
+
+    fn veth(&self, name: &str, peer: &str, peer_ns: RawFd, single_segment: bool) -> Result<(), RtnlError> {
         let mut peer_msg = LinkMessage::default();
         peer_msg.attributes.push(LinkAttribute::IfName(peer.to_owned()));
         peer_msg.attributes.push(LinkAttribute::NetNsFd(peer_ns));
         // One segment per packet: shapers and queue limits then see wire-sized packets,
         // not 64 KB GSO bursts that a byte limit would drop whole.
-        peer_msg.attributes.push(LinkAttribute::GsoMaxSegs(1));
         let mut msg = LinkMessage::default();
         msg.attributes.push(LinkAttribute::IfName(name.to_owned()));
-        msg.attributes.push(LinkAttribute::GsoMaxSegs(1));
+        if single_segment {
+            peer_msg.attributes.push(LinkAttribute::GsoMaxSegs(1));
+            msg.attributes.push(LinkAttribute::GsoMaxSegs(1));
+        }
         msg.attributes.push(LinkAttribute::LinkInfo(vec![
             LinkInfo::Kind(InfoKind::Veth),
             LinkInfo::Data(InfoData::Veth(InfoVeth::Peer(peer_msg))),

@@ -25,12 +25,13 @@ fn check(r: libc::c_int) -> io::Result<()> {
     if r < 0 { Err(io::Error::last_os_error()) } else { Ok(()) }
 }
 
-/// Opens a TUN device named `name` (layer 3, no packet information header), non-blocking.
-/// Must run in the network namespace the device belongs to.
+/// Opens a TUN device named `name` (layer 3, no packet information header, a virtio-net
+/// header before every packet), non-blocking. Must run in the network namespace the device
+/// belongs to.
 pub(crate) fn open_tun(name: &CStr) -> io::Result<File> {
     let file = OpenOptions::new().read(true).write(true).custom_flags(libc::O_NONBLOCK).open("/dev/net/tun")?;
     let mut req = ifreq(name)?;
-    req.ifr_ifru.ifru_flags = (libc::IFF_TUN | libc::IFF_NO_PI) as libc::c_short;
+    req.ifr_ifru.ifru_flags = (libc::IFF_TUN | libc::IFF_NO_PI | libc::IFF_VNET_HDR) as libc::c_short;
     // SAFETY: TUNSETIFF reads and writes an ifreq; `req` is a valid, initialized ifreq and
     // `file` an open /dev/net/tun descriptor.
     check(unsafe { libc::ioctl(file.as_raw_fd(), libc::TUNSETIFF, &mut req) })?;
@@ -83,4 +84,24 @@ pub(crate) fn configure(name: &CStr, addr: Ipv4Addr, prefix_len: u8, mtu: u32) -
         check(unsafe { libc::ioctl(fd, libc::SIOCSIFFLAGS, &r) })?;
     }
     Ok(())
+}
+
+/// `TUN_F_CSUM | TUN_F_TSO4 | TUN_F_TSO6` (include/uapi/linux/if_tun.h).
+const TUN_OFFLOADS: libc::c_ulong = 0x01 | 0x02 | 0x04;
+
+/// Lets the kernel hand this TUN device checksum-offloaded TSO packets (up to 64 KB) or
+/// makes it segment and checksum them first.
+pub(crate) fn set_offload(tun: &File, on: bool) -> io::Result<()> {
+    let flags: libc::c_ulong = if on { TUN_OFFLOADS } else { 0 };
+    // SAFETY: TUNSETOFFLOAD takes its flags by value; `tun` is an open TUN descriptor.
+    check(unsafe { libc::ioctl(tun.as_raw_fd(), libc::TUNSETOFFLOAD, flags) })
+}
+
+/// Gives the calling thread real-time priority `prio` (SCHED_FIFO): the emulator's
+/// forwarding thread must run when its packets are due, not when the host's busy
+/// processes let it. The kernel's RT throttling (95% by default) still bounds it.
+pub(crate) fn realtime(prio: i32) -> io::Result<()> {
+    let param = libc::sched_param { sched_priority: prio };
+    // SAFETY: sched_setscheduler with pid 0 (this thread) reads a valid sched_param.
+    check(unsafe { libc::sched_setscheduler(0, libc::SCHED_FIFO, &param) })
 }

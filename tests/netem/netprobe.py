@@ -4,7 +4,7 @@ clock: under diorama's shim they are virtual. Prints one result line.
   netprobe.py echo PORT                      UDP echo server
   netprobe.py rtt HOST PORT N                median UDP round-trip time (ms) of N pings
   netprobe.py sink PORT                      TCP sink: prints goodput (Mbit/s) of one connection
-  netprobe.py source HOST PORT BYTES         TCP source: sends BYTES, waits for the sink's report
+  netprobe.py source HOST PORT BYTES [CC]    TCP source: sends BYTES (congestion control CC), waits for the sink's report
   netprobe.py udpsink PORT                   counts UDP datagrams until 'END'
   netprobe.py udpsource HOST PORT N PPS      sends N datagrams at PPS, then 'END', prints the sink's count
   netprobe.py reach HOST PORT                tries a TCP connection; prints ok/unreachable
@@ -45,7 +45,9 @@ elif mode == "sink":
     c.sendall(f"{mbps}\n".encode()); c.close()
     print("goodput_mbps", mbps, flush=True)
 elif mode == "source":
-    c = socket.create_connection((sys.argv[2], int(sys.argv[3])), timeout=120); n = int(sys.argv[4])
+    c = socket.socket(); c.settimeout(120)
+    if len(sys.argv) > 5: c.setsockopt(socket.IPPROTO_TCP, socket.TCP_CONGESTION, sys.argv[5].encode())
+    c.connect((sys.argv[2], int(sys.argv[3]))); n = int(sys.argv[4])
     c.sendall(n.to_bytes(8, "big")); chunk = b"x" * 65536; sent = 0
     while sent < n:
         k = min(len(chunk), n - sent); c.sendall(chunk[:k]); sent += k

@@ -526,3 +526,50 @@ impl CommandDecl {
         }
     }
 }
+
+#[cfg(test)]
+mod link_model_tests {
+    use std::path::Path;
+
+    use super::super::load_str;
+    use super::JitterDistDecl;
+
+    const YAML: &str = r#"
+name: model
+defaults: {cpus: 0.1, memory: 64MiB}
+switches: [sw]
+nodes:
+  - name: a
+    run: {command: "true"}
+    link: {to: sw, delay: 10ms, jitter: 2ms, jitter_dist: pareto-normal, duplicate: 0.1%}
+  - name: b
+    run: {command: "true"}
+links:
+  - between: [b, sw]
+    delay: 5ms
+    forward: {gilbert_elliott: {p: 1%, r: 30%}}
+    reverse: {reorder: 5%, corrupt: 0.01%, jitter: 1ms, jitter_dist: normal}
+"#;
+
+    #[test]
+    fn every_netem_feature_is_expressible() {
+        let t = load_str(Path::new("t.yaml"), YAML).unwrap();
+        let a = t.links.iter().find(|l| l.a == "a").unwrap();
+        assert_eq!(a.forward.jitter_dist, JitterDistDecl::ParetoNormal);
+        assert!((a.forward.duplicate - 0.001).abs() < 1e-12);
+        let b = t.links.iter().find(|l| l.a == "b").unwrap();
+        assert_eq!(b.forward.gilbert_elliott, Some([0.01, 0.3, 0.0, 1.0]));
+        assert_eq!(b.forward.reorder, 0.0);
+        assert!((b.reverse.reorder - 0.05).abs() < 1e-12);
+        assert_eq!(b.reverse.jitter_dist, JitterDistDecl::Normal);
+        assert_eq!(b.reverse.gilbert_elliott, None);
+    }
+
+    #[test]
+    fn conflicting_loss_models_and_reorder_without_delay_are_refused() {
+        let bad = YAML.replace("forward: {gilbert_elliott: {p: 1%, r: 30%}}", "forward: {loss: 1%, gilbert_elliott: {p: 1%, r: 30%}}").replace("    delay: 5ms\n", "");
+        let err = load_str(Path::new("t.yaml"), &bad).unwrap_err().to_string();
+        assert!(err.contains("both loss and gilbert_elliott"), "{err}");
+        assert!(err.contains("reorder but no delay"), "{err}");
+    }
+}
