@@ -11,3 +11,5 @@ pub mod plan;
 pub mod clean;
 pub mod experiment;
 pub mod testbed;
+pub mod suite;
+pub mod validate;

@@ -11,6 +11,8 @@ mod exec;
 mod plan;
 mod run;
 mod schema;
+mod test;
+mod validate;
 
 /// An error with the exit code it should produce.
 #[derive(Debug, thiserror::Error)]
@@ -48,6 +50,10 @@ pub enum Command {
     Schema(schema::Args),
     /// Run any command with dilated time, the way every node process runs.
     Exec(exec::Args),
+    /// Run a system-test suite: scenarios with assertions; JUnit XML and suite.json.
+    Test(test::Args),
+    /// DieCast's three-way check: baseline (TDF 1), scaled (TDF T) and naive runs, compared.
+    Validate(validate::Args),
     /// Remove what crashed runs left behind (cgroups, processes, state).
     Clean(clean::Args),
     /// Internal: set up and supervise one node (run by the harness inside the node's namespaces).
@@ -85,6 +91,8 @@ pub fn main() -> u8 {
         Command::Schema(args) => schema::run(args),
         Command::Exec(args) => exec::run(args),
         Command::Clean(args) => clean::run(args),
+        Command::Test(args) => test::run(args),
+        Command::Validate(args) => validate::run(args),
         Command::Init { .. } => Ok(crate::exit::INTERNAL),
     };
     match result {
