@@ -298,4 +298,50 @@ mod tests {
         let err = prepare(&o).err().unwrap();
         assert!(err.to_string().contains("above 1"), "{err}");
     }
+
+    const TOPO: &str = "name: v\ndefaults: {cpus: 0.5, memory: 64MiB}\nswitches: [sw]\nnodes:\n  - name: a\n    run: {command: \"true\"}\n    link: {to: sw, rate: 10Mbit, delay: 5ms}\n  - name: b\n    run: {command: \"true\"}\n    link: {to: sw, rate: 10Mbit, delay: 5ms}\n";
+
+    fn options(dir: &Path, topo: &str) -> Options {
+        let file = dir.join("v.yaml");
+        std::fs::write(&file, topo).unwrap();
+        Options {
+            file,
+            tdf: 4.0,
+            out: dir.join("out"),
+            thresholds: crate::compare::Thresholds::default(),
+            duration: None,
+            headroom: Some(1.0),
+            baseline: None,
+        }
+    }
+
+    #[test]
+    fn naive_divides_resources_without_dilating() {
+        let dir = tempfile::tempdir().unwrap();
+        let [base, scaled, naive] = prepare(&options(dir.path(), TOPO)).unwrap();
+        let (base, scaled, naive) = (base.unwrap(), scaled.unwrap(), naive.unwrap());
+        assert_eq!((base.spec.tdf, scaled.spec.tdf, naive.spec.tdf), (1.0, 4.0, 1.0));
+        let quota = |e: &Experiment| e.spec.nodes[0].resources.cpu_quota_us.unwrap() as f64 / e.spec.nodes[0].resources.cpu_period_us as f64;
+        assert!((quota(&base) - 0.5).abs() < 1e-3);
+        assert!((quota(&scaled) - 0.125).abs() < 1e-3);
+        assert!((quota(&naive) - 0.125).abs() < 1e-3, "naive keeps the scaled quota");
+        let link = |e: &Experiment| e.spec.network.as_ref().unwrap().links[0].forward;
+        // Perceived parameters: the engine scales them by its TDF (1 for naive).
+        assert_eq!(link(&scaled).rate_bps, Some(10_000_000));
+        assert_eq!(link(&naive).rate_bps, Some(2_500_000));
+        assert_eq!(link(&naive).delay, link(&base).delay);
+        assert_eq!(naive.spec.plan["naive"]["resources_divided_by"], 4.0);
+    }
+
+    #[test]
+    fn a_baseline_too_big_for_the_host_is_refused() {
+        let dir = tempfile::tempdir().unwrap();
+        let big = TOPO.replace("cpus: 0.5", "cpus: 4096");
+        let mut o = options(dir.path(), &big);
+        o.tdf = 100_000.0;
+        let err = prepare(&o).err().unwrap();
+        let failure = err.downcast_ref::<Failure>().unwrap();
+        assert_eq!(failure.code, exit::ENVIRONMENT);
+        assert!(failure.message.contains("baseline (TDF 1, full resources)"), "{err}");
+    }
 }
