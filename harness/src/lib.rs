@@ -13,3 +13,5 @@ pub mod experiment;
 pub mod testbed;
 pub mod suite;
 pub mod validate;
+pub mod report;
+pub mod compare;

@@ -7,8 +7,10 @@ use clap::{Parser, Subcommand};
 
 mod check;
 mod clean;
+mod compare;
 mod exec;
 mod plan;
+mod report;
 mod run;
 mod schema;
 mod test;
@@ -56,6 +58,10 @@ pub enum Command {
     Validate(validate::Args),
     /// Remove what crashed runs left behind (cgroups, processes, state).
     Clean(clean::Args),
+    /// Write summary.json and report.html of a results directory.
+    Report(report::Args),
+    /// Compare two runs of one topology; exit 6 when a threshold is exceeded.
+    Compare(compare::Args),
     /// Internal: set up and supervise one node (run by the harness inside the node's namespaces).
     #[command(name = "__init", hide = true)]
     Init { config: std::path::PathBuf },
@@ -93,6 +99,8 @@ pub fn main() -> u8 {
         Command::Clean(args) => clean::run(args),
         Command::Test(args) => test::run(args),
         Command::Validate(args) => validate::run(args),
+        Command::Report(args) => report::run(args),
+        Command::Compare(args) => compare::run(args),
         Command::Init { .. } => Ok(crate::exit::INTERNAL),
     };
     match result {

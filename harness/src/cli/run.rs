@@ -105,5 +105,6 @@ pub fn run(args: Args) -> anyhow::Result<u8> {
         eprintln!("  {}: exit {:?}{}", node.name, node.exit, if node.main { " (main)" } else { "" });
     }
     eprintln!("results: {}", results_dir.display());
+    super::report::after_run(&results_dir);
     Ok(if outcome.success { exit::OK } else { exit::RUN_FAILED })
 }

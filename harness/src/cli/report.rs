@@ -1,0 +1,56 @@
+//! `diorama report DIR`: (re)write summary.json and report.html of a results directory.
+
+use std::path::PathBuf;
+
+use super::Failure;
+use crate::exit;
+
+#[derive(Debug, clap::Args)]
+pub struct Args {
+    /// The results directory (holds run.json).
+    pub dir: PathBuf,
+}
+
+pub fn run(args: Args) -> anyhow::Result<u8> {
+    let summary = crate::report::write(&args.dir).map_err(|e| {
+        let code = if e.is_bad_input() { exit::INVALID_INPUT } else { exit::ENVIRONMENT };
+        anyhow::Error::new(e).context(Failure::new(code, format!("failed to report on {}", args.dir.display())))
+    })?;
+    println!("{}", args.dir.join("summary.json").display());
+    println!("{}", args.dir.join("report.html").display());
+    eprintln!("{}", one_line(&summary));
+    Ok(exit::OK)
+}
+
+/// Writes the report after `diorama run`. The report is a view of the results: failing to
+/// write it is a warning and never fails the run.
+pub fn after_run(dir: &std::path::Path) {
+    match crate::report::write(dir) {
+        Ok(summary) => eprintln!("report: {} ({})", dir.join("report.html").display(), one_line(&summary)),
+        Err(err) => {
+            let mut chain = err.to_string();
+            let mut source = std::error::Error::source(&err);
+            while let Some(cause) = source {
+                chain.push_str(": ");
+                chain.push_str(&cause.to_string());
+                source = cause.source();
+            }
+            tracing::warn!(error = %chain, "failed to write the report");
+        }
+    }
+}
+
+/// The summary in one line, for the terminal.
+pub fn one_line(s: &crate::report::Summary) -> String {
+    let mut line = format!("{}: fidelity {}", s.run.name, s.fidelity.verdict);
+    if s.requests.total > 0 {
+        line.push_str(&format!(
+            ", {} requests ({} errors), {:.1} req/s",
+            s.requests.total, s.requests.errors, s.throughput_rps
+        ));
+    }
+    if let Some(l) = &s.latency_ms {
+        line.push_str(&format!(", latency p50 {:.3} ms, p99 {:.3} ms", l.p50, l.p99));
+    }
+    line
+}

@@ -1,0 +1,100 @@
+//! Tests of the whole report on synthetic results directories.
+
+use super::fixture::{self, Fixture};
+use super::*;
+
+fn ms(v: u64) -> u64 {
+    v * 1_000_000
+}
+
+#[test]
+fn summary_figures_match_what_ran() {
+    let dir = tempfile::tempdir().unwrap();
+    // 1000 requests, latencies 1..=1000 ms, one every 10 ms: a 10 s load window.
+    let lat: Vec<u64> = (1..=1000).map(ms).collect();
+    fixture::write(dir.path(), &Fixture { latencies_ns: &lat, ..Fixture::default() });
+    let s = write(dir.path()).unwrap();
+    assert_eq!(s.schema, 1);
+    assert_eq!(s.run.name, "fixture");
+    assert_eq!(s.fidelity.verdict, "ok");
+    assert_eq!((s.requests.total, s.requests.completed, s.requests.errors), (1000, 1000, 0));
+    let l = s.latency_ms.as_ref().unwrap();
+    assert!((l.p50 - 500.0).abs() <= 0.5, "{l:?}");
+    assert!((l.p90 - 900.0).abs() <= 1.0, "{l:?}");
+    assert!((l.p99 - 990.0).abs() <= 1.0, "{l:?}");
+    assert!((l.p999 - 999.0).abs() <= 1.0, "{l:?}");
+    assert!((l.mean - 500.5).abs() <= 0.5, "{l:?}");
+    assert!((l.min - 1.0).abs() < 0.01 && (l.max - 1000.0).abs() <= 1.0, "{l:?}");
+    // Window: first scheduled at 1.0 s, last completion at 1 + 9.99 + 1.0 s.
+    assert!((s.throughput_rps - 1000.0 / 10.99).abs() < 0.01, "{}", s.throughput_rps);
+    assert_eq!(s.throughput_series.first().map(|p| p.0), Some(1.0));
+    assert_eq!(s.throughput_series.iter().map(|p| p.1).sum::<u64>(), 1000);
+    let tiers = s.tiers_ms.as_ref().unwrap();
+    assert!((tiers["fs"].p50 - 250.0).abs() <= 0.5, "{tiers:?}");
+    assert_eq!(s.faults.len(), 1);
+    assert_eq!(s.faults[0].undone_at_s, Some(6.0));
+    assert!((s.nodes["a"].cpu_perceived_mean - 0.5).abs() < 1e-9);
+    assert!((s.nodes["a"].cpu_perceived_max - 0.55).abs() < 1e-9);
+    assert_eq!(s.nodes["b"].memory_max_bytes, 10 * 1_048_576);
+    assert!((s.links["l0/forward"].utilization_max - 0.275).abs() < 1e-9);
+    assert_eq!(s.links["l0/reverse"].bytes, 10_000);
+    // What was written is what was returned.
+    let text = std::fs::read_to_string(dir.path().join("summary.json")).unwrap();
+    let back: Summary = serde_json::from_str(&text).unwrap();
+    assert_eq!((back.requests, back.faults, back.nodes.len()), (s.requests.clone(), s.faults.clone(), 2));
+    assert!((back.latency_ms.unwrap().mean - l.mean).abs() < 1e-9);
+}
+
+#[test]
+fn html_is_self_contained_and_escaped() {
+    let dir = tempfile::tempdir().unwrap();
+    let lat: Vec<u64> = (1..=200).map(ms).collect();
+    fixture::write(
+        dir.path(),
+        &Fixture { latencies_ns: &lat, loadgen: "lg&<1>", fault_name: "<script>alert(1)</script>", ..Fixture::default() },
+    );
+    write(dir.path()).unwrap();
+    let html = std::fs::read_to_string(dir.path().join("report.html")).unwrap();
+    assert!(html.starts_with("<!DOCTYPE html>"));
+    assert!(html.matches("<svg").count() >= 6, "latency CDF, percentiles, throughput, tiers, cpu, memory, links");
+    for attr in ["src=", "href=", "@import", "url("] {
+        for (i, _) in html.match_indices(attr) {
+            let rest = &html[i..(i + 40).min(html.len())];
+            assert!(!rest.contains("http://") && !rest.contains("https://"), "external reference: {rest}");
+        }
+    }
+    assert!(!html.contains("<script"), "no scripts, and the fault name is escaped");
+    assert!(html.contains("&lt;script&gt;alert(1)&lt;/script&gt;"));
+    assert!(html.contains("lg&amp;&lt;1&gt;"));
+    assert!(html.contains("Fidelity") && html.contains("badge ok"));
+}
+
+#[test]
+fn a_run_without_workload_outputs_still_reports() {
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(dir.path().join("run.json"), r#"{"schema":1,"name":"bare","tdf":2,"success":false}"#).unwrap();
+    let s = write(dir.path()).unwrap();
+    assert!(s.latency_ms.is_none() && s.tiers_ms.is_none() && s.throughput_series.is_empty());
+    assert_eq!(s.requests.total, 0);
+    assert_eq!(s.fidelity.verdict, "unknown");
+    let html = std::fs::read_to_string(dir.path().join("report.html")).unwrap();
+    assert!(html.contains("no load generator output"));
+    assert!(html.contains("badge unknown"));
+    let json: serde_json::Value = serde_json::from_str(&std::fs::read_to_string(dir.path().join("summary.json")).unwrap()).unwrap();
+    assert!(json["latency_ms"].is_null());
+}
+
+#[test]
+fn errors_count_in_the_error_rate() {
+    let dir = tempfile::tempdir().unwrap();
+    fixture::write(dir.path(), &Fixture { latencies_ns: &[ms(5); 4], ..Fixture::default() });
+    let path = dir.path().join("nodes/client/requests.csv");
+    let mut text = std::fs::read_to_string(&path).unwrap();
+    let s0 = fixture::EPOCH + 2_000_000_000;
+    text.push_str(&format!("9,{s0},{s0},{},,,0,0,timeout,get,srv,\n", s0 + 1_000_000_000));
+    std::fs::write(&path, text).unwrap();
+    let s = summarize(dir.path()).unwrap();
+    assert_eq!((s.requests.total, s.requests.errors), (5, 1));
+    assert!((s.requests.error_rate - 0.2).abs() < 1e-12);
+    assert!((s.latency_ms.unwrap().max - 5.0).abs() < 0.01, "the timeout is not a latency");
+}
