@@ -4,4 +4,6 @@
 //! environment and the files they write into their working directory (`docs/results.md`).
 #![forbid(unsafe_code)]
 
+pub mod loadgen;
 pub mod runtime;
+pub mod stats;
