@@ -7,3 +7,5 @@
 pub mod loadgen;
 pub mod runtime;
 pub mod stats;
+pub mod isaac;
+pub mod lb;
