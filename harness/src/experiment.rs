@@ -17,6 +17,8 @@ pub struct Overrides {
     pub duration: Option<String>,
     pub sample_every: Option<String>,
     pub headroom: Option<f64>,
+    /// A scenario file whose `faults:` run in addition to the topology's.
+    pub scenario: Option<PathBuf>,
 }
 
 /// A loaded and planned experiment.
@@ -25,6 +27,8 @@ pub struct Experiment {
     pub plan: Plan,
     pub spec: TestbedSpec,
     pub plan_table: String,
+    /// The fault timeline: the topology's faults, then the scenario's.
+    pub faults: Vec<crate::fault::Fault>,
 }
 
 fn invalid(file: &Path, field: &str, topology: Option<&Topology>, message: String) -> anyhow::Error {
@@ -68,6 +72,13 @@ fn find_program(program: &str) -> Option<PathBuf> {
 impl Experiment {
     pub fn load(file: &Path, overrides: &Overrides) -> anyhow::Result<Self> {
         let topology = load(file)?;
+        // Faults are validated before anything is planned or created.
+        let mut faults = crate::fault::from_topology(&topology).map_err(|e| Failure::new(exit::INVALID_INPUT, e.to_string()))?;
+        if let Some(scenario) = &overrides.scenario {
+            faults.extend(
+                crate::fault::load_scenario(scenario, &topology).map_err(|e| Failure::new(exit::INVALID_INPUT, e.to_string()))?,
+            );
+        }
         let plan = plan(&topology, overrides.tdf, overrides.headroom)?;
         let duration = match &overrides.duration {
             Some(d) => Some(parse_duration("--duration", d)?),
@@ -150,7 +161,7 @@ impl Experiment {
             topology: serde_json::to_value(&topology).unwrap_or_default(),
         };
         let plan_table = plan.to_string();
-        Ok(Self { topology, plan, spec, plan_table })
+        Ok(Self { topology, plan, spec, plan_table, faults })
     }
 }
 

@@ -15,3 +15,4 @@ pub mod suite;
 pub mod validate;
 pub mod report;
 pub mod compare;
+pub mod fault;

@@ -31,6 +31,7 @@ use nix::poll::{PollFd, PollFlags};
 use rand::rngs::StdRng;
 use rand::{Rng, SeedableRng};
 
+use crate::emulator::{Emulator, EmulatorError};
 use crate::graph::{Dir, Graph, Hop};
 use crate::link::{scale, LinkError, LinkParams, Loss, QueueLimit};
 
@@ -69,6 +70,10 @@ pub struct LinkSample {
 enum Change {
     Params { link: usize, dir: Dir, params: LinkParams },
     Down { link: usize, down: bool },
+    /// The partition group of every port (`None`: in no group).
+    Partition(Vec<Option<usize>>),
+    /// Extra real delay before a port's packets enter their first link.
+    Inflate { port: usize, extra: Duration },
 }
 
 /// Errors of the core.
@@ -87,6 +92,8 @@ struct Shared {
     counters: Vec<[DirCounters; 2]>,
     malformed: AtomicU64,
     unroutable: AtomicU64,
+    /// Packets dropped between partition groups.
+    partitioned: AtomicU64,
     /// Lateness samples in ns (a bounded ring), for percentiles.
     lateness: Mutex<Vec<u64>>,
     stop: AtomicBool,
@@ -101,6 +108,10 @@ pub struct Core {
     thread: Option<JoinHandle<()>>,
     names: Vec<String>,
     perceived: Vec<[LinkParams; 2]>,
+    /// Node names in port order, and each link's endpoints.
+    nodes: Vec<String>,
+    ends: Vec<(String, String)>,
+    tdf: f64,
 }
 
 fn idx(dir: Dir) -> usize {
@@ -114,6 +125,8 @@ impl Core {
     /// Starts the core for `graph` (perceived parameters) at TDF `tdf`.
     pub fn start(graph: Graph, tdf: f64, ports: Vec<Port>) -> Result<Self, CoreError> {
         let names: Vec<String> = graph.spec.links.iter().map(|l| l.name.clone()).collect();
+        let ends = graph.spec.links.iter().map(|l| (l.a.clone(), l.b.clone())).collect();
+        let nodes = ports.iter().map(|p| p.node.clone()).collect();
         let perceived: Vec<[LinkParams; 2]> = graph.spec.links.iter().map(|l| [l.forward, l.reverse]).collect();
         let mut real = Vec::with_capacity(perceived.len());
         for p in &perceived {
@@ -123,6 +136,7 @@ impl Core {
             counters: (0..names.len()).map(|_| [DirCounters::default(), DirCounters::default()]).collect(),
             malformed: AtomicU64::new(0),
             unroutable: AtomicU64::new(0),
+            partitioned: AtomicU64::new(0),
             lateness: Mutex::new(Vec::with_capacity(LATENESS_SAMPLES)),
             stop: AtomicBool::new(false),
         });
@@ -130,27 +144,21 @@ impl Core {
         let s = Arc::clone(&shared);
         let thread = std::thread::Builder::new()
             .name("netem-core".into())
-            .spawn(move || Engine::new(graph, tdf, real, ports, s, rx).run())
+            .spawn(move || Engine::new(graph, real, ports, s, rx).run())
             .map_err(|_| CoreError::Gone)?;
-        Ok(Self { shared, changes: tx, thread: Some(thread), names, perceived })
+        Ok(Self { shared, changes: tx, thread: Some(thread), names, perceived, nodes, ends, tdf })
     }
 
-    fn link(&self, name: &str) -> Result<usize, CoreError> {
-        self.names.iter().position(|n| n == name).ok_or_else(|| CoreError::UnknownLink(name.to_owned()))
+    fn link(&self, name: &str) -> Result<usize, EmulatorError> {
+        self.names.iter().position(|n| n == name).ok_or_else(|| EmulatorError::UnknownLink(name.to_owned()))
     }
 
-    /// Changes one direction of a link (perceived parameters), without restarting anything.
-    pub fn set_link(&mut self, name: &str, dir: Dir, params: LinkParams, tdf: f64) -> Result<(), CoreError> {
-        let link = self.link(name)?;
-        self.perceived[link][idx(dir)] = params;
-        let params = scale(&params, tdf)?;
-        self.changes.send(Change::Params { link, dir, params }).map_err(|_| CoreError::Gone)
+    fn port(&self, node: &str) -> Result<usize, EmulatorError> {
+        self.nodes.iter().position(|n| n == node).ok_or_else(|| EmulatorError::UnknownNode(node.to_owned()))
     }
 
-    /// Takes a link down (every packet dropped) or up.
-    pub fn set_down(&self, name: &str, down: bool) -> Result<(), CoreError> {
-        let link = self.link(name)?;
-        self.changes.send(Change::Down { link, down }).map_err(|_| CoreError::Gone)
+    fn send(&self, change: Change) -> Result<(), EmulatorError> {
+        self.changes.send(change).map_err(|_| EmulatorError::Gone)
     }
 
     /// Counters of every link direction.
@@ -201,6 +209,82 @@ impl Core {
 impl Drop for Core {
     fn drop(&mut self) {
         self.shutdown();
+    }
+}
+
+impl Emulator for Core {
+    fn backend(&self) -> &'static str {
+        "userspace"
+    }
+
+    fn links(&self) -> Vec<String> {
+        self.names.clone()
+    }
+
+    fn access_links(&self, node: &str) -> Vec<String> {
+        self.names.iter().zip(&self.ends).filter(|(_, (a, b))| a == node || b == node).map(|(n, _)| n.clone()).collect()
+    }
+
+    fn link_params(&self, link: &str, dir: Dir) -> Result<LinkParams, EmulatorError> {
+        let i = self.link(link)?;
+        Ok(self.perceived[i][idx(dir)])
+    }
+
+    fn set_link(&mut self, link: &str, dir: Dir, params: LinkParams) -> Result<(), EmulatorError> {
+        let i = self.link(link)?;
+        let real = scale(&params, self.tdf)?;
+        self.perceived[i][idx(dir)] = params;
+        self.send(Change::Params { link: i, dir, params: real })
+    }
+
+    fn set_down(&mut self, link: &str, down: bool) -> Result<(), EmulatorError> {
+        let i = self.link(link)?;
+        for p in &mut self.perceived[i] {
+            p.down = down;
+        }
+        self.send(Change::Down { link: i, down })
+    }
+
+    fn partition(&mut self, groups: &[Vec<String>]) -> Result<(), EmulatorError> {
+        let mut of = vec![None; self.nodes.len()];
+        for (g, members) in groups.iter().enumerate() {
+            for m in members {
+                let p = self.port(m)?;
+                if of[p].is_some_and(|other| other != g) {
+                    return Err(EmulatorError::Overlap(m.clone()));
+                }
+                of[p] = Some(g);
+            }
+        }
+        self.send(Change::Partition(of))
+    }
+
+    fn heal(&mut self) -> Result<(), EmulatorError> {
+        self.send(Change::Partition(vec![None; self.nodes.len()]))
+    }
+
+    fn inflate(&mut self, node: &str, extra: Duration) -> Result<(), EmulatorError> {
+        let port = self.port(node)?;
+        // The same scaling as a link's delay: perceived × TDF.
+        let probe = LinkParams { delay: extra, ..LinkParams::default() };
+        let real = scale(&probe, self.tdf)?.delay;
+        self.send(Change::Inflate { port, extra: real })
+    }
+
+    fn samples(&self) -> Vec<LinkSample> {
+        Core::samples(self)
+    }
+
+    fn lateness(&self, q: f64) -> Option<Duration> {
+        Core::lateness(self, q)
+    }
+
+    fn bad_packets(&self) -> (u64, u64) {
+        Core::bad_packets(self)
+    }
+
+    fn shutdown(&mut self) {
+        Core::shutdown(self);
     }
 }
 
@@ -257,13 +341,17 @@ struct Engine {
     changes: mpsc::Receiver<Change>,
     rng: StdRng,
     lateness_at: usize,
+    /// Partition group of each port (`None`: reaches everyone).
+    groups: Vec<Option<usize>>,
+    /// Extra real delay of each port's outgoing packets (`inflate`).
+    inflate: Vec<Duration>,
 }
 
 /// Largest packet read from a TUN device.
 const MAX_PACKET: usize = 65_536;
 
 impl Engine {
-    fn new(graph: Graph, _tdf: f64, real: Vec<[LinkParams; 2]>, ports: Vec<Port>, shared: Arc<Shared>, changes: mpsc::Receiver<Change>) -> Self {
+    fn new(graph: Graph, real: Vec<[LinkParams; 2]>, ports: Vec<Port>, shared: Arc<Shared>, changes: mpsc::Receiver<Change>) -> Self {
         let now = Instant::now();
         let state = real
             .into_iter()
@@ -274,7 +362,22 @@ impl Engine {
             .collect();
         let by_addr = ports.iter().enumerate().map(|(i, p)| (p.addr, i)).collect();
         // A fixed seed: runs are reproducible packet for packet given the same arrivals.
-        Self { graph, state, ports, by_addr, routes: HashMap::new(), heap: BinaryHeap::new(), seq: 0, shared, changes, rng: StdRng::seed_from_u64(0x6469_6f72_616d_61), lateness_at: 0 }
+        let n = ports.len();
+        Self {
+            graph,
+            state,
+            ports,
+            by_addr,
+            routes: HashMap::new(),
+            heap: BinaryHeap::new(),
+            seq: 0,
+            shared,
+            changes,
+            rng: StdRng::seed_from_u64(0x6469_6f72_616d_61),
+            lateness_at: 0,
+            groups: vec![None; n],
+            inflate: vec![Duration::ZERO; n],
+        }
     }
 
     fn push(&mut self, at: Instant, kind: Kind) {
@@ -291,6 +394,12 @@ impl Engine {
                     Change::Down { link, down } => {
                         for d in &mut self.state[link] {
                             d.params.down = down;
+                        }
+                    }
+                    Change::Partition(groups) => self.groups = groups,
+                    Change::Inflate { port, extra } => {
+                        if let Some(slot) = self.inflate.get_mut(port) {
+                            *slot = extra;
                         }
                     }
                 }
@@ -367,6 +476,12 @@ impl Engine {
             self.shared.unroutable.fetch_add(1, Ordering::Relaxed);
             return;
         };
+        if let (Some(a), Some(b)) = (self.groups[src], self.groups[dst]) {
+            if a != b {
+                self.shared.partitioned.fetch_add(1, Ordering::Relaxed);
+                return;
+            }
+        }
         let route = match self.routes.get(&(src, dst)) {
             Some(r) => r.clone(),
             None => {
@@ -383,7 +498,13 @@ impl Engine {
             let _ = self.ports[dst].tun.write(&packet);
             return;
         }
-        self.enqueue(packet, route, 0, dst, now);
+        let extra = self.inflate[src];
+        if extra.is_zero() {
+            self.enqueue(packet, route, 0, dst, now);
+        } else {
+            // Inflation delays the packet before its first link, like a slow sender.
+            self.push(now + extra, Kind::Arrive { packet, route, pos: 0, dst });
+        }
     }
 
     /// Puts a packet into the queue of hop `pos` of its route at time `t`.

@@ -1,4 +1,4 @@
-//! `diorama run FILE [--tdf N] [--out DIR] [--duration D]`: run an experiment.
+//! `diorama run FILE [--tdf N] [--out DIR] [--duration D] [--scenario FILE]`: run an experiment.
 
 use std::io::IsTerminal;
 use std::path::PathBuf;
@@ -27,6 +27,13 @@ pub struct Args {
     /// CPU headroom: the share of host cores the plan may use.
     #[arg(long)]
     pub headroom: Option<f64>,
+    /// A scenario file: a `faults:` list run on top of the topology's (docs/faults.md).
+    #[arg(long)]
+    pub scenario: Option<PathBuf>,
+    /// Fidelity: the network core's lateness p99 (real) above which the run is flagged
+    /// `network_late`.
+    #[arg(long, default_value = "1ms")]
+    pub late_threshold: String,
     /// Run without the clock shim (only meaningful at TDF 1).
     #[arg(long)]
     pub no_dilation: bool,
@@ -43,8 +50,15 @@ pub fn run(args: Args) -> anyhow::Result<u8> {
             duration: args.duration.clone(),
             sample_every: Some(args.sample_every.clone()),
             headroom: args.headroom,
+            scenario: args.scenario.clone(),
         },
     )?;
+    let late_p99 = crate::topology::units::Duration::parse(&args.late_threshold)
+        .map_err(|e| Failure::new(exit::USAGE, format!("--late-threshold: {e}")))?
+        .0;
+    if !experiment.faults.is_empty() {
+        eprintln!("faults: {} on the timeline", experiment.faults.len());
+    }
     if !nix::unistd::geteuid().is_root() {
         return Err(Failure::new(exit::ENVIRONMENT, "diorama run needs root (namespaces and cgroups)").into());
     }
@@ -52,6 +66,9 @@ pub fn run(args: Args) -> anyhow::Result<u8> {
     let shim = if args.no_dilation {
         if experiment.spec.tdf != 1.0 {
             return Err(Failure::new(exit::USAGE, "--no-dilation only makes sense at TDF 1").into());
+        }
+        if let Some(f) = experiment.faults.iter().find(|f| f.action.kind() == "clock") {
+            return Err(Failure::new(exit::USAGE, format!("{}: a clock fault needs the clock shim; drop --no-dilation", f.id)).into());
         }
         None
     } else {
@@ -88,6 +105,8 @@ pub fn run(args: Args) -> anyhow::Result<u8> {
         harness_exe,
         shim,
         interactive: std::io::stderr().is_terminal(),
+        faults: experiment.faults.clone(),
+        fidelity: crate::testbed::FidelityThresholds { late_p99, ..Default::default() },
     };
     let interrupt = super::interrupt_flag()?;
     let outcome = crate::testbed::run(&experiment.spec, &opts, &interrupt)

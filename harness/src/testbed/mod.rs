@@ -8,7 +8,7 @@ mod run;
 mod spec;
 
 pub use resources::{remove_run_parent, NodeCgroup, ResourceError};
-pub use metrics::LinkSampler;
+pub use metrics::{Fidelity, FidelityFlag, FidelityThresholds, LinkSampler};
 pub use run::{run, tail, NodeOutcome, RunOptions, RunOutcome, TestbedError};
 pub use spec::{DiskLimit, NodeResources, NodeSpec, ReadyCheck, TestbedSpec};
 

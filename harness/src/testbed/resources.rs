@@ -247,9 +247,73 @@ impl NodeCgroup {
         })
     }
 
+    /// Freezes (`true`) or thaws the node's processes: v1 `freezer.state`
+    /// (`FROZEN`/`THAWED`), v2 `cgroup.freeze` (`1`/`0`). Freezing completes asynchronously
+    /// in the kernel; [`NodeCgroup::frozen`] tells when it has.
+    pub fn freeze(&self, frozen: bool) -> Result<(), ResourceError> {
+        match &self.layout {
+            Layout::V1(_) => {
+                let dir = self.dir_of("freezer").ok_or_else(|| ResourceError::Detect("no cgroup v1 freezer hierarchy".into()))?;
+                write(&dir.join("freezer.state"), if frozen { "FROZEN" } else { "THAWED" })
+            }
+            Layout::V2(_) => {
+                let dir = self.dir_of("unified").unwrap_or_default();
+                write(&dir.join("cgroup.freeze"), if frozen { "1" } else { "0" })
+            }
+        }
+    }
+
+    /// Whether the kernel reports the node frozen (v1 `FROZEN`, v2 `frozen 1` in `cgroup.events`).
+    pub fn frozen(&self) -> bool {
+        match &self.layout {
+            Layout::V1(_) => self
+                .dir_of("freezer")
+                .and_then(|d| std::fs::read_to_string(d.join("freezer.state")).ok())
+                .is_some_and(|s| s.trim() == "FROZEN"),
+            Layout::V2(_) => self.dir_of("unified").is_some_and(|d| Self::stat_field(&d.join("cgroup.events"), "frozen") == Some(1)),
+        }
+    }
+
+    /// Sets the CFS quota and period (µs); `None` is unlimited.
+    pub fn set_cpu(&self, quota_us: Option<u64>, period_us: u64) -> Result<(), ResourceError> {
+        match &self.layout {
+            Layout::V1(_) => {
+                let Some(cpu) = self.dir_of("cpu") else { return Ok(()) };
+                // The kernel checks quota against period: shrink the quota first when the
+                // period shrinks, and lengthen the period first when it grows.
+                let quota = quota_us.map_or("-1".to_owned(), |q| q.to_string());
+                let old_period = Self::read_u64(&cpu.join("cpu.cfs_period_us")).unwrap_or(period_us);
+                if period_us >= old_period {
+                    write(&cpu.join("cpu.cfs_period_us"), &period_us.to_string())?;
+                    write(&cpu.join("cpu.cfs_quota_us"), &quota)
+                } else {
+                    write(&cpu.join("cpu.cfs_quota_us"), &quota)?;
+                    write(&cpu.join("cpu.cfs_period_us"), &period_us.to_string())
+                }
+            }
+            Layout::V2(_) => {
+                let dir = self.dir_of("unified").unwrap_or_default();
+                let quota = quota_us.map_or("max".to_owned(), |q| q.to_string());
+                write(&dir.join("cpu.max"), &format!("{quota} {period_us}"))
+            }
+        }
+    }
+
+    /// Thread ids of the node (v1 `tasks` of the cpu hierarchy, v2 `cgroup.threads`).
+    pub fn threads(&self) -> Vec<u32> {
+        let file = match &self.layout {
+            Layout::V1(_) => self.dir_of("cpu").map(|d| d.join("tasks")),
+            Layout::V2(_) => self.dir_of("unified").map(|d| d.join("cgroup.threads")),
+        };
+        file.and_then(|f| std::fs::read_to_string(f).ok())
+            .map(|t| t.lines().filter_map(|l| l.trim().parse().ok()).collect())
+            .unwrap_or_default()
+    }
+
     /// Kills every process in the node's cgroups and removes them. Returns how many
-    /// processes were killed.
+    /// processes were killed. A frozen node is thawed first (frozen tasks cannot die).
     pub fn destroy(self) -> Result<usize, ResourceError> {
+        let _ = self.freeze(false);
         Self::remove_rel(&self.layout, &self.rel)
     }
 
@@ -425,6 +489,51 @@ cgroup2 /sys/fs/cgroup/unified cgroup2 rw,relatime 0 0
         std::fs::write(base.join("diorama/r/db0/pids.current"), "3\n").unwrap();
         let st = cg.stats().unwrap();
         assert_eq!((st.cpu_usage_ns, st.throttled_ns, st.memory_bytes, st.pids), (1_500_000, 20_000, 4096, 3));
+    }
+
+    #[test]
+    fn v1_freezer_and_quota_changes_write_their_files() {
+        let root = tempfile::tempdir().unwrap();
+        let layout = detect_from(V1_MOUNTS, root.path()).unwrap();
+        let cg = NodeCgroup::create_in(layout, "diorama/r/app0", &resources()).unwrap();
+        let base = root.path().join("sys/fs/cgroup");
+        let read = |f: &str| std::fs::read_to_string(base.join(f)).unwrap();
+        cg.freeze(true).unwrap();
+        assert_eq!(read("freezer/diorama/r/app0/freezer.state"), "FROZEN");
+        assert!(cg.frozen());
+        cg.freeze(false).unwrap();
+        assert_eq!(read("freezer/diorama/r/app0/freezer.state"), "THAWED");
+        assert!(!cg.frozen());
+        cg.set_cpu(Some(5_000), 100_000).unwrap();
+        assert_eq!(read("cpu/diorama/r/app0/cpu.cfs_quota_us"), "5000");
+        cg.set_cpu(Some(1_000), 200_000).unwrap();
+        assert_eq!(read("cpu/diorama/r/app0/cpu.cfs_period_us"), "200000");
+        assert_eq!(read("cpu/diorama/r/app0/cpu.cfs_quota_us"), "1000");
+        cg.set_cpu(None, 100_000).unwrap();
+        assert_eq!(read("cpu/diorama/r/app0/cpu.cfs_quota_us"), "-1");
+        std::fs::write(base.join("cpu/diorama/r/app0/tasks"), "12\n13\n").unwrap();
+        assert_eq!(cg.threads(), [12, 13]);
+    }
+
+    #[test]
+    fn v2_freezer_and_quota_changes_write_their_files() {
+        let root = tempfile::tempdir().unwrap();
+        let base = root.path().join("sys/fs/cgroup");
+        std::fs::create_dir_all(&base).unwrap();
+        std::fs::write(base.join("cgroup.controllers"), "cpu memory pids").unwrap();
+        let layout = detect_from("cgroup2 /sys/fs/cgroup cgroup2 rw 0 0\n", root.path()).unwrap();
+        let cg = NodeCgroup::create_in(layout, "diorama/r/app0", &resources()).unwrap();
+        let read = |f: &str| std::fs::read_to_string(base.join(f)).unwrap();
+        cg.freeze(true).unwrap();
+        assert_eq!(read("diorama/r/app0/cgroup.freeze"), "1");
+        std::fs::write(base.join("diorama/r/app0/cgroup.events"), "populated 1\nfrozen 1\n").unwrap();
+        assert!(cg.frozen());
+        cg.freeze(false).unwrap();
+        assert_eq!(read("diorama/r/app0/cgroup.freeze"), "0");
+        cg.set_cpu(Some(5_000), 100_000).unwrap();
+        assert_eq!(read("diorama/r/app0/cpu.max"), "5000 100000");
+        cg.set_cpu(None, 100_000).unwrap();
+        assert_eq!(read("diorama/r/app0/cpu.max"), "max 100000");
     }
 
     #[test]

@@ -127,6 +127,12 @@ pub fn load_str(path: &Path, text: &str) -> Result<Topology, CatalogError> {
         return Err(CatalogError { diagnostics: diags.list });
     }
     let topology = resolve::resolve(path, top, &source, &mut diags);
+    // Faults refer to the resolved names, so they are checked last, on a valid model.
+    if let (Some(t), true) = (&topology, diags.list.is_empty()) {
+        if let Err(e) = crate::fault::from_topology(t) {
+            diags.list.extend(e.diagnostics);
+        }
+    }
     match topology {
         Some(t) if diags.list.is_empty() => Ok(t),
         _ => {

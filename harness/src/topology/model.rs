@@ -320,6 +320,6 @@ pub struct TopologyDecl {
     pub network: Option<NetworkDecl>,
     /// Fault timeline (see docs/faults.md).
     #[serde(default)]
-    #[schemars(with = "Vec<serde_json::Value>")]
+    #[schemars(with = "Vec<crate::fault::FaultDecl>")]
     pub faults: Vec<serde_yaml_ng::Value>,
 }
