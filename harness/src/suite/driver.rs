@@ -15,7 +15,7 @@ use crate::experiment::{Experiment, Overrides};
 
 /// The overrides a scenario asks for.
 pub fn overrides(s: &Scenario) -> Overrides {
-    Overrides { tdf: s.tdf, duration: s.duration.clone(), headroom: s.headroom, ..Overrides::default() }
+    Overrides { tdf: s.tdf, duration: s.duration.clone(), headroom: s.headroom, scenario: s.scenario.clone(), ..Overrides::default() }
 }
 
 /// The exit code an error carries (its [`Failure`]), or the internal-error code.
@@ -30,7 +30,21 @@ pub fn prepare(suite: &Suite) -> anyhow::Result<Vec<Experiment>> {
     let mut problems = Vec::new();
     for s in &suite.scenarios {
         match runner::load(&s.topology, &overrides(s)) {
-            Ok(e) => out.push(e),
+            Ok(e) => {
+                for c in &s.checks {
+                    if let super::model::Assertion::Recovers { fault, .. } = &c.assertion {
+                        if !e.faults.iter().any(|f| f.name.as_deref() == Some(fault) || &f.id == fault) {
+                            let known: Vec<String> = e.faults.iter().map(|f| f.name.clone().unwrap_or_else(|| f.id.clone())).collect();
+                            let pos = suite.source.locate(&c.field);
+                            problems.push((
+                                exit::INVALID_INPUT,
+                                format!("{}:{}:{}: {}: no fault {fault:?} in this scenario (its faults: {known:?})", suite.file.display(), pos.line, pos.col, c.field),
+                            ));
+                        }
+                    }
+                }
+                out.push(e);
+            }
             Err(err) => {
                 let pos = suite.source.locate(&s.field);
                 let code = code_of(&err);

@@ -67,6 +67,8 @@ pub fn execute(experiment: &Experiment, out: &Path, env: &Environment, interrupt
         shim: Some(env.shim.clone()),
         // Suites run unattended; plain progress lines keep logs readable.
         interactive: false,
+        faults: experiment.faults.clone(),
+        fidelity: crate::testbed::FidelityThresholds::default(),
     };
     let started = Instant::now();
     let outcome = crate::testbed::run(&experiment.spec, &opts, interrupt)
@@ -111,9 +113,8 @@ pub fn thresholds(yaml: Option<&serde_yaml_ng::Value>) -> Result<crate::compare:
 pub fn compare_runs(a: &Path, b: &Path, th: &crate::compare::Thresholds, out: &Path) -> Result<crate::compare::Comparison, String> {
     let c = crate::compare::compare(a, b, th).map_err(|e| e.to_string())?;
     std::fs::create_dir_all(out).map_err(|e| format!("create {}: {e}", out.display()))?;
-    let json = serde_json::to_vec_pretty(&c).map_err(|e| e.to_string())?;
-    std::fs::write(out.join("compare.json"), json).map_err(|e| format!("write {}/compare.json: {e}", out.display()))?;
-    c.write_html(&out.join("compare.html")).map_err(|e| format!("write {}/compare.html: {e}", out.display()))?;
+    c.write_json(out).map_err(|e| e.to_string())?;
+    c.write_html(out).map_err(|e| e.to_string())?;
     Ok(c)
 }
 
