@@ -34,7 +34,7 @@ fn invalid_suites_are_refused_with_file_line_and_field() {
     .unwrap();
     let r = diorama(&["test", suite.to_str().unwrap(), "--out", tmp.path().join("out").to_str().unwrap()]);
     assert_eq!(r.code, Some(3), "{r:?}");
-    assert!(r.stderr.contains("bad.yaml:6:9: scenarios[0].assert[0]: no fault \"nosuch\""), "{}", r.stderr);
+    assert!(r.stderr.contains("bad.yaml:6:9: scenarios[0].assert[0].recovers_within: no fault \"nosuch\""), "{}", r.stderr);
     assert!(!tmp.path().join("out").exists());
 }
 

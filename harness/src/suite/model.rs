@@ -346,6 +346,13 @@ pub fn load_str(path: &Path, text: &str) -> Result<Suite, SuiteError> {
             let afield = format!("{field}.assert[{j}]");
             match parse_assertion(v, &base, params, &afield, &mut diags) {
                 Some((text, assertion)) => {
+                    // A map assertion is located by its key (its mapping has no position of its own).
+                    let afield = match (&assertion, v) {
+                        (Assertion::Metric { .. }, _) | (_, Value::String(_)) => afield,
+                        (Assertion::Fidelity { .. }, _) => format!("{afield}.fidelity"),
+                        (Assertion::Recovers { .. }, _) => format!("{afield}.recovers_within"),
+                        (Assertion::CompareTo { .. }, _) => format!("{afield}.compare_to"),
+                    };
                     let line = source.locate(&afield).line;
                     checks.push(Check { text, field: afield, line, assertion });
                 }
