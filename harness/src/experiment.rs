@@ -163,6 +163,27 @@ impl Experiment {
     }
 }
 
+impl Experiment {
+    /// Plain multiplexing (`diorama validate`'s naive run): keeps the plan's resources
+    /// divided by its TDF (CPU quotas, disk throttles, and here link rates) but runs at
+    /// TDF 1: no clock dilation and link delays unchanged.
+    #[must_use]
+    pub fn into_naive(mut self) -> Self {
+        let divisor = self.plan.tdf;
+        // The run engine scales links by its TDF, which becomes 1: divide the rates here.
+        for link in self.spec.network.iter_mut().flat_map(|n| n.links.iter_mut()) {
+            for p in [&mut link.forward, &mut link.reverse] {
+                p.rate_bps = p.rate_bps.map(|r| ((r as f64 / divisor).round() as u64).max(1));
+            }
+        }
+        if let Some(obj) = self.spec.plan.as_object_mut() {
+            obj.insert("naive".into(), serde_json::json!({"resources_divided_by": divisor, "run_tdf": 1.0}));
+        }
+        self.spec.tdf = 1.0;
+        self
+    }
+}
+
 /// Disk throttles divided by the TDF, on the device given or the one holding `/`.
 fn disk_limits(
     disk: &topology::model::DiskDecl,

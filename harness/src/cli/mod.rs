@@ -13,6 +13,8 @@ mod plan;
 mod report;
 mod run;
 mod schema;
+mod test;
+mod validate;
 
 /// An error with the exit code it should produce.
 #[derive(Debug, thiserror::Error)]
@@ -50,6 +52,10 @@ pub enum Command {
     Schema(schema::Args),
     /// Run any command with dilated time, the way every node process runs.
     Exec(exec::Args),
+    /// Run a system-test suite: scenarios with assertions; JUnit XML and suite.json.
+    Test(test::Args),
+    /// DieCast's three-way check: baseline (TDF 1), scaled (TDF T) and naive runs, compared.
+    Validate(validate::Args),
     /// Remove what crashed runs left behind (cgroups, processes, state).
     Clean(clean::Args),
     /// Write summary.json and report.html of a results directory.
@@ -91,6 +97,8 @@ pub fn main() -> u8 {
         Command::Schema(args) => schema::run(args),
         Command::Exec(args) => exec::run(args),
         Command::Clean(args) => clean::run(args),
+        Command::Test(args) => test::run(args),
+        Command::Validate(args) => validate::run(args),
         Command::Report(args) => report::run(args),
         Command::Compare(args) => compare::run(args),
         Command::Init { .. } => Ok(crate::exit::INTERNAL),

@@ -1,0 +1,57 @@
+//! `diorama test SUITE.yaml [--out DIR] [--only NAME]…`: run a system-test suite.
+
+use std::path::PathBuf;
+
+use super::Failure;
+use crate::exit;
+
+#[derive(Debug, clap::Args)]
+pub struct Args {
+    /// The suite file (docs/suites.md).
+    pub file: PathBuf,
+    /// Results directory: one run directory per scenario, junit.xml, suite.json
+    /// (default: results/<suite>-<UTC timestamp>).
+    #[arg(long)]
+    pub out: Option<PathBuf>,
+    /// Run only these scenarios (by name; repeatable).
+    #[arg(long)]
+    pub only: Vec<String>,
+    /// Check the suite and plan every scenario, then stop.
+    #[arg(long)]
+    pub check: bool,
+    /// Root of the run state directories.
+    #[arg(long, default_value = crate::state::DEFAULT_ROOT, hide = true)]
+    pub state_root: PathBuf,
+}
+
+pub fn run(args: Args) -> anyhow::Result<u8> {
+    let mut suite = crate::suite::load(&args.file).map_err(|e| Failure::new(exit::INVALID_INPUT, e.to_string()))?;
+    for name in &args.only {
+        if !suite.scenarios.iter().any(|s| &s.name == name) {
+            return Err(Failure::new(exit::USAGE, format!("--only {name}: no such scenario in {}", args.file.display())).into());
+        }
+    }
+    if !args.only.is_empty() {
+        suite.scenarios.retain(|s| args.only.contains(&s.name));
+    }
+    let experiments = crate::suite::driver::prepare(&suite)?;
+    if args.check {
+        for (s, e) in suite.scenarios.iter().zip(&experiments) {
+            println!("{}: {} at TDF {}, {} assertion(s)", s.name, s.topology.display(), e.spec.tdf, s.checks.len());
+        }
+        return Ok(exit::OK);
+    }
+    let env = crate::suite::runner::preflight(&args.state_root)?;
+    let out = args.out.clone().unwrap_or_else(|| {
+        PathBuf::from("results").join(format!("{}-{}", suite.name, chrono::Utc::now().format("%Y%m%dT%H%M%SZ")))
+    });
+    let interrupt = super::interrupt_flag()?;
+    let result = crate::suite::driver::run(&suite, &experiments, &out, &env, &interrupt)?;
+    println!("{}", result.table());
+    println!("junit: {}", out.join("junit.xml").display());
+    println!("summary: {}", out.join("suite.json").display());
+    if interrupt.load(std::sync::atomic::Ordering::Relaxed) {
+        return Ok(exit::RUN_FAILED);
+    }
+    Ok(if result.passed { exit::OK } else { exit::ASSERTIONS })
+}

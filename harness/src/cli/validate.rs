@@ -1,0 +1,75 @@
+//! `diorama validate FILE --tdf T [--out DIR] [--thresholds FILE]`: baseline, scaled and
+//! naive runs of one topology, compared.
+
+use std::path::PathBuf;
+
+use super::Failure;
+use crate::exit;
+
+#[derive(Debug, clap::Args)]
+pub struct Args {
+    /// The topology file.
+    pub file: PathBuf,
+    /// The TDF of the scaled run (and the resource divisor of the naive run).
+    #[arg(long)]
+    pub tdf: f64,
+    /// Where the three run directories, the comparisons and validate.json go
+    /// (default: results/validate-<name>-<UTC timestamp>).
+    #[arg(long)]
+    pub out: Option<PathBuf>,
+    /// Comparison thresholds (YAML; absent fields keep the defaults).
+    #[arg(long)]
+    pub thresholds: Option<PathBuf>,
+    /// Virtual duration of every run (overrides the topology's `duration`).
+    #[arg(long)]
+    pub duration: Option<String>,
+    /// CPU headroom of the plans.
+    #[arg(long)]
+    pub headroom: Option<f64>,
+    /// Reuse this TDF-1 run directory as the baseline instead of running one.
+    #[arg(long)]
+    pub baseline: Option<PathBuf>,
+    /// Root of the run state directories.
+    #[arg(long, default_value = crate::state::DEFAULT_ROOT, hide = true)]
+    pub state_root: PathBuf,
+}
+
+/// Validation's default thresholds: relative error ≤ 5% on p50, p90 and throughput, KS ≤
+/// 0.1; the other figures of the comparison are reported but do not decide.
+pub fn default_thresholds() -> crate::compare::Thresholds {
+    // f64::MAX: the figure is computed and reported in compare.json but never fails.
+    crate::compare::Thresholds { p99: f64::MAX, mean: f64::MAX, cpu: f64::MAX, link_util: f64::MAX, ..Default::default() }
+}
+
+pub fn run(args: Args) -> anyhow::Result<u8> {
+    let thresholds = match &args.thresholds {
+        None => default_thresholds(),
+        Some(p) => crate::compare::Thresholds::load(p).map_err(|e| Failure::new(exit::INVALID_INPUT, e.to_string()))?,
+    };
+    let name = crate::experiment::load(&args.file)?.name;
+    let out = args.out.clone().unwrap_or_else(|| {
+        PathBuf::from("results").join(format!("validate-{name}-{}", chrono::Utc::now().format("%Y%m%dT%H%M%SZ")))
+    });
+    if out.join("validate.json").exists() {
+        return Err(Failure::new(exit::USAGE, format!("{} already holds a validation; choose another --out", out.display())).into());
+    }
+    let opts = crate::validate::Options {
+        file: args.file.clone(),
+        tdf: args.tdf,
+        out: out.clone(),
+        thresholds,
+        duration: args.duration.clone(),
+        headroom: args.headroom,
+        baseline: args.baseline.clone(),
+    };
+    let experiments = crate::validate::prepare(&opts)?;
+    let env = crate::suite::runner::preflight(&args.state_root)?;
+    let interrupt = super::interrupt_flag()?;
+    let v = crate::validate::run(&opts, experiments, &env, &interrupt)?;
+    println!("{}", v.text());
+    println!("validate.json: {}", out.join("validate.json").display());
+    if interrupt.load(std::sync::atomic::Ordering::Relaxed) {
+        return Ok(exit::RUN_FAILED);
+    }
+    Ok(if v.pass { exit::OK } else { exit::ASSERTIONS })
+}
