@@ -108,12 +108,27 @@ pub struct StateDir {
 
 impl StateDir {
     /// Creates the state directory of a new run under `root` and writes its first record.
-    pub fn create(root: &Path, record: RunRecord) -> Result<Self, StateError> {
-        let dir = root.join(&record.run_id);
-        std::fs::create_dir_all(&dir).map_err(|source| StateError::Create { path: dir.clone(), source })?;
-        let state = Self { dir, record };
-        state.save()?;
-        Ok(state)
+    /// The run id must be unique among live and crashed runs (it names the cgroups too):
+    /// when `record.run_id` is taken, `-2`, `-3`, … are appended, and the record says which.
+    pub fn create(root: &Path, mut record: RunRecord) -> Result<Self, StateError> {
+        std::fs::create_dir_all(root).map_err(|source| StateError::Create { path: root.to_owned(), source })?;
+        let base = record.run_id.clone();
+        let mut n = 1u32;
+        loop {
+            let id = if n == 1 { base.clone() } else { format!("{base}-{n}") };
+            let dir = root.join(&id);
+            // `create_dir` is atomic: two harnesses racing for one name cannot both win it.
+            match std::fs::create_dir(&dir) {
+                Ok(()) => {
+                    record.run_id = id;
+                    let state = Self { dir, record };
+                    state.save()?;
+                    return Ok(state);
+                }
+                Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists && n < 10_000 => n += 1,
+                Err(source) => return Err(StateError::Create { path: dir, source }),
+            }
+        }
     }
 
     pub fn dir(&self) -> &Path {
@@ -211,5 +226,16 @@ mod tests {
         assert_eq!(runs[0].record().cgroups, vec!["diorama/r1/web0".to_owned()]);
         runs.into_iter().next().unwrap().remove().unwrap();
         assert!(StateDir::list(root.path()).unwrap().is_empty());
+    }
+
+    #[test]
+    fn a_taken_run_id_gets_a_suffix() {
+        let root = tempfile::tempdir().unwrap();
+        let rec = || RunRecord { schema: 1, run_id: "scaled".into(), ..RunRecord::default() };
+        let a = StateDir::create(root.path(), rec()).unwrap();
+        let b = StateDir::create(root.path(), rec()).unwrap();
+        assert_eq!(a.record().run_id, "scaled");
+        assert_eq!(b.record().run_id, "scaled-2");
+        assert_ne!(a.dir(), b.dir());
     }
 }

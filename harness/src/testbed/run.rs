@@ -224,13 +224,15 @@ impl<'a> Testbed<'a> {
             &opts.state_root,
             RunRecord {
                 schema: 1,
-                run_id: run_id.clone(),
+                run_id,
                 topology: spec.topology_file.display().to_string(),
                 harness: ProcessId::of(std::process::id()),
                 results_dir: results.clone(),
                 ..RunRecord::default()
             },
         )?;
+        // Unique among runs on this host (a suffix when another run holds the name).
+        let run_id = state.record().run_id.clone();
         let events = EventLog::create(&results.join("events.jsonl"))
             .map_err(|source| TestbedError::Results { path: results.join("events.jsonl"), source })?;
         let model = dilation::TimeModel::new(spec.tdf, dilation::Epoch::now())
