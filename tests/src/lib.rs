@@ -117,7 +117,8 @@ pub fn leftovers() -> Vec<String> {
         for ctrl in controllers.flatten() {
             let dir = ctrl.path().join("diorama");
             if let Ok(runs) = std::fs::read_dir(&dir) {
-                for run in runs.flatten() {
+                // Only directories are runs; the rest are the controller's own files.
+                for run in runs.flatten().filter(|r| r.path().is_dir()) {
                     found.push(format!("cgroup {}", run.path().display()));
                 }
             }

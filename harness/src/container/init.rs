@@ -76,9 +76,28 @@ fn supervise(cfg: &InitConfig) -> u8 {
         eprintln!("diorama: node setup failed: block signals: {e}");
         return SETUP_FAILED;
     }
+    // PID 1 asks for SIGKILL on this process's death, but this process may die between the
+    // fork and that request (a `kill -9` of the harness at that moment). The pipe tells PID 1:
+    // its write end closes only when this process is gone. (`getppid` cannot: it reads 0 in
+    // a new PID namespace.)
+    let (alive_r, alive_w) = match nix::unistd::pipe2(nix::fcntl::OFlag::O_CLOEXEC) {
+        Ok(p) => p,
+        Err(e) => {
+            eprintln!("diorama: node setup failed: pipe: {e}");
+            return SETUP_FAILED;
+        }
+    };
     let pid1 = match sys::fork() {
-        Ok(ForkResult::Child) => std::process::exit(i32::from(pid1_main(cfg))),
-        Ok(ForkResult::Parent { child }) => child,
+        Ok(ForkResult::Child) => {
+            drop(alive_w);
+            std::process::exit(i32::from(pid1_main(cfg, alive_r)))
+        }
+        Ok(ForkResult::Parent { child }) => {
+            drop(alive_r);
+            // Held open for this process's lifetime.
+            std::mem::forget(alive_w);
+            child
+        }
         Err(e) => {
             eprintln!("diorama: node setup failed: fork: {e}");
             return SETUP_FAILED;
@@ -117,10 +136,24 @@ fn reap(main: Pid) -> Option<u8> {
     }
 }
 
+/// Whether the other end of a pipe is closed (its only writer exited).
+fn parent_gone(read_end: &std::os::fd::OwnedFd) -> bool {
+    use nix::poll::{poll, PollFd, PollFlags, PollTimeout};
+    use std::os::fd::AsFd;
+    let mut fds = [PollFd::new(read_end.as_fd(), PollFlags::POLLIN)];
+    matches!(poll(&mut fds, PollTimeout::ZERO), Ok(n) if n > 0)
+        && fds[0].revents().is_some_and(|r| r.intersects(PollFlags::POLLHUP | PollFlags::POLLIN))
+}
+
 /// PID 1 of the node: mounts `/proc`, runs the command, reaps orphans, relays signals to
 /// the command's process group, and exits with the command's status.
-fn pid1_main(cfg: &InitConfig) -> u8 {
+fn pid1_main(cfg: &InitConfig, parent_alive: std::os::fd::OwnedFd) -> u8 {
     let _ = nix::sys::prctl::set_pdeathsig(Signal::SIGKILL);
+    if parent_gone(&parent_alive) {
+        // The node's outer process (and so the harness) died before the request above.
+        return SETUP_FAILED;
+    }
+    drop(parent_alive);
     if let Ok(name) = CString::new(format!("diorama:{}", cfg.node).into_bytes()) {
         // The kernel truncates to 15 bytes; the prefix still tells whose process it is.
         let _ = nix::sys::prctl::set_name(&name);

@@ -16,9 +16,11 @@ use nix::sys::signal::{SigSet, SigmaskHow, Signal};
 /// Makes `cmd`'s child join the node: network namespace, fresh mount/UTS/IPC namespaces,
 /// a PID namespace for its children, its own session, and death with the harness.
 pub(super) fn install_launch_hook(cmd: &mut Command, netns: Option<RawFd>, fresh_net: bool) {
+    let harness = nix::unistd::getpid();
     let hook = move || -> std::io::Result<()> {
         // The harness's death (even SIGKILL) must take the node with it.
         nix::sys::prctl::set_pdeathsig(Signal::SIGKILL)?;
+        orphaned_check(harness)?;
         if let Some(fd) = netns {
             // SAFETY: as above, the parent holds the namespace descriptor open.
             let fd = unsafe { BorrowedFd::borrow_raw(fd) };
@@ -43,11 +45,23 @@ pub(super) fn install_launch_hook(cmd: &mut Command, netns: Option<RawFd>, fresh
     }
 }
 
+/// Fails when the harness died between the fork and `PR_SET_PDEATHSIG` (the request then
+/// came too late to be honoured): the child must not outlive it. Async-signal-safe.
+fn orphaned_check(harness: nix::unistd::Pid) -> std::io::Result<()> {
+    if nix::unistd::getppid() == harness {
+        Ok(())
+    } else {
+        Err(std::io::Error::from_raw_os_error(libc::ESRCH))
+    }
+}
+
 /// Makes `cmd`'s child enter the namespaces of a running node, then change into `workdir`
 /// (entering a mount namespace resets the working directory to its root).
 pub(super) fn install_enter_hook(cmd: &mut Command, namespaces: Vec<(RawFd, CloneFlags)>, workdir: CString) {
+    let harness = nix::unistd::getpid();
     let hook = move || -> std::io::Result<()> {
         nix::sys::prctl::set_pdeathsig(Signal::SIGKILL)?;
+        orphaned_check(harness)?;
         for (fd, kind) in &namespaces {
             // SAFETY: the parent keeps these descriptors open until `spawn` returns.
             let fd = unsafe { BorrowedFd::borrow_raw(*fd) };
