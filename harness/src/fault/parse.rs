@@ -28,15 +28,7 @@ pub struct FaultError {
 
 impl fmt::Display for FaultError {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        let n = self.diagnostics.len();
-        writeln!(f, "invalid fault timeline ({n} problem{}):", if n == 1 { "" } else { "s" })?;
-        for (i, d) in self.diagnostics.iter().enumerate() {
-            if i > 0 {
-                writeln!(f)?;
-            }
-            write!(f, "  {d}")?;
-        }
-        Ok(())
+        crate::topology::write_problems(f, "fault timeline", &self.diagnostics)
     }
 }
 

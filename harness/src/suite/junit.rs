@@ -8,22 +8,11 @@ use std::fmt::Write as _;
 use super::assess::Status;
 use super::outcome::{ScenarioResult, SuiteResult};
 
-/// Escapes text for XML attributes and character data.
+/// Escapes text for XML attributes and character data: the HTML escape (whose `&#39;` is
+/// XML too), minus the control characters XML 1.0 forbids even escaped.
 fn esc(s: &str) -> String {
-    let mut out = String::with_capacity(s.len());
-    for c in s.chars() {
-        match c {
-            '&' => out.push_str("&amp;"),
-            '<' => out.push_str("&lt;"),
-            '>' => out.push_str("&gt;"),
-            '"' => out.push_str("&quot;"),
-            '\'' => out.push_str("&apos;"),
-            // XML 1.0 forbids most control characters even escaped.
-            c if (c as u32) < 0x20 && !matches!(c, '\n' | '\r' | '\t') => out.push(' '),
-            c => out.push(c),
-        }
-    }
-    out
+    let clean: String = s.chars().map(|c| if (c as u32) < 0x20 && !matches!(c, '\n' | '\r' | '\t') { ' ' } else { c }).collect();
+    crate::report::html::esc(&clean)
 }
 
 fn scenario_xml(out: &mut String, suite: &str, s: &ScenarioResult) {

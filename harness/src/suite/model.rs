@@ -26,15 +26,7 @@ pub struct SuiteError {
 
 impl fmt::Display for SuiteError {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        let n = self.diagnostics.len();
-        writeln!(f, "invalid suite ({n} problem{}):", if n == 1 { "" } else { "s" })?;
-        for (i, d) in self.diagnostics.iter().enumerate() {
-            if i > 0 {
-                writeln!(f)?;
-            }
-            write!(f, "  {d}")?;
-        }
-        Ok(())
+        crate::topology::write_problems(f, "suite", &self.diagnostics)
     }
 }
 
@@ -271,14 +263,7 @@ impl Diags<'_> {
 
 /// Loads and checks a suite file (syntax, shape, assertions, referenced files exist).
 pub fn load(path: &Path) -> Result<Suite, SuiteError> {
-    let text = std::fs::read_to_string(path).map_err(|e| SuiteError {
-        diagnostics: vec![Diagnostic {
-            file: path.to_owned(),
-            pos: Pos { line: 0, col: 0 },
-            field: String::new(),
-            message: format!("cannot read the file: {e}"),
-        }],
-    })?;
+    let text = std::fs::read_to_string(path).map_err(|e| SuiteError { diagnostics: vec![Diagnostic::unreadable(path, &e)] })?;
     load_str(path, &text)
 }
 

@@ -30,14 +30,7 @@ impl Diagnostics<'_> {
 
 /// Loads and validates a topology file.
 pub fn load(path: &Path) -> Result<Topology, CatalogError> {
-    let text = std::fs::read_to_string(path).map_err(|e| CatalogError {
-        diagnostics: vec![Diagnostic {
-            file: path.to_owned(),
-            pos: Pos { line: 0, col: 0 },
-            field: String::new(),
-            message: format!("cannot read the file: {e}"),
-        }],
-    })?;
+    let text = std::fs::read_to_string(path).map_err(|e| CatalogError { diagnostics: vec![Diagnostic::unreadable(path, &e)] })?;
     load_str(path, &text)
 }
 

@@ -49,15 +49,28 @@ pub struct CatalogError {
 
 impl fmt::Display for CatalogError {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        let n = self.diagnostics.len();
-        writeln!(f, "invalid topology ({n} problem{}):", if n == 1 { "" } else { "s" })?;
-        for (i, d) in self.diagnostics.iter().enumerate() {
-            if i > 0 {
-                writeln!(f)?;
-            }
-            write!(f, "  {d}")?;
+        write_problems(f, "topology", &self.diagnostics)
+    }
+}
+
+/// Writes `invalid WHAT (N problems):` and one indented line per diagnostic: the one form
+/// of every "all problems found" error (topologies, fault timelines, suites).
+pub fn write_problems(f: &mut fmt::Formatter<'_>, what: &str, diagnostics: &[Diagnostic]) -> fmt::Result {
+    let n = diagnostics.len();
+    writeln!(f, "invalid {what} ({n} problem{}):", if n == 1 { "" } else { "s" })?;
+    for (i, d) in diagnostics.iter().enumerate() {
+        if i > 0 {
+            writeln!(f)?;
         }
-        Ok(())
+        write!(f, "  {d}")?;
+    }
+    Ok(())
+}
+
+impl Diagnostic {
+    /// A file that could not be read at all.
+    pub fn unreadable(file: &std::path::Path, err: &std::io::Error) -> Self {
+        Self { file: file.to_owned(), pos: Pos { line: 0, col: 0 }, field: String::new(), message: format!("cannot read the file: {err}") }
     }
 }
 
