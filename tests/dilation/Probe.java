@@ -11,16 +11,18 @@ public class Probe {
     }
     interface Body { void run() throws Exception; }
     static void check(String name, long reqNs, Body b) throws Exception {
-        System.out.println("B " + name); System.out.flush();
+        // StringBuilder, not `+`: a first string concatenation links a call site through
+        // invokedynamic (~20 ms), which must not fall between the B and E lines.
+        System.out.println(new StringBuilder("B ").append(name)); System.out.flush();
         long t0 = mono(); b.run(); long t1 = mono();
-        System.out.println("E " + name + " " + reqNs + " " + (t1 - t0)); System.out.flush();
+        System.out.println(new StringBuilder("E ").append(name).append(' ').append(reqNs).append(' ').append(t1 - t0)); System.out.flush();
     }
     public static void main(String[] args) throws Exception {
         long ms = args.length > 0 ? Long.parseLong(args[0]) : 50;
         check("Thread.sleep", ms * 1_000_000, () -> Thread.sleep(ms));
         System.out.println("B currentTimeMillis"); System.out.flush();
         long w0 = System.currentTimeMillis(); Thread.sleep(ms); long w1 = System.currentTimeMillis();
-        System.out.println("E currentTimeMillis " + ms * 1_000_000 + " " + (w1 - w0) * 1_000_000); System.out.flush();
+        System.out.println(new StringBuilder("E currentTimeMillis ").append(ms * 1_000_000).append(' ').append((w1 - w0) * 1_000_000)); System.out.flush();
         Object o = new Object();
         check("Object.wait", ms * 1_000_000, () -> { synchronized (o) { o.wait(ms); } });
         ScheduledExecutorService s = Executors.newSingleThreadScheduledExecutor();
