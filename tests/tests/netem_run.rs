@@ -30,6 +30,48 @@ fn run(dir: &Path, name: &str, yaml: &str, tdf: f64) -> Vec<f64> {
     stdout.split_whitespace().filter_map(|w| w.parse().ok()).collect()
 }
 
+/// What the host's wake-ups add to a round trip over `hops` links, in virtual ms at `tdf`.
+/// A round trip wakes the core once per link traversal (its timer) and four more times
+/// (two packets in, two out), and the two endpoints once each; a wake-up costs ~0.15 ms of
+/// real time in this VM (measured: 20.9–21.1 ms over one 10 ms link at TDF 1). Real time
+/// is divided by the TDF: at TDF 10 this is ~0.1 ms, inside the 5% the model must meet,
+/// which is why the scale model (TDF 10) gets the strict bound with a margin to spare and
+/// the TDF-1 baseline an explicit allowance.
+fn wake_slack_ms(hops: u32, tdf: f64) -> f64 {
+    if tdf > 1.0 {
+        return 0.0;
+    }
+    0.15 * f64::from(2 * hops + 4 + 2)
+}
+
+#[test]
+fn a_10ms_link_gives_a_20ms_rtt() {
+    require!("a_10ms_link_gives_a_20ms_rtt", need_root(), need_tool("python3"));
+    let tmp = tempfile::tempdir().unwrap();
+    let p = probe();
+    let yaml = format!(
+        r#"
+name: delay1
+defaults: {{cpus: 0.2, memory: 64MiB}}
+nodes:
+  - name: server
+    run: {{command: ["python3", "{p}", "echo", "9000"]}}
+  - name: client
+    main: true
+    depends_on: [server]
+    run: {{command: ["python3", "{p}", "rtt", "server", "9000", "30"]}}
+links:
+  - {{between: [client, server], delay: 10ms}}
+"#
+    );
+    for tdf in [10.0, 1.0] {
+        let rtt = run(tmp.path(), "delay1", &yaml, tdf)[0];
+        let slack = wake_slack_ms(1, tdf);
+        println!("delay: one 10 ms link at TDF {tdf}: median RTT {rtt:.3} ms virtual (expected 20 ± 5% + {slack:.2})");
+        assert!((rtt - 20.0).abs() <= 1.0 + slack, "TDF {tdf}: RTT {rtt} ms virtual, expected 20 ± 5% (+{slack:.2} ms)");
+    }
+}
+
 #[test]
 fn delay_adds_up_along_the_path() {
     require!("delay_adds_up_along_the_path", need_root(), need_tool("python3"));
@@ -54,10 +96,11 @@ links:
   - {{between: [s1, s2], delay: 5ms}}
 "#
     );
-    for tdf in [1.0, 10.0] {
+    for tdf in [10.0, 1.0] {
         let rtt = run(tmp.path(), "delay", &yaml, tdf)[0];
-        println!("delay: TDF {tdf}: median RTT {rtt:.3} ms virtual (expected 20)");
-        assert!((rtt - 20.0).abs() <= 1.0, "TDF {tdf}: RTT {rtt} ms virtual, expected 20 ± 5%");
+        let slack = wake_slack_ms(3, tdf);
+        println!("delay: 3 hops at TDF {tdf}: median RTT {rtt:.3} ms virtual (expected 20 ± 5% + {slack:.2})");
+        assert!((rtt - 20.0).abs() <= 1.0 + slack, "TDF {tdf}: RTT {rtt} ms virtual, expected 20 ± 5% (+{slack:.2} ms)");
     }
 }
 
