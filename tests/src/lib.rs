@@ -142,6 +142,18 @@ pub fn leftovers() -> Vec<String> {
     found
 }
 
+/// What is left of one run (its run id is its results directory's name, perhaps with a
+/// `-N` suffix): leftovers filtered to that run, for tests that must not blame other runs.
+pub fn leftovers_of(results: &Path) -> Vec<String> {
+    let id = results.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
+    leftovers().into_iter().filter(|l| l.contains(&format!("/{id}"))).collect()
+}
+
+/// The network probe (`tests/netem/netprobe.py`): echo, RTT, TCP sink/source, UDP counts.
+pub fn netprobe() -> String {
+    repo_root().join("tests/netem/netprobe.py").display().to_string()
+}
+
 /// Reads a results directory's `run.json`.
 pub fn run_json(results: &Path) -> serde_json::Value {
     let text = std::fs::read_to_string(results.join("run.json")).expect("run.json exists");

@@ -6,17 +6,14 @@
 
 use std::path::Path;
 
-use diorama_tests::{diorama, leftovers, need_root, need_tool, repo_root, require, run_json, topology};
+use diorama_tests::{diorama, need_root, need_tool, require, run_json, topology};
 
-/// Leftovers of this run (its run id is the results directory's name): other engineers'
-/// runs on a shared machine are not this test's.
 fn mine(out: &Path) -> Vec<String> {
-    let id = out.file_name().unwrap().to_string_lossy().into_owned();
-    leftovers().into_iter().filter(|l| l.contains(&format!("/{id}"))).collect()
+    diorama_tests::leftovers_of(out)
 }
 
 fn probe() -> String {
-    repo_root().join("tests/netem/netprobe.py").display().to_string()
+    diorama_tests::netprobe()
 }
 
 /// Runs `yaml` with `--net NET` at `tdf`; returns the client's numbers and the results dir.
