@@ -64,20 +64,20 @@ mod raw {
 }
 
 /// Sets errno.
-fn set_errno(e: c_int) {
+pub(crate) fn set_errno(e: c_int) {
     // SAFETY: __errno_location returns this thread's errno slot, always valid.
     unsafe {
         *libc::__errno_location() = e;
     }
 }
 
-fn errno() -> c_int {
+pub(crate) fn errno() -> c_int {
     // SAFETY: as above.
     unsafe { *libc::__errno_location() }
 }
 
 /// A raw syscall with libc's convention: -1 and errno on failure.
-fn sys(n: c_long, a: [i64; 6]) -> c_long {
+pub(crate) fn sys(n: c_long, a: [i64; 6]) -> c_long {
     // SAFETY: arguments come from the caller of the hook, who passed them for this syscall.
     let r = unsafe { raw::syscall6(n, a) };
     if (-4095..0).contains(&r) {
@@ -88,7 +88,7 @@ fn sys(n: c_long, a: [i64; 6]) -> c_long {
     }
 }
 
-fn raw_clock(clock: clockid_t) -> Option<i64> {
+pub(crate) fn raw_clock(clock: clockid_t) -> Option<i64> {
     let mut ts = timespec { tv_sec: 0, tv_nsec: 0 };
     (sys(libc::SYS_clock_gettime, [clock as i64, &raw mut ts as i64, 0, 0, 0, 0]) == 0)
         .then(|| model::ts_ns(ts.tv_sec, ts.tv_nsec))
@@ -98,7 +98,7 @@ fn raw_clock(clock: clockid_t) -> Option<i64> {
 // Resolution of real functions.
 
 /// `dlsym(RTLD_NEXT, name)` as an address, 0 if absent. `name` ends with NUL.
-fn next(name: &[u8]) -> usize {
+pub(crate) fn next(name: &[u8]) -> usize {
     // SAFETY: `name` is NUL-terminated; dlsym is not interposed by this library.
     unsafe { libc::dlsym(libc::RTLD_NEXT, name.as_ptr().cast::<c_char>()) as usize }
 }
@@ -127,12 +127,12 @@ fn next_versioned(name: &[u8], version: &[u8]) -> usize {
 
 /// The real function `$name` with the given signature, resolved once.
 macro_rules! real {
-    ($name:literal, $ty:ty) => {{
-        static PTR: AtomicUsize = AtomicUsize::new(0);
-        let mut p = PTR.load(Relaxed);
+    ($name:expr, $ty:ty) => {{
+        static PTR: core::sync::atomic::AtomicUsize = core::sync::atomic::AtomicUsize::new(0);
+        let mut p = PTR.load(core::sync::atomic::Ordering::Relaxed);
         if p == 0 {
-            p = next(concat!($name, "\0").as_bytes());
-            PTR.store(p, Relaxed);
+            p = $crate::hooks::next(concat!($name, "\0").as_bytes());
+            PTR.store(p, core::sync::atomic::Ordering::Relaxed);
         }
         if p == 0 {
             None
@@ -143,6 +143,8 @@ macro_rules! real {
         }
     }};
 }
+
+pub(crate) use real;
 
 // ---------------------------------------------------------------------------------------
 // State.
@@ -208,14 +210,14 @@ fn control_word(off: usize) -> Option<&'static AtomicU64> {
 }
 
 /// Counts an internal error where the harness can see it.
-fn count_error() {
+pub(crate) fn count_error() {
     if let Some(w) = control_word(OFF_ERRORS) {
         w.fetch_add(1, Relaxed);
     }
 }
 
 /// Reads an environment variable without allocating.
-fn env(name: &[u8]) -> Option<&'static [u8]> {
+pub(crate) fn env(name: &[u8]) -> Option<&'static [u8]> {
     // SAFETY: `name` is NUL-terminated; getenv returns null or a pointer into the
     // environment, which lives as long as the process unless the program modifies it.
     let p = unsafe { libc::getenv(name.as_ptr().cast()) };
@@ -290,6 +292,7 @@ fn init() {
     }
     map_control();
     CLOCK_GETTIME.store(vdso_clock_gettime().unwrap_or_else(|| next(b"clock_gettime\0")), Relaxed);
+    crate::cpu::arm();
     STATE.store(ACTIVE, Release);
 }
 
@@ -310,7 +313,7 @@ fn active() -> bool {
 
 /// The current parameters (from the control page when there is one).
 #[inline]
-fn params() -> Params {
+pub(crate) fn params() -> Params {
     let fixed = || Params {
         tdf: f64::from_bits(TDF_BITS.load(Relaxed)),
         mult: MULT.load(Relaxed),
@@ -450,7 +453,7 @@ fn write<T>(p: *mut T, v: T) {
 type ClockGettime = unsafe extern "C" fn(clockid_t, *mut timespec) -> c_int;
 
 /// The real clock_gettime (vDSO through libc), or the raw syscall.
-fn real_clock_gettime(clock: clockid_t, ts: *mut timespec) -> c_int {
+pub(crate) fn real_clock_gettime(clock: clockid_t, ts: *mut timespec) -> c_int {
     let p = CLOCK_GETTIME.load(Relaxed);
     if p != 0 {
         // SAFETY: `p` was resolved by dlsym for clock_gettime, whose prototype this is;
@@ -466,6 +469,9 @@ fn real_clock_gettime(clock: clockid_t, ts: *mut timespec) -> c_int {
 /// `ts` must be valid for writes (as for `clock_gettime(2)`).
 #[no_mangle]
 pub unsafe extern "C" fn clock_gettime(clock: clockid_t, ts: *mut timespec) -> c_int {
+    if model::kind(clock) != Kind::Passthrough {
+        crate::cpu::pay_at_clock_read();
+    }
     let r = real_clock_gettime(clock, ts);
     if r != 0 || ts.is_null() || !active() {
         return r;
@@ -579,6 +585,7 @@ fn real_nanosleep(req: *const timespec, rem: *mut timespec) -> c_int {
 /// As `nanosleep(2)`.
 #[no_mangle]
 pub unsafe extern "C" fn nanosleep(req: *const timespec, rem: *mut timespec) -> c_int {
+    let _wait = crate::cpu::wait();
     let Some(r) = read(req) else { return real_nanosleep(req, rem) };
     if !active() {
         return real_nanosleep(req, rem);
@@ -610,6 +617,7 @@ fn real_clock_nanosleep(clock: clockid_t, flags: c_int, req: *const timespec, re
 /// As `clock_nanosleep(2)`.
 #[no_mangle]
 pub unsafe extern "C" fn clock_nanosleep(clock: clockid_t, flags: c_int, req: *const timespec, rem: *mut timespec) -> c_int {
+    let _wait = crate::cpu::wait();
     let Some(r) = read(req) else { return real_clock_nanosleep(clock, flags, req, rem) };
     if !active() || model::kind(clock) == Kind::Passthrough {
         return real_clock_nanosleep(clock, flags, req, rem);
@@ -663,6 +671,7 @@ pub unsafe extern "C" fn select(
     e: *mut libc::fd_set,
     timeout: *mut timeval,
 ) -> c_int {
+    let _wait = crate::cpu::wait();
     type F = unsafe extern "C" fn(c_int, *mut libc::fd_set, *mut libc::fd_set, *mut libc::fd_set, *mut timeval) -> c_int;
     let Some(f) = real!("select", F) else {
         set_errno(libc::ENOSYS);
@@ -692,6 +701,7 @@ pub unsafe extern "C" fn pselect(
     timeout: *const timespec,
     mask: *const sigset_t,
 ) -> c_int {
+    let _wait = crate::cpu::wait();
     type F = unsafe extern "C" fn(c_int, *mut libc::fd_set, *mut libc::fd_set, *mut libc::fd_set, *const timespec, *const sigset_t) -> c_int;
     let Some(f) = real!("pselect", F) else {
         set_errno(libc::ENOSYS);
@@ -712,6 +722,7 @@ pub unsafe extern "C" fn pselect(
 /// As `poll(2)`.
 #[no_mangle]
 pub unsafe extern "C" fn poll(fds: *mut pollfd, n: libc::nfds_t, timeout: c_int) -> c_int {
+    let _wait = crate::cpu::wait();
     let t = if active() { model::real_ms(timeout, params().tdf) } else { timeout };
     match real!("poll", unsafe extern "C" fn(*mut pollfd, libc::nfds_t, c_int) -> c_int) {
         // SAFETY: forwarding the caller's arguments.
@@ -728,6 +739,7 @@ pub unsafe extern "C" fn poll(fds: *mut pollfd, n: libc::nfds_t, timeout: c_int)
 /// As `ppoll(2)`.
 #[no_mangle]
 pub unsafe extern "C" fn ppoll(fds: *mut pollfd, n: libc::nfds_t, timeout: *const timespec, mask: *const sigset_t) -> c_int {
+    let _wait = crate::cpu::wait();
     type F = unsafe extern "C" fn(*mut pollfd, libc::nfds_t, *const timespec, *const sigset_t) -> c_int;
     let Some(f) = real!("ppoll", F) else {
         set_errno(libc::ENOSYS);
@@ -748,6 +760,7 @@ pub unsafe extern "C" fn ppoll(fds: *mut pollfd, n: libc::nfds_t, timeout: *cons
 /// As `epoll_wait(2)`.
 #[no_mangle]
 pub unsafe extern "C" fn epoll_wait(epfd: c_int, ev: *mut libc::epoll_event, max: c_int, timeout: c_int) -> c_int {
+    let _wait = crate::cpu::wait();
     let t = if active() { model::real_ms(timeout, params().tdf) } else { timeout };
     match real!("epoll_wait", unsafe extern "C" fn(c_int, *mut libc::epoll_event, c_int, c_int) -> c_int) {
         // SAFETY: forwarding the caller's arguments.
@@ -760,6 +773,7 @@ pub unsafe extern "C" fn epoll_wait(epfd: c_int, ev: *mut libc::epoll_event, max
 /// As `epoll_pwait(2)`.
 #[no_mangle]
 pub unsafe extern "C" fn epoll_pwait(epfd: c_int, ev: *mut libc::epoll_event, max: c_int, timeout: c_int, mask: *const sigset_t) -> c_int {
+    let _wait = crate::cpu::wait();
     type F = unsafe extern "C" fn(c_int, *mut libc::epoll_event, c_int, c_int, *const sigset_t) -> c_int;
     let t = if active() { model::real_ms(timeout, params().tdf) } else { timeout };
     match real!("epoll_pwait", F) {
@@ -776,6 +790,7 @@ pub unsafe extern "C" fn epoll_pwait(epfd: c_int, ev: *mut libc::epoll_event, ma
 /// As `epoll_pwait2(2)`.
 #[no_mangle]
 pub unsafe extern "C" fn epoll_pwait2(epfd: c_int, ev: *mut libc::epoll_event, max: c_int, timeout: *const timespec, mask: *const sigset_t) -> c_int {
+    let _wait = crate::cpu::wait();
     type F = unsafe extern "C" fn(c_int, *mut libc::epoll_event, c_int, *const timespec, *const sigset_t) -> c_int;
     let Some(f) = real!("epoll_pwait2", F) else {
         set_errno(libc::ENOSYS);
@@ -797,6 +812,7 @@ pub unsafe extern "C" fn epoll_pwait2(epfd: c_int, ev: *mut libc::epoll_event, m
 
 /// Calls `f` with `abstime` converted from virtual to real on `clock`.
 fn with_deadline(clock: clockid_t, abstime: *const timespec, f: impl FnOnce(*const timespec) -> c_int) -> c_int {
+    let _wait = crate::cpu::wait();
     match read(abstime).filter(|_| active() && model::kind(clock) != Kind::Passthrough) {
         Some(t) => {
             let real = abs_real(clock, &t, &params());
@@ -879,6 +895,7 @@ fn cond_clock(cond: *const libc::pthread_cond_t) -> clockid_t {
 /// As `pthread_cond_timedwait(3)`; honours the clock the condition variable was made with.
 #[no_mangle]
 pub unsafe extern "C" fn pthread_cond_timedwait(c: *mut libc::pthread_cond_t, m: *mut libc::pthread_mutex_t, abstime: *const timespec) -> c_int {
+    let _wait = crate::cpu::wait();
     type F = unsafe extern "C" fn(*mut libc::pthread_cond_t, *mut libc::pthread_mutex_t, *const timespec) -> c_int;
     static PTR: AtomicUsize = AtomicUsize::new(0);
     let mut p = PTR.load(Relaxed);
@@ -906,6 +923,7 @@ pub unsafe extern "C" fn pthread_cond_timedwait(c: *mut libc::pthread_cond_t, m:
 /// As `sigtimedwait(2)`.
 #[no_mangle]
 pub unsafe extern "C" fn sigtimedwait(set: *const sigset_t, info: *mut libc::siginfo_t, timeout: *const timespec) -> c_int {
+    let _wait = crate::cpu::wait();
     type F = unsafe extern "C" fn(*const sigset_t, *mut libc::siginfo_t, *const timespec) -> c_int;
     let Some(f) = real!("sigtimedwait", F) else {
         set_errno(libc::ENOSYS);
@@ -1194,6 +1212,7 @@ pub unsafe extern "C" fn getsockopt(fd: c_int, level: c_int, name: c_int, val: *
 /// As `recvmmsg(2)`.
 #[no_mangle]
 pub unsafe extern "C" fn recvmmsg(fd: c_int, msgs: *mut libc::mmsghdr, n: c_uint, flags: c_int, timeout: *mut timespec) -> c_int {
+    let _wait = crate::cpu::wait();
     type F = unsafe extern "C" fn(c_int, *mut libc::mmsghdr, c_uint, c_int, *mut timespec) -> c_int;
     let Some(f) = real!("recvmmsg", F) else {
         set_errno(libc::ENOSYS);
@@ -1249,6 +1268,10 @@ pub unsafe extern "C" fn syscall(n: c_long, a1: c_long, a2: c_long, a3: c_long, 
         // SAFETY: the caller passed nanosleep's arguments.
         return c_long::from(unsafe { nanosleep(a1 as *const timespec, a2 as *mut timespec) });
     }
+    // A thread about to block pays for what it computed first (dropped after the call).
+    let _wait = (n == libc::SYS_futex
+        && matches!(a2 & !(FUTEX_PRIVATE_FLAG | FUTEX_CLOCK_REALTIME), FUTEX_WAIT | FUTEX_WAIT_BITSET | FUTEX_LOCK_PI | FUTEX_LOCK_PI2))
+    .then(crate::cpu::wait);
     if n == libc::SYS_futex && a4 != 0 && active() {
         let op = a2 & !(FUTEX_PRIVATE_FLAG | FUTEX_CLOCK_REALTIME);
         let clock = if a2 & FUTEX_CLOCK_REALTIME != 0 { libc::CLOCK_REALTIME } else { libc::CLOCK_MONOTONIC };

@@ -6,8 +6,13 @@
 //! names a control page through which the harness changes the TDF or steps the clock.
 //! See `docs/dilation.md` for what is caught and what cannot be.
 //!
-//! All `unsafe` code lives in [`hooks`], under the rules written at its top. [`model`] is the
-//! safe arithmetic it uses.
+//! With `DILATION_CPU_SPEED`, every thread is also *paced* ([`cpu`]): its CPU bursts take as
+//! long, in virtual time, as on the original machine's core.
+//!
+//! All `unsafe` code lives in [`hooks`] and [`cpu`], under the rules written at the top of
+//! [`hooks`]. [`model`] and [`pace`] are the safe arithmetic they use.
 
+mod cpu;
 mod hooks;
 mod model;
+mod pace;
