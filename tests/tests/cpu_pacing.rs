@@ -1,0 +1,87 @@
+//! System tests of CPU pacing (root): a node's CPU bursts take, in virtual time, as long
+//! as on the original machine's core, burst by burst, not only on average.
+//!
+//! A calibrated burst (`tests/dilation/burst.c`, built here) of `w` ms of one host core runs
+//! in a node; the node times it with its (dilated) monotonic clock. A CFS quota alone would
+//! let a burst shorter than the quota run TDF times too fast (ratio 0.1 at TDF 10). The
+//! bounds are generous (the host may be shared); `bench/cpu.sh` prints the precise figures.
+
+use std::path::{Path, PathBuf};
+
+use diorama_tests::{diorama, leftovers_of, need_root, need_tool, repo_root, require, topology};
+
+/// Builds the burst probe into `dir`.
+fn build_probe(dir: &Path) -> PathBuf {
+    let exe = dir.join("burst");
+    let src = repo_root().join("tests/dilation/burst.c");
+    let st = std::process::Command::new("gcc").args(["-O2", "-o"]).arg(&exe).arg(&src).status().expect("run gcc");
+    assert!(st.success(), "gcc failed on {}", src.display());
+    exe
+}
+
+/// Iterations of `w_ms` of CPU on this host, measured without dilation.
+fn calibrate(probe: &Path, w_ms: f64) -> u64 {
+    let out = std::process::Command::new(probe).args(["calibrate", &w_ms.to_string()]).output().expect("calibrate");
+    String::from_utf8_lossy(&out.stdout).trim().parse().expect("calibration prints a count")
+}
+
+/// Runs bursts of each of `widths` in one node (`cpus`, TDF `tdf`) and returns, per width,
+/// the median virtual duration divided by the width.
+fn burst_ratios(test: &str, tdf: &str, cpus: &str, widths: &[f64]) -> Vec<(f64, f64)> {
+    let tmp = tempfile::tempdir().unwrap();
+    let probe = build_probe(tmp.path());
+    let script: Vec<String> = widths
+        .iter()
+        .map(|w| format!("{} run {} {w} 9 2", probe.display(), calibrate(&probe, *w)))
+        .collect();
+    let topo = topology(
+        tmp.path(),
+        test,
+        &format!(
+            "name: {test}\nduration: 600s\nnodes:\n  - name: cruncher\n    cpus: {cpus}\n    main: true\n    run: {{command: \"{}\"}}\n",
+            script.join(" && ")
+        ),
+    );
+    let out = tmp.path().join("results");
+    let r = diorama(&["run", topo.to_str().unwrap(), "--tdf", tdf, "--out", out.to_str().unwrap()]);
+    assert_eq!(r.code, Some(0), "{r:?}");
+    assert!(leftovers_of(&out).is_empty(), "{:?}", leftovers_of(&out));
+    let stdout = std::fs::read_to_string(out.join("nodes/cruncher/stdout")).unwrap();
+    widths
+        .iter()
+        .map(|w| {
+            let mut v: Vec<f64> = stdout
+                .lines()
+                .filter_map(|l| {
+                    let f: Vec<&str> = l.split_whitespace().collect();
+                    (f.len() == 4 && f[0] == "burst" && f[1].parse::<f64>().ok() == Some(*w)).then(|| f[2].parse().unwrap())
+                })
+                .collect();
+            assert_eq!(v.len(), 9, "bursts of {w} ms in: {stdout}");
+            v.sort_by(f64::total_cmp);
+            (*w, v[4] / w)
+        })
+        .collect()
+}
+
+#[test]
+fn bursts_take_their_original_time_at_tdf_10() {
+    require!("bursts_take_their_original_time_at_tdf_10", need_root(), need_tool("gcc"));
+    let ratios = burst_ratios("pace10", "10", "1", &[0.1, 1.0, 10.0]);
+    println!("TDF 10, cpus 1: virtual/expected at p50 {ratios:?}");
+    for (w, r) in ratios {
+        // Unpaced, a burst that fits in the quota takes 1/10 of its time.
+        assert!((0.75..=1.4).contains(&r), "a {w} ms burst took {r:.3} of its original time at TDF 10");
+    }
+}
+
+#[test]
+fn a_half_core_node_runs_bursts_at_half_speed_at_tdf_1() {
+    require!("a_half_core_node_runs_bursts_at_half_speed_at_tdf_1", need_root(), need_tool("gcc"));
+    let ratios = burst_ratios("pacehalf", "1", "0.5", &[1.0, 10.0]);
+    println!("TDF 1, cpus 0.5: virtual/expected at p50 {ratios:?}");
+    for (w, r) in ratios {
+        // cpus: 0.5 is a core of half the speed: a burst of w ms of a host core takes 2w.
+        assert!((1.6..=2.6).contains(&r), "a {w} ms burst took {r:.3} of a host core's time, expected about 2");
+    }
+}
