@@ -32,7 +32,7 @@ name: cpu-bench
 duration: 3600s
 nodes:
   - name: cruncher
-    cpus: 1
+    cpus: ${CPUS:-1}
     main: true
     run: {command: "$(IFS='&'; echo "${cmds[*]}" | sed 's/&/ \&\& /g')"$env_part}
 YAML

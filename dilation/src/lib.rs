@@ -22,6 +22,12 @@ pub const ENV_EPOCH_VIRT_NS: &str = "DILATION_EPOCH_VIRT_NS";
 pub const ENV_CONTROL: &str = "DILATION_CONTROL";
 /// Set to `1` to also dilate file timestamps returned by `stat` and friends.
 pub const ENV_DILATE_STAT: &str = "DILATION_STAT";
+/// The perceived speed of each thread in host cores: the shim paces every thread so that
+/// its CPU bursts take as long in virtual time as on a core of that speed (unset: no pacing).
+pub const ENV_CPU_SPEED: &str = "DILATION_CPU_SPEED";
+/// The pacing quantum in µs of CPU (default 500): the longest stretch of CPU a thread runs
+/// unpaced when it neither reads a clock, nor emits output, nor blocks.
+pub const ENV_CPU_QUANTUM_US: &str = "DILATION_CPU_QUANTUM_US";
 
 /// Errors of the time model.
 #[derive(Debug, Clone, PartialEq, thiserror::Error)]

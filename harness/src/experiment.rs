@@ -140,6 +140,9 @@ impl Experiment {
                     pids_max: Some(node.pids),
                     io,
                     cpus: node.cpus,
+                    // A node of `cpus` cores has cores of full speed, or one core of
+                    // speed `cpus` when it has less than one.
+                    pace_speed: Some(node.cpus.min(1.0)),
                 },
             });
         }
@@ -175,6 +178,10 @@ impl Experiment {
             for p in [&mut link.forward, &mut link.reverse] {
                 p.rate_bps = p.rate_bps.map(|r| ((r as f64 / divisor).round() as u64).max(1));
             }
+        }
+        // Without dilation, a node gets `1/divisor` of the host's speed at every time scale.
+        for node in &mut self.spec.nodes {
+            node.resources.pace_speed = node.resources.pace_speed.map(|s| s / divisor);
         }
         if let Some(obj) = self.spec.plan.as_object_mut() {
             obj.insert("naive".into(), serde_json::json!({"resources_divided_by": divisor, "run_tdf": 1.0}));

@@ -230,18 +230,43 @@ fn pay_slow(overflow: bool) {
     PAYING.with(|p| p.set(false));
 }
 
-/// Sleeps on the real monotonic clock until `until` (ns), through interruptions.
+/// How late this process's sleeps wake up (ns, an exponential average): sleeps end that
+/// much early and the rest is spun on the vDSO clock, since the last sleep of a burst has
+/// no later one to refund its lateness (on a VM tens of µs, a tenth of that in virtual time
+/// at TDF 10: 5% of a 0.1 ms burst).
+static WAKE_LATENCY: AtomicI64 = AtomicI64::new(0);
+const MAX_EARLY_NS: i64 = 200_000;
+
+fn mono_now() -> Option<i64> {
+    let mut ts = libc::timespec { tv_sec: 0, tv_nsec: 0 };
+    (crate::hooks::real_clock_gettime(libc::CLOCK_MONOTONIC, &raw mut ts) == 0).then(|| model::ts_ns(ts.tv_sec, ts.tv_nsec))
+}
+
+/// Sleeps on the real monotonic clock until `until` (ns), through interruptions, waking
+/// early by the usual lateness and spinning the rest.
 fn sleep_until(until: i64) {
-    let (s, n) = model::ns_ts(until);
+    let early = WAKE_LATENCY.load(Relaxed).clamp(0, MAX_EARLY_NS);
+    let wake = until - early;
+    let (s, n) = model::ns_ts(wake);
     let ts = libc::timespec { tv_sec: s as libc::time_t, tv_nsec: n as libc::c_long };
-    for _ in 0..64 {
-        let r = sys(
-            libc::SYS_clock_nanosleep,
-            [libc::CLOCK_MONOTONIC as i64, libc::TIMER_ABSTIME as i64, &raw const ts as i64, 0, 0, 0],
-        );
-        if r == 0 || errno() != libc::EINTR {
-            return;
+    let before = mono_now().unwrap_or(wake);
+    if wake > before {
+        for _ in 0..64 {
+            let r = sys(
+                libc::SYS_clock_nanosleep,
+                [libc::CLOCK_MONOTONIC as i64, libc::TIMER_ABSTIME as i64, &raw const ts as i64, 0, 0, 0],
+            );
+            if r == 0 || errno() != libc::EINTR {
+                break;
+            }
         }
+        if let Some(woke) = mono_now() {
+            let late = pace::ewma(WAKE_LATENCY.load(Relaxed), woke - wake);
+            WAKE_LATENCY.store(late, Relaxed);
+        }
+    }
+    while mono_now().is_some_and(|t| t < until) {
+        core::hint::spin_loop();
     }
 }
 

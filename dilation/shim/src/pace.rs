@@ -109,6 +109,12 @@ pub fn median_delivery(samples: &mut [i64]) -> Option<i64> {
     (valid.len() >= 3).then(|| valid[valid.len() / 2])
 }
 
+/// One step of the exponential average (weight 1/8) of wake-up lateness, in ns; negative
+/// samples (early wake-ups) count as zero.
+pub fn ewma(avg: i64, sample: i64) -> i64 {
+    avg + (sample.max(0) - avg) / 8
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -120,6 +126,13 @@ mod tests {
         assert_eq!(median_delivery(&mut [90_000, 20_000, 15_000, 30_000, -1, 18_000, 22_000]), Some(20_000));
         assert_eq!(median_delivery(&mut [5, -1, -1, -1, 4, 3]), None);
         assert_eq!(median_delivery(&mut []), None);
+    }
+
+    #[test]
+    fn lateness_average_moves_an_eighth_of_the_way() {
+        assert_eq!(ewma(0, 80_000), 10_000);
+        assert_eq!(ewma(80_000, 80_000), 80_000);
+        assert_eq!(ewma(16_000, -5_000), 14_000);
     }
 
     #[test]

@@ -375,6 +375,9 @@ impl<'a> Testbed<'a> {
             env.extend(self.model.env());
             env.push((dilation::ENV_CONTROL.to_owned(), control.display().to_string()));
             env.push(("LD_PRELOAD".to_owned(), shim.display().to_string()));
+            if let Some(speed) = spec.resources.pace_speed {
+                env.push((dilation::ENV_CPU_SPEED.to_owned(), speed.to_string()));
+            }
         }
         for (k, v) in &spec.env {
             if let Some(slot) = env.iter_mut().find(|(key, _)| key == k) {

@@ -38,6 +38,10 @@ pub struct NodeResources {
     pub io: Vec<DiskLimit>,
     /// The node's `cpus` in cores of the original machine (perceived).
     pub cpus: f64,
+    /// The speed of one of the node's threads, in host cores *as perceived* (`min(1, cpus)`
+    /// for a faithful run): the shim paces every thread so that its CPU bursts take as long
+    /// in virtual time as on a core of that speed. `None`: not paced.
+    pub pace_speed: Option<f64>,
 }
 
 /// One node of the experiment.
