@@ -89,6 +89,11 @@ fn install_handler() -> bool {
     if unsafe { real_sigaction(libc::SIGTRAP, &raw const act, &raw mut old) } != 0 {
         return false;
     }
+    // An ignored SIGTRAP is what a paced parent's exec leaves behind (see `around_exec`):
+    // the program's own disposition is the default one.
+    if old.sa_sigaction == libc::SIG_IGN {
+        old.sa_sigaction = libc::SIG_DFL;
+    }
     APP.store(&old);
     true
 }
@@ -479,3 +484,68 @@ struct PerfEventAttr {
 
 const _: () = assert!(core::mem::size_of::<PerfEventAttr>() == 128);
 
+
+// ---------------------------------------------------------------------------------------
+// exec: a quantum that ends during exec's own CPU work leaves a SIGTRAP pending, and exec
+// resets our handler to the default action (terminate) before the new image's shim can
+// install its own. Ignoring SIGTRAP across the call discards such a signal (an ignored
+// disposition survives exec, and the event itself is removed at exec).
+
+/// Runs `exec` with SIGTRAP ignored; restores our handler if it returns (exec failed).
+fn around_exec(exec: impl FnOnce() -> c_int) -> c_int {
+    if ENABLED.load(Acquire) == 0 {
+        return exec();
+    }
+    let Some(real_sigaction) = real!("sigaction", SigactionFn) else { return exec() };
+    // SAFETY: an all-zero sigaction is valid; SIG_IGN is set below.
+    let mut ign: SigAction = unsafe { core::mem::zeroed() };
+    ign.sa_sigaction = libc::SIG_IGN;
+    // SAFETY: as above.
+    let mut ours: SigAction = unsafe { core::mem::zeroed() };
+    // SAFETY: valid pointers to our own structs.
+    unsafe { real_sigaction(libc::SIGTRAP, &raw const ign, &raw mut ours) };
+    let r = exec();
+    let saved = errno();
+    // SAFETY: `ours` is the action read above.
+    unsafe { real_sigaction(libc::SIGTRAP, &raw const ours, core::ptr::null_mut()) };
+    set_errno(saved);
+    r
+}
+
+type Argv = *const *const libc::c_char;
+
+macro_rules! exec_hook {
+    ($name:ident, ($($arg:ident: $ty:ty),*)) => {
+        /// # Safety
+        /// As the libc function of the same name.
+        #[no_mangle]
+        pub unsafe extern "C" fn $name($($arg: $ty),*) -> c_int {
+            type F = unsafe extern "C" fn($($ty),*) -> c_int;
+            let Some(f) = real!(stringify!($name), F) else {
+                set_errno(libc::ENOSYS);
+                return -1;
+            };
+            // SAFETY: forwarding the caller's arguments.
+            around_exec(|| unsafe { f($($arg),*) })
+        }
+    };
+}
+
+exec_hook!(execve, (path: *const libc::c_char, argv: Argv, envp: Argv));
+exec_hook!(execv, (path: *const libc::c_char, argv: Argv));
+exec_hook!(execvp, (file: *const libc::c_char, argv: Argv));
+exec_hook!(execvpe, (file: *const libc::c_char, argv: Argv, envp: Argv));
+exec_hook!(fexecve, (fd: c_int, argv: Argv, envp: Argv));
+exec_hook!(execveat, (dirfd: c_int, path: *const libc::c_char, argv: Argv, envp: Argv, flags: c_int));
+
+/// `syscall(SYS_execve | SYS_execveat, …)` through the generic entry.
+pub(crate) fn exec_syscall(n: libc::c_long, args: [i64; 6]) -> Option<libc::c_long> {
+    (n == libc::SYS_execve || n == libc::SYS_execveat).then(|| {
+        let mut r = 0;
+        around_exec(|| {
+            r = sys(n, args);
+            r as c_int
+        });
+        r
+    })
+}
