@@ -25,7 +25,7 @@ pub const ENV_DILATE_STAT: &str = "DILATION_STAT";
 /// The perceived speed of each thread in host cores: the shim paces every thread so that
 /// its CPU bursts take as long in virtual time as on a core of that speed (unset: no pacing).
 pub const ENV_CPU_SPEED: &str = "DILATION_CPU_SPEED";
-/// The pacing quantum in µs of CPU (default 500): the longest stretch of CPU a thread runs
+/// The pacing quantum in µs of CPU (default 1000): the longest stretch of CPU a thread runs
 /// unpaced when it neither reads a clock, nor emits output, nor blocks.
 pub const ENV_CPU_QUANTUM_US: &str = "DILATION_CPU_QUANTUM_US";
 

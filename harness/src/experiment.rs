@@ -52,6 +52,7 @@ pub fn plan(topology: &Topology, tdf: Option<f64>, headroom: Option<f64>) -> any
         tdf,
         headroom: headroom.unwrap_or(topology.headroom),
         cpu_period_us: u64::try_from(topology.cpu_period.as_micros()).unwrap_or(100_000),
+        reserve_cores: crate::plan::default_reserve(!topology.links.is_empty()),
     };
     crate::plan::plan(topology, &inventory, &opts)
         .map_err(|e| Failure::new(exit::INVALID_INPUT, format!("{}: impossible plan: {e}", topology.file.display())).into())

@@ -4,7 +4,7 @@
 //! With `DILATION_CPU_SPEED=s` (the perceived per-thread speed in host cores, `min(1, cpus)`
 //! of the node), each thread owes `t/s − 1` nanoseconds of waiting per nanosecond of CPU at
 //! TDF `t` ([`crate::pace`]). It pays:
-//! - after every quantum of CPU (`DILATION_CPU_QUANTUM_US`, default 500 µs): a software
+//! - after every quantum of CPU (`DILATION_CPU_QUANTUM_US`, default 1 ms): a software
 //!   `task-clock` perf event, whose sampling runs on a high-resolution timer, sends the
 //!   thread `SIGTRAP` (`perf_event_attr.sigtrap`, inherited by every thread and child,
 //!   removed at exec where the new image's shim arms its own);
@@ -33,7 +33,7 @@ use crate::pace::{self, Pace, Tuning};
 
 /// `si_code` of a signal sent by a perf event with `sigtrap` set.
 const TRAP_PERF: c_int = 6;
-const DEFAULT_QUANTUM_NS: u64 = 500_000;
+const DEFAULT_QUANTUM_NS: u64 = 1_000_000;
 
 /// 1 once pacing is armed in this process.
 static ENABLED: AtomicU8 = AtomicU8::new(0);

@@ -6,6 +6,7 @@ use std::path::{Path, PathBuf};
 
 use serde::{Deserialize, Serialize};
 
+use super::distance;
 use super::ks::ks_histograms;
 use super::Thresholds;
 use crate::report::requests::cdf_points;
@@ -55,15 +56,19 @@ pub struct RunRef {
 /// One scalar figure compared.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct Check {
-    /// `ks`, `p50`, `p90`, `p99`, `mean` or `throughput`.
+    /// `distance`, `ks`, `wasserstein`, `p50`, `p90`, `p99`, `mean` or `throughput`.
     pub name: String,
-    /// The figure in A and in B (ms, or requests/s for throughput; none for ks).
+    /// The figure in A and in B (ms, or requests/s for throughput; none for distances).
     pub a: Option<f64>,
     pub b: Option<f64>,
-    /// The KS distance, or the relative error |B − A| / |A|; `None` when undefined.
+    /// The distance, or the relative error |B − A| / |A|; `None` when undefined.
     pub value: Option<f64>,
     pub threshold: f64,
+    /// Whether the value is within the threshold (for an informational check, only shown).
     pub pass: bool,
+    /// Reported, but not part of the verdict (`ks`, `wasserstein`).
+    #[serde(default)]
+    pub informational: bool,
 }
 
 /// One node's CPU or one link direction's utilization over time.
@@ -206,6 +211,11 @@ pub fn compare(a: &Path, b: &Path, th: &Thresholds) -> Result<Comparison, Compar
     Ok(compare_runs(&ra, &rb, th))
 }
 
+/// A latency histogram (ns) as ascending (ms, count) points.
+fn weighted_ms(h: &hdrhistogram::Histogram<u64>) -> Vec<(f64, u64)> {
+    h.iter_recorded().map(|v| (v.value_iterated_to() as f64 / 1e6, v.count_at_value())).collect()
+}
+
 /// Compares two analysed runs.
 pub fn compare_runs(ra: &RunData, rb: &RunData, th: &Thresholds) -> Comparison {
     let mut failures = Vec::new();
@@ -218,12 +228,31 @@ pub fn compare_runs(ra: &RunData, rb: &RunData, th: &Thresholds) -> Comparison {
     let completed = |q: Option<&crate::report::RequestStats>| q.map_or(0, |q| q.completed);
     match (qa.filter(|q| q.completed > 0), qb.filter(|q| q.completed > 0)) {
         (Some(qa), Some(qb)) => {
-            let ks = ks_histograms(&qa.corrected, &qb.corrected);
-            let pass = ks.is_some_and(|d| d <= th.ks);
-            if let (false, Some(d)) = (pass, ks) {
-                failures.push(format!("latency distribution: KS distance {d:.4} exceeds threshold {:.4}", th.ks));
+            let (wa, wb) = (weighted_ms(&qa.corrected), weighted_ms(&qb.corrected));
+            let shift = distance::tolerance(&wa, th.shift, th.shift_floor_ms);
+            let d = shift.and_then(|h| distance::tolerant_ks(&wa, &wb, h));
+            let pass = d.is_some_and(|d| d <= th.distance);
+            if let (false, Some(d), Some(h)) = (pass, d, shift) {
+                failures.push(format!(
+                    "latency distribution: tolerant KS distance {d:.4} (CDFs allowed to shift by {h:.3} ms) exceeds threshold {:.4}",
+                    th.distance
+                ));
             }
-            checks.push(Check { name: "ks".into(), a: None, b: None, value: ks, threshold: th.ks, pass });
+            checks.push(Check { name: "distance".into(), a: None, b: None, value: d, threshold: th.distance, pass, informational: false });
+            let ks = ks_histograms(&qa.corrected, &qb.corrected);
+            let ks_pass = ks.is_some_and(|d| d <= th.ks);
+            checks.push(Check { name: "ks".into(), a: None, b: None, value: ks, threshold: th.ks, pass: ks_pass, informational: true });
+            // Wasserstein-1 relative to the baseline's median.
+            let w1 = distance::wasserstein1(&wa, &wb).zip(distance::median(&wa)).map(|(w, m)| if m > 0.0 { w / m } else { w });
+            checks.push(Check {
+                name: "wasserstein".into(),
+                a: None,
+                b: None,
+                value: w1,
+                threshold: th.p50,
+                pass: w1.is_some_and(|w| w <= th.p50),
+                informational: true,
+            });
             let ms = |h: &hdrhistogram::Histogram<u64>, q: f64| h.value_at_quantile(q) as f64 / 1e6;
             for (name, label, va, vb, limit) in [
                 ("p50", "p50 latency", ms(&qa.corrected, 0.5), ms(&qb.corrected, 0.5), th.p50),
@@ -244,7 +273,7 @@ pub fn compare_runs(ra: &RunData, rb: &RunData, th: &Thresholds) -> Comparison {
                     )),
                     _ => {}
                 }
-                checks.push(Check { name: name.into(), a: Some(va), b: Some(vb), value, threshold: limit, pass });
+                checks.push(Check { name: name.into(), a: Some(va), b: Some(vb), value, threshold: limit, pass, informational: false });
             }
             cdf.a = cdf_points(&qa.corrected, 1e-6, PLOT_POINTS);
             cdf.b = cdf_points(&qb.corrected, 1e-6, PLOT_POINTS);

@@ -88,15 +88,15 @@ pub fn render(c: &Comparison) -> Result<String, ReportError> {
         h.push_str("</ul>");
     }
     if !c.checks.is_empty() {
-        h.push_str("<h2>Requests</h2><p class=\"note\">KS: largest gap between the two corrected-latency CDFs (absolute). Others: relative error |B − A| / |A|.</p>");
+        h.push_str("<h2>Requests</h2><p class=\"note\">distance (decisive): largest gap between the two corrected-latency CDFs once either may shift sideways by the tolerance. KS: the same gap without tolerance; wasserstein: mean distance of matched quantiles over A's median (both informational). Others: relative error |B − A| / |A|.</p>");
         h.push_str("<table><tr><th class=\"l\">figure</th><th>A</th><th>B</th><th>error</th><th>threshold</th><th class=\"l\">verdict</th></tr>");
         for k in &c.checks {
             let unit = match k.name.as_str() {
                 "throughput" => " req/s",
-                "ks" => "",
+                "ks" | "distance" | "wasserstein" => "",
                 _ => " ms",
             };
-            let cell = |v: Option<f64>| if k.name == "ks" { "–".to_owned() } else { format!("{}{unit}", fix(v, 3)) };
+            let cell = |v: Option<f64>| if k.a.is_none() { "–".to_owned() } else { format!("{}{unit}", fix(v, 3)) };
             let _ = write!(
                 h,
                 "<tr><td class=\"l\">{}</td><td>{}</td><td>{}</td><td>{}</td><td>{:.4}</td><td class=\"l\">{}</td></tr>",
@@ -105,7 +105,7 @@ pub fn render(c: &Comparison) -> Result<String, ReportError> {
                 cell(k.b),
                 fix(k.value, 4),
                 k.threshold,
-                verdict(k.pass)
+                if k.informational { "(reported)" } else { verdict(k.pass) }
             );
         }
         h.push_str("</table>");

@@ -3,7 +3,9 @@
 //!
 //! # Design
 //! Both runs are read with [`crate::report::analyze`]; latency distributions are compared as
-//! HDR histograms ([`ks`]), scalar figures by relative error, and node CPU and link
+//! HDR histograms by the tolerant KS distance ([`distance`], decisive), with the plain KS
+//! distance ([`ks`]) and the Wasserstein-1 distance reported beside it; scalar figures by
+//! relative error, and node CPU and link
 //! utilization by resampling both series on one virtual-time grid ([`diff::align`]).
 //!
 //! # Limitations
@@ -11,6 +13,7 @@
 //! - Only nodes and links present in both runs are compared; the rest are listed as notes.
 
 pub mod diff;
+pub mod distance;
 mod html;
 pub mod ks;
 pub mod thresholds;

@@ -7,11 +7,17 @@ use serde::{Deserialize, Serialize};
 
 use crate::topology::SourceMap;
 
-/// Largest acceptable differences between two runs. `ks` is an absolute KS distance; every
-/// other figure is a relative error `|B − A| / |A|` (series: see docs/reports.md).
+/// Largest acceptable differences between two runs. `distance` is the tolerant KS distance
+/// (the decisive check of the latency distribution: KS after either CDF may move sideways by
+/// `shift` of the baseline's median, at least `shift_floor_ms`); `ks` is the plain KS
+/// distance, reported but not decisive (a sub-percent shift of a narrow distribution decides
+/// it); every other figure is a relative error `|B − A| / |A|` (series: see docs/reports.md).
 #[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct Thresholds {
+    pub distance: f64,
+    pub shift: f64,
+    pub shift_floor_ms: f64,
     pub ks: f64,
     pub p50: f64,
     pub p90: f64,
@@ -24,7 +30,7 @@ pub struct Thresholds {
 
 impl Default for Thresholds {
     fn default() -> Self {
-        Self { ks: 0.1, p50: 0.05, p90: 0.05, p99: 0.10, mean: 0.05, throughput: 0.05, cpu: 0.10, link_util: 0.10 }
+        Self { distance: 0.1, shift: 0.02, shift_floor_ms: 0.05, ks: 0.1, p50: 0.05, p90: 0.05, p99: 0.10, mean: 0.05, throughput: 0.05, cpu: 0.10, link_util: 0.10 }
     }
 }
 
@@ -75,6 +81,9 @@ impl Thresholds {
             invalid(source.locate(&field), &field, message)
         })?;
         for (field, v) in [
+            ("distance", th.distance),
+            ("shift", th.shift),
+            ("shift_floor_ms", th.shift_floor_ms),
             ("ks", th.ks),
             ("p50", th.p50),
             ("p90", th.p90),
@@ -88,8 +97,10 @@ impl Thresholds {
                 return Err(invalid(source.locate_value(field), field, format!("must be a number ≥ 0, got {v}")));
             }
         }
-        if th.ks > 1.0 {
-            return Err(invalid(source.locate_value("ks"), "ks", format!("a KS distance is at most 1, got {}", th.ks)));
+        for (field, v) in [("ks", th.ks), ("distance", th.distance)] {
+            if v > 1.0 {
+                return Err(invalid(source.locate_value(field), field, format!("a KS distance is at most 1, got {v}")));
+            }
         }
         Ok(th)
     }

@@ -2,8 +2,10 @@
 //!
 //! # Design
 //! With TDF t a node of `cpus` original cores needs `cpus / t` host cores; memory is not
-//! scaled. A placement is valid when, on every host, `Σ cpus/t ≤ cores · headroom` and
-//! `Σ memory ≤ memory`. Placement is first-fit decreasing by CPU (ties by memory, then
+//! scaled. A placement is valid when, on every host, `Σ cpus/t ≤ cores · headroom − reserve`
+//! and `Σ memory ≤ memory`. The reserve is the CPU of diorama itself on that host: the
+//! harness (sampling, readiness checks, the fault timeline) and the userspace network
+//! emulator, whose forwarding thread must never wait behind the nodes it serves. Placement is first-fit decreasing by CPU (ties by memory, then
 //! name, so plans are deterministic); groups marked `spread` go first, each member to the
 //! host with the most free CPU. `tdf: auto` searches the smallest TDF (to 0.01) at which
 //! placement succeeds: feasibility is monotone in t for a fixed order of items, so a binary
@@ -56,6 +58,17 @@ pub struct PlanOptions {
     pub headroom: f64,
     /// CFS period in µs before lengthening.
     pub cpu_period_us: u64,
+    /// Host cores set aside on every host for the harness and the network emulator.
+    pub reserve_cores: f64,
+}
+
+/// Host cores diorama itself needs on a host, by default: the harness's sampling and
+/// control (measured at 2–4% of a core on the bundled topologies) and, with an emulated
+/// network, the userspace emulator's forwarding thread (one core at its 770 Mbit/s
+/// saturation; a tenth to a fifth of a core at the few tens of Mbit/s of the bundled
+/// validations at TDF 10).
+pub fn default_reserve(has_network: bool) -> f64 {
+    if has_network { 0.25 } else { 0.05 }
 }
 
 /// One node's placement.
@@ -90,6 +103,8 @@ pub struct Plan {
     pub tdf: f64,
     pub tdf_auto: bool,
     pub headroom: f64,
+    /// Host cores set aside on every host for the harness and the network emulator.
+    pub reserve_cores: f64,
     pub nodes: Vec<Placed>,
     pub hosts: Vec<HostLoad>,
 }
@@ -103,8 +118,8 @@ struct Item<'a> {
 }
 
 /// Places items at `tdf`; `Err` names the host and resource that overflowed first.
-fn place(items: &[Item<'_>], hosts: &[Host], headroom: f64, tdf: f64) -> Result<Vec<usize>, String> {
-    let mut cpu_free: Vec<f64> = hosts.iter().map(|h| h.cores * headroom).collect();
+fn place(items: &[Item<'_>], hosts: &[Host], cap: &dyn Fn(&Host) -> f64, tdf: f64) -> Result<Vec<usize>, String> {
+    let mut cpu_free: Vec<f64> = hosts.iter().map(cap).collect();
     let mut mem_free: Vec<u64> = hosts.iter().map(|h| h.memory).collect();
     let mut at = vec![usize::MAX; items.len()];
     // Tolerance for float sums at the exact boundary.
@@ -126,7 +141,10 @@ fn place(items: &[Item<'_>], hosts: &[Host], headroom: f64, tdf: f64) -> Result<
             } else {
                 format!(
                     "node {} needs {need:.3} host cores, host {} has {:.3} of {:.2} left",
-                    item.name, hosts[best].name, cpu_free[best].max(0.0), hosts[best].cores * headroom
+                    item.name,
+                    hosts[best].name,
+                    cpu_free[best].max(0.0),
+                    cap(&hosts[best])
                 )
             });
         };
@@ -179,35 +197,39 @@ pub fn plan(topology: &Topology, inventory: &Inventory, opts: &PlanOptions) -> R
                 _ => b.cpus.total_cmp(&a.cpus).then(b.memory.cmp(&a.memory)).then(a.name.cmp(b.name)),
             })
     });
+    // What the nodes of a host may use: the headroom's share of its cores, less the reserve.
+    let cap = |h: &Host| (h.cores * opts.headroom - opts.reserve_cores).max(0.0);
     // Memory does not scale: check it alone first (at an "infinite" TDF).
-    if let Err(detail) = place(&items, hosts, opts.headroom, f64::MAX) {
+    if let Err(detail) = place(&items, hosts, &cap, f64::MAX) {
         return Err(PlanError::Memory { detail });
     }
-    let max_cores = hosts.iter().map(|h| h.cores * opts.headroom).fold(0.0, f64::max);
+    let max_cores = hosts.iter().map(cap).fold(0.0, f64::max);
     let auto_tdf = || -> f64 {
         let total_cpu: f64 = items.iter().map(|i| i.cpus).sum();
-        let total_cap: f64 = hosts.iter().map(|h| h.cores * opts.headroom).sum();
+        let total_cap: f64 = hosts.iter().map(cap).sum();
         let biggest = items.iter().map(|i| i.cpus).fold(0.0, f64::max);
         let mut lo = (total_cpu / total_cap).max(biggest / max_cores).max(1.0);
         lo = (lo / TDF_STEP).floor() * TDF_STEP;
         let mut hi = lo.max(1.0);
-        while place(&items, hosts, opts.headroom, hi).is_err() {
+        while place(&items, hosts, &cap, hi).is_err() {
             hi *= 2.0;
         }
         // Invariant: hi fits; find the smallest multiple of the step that fits.
         let (mut l, mut h) = ((lo / TDF_STEP).floor() as u64, (hi / TDF_STEP).ceil() as u64);
-        if place(&items, hosts, opts.headroom, (l as f64 * TDF_STEP).max(1.0)).is_ok() {
-            return (l as f64 * TDF_STEP).max(1.0);
+        if place(&items, hosts, &cap, (l as f64 / (1.0 / TDF_STEP).round()).max(1.0)).is_ok() {
+            return (l as f64 / (1.0 / TDF_STEP).round()).max(1.0);
         }
         while h - l > 1 {
             let m = (l + h) / 2;
-            if place(&items, hosts, opts.headroom, m as f64 * TDF_STEP).is_ok() {
+            if place(&items, hosts, &cap, m as f64 * TDF_STEP).is_ok() {
                 h = m;
             } else {
                 l = m;
             }
         }
-        h as f64 * TDF_STEP
+        // h / 100 rather than h × 0.01: the nearest double to the decimal (14.2, not
+        // 14.200000000000001).
+        h as f64 / (1.0 / TDF_STEP).round()
     };
     let fixed = opts.tdf.or(topology.tdf.fixed());
     let (tdf, tdf_auto) = match fixed {
@@ -215,18 +237,21 @@ pub fn plan(topology: &Topology, inventory: &Inventory, opts: &PlanOptions) -> R
         Some(t) => (t, false),
         None => (auto_tdf(), true),
     };
-    let at = match place(&items, hosts, opts.headroom, tdf) {
+    let at = match place(&items, hosts, &cap, tdf) {
         Ok(at) => at,
         Err(detail) => {
             let biggest = items.iter().find(|i| i.cpus / tdf > max_cores + 1e-9);
             if let Some(big) = biggest {
-                return Err(PlanError::NodeTooBig { node: big.name.to_owned(), need: big.cpus / tdf, cores: max_cores / opts.headroom, tdf });
+                return Err(PlanError::NodeTooBig { node: big.name.to_owned(), need: big.cpus / tdf, cores: max_cores, tdf });
             }
             let total_cpu: f64 = items.iter().map(|i| i.cpus).sum::<f64>() / tdf;
-            let total_cap: f64 = hosts.iter().map(|h| h.cores * opts.headroom).sum();
+            let total_cap: f64 = hosts.iter().map(cap).sum();
             let over = (total_cpu / total_cap - 1.0) * 100.0;
             let detail = if over > 0.0 {
-                format!("the nodes need {total_cpu:.2} host cores, {over:.0}% over the {total_cap:.2} available (cores × headroom {}); {detail}", opts.headroom)
+                format!(
+                    "the nodes need {total_cpu:.2} host cores, {over:.0}% over the {total_cap:.2} available (cores × headroom {} − {} reserved per host); {detail}",
+                    opts.headroom, opts.reserve_cores
+                )
             } else {
                 detail
             };
@@ -263,7 +288,7 @@ pub fn plan(topology: &Topology, inventory: &Inventory, opts: &PlanOptions) -> R
             }
         })
         .collect();
-    Ok(Plan { schema: 1, tdf, tdf_auto, headroom: opts.headroom, nodes, hosts: loads })
+    Ok(Plan { schema: 1, tdf, tdf_auto, headroom: opts.headroom, reserve_cores: opts.reserve_cores, nodes, hosts: loads })
 }
 
 #[cfg(test)]

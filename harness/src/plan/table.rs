@@ -12,10 +12,11 @@ impl fmt::Display for Plan {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         writeln!(
             f,
-            "TDF {}{} (headroom {})",
+            "TDF {}{} (headroom {}, {} cores reserved per host for diorama and its network emulator)",
             self.tdf,
             if self.tdf_auto { " (auto: the smallest that fits)" } else { "" },
-            self.headroom
+            self.headroom,
+            self.reserve_cores
         )?;
         let w = self.nodes.iter().map(|n| n.node.len()).max().unwrap_or(4).max(4);
         let hw = self.nodes.iter().map(|n| n.host.len()).max().unwrap_or(4).max(4);

@@ -8,7 +8,7 @@ fn topo(nodes: &str) -> Topology {
 }
 
 fn opts(tdf: Option<f64>) -> PlanOptions {
-    PlanOptions { tdf, headroom: 0.9, cpu_period_us: 100_000 }
+    PlanOptions { tdf, headroom: 0.9, cpu_period_us: 100_000, reserve_cores: 0.0 }
 }
 
 const GIB: u64 = 1 << 30;
@@ -24,6 +24,18 @@ fn auto_picks_the_smallest_tdf_that_fits() {
     assert!(used <= 1.8 + 1e-9);
     // 0.01 less does not fit.
     assert!(plan(&t, &Inventory::uniform(1, 2.0, 24 * GIB), &opts(Some(5.55))).is_err());
+}
+
+#[test]
+fn the_reserve_for_diorama_is_taken_before_the_nodes() {
+    // 10 one-core nodes on 2 cores at 90% less 0.25 reserved: 10 / 1.55 = 6.46.
+    let t = topo("  - name: n[0..10]\n    memory: 64MiB\n    run: {command: x}\n");
+    let o = PlanOptions { reserve_cores: 0.25, ..opts(None) };
+    let p = plan(&t, &Inventory::uniform(1, 2.0, 24 * GIB), &o).unwrap();
+    assert!((p.tdf - 6.46).abs() < 1e-9, "{}", p.tdf);
+    assert!(p.to_string().contains("0.25 cores reserved per host"), "{p}");
+    let err = plan(&t, &Inventory::uniform(1, 2.0, 24 * GIB), &PlanOptions { tdf: Some(6.0), ..o }).unwrap_err().to_string();
+    assert!(err.contains("0.25 reserved per host"), "{err}");
 }
 
 #[test]
@@ -133,7 +145,7 @@ fn bundled_topologies_plan_as_snapshotted() {
         }
         let t = crate::topology::load(&file).unwrap_or_else(|e| panic!("{e}"));
         let inv = Inventory { hosts: vec![Host { name: "host0".into(), cores: 2.0, memory: 24 * GIB }] };
-        let p = plan(&t, &inv, &PlanOptions { tdf: None, headroom: t.headroom, cpu_period_us: 100_000 })
+        let p = plan(&t, &inv, &PlanOptions { tdf: None, headroom: t.headroom, cpu_period_us: 100_000, reserve_cores: default_reserve(!t.links.is_empty()) })
             .unwrap_or_else(|e| panic!("{}: {e}", file.display()));
         let got = p.to_string();
         let snap = snapshots.join(format!("{}.txt", file.file_stem().unwrap().to_string_lossy()));

@@ -135,13 +135,18 @@ pub struct FidelityThresholds {
     /// A node's lost CPU (min of quota − used and run-queue wait) as a share of its quota at
     /// or above which an interval counts as the quota not met.
     pub quota_deficit: f64,
+    /// Run-queue wait (cores: seconds per second, summed over the node's threads) below which
+    /// a node did not want CPU it was denied: waking up costs tens of µs of run-queue delay
+    /// even on an idle host, which against a quota of 1.5% of a core looked like 75–96% of
+    /// the quota lost.
+    pub min_wait: f64,
     /// The network core's lateness p99 (real) above which it counts as late.
     pub late_p99: std::time::Duration,
 }
 
 impl Default for FidelityThresholds {
     fn default() -> Self {
-        Self { host_busy: 0.95, quota_deficit: 0.10, late_p99: std::time::Duration::from_millis(1) }
+        Self { host_busy: 0.95, quota_deficit: 0.10, min_wait: 0.02, late_p99: std::time::Duration::from_millis(1) }
     }
 }
 
@@ -203,9 +208,11 @@ struct NodeLast {
 /// # Design
 /// "Wanted CPU" is measured as run-queue delay: the sum over the node's threads of
 /// `/proc/<tid>/schedstat`'s second field (ns spent runnable but not running). A node whose
-/// threads waited, and which used less than its quota over the same interval, was denied
-/// CPU the plan promised it; the deficit is `min(quota − used, waited)` in cores. Throttling
-/// by the node's own quota is not a lapse: a throttled node got its quota.
+/// threads waited for a significant share of the interval (at least
+/// [`FidelityThresholds::min_wait`] cores), and which used less than its quota over the same
+/// interval, was denied CPU the plan promised it; the deficit is `min(quota − used, waited)`
+/// in cores. Throttling by the node's own quota is not a lapse: a throttled node got its
+/// quota. Time a paced thread sleeps is not run-queue delay: pacing is the model, not a lapse.
 #[derive(Debug)]
 pub struct FidelityMonitor {
     th: FidelityThresholds,
@@ -282,7 +289,7 @@ impl FidelityMonitor {
         }
         let used = cur.cpu_ns.saturating_sub(prev.cpu_ns) as f64 / 1e9 / dt;
         let waited = cur.wait_ns.saturating_sub(prev.wait_ns) as f64 / 1e9 / dt;
-        let deficit = quota_deficit(quota, used, waited);
+        let deficit = lapse(&self.th, quota, used, waited);
         self.node_lapses.entry(name.to_owned()).or_default().add(deficit >= self.th.quota_deficit, deficit);
     }
 
@@ -353,6 +360,15 @@ impl FidelityMonitor {
     }
 }
 
+/// The share of its quota a node was denied in an interval: 0 unless it wanted CPU (waited
+/// at least `min_wait` cores).
+fn lapse(th: &FidelityThresholds, quota: f64, used: f64, waited: f64) -> f64 {
+    if waited < th.min_wait {
+        return 0.0;
+    }
+    quota_deficit(quota, used, waited)
+}
+
 /// Lost CPU as a share of the quota: what the node both waited for and did not get.
 fn quota_deficit(quota: f64, used: f64, waited: f64) -> f64 {
     ((quota - used).max(0.0).min(waited)) / quota
@@ -401,6 +417,19 @@ mod fidelity_tests {
         assert!((quota_deficit(0.5, 0.3, 0.1) - 0.2).abs() < 1e-9);
         // Used 0.1 without waiting: it did not want more.
         assert_eq!(quota_deficit(0.5, 0.1, 0.0), 0.0);
+    }
+
+    #[test]
+    fn wake_up_delays_of_an_idle_node_are_not_a_lapse() {
+        let th = FidelityThresholds::default();
+        // Quota 1.5% of a core, used 0.1%, 12 ms of wake-up delays per second: 80% of the
+        // quota "lost" by the old rule, but the node never wanted more than it got.
+        assert!(quota_deficit(0.015, 0.001, 0.012) > 0.75);
+        assert_eq!(lapse(&th, 0.015, 0.001, 0.012), 0.0);
+        // Waited 300 ms per second and got half its quota: denied half of it.
+        assert!((lapse(&th, 0.1, 0.05, 0.3) - 0.5).abs() < 1e-9);
+        // Waited a lot but used its whole quota (throttled): not a lapse.
+        assert_eq!(lapse(&th, 0.1, 0.1, 0.5), 0.0);
     }
 
     #[test]
