@@ -33,7 +33,7 @@ use nix::sys::epoll::{Epoll, EpollCreateFlags, EpollEvent, EpollFlags, EpollTime
 use rand::rngs::StdRng;
 use rand::{Rng, SeedableRng};
 
-use crate::emulator::{Emulator, EmulatorError};
+use crate::emulator::{Emulator, EmulatorError, LinkSample};
 use crate::graph::{Dir, Graph, Hop};
 use crate::link::{scale, LinkError, LinkParams, Loss, QueueLimit};
 
@@ -52,19 +52,6 @@ pub struct DirCounters {
     pub packets: AtomicU64,
     pub drops: AtomicU64,
     pub queue_bytes: AtomicU64,
-}
-
-/// A snapshot of a direction's counters.
-#[derive(Debug, Clone, PartialEq)]
-pub struct LinkSample {
-    pub link: String,
-    pub dir: Dir,
-    pub bytes: u64,
-    pub packets: u64,
-    pub drops: u64,
-    pub queue_bytes: u64,
-    /// Perceived rate, for utilization.
-    pub rate_bps: Option<u64>,
 }
 
 /// Runtime changes, applied between packets.

@@ -10,7 +10,6 @@
 
 use std::time::Duration;
 
-use crate::core::LinkSample;
 use crate::graph::Dir;
 use crate::link::{LinkError, LinkParams};
 
@@ -31,6 +30,19 @@ pub enum EmulatorError {
     Gone,
     #[error("configure the kernel network")]
     Kernel(#[source] Box<dyn std::error::Error + Send + Sync>),
+}
+
+/// A snapshot of a direction's counters.
+#[derive(Debug, Clone, PartialEq)]
+pub struct LinkSample {
+    pub link: String,
+    pub dir: Dir,
+    pub bytes: u64,
+    pub packets: u64,
+    pub drops: u64,
+    pub queue_bytes: u64,
+    /// Perceived rate, for utilization.
+    pub rate_bps: Option<u64>,
 }
 
 /// A running emulated network.

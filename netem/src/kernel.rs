@@ -37,8 +37,7 @@ use std::time::Duration;
 
 use netlink_packet_route::tc::TcHandle;
 
-use crate::core::LinkSample;
-use crate::emulator::{Emulator, EmulatorError};
+use crate::emulator::{Emulator, EmulatorError, LinkSample};
 use crate::graph::{Dir, Graph};
 use crate::link::{scale, JitterDist, LinkError, LinkParams, Loss, QueueLimit};
 use crate::netns::NetNs;
