@@ -39,7 +39,7 @@ impl NodeSampler {
 
     /// Samples one node at virtual time `t` (seconds since the epoch).
     pub fn sample(&mut self, t: f64, node: &NodeSpec, cgroup: &NodeCgroup, tdf: f64) {
-        let Ok(stats) = cgroup.stats() else { return };
+        let stats = cgroup.stats();
         let now = Last { t_virtual: t, cpu_ns: stats.cpu_usage_ns, throttled_ns: stats.throttled_ns };
         let previous = self.last.insert(node.name.clone(), now);
         let Some(prev) = previous else { return };
@@ -271,7 +271,7 @@ impl FidelityMonitor {
     /// `active`: false while it is paused or down (its interval is then skipped).
     pub fn sample_node(&mut self, name: &str, cgroup: &NodeCgroup, quota_cores: Option<f64>, active: bool) {
         let now = std::time::Instant::now();
-        let Ok(stats) = cgroup.stats() else { return };
+        let stats = cgroup.stats();
         let wait_ns: u64 = cgroup.threads().iter().filter_map(|t| run_delay_ns(&self.proc_root, *t)).sum();
         let cur = NodeLast { at: now, cpu_ns: stats.cpu_usage_ns, wait_ns };
         let prev = self.nodes.insert(name.to_owned(), cur);
