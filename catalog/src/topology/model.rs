@@ -9,6 +9,56 @@ use serde::{Deserialize, Serialize};
 pub use crate::one_or_many::OneOrMany;
 use crate::units::{Bytes, Duration, Percent, Rate};
 
+/// Declares a struct with the link parameters (rate, delay, jitter, loss, queue, jitter
+/// distribution, Gilbert–Elliott loss, reorder, duplicate, corrupt) after its own fields, and
+/// `params()` to take them out as a [`LinkParamsDecl`]. The fields are written once here.
+///
+/// # Design
+/// Not `#[serde(flatten)]`: serde does not support `deny_unknown_fields` with `flatten`, and
+/// a misspelt link field must stay an error with its position.
+macro_rules! link_fields {
+    ($(#[$meta:meta])* pub struct $name:ident { $($(#[$fmeta:meta])* pub $field:ident: $ty:ty,)* }) => {
+        $(#[$meta])*
+        pub struct $name {
+            $($(#[$fmeta])* pub $field: $ty,)*
+            pub rate: Option<Rate>,
+            pub delay: Option<Duration>,
+            pub jitter: Option<Duration>,
+            pub loss: Option<Percent>,
+            /// Queue limit: bytes (`100KB`) or packets (`100p`/`100 packets`).
+            pub queue: Option<QueueDecl>,
+            /// Jitter distribution, as netem: `uniform` (default), `normal`, `pareto-normal`.
+            pub jitter_dist: Option<JitterDistDecl>,
+            /// Bursty loss (netem's `loss gemodel`); exclusive with `loss`.
+            pub gilbert_elliott: Option<GilbertElliottDecl>,
+            /// Share of packets sent without the delay (netem's `reorder`; needs a delay).
+            pub reorder: Option<Percent>,
+            /// Share of packets delivered twice.
+            pub duplicate: Option<Percent>,
+            /// Share of packets with one bit flipped in their payload.
+            pub corrupt: Option<Percent>,
+        }
+
+        impl $name {
+            /// The link parameters alone.
+            pub fn params(&self) -> LinkParamsDecl {
+                LinkParamsDecl {
+                    rate: self.rate,
+                    delay: self.delay,
+                    jitter: self.jitter,
+                    loss: self.loss,
+                    queue: self.queue.clone(),
+                    jitter_dist: self.jitter_dist,
+                    gilbert_elliott: self.gilbert_elliott,
+                    reorder: self.reorder,
+                    duplicate: self.duplicate,
+                    corrupt: self.corrupt,
+                }
+            }
+        }
+    };
+}
+
 /// `tdf: auto` or a positive number.
 #[derive(Debug, Clone, Copy, PartialEq, Default)]
 pub enum TdfChoice {
@@ -139,26 +189,11 @@ pub struct DiskDecl {
     pub device: Option<String>,
 }
 
-/// Parameters of one direction of a link.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema, Default)]
-#[serde(deny_unknown_fields)]
-pub struct LinkParamsDecl {
-    pub rate: Option<Rate>,
-    pub delay: Option<Duration>,
-    pub jitter: Option<Duration>,
-    pub loss: Option<Percent>,
-    /// Queue limit: bytes (`100KB`) or packets (`100p`/`100 packets`).
-    pub queue: Option<QueueDecl>,
-    /// Jitter distribution, as netem: `uniform` (default), `normal`, `pareto-normal`.
-    pub jitter_dist: Option<JitterDistDecl>,
-    /// Bursty loss (netem's `loss gemodel`); exclusive with `loss`.
-    pub gilbert_elliott: Option<GilbertElliottDecl>,
-    /// Share of packets sent without the delay (netem's `reorder`; needs a delay).
-    pub reorder: Option<Percent>,
-    /// Share of packets delivered twice.
-    pub duplicate: Option<Percent>,
-    /// Share of packets with one bit flipped in their payload.
-    pub corrupt: Option<Percent>,
+link_fields! {
+    /// Parameters of one direction of a link.
+    #[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema, Default)]
+    #[serde(deny_unknown_fields)]
+    pub struct LinkParamsDecl {}
 }
 
 /// A jitter distribution.
@@ -211,42 +246,12 @@ impl<'de> Deserialize<'de> for QueueDecl {
     }
 }
 
-/// A node's access link to a switch or another node.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
-#[serde(deny_unknown_fields)]
-pub struct AccessLinkDecl {
-    pub to: String,
-    pub rate: Option<Rate>,
-    pub delay: Option<Duration>,
-    pub jitter: Option<Duration>,
-    pub loss: Option<Percent>,
-    pub queue: Option<QueueDecl>,
-    /// Jitter distribution, as netem: `uniform` (default), `normal`, `pareto-normal`.
-    pub jitter_dist: Option<JitterDistDecl>,
-    /// Bursty loss (netem's `loss gemodel`); exclusive with `loss`.
-    pub gilbert_elliott: Option<GilbertElliottDecl>,
-    /// Share of packets sent without the delay (netem's `reorder`; needs a delay).
-    pub reorder: Option<Percent>,
-    /// Share of packets delivered twice.
-    pub duplicate: Option<Percent>,
-    /// Share of packets with one bit flipped in their payload.
-    pub corrupt: Option<Percent>,
-}
-
-impl AccessLinkDecl {
-    pub fn params(&self) -> LinkParamsDecl {
-        LinkParamsDecl {
-            rate: self.rate,
-            delay: self.delay,
-            jitter: self.jitter,
-            loss: self.loss,
-            queue: self.queue.clone(),
-            jitter_dist: self.jitter_dist,
-            gilbert_elliott: self.gilbert_elliott,
-            reorder: self.reorder,
-            duplicate: self.duplicate,
-            corrupt: self.corrupt,
-        }
+link_fields! {
+    /// A node's access link to a switch or another node.
+    #[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
+    #[serde(deny_unknown_fields)]
+    pub struct AccessLinkDecl {
+        pub to: String,
     }
 }
 
@@ -282,48 +287,18 @@ pub struct NodeDecl {
     pub placement: Option<Placement>,
 }
 
-/// A link between two switches or nodes.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
-#[serde(deny_unknown_fields)]
-pub struct LinkDecl {
-    pub between: [String; 2],
-    /// A name for faults to refer to (default `a--b`).
-    pub name: Option<String>,
-    pub rate: Option<Rate>,
-    pub delay: Option<Duration>,
-    pub jitter: Option<Duration>,
-    pub loss: Option<Percent>,
-    pub queue: Option<QueueDecl>,
-    /// Jitter distribution, as netem: `uniform` (default), `normal`, `pareto-normal`.
-    pub jitter_dist: Option<JitterDistDecl>,
-    /// Bursty loss (netem's `loss gemodel`); exclusive with `loss`.
-    pub gilbert_elliott: Option<GilbertElliottDecl>,
-    /// Share of packets sent without the delay (netem's `reorder`; needs a delay).
-    pub reorder: Option<Percent>,
-    /// Share of packets delivered twice.
-    pub duplicate: Option<Percent>,
-    /// Share of packets with one bit flipped in their payload.
-    pub corrupt: Option<Percent>,
-    /// Overrides for the direction from the first to the second endpoint.
-    pub forward: Option<LinkParamsDecl>,
-    /// Overrides for the direction from the second to the first endpoint.
-    pub reverse: Option<LinkParamsDecl>,
-}
-
-impl LinkDecl {
-    pub fn params(&self) -> LinkParamsDecl {
-        LinkParamsDecl {
-            rate: self.rate,
-            delay: self.delay,
-            jitter: self.jitter,
-            loss: self.loss,
-            queue: self.queue.clone(),
-            jitter_dist: self.jitter_dist,
-            gilbert_elliott: self.gilbert_elliott,
-            reorder: self.reorder,
-            duplicate: self.duplicate,
-            corrupt: self.corrupt,
-        }
+link_fields! {
+    /// A link between two switches or nodes.
+    #[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
+    #[serde(deny_unknown_fields)]
+    pub struct LinkDecl {
+        pub between: [String; 2],
+        /// A name for faults to refer to (default `a--b`).
+        pub name: Option<String>,
+        /// Overrides for the direction from the first to the second endpoint.
+        pub forward: Option<LinkParamsDecl>,
+        /// Overrides for the direction from the second to the first endpoint.
+        pub reverse: Option<LinkParamsDecl>,
     }
 }
 
