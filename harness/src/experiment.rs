@@ -214,7 +214,7 @@ fn disk_limits(
 }
 
 /// The emulated network of a topology (perceived parameters), when it has links.
-fn network_spec(t: &Topology) -> Result<Option<netem::graph::NetSpec>, String> {
+fn network_spec(t: &Topology) -> Result<Option<netemu::graph::NetSpec>, String> {
     if t.links.is_empty() {
         return Ok(None);
     }
@@ -227,32 +227,32 @@ fn network_spec(t: &Topology) -> Result<Option<netem::graph::NetSpec>, String> {
             (a, l)
         }
     };
-    let params = |p: &topology::LinkParams| netem::link::LinkParams {
+    let params = |p: &topology::LinkParams| netemu::link::LinkParams {
         rate_bps: p.rate_bps,
         delay: Duration::from_nanos(p.delay_ns),
         jitter: Duration::from_nanos(p.jitter_ns),
         jitter_dist: match p.jitter_dist {
-            topology::model::JitterDistDecl::Uniform => netem::link::JitterDist::Uniform,
-            topology::model::JitterDistDecl::Normal => netem::link::JitterDist::Normal,
-            topology::model::JitterDistDecl::ParetoNormal => netem::link::JitterDist::ParetoNormal,
+            topology::model::JitterDistDecl::Uniform => netemu::link::JitterDist::Uniform,
+            topology::model::JitterDistDecl::Normal => netemu::link::JitterDist::Normal,
+            topology::model::JitterDistDecl::ParetoNormal => netemu::link::JitterDist::ParetoNormal,
         },
         loss: match p.gilbert_elliott {
             Some([p_good_to_bad, p_bad_to_good, loss_good, loss_bad]) => {
-                netem::link::Loss::GilbertElliott { p_good_to_bad, p_bad_to_good, loss_good, loss_bad }
+                netemu::link::Loss::GilbertElliott { p_good_to_bad, p_bad_to_good, loss_good, loss_bad }
             }
-            None => netem::link::Loss::Random(p.loss),
+            None => netemu::link::Loss::Random(p.loss),
         },
         reorder: p.reorder,
         duplicate: p.duplicate,
         corrupt: p.corrupt,
         queue: match (p.queue_bytes, p.queue_packets) {
-            (Some(b), _) => netem::link::QueueLimit::Bytes(b),
-            (None, Some(n)) => netem::link::QueueLimit::Packets(n),
-            (None, None) => netem::link::DEFAULT_QUEUE,
+            (Some(b), _) => netemu::link::QueueLimit::Bytes(b),
+            (None, Some(n)) => netemu::link::QueueLimit::Packets(n),
+            (None, None) => netemu::link::DEFAULT_QUEUE,
         },
-        ..netem::link::LinkParams::default()
+        ..netemu::link::LinkParams::default()
     };
-    Ok(Some(netem::graph::NetSpec {
+    Ok(Some(netemu::graph::NetSpec {
         prefix,
         prefix_len: len,
         nodes: t.nodes.iter().map(|n| n.name.clone()).collect(),
@@ -260,7 +260,7 @@ fn network_spec(t: &Topology) -> Result<Option<netem::graph::NetSpec>, String> {
         links: t
             .links
             .iter()
-            .map(|l| netem::graph::LinkSpec { name: l.name.clone(), a: l.a.clone(), b: l.b.clone(), forward: params(&l.forward), reverse: params(&l.reverse) })
+            .map(|l| netemu::graph::LinkSpec { name: l.name.clone(), a: l.a.clone(), b: l.b.clone(), forward: params(&l.forward), reverse: params(&l.reverse) })
             .collect(),
     }))
 }

@@ -9,7 +9,7 @@
 
 use catalog::fault::{Action, DirChoice, Fault, Phase, Timeline};
 use catalog::plan::{cfs, MAX_PERIOD_US, MIN_QUOTA_US};
-use netem::graph::Dir;
+use netemu::graph::Dir;
 use testbed::{CpuLimit, Degrade, FaultInfo, FaultSchedule, FaultStep, NodeSpec, Operation};
 
 /// The schedule of `faults` for a run of `nodes` at `tdf`.

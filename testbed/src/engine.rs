@@ -95,7 +95,7 @@ pub struct RunOptions {
 pub(crate) struct Node {
     spec: NodeSpec,
     /// The node's network namespace when the experiment has a network.
-    netns: Option<netem::netns::NetNs>,
+    netns: Option<netemu::netns::NetNs>,
     /// Whether the shim was found mapped in the node's command (`None`: not checked yet,
     /// or the command exited first).
     shim_loaded: Option<bool>,
@@ -132,17 +132,17 @@ pub struct Testbed<'a> {
     sampler: NodeSampler,
     links: Option<crate::metrics::LinkSampler>,
     /// The running emulated network, when the topology has links.
-    net: Option<Box<dyn netem::emulator::Emulator>>,
+    net: Option<Box<dyn netemu::emulator::Emulator>>,
     progress: Progress,
     started: Instant,
     torn_down: bool,
     /// Network namespaces made by `build_network`, handed to nodes as they are prepared.
-    pending_netns: Vec<netem::netns::NetNs>,
+    pending_netns: Vec<netemu::netns::NetNs>,
     /// The network's backend, its choice and TCP timers, for `run.json`.
     net_record: serde_json::Value,
     timeline: FaultSchedule,
     /// Link parameters a `degrade` replaced, by (fault index, link, direction), for its undo.
-    saved_links: Vec<(usize, String, netem::graph::Dir, netem::link::LinkParams)>,
+    saved_links: Vec<(usize, String, netemu::graph::Dir, netemu::link::LinkParams)>,
     fidelity: FidelityMonitor,
 }
 

@@ -105,12 +105,12 @@ impl LinkSampler {
         Ok(Self { out, last: HashMap::new() })
     }
 
-    pub fn sample(&mut self, t: f64, samples: &[netem::emulator::LinkSample], lateness: Option<std::time::Duration>) {
+    pub fn sample(&mut self, t: f64, samples: &[netemu::emulator::LinkSample], lateness: Option<std::time::Duration>) {
         let late = lateness.map_or(String::new(), |d| format!("{:.1}", d.as_secs_f64() * 1e6));
         for s in samples {
             let dir = match s.dir {
-                netem::graph::Dir::Forward => "forward",
-                netem::graph::Dir::Reverse => "reverse",
+                netemu::graph::Dir::Forward => "forward",
+                netemu::graph::Dir::Reverse => "reverse",
             };
             let prev = self.last.insert((s.link.clone(), dir), (t, s.bytes));
             let util = match (prev, s.rate_bps) {

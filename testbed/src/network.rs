@@ -1,7 +1,7 @@
 //! Setting up a run's emulated network: the backend choice (`--net`), every node's network
 //! namespace, the backend itself, and the TCP timers of each node's namespace scaled by the
 //! TDF. The run engine calls [`build`] before any node starts and holds the result through
-//! the [`netem::emulator::Emulator`] trait; dropping it (and the namespaces) tears it down.
+//! the [`netemu::emulator::Emulator`] trait; dropping it (and the namespaces) tears it down.
 //!
 //! # Design
 //! `auto` probes the kernel for `sch_netem` (by adding one to a throwaway namespace's `lo`)
@@ -19,7 +19,7 @@ use crate::spec::{NetBackend, TestbedSpec};
 #[derive(Debug, thiserror::Error)]
 pub enum NetworkError {
     #[error("invalid network")]
-    Graph(#[from] netem::graph::GraphError),
+    Graph(#[from] netemu::graph::GraphError),
     #[error("create the network namespace of node {node}")]
     Namespace {
         node: String,
@@ -39,16 +39,16 @@ pub enum NetworkError {
         source: Box<dyn std::error::Error + Send + Sync>,
     },
     #[error("start the userspace core")]
-    Core(#[from] netem::core::CoreError),
+    Core(#[from] netemu::userspace::CoreError),
     #[error("build the kernel network")]
-    Kernel(#[from] netem::kernel::KernelError),
+    Kernel(#[from] netemu::kernel::KernelError),
 }
 
 /// A built network.
 pub struct Built {
-    pub emulator: Box<dyn netem::emulator::Emulator>,
+    pub emulator: Box<dyn netemu::emulator::Emulator>,
     /// Each node's namespace, in the spec's node order.
-    pub namespaces: Vec<netem::netns::NetNs>,
+    pub namespaces: Vec<netemu::netns::NetNs>,
     pub addresses: BTreeMap<String, Ipv4Addr>,
     /// What `run.json` records under `network`.
     pub record: serde_json::Value,
@@ -57,29 +57,29 @@ pub struct Built {
 /// Builds the network of `spec`, or `None` without links.
 pub fn build(spec: &TestbedSpec) -> Result<Option<Built>, NetworkError> {
     let Some(net) = &spec.network else { return Ok(None) };
-    let graph = netem::graph::Graph::build(net.clone())?;
+    let graph = netemu::graph::Graph::build(net.clone())?;
     let addresses = graph.addresses().clone();
     let (backend, reason, support) = choose(spec.net_backend);
-    tracing::info!(backend, %reason, "network backend");
-    let (emulator, namespaces): (Box<dyn netem::emulator::Emulator>, Vec<netem::netns::NetNs>) = if backend == "kernel" {
-        let support = support.unwrap_or(netem::kernel::Support { netem: false, htb: false });
-        let (k, namespaces) = netem::kernel::KernelNet::start(&graph, spec.tdf, support)?;
+    tracing::info!(backend = backend.name(), %reason, "network backend");
+    let (emulator, namespaces): (Box<dyn netemu::emulator::Emulator>, Vec<netemu::netns::NetNs>) = if backend == NetBackend::Kernel {
+        let support = support.unwrap_or(netemu::kernel::Support { netem: false, htb: false });
+        let (k, namespaces) = netemu::kernel::KernelNet::start(&graph, spec.tdf, support)?;
         (Box::new(k), namespaces)
     } else {
         let mut ports = Vec::with_capacity(addresses.len());
         let mut namespaces = Vec::with_capacity(addresses.len());
         for node in &spec.nodes {
-            let ns = netem::netns::NetNs::create().map_err(|source| NetworkError::Namespace { node: node.name.clone(), source })?;
+            let ns = netemu::netns::NetNs::create().map_err(|source| NetworkError::Namespace { node: node.name.clone(), source })?;
             let addr = addresses[&node.name];
-            let tun = netem::tun::create_in(&ns, "eth0", addr, net.prefix_len, 1500)
+            let tun = netemu::tun::create_in(&ns, "eth0", addr, net.prefix_len, 1500)
                 .map_err(|source| NetworkError::Tun { node: node.name.clone(), source })?;
-            ports.push(netem::core::Port { node: node.name.clone(), addr, tun });
+            ports.push(netemu::userspace::Port { node: node.name.clone(), addr, tun });
             namespaces.push(ns);
         }
-        (Box::new(netem::core::Core::start(graph, spec.tdf, ports)?), namespaces)
+        (Box::new(netemu::userspace::Core::start(graph, spec.tdf, ports)?), namespaces)
     };
     let timers = scale_timers(spec, &namespaces, net)?;
-    tracing::info!(nodes = addresses.len(), links = net.links.len(), backend, "network up");
+    tracing::info!(nodes = addresses.len(), links = net.links.len(), backend = backend.name(), "network up");
     let record = json!({
         "backend": backend,
         "requested": spec.net_backend,
@@ -90,22 +90,23 @@ pub fn build(spec: &TestbedSpec) -> Result<Option<Built>, NetworkError> {
     Ok(Some(Built { emulator, namespaces, addresses, record }))
 }
 
-/// The backend to use, why, and the kernel's support when it was probed.
-fn choose(requested: NetBackend) -> (&'static str, String, Option<netem::kernel::Support>) {
-    if requested == NetBackend::Userspace {
-        return ("userspace", "requested with --net userspace".into(), None);
+/// The backend to use (never `Auto`), why, and the kernel's support when it was probed.
+fn choose(requested: NetBackend) -> (NetBackend, String, Option<netemu::kernel::Support>) {
+    use NetBackend::{Kernel, Userspace};
+    if requested == Userspace {
+        return (Userspace, "requested with --net userspace".into(), None);
     }
-    let support = match netem::kernel::probe() {
+    let support = match netemu::kernel::probe() {
         Ok(s) => s,
         Err(err) => {
             let why = format!("probing the kernel's queueing disciplines failed: {err}");
-            return if requested == NetBackend::Kernel { ("kernel", why, None) } else { ("userspace", why, None) };
+            return if requested == Kernel { (Kernel, why, None) } else { (Userspace, why, None) };
         }
     };
     match requested {
-        NetBackend::Kernel => ("kernel", format!("requested with --net kernel (sch_netem {})", yes(support.netem)), Some(support)),
-        _ if support.netem => ("kernel", "auto: this kernel has sch_netem".into(), Some(support)),
-        _ => ("userspace", "auto: this kernel lacks sch_netem".into(), Some(support)),
+        Kernel => (Kernel, format!("requested with --net kernel (sch_netem {})", yes(support.netem)), Some(support)),
+        _ if support.netem => (Kernel, "auto: this kernel has sch_netem".into(), Some(support)),
+        _ => (Userspace, "auto: this kernel lacks sch_netem".into(), Some(support)),
     }
 }
 
@@ -115,22 +116,22 @@ fn yes(b: bool) -> &'static str {
 
 /// Scales the TCP timers of every node namespace; where the kernel lacks
 /// `tcp_rto_min_us`, sets the route metric `rto_min` on the node's prefix route instead.
-fn scale_timers(spec: &TestbedSpec, namespaces: &[netem::netns::NetNs], net: &netem::graph::NetSpec) -> Result<serde_json::Value, NetworkError> {
+fn scale_timers(spec: &TestbedSpec, namespaces: &[netemu::netns::NetNs], net: &netemu::graph::NetSpec) -> Result<serde_json::Value, NetworkError> {
     let mut first = None;
     for (node, ns) in spec.nodes.iter().zip(namespaces) {
         let err = |source: Box<dyn std::error::Error + Send + Sync>| NetworkError::Timers { node: node.name.clone(), source };
-        let settings = netem::tcp::scale_timers(ns, spec.tdf).map_err(|e| err(Box::new(e)))?;
+        let settings = netemu::tcp::scale_timers(ns, spec.tdf).map_err(|e| err(Box::new(e)))?;
         let missing_rto_min = settings.iter().any(|s| s.key == "net.ipv4.tcp_rto_min_us" && s.default.is_none());
         if missing_rto_min && spec.tdf != 1.0 {
-            let rtnl = netem::rtnl::Rtnl::open_in(ns).map_err(|e| err(Box::new(e)))?;
+            let rtnl = netemu::rtnl::Rtnl::open_in(ns).map_err(|e| err(Box::new(e)))?;
             let eth0 = rtnl.index("eth0").map_err(|e| err(Box::new(e)))?;
-            rtnl.replace_route(net.prefix, net.prefix_len, Some(eth0), Some(netem::tcp::rto_min_route_ms(spec.tdf)))
+            rtnl.replace_route(net.prefix, net.prefix_len, Some(eth0), Some(netemu::tcp::rto_min_route_ms(spec.tdf)))
                 .map_err(|e| err(Box::new(e)))?;
         }
         if first.is_none() {
             first = Some(json!({
                 "settings": settings,
-                "route_rto_min_ms": (missing_rto_min && spec.tdf != 1.0).then(|| netem::tcp::rto_min_route_ms(spec.tdf)),
+                "route_rto_min_ms": (missing_rto_min && spec.tdf != 1.0).then(|| netemu::tcp::rto_min_route_ms(spec.tdf)),
                 "not_scaled": ["initial RTO (1 s) and SYN/SYN-ACK retransmission timing", "delayed-ACK timers (40-200 ms)", "TIME-WAIT (60 s)"],
             }));
         }
@@ -145,7 +146,7 @@ mod tests {
     #[test]
     fn userspace_is_chosen_without_probing_when_requested() {
         let (backend, reason, support) = choose(NetBackend::Userspace);
-        assert_eq!(backend, "userspace");
+        assert_eq!(backend, NetBackend::Userspace);
         assert!(reason.contains("--net userspace"));
         assert!(support.is_none());
     }
@@ -158,6 +159,6 @@ mod tests {
         }
         let (backend, _, support) = choose(NetBackend::Auto);
         let support = support.unwrap();
-        assert_eq!(backend, if support.netem { "kernel" } else { "userspace" });
+        assert_eq!(backend, if support.netem { NetBackend::Kernel } else { NetBackend::Userspace });
     }
 }

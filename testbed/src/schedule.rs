@@ -35,7 +35,7 @@ pub struct CpuLimit {
 #[derive(Debug, Clone, PartialEq)]
 pub struct Degrade {
     pub links: Vec<String>,
-    pub dirs: Vec<netem::graph::Dir>,
+    pub dirs: Vec<netemu::graph::Dir>,
     pub delay: Duration,
     pub jitter: Duration,
     pub loss: f64,

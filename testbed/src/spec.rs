@@ -72,7 +72,7 @@ pub struct TestbedSpec {
     /// Virtual interval of metric samples.
     pub sample_every: Duration,
     /// The emulated network (perceived parameters), if the topology has links.
-    pub network: Option<netem::graph::NetSpec>,
+    pub network: Option<netemu::graph::NetSpec>,
     /// Which network backend carries the links (`--net`).
     pub net_backend: NetBackend,
     /// The plan and the topology as JSON, for `run.json`.
@@ -91,4 +91,15 @@ pub enum NetBackend {
     Userspace,
     /// Kernel queueing disciplines (netem, htb) on veth pairs between namespaces.
     Kernel,
+}
+
+impl NetBackend {
+    /// The name as written on the command line and in `run.json`.
+    pub fn name(self) -> &'static str {
+        match self {
+            Self::Auto => "auto",
+            Self::Userspace => "userspace",
+            Self::Kernel => "kernel",
+        }
+    }
 }

@@ -127,7 +127,7 @@ impl Testbed<'_> {
         Ok(())
     }
 
-    fn net_mut(&mut self) -> Result<&mut Box<dyn netem::emulator::Emulator>, String> {
+    fn net_mut(&mut self) -> Result<&mut Box<dyn netemu::emulator::Emulator>, String> {
         self.net.as_mut().ok_or_else(|| "the run has no emulated network".to_owned())
     }
 
@@ -320,7 +320,7 @@ impl Testbed<'_> {
                 new.jitter += d.jitter;
                 if d.loss > 0.0 {
                     new.loss = match old.loss {
-                        netem::link::Loss::Random(p) => netem::link::Loss::Random(1.0 - (1.0 - p) * (1.0 - d.loss)),
+                        netemu::link::Loss::Random(p) => netemu::link::Loss::Random(1.0 - (1.0 - p) * (1.0 - d.loss)),
                         other => {
                             tracing::warn!(link, "degrade: a Gilbert-Elliott loss model is kept; the added loss is ignored");
                             other
@@ -335,7 +335,7 @@ impl Testbed<'_> {
                 self.link_event(json!({
                     "link": link, "dir": dir_name(dir), "state": "degraded",
                     "delay_s": new.delay.as_secs_f64(), "jitter_s": new.jitter.as_secs_f64(),
-                    "loss": match new.loss { netem::link::Loss::Random(p) => Some(p), _ => None },
+                    "loss": match new.loss { netemu::link::Loss::Random(p) => Some(p), _ => None },
                     "rate_bps": new.rate_bps,
                 }));
             }
@@ -351,17 +351,17 @@ impl Testbed<'_> {
             // Keep a link's administrative state: it may have gone down since.
             let net = self.net_mut()?;
             let down = net.link_params(&link, dir).map(|p| p.down).unwrap_or(false);
-            net.set_link(&link, dir, netem::link::LinkParams { down, ..params }).map_err(|e| e.to_string())?;
+            net.set_link(&link, dir, netemu::link::LinkParams { down, ..params }).map_err(|e| e.to_string())?;
             self.link_event(json!({"link": link, "dir": dir_name(dir), "state": "restored", "delay_s": params.delay.as_secs_f64()}));
         }
         Ok(())
     }
 }
 
-fn dir_name(dir: netem::graph::Dir) -> &'static str {
+fn dir_name(dir: netemu::graph::Dir) -> &'static str {
     match dir {
-        netem::graph::Dir::Forward => "forward",
-        netem::graph::Dir::Reverse => "reverse",
+        netemu::graph::Dir::Forward => "forward",
+        netemu::graph::Dir::Reverse => "reverse",
     }
 }
 

@@ -1,4 +1,4 @@
-//! `netem-bench`: measures the userspace core against a plain veth pair between two
+//! `netemu-bench`: measures the userspace core against a plain veth pair between two
 //! namespaces (root). Run by `bench/netem.sh`; prints one `key value` line per figure.
 //!
 //! - `throughput`: one iperf3 TCP flow over a veth pair, then through the core (one
@@ -16,11 +16,11 @@ use std::time::{Duration, Instant};
 
 use anyhow::{bail, Context};
 use clap::Parser;
-use netem::core::{Core, Port};
-use netem::graph::{Graph, LinkSpec, NetSpec};
-use netem::link::LinkParams;
-use netem::netns::NetNs;
-use netem::rtnl::Rtnl;
+use netemu::userspace::{Core, Port};
+use netemu::graph::{Graph, LinkSpec, NetSpec};
+use netemu::link::LinkParams;
+use netemu::netns::NetNs;
+use netemu::rtnl::Rtnl;
 
 #[derive(Debug, Parser)]
 #[command(about = "Benchmarks of diorama's userspace network core against a raw veth pair")]
@@ -61,7 +61,7 @@ enum What {
 fn main() -> anyhow::Result<()> {
     let args = Args::parse();
     if !nix::unistd::geteuid().is_root() {
-        bail!("netem-bench needs root (namespaces, TUN, veth)");
+        bail!("netemu-bench needs root (namespaces, TUN, veth)");
     }
     match args.what {
         What::Throughput { secs } => throughput(secs),
@@ -96,7 +96,7 @@ fn core_net(spec: NetSpec) -> anyhow::Result<(Core, Vec<NetNs>)> {
     for node in graph.spec.nodes.clone() {
         let addr = graph.addresses()[&node];
         let ns = NetNs::create()?;
-        let tun = netem::tun::create_in(&ns, "eth0", addr, graph.spec.prefix_len, 1500)?;
+        let tun = netemu::tun::create_in(&ns, "eth0", addr, graph.spec.prefix_len, 1500)?;
         ports.push(Port { node, addr, tun });
         namespaces.push(ns);
     }
@@ -322,7 +322,7 @@ fn idle(n: usize, secs: u64) -> anyhow::Result<()> {
     for node in graph.spec.nodes.clone() {
         let addr = graph.addresses()[&node];
         let ns = NetNs::create()?;
-        let tun = netem::tun::create_in(&ns, "eth0", addr, 16, 1500)?;
+        let tun = netemu::tun::create_in(&ns, "eth0", addr, 16, 1500)?;
         ports.push(Port { node, addr, tun });
         namespaces.push(ns);
     }
