@@ -12,22 +12,11 @@ pub mod probe;
 
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
-/// Time-dilation factor; any positive real (> 1 slows time, < 1 speeds it up).
-pub const ENV_TDF: &str = "DILATION_TDF";
-/// CLOCK_REALTIME nanoseconds at the epoch.
-pub const ENV_EPOCH_REAL_NS: &str = "DILATION_EPOCH_REAL_NS";
-/// Virtual CLOCK_REALTIME nanoseconds at the epoch.
-pub const ENV_EPOCH_VIRT_NS: &str = "DILATION_EPOCH_VIRT_NS";
-/// Optional path of the control file (TDF changes and clock faults at run time).
-pub const ENV_CONTROL: &str = "DILATION_CONTROL";
-/// Set to `1` to also dilate file timestamps returned by `stat` and friends.
-pub const ENV_DILATE_STAT: &str = "DILATION_STAT";
-/// The perceived speed of each thread in host cores: the shim paces every thread so that
-/// its CPU bursts take as long in virtual time as on a core of that speed (unset: no pacing).
-pub const ENV_CPU_SPEED: &str = "DILATION_CPU_SPEED";
-/// The pacing quantum in µs of CPU (default 1000): the longest stretch of CPU a thread runs
-/// unpaced when it neither reads a clock, nor emits output, nor blocks.
-pub const ENV_CPU_QUANTUM_US: &str = "DILATION_CPU_QUANTUM_US";
+pub use dilation_abi::env::{
+    CONTROL as ENV_CONTROL, CPU_QUANTUM_US as ENV_CPU_QUANTUM_US, CPU_SPEED as ENV_CPU_SPEED,
+    DILATE_STAT as ENV_DILATE_STAT, EPOCH_REAL_NS as ENV_EPOCH_REAL_NS, EPOCH_VIRT_NS as ENV_EPOCH_VIRT_NS,
+    TDF as ENV_TDF,
+};
 
 /// Errors of the time model.
 #[derive(Debug, Clone, PartialEq, thiserror::Error)]

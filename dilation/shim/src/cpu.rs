@@ -54,11 +54,11 @@ thread_local! {
 /// Arms pacing for this process when the environment asks for it. Called once from the
 /// shim's initialization, after the time parameters are known.
 pub(crate) fn arm() {
-    let Some(speed) = env(b"DILATION_CPU_SPEED\0").and_then(model::parse_f64) else { return };
+    let Some(speed) = env(dilation_abi::env::CPU_SPEED_C).and_then(model::parse_f64) else { return };
     if pace::stretch(speed, params().tdf).is_none() {
         return;
     }
-    let quantum = env(b"DILATION_CPU_QUANTUM_US\0")
+    let quantum = env(dilation_abi::env::CPU_QUANTUM_US_C)
         .and_then(model::parse_f64)
         .filter(|q| q.is_finite() && *q >= 5.0)
         .map_or(DEFAULT_QUANTUM_NS, |q| (q * 1000.0) as u64);
