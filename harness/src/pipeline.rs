@@ -21,6 +21,8 @@ pub struct Environment {
     /// `libdilation.so`; `None` runs undilated (`--no-dilation`, TDF 1 only).
     pub shim: Option<PathBuf>,
     pub state_root: PathBuf,
+    /// Keep the CPUs awake during runs (idle-class spinners); `DIORAMA_AWAKE=0` turns it off.
+    pub keep_awake: bool,
 }
 
 /// The message of a missing shim.
@@ -39,7 +41,8 @@ pub fn preflight(who: &str, state_root: &Path, dilated: bool) -> Result<Environm
         true => Some(dilation::probe::locate_shim().ok_or_else(|| Error::Environment(NO_SHIM.into()))?),
         false => None,
     };
-    Ok(Environment { harness_exe, shim, state_root: state_root.to_owned() })
+    let keep_awake = std::env::var("DIORAMA_AWAKE").map_or(true, |v| v != "0");
+    Ok(Environment { harness_exe, shim, state_root: state_root.to_owned(), keep_awake })
 }
 
 /// How a run is watched.
@@ -87,6 +90,7 @@ pub fn execute(
         interactive: watch.interactive,
         faults: crate::faults::schedule(&experiment.faults, &experiment.spec.nodes, experiment.spec.tdf),
         fidelity: watch.fidelity,
+        keep_awake: env.keep_awake,
     };
     let started = Instant::now();
     // Setup errors, and a node that failed to start or died, both end here.

@@ -90,6 +90,8 @@ pub struct RunOptions {
     pub faults: FaultSchedule,
     /// Thresholds of the fidelity verdict.
     pub fidelity: FidelityThresholds,
+    /// Keep the host's CPUs awake with idle-class spinners for the run ([`crate::awake`]).
+    pub keep_awake: bool,
 }
 
 pub(crate) struct Node {
@@ -150,7 +152,17 @@ pub struct Testbed<'a> {
 /// handler (Ctrl-C); the run then stops its nodes in order and reports itself interrupted.
 pub fn run(spec: &TestbedSpec, opts: &RunOptions, interrupt: &AtomicBool) -> Result<RunOutcome, TestbedError> {
     let t0 = Instant::now();
+    // Started first and dropped last: the whole run sees awake CPUs.
+    let awake = match opts.keep_awake {
+        true => crate::awake::Awake::start()
+            .inspect_err(|err| tracing::warn!(%err, "could not keep the CPUs awake; wake-ups will be slower"))
+            .ok(),
+        false => None,
+    };
     let mut bed = Testbed::prepare(spec, opts)?;
+    if let Some(a) = &awake {
+        bed.fidelity.discount_spinners(a.cpu_reader());
+    }
     let prepared = t0.elapsed();
     let t1 = Instant::now();
     let started = bed.start(interrupt);

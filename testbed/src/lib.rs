@@ -10,6 +10,7 @@
 //!   [`network`] builds the emulated network; [`state`] records what exists for
 //!   [`clean`].
 
+pub mod awake;
 pub mod cgroup;
 pub mod clean;
 pub mod container;

@@ -226,6 +226,10 @@ pub struct FidelityMonitor {
     nodes: HashMap<String, NodeLast>,
     node_lapses: BTreeMap<String, Lapse>,
     late: Lapse,
+    /// The idle-class spinners' CPU (see [`crate::awake`]): discounted from the host's busy share.
+    spinners: Option<(crate::awake::SpinnerCpu, u64)>,
+    /// Clock ticks per second of `/proc/stat`.
+    ticks_per_s: u64,
 }
 
 use std::collections::BTreeMap;
@@ -239,6 +243,13 @@ impl FidelityMonitor {
             th,
             proc_root: proc_root.to_owned(),
             host_last: None,
+            spinners: None,
+            ticks_per_s: nix::unistd::sysconf(nix::unistd::SysconfVar::CLK_TCK)
+                .ok()
+                .flatten()
+                .and_then(|t| u64::try_from(t).ok())
+                .filter(|t| *t > 0)
+                .unwrap_or(100),
             psi_last: None,
             host: Lapse::default(),
             psi_worst: 0.0,
@@ -250,13 +261,27 @@ impl FidelityMonitor {
         }
     }
 
+    /// Discounts the CPU of the spinners that keep the host awake from the host's busy share:
+    /// they run only when nothing else wants the CPU.
+    pub fn discount_spinners(&mut self, cpu: crate::awake::SpinnerCpu) {
+        let now = cpu.ns();
+        self.spinners = Some((cpu, now));
+    }
+
     /// Samples host-wide CPU: `/proc/stat` busy share and PSI `some` stall share.
     pub fn sample_host(&mut self) {
+        // Spinner CPU since the last sample, in /proc/stat ticks.
+        let spun = self.spinners.as_mut().map_or(0, |(cpu, last)| {
+            let now = cpu.ns();
+            let ticks = now.saturating_sub(*last) * self.ticks_per_s / 1_000_000_000;
+            *last = now;
+            ticks
+        });
         if let Some((busy, total)) = std::fs::read_to_string(self.proc_root.join("stat")).ok().as_deref().and_then(parse_stat) {
             if let Some((b0, t0)) = self.host_last {
                 let dt = total.saturating_sub(t0);
                 if dt > 0 {
-                    let share = busy.saturating_sub(b0) as f64 / dt as f64;
+                    let share = busy.saturating_sub(b0).saturating_sub(spun) as f64 / dt as f64;
                     self.host.add(share >= self.th.host_busy, share);
                 }
             }

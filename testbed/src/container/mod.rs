@@ -31,7 +31,7 @@ mod init;
 mod launch;
 mod program;
 mod spec;
-mod sys;
+pub(crate) mod sys;
 
 pub use enter::enter_command;
 pub use init::init_main;

@@ -135,3 +135,12 @@ pub(super) fn loopback_up() -> std::io::Result<()> {
     }
     Ok(())
 }
+
+/// Puts the calling thread in the `SCHED_IDLE` class: it runs only when no other task of
+/// the CPU wants to (the host's awake spinners).
+pub(crate) fn set_idle_class() -> nix::Result<()> {
+    let param = libc::sched_param { sched_priority: 0 };
+    // SAFETY: `param` is a valid sched_param that outlives the call; pid 0 is this thread.
+    let r = unsafe { libc::sched_setscheduler(0, libc::SCHED_IDLE, &raw const param) };
+    nix::errno::Errno::result(r).map(drop)
+}
