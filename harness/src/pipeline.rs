@@ -21,7 +21,7 @@ pub struct Environment {
     /// `libdilation.so`; `None` runs undilated (`--no-dilation`, TDF 1 only).
     pub shim: Option<PathBuf>,
     pub state_root: PathBuf,
-    /// Keep the CPUs awake during runs (idle-class spinners); `DIORAMA_AWAKE=0` turns it off.
+    /// Keep the CPUs awake during runs (idle-class spinners); `DIORAMA_AWAKE=1` turns it on.
     pub keep_awake: bool,
 }
 
@@ -41,7 +41,9 @@ pub fn preflight(who: &str, state_root: &Path, dilated: bool) -> Result<Environm
         true => Some(dilation::probe::locate_shim().ok_or_else(|| Error::Environment(NO_SHIM.into()))?),
         false => None,
     };
-    let keep_awake = std::env::var("DIORAMA_AWAKE").map_or(true, |v| v != "0");
+    // Off by default: measured on this VM it helped paced bursts at TDF 10 but slowed
+    // half-core nodes at TDF 1 (docs/decisions/060-cpu-pacing.md).
+    let keep_awake = std::env::var("DIORAMA_AWAKE").is_ok_and(|v| v == "1");
     Ok(Environment { harness_exe, shim, state_root: state_root.to_owned(), keep_awake })
 }
 
