@@ -9,6 +9,7 @@
 
 pub mod control;
 pub mod probe;
+pub mod program;
 
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
