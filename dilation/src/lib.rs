@@ -8,6 +8,7 @@
 #![forbid(unsafe_code)]
 
 pub mod control;
+pub mod coverage;
 pub mod probe;
 pub mod program;
 

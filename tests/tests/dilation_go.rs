@@ -12,6 +12,7 @@ use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
 use diorama_tests::{artifact, need_root, need_tool, repo_root, require, skip};
+use dilation::coverage::{process_coverage, proc_root, tree_coverage, Coverage};
 use dilation::program::{classify, ProgramKind};
 use dilation::{Epoch, TimeModel};
 
@@ -256,4 +257,64 @@ fn etcd_cluster_runs_in_virtual_time() {
 fn log_timestamps_parse() {
     assert_eq!(log_ts(r#"{"level":"info","ts":"1970-01-01T00:00:01.5Z"}"#), Some(1_500_000_000));
     assert_eq!(log_ts(r#"{"ts":"2026-11-25T16:32:26.541Z"}"#), Some(1_795_624_346_541_000_000));
+}
+
+/// Waits until `pid`'s tree has a process other than the launcher (the program after exec).
+fn settled_tree(pid: u32) -> Vec<dilation::coverage::ProcessCoverage> {
+    let t0 = Instant::now();
+    loop {
+        let tree = tree_coverage(&proc_root(), pid).unwrap_or_default();
+        if tree.iter().any(|p| p.program == "etcd") || t0.elapsed() > Duration::from_secs(10) {
+            return tree;
+        }
+        std::thread::sleep(Duration::from_millis(100));
+    }
+}
+
+#[test]
+fn coverage_tells_a_trapped_go_program_from_one_the_shim_cannot_reach() {
+    require!("coverage_tells_a_trapped_go_program_from_one_the_shim_cannot_reach", need_root(), need_tool("etcd"));
+    let tmp = tempfile::tempdir().unwrap();
+    let args = |dir: &str| {
+        vec![
+            "--data-dir".to_owned(),
+            tmp.path().join(dir).display().to_string(),
+            "--listen-client-urls".to_owned(),
+            "http://127.0.0.1:32321".to_owned(),
+            "--advertise-client-urls".to_owned(),
+            "http://127.0.0.1:32321".to_owned(),
+            "--listen-peer-urls".to_owned(),
+            "http://127.0.0.1:32322".to_owned(),
+        ]
+    };
+    // Under the shim: mapped, but the Go runtime bypasses it — the case issue 12 found.
+    let mut shimmed = Command::new("etcd")
+        .args(args("a"))
+        .env("LD_PRELOAD", artifact("libdilation.so"))
+        .env("DILATION_TDF", "10")
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    std::thread::sleep(Duration::from_secs(1));
+    let c = process_coverage(&proc_root(), shimmed.id()).unwrap();
+    let _ = shimmed.kill();
+    let _ = shimmed.wait();
+    println!("etcd under LD_PRELOAD: {c:?}");
+    assert!(matches!(&c, Coverage::Undilated { reason } if reason.contains("Go program")), "{c:?}");
+
+    // Under the trap: every process of the tree is covered.
+    let mut trapped = Command::new(artifact("dilation-trap"))
+        .args(["--tdf", "10", "--", "etcd"])
+        .args(args("b"))
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let tree = settled_tree(trapped.id());
+    let _ = trapped.kill();
+    let _ = trapped.wait();
+    println!("etcd under dilation-trap: {tree:?}");
+    assert!(!tree.is_empty());
+    assert!(tree.iter().all(|p| p.coverage == Coverage::Trap), "{tree:?}");
 }
