@@ -11,10 +11,10 @@ use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
-use diorama_tests::{artifact, need_root, need_tool, repo_root, require, skip};
-use dilation::coverage::{process_coverage, proc_root, tree_coverage, Coverage};
+use dilation::coverage::{proc_root, process_coverage, tree_coverage, Coverage};
 use dilation::program::{classify, ProgramKind};
 use dilation::{Epoch, TimeModel};
+use diorama_tests::{artifact, need_root, need_tool, repo_root, require, skip};
 
 const TDF: f64 = 10.0;
 
@@ -31,7 +31,10 @@ fn trapped(exe: &Path, args: &[&str], tdf: f64) -> (String, Duration) {
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert!(out.status.success(), "{} failed: {stderr}", exe.display());
     eprintln!("{}", stderr.trim());
-    assert!(stderr.contains("errors=0"), "the tracer counted errors: {stderr}");
+    assert!(
+        stderr.contains("errors=0"),
+        "the tracer counted errors: {stderr}"
+    );
     (String::from_utf8_lossy(&out.stdout).into_owned(), real)
 }
 
@@ -40,11 +43,21 @@ fn check_probe(name: &str, stdout: &str, real: Duration) {
     let mut errors: std::collections::BTreeMap<i64, Vec<f64>> = Default::default();
     let mut clock = None;
     for line in stdout.lines() {
-        let f: Vec<i64> = line.split_whitespace().skip(1).filter_map(|w| w.parse().ok()).collect();
+        let f: Vec<i64> = line
+            .split_whitespace()
+            .skip(1)
+            .filter_map(|w| w.parse().ok())
+            .collect();
         match (line.split_whitespace().next(), f.as_slice()) {
             (Some("sleep"), [req, got]) => {
-                assert!(got >= req, "{name}: a {req} ns sleep woke early after {got} ns");
-                errors.entry(*req).or_default().push((got - req) as f64 / *req as f64);
+                assert!(
+                    got >= req,
+                    "{name}: a {req} ns sleep woke early after {got} ns"
+                );
+                errors
+                    .entry(*req)
+                    .or_default()
+                    .push((got - req) as f64 / *req as f64);
             }
             (Some("clock"), [mono, wall]) => clock = Some((*mono, *wall)),
             _ => {}
@@ -54,25 +67,53 @@ fn check_probe(name: &str, stdout: &str, real: Duration) {
         e.sort_by(f64::total_cmp);
         let p99 = e[((e.len() as f64 * 0.99).ceil() as usize).clamp(1, e.len()) - 1];
         let p50 = e[e.len() / 2];
-        println!("{name}: {} sleeps of {} ms at TDF {TDF}: p50 error {:.3}%, p99 {:.3}%", e.len(), req / 1_000_000, p50 * 100.0, p99 * 100.0);
+        println!(
+            "{name}: {} sleeps of {} ms at TDF {TDF}: p50 error {:.3}%, p99 {:.3}%",
+            e.len(),
+            req / 1_000_000,
+            p50 * 100.0,
+            p99 * 100.0
+        );
         // The issue's target is p99 ≤ 2%; `bench/dilation_trap.sh` measures it on a quiet
         // host. Here, on a shared 2-core host, one wake-up delayed by a busy CPU is a
         // tenth of the delay in virtual time but still shows as the p99 of 30 samples.
-        assert!(p50 <= 0.02, "{name}: median error {:.3}% > 2% for {} ms sleeps", p50 * 100.0, req / 1_000_000);
-        assert!(p99 <= 0.10, "{name}: p99 error {:.3}% > 10% for {} ms sleeps", p99 * 100.0, req / 1_000_000);
+        assert!(
+            p50 <= 0.02,
+            "{name}: median error {:.3}% > 2% for {} ms sleeps",
+            p50 * 100.0,
+            req / 1_000_000
+        );
+        assert!(
+            p99 <= 0.10,
+            "{name}: p99 error {:.3}% > 10% for {} ms sleeps",
+            p99 * 100.0,
+            req / 1_000_000
+        );
     }
     let (mono, wall) = clock.expect("the probe printed its clocks");
     let expected = real.as_nanos() as f64 / TDF;
-    println!("{name}: virtual monotonic {:.1} ms, wall {:.1} ms, real/TDF {:.1} ms", mono as f64 / 1e6, wall as f64 / 1e6, expected / 1e6);
+    println!(
+        "{name}: virtual monotonic {:.1} ms, wall {:.1} ms, real/TDF {:.1} ms",
+        mono as f64 / 1e6,
+        wall as f64 / 1e6,
+        expected / 1e6
+    );
     for v in [mono, wall] {
         // The real elapsed time also holds the tracer's start and the exec (a few ms real).
-        assert!((v as f64 - expected).abs() / expected < 0.02, "{name}: clocks advanced {v} ns over {expected} ns of real/TDF");
+        assert!(
+            (v as f64 - expected).abs() / expected < 0.02,
+            "{name}: clocks advanced {v} ns over {expected} ns of real/TDF"
+        );
     }
 }
 
 #[test]
 fn static_c_sleeps_and_clocks_are_dilated() {
-    require!("static_c_sleeps_and_clocks_are_dilated", need_root(), need_tool("gcc"));
+    require!(
+        "static_c_sleeps_and_clocks_are_dilated",
+        need_root(),
+        need_tool("gcc")
+    );
     let tmp = tempfile::tempdir().unwrap();
     let exe = tmp.path().join("sleeps");
     let ok = Command::new("gcc")
@@ -82,7 +123,10 @@ fn static_c_sleeps_and_clocks_are_dilated() {
         .status()
         .is_ok_and(|s| s.success());
     if !ok {
-        return skip("static_c_sleeps_and_clocks_are_dilated", "gcc cannot link statically (libc.a missing)");
+        return skip(
+            "static_c_sleeps_and_clocks_are_dilated",
+            "gcc cannot link statically (libc.a missing)",
+        );
     }
     assert_eq!(classify(&exe).unwrap(), ProgramKind::Static);
     let (out, real) = trapped(&exe, &["30", "8"], TDF);
@@ -104,7 +148,10 @@ fn build_go(dir: &Path) -> Result<PathBuf, String> {
         .output()
         .map_err(|e| format!("go build: {e}"))?;
     if !out.status.success() {
-        return Err(format!("go build failed: {}", String::from_utf8_lossy(&out.stderr)));
+        return Err(format!(
+            "go build failed: {}",
+            String::from_utf8_lossy(&out.stderr)
+        ));
     }
     Ok(exe)
 }
@@ -126,9 +173,15 @@ fn go_sleeps_and_clocks_are_dilated() {
 fn log_ts(line: &str) -> Option<i64> {
     let ts = line.split("\"ts\":\"").nth(1)?.split('"').next()?;
     let (date, time) = ts.trim_end_matches('Z').split_once('T')?;
-    let d: Vec<i64> = date.split('-').map(|x| x.parse().ok()).collect::<Option<_>>()?;
+    let d: Vec<i64> = date
+        .split('-')
+        .map(|x| x.parse().ok())
+        .collect::<Option<_>>()?;
     let (hms, frac) = time.split_once('.').unwrap_or((time, "0"));
-    let t: Vec<i64> = hms.split(':').map(|x| x.parse().ok()).collect::<Option<_>>()?;
+    let t: Vec<i64> = hms
+        .split(':')
+        .map(|x| x.parse().ok())
+        .collect::<Option<_>>()?;
     let (y, m, day) = (d[0] - i64::from(d[1] <= 2), d[1], d[2]);
     // Days from the civil date (proleptic Gregorian).
     let era = y.div_euclid(400);
@@ -147,23 +200,56 @@ struct Member {
 }
 
 fn start_cluster(dir: &Path, model: &TimeModel) -> Vec<Member> {
-    let peers: Vec<String> = (1..=3).map(|i| format!("e{i}=http://127.0.0.1:{}", 32310 + i)).collect();
+    let peers: Vec<String> = (1..=3)
+        .map(|i| format!("e{i}=http://127.0.0.1:{}", 32310 + i))
+        .collect();
     (1..=3)
         .map(|i| {
             let name = format!("e{i}");
             let log = dir.join(format!("{name}.log"));
             let trap = Command::new(artifact("dilation-trap"))
-                .args(["--tdf", &model.tdf.to_string(), "--epoch", &format!("{}:{}", model.epoch.real_ns, model.epoch.virt_ns), "--"])
-                .args(["etcd", "--name", &name, "--logger", "zap", "--log-outputs", "stderr"])
+                .args([
+                    "--tdf",
+                    &model.tdf.to_string(),
+                    "--epoch",
+                    &format!("{}:{}", model.epoch.real_ns, model.epoch.virt_ns),
+                    "--",
+                ])
+                .args([
+                    "etcd",
+                    "--name",
+                    &name,
+                    "--logger",
+                    "zap",
+                    "--log-outputs",
+                    "stderr",
+                ])
                 .args(["--data-dir", &dir.join(&name).display().to_string()])
-                .args(["--listen-peer-urls", &format!("http://127.0.0.1:{}", 32310 + i)])
-                .args(["--initial-advertise-peer-urls", &format!("http://127.0.0.1:{}", 32310 + i)])
-                .args(["--listen-client-urls", &format!("http://127.0.0.1:{}", 32300 + i)])
-                .args(["--advertise-client-urls", &format!("http://127.0.0.1:{}", 32300 + i)])
-                .args(["--initial-cluster", &peers.join(","), "--initial-cluster-state", "new"])
+                .args([
+                    "--listen-peer-urls",
+                    &format!("http://127.0.0.1:{}", 32310 + i),
+                ])
+                .args([
+                    "--initial-advertise-peer-urls",
+                    &format!("http://127.0.0.1:{}", 32310 + i),
+                ])
+                .args([
+                    "--listen-client-urls",
+                    &format!("http://127.0.0.1:{}", 32300 + i),
+                ])
+                .args([
+                    "--advertise-client-urls",
+                    &format!("http://127.0.0.1:{}", 32300 + i),
+                ])
+                .args([
+                    "--initial-cluster",
+                    &peers.join(","),
+                    "--initial-cluster-state",
+                    "new",
+                ])
                 .args(["--heartbeat-interval", "100", "--election-timeout", "1000"])
                 .stdout(Stdio::null())
-                .stderr(std::fs::File::create(&log).unwrap())
+                .stderr(std::fs::File::create(&log).expect("create the log file"))
                 .spawn()
                 .expect("start etcd under dilation-trap");
             Member { name, trap, log }
@@ -177,7 +263,10 @@ fn leaders(members: &[Member]) -> Vec<(usize, u64, String)> {
     for (i, m) in members.iter().enumerate() {
         for line in std::fs::read_to_string(&m.log).unwrap_or_default().lines() {
             if let Some(rest) = line.split("became leader at term ").nth(1) {
-                let term = rest.trim_end_matches(|c: char| !c.is_ascii_digit()).parse().unwrap_or(0);
+                let term = rest
+                    .trim_end_matches(|c: char| !c.is_ascii_digit())
+                    .parse()
+                    .unwrap_or(0);
                 found.push((i, term, line.to_owned()));
             }
         }
@@ -186,7 +275,11 @@ fn leaders(members: &[Member]) -> Vec<(usize, u64, String)> {
     found
 }
 
-fn wait_for_leader(members: &[Member], above_term: u64, limit: Duration) -> Option<((usize, u64, String), Instant)> {
+fn wait_for_leader(
+    members: &[Member],
+    above_term: u64,
+    limit: Duration,
+) -> Option<((usize, u64, String), Instant)> {
     let t0 = Instant::now();
     while t0.elapsed() < limit {
         if let Some(l) = leaders(members).into_iter().find(|l| l.1 > above_term) {
@@ -199,9 +292,17 @@ fn wait_for_leader(members: &[Member], above_term: u64, limit: Duration) -> Opti
 
 #[test]
 fn etcd_cluster_runs_in_virtual_time() {
-    require!("etcd_cluster_runs_in_virtual_time", need_root(), need_tool("etcd"));
+    require!(
+        "etcd_cluster_runs_in_virtual_time",
+        need_root(),
+        need_tool("etcd")
+    );
     let etcd = need_tool("etcd").unwrap();
-    assert_eq!(classify(&etcd).unwrap(), ProgramKind::DynamicGo, "Debian's etcd is a dynamically linked Go program");
+    assert_eq!(
+        classify(&etcd).unwrap(),
+        ProgramKind::DynamicGo,
+        "Debian's etcd is a dynamically linked Go program"
+    );
     let tmp = tempfile::tempdir().unwrap();
     let model = TimeModel::new(TDF, Epoch::now()).unwrap();
     let mut members = start_cluster(tmp.path(), &model);
@@ -213,15 +314,26 @@ fn etcd_cluster_runs_in_virtual_time() {
     };
 
     // Startup: the first election needs at least one election timeout (1 s virtual, 10 s real).
-    let Some(((first, term, line), seen)) = wait_for_leader(&members, 0, Duration::from_secs(90)) else {
+    let Some(((first, term, line), seen)) = wait_for_leader(&members, 0, Duration::from_secs(90))
+    else {
         stop(&mut members);
-        panic!("no leader within 90 s real; logs in {}", tmp.path().display());
+        panic!(
+            "no leader within 90 s real; logs in {}",
+            tmp.path().display()
+        );
     };
     // The leader's log timestamp is time.Now in the node: it must follow the model.
     let logged = log_ts(&line).unwrap();
     let expected = model.virtual_ns(dilation::realtime_ns() - seen.elapsed().as_nanos() as i64);
-    println!("etcd: {} became leader at term {term}; logged ts {} ms from the model's virtual now", members[first].name, (logged - expected) / 1_000_000);
-    assert!((logged - expected).abs() < 200_000_000, "logged ts {logged} vs virtual {expected}");
+    println!(
+        "etcd: {} became leader at term {term}; logged ts {} ms from the model's virtual now",
+        members[first].name,
+        (logged - expected) / 1_000_000
+    );
+    assert!(
+        (logged - expected).abs() < 200_000_000,
+        "logged ts {logged} vs virtual {expected}"
+    );
 
     // Steady state for 15 s real (1.5 s virtual, 15 heartbeat intervals): no new election.
     std::thread::sleep(Duration::from_secs(15));
@@ -233,7 +345,9 @@ fn etcd_cluster_runs_in_virtual_time() {
     let killed = Instant::now();
     let _ = members[first].trap.kill();
     let _ = members[first].trap.wait();
-    let Some(((next, term2, line2), seen2)) = wait_for_leader(&members, term, Duration::from_secs(120)) else {
+    let Some(((next, term2, line2), seen2)) =
+        wait_for_leader(&members, term, Duration::from_secs(120))
+    else {
         stop(&mut members);
         panic!("no new leader within 120 s real");
     };
@@ -243,20 +357,43 @@ fn etcd_cluster_runs_in_virtual_time() {
         "etcd: {} became leader at term {term2}: {virt_to_leader:.3} s virtual after the kill ({real_to_leader:.1} s real, polled)",
         members[next].name
     );
-    let late = members.iter().map(|m| std::fs::read_to_string(&m.log).unwrap_or_default().matches("failed to send out heartbeat on time").count()).sum::<usize>();
+    let late = members
+        .iter()
+        .map(|m| {
+            std::fs::read_to_string(&m.log)
+                .unwrap_or_default()
+                .matches("failed to send out heartbeat on time")
+                .count()
+        })
+        .sum::<usize>();
     println!("etcd: late-heartbeat warnings: {late}");
     stop(&mut members);
     // A follower campaigns after a randomized election timeout in [1 s, 2 s) virtual; the
     // election itself takes a few heartbeat round trips.
-    assert!((1.0..2.6).contains(&virt_to_leader), "time to a new leader {virt_to_leader:.3} s virtual");
-    assert!(real_to_leader > virt_to_leader * TDF * 0.9, "{real_to_leader} s real for {virt_to_leader} s virtual");
-    assert_eq!(late, 0, "the leader reported late heartbeats (in its own virtual time)");
+    assert!(
+        (1.0..2.6).contains(&virt_to_leader),
+        "time to a new leader {virt_to_leader:.3} s virtual"
+    );
+    assert!(
+        real_to_leader > virt_to_leader * TDF * 0.9,
+        "{real_to_leader} s real for {virt_to_leader} s virtual"
+    );
+    assert_eq!(
+        late, 0,
+        "the leader reported late heartbeats (in its own virtual time)"
+    );
 }
 
 #[test]
 fn log_timestamps_parse() {
-    assert_eq!(log_ts(r#"{"level":"info","ts":"1970-01-01T00:00:01.5Z"}"#), Some(1_500_000_000));
-    assert_eq!(log_ts(r#"{"ts":"2026-11-25T16:32:26.541Z"}"#), Some(1_795_624_346_541_000_000));
+    assert_eq!(
+        log_ts(r#"{"level":"info","ts":"1970-01-01T00:00:01.5Z"}"#),
+        Some(1_500_000_000)
+    );
+    assert_eq!(
+        log_ts(r#"{"ts":"2026-11-25T16:32:26.541Z"}"#),
+        Some(1_795_624_346_541_000_000)
+    );
 }
 
 /// Waits until `pid`'s tree has a process other than the launcher (the program after exec).
@@ -273,7 +410,11 @@ fn settled_tree(pid: u32) -> Vec<dilation::coverage::ProcessCoverage> {
 
 #[test]
 fn coverage_tells_a_trapped_go_program_from_one_the_shim_cannot_reach() {
-    require!("coverage_tells_a_trapped_go_program_from_one_the_shim_cannot_reach", need_root(), need_tool("etcd"));
+    require!(
+        "coverage_tells_a_trapped_go_program_from_one_the_shim_cannot_reach",
+        need_root(),
+        need_tool("etcd")
+    );
     let tmp = tempfile::tempdir().unwrap();
     let args = |dir: &str| {
         vec![
@@ -301,7 +442,10 @@ fn coverage_tells_a_trapped_go_program_from_one_the_shim_cannot_reach() {
     let _ = shimmed.kill();
     let _ = shimmed.wait();
     println!("etcd under LD_PRELOAD: {c:?}");
-    assert!(matches!(&c, Coverage::Undilated { reason } if reason.contains("Go program")), "{c:?}");
+    assert!(
+        matches!(&c, Coverage::Undilated { reason } if reason.contains("Go program")),
+        "{c:?}"
+    );
 
     // Under the trap: every process of the tree is covered.
     let mut trapped = Command::new(artifact("dilation-trap"))
@@ -316,5 +460,8 @@ fn coverage_tells_a_trapped_go_program_from_one_the_shim_cannot_reach() {
     let _ = trapped.wait();
     println!("etcd under dilation-trap: {tree:?}");
     assert!(!tree.is_empty());
-    assert!(tree.iter().all(|p| p.coverage == Coverage::Trap), "{tree:?}");
+    assert!(
+        tree.iter().all(|p| p.coverage == Coverage::Trap),
+        "{tree:?}"
+    );
 }

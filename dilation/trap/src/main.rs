@@ -20,7 +20,10 @@ use nix::sys::signal::{kill, Signal};
 const ENV_MECHANISM: &str = "DILATION_MECHANISM";
 
 #[derive(Parser, Debug)]
-#[command(name = "dilation-trap", about = "Run a program with dilated time through seccomp + ptrace (Go, static binaries)")]
+#[command(
+    name = "dilation-trap",
+    about = "Run a program with dilated time through seccomp + ptrace (Go, static binaries)"
+)]
 struct Cli {
     /// Time-dilation factor (default: $DILATION_TDF).
     #[arg(long)]
@@ -41,11 +44,17 @@ struct Cli {
 
 fn parse_epoch(s: &str) -> anyhow::Result<Epoch> {
     let (r, v) = s.split_once(':').unwrap_or((s, s));
-    Ok(Epoch { real_ns: r.trim().parse().context("epoch real ns")?, virt_ns: v.trim().parse().context("epoch virtual ns")? })
+    Ok(Epoch {
+        real_ns: r.trim().parse().context("epoch real ns")?,
+        virt_ns: v.trim().parse().context("epoch virtual ns")?,
+    })
 }
 
 fn main() -> ExitCode {
-    tracing_subscriber::fmt().with_env_filter(tracing_subscriber::EnvFilter::from_env("DIORAMA_LOG")).with_writer(std::io::stderr).init();
+    tracing_subscriber::fmt()
+        .with_env_filter(tracing_subscriber::EnvFilter::from_env("DIORAMA_LOG"))
+        .with_writer(std::io::stderr)
+        .init();
     match run() {
         Ok(code) => ExitCode::from(u8::try_from(code).unwrap_or(1)),
         Err(e) => {
@@ -69,19 +78,38 @@ fn run() -> anyhow::Result<i32> {
         (None, None) => Epoch::now(),
     };
     let model = TimeModel::new(tdf, epoch)?;
-    let control_path = cli.control.clone().or_else(|| std::env::var_os(ENV_CONTROL).map(Into::into));
-    let control = control_path.as_deref().map(ControlFile::open).transpose().context("open the control file")?;
+    let control_path = cli
+        .control
+        .clone()
+        .or_else(|| std::env::var_os(ENV_CONTROL).map(Into::into));
+    let control = control_path
+        .as_deref()
+        .map(ControlFile::open)
+        .transpose()
+        .context("open the control file")?;
 
     let program = &cli.command[0];
     let path = dilation::program::resolve(program, std::env::var("PATH").ok().as_deref())
         .with_context(|| format!("{program}: not found in PATH"))?;
     let mut env: Vec<(String, String)> = std::env::vars()
-        .filter(|(k, _)| ![ENV_TDF, ENV_EPOCH_REAL_NS, ENV_EPOCH_VIRT_NS, ENV_MECHANISM, "LD_PRELOAD"].contains(&k.as_str()))
+        .filter(|(k, _)| {
+            ![
+                ENV_TDF,
+                ENV_EPOCH_REAL_NS,
+                ENV_EPOCH_VIRT_NS,
+                ENV_MECHANISM,
+                "LD_PRELOAD",
+            ]
+            .contains(&k.as_str())
+        })
         .collect();
     env.extend(model.env());
     env.push((ENV_MECHANISM.to_owned(), "trap".to_owned()));
     if let Ok(preload) = std::env::var("LD_PRELOAD") {
-        let kept: Vec<&str> = preload.split([' ', ':']).filter(|p| !p.is_empty() && !p.ends_with(dilation::probe::SHIM_NAME)).collect();
+        let kept: Vec<&str> = preload
+            .split([' ', ':'])
+            .filter(|p| !p.is_empty() && !p.ends_with(dilation::probe::SHIM_NAME))
+            .collect();
         if !kept.is_empty() {
             env.push(("LD_PRELOAD".to_owned(), kept.join(":")));
         }
@@ -92,11 +120,21 @@ fn run() -> anyhow::Result<i32> {
     }
 
     let clock = VirtualClock::new(&model, control)?;
-    let prepared = spawn::Prepared::new(&path.display().to_string(), &cli.command, &env, filter::program()?)?;
+    let prepared = spawn::Prepared::new(
+        &path.display().to_string(),
+        &cli.command,
+        &env,
+        filter::program()?,
+    )?;
     let root = spawn::spawn_traced(&prepared)?;
 
     // Termination requests to the launcher go to the program.
-    let mut signals = signal_hook::iterator::Signals::new([libc::SIGTERM, libc::SIGHUP, libc::SIGINT, libc::SIGQUIT])?;
+    let mut signals = signal_hook::iterator::Signals::new([
+        libc::SIGTERM,
+        libc::SIGHUP,
+        libc::SIGINT,
+        libc::SIGQUIT,
+    ])?;
     std::thread::spawn(move || {
         for s in signals.forever() {
             if let Ok(sig) = Signal::try_from(s) {

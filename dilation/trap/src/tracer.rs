@@ -87,7 +87,13 @@ impl Tracer {
     /// `root` must be a child of this thread stopped (or about to stop) after
     /// `PTRACE_TRACEME` (see [`crate::spawn`]).
     pub fn new(clock: VirtualClock, root: Pid) -> Self {
-        Self { clock, root, seen: HashSet::new(), pending: HashMap::new(), stats: Stats::default() }
+        Self {
+            clock,
+            root,
+            seen: HashSet::new(),
+            pending: HashMap::new(),
+            stats: Stats::default(),
+        }
     }
 
     /// Runs until every traced process has exited; returns the root's exit code (128 +
@@ -180,7 +186,11 @@ impl Tracer {
             self.stats.errors += 1;
             return self.resume(pid, None);
         };
-        let call = Call { nr: regs.orig_rax as i64, args: [regs.rdi, regs.rsi, regs.rdx, regs.r10, regs.r8, regs.r9], sp: regs.rsp };
+        let call = Call {
+            nr: regs.orig_rax as i64,
+            args: [regs.rdi, regs.rsi, regs.rdx, regs.r10, regs.r8, regs.r9],
+            sp: regs.rsp,
+        };
         let mem = ProcessMemory(pid);
         match rewrite::on_enter(&mut self.clock, &mem, &ProcTimerClocks(pid.as_raw()), &call) {
             Decision::Pass => {
@@ -220,7 +230,8 @@ impl Tracer {
     fn on_syscall_exit(&mut self, pid: Pid) {
         if let Some(fix) = self.pending.remove(&pid) {
             if let Ok(mut regs) = ptrace::getregs(pid) {
-                let ret = rewrite::on_exit(&mut self.clock, &ProcessMemory(pid), &fix, regs.rax as i64);
+                let ret =
+                    rewrite::on_exit(&mut self.clock, &ProcessMemory(pid), &fix, regs.rax as i64);
                 for &(i, v) in &fix.restore {
                     if let Some(r) = arg_mut(&mut regs, i) {
                         *r = v;
