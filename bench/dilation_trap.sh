@@ -9,7 +9,8 @@
 #  2. Real cost of one dilated sleep: wall time per sleep of 1 ms virtual at TDF 10 minus the
 #     10 ms it must last, against native sleeps of 10 ms.
 #  3. Sleep accuracy at TDF 10 in virtual time: p50/p99 error of 10 ms and 100 ms sleeps
-#     (C nanosleep statically linked, Go time.Sleep), SAMPLES_10/SAMPLES_100 each.
+#     (C nanosleep statically linked and Go time.Sleep under the trap, C under the shim),
+#     SAMPLES_10/SAMPLES_100 each; and native Go's own error in real time, for reference.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 N_TRAP=${N_TRAP:-20000}; N_NATIVE=${N_NATIVE:-5000000}; SLEEPS=${SLEEPS:-200}
@@ -64,5 +65,13 @@ for spec in "10 $S10" "100 $S100"; do
   printf '  C static, trap, %4s ms × %-4s p50 %8s  p99 %8s  (%.3f%%)\n' "$1" "$2" "$p50" "$p99" "$(echo "$p99 / ($1 * 10)" | bc -l)"
   read -r p50 p99 < <("$trapbin" --tdf 10 -- "$work/go-bench" sleep "$1" "$2")
   printf '  Go, trap,       %4s ms × %-4s p50 %8s  p99 %8s  (%.3f%%)\n' "$1" "$2" "$p50" "$p99" "$(echo "$p99 / ($1 * 10)" | bc -l)"
+  read -r p50 p99 < <(LD_PRELOAD="$shim" DILATION_TDF=10 "$work/c-dyn" sleep "$1" "$2")
+  printf '  C dynamic, shim %4s ms × %-4s p50 %8s  p99 %8s  (%.3f%%)\n' "$1" "$2" "$p50" "$p99" "$(echo "$p99 / ($1 * 10)" | bc -l)"
+done
+echo "   reference, undilated (error in real time, as % of the request):"
+for spec in "10 $S10" "100 $S100"; do
+  set -- $spec
+  read -r p50 p99 < <("$work/go-bench" sleep "$1" "$2")
+  printf '  Go, native      %4s ms × %-4s p50 %8s  p99 %8s  (%.3f%%)\n' "$1" "$2" "$p50" "$p99" "$(echo "$p99 / ($1 * 10)" | bc -l)"
 done
 echo "load average: $(cut -d' ' -f1-3 /proc/loadavg)"
