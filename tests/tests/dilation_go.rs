@@ -20,11 +20,22 @@ const TDF: f64 = 10.0;
 
 /// Runs `exe ARGS` under the trap at `tdf`; returns stdout and the real elapsed time.
 fn trapped(exe: &Path, args: &[&str], tdf: f64) -> (String, Duration) {
+    trapped_with(exe, args, tdf, &[]).0
+}
+
+/// As [`trapped`], with extra environment; also returns the tracer's counters line.
+fn trapped_with(
+    exe: &Path,
+    args: &[&str],
+    tdf: f64,
+    env: &[(&str, &str)],
+) -> ((String, Duration), String) {
     let t0 = Instant::now();
     let out = Command::new(artifact("dilation-trap"))
         .args(["--tdf", &tdf.to_string(), "--stats", "--"])
         .arg(exe)
         .args(args)
+        .envs(env.iter().copied())
         .output()
         .expect("run dilation-trap");
     let real = t0.elapsed();
@@ -40,6 +51,12 @@ fn trapped(exe: &Path, args: &[&str], tdf: f64) -> (String, Duration) {
 
 /// Checks a probe's output (`tests/dilation/sleeps.{c,go}`) against the model.
 fn check_probe(name: &str, stdout: &str, real: Duration) {
+    check_probe_with(name, stdout, real, true);
+}
+
+/// As [`check_probe`]; `accuracy` false checks only that no sleep woke early and that the
+/// clocks advanced 1/TDF of real time (for runs whose wake-ups wait for preemption).
+fn check_probe_with(name: &str, stdout: &str, real: Duration, accuracy: bool) {
     let mut errors: std::collections::BTreeMap<i64, Vec<f64>> = Default::default();
     let mut clock = None;
     for line in stdout.lines() {
@@ -67,6 +84,9 @@ fn check_probe(name: &str, stdout: &str, real: Duration) {
         e.sort_by(f64::total_cmp);
         let p99 = e[((e.len() as f64 * 0.99).ceil() as usize).clamp(1, e.len()) - 1];
         let p50 = e[e.len() / 2];
+        if !accuracy {
+            continue;
+        }
         println!(
             "{name}: {} sleeps of {} ms at TDF {TDF}: p50 error {:.3}%, p99 {:.3}%",
             e.len(),
@@ -131,6 +151,14 @@ fn static_c_sleeps_and_clocks_are_dilated() {
     assert_eq!(classify(&exe).unwrap(), ProgramKind::Static);
     let (out, real) = trapped(&exe, &["30", "8"], TDF);
     check_probe("static C", &out, real);
+
+    // Through a shell that forks and executes it (dynamic parent, static child): the filter
+    // and the tracer follow fork and exec, and the child's vDSO is hidden too.
+    let script = format!("{} 10 2 & wait", exe.display());
+    let ((out, real), stats) = trapped_with(Path::new("/bin/sh"), &["-c", &script], TDF, &[]);
+    check_probe("static C forked by sh", &out, real);
+    assert!(counter(&stats, "execs") >= 2, "{stats}");
+    assert_eq!(counter(&stats, "vdso_missing"), 0, "{stats}");
 }
 
 fn build_go(dir: &Path) -> Result<PathBuf, String> {
@@ -167,6 +195,17 @@ fn go_sleeps_and_clocks_are_dilated() {
     assert_eq!(classify(&exe).unwrap(), ProgramKind::StaticGo);
     let (out, real) = trapped(&exe, &["30", "9"], TDF);
     check_probe("Go", &out, real);
+
+    // One P taken by a goroutine that never yields: the sleeper runs only through the
+    // runtime's SIGURG preemption, which the tracer must re-inject.
+    let ((out, real), stats) = trapped_with(&exe, &["10", "3"], TDF, &[("SPIN", "1")]);
+    // A wake-up waits for the spinner's preemption (≥ 10 ms of running, as natively), so
+    // only the clocks and the no-early-wake rule are checked.
+    check_probe_with("Go with a spinning goroutine", &out, real, false);
+    assert!(
+        counter(&stats, "signals") > 0,
+        "no SIGURG went through the tracer: {stats}"
+    );
 }
 
 /// Parses the `"ts":"2026-11-25T16:32:26.541Z"` of an etcd (zap) log line into Unix ns.
@@ -368,10 +407,11 @@ fn etcd_cluster_runs_in_virtual_time() {
         .sum::<usize>();
     println!("etcd: late-heartbeat warnings: {late}");
     stop(&mut members);
-    // A follower campaigns after a randomized election timeout in [1 s, 2 s) virtual; the
-    // election itself takes a few heartbeat round trips.
+    // A follower campaigns after a randomized election timeout in [1 s, 2 s) virtual counted
+    // from the last heartbeat it received (up to 100 ms before the kill); a split vote adds
+    // another timeout (native TDF 1 runs measured 1.0–3.3 s over 8 kills).
     assert!(
-        (1.0..2.6).contains(&virt_to_leader),
+        (0.85..4.5).contains(&virt_to_leader),
         "time to a new leader {virt_to_leader:.3} s virtual"
     );
     assert!(

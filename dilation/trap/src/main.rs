@@ -11,6 +11,7 @@ use std::process::ExitCode;
 use anyhow::{bail, Context};
 use clap::Parser;
 use dilation::control::ControlFile;
+use dilation::program::Mechanism;
 use dilation::{Epoch, TimeModel, ENV_CONTROL, ENV_EPOCH_REAL_NS, ENV_EPOCH_VIRT_NS, ENV_TDF};
 use dilation_trap::{clock::VirtualClock, filter, spawn, tracer::Tracer};
 use nix::sys::signal::{kill, Signal};
@@ -91,6 +92,19 @@ fn run() -> anyhow::Result<i32> {
     let program = &cli.command[0];
     let path = dilation::program::resolve(program, std::env::var("PATH").ok().as_deref())
         .with_context(|| format!("{program}: not found in PATH"))?;
+    match dilation::program::classify(&path) {
+        Ok(kind) if kind.mechanism() == Mechanism::Trap => {
+            tracing::info!(program = %path.display(), %kind, "dilating with the syscall trap");
+        }
+        Ok(kind) => tracing::warn!(
+            program = %path.display(),
+            %kind,
+            "the LD_PRELOAD shim reaches this program at a fraction of the trap's cost; trapping it anyway"
+        ),
+        Err(e) => {
+            tracing::warn!(program = %path.display(), error = %e, "could not classify the program; trapping it")
+        }
+    }
     let mut env: Vec<(String, String)> = std::env::vars()
         .filter(|(k, _)| {
             ![
