@@ -6,6 +6,7 @@
 #     Go) and under the trap, at TDF 10. Timed from outside the process (a trapped process
 #     cannot time itself in real time): (T(N calls) − T(0 calls)) / N, best of 3 (the C
 #     program makes 5 rounds of N calls).
+#     For comparison, the round trip of a seccomp user notification (bench/seccomp_notify_bench.c).
 #  2. Real cost of one dilated sleep: wall time per sleep of 1 ms virtual at TDF 10 minus the
 #     10 ms it must last, against native sleeps of 10 ms.
 #  3. Sleep accuracy at TDF 10 in virtual time: p50/p99 error of 10 ms and 100 ms sleeps
@@ -19,6 +20,7 @@ cargo build --release -p dilation-trap -p dilation-shim -q
 work=$(mktemp -d); trap 'rm -rf "$work"' EXIT
 cc -O2 -o "$work/c-dyn" bench/dilation_bench.c
 cc -O2 -static -o "$work/c-static" bench/dilation_bench.c
+cc -O2 -o "$work/notify" bench/seccomp_notify_bench.c
 (cd "$work" && HOME=$work GOCACHE=$work/gocache GO111MODULE=off CGO_ENABLED=0 go build -o go-bench "$OLDPWD/bench/dilation_trap_bench.go")
 shim=$PWD/target/release/libdilation.so
 trapbin=$PWD/target/release/dilation-trap
@@ -49,6 +51,9 @@ printf '  %-40s %10s   %.0f× native\n' "Go time.Now, trap" "$go_trap" "$(echo "
 printf '  %-40s %10s\n' "C clock_gettime, native (vDSO)" "$c_native"
 printf '  %-40s %10s   %.2f× native\n' "C clock_gettime, LD_PRELOAD shim" "$c_shim" "$(echo "$c_shim / $c_native" | bc -l)"
 printf '  %-40s %10s   %.0f× native\n' "C clock_gettime (static), trap" "$c_trap" "$(echo "$c_trap / $c_native" | bc -l)"
+
+printf '  %-40s %10s\n' "seccomp user notification round trip" "$("$work/notify" "$N_TRAP")"
+echo "   (option B of decision 020, for comparison: a trapped clock_gettime answered at once)"
 
 echo "2. real cost of one dilated sleep at TDF 10 (µs beyond the 10 ms real it must last; $SLEEPS sleeps):"
 sleep_cost() { local a b; a=$(now); "$@" >/dev/null 2>&1; b=$(now); echo "($b - $a) / $SLEEPS / 1000 - 10000" | bc -l; }
