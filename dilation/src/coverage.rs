@@ -72,7 +72,7 @@ pub fn process_coverage(proc_root: &Path, pid: u32) -> std::io::Result<Coverage>
         .and_then(|b| classify_elf(&b));
     let mapped = shim_mapped(&std::fs::read_to_string(dir.join("maps")).unwrap_or_default());
     Ok(match (mapped, kind) {
-        (true, Some(k)) if k.mechanism() == Mechanism::Preload => Coverage::Preload,
+        (true, Some(k)) if k.mechanism() == Some(Mechanism::Preload) => Coverage::Preload,
         (true, None) => Coverage::Preload,
         (true, Some(k)) => Coverage::Undilated {
             reason: format!("the shim is loaded but cannot dilate a {k}"),
@@ -151,6 +151,12 @@ mod tests {
         b[..4].copy_from_slice(b"\x7fELF");
         b[4] = 2;
         b[5] = 1;
+        let machine: u16 = if cfg!(target_arch = "aarch64") {
+            183
+        } else {
+            62
+        };
+        b[18..20].copy_from_slice(&machine.to_le_bytes());
         b[32..40].copy_from_slice(&64u64.to_le_bytes());
         b[54..56].copy_from_slice(&56u16.to_le_bytes());
         b[56..58].copy_from_slice(&1u16.to_le_bytes());
@@ -159,7 +165,10 @@ mod tests {
         b
     }
 
-    #[expect(clippy::too_many_arguments, reason = "one fake /proc entry, field by field")]
+    #[expect(
+        clippy::too_many_arguments,
+        reason = "one fake /proc entry, field by field"
+    )]
     fn proc(
         root: &Path,
         pid: u32,

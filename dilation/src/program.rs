@@ -37,6 +37,10 @@ pub enum ProgramKind {
     StaticGo,
     /// Statically linked, not Go (`gcc -static`, musl tools).
     Static,
+    /// Built for another architecture or word size than this host's (an i386 binary on
+    /// x86_64): the 64-bit shim cannot be loaded into it and the trap's filter only
+    /// converts native system calls. No mechanism dilates it.
+    Foreign,
 }
 
 /// The mechanism that dilates a program.
@@ -49,11 +53,15 @@ pub enum Mechanism {
 }
 
 impl ProgramKind {
-    /// The rule: the shim for dynamic non-Go programs, the trap for everything else.
-    pub fn mechanism(self) -> Mechanism {
+    /// The rule: the shim for dynamic non-Go programs, the trap for Go and static ones
+    /// (x86_64 only), `None` when no mechanism can dilate the program.
+    pub fn mechanism(self) -> Option<Mechanism> {
         match self {
-            ProgramKind::Dynamic => Mechanism::Preload,
-            ProgramKind::DynamicGo | ProgramKind::StaticGo | ProgramKind::Static => Mechanism::Trap,
+            ProgramKind::Dynamic => Some(Mechanism::Preload),
+            ProgramKind::DynamicGo | ProgramKind::StaticGo | ProgramKind::Static => {
+                cfg!(target_arch = "x86_64").then_some(Mechanism::Trap)
+            }
+            ProgramKind::Foreign => None,
         }
     }
 }
@@ -67,6 +75,7 @@ impl fmt::Display for ProgramKind {
             }
             ProgramKind::StaticGo => "Go program (statically linked)",
             ProgramKind::Static => "statically linked",
+            ProgramKind::Foreign => "built for another architecture than this host's",
         })
     }
 }
@@ -151,6 +160,9 @@ pub fn classify_elf(b: &[u8]) -> Option<ProgramKind> {
     if b.len() < 64 || &b[..4] != b"\x7fELF" {
         return None;
     }
+    if !native(b) {
+        return Some(ProgramKind::Foreign);
+    }
     let go = is_go(b);
     Some(match (crate::probe::elf_is_static(b), go) {
         (true, true) => ProgramKind::StaticGo,
@@ -158,6 +170,19 @@ pub fn classify_elf(b: &[u8]) -> Option<ProgramKind> {
         (false, true) => ProgramKind::DynamicGo,
         (false, false) => ProgramKind::Dynamic,
     })
+}
+
+/// Whether an ELF image's class and machine are this host's.
+fn native(b: &[u8]) -> bool {
+    const EM_X86_64: u16 = 62;
+    const EM_AARCH64: u16 = 183;
+    let machine = u16::from_le_bytes([b[18], b[19]]);
+    let want = if cfg!(target_arch = "aarch64") {
+        EM_AARCH64
+    } else {
+        EM_X86_64
+    };
+    b[4] == 2 && b[5] == 1 && machine == want
 }
 
 /// Whether an ELF image was built by the Go toolchain.
@@ -179,6 +204,12 @@ mod tests {
         b[..4].copy_from_slice(b"\x7fELF");
         b[4] = 2;
         b[5] = 1;
+        let machine: u16 = if cfg!(target_arch = "aarch64") {
+            183
+        } else {
+            62
+        };
+        b[18..20].copy_from_slice(&machine.to_le_bytes());
         b[32..40].copy_from_slice(&64u64.to_le_bytes());
         b[54..56].copy_from_slice(&56u16.to_le_bytes());
         b[56..58].copy_from_slice(&1u16.to_le_bytes());
@@ -200,17 +231,27 @@ mod tests {
             Some(ProgramKind::DynamicGo)
         );
         assert_eq!(classify_elf(b"#!/bin/sh\n"), None);
+        let mut i386 = elf(true, b"");
+        i386[4] = 1;
+        assert_eq!(classify_elf(&i386), Some(ProgramKind::Foreign));
+        let mut arm = elf(false, b"");
+        arm[18..20].copy_from_slice(&40u16.to_le_bytes());
+        assert_eq!(classify_elf(&arm), Some(ProgramKind::Foreign));
     }
 
     #[test]
     fn the_rule() {
-        assert_eq!(ProgramKind::Dynamic.mechanism(), Mechanism::Preload);
+        assert_eq!(ProgramKind::Dynamic.mechanism(), Some(Mechanism::Preload));
+        assert_eq!(ProgramKind::Foreign.mechanism(), None);
         for k in [
             ProgramKind::DynamicGo,
             ProgramKind::StaticGo,
             ProgramKind::Static,
         ] {
-            assert_eq!(k.mechanism(), Mechanism::Trap);
+            assert_eq!(
+                k.mechanism(),
+                cfg!(target_arch = "x86_64").then_some(Mechanism::Trap)
+            );
         }
     }
 

@@ -521,3 +521,26 @@ fn coverage_tells_a_trapped_go_program_from_one_the_shim_cannot_reach() {
         "{tree:?}"
     );
 }
+
+#[test]
+fn a_program_no_mechanism_reaches_is_refused() {
+    // An ARM executable on this host: neither the shim nor the trap can dilate it.
+    let tmp = tempfile::tempdir().unwrap();
+    let mut bytes = std::fs::read("/bin/true").unwrap();
+    bytes[18..20].copy_from_slice(&40u16.to_le_bytes());
+    let exe = tmp.path().join("foreign");
+    std::fs::write(&exe, bytes).unwrap();
+    assert_eq!(classify(&exe).unwrap(), ProgramKind::Foreign);
+    let out = Command::new(artifact("dilation-trap"))
+        .args(["--tdf", "10", "--"])
+        .arg(&exe)
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(125), "{stderr}");
+    assert!(
+        stderr.contains("cannot dilate") && stderr.contains("another architecture"),
+        "{stderr}"
+    );
+    assert!(stderr.contains("--allow-undilated"), "{stderr}");
+}

@@ -4,8 +4,11 @@
 //! and static binaries, which the LD_PRELOAD shim cannot reach. The time model comes from
 //! the options or, like the shim, from the `DILATION_*` environment, which the program and
 //! its descendants also receive (without the shim in `LD_PRELOAD`: it would dilate twice).
-//! The exit code is the program's (128 + signal when it was killed).
+//! The exit code is the program's (128 + signal when it was killed); 125 when the launcher
+//! itself fails or refuses a program that no mechanism can dilate (another architecture's
+//! binary) without `--allow-undilated`.
 
+use std::os::unix::process::CommandExt;
 use std::process::ExitCode;
 
 use anyhow::{bail, Context};
@@ -35,6 +38,10 @@ struct Cli {
     /// Control file of the node (default: $DILATION_CONTROL).
     #[arg(long)]
     control: Option<std::path::PathBuf>,
+    /// Run a program that no mechanism can dilate (another architecture's binary)
+    /// undilated instead of refusing it.
+    #[arg(long)]
+    allow_undilated: bool,
     /// Print counters of trapped calls to stderr at the end.
     #[arg(long)]
     stats: bool,
@@ -93,14 +100,25 @@ fn run() -> anyhow::Result<i32> {
     let path = dilation::program::resolve(program, std::env::var("PATH").ok().as_deref())
         .with_context(|| format!("{program}: not found in PATH"))?;
     match dilation::program::classify(&path) {
-        Ok(kind) if kind.mechanism() == Mechanism::Trap => {
-            tracing::info!(program = %path.display(), %kind, "dilating with the syscall trap");
-        }
-        Ok(kind) => tracing::warn!(
-            program = %path.display(),
-            %kind,
-            "the LD_PRELOAD shim reaches this program at a fraction of the trap's cost; trapping it anyway"
-        ),
+        Ok(kind) => match kind.mechanism() {
+            Some(Mechanism::Trap) => {
+                tracing::info!(program = %path.display(), %kind, "dilating with the syscall trap");
+            }
+            Some(Mechanism::Preload) => tracing::warn!(
+                program = %path.display(),
+                %kind,
+                "the LD_PRELOAD shim reaches this program at a fraction of the trap's cost; trapping it anyway"
+            ),
+            None if cli.allow_undilated => {
+                tracing::warn!(program = %path.display(), %kind, "no mechanism can dilate this program: running it UNDILATED as allowed");
+                let err = std::process::Command::new(&path).args(&cli.command[1..]).exec();
+                bail!("execute {}: {err}", path.display());
+            }
+            None => bail!(
+                "cannot dilate {}: {kind}, which no mechanism reaches (pass --allow-undilated to run it undilated)",
+                path.display()
+            ),
+        },
         Err(e) => {
             tracing::warn!(program = %path.display(), error = %e, "could not classify the program; trapping it")
         }
