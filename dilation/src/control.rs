@@ -133,6 +133,26 @@ impl ControlFile {
         Err(ControlError::Busy { path: self.path.clone() })
     }
 
+    /// The seqlock counter (even when stable): a reader that caches [`ControlFile::state`]
+    /// re-reads only when this changed.
+    pub fn generation(&self) -> Result<u64, ControlError> {
+        self.get(OFF_SEQ)
+    }
+
+    /// The model and the accumulated clock steps, read consistently under the seqlock.
+    pub fn state(&self) -> Result<(TimeModel, i64), ControlError> {
+        for _ in 0..1000 {
+            let s1 = self.get(OFF_SEQ)?;
+            let model = self.model()?;
+            let steps = self.get(OFF_STEPS)? as i64;
+            if s1 % 2 == 0 && self.get(OFF_SEQ)? == s1 {
+                return Ok((model, steps));
+            }
+            std::thread::yield_now();
+        }
+        Err(ControlError::Busy { path: self.path.clone() })
+    }
+
     /// Changes the TDF from now on, keeping virtual time continuous.
     pub fn set_tdf(&self, tdf: f64) -> Result<(), ControlError> {
         if !(tdf.is_finite() && tdf > 0.0) {

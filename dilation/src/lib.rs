@@ -8,7 +8,9 @@
 #![forbid(unsafe_code)]
 
 pub mod control;
+pub mod coverage;
 pub mod probe;
+pub mod program;
 
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 

@@ -22,7 +22,8 @@ pub fn binary_is_static(path: &Path) -> std::io::Result<bool> {
     Ok(elf_is_static(&bytes))
 }
 
-fn elf_is_static(b: &[u8]) -> bool {
+/// Whether an ELF image has no `PT_INTERP` (see [`binary_is_static`]).
+pub fn elf_is_static(b: &[u8]) -> bool {
     const PT_INTERP: u32 = 3;
     if b.len() < 64 || &b[..4] != b"\x7fELF" {
         return false;

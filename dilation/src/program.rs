@@ -1,0 +1,290 @@
+//! What kind of program a node runs, and which dilation mechanism can reach it.
+//!
+//! The LD_PRELOAD shim only sees calls that go through the dynamic linker's symbol
+//! resolution. Two kinds of program bypass it:
+//! - **Go programs**, static or dynamic: the Go runtime reads the clock through the vDSO and
+//!   waits through raw `futex`/`epoll_pwait`/`nanosleep` syscalls, never through libc;
+//! - **static binaries** (no `PT_INTERP`): the dynamic linker never runs, so nothing is
+//!   preloaded.
+//!
+//! Those get the syscall trap (`dilation-trap`: seccomp + ptrace, independent of libc);
+//! every other program gets the shim, which costs far less per clock read. See
+//! `docs/decisions/020-dilating-programs-that-bypass-libc.md`.
+//!
+//! # Detection
+//! - static: the ELF has no `PT_INTERP` program header;
+//! - Go: the bytes contain the build-info magic `\xff Go buildinf:` (every Go ≥ 1.13 binary
+//!   has it, stripped or not) or a `.gopclntab`/`.go.buildinfo` section name;
+//! - a script (`#!`) is classified by its interpreter (one level; `env` is followed to the
+//!   program it names through `PATH`).
+//!
+//! # Limitations
+//! Only the program the node starts is classified: a dynamic program that later executes a
+//! Go binary runs that child under the shim, i.e. undilated; the in-node clock check of the
+//! fidelity monitor is what catches that.
+
+use std::fmt;
+use std::path::{Path, PathBuf};
+
+/// How a program is built, as far as dilation is concerned.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum ProgramKind {
+    /// Dynamically linked, not Go: the shim reaches it.
+    Dynamic,
+    /// A Go program linked against libc (cgo): the runtime still bypasses libc for time.
+    DynamicGo,
+    /// A statically linked Go program.
+    StaticGo,
+    /// Statically linked, not Go (`gcc -static`, musl tools).
+    Static,
+    /// Built for another architecture or word size than this host's (an i386 binary on
+    /// x86_64): the 64-bit shim cannot be loaded into it and the trap's filter only
+    /// converts native system calls. No mechanism dilates it.
+    Foreign,
+}
+
+/// The mechanism that dilates a program.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Mechanism {
+    /// `LD_PRELOAD=libdilation.so`.
+    Preload,
+    /// The seccomp + ptrace syscall trap (`dilation-trap`).
+    Trap,
+}
+
+impl ProgramKind {
+    /// The rule: the shim for dynamic non-Go programs, the trap for Go and static ones
+    /// (x86_64 only), `None` when no mechanism can dilate the program.
+    pub fn mechanism(self) -> Option<Mechanism> {
+        match self {
+            ProgramKind::Dynamic => Some(Mechanism::Preload),
+            ProgramKind::DynamicGo | ProgramKind::StaticGo | ProgramKind::Static => {
+                cfg!(target_arch = "x86_64").then_some(Mechanism::Trap)
+            }
+            ProgramKind::Foreign => None,
+        }
+    }
+}
+
+impl fmt::Display for ProgramKind {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(match self {
+            ProgramKind::Dynamic => "dynamically linked",
+            ProgramKind::DynamicGo => {
+                "Go program (dynamically linked; the Go runtime bypasses libc for time)"
+            }
+            ProgramKind::StaticGo => "Go program (statically linked)",
+            ProgramKind::Static => "statically linked",
+            ProgramKind::Foreign => "built for another architecture than this host's",
+        })
+    }
+}
+
+impl fmt::Display for Mechanism {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(match self {
+            Mechanism::Preload => "LD_PRELOAD shim",
+            Mechanism::Trap => "syscall trap (seccomp + ptrace)",
+        })
+    }
+}
+
+/// Errors of program classification.
+#[derive(Debug, thiserror::Error)]
+pub enum ProgramError {
+    #[error("read {path}")]
+    Io {
+        path: PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error("{path} is neither an ELF executable nor a #! script")]
+    NotExecutable { path: PathBuf },
+    #[error("{path}: interpreter {interpreter} not found")]
+    NoInterpreter { path: PathBuf, interpreter: String },
+}
+
+/// Finds `program` the way `execvp` would (a name without `/` is looked up in `path`).
+pub fn resolve(program: &str, path: Option<&str>) -> Option<PathBuf> {
+    if program.contains('/') {
+        return Some(PathBuf::from(program));
+    }
+    path.unwrap_or("/usr/local/bin:/usr/bin:/bin")
+        .split(':')
+        .map(|d| Path::new(if d.is_empty() { "." } else { d }).join(program))
+        .find(|p| p.is_file())
+}
+
+/// Classifies the program at `path` (scripts by their interpreter).
+pub fn classify(path: &Path) -> Result<ProgramKind, ProgramError> {
+    classify_depth(path, 0)
+}
+
+fn classify_depth(path: &Path, depth: u32) -> Result<ProgramKind, ProgramError> {
+    let io = |source| ProgramError::Io {
+        path: path.to_owned(),
+        source,
+    };
+    let bytes = std::fs::read(path).map_err(io)?;
+    if let Some(kind) = classify_elf(&bytes) {
+        return Ok(kind);
+    }
+    let Some(line) = bytes
+        .strip_prefix(b"#!")
+        .and_then(|rest| rest.split(|&b| b == b'\n').next())
+    else {
+        return Err(ProgramError::NotExecutable {
+            path: path.to_owned(),
+        });
+    };
+    let line = String::from_utf8_lossy(line);
+    let mut words = line.split_whitespace();
+    let interp = words.next().unwrap_or_default().to_owned();
+    let no_interp = || ProgramError::NoInterpreter {
+        path: path.to_owned(),
+        interpreter: interp.clone(),
+    };
+    if depth >= 2 || interp.is_empty() {
+        return Err(no_interp());
+    }
+    let mut target = PathBuf::from(&interp);
+    if target.file_name().is_some_and(|n| n == "env") {
+        let named = words.find(|w| !w.starts_with('-')).ok_or_else(no_interp)?;
+        target = resolve(named, std::env::var("PATH").ok().as_deref()).ok_or_else(no_interp)?;
+    }
+    classify_depth(&target, depth + 1)
+}
+
+/// The kind of an ELF image, `None` when `b` is not ELF.
+pub fn classify_elf(b: &[u8]) -> Option<ProgramKind> {
+    if b.len() < 64 || &b[..4] != b"\x7fELF" {
+        return None;
+    }
+    if !native(b) {
+        return Some(ProgramKind::Foreign);
+    }
+    let go = is_go(b);
+    Some(match (crate::probe::elf_is_static(b), go) {
+        (true, true) => ProgramKind::StaticGo,
+        (true, false) => ProgramKind::Static,
+        (false, true) => ProgramKind::DynamicGo,
+        (false, false) => ProgramKind::Dynamic,
+    })
+}
+
+/// Whether an ELF image's class and machine are this host's.
+fn native(b: &[u8]) -> bool {
+    const EM_X86_64: u16 = 62;
+    const EM_AARCH64: u16 = 183;
+    let machine = u16::from_le_bytes([b[18], b[19]]);
+    let want = if cfg!(target_arch = "aarch64") {
+        EM_AARCH64
+    } else {
+        EM_X86_64
+    };
+    b[4] == 2 && b[5] == 1 && machine == want
+}
+
+/// Whether an ELF image was built by the Go toolchain.
+fn is_go(b: &[u8]) -> bool {
+    const MAGIC: &[u8] = b"\xff Go buildinf:";
+    contains(b, MAGIC) || contains(b, b"\0.gopclntab\0") || contains(b, b"\0.go.buildinfo\0")
+}
+
+fn contains(hay: &[u8], needle: &[u8]) -> bool {
+    hay.windows(needle.len()).any(|w| w == needle)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn elf(interp: bool, extra: &[u8]) -> Vec<u8> {
+        let mut b = vec![0u8; 64 + 56];
+        b[..4].copy_from_slice(b"\x7fELF");
+        b[4] = 2;
+        b[5] = 1;
+        let machine: u16 = if cfg!(target_arch = "aarch64") {
+            183
+        } else {
+            62
+        };
+        b[18..20].copy_from_slice(&machine.to_le_bytes());
+        b[32..40].copy_from_slice(&64u64.to_le_bytes());
+        b[54..56].copy_from_slice(&56u16.to_le_bytes());
+        b[56..58].copy_from_slice(&1u16.to_le_bytes());
+        b[64..68].copy_from_slice(&(if interp { 3u32 } else { 1u32 }).to_le_bytes());
+        b.extend_from_slice(extra);
+        b
+    }
+
+    #[test]
+    fn elf_kinds() {
+        assert_eq!(classify_elf(&elf(true, b"")), Some(ProgramKind::Dynamic));
+        assert_eq!(classify_elf(&elf(false, b"")), Some(ProgramKind::Static));
+        assert_eq!(
+            classify_elf(&elf(false, b"xx\xff Go buildinf:\x08\x02")),
+            Some(ProgramKind::StaticGo)
+        );
+        assert_eq!(
+            classify_elf(&elf(true, b"\0.gopclntab\0")),
+            Some(ProgramKind::DynamicGo)
+        );
+        assert_eq!(classify_elf(b"#!/bin/sh\n"), None);
+        let mut i386 = elf(true, b"");
+        i386[4] = 1;
+        assert_eq!(classify_elf(&i386), Some(ProgramKind::Foreign));
+        let mut arm = elf(false, b"");
+        arm[18..20].copy_from_slice(&40u16.to_le_bytes());
+        assert_eq!(classify_elf(&arm), Some(ProgramKind::Foreign));
+    }
+
+    #[test]
+    fn the_rule() {
+        assert_eq!(ProgramKind::Dynamic.mechanism(), Some(Mechanism::Preload));
+        assert_eq!(ProgramKind::Foreign.mechanism(), None);
+        for k in [
+            ProgramKind::DynamicGo,
+            ProgramKind::StaticGo,
+            ProgramKind::Static,
+        ] {
+            assert_eq!(
+                k.mechanism(),
+                cfg!(target_arch = "x86_64").then_some(Mechanism::Trap)
+            );
+        }
+    }
+
+    #[test]
+    fn scripts_are_classified_by_their_interpreter() {
+        let dir = tempfile::tempdir().unwrap();
+        let fake_static = dir.path().join("interp");
+        std::fs::write(&fake_static, elf(false, b"")).unwrap();
+        let script = dir.path().join("s");
+        std::fs::write(&script, format!("#!{} -x\nexit 0\n", fake_static.display())).unwrap();
+        assert_eq!(classify(&script).unwrap(), ProgramKind::Static);
+        let via_env = dir.path().join("e");
+        std::fs::write(&via_env, "#!/usr/bin/env interp\n").unwrap();
+        // `env` looks the name up in PATH; the test's PATH does not hold it.
+        assert!(matches!(
+            classify(&via_env),
+            Err(ProgramError::NoInterpreter { .. })
+        ));
+        let junk = dir.path().join("j");
+        std::fs::write(&junk, "hello").unwrap();
+        assert!(matches!(
+            classify(&junk),
+            Err(ProgramError::NotExecutable { .. })
+        ));
+    }
+
+    #[test]
+    fn system_programs() {
+        assert_eq!(
+            classify(Path::new("/bin/sh")).unwrap(),
+            ProgramKind::Dynamic
+        );
+        assert!(resolve("sh", Some("/nonexistent:/bin")).is_some());
+        assert_eq!(resolve("./x", None), Some(PathBuf::from("./x")));
+    }
+}
