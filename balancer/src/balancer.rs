@@ -249,6 +249,9 @@ impl Balancer {
     }
 
     fn control(&mut self, now: u64) {
+        if !self.controller.due(now) {
+            return;
+        }
         let estimates = self.estimates_ns();
         let active: Vec<bool> = (0..self.names.len()).map(|i| self.is_up(i)).collect();
         if let Ok(Some(step)) = self

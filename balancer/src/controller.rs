@@ -81,6 +81,14 @@ impl Controller {
         })
     }
 
+    /// Whether a step may act at `now_ns` (the rate limit), so callers can skip gathering
+    /// estimates on the per-packet path.
+    #[must_use]
+    pub fn due(&self, now_ns: u64) -> bool {
+        self.last_step_ns
+            .is_none_or(|last| now_ns.saturating_sub(last) >= self.config.min_interval_ns)
+    }
+
     /// One control decision at `now_ns`. `estimates[i]` is backend i's latency estimate;
     /// `active[i]` is false for a backend that is down (it neither gives nor takes slots).
     ///
@@ -93,10 +101,8 @@ impl Controller {
         active: &[bool],
         table: &mut MaglevTable,
     ) -> Result<Option<Step>, MaglevError> {
-        if let Some(last) = self.last_step_ns {
-            if now_ns.saturating_sub(last) < self.config.min_interval_ns {
-                return Ok(None);
-            }
+        if !self.due(now_ns) {
+            return Ok(None);
         }
         let live: Vec<usize> = (0..estimates.len()).filter(|&i| active[i]).collect();
         if live.len() < 2 {

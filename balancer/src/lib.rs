@@ -10,6 +10,8 @@
 //! - [`controller`]: the δ-shift controller that moves Maglev slots.
 //! - [`balancer`]: ties them together behind one `route` call per client→server packet.
 //! - [`telemetry`]: the time series the balancer records, and their CSV form.
+//! - [`packet`]: the 5-tuple and flags from a raw IPv4 packet; real → virtual time.
+//! - [`spec`]: checks of a balancer's declaration against its topology.
 //!
 //! All times are nanoseconds of the nodes' *virtual* time (the caller converts: at a
 //! time-dilation factor TDF, virtual = real elapsed / TDF). Nothing here reads a clock.
@@ -22,9 +24,12 @@ pub mod controller;
 pub mod estimator;
 pub mod flow;
 pub mod maglev;
+pub mod packet;
+pub mod spec;
 pub mod telemetry;
 
 pub use balancer::{Balancer, BalancerError, Decision};
 pub use config::{Aggregation, BalancerConfig, ControllerConfig, EstimatorConfig, Policy};
 pub use flow::{FiveTuple, PacketMeta, TcpFlags};
 pub use maglev::{MaglevError, MaglevTable};
+pub use spec::{BalancerSpec, Problem};
