@@ -79,7 +79,7 @@ fn estimator(out: &Path, tdf: f64, fault_s: f64) -> (f64, usize, BTreeMap<u64, u
         },
         ..BalancerConfig::default()
     };
-    let mut b = Balancer::new(config, vec!["lb".into()], vec![1.0]).unwrap();
+    let mut b = Balancer::new(config, vec!["lb".into()], vec![1.0]).expect("a balancer");
     for p in &packets {
         let Some((flow, flags)) = balancer::packet::parse_ipv4(&p.ip, 0) else {
             continue;
@@ -93,14 +93,15 @@ fn estimator(out: &Path, tdf: f64, fault_s: f64) -> (f64, usize, BTreeMap<u64, u
             flags,
             now_ns,
         })
-        .unwrap();
+        .expect("route a packet");
     }
     let t = b.take_telemetry();
     let mut timeouts = BTreeMap::new();
     for e in &t.epochs {
         *timeouts.entry(e.chosen_timeout_ns / 1_000).or_default() += 1;
     }
-    let csv = std::fs::read_to_string(out.join("nodes/client/requests.csv")).unwrap();
+    let csv =
+        std::fs::read_to_string(out.join("nodes/client/requests.csv")).expect("read a result file");
     let done: Vec<(f64, f64)> = csv
         .lines()
         .skip(1)
@@ -142,36 +143,38 @@ fn estimator(out: &Path, tdf: f64, fault_s: f64) -> (f64, usize, BTreeMap<u64, u
 fn figures(out: &Path) -> Figures {
     let run = json(&out.join("run.json"));
     let epoch = run["epoch"]["virt_ns"].as_i64().expect("epoch");
-    let events = std::fs::read_to_string(out.join("events.jsonl")).unwrap();
+    let events = std::fs::read_to_string(out.join("events.jsonl")).expect("read a result file");
     let fault = events
         .lines()
         .filter_map(|l| serde_json::from_str::<serde_json::Value>(l).ok())
         .find(|e| e["fault"] == "inflate")
         .and_then(|e| e["t_virtual_s"].as_f64())
         .expect("the inflate fault fired");
-    let csv = std::fs::read_to_string(out.join("nodes/client/requests.csv")).unwrap();
+    let csv =
+        std::fs::read_to_string(out.join("nodes/client/requests.csv")).expect("read a result file");
     let (mut pre, mut post) = (Vec::new(), Vec::new());
     for l in csv.lines().skip(1) {
         let c: Vec<&str> = l.split(',').collect();
         if c[9] != "get" || !c[8].is_empty() {
             continue;
         }
-        let t = (c[1].parse::<i64>().unwrap() - epoch) as f64 / 1e9;
-        let ms = c[4].parse::<f64>().unwrap() / 1e6;
+        let t = (c[1].parse::<i64>().expect("a number") - epoch) as f64 / 1e9;
+        let ms = c[4].parse::<f64>().expect("a number") / 1e6;
         if (fault - 3.0..fault).contains(&t) {
             pre.push(ms);
         } else if t >= fault + 0.5 {
             post.push(ms);
         }
     }
-    let lb = std::fs::read_to_string(out.join("nodes/lb/backends.csv")).unwrap();
+    let lb =
+        std::fs::read_to_string(out.join("nodes/lb/backends.csv")).expect("read a result file");
     let mut requests: BTreeMap<(bool, bool), f64> = BTreeMap::new();
     let (mut lat_pre, mut lat_post) = (Vec::new(), Vec::new());
     for l in lb.lines().skip(1) {
         let c: Vec<&str> = l.split(',').collect();
-        let t: f64 = c[0].parse().unwrap();
+        let t: f64 = c[0].parse().expect("a number");
         let is_mc1 = c[1].starts_with("mc1");
-        let n: f64 = c[2].parse().unwrap();
+        let n: f64 = c[2].parse().expect("a number");
         let after = if (fault - 2.0..fault).contains(&t) {
             false
         } else if (fault + 0.2..fault + 2.2).contains(&t) {
@@ -206,7 +209,8 @@ fn figures(out: &Path) -> Figures {
 }
 
 fn run(policy: &str, tdf: &str) -> Figures {
-    let yaml = std::fs::read_to_string(repo_root().join("topologies/lb-inflation.yaml")).unwrap();
+    let yaml = std::fs::read_to_string(repo_root().join("topologies/lb-inflation.yaml"))
+        .expect("read a result file");
     // The balancer node runs under a shell that starts tcpdump beside it: inbound packets
     // to port 11211 are the clients' (its own requests to memcached are outbound).
     let lb_line = yaml
@@ -220,17 +224,17 @@ fn run(policy: &str, tdf: &str) -> Figures {
         lb.display()
     );
     let yaml = yaml.replace(&lb_line, &wrapped);
-    let dir = tempfile::tempdir().unwrap();
+    let dir = tempfile::tempdir().expect("a temporary directory");
     let topo = dir.path().join("lb-inflation.yaml");
-    std::fs::write(&topo, yaml).unwrap();
+    std::fs::write(&topo, yaml).expect("write the topology");
     let out = dir.path().join("results");
     let o = diorama(&[
         "run",
-        topo.to_str().unwrap(),
+        topo.to_str().expect("a UTF-8 path"),
         "--tdf",
         tdf,
         "--out",
-        out.to_str().unwrap(),
+        out.to_str().expect("a UTF-8 path"),
     ]);
     assert_eq!(o.code, Some(0), "{}\n{}", o.stdout, o.stderr);
     let s = json(&out.join("nodes/client/summary.json"));

@@ -23,9 +23,8 @@ impl Drop for Memcached {
 
 fn free_port() -> u16 {
     std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
+        .and_then(|l| l.local_addr())
+        .expect("a free loopback port")
         .port()
 }
 
@@ -78,7 +77,7 @@ fn check_loadgen(dir: &Path, expected: u64) {
         assert!(n > expected / 3, "{op}: {n} of {expected}: {s}");
         assert!(by[op]["p95"].as_f64().unwrap_or(0.0) > 0.0, "{op} p95: {s}");
     }
-    let csv = std::fs::read_to_string(dir.join("requests.csv")).unwrap();
+    let csv = std::fs::read_to_string(dir.join("requests.csv")).expect("read a result file");
     let statuses: Vec<&str> = csv
         .lines()
         .skip(1)
@@ -89,7 +88,8 @@ fn check_loadgen(dir: &Path, expected: u64) {
     // A key space of 50 with ~half sets: most gets after the first few hit real data.
     assert!(misses > 0 || hits > 0);
     assert!(hits > misses, "hits {hits}, misses {misses}");
-    let series = std::fs::read_to_string(dir.join("latency_series.csv")).unwrap();
+    let series =
+        std::fs::read_to_string(dir.join("latency_series.csv")).expect("read a result file");
     assert!(
         series.starts_with("t_virtual_ms,class,completed,p50_us,p95_us,p99_us\n"),
         "{series}"
@@ -106,7 +106,7 @@ fn loadgen_and_lb_against_real_memcached() {
     let (p1, p2, lbp) = (free_port(), free_port(), free_port());
     let _m1 = memcached(p1);
     let _m2 = memcached(p2);
-    let dir = tempfile::tempdir().unwrap();
+    let dir = tempfile::tempdir().expect("a temporary directory");
     let mut lb = Command::new(artifact("diorama-lb"))
         .args([
             "--protocol",
@@ -170,7 +170,7 @@ fn loadgen_and_lb_against_real_memcached() {
     );
     check_loadgen(dir.path(), count);
     // Both memcached servers served through the balancer.
-    let csv = std::fs::read_to_string(dir.path().join("backends.csv")).unwrap();
+    let csv = std::fs::read_to_string(dir.path().join("backends.csv")).expect("read a result file");
     for p in [p1, p2] {
         let served: u64 = csv
             .lines()
@@ -185,7 +185,7 @@ fn loadgen_and_lb_against_real_memcached() {
 fn memcache_nodes_under_diorama_run() {
     const T: &str = "memcache_nodes_under_diorama_run";
     require!(T, need_root(), need_tool("memcached"));
-    let dir = tempfile::tempdir().unwrap();
+    let dir = tempfile::tempdir().expect("a temporary directory");
     let yaml = r#"
 name: mcl7
 duration: 60s
@@ -211,11 +211,11 @@ nodes:
     let results = dir.path().join("results");
     let o = diorama(&[
         "run",
-        topo.to_str().unwrap(),
+        topo.to_str().expect("a UTF-8 path"),
         "--tdf",
         "1",
         "--out",
-        results.to_str().unwrap(),
+        results.to_str().expect("a UTF-8 path"),
     ]);
     assert_eq!(o.code, Some(0), "{}\n{}", o.stdout, o.stderr);
     check_loadgen(&results.join("nodes/client"), 1500);
