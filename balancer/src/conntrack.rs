@@ -7,6 +7,7 @@
 //! per quarter of the idle timeout, amortised over packets, so an entry lives between
 //! one and 1.25 idle timeouts after its last packet.
 
+use std::collections::hash_map::Entry;
 use std::collections::HashMap;
 
 use crate::estimator::FlowTiming;
@@ -60,9 +61,13 @@ impl ConnTable {
 
     /// Inserts (or replaces) a connection and returns it.
     pub fn insert(&mut self, flow: FiveTuple, conn: Conn) -> &mut Conn {
-        let slot = self.map.entry(flow).or_insert_with(|| conn.clone());
-        *slot = conn;
-        slot
+        match self.map.entry(flow) {
+            Entry::Occupied(mut e) => {
+                e.insert(conn);
+                e.into_mut()
+            }
+            Entry::Vacant(e) => e.insert(conn),
+        }
     }
 
     #[must_use]

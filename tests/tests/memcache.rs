@@ -169,6 +169,34 @@ fn loadgen_and_lb_against_real_memcached() {
         String::from_utf8_lossy(&out.stderr)
     );
     check_loadgen(dir.path(), count);
+    // Open loop, straight to one memcached: 400 requests at 400/s.
+    let open = tempfile::tempdir().expect("a temporary directory");
+    let out = Command::new(artifact("diorama-loadgen"))
+        .args(["--protocol", "memcache", "--rate", "400", "--count", "400"])
+        .args([
+            "--target",
+            &format!("memcache://127.0.0.1:{p1}"),
+            "--requests-per-connection",
+            "5",
+        ])
+        .args([
+            "--key-space",
+            "50",
+            "--start-delay",
+            "100ms",
+            "--node-name",
+            "o",
+        ])
+        .arg("--out")
+        .arg(open.path())
+        .output()
+        .expect("run diorama-loadgen");
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    check_loadgen(open.path(), 400);
     // Both memcached servers served through the balancer.
     let csv = std::fs::read_to_string(dir.path().join("backends.csv")).expect("read a result file");
     for p in [p1, p2] {
