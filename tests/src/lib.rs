@@ -11,6 +11,8 @@
 
 use std::path::{Path, PathBuf};
 
+pub mod pcap;
+
 /// The target directory of the profile these tests were built with (`target/release` or
 /// `target/debug`), derived from the test executable's own path (`<dir>/deps/<test>-<hash>`).
 pub fn target_dir() -> PathBuf {

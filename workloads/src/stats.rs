@@ -24,6 +24,9 @@ pub struct Summary {
     /// Coefficient of variation, `sd / mean · 100`; 0 when the mean is 0.
     pub cv_pct: f64,
     pub p90: f64,
+    /// Added after schema 1's first files; absent (0) in older ones.
+    #[serde(default)]
+    pub p95: f64,
     pub p99: f64,
     pub p999: f64,
 }
@@ -59,6 +62,7 @@ impl Summary {
             sd,
             cv_pct: if mean == 0.0 { 0.0 } else { sd / mean.abs() * 100.0 },
             p90: q(0.90),
+            p95: q(0.95),
             p99: q(0.99),
             p999: q(0.999),
         })

@@ -1,4 +1,5 @@
-//! `diorama-lb`: an L7 HTTP load balancer.
+//! `diorama-lb`: an L7 load balancer for HTTP, or for the memcache text protocol
+//! (`--protocol memcache`, a request/response proxy over TCP: [`memcache`]).
 //!
 //! Policies: round-robin, random, least connections, power of two choices over in-flight
 //! requests, and peak EWMA. Passive health checking ejects a backend after consecutive
@@ -16,6 +17,7 @@
 
 pub mod balancer;
 pub mod health;
+pub mod memcache;
 pub mod policy;
 pub mod proxy;
 pub mod series;

@@ -10,6 +10,7 @@ use anyhow::Context;
 use super::balancer::Balancer;
 use super::health::HealthConfig;
 use super::policy::{AnyPolicy, PolicyKind};
+use super::memcache::MemcacheProxy;
 use super::proxy::Proxy;
 use super::series::Series;
 use crate::isaac::flags::{expand_backends, parse_duration};
@@ -51,6 +52,31 @@ pub struct Args {
     /// Seed of the randomized policies (default: from the OS).
     #[arg(long)]
     pub seed: Option<u64>,
+    /// What clients speak: http (default) or memcache (text protocol, request by request).
+    #[arg(long, value_enum, default_value = "http")]
+    pub protocol: Protocol,
+}
+
+/// The protocol `diorama-lb` proxies.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum Protocol {
+    Http,
+    Memcache,
+}
+
+/// Where the sampler reads the balancer from.
+enum Front {
+    Http(Arc<Proxy>),
+    Memcache(Arc<MemcacheProxy>),
+}
+
+impl Front {
+    fn balancer(&self) -> &Mutex<Balancer> {
+        match self {
+            Front::Http(p) => &p.balancer,
+            Front::Memcache(p) => &p.balancer,
+        }
+    }
 }
 
 /// Runs the balancer until SIGTERM/SIGINT, then writes the last rows.
@@ -63,12 +89,16 @@ pub async fn run(args: Args) -> anyhow::Result<()> {
     let policy = AnyPolicy::new(args.policy, addrs.len(), seed, args.ewma_decay.as_nanos() as f64);
     let health = HealthConfig { failures: args.eject_failures, backoff: args.eject_backoff, max_backoff: args.eject_backoff_max };
     tracing::info!(policy = ?args.policy, backends = ?addrs, "load balancer");
-    let proxy = Arc::new(Proxy { balancer: Mutex::new(Balancer::new(addrs, policy, health)), client: crate::isaac::http::client(), timeout: args.timeout });
+    let balancer = Balancer::new(addrs, policy, health);
+    let front = Arc::new(match args.protocol {
+        Protocol::Http => Front::Http(Arc::new(Proxy { balancer: Mutex::new(balancer), client: crate::isaac::http::client(), timeout: args.timeout })),
+        Protocol::Memcache => Front::Memcache(Arc::new(MemcacheProxy::new(balancer, args.timeout))),
+    });
     let listener = tokio::net::TcpListener::bind(args.listen).await.with_context(|| format!("listen on {}", args.listen))?;
     let mut series = Series::create(&args.csv)?;
     let (stop_tx, mut stop_rx) = tokio::sync::watch::channel(false);
     let sampler = {
-        let proxy = proxy.clone();
+        let front = front.clone();
         let interval = args.report_interval;
         tokio::spawn(async move {
             let mut tick = tokio::time::interval(interval);
@@ -80,7 +110,7 @@ pub async fn run(args: Args) -> anyhow::Result<()> {
                     _ = stop_rx.wait_for(|s| *s) => true,
                 };
                 let now = crate::runtime::now_unix_ns();
-                let rows = proxy.balancer.lock().unwrap_or_else(std::sync::PoisonError::into_inner).take_rows(now);
+                let rows = front.balancer().lock().unwrap_or_else(std::sync::PoisonError::into_inner).take_rows(now);
                 series.write((now - epoch_ns) as f64 / 1e9, &rows)?;
                 if last {
                     return Ok::<(), super::series::SeriesError>(());
@@ -89,8 +119,13 @@ pub async fn run(args: Args) -> anyhow::Result<()> {
         })
     };
     tracing::info!(addr = %args.listen, "listening");
-    let handler = proxy.clone();
-    crate::isaac::http::serve(listener, move |req| handler.clone().handle(req), crate::runtime::shutdown_signal()).await;
+    match &*front {
+        Front::Http(proxy) => {
+            let handler = proxy.clone();
+            crate::isaac::http::serve(listener, move |req| handler.clone().handle(req), crate::runtime::shutdown_signal()).await;
+        }
+        Front::Memcache(proxy) => proxy.clone().serve(listener, crate::runtime::shutdown_signal()).await,
+    }
     let _ = stop_tx.send(true);
     sampler.await.context("time series writer")??;
     tracing::info!("stopped");

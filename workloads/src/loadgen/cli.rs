@@ -16,6 +16,8 @@ use clap::{Args, Parser, Subcommand, ValueEnum};
 use super::closed::{self, ClosedConfig, Think};
 use super::distributed::{self, CalibrationEntry, CalibrationFile, Link, Message, PlanConfig};
 use super::http::{self, Http, Target};
+use super::memcache::{self, Memcache, Mix};
+use super::Protocol;
 use super::open::{self, DispatchConfig, Issuer, RateSource, Source, TraceSource};
 use super::record::{self, Record, RunInfo};
 use super::schedule::{self, Amplitude, Limit, Pattern, Shape};
@@ -53,6 +55,16 @@ pub enum Mode {
     Trace,
     /// `--clients` closed-loop clients with `--think` time.
     Closed,
+}
+
+/// The wire protocol of the requests.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum ProtocolKind {
+    /// HTTP/1.1 to `--target http://host:port/path`.
+    Http,
+    /// memcache text protocol to `--target memcache://host:port`: `get`/`set` of keys
+    /// drawn from `--key-space` with `--ratio` GET:SET (memtier_benchmark's style).
+    Memcache,
 }
 
 /// Roles in distributed mode.
@@ -172,6 +184,25 @@ pub struct RunArgs {
     /// Controller: per-worker dispatch offsets, `NODE=MS` (repeatable) or `{"w0": 1.5}`.
     #[arg(long)]
     pub time_adjustment_ms: Vec<String>,
+    /// Wire protocol: http (default) or memcache.
+    #[arg(long, value_enum, default_value = "http")]
+    pub protocol: ProtocolKind,
+    /// memcache: GET:SET weights.
+    #[arg(long, value_parser = memcache::parse_ratio, default_value = "1:1")]
+    pub ratio: (u32, u32),
+    /// memcache: number of distinct keys (`memtier-0` …).
+    #[arg(long, default_value_t = 10_000)]
+    pub key_space: u64,
+    /// memcache: bytes of each stored value.
+    #[arg(long, default_value_t = 32)]
+    pub value_size: usize,
+    /// Requests a connection carries before it is closed and reopened (0: keep it).
+    #[arg(long, default_value_t = 0)]
+    pub requests_per_connection: u32,
+    /// Write `latency_series.csv` with p50/p95/p99 per window of this length (virtual);
+    /// memcache runs default to 100ms.
+    #[arg(long, value_parser = duration_arg)]
+    pub series_interval: Option<u64>,
 }
 
 #[derive(Debug, Subcommand)]
@@ -340,7 +371,21 @@ fn method(a: &RunArgs) -> String {
 
 fn target(a: &RunArgs) -> anyhow::Result<Target> {
     let url = a.target.as_deref().ok_or_else(|| anyhow!("--target URL is required (http://host:port/path)"))?;
+    if a.protocol == ProtocolKind::Memcache {
+        let host = url.trim().strip_prefix("memcache://").unwrap_or(url.trim());
+        if host.is_empty() || host.contains('/') {
+            bail!("--target {url:?}: a memcache target is memcache://host[:port]");
+        }
+        let authority = if host.rsplit_once(':').is_some_and(|(_, p)| p.parse::<u16>().is_ok()) { host.to_owned() } else { format!("{host}:11211") };
+        return Ok(Target { authority, path: String::new() });
+    }
     Target::parse(url).map_err(|e| anyhow!(e))
+}
+
+/// The memcache protocol and its request mix, from the flags.
+fn memcache_of(a: &RunArgs) -> (Memcache, Arc<Mix>) {
+    let mix = Arc::new(Mix { gets: a.ratio.0, sets: a.ratio.1, key_space: a.key_space, value: Bytes::from(vec![b'x'; a.value_size]), seed: a.seed });
+    (Memcache { requests_per_conn: a.requests_per_connection, mix: mix.clone() }, mix)
 }
 
 fn check_rate(a: &RunArgs) -> anyhow::Result<f64> {
@@ -356,14 +401,26 @@ fn out_dir(a: &RunArgs) -> PathBuf {
 }
 
 fn run(a: &RunArgs) -> anyhow::Result<()> {
+    if a.protocol == ProtocolKind::Memcache && a.role != Role::Standalone {
+        bail!("--protocol memcache runs standalone only (distributed mode replays HTTP traces)");
+    }
     match a.role {
         Role::Worker => worker(a),
         Role::Controller => controller(a),
         Role::Standalone => {
             let mode = a.mode.unwrap_or(if a.trace.is_some() { Mode::Trace } else { Mode::Open });
-            match mode {
-                Mode::Closed => run_closed(a),
-                Mode::Open | Mode::Trace => run_open(a, mode),
+            match (a.protocol, mode) {
+                (ProtocolKind::Http, Mode::Closed) => run_closed(a, Http, None),
+                (ProtocolKind::Http, Mode::Open | Mode::Trace) => run_open(a, mode, Http, None),
+                (ProtocolKind::Memcache, Mode::Trace) => bail!("--protocol memcache runs in open or closed mode, not trace replay"),
+                (ProtocolKind::Memcache, Mode::Closed) => {
+                    let (p, mix) = memcache_of(a);
+                    run_closed(a, p, Some(mix))
+                }
+                (ProtocolKind::Memcache, Mode::Open) => {
+                    let (p, mix) = memcache_of(a);
+                    run_open(a, mode, p, Some(mix))
+                }
             }
         }
     }
@@ -383,8 +440,11 @@ fn info(a: &RunArgs, mode: &str, role: &str, node: &str, start_ns: i64) -> RunIn
     }
 }
 
-fn finish(dir: &Path, mut records: Vec<Record>, info: &RunInfo) -> anyhow::Result<()> {
+fn finish(dir: &Path, mut records: Vec<Record>, info: &RunInfo, series_ns: Option<u64>) -> anyhow::Result<()> {
     let s = record::write_results(dir, &mut records, info)?;
+    if let Some(interval) = series_ns {
+        record::write_series(dir, &records, info.start_ns, interval)?;
+    }
     let med = |x: &Option<crate::stats::Summary>| x.map(|s| s.median);
     tracing::info!(
         dir = %dir.display(),
@@ -403,11 +463,16 @@ fn finish(dir: &Path, mut records: Vec<Record>, info: &RunInfo) -> anyhow::Resul
 /// Builds the source once the start instant is known.
 type SourceAt = Box<dyn FnOnce(i64) -> Source>;
 
-fn run_open(a: &RunArgs, mode: Mode) -> anyhow::Result<()> {
+/// The latency series' window: `--series-interval`, or 100 ms for memcache runs.
+fn series_interval(a: &RunArgs) -> Option<u64> {
+    a.series_interval.or((a.protocol == ProtocolKind::Memcache).then_some(100_000_000))
+}
+
+fn run_open<P: Protocol>(a: &RunArgs, mode: Mode, proto: P, mix: Option<Arc<Mix>>) -> anyhow::Result<()> {
     let node = node_name(a);
     let rt = runtime(a.threads)?;
     let term = Term::install(&rt);
-    let issuer = Arc::new(Issuer::new(Http, a.connections, Duration::from_nanos(a.timeout), node.clone()));
+    let issuer = Arc::new(Issuer::new(proto, a.connections, Duration::from_nanos(a.timeout), node.clone()));
     let (source_of, first_authority, target_rps, pattern): (SourceAt, String, Option<f64>, Option<String>) = if mode == Mode::Trace {
         let path = a.trace.as_ref().ok_or_else(|| anyhow!("trace mode needs --trace FILE"))?;
         let events = trace::read(path)?;
@@ -432,7 +497,7 @@ fn run_open(a: &RunArgs, mode: Mode) -> anyhow::Result<()> {
         let t = target(a)?;
         let (sh, seed, lim, m, body) = (shape(a), a.seed, limit(a), method(a), Bytes::from(a.payload.clone().unwrap_or_default()));
         let auth = t.authority.clone();
-        (Box::new(move |start| Source::Rate(RateSource::new(sh, seed, rate, lim, start, t, m, body))), auth, Some(rate), Some(a.pattern.to_string()))
+        (Box::new(move |start| Source::Rate(RateSource::new(sh, seed, rate, lim, start, t, m, body).with_mix(mix))), auth, Some(rate), Some(a.pattern.to_string()))
     };
     if !first_authority.is_empty() {
         let made = rt.block_on(issuer.warm(&first_authority, a.warm.min(a.connections)));
@@ -446,15 +511,15 @@ fn run_open(a: &RunArgs, mode: Mode) -> anyhow::Result<()> {
     i.target_rps = target_rps;
     i.pattern = pattern;
     i.rate_changes = outcome.rate_changes;
-    finish(&out_dir(a), issuer.recorder.take(), &i)
+    finish(&out_dir(a), issuer.recorder.take(), &i, series_interval(a))
 }
 
-fn run_closed(a: &RunArgs) -> anyhow::Result<()> {
+fn run_closed<P: Protocol>(a: &RunArgs, proto: P, mix: Option<Arc<Mix>>) -> anyhow::Result<()> {
     let node = node_name(a);
     let rt = runtime(a.threads)?;
     let term = Term::install(&rt);
     let t = target(a)?;
-    let issuer = Arc::new(Issuer::new(Http, a.connections.max(a.clients as usize), Duration::from_nanos(a.timeout), node.clone()));
+    let issuer = Arc::new(Issuer::new(proto, a.connections.max(a.clients as usize), Duration::from_nanos(a.timeout), node.clone()));
     rt.block_on(issuer.warm(&t.authority, (a.clients as usize).min(a.connections.max(1))));
     let start_ns = now_unix_ns() + (a.start_delay.min(i64::MAX as u64) as i64);
     let cfg = ClosedConfig {
@@ -468,10 +533,11 @@ fn run_closed(a: &RunArgs) -> anyhow::Result<()> {
         method: method(a),
         body: Bytes::from(a.payload.clone().unwrap_or_default()),
         seed: a.seed,
+        mix,
     };
     tracing::info!(clients = a.clients, node = %node, "closed load starts");
     closed::run(&rt, issuer.clone(), cfg, Duration::from_nanos(a.drain), a.spin, term.wait()).context("start the think-time timer")?;
-    finish(&out_dir(a), issuer.recorder.take(), &info(a, "closed", "standalone", &node, start_ns))
+    finish(&out_dir(a), issuer.recorder.take(), &info(a, "closed", "standalone", &node, start_ns), series_interval(a))
 }
 
 /// The controller's trace: `--trace`, or generated from the rate flags over the workers.
@@ -578,7 +644,7 @@ fn controller(a: &RunArgs) -> anyhow::Result<()> {
     i.target_rps = rate.or_else(|| TraceSource::new(events, 0, a.speed, 0.0, Target { authority: String::new(), path: "/".into() }, None).base_rate);
     i.pattern = a.trace.is_none().then(|| a.pattern.to_string());
     i.rate_changes = rate_changes;
-    finish(&dir, records, &i)
+    finish(&dir, records, &i, a.series_interval)
 }
 
 async fn connect_worker(addr: &str) -> anyhow::Result<Link> {
@@ -748,7 +814,7 @@ fn run_part(rt: &tokio::runtime::Runtime, link: &mut Link, a: &RunArgs, node: &s
     let mut i = info(a, "distributed", "worker", node, start_ns);
     i.rate_changes = outcome.rate_changes;
     i.target_rps = None;
-    finish(&out_dir(a), records.clone(), &i)?;
+    finish(&out_dir(a), records.clone(), &i, a.series_interval)?;
     rt.block_on(link.send(&Message::Results { node: node.to_owned(), records, rate_changes: outcome.rate_changes }))?;
     Ok(())
 }

@@ -19,6 +19,7 @@ use rand::SeedableRng;
 use rand_distr::{Distribution, Exp};
 
 use super::http::Target;
+use super::memcache::Mix;
 use super::open::{abandon, Issuer, Planned};
 use super::{Protocol, Request};
 use crate::runtime::now_unix_ns;
@@ -47,6 +48,8 @@ pub struct ClosedConfig {
     pub method: String,
     pub body: Bytes,
     pub seed: u64,
+    /// Per-request operation and key (memcache), instead of `method`/`target.path`.
+    pub mix: Option<Arc<Mix>>,
 }
 
 /// Wakes tasks at precise (virtual unix ns) instants, from one thread.
@@ -121,8 +124,15 @@ async fn client<P: Protocol>(i: u32, issuer: Arc<Issuer<P>>, cfg: Arc<ClosedConf
         if next > now_unix_ns() {
             timer.sleep_until(next).await;
         }
-        let req = Request { method: cfg.method.clone(), authority: cfg.target.authority.clone(), path: cfg.target.path.clone(), body: cfg.body.clone() };
-        issuer.clone().issue_now(Planned { id, scheduled_ns: next, req, class: cfg.target.path.clone() }).await;
+        let (req, class) = match &cfg.mix {
+            Some(mix) => {
+                let req = mix.request(id, &cfg.target.authority);
+                let class = req.method.clone();
+                (req, class)
+            }
+            None => (Request { method: cfg.method.clone(), authority: cfg.target.authority.clone(), path: cfg.target.path.clone(), body: cfg.body.clone() }, cfg.target.path.clone()),
+        };
+        issuer.clone().issue_now(Planned { id, scheduled_ns: next, req, class }).await;
         let think = match (cfg.think, exp) {
             (Think::Exp, Some(e)) if cfg.think_ns > 0 => e.sample(&mut rng) as i64,
             _ => cfg.think_ns as i64,

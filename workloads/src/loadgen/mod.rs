@@ -7,6 +7,7 @@
 //! - [`schedule`]: open-loop gaps (uniform, poisson, random, sinusoidal, burst);
 //! - [`trace`], [`logs`]: traces (JSON, JSON Lines, CSV) and traces from request logs;
 //! - [`http`]: the HTTP/1.1 [`Protocol`] and the trivial server (`serve`);
+//! - [`memcache`]: the memcache text-protocol [`Protocol`] and its GET/SET mix;
 //! - [`record`]: per-request records and the result files;
 //! - [`open`], [`closed`]: the open-loop dispatcher and closed clients;
 //! - [`distributed`]: controller and workers over TCP;
@@ -17,6 +18,7 @@ pub mod closed;
 pub mod distributed;
 pub mod http;
 pub mod logs;
+pub mod memcache;
 pub mod open;
 pub mod record;
 pub mod schedule;

@@ -28,6 +28,7 @@ use std::time::Duration;
 use bytes::Bytes;
 
 use super::http::Target;
+use super::memcache::Mix;
 use super::record::{Pending, Recorder};
 use super::schedule::{Arrivals, Limit, Shape};
 use super::trace::Event;
@@ -191,12 +192,21 @@ pub struct RateSource {
     target: Target,
     method: String,
     body: Bytes,
+    /// Per-request operation and key (memcache), instead of `method`/`target.path`.
+    mix: Option<Arc<Mix>>,
 }
 
 impl RateSource {
     #[expect(clippy::too_many_arguments, reason = "the open mode's flags, passed through")]
     pub fn new(shape: Shape, seed: u64, rate: f64, limit: Limit, start_ns: i64, target: Target, method: String, body: Bytes) -> RateSource {
-        RateSource { arrivals: Arrivals::new(shape, seed), rate, limit, start_ns, n: 0, last: 0, before_last: 0, target, method, body }
+        RateSource { arrivals: Arrivals::new(shape, seed), rate, limit, start_ns, n: 0, last: 0, before_last: 0, target, method, body, mix: None }
+    }
+
+    /// Draws each request's operation and key from `mix`.
+    #[must_use]
+    pub fn with_mix(mut self, mix: Option<Arc<Mix>>) -> RateSource {
+        self.mix = mix;
+        self
     }
 
     fn next(&mut self) -> Option<Planned> {
@@ -212,8 +222,13 @@ impl RateSource {
     }
 
     fn planned(&self, id: u64, offset: u64) -> Planned {
+        let scheduled_ns = self.start_ns + offset as i64;
+        if let Some(mix) = &self.mix {
+            let req = mix.request(id, &self.target.authority);
+            return Planned { id, scheduled_ns, class: req.method.clone(), req };
+        }
         let req = Request { method: self.method.clone(), authority: self.target.authority.clone(), path: self.target.path.clone(), body: self.body.clone() };
-        Planned { id, scheduled_ns: self.start_ns + offset as i64, req, class: self.target.path.clone() }
+        Planned { id, scheduled_ns, req, class: self.target.path.clone() }
     }
 
     /// Re-plans the pending (last emitted) request at the current rate, not before `now_ns`.

@@ -192,6 +192,10 @@ pub struct LoadSummary {
     pub latency_us: Option<Summary>,
     pub uncorrected_us: Option<Summary>,
     pub dispatch_delay_us: Option<Summary>,
+    /// Latency of completed requests per class (the request path, or the memcache
+    /// operation `get`/`set`).
+    #[serde(default, skip_serializing_if = "std::collections::BTreeMap::is_empty")]
+    pub latency_by_class_us: std::collections::BTreeMap<String, Summary>,
 }
 
 /// Errors of writing the result files.
@@ -249,7 +253,50 @@ pub fn summarize(records: &[Record], info: &RunInfo) -> LoadSummary {
         latency_us: Summary::of(&latency),
         uncorrected_us: Summary::of(&uncorrected),
         dispatch_delay_us: Summary::of(&delay),
+        latency_by_class_us: by_class(&completed),
     }
+}
+
+fn by_class(completed: &[&Record]) -> std::collections::BTreeMap<String, Summary> {
+    let mut groups: std::collections::BTreeMap<String, Vec<f64>> = std::collections::BTreeMap::new();
+    for r in completed {
+        groups.entry(r.class.clone()).or_default().push(r.latency_ns() as f64 / 1e3);
+    }
+    groups.into_iter().filter_map(|(c, v)| Summary::of(&v).map(|s| (c, s))).collect()
+}
+
+/// The header of `latency_series.csv`.
+pub const SERIES_HEADER: &str = "t_virtual_ms,class,completed,p50_us,p95_us,p99_us";
+
+/// Rows of `latency_series.csv`: per window of `interval_ns` (virtual, from `start_ns`, by
+/// scheduled start) and per class plus `all`, the completed count and latency p50/p95/p99.
+pub fn series_rows(records: &[Record], start_ns: i64, interval_ns: u64) -> Vec<(f64, String, u64, f64, f64, f64)> {
+    let interval = interval_ns.max(1) as i64;
+    let mut windows: std::collections::BTreeMap<(i64, String), Vec<f64>> = std::collections::BTreeMap::new();
+    for r in records.iter().filter(|r| r.completed() && r.scheduled_ns >= start_ns) {
+        let w = (r.scheduled_ns - start_ns) / interval;
+        let us = r.latency_ns() as f64 / 1e3;
+        windows.entry((w, r.class.clone())).or_default().push(us);
+        windows.entry((w, "all".to_owned())).or_default().push(us);
+    }
+    windows
+        .into_iter()
+        .filter_map(|((w, class), v)| {
+            let q = |p| crate::stats::quantile(&v, p);
+            Some(((w * interval) as f64 / 1e6, class, v.len() as u64, q(0.5)?, q(0.95)?, q(0.99)?))
+        })
+        .collect()
+}
+
+/// Writes `latency_series.csv` into `dir`.
+pub fn write_series(dir: &Path, records: &[Record], start_ns: i64, interval_ns: u64) -> Result<(), OutputError> {
+    use std::fmt::Write as _;
+    let mut out = String::from(SERIES_HEADER);
+    out.push('\n');
+    for (t, class, n, p50, p95, p99) in series_rows(records, start_ns, interval_ns) {
+        let _ = writeln!(out, "{t:.3},{},{n},{p50:.1},{p95:.1},{p99:.1}", csv_field(&class));
+    }
+    write_file(dir.join("latency_series.csv"), out.as_bytes())
 }
 
 /// An HDR histogram of µs values, V2-serialized and base64-encoded.

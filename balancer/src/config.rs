@@ -1,0 +1,149 @@
+//! Every constant of the balancer, with the defaults of the design (issue 14): a Maglev
+//! table of 65,537 slots, a timeout ladder of 64 µs … 4 ms in 7 doubling steps, an
+//! epoch of 64 ms, δ = 10 %. Times are virtual nanoseconds.
+
+use std::fmt;
+use std::str::FromStr;
+
+use crate::maglev::DEFAULT_TABLE_SIZE;
+
+/// How the balancer picks a backend for a new connection.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Policy {
+    /// Static Maglev (what Katran and Cilium do by default).
+    Maglev,
+    /// Maglev whose slot shares the δ-shift controller moves on in-band latency estimates.
+    Inband,
+}
+
+impl Policy {
+    /// The names accepted by [`Policy::from_str`].
+    pub const NAMES: [&'static str; 2] = ["maglev", "inband"];
+}
+
+impl FromStr for Policy {
+    type Err = UnknownPolicy;
+
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        match s {
+            "maglev" => Ok(Self::Maglev),
+            "inband" => Ok(Self::Inband),
+            other => Err(UnknownPolicy(other.to_owned())),
+        }
+    }
+}
+
+impl fmt::Display for Policy {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(match self {
+            Self::Maglev => "maglev",
+            Self::Inband => "inband",
+        })
+    }
+}
+
+/// A policy name that is not one of [`Policy::NAMES`].
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("parse balancer policy `{0}`: expected one of maglev, inband")]
+pub struct UnknownPolicy(pub String);
+
+/// How a backend's latency samples become its estimate.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub enum Aggregation {
+    /// Exponentially weighted moving average; each sample has weight `alpha` (0 < α ≤ 1).
+    Ewma { alpha: f64 },
+    /// Median of the backend's last `window` samples.
+    WindowMedian { window: usize },
+}
+
+impl Default for Aggregation {
+    fn default() -> Self {
+        // TCP's SRTT weight: reacts within ~8 samples, smooths single outliers.
+        Self::Ewma { alpha: 0.125 }
+    }
+}
+
+/// ENSEMBLETIMEOUT constants.
+#[derive(Debug, Clone, PartialEq)]
+pub struct EstimatorConfig {
+    /// The FIXEDTIMEOUT timeouts run side by side, ascending (ns).
+    pub ladder_ns: Vec<u64>,
+    /// The epoch E over which sample counts are compared (ns).
+    pub epoch_ns: u64,
+    /// Index into the ladder used before the first epoch has ended.
+    pub initial_index: usize,
+    /// An epoch with fewer samples than this at every rung keeps the previous choice.
+    pub min_epoch_samples: u64,
+    pub aggregation: Aggregation,
+}
+
+impl Default for EstimatorConfig {
+    fn default() -> Self {
+        Self {
+            ladder_ns: (0..7).map(|i| 64_000u64 << i).collect(),
+            epoch_ns: 64_000_000,
+            initial_index: 3,
+            min_epoch_samples: 8,
+            aggregation: Aggregation::default(),
+        }
+    }
+}
+
+/// δ-shift controller constants.
+#[derive(Debug, Clone, PartialEq)]
+pub struct ControllerConfig {
+    /// Fraction of the total share moved per step (δ).
+    pub delta: f64,
+    /// No backend's share is driven below this fraction, so a slow backend keeps
+    /// receiving a trickle of new connections and its recovery is measured.
+    pub floor: f64,
+    /// The slowest backend is drained only if its estimate exceeds the mean of the others
+    /// by this factor (1.25 = 25 % slower); within it, shares relax towards the weights.
+    pub tolerance: f64,
+    /// At most one step per this much virtual time (ns), so one burst of samples cannot
+    /// drain a backend before the estimates have moved.
+    pub min_interval_ns: u64,
+}
+
+impl Default for ControllerConfig {
+    fn default() -> Self {
+        Self {
+            delta: 0.10,
+            floor: 0.02,
+            tolerance: 1.25,
+            min_interval_ns: 1_000_000,
+        }
+    }
+}
+
+/// Everything a [`crate::Balancer`] needs besides its backends.
+#[derive(Debug, Clone, PartialEq)]
+pub struct BalancerConfig {
+    pub policy: Policy,
+    /// Maglev table size (prime).
+    pub table_size: u32,
+    /// A connection idle this long is forgotten (ns).
+    pub idle_timeout_ns: u64,
+    /// Opening SYNs seen again for a connection still waiting for its handshake before
+    /// its backend is marked down (the balancer's in-band failure detector).
+    pub syn_retries_to_fail: u32,
+    /// A backend marked down is given its floor share back after this long (ns), so it is
+    /// tried again.
+    pub down_hold_ns: u64,
+    pub estimator: EstimatorConfig,
+    pub controller: ControllerConfig,
+}
+
+impl Default for BalancerConfig {
+    fn default() -> Self {
+        Self {
+            policy: Policy::Maglev,
+            table_size: DEFAULT_TABLE_SIZE,
+            idle_timeout_ns: 30_000_000_000,
+            syn_retries_to_fail: 2,
+            down_hold_ns: 10_000_000_000,
+            estimator: EstimatorConfig::default(),
+            controller: ControllerConfig::default(),
+        }
+    }
+}
