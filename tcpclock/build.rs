@@ -22,9 +22,18 @@ fn main() {
         let src = format!("src/bpf/{name}.bpf.c");
         SkeletonBuilder::new()
             .source(&src)
-            .clang_args(["-I", multiarch.as_str(), "-D", &format!("__TARGET_ARCH_{target_arch}")])
+            .clang_args([
+                "-I",
+                multiarch.as_str(),
+                "-D",
+                &format!("__TARGET_ARCH_{target_arch}"),
+            ])
             .build_and_generate(out.join(format!("{name}.skel.rs")))
-            .unwrap_or_else(|e| panic!("building {src} (needs clang and libbpf-dev, see scripts/packages.txt): {e:#}"));
+            .unwrap_or_else(|e| {
+                panic!(
+                    "building {src} (needs clang and libbpf-dev, see scripts/packages.txt): {e:#}"
+                )
+            });
         println!("cargo:rerun-if-changed={src}");
     }
     println!("cargo:rerun-if-changed=src/bpf/kernel.h");

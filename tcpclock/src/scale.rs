@@ -4,7 +4,7 @@ use crate::Error;
 
 /// `tdf × 1000`, rounded. The programs do integer arithmetic only.
 pub fn tdf_milli(tdf: f64) -> Result<u32, Error> {
-    if !tdf.is_finite() || tdf < 0.001 || tdf > 1_000_000.0 {
+    if !(0.001..=1_000_000.0).contains(&tdf) {
         return Err(Error::BadTdf(tdf));
     }
     Ok((tdf * 1000.0).round() as u32)
