@@ -6,6 +6,7 @@
 //!   RTO (SYN and SYN-ACK retransmissions) TDF seconds;
 //! - [`DilatedCubic`]: CUBIC as a BPF struct_ops congestion control whose time base is the
 //!   node's virtual time, to be made the default of each node's network namespace;
+//! - [`RunClock`]: the above for one run, its `run.json` report and its cleanup ([`clean`]);
 //! - [`Probe`] and [`coverage`]: which hooks this kernel has, and for each TCP timer whether
 //!   it is stretched by BPF, by a sysctl, or not at all (the gap a run reports).
 //!
@@ -24,6 +25,7 @@ pub mod cgroup2;
 mod cubic;
 mod error;
 pub mod probe;
+mod run;
 mod scale;
 mod skel;
 mod sockclock;
@@ -32,6 +34,7 @@ pub use cgroup2::NodeCgroup;
 pub use cubic::DilatedCubic;
 pub use error::Error;
 pub use probe::{coverage, Coverage, Mechanism, Probe};
+pub use run::{clean, ClockReport, NodeClock, NodeReport, RunClock};
 pub use scale::{cubic_name, tdf_milli};
 pub use sockclock::{Outcomes, SockClock};
 

@@ -424,3 +424,139 @@ fn the_probe_finds_this_kernels_hooks_and_leaves_nothing() {
         "the probe's registration is gone: {available}"
     );
 }
+
+/// Not a test of its own: the process `a_killed_run_leaves_nothing_behind` kills. It holds a
+/// run's TCP clock (CUBIC registration, one node's attachment) until it is killed.
+#[test]
+#[ignore = "helper process of a_killed_run_leaves_nothing_behind"]
+fn holder_of_a_run_clock() {
+    let Some(run) = std::env::var_os("TCPCLOCK_HOLDER_RUN") else {
+        return;
+    };
+    let run = run.to_string_lossy().into_owned();
+    let mut clock = tcpclock::RunClock::start(&run, 7.0, None);
+    clock.add_node("n1").expect("node cgroup");
+    println!("holding {}", clock.congestion_control().unwrap_or("-"));
+    sleep(Duration::from_secs(60));
+}
+
+#[test]
+fn a_run_clock_reports_and_cleans_up() {
+    require!(
+        "a_run_clock_reports_and_cleans_up",
+        need_root(),
+        need_tool("ip"),
+        need_tool("ss"),
+        need_tool("bash"),
+        need_cgroup2()
+    );
+    let run = format!("tcpclock-test-{}", std::process::id());
+    let mut clock = tcpclock::RunClock::start(&run, 5.0, None);
+    let cc = clock.congestion_control().map(str::to_string);
+    assert!(
+        cc.as_deref().is_some_and(|n| n.starts_with("cubic_d5")),
+        "{cc:?}"
+    );
+    let pair = Pair::new("run");
+    let cg = clock
+        .add_node("client")
+        .expect("node cgroup")
+        .cgroup()
+        .to_path_buf();
+    let mut client = spawn_in(
+        &cg,
+        &pair.a,
+        &["timeout", "5", "bash", "-c", ": <>/dev/tcp/10.77.9.3/9"],
+        Stdio::null(),
+    );
+    let deadline = Instant::now() + Duration::from_secs(3);
+    let mut rto = None;
+    while rto.is_none() && Instant::now() < deadline {
+        sleep(Duration::from_millis(200));
+        rto = ss_rto(&pair.a, "syn-sent");
+    }
+    assert_eq!(rto, Some(5000.0), "the node's initial RTO at TDF 5");
+    let report = clock.report(true);
+    let json = serde_json::to_string(&report).expect("report serializes");
+    println!("report: {json}");
+    assert!(json.contains("\"timeout_init_answered\":1"), "{json}");
+    clock.finish().expect("finish");
+    let _ = client.wait();
+    assert!(!cg.exists(), "the node's cgroup2 directory is gone");
+    assert!(
+        !cg.parent().is_some_and(Path::exists),
+        "the run's cgroup2 directory is gone"
+    );
+}
+
+#[test]
+fn a_killed_run_leaves_nothing_behind() {
+    require!(
+        "a_killed_run_leaves_nothing_behind",
+        need_root(),
+        need_cgroup2()
+    );
+    let run = format!("tcpclock-kill-{}", std::process::id());
+    let exe = std::env::current_exe().expect("test binary");
+    let mut holder = Command::new(exe)
+        .args([
+            "--ignored",
+            "--exact",
+            "holder_of_a_run_clock",
+            "--nocapture",
+        ])
+        .env("TCPCLOCK_HOLDER_RUN", &run)
+        .stdout(Stdio::null())
+        .spawn()
+        .expect("spawn the holder");
+    let root = need_cgroup2().expect("cgroup2");
+    let node = root.join("diorama").join(&run).join("n1");
+    let available = || {
+        std::fs::read_to_string("/proc/sys/net/ipv4/tcp_available_congestion_control")
+            .unwrap_or_default()
+    };
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while !(node.exists()
+        && available()
+            .split_whitespace()
+            .any(|n| n.starts_with("cubic_d7")))
+    {
+        assert!(
+            Instant::now() < deadline,
+            "the holder never set up: {}",
+            available()
+        );
+        sleep(Duration::from_millis(50));
+    }
+    // A node process still inside, as after a harness crash.
+    let mut orphan = Command::new("sh")
+        .arg("-c")
+        .arg(format!(
+            "echo $$ > {}/cgroup.procs && exec sleep 60",
+            node.display()
+        ))
+        .spawn()
+        .expect("spawn");
+    sleep(Duration::from_millis(200));
+    let _ = holder.kill(); // SIGKILL
+    let _ = holder.wait();
+    // The kernel drops the links with the process: the CUBIC is unregistered.
+    let deadline = Instant::now() + Duration::from_secs(5);
+    while available()
+        .split_whitespace()
+        .any(|n| n.starts_with("cubic_d7"))
+    {
+        assert!(
+            Instant::now() < deadline,
+            "cubic_d7 outlived its holder: {}",
+            available()
+        );
+        sleep(Duration::from_millis(50));
+    }
+    // What remains is the cgroup2 directory; clean removes it and what is inside.
+    assert!(node.exists());
+    let removed = tcpclock::clean(&root, Some(&[run.as_str()])).expect("clean");
+    let _ = orphan.wait();
+    assert_eq!(removed, vec![root.join("diorama").join(&run)]);
+    assert!(!root.join("diorama").join(&run).exists());
+}
