@@ -1,14 +1,16 @@
 //! Compiles the BPF programs in `src/bpf/` with clang and generates their Rust skeletons.
 
 use std::env;
+use std::error::Error;
 use std::path::PathBuf;
 
 use libbpf_cargo::SkeletonBuilder;
 
 const PROGRAMS: [&str; 2] = ["sockclock", "dcubic"];
 
-fn main() {
-    let out = PathBuf::from(env::var_os("OUT_DIR").expect("cargo sets OUT_DIR"));
+fn main() -> Result<(), Box<dyn Error>> {
+    let out =
+        PathBuf::from(env::var_os("OUT_DIR").ok_or("OUT_DIR is not set (not run by cargo?)")?);
     // Debian keeps the uapi <asm/...> headers in the multiarch directory, which clang's BPF
     // target does not search by itself.
     let arch = env::var("CARGO_CFG_TARGET_ARCH").unwrap_or_else(|_| "x86_64".into());
@@ -37,4 +39,5 @@ fn main() {
         println!("cargo:rerun-if-changed={src}");
     }
     println!("cargo:rerun-if-changed=src/bpf/kernel.h");
+    Ok(())
 }
