@@ -36,6 +36,10 @@ pub struct Outcomes {
     pub delack_max_refused: u64,
     pub rto_min_set: u64,
     pub rto_min_refused: u64,
+    pub cc_set: u64,
+    pub cc_refused: u64,
+    /// The errno of the last refused switch, 0 if none.
+    pub cc_last_errno: u64,
 }
 
 /// The program attached to one node's cgroup2 directory.
@@ -56,6 +60,12 @@ impl std::fmt::Debug for SockClock {
 impl SockClock {
     /// Loads the program for `tdf` and attaches it to the cgroup2 directory `cgroup`.
     pub fn attach(cgroup: &Path, tdf: f64) -> Result<Self, Error> {
+        Self::attach_with_cc(cgroup, tdf, None)
+    }
+
+    /// As [`Self::attach`], and switches every socket of the cgroup to congestion control
+    /// `cc` (for processes whose namespace default cannot be set; at most 15 bytes).
+    pub fn attach_with_cc(cgroup: &Path, tdf: f64, cc: Option<&str>) -> Result<Self, Error> {
         let milli = scale::tdf_milli(tdf)?;
         let mut storage = MaybeUninit::uninit();
         let mut open = SockclockSkelBuilder::default()
@@ -63,6 +73,11 @@ impl SockClock {
             .map_err(|e| Error::Bpf("open sock_ops object", e))?;
         if let Some(rodata) = open.maps.rodata_data.as_deref_mut() {
             rodata.tdf_milli = milli;
+            if let Some(cc) = cc {
+                for (slot, byte) in rodata.cc_name.iter_mut().zip(cc.bytes().take(15)) {
+                    *slot = byte as i8;
+                }
+            }
         }
         let skel = open
             .load()
@@ -105,6 +120,9 @@ impl SockClock {
             delack_max_refused: slot(2)?,
             rto_min_set: slot(3)?,
             rto_min_refused: slot(4)?,
+            cc_set: slot(5)?,
+            cc_refused: slot(6)?,
+            cc_last_errno: slot(7)?,
         })
     }
 }

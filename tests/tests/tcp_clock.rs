@@ -560,3 +560,29 @@ fn a_killed_run_leaves_nothing_behind() {
     assert_eq!(removed, vec![root.join("diorama").join(&run)]);
     assert!(!root.join("diorama").join(&run).exists());
 }
+
+#[test]
+fn sock_ops_switches_every_socket_to_the_dilated_cubic() {
+    require!(
+        "sock_ops_switches_every_socket_to_the_dilated_cubic",
+        need_root(),
+        need_tool("ip"),
+        need_tool("iperf3"),
+        need_cgroup2()
+    );
+    let cubic = DilatedCubic::register(4.0).expect("register the dilated CUBIC");
+    let pair = Pair::new("sw");
+    let cg = scratch_cgroup("sw").expect("scratch cgroup");
+    let clock =
+        SockClock::attach_with_cc(cg.path(), 4.0, Some(cubic.name())).expect("attach sock_ops");
+    // The namespaces keep the host's default; the program switches each socket.
+    let (cc, bps) = iperf(&pair, cg.path(), 5_000_000);
+    let o = clock.outcomes().expect("outcomes");
+    println!("sender on {cc} at {:.1} Mbit/s; outcomes {o:?}", bps / 1e6);
+    assert_eq!(cc, cubic.name());
+    assert!(o.cc_set >= 2 && o.cc_refused == 0, "{o:?}");
+    drop(clock);
+    cg.kill_all(Duration::from_secs(5))
+        .expect("empty the scratch cgroup");
+    cg.remove().expect("remove the scratch cgroup");
+}

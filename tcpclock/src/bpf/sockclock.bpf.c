@@ -9,7 +9,9 @@
  * - on connect and establishment it asks the kernel for the delayed-ACK maximum and the
  *   minimum RTO stretched by the TDF (TCP_BPF_DELACK_MAX, TCP_BPF_RTO_MIN). The kernel only
  *   accepts values at or below its defaults (200 ms each), so at TDF > 1 these are refused;
- *   every outcome is counted in `outcomes` so the loader reports what happened.
+ *   every outcome is counted in `outcomes` so the loader reports what happened;
+ * - optionally, it switches every socket to a named congestion control (on connect, and on
+ *   passive establishment), for processes whose namespace default cannot be set.
  */
 #include <linux/bpf.h>
 #include <bpf/bpf_helpers.h>
@@ -18,6 +20,9 @@ char LICENSE[] SEC("license") = "GPL";
 
 #ifndef SOL_TCP
 #define SOL_TCP 6
+#endif
+#ifndef TCP_CONGESTION
+#define TCP_CONGESTION 13
 #endif
 #ifndef TCP_BPF_DELACK_MAX
 #define TCP_BPF_DELACK_MAX 1003
@@ -28,6 +33,8 @@ char LICENSE[] SEC("license") = "GPL";
 
 /* TDF × 1000, set by the loader before the object is loaded. */
 const volatile __u32 tdf_milli = 1000;
+/* Congestion control every socket is switched to ("" = leave the namespace default). */
+const volatile char cc_name[16] = {};
 /* The kernel's tick rate (libbpf reads it from the kernel config); 0 when unknown. */
 extern unsigned int CONFIG_HZ __kconfig __weak;
 
@@ -42,6 +49,9 @@ enum {
 	DELACK_MAX_REFUSED,
 	RTO_MIN_SET,
 	RTO_MIN_REFUSED,
+	CC_SET,
+	CC_REFUSED,
+	CC_LAST_ERROR,		/* -errno of the last refusal */
 	OUTCOME_SLOTS,
 };
 
@@ -82,6 +92,27 @@ static __always_inline void stretch_timers(struct bpf_sock_ops *skops)
 		count(RTO_MIN_REFUSED);
 }
 
+static __always_inline void switch_cc(struct bpf_sock_ops *skops)
+{
+	char name[16];
+
+	if (!cc_name[0])
+		return;
+	/* Byte by byte: volatile reads see the loader's value, a memcpy would be folded. */
+	for (int i = 0; i < (int)sizeof(name); i++)
+		name[i] = cc_name[i];
+	long err = bpf_setsockopt(skops, SOL_TCP, TCP_CONGESTION, name, sizeof(name));
+	if (err == 0) {
+		count(CC_SET);
+		return;
+	}
+	count(CC_REFUSED);
+	__u32 slot = CC_LAST_ERROR;
+	__u64 *v = bpf_map_lookup_elem(&outcomes, &slot);
+	if (v)
+		*v = (__u64)(-err);
+}
+
 SEC("sockops")
 int sock_clock(struct bpf_sock_ops *skops)
 {
@@ -94,8 +125,16 @@ int sock_clock(struct bpf_sock_ops *skops)
 		count(TIMEOUT_INIT_ANSWERED);
 		break;
 	case BPF_SOCK_OPS_TCP_CONNECT_CB:
-	case BPF_SOCK_OPS_ACTIVE_ESTABLISHED_CB:
+		switch_cc(skops);
+		if (tdf_milli != 1000)
+			stretch_timers(skops);
+		break;
 	case BPF_SOCK_OPS_PASSIVE_ESTABLISHED_CB:
+		switch_cc(skops);
+		if (tdf_milli != 1000)
+			stretch_timers(skops);
+		break;
+	case BPF_SOCK_OPS_ACTIVE_ESTABLISHED_CB:
 		if (tdf_milli != 1000)
 			stretch_timers(skops);
 		break;
