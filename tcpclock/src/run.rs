@@ -165,10 +165,14 @@ impl RunClock {
             n.cgroup.remove()?;
         }
         drop(cubic);
-        match run_dir {
-            Some(dir) => cgroup2::remove_tree(&dir),
-            None => Ok(()),
+        let Some(dir) = run_dir else { return Ok(()) };
+        cgroup2::remove_tree(&dir)?;
+        // The shared `diorama` parent goes too once the last run has left (another run's
+        // directory keeps it: rmdir refuses a non-empty one, which is not an error here).
+        if let Some(parent) = dir.parent() {
+            let _ = std::fs::remove_dir(parent);
         }
+        Ok(())
     }
 }
 
