@@ -265,6 +265,11 @@ fn dilated_cubic_is_the_namespace_default_and_carries_data() {
     println!("{} carried 20 MB at {:.1} Mbit/s", cc, bps / 1e6);
     assert_eq!(cc, cubic.name());
     assert!(bps > 1e6);
+    // A second run at the same TDF (another harness) gets its own registration.
+    let second = DilatedCubic::register(10.0).expect("a second registration");
+    assert_ne!(second.name(), cubic.name());
+    assert!(second.name().starts_with(cubic.name()), "{}", second.name());
+    drop(second);
     let name = cubic.name().to_string();
     drop(pair);
     drop(cubic);
