@@ -14,8 +14,8 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 SECS=${SECS:-5}; COUNT=${COUNT:-20000}; MBPS=${MBPS:-1000}; NODES=${NODES:-1000}
 command -v iperf3 >/dev/null || { echo "iperf3 is missing (scripts/setup installs it)"; exit 1; }
-cargo build --release -p netem -q
-bin=target/release/netem-bench
+cargo build --release -p netemu -q
+bin=target/release/netemu-bench
 echo "# host: $(nproc) cores, load average $(cut -d' ' -f1-3 /proc/loadavg), kernel $(uname -r)"
 echo "## throughput (iperf3, ${SECS}s, one TCP flow)"
 "$bin" throughput --secs "$SECS"

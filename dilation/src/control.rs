@@ -27,18 +27,10 @@ use std::path::{Path, PathBuf};
 
 use crate::{realtime_ns, Epoch, TimeModel};
 
-pub const MAGIC: u64 = u64::from_le_bytes(*b"DIORAMA1");
-pub const VERSION: u64 = 1;
-pub const SIZE: u64 = 4096;
-pub const OFF_MAGIC: u64 = 0;
-pub const OFF_VERSION: u64 = 8;
-pub const OFF_SEQ: u64 = 16;
-pub const OFF_TDF: u64 = 24;
-pub const OFF_EPOCH_REAL: u64 = 32;
-pub const OFF_EPOCH_VIRT: u64 = 40;
-pub const OFF_STEPS: u64 = 48;
-pub const OFF_ERRORS: u64 = 56;
-pub const OFF_ATTACHED: u64 = 64;
+pub use dilation_abi::control::{
+    MAGIC, OFF_ATTACHED, OFF_EPOCH_REAL, OFF_EPOCH_VIRT, OFF_ERRORS, OFF_MAGIC, OFF_SEQ, OFF_STEPS, OFF_TDF, OFF_VERSION,
+    SIZE, VERSION,
+};
 
 /// Errors of the control file.
 #[derive(Debug, thiserror::Error)]
@@ -78,7 +70,7 @@ impl ControlFile {
     pub fn create(path: &Path, model: &TimeModel) -> Result<Self, ControlError> {
         let io = |source| ControlError::Io { path: path.to_owned(), source };
         let file = OpenOptions::new().read(true).write(true).create(true).truncate(true).open(path).map_err(io)?;
-        file.set_len(SIZE).map_err(io)?;
+        file.set_len(SIZE as u64).map_err(io)?;
         let cf = Self { file, path: path.to_owned() };
         cf.put(OFF_MAGIC, MAGIC)?;
         cf.put(OFF_VERSION, VERSION)?;
@@ -97,13 +89,13 @@ impl ControlFile {
         Ok(cf)
     }
 
-    fn put(&self, off: u64, v: u64) -> Result<(), ControlError> {
-        self.file.write_all_at(&v.to_le_bytes(), off).map_err(|source| ControlError::Io { path: self.path.clone(), source })
+    fn put(&self, off: usize, v: u64) -> Result<(), ControlError> {
+        self.file.write_all_at(&v.to_le_bytes(), off as u64).map_err(|source| ControlError::Io { path: self.path.clone(), source })
     }
 
-    fn get(&self, off: u64) -> Result<u64, ControlError> {
+    fn get(&self, off: usize) -> Result<u64, ControlError> {
         let mut b = [0u8; 8];
-        self.file.read_exact_at(&mut b, off).map_err(|source| ControlError::Io { path: self.path.clone(), source })?;
+        self.file.read_exact_at(&mut b, off as u64).map_err(|source| ControlError::Io { path: self.path.clone(), source })?;
         Ok(u64::from_le_bytes(b))
     }
 
@@ -122,7 +114,7 @@ impl ControlFile {
         fields[8..16].copy_from_slice(&model.epoch.real_ns.to_le_bytes());
         fields[16..24].copy_from_slice(&model.epoch.virt_ns.to_le_bytes());
         fields[24..].copy_from_slice(&steps.to_le_bytes());
-        self.file.write_all_at(&fields, OFF_TDF).map_err(|source| ControlError::Io { path: self.path.clone(), source })?;
+        self.file.write_all_at(&fields, OFF_TDF as u64).map_err(|source| ControlError::Io { path: self.path.clone(), source })?;
         self.put(OFF_SEQ, odd + 1)
     }
 
@@ -178,7 +170,7 @@ mod tests {
         let m = TimeModel::new(10.0, Epoch { real_ns: 100, virt_ns: 100 }).unwrap();
         let cf = ControlFile::create(&path, &m).unwrap();
         assert_eq!(cf.model().unwrap(), m);
-        assert_eq!(std::fs::metadata(&path).unwrap().len(), SIZE);
+        assert_eq!(std::fs::metadata(&path).unwrap().len(), SIZE as u64);
         let again = ControlFile::open(&path).unwrap();
         assert_eq!(again.stats().unwrap(), ShimStats::default());
         assert_eq!(again.get(OFF_SEQ).unwrap() % 2, 0);

@@ -12,16 +12,10 @@ pub mod probe;
 
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
-/// Time-dilation factor; any positive real (> 1 slows time, < 1 speeds it up).
-pub const ENV_TDF: &str = "DILATION_TDF";
-/// CLOCK_REALTIME nanoseconds at the epoch.
-pub const ENV_EPOCH_REAL_NS: &str = "DILATION_EPOCH_REAL_NS";
-/// Virtual CLOCK_REALTIME nanoseconds at the epoch.
-pub const ENV_EPOCH_VIRT_NS: &str = "DILATION_EPOCH_VIRT_NS";
-/// Optional path of the control file (TDF changes and clock faults at run time).
-pub const ENV_CONTROL: &str = "DILATION_CONTROL";
-/// Set to `1` to also dilate file timestamps returned by `stat` and friends.
-pub const ENV_DILATE_STAT: &str = "DILATION_STAT";
+pub use dilation_abi::env::{
+    CONTROL as ENV_CONTROL, DILATE_STAT as ENV_DILATE_STAT, EPOCH_REAL_NS as ENV_EPOCH_REAL_NS,
+    EPOCH_VIRT_NS as ENV_EPOCH_VIRT_NS, TDF as ENV_TDF,
+};
 
 /// Errors of the time model.
 #[derive(Debug, Clone, PartialEq, thiserror::Error)]

@@ -4,11 +4,13 @@
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
-use crate::cli::Failure;
-use crate::exit;
-use crate::plan::{Inventory, Plan, PlanOptions};
-use crate::testbed::{DiskLimit, NodeResources, NodeSpec, ReadyCheck, TestbedSpec};
-use crate::topology::{self, units, ReadySpec, Topology};
+use catalog::fault::Fault;
+use catalog::plan::{Inventory, Plan, PlanOptions};
+use catalog::topology::{self, ReadySpec, Topology};
+use catalog::units;
+use testbed::{DiskLimit, NodeResources, NodeSpec, ReadyCheck, TestbedSpec};
+
+use crate::Error;
 
 /// Command-line overrides of topology settings.
 #[derive(Debug, Clone, Default)]
@@ -18,7 +20,7 @@ pub struct Overrides {
     pub sample_every: Option<String>,
     pub headroom: Option<f64>,
     /// The network backend (`--net`; default `auto`).
-    pub net: Option<crate::testbed::NetBackend>,
+    pub net: Option<testbed::NetBackend>,
     /// A scenario file whose `faults:` run in addition to the topology's.
     pub scenario: Option<PathBuf>,
 }
@@ -30,51 +32,48 @@ pub struct Experiment {
     pub spec: TestbedSpec,
     pub plan_table: String,
     /// The fault timeline: the topology's faults, then the scenario's.
-    pub faults: Vec<crate::fault::Fault>,
+    pub faults: Vec<Fault>,
 }
 
-fn invalid(file: &Path, field: &str, topology: Option<&Topology>, message: String) -> anyhow::Error {
+fn invalid(file: &Path, field: &str, topology: Option<&Topology>, message: String) -> Error {
     let pos = topology.map(|t| t.source.locate(field));
     let at = pos.map_or_else(|| file.display().to_string(), |p| format!("{}:{}:{}", file.display(), p.line, p.col));
-    Failure::new(exit::INVALID_INPUT, format!("{at}: {field}: {message}")).into()
+    Error::Reference { at, field: field.to_owned(), message }
 }
 
-/// Loads a topology and reports diagnostics with the documented exit code.
-pub fn load(file: &Path) -> anyhow::Result<Topology> {
-    topology::load(file).map_err(|e| Failure::new(exit::INVALID_INPUT, e.to_string()).into())
+/// Loads a topology, its faults checked.
+pub fn load(file: &Path) -> Result<Topology, Error> {
+    Ok(catalog::load::topology(file)?)
 }
 
 /// Plans a topology on the inventory it names (default: this machine).
-pub fn plan(topology: &Topology, tdf: Option<f64>, headroom: Option<f64>) -> anyhow::Result<Plan> {
-    let inventory = Inventory::from_decls(&topology.hosts, Path::new("/proc"))
-        .map_err(|e| Failure::new(exit::ENVIRONMENT, format!("measure the hosts: {e}")))?;
+pub fn plan(topology: &Topology, tdf: Option<f64>, headroom: Option<f64>) -> Result<Plan, Error> {
+    let inventory =
+        Inventory::from_decls(&topology.hosts, Path::new("/proc")).map_err(|e| Error::Inventory(e.to_string()))?;
     let opts = PlanOptions {
         tdf,
         headroom: headroom.unwrap_or(topology.headroom),
         cpu_period_us: u64::try_from(topology.cpu_period.as_micros()).unwrap_or(100_000),
     };
-    crate::plan::plan(topology, &inventory, &opts)
-        .map_err(|e| Failure::new(exit::INVALID_INPUT, format!("{}: impossible plan: {e}", topology.file.display())).into())
+    catalog::plan::plan(topology, &inventory, &opts).map_err(|reason| Error::Plan { file: topology.file.clone(), reason })
 }
 
-fn parse_duration(flag: &str, text: &str) -> anyhow::Result<Duration> {
-    units::Duration::parse(text).map(|d| d.0).map_err(|e| Failure::new(exit::USAGE, format!("{flag}: {e}")).into())
+fn parse_duration(flag: &str, text: &str) -> Result<Duration, Error> {
+    units::Duration::parse(text).map(|d| d.0).map_err(|e| Error::Usage(format!("{flag}: {e}")))
 }
 
 /// Resolves `program` like the node will (PATH), so a missing binary is refused up front.
 fn find_program(program: &str) -> Option<PathBuf> {
-    crate::container::find_program(std::ffi::OsStr::new(program), std::env::var_os("PATH").as_deref())
+    testbed::container::find_program(std::ffi::OsStr::new(program), std::env::var_os("PATH").as_deref())
 }
 
 impl Experiment {
-    pub fn load(file: &Path, overrides: &Overrides) -> anyhow::Result<Self> {
+    pub fn load(file: &Path, overrides: &Overrides) -> Result<Self, Error> {
         let topology = load(file)?;
         // Faults are validated before anything is planned or created.
-        let mut faults = crate::fault::from_topology(&topology).map_err(|e| Failure::new(exit::INVALID_INPUT, e.to_string()))?;
+        let mut faults = catalog::load::topology_faults(&topology)?;
         if let Some(scenario) = &overrides.scenario {
-            faults.extend(
-                crate::fault::load_scenario(scenario, &topology).map_err(|e| Failure::new(exit::INVALID_INPUT, e.to_string()))?,
-            );
+            faults.extend(catalog::fault::load_scenario(scenario, &topology)?);
         }
         let plan = plan(&topology, overrides.tdf, overrides.headroom)?;
         let duration = match &overrides.duration {
@@ -86,7 +85,7 @@ impl Experiment {
             None => Duration::from_secs(1),
         };
         if sample_every.is_zero() {
-            return Err(Failure::new(exit::USAGE, "--sample-every must be positive").into());
+            return Err(Error::Usage("--sample-every must be positive".into()));
         }
         let harness_exe = std::env::current_exe().unwrap_or_else(|_| PathBuf::from("diorama"));
         let mut nodes = Vec::with_capacity(topology.nodes.len());
@@ -192,7 +191,7 @@ fn disk_limits(
     file: &Path,
     topology: &Topology,
     path: &str,
-) -> anyhow::Result<Vec<DiskLimit>> {
+) -> Result<Vec<DiskLimit>, Error> {
     use std::os::unix::fs::{FileTypeExt, MetadataExt};
     let target = disk.device.clone().unwrap_or_else(|| "/".into());
     let meta = std::fs::metadata(&target)
@@ -215,7 +214,7 @@ fn disk_limits(
 }
 
 /// The emulated network of a topology (perceived parameters), when it has links.
-fn network_spec(t: &Topology) -> Result<Option<netem::graph::NetSpec>, String> {
+fn network_spec(t: &Topology) -> Result<Option<netemu::graph::NetSpec>, String> {
     if t.links.is_empty() {
         return Ok(None);
     }
@@ -228,32 +227,32 @@ fn network_spec(t: &Topology) -> Result<Option<netem::graph::NetSpec>, String> {
             (a, l)
         }
     };
-    let params = |p: &topology::LinkParams| netem::link::LinkParams {
+    let params = |p: &topology::LinkParams| netemu::link::LinkParams {
         rate_bps: p.rate_bps,
         delay: Duration::from_nanos(p.delay_ns),
         jitter: Duration::from_nanos(p.jitter_ns),
         jitter_dist: match p.jitter_dist {
-            topology::model::JitterDistDecl::Uniform => netem::link::JitterDist::Uniform,
-            topology::model::JitterDistDecl::Normal => netem::link::JitterDist::Normal,
-            topology::model::JitterDistDecl::ParetoNormal => netem::link::JitterDist::ParetoNormal,
+            topology::model::JitterDistDecl::Uniform => netemu::link::JitterDist::Uniform,
+            topology::model::JitterDistDecl::Normal => netemu::link::JitterDist::Normal,
+            topology::model::JitterDistDecl::ParetoNormal => netemu::link::JitterDist::ParetoNormal,
         },
         loss: match p.gilbert_elliott {
             Some([p_good_to_bad, p_bad_to_good, loss_good, loss_bad]) => {
-                netem::link::Loss::GilbertElliott { p_good_to_bad, p_bad_to_good, loss_good, loss_bad }
+                netemu::link::Loss::GilbertElliott { p_good_to_bad, p_bad_to_good, loss_good, loss_bad }
             }
-            None => netem::link::Loss::Random(p.loss),
+            None => netemu::link::Loss::Random(p.loss),
         },
         reorder: p.reorder,
         duplicate: p.duplicate,
         corrupt: p.corrupt,
         queue: match (p.queue_bytes, p.queue_packets) {
-            (Some(b), _) => netem::link::QueueLimit::Bytes(b),
-            (None, Some(n)) => netem::link::QueueLimit::Packets(n),
-            (None, None) => netem::link::DEFAULT_QUEUE,
+            (Some(b), _) => netemu::link::QueueLimit::Bytes(b),
+            (None, Some(n)) => netemu::link::QueueLimit::Packets(n),
+            (None, None) => netemu::link::DEFAULT_QUEUE,
         },
-        ..netem::link::LinkParams::default()
+        ..netemu::link::LinkParams::default()
     };
-    Ok(Some(netem::graph::NetSpec {
+    Ok(Some(netemu::graph::NetSpec {
         prefix,
         prefix_len: len,
         nodes: t.nodes.iter().map(|n| n.name.clone()).collect(),
@@ -261,7 +260,7 @@ fn network_spec(t: &Topology) -> Result<Option<netem::graph::NetSpec>, String> {
         links: t
             .links
             .iter()
-            .map(|l| netem::graph::LinkSpec { name: l.name.clone(), a: l.a.clone(), b: l.b.clone(), forward: params(&l.forward), reverse: params(&l.reverse) })
+            .map(|l| netemu::graph::LinkSpec { name: l.name.clone(), a: l.a.clone(), b: l.b.clone(), forward: params(&l.forward), reverse: params(&l.reverse) })
             .collect(),
     }))
 }

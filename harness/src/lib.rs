@@ -1,18 +1,15 @@
-//! The diorama harness library. The `diorama` binary is a thin layer over it.
+//! The diorama harness: the experiment adapter (catalog → testbed spec), the one run
+//! pipeline that `run`, `test` and `validate` share, suites, validation, and the `diorama`
+//! command line (`cli`, the only module that knows exit codes).
 
 pub mod cli;
-pub mod exit;
-pub mod container;
-pub mod state;
-pub mod readiness;
-pub mod workload;
-pub mod topology;
-pub mod plan;
-pub mod clean;
+pub mod error;
 pub mod experiment;
-pub mod testbed;
+pub mod faults;
+pub mod pipeline;
 pub mod suite;
+pub mod thresholds;
 pub mod validate;
-pub mod report;
-pub mod compare;
-pub mod fault;
+pub mod workload;
+
+pub use error::Error;

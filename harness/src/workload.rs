@@ -23,7 +23,7 @@ pub fn locate(name: &str, harness_exe: &Path) -> Result<PathBuf, WorkloadError> 
     if candidate.is_file() {
         return Ok(candidate);
     }
-    crate::container::find_program(std::ffi::OsStr::new(&program), std::env::var_os("PATH").as_deref())
+    testbed::container::find_program(std::ffi::OsStr::new(&program), std::env::var_os("PATH").as_deref())
         .ok_or_else(|| WorkloadError::NotFound { name: name.to_owned(), program, beside: beside.to_owned() })
 }
 

@@ -28,7 +28,7 @@ fn run(dir: &Path, name: &str, yaml: &str, tdf: f64, net: &str) -> (Vec<f64>, st
 }
 
 fn need_netem() -> Result<(), String> {
-    match netem::kernel::probe() {
+    match netemu::kernel::probe() {
         Ok(s) if s.netem => Ok(()),
         Ok(_) => Err("this kernel lacks sch_netem (adding a netem qdisc to a fresh namespace's lo fails with ENOENT)".into()),
         Err(e) => Err(format!("probing the kernel's qdiscs failed: {e}")),
@@ -36,7 +36,7 @@ fn need_netem() -> Result<(), String> {
 }
 
 fn need_htb() -> Result<(), String> {
-    match netem::kernel::probe() {
+    match netemu::kernel::probe() {
         Ok(s) if s.htb => Ok(()),
         Ok(_) => Err("this kernel lacks sch_htb".into()),
         Err(e) => Err(format!("probing the kernel's qdiscs failed: {e}")),
@@ -163,7 +163,7 @@ nodes:
     );
     let (_, out) = run(tmp.path(), "auto", &yaml, 1.0, "auto");
     let net = &run_json(&out)["network"];
-    let netem = netem::kernel::probe().unwrap().netem;
+    let netem = netemu::kernel::probe().unwrap().netem;
     assert_eq!(net["backend"], if netem { "kernel" } else { "userspace" }, "{net}");
     assert_eq!(net["requested"], "auto");
     assert!(net["reason"].as_str().unwrap().contains("sch_netem"), "{net}");

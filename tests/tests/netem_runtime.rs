@@ -13,10 +13,10 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use diorama_tests::{need_root, require};
-use netem::emulator::Emulator;
-use netem::graph::{Graph, LinkSpec, NetSpec};
-use netem::link::LinkParams;
-use netem::netns::NetNs;
+use netemu::emulator::Emulator;
+use netemu::graph::{Graph, LinkSpec, NetSpec};
+use netemu::link::LinkParams;
+use netemu::netns::NetNs;
 
 fn spec() -> NetSpec {
     let link = |name: &str, a: &str| {
@@ -37,7 +37,7 @@ fn spec() -> NetSpec {
 fn build(backend: &str, tdf: f64) -> Result<(Box<dyn Emulator>, Vec<NetNs>), String> {
     let graph = Graph::build(spec()).unwrap();
     if backend == "kernel" {
-        let mut support = netem::kernel::probe().map_err(|e| e.to_string())?;
+        let mut support = netemu::kernel::probe().map_err(|e| e.to_string())?;
         // Zero-loss 1 ms delay needs netem; without it the kernel backend runs the links
         // undelayed (the ops under test are routes and link state, not netem).
         let graph = if support.netem {
@@ -51,18 +51,18 @@ fn build(backend: &str, tdf: f64) -> Result<(Box<dyn Emulator>, Vec<NetNs>), Str
             support.netem = false;
             Graph::build(s).unwrap()
         };
-        let (net, ns) = netem::kernel::KernelNet::start(&graph, tdf, support).map_err(|e| format!("{e:?}"))?;
+        let (net, ns) = netemu::kernel::KernelNet::start(&graph, tdf, support).map_err(|e| format!("{e:?}"))?;
         return Ok((Box::new(net), ns));
     }
     let mut ports = Vec::new();
     let mut namespaces = Vec::new();
     for (node, addr) in graph.addresses().clone() {
         let ns = NetNs::create().unwrap();
-        let tun = netem::tun::create_in(&ns, "eth0", addr, 16, 1500).unwrap();
-        ports.push(netem::core::Port { node, addr, tun });
+        let tun = netemu::tun::create_in(&ns, "eth0", addr, 16, 1500).unwrap();
+        ports.push(netemu::userspace::Port { node, addr, tun });
         namespaces.push(ns);
     }
-    Ok((Box::new(netem::core::Core::start(graph, tdf, ports).unwrap()), namespaces))
+    Ok((Box::new(netemu::userspace::Core::start(graph, tdf, ports).unwrap()), namespaces))
 }
 
 /// Received datagrams: (send time, receive time) since the epoch.

@@ -185,17 +185,10 @@ static DILATE_STAT: AtomicU8 = AtomicU8::new(0);
 /// `times()` ticks at start-up.
 static TIMES_BASE: AtomicI64 = AtomicI64::new(i64::MIN);
 
-// Control page layout: see the `dilation` crate's `control` module.
-const OFF_MAGIC: usize = 0;
-const OFF_SEQ: usize = 16;
-const OFF_TDF: usize = 24;
-const OFF_EPOCH_REAL: usize = 32;
-const OFF_EPOCH_VIRT: usize = 40;
-const OFF_STEPS: usize = 48;
-const OFF_ERRORS: usize = 56;
-const OFF_ATTACHED: usize = 64;
-const MAGIC: u64 = u64::from_le_bytes(*b"DIORAMA1");
-const PAGE: usize = 4096;
+// Control page layout: shared with the `dilation` crate through `dilation-abi`.
+use dilation_abi::control::{
+    MAGIC, OFF_ATTACHED, OFF_EPOCH_REAL, OFF_EPOCH_VIRT, OFF_ERRORS, OFF_MAGIC, OFF_SEQ, OFF_STEPS, OFF_TDF, SIZE as PAGE,
+};
 
 fn control_word(off: usize) -> Option<&'static AtomicU64> {
     let base = CONTROL.load(Acquire);
@@ -228,7 +221,7 @@ fn env(name: &[u8]) -> Option<&'static [u8]> {
 
 /// Maps the control file named by `DILATION_CONTROL`, if any.
 fn map_control() {
-    let Some(path) = env(b"DILATION_CONTROL\0") else { return };
+    let Some(path) = env(dilation_abi::env::CONTROL_C) else { return };
     let mut buf = [0u8; 4096];
     if path.len() >= buf.len() {
         count_error();
@@ -260,7 +253,7 @@ fn map_control() {
 
 fn init() {
     // Below 2^-14 the fixed-point multiplier would overflow; such a speed-up is no model.
-    let Some(tdf) = env(b"DILATION_TDF\0").and_then(model::parse_f64).filter(|t| t.is_finite() && *t >= 1.0 / 16384.0) else {
+    let Some(tdf) = env(dilation_abi::env::TDF_C).and_then(model::parse_f64).filter(|t| t.is_finite() && *t >= 1.0 / 16384.0) else {
         STATE.store(INACTIVE, Release);
         return;
     };
@@ -268,8 +261,8 @@ fn init() {
         STATE.store(INACTIVE, Release);
         return;
     };
-    let real = env(b"DILATION_EPOCH_REAL_NS\0").and_then(model::parse_i64).unwrap_or(now);
-    let virt = env(b"DILATION_EPOCH_VIRT_NS\0").and_then(model::parse_i64).unwrap_or(real);
+    let real = env(dilation_abi::env::EPOCH_REAL_NS_C).and_then(model::parse_i64).unwrap_or(now);
+    let virt = env(dilation_abi::env::EPOCH_VIRT_NS_C).and_then(model::parse_i64).unwrap_or(real);
     TDF_BITS.store(tdf.to_bits(), Relaxed);
     MULT.store(model::mult_of(tdf), Relaxed);
     EPOCH_REAL.store(real, Relaxed);
@@ -285,7 +278,7 @@ fn init() {
             slot.store(c - (a + (b - a) / 2), Relaxed);
         }
     }
-    if env(b"DILATION_STAT\0") == Some(b"1") {
+    if env(dilation_abi::env::DILATE_STAT_C) == Some(b"1") {
         DILATE_STAT.store(1, Relaxed);
     }
     map_control();

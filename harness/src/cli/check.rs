@@ -2,8 +2,8 @@
 
 use std::path::PathBuf;
 
-use super::Failure;
-use crate::exit;
+use super::exit;
+use crate::Error;
 
 #[derive(Debug, clap::Args)]
 pub struct Args {
@@ -18,7 +18,7 @@ pub struct Args {
 pub fn run(args: Args) -> anyhow::Result<u8> {
     let mut failed = 0;
     for file in &args.files {
-        match crate::topology::load(file) {
+        match catalog::load::topology(file) {
             Ok(t) => {
                 if args.plan {
                     if let Err(e) = crate::experiment::plan(&t, None, None) {
@@ -36,7 +36,7 @@ pub fn run(args: Args) -> anyhow::Result<u8> {
         }
     }
     if failed > 0 {
-        return Err(Failure::new(exit::INVALID_INPUT, format!("{failed} of {} topologies are invalid", args.files.len())).into());
+        return Err(Error::InvalidFiles { invalid: failed, total: args.files.len() }.into());
     }
     Ok(exit::OK)
 }

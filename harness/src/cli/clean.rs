@@ -2,8 +2,8 @@
 
 use std::path::PathBuf;
 
-use super::Failure;
-use crate::exit;
+use super::exit;
+use crate::Error;
 
 #[derive(Debug, clap::Args)]
 pub struct Args {
@@ -16,15 +16,15 @@ pub struct Args {
     #[arg(long)]
     pub force: bool,
     /// Root of the run state directories.
-    #[arg(long, default_value = crate::state::DEFAULT_ROOT, hide = true)]
+    #[arg(long, default_value = testbed::state::DEFAULT_ROOT, hide = true)]
     pub state_root: PathBuf,
 }
 
 pub fn run(args: Args) -> anyhow::Result<u8> {
     if !nix::unistd::geteuid().is_root() {
-        return Err(Failure::new(exit::ENVIRONMENT, "diorama clean needs root (cgroups, namespaces)").into());
+        return Err(Error::Environment("diorama clean needs root (cgroups, namespaces)".into()).into());
     }
-    let report = crate::clean::clean(&args.state_root, args.run.as_deref(), args.force, args.check)?;
+    let report = testbed::clean::clean(&args.state_root, args.run.as_deref(), args.force, args.check)?;
     for live in &report.live {
         eprintln!("left alone: run {live} (its harness is running; use --force)");
     }
@@ -36,7 +36,7 @@ pub fn run(args: Args) -> anyhow::Result<u8> {
         for item in &report.remaining {
             eprintln!("left behind: {item}");
         }
-        return Err(Failure::new(exit::RUN_FAILED, format!("{} leftovers (run `diorama clean`)", report.remaining.len())).into());
+        return Err(Error::Leftovers(report.remaining.len()).into());
     }
     eprintln!(
         "clean: {} runs, {} processes killed, {} cgroups removed",
@@ -48,7 +48,7 @@ pub fn run(args: Args) -> anyhow::Result<u8> {
         for item in &report.remaining {
             eprintln!("could not remove: {item}");
         }
-        return Err(Failure::new(exit::SETUP, "some leftovers could not be removed").into());
+        return Err(Error::NotCleaned.into());
     }
     Ok(exit::OK)
 }

@@ -2,9 +2,10 @@
 
 use std::path::PathBuf;
 
-use super::Failure;
-use crate::compare::{CompareError, Thresholds};
-use crate::exit;
+use report::compare::Thresholds;
+
+use super::exit;
+use crate::Error;
 
 #[derive(Debug, clap::Args)]
 pub struct Args {
@@ -22,21 +23,15 @@ pub struct Args {
 
 pub fn run(args: Args) -> anyhow::Result<u8> {
     let th = match &args.thresholds {
-        Some(file) => Thresholds::load(file).map_err(|e| anyhow::Error::new(e).context(Failure::new(exit::INVALID_INPUT, "invalid thresholds")))?,
+        Some(file) => crate::thresholds::load(file).map_err(Error::ThresholdsFile)?,
         None => Thresholds::default(),
     };
-    let comparison = crate::compare::compare(&args.a, &args.b, &th).map_err(|e| {
-        let code = match &e {
-            CompareError::Run { source, .. } if !source.is_bad_input() => exit::ENVIRONMENT,
-            CompareError::Run { .. } | CompareError::DifferentTopologies { .. } => exit::INVALID_INPUT,
-            _ => exit::ENVIRONMENT,
-        };
-        anyhow::Error::new(e).context(Failure::new(code, "failed to compare the runs"))
-    })?;
+    let comparison = report::compare::compare(&args.a, &args.b, &th).map_err(Error::Compare)?;
     let out = args.out.clone().unwrap_or_else(|| args.b.clone());
-    std::fs::create_dir_all(&out).map_err(|e| anyhow::Error::new(e).context(Failure::new(exit::ENVIRONMENT, format!("create {}", out.display()))))?;
+    std::fs::create_dir_all(&out)
+        .map_err(|e| Error::CompareOutput { what: format!("create {}", out.display()), source: Box::new(e) })?;
     let written = comparison.write_json(&out).and_then(|()| comparison.write_html(&out));
-    written.map_err(|e| anyhow::Error::new(e).context(Failure::new(exit::ENVIRONMENT, "failed to write the comparison")))?;
+    written.map_err(|e| Error::CompareOutput { what: "failed to write the comparison".into(), source: Box::new(e) })?;
     for k in &comparison.checks {
         println!(
             "{:<11} {:>12} {:>12}  error {:>8}  threshold {:.4}  {}",

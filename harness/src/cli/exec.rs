@@ -7,8 +7,7 @@ use std::time::{Duration, Instant};
 
 use anyhow::Context;
 
-use super::Failure;
-use crate::exit;
+use crate::Error;
 
 #[derive(Debug, clap::Args)]
 pub struct Args {
@@ -40,23 +39,20 @@ fn parse_epoch(text: &str) -> Result<dilation::Epoch, String> {
 
 pub fn run(args: Args) -> anyhow::Result<u8> {
     let epoch = match &args.epoch {
-        Some(text) => parse_epoch(text).map_err(|m| Failure::new(exit::USAGE, format!("--epoch: {m}")))?,
+        Some(text) => parse_epoch(text).map_err(|m| Error::Usage(format!("--epoch: {m}")))?,
         None => dilation::Epoch::now(),
     };
     let model = dilation::TimeModel::new(args.tdf, epoch)
-        .map_err(|e| Failure::new(exit::USAGE, format!("--tdf {}: {e}", args.tdf)))?;
+        .map_err(|e| Error::Usage(format!("--tdf {}: {e}", args.tdf)))?;
     let shim = args
         .shim
         .clone()
         .or_else(dilation::probe::locate_shim)
         .ok_or_else(|| {
-            Failure::new(
-                exit::ENVIRONMENT,
-                "libdilation.so not found beside diorama or in $DIORAMA_SHIM (build it: cargo build --release --workspace)",
-            )
+            Error::Environment(crate::pipeline::NO_SHIM.into())
         })?;
     if !shim.is_file() {
-        return Err(Failure::new(exit::ENVIRONMENT, format!("shim {} does not exist", shim.display())).into());
+        return Err(Error::Environment(format!("shim {} does not exist", shim.display())).into());
     }
     let (program, rest) = args.command.split_first().context("no command given")?;
     let resolved = resolve(program);
@@ -70,7 +66,7 @@ pub fn run(args: Args) -> anyhow::Result<u8> {
             }
         }
         None => {
-            return Err(Failure::new(exit::ENVIRONMENT, format!("command {program:?} not found on PATH")).into());
+            return Err(Error::Environment(format!("command {program:?} not found on PATH")).into());
         }
     }
     let mut cmd = std::process::Command::new(program);
@@ -94,7 +90,7 @@ pub fn run(args: Args) -> anyhow::Result<u8> {
     };
     cmd.env("LD_PRELOAD", preload);
     // Ctrl-C reaches the child through the terminal's process group; the harness waits.
-    let interrupted = crate::cli::interrupt_flag()?;
+    let interrupted = super::interrupt_flag()?;
     let mut child = cmd.spawn().with_context(|| format!("start {program:?}"))?;
     verify_loaded(child.id(), &shim, &mut child);
     let status = loop {
@@ -107,7 +103,7 @@ pub fn run(args: Args) -> anyhow::Result<u8> {
         }
         std::thread::sleep(Duration::from_millis(5));
     };
-    Ok(u8::try_from(crate::container::exit_code_of(status)).unwrap_or(u8::MAX))
+    Ok(u8::try_from(testbed::container::exit_code_of(status)).unwrap_or(u8::MAX))
 }
 
 /// Confirms through `/proc/PID/maps` that the dynamic loader mapped the shim.
@@ -132,7 +128,7 @@ fn verify_loaded(pid: u32, shim: &std::path::Path, child: &mut std::process::Chi
 }
 
 fn resolve(program: &std::ffi::OsStr) -> Option<PathBuf> {
-    crate::container::find_program(program, std::env::var_os("PATH").as_deref())
+    testbed::container::find_program(program, std::env::var_os("PATH").as_deref())
 }
 
 #[cfg(test)]

@@ -1,7 +1,8 @@
 //! The `diorama` command line: one file per subcommand, each with `Args` and `run`.
 //!
 //! This is the binary edge: subcommands return `anyhow::Result<u8>` (an exit code from
-//! [`crate::exit`]); errors carry a [`Failure`] kind that selects the exit code.
+//! [`exit`]); an error's exit code is chosen by [`exit::code_of`], the one place that maps
+//! the library's errors to the documented codes.
 
 use clap::{Parser, Subcommand};
 
@@ -9,26 +10,13 @@ mod check;
 mod clean;
 mod compare;
 mod exec;
+pub mod exit;
 mod plan;
 mod report;
 mod run;
 mod schema;
 mod test;
 mod validate;
-
-/// An error with the exit code it should produce.
-#[derive(Debug, thiserror::Error)]
-#[error("{message}")]
-pub struct Failure {
-    pub code: u8,
-    pub message: String,
-}
-
-impl Failure {
-    pub fn new(code: u8, message: impl Into<String>) -> Self {
-        Self { code, message: message.into() }
-    }
-}
 
 #[derive(Debug, Parser)]
 #[command(name = "diorama", version, about = "Run a large distributed service as a time-dilated scale model")]
@@ -82,12 +70,12 @@ pub fn main() -> u8 {
         Ok(cli) => cli,
         Err(err) => {
             let _ = err.print();
-            return if err.use_stderr() { crate::exit::USAGE } else { crate::exit::OK };
+            return if err.use_stderr() { exit::USAGE } else { exit::OK };
         }
     };
     if let Command::Init { config } = &cli.command {
         // No tracing, no threads: `__init` forks and must stay single-threaded.
-        return crate::container::init_main(config);
+        return testbed::container::init_main(config);
     }
     init_tracing(&cli.log);
     let result: anyhow::Result<u8> = match cli.command {
@@ -101,7 +89,7 @@ pub fn main() -> u8 {
         Command::Validate(args) => validate::run(args),
         Command::Report(args) => report::run(args),
         Command::Compare(args) => compare::run(args),
-        Command::Init { .. } => Ok(crate::exit::INTERNAL),
+        Command::Init { .. } => Ok(exit::INTERNAL),
     };
     match result {
         Ok(code) => code,
@@ -125,7 +113,5 @@ pub fn report(err: &anyhow::Error) -> u8 {
     for cause in err.chain().skip(1) {
         eprintln!("caused by: {cause}");
     }
-    err.downcast_ref::<Failure>()
-        .or_else(|| err.chain().find_map(|e| e.downcast_ref::<Failure>()))
-        .map_or(crate::exit::INTERNAL, |f| f.code)
+    exit::code_of(err)
 }

@@ -4,7 +4,7 @@ use std::path::PathBuf;
 
 use anyhow::Context;
 
-use crate::exit;
+use super::exit;
 
 #[derive(Debug, clap::Args)]
 pub struct Args {

@@ -2,8 +2,8 @@
 
 use std::path::PathBuf;
 
-use super::Failure;
-use crate::exit;
+use super::exit;
+use crate::Error;
 
 #[derive(Debug, clap::Args)]
 pub struct Args {
@@ -12,24 +12,21 @@ pub struct Args {
 }
 
 pub fn run(args: Args) -> anyhow::Result<u8> {
-    let summary = crate::report::write(&args.dir).map_err(|e| {
-        let code = if e.is_bad_input() { exit::INVALID_INPUT } else { exit::ENVIRONMENT };
-        anyhow::Error::new(e).context(Failure::new(code, format!("failed to report on {}", args.dir.display())))
-    })?;
+    let summary = report::write(&args.dir).map_err(|source| Error::Report { dir: args.dir.clone(), source })?;
     println!("{}", args.dir.join("summary.json").display());
     println!("{}", args.dir.join("report.html").display());
     eprintln!("{}", one_line(&summary));
     Ok(exit::OK)
 }
 
-/// Writes the report after `diorama run`. The report is a view of the results: failing to
-/// write it is a warning and never fails the run.
-pub fn after_run(dir: &std::path::Path) {
-    match crate::report::write(dir) {
-        Ok(summary) => eprintln!("report: {} ({})", dir.join("report.html").display(), one_line(&summary)),
+/// Tells where the report of a run is, after `diorama run`. The report is a view of the
+/// results: failing to write it is a warning and never fails the run.
+pub fn announce(dir: &std::path::Path, written: &Result<report::Summary, report::ReportError>) {
+    match written {
+        Ok(summary) => eprintln!("report: {} ({})", dir.join("report.html").display(), one_line(summary)),
         Err(err) => {
             let mut chain = err.to_string();
-            let mut source = std::error::Error::source(&err);
+            let mut source = std::error::Error::source(err);
             while let Some(cause) = source {
                 chain.push_str(": ");
                 chain.push_str(&cause.to_string());
@@ -41,7 +38,7 @@ pub fn after_run(dir: &std::path::Path) {
 }
 
 /// The summary in one line, for the terminal.
-pub fn one_line(s: &crate::report::Summary) -> String {
+pub fn one_line(s: &report::Summary) -> String {
     let mut line = format!("{}: fidelity {}", s.run.name, s.fidelity.verdict);
     if s.requests.total > 0 {
         line.push_str(&format!(

@@ -2,8 +2,8 @@
 
 use std::path::PathBuf;
 
-use super::Failure;
-use crate::exit;
+use super::exit;
+use crate::Error;
 
 #[derive(Debug, clap::Args)]
 pub struct Args {
@@ -20,33 +20,33 @@ pub struct Args {
     #[arg(long)]
     pub check: bool,
     /// Root of the run state directories.
-    #[arg(long, default_value = crate::state::DEFAULT_ROOT, hide = true)]
+    #[arg(long, default_value = testbed::state::DEFAULT_ROOT, hide = true)]
     pub state_root: PathBuf,
 }
 
 pub fn run(args: Args) -> anyhow::Result<u8> {
-    let mut suite = crate::suite::load(&args.file).map_err(|e| Failure::new(exit::INVALID_INPUT, e.to_string()))?;
+    let mut suite = catalog::suite::load(&args.file).map_err(Error::Suite)?;
     for name in &args.only {
         if !suite.scenarios.iter().any(|s| &s.name == name) {
-            return Err(Failure::new(exit::USAGE, format!("--only {name}: no such scenario in {}", args.file.display())).into());
+            return Err(Error::Usage(format!("--only {name}: no such scenario in {}", args.file.display())).into());
         }
     }
     if !args.only.is_empty() {
         suite.scenarios.retain(|s| args.only.contains(&s.name));
     }
-    let experiments = crate::suite::driver::prepare(&suite)?;
+    let experiments = crate::suite::scenarios::prepare(&suite)?;
     if args.check {
         for (s, e) in suite.scenarios.iter().zip(&experiments) {
             println!("{}: {} at TDF {}, {} assertion(s)", s.name, s.topology.display(), e.spec.tdf, s.checks.len());
         }
         return Ok(exit::OK);
     }
-    let env = crate::suite::runner::preflight(&args.state_root)?;
+    let env = crate::pipeline::preflight("running experiments", &args.state_root, true)?;
     let out = args.out.clone().unwrap_or_else(|| {
         PathBuf::from("results").join(format!("{}-{}", suite.name, chrono::Utc::now().format("%Y%m%dT%H%M%SZ")))
     });
     let interrupt = super::interrupt_flag()?;
-    let result = crate::suite::driver::run(&suite, &experiments, &out, &env, &interrupt)?;
+    let result = crate::suite::scenarios::run(&suite, &experiments, &out, &env, &interrupt)?;
     println!("{}", result.table());
     println!("junit: {}", out.join("junit.xml").display());
     println!("summary: {}", out.join("suite.json").display());

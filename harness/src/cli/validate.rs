@@ -3,8 +3,8 @@
 
 use std::path::PathBuf;
 
-use super::Failure;
-use crate::exit;
+use super::exit;
+use crate::Error;
 
 #[derive(Debug, clap::Args)]
 pub struct Args {
@@ -30,28 +30,28 @@ pub struct Args {
     #[arg(long)]
     pub baseline: Option<PathBuf>,
     /// Root of the run state directories.
-    #[arg(long, default_value = crate::state::DEFAULT_ROOT, hide = true)]
+    #[arg(long, default_value = testbed::state::DEFAULT_ROOT, hide = true)]
     pub state_root: PathBuf,
 }
 
 /// Validation's default thresholds: relative error ≤ 5% on p50, p90 and throughput, KS ≤
 /// 0.1; the other figures of the comparison are reported but do not decide.
-pub fn default_thresholds() -> crate::compare::Thresholds {
+pub fn default_thresholds() -> report::compare::Thresholds {
     // f64::MAX: the figure is computed and reported in compare.json but never fails.
-    crate::compare::Thresholds { p99: f64::MAX, mean: f64::MAX, cpu: f64::MAX, link_util: f64::MAX, ..Default::default() }
+    report::compare::Thresholds { p99: f64::MAX, mean: f64::MAX, cpu: f64::MAX, link_util: f64::MAX, ..Default::default() }
 }
 
 pub fn run(args: Args) -> anyhow::Result<u8> {
     let thresholds = match &args.thresholds {
         None => default_thresholds(),
-        Some(p) => crate::compare::Thresholds::load(p).map_err(|e| Failure::new(exit::INVALID_INPUT, e.to_string()))?,
+        Some(p) => crate::thresholds::load(p).map_err(Error::Thresholds)?,
     };
     let name = crate::experiment::load(&args.file)?.name;
     let out = args.out.clone().unwrap_or_else(|| {
         PathBuf::from("results").join(format!("validate-{name}-{}", chrono::Utc::now().format("%Y%m%dT%H%M%SZ")))
     });
     if out.join("validate.json").exists() {
-        return Err(Failure::new(exit::USAGE, format!("{} already holds a validation; choose another --out", out.display())).into());
+        return Err(Error::Usage(format!("{} already holds a validation; choose another --out", out.display())).into());
     }
     let opts = crate::validate::Options {
         file: args.file.clone(),
@@ -63,7 +63,7 @@ pub fn run(args: Args) -> anyhow::Result<u8> {
         baseline: args.baseline.clone(),
     };
     let experiments = crate::validate::prepare(&opts)?;
-    let env = crate::suite::runner::preflight(&args.state_root)?;
+    let env = crate::pipeline::preflight("running experiments", &args.state_root, true)?;
     let interrupt = super::interrupt_flag()?;
     let v = crate::validate::run(&opts, experiments, &env, &interrupt)?;
     println!("{}", v.text());

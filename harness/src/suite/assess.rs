@@ -10,7 +10,7 @@ use std::path::Path;
 
 use serde::{Deserialize, Serialize};
 
-use super::model::{Assertion, Check, RecoveryFrom};
+use catalog::suite::{Assertion, Check, RecoveryFrom};
 use super::recovery;
 
 /// The figures of a run that assertions read (a view of `summary.json`).
@@ -131,7 +131,7 @@ pub fn evaluate(check: &Check, view: &RunView, dir: &Path, compare: &CompareFn<'
     let na = "not measured".to_owned();
     match &check.assertion {
         Assertion::Metric { metric, op, value } => {
-            use super::model::Metric;
+            use catalog::suite::Metric;
             let measured = match metric {
                 Metric::Latency(f) => view.latency(f),
                 Metric::ErrorRate => view.requests.as_ref().and_then(|r| r.error_rate),
@@ -212,7 +212,7 @@ pub fn evaluate(check: &Check, view: &RunView, dir: &Path, compare: &CompareFn<'
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::suite::model::{Metric, Op, RecoveryParams};
+    use catalog::suite::{Metric, Op, RecoveryParams};
 
     fn check(a: Assertion) -> Check {
         Check { text: "t".into(), field: "scenarios[0].assert[0]".into(), line: 3, assertion: a }

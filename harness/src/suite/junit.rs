@@ -12,7 +12,7 @@ use super::outcome::{ScenarioResult, SuiteResult};
 /// XML too), minus the control characters XML 1.0 forbids even escaped.
 fn esc(s: &str) -> String {
     let clean: String = s.chars().map(|c| if (c as u32) < 0x20 && !matches!(c, '\n' | '\r' | '\t') { ' ' } else { c }).collect();
-    crate::report::html::esc(&clean)
+    report::html::esc(&clean)
 }
 
 fn scenario_xml(out: &mut String, suite: &str, s: &ScenarioResult) {

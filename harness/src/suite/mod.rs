@@ -1,13 +1,12 @@
 //! System-test suites (`diorama test`): scenarios run in order, each with assertions on its
-//! results, reported as JUnit XML and `suite.json`. The format is in docs/suites.md.
+//! results, reported as JUnit XML and `suite.json`. The file format is parsed by
+//! [`catalog::suite`]; the format is in docs/suites.md.
 
 pub mod assess;
-pub mod driver;
 pub mod junit;
-pub mod model;
 pub mod outcome;
 pub mod recovery;
-pub mod runner;
+pub mod scenarios;
 
-pub use model::{load, Suite, SuiteError};
+pub use catalog::suite::{load, Suite, SuiteError};
 pub use outcome::SuiteResult;

@@ -18,7 +18,7 @@
 
 use serde::Serialize;
 
-use super::model::RecoveryParams;
+use catalog::suite::RecoveryParams;
 
 /// What the recovery measurement found.
 #[derive(Debug, Clone, PartialEq, Serialize)]

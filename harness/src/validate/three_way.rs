@@ -4,7 +4,7 @@
 //! - **naive**: TDF 1 with resources ÷ t: plain multiplexing, CPU quotas and link rates
 //!   divided by t, link delays unchanged, no clock dilation.
 //!
-//! Scaled and naive are compared with the baseline ([`crate::compare`]); scaled should match,
+//! Scaled and naive are compared with the baseline ([`report::compare`]); scaled should match,
 //! naive should not.
 //!
 //! # Limitations
@@ -16,10 +16,9 @@ use std::sync::atomic::AtomicBool;
 
 use serde::Serialize;
 
-use crate::cli::Failure;
-use crate::exit;
 use crate::experiment::{Experiment, Overrides};
-use crate::suite::runner::{self, Environment, Ran};
+use crate::pipeline::{self, Environment, Ran, Watch};
+use crate::Error;
 
 /// Schema version of `validate.json`.
 pub const SCHEMA: u32 = 1;
@@ -30,7 +29,7 @@ pub struct Options {
     pub file: PathBuf,
     pub tdf: f64,
     pub out: PathBuf,
-    pub thresholds: crate::compare::Thresholds,
+    pub thresholds: report::compare::Thresholds,
     pub duration: Option<String>,
     pub headroom: Option<f64>,
     /// Reuse this baseline run directory instead of running the baseline.
@@ -85,38 +84,28 @@ fn baseline_overrides(o: &Options) -> Overrides {
 }
 
 /// Loads the three experiments; refuses a baseline that does not fit this host.
-pub fn prepare(o: &Options) -> anyhow::Result<[Option<Experiment>; 3]> {
+pub fn prepare(o: &Options) -> Result<[Option<Experiment>; 3], Error> {
     if !(o.tdf.is_finite() && o.tdf > 1.0) {
-        return Err(Failure::new(exit::USAGE, format!("--tdf {}: validation needs a TDF above 1", o.tdf)).into());
+        return Err(Error::Usage(format!("--tdf {}: validation needs a TDF above 1", o.tdf)));
     }
     let baseline = match &o.baseline {
         Some(dir) => {
             if !dir.join("run.json").is_file() {
-                return Err(Failure::new(exit::USAGE, format!("--baseline {}: not a results directory (no run.json)", dir.display())).into());
+                return Err(Error::Usage(format!("--baseline {}: not a results directory (no run.json)", dir.display())));
             }
             None
         }
-        None => Some(runner::load(&o.file, &baseline_overrides(o)).map_err(|e| {
-            let text = format!("{e:#}");
-            if text.contains("impossible plan") {
-                anyhow::Error::new(Failure::new(
-                    exit::ENVIRONMENT,
-                    format!(
-                        "the baseline (TDF 1, full resources) of {} does not fit this host, so there is nothing to validate against: {text}",
-                        o.file.display()
-                    ),
-                ))
-            } else {
-                e
-            }
+        None => Some(Experiment::load(&o.file, &baseline_overrides(o)).map_err(|e| match e {
+            Error::Plan { .. } => Error::BaselineTooBig { file: o.file.clone(), plan: Box::new(e) },
+            other => other,
         })?),
     };
-    let scaled = runner::load(&o.file, &Overrides { tdf: Some(o.tdf), ..baseline_overrides(o) })?;
-    let naive = runner::load(&o.file, &Overrides { tdf: Some(o.tdf), ..baseline_overrides(o) })?.into_naive();
+    let scaled = Experiment::load(&o.file, &Overrides { tdf: Some(o.tdf), ..baseline_overrides(o) })?;
+    let naive = Experiment::load(&o.file, &Overrides { tdf: Some(o.tdf), ..baseline_overrides(o) })?.into_naive();
     Ok([baseline, Some(scaled), Some(naive)])
 }
 
-fn leg(name: &'static str, run_tdf: f64, divided: f64, ran: Result<Ran, anyhow::Error>, dir: &Path) -> (Leg, bool) {
+fn leg(name: &'static str, run_tdf: f64, divided: f64, ran: Result<Ran, Error>, dir: &Path) -> (Leg, bool) {
     let fidelity = |d: &Path| {
         std::fs::read_to_string(d.join("summary.json"))
             .ok()
@@ -127,24 +116,27 @@ fn leg(name: &'static str, run_tdf: f64, divided: f64, ran: Result<Ran, anyhow::
         Ok(r) => {
             let ok = r.summary.is_ok();
             let reason = match &r.summary {
-                Ok(()) => r.reason.clone(),
-                Err(e) => format!("{}; no summary: {e}", r.reason),
+                Ok(_) => r.outcome.reason.clone(),
+                Err(e) => {
+                    tracing::warn!(dir = %r.results_dir.display(), error = %e, "no summary of the run");
+                    format!("{}; no summary: {e}", r.outcome.reason)
+                }
             };
             let fid = fidelity(&r.results_dir);
             (
-                Leg { name, run_tdf, resources_divided_by: divided, results_dir: r.results_dir, success: Some(r.success), reason, real_s: Some(r.real_s), reused: false, fidelity: fid },
+                Leg { name, run_tdf, resources_divided_by: divided, results_dir: r.results_dir, success: Some(r.outcome.success), reason, real_s: Some(r.real_s), reused: false, fidelity: fid },
                 ok,
             )
         }
         Err(e) => (
-            Leg { name, run_tdf, resources_divided_by: divided, results_dir: dir.to_owned(), success: None, reason: format!("{e:#}"), real_s: None, reused: false, fidelity: None },
+            Leg { name, run_tdf, resources_divided_by: divided, results_dir: dir.to_owned(), success: None, reason: crate::error::chain(&e), real_s: None, reused: false, fidelity: None },
             false,
         ),
     }
 }
 
-fn against(baseline: &Path, run: &Path, th: &crate::compare::Thresholds, out: &Path) -> Against {
-    match runner::compare_runs(baseline, run, th, out) {
+fn against(baseline: &Path, run: &Path, th: &report::compare::Thresholds, out: &Path) -> Against {
+    match pipeline::compare_runs(baseline, run, th, out) {
         Ok(c) => Against {
             pass: c.pass,
             failures: c.failures.clone(),
@@ -156,8 +148,8 @@ fn against(baseline: &Path, run: &Path, th: &crate::compare::Thresholds, out: &P
 }
 
 /// Runs the three legs and the two comparisons; writes `validate.json` into `o.out`.
-pub fn run(o: &Options, experiments: [Option<Experiment>; 3], env: &Environment, interrupt: &AtomicBool) -> anyhow::Result<Validation> {
-    std::fs::create_dir_all(&o.out).map_err(|e| Failure::new(exit::SETUP, format!("create {}: {e}", o.out.display())))?;
+pub fn run(o: &Options, experiments: [Option<Experiment>; 3], env: &Environment, interrupt: &AtomicBool) -> Result<Validation, Error> {
+    std::fs::create_dir_all(&o.out).map_err(|e| Error::Files(format!("create {}: {e}", o.out.display())))?;
     let [baseline, scaled, naive] = experiments;
     let mut legs = Vec::new();
     let mut usable = Vec::new();
@@ -165,11 +157,11 @@ pub fn run(o: &Options, experiments: [Option<Experiment>; 3], env: &Environment,
         (Some(dir), _) => {
             let dir = dir.canonicalize().unwrap_or_else(|_| dir.clone());
             if !dir.join("summary.json").is_file() {
-                runner::summarize(&dir).map_err(|e| Failure::new(exit::SETUP, format!("summarize {}: {e}", dir.display())))?;
+                report::write(&dir).map_err(|e| Error::Files(format!("summarize {}: {e}", dir.display())))?;
             }
-            let view = crate::suite::assess::RunView::read(&dir).map_err(|e| Failure::new(exit::SETUP, e))?;
+            let view = crate::suite::assess::RunView::read(&dir).map_err(Error::Files)?;
             if view.run.tdf.is_some_and(|t| (t - 1.0).abs() > 1e-9) {
-                return Err(Failure::new(exit::USAGE, format!("--baseline {}: ran at TDF {:?}, not 1", dir.display(), view.run.tdf)).into());
+                return Err(Error::Usage(format!("--baseline {}: ran at TDF {:?}, not 1", dir.display(), view.run.tdf)));
             }
             legs.push(Leg {
                 name: "baseline",
@@ -188,13 +180,13 @@ pub fn run(o: &Options, experiments: [Option<Experiment>; 3], env: &Environment,
         (None, Some(e)) => {
             eprintln!("== baseline: TDF 1, full resources");
             let dir = o.out.join("baseline");
-            let (l, ok) = leg("baseline", 1.0, 1.0, runner::execute(&e, &dir, env, interrupt), &dir);
+            let (l, ok) = leg("baseline", 1.0, 1.0, pipeline::execute(&e, &dir, env, &Watch::default(), interrupt), &dir);
             let d = l.results_dir.clone();
             legs.push(l);
             usable.push(ok);
             d
         }
-        (None, None) => return Err(Failure::new(exit::INTERNAL, "no baseline experiment").into()),
+        (None, None) => return Err(Error::Internal("no baseline experiment".into())),
     };
     for (name, e, run_tdf) in [("scaled", scaled, o.tdf), ("naive", naive, 1.0)] {
         let Some(e) = e else { continue };
@@ -207,7 +199,7 @@ pub fn run(o: &Options, experiments: [Option<Experiment>; 3], env: &Environment,
             if name == "naive" { " (no dilation, delays unchanged)" } else { "" }
         );
         let dir = o.out.join(name);
-        let (l, ok) = leg(name, run_tdf, o.tdf, runner::execute(&e, &dir, env, interrupt), &dir);
+        let (l, ok) = leg(name, run_tdf, o.tdf, pipeline::execute(&e, &dir, env, &Watch::default(), interrupt), &dir);
         legs.push(l);
         usable.push(ok);
     }
@@ -242,8 +234,9 @@ pub fn run(o: &Options, experiments: [Option<Experiment>; 3], env: &Environment,
         naive,
         verdict,
     };
-    let json = serde_json::to_vec_pretty(&v)?;
-    std::fs::write(o.out.join("validate.json"), json).map_err(|e| Failure::new(exit::SETUP, format!("write {}/validate.json: {e}", o.out.display())))?;
+    let json = serde_json::to_vec_pretty(&v).map_err(|e| Error::Internal(e.to_string()))?;
+    std::fs::write(o.out.join("validate.json"), json)
+        .map_err(|e| Error::Files(format!("write {}/validate.json: {e}", o.out.display())))?;
     Ok(v)
 }
 
@@ -290,7 +283,7 @@ mod tests {
             file: "x.yaml".into(),
             tdf: 1.0,
             out: "o".into(),
-            thresholds: crate::compare::Thresholds::default(),
+            thresholds: report::compare::Thresholds::default(),
             duration: None,
             headroom: None,
             baseline: None,
@@ -308,7 +301,7 @@ mod tests {
             file,
             tdf: 4.0,
             out: dir.join("out"),
-            thresholds: crate::compare::Thresholds::default(),
+            thresholds: report::compare::Thresholds::default(),
             duration: None,
             headroom: Some(1.0),
             baseline: None,
@@ -340,8 +333,7 @@ mod tests {
         let mut o = options(dir.path(), &big);
         o.tdf = 100_000.0;
         let err = prepare(&o).err().unwrap();
-        let failure = err.downcast_ref::<Failure>().unwrap();
-        assert_eq!(failure.code, exit::ENVIRONMENT);
-        assert!(failure.message.contains("baseline (TDF 1, full resources)"), "{err}");
+        assert!(matches!(err, Error::BaselineTooBig { .. }), "{err}");
+        assert!(err.to_string().contains("baseline (TDF 1, full resources)"), "{err}");
     }
 }

@@ -1,0 +1,62 @@
+//! The contract between the dilation library (which starts processes and writes control
+//! pages) and `libdilation.so` (which reads them inside every node process): the names of
+//! the environment variables and the layout of the control page.
+//!
+//! # Design
+//! Constants only, `no_std`, no dependencies, so that the shim (a `cdylib` that must stay
+//! small and allocation-free) and the library share one definition.
+#![no_std]
+
+/// Environment variables that give a process its time model.
+pub mod env {
+    /// Declares each name as `&str` and, with the `_C` suffix, as NUL-terminated bytes for
+    /// `getenv`.
+    macro_rules! names {
+        ($($(#[$doc:meta])* $name:ident, $c_name:ident = $value:literal;)*) => {
+            $(
+                $(#[$doc])*
+                pub const $name: &str = $value;
+                $(#[$doc])*
+                pub const $c_name: &[u8] = concat!($value, "\0").as_bytes();
+            )*
+        };
+    }
+
+    names! {
+        /// Time-dilation factor; any positive real (> 1 slows time, < 1 speeds it up).
+        TDF, TDF_C = "DILATION_TDF";
+        /// CLOCK_REALTIME nanoseconds at the epoch.
+        EPOCH_REAL_NS, EPOCH_REAL_NS_C = "DILATION_EPOCH_REAL_NS";
+        /// Virtual CLOCK_REALTIME nanoseconds at the epoch.
+        EPOCH_VIRT_NS, EPOCH_VIRT_NS_C = "DILATION_EPOCH_VIRT_NS";
+        /// Optional path of the control file (TDF changes and clock faults at run time).
+        CONTROL, CONTROL_C = "DILATION_CONTROL";
+        /// Set to `1` to also dilate file timestamps returned by `stat` and friends.
+        DILATE_STAT, DILATE_STAT_C = "DILATION_STAT";
+    }
+}
+
+/// The control page: one 4 KiB file mapped `MAP_SHARED`, little-endian 8-byte fields at
+/// these byte offsets (the table is in `dilation::control`).
+pub mod control {
+    /// `DIORAMA1`.
+    pub const MAGIC: u64 = u64::from_le_bytes(*b"DIORAMA1");
+    /// Layout version.
+    pub const VERSION: u64 = 1;
+    /// Bytes of the page.
+    pub const SIZE: usize = 4096;
+    pub const OFF_MAGIC: usize = 0;
+    pub const OFF_VERSION: usize = 8;
+    /// Seqlock counter, odd while the harness writes.
+    pub const OFF_SEQ: usize = 16;
+    /// TDF (f64 bits).
+    pub const OFF_TDF: usize = 24;
+    pub const OFF_EPOCH_REAL: usize = 32;
+    pub const OFF_EPOCH_VIRT: usize = 40;
+    /// Total clock steps in ns (i64).
+    pub const OFF_STEPS: usize = 48;
+    /// Errors counted by shims (atomic add).
+    pub const OFF_ERRORS: usize = 56;
+    /// Processes that mapped the page (atomic add).
+    pub const OFF_ATTACHED: usize = 64;
+}

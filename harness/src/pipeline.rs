@@ -1,0 +1,127 @@
+//! The one run pipeline of `diorama run`, `test` and `validate`: a loaded experiment into a
+//! results directory (`plan.json`), through the run engine, then its report.
+//!
+//! # Design
+//! The environment (root, the executable, the shim) is checked once by [`preflight`] before
+//! anything runs; [`execute`] refuses a directory that already holds a run, writes
+//! `plan.json`, runs the testbed with the experiment's fault schedule and writes
+//! `summary.json` and `report.html`. Callers decide what to print of the outcome.
+
+use std::path::{Path, PathBuf};
+use std::sync::atomic::AtomicBool;
+use std::time::Instant;
+
+use crate::experiment::Experiment;
+use crate::Error;
+
+/// What every run needs from the environment.
+#[derive(Debug, Clone)]
+pub struct Environment {
+    pub harness_exe: PathBuf,
+    /// `libdilation.so`; `None` runs undilated (`--no-dilation`, TDF 1 only).
+    pub shim: Option<PathBuf>,
+    pub state_root: PathBuf,
+}
+
+/// The message of a missing shim.
+pub(crate) const NO_SHIM: &str =
+    "libdilation.so not found beside diorama or in $DIORAMA_SHIM (build it: cargo build --release --workspace)";
+
+/// Checks root (`who` names the command in the refusal), finds the executable and, unless
+/// `dilated` is false, the shim.
+pub fn preflight(who: &str, state_root: &Path, dilated: bool) -> Result<Environment, Error> {
+    if !nix::unistd::geteuid().is_root() {
+        return Err(Error::Environment(format!("{who} needs root (namespaces and cgroups)")));
+    }
+    let harness_exe =
+        std::env::current_exe().map_err(|e| Error::Environment(format!("find the diorama executable: {e}")))?;
+    let shim = match dilated {
+        true => Some(dilation::probe::locate_shim().ok_or_else(|| Error::Environment(NO_SHIM.into()))?),
+        false => None,
+    };
+    Ok(Environment { harness_exe, shim, state_root: state_root.to_owned() })
+}
+
+/// How a run is watched.
+#[derive(Debug, Clone, Default)]
+pub struct Watch {
+    /// Show a live progress bar (a TTY) instead of plain lines.
+    pub interactive: bool,
+    pub fidelity: testbed::FidelityThresholds,
+}
+
+/// How one run went.
+#[derive(Debug)]
+pub struct Ran {
+    pub results_dir: PathBuf,
+    pub tdf: f64,
+    pub outcome: testbed::RunOutcome,
+    pub real_s: f64,
+    /// `summary.json` and `report.html` as written, or why not.
+    pub summary: Result<report::Summary, report::ReportError>,
+}
+
+/// Runs `experiment` into `out` (which must not hold a run yet) and writes its report.
+pub fn execute(
+    experiment: &Experiment,
+    out: &Path,
+    env: &Environment,
+    watch: &Watch,
+    interrupt: &AtomicBool,
+) -> Result<Ran, Error> {
+    if out.join("run.json").exists() {
+        return Err(Error::Usage(format!("{} already holds a run; choose another --out", out.display())));
+    }
+    let files = |what: String| move |e: std::io::Error| Error::Files(format!("{what}: {e}"));
+    std::fs::create_dir_all(out).map_err(files(format!("create {}", out.display())))?;
+    let out = out.canonicalize().map_err(files("resolve the results directory".into()))?;
+    let plan = serde_json::to_vec_pretty(&experiment.spec.plan).map_err(|e| Error::Internal(e.to_string()))?;
+    std::fs::write(out.join("plan.json"), plan).map_err(files("write plan.json".into()))?;
+    eprintln!("{}", experiment.plan_table);
+    eprintln!("results: {}", out.display());
+    let opts = testbed::RunOptions {
+        results_dir: out.clone(),
+        state_root: env.state_root.clone(),
+        harness_exe: env.harness_exe.clone(),
+        shim: env.shim.clone(),
+        interactive: watch.interactive,
+        faults: crate::faults::schedule(&experiment.faults, &experiment.spec.nodes, experiment.spec.tdf),
+        fidelity: watch.fidelity,
+    };
+    let started = Instant::now();
+    // Setup errors, and a node that failed to start or died, both end here.
+    let outcome = testbed::run(&experiment.spec, &opts, interrupt).map_err(Error::Run)?;
+    eprintln!(
+        "run {}: {} after {:.1}s real, {:.2}s virtual (TDF {})",
+        if outcome.success { "succeeded" } else { "FAILED" },
+        outcome.reason,
+        outcome.real_elapsed.as_secs_f64(),
+        outcome.virtual_elapsed.as_secs_f64(),
+        experiment.spec.tdf
+    );
+    let real_s = started.elapsed().as_secs_f64();
+    let summary = report::write(&out);
+    Ok(Ran { results_dir: out, tdf: experiment.spec.tdf, outcome, real_s, summary })
+}
+
+/// Loads thresholds from YAML (absent fields keep the defaults).
+pub fn thresholds(yaml: Option<&serde_yaml_ng::Value>) -> Result<report::compare::Thresholds, String> {
+    match yaml {
+        None => Ok(report::compare::Thresholds::default()),
+        Some(v) => serde_yaml_ng::from_value(v.clone()).map_err(|e| format!("thresholds: {e}")),
+    }
+}
+
+/// Compares run `b` against `a`, writes compare.json and compare.html into `out`.
+pub fn compare_runs(
+    a: &Path,
+    b: &Path,
+    th: &report::compare::Thresholds,
+    out: &Path,
+) -> Result<report::compare::Comparison, String> {
+    let c = report::compare::compare(a, b, th).map_err(|e| e.to_string())?;
+    std::fs::create_dir_all(out).map_err(|e| format!("create {}: {e}", out.display()))?;
+    c.write_json(out).map_err(|e| e.to_string())?;
+    c.write_html(out).map_err(|e| e.to_string())?;
+    Ok(c)
+}

@@ -1,0 +1,23 @@
+//! The diorama network emulator: link models and two backends that carry them. See
+//! `docs/network.md` and docs/decisions/012-network-crate-name.md.
+//!
+//! - [`link`]: the link model and the one TDF-scaling function ([`link::scale`]);
+//! - [`graph`]: nodes, switches and links; addresses; shortest-path routes;
+//! - [`netns`], [`tun`]: per-node network namespaces and TUN devices;
+//! - [`userspace`]: the userspace backend, one thread that forwards packets between TUN
+//!   devices;
+//! - [`kernel`]: the kernel backend, netem and htb queueing disciplines on veth pairs;
+//! - [`emulator`]: the runtime interface of a running network, whatever its backend.
+//!
+//! All `unsafe` code (ioctls) is in the private `sys` module.
+
+pub mod emulator;
+pub mod graph;
+pub mod link;
+pub mod kernel;
+pub mod netns;
+pub mod rtnl;
+pub mod tcp;
+mod sys;
+pub mod tun;
+pub mod userspace;

@@ -1,0 +1,336 @@
+//! `report.html`: one self-contained page (inline CSS and SVG, no scripts, nothing fetched).
+//!
+//! Every piece of text that comes from a results directory goes through [`esc`].
+
+use std::fmt::Write as _;
+
+use serde_json::Value;
+
+use super::data::RunData;
+use super::plot::{self, Chart, Series, XAxis};
+use super::requests::cdf_points;
+use super::summary::{Latency, Summary};
+use super::ReportError;
+pub use crate::markup::esc;
+pub(crate) use crate::markup::fix;
+
+/// Lines per chart before the rest are summarised as "N more".
+const MAX_LINES: usize = 10;
+
+/// The page's style sheet, shared with the comparison page.
+pub(crate) const STYLE: &str = "body{font-family:system-ui,-apple-system,'Segoe UI',sans-serif;margin:24px auto;max-width:1100px;color:#222;padding:0 16px}\
+h1{font-size:1.6em;margin-bottom:4px}h2{font-size:1.25em;margin-top:32px;border-bottom:1px solid #ddd;padding-bottom:4px}\
+.sub{color:#666;margin-top:0}table{border-collapse:collapse;margin:8px 0 16px}\
+th,td{border:1px solid #ddd;padding:4px 10px;text-align:right;font-variant-numeric:tabular-nums}\
+th{background:#f5f5f5}td.l,th.l{text-align:left}\
+.badge{display:inline-block;padding:1px 8px;border-radius:10px;font-weight:600}\
+.ok{background:#d9f2dd;color:#17622a}.bad{background:#fadbd8;color:#8e1b10}.unknown{background:#eee;color:#555}\
+.grid{display:flex;flex-wrap:wrap;gap:8px}.grid svg{border:1px solid #eee}\
+.note{color:#666;font-size:.92em}.legend{font-size:.9em;margin:0 0 14px 70px}.legend span{margin-right:16px;white-space:nowrap}\
+.legend i{display:inline-block;width:18px;height:3px;margin:0 6px 4px 0;vertical-align:middle}.grid>div{display:inline-block}code{background:#f3f3f3;padding:0 3px}";
+
+fn verdict_badge(verdict: &str) -> String {
+    let class = match verdict {
+        "ok" => "ok",
+        "unfaithful" => "bad",
+        _ => "unknown",
+    };
+    format!("<span class=\"badge {class}\">{}</span>", esc(verdict))
+}
+
+fn flag_text(flag: &Value) -> String {
+    let get = |k: &str| flag.get(k).and_then(Value::as_str);
+    let mut s = get("kind").unwrap_or("?").to_owned();
+    if let Some(n) = get("node") {
+        let _ = write!(s, " (node {n})");
+    }
+    if let Some(l) = get("link") {
+        let _ = write!(s, " (link {l})");
+    }
+    if let Some(d) = get("detail") {
+        let _ = write!(s, ": {d}");
+    }
+    s
+}
+
+fn chart(title: &str, x: &str, y: &str, axis: XAxis, series: &[Series], run: &RunData, y_range: Option<(f64, f64)>) -> Result<String, ReportError> {
+    let markers = if axis == XAxis::Linear && x.starts_with("virtual time") { run.markers.as_slice() } else { &[] };
+    plot::line_chart(&Chart { title, x_label: x, y_label: y, x_axis: axis, series, markers, y_range, width: 1060, height: 360 })
+}
+
+/// Up to `MAX_LINES` series, the highest `key` first, and a note on the rest.
+fn top<'a, T>(items: impl Iterator<Item = (&'a String, &'a T)>, key: impl Fn(&T) -> f64) -> (Vec<&'a String>, String)
+where
+    T: 'a,
+{
+    let mut all: Vec<(&String, f64)> = items.map(|(n, t)| (n, key(t))).collect();
+    all.sort_by(|a, b| b.1.total_cmp(&a.1).then_with(|| a.0.cmp(b.0)));
+    let more = all.len().saturating_sub(MAX_LINES);
+    let note = if more > 0 {
+        format!("<p class=\"note\">The {MAX_LINES} highest of {} are drawn; the table lists all.</p>", all.len())
+    } else {
+        String::new()
+    };
+    let mut names: Vec<&String> = all.into_iter().take(MAX_LINES).map(|(n, _)| n).collect();
+    names.sort();
+    (names, note)
+}
+
+fn latency_cells(l: Option<&Latency>) -> String {
+    let v = |f: fn(&Latency) -> f64| fix(l.map(f), 3);
+    format!(
+        "<td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td>",
+        v(|l| l.min),
+        v(|l| l.p50),
+        v(|l| l.p90),
+        v(|l| l.p99),
+        v(|l| l.p999),
+        v(|l| l.mean),
+        v(|l| l.max)
+    )
+}
+
+/// Renders the report page.
+pub fn render(run: &RunData, s: &Summary) -> Result<String, ReportError> {
+    let mut h = String::with_capacity(256 * 1024);
+    let title = format!("diorama report: {}", s.run.name);
+    let _ = write!(
+        h,
+        "<!DOCTYPE html>\n<html lang=\"en\"><head><meta charset=\"utf-8\"><title>{}</title><style>{STYLE}</style></head><body>\n",
+        esc(&title)
+    );
+    let _ = writeln!(
+        h,
+        "<h1>{}</h1><p class=\"sub\">{} · TDF {} · {:.2} s virtual · results in <code>{}</code></p>",
+        esc(&title),
+        if s.run.success { "run succeeded" } else { "run FAILED" },
+        plot::num(s.run.tdf),
+        s.run.virtual_duration_s,
+        esc(&run.dir.canonicalize().unwrap_or_else(|_| run.dir.clone()).display().to_string())
+    );
+
+    // The summary table: the figures an SLO is written against.
+    let lat = s.latency_ms.as_ref();
+    let row = |h: &mut String, k: &str, v: String| {
+        let _ = write!(h, "<tr><th class=\"l\">{}</th><td>{v}</td></tr>", esc(k));
+    };
+    h.push_str("<h2>Summary</h2><table>");
+    row(&mut h, "Outcome", esc(&format!("{}{}", if s.run.success { "succeeded" } else { "failed" }, run.info.end_reason.as_deref().map(|r| format!(" ({r})")).unwrap_or_default())));
+    row(&mut h, "Fidelity", verdict_badge(&s.fidelity.verdict));
+    if run.requests.is_some() {
+        row(&mut h, "Requests", s.requests.total.to_string());
+        row(&mut h, "Completed", s.requests.completed.to_string());
+        row(&mut h, "Errors", s.requests.errors.to_string());
+        row(&mut h, "Error rate", format!("{:.3} %", s.requests.error_rate * 100.0));
+        row(&mut h, "Throughput (completed / virtual s)", format!("{:.1}", s.throughput_rps));
+        for (k, f) in [
+            ("Latency p50 (ms)", lat.map(|l| l.p50)),
+            ("Latency p90 (ms)", lat.map(|l| l.p90)),
+            ("Latency p99 (ms)", lat.map(|l| l.p99)),
+            ("Latency p99.9 (ms)", lat.map(|l| l.p999)),
+            ("Latency mean (ms)", lat.map(|l| l.mean)),
+        ] {
+            row(&mut h, k, fix(f, 3));
+        }
+    } else {
+        row(&mut h, "Requests", "no load generator output in this run".to_owned());
+    }
+    h.push_str("</table>\n");
+    if s.fidelity.flags.is_empty() {
+        let _ = write!(
+            h,
+            "<p class=\"note\">{}</p>",
+            if s.fidelity.verdict == "unknown" {
+                "This run.json carries no fidelity verdict."
+            } else {
+                "No fidelity flags were raised."
+            }
+        );
+    } else {
+        h.push_str("<p><b>Fidelity flags</b></p><ul>");
+        for f in &s.fidelity.flags {
+            let _ = write!(h, "<li>{}</li>", esc(&flag_text(f)));
+        }
+        h.push_str("</ul>");
+    }
+
+    if let Some(req) = &run.requests {
+        h.push_str("<h2>Latency</h2>");
+        if lat.is_some() {
+            h.push_str("<p class=\"note\">Corrected latency counts from each request's scheduled send time (coordinated omission corrected); uncorrected from its actual send. Completed requests only.</p>");
+            h.push_str("<table><tr><th class=\"l\"></th><th>min</th><th>p50</th><th>p90</th><th>p99</th><th>p99.9</th><th>mean</th><th>max</th></tr>");
+            let _ = write!(h, "<tr><th class=\"l\">corrected (ms)</th>{}</tr>", latency_cells(lat));
+            let _ = write!(h, "<tr><th class=\"l\">uncorrected (ms)</th>{}</tr></table>", latency_cells(s.latency_uncorrected_ms.as_ref()));
+            let cdf = |hist, name: &str| Series { name: name.to_owned(), points: cdf_points(hist, 1e-6, 400) };
+            let series = [cdf(&req.corrected, "corrected"), cdf(&req.uncorrected, "uncorrected")];
+            h.push_str(&chart("Latency CDF", "latency (ms)", "fraction of requests", XAxis::Log10, &series, run, Some((0.0, 1.0)))?);
+            // Percentiles beyond 1 − 1/n say nothing more than the maximum: not drawn.
+            let pct = |hist: &hdrhistogram::Histogram<u64>, name: &str| Series {
+                name: name.to_owned(),
+                points: cdf_points(hist, 1e-6, 400)
+                    .into_iter()
+                    .filter(|p| p.1 < 1.0 && p.1 <= 1.0 - 1.0 / hist.len().max(2) as f64)
+                    .map(|(ms, q)| (q, ms))
+                    .collect(),
+            };
+            let series = [pct(&req.corrected, "corrected"), pct(&req.uncorrected, "uncorrected")];
+            h.push_str(&chart("Latency by percentile", "percentile", "latency (ms)", XAxis::Nines, &series, run, None)?);
+        } else {
+            h.push_str("<p>No request completed: there is no latency to show.</p>");
+        }
+        if !req.error_kinds.is_empty() {
+            h.push_str("<table><tr><th class=\"l\">error</th><th>count</th></tr>");
+            for (k, n) in &req.error_kinds {
+                let _ = write!(h, "<tr><td class=\"l\">{}</td><td>{n}</td></tr>", esc(k));
+            }
+            h.push_str("</table>");
+        }
+
+        h.push_str("<h2>Throughput</h2>");
+        let completed: Vec<(f64, f64)> = s.throughput_series.iter().map(|p| (p.0 + 0.5, p.1 as f64)).collect();
+        let errors: Vec<(f64, f64)> = s.throughput_series.iter().map(|p| (p.0 + 0.5, p.2 as f64)).collect();
+        let mut series = vec![Series { name: "completed / s".into(), points: completed }];
+        if s.requests.errors > 0 {
+            series.push(Series { name: "errors / s".into(), points: errors });
+        }
+        h.push_str(&chart("Throughput", "virtual time since the run's start (s)", "requests per virtual second", XAxis::Linear, &series, run, None)?);
+        if !run.markers.is_empty() {
+            h.push_str("<p class=\"note\">Red lines: faults injected; green lines: faults undone.</p>");
+        }
+
+        if let Some(tiers) = &s.tiers_ms {
+            h.push_str("<h2>Per-tier breakdown</h2><p class=\"note\">Time each tier reported in the <code>Diorama-Timing</code> response header (completed requests).</p>");
+            h.push_str("<table><tr><th class=\"l\">tier</th><th>p50 (ms)</th><th>p99 (ms)</th><th>mean (ms)</th><th>samples</th></tr>");
+            for (name, t) in tiers {
+                let n = req.tiers.get(name).map_or(0, hdrhistogram::Histogram::len);
+                let _ = write!(h, "<tr><td class=\"l\">{}</td><td>{:.3}</td><td>{:.3}</td><td>{:.3}</td><td>{n}</td></tr>", esc(name), t.p50, t.p99, t.mean);
+            }
+            h.push_str("</table>");
+            let series: Vec<Series> =
+                req.tiers.iter().map(|(name, hist)| Series { name: name.clone(), points: cdf_points(hist, 1e-3, 300) }).collect();
+            h.push_str(&chart("Per-tier time CDF", "time in tier (ms)", "fraction of requests", XAxis::Log10, &series, run, Some((0.0, 1.0)))?);
+        }
+    }
+
+    if !s.faults.is_empty() {
+        h.push_str("<h2>Faults</h2><table><tr><th class=\"l\">id</th><th class=\"l\">name</th><th class=\"l\">fault</th><th class=\"l\">targets</th><th>at (virtual s)</th><th>undone at</th></tr>");
+        for f in &s.faults {
+            let _ = write!(
+                h,
+                "<tr><td class=\"l\">{}</td><td class=\"l\">{}</td><td class=\"l\">{}</td><td class=\"l\">{}</td><td>{:.3}</td><td>{}</td></tr>",
+                esc(&f.id),
+                esc(f.name.as_deref().unwrap_or("")),
+                esc(&f.fault),
+                esc(&f.targets.join(", ")),
+                f.t_virtual_s,
+                fix(f.undone_at_s, 3)
+            );
+        }
+        h.push_str("</table>");
+    }
+
+    if !run.loadgens.is_empty() {
+        h.push_str("<h2>Load generators</h2><p class=\"note\">Counts from each <code>requests.csv</code>, beside what the load generator's own <code>summary.json</code> says.</p>");
+        h.push_str("<table><tr><th class=\"l\">node</th><th>requests</th><th>completed</th><th>errors</th><th>its summary: requests</th><th>throughput (rps)</th><th>p99 (ms)</th><th>behind</th><th>rate changes</th></tr>");
+        for lg in &run.loadgens {
+            let own = |k: &str| {
+                lg.own_summary.as_ref().and_then(|v| v.get(k)).map_or_else(
+                    || "–".to_owned(),
+                    |v| match (v.as_u64(), v.as_f64()) {
+                        (Some(n), _) => n.to_string(),
+                        (None, Some(x)) => format!("{x:.1}"),
+                        _ => esc(&v.to_string()),
+                    },
+                )
+            };
+            let p99 = lg.own_summary.as_ref().and_then(|v| v.pointer("/latency_us/p99")).and_then(Value::as_f64).map(|us| us / 1e3);
+            let _ = write!(
+                h,
+                "<tr><td class=\"l\">{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td></tr>",
+                esc(&lg.node),
+                lg.stats.total,
+                lg.stats.completed,
+                lg.stats.errors,
+                own("requests"),
+                own("throughput_rps"),
+                fix(p99, 3),
+                own("behind"),
+                own("rate_changes")
+            );
+        }
+        h.push_str("</table>");
+    }
+
+    if !run.nodes.is_empty() {
+        h.push_str("<h2>Nodes</h2><p class=\"note\">CPU is the share of the node's perceived machine (its <code>cpus</code> at full speed) in use over each sample interval; 100 % = all of it.</p>");
+        let (names, note) = top(run.nodes.iter(), |n| n.cpu.iter().map(|p| p.1).sum::<f64>());
+        let series: Vec<Series> = names
+            .iter()
+            .map(|n| Series { name: (*n).clone(), points: run.nodes[*n].cpu.iter().map(|p| (p.0, p.1 * 100.0)).collect() })
+            .collect();
+        h.push_str(&chart("CPU per node", "virtual time since the run's start (s)", "% of perceived machine", XAxis::Linear, &series, run, None)?);
+        h.push_str(&note);
+        let (names, note) = top(run.nodes.iter(), |n| n.memory.iter().map(|p| p.1).fold(0.0, f64::max));
+        let series: Vec<Series> = names
+            .iter()
+            .map(|n| Series { name: (*n).clone(), points: run.nodes[*n].memory.iter().map(|p| (p.0, p.1 / 1048576.0)).collect() })
+            .collect();
+        h.push_str(&chart("Memory per node", "virtual time since the run's start (s)", "MiB", XAxis::Linear, &series, run, None)?);
+        h.push_str(&note);
+        h.push_str("<table><tr><th class=\"l\">node</th><th>CPU mean</th><th>CPU max</th><th>memory max (MiB)</th><th>throttled (ms)</th></tr>");
+        for (name, n) in &s.nodes {
+            let _ = write!(
+                h,
+                "<tr><td class=\"l\">{}</td><td>{:.1} %</td><td>{:.1} %</td><td>{:.1}</td><td>{:.1}</td></tr>",
+                esc(name),
+                n.cpu_perceived_mean * 100.0,
+                n.cpu_perceived_max * 100.0,
+                n.memory_max_bytes as f64 / 1048576.0,
+                n.throttled_ms
+            );
+        }
+        h.push_str("</table>");
+    }
+
+    if !run.links.is_empty() {
+        h.push_str("<h2>Links</h2><p class=\"note\">Utilization is the share of the link direction's perceived rate in use over each sample interval.</p>");
+        let (names, note) = top(run.links.iter(), |l| l.utilization.iter().map(|p| p.1).sum::<f64>());
+        let series: Vec<Series> = names
+            .iter()
+            .map(|n| Series { name: (*n).clone(), points: run.links[*n].utilization.iter().map(|p| (p.0, p.1 * 100.0)).collect() })
+            .collect();
+        h.push_str(&chart("Link utilization", "virtual time since the run's start (s)", "% of link rate", XAxis::Linear, &series, run, None)?);
+        h.push_str(&note);
+        h.push_str("<table><tr><th class=\"l\">link/direction</th><th>utilization mean</th><th>max</th><th>bytes</th><th>drops</th></tr>");
+        for (name, l) in &s.links {
+            let _ = write!(
+                h,
+                "<tr><td class=\"l\">{}</td><td>{:.2} %</td><td>{:.2} %</td><td>{}</td><td>{}</td></tr>",
+                esc(name),
+                l.utilization_mean * 100.0,
+                l.utilization_max * 100.0,
+                l.bytes,
+                l.drops
+            );
+        }
+        h.push_str("</table>");
+    }
+
+    let _ = writeln!(
+        h,
+        "<p class=\"note\">Written by diorama {} (summary schema {}). Times are virtual: what the nodes' dilated clocks read.</p></body></html>",
+        esc(env!("CARGO_PKG_VERSION")),
+        super::summary::SCHEMA
+    );
+    Ok(h)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn escapes_everything_that_matters() {
+        assert_eq!(esc(r#"<a href="x">&'"#), "&lt;a href=&quot;x&quot;&gt;&amp;&#39;");
+    }
+}

@@ -1,0 +1,30 @@
+//! The diorama run engine: prepares, starts, supervises, stops and tears down one experiment
+//! described by its own spec types ([`TestbedSpec`], [`FaultSchedule`]), never by the
+//! catalog's files, so that a host agent can drive it alone.
+//!
+//! # Design
+//! - [`engine`] owns every object of a run (state record, cgroups, containers, network,
+//!   metrics) and tears them down in `Drop`; it applies the [`FaultSchedule`] from its loop
+//!   and writes `run.json` at its end.
+//! - [`container`] runs one node in its namespaces; [`cgroup`] limits and measures it;
+//!   [`network`] builds the emulated network; [`state`] records what exists for
+//!   [`clean`].
+
+pub mod cgroup;
+pub mod clean;
+pub mod container;
+mod engine;
+mod events;
+mod metrics;
+mod network;
+mod progress;
+pub mod readiness;
+mod schedule;
+mod spec;
+pub mod state;
+
+pub use cgroup::{remove_run_parent, NodeCgroup, ResourceError};
+pub use engine::{host_facts, run, tail, NodeOutcome, RunOptions, RunOutcome, TestbedError};
+pub use metrics::{Fidelity, FidelityFlag, FidelityThresholds, LinkSampler};
+pub use schedule::{CpuLimit, Degrade, FaultInfo, FaultSchedule, FaultStep, Operation};
+pub use spec::{DiskLimit, NetBackend, NodeResources, NodeSpec, ReadyCheck, TestbedSpec};

@@ -1,0 +1,164 @@
+//! Setting up a run's emulated network: the backend choice (`--net`), every node's network
+//! namespace, the backend itself, and the TCP timers of each node's namespace scaled by the
+//! TDF. The run engine calls [`build`] before any node starts and holds the result through
+//! the [`netemu::emulator::Emulator`] trait; dropping it (and the namespaces) tears it down.
+//!
+//! # Design
+//! `auto` probes the kernel for `sch_netem` (by adding one to a throwaway namespace's `lo`)
+//! and picks the kernel backend where it exists, the userspace core otherwise; the choice
+//! and its reason are logged and recorded in `run.json` under `network`.
+
+use std::collections::BTreeMap;
+use std::net::Ipv4Addr;
+
+use serde_json::json;
+
+use crate::spec::{NetBackend, TestbedSpec};
+
+/// Errors of network set-up.
+#[derive(Debug, thiserror::Error)]
+pub enum NetworkError {
+    #[error("invalid network")]
+    Graph(#[from] netemu::graph::GraphError),
+    #[error("create the network namespace of node {node}")]
+    Namespace {
+        node: String,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error("create the TUN device of node {node}")]
+    Tun {
+        node: String,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error("scale the TCP timers of node {node}")]
+    Timers {
+        node: String,
+        #[source]
+        source: Box<dyn std::error::Error + Send + Sync>,
+    },
+    #[error("start the userspace core")]
+    Core(#[from] netemu::userspace::CoreError),
+    #[error("build the kernel network")]
+    Kernel(#[from] netemu::kernel::KernelError),
+}
+
+/// A built network.
+pub struct Built {
+    pub emulator: Box<dyn netemu::emulator::Emulator>,
+    /// Each node's namespace, in the spec's node order.
+    pub namespaces: Vec<netemu::netns::NetNs>,
+    pub addresses: BTreeMap<String, Ipv4Addr>,
+    /// What `run.json` records under `network`.
+    pub record: serde_json::Value,
+}
+
+/// Builds the network of `spec`, or `None` without links.
+pub fn build(spec: &TestbedSpec) -> Result<Option<Built>, NetworkError> {
+    let Some(net) = &spec.network else { return Ok(None) };
+    let graph = netemu::graph::Graph::build(net.clone())?;
+    let addresses = graph.addresses().clone();
+    let (backend, reason, support) = choose(spec.net_backend);
+    tracing::info!(backend = backend.name(), %reason, "network backend");
+    let (emulator, namespaces): (Box<dyn netemu::emulator::Emulator>, Vec<netemu::netns::NetNs>) = if backend == NetBackend::Kernel {
+        let support = support.unwrap_or(netemu::kernel::Support { netem: false, htb: false });
+        let (k, namespaces) = netemu::kernel::KernelNet::start(&graph, spec.tdf, support)?;
+        (Box::new(k), namespaces)
+    } else {
+        let mut ports = Vec::with_capacity(addresses.len());
+        let mut namespaces = Vec::with_capacity(addresses.len());
+        for node in &spec.nodes {
+            let ns = netemu::netns::NetNs::create().map_err(|source| NetworkError::Namespace { node: node.name.clone(), source })?;
+            let addr = addresses[&node.name];
+            let tun = netemu::tun::create_in(&ns, "eth0", addr, net.prefix_len, 1500)
+                .map_err(|source| NetworkError::Tun { node: node.name.clone(), source })?;
+            ports.push(netemu::userspace::Port { node: node.name.clone(), addr, tun });
+            namespaces.push(ns);
+        }
+        (Box::new(netemu::userspace::Core::start(graph, spec.tdf, ports)?), namespaces)
+    };
+    let timers = scale_timers(spec, &namespaces, net)?;
+    tracing::info!(nodes = addresses.len(), links = net.links.len(), backend = backend.name(), "network up");
+    let record = json!({
+        "backend": backend,
+        "requested": spec.net_backend,
+        "reason": reason,
+        "kernel_support": support,
+        "tcp_timers": timers,
+    });
+    Ok(Some(Built { emulator, namespaces, addresses, record }))
+}
+
+/// The backend to use (never `Auto`), why, and the kernel's support when it was probed.
+fn choose(requested: NetBackend) -> (NetBackend, String, Option<netemu::kernel::Support>) {
+    use NetBackend::{Kernel, Userspace};
+    if requested == Userspace {
+        return (Userspace, "requested with --net userspace".into(), None);
+    }
+    let support = match netemu::kernel::probe() {
+        Ok(s) => s,
+        Err(err) => {
+            let why = format!("probing the kernel's queueing disciplines failed: {err}");
+            return if requested == Kernel { (Kernel, why, None) } else { (Userspace, why, None) };
+        }
+    };
+    match requested {
+        Kernel => (Kernel, format!("requested with --net kernel (sch_netem {})", yes(support.netem)), Some(support)),
+        _ if support.netem => (Kernel, "auto: this kernel has sch_netem".into(), Some(support)),
+        _ => (Userspace, "auto: this kernel lacks sch_netem".into(), Some(support)),
+    }
+}
+
+fn yes(b: bool) -> &'static str {
+    if b { "present" } else { "absent" }
+}
+
+/// Scales the TCP timers of every node namespace; where the kernel lacks
+/// `tcp_rto_min_us`, sets the route metric `rto_min` on the node's prefix route instead.
+fn scale_timers(spec: &TestbedSpec, namespaces: &[netemu::netns::NetNs], net: &netemu::graph::NetSpec) -> Result<serde_json::Value, NetworkError> {
+    let mut first = None;
+    for (node, ns) in spec.nodes.iter().zip(namespaces) {
+        let err = |source: Box<dyn std::error::Error + Send + Sync>| NetworkError::Timers { node: node.name.clone(), source };
+        let settings = netemu::tcp::scale_timers(ns, spec.tdf).map_err(|e| err(Box::new(e)))?;
+        let missing_rto_min = settings.iter().any(|s| s.key == "net.ipv4.tcp_rto_min_us" && s.default.is_none());
+        if missing_rto_min && spec.tdf != 1.0 {
+            let rtnl = netemu::rtnl::Rtnl::open_in(ns).map_err(|e| err(Box::new(e)))?;
+            let eth0 = rtnl.index("eth0").map_err(|e| err(Box::new(e)))?;
+            rtnl.replace_route(net.prefix, net.prefix_len, Some(eth0), Some(netemu::tcp::rto_min_route_ms(spec.tdf)))
+                .map_err(|e| err(Box::new(e)))?;
+        }
+        if first.is_none() {
+            first = Some(json!({
+                "settings": settings,
+                "route_rto_min_ms": (missing_rto_min && spec.tdf != 1.0).then(|| netemu::tcp::rto_min_route_ms(spec.tdf)),
+                "not_scaled": ["initial RTO (1 s) and SYN/SYN-ACK retransmission timing", "delayed-ACK timers (40-200 ms)", "TIME-WAIT (60 s)"],
+            }));
+        }
+    }
+    Ok(first.unwrap_or(serde_json::Value::Null))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn userspace_is_chosen_without_probing_when_requested() {
+        let (backend, reason, support) = choose(NetBackend::Userspace);
+        assert_eq!(backend, NetBackend::Userspace);
+        assert!(reason.contains("--net userspace"));
+        assert!(support.is_none());
+    }
+
+    #[test]
+    fn auto_follows_the_probe() {
+        if !nix::unistd::geteuid().is_root() {
+            println!("SKIPPED: auto_follows_the_probe: needs root");
+            return;
+        }
+        let (backend, _, support) = choose(NetBackend::Auto);
+        let support = support.unwrap();
+        assert_eq!(backend, if support.netem { NetBackend::Kernel } else { NetBackend::Userspace });
+    }
+}

@@ -1,0 +1,105 @@
+//! What the run engine needs to know about an experiment, independent of the catalog's
+//! surface syntax: the harness's experiment adapter builds it from a topology and
+//! its plan.
+
+use std::path::PathBuf;
+use std::time::Duration;
+
+/// A readiness check; durations are virtual.
+#[derive(Debug, Clone, PartialEq)]
+pub enum ReadyCheck {
+    /// A TCP socket listening on the port in the node's network namespace.
+    Tcp { port: u16, timeout: Duration },
+    /// A command, run inside the node, that exits 0 (retried until the timeout).
+    Command { argv: Vec<String>, timeout: Duration },
+    /// A fixed wait.
+    Delay(Duration),
+}
+
+/// A disk throttle on one block device (already divided by the TDF).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct DiskLimit {
+    pub major: u64,
+    pub minor: u64,
+    pub read_bps: Option<u64>,
+    pub write_bps: Option<u64>,
+    pub read_iops: Option<u64>,
+    pub write_iops: Option<u64>,
+}
+
+/// Resource limits of one node, already divided by the TDF where that applies.
+#[derive(Debug, Clone, PartialEq, Default)]
+pub struct NodeResources {
+    pub cpu_quota_us: Option<u64>,
+    pub cpu_period_us: u64,
+    pub memory_bytes: Option<u64>,
+    pub pids_max: Option<u64>,
+    /// Disk throttles per device.
+    pub io: Vec<DiskLimit>,
+    /// The node's `cpus` in cores of the original machine (perceived).
+    pub cpus: f64,
+}
+
+/// One node of the experiment.
+#[derive(Debug, Clone, PartialEq)]
+pub struct NodeSpec {
+    pub name: String,
+    /// The group it was declared in (`web` for `web3`), if any.
+    pub group: Option<String>,
+    pub argv: Vec<String>,
+    /// The user's environment additions (the harness adds PATH, dilation and DIORAMA_*).
+    pub env: Vec<(String, String)>,
+    pub workdir: Option<PathBuf>,
+    pub user: Option<String>,
+    pub main: bool,
+    pub ready: Option<ReadyCheck>,
+    pub resources: NodeResources,
+}
+
+/// The whole experiment.
+#[derive(Debug, Clone)]
+pub struct TestbedSpec {
+    pub name: String,
+    pub topology_file: PathBuf,
+    pub tdf: f64,
+    /// Virtual duration after which the run ends.
+    pub duration: Option<Duration>,
+    pub nodes: Vec<NodeSpec>,
+    /// Start order: indices into `nodes`, level by level (a level depends only on earlier ones).
+    pub levels: Vec<Vec<usize>>,
+    /// Virtual time between SIGTERM and SIGKILL at shutdown.
+    pub grace: Duration,
+    /// Virtual interval of metric samples.
+    pub sample_every: Duration,
+    /// The emulated network (perceived parameters), if the topology has links.
+    pub network: Option<netemu::graph::NetSpec>,
+    /// Which network backend carries the links (`--net`).
+    pub net_backend: NetBackend,
+    /// The plan and the topology as JSON, for `run.json`.
+    pub plan: serde_json::Value,
+    pub topology: serde_json::Value,
+}
+
+/// The network backend choice (`diorama run --net`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, clap::ValueEnum, serde::Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum NetBackend {
+    /// The kernel backend where `sch_netem` is available, else the userspace core.
+    #[default]
+    Auto,
+    /// The userspace core (TUN devices, one forwarding thread).
+    Userspace,
+    /// Kernel queueing disciplines (netem, htb) on veth pairs between namespaces.
+    Kernel,
+}
+
+impl NetBackend {
+    /// The name as written on the command line and in `run.json`.
+    pub fn name(self) -> &'static str {
+        match self {
+            Self::Auto => "auto",
+            Self::Userspace => "userspace",
+            Self::Kernel => "kernel",
+        }
+    }
+}
