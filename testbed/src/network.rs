@@ -52,6 +52,9 @@ pub struct Built {
     pub addresses: BTreeMap<String, Ipv4Addr>,
     /// What `run.json` records under `network`.
     pub record: serde_json::Value,
+    /// The dilated CUBIC every node namespace defaults to; dropping it (with the run)
+    /// unregisters it. `None` where the kernel refused it (recorded as a gap).
+    pub _congestion_control: Option<tcpclock::DilatedCubic>,
 }
 
 /// Builds the network of `spec`, or `None` without links.
@@ -79,6 +82,7 @@ pub fn build(spec: &TestbedSpec) -> Result<Option<Built>, NetworkError> {
         (Box::new(netemu::userspace::Core::start(graph, spec.tdf, ports)?), namespaces)
     };
     let timers = scale_timers(spec, &namespaces, net)?;
+    let (congestion_control, clock_record) = dilated_cubic(spec, &namespaces);
     tracing::info!(nodes = addresses.len(), links = net.links.len(), backend = backend.name(), "network up");
     let record = json!({
         "backend": backend,
@@ -86,8 +90,9 @@ pub fn build(spec: &TestbedSpec) -> Result<Option<Built>, NetworkError> {
         "reason": reason,
         "kernel_support": support,
         "tcp_timers": timers,
+        "tcp_clock": clock_record,
     });
-    Ok(Some(Built { emulator, namespaces, addresses, record }))
+    Ok(Some(Built { emulator, namespaces, addresses, record, _congestion_control: congestion_control }))
 }
 
 /// The backend to use (never `Auto`), why, and the kernel's support when it was probed.
@@ -112,6 +117,31 @@ fn choose(requested: NetBackend) -> (NetBackend, String, Option<netemu::kernel::
 
 fn yes(b: bool) -> &'static str {
     if b { "present" } else { "absent" }
+}
+
+/// Registers CUBIC on the node's virtual clock (crate `tcpclock`) and makes it every node
+/// namespace's default congestion control. Where the kernel refuses (no BTF, no struct_ops),
+/// the namespaces keep the host's default on real time and the gap is recorded.
+fn dilated_cubic(spec: &TestbedSpec, namespaces: &[netemu::netns::NetNs]) -> (Option<tcpclock::DilatedCubic>, serde_json::Value) {
+    const KEY: &str = tcpclock::DEFAULT_CC_SYSCTL;
+    let cubic = match tcpclock::DilatedCubic::register(spec.tdf) {
+        Ok(c) => c,
+        Err(e) => {
+            tracing::warn!(error = %e, "dilated CUBIC unavailable: nodes keep the host's congestion control on real time");
+            return (None, json!({"congestion_control": null, "gap": format!("dilated CUBIC unavailable: {e}")}));
+        }
+    };
+    for (node, ns) in spec.nodes.iter().zip(namespaces) {
+        if let Err(e) = ns.sysctl_write(KEY, cubic.name()) {
+            tracing::warn!(node = %node.name, error = %e, "setting the dilated CUBIC as the namespace default failed");
+            return (None, json!({"congestion_control": null, "gap": format!("{KEY} refused in node {}: {e}", node.name)}));
+        }
+    }
+    let record = json!({
+        "congestion_control": cubic.name(),
+        "not_scaled": ["initial RTO (1 s): needs the node in a cgroup2 directory with tcpclock's sock_ops program (not wired yet)", "delayed-ACK timers (40-200 ms): no kernel hook", "TIME-WAIT (60 s): no kernel hook"],
+    });
+    (Some(cubic), record)
 }
 
 /// Scales the TCP timers of every node namespace; where the kernel lacks
