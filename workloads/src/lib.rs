@@ -7,5 +7,6 @@
 pub mod isaac;
 pub mod lb;
 pub mod loadgen;
+pub mod probe;
 pub mod runtime;
 pub mod stats;
