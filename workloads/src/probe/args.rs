@@ -37,7 +37,11 @@ pub fn role_flag_as_subcommand(argv: Vec<OsString>) -> Vec<OsString> {
     while let Some(arg) = it.next() {
         if role.is_none() && arg == "--role" {
             role = it.next();
-        } else if let Some(r) = arg.to_str().and_then(|s| s.strip_prefix("--role=")).filter(|_| role.is_none()) {
+        } else if let Some(r) = arg
+            .to_str()
+            .and_then(|s| s.strip_prefix("--role="))
+            .filter(|_| role.is_none())
+        {
             role = Some(OsString::from(r));
         } else {
             rest.push(arg);
@@ -61,22 +65,58 @@ mod tests {
             role_flag_as_subcommand(os(&["p", "--listen", "0.0.0.0:80", "--role", "server"])),
             os(&["p", "server", "--listen", "0.0.0.0:80"])
         );
-        assert_eq!(role_flag_as_subcommand(os(&["p", "--role=agent", "--server", "x"])), os(&["p", "agent", "--server", "x"]));
-        assert_eq!(role_flag_as_subcommand(os(&["p", "cli", "agents"])), os(&["p", "cli", "agents"]));
+        assert_eq!(
+            role_flag_as_subcommand(os(&["p", "--role=agent", "--server", "x"])),
+            os(&["p", "agent", "--server", "x"])
+        );
+        assert_eq!(
+            role_flag_as_subcommand(os(&["p", "cli", "agents"])),
+            os(&["p", "cli", "agents"])
+        );
     }
 
     #[test]
     fn every_role_parses() {
         let a = Args::try_parse_from(role_flag_as_subcommand(os(&[
-            "p", "--role", "agent", "--server", "http://s:8080", "--location", "eu", "--kind", "on-demand",
-            "--startup-delay", "lognormal:median=20ms,sigma=0.3",
+            "p",
+            "--role",
+            "agent",
+            "--server",
+            "http://s:8080",
+            "--location",
+            "eu",
+            "--kind",
+            "on-demand",
+            "--startup-delay",
+            "lognormal:median=20ms,sigma=0.3",
         ])))
         .unwrap();
         assert!(matches!(a.role, Role::Agent(ref x) if x.location == "eu"));
-        let s = Args::try_parse_from(os(&["p", "server", "--location", "eu,us", "--location", "ap"])).unwrap();
+        let s = Args::try_parse_from(os(&[
+            "p",
+            "server",
+            "--location",
+            "eu,us",
+            "--location",
+            "ap",
+        ]))
+        .unwrap();
         assert!(matches!(s.role, Role::Server(ref x) if x.locations == ["eu", "us", "ap"]));
-        let c = Args::try_parse_from(os(&["p", "cli", "--json", "task", "list", "--state", "RUNNING"])).unwrap();
+        let c = Args::try_parse_from(os(&[
+            "p", "cli", "--json", "task", "list", "--state", "RUNNING",
+        ]))
+        .unwrap();
         assert!(matches!(c.role, Role::Cli(ref x) if x.json));
-        assert!(Args::try_parse_from(os(&["p", "agent", "--server", "s", "--location", "eu", "--startup-delay", "soon"])).is_err());
+        assert!(Args::try_parse_from(os(&[
+            "p",
+            "agent",
+            "--server",
+            "s",
+            "--location",
+            "eu",
+            "--startup-delay",
+            "soon"
+        ]))
+        .is_err());
     }
 }

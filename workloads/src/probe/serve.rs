@@ -1,10 +1,10 @@
 //! The `server` role: opens the store, serves the API, runs the scheduler, and on SIGTERM
 //! writes every task and result, as the API returns them, into its working directory.
 
+use std::future::IntoFuture;
 use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::sync::Arc;
-use std::future::IntoFuture;
 use std::time::Duration;
 
 use super::server::{Server, ServerConfig, ServerError};
@@ -45,6 +45,10 @@ pub struct ServerArgs {
     /// A task file (YAML, docs/probes.md) to create at start-up when the store holds no task.
     #[arg(long)]
     pub task_file: Option<PathBuf>,
+    /// Create the start-up tasks this long after the server is up (virtual time), e.g.
+    /// once the agents have registered: a burst of one-off tasks then meets warm agents.
+    #[arg(long, default_value = "0s", value_parser = crate::loadgen::units::duration_arg)]
+    pub task_delay: u64,
     /// Written at shutdown: every task and result as the API returns them.
     #[arg(long, default_value = "probe-results.json")]
     pub export: PathBuf,
@@ -56,10 +60,23 @@ pub async fn run(args: ServerArgs) -> anyhow::Result<()> {
         StoreKind::Sqlite => AnyStore::Sqlite(SqliteStore::open(&args.data)?),
         StoreKind::Postgres => AnyStore::Postgres(PgStore::connect(&args.pg_url).await?),
     };
-    let config = ServerConfig { locations: args.locations.clone(), lease: Duration::from_nanos(args.lease) };
+    let config = ServerConfig {
+        locations: args.locations.clone(),
+        lease: Duration::from_nanos(args.lease),
+    };
     let server = Arc::new(Server::open(store, config).await?);
-    seed_tasks(&server, &args).await?;
     let listener = tokio::net::TcpListener::bind(args.listen).await?;
+    if args.task_delay == 0 {
+        seed_tasks(&server, &args).await?;
+    } else {
+        let (s, a) = (Arc::clone(&server), args.clone());
+        tokio::spawn(async move {
+            tokio::time::sleep(Duration::from_nanos(a.task_delay)).await;
+            if let Err(err) = seed_tasks(&s, &a).await {
+                tracing::error!(%err, "start-up tasks refused");
+            }
+        });
+    }
     tracing::info!(listen = %args.listen, locations = ?args.locations, "probe server listening");
     let scheduler = {
         let s = Arc::clone(&server);
@@ -90,9 +107,17 @@ async fn seed_tasks(server: &Server, args: &ServerArgs) -> anyhow::Result<()> {
     }
     let mut file = None;
     if let Some(path) = &args.task_file {
-        let text = std::fs::read_to_string(path).map_err(|e| anyhow::anyhow!("read {}: {e}", path.display()))?;
+        let text = std::fs::read_to_string(path)
+            .map_err(|e| anyhow::anyhow!("read {}: {e}", path.display()))?;
         let loaded = super::taskfile::load(path, &text).map_err(|errors| {
-            anyhow::anyhow!("{}", errors.iter().map(ToString::to_string).collect::<Vec<_>>().join("\n"))
+            anyhow::anyhow!(
+                "{}",
+                errors
+                    .iter()
+                    .map(ToString::to_string)
+                    .collect::<Vec<_>>()
+                    .join("\n")
+            )
         })?;
         file = Some(loaded);
     }
@@ -108,7 +133,11 @@ async fn seed_tasks(server: &Server, args: &ServerArgs) -> anyhow::Result<()> {
             ServerError::Invalid(errors) => anyhow::anyhow!(
                 "--task #{}: {}",
                 i + 1,
-                errors.iter().map(ToString::to_string).collect::<Vec<_>>().join("; ")
+                errors
+                    .iter()
+                    .map(ToString::to_string)
+                    .collect::<Vec<_>>()
+                    .join("; ")
             ),
             other => other.into(),
         })?;
@@ -119,7 +148,11 @@ async fn seed_tasks(server: &Server, args: &ServerArgs) -> anyhow::Result<()> {
                 return Err(match e {
                     ServerError::Invalid(errors) => anyhow::anyhow!(
                         "{}",
-                        file.locate(i, &errors).iter().map(ToString::to_string).collect::<Vec<_>>().join("\n")
+                        file.locate(i, &errors)
+                            .iter()
+                            .map(ToString::to_string)
+                            .collect::<Vec<_>>()
+                            .join("\n")
                     ),
                     other => other.into(),
                 });

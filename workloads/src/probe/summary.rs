@@ -52,7 +52,12 @@ pub fn percentile(values: &mut [f64], p: f64) -> f64 {
         return f64::NAN;
     }
     values.sort_by(f64::total_cmp);
-    #[expect(clippy::cast_possible_truncation, clippy::cast_sign_loss, clippy::cast_precision_loss, reason = "a rank within the slice")]
+    #[expect(
+        clippy::cast_possible_truncation,
+        clippy::cast_sign_loss,
+        clippy::cast_precision_loss,
+        reason = "a rank within the slice"
+    )]
     let rank = ((p / 100.0) * values.len() as f64).ceil().max(1.0) as usize;
     values[rank.min(values.len()) - 1]
 }
@@ -78,7 +83,9 @@ pub fn summarize(results: &[RunResult]) -> Summary {
                 Some(Figures::Http(_)) => ("http", Vec::new()),
                 _ => continue,
             };
-            let cell = cells.entry((r.location.clone(), e.endpoint.clone(), name)).or_default();
+            let cell = cells
+                .entry((r.location.clone(), e.endpoint.clone(), name))
+                .or_default();
             cell.0.extend(values);
             if !e.ok {
                 cell.1 += 1;
@@ -88,15 +95,17 @@ pub fn summarize(results: &[RunResult]) -> Summary {
     let rtt = cells
         .into_iter()
         .filter(|(_, (v, _))| !v.is_empty())
-        .map(|((location, endpoint, measurement), (mut v, failed_runs))| RttCell {
-            location,
-            endpoint,
-            measurement: measurement.to_owned(),
-            samples: v.len(),
-            median_ms: percentile(&mut v, 50.0),
-            p90_ms: percentile(&mut v, 90.0),
-            failed_runs,
-        })
+        .map(
+            |((location, endpoint, measurement), (mut v, failed_runs))| RttCell {
+                location,
+                endpoint,
+                measurement: measurement.to_owned(),
+                samples: v.len(),
+                median_ms: percentile(&mut v, 50.0),
+                p90_ms: percentile(&mut v, 90.0),
+                failed_runs,
+            },
+        )
         .collect();
     let kinds = kinds
         .into_iter()
@@ -116,7 +125,12 @@ pub fn summarize(results: &[RunResult]) -> Summary {
             }
         })
         .collect();
-    Summary { runs: results.len(), failed_runs: results.iter().filter(|r| !r.ok).count(), rtt, kinds }
+    Summary {
+        runs: results.len(),
+        failed_runs: results.iter().filter(|r| !r.ok).count(),
+        rtt,
+        kinds,
+    }
 }
 
 #[cfg(test)]

@@ -39,7 +39,15 @@ pub struct FileError {
 
 impl std::fmt::Display for FileError {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        write!(f, "{}:{}:{}: {}: {}", self.file.display(), self.line, self.col, self.field, self.message)
+        write!(
+            f,
+            "{}:{}:{}: {}: {}",
+            self.file.display(),
+            self.line,
+            self.col,
+            self.field,
+            self.message
+        )
     }
 }
 
@@ -77,7 +85,11 @@ impl Walker {
             Some(Frame::Map { path, key }) => match key.take() {
                 None => {
                     let name = scalar.unwrap_or("?").to_owned();
-                    let full = if path.is_empty() { name.clone() } else { format!("{path}.{name}") };
+                    let full = if path.is_empty() {
+                        name.clone()
+                    } else {
+                        format!("{path}.{name}")
+                    };
                     self.positions.at.entry(full).or_insert(at);
                     *key = Some(name);
                     return None;
@@ -126,7 +138,10 @@ impl MarkedEventReceiver for Walker {
 impl Positions {
     /// Walks `text`; `Err((line, col, message))` on a syntax error.
     pub fn of(text: &str) -> Result<Self, (usize, usize, String)> {
-        let mut walker = Walker { positions: Positions::default(), stack: Vec::new() };
+        let mut walker = Walker {
+            positions: Positions::default(),
+            stack: Vec::new(),
+        };
         Parser::new_from_str(text)
             .load(&mut walker, false)
             .map_err(|e| (e.marker().line(), e.marker().col() + 1, e.info().to_owned()))?;
@@ -164,7 +179,13 @@ impl LoadedFile {
             .map(|e| {
                 let field = format!("tasks[{index}].{}", e.field);
                 let (line, col) = self.positions.locate(&field);
-                FileError { file: self.path.clone(), line, col, field, message: e.message.clone() }
+                FileError {
+                    file: self.path.clone(),
+                    line,
+                    col,
+                    field,
+                    message: e.message.clone(),
+                }
             })
             .collect()
     }
@@ -190,7 +211,8 @@ pub fn load(path: &Path, text: &str) -> Result<LoadedFile, Vec<FileError>> {
         field: field.to_owned(),
         message,
     };
-    let positions = Positions::of(text).map_err(|(line, col, message)| vec![error(line, col, "(syntax)", message)])?;
+    let positions = Positions::of(text)
+        .map_err(|(line, col, message)| vec![error(line, col, "(syntax)", message)])?;
     let de = serde_yaml_ng::Deserializer::from_str(text);
     let file: TaskFile = serde_path_to_error::deserialize(de).map_err(|e| {
         let field = e.path().to_string();
@@ -198,9 +220,18 @@ pub fn load(path: &Path, text: &str) -> Result<LoadedFile, Vec<FileError>> {
             Some(l) => (l.line(), l.column()),
             None => positions.locate(&field),
         };
-        vec![error(line, col, &field, bare_message(&e.inner().to_string()))]
+        vec![error(
+            line,
+            col,
+            &field,
+            bare_message(&e.inner().to_string()),
+        )]
     })?;
-    let loaded = LoadedFile { path: path.to_owned(), specs: file.tasks, positions };
+    let loaded = LoadedFile {
+        path: path.to_owned(),
+        specs: file.tasks,
+        positions,
+    };
     let mut errors = Vec::new();
     for (i, spec) in loaded.specs.iter().enumerate() {
         // Every location counts as known here; the server checks them.
@@ -245,9 +276,18 @@ tasks:
         let errors = load(Path::new("t.yaml"), text).unwrap_err();
         let shown: Vec<String> = errors.iter().map(ToString::to_string).collect();
         assert_eq!(shown.len(), 3, "{shown:?}");
-        assert!(shown[0].starts_with("t.yaml:8:5: tasks[1].endpoints: must list"), "{shown:?}");
-        assert!(shown[1].starts_with("t.yaml:12:5: tasks[1].cron: invalid cron expression"), "{shown:?}");
-        assert!(shown[2].starts_with("t.yaml:11:5: tasks[1].stop_time: "), "{shown:?}");
+        assert!(
+            shown[0].starts_with("t.yaml:8:5: tasks[1].endpoints: must list"),
+            "{shown:?}"
+        );
+        assert!(
+            shown[1].starts_with("t.yaml:12:5: tasks[1].cron: invalid cron expression"),
+            "{shown:?}"
+        );
+        assert!(
+            shown[2].starts_with("t.yaml:11:5: tasks[1].stop_time: "),
+            "{shown:?}"
+        );
     }
 
     #[test]
@@ -255,7 +295,11 @@ tasks:
         let text = "tasks:\n  - type: ONE-OFF\n    measurement: {kind: ping}\n    endpoints: [a]\n    locations: [eu]\n    colour: red\n";
         let errors = load(Path::new("t.yaml"), text).unwrap_err();
         assert_eq!(errors.len(), 1);
-        assert_eq!(errors[0].to_string().split(": unknown field").next(), Some("t.yaml:6:5: tasks[0].colour"), "{errors:?}");
+        assert_eq!(
+            errors[0].to_string().split(": unknown field").next(),
+            Some("t.yaml:6:5: tasks[0].colour"),
+            "{errors:?}"
+        );
     }
 
     #[test]
@@ -269,7 +313,13 @@ tasks:
     fn server_errors_map_onto_the_file() {
         let text = "tasks:\n  - type: ONE-OFF\n    measurement: {kind: dns}\n    endpoints: [a]\n    locations: [eu, mars]\n";
         let f = load(Path::new("t.yaml"), text).unwrap();
-        let mapped = f.locate(0, &[FieldError::new("locations[1]", "unknown location \"mars\"")]);
-        assert_eq!(mapped[0].to_string(), "t.yaml:5:21: tasks[0].locations[1]: unknown location \"mars\"");
+        let mapped = f.locate(
+            0,
+            &[FieldError::new("locations[1]", "unknown location \"mars\"")],
+        );
+        assert_eq!(
+            mapped[0].to_string(),
+            "t.yaml:5:21: tasks[0].locations[1]: unknown location \"mars\""
+        );
     }
 }

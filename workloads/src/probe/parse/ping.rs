@@ -25,15 +25,24 @@ pub struct PingStats {
 
 /// Parses iputils `ping` output.
 pub fn parse_ping(text: &str) -> Result<PingStats, ParseError> {
-    let err = |reason: String| ParseError { tool: "ping", reason };
+    let err = |reason: String| ParseError {
+        tool: "ping",
+        reason,
+    };
     let mut rtts = Vec::new();
     let mut counts = None;
     let mut rtt = None;
     for line in text.lines() {
         let line = line.trim();
         if line.contains(" bytes from ") {
-            if let Some(t) = line.split_whitespace().find_map(|w| w.strip_prefix("time=")) {
-                rtts.push(t.parse::<f64>().map_err(|e| err(format!("reply time {t:?}: {e}")))?);
+            if let Some(t) = line
+                .split_whitespace()
+                .find_map(|w| w.strip_prefix("time="))
+            {
+                rtts.push(
+                    t.parse::<f64>()
+                        .map_err(|e| err(format!("reply time {t:?}: {e}")))?,
+                );
             }
         } else if line.contains("packets transmitted") {
             // "5 packets transmitted, 5 received, [+N errors, ]0% packet loss, time 816ms"
@@ -54,16 +63,27 @@ pub fn parse_ping(text: &str) -> Result<PingStats, ParseError> {
                 .parse::<f64>()
                 .map_err(|e| err(format!("loss in {line:?}: {e}")))?;
             counts = Some((tx, rx, loss));
-        } else if let Some(rest) = line.strip_prefix("rtt min/avg/max/mdev = ").or_else(|| line.strip_prefix("round-trip min/avg/max/stddev = ")) {
+        } else if let Some(rest) = line
+            .strip_prefix("rtt min/avg/max/mdev = ")
+            .or_else(|| line.strip_prefix("round-trip min/avg/max/stddev = "))
+        {
             let values = rest.split_whitespace().next().unwrap_or("");
-            let v: Vec<f64> = values.split('/').map(str::parse).collect::<Result<_, _>>().map_err(|e| err(format!("rtt line {line:?}: {e}")))?;
+            let v: Vec<f64> = values
+                .split('/')
+                .map(str::parse)
+                .collect::<Result<_, _>>()
+                .map_err(|e| err(format!("rtt line {line:?}: {e}")))?;
             if v.len() != 4 {
-                return Err(err(format!("rtt line {line:?} has {} values, not 4", v.len())));
+                return Err(err(format!(
+                    "rtt line {line:?} has {} values, not 4",
+                    v.len()
+                )));
             }
             rtt = Some((v[0], v[1], v[2], v[3]));
         }
     }
-    let (transmitted, received, loss_pct) = counts.ok_or_else(|| err("no statistics line".into()))?;
+    let (transmitted, received, loss_pct) =
+        counts.ok_or_else(|| err("no statistics line".into()))?;
     Ok(PingStats {
         transmitted,
         received,
@@ -89,7 +109,10 @@ mod tests {
     fn loopback() {
         let s = parse_ping(&fixture("ping_loopback.txt")).unwrap();
         assert_eq!((s.transmitted, s.received, s.loss_pct), (5, 5, 0.0));
-        assert_eq!((s.rtt_min_ms, s.rtt_avg_ms, s.rtt_max_ms, s.rtt_mdev_ms), (Some(0.035), Some(0.047), Some(0.082), Some(0.017)));
+        assert_eq!(
+            (s.rtt_min_ms, s.rtt_avg_ms, s.rtt_max_ms, s.rtt_mdev_ms),
+            (Some(0.035), Some(0.047), Some(0.082), Some(0.017))
+        );
         assert_eq!(s.rtts_ms, [0.082, 0.035, 0.045, 0.039, 0.036]);
     }
 
