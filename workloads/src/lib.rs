@@ -8,5 +8,6 @@ pub mod isaac;
 pub mod lb;
 pub mod loadgen;
 pub mod memcache;
+pub mod probe;
 pub mod runtime;
 pub mod stats;
