@@ -55,3 +55,48 @@ fn schema_is_json() {
     let v: serde_json::Value = serde_json::from_str(&r.stdout).unwrap();
     assert!(v["properties"]["nodes"].is_object(), "{v}");
 }
+
+#[test]
+fn a_bad_type_and_a_dangling_reference_are_reported_together() {
+    let tmp = tempfile::tempdir().unwrap();
+    let t = topology(
+        tmp.path(),
+        "bad",
+        "name: bad\nnodes:\n  - name: db\n    cpus: lots\n    run: {command: x}\n  - name: web\n    depends_on: [cache]\n    run: {command: x}\n",
+    );
+    let r = diorama(&["check", t.to_str().unwrap()]);
+    assert_eq!(r.code, Some(3), "{r:?}");
+    assert!(r.stderr.contains("invalid topology (2 problems)"), "{}", r.stderr);
+    let cpus = r.stderr.find(":4:").expect("the cpus problem");
+    let cache = r.stderr.find("nodes[1].depends_on[0]").expect("the dangling reference");
+    assert!(cpus < cache, "not sorted by position: {}", r.stderr);
+}
+
+#[test]
+fn check_knows_suites_and_checks_their_scenarios_topologies() {
+    let tmp = tempfile::tempdir().unwrap();
+    topology(tmp.path(), "good", "name: good\nnodes:\n  - name: a\n    run: {command: x}\n");
+    topology(tmp.path(), "bad", "name: bad\nnodes:\n  - name: a\n    memory: 3 bushels\n    run: {command: x}\n");
+    let ok = topology(tmp.path(), "ok-suite", "name: s\nscenarios:\n  - {name: one, topology: good.yaml}\n");
+    let r = diorama(&["check", ok.to_str().unwrap()]);
+    assert_eq!(r.code, Some(0), "{r:?}");
+    assert!(r.stdout.contains("ok (suite s, 1 scenarios)"), "{}", r.stdout);
+    let bad = topology(
+        tmp.path(),
+        "bad-suite",
+        "name: s\nscenarios:\n  - {name: one, topology: good.yaml}\n  - {name: two, topology: bad.yaml}\n",
+    );
+    let r = diorama(&["check", bad.to_str().unwrap()]);
+    assert_eq!(r.code, Some(3), "{r:?}");
+    assert!(r.stderr.contains("bad.yaml:4:") && r.stderr.contains("nodes[0].memory"), "{}", r.stderr);
+    assert!(r.stderr.contains("1 of 1 files are invalid"), "{}", r.stderr);
+}
+
+#[test]
+fn the_repository_topologies_and_suites_check() {
+    let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../topologies");
+    for file in ["quickstart.yaml", "isaac.yaml", "nightly.yaml", "ci-suite.yaml"] {
+        let r = diorama(&["check", root.join(file).to_str().unwrap()]);
+        assert_eq!(r.code, Some(0), "{file}: {r:?}");
+    }
+}

@@ -167,3 +167,42 @@ fn schema_describes_the_format() {
         assert!(text.contains(field), "schema lacks {field}");
     }
 }
+
+#[test]
+fn type_and_reference_problems_are_reported_together() {
+    let err = errors(
+        "name: t
+nodes:
+  - name: db
+    cpus: lots
+    run: {command: \"true\"}
+  - name: web
+    depends_on: [db, cache]
+    run: {command: \"true\"}
+",
+    );
+    has(&err, 4, "nodes[0].cpus", "");
+    has(&err, 7, "nodes[1].depends_on[1]", "cache");
+    // `db` failed to type but is still declared: no dangling reference to it, and nothing
+    // more about its own fields.
+    assert_eq!(err.diagnostics.len(), 2, "{err}");
+    let lines: Vec<usize> = err.diagnostics.iter().map(|d| d.pos.line).collect();
+    assert_eq!(lines, [4, 7], "sorted by position: {err}");
+}
+
+#[test]
+fn a_node_without_a_usable_name_still_lets_the_others_be_checked() {
+    let err = errors(
+        "name: t
+nodes:
+  - name: [not, a, name]
+    run: {command: \"true\"}
+  - name: web
+    memory: 1GiB
+    depends_on: [nowhere]
+    run: {command: \"true\"}
+",
+    );
+    has(&err, 3, "nodes[0].name", "");
+    has(&err, 7, "nodes[1].depends_on[0]", "nowhere");
+}
