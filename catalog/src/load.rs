@@ -70,7 +70,9 @@ mod tests {
     #[test]
     fn the_repository_suites_are_suites() {
         let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../topologies");
-        for (file, kind) in [("nightly.yaml", Kind::Suite), ("ci-suite.yaml", Kind::Suite), ("quickstart.yaml", Kind::Topology)] {
+        for (file, kind) in
+            [("nightly.yaml", Kind::Suite), ("ci-suite.yaml", Kind::Suite), ("quickstart.yaml", Kind::Topology)]
+        {
             let text = std::fs::read_to_string(dir.join(file)).unwrap();
             assert_eq!(kind_of(&text), kind, "{file}");
         }

@@ -30,16 +30,28 @@ fn unknown_field_and_bad_unit_are_both_reported() {
 #[test]
 fn impossible_plan_says_which_tdf_fits() {
     let tmp = tempfile::tempdir().unwrap();
-    let t = topology(tmp.path(), "big", "name: big\ntdf: 1\nnodes:\n  - name: n[0..64]\n    memory: 1MiB\n    run: {command: [\"true\"]}\n");
+    let t = topology(
+        tmp.path(),
+        "big",
+        "name: big\ntdf: 1\nnodes:\n  - name: n[0..64]\n    memory: 1MiB\n    run: {command: [\"true\"]}\n",
+    );
     let r = diorama(&["plan", t.to_str().unwrap(), "--out", tmp.path().join("p.json").to_str().unwrap()]);
     assert_eq!(r.code, Some(3), "{r:?}");
-    assert!(r.stderr.contains("TDF 1 does not fit") && r.stderr.contains("the smallest TDF that fits is"), "{}", r.stderr);
+    assert!(
+        r.stderr.contains("TDF 1 does not fit") && r.stderr.contains("the smallest TDF that fits is"),
+        "{}",
+        r.stderr
+    );
 }
 
 #[test]
 fn missing_binary_is_refused_before_anything_starts() {
     let tmp = tempfile::tempdir().unwrap();
-    let t = topology(tmp.path(), "nobin", "name: nobin\nnodes:\n  - name: a\n    run: {command: [\"no-such-binary-diorama\"]}\n");
+    let t = topology(
+        tmp.path(),
+        "nobin",
+        "name: nobin\nnodes:\n  - name: a\n    run: {command: [\"no-such-binary-diorama\"]}\n",
+    );
     let out = tmp.path().join("out");
     let r = diorama(&["run", t.to_str().unwrap(), "--out", out.to_str().unwrap()]);
     assert_eq!(r.code, Some(3), "{r:?}");

@@ -111,7 +111,8 @@ fn place(items: &[Item<'_>], hosts: &[Host], headroom: f64, tdf: f64) -> Result<
     const EPS: f64 = 1e-9;
     for (k, item) in items.iter().enumerate() {
         let need = item.cpus / tdf;
-        let fits = |h: usize, cpu_free: &[f64], mem_free: &[u64]| need <= cpu_free[h] + EPS && item.memory <= mem_free[h];
+        let fits =
+            |h: usize, cpu_free: &[f64], mem_free: &[u64]| need <= cpu_free[h] + EPS && item.memory <= mem_free[h];
         let chosen = if item.spread_group.is_some() {
             (0..hosts.len())
                 .filter(|&h| fits(h, &cpu_free, &mem_free))
@@ -126,7 +127,10 @@ fn place(items: &[Item<'_>], hosts: &[Host], headroom: f64, tdf: f64) -> Result<
             } else {
                 format!(
                     "node {} needs {need:.3} host cores, host {} has {:.3} of {:.2} left",
-                    item.name, hosts[best].name, cpu_free[best].max(0.0), hosts[best].cores * headroom
+                    item.name,
+                    hosts[best].name,
+                    cpu_free[best].max(0.0),
+                    hosts[best].cores * headroom
                 )
             });
         };
@@ -171,13 +175,10 @@ pub fn plan(topology: &Topology, inventory: &Inventory, opts: &PlanOptions) -> R
         .collect();
     // Spread groups first (by group, then member order), then first-fit decreasing.
     items.sort_by(|a, b| {
-        b.spread_group
-            .is_some()
-            .cmp(&a.spread_group.is_some())
-            .then_with(|| match (a.spread_group, b.spread_group) {
-                (Some(x), Some(y)) => x.cmp(y).then(a.idx.cmp(&b.idx)),
-                _ => b.cpus.total_cmp(&a.cpus).then(b.memory.cmp(&a.memory)).then(a.name.cmp(b.name)),
-            })
+        b.spread_group.is_some().cmp(&a.spread_group.is_some()).then_with(|| match (a.spread_group, b.spread_group) {
+            (Some(x), Some(y)) => x.cmp(y).then(a.idx.cmp(&b.idx)),
+            _ => b.cpus.total_cmp(&a.cpus).then(b.memory.cmp(&a.memory)).then(a.name.cmp(b.name)),
+        })
     });
     // Memory does not scale: check it alone first (at an "infinite" TDF).
     if let Err(detail) = place(&items, hosts, opts.headroom, f64::MAX) {
@@ -220,7 +221,12 @@ pub fn plan(topology: &Topology, inventory: &Inventory, opts: &PlanOptions) -> R
         Err(detail) => {
             let biggest = items.iter().find(|i| i.cpus / tdf > max_cores + 1e-9);
             if let Some(big) = biggest {
-                return Err(PlanError::NodeTooBig { node: big.name.to_owned(), need: big.cpus / tdf, cores: max_cores / opts.headroom, tdf });
+                return Err(PlanError::NodeTooBig {
+                    node: big.name.to_owned(),
+                    need: big.cpus / tdf,
+                    cores: max_cores / opts.headroom,
+                    tdf,
+                });
             }
             let total_cpu: f64 = items.iter().map(|i| i.cpus).sum::<f64>() / tdf;
             let total_cap: f64 = hosts.iter().map(|h| h.cores * opts.headroom).sum();
@@ -236,8 +242,8 @@ pub fn plan(topology: &Topology, inventory: &Inventory, opts: &PlanOptions) -> R
     let mut placed: Vec<Option<Placed>> = vec![None; topology.nodes.len()];
     for (k, item) in items.iter().enumerate() {
         let real = item.cpus / tdf;
-        let (quota, period) =
-            cfs(real, opts.cpu_period_us).ok_or_else(|| PlanError::QuotaTooSmall { node: item.name.to_owned(), share: real })?;
+        let (quota, period) = cfs(real, opts.cpu_period_us)
+            .ok_or_else(|| PlanError::QuotaTooSmall { node: item.name.to_owned(), share: real })?;
         placed[item.idx] = Some(Placed {
             node: item.name.to_owned(),
             host: hosts[at[k]].name.clone(),

@@ -12,7 +12,8 @@ use crate::source::{Pos, SourceMap};
 
 /// Reads and validates a topology file, except its `faults:` (see `crate::load::topology`).
 pub fn read(path: &Path) -> Result<Topology, CatalogError> {
-    let text = std::fs::read_to_string(path).map_err(|e| CatalogError { diagnostics: vec![Diagnostic::unreadable(path, &e)] })?;
+    let text = std::fs::read_to_string(path)
+        .map_err(|e| CatalogError { diagnostics: vec![Diagnostic::unreadable(path, &e)] })?;
     read_str(path, &text)
 }
 
@@ -59,7 +60,12 @@ pub fn read_str(path: &Path, text: &str) -> Result<Topology, CatalogError> {
         Err(e) => {
             let pos = e.location().map_or(Pos { line: 1, col: 1 }, |l| Pos { line: l.line(), col: l.column() });
             return Err(CatalogError {
-                diagnostics: vec![Diagnostic { file: path.to_owned(), pos, field: String::new(), message: format!("malformed YAML: {e}") }],
+                diagnostics: vec![Diagnostic {
+                    file: path.to_owned(),
+                    pos,
+                    field: String::new(),
+                    message: format!("malformed YAML: {e}"),
+                }],
             });
         }
     };
@@ -100,15 +106,16 @@ pub fn read_str(path: &Path, text: &str) -> Result<Topology, CatalogError> {
     // A node that failed to type stays declared under its name (if it has one), so that
     // references to it are not reported as dangling; its own fields were reported already,
     // so what the semantic checks say about them is dropped.
-    let failed: Vec<String> = (0..node_decls.len()).filter(|i| node_decls[*i].is_err()).map(|i| format!("nodes[{i}]")).collect();
-    top.nodes = node_decls
-        .into_iter()
-        .map(|n| n.unwrap_or_else(|name| NodeDecl { name, ..NodeDecl::default() }))
-        .collect();
+    let failed: Vec<String> =
+        (0..node_decls.len()).filter(|i| node_decls[*i].is_err()).map(|i| format!("nodes[{i}]")).collect();
+    top.nodes =
+        node_decls.into_iter().map(|n| n.unwrap_or_else(|name| NodeDecl { name, ..NodeDecl::default() })).collect();
     top.links = link_decls.into_iter().flatten().collect();
     let shape_errors = diags.list.len();
     let resolved = resolve::resolve(path, top, &source, &mut diags);
-    let within = |field: &str, node: &str| field.strip_prefix(node).is_some_and(|rest| rest.is_empty() || rest.starts_with(['.', '[']));
+    let within = |field: &str, node: &str| {
+        field.strip_prefix(node).is_some_and(|rest| rest.is_empty() || rest.starts_with(['.', '[']))
+    };
     let mut i = shape_errors;
     while i < diags.list.len() {
         if failed.iter().any(|n| within(&diags.list[i].field, n)) {

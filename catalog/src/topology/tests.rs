@@ -89,7 +89,8 @@ fn unknown_fields_are_refused_at_their_line() {
 fn bad_units_name_the_field() {
     let err = errors("name: x\nnodes:\n  - name: a\n    memory: 12 furlongs\n    run: {command: a}\n");
     has(&err, 4, "nodes[0].memory", "unknown size unit");
-    let err = errors("name: x\nswitches: [s]\nnodes:\n  - name: a\n    run: {command: a}\n    link: {to: s, delay: 10}\n");
+    let err =
+        errors("name: x\nswitches: [s]\nnodes:\n  - name: a\n    run: {command: a}\n    link: {to: s, delay: 10}\n");
     assert!(err.diagnostics[0].message.contains("needs a unit"), "{err}");
     assert_eq!(err.diagnostics[0].pos.line, 6, "{err}");
 }
@@ -108,7 +109,8 @@ fn several_errors_are_reported_at_once() {
 fn duplicate_names_point_at_both() {
     let err = errors("name: x\nnodes:\n  - name: a\n    run: {command: a}\n  - name: a\n    run: {command: a}\n");
     has(&err, 5, "nodes[1].name", "duplicate name \"a\" (first declared at nodes[0].name)");
-    let err = errors("name: x\nnodes:\n  - name: web[0..2]\n    run: {command: a}\n  - name: web1\n    run: {command: a}\n");
+    let err =
+        errors("name: x\nnodes:\n  - name: web[0..2]\n    run: {command: a}\n  - name: web1\n    run: {command: a}\n");
     has(&err, 5, "nodes[1].name", "duplicate name \"web1\"");
 }
 
@@ -146,7 +148,8 @@ fn empty_ranges_are_refused() {
 
 #[test]
 fn missing_run_and_bad_ready_are_refused() {
-    let err = errors("name: x\nnodes:\n  - name: a\n  - name: b\n    run: {command: b}\n    ready: {tcp: 80, delay: 1s}\n");
+    let err =
+        errors("name: x\nnodes:\n  - name: a\n  - name: b\n    run: {command: b}\n    ready: {tcp: 80, delay: 1s}\n");
     has(&err, 3, "nodes[0]", "missing field `run`");
     has(&err, 6, "nodes[1].ready", "exactly one of");
 }

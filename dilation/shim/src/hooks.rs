@@ -122,7 +122,11 @@ fn vdso_clock_gettime() -> Option<usize> {
 fn next_versioned(name: &[u8], version: &[u8]) -> usize {
     // SAFETY: both strings are NUL-terminated.
     let p = unsafe { libc::dlvsym(libc::RTLD_NEXT, name.as_ptr().cast(), version.as_ptr().cast()) } as usize;
-    if p == 0 { next(name) } else { p }
+    if p == 0 {
+        next(name)
+    } else {
+        p
+    }
 }
 
 /// The real function `$name` with the given signature, resolved once.
@@ -187,7 +191,8 @@ static TIMES_BASE: AtomicI64 = AtomicI64::new(i64::MIN);
 
 // Control page layout: shared with the `dilation` crate through `dilation-abi`.
 use dilation_abi::control::{
-    MAGIC, OFF_ATTACHED, OFF_EPOCH_REAL, OFF_EPOCH_VIRT, OFF_ERRORS, OFF_MAGIC, OFF_SEQ, OFF_STEPS, OFF_TDF, SIZE as PAGE,
+    MAGIC, OFF_ATTACHED, OFF_EPOCH_REAL, OFF_EPOCH_VIRT, OFF_ERRORS, OFF_MAGIC, OFF_SEQ, OFF_STEPS, OFF_TDF,
+    SIZE as PAGE,
 };
 
 fn control_word(off: usize) -> Option<&'static AtomicU64> {
@@ -228,7 +233,10 @@ fn map_control() {
         return;
     }
     buf[..path.len()].copy_from_slice(path);
-    let fd = sys(libc::SYS_openat, [libc::AT_FDCWD as i64, buf.as_ptr() as i64, (libc::O_RDWR | libc::O_CLOEXEC) as i64, 0, 0, 0]);
+    let fd = sys(
+        libc::SYS_openat,
+        [libc::AT_FDCWD as i64, buf.as_ptr() as i64, (libc::O_RDWR | libc::O_CLOEXEC) as i64, 0, 0, 0],
+    );
     if fd < 0 {
         return;
     }
@@ -253,7 +261,9 @@ fn map_control() {
 
 fn init() {
     // Below 2^-14 the fixed-point multiplier would overflow; such a speed-up is no model.
-    let Some(tdf) = env(dilation_abi::env::TDF_C).and_then(model::parse_f64).filter(|t| t.is_finite() && *t >= 1.0 / 16384.0) else {
+    let Some(tdf) =
+        env(dilation_abi::env::TDF_C).and_then(model::parse_f64).filter(|t| t.is_finite() && *t >= 1.0 / 16384.0)
+    else {
         STATE.store(INACTIVE, Release);
         return;
     };
@@ -321,7 +331,8 @@ fn params() -> Params {
         // unmapped; every offset used here is 8-aligned and below 72.
         unsafe { &*base.add(off).cast::<AtomicU64>() }
     };
-    let (seq, t, r, v, st) = (word(OFF_SEQ), word(OFF_TDF), word(OFF_EPOCH_REAL), word(OFF_EPOCH_VIRT), word(OFF_STEPS));
+    let (seq, t, r, v, st) =
+        (word(OFF_SEQ), word(OFF_TDF), word(OFF_EPOCH_REAL), word(OFF_EPOCH_VIRT), word(OFF_STEPS));
     for _ in 0..128 {
         let s1 = seq.load(Acquire);
         if s1 % 2 == 1 {
@@ -537,7 +548,11 @@ pub unsafe extern "C" fn timespec_get(ts: *mut timespec, base: c_int) -> c_int {
         return 0;
     }
     // SAFETY: forwarding the caller's pointer to our clock_gettime.
-    if unsafe { clock_gettime(libc::CLOCK_REALTIME, ts) } == 0 { base } else { 0 }
+    if unsafe { clock_gettime(libc::CLOCK_REALTIME, ts) } == 0 {
+        base
+    } else {
+        0
+    }
 }
 
 /// # Safety
@@ -594,7 +609,11 @@ fn real_clock_nanosleep(clock: clockid_t, flags: c_int, req: *const timespec, re
         Some(f) => unsafe { f(clock, flags, req, rem) },
         None => {
             let r = sys(libc::SYS_clock_nanosleep, [clock as i64, flags as i64, req as i64, rem as i64, 0, 0]);
-            if r == -1 { errno() } else { 0 }
+            if r == -1 {
+                errno()
+            } else {
+                0
+            }
         }
     }
 }
@@ -602,7 +621,12 @@ fn real_clock_nanosleep(clock: clockid_t, flags: c_int, req: *const timespec, re
 /// # Safety
 /// As `clock_nanosleep(2)`.
 #[no_mangle]
-pub unsafe extern "C" fn clock_nanosleep(clock: clockid_t, flags: c_int, req: *const timespec, rem: *mut timespec) -> c_int {
+pub unsafe extern "C" fn clock_nanosleep(
+    clock: clockid_t,
+    flags: c_int,
+    req: *const timespec,
+    rem: *mut timespec,
+) -> c_int {
     let Some(r) = read(req) else { return real_clock_nanosleep(clock, flags, req, rem) };
     if !active() || model::kind(clock) == Kind::Passthrough {
         return real_clock_nanosleep(clock, flags, req, rem);
@@ -656,7 +680,8 @@ pub unsafe extern "C" fn select(
     e: *mut libc::fd_set,
     timeout: *mut timeval,
 ) -> c_int {
-    type F = unsafe extern "C" fn(c_int, *mut libc::fd_set, *mut libc::fd_set, *mut libc::fd_set, *mut timeval) -> c_int;
+    type F =
+        unsafe extern "C" fn(c_int, *mut libc::fd_set, *mut libc::fd_set, *mut libc::fd_set, *mut timeval) -> c_int;
     let Some(f) = real!("select", F) else {
         set_errno(libc::ENOSYS);
         return -1;
@@ -685,7 +710,14 @@ pub unsafe extern "C" fn pselect(
     timeout: *const timespec,
     mask: *const sigset_t,
 ) -> c_int {
-    type F = unsafe extern "C" fn(c_int, *mut libc::fd_set, *mut libc::fd_set, *mut libc::fd_set, *const timespec, *const sigset_t) -> c_int;
+    type F = unsafe extern "C" fn(
+        c_int,
+        *mut libc::fd_set,
+        *mut libc::fd_set,
+        *mut libc::fd_set,
+        *const timespec,
+        *const sigset_t,
+    ) -> c_int;
     let Some(f) = real!("pselect", F) else {
         set_errno(libc::ENOSYS);
         return -1;
@@ -720,7 +752,12 @@ pub unsafe extern "C" fn poll(fds: *mut pollfd, n: libc::nfds_t, timeout: c_int)
 /// # Safety
 /// As `ppoll(2)`.
 #[no_mangle]
-pub unsafe extern "C" fn ppoll(fds: *mut pollfd, n: libc::nfds_t, timeout: *const timespec, mask: *const sigset_t) -> c_int {
+pub unsafe extern "C" fn ppoll(
+    fds: *mut pollfd,
+    n: libc::nfds_t,
+    timeout: *const timespec,
+    mask: *const sigset_t,
+) -> c_int {
     type F = unsafe extern "C" fn(*mut pollfd, libc::nfds_t, *const timespec, *const sigset_t) -> c_int;
     let Some(f) = real!("ppoll", F) else {
         set_errno(libc::ENOSYS);
@@ -752,7 +789,13 @@ pub unsafe extern "C" fn epoll_wait(epfd: c_int, ev: *mut libc::epoll_event, max
 /// # Safety
 /// As `epoll_pwait(2)`.
 #[no_mangle]
-pub unsafe extern "C" fn epoll_pwait(epfd: c_int, ev: *mut libc::epoll_event, max: c_int, timeout: c_int, mask: *const sigset_t) -> c_int {
+pub unsafe extern "C" fn epoll_pwait(
+    epfd: c_int,
+    ev: *mut libc::epoll_event,
+    max: c_int,
+    timeout: c_int,
+    mask: *const sigset_t,
+) -> c_int {
     type F = unsafe extern "C" fn(c_int, *mut libc::epoll_event, c_int, c_int, *const sigset_t) -> c_int;
     let t = if active() { model::real_ms(timeout, params().tdf) } else { timeout };
     match real!("epoll_pwait", F) {
@@ -768,7 +811,13 @@ pub unsafe extern "C" fn epoll_pwait(epfd: c_int, ev: *mut libc::epoll_event, ma
 /// # Safety
 /// As `epoll_pwait2(2)`.
 #[no_mangle]
-pub unsafe extern "C" fn epoll_pwait2(epfd: c_int, ev: *mut libc::epoll_event, max: c_int, timeout: *const timespec, mask: *const sigset_t) -> c_int {
+pub unsafe extern "C" fn epoll_pwait2(
+    epfd: c_int,
+    ev: *mut libc::epoll_event,
+    max: c_int,
+    timeout: *const timespec,
+    mask: *const sigset_t,
+) -> c_int {
     type F = unsafe extern "C" fn(c_int, *mut libc::epoll_event, c_int, *const timespec, *const sigset_t) -> c_int;
     let Some(f) = real!("epoll_pwait2", F) else {
         set_errno(libc::ENOSYS);
@@ -837,7 +886,13 @@ deadline_hook!(mq_timedsend, "mq_timedsend", (q: libc::mqd_t, msg: *const c_char
 /// # Safety
 /// As `mq_timedreceive(3)`.
 #[no_mangle]
-pub unsafe extern "C" fn mq_timedreceive(q: libc::mqd_t, msg: *mut c_char, len: usize, prio: *mut c_uint, abstime: *const timespec) -> libc::ssize_t {
+pub unsafe extern "C" fn mq_timedreceive(
+    q: libc::mqd_t,
+    msg: *mut c_char,
+    len: usize,
+    prio: *mut c_uint,
+    abstime: *const timespec,
+) -> libc::ssize_t {
     type F = unsafe extern "C" fn(libc::mqd_t, *mut c_char, usize, *mut c_uint, *const timespec) -> libc::ssize_t;
     let Some(f) = real!("mq_timedreceive", F) else {
         set_errno(libc::ENOSYS);
@@ -865,13 +920,21 @@ fn cond_clock(cond: *const libc::pthread_cond_t) -> clockid_t {
     // SAFETY: `cond` points to a pthread_cond_t (48 bytes); offset 36 is 4-aligned and in
     // bounds; the word is read atomically as glibc itself does.
     let wrefs = unsafe { &*cond.cast::<u8>().add(WREFS_OFFSET).cast::<core::sync::atomic::AtomicU32>() }.load(Relaxed);
-    if wrefs & CLOCK_MONOTONIC_BIT != 0 { libc::CLOCK_MONOTONIC } else { libc::CLOCK_REALTIME }
+    if wrefs & CLOCK_MONOTONIC_BIT != 0 {
+        libc::CLOCK_MONOTONIC
+    } else {
+        libc::CLOCK_REALTIME
+    }
 }
 
 /// # Safety
 /// As `pthread_cond_timedwait(3)`; honours the clock the condition variable was made with.
 #[no_mangle]
-pub unsafe extern "C" fn pthread_cond_timedwait(c: *mut libc::pthread_cond_t, m: *mut libc::pthread_mutex_t, abstime: *const timespec) -> c_int {
+pub unsafe extern "C" fn pthread_cond_timedwait(
+    c: *mut libc::pthread_cond_t,
+    m: *mut libc::pthread_mutex_t,
+    abstime: *const timespec,
+) -> c_int {
     type F = unsafe extern "C" fn(*mut libc::pthread_cond_t, *mut libc::pthread_mutex_t, *const timespec) -> c_int;
     static PTR: AtomicUsize = AtomicUsize::new(0);
     let mut p = PTR.load(Relaxed);
@@ -898,7 +961,11 @@ pub unsafe extern "C" fn pthread_cond_timedwait(c: *mut libc::pthread_cond_t, m:
 /// # Safety
 /// As `sigtimedwait(2)`.
 #[no_mangle]
-pub unsafe extern "C" fn sigtimedwait(set: *const sigset_t, info: *mut libc::siginfo_t, timeout: *const timespec) -> c_int {
+pub unsafe extern "C" fn sigtimedwait(
+    set: *const sigset_t,
+    info: *mut libc::siginfo_t,
+    timeout: *const timespec,
+) -> c_int {
     type F = unsafe extern "C" fn(*const sigset_t, *mut libc::siginfo_t, *const timespec) -> c_int;
     let Some(f) = real!("sigtimedwait", F) else {
         set_errno(libc::ENOSYS);
@@ -942,7 +1009,8 @@ pub unsafe extern "C" fn timerfd_create(clock: clockid_t, flags: c_int) -> c_int
         Some(f) => unsafe { f(clock, flags) },
         None => sys(libc::SYS_timerfd_create, [clock as i64, flags as i64, 0, 0, 0, 0]) as c_int,
     };
-    if let (Some(slot), Ok(c)) = (usize::try_from(fd).ok().and_then(|i| TIMERFD_CLOCKS.get(i)), u8::try_from(clock + 1)) {
+    if let (Some(slot), Ok(c)) = (usize::try_from(fd).ok().and_then(|i| TIMERFD_CLOCKS.get(i)), u8::try_from(clock + 1))
+    {
         slot.store(c, Relaxed);
     }
     fd
@@ -951,7 +1019,12 @@ pub unsafe extern "C" fn timerfd_create(clock: clockid_t, flags: c_int) -> c_int
 /// # Safety
 /// As `timerfd_settime(2)`.
 #[no_mangle]
-pub unsafe extern "C" fn timerfd_settime(fd: c_int, flags: c_int, new: *const itimerspec, old: *mut itimerspec) -> c_int {
+pub unsafe extern "C" fn timerfd_settime(
+    fd: c_int,
+    flags: c_int,
+    new: *const itimerspec,
+    old: *mut itimerspec,
+) -> c_int {
     type F = unsafe extern "C" fn(c_int, c_int, *const itimerspec, *mut itimerspec) -> c_int;
     let Some(f) = real!("timerfd_settime", F) else {
         set_errno(libc::ENOSYS);
@@ -999,7 +1072,9 @@ fn timer_slot(id: libc::timer_t) -> usize {
 fn timer_clock(id: libc::timer_t) -> clockid_t {
     let s = timer_slot(id);
     match (TIMER_IDS.get(s), TIMER_CLOCKS.get(s)) {
-        (Some(k), Some(c)) if k.load(Relaxed) == id as usize && c.load(Relaxed) != 0 => clockid_t::from(c.load(Relaxed)) - 1,
+        (Some(k), Some(c)) if k.load(Relaxed) == id as usize && c.load(Relaxed) != 0 => {
+            clockid_t::from(c.load(Relaxed)) - 1
+        }
         _ => libc::CLOCK_REALTIME,
     }
 }
@@ -1028,7 +1103,12 @@ pub unsafe extern "C" fn timer_create(clock: clockid_t, sev: *mut libc::sigevent
 /// # Safety
 /// As `timer_settime(2)`.
 #[no_mangle]
-pub unsafe extern "C" fn timer_settime(id: libc::timer_t, flags: c_int, new: *const itimerspec, old: *mut itimerspec) -> c_int {
+pub unsafe extern "C" fn timer_settime(
+    id: libc::timer_t,
+    flags: c_int,
+    new: *const itimerspec,
+    old: *mut itimerspec,
+) -> c_int {
     type F = unsafe extern "C" fn(libc::timer_t, c_int, *const itimerspec, *mut itimerspec) -> c_int;
     let Some(f) = real!("timer_settime", F) else {
         set_errno(libc::ENOSYS);
@@ -1143,7 +1223,8 @@ const SO_RCVTIMEO_NEW: c_int = 66;
 const SO_SNDTIMEO_NEW: c_int = 67;
 
 fn is_timeout_opt(level: c_int, name: c_int) -> bool {
-    level == libc::SOL_SOCKET && matches!(name, libc::SO_RCVTIMEO | libc::SO_SNDTIMEO | SO_RCVTIMEO_NEW | SO_SNDTIMEO_NEW)
+    level == libc::SOL_SOCKET
+        && matches!(name, libc::SO_RCVTIMEO | libc::SO_SNDTIMEO | SO_RCVTIMEO_NEW | SO_SNDTIMEO_NEW)
 }
 
 /// # Safety
@@ -1158,7 +1239,9 @@ pub unsafe extern "C" fn setsockopt(fd: c_int, level: c_int, name: c_int, val: *
         if let Some(tv) = read(val.cast::<timeval>()) {
             let real = to_tv(model::real_wait(tv_of(&tv), params().tdf));
             // SAFETY: our own timeval of the size the option expects.
-            return unsafe { f(fd, level, name, (&raw const real).cast(), core::mem::size_of::<timeval>() as socklen_t) };
+            return unsafe {
+                f(fd, level, name, (&raw const real).cast(), core::mem::size_of::<timeval>() as socklen_t)
+            };
         }
     }
     // SAFETY: forwarding the caller's arguments.
@@ -1168,14 +1251,24 @@ pub unsafe extern "C" fn setsockopt(fd: c_int, level: c_int, name: c_int, val: *
 /// # Safety
 /// As `getsockopt(2)`.
 #[no_mangle]
-pub unsafe extern "C" fn getsockopt(fd: c_int, level: c_int, name: c_int, val: *mut c_void, len: *mut socklen_t) -> c_int {
+pub unsafe extern "C" fn getsockopt(
+    fd: c_int,
+    level: c_int,
+    name: c_int,
+    val: *mut c_void,
+    len: *mut socklen_t,
+) -> c_int {
     type F = unsafe extern "C" fn(c_int, c_int, c_int, *mut c_void, *mut socklen_t) -> c_int;
     let ret = match real!("getsockopt", F) {
         // SAFETY: forwarding the caller's arguments.
         Some(f) => unsafe { f(fd, level, name, val, len) },
         None => sys(libc::SYS_getsockopt, [fd as i64, level as i64, name as i64, val as i64, len as i64, 0]) as c_int,
     };
-    if ret == 0 && is_timeout_opt(level, name) && active() && read(len).is_some_and(|l| l as usize >= core::mem::size_of::<timeval>()) {
+    if ret == 0
+        && is_timeout_opt(level, name)
+        && active()
+        && read(len).is_some_and(|l| l as usize >= core::mem::size_of::<timeval>())
+    {
         if let Some(tv) = read(val.cast::<timeval>()) {
             write(val.cast::<timeval>(), to_tv(model::virtual_wait(tv_of(&tv), params().tdf)));
         }
@@ -1186,7 +1279,13 @@ pub unsafe extern "C" fn getsockopt(fd: c_int, level: c_int, name: c_int, val: *
 /// # Safety
 /// As `recvmmsg(2)`.
 #[no_mangle]
-pub unsafe extern "C" fn recvmmsg(fd: c_int, msgs: *mut libc::mmsghdr, n: c_uint, flags: c_int, timeout: *mut timespec) -> c_int {
+pub unsafe extern "C" fn recvmmsg(
+    fd: c_int,
+    msgs: *mut libc::mmsghdr,
+    n: c_uint,
+    flags: c_int,
+    timeout: *mut timespec,
+) -> c_int {
     type F = unsafe extern "C" fn(c_int, *mut libc::mmsghdr, c_uint, c_int, *mut timespec) -> c_int;
     let Some(f) = real!("recvmmsg", F) else {
         set_errno(libc::ENOSYS);
@@ -1222,7 +1321,15 @@ const FUTEX_CLOCK_REALTIME: i64 = 256;
 /// # Safety
 /// As `syscall(2)`.
 #[no_mangle]
-pub unsafe extern "C" fn syscall(n: c_long, a1: c_long, a2: c_long, a3: c_long, a4: c_long, a5: c_long, a6: c_long) -> c_long {
+pub unsafe extern "C" fn syscall(
+    n: c_long,
+    a1: c_long,
+    a2: c_long,
+    a3: c_long,
+    a4: c_long,
+    a5: c_long,
+    a6: c_long,
+) -> c_long {
     let args = [a1, a2, a3, a4, a5, a6];
     if n == libc::SYS_clock_gettime {
         // SAFETY: the caller passed clock_gettime's arguments.
@@ -1250,7 +1357,9 @@ pub unsafe extern "C" fn syscall(n: c_long, a1: c_long, a2: c_long, a3: c_long, 
         let timeout = || read(a4 as *const timespec);
         let converted = match op {
             FUTEX_WAIT => timeout().map(|t| rel_real(&t, &params())),
-            FUTEX_WAIT_BITSET | FUTEX_WAIT_REQUEUE_PI | FUTEX_LOCK_PI2 => timeout().map(|t| abs_real(clock, &t, &params())),
+            FUTEX_WAIT_BITSET | FUTEX_WAIT_REQUEUE_PI | FUTEX_LOCK_PI2 => {
+                timeout().map(|t| abs_real(clock, &t, &params()))
+            }
             FUTEX_LOCK_PI => timeout().map(|t| abs_real(libc::CLOCK_REALTIME, &t, &params())),
             _ => None,
         };
@@ -1312,7 +1421,13 @@ stat_hook!(fstatat, "fstatat", (dirfd: c_int, path: *const c_char, st: *mut libc
 /// # Safety
 /// As `statx(2)`.
 #[no_mangle]
-pub unsafe extern "C" fn statx(dirfd: c_int, path: *const c_char, flags: c_int, mask: c_uint, sx: *mut libc::statx) -> c_int {
+pub unsafe extern "C" fn statx(
+    dirfd: c_int,
+    path: *const c_char,
+    flags: c_int,
+    mask: c_uint,
+    sx: *mut libc::statx,
+) -> c_int {
     type F = unsafe extern "C" fn(c_int, *const c_char, c_int, c_uint, *mut libc::statx) -> c_int;
     let Some(f) = real!("statx", F) else {
         set_errno(libc::ENOSYS);

@@ -44,13 +44,17 @@ fn a_slower_run_fails_with_its_figures() {
     assert!((p50.value.unwrap() - 0.5).abs() < 0.01, "{p50:?}");
     let text = c.failures.join("\n");
     assert!(text.contains("KS distance 0.3400") && text.contains("exceeds threshold 0.1000"), "{text}");
-    assert!(text.contains("p50 latency: relative error 0.50") && text.contains("(A 50.") && text.contains("B 75."), "{text}");
+    assert!(
+        text.contains("p50 latency: relative error 0.50") && text.contains("(A 50.") && text.contains("B 75."),
+        "{text}"
+    );
     // CPU 0.5 → 0.7: error 0.4; links are the same.
     assert!(c.nodes.iter().all(|n| (n.mare - 0.4).abs() < 1e-3 && !n.pass), "{:?}", c.nodes);
     assert!(text.contains("CPU of node a: mean absolute relative error 0.4000 exceeds threshold 0.1000"), "{text}");
     assert!(c.links.iter().all(|l| l.pass));
     // Generous thresholds pass the same pair.
-    let loose = Thresholds { ks: 0.5, p50: 0.6, p90: 0.6, p99: 0.6, mean: 0.6, throughput: 0.6, cpu: 0.5, link_util: 0.1 };
+    let loose =
+        Thresholds { ks: 0.5, p50: 0.6, p90: 0.6, p99: 0.6, mean: 0.6, throughput: 0.6, cpu: 0.5, link_util: 0.1 };
     assert!(compare(da.path(), db.path(), &loose).unwrap().pass);
 }
 
@@ -76,12 +80,16 @@ fn a_missing_load_generator_fails_and_none_is_a_note() {
 #[test]
 fn comparison_files_are_written_and_self_contained() {
     let (la, lb) = (lat(1.0), lat(1.2));
-    let (da, db) = runs(&Fixture { latencies_ns: &la, ..Fixture::default() }, &Fixture { latencies_ns: &lb, ..Fixture::default() });
+    let (da, db) = runs(
+        &Fixture { latencies_ns: &la, ..Fixture::default() },
+        &Fixture { latencies_ns: &lb, ..Fixture::default() },
+    );
     let c = compare(da.path(), db.path(), &Thresholds::default()).unwrap();
     let out = tempfile::tempdir().unwrap();
     c.write_json(out.path()).unwrap();
     c.write_html(out.path()).unwrap();
-    let back: Comparison = serde_json::from_str(&std::fs::read_to_string(out.path().join("compare.json")).unwrap()).unwrap();
+    let back: Comparison =
+        serde_json::from_str(&std::fs::read_to_string(out.path().join("compare.json")).unwrap()).unwrap();
     assert_eq!(back.failures, c.failures);
     let html = std::fs::read_to_string(out.path().join("compare.html")).unwrap();
     assert!(html.matches("<svg").count() >= 4, "CDF, throughput, cpu, links");

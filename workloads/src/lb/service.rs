@@ -61,10 +61,19 @@ pub async fn run(args: Args) -> anyhow::Result<()> {
     anyhow::ensure!(!addrs.is_empty(), "--backend lists no backends");
     let seed = args.seed.unwrap_or_else(rand::random);
     let policy = AnyPolicy::new(args.policy, addrs.len(), seed, args.ewma_decay.as_nanos() as f64);
-    let health = HealthConfig { failures: args.eject_failures, backoff: args.eject_backoff, max_backoff: args.eject_backoff_max };
+    let health = HealthConfig {
+        failures: args.eject_failures,
+        backoff: args.eject_backoff,
+        max_backoff: args.eject_backoff_max,
+    };
     tracing::info!(policy = ?args.policy, backends = ?addrs, "load balancer");
-    let proxy = Arc::new(Proxy { balancer: Mutex::new(Balancer::new(addrs, policy, health)), client: crate::isaac::http::client(), timeout: args.timeout });
-    let listener = tokio::net::TcpListener::bind(args.listen).await.with_context(|| format!("listen on {}", args.listen))?;
+    let proxy = Arc::new(Proxy {
+        balancer: Mutex::new(Balancer::new(addrs, policy, health)),
+        client: crate::isaac::http::client(),
+        timeout: args.timeout,
+    });
+    let listener =
+        tokio::net::TcpListener::bind(args.listen).await.with_context(|| format!("listen on {}", args.listen))?;
     let mut series = Series::create(&args.csv)?;
     let (stop_tx, mut stop_rx) = tokio::sync::watch::channel(false);
     let sampler = {
@@ -90,7 +99,8 @@ pub async fn run(args: Args) -> anyhow::Result<()> {
     };
     tracing::info!(addr = %args.listen, "listening");
     let handler = proxy.clone();
-    crate::isaac::http::serve(listener, move |req| handler.clone().handle(req), crate::runtime::shutdown_signal()).await;
+    crate::isaac::http::serve(listener, move |req| handler.clone().handle(req), crate::runtime::shutdown_signal())
+        .await;
     let _ = stop_tx.send(true);
     sampler.await.context("time series writer")??;
     tracing::info!("stopped");
