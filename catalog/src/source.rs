@@ -48,7 +48,11 @@ fn pos(mark: Marker) -> Pos {
 }
 
 fn join(parent: &str, key: &str) -> String {
-    if parent.is_empty() { key.to_owned() } else { format!("{parent}.{key}") }
+    if parent.is_empty() {
+        key.to_owned()
+    } else {
+        format!("{parent}.{key}")
+    }
 }
 
 impl Builder {
@@ -117,10 +121,9 @@ impl SourceMap {
     pub fn build(text: &str) -> Result<Self, SyntaxError> {
         let mut builder = Builder { map: SourceMap::default(), stack: Vec::new() };
         let mut parser = Parser::new_from_str(text);
-        parser.load(&mut builder, false).map_err(|e| SyntaxError {
-            pos: pos(*e.marker()),
-            message: e.info().to_owned(),
-        })?;
+        parser
+            .load(&mut builder, false)
+            .map_err(|e| SyntaxError { pos: pos(*e.marker()), message: e.info().to_owned() })?;
         Ok(builder.map)
     }
 
@@ -153,7 +156,8 @@ impl SourceMap {
 mod tests {
     use super::*;
 
-    const DOC: &str = "name: x\nnodes:\n  - name: a\n    link: {to: s1, rate: 1Gbit}\n  - name: b\n    depends_on: [a, c]\n";
+    const DOC: &str =
+        "name: x\nnodes:\n  - name: a\n    link: {to: s1, rate: 1Gbit}\n  - name: b\n    depends_on: [a, c]\n";
 
     #[test]
     fn keys_and_values_have_positions() {

@@ -250,7 +250,8 @@ struct ScenarioDecl {
 
 /// Loads and checks a suite file (syntax, shape, assertions, referenced files exist).
 pub fn load(path: &Path) -> Result<Suite, SuiteError> {
-    let text = std::fs::read_to_string(path).map_err(|e| SuiteError { diagnostics: vec![Diagnostic::unreadable(path, &e)] })?;
+    let text = std::fs::read_to_string(path)
+        .map_err(|e| SuiteError { diagnostics: vec![Diagnostic::unreadable(path, &e)] })?;
     load_str(path, &text)
 }
 
@@ -292,7 +293,10 @@ pub fn load_str(path: &Path, text: &str) -> Result<Suite, SuiteError> {
             diags.at(&format!("{field}.name"), format!("duplicate scenario name {:?}", s.name));
         }
         if s.name.is_empty() || !s.name.chars().all(|c| c.is_ascii_alphanumeric() || "-_.".contains(c)) {
-            diags.at(&format!("{field}.name"), "a scenario name is its results directory: use letters, digits, '-', '_', '.'");
+            diags.at(
+                &format!("{field}.name"),
+                "a scenario name is its results directory: use letters, digits, '-', '_', '.'",
+            );
         }
         let topology = base.join(&s.topology);
         if !topology.is_file() {
@@ -362,7 +366,12 @@ fn whole_seconds(text: &str) -> Result<u32, String> {
     Ok(s as u32)
 }
 
-fn recovery_params(decl: RecoveryDecl, field: &str, mut p: RecoveryParams, diags: &mut Diagnostics<'_>) -> RecoveryParams {
+fn recovery_params(
+    decl: RecoveryDecl,
+    field: &str,
+    mut p: RecoveryParams,
+    diags: &mut Diagnostics<'_>,
+) -> RecoveryParams {
     if let Some(t) = &decl.tolerance {
         match fraction(t) {
             Ok(v) => p.tolerance = v,
@@ -463,7 +472,10 @@ fn parse_assertion(
             };
             for k in &keys {
                 if !allowed.contains(&k.as_str()) {
-                    diags.at(&format!("{field}.{k}"), format!("unknown field {k:?} of a `{kind}` assertion; expected one of {allowed:?}"));
+                    diags.at(
+                        &format!("{field}.{k}"),
+                        format!("unknown field {k:?} of a `{kind}` assertion; expected one of {allowed:?}"),
+                    );
                     return None;
                 }
             }
@@ -497,22 +509,27 @@ fn parse_assertion(
                     };
                     let before = diags.list.len();
                     let params = recovery_params(decl, field, params, diags);
-                    (diags.list.len() == before)
-                        .then(|| (format!("recovers_within: {main}"), Assertion::Recovers { within_s, fault, from, params }))
+                    (diags.list.len() == before).then(|| {
+                        (format!("recovers_within: {main}"), Assertion::Recovers { within_s, fault, from, params })
+                    })
                 }
                 _ => {
                     let baseline = base.join(&main);
                     if !baseline.join("summary.json").is_file() && !baseline.join("run.json").is_file() {
-                        diags.at(&kfield, format!("baseline {} is not a results directory (no run.json)", baseline.display()));
+                        diags.at(
+                            &kfield,
+                            format!("baseline {} is not a results directory (no run.json)", baseline.display()),
+                        );
                         return None;
                     }
                     let thresholds = match m.get("thresholds") {
                         None => None,
                         Some(Value::String(f)) => {
                             let p = base.join(f);
-                            match std::fs::read_to_string(&p).map_err(|e| e.to_string()).and_then(|t| {
-                                serde_yaml_ng::from_str::<Value>(&t).map_err(|e| e.to_string())
-                            }) {
+                            match std::fs::read_to_string(&p)
+                                .map_err(|e| e.to_string())
+                                .and_then(|t| serde_yaml_ng::from_str::<Value>(&t).map_err(|e| e.to_string()))
+                            {
                                 Ok(v) => Some(v),
                                 Err(e) => {
                                     diags.at(&format!("{field}.thresholds"), format!("{}: {e}", p.display()));
@@ -532,7 +549,10 @@ fn parse_assertion(
         }
         other => {
             let what = scalar_text(other).unwrap_or_else(|| "this".into());
-            diags.at(field, format!("{what:?} is not an assertion; write a string like `p99 < 250ms` or a map like `fidelity: ok`"));
+            diags.at(
+                field,
+                format!("{what:?} is not an assertion; write a string like `p99 < 250ms` or a map like `fidelity: ok`"),
+            );
             None
         }
     }

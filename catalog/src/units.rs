@@ -24,10 +24,8 @@ fn split_number(text: &str) -> Result<(f64, &str), UnitError> {
         .find(|&(i, c)| !(c.is_ascii_digit() || c == '.' || ((c == '-' || c == '+') && i == 0) || c == '_'))
         .map_or(t.len(), |(i, _)| i);
     let (num, unit) = t.split_at(end);
-    let value: f64 = num
-        .replace('_', "")
-        .parse()
-        .map_err(|_| UnitError(format!("{text:?} does not start with a number")))?;
+    let value: f64 =
+        num.replace('_', "").parse().map_err(|_| UnitError(format!("{text:?} does not start with a number")))?;
     if !value.is_finite() {
         return Err(UnitError(format!("{text:?} is not a finite number")));
     }
@@ -49,7 +47,11 @@ impl Duration {
             "m" | "min" => 60.0,
             "h" => 3600.0,
             "" => return Err(UnitError(format!("duration {text:?} needs a unit (ns, us, ms, s, m, h)"))),
-            other => return Err(UnitError(format!("unknown duration unit {other:?} in {text:?} (expected ns, us, ms, s, m, h)"))),
+            other => {
+                return Err(UnitError(format!(
+                    "unknown duration unit {other:?} in {text:?} (expected ns, us, ms, s, m, h)"
+                )))
+            }
         };
         if v < 0.0 {
             return Err(UnitError(format!("duration {text:?} is negative")));
@@ -78,7 +80,11 @@ impl Bytes {
             "MiB" => 1024.0 * 1024.0,
             "GiB" => 1024.0 * 1024.0 * 1024.0,
             "TiB" => 1024.0f64.powi(4),
-            other => return Err(UnitError(format!("unknown size unit {other:?} in {text:?} (expected B, KB, MB, GB, KiB, MiB, GiB)"))),
+            other => {
+                return Err(UnitError(format!(
+                    "unknown size unit {other:?} in {text:?} (expected B, KB, MB, GB, KiB, MiB, GiB)"
+                )))
+            }
         };
         if v < 0.0 {
             return Err(UnitError(format!("size {text:?} is negative")));
@@ -101,7 +107,11 @@ impl Rate {
         let per_byte = match base {
             "bit" | "bps" | "bit/s" | "bits" | "bits/s" => 1.0,
             "Bps" | "B/s" => 8.0,
-            _ => return Err(UnitError(format!("unknown rate unit {unit:?} in {text:?} (bits: bit, bps, bit/s; bytes: Bps, B/s)"))),
+            _ => {
+                return Err(UnitError(format!(
+                    "unknown rate unit {unit:?} in {text:?} (bits: bit, bps, bit/s; bytes: Bps, B/s)"
+                )))
+            }
         };
         let mult = match prefix {
             "" => 1.0,
@@ -132,7 +142,11 @@ impl Percent {
         let fraction = match unit {
             "%" => v / 100.0,
             "" => v,
-            other => return Err(UnitError(format!("unknown unit {other:?} in {text:?} (expected a percentage like 0.1% or a fraction)"))),
+            other => {
+                return Err(UnitError(format!(
+                    "unknown unit {other:?} in {text:?} (expected a percentage like 0.1% or a fraction)"
+                )))
+            }
         };
         if !(0.0..=1.0).contains(&fraction) {
             return Err(UnitError(format!("{text:?} is not between 0% and 100%")));
@@ -194,9 +208,24 @@ macro_rules! serde_quantity {
     };
 }
 
-serde_quantity!(Duration, "a duration such as 100us, 1.5ms, 2s", false, r"^[0-9][0-9_.]*\s*(ns|us|µs|ms|s|sec|m|min|h)$");
-serde_quantity!(Bytes, "a size such as 512MiB, 100KB or a number of bytes", true, r"^[0-9][0-9_.]*\s*(B|KB|kB|MB|GB|TB|KiB|MiB|GiB|TiB)?$");
-serde_quantity!(Rate, "a rate such as 10Mbit, 1Gbps (bits/s) or 100MBps (bytes/s)", false, r"^[0-9][0-9_.]*\s*(k|K|M|G|T|Ki|Mi|Gi)?(bit|bps|bit/s|bits|bits/s|Bps|B/s)$");
+serde_quantity!(
+    Duration,
+    "a duration such as 100us, 1.5ms, 2s",
+    false,
+    r"^[0-9][0-9_.]*\s*(ns|us|µs|ms|s|sec|m|min|h)$"
+);
+serde_quantity!(
+    Bytes,
+    "a size such as 512MiB, 100KB or a number of bytes",
+    true,
+    r"^[0-9][0-9_.]*\s*(B|KB|kB|MB|GB|TB|KiB|MiB|GiB|TiB)?$"
+);
+serde_quantity!(
+    Rate,
+    "a rate such as 10Mbit, 1Gbps (bits/s) or 100MBps (bytes/s)",
+    false,
+    r"^[0-9][0-9_.]*\s*(k|K|M|G|T|Ki|Mi|Gi)?(bit|bps|bit/s|bits|bits/s|Bps|B/s)$"
+);
 serde_quantity!(Percent, "a probability such as 0.1% or a fraction 0.001", true, r"^[0-9][0-9_.]*\s*%?$");
 
 impl Serialize for Duration {

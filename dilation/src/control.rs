@@ -28,8 +28,8 @@ use std::path::{Path, PathBuf};
 use crate::{realtime_ns, Epoch, TimeModel};
 
 pub use dilation_abi::control::{
-    MAGIC, OFF_ATTACHED, OFF_EPOCH_REAL, OFF_EPOCH_VIRT, OFF_ERRORS, OFF_MAGIC, OFF_SEQ, OFF_STEPS, OFF_TDF, OFF_VERSION,
-    SIZE, VERSION,
+    MAGIC, OFF_ATTACHED, OFF_EPOCH_REAL, OFF_EPOCH_VIRT, OFF_ERRORS, OFF_MAGIC, OFF_SEQ, OFF_STEPS, OFF_TDF,
+    OFF_VERSION, SIZE, VERSION,
 };
 
 /// Errors of the control file.
@@ -90,12 +90,16 @@ impl ControlFile {
     }
 
     fn put(&self, off: usize, v: u64) -> Result<(), ControlError> {
-        self.file.write_all_at(&v.to_le_bytes(), off as u64).map_err(|source| ControlError::Io { path: self.path.clone(), source })
+        self.file
+            .write_all_at(&v.to_le_bytes(), off as u64)
+            .map_err(|source| ControlError::Io { path: self.path.clone(), source })
     }
 
     fn get(&self, off: usize) -> Result<u64, ControlError> {
         let mut b = [0u8; 8];
-        self.file.read_exact_at(&mut b, off as u64).map_err(|source| ControlError::Io { path: self.path.clone(), source })?;
+        self.file
+            .read_exact_at(&mut b, off as u64)
+            .map_err(|source| ControlError::Io { path: self.path.clone(), source })?;
         Ok(u64::from_le_bytes(b))
     }
 
@@ -114,7 +118,9 @@ impl ControlFile {
         fields[8..16].copy_from_slice(&model.epoch.real_ns.to_le_bytes());
         fields[16..24].copy_from_slice(&model.epoch.virt_ns.to_le_bytes());
         fields[24..].copy_from_slice(&steps.to_le_bytes());
-        self.file.write_all_at(&fields, OFF_TDF as u64).map_err(|source| ControlError::Io { path: self.path.clone(), source })?;
+        self.file
+            .write_all_at(&fields, OFF_TDF as u64)
+            .map_err(|source| ControlError::Io { path: self.path.clone(), source })?;
         self.put(OFF_SEQ, odd + 1)
     }
 

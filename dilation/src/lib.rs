@@ -112,7 +112,13 @@ impl TimeModel {
         })?;
         let int = |name: &'static str| -> Result<Option<i64>, ModelError> {
             get(name)
-                .map(|v| v.trim().parse().map_err(|_| ModelError::BadEnv { name, value: v.clone(), expected: "an integer of ns" }))
+                .map(|v| {
+                    v.trim().parse().map_err(|_| ModelError::BadEnv {
+                        name,
+                        value: v.clone(),
+                        expected: "an integer of ns",
+                    })
+                })
                 .transpose()
         };
         let real = int(ENV_EPOCH_REAL_NS)?;

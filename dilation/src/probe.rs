@@ -30,18 +30,28 @@ pub fn elf_is_static(b: &[u8]) -> bool {
     }
     let is64 = b[4] == 2;
     let le = b[5] == 1;
-    let u16_at = |o: usize| b.get(o..o + 2).map(|s| if le { u16::from_le_bytes([s[0], s[1]]) } else { u16::from_be_bytes([s[0], s[1]]) });
+    let u16_at = |o: usize| {
+        b.get(o..o + 2).map(|s| if le { u16::from_le_bytes([s[0], s[1]]) } else { u16::from_be_bytes([s[0], s[1]]) })
+    };
     let u32_at = |o: usize| {
         b.get(o..o + 4).map(|s| {
             let a = [s[0], s[1], s[2], s[3]];
-            if le { u32::from_le_bytes(a) } else { u32::from_be_bytes(a) }
+            if le {
+                u32::from_le_bytes(a)
+            } else {
+                u32::from_be_bytes(a)
+            }
         })
     };
     let u64_at = |o: usize| {
         b.get(o..o + 8).map(|s| {
             let mut a = [0u8; 8];
             a.copy_from_slice(s);
-            if le { u64::from_le_bytes(a) } else { u64::from_be_bytes(a) }
+            if le {
+                u64::from_le_bytes(a)
+            } else {
+                u64::from_be_bytes(a)
+            }
         })
     };
     let (phoff, phentsize, phnum) = if is64 {

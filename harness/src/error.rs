@@ -24,9 +24,10 @@ pub enum Error {
     /// The topology cannot be placed on its hosts.
     #[error("{}: impossible plan: {reason}", file.display())]
     Plan { file: PathBuf, reason: catalog::plan::PlanError },
-    /// Some of the files given to `check` are invalid (each was reported).
-    #[error("{invalid} of {total} topologies are invalid")]
-    InvalidFiles { invalid: usize, total: usize },
+    /// Some of the files given to `check` are invalid (each was reported); `what` names
+    /// them (`topologies`, or `files` when suites are among them).
+    #[error("{invalid} of {total} {what} are invalid")]
+    InvalidFiles { invalid: usize, total: usize, what: &'static str },
     /// Scenarios of a suite cannot run; `first` is the first problem's error.
     #[error("the suite's scenarios cannot run:\n{text}")]
     Scenarios { first: Box<Error>, text: String },

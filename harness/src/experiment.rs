@@ -56,7 +56,8 @@ pub fn plan(topology: &Topology, tdf: Option<f64>, headroom: Option<f64>) -> Res
         cpu_period_us: u64::try_from(topology.cpu_period.as_micros()).unwrap_or(100_000),
         reserve_cores: catalog::plan::default_reserve(!topology.links.is_empty()),
     };
-    catalog::plan::plan(topology, &inventory, &opts).map_err(|reason| Error::Plan { file: topology.file.clone(), reason })
+    catalog::plan::plan(topology, &inventory, &opts)
+        .map_err(|reason| Error::Plan { file: topology.file.clone(), reason })
 }
 
 fn parse_duration(flag: &str, text: &str) -> Result<Duration, Error> {
@@ -93,13 +94,13 @@ impl Experiment {
         for (node, placed) in topology.nodes.iter().zip(&plan.nodes) {
             let argv = match &node.run.workload {
                 Some((name, args)) => {
-                    let program = crate::workload::locate(name, &harness_exe)
-                        .map_err(|e| invalid(file, &format!("{}.run.workload", node.path), Some(&topology), e.to_string()))?;
+                    let program = crate::workload::locate(name, &harness_exe).map_err(|e| {
+                        invalid(file, &format!("{}.run.workload", node.path), Some(&topology), e.to_string())
+                    })?;
                     let mut argv = vec![program.display().to_string()];
-                    argv.extend(
-                        crate::workload::args_to_flags(name, args)
-                            .map_err(|e| invalid(file, &format!("{}.run.args", node.path), Some(&topology), e.to_string()))?,
-                    );
+                    argv.extend(crate::workload::args_to_flags(name, args).map_err(|e| {
+                        invalid(file, &format!("{}.run.args", node.path), Some(&topology), e.to_string())
+                    })?);
                     argv
                 }
                 None => {
@@ -231,7 +232,8 @@ fn network_spec(t: &Topology) -> Result<Option<netemu::graph::NetSpec>, String> 
         Some(p) => {
             let (a, l) = p.split_once('/').ok_or_else(|| format!("prefix {p:?}: expected a.b.c.d/len"))?;
             let a = a.parse().map_err(|_| format!("prefix {p:?}: {a:?} is not an IPv4 address"))?;
-            let l: u8 = l.parse().ok().filter(|l| *l <= 30).ok_or_else(|| format!("prefix {p:?}: length must be 0..=30"))?;
+            let l: u8 =
+                l.parse().ok().filter(|l| *l <= 30).ok_or_else(|| format!("prefix {p:?}: length must be 0..=30"))?;
             (a, l)
         }
     };
@@ -268,7 +270,13 @@ fn network_spec(t: &Topology) -> Result<Option<netemu::graph::NetSpec>, String> 
         links: t
             .links
             .iter()
-            .map(|l| netemu::graph::LinkSpec { name: l.name.clone(), a: l.a.clone(), b: l.b.clone(), forward: params(&l.forward), reverse: params(&l.reverse) })
+            .map(|l| netemu::graph::LinkSpec {
+                name: l.name.clone(),
+                a: l.a.clone(),
+                b: l.b.clone(),
+                forward: params(&l.forward),
+                reverse: params(&l.reverse),
+            })
             .collect(),
     }))
 }

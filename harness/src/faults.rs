@@ -61,7 +61,8 @@ fn operation(action: &Action, undo: bool, nodes: &[NodeSpec], tdf: f64) -> Opera
             let limits = n
                 .iter()
                 .map(|name| {
-                    let limit = fraction.and_then(|f| nodes.iter().find(|s| &s.name == name).map(|s| cpu_limit(s, f, tdf)));
+                    let limit =
+                        fraction.and_then(|f| nodes.iter().find(|s| &s.name == name).map(|s| cpu_limit(s, f, tdf)));
                     (name.clone(), limit)
                 })
                 .collect();
@@ -70,7 +71,9 @@ fn operation(action: &Action, undo: bool, nodes: &[NodeSpec], tdf: f64) -> Opera
         (Action::ClockStep { nodes, offset_ns }, u) => {
             Operation::ClockStep { nodes: nodes.clone(), offset_ns: if u { -offset_ns } else { *offset_ns } }
         }
-        (Action::ClockSkew { nodes, rate }, u) => Operation::ClockRate { nodes: nodes.clone(), rate: if u { 1.0 } else { *rate } },
+        (Action::ClockSkew { nodes, rate }, u) => {
+            Operation::ClockRate { nodes: nodes.clone(), rate: if u { 1.0 } else { *rate } }
+        }
         (Action::LinkDown(links), u) => Operation::LinkDown { links: links.clone(), down: !u },
         (Action::LinkUp(links), _) => Operation::LinkDown { links: links.clone(), down: false },
         (Action::Partition(sides), false) => Operation::Partition(sides.clone()),
@@ -88,7 +91,9 @@ fn operation(action: &Action, undo: bool, nodes: &[NodeSpec], tdf: f64) -> Opera
             rate_bps: d.rate_bps,
         }),
         (Action::Degrade(_), true) => Operation::RestoreLinks,
-        (Action::Inflate { nodes, delay }, u) => Operation::Inflate { nodes: nodes.clone(), delay: (!u).then_some(*delay) },
+        (Action::Inflate { nodes, delay }, u) => {
+            Operation::Inflate { nodes: nodes.clone(), delay: (!u).then_some(*delay) }
+        }
         (Action::Load { nodes, rate }, _) => Operation::Load { nodes: nodes.clone(), rate: *rate },
     }
 }
@@ -120,7 +125,12 @@ mod tests {
             user: None,
             main: false,
             ready: None,
-            resources: testbed::NodeResources { cpu_quota_us: Some(quota), cpu_period_us: period, cpus: 1.0, ..Default::default() },
+            resources: testbed::NodeResources {
+                cpu_quota_us: Some(quota),
+                cpu_period_us: period,
+                cpus: 1.0,
+                ..Default::default()
+            },
         }
     }
 
@@ -137,16 +147,31 @@ mod tests {
     fn undos_are_the_inverse_operations() {
         let nodes = [node(50_000, 100_000)];
         let kill = Action::Kill(vec!["db".into()]);
-        assert_eq!(operation(&kill, true, &nodes, 1.0), Operation::Start { nodes: vec!["db".into()], kill_first: false });
+        assert_eq!(
+            operation(&kill, true, &nodes, 1.0),
+            Operation::Start { nodes: vec!["db".into()], kill_first: false }
+        );
         let cpu = Action::Cpu { nodes: vec!["db".into()], fraction: 0.5 };
         assert_eq!(
             operation(&cpu, false, &nodes, 1.0),
-            Operation::Cpu { limits: vec![("db".into(), Some(CpuLimit { quota_us: 25_000, period_us: 100_000 }))], fraction: Some(0.5) }
+            Operation::Cpu {
+                limits: vec![("db".into(), Some(CpuLimit { quota_us: 25_000, period_us: 100_000 }))],
+                fraction: Some(0.5)
+            }
         );
-        assert_eq!(operation(&cpu, true, &nodes, 1.0), Operation::Cpu { limits: vec![("db".into(), None)], fraction: None });
+        assert_eq!(
+            operation(&cpu, true, &nodes, 1.0),
+            Operation::Cpu { limits: vec![("db".into(), None)], fraction: None }
+        );
         let step = Action::ClockStep { nodes: vec!["db".into()], offset_ns: 5 };
-        assert_eq!(operation(&step, true, &nodes, 1.0), Operation::ClockStep { nodes: vec!["db".into()], offset_ns: -5 });
+        assert_eq!(
+            operation(&step, true, &nodes, 1.0),
+            Operation::ClockStep { nodes: vec!["db".into()], offset_ns: -5 }
+        );
         let inflate = Action::Inflate { nodes: vec!["db".into()], delay: Duration::from_millis(3) };
-        assert_eq!(operation(&inflate, true, &nodes, 1.0), Operation::Inflate { nodes: vec!["db".into()], delay: None });
+        assert_eq!(
+            operation(&inflate, true, &nodes, 1.0),
+            Operation::Inflate { nodes: vec!["db".into()], delay: None }
+        );
     }
 }

@@ -22,7 +22,8 @@ pub enum ThresholdsError {
 
 /// Reads a thresholds file.
 pub fn load(file: &Path) -> Result<Thresholds, ThresholdsError> {
-    let text = std::fs::read_to_string(file).map_err(|source| ThresholdsError::Read { file: file.to_owned(), source })?;
+    let text =
+        std::fs::read_to_string(file).map_err(|source| ThresholdsError::Read { file: file.to_owned(), source })?;
     from_yaml(file, &text)
 }
 
@@ -36,10 +37,12 @@ pub fn from_yaml(file: &Path, text: &str) -> Result<Thresholds, ThresholdsError>
         field: if field.is_empty() { "(document)".to_owned() } else { field.to_owned() },
         message,
     };
-    let source = SourceMap::build(text)
-        .map_err(|e| invalid(e.pos, "", format!("malformed YAML: {}", e.message)))?;
+    let source = SourceMap::build(text).map_err(|e| invalid(e.pos, "", format!("malformed YAML: {}", e.message)))?;
     let value: serde_yaml_ng::Value = serde_yaml_ng::from_str(text).map_err(|e| {
-        let pos = e.location().map_or(catalog::source::Pos { line: 1, col: 1 }, |l| catalog::source::Pos { line: l.line(), col: l.column() });
+        let pos = e.location().map_or(catalog::source::Pos { line: 1, col: 1 }, |l| catalog::source::Pos {
+            line: l.line(),
+            col: l.column(),
+        });
         invalid(pos, "", format!("malformed YAML: {e}"))
     })?;
     if value.is_null() {

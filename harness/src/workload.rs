@@ -80,7 +80,19 @@ mod tests {
         .unwrap();
         assert_eq!(
             args_to_flags("loadgen", &args).unwrap(),
-            ["--mode", "closed", "--think-time", "100ms", "--clients", "32", "--verbose", "--backend", "a:1", "--backend", "b:2"]
+            [
+                "--mode",
+                "closed",
+                "--think-time",
+                "100ms",
+                "--clients",
+                "32",
+                "--verbose",
+                "--backend",
+                "a:1",
+                "--backend",
+                "b:2"
+            ]
         );
     }
 

@@ -92,7 +92,10 @@ impl Graph {
                 p.validate().map_err(|source| GraphError::Params { link: l.name.clone(), source })?;
             }
             let end = |e: &String| {
-                index.get(e).copied().ok_or_else(|| GraphError::UnknownEndpoint { link: l.name.clone(), endpoint: e.clone() })
+                index
+                    .get(e)
+                    .copied()
+                    .ok_or_else(|| GraphError::UnknownEndpoint { link: l.name.clone(), endpoint: e.clone() })
             };
             let (a, b) = (end(&l.a)?, end(&l.b)?);
             adjacency[a].push((b, (li, Dir::Forward)));
@@ -103,11 +106,17 @@ impl Graph {
         }
         let room = (1u64 << (32 - u32::from(spec.prefix_len.min(32)))).saturating_sub(2);
         if (spec.nodes.len() as u64) > room {
-            return Err(GraphError::PrefixTooSmall { prefix: spec.prefix, len: spec.prefix_len, room, nodes: spec.nodes.len() });
+            return Err(GraphError::PrefixTooSmall {
+                prefix: spec.prefix,
+                len: spec.prefix_len,
+                room,
+                nodes: spec.nodes.len(),
+            });
         }
         let base = u32::from(spec.prefix) & (u32::MAX.checked_shl(32 - u32::from(spec.prefix_len)).unwrap_or(0));
         // Nodes get .1, .2, … in declaration order: deterministic, like Mininet's h1, h2.
-        let addresses = spec.nodes.iter().enumerate().map(|(i, n)| (n.clone(), Ipv4Addr::from(base + 1 + i as u32))).collect();
+        let addresses =
+            spec.nodes.iter().enumerate().map(|(i, n)| (n.clone(), Ipv4Addr::from(base + 1 + i as u32))).collect();
         Ok(Self { spec, vertices, index, adjacency, addresses })
     }
 
@@ -118,7 +127,8 @@ impl Graph {
 
     /// The node at an address.
     pub fn node_at(&self, addr: Ipv4Addr) -> Option<&str> {
-        let base = u32::from(self.spec.prefix) & (u32::MAX.checked_shl(32 - u32::from(self.spec.prefix_len)).unwrap_or(0));
+        let base =
+            u32::from(self.spec.prefix) & (u32::MAX.checked_shl(32 - u32::from(self.spec.prefix_len)).unwrap_or(0));
         let i = u32::from(addr).checked_sub(base + 1)? as usize;
         self.spec.nodes.get(i).map(String::as_str)
     }
@@ -242,9 +252,21 @@ mod tests {
 
     #[test]
     fn bad_graphs_are_refused() {
-        let spec = |links, len| NetSpec { prefix: Ipv4Addr::new(10, 0, 0, 0), prefix_len: len, nodes: vec!["a".into(), "b".into(), "c".into()], switches: vec![], links };
-        assert!(matches!(Graph::build(spec(vec![l("x", "a", "nope", 1)], 24)), Err(GraphError::UnknownEndpoint { .. })));
+        let spec = |links, len| NetSpec {
+            prefix: Ipv4Addr::new(10, 0, 0, 0),
+            prefix_len: len,
+            nodes: vec!["a".into(), "b".into(), "c".into()],
+            switches: vec![],
+            links,
+        };
+        assert!(matches!(
+            Graph::build(spec(vec![l("x", "a", "nope", 1)], 24)),
+            Err(GraphError::UnknownEndpoint { .. })
+        ));
         assert!(matches!(Graph::build(spec(vec![], 31)), Err(GraphError::PrefixTooSmall { .. })));
-        assert!(matches!(Graph::build(spec(vec![l("x", "a", "b", 1), l("x", "b", "c", 1)], 24)), Err(GraphError::Duplicate(_))));
+        assert!(matches!(
+            Graph::build(spec(vec![l("x", "a", "b", 1), l("x", "b", "c", 1)], 24)),
+            Err(GraphError::Duplicate(_))
+        ));
     }
 }

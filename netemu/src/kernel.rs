@@ -176,7 +176,11 @@ pub fn netem_options(p: &LinkParams) -> Vec<u8> {
     if let Loss::GilbertElliott { p_good_to_bad, p_bad_to_good, loss_good, loss_bad } = p.loss {
         // struct tc_netem_gemodel {p, r, h, k1}: h is the chance to *deliver* in the bad state.
         let mut nested = Vec::new();
-        nla(&mut nested, NETEM_LOSS_GE, &u32s(&[prob_u32(p_good_to_bad), prob_u32(p_bad_to_good), prob_u32(1.0 - loss_bad), prob_u32(loss_good)]));
+        nla(
+            &mut nested,
+            NETEM_LOSS_GE,
+            &u32s(&[prob_u32(p_good_to_bad), prob_u32(p_bad_to_good), prob_u32(1.0 - loss_bad), prob_u32(loss_good)]),
+        );
         nla(&mut out, TCA_NETEM_LOSS | 0x8000, &nested);
     }
     if !p.jitter.is_zero() && p.jitter_dist != JitterDist::Uniform {
@@ -243,7 +247,9 @@ pub fn decode_netem(b: &[u8]) -> NetemDecoded {
                     }
                 }
             }
-            TCA_NETEM_DELAY_DIST => d.dist = Some(v.chunks_exact(2).map(|c| i16::from_ne_bytes([c[0], c[1]])).collect()),
+            TCA_NETEM_DELAY_DIST => {
+                d.dist = Some(v.chunks_exact(2).map(|c| i16::from_ne_bytes([c[0], c[1]])).collect())
+            }
             _ => {}
         }
     }
@@ -401,7 +407,10 @@ impl KernelNet {
         let mut ends = Vec::with_capacity(spec.links.len());
         for (li, l) in spec.links.iter().enumerate() {
             let (Some(a), Some(b)) = (vertex(&l.a), vertex(&l.b)) else {
-                return Err(KernelError::Rtnl(RtnlError::Decode { op: format!("link {}", l.name), detail: "unknown endpoint".into() }));
+                return Err(KernelError::Rtnl(RtnlError::Decode {
+                    op: format!("link {}", l.name),
+                    detail: "unknown endpoint".into(),
+                }));
             };
             let ifname = |v: usize| if v < n_nodes { format!("eth{}", node_ifaces[v].len()) } else { format!("l{li}") };
             let (na, nb) = (ifname(a), ifname(b));
@@ -456,7 +465,11 @@ impl KernelNet {
                 routes[v].push((addrs[d], end.index));
             }
         }
-        let node_ns = namespaces[..n_nodes].iter().map(NetNs::try_clone).collect::<Result<Vec<_>, _>>().map_err(KernelError::Namespace)?;
+        let node_ns = namespaces[..n_nodes]
+            .iter()
+            .map(NetNs::try_clone)
+            .collect::<Result<Vec<_>, _>>()
+            .map_err(KernelError::Namespace)?;
         let net = Self {
             tdf,
             support,
@@ -494,7 +507,8 @@ impl KernelNet {
             // A pfifo of limit 0 drops every packet, counted as drops.
             return rtnl.replace_qdisc(end.index, ROOT, TcHandle { major: 1, minor: 0 }, "pfifo", u32s(&[0]));
         }
-        let real = scale(&self.perceived[i][d], self.tdf).map_err(|e| RtnlError::Decode { op: "scale".into(), detail: e.to_string() })?;
+        let real = scale(&self.perceived[i][d], self.tdf)
+            .map_err(|e| RtnlError::Decode { op: "scale".into(), detail: e.to_string() })?;
         shape(rtnl, end.index, &real)
     }
 }
@@ -519,7 +533,12 @@ impl Emulator for KernelNet {
     }
 
     fn access_links(&self, node: &str) -> Vec<String> {
-        self.names.iter().zip(&self.ends_named).filter(|(_, (a, b))| a == node || b == node).map(|(n, _)| n.clone()).collect()
+        self.names
+            .iter()
+            .zip(&self.ends_named)
+            .filter(|(_, (a, b))| a == node || b == node)
+            .map(|(n, _)| n.clone())
+            .collect()
     }
 
     fn link_params(&self, link: &str, dir: Dir) -> Result<LinkParams, EmulatorError> {
@@ -534,7 +553,10 @@ impl Emulator for KernelNet {
         params.validate()?;
         let real = scale(&params, self.tdf)?;
         if needs_netem(&real) && !self.support.netem {
-            return Err(EmulatorError::Unsupported { backend: "kernel", what: "delay, jitter or loss without sch_netem in this kernel" });
+            return Err(EmulatorError::Unsupported {
+                backend: "kernel",
+                what: "delay, jitter or loss without sch_netem in this kernel",
+            });
         }
         self.perceived[i][dir_index(dir)] = LinkParams { down: false, ..params };
         if params.down != self.down[i] {
@@ -590,7 +612,10 @@ impl Emulator for KernelNet {
     }
 
     fn inflate(&mut self, _node: &str, _extra: Duration) -> Result<(), EmulatorError> {
-        Err(EmulatorError::Unsupported { backend: "kernel", what: "inflate a node's sending delay (use --net userspace)" })
+        Err(EmulatorError::Unsupported {
+            backend: "kernel",
+            what: "inflate a node's sending delay (use --net userspace)",
+        })
     }
 
     fn samples(&self) -> Vec<LinkSample> {
@@ -657,7 +682,9 @@ mod tests {
         let msg = tc_message(3, ROOT, TcHandle { major: 1, minor: 0 }, "netem", options);
         let bytes = encode(RouteNetlinkMessage::NewQueueDiscipline(msg));
         let back = NetlinkMessage::<RouteNetlinkMessage>::deserialize(&bytes).unwrap();
-        let NetlinkPayload::InnerMessage(RouteNetlinkMessage::NewQueueDiscipline(tc)) = back.payload else { panic!("{back:?}") };
+        let NetlinkPayload::InnerMessage(RouteNetlinkMessage::NewQueueDiscipline(tc)) = back.payload else {
+            panic!("{back:?}")
+        };
         assert_eq!(tc.header.index, 3);
         assert_eq!(tc.header.parent, ROOT);
         let mut kind = String::new();

@@ -13,11 +13,11 @@
 
 pub mod emulator;
 pub mod graph;
-pub mod link;
 pub mod kernel;
+pub mod link;
 pub mod netns;
 pub mod rtnl;
-pub mod tcp;
 mod sys;
+pub mod tcp;
 pub mod tun;
 pub mod userspace;

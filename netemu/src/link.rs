@@ -57,11 +57,29 @@ const NETEM_DIST_MAX: f64 = 32_767.0 / 8_192.0;
 /// Φ⁻¹(u), Acklam's rational approximation (relative error < 1.2e-9).
 #[expect(clippy::excessive_precision, reason = "Acklam's published coefficients, kept verbatim")]
 fn normal_quantile(u: f64) -> f64 {
-    const A: [f64; 6] = [-3.969683028665376e1, 2.209460984245205e2, -2.759285104469687e2, 1.383577518672690e2, -3.066479806614716e1, 2.506628277459239];
-    const B: [f64; 5] = [-5.447609879822406e1, 1.615858368580409e2, -1.556989798598866e2, 6.680131188771972e1, -1.328068155288572e1];
-    const C: [f64; 6] = [-7.784894002430293e-3, -3.223964580411365e-1, -2.400758277161838, -2.549732539343734, 4.374664141464968, 2.938163982698783];
+    const A: [f64; 6] = [
+        -3.969683028665376e1,
+        2.209460984245205e2,
+        -2.759285104469687e2,
+        1.383577518672690e2,
+        -3.066479806614716e1,
+        2.506628277459239,
+    ];
+    const B: [f64; 5] =
+        [-5.447609879822406e1, 1.615858368580409e2, -1.556989798598866e2, 6.680131188771972e1, -1.328068155288572e1];
+    const C: [f64; 6] = [
+        -7.784894002430293e-3,
+        -3.223964580411365e-1,
+        -2.400758277161838,
+        -2.549732539343734,
+        4.374664141464968,
+        2.938163982698783,
+    ];
     const D: [f64; 4] = [7.784695709041462e-3, 3.224671290700398e-1, 2.445134137142996, 3.754408661907416];
-    let tail = |q: f64| (((((C[0] * q + C[1]) * q + C[2]) * q + C[3]) * q + C[4]) * q + C[5]) / ((((D[0] * q + D[1]) * q + D[2]) * q + D[3]) * q + 1.0);
+    let tail = |q: f64| {
+        (((((C[0] * q + C[1]) * q + C[2]) * q + C[3]) * q + C[4]) * q + C[5])
+            / ((((D[0] * q + D[1]) * q + D[2]) * q + D[3]) * q + 1.0)
+    };
     if u < 0.02425 {
         tail((-2.0 * u.ln()).sqrt())
     } else if u > 1.0 - 0.02425 {
@@ -152,7 +170,11 @@ impl LinkParams {
     /// Checks probabilities and rates.
     pub fn validate(&self) -> Result<(), LinkError> {
         let prob = |field, value: f64| {
-            if (0.0..=1.0).contains(&value) { Ok(()) } else { Err(LinkError::Probability { field, value }) }
+            if (0.0..=1.0).contains(&value) {
+                Ok(())
+            } else {
+                Err(LinkError::Probability { field, value })
+            }
         };
         match self.loss {
             Loss::Random(p) => prob("loss", p)?,
@@ -261,7 +283,10 @@ mod tests {
         assert!(JitterDist::Normal.quantile(1e-15) >= -NETEM_DIST_MAX);
         let d = JitterDist::Normal.apply(Duration::from_millis(1), Duration::from_millis(10), 0.001);
         assert_eq!(d, Duration::ZERO);
-        assert_eq!(JitterDist::Uniform.apply(Duration::from_millis(5), Duration::from_millis(1), 0.5), Duration::from_millis(5));
+        assert_eq!(
+            JitterDist::Uniform.apply(Duration::from_millis(5), Duration::from_millis(1), 0.5),
+            Duration::from_millis(5)
+        );
     }
 
     #[test]

@@ -18,8 +18,8 @@ use netlink_packet_core::{
     NetlinkHeader, NetlinkMessage, NetlinkPayload, NLM_F_ACK, NLM_F_CREATE, NLM_F_DUMP, NLM_F_EXCL, NLM_F_REPLACE,
     NLM_F_REQUEST,
 };
-use netlink_packet_route::link::{InfoData, InfoKind, InfoVeth, LinkAttribute, LinkFlags, LinkInfo, LinkMessage};
 use netlink_packet_route::address::{AddressAttribute, AddressMessage};
+use netlink_packet_route::link::{InfoData, InfoKind, InfoVeth, LinkAttribute, LinkFlags, LinkInfo, LinkMessage};
 use netlink_packet_route::route::{
     RouteAddress, RouteAttribute, RouteHeader, RouteMessage, RouteMetric, RouteProtocol, RouteScope, RouteType,
 };
@@ -191,7 +191,11 @@ impl Rtnl {
             LinkInfo::Kind(InfoKind::Veth),
             LinkInfo::Data(InfoData::Veth(InfoVeth::Peer(peer_msg))),
         ]));
-        self.exchange(&format!("create veth {name}/{peer}"), RouteNetlinkMessage::NewLink(msg), NLM_F_CREATE | NLM_F_EXCL)?;
+        self.exchange(
+            &format!("create veth {name}/{peer}"),
+            RouteNetlinkMessage::NewLink(msg),
+            NLM_F_CREATE | NLM_F_EXCL,
+        )?;
         Ok(())
     }
 
@@ -214,7 +218,11 @@ impl Rtnl {
         msg.header.index = index;
         msg.header.flags = if up { LinkFlags::Up } else { LinkFlags::empty() };
         msg.header.change_mask = LinkFlags::Up;
-        self.exchange(&format!("set interface {index} {}", if up { "up" } else { "down" }), RouteNetlinkMessage::SetLink(msg), 0)?;
+        self.exchange(
+            &format!("set interface {index} {}", if up { "up" } else { "down" }),
+            RouteNetlinkMessage::SetLink(msg),
+            0,
+        )?;
         Ok(())
     }
 
@@ -226,15 +234,29 @@ impl Rtnl {
         msg.header.index = index;
         msg.attributes.push(AddressAttribute::Local(addr.into()));
         msg.attributes.push(AddressAttribute::Address(addr.into()));
-        self.exchange(&format!("add address {addr}/{prefix_len}"), RouteNetlinkMessage::NewAddress(msg), NLM_F_CREATE | NLM_F_REPLACE)?;
+        self.exchange(
+            &format!("add address {addr}/{prefix_len}"),
+            RouteNetlinkMessage::NewAddress(msg),
+            NLM_F_CREATE | NLM_F_REPLACE,
+        )?;
         Ok(())
     }
 
     /// Adds or replaces a route to `dst/len`: out of `oif` without a gateway (the far end
     /// answers ARP for it, or proxies), or a blackhole when `oif` is `None`.
-    pub fn replace_route(&self, dst: Ipv4Addr, len: u8, oif: Option<u32>, rto_min_ms: Option<u32>) -> Result<(), RtnlError> {
+    pub fn replace_route(
+        &self,
+        dst: Ipv4Addr,
+        len: u8,
+        oif: Option<u32>,
+        rto_min_ms: Option<u32>,
+    ) -> Result<(), RtnlError> {
         let msg = route_message(dst, len, oif, rto_min_ms);
-        self.exchange(&format!("replace route {dst}/{len}"), RouteNetlinkMessage::NewRoute(msg), NLM_F_CREATE | NLM_F_REPLACE)?;
+        self.exchange(
+            &format!("replace route {dst}/{len}"),
+            RouteNetlinkMessage::NewRoute(msg),
+            NLM_F_CREATE | NLM_F_REPLACE,
+        )?;
         Ok(())
     }
 
@@ -251,9 +273,20 @@ impl Rtnl {
     }
 
     /// Adds (or replaces) a queueing discipline with raw `TCA_OPTIONS`.
-    pub fn replace_qdisc(&self, index: u32, parent: TcHandle, handle: TcHandle, kind: &str, options: Vec<u8>) -> Result<(), RtnlError> {
+    pub fn replace_qdisc(
+        &self,
+        index: u32,
+        parent: TcHandle,
+        handle: TcHandle,
+        kind: &str,
+        options: Vec<u8>,
+    ) -> Result<(), RtnlError> {
         let msg = tc_message(index, parent, handle, kind, options);
-        self.exchange(&format!("add {kind} qdisc on interface {index}"), RouteNetlinkMessage::NewQueueDiscipline(msg), NLM_F_CREATE | NLM_F_REPLACE)?;
+        self.exchange(
+            &format!("add {kind} qdisc on interface {index}"),
+            RouteNetlinkMessage::NewQueueDiscipline(msg),
+            NLM_F_CREATE | NLM_F_REPLACE,
+        )?;
         Ok(())
     }
 
@@ -262,16 +295,31 @@ impl Rtnl {
         let mut msg = TcMessage::default();
         msg.header.index = index as i32;
         msg.header.parent = ROOT;
-        match self.exchange(&format!("delete root qdisc of interface {index}"), RouteNetlinkMessage::DelQueueDiscipline(msg), 0) {
+        match self.exchange(
+            &format!("delete root qdisc of interface {index}"),
+            RouteNetlinkMessage::DelQueueDiscipline(msg),
+            0,
+        ) {
             Err(e) if matches!(e.errno(), Some(libc::ENOENT) | Some(libc::EINVAL)) => Ok(()),
             other => other.map(|_| ()),
         }
     }
 
     /// Adds (or replaces) a traffic class with raw `TCA_OPTIONS`.
-    pub fn replace_class(&self, index: u32, parent: TcHandle, classid: TcHandle, kind: &str, options: Vec<u8>) -> Result<(), RtnlError> {
+    pub fn replace_class(
+        &self,
+        index: u32,
+        parent: TcHandle,
+        classid: TcHandle,
+        kind: &str,
+        options: Vec<u8>,
+    ) -> Result<(), RtnlError> {
         let msg = tc_message(index, parent, classid, kind, options);
-        self.exchange(&format!("add {kind} class on interface {index}"), RouteNetlinkMessage::NewTrafficClass(msg), NLM_F_CREATE | NLM_F_REPLACE)?;
+        self.exchange(
+            &format!("add {kind} class on interface {index}"),
+            RouteNetlinkMessage::NewTrafficClass(msg),
+            NLM_F_CREATE | NLM_F_REPLACE,
+        )?;
         Ok(())
     }
 
@@ -289,7 +337,9 @@ impl Rtnl {
                 c.tx_bytes = u64_le(stats, 3);
             }
         }
-        for raw in self.exchange("dump qdiscs", RouteNetlinkMessage::GetQueueDiscipline(TcMessage::default()), NLM_F_DUMP)? {
+        for raw in
+            self.exchange("dump qdiscs", RouteNetlinkMessage::GetQueueDiscipline(TcMessage::default()), NLM_F_DUMP)?
+        {
             let Ok(m) = NetlinkMessage::<RouteNetlinkMessage>::deserialize(&raw) else { continue };
             if let NetlinkPayload::InnerMessage(RouteNetlinkMessage::NewQueueDiscipline(q)) = m.payload {
                 if q.header.parent != ROOT {
@@ -390,7 +440,8 @@ mod tests {
 
     #[test]
     fn a_route_with_rto_min_parses_back() {
-        let bytes = encode(RouteNetlinkMessage::NewRoute(route_message(Ipv4Addr::new(10, 77, 0, 0), 16, Some(7), Some(2000))));
+        let bytes =
+            encode(RouteNetlinkMessage::NewRoute(route_message(Ipv4Addr::new(10, 77, 0, 0), 16, Some(7), Some(2000))));
         let back = NetlinkMessage::<RouteNetlinkMessage>::deserialize(&bytes).unwrap();
         let NetlinkPayload::InnerMessage(RouteNetlinkMessage::NewRoute(r)) = back.payload else { panic!("{back:?}") };
         assert!(r.attributes.contains(&RouteAttribute::Oif(7)));

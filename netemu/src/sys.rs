@@ -22,7 +22,11 @@ fn ifreq(name: &CStr) -> io::Result<libc::ifreq> {
 }
 
 fn check(r: libc::c_int) -> io::Result<()> {
-    if r < 0 { Err(io::Error::last_os_error()) } else { Ok(()) }
+    if r < 0 {
+        Err(io::Error::last_os_error())
+    } else {
+        Ok(())
+    }
 }
 
 /// Opens a TUN device named `name` (layer 3, no packet information header, a virtio-net

@@ -59,19 +59,37 @@ pub fn scale_timers(ns: &NetNs, tdf: f64) -> io::Result<Vec<TimerSetting>> {
     for (key, max) in SCALED {
         let default = ns.sysctl_read(key)?.and_then(|v| v.parse::<u64>().ok());
         let Some(default) = default else {
-            out.push(TimerSetting { key, default: None, wanted: None, set: None, note: Some("not in this kernel".into()) });
+            out.push(TimerSetting {
+                key,
+                default: None,
+                wanted: None,
+                set: None,
+                note: Some("not in this kernel".into()),
+            });
             continue;
         };
         let wanted = scaled(default, tdf);
         if wanted == default {
-            out.push(TimerSetting { key, default: Some(default), wanted: Some(wanted), set: Some(default), note: None });
+            out.push(TimerSetting {
+                key,
+                default: Some(default),
+                wanted: Some(wanted),
+                set: Some(default),
+                note: None,
+            });
             continue;
         }
         let target = max.map_or(wanted, |m| wanted.min(m));
         let set = match ns.sysctl_write(key, &target.to_string()) {
             Ok(v) => v.parse().ok(),
             Err(e) => {
-                out.push(TimerSetting { key, default: Some(default), wanted: Some(wanted), set: Some(default), note: Some(format!("refused: {e}")) });
+                out.push(TimerSetting {
+                    key,
+                    default: Some(default),
+                    wanted: Some(wanted),
+                    set: Some(default),
+                    note: Some(format!("refused: {e}")),
+                });
                 continue;
             }
         };

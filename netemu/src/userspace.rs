@@ -20,8 +20,8 @@ use std::collections::{BinaryHeap, HashMap};
 use std::fs::File;
 use std::io::{ErrorKind, Read, Write};
 use std::net::Ipv4Addr;
-use std::os::unix::net::UnixDatagram;
 use std::os::fd::AsFd;
+use std::os::unix::net::UnixDatagram;
 use std::rc::Rc;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{mpsc, Arc, Mutex};
@@ -57,12 +57,22 @@ pub struct DirCounters {
 /// Runtime changes, applied between packets.
 #[derive(Debug)]
 enum Change {
-    Params { link: usize, dir: Dir, params: LinkParams },
-    Down { link: usize, down: bool },
+    Params {
+        link: usize,
+        dir: Dir,
+        params: LinkParams,
+    },
+    Down {
+        link: usize,
+        down: bool,
+    },
     /// The partition group of every port (`None`: in no group).
     Partition(Vec<Option<usize>>),
     /// Extra real delay before a port's packets enter their first link.
-    Inflate { port: usize, extra: Duration },
+    Inflate {
+        port: usize,
+        extra: Duration,
+    },
 }
 
 /// Errors of the core.
@@ -143,15 +153,31 @@ impl Core {
         woken.set_nonblocking(true).map_err(CoreError::Wake)?;
         let epoll = Epoll::new(EpollCreateFlags::EPOLL_CLOEXEC).map_err(|e| CoreError::Wake(e.into()))?;
         for (i, p) in ports.iter().enumerate() {
-            epoll.add(p.tun.as_fd(), EpollEvent::new(EpollFlags::EPOLLIN, i as u64)).map_err(|e| CoreError::Wake(e.into()))?;
+            epoll
+                .add(p.tun.as_fd(), EpollEvent::new(EpollFlags::EPOLLIN, i as u64))
+                .map_err(|e| CoreError::Wake(e.into()))?;
         }
-        epoll.add(woken.as_fd(), EpollEvent::new(EpollFlags::EPOLLIN, u64::MAX)).map_err(|e| CoreError::Wake(e.into()))?;
+        epoll
+            .add(woken.as_fd(), EpollEvent::new(EpollFlags::EPOLLIN, u64::MAX))
+            .map_err(|e| CoreError::Wake(e.into()))?;
         let s = Arc::clone(&shared);
         let thread = std::thread::Builder::new()
             .name("netem-core".into())
             .spawn(move || Engine::new(graph, real, ports, s, rx, woken, epoll).run())
             .map_err(|_| CoreError::Gone)?;
-        let mut core = Self { shared, changes: tx, wake, thread: Some(thread), names, perceived, nodes, ends, tdf, tuns, offloading: false };
+        let mut core = Self {
+            shared,
+            changes: tx,
+            wake,
+            thread: Some(thread),
+            names,
+            perceived,
+            nodes,
+            ends,
+            tdf,
+            tuns,
+            offloading: false,
+        };
         core.update_offloads().map_err(CoreError::Wake)?;
         Ok(core)
     }
@@ -341,7 +367,11 @@ fn wire_size(packet: &[u8]) -> (u64, u64) {
 
 /// Whether a direction may carry TSO packets whole: nothing in it acts per packet.
 pub fn gso_safe(p: &LinkParams) -> bool {
-    matches!(p.loss, Loss::Random(q) if q == 0.0) && p.duplicate == 0.0 && p.corrupt == 0.0 && p.reorder == 0.0 && p.jitter.is_zero()
+    matches!(p.loss, Loss::Random(q) if q == 0.0)
+        && p.duplicate == 0.0
+        && p.corrupt == 0.0
+        && p.reorder == 0.0
+        && p.jitter.is_zero()
 }
 
 /// A timed event.
@@ -415,7 +445,15 @@ const CORE_PRIORITY: i32 = 10;
 const HDR: usize = crate::tun::VNET_HDR_LEN;
 
 impl Engine {
-    fn new(graph: Graph, real: Vec<[LinkParams; 2]>, ports: Vec<Port>, shared: Arc<Shared>, changes: mpsc::Receiver<Change>, woken: UnixDatagram, epoll: Epoll) -> Self {
+    fn new(
+        graph: Graph,
+        real: Vec<[LinkParams; 2]>,
+        ports: Vec<Port>,
+        shared: Arc<Shared>,
+        changes: mpsc::Receiver<Change>,
+        woken: UnixDatagram,
+        epoll: Epoll,
+    ) -> Self {
         let now = Instant::now();
         let state = real
             .into_iter()
@@ -478,7 +516,11 @@ impl Engine {
             let now = Instant::now();
             // Sleep until the next event; a change or the stop request wakes the poll early
             // (through the wake-up socket, registered in the epoll set).
-            let wait = self.heap.peek().map_or(Duration::from_secs(1), |e| e.at.saturating_duration_since(now)).min(Duration::from_secs(1));
+            let wait = self
+                .heap
+                .peek()
+                .map_or(Duration::from_secs(1), |e| e.at.saturating_duration_since(now))
+                .min(Duration::from_secs(1));
             {
                 let mut fds = [PollFd::new(self.epoll.0.as_fd(), PollFlags::POLLIN)];
                 let _ = nix::poll::ppoll(&mut fds, Some(nix::sys::time::TimeSpec::from_duration(wait)), None);
@@ -554,7 +596,11 @@ impl Engine {
     /// A packet from node `src`'s TUN device.
     fn ingress(&mut self, src: usize, packet: Vec<u8>, now: Instant) {
         if packet.len() < HDR + 20 || packet[HDR] >> 4 != 4 {
-            let counter = if packet.get(HDR).is_some_and(|b| b >> 4 == 6) { &self.shared.unroutable } else { &self.shared.malformed };
+            let counter = if packet.get(HDR).is_some_and(|b| b >> 4 == 6) {
+                &self.shared.unroutable
+            } else {
+                &self.shared.malformed
+            };
             counter.fetch_add(1, Ordering::Relaxed);
             return;
         }
@@ -682,6 +728,9 @@ mod tests {
         assert!(!gso_safe(&LinkParams { loss: Loss::Random(0.01), ..base }));
         assert!(!gso_safe(&LinkParams { jitter: Duration::from_millis(1), ..base }));
         assert!(!gso_safe(&LinkParams { reorder: 0.1, ..base }));
-        assert!(!gso_safe(&LinkParams { loss: Loss::GilbertElliott { p_good_to_bad: 0.0, p_bad_to_good: 1.0, loss_good: 0.0, loss_bad: 0.0 }, ..base }));
+        assert!(!gso_safe(&LinkParams {
+            loss: Loss::GilbertElliott { p_good_to_bad: 0.0, p_bad_to_good: 1.0, loss_good: 0.0, loss_bad: 0.0 },
+            ..base
+        }));
     }
 }

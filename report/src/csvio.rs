@@ -58,7 +58,8 @@ pub(crate) fn for_each<T: DeserializeOwned>(
             Ok(true) => {}
             Err(e) => return Err(error(path, Some(&headers), e)),
         }
-        let row = record.deserialize::<T>(Some(&headers)).map_err(|e| deserialize_error(path, &headers, &record, &e))?;
+        let row =
+            record.deserialize::<T>(Some(&headers)).map_err(|e| deserialize_error(path, &headers, &record, &e))?;
         each(row);
     }
     Ok(true)
@@ -91,11 +92,7 @@ pub(crate) fn deserialize_error(
     let csv::ErrorKind::Deserialize { err: de, .. } = err.kind() else {
         return ReportError::Csv { path: path.to_owned(), line, field: "(row)".into(), message: err.to_string() };
     };
-    let field = de
-        .field()
-        .and_then(|i| headers.get(usize::try_from(i).ok()?))
-        .unwrap_or("?")
-        .to_owned();
+    let field = de.field().and_then(|i| headers.get(usize::try_from(i).ok()?)).unwrap_or("?").to_owned();
     let value = de.field().and_then(|i| record.get(usize::try_from(i).ok()?)).unwrap_or("");
     ReportError::Csv { path: path.to_owned(), line, field, message: format!("{} (value {value:?})", de.kind()) }
 }

@@ -127,8 +127,11 @@ fn read_text(path: &Path) -> Result<String, ReportError> {
 
 fn read_run_json(path: &Path) -> Result<RunInfo, ReportError> {
     let text = read_text(path)?;
-    let v: Value = serde_json::from_str(&text)
-        .map_err(|e| ReportError::Json { path: path.to_owned(), line: e.line() as u64, message: e.to_string() })?;
+    let v: Value = serde_json::from_str(&text).map_err(|e| ReportError::Json {
+        path: path.to_owned(),
+        line: e.line() as u64,
+        message: e.to_string(),
+    })?;
     let bad = |field: &str, what: &str| ReportError::JsonField {
         path: path.to_owned(),
         field: field.to_owned(),
@@ -141,7 +144,9 @@ fn read_run_json(path: &Path) -> Result<RunInfo, ReportError> {
     let num = |field: &str| v.get(field).and_then(Value::as_f64);
     let fidelity = match v.get("fidelity") {
         None | Some(Value::Null) => Fidelity { verdict: "unknown".into(), flags: Vec::new() },
-        Some(f) => serde_json::from_value(f.clone()).map_err(|e| bad("fidelity", &format!("{{verdict, flags}} ({e})")))?,
+        Some(f) => {
+            serde_json::from_value(f.clone()).map_err(|e| bad("fidelity", &format!("{{verdict, flags}} ({e})")))?
+        }
     };
     Ok(RunInfo {
         name,
@@ -180,7 +185,9 @@ fn read_events(path: &Path) -> Result<(Vec<FaultSummary>, Vec<Marker>), ReportEr
                 tracing::warn!(path = %path.display(), line = i + 1, "skipping a partial last line");
                 continue;
             }
-            Err(e) => return Err(ReportError::Json { path: path.to_owned(), line: i as u64 + 1, message: e.to_string() }),
+            Err(e) => {
+                return Err(ReportError::Json { path: path.to_owned(), line: i as u64 + 1, message: e.to_string() })
+            }
         };
         let kind = v.get("kind").and_then(Value::as_str).unwrap_or("");
         if kind != "fault" && kind != "recover" {
@@ -314,9 +321,13 @@ fn read_loadgens(nodes_dir: &Path, epoch_ns: u64) -> Result<Vec<Loadgen>, Report
             continue;
         }
         let mut throughput = Vec::new();
-        csvio::for_each(&dir.join("throughput.csv"), &["second", "started", "completed", "errors"], |r: ThroughputRow| {
-            throughput.push((r.second, r.started, r.completed, r.errors));
-        })?;
+        csvio::for_each(
+            &dir.join("throughput.csv"),
+            &["second", "started", "completed", "errors"],
+            |r: ThroughputRow| {
+                throughput.push((r.second, r.started, r.completed, r.errors));
+            },
+        )?;
         out.push(Loadgen { node, stats, has_requests, own_summary, throughput });
     }
     Ok(out)
@@ -360,13 +371,15 @@ mod tests {
     #[test]
     fn distributed_workers_are_counted_once_at_the_controller() {
         let dir = run_dir();
-        let header = "id,scheduled_ns,dispatch_ns,complete_ns,latency_ns,uncorrected_ns,status,bytes,error,class,node,timing\n";
+        let header =
+            "id,scheduled_ns,dispatch_ns,complete_ns,latency_ns,uncorrected_ns,status,bytes,error,class,node,timing\n";
         let row = "1,1000000000000,1000000000000,1000001000000,1000000,1000000,200,10,,,w,\n";
         for (node, role) in [("ctl", "controller"), ("w0", "worker")] {
             let d = dir.path().join("nodes").join(node);
             std::fs::create_dir_all(&d).unwrap();
             std::fs::write(d.join("requests.csv"), format!("{header}{row}")).unwrap();
-            std::fs::write(d.join("summary.json"), format!(r#"{{"schema":1,"role":"{role}","latency_us":{{}}}}"#)).unwrap();
+            std::fs::write(d.join("summary.json"), format!(r#"{{"schema":1,"role":"{role}","latency_us":{{}}}}"#))
+                .unwrap();
         }
         let run = analyze(dir.path()).unwrap();
         assert_eq!(run.requests.map(|r| r.total), Some(1));

@@ -72,10 +72,13 @@ pub fn write(dir: &Path, f: &Fixture<'_>) {
     }
     let lg = dir.join("nodes").join(f.loadgen);
     std::fs::create_dir_all(&lg).unwrap();
-    let mut rows = String::from("id,scheduled_ns,dispatch_ns,complete_ns,latency_ns,uncorrected_ns,status,bytes,error,class,node,timing\n");
+    let mut rows = String::from(
+        "id,scheduled_ns,dispatch_ns,complete_ns,latency_ns,uncorrected_ns,status,bytes,error,class,node,timing\n",
+    );
     for (i, &lat) in f.latencies_ns.iter().enumerate() {
         let s = EPOCH + 1_000_000_000 + i as u64 * f.interval_ns;
-        let _ = writeln!(rows, "{i},{s},{s},{},{lat},{lat},200,100,,get,srv,fs={};db={}", s + lat, lat / 2000, lat / 4000);
+        let _ =
+            writeln!(rows, "{i},{s},{s},{},{lat},{lat},200,100,,get,srv,fs={};db={}", s + lat, lat / 2000, lat / 4000);
     }
     std::fs::write(lg.join("requests.csv"), rows).unwrap();
     std::fs::write(lg.join("throughput.csv"), "second,started,completed,errors\n0,100,100,0\n").unwrap();

@@ -53,9 +53,27 @@ fn flag_text(flag: &Value) -> String {
     s
 }
 
-fn chart(title: &str, x: &str, y: &str, axis: XAxis, series: &[Series], run: &RunData, y_range: Option<(f64, f64)>) -> Result<String, ReportError> {
+fn chart(
+    title: &str,
+    x: &str,
+    y: &str,
+    axis: XAxis,
+    series: &[Series],
+    run: &RunData,
+    y_range: Option<(f64, f64)>,
+) -> Result<String, ReportError> {
     let markers = if axis == XAxis::Linear && x.starts_with("virtual time") { run.markers.as_slice() } else { &[] };
-    plot::line_chart(&Chart { title, x_label: x, y_label: y, x_axis: axis, series, markers, y_range, width: 1060, height: 360 })
+    plot::line_chart(&Chart {
+        title,
+        x_label: x,
+        y_label: y,
+        x_axis: axis,
+        series,
+        markers,
+        y_range,
+        width: 1060,
+        height: 360,
+    })
 }
 
 /// Up to `MAX_LINES` series, the highest `key` first, and a note on the rest.
@@ -115,7 +133,15 @@ pub fn render(run: &RunData, s: &Summary) -> Result<String, ReportError> {
         let _ = write!(h, "<tr><th class=\"l\">{}</th><td>{v}</td></tr>", esc(k));
     };
     h.push_str("<h2>Summary</h2><table>");
-    row(&mut h, "Outcome", esc(&format!("{}{}", if s.run.success { "succeeded" } else { "failed" }, run.info.end_reason.as_deref().map(|r| format!(" ({r})")).unwrap_or_default())));
+    row(
+        &mut h,
+        "Outcome",
+        esc(&format!(
+            "{}{}",
+            if s.run.success { "succeeded" } else { "failed" },
+            run.info.end_reason.as_deref().map(|r| format!(" ({r})")).unwrap_or_default()
+        )),
+    );
     row(&mut h, "Fidelity", verdict_badge(&s.fidelity.verdict));
     if run.requests.is_some() {
         row(&mut h, "Requests", s.requests.total.to_string());
@@ -160,10 +186,22 @@ pub fn render(run: &RunData, s: &Summary) -> Result<String, ReportError> {
             h.push_str("<p class=\"note\">Corrected latency counts from each request's scheduled send time (coordinated omission corrected); uncorrected from its actual send. Completed requests only.</p>");
             h.push_str("<table><tr><th class=\"l\"></th><th>min</th><th>p50</th><th>p90</th><th>p99</th><th>p99.9</th><th>mean</th><th>max</th></tr>");
             let _ = write!(h, "<tr><th class=\"l\">corrected (ms)</th>{}</tr>", latency_cells(lat));
-            let _ = write!(h, "<tr><th class=\"l\">uncorrected (ms)</th>{}</tr></table>", latency_cells(s.latency_uncorrected_ms.as_ref()));
+            let _ = write!(
+                h,
+                "<tr><th class=\"l\">uncorrected (ms)</th>{}</tr></table>",
+                latency_cells(s.latency_uncorrected_ms.as_ref())
+            );
             let cdf = |hist, name: &str| Series { name: name.to_owned(), points: cdf_points(hist, 1e-6, 400) };
             let series = [cdf(&req.corrected, "corrected"), cdf(&req.uncorrected, "uncorrected")];
-            h.push_str(&chart("Latency CDF", "latency (ms)", "fraction of requests", XAxis::Log10, &series, run, Some((0.0, 1.0)))?);
+            h.push_str(&chart(
+                "Latency CDF",
+                "latency (ms)",
+                "fraction of requests",
+                XAxis::Log10,
+                &series,
+                run,
+                Some((0.0, 1.0)),
+            )?);
             // Percentiles beyond 1 − 1/n say nothing more than the maximum: not drawn.
             let pct = |hist: &hdrhistogram::Histogram<u64>, name: &str| Series {
                 name: name.to_owned(),
@@ -174,7 +212,15 @@ pub fn render(run: &RunData, s: &Summary) -> Result<String, ReportError> {
                     .collect(),
             };
             let series = [pct(&req.corrected, "corrected"), pct(&req.uncorrected, "uncorrected")];
-            h.push_str(&chart("Latency by percentile", "percentile", "latency (ms)", XAxis::Nines, &series, run, None)?);
+            h.push_str(&chart(
+                "Latency by percentile",
+                "percentile",
+                "latency (ms)",
+                XAxis::Nines,
+                &series,
+                run,
+                None,
+            )?);
         } else {
             h.push_str("<p>No request completed: there is no latency to show.</p>");
         }
@@ -193,7 +239,15 @@ pub fn render(run: &RunData, s: &Summary) -> Result<String, ReportError> {
         if s.requests.errors > 0 {
             series.push(Series { name: "errors / s".into(), points: errors });
         }
-        h.push_str(&chart("Throughput", "virtual time since the run's start (s)", "requests per virtual second", XAxis::Linear, &series, run, None)?);
+        h.push_str(&chart(
+            "Throughput",
+            "virtual time since the run's start (s)",
+            "requests per virtual second",
+            XAxis::Linear,
+            &series,
+            run,
+            None,
+        )?);
         if !run.markers.is_empty() {
             h.push_str("<p class=\"note\">Red lines: faults injected; green lines: faults undone.</p>");
         }
@@ -203,12 +257,30 @@ pub fn render(run: &RunData, s: &Summary) -> Result<String, ReportError> {
             h.push_str("<table><tr><th class=\"l\">tier</th><th>p50 (ms)</th><th>p99 (ms)</th><th>mean (ms)</th><th>samples</th></tr>");
             for (name, t) in tiers {
                 let n = req.tiers.get(name).map_or(0, hdrhistogram::Histogram::len);
-                let _ = write!(h, "<tr><td class=\"l\">{}</td><td>{:.3}</td><td>{:.3}</td><td>{:.3}</td><td>{n}</td></tr>", esc(name), t.p50, t.p99, t.mean);
+                let _ = write!(
+                    h,
+                    "<tr><td class=\"l\">{}</td><td>{:.3}</td><td>{:.3}</td><td>{:.3}</td><td>{n}</td></tr>",
+                    esc(name),
+                    t.p50,
+                    t.p99,
+                    t.mean
+                );
             }
             h.push_str("</table>");
-            let series: Vec<Series> =
-                req.tiers.iter().map(|(name, hist)| Series { name: name.clone(), points: cdf_points(hist, 1e-3, 300) }).collect();
-            h.push_str(&chart("Per-tier time CDF", "time in tier (ms)", "fraction of requests", XAxis::Log10, &series, run, Some((0.0, 1.0)))?);
+            let series: Vec<Series> = req
+                .tiers
+                .iter()
+                .map(|(name, hist)| Series { name: name.clone(), points: cdf_points(hist, 1e-3, 300) })
+                .collect();
+            h.push_str(&chart(
+                "Per-tier time CDF",
+                "time in tier (ms)",
+                "fraction of requests",
+                XAxis::Log10,
+                &series,
+                run,
+                Some((0.0, 1.0)),
+            )?);
         }
     }
 
@@ -243,7 +315,12 @@ pub fn render(run: &RunData, s: &Summary) -> Result<String, ReportError> {
                     },
                 )
             };
-            let p99 = lg.own_summary.as_ref().and_then(|v| v.pointer("/latency_us/p99")).and_then(Value::as_f64).map(|us| us / 1e3);
+            let p99 = lg
+                .own_summary
+                .as_ref()
+                .and_then(|v| v.pointer("/latency_us/p99"))
+                .and_then(Value::as_f64)
+                .map(|us| us / 1e3);
             let _ = write!(
                 h,
                 "<tr><td class=\"l\">{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td></tr>",
@@ -266,16 +343,38 @@ pub fn render(run: &RunData, s: &Summary) -> Result<String, ReportError> {
         let (names, note) = top(run.nodes.iter(), |n| n.cpu.iter().map(|p| p.1).sum::<f64>());
         let series: Vec<Series> = names
             .iter()
-            .map(|n| Series { name: (*n).clone(), points: run.nodes[*n].cpu.iter().map(|p| (p.0, p.1 * 100.0)).collect() })
+            .map(|n| Series {
+                name: (*n).clone(),
+                points: run.nodes[*n].cpu.iter().map(|p| (p.0, p.1 * 100.0)).collect(),
+            })
             .collect();
-        h.push_str(&chart("CPU per node", "virtual time since the run's start (s)", "% of perceived machine", XAxis::Linear, &series, run, None)?);
+        h.push_str(&chart(
+            "CPU per node",
+            "virtual time since the run's start (s)",
+            "% of perceived machine",
+            XAxis::Linear,
+            &series,
+            run,
+            None,
+        )?);
         h.push_str(&note);
         let (names, note) = top(run.nodes.iter(), |n| n.memory.iter().map(|p| p.1).fold(0.0, f64::max));
         let series: Vec<Series> = names
             .iter()
-            .map(|n| Series { name: (*n).clone(), points: run.nodes[*n].memory.iter().map(|p| (p.0, p.1 / 1048576.0)).collect() })
+            .map(|n| Series {
+                name: (*n).clone(),
+                points: run.nodes[*n].memory.iter().map(|p| (p.0, p.1 / 1048576.0)).collect(),
+            })
             .collect();
-        h.push_str(&chart("Memory per node", "virtual time since the run's start (s)", "MiB", XAxis::Linear, &series, run, None)?);
+        h.push_str(&chart(
+            "Memory per node",
+            "virtual time since the run's start (s)",
+            "MiB",
+            XAxis::Linear,
+            &series,
+            run,
+            None,
+        )?);
         h.push_str(&note);
         h.push_str("<table><tr><th class=\"l\">node</th><th>CPU mean</th><th>CPU max</th><th>memory max (MiB)</th><th>throttled (ms)</th></tr>");
         for (name, n) in &s.nodes {
@@ -297,9 +396,20 @@ pub fn render(run: &RunData, s: &Summary) -> Result<String, ReportError> {
         let (names, note) = top(run.links.iter(), |l| l.utilization.iter().map(|p| p.1).sum::<f64>());
         let series: Vec<Series> = names
             .iter()
-            .map(|n| Series { name: (*n).clone(), points: run.links[*n].utilization.iter().map(|p| (p.0, p.1 * 100.0)).collect() })
+            .map(|n| Series {
+                name: (*n).clone(),
+                points: run.links[*n].utilization.iter().map(|p| (p.0, p.1 * 100.0)).collect(),
+            })
             .collect();
-        h.push_str(&chart("Link utilization", "virtual time since the run's start (s)", "% of link rate", XAxis::Linear, &series, run, None)?);
+        h.push_str(&chart(
+            "Link utilization",
+            "virtual time since the run's start (s)",
+            "% of link rate",
+            XAxis::Linear,
+            &series,
+            run,
+            None,
+        )?);
         h.push_str(&note);
         h.push_str("<table><tr><th class=\"l\">link/direction</th><th>utilization mean</th><th>max</th><th>bytes</th><th>drops</th></tr>");
         for (name, l) in &s.links {

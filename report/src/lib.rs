@@ -34,6 +34,6 @@ pub use summary::{summarize, Latency, Summary};
 pub use write::write;
 
 #[cfg(test)]
-mod tests;
-#[cfg(test)]
 pub(crate) mod fixture;
+#[cfg(test)]
+mod tests;

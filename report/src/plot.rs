@@ -152,11 +152,16 @@ pub fn line_chart(chart: &Chart<'_>) -> Result<String, ReportError> {
             let xs = || chart.series.iter().flat_map(|s| s.points.iter().map(|p| p.0)).filter(|x| *x > 0.0);
             let lo = xs().fold(f64::INFINITY, f64::min);
             let hi = xs().fold(0.0, f64::max);
-            if lo.is_finite() && hi / lo >= 30.0 { XAxis::Log10 } else { XAxis::Linear }
+            if lo.is_finite() && hi / lo >= 30.0 {
+                XAxis::Log10
+            } else {
+                XAxis::Linear
+            }
         }
         other => other,
     };
-    let x_desc = if x_axis == XAxis::Log10 { format!("{} (log scale)", chart.x_label) } else { chart.x_label.to_owned() };
+    let x_desc =
+        if x_axis == XAxis::Log10 { format!("{} (log scale)", chart.x_label) } else { chart.x_label.to_owned() };
     let series: Vec<(String, Vec<(f64, f64)>)> = chart
         .series
         .iter()

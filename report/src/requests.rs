@@ -92,7 +92,8 @@ impl RequestStats {
         }
         // Columns by index, parsed by hand: several times faster than serde by header name,
         // which matters at millions of rows. `open` checked that every column exists.
-        let idx: Vec<usize> = REQUIRED.iter().map(|c| headers.iter().position(|h| h == *c).unwrap_or(usize::MAX)).collect();
+        let idx: Vec<usize> =
+            REQUIRED.iter().map(|c| headers.iter().position(|h| h == *c).unwrap_or(usize::MAX)).collect();
         let mut record = csv::StringRecord::new();
         loop {
             match reader.read_record(&mut record) {
@@ -153,11 +154,8 @@ impl RequestStats {
         }
         if !ok {
             self.errors += 1;
-            let kind = if row.error.is_empty() {
-                format!("status {}", row.status.unwrap_or(0))
-            } else {
-                row.error.to_owned()
-            };
+            let kind =
+                if row.error.is_empty() { format!("status {}", row.status.unwrap_or(0)) } else { row.error.to_owned() };
             *self.error_kinds.entry(kind).or_default() += 1;
             return;
         }
@@ -238,7 +236,8 @@ pub fn cdf_points(h: &Histogram<u64>, scale: f64, max_points: usize) -> Vec<(f64
     if h.is_empty() {
         return Vec::new();
     }
-    let mut qs: Vec<f64> = (0..=max_points.max(10) * 4 / 5).map(|i| i as f64 / (max_points.max(10) * 4 / 5) as f64).collect();
+    let mut qs: Vec<f64> =
+        (0..=max_points.max(10) * 4 / 5).map(|i| i as f64 / (max_points.max(10) * 4 / 5) as f64).collect();
     // Tail: 0.99, 0.999, … in steps of a tenth of a "nine".
     let mut nines = 2.0;
     while nines <= 6.0 {
@@ -257,7 +256,8 @@ pub fn cdf_points(h: &Histogram<u64>, scale: f64, max_points: usize) -> Vec<(f64
 mod tests {
     use super::*;
 
-    const HEADER: &str = "id,scheduled_ns,dispatch_ns,complete_ns,latency_ns,uncorrected_ns,status,bytes,error,class,node,timing\n";
+    const HEADER: &str =
+        "id,scheduled_ns,dispatch_ns,complete_ns,latency_ns,uncorrected_ns,status,bytes,error,class,node,timing\n";
 
     fn file(dir: &Path, rows: &str) -> std::path::PathBuf {
         let path = dir.join("requests.csv");

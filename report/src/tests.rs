@@ -51,7 +51,12 @@ fn html_is_self_contained_and_escaped() {
     let lat: Vec<u64> = (1..=200).map(ms).collect();
     fixture::write(
         dir.path(),
-        &Fixture { latencies_ns: &lat, loadgen: "lg&<1>", fault_name: "<script>alert(1)</script>", ..Fixture::default() },
+        &Fixture {
+            latencies_ns: &lat,
+            loadgen: "lg&<1>",
+            fault_name: "<script>alert(1)</script>",
+            ..Fixture::default()
+        },
     );
     write(dir.path()).unwrap();
     let html = std::fs::read_to_string(dir.path().join("report.html")).unwrap();
@@ -80,7 +85,8 @@ fn a_run_without_workload_outputs_still_reports() {
     let html = std::fs::read_to_string(dir.path().join("report.html")).unwrap();
     assert!(html.contains("no load generator output"));
     assert!(html.contains("badge unknown"));
-    let json: serde_json::Value = serde_json::from_str(&std::fs::read_to_string(dir.path().join("summary.json")).unwrap()).unwrap();
+    let json: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(dir.path().join("summary.json")).unwrap()).unwrap();
     assert!(json["latency_ms"].is_null());
 }
 

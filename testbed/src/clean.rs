@@ -13,8 +13,8 @@ use std::path::Path;
 use nix::sys::signal::{kill, Signal};
 use nix::unistd::Pid;
 
-use crate::state::StateDir;
 use crate::cgroup::{self, ResourceError};
+use crate::state::StateDir;
 
 /// Errors of cleaning.
 #[derive(Debug, thiserror::Error)]

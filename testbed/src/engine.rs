@@ -27,7 +27,6 @@ use crate::schedule::FaultSchedule;
 use crate::spec::{NodeSpec, ReadyCheck, TestbedSpec};
 use crate::state::{ProcessId, RunRecord, StateDir};
 
-
 mod fault;
 mod outcome;
 
@@ -201,9 +200,7 @@ impl<'a> Testbed<'a> {
         let results = &opts.results_dir;
         std::fs::create_dir_all(results.join("nodes"))
             .map_err(|source| TestbedError::Results { path: results.clone(), source })?;
-        let run_id = results
-            .file_name()
-            .map_or_else(|| spec.name.clone(), |n| n.to_string_lossy().into_owned());
+        let run_id = results.file_name().map_or_else(|| spec.name.clone(), |n| n.to_string_lossy().into_owned());
         let state = StateDir::create(
             &opts.state_root,
             RunRecord {
@@ -278,7 +275,10 @@ impl<'a> Testbed<'a> {
     }
 
     /// `/etc/hosts` for every node: loopback plus every node's name and address.
-    fn hosts_file(&mut self, addresses: &std::collections::BTreeMap<String, std::net::Ipv4Addr>) -> Result<PathBuf, TestbedError> {
+    fn hosts_file(
+        &mut self,
+        addresses: &std::collections::BTreeMap<String, std::net::Ipv4Addr>,
+    ) -> Result<PathBuf, TestbedError> {
         let path = self.state().dir().join("hosts");
         let mut text = String::from("127.0.0.1\tlocalhost\n::1\tlocalhost ip6-localhost ip6-loopback\n");
         for node in &self.spec.nodes {
@@ -304,8 +304,7 @@ impl<'a> Testbed<'a> {
             .map_err(|source| TestbedError::Cgroup { node: name.clone(), source })?;
 
         let control = state_dir.join("clock");
-        dilation::control::ControlFile::create(&control, &self.model)
-            .map_err(|e| io_err(std::io::Error::other(e)))?;
+        dilation::control::ControlFile::create(&control, &self.model).map_err(|e| io_err(std::io::Error::other(e)))?;
         let config = InitConfig {
             node: name.clone(),
             hostname: name.clone(),
@@ -386,9 +385,7 @@ impl<'a> Testbed<'a> {
         let node = &self.nodes[idx];
         let name = node.spec.name.clone();
         let io_err = |source| TestbedError::Prepare { node: name.clone(), source };
-        let open = |file: &str| {
-            std::fs::OpenOptions::new().create(true).append(true).open(node.dir.join(file))
-        };
+        let open = |file: &str| std::fs::OpenOptions::new().create(true).append(true).open(node.dir.join(file));
         let stdout = open("stdout").map_err(io_err)?;
         let stderr = open("stderr").map_err(io_err)?;
         let process = container::spawn(Launch {
@@ -478,10 +475,7 @@ impl<'a> Testbed<'a> {
                 return Ok(());
             }
             if Instant::now() >= deadline {
-                return Err(self.node_failed(
-                    idx,
-                    &format!("was not ready within {:?} virtual ({what})", timeout),
-                ));
+                return Err(self.node_failed(idx, &format!("was not ready within {:?} virtual ({what})", timeout)));
             }
             self.progress.tick(self.now_virtual(), self.started.elapsed(), self.running());
             std::thread::sleep(TICK.max(self.real(Duration::from_millis(5))).min(Duration::from_millis(100)));
@@ -492,8 +486,7 @@ impl<'a> Testbed<'a> {
     fn run_check(&self, idx: usize, argv: &[String]) -> bool {
         let node = &self.nodes[idx];
         let (Some(process), Some((program, args))) = (&node.process, argv.split_first()) else { return false };
-        let Ok((mut cmd, _held)) = container::enter_command(process.pid(), Path::new(program), &node.dir)
-        else {
+        let Ok((mut cmd, _held)) = container::enter_command(process.pid(), Path::new(program), &node.dir) else {
             return false;
         };
         let env = self.node_env(&node.spec, &node.dir, &node.control);
@@ -529,7 +522,11 @@ impl<'a> Testbed<'a> {
 
     fn node_failed(&self, idx: usize, what: &str) -> TestbedError {
         let node = &self.nodes[idx];
-        TestbedError::NodeFailed { node: node.spec.name.clone(), what: what.to_owned(), stderr: outcome::tail(&node.dir.join("stderr")) }
+        TestbedError::NodeFailed {
+            node: node.spec.name.clone(),
+            what: what.to_owned(),
+            stderr: outcome::tail(&node.dir.join("stderr")),
+        }
     }
 
     /// Runs until the end condition; returns why it ended.
@@ -552,9 +549,11 @@ impl<'a> Testbed<'a> {
             }
             // A node that dies on its own with a failure status fails the run at once; one
             // a fault brought down does not.
-            if let Some(idx) = self.nodes.iter().position(|n| {
-                !n.spec.main && !n.stopped_by_harness && !n.faulted && n.exit.is_some_and(|c| c != 0)
-            }) {
+            if let Some(idx) = self
+                .nodes
+                .iter()
+                .position(|n| !n.spec.main && !n.stopped_by_harness && !n.faulted && n.exit.is_some_and(|c| c != 0))
+            {
                 let code = self.nodes[idx].exit.unwrap_or_default();
                 return Err(self.node_failed(idx, &format!("died with status {code}")));
             }
@@ -671,7 +670,9 @@ impl<'a> Testbed<'a> {
                 continue;
             }
             let deadline = Instant::now() + grace;
-            while Instant::now() < deadline && level.iter().any(|&i| self.nodes[i].process.is_some() && self.nodes[i].exit.is_none()) {
+            while Instant::now() < deadline
+                && level.iter().any(|&i| self.nodes[i].process.is_some() && self.nodes[i].exit.is_none())
+            {
                 self.poll_exits();
                 std::thread::sleep(TICK);
             }
@@ -726,7 +727,10 @@ impl<'a> Testbed<'a> {
         }
         if let Some(state) = self.state.take() {
             if clean {
-                if let Err(err) = crate::cgroup::remove_run_parent(&state.record().run_id).map_err(|e| e.to_string()).and_then(|()| state.remove().map_err(|e| e.to_string())) {
+                if let Err(err) = crate::cgroup::remove_run_parent(&state.record().run_id)
+                    .map_err(|e| e.to_string())
+                    .and_then(|()| state.remove().map_err(|e| e.to_string()))
+                {
                     tracing::error!(%err, "failed to remove run state; `diorama clean` will retry");
                 }
             }

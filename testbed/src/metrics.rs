@@ -114,10 +114,15 @@ impl LinkSampler {
             };
             let prev = self.last.insert((s.link.clone(), dir), (t, s.bytes));
             let util = match (prev, s.rate_bps) {
-                (Some((t0, b0)), Some(rate)) if t > t0 => ((s.bytes - b0.min(s.bytes)) as f64 * 8.0 / (t - t0)) / rate as f64,
+                (Some((t0, b0)), Some(rate)) if t > t0 => {
+                    ((s.bytes - b0.min(s.bytes)) as f64 * 8.0 / (t - t0)) / rate as f64
+                }
                 _ => 0.0,
             };
-            let line = format!("{t:.3},{},{dir},{},{},{},{},{util:.4},{late}", s.link, s.bytes, s.packets, s.drops, s.queue_bytes);
+            let line = format!(
+                "{t:.3},{},{dir},{},{},{},{},{util:.4},{late}",
+                s.link, s.bytes, s.packets, s.drops, s.queue_bytes
+            );
             if let Err(err) = writeln!(self.out, "{line}") {
                 tracing::warn!(?err, "failed to write links.csv");
                 return;
@@ -288,7 +293,9 @@ impl FidelityMonitor {
             self.host_last = Some((busy, total));
         }
         let now = std::time::Instant::now();
-        if let Some(total) = std::fs::read_to_string(self.proc_root.join("pressure/cpu")).ok().as_deref().and_then(parse_psi_some) {
+        if let Some(total) =
+            std::fs::read_to_string(self.proc_root.join("pressure/cpu")).ok().as_deref().and_then(parse_psi_some)
+        {
             if let Some((t0, at)) = self.psi_last {
                 let dt = now.duration_since(at).as_secs_f64();
                 if dt > 0.0 {
@@ -431,7 +438,10 @@ mod fidelity_tests {
     #[test]
     fn proc_files_parse() {
         assert_eq!(parse_stat("cpu  100 0 50 800 50 0 0 0 0 0\ncpu0 1 2 3 4 5\n"), Some((150, 1000)));
-        assert_eq!(parse_psi_some("some avg10=1.00 avg60=0.50 avg300=0.10 total=12345\nfull avg10=0 total=0\n"), Some(12345));
+        assert_eq!(
+            parse_psi_some("some avg10=1.00 avg60=0.50 avg300=0.10 total=12345\nfull avg10=0 total=0\n"),
+            Some(12345)
+        );
     }
 
     #[test]

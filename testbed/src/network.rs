@@ -64,23 +64,25 @@ pub fn build(spec: &TestbedSpec) -> Result<Option<Built>, NetworkError> {
     let addresses = graph.addresses().clone();
     let (backend, reason, support) = choose(spec.net_backend);
     tracing::info!(backend = backend.name(), %reason, "network backend");
-    let (emulator, namespaces): (Box<dyn netemu::emulator::Emulator>, Vec<netemu::netns::NetNs>) = if backend == NetBackend::Kernel {
-        let support = support.unwrap_or(netemu::kernel::Support { netem: false, htb: false });
-        let (k, namespaces) = netemu::kernel::KernelNet::start(&graph, spec.tdf, support)?;
-        (Box::new(k), namespaces)
-    } else {
-        let mut ports = Vec::with_capacity(addresses.len());
-        let mut namespaces = Vec::with_capacity(addresses.len());
-        for node in &spec.nodes {
-            let ns = netemu::netns::NetNs::create().map_err(|source| NetworkError::Namespace { node: node.name.clone(), source })?;
-            let addr = addresses[&node.name];
-            let tun = netemu::tun::create_in(&ns, "eth0", addr, net.prefix_len, 1500)
-                .map_err(|source| NetworkError::Tun { node: node.name.clone(), source })?;
-            ports.push(netemu::userspace::Port { node: node.name.clone(), addr, tun });
-            namespaces.push(ns);
-        }
-        (Box::new(netemu::userspace::Core::start(graph, spec.tdf, ports)?), namespaces)
-    };
+    let (emulator, namespaces): (Box<dyn netemu::emulator::Emulator>, Vec<netemu::netns::NetNs>) =
+        if backend == NetBackend::Kernel {
+            let support = support.unwrap_or(netemu::kernel::Support { netem: false, htb: false });
+            let (k, namespaces) = netemu::kernel::KernelNet::start(&graph, spec.tdf, support)?;
+            (Box::new(k), namespaces)
+        } else {
+            let mut ports = Vec::with_capacity(addresses.len());
+            let mut namespaces = Vec::with_capacity(addresses.len());
+            for node in &spec.nodes {
+                let ns = netemu::netns::NetNs::create()
+                    .map_err(|source| NetworkError::Namespace { node: node.name.clone(), source })?;
+                let addr = addresses[&node.name];
+                let tun = netemu::tun::create_in(&ns, "eth0", addr, net.prefix_len, 1500)
+                    .map_err(|source| NetworkError::Tun { node: node.name.clone(), source })?;
+                ports.push(netemu::userspace::Port { node: node.name.clone(), addr, tun });
+                namespaces.push(ns);
+            }
+            (Box::new(netemu::userspace::Core::start(graph, spec.tdf, ports)?), namespaces)
+        };
     let timers = scale_timers(spec, &namespaces, net)?;
     let (congestion_control, clock_record) = dilated_cubic(spec, &namespaces);
     tracing::info!(nodes = addresses.len(), links = net.links.len(), backend = backend.name(), "network up");
@@ -116,7 +118,11 @@ fn choose(requested: NetBackend) -> (NetBackend, String, Option<netemu::kernel::
 }
 
 fn yes(b: bool) -> &'static str {
-    if b { "present" } else { "absent" }
+    if b {
+        "present"
+    } else {
+        "absent"
+    }
 }
 
 /// Registers CUBIC on the node's virtual clock (crate `tcpclock`) and makes it every node
@@ -146,10 +152,15 @@ fn dilated_cubic(spec: &TestbedSpec, namespaces: &[netemu::netns::NetNs]) -> (Op
 
 /// Scales the TCP timers of every node namespace; where the kernel lacks
 /// `tcp_rto_min_us`, sets the route metric `rto_min` on the node's prefix route instead.
-fn scale_timers(spec: &TestbedSpec, namespaces: &[netemu::netns::NetNs], net: &netemu::graph::NetSpec) -> Result<serde_json::Value, NetworkError> {
+fn scale_timers(
+    spec: &TestbedSpec,
+    namespaces: &[netemu::netns::NetNs],
+    net: &netemu::graph::NetSpec,
+) -> Result<serde_json::Value, NetworkError> {
     let mut first = None;
     for (node, ns) in spec.nodes.iter().zip(namespaces) {
-        let err = |source: Box<dyn std::error::Error + Send + Sync>| NetworkError::Timers { node: node.name.clone(), source };
+        let err =
+            |source: Box<dyn std::error::Error + Send + Sync>| NetworkError::Timers { node: node.name.clone(), source };
         let settings = netemu::tcp::scale_timers(ns, spec.tdf).map_err(|e| err(Box::new(e)))?;
         let missing_rto_min = settings.iter().any(|s| s.key == "net.ipv4.tcp_rto_min_us" && s.default.is_none());
         if missing_rto_min && spec.tdf != 1.0 {

@@ -27,9 +27,7 @@ fn table_has_listener(table: &str, port: u16) -> bool {
         let local = fields.nth(1);
         let state = fields.nth(1);
         match (local.and_then(|l| l.rsplit_once(':')), state) {
-            (Some((_, hex_port)), Some(st)) => {
-                st == TCP_LISTEN && u16::from_str_radix(hex_port, 16).ok() == Some(port)
-            }
+            (Some((_, hex_port)), Some(st)) => st == TCP_LISTEN && u16::from_str_radix(hex_port, 16).ok() == Some(port),
             _ => false,
         }
     })
@@ -39,7 +37,8 @@ fn table_has_listener(table: &str, port: u16) -> bool {
 mod tests {
     use super::*;
 
-    const TABLE: &str = "  sl  local_address rem_address   st tx_queue rx_queue tr tm->when retrnsmt   uid  timeout inode
+    const TABLE: &str =
+        "  sl  local_address rem_address   st tx_queue rx_queue tr tm->when retrnsmt   uid  timeout inode
    0: 00000000:1F90 00000000:0000 0A 00000000:00000000 00:00000000 00000000     0        0 1 1 0 100 0 0 10 0
    1: 0100007F:0050 0100007F:A000 01 00000000:00000000 00:00000000 00000000     0        0 2 1 0 20 4 30 10 -1
 ";

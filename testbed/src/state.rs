@@ -177,13 +177,13 @@ impl StateDir {
             }
             let path = dir.join("state.json");
             let record = match std::fs::read(&path) {
-                Ok(bytes) => serde_json::from_slice(&bytes)
-                    .map_err(|source| StateError::Parse { path: path.clone(), source })?,
+                Ok(bytes) => {
+                    serde_json::from_slice(&bytes).map_err(|source| StateError::Parse { path: path.clone(), source })?
+                }
                 // A directory without a record holds nothing we created beyond itself.
-                Err(e) if e.kind() == std::io::ErrorKind::NotFound => RunRecord {
-                    run_id: entry.file_name().to_string_lossy().into_owned(),
-                    ..RunRecord::default()
-                },
+                Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+                    RunRecord { run_id: entry.file_name().to_string_lossy().into_owned(), ..RunRecord::default() }
+                }
                 Err(source) => return Err(StateError::Read { path, source }),
             };
             runs.push(StateDir { dir, record });
@@ -215,11 +215,9 @@ mod tests {
     #[test]
     fn records_persist_and_list() {
         let root = tempfile::tempdir().unwrap();
-        let mut state = StateDir::create(
-            root.path(),
-            RunRecord { schema: 1, run_id: "r1".into(), ..RunRecord::default() },
-        )
-        .unwrap();
+        let mut state =
+            StateDir::create(root.path(), RunRecord { schema: 1, run_id: "r1".into(), ..RunRecord::default() })
+                .unwrap();
         state.update(|r| r.cgroups.push("diorama/r1/web0".into())).unwrap();
         let runs = StateDir::list(root.path()).unwrap();
         assert_eq!(runs.len(), 1);

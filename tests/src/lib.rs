@@ -38,10 +38,7 @@ pub fn artifact(name: &str) -> PathBuf {
 
 /// The repository root (where the workspace Cargo.toml lives).
 pub fn repo_root() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR"))
-        .parent()
-        .expect("tests/ has a parent")
-        .to_path_buf()
+    Path::new(env!("CARGO_MANIFEST_DIR")).parent().expect("tests/ has a parent").to_path_buf()
 }
 
 /// Prints a skip notice in a form `scripts/test` counts and reports.

@@ -87,7 +87,11 @@ fn freeze_supported(root: &Path) -> Result<(), String> {
     std::fs::create_dir(&probe).map_err(|e| format!("cannot create a cgroup in {}: {e}", root.display()))?;
     let ok = probe.join("cgroup.freeze").exists();
     let _ = std::fs::remove_dir(&probe);
-    if ok { Ok(()) } else { Err("the kernel's cgroup2 has no cgroup.freeze (needs Linux 5.2)".into()) }
+    if ok {
+        Ok(())
+    } else {
+        Err("the kernel's cgroup2 has no cgroup.freeze (needs Linux 5.2)".into())
+    }
 }
 
 fn wait_for(what: &str, mut cond: impl FnMut() -> bool) {
@@ -100,10 +104,11 @@ fn wait_for(what: &str, mut cond: impl FnMut() -> bool) {
 
 /// CPU time (utime + stime, in ticks) of a process, from `/proc/<pid>/stat`.
 fn cpu_ticks(pid: u32) -> u64 {
-    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap();
-    let after = &stat[stat.rfind(')').unwrap() + 2..];
-    let f: Vec<&str> = after.split_whitespace().collect();
-    f[11].parse::<u64>().unwrap() + f[12].parse::<u64>().unwrap()
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).expect("the process is alive");
+    // Fields after the command name `(…)`: state is the first, utime the 12th, stime the 13th.
+    let after = stat.rsplit_once(") ").map_or("", |(_, rest)| rest);
+    let f: Vec<u64> = after.split_whitespace().map(|x| x.parse().unwrap_or(0)).collect();
+    f.get(11).copied().unwrap_or(0) + f.get(12).copied().unwrap_or(0)
 }
 
 struct Reaped(Child);

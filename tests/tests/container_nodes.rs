@@ -57,7 +57,16 @@ nodes:
 "#,
     );
     let out = results(tmp.path());
-    let r = diorama(&["run", topo.to_str().unwrap(), "--tdf", "10", "--out", out.to_str().unwrap(), "--sample-every", "50ms"]);
+    let r = diorama(&[
+        "run",
+        topo.to_str().unwrap(),
+        "--tdf",
+        "10",
+        "--out",
+        out.to_str().unwrap(),
+        "--sample-every",
+        "50ms",
+    ]);
     assert_eq!(r.code, Some(0), "{r:?}");
     let csv = std::fs::read_to_string(out.join("nodes.csv")).unwrap();
     let shares: Vec<f64> = csv
@@ -136,7 +145,12 @@ nodes:
         .filter(|e| e["kind"] == "node_start" || e["kind"] == "node_ready")
         .map(|e| (e["kind"].as_str().unwrap().to_owned(), e["node"].as_str().unwrap().to_owned()))
         .collect();
-    let pos = |kind: &str, node: &str| order.iter().position(|(k, n)| k == kind && n == node).unwrap_or_else(|| panic!("{kind} {node} missing: {order:?}"));
+    let pos = |kind: &str, node: &str| {
+        order
+            .iter()
+            .position(|(k, n)| k == kind && n == node)
+            .unwrap_or_else(|| panic!("{kind} {node} missing: {order:?}"))
+    };
     assert!(pos("node_ready", "db") < pos("node_start", "app"), "{order:?}");
     assert!(pos("node_ready", "app") < pos("node_start", "client"), "{order:?}");
     assert_eq!(std::fs::read_to_string(out.join("nodes/client/stdout")).unwrap().trim(), "started");

@@ -7,7 +7,15 @@ use diorama_tests::{artifact, diorama};
 #[test]
 fn exec_dilates_a_command() {
     let t0 = Instant::now();
-    let r = diorama(&["exec", "--tdf", "4", "--", "python3", "-c", "import time; t=time.monotonic(); time.sleep(0.25); print(round(time.monotonic()-t, 3))"]);
+    let r = diorama(&[
+        "exec",
+        "--tdf",
+        "4",
+        "--",
+        "python3",
+        "-c",
+        "import time; t=time.monotonic(); time.sleep(0.25); print(round(time.monotonic()-t, 3))",
+    ]);
     let real = t0.elapsed().as_secs_f64();
     assert_eq!(r.code, Some(0), "{r:?}");
     let perceived: f64 = r.stdout.trim().parse().unwrap();

@@ -48,7 +48,12 @@ fn run_probe(what: &str, mut cmd: Command, tdf: f64) -> Vec<String> {
                 let wheel = if name.starts_with("so_") { (tdf * req / 8.0 + 10e6) / tdf } else { 0.0 };
                 let tol = (0.02 * req).max(1e6).max(wheel);
                 if (got - req).abs() > tol {
-                    failures.push(format!("{what} TDF {tdf}: {name}: perceived {:.3} ms for {:.3} ms requested (±{:.3})", got / 1e6, req / 1e6, tol / 1e6));
+                    failures.push(format!(
+                        "{what} TDF {tdf}: {name}: perceived {:.3} ms for {:.3} ms requested (±{:.3})",
+                        got / 1e6,
+                        req / 1e6,
+                        tol / 1e6
+                    ));
                 }
                 let Some((bname, t0)) = began.take() else { panic!("{what}: E without B: {line}") };
                 assert_eq!(&bname, name);
@@ -56,12 +61,17 @@ fn run_probe(what: &str, mut cmd: Command, tdf: f64) -> Vec<String> {
                 let want = tdf * req;
                 // The driver sees `B` and `E` through a pipe: either may reach it a few ms late.
                 if real < 0.97 * want - 10e6 || real > 1.06 * want + 15e6 + tdf * wheel {
-                    failures.push(format!("{what} TDF {tdf}: {name}: real {:.1} ms, expected about {:.1} ms (TDF × request)", real / 1e6, want / 1e6));
+                    failures.push(format!(
+                        "{what} TDF {tdf}: {name}: real {:.1} ms, expected about {:.1} ms (TDF × request)",
+                        real / 1e6,
+                        want / 1e6
+                    ));
                 }
             }
             ["V", name, expected, got, tol] => {
                 checks += 1;
-                let (e, g, t): (i64, i64, i64) = (expected.parse().expect("probe"), got.parse().expect("probe"), tol.parse().expect("probe"));
+                let (e, g, t): (i64, i64, i64) =
+                    (expected.parse().expect("probe"), got.parse().expect("probe"), tol.parse().expect("probe"));
                 if (e - g).abs() > t {
                     failures.push(format!("{what} TDF {tdf}: {name}: got {g}, expected {e} ± {t}"));
                 }
@@ -173,7 +183,11 @@ fn coreutils_sleep_and_date() {
         }
         // An epoch 100 s ago: `date` shows now − 100 + 100/TDF.
         let now = dilation::realtime_ns();
-        let m = dilation::TimeModel::new(tdf, dilation::Epoch { real_ns: now - 100_000_000_000, virt_ns: now - 100_000_000_000 }).expect("probe");
+        let m = dilation::TimeModel::new(
+            tdf,
+            dilation::Epoch { real_ns: now - 100_000_000_000, virt_ns: now - 100_000_000_000 },
+        )
+        .expect("probe");
         let out = Command::new("date").arg("+%s").envs(m.env()).env("LD_PRELOAD", shim()).output().expect("probe");
         let shown: f64 = String::from_utf8_lossy(&out.stdout).trim().parse().expect("probe");
         let expected = m.virtual_ns(dilation::realtime_ns()) as f64 / 1e9;
@@ -190,7 +204,11 @@ fn processes_started_apart_agree_on_virtual_time() {
     let dir = tempfile::tempdir().expect("probe");
     let exe = compile_c(dir.path());
     let now = dilation::realtime_ns();
-    let model = dilation::TimeModel::new(4.0, dilation::Epoch { real_ns: now - 10_000_000_000, virt_ns: 1_700_000_000_000_000_000 }).expect("probe");
+    let model = dilation::TimeModel::new(
+        4.0,
+        dilation::Epoch { real_ns: now - 10_000_000_000, virt_ns: 1_700_000_000_000_000_000 },
+    )
+    .expect("probe");
     let sample = || -> [i64; 4] {
         let out = Command::new(&exe).arg("clock").envs(model.env()).env("LD_PRELOAD", shim()).output().expect("probe");
         let text = String::from_utf8_lossy(&out.stdout).into_owned();

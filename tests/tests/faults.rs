@@ -459,11 +459,15 @@ nodes:
     std::fs::write(&scenario, "faults:\n  - {at: 1s, load: client, rate: 250, name: surge}\n").unwrap();
     let (r, out) = run(tmp.path(), "loadrun", yaml, &["--scenario", scenario.to_str().unwrap()]);
     assert_eq!(r.code, Some(0), "{r:?}");
-    let ctl: Value = serde_json::from_str(&std::fs::read_to_string(out.join("nodes/client/loadgen.ctl")).unwrap()).unwrap();
+    let ctl: Value =
+        serde_json::from_str(&std::fs::read_to_string(out.join("nodes/client/loadgen.ctl")).unwrap()).unwrap();
     assert_eq!(ctl, serde_json::json!({"rate": 250.0}));
     let ev = events(&out);
     let f = find(&ev, "fault", "fault", "load");
-    assert_eq!((f["id"].as_str(), f["name"].as_str(), f["rate"].as_f64()), (Some("scenario.faults[0]"), Some("surge"), Some(250.0)));
+    assert_eq!(
+        (f["id"].as_str(), f["name"].as_str(), f["rate"].as_f64()),
+        (Some("scenario.faults[0]"), Some("surge"), Some(250.0))
+    );
     println!("load: loadgen.ctl written at {:.4} s virtual (TDF 2)", t(f));
     assert!((t(f) - 1.0).abs() < 0.03, "{f}");
 }
@@ -476,16 +480,31 @@ fn an_invalid_scenario_is_refused_before_anything_starts() {
     let scenario = tmp.path().join("bad.yaml");
     std::fs::write(&scenario, "faults:\n  - at: 1s\n    kill: ghost\n  - {at: 1s, link_down: x}\n").unwrap();
     let out = tmp.path().join("never");
-    let r = diorama(&["run", topo.to_str().unwrap(), "--scenario", scenario.to_str().unwrap(), "--out", out.to_str().unwrap()]);
+    let r = diorama(&[
+        "run",
+        topo.to_str().unwrap(),
+        "--scenario",
+        scenario.to_str().unwrap(),
+        "--out",
+        out.to_str().unwrap(),
+    ]);
     println!("invalid scenario: {}", r.stderr.trim());
     assert_eq!(r.code, Some(3), "{r:?}");
     let s = scenario.display();
     assert!(r.stderr.contains(&format!("{s}:3:11: faults[0].kill: unknown node or group \"ghost\"")), "{}", r.stderr);
-    assert!(r.stderr.contains(&format!("{s}:4:14: faults[1].link_down: `link_down` needs the emulated network")), "{}", r.stderr);
+    assert!(
+        r.stderr.contains(&format!("{s}:4:14: faults[1].link_down: `link_down` needs the emulated network")),
+        "{}",
+        r.stderr
+    );
     assert!(!out.exists(), "nothing is created for a refused scenario");
     assert_nothing_left(&out);
     // The same faults inside a topology are refused by `diorama check` too.
-    let bad = topology(tmp.path(), "b", "name: b\nnodes:\n  - name: a\n    run: {command: [sleep, '1']}\nfaults:\n  - {at: 2s, resume: a}\n");
+    let bad = topology(
+        tmp.path(),
+        "b",
+        "name: b\nnodes:\n  - name: a\n    run: {command: [sleep, '1']}\nfaults:\n  - {at: 2s, resume: a}\n",
+    );
     let r = diorama(&["check", bad.to_str().unwrap()]);
     assert_eq!(r.code, Some(3), "{r:?}");
     assert!(r.stderr.contains("b.yaml:6:14: faults[0].resume: undo before do"), "{}", r.stderr);
@@ -501,7 +520,10 @@ fn fidelity_flags_a_node_without_the_clock_shim() {
     let exe = tmp.path().join("static-sleep");
     let cc = std::process::Command::new("gcc").args(["-static", "-O2", "-o"]).arg(&exe).arg(&src).status().unwrap();
     if !cc.success() {
-        diorama_tests::skip("fidelity_flags_a_node_without_the_clock_shim", "gcc cannot link statically (libc.a missing)");
+        diorama_tests::skip(
+            "fidelity_flags_a_node_without_the_clock_shim",
+            "gcc cannot link statically (libc.a missing)",
+        );
         return;
     }
     let yaml = format!(
@@ -514,8 +536,13 @@ fn fidelity_flags_a_node_without_the_clock_shim() {
     assert_eq!(run["nodes"][0]["shim_loaded"], false, "{}", run["nodes"]);
     let f = &run["fidelity"];
     assert_eq!(f["verdict"], "unfaithful");
-    let flag = f["flags"].as_array().unwrap().iter().find(|x| x["kind"] == "shim_missing").expect("a shim_missing flag");
+    let flag =
+        f["flags"].as_array().unwrap().iter().find(|x| x["kind"] == "shim_missing").expect("a shim_missing flag");
     assert_eq!(flag["node"], "frozen-clock");
-    assert!(r.stderr.contains("fidelity: UNFAITHFUL") && r.stderr.contains("shim_missing frozen-clock"), "{}", r.stderr);
+    assert!(
+        r.stderr.contains("fidelity: UNFAITHFUL") && r.stderr.contains("shim_missing frozen-clock"),
+        "{}",
+        r.stderr
+    );
     println!("fidelity: {}", serde_json::to_string(f).unwrap());
 }

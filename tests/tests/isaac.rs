@@ -101,10 +101,43 @@ fn db_failure_gives_errors_then_the_service_recovers() {
     let (dbp_s, asp_s, fsp_s) = (format!("127.0.0.1:{dbp}"), format!("127.0.0.1:{asp}"), format!("127.0.0.1:{fsp}"));
     let db_args = ["--tier", "db", "--listen", &dbp_s, "--keys", "200", "--report-interval", "200ms"];
     let mut db = spawn(&tmp.path().join("db"), &db_args);
-    let app = spawn(&tmp.path().join("as"), &["--tier", "app", "--listen", &asp_s, "--db", &dbp_s, "--keys", "200", "--db-timeout", "300ms", "--report-interval", "200ms"]);
+    let app = spawn(
+        &tmp.path().join("as"),
+        &[
+            "--tier",
+            "app",
+            "--listen",
+            &asp_s,
+            "--db",
+            &dbp_s,
+            "--keys",
+            "200",
+            "--db-timeout",
+            "300ms",
+            "--report-interval",
+            "200ms",
+        ],
+    );
     let front = spawn(
         &tmp.path().join("fs"),
-        &["--tier", "front", "--listen", &fsp_s, "--app", &asp_s, "--fanout", "2", "--as-hashes", "20", "--fs-hashes", "200", "--as-timeout", "3s", "--report-interval", "200ms"],
+        &[
+            "--tier",
+            "front",
+            "--listen",
+            &fsp_s,
+            "--app",
+            &asp_s,
+            "--fanout",
+            "2",
+            "--as-hashes",
+            "20",
+            "--fs-hashes",
+            "200",
+            "--as-timeout",
+            "3s",
+            "--report-interval",
+            "200ms",
+        ],
     );
     for p in [dbp, asp, fsp] {
         wait_listening(p);
@@ -156,8 +189,11 @@ fn db_failure_gives_errors_then_the_service_recovers() {
 }
 
 fn need_postgres() -> Result<(), String> {
-    let on_path = std::env::split_paths(&std::env::var_os("PATH").unwrap_or_default()).any(|d| d.join("initdb").is_file());
-    let packaged = std::fs::read_dir("/usr/lib/postgresql").map(|d| d.flatten().any(|v| v.path().join("bin/initdb").is_file())).unwrap_or(false);
+    let on_path =
+        std::env::split_paths(&std::env::var_os("PATH").unwrap_or_default()).any(|d| d.join("initdb").is_file());
+    let packaged = std::fs::read_dir("/usr/lib/postgresql")
+        .map(|d| d.flatten().any(|v| v.path().join("bin/initdb").is_file()))
+        .unwrap_or(false);
     if on_path || packaged {
         Ok(())
     } else {
@@ -173,15 +209,68 @@ fn postgres_db_tier_serves_the_app_servers() {
     // `nobody` must traverse to its data directory.
     std::fs::set_permissions(tmp.path(), std::os::unix::fs::PermissionsExt::from_mode(0o755)).unwrap();
     let (pgp, dbp, asp, fsp) = (free_port(), free_port(), free_port(), free_port());
-    let (pgp_s, dbp_s, asp_s, fsp_s) = (pgp.to_string(), format!("127.0.0.1:{dbp}"), format!("127.0.0.1:{asp}"), format!("127.0.0.1:{fsp}"));
-    let db = spawn(&tmp.path().join("db"), &["--tier", "db", "--store", "postgres", "--pg-port", &pgp_s, "--listen", &dbp_s, "--keys", "200", "--report-interval", "200ms"]);
+    let (pgp_s, dbp_s, asp_s, fsp_s) =
+        (pgp.to_string(), format!("127.0.0.1:{dbp}"), format!("127.0.0.1:{asp}"), format!("127.0.0.1:{fsp}"));
+    let db = spawn(
+        &tmp.path().join("db"),
+        &[
+            "--tier",
+            "db",
+            "--store",
+            "postgres",
+            "--pg-port",
+            &pgp_s,
+            "--listen",
+            &dbp_s,
+            "--keys",
+            "200",
+            "--report-interval",
+            "200ms",
+        ],
+    );
     let pg_addr = format!("127.0.0.1:{pgp}");
-    let app = spawn(&tmp.path().join("as"), &["--tier", "app", "--listen", &asp_s, "--db-store", "postgres", "--db", &pg_addr, "--keys", "200", "--report-interval", "200ms"]);
-    let front = spawn(&tmp.path().join("fs"), &["--tier", "front", "--listen", &fsp_s, "--app", &asp_s, "--fanout", "2", "--as-hashes", "20", "--fs-hashes", "200"]);
+    let app = spawn(
+        &tmp.path().join("as"),
+        &[
+            "--tier",
+            "app",
+            "--listen",
+            &asp_s,
+            "--db-store",
+            "postgres",
+            "--db",
+            &pg_addr,
+            "--keys",
+            "200",
+            "--report-interval",
+            "200ms",
+        ],
+    );
+    let front = spawn(
+        &tmp.path().join("fs"),
+        &[
+            "--tier",
+            "front",
+            "--listen",
+            &fsp_s,
+            "--app",
+            &asp_s,
+            "--fanout",
+            "2",
+            "--as-hashes",
+            "20",
+            "--fs-hashes",
+            "200",
+        ],
+    );
     // The DB tier listens once postgres is up and the table is filled (initdb takes seconds).
     let end = Instant::now() + Duration::from_secs(90);
     while TcpStream::connect(("127.0.0.1", dbp)).is_err() {
-        assert!(Instant::now() < end, "postgres DB tier not ready: {}", std::fs::read_to_string(tmp.path().join("db/stderr")).unwrap_or_default());
+        assert!(
+            Instant::now() < end,
+            "postgres DB tier not ready: {}",
+            std::fs::read_to_string(tmp.path().join("db/stderr")).unwrap_or_default()
+        );
         std::thread::sleep(Duration::from_millis(100));
     }
     wait_listening(asp);
@@ -255,7 +344,9 @@ fn run_isaac(dir: &Path, tdf: f64) -> f64 {
     let r = diorama(&["run", topo.to_str().unwrap(), "--tdf", &tdf.to_string(), "--out", out.to_str().unwrap()]);
     assert_eq!(r.code, Some(0), "TDF {tdf}: {r:?}");
     let real = started.elapsed();
-    let node = |n: &str, f: &str| std::fs::read_to_string(out.join("nodes").join(n).join(f)).unwrap_or_else(|e| panic!("{n}/{f}: {e}"));
+    let node = |n: &str, f: &str| {
+        std::fs::read_to_string(out.join("nodes").join(n).join(f)).unwrap_or_else(|e| panic!("{n}/{f}: {e}"))
+    };
 
     let summary: serde_json::Value = serde_json::from_str(&node("client", "summary.json")).unwrap();
     let completed = summary["completed"].as_u64().unwrap();
@@ -271,12 +362,21 @@ fn run_isaac(dir: &Path, tdf: f64) -> f64 {
     // Every answer carried the per-tier breakdown through the balancer.
     let requests = node("client", "requests.csv");
     let rows: Vec<&str> = requests.lines().skip(1).collect();
-    assert!(rows.iter().filter(|r| r.contains("fs=") && r.contains(";as=") && r.contains(";db=")).count() as u64 >= completed, "timing missing: {}", rows.first().unwrap_or(&""));
+    assert!(
+        rows.iter().filter(|r| r.contains("fs=") && r.contains(";as=") && r.contains(";db=")).count() as u64
+            >= completed,
+        "timing missing: {}",
+        rows.first().unwrap_or(&"")
+    );
 
     // The balancer spread the load over both front ends, and every tier counted requests.
     let backends = node("lb", "backends.csv");
     for fs in ["fs0:8080", "fs1:8080"] {
-        let n: u64 = backends.lines().filter(|l| l.split(',').nth(1) == Some(fs)).map(|l| l.split(',').nth(2).unwrap().parse::<u64>().unwrap()).sum();
+        let n: u64 = backends
+            .lines()
+            .filter(|l| l.split(',').nth(1) == Some(fs))
+            .map(|l| l.split(',').nth(2).unwrap().parse::<u64>().unwrap())
+            .sum();
         assert!(n >= 5, "{fs} got {n} requests:\n{backends}");
     }
     for n in ["fs0", "fs1", "as0", "as1", "db"] {
@@ -357,9 +457,14 @@ nodes:
     let out = tmp.path().join(format!("isaac-pg-{}", std::process::id()));
     let r = diorama(&["run", topo.to_str().unwrap(), "--tdf", "2", "--out", out.to_str().unwrap()]);
     assert_eq!(r.code, Some(0), "{r:?}");
-    let node = |n: &str, f: &str| std::fs::read_to_string(out.join("nodes").join(n).join(f)).unwrap_or_else(|e| panic!("{n}/{f}: {e}"));
+    let node = |n: &str, f: &str| {
+        std::fs::read_to_string(out.join("nodes").join(n).join(f)).unwrap_or_else(|e| panic!("{n}/{f}: {e}"))
+    };
     let summary: serde_json::Value = serde_json::from_str(&node("client", "summary.json")).unwrap();
-    println!("isaac with postgres in a node: {} completed, {} errors, median {} µs virtual", summary["completed"], summary["errors"], summary["latency_us"]["median"]);
+    println!(
+        "isaac with postgres in a node: {} completed, {} errors, median {} µs virtual",
+        summary["completed"], summary["errors"], summary["latency_us"]["median"]
+    );
     assert!(summary["completed"].as_u64().unwrap() >= 10 && summary["errors"] == 0, "{summary}");
     assert!(node("db", "postgres.log").contains("database system is ready to accept connections"));
     assert!(node("db", "postgres.log").contains("database system is shut down"), "postgres stopped with the node");

@@ -60,14 +60,20 @@ fn check_run(out: &Path, tdf: f64) {
     // Every request of every worker was gathered: each sent its third, all answered 200.
     let csv = std::fs::read_to_string(ctl.join("requests.csv")).expect("the controller wrote requests.csv");
     let mut lines = csv.lines();
-    assert_eq!(lines.next(), Some("id,scheduled_ns,dispatch_ns,complete_ns,latency_ns,uncorrected_ns,status,bytes,error,class,node,timing"));
+    assert_eq!(
+        lines.next(),
+        Some("id,scheduled_ns,dispatch_ns,complete_ns,latency_ns,uncorrected_ns,status,bytes,error,class,node,timing")
+    );
     let mut per_node = std::collections::BTreeMap::<String, u64>::new();
     for l in lines {
         let c: Vec<&str> = l.split(',').collect();
         assert_eq!(c[6], "200", "{l}");
         *per_node.entry(c[10].to_owned()).or_default() += 1;
     }
-    assert_eq!(per_node, [("w0".to_owned(), expected / 3), ("w1".to_owned(), expected / 3), ("w2".to_owned(), expected / 3)].into());
+    assert_eq!(
+        per_node,
+        [("w0".to_owned(), expected / 3), ("w1".to_owned(), expected / 3), ("w2".to_owned(), expected / 3)].into()
+    );
     for w in ["w0", "w1", "w2"] {
         let own = json(&out.join(format!("nodes/{w}/summary.json")));
         assert_eq!(own["requests"].as_u64(), Some(expected / 3), "{w} keeps its own results");

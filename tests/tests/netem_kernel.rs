@@ -20,7 +20,16 @@ fn probe() -> String {
 fn run(dir: &Path, name: &str, yaml: &str, tdf: f64, net: &str) -> (Vec<f64>, std::path::PathBuf) {
     let topo = topology(dir, name, yaml);
     let out = dir.join(format!("{name}-{net}-{tdf}"));
-    let r = diorama(&["run", topo.to_str().unwrap(), "--tdf", &tdf.to_string(), "--net", net, "--out", out.to_str().unwrap()]);
+    let r = diorama(&[
+        "run",
+        topo.to_str().unwrap(),
+        "--tdf",
+        &tdf.to_string(),
+        "--net",
+        net,
+        "--out",
+        out.to_str().unwrap(),
+    ]);
     assert_eq!(r.code, Some(0), "{name} at TDF {tdf}: {r:?}");
     let stdout = std::fs::read_to_string(out.join("nodes/client/stdout")).unwrap();
     assert!(mine(&out).is_empty(), "{:?}", mine(&out));
@@ -30,7 +39,9 @@ fn run(dir: &Path, name: &str, yaml: &str, tdf: f64, net: &str) -> (Vec<f64>, st
 fn need_netem() -> Result<(), String> {
     match netemu::kernel::probe() {
         Ok(s) if s.netem => Ok(()),
-        Ok(_) => Err("this kernel lacks sch_netem (adding a netem qdisc to a fresh namespace's lo fails with ENOENT)".into()),
+        Ok(_) => {
+            Err("this kernel lacks sch_netem (adding a netem qdisc to a fresh namespace's lo fails with ENOENT)".into())
+        }
         Err(e) => Err(format!("probing the kernel's qdiscs failed: {e}")),
     }
 }
@@ -70,11 +81,16 @@ nodes:
     for tdf in [1.0, 10.0] {
         let (v, out) = run(tmp.path(), "krate", &yaml, tdf, "kernel");
         let mbps = v[0];
-        println!("kernel htb: TDF {tdf}: TCP goodput {mbps:.3} Mbit/s virtual over a 10 Mbit/s link (frames: 9.564 max)");
+        println!(
+            "kernel htb: TDF {tdf}: TCP goodput {mbps:.3} Mbit/s virtual over a 10 Mbit/s link (frames: 9.564 max)"
+        );
         // htb shapes whole Ethernet frames: a full 1,514-byte frame carries 1,448 bytes of
         // TCP payload (timestamps on), so 10 Mbit/s of frames is 9.564 Mbit/s of goodput.
         let ideal = 10.0 * 1448.0 / 1514.0;
-        assert!((mbps - ideal).abs() <= 0.05 * ideal, "TDF {tdf}: goodput {mbps} Mbit/s virtual, expected {ideal:.3} ± 5%");
+        assert!(
+            (mbps - ideal).abs() <= 0.05 * ideal,
+            "TDF {tdf}: goodput {mbps} Mbit/s virtual, expected {ideal:.3} ± 5%"
+        );
         let net = &run_json(&out)["network"];
         assert_eq!(net["backend"], "kernel", "{net}");
         // links.csv counts the kernel's own bytes on the bottleneck.

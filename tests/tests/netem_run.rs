@@ -65,7 +65,10 @@ links:
         let rtt = run(tmp.path(), "delay1", &yaml, tdf)[0];
         let slack = wake_slack_ms(1, tdf);
         println!("delay: one 10 ms link at TDF {tdf}: median RTT {rtt:.3} ms virtual (expected 20 ± 5% + {slack:.2})");
-        assert!((rtt - 20.0).abs() <= 1.0 + slack, "TDF {tdf}: RTT {rtt} ms virtual, expected 20 ± 5% (+{slack:.2} ms)");
+        assert!(
+            (rtt - 20.0).abs() <= 1.0 + slack,
+            "TDF {tdf}: RTT {rtt} ms virtual, expected 20 ± 5% (+{slack:.2} ms)"
+        );
     }
 }
 
@@ -97,7 +100,10 @@ links:
         let rtt = run(tmp.path(), "delay", &yaml, tdf)[0];
         let slack = wake_slack_ms(3, tdf);
         println!("delay: 3 hops at TDF {tdf}: median RTT {rtt:.3} ms virtual (expected 20 ± 5% + {slack:.2})");
-        assert!((rtt - 20.0).abs() <= 1.0 + slack, "TDF {tdf}: RTT {rtt} ms virtual, expected 20 ± 5% (+{slack:.2} ms)");
+        assert!(
+            (rtt - 20.0).abs() <= 1.0 + slack,
+            "TDF {tdf}: RTT {rtt} ms virtual, expected 20 ± 5% (+{slack:.2} ms)"
+        );
     }
 }
 
@@ -236,7 +242,11 @@ links:
     let (a, b) = (mbps("c1"), mbps("client"));
     println!("dumbbell: flow 1 {a:.3} Mbit/s, flow 2 {b:.3} Mbit/s over a shared 10 Mbit/s link");
     for (name, v) in [("flow 1", a), ("flow 2", b)] {
-        assert!((4.0..=6.0).contains(&v), "{name}: {v} Mbit/s, expected 5 ± 1 (the other got {})", if name == "flow 1" { b } else { a });
+        assert!(
+            (4.0..=6.0).contains(&v),
+            "{name}: {v} Mbit/s, expected 5 ± 1 (the other got {})",
+            if name == "flow 1" { b } else { a }
+        );
     }
     assert!(mine(&out).is_empty(), "{:?}", mine(&out));
 }
@@ -277,6 +287,9 @@ links:
     // TCP under random loss varies from run to run: compare the means of two runs each.
     let mean = |tdf: f64| (run(tmp.path(), "lossy", &yaml, tdf)[0] + run(tmp.path(), "lossy2", &yaml, tdf)[0]) / 2.0;
     let (at1, at10) = (mean(1.0), mean(10.0));
-    println!("5% loss: TCP goodput {at1:.3} Mbit/s at TDF 1, {at10:.3} Mbit/s virtual at TDF 10 ({:+.1}%)", (at10 / at1 - 1.0) * 100.0);
+    println!(
+        "5% loss: TCP goodput {at1:.3} Mbit/s at TDF 1, {at10:.3} Mbit/s virtual at TDF 10 ({:+.1}%)",
+        (at10 / at1 - 1.0) * 100.0
+    );
     assert!((at10 / at1 - 1.0).abs() <= 0.10, "TDF 10 goodput {at10} vs TDF 1 {at1}: more than 10% apart");
 }

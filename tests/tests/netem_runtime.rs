@@ -131,7 +131,8 @@ fn scenario(backend: &str, tdf: f64) {
     receiver.join().unwrap();
     let log = log.lock().unwrap().clone();
     let first_after = |t: Duration| log.iter().filter(|(s, _)| *s >= t).map(|(s, _)| *s).min();
-    let last_between = |t0: Duration, t1: Duration| log.iter().filter(|(s, _)| *s >= t0 && *s < t1).map(|(s, _)| *s).max();
+    let last_between =
+        |t0: Duration, t1: Duration| log.iter().filter(|(s, _)| *s >= t0 && *s < t1).map(|(s, _)| *s).max();
     let mut report = Vec::new();
     for w in marks.windows(2) {
         let ((what, t, call), (_, next, _)) = (w[0], w[1]);
@@ -141,7 +142,12 @@ fn scenario(backend: &str, tdf: f64) {
         } else {
             first_after(t).map_or(Duration::MAX, |s| s.saturating_sub(t))
         };
-        report.push(format!("{what}: call {:.2} ms, effect {:.2} ms real = {:.3} ms virtual", call.as_secs_f64() * 1e3, effect.as_secs_f64() * 1e3, effect.as_secs_f64() * 1e3 / tdf));
+        report.push(format!(
+            "{what}: call {:.2} ms, effect {:.2} ms real = {:.3} ms virtual",
+            call.as_secs_f64() * 1e3,
+            effect.as_secs_f64() * 1e3,
+            effect.as_secs_f64() * 1e3 / tdf
+        ));
         assert!(effect < bound, "[{backend} TDF {tdf}] {what} took {effect:?} real (bound {bound:?}): {report:?}");
         if what == "up" || what == "heal" {
             // And traffic flows on: datagrams sent well after the change arrive.
@@ -162,7 +168,11 @@ fn scenario(backend: &str, tdf: f64) {
 }
 
 fn root_devices() -> Vec<String> {
-    let mut v: Vec<String> = std::fs::read_dir("/sys/class/net").unwrap().flatten().map(|e| e.file_name().to_string_lossy().into_owned()).collect();
+    let mut v: Vec<String> = std::fs::read_dir("/sys/class/net")
+        .unwrap()
+        .flatten()
+        .map(|e| e.file_name().to_string_lossy().into_owned())
+        .collect();
     v.sort();
     v
 }

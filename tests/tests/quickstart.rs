@@ -38,10 +38,14 @@ fn quickstart_runs_and_writes_its_results() {
     }
 
     // The client completed requests, all answered, and summarised their latency.
-    let summary: serde_json::Value = serde_json::from_str(&std::fs::read_to_string(out.join("nodes/client/summary.json")).unwrap()).unwrap();
+    let summary: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(out.join("nodes/client/summary.json")).unwrap()).unwrap();
     let completed = summary["completed"].as_u64().unwrap();
     let lat = &summary["latency_us"];
-    println!("quickstart at TDF {tdf}: {completed} requests, median {} µs, p99 {} µs (virtual)", lat["median"], lat["p99"]);
+    println!(
+        "quickstart at TDF {tdf}: {completed} requests, median {} µs, p99 {} µs (virtual)",
+        lat["median"], lat["p99"]
+    );
     assert!(completed >= 50, "only {completed} requests completed: {summary}");
     assert_eq!(summary["errors"], 0, "{summary}");
     let (median, p99) = (lat["median"].as_f64().unwrap(), lat["p99"].as_f64().unwrap());
@@ -53,7 +57,9 @@ fn quickstart_runs_and_writes_its_results() {
     let mut timed = 0;
     for row in requests.lines().skip(1) {
         let timing = row.rsplit(',').next().unwrap();
-        if let [Some(fs), Some(a), Some(db)] = ["fs=", "as=", "db="].map(|k| timing.split(';').find_map(|kv| kv.strip_prefix(k)).and_then(|v| v.parse::<u64>().ok())) {
+        if let [Some(fs), Some(a), Some(db)] = ["fs=", "as=", "db="]
+            .map(|k| timing.split(';').find_map(|kv| kv.strip_prefix(k)).and_then(|v| v.parse::<u64>().ok()))
+        {
             assert!(fs >= a && a >= db, "{row}");
             timed += 1;
         }

@@ -127,7 +127,13 @@ fn report_and_compare_real_runs() {
     println!("{}", r.stdout);
     assert_eq!(r.code, Some(6), "{r:?}");
     assert!(r.stdout.contains("FAIL: latency distribution: KS distance"), "{}", r.stdout);
-    assert!(r.stdout.lines().any(|l| l.starts_with("FAIL: p50 latency: relative error") && l.contains("exceeds threshold 0.0500 (A ")), "{}", r.stdout);
+    assert!(
+        r.stdout
+            .lines()
+            .any(|l| l.starts_with("FAIL: p50 latency: relative error") && l.contains("exceeds threshold 0.0500 (A ")),
+        "{}",
+        r.stdout
+    );
     let c = json(&out.join("compare.json"));
     assert_eq!(c["pass"], false);
     let ks = c["checks"].as_array().unwrap().iter().find(|k| k["name"] == "ks").unwrap()["value"].as_f64().unwrap();
@@ -136,8 +142,17 @@ fn report_and_compare_real_runs() {
 
     // Thresholds that allow it pass; a bad thresholds file names its line and field.
     let loose = tmp.path().join("loose.yaml");
-    std::fs::write(&loose, "ks: 1\np50: 10\np90: 10\np99: 10\nmean: 10\nthroughput: 1\ncpu: 100\nlink_util: 100\n").unwrap();
-    let r = diorama(&["compare", a.to_str().unwrap(), b.to_str().unwrap(), "--thresholds", loose.to_str().unwrap(), "--out", out.to_str().unwrap()]);
+    std::fs::write(&loose, "ks: 1\np50: 10\np90: 10\np99: 10\nmean: 10\nthroughput: 1\ncpu: 100\nlink_util: 100\n")
+        .unwrap();
+    let r = diorama(&[
+        "compare",
+        a.to_str().unwrap(),
+        b.to_str().unwrap(),
+        "--thresholds",
+        loose.to_str().unwrap(),
+        "--out",
+        out.to_str().unwrap(),
+    ]);
     assert_eq!(r.code, Some(0), "{r:?}");
     std::fs::write(&loose, "ks: 0.2\np99: lots\n").unwrap();
     let r = diorama(&["compare", a.to_str().unwrap(), b.to_str().unwrap(), "--thresholds", loose.to_str().unwrap()]);

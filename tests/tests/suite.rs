@@ -6,7 +6,7 @@ use diorama_tests::{diorama, leftovers, need_root, repo_root, require};
 
 fn read_json(path: &std::path::Path) -> serde_json::Value {
     let text = std::fs::read_to_string(path).unwrap_or_else(|e| panic!("{}: {e}", path.display()));
-    serde_json::from_str(&text).unwrap()
+    serde_json::from_str(&text).expect("suite.json is JSON")
 }
 
 #[test]
@@ -34,7 +34,11 @@ fn invalid_suites_are_refused_with_file_line_and_field() {
     .unwrap();
     let r = diorama(&["test", suite.to_str().unwrap(), "--out", tmp.path().join("out").to_str().unwrap()]);
     assert_eq!(r.code, Some(3), "{r:?}");
-    assert!(r.stderr.contains("bad.yaml:6:9: scenarios[0].assert[0].recovers_within: no fault \"nosuch\""), "{}", r.stderr);
+    assert!(
+        r.stderr.contains("bad.yaml:6:9: scenarios[0].assert[0].recovers_within: no fault \"nosuch\""),
+        "{}",
+        r.stderr
+    );
     assert!(!tmp.path().join("out").exists());
 }
 

@@ -11,9 +11,10 @@ use std::time::{SystemTime, UNIX_EPOCH};
 /// Logs to stderr with `tracing`; the filter comes from `DIORAMA_LOG` (default `info`).
 pub fn init_tracing() {
     let filter = std::env::var("DIORAMA_LOG").unwrap_or_else(|_| "info".into());
-    let filter = tracing_subscriber::EnvFilter::try_new(&filter)
-        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
-    let _ = tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr).with_target(false).try_init();
+    let filter =
+        tracing_subscriber::EnvFilter::try_new(&filter).unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
+    let _ =
+        tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr).with_target(false).try_init();
 }
 
 /// Now, in unix nanoseconds of this process's (possibly dilated) wall clock.

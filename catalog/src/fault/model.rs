@@ -23,7 +23,9 @@ impl<'de> Deserialize<'de> for SignedDuration {
         use serde::de::Error;
         let text = match serde_yaml_ng::Value::deserialize(d)? {
             serde_yaml_ng::Value::String(s) => s,
-            other => return Err(D::Error::custom(format!("expected a signed duration such as 2s or -500ms, got {other:?}"))),
+            other => {
+                return Err(D::Error::custom(format!("expected a signed duration such as 2s or -500ms, got {other:?}")))
+            }
         };
         let t = text.trim();
         let (neg, body) = match t.strip_prefix('-') {
@@ -175,7 +177,9 @@ impl Action {
     /// Node or link names the fault acts on (partition: every node of every side).
     pub fn targets(&self) -> Vec<String> {
         match self {
-            Self::Kill(n) | Self::Restart(n) | Self::Stop(n) | Self::Start(n) | Self::Pause(n) | Self::Resume(n) => n.clone(),
+            Self::Kill(n) | Self::Restart(n) | Self::Stop(n) | Self::Start(n) | Self::Pause(n) | Self::Resume(n) => {
+                n.clone()
+            }
             Self::Cpu { nodes, .. }
             | Self::ClockStep { nodes, .. }
             | Self::ClockSkew { nodes, .. }
@@ -190,7 +194,10 @@ impl Action {
 
     /// Whether `for:` can undo it; explicit undos and `load` (no known previous rate) cannot.
     pub fn undoable(&self) -> bool {
-        !matches!(self, Self::Restart(_) | Self::Start(_) | Self::Resume(_) | Self::LinkUp(_) | Self::Heal | Self::Load { .. })
+        !matches!(
+            self,
+            Self::Restart(_) | Self::Start(_) | Self::Resume(_) | Self::LinkUp(_) | Self::Heal | Self::Load { .. }
+        )
     }
 
     /// Whether it is itself an undo (its event is a `recover`).
@@ -200,7 +207,15 @@ impl Action {
 
     /// Whether it needs the emulated network.
     pub fn is_network(&self) -> bool {
-        matches!(self, Self::LinkDown(_) | Self::LinkUp(_) | Self::Partition(_) | Self::Heal | Self::Degrade(_) | Self::Inflate { .. })
+        matches!(
+            self,
+            Self::LinkDown(_)
+                | Self::LinkUp(_)
+                | Self::Partition(_)
+                | Self::Heal
+                | Self::Degrade(_)
+                | Self::Inflate { .. }
+        )
     }
 
     /// Parameters for the event record.

@@ -37,8 +37,22 @@ impl fmt::Display for FaultError {
 
 /// The fault-type keys, in the order of the docs.
 pub const TYPES: [&str; 16] = [
-    "kill", "restart", "stop", "start", "pause", "resume", "cpu", "clock", "link_down", "link_up", "partition", "heal",
-    "degrade", "inflate", "load", "",
+    "kill",
+    "restart",
+    "stop",
+    "start",
+    "pause",
+    "resume",
+    "cpu",
+    "clock",
+    "link_down",
+    "link_up",
+    "partition",
+    "heal",
+    "degrade",
+    "inflate",
+    "load",
+    "",
 ];
 
 /// Where a list of faults comes from.
@@ -77,21 +91,35 @@ pub fn load_scenario(file: &Path, topology: &dyn Targets) -> Result<Vec<Fault>, 
     let fail = |pos: Pos, field: &str, message: String| FaultError {
         diagnostics: vec![Diagnostic { file: file.to_owned(), pos, field: field.to_owned(), message }],
     };
-    let text = std::fs::read_to_string(file).map_err(|e| fail(Pos::default(), "", format!("cannot read the file: {e}")))?;
+    let text =
+        std::fs::read_to_string(file).map_err(|e| fail(Pos::default(), "", format!("cannot read the file: {e}")))?;
     let map = SourceMap::build(&text).map_err(|e| fail(e.pos, "", format!("malformed YAML: {}", e.message)))?;
-    let root: Value = serde_yaml_ng::from_str(&text).map_err(|e| fail(Pos { line: 1, col: 1 }, "", format!("malformed YAML: {e}")))?;
+    let root: Value = serde_yaml_ng::from_str(&text)
+        .map_err(|e| fail(Pos { line: 1, col: 1 }, "", format!("malformed YAML: {e}")))?;
     let Value::Mapping(root) = root else {
         return Err(fail(Pos { line: 1, col: 1 }, "", "expected a mapping with a `faults:` list".into()));
     };
     for key in root.keys() {
         let k = key.as_str().unwrap_or("?");
         if !matches!(k, "faults" | "name" | "description") {
-            return Err(fail(map.locate(k), k, format!("unknown field `{k}`, expected `faults`, `name` or `description`")));
+            return Err(fail(
+                map.locate(k),
+                k,
+                format!("unknown field `{k}`, expected `faults`, `name` or `description`"),
+            ));
         }
     }
     let items = match root.get("faults") {
-        Some(Value::Sequence(items)) => items.iter().enumerate().map(|(i, v)| (format!("faults[{i}]"), v.clone())).collect::<Vec<_>>(),
-        _ => return Err(fail(map.locate("faults"), "faults", "missing or malformed field `faults`: expected a list of faults".into())),
+        Some(Value::Sequence(items)) => {
+            items.iter().enumerate().map(|(i, v)| (format!("faults[{i}]"), v.clone())).collect::<Vec<_>>()
+        }
+        _ => {
+            return Err(fail(
+                map.locate("faults"),
+                "faults",
+                "missing or malformed field `faults`: expected a list of faults".into(),
+            ))
+        }
     };
     let path: PathBuf = file.to_owned();
     parse(&items, topology, &Source { file: &path, map: &map, id_prefix: "scenario." })
@@ -140,7 +168,13 @@ fn nodes(refs: &OneOrMany<String>, field: &str, topology: &dyn Targets, diags: &
 }
 
 /// Link names, or for `degrade` also nodes (meaning their access links).
-fn links(refs: &OneOrMany<String>, field: &str, topology: &dyn Targets, or_nodes: bool, diags: &mut Diagnostics<'_>) -> Vec<String> {
+fn links(
+    refs: &OneOrMany<String>,
+    field: &str,
+    topology: &dyn Targets,
+    or_nodes: bool,
+    diags: &mut Diagnostics<'_>,
+) -> Vec<String> {
     let mut out = Vec::new();
     let many = matches!(refs, OneOrMany::Many(_));
     for (j, r) in refs.to_vec().iter().enumerate() {
@@ -154,7 +188,8 @@ fn links(refs: &OneOrMany<String>, field: &str, topology: &dyn Targets, or_nodes
         match (or_nodes, topology.select(r)) {
             (true, Ok(sel)) => {
                 for n in sel {
-                    let access: Vec<&str> = topology.links().filter(|(_, a, b)| *a == n || *b == n).map(|(name, _, _)| name).collect();
+                    let access: Vec<&str> =
+                        topology.links().filter(|(_, a, b)| *a == n || *b == n).map(|(name, _, _)| name).collect();
                     if access.is_empty() {
                         diags.at_value(&f, format!("node {n} has no links"));
                     }
@@ -175,7 +210,13 @@ fn links(refs: &OneOrMany<String>, field: &str, topology: &dyn Targets, or_nodes
     out
 }
 
-fn one(path: &str, value: Value, topology: &dyn Targets, id_prefix: &str, diags: &mut Diagnostics<'_>) -> Option<Fault> {
+fn one(
+    path: &str,
+    value: Value,
+    topology: &dyn Targets,
+    id_prefix: &str,
+    diags: &mut Diagnostics<'_>,
+) -> Option<Fault> {
     if !matches!(value, Value::Mapping(_)) {
         diags.at_value(path, "expected a mapping such as {at: 10s, kill: db}");
         return None;
@@ -283,7 +324,8 @@ fn one(path: &str, value: Value, topology: &dyn Targets, id_prefix: &str, diags:
                     return None;
                 }
                 _ => {
-                    diags.at(path, "a `clock` fault needs exactly one of `step` (e.g. 2s, -500ms) or `skew` (e.g. 1.5)");
+                    diags
+                        .at(path, "a `clock` fault needs exactly one of `step` (e.g. 2s, -500ms) or `skew` (e.g. 1.5)");
                     return None;
                 }
             }
@@ -362,7 +404,10 @@ fn one(path: &str, value: Value, topology: &dyn Targets, id_prefix: &str, diags:
             match &d.rate {
                 Some(RateValue::Number(r)) if r.is_finite() && *r >= 0.0 => Action::Load { nodes: n, rate: *r },
                 Some(other) => {
-                    diags.at_value(&field("rate"), format!("{other:?}: expected requests per virtual second, a number ≥ 0"));
+                    diags.at_value(
+                        &field("rate"),
+                        format!("{other:?}: expected requests per virtual second, a number ≥ 0"),
+                    );
                     return None;
                 }
                 None => {
@@ -380,13 +425,7 @@ fn one(path: &str, value: Value, topology: &dyn Targets, id_prefix: &str, diags:
     if diags.list.len() > before {
         return None;
     }
-    Some(Fault {
-        id: format!("{id_prefix}{path}"),
-        name: d.name,
-        at: at.0,
-        undo_after: d.for_.map(|f| f.0),
-        action,
-    })
+    Some(Fault { id: format!("{id_prefix}{path}"), name: d.name, at: at.0, undo_after: d.for_.map(|f| f.0), action })
 }
 
 /// Replays the timeline: an explicit undo must find its target faulted.
@@ -427,10 +466,18 @@ fn check_order(faults: &[Fault], id_prefix: &str, diags: &mut Diagnostics<'_>) {
                 let ever: Vec<&String> = n.iter().filter(|x| !down.contains(*x)).collect();
                 for x in &ever {
                     let killed_earlier = faults.iter().any(|g| {
-                        g.at <= f.at && !std::ptr::eq(g, f) && matches!(&g.action, Action::Kill(m) | Action::Stop(m) if m.contains(x))
+                        g.at <= f.at
+                            && !std::ptr::eq(g, f)
+                            && matches!(&g.action, Action::Kill(m) | Action::Stop(m) if m.contains(x))
                     });
                     if !killed_earlier {
-                        diags.at(&field, format!("undo before do: {x} is restarted at {:?} but never killed or stopped before", f.at));
+                        diags.at(
+                            &field,
+                            format!(
+                                "undo before do: {x} is restarted at {:?} but never killed or stopped before",
+                                f.at
+                            ),
+                        );
                     }
                 }
                 n.iter().for_each(|x| {
@@ -459,4 +506,3 @@ fn check_order(faults: &[Fault], id_prefix: &str, diags: &mut Diagnostics<'_>) {
         }
     }
 }
-

@@ -86,7 +86,14 @@ mod tests {
         let order: Vec<(u64, usize, Phase)> = t.steps().iter().map(|s| (s.at.as_secs(), s.fault, s.phase)).collect();
         assert_eq!(
             order,
-            [(2, 1, Phase::Do), (5, 0, Phase::Do), (10, 3, Phase::Do), (15, 0, Phase::Undo), (15, 2, Phase::Do), (16, 2, Phase::Undo)]
+            [
+                (2, 1, Phase::Do),
+                (5, 0, Phase::Do),
+                (10, 3, Phase::Do),
+                (15, 0, Phase::Undo),
+                (15, 2, Phase::Do),
+                (16, 2, Phase::Undo)
+            ]
         );
     }
 }

@@ -33,7 +33,10 @@ fn faults(yaml: &str) -> Result<Vec<crate::fault::Fault>, FaultError> {
 /// Asserts one diagnostic at `line`:`col` for `field` containing `needle`.
 fn has(err: &FaultError, line: usize, field: &str, needle: &str) {
     assert!(
-        err.diagnostics.iter().any(|d| d.pos.line == line && d.field == field && d.message.contains(needle) && d.file == Path::new("t.yaml")),
+        err.diagnostics.iter().any(|d| d.pos.line == line
+            && d.field == field
+            && d.message.contains(needle)
+            && d.file == Path::new("t.yaml")),
         "no diagnostic at line {line} for {field} containing {needle:?} in:\n{err}"
     );
 }
@@ -101,7 +104,10 @@ fn bad_durations_and_unknown_types_name_the_field() {
 
 #[test]
 fn undo_before_do_is_refused() {
-    let err = faults("  - {at: 5s, resume: app0}\n  - {at: 6s, pause: app0}\n  - {at: 1s, restart: db0}\n  - {at: 2s, kill: db0}\n").unwrap_err();
+    let err = faults(
+        "  - {at: 5s, resume: app0}\n  - {at: 6s, pause: app0}\n  - {at: 1s, restart: db0}\n  - {at: 2s, kill: db0}\n",
+    )
+    .unwrap_err();
     has(&err, 15, "faults[0].resume", "undo before do: app0 is not paused");
     has(&err, 17, "faults[2].restart", "undo before do");
     // In order it is fine, and an explicit undo after a `for` undo is refused.

@@ -38,7 +38,8 @@ pub enum HostError {
 /// Memory of this machine from `<proc>/meminfo`.
 fn mem_total(proc_root: &Path) -> Result<u64, HostError> {
     let path = proc_root.join("meminfo");
-    let text = std::fs::read_to_string(&path).map_err(|source| HostError::Read { path: path.display().to_string(), source })?;
+    let text = std::fs::read_to_string(&path)
+        .map_err(|source| HostError::Read { path: path.display().to_string(), source })?;
     text.lines()
         .find_map(|l| l.strip_prefix("MemTotal:"))
         .and_then(|v| v.trim().trim_end_matches("kB").trim().parse::<u64>().ok())
@@ -59,7 +60,8 @@ fn cores() -> f64 {
 impl Host {
     /// This machine, measured through `proc_root` (normally `/proc`).
     pub fn local(proc_root: &Path) -> Result<Self, HostError> {
-        let name = nix::unistd::gethostname().map(|h| h.to_string_lossy().into_owned()).unwrap_or_else(|_| "local".into());
+        let name =
+            nix::unistd::gethostname().map(|h| h.to_string_lossy().into_owned()).unwrap_or_else(|_| "local".into());
         Ok(Self { name, cores: cores(), memory: mem_total(proc_root)? })
     }
 }

@@ -126,7 +126,8 @@ fn place(items: &[Item<'_>], hosts: &[Host], cap: &dyn Fn(&Host) -> f64, tdf: f6
     const EPS: f64 = 1e-9;
     for (k, item) in items.iter().enumerate() {
         let need = item.cpus / tdf;
-        let fits = |h: usize, cpu_free: &[f64], mem_free: &[u64]| need <= cpu_free[h] + EPS && item.memory <= mem_free[h];
+        let fits =
+            |h: usize, cpu_free: &[f64], mem_free: &[u64]| need <= cpu_free[h] + EPS && item.memory <= mem_free[h];
         let chosen = if item.spread_group.is_some() {
             (0..hosts.len())
                 .filter(|&h| fits(h, &cpu_free, &mem_free))
@@ -189,13 +190,10 @@ pub fn plan(topology: &Topology, inventory: &Inventory, opts: &PlanOptions) -> R
         .collect();
     // Spread groups first (by group, then member order), then first-fit decreasing.
     items.sort_by(|a, b| {
-        b.spread_group
-            .is_some()
-            .cmp(&a.spread_group.is_some())
-            .then_with(|| match (a.spread_group, b.spread_group) {
-                (Some(x), Some(y)) => x.cmp(y).then(a.idx.cmp(&b.idx)),
-                _ => b.cpus.total_cmp(&a.cpus).then(b.memory.cmp(&a.memory)).then(a.name.cmp(b.name)),
-            })
+        b.spread_group.is_some().cmp(&a.spread_group.is_some()).then_with(|| match (a.spread_group, b.spread_group) {
+            (Some(x), Some(y)) => x.cmp(y).then(a.idx.cmp(&b.idx)),
+            _ => b.cpus.total_cmp(&a.cpus).then(b.memory.cmp(&a.memory)).then(a.name.cmp(b.name)),
+        })
     });
     // What the nodes of a host may use: the headroom's share of its cores, less the reserve.
     let cap = |h: &Host| (h.cores * opts.headroom - opts.reserve_cores).max(0.0);
@@ -261,8 +259,8 @@ pub fn plan(topology: &Topology, inventory: &Inventory, opts: &PlanOptions) -> R
     let mut placed: Vec<Option<Placed>> = vec![None; topology.nodes.len()];
     for (k, item) in items.iter().enumerate() {
         let real = item.cpus / tdf;
-        let (quota, period) =
-            cfs(real, opts.cpu_period_us).ok_or_else(|| PlanError::QuotaTooSmall { node: item.name.to_owned(), share: real })?;
+        let (quota, period) = cfs(real, opts.cpu_period_us)
+            .ok_or_else(|| PlanError::QuotaTooSmall { node: item.name.to_owned(), share: real })?;
         placed[item.idx] = Some(Placed {
             node: item.name.to_owned(),
             host: hosts[at[k]].name.clone(),

@@ -5,7 +5,11 @@ use std::fmt;
 use super::Plan;
 
 fn mib(b: u64) -> String {
-    if b >= 1 << 30 && b % (1 << 30) == 0 { format!("{}GiB", b >> 30) } else { format!("{}MiB", b >> 20) }
+    if b >= 1 << 30 && b % (1 << 30) == 0 {
+        format!("{}GiB", b >> 30)
+    } else {
+        format!("{}MiB", b >> 20)
+    }
 }
 
 impl fmt::Display for Plan {
@@ -20,7 +24,11 @@ impl fmt::Display for Plan {
         )?;
         let w = self.nodes.iter().map(|n| n.node.len()).max().unwrap_or(4).max(4);
         let hw = self.nodes.iter().map(|n| n.host.len()).max().unwrap_or(4).max(4);
-        writeln!(f, "{:<w$}  {:<hw$}  {:>6}  {:>10}  {:>16}  {:>8}", "node", "host", "cpus", "real share", "quota/period", "memory")?;
+        writeln!(
+            f,
+            "{:<w$}  {:<hw$}  {:>6}  {:>10}  {:>16}  {:>8}",
+            "node", "host", "cpus", "real share", "quota/period", "memory"
+        )?;
         for n in &self.nodes {
             writeln!(
                 f,

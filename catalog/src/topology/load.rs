@@ -12,7 +12,8 @@ use crate::source::{Pos, SourceMap};
 
 /// Reads and validates a topology file, except its `faults:` (see `crate::load::topology`).
 pub fn read(path: &Path) -> Result<Topology, CatalogError> {
-    let text = std::fs::read_to_string(path).map_err(|e| CatalogError { diagnostics: vec![Diagnostic::unreadable(path, &e)] })?;
+    let text = std::fs::read_to_string(path)
+        .map_err(|e| CatalogError { diagnostics: vec![Diagnostic::unreadable(path, &e)] })?;
     read_str(path, &text)
 }
 
@@ -59,7 +60,12 @@ pub fn read_str(path: &Path, text: &str) -> Result<Topology, CatalogError> {
         Err(e) => {
             let pos = e.location().map_or(Pos { line: 1, col: 1 }, |l| Pos { line: l.line(), col: l.column() });
             return Err(CatalogError {
-                diagnostics: vec![Diagnostic { file: path.to_owned(), pos, field: String::new(), message: format!("malformed YAML: {e}") }],
+                diagnostics: vec![Diagnostic {
+                    file: path.to_owned(),
+                    pos,
+                    field: String::new(),
+                    message: format!("malformed YAML: {e}"),
+                }],
             });
         }
     };
@@ -76,7 +82,9 @@ pub fn read_str(path: &Path, text: &str) -> Result<Topology, CatalogError> {
     match nodes {
         Some(Value::Sequence(items)) => {
             for (i, item) in items.into_iter().enumerate() {
-                node_decls.push(typed::<NodeDecl>(item, &format!("nodes[{i}]"), &mut diags));
+                let name = item.get("name").and_then(Value::as_str).map(str::to_owned);
+                let decl = typed::<NodeDecl>(item, &format!("nodes[{i}]"), &mut diags);
+                node_decls.push(decl.ok_or(name));
             }
         }
         Some(Value::Null) | None => diags.at("nodes", "missing field `nodes`: a topology needs at least one node"),
@@ -95,14 +103,28 @@ pub fn read_str(path: &Path, text: &str) -> Result<Topology, CatalogError> {
     let Some(mut top) = top else {
         return Err(CatalogError { diagnostics: diags.list });
     };
-    top.nodes = node_decls.iter().map(|n| n.clone().unwrap_or_default()).collect();
-    top.links = link_decls.iter().flatten().cloned().collect();
-    if node_decls.iter().any(Option::is_none) || link_decls.iter().any(Option::is_none) {
-        // Semantic checks on a partial model would report noise (dangling references to
-        // the nodes that failed to parse); report the shape errors first.
-        return Err(CatalogError { diagnostics: diags.list });
+    // A node that failed to type stays declared under its name (if it has one), so that
+    // references to it are not reported as dangling; its own fields were reported already,
+    // so what the semantic checks say about them is dropped.
+    let failed: Vec<String> =
+        (0..node_decls.len()).filter(|i| node_decls[*i].is_err()).map(|i| format!("nodes[{i}]")).collect();
+    top.nodes =
+        node_decls.into_iter().map(|n| n.unwrap_or_else(|name| NodeDecl { name, ..NodeDecl::default() })).collect();
+    top.links = link_decls.into_iter().flatten().collect();
+    let shape_errors = diags.list.len();
+    let resolved = resolve::resolve(path, top, &source, &mut diags);
+    let within = |field: &str, node: &str| {
+        field.strip_prefix(node).is_some_and(|rest| rest.is_empty() || rest.starts_with(['.', '[']))
+    };
+    let mut i = shape_errors;
+    while i < diags.list.len() {
+        if failed.iter().any(|n| within(&diags.list[i].field, n)) {
+            diags.list.remove(i);
+        } else {
+            i += 1;
+        }
     }
-    match resolve::resolve(path, top, &source, &mut diags) {
+    match resolved {
         Some(t) if diags.is_empty() => Ok(t),
         _ => Err(CatalogError { diagnostics: diags.into_sorted() }),
     }

@@ -15,11 +15,11 @@ pub mod model;
 pub mod names;
 mod resolve;
 
-pub use load::{read, read_str};
-pub use resolve::{Link, LinkParams, Node, ReadySpec, RunSpec, Topology};
 pub use crate::diagnostics::Diagnostic;
 pub use crate::source::{Pos, SourceMap};
 pub use crate::units;
+pub use load::{read, read_str};
+pub use resolve::{Link, LinkParams, Node, ReadySpec, RunSpec, Topology};
 
 use std::fmt;
 

@@ -237,9 +237,11 @@ impl<'de> Deserialize<'de> for QueueDecl {
         };
         for suffix in ["packets", "packet", "pkts", "p"] {
             if let Some(n) = text.strip_suffix(suffix) {
-                return n.trim().parse().map(QueueDecl::Packets).map_err(|_| {
-                    serde::de::Error::custom(format!("{text:?}: expected a whole number of packets"))
-                });
+                return n
+                    .trim()
+                    .parse()
+                    .map(QueueDecl::Packets)
+                    .map_err(|_| serde::de::Error::custom(format!("{text:?}: expected a whole number of packets")));
             }
         }
         Bytes::parse(&text).map(|b| QueueDecl::Bytes(b.0)).map_err(|e| serde::de::Error::custom(e.0))

@@ -6,12 +6,12 @@ use std::time::Duration;
 
 use serde::Serialize;
 
-use crate::diagnostics::Diagnostics;
 use super::model::{
-    CommandDecl, DiskDecl, HostDecl, JitterDistDecl, LinkParamsDecl, NetworkDecl, NodeDecl, Placement, QueueDecl, TdfChoice,
-    TopologyDecl,
+    CommandDecl, DiskDecl, HostDecl, JitterDistDecl, LinkParamsDecl, NetworkDecl, NodeDecl, Placement, QueueDecl,
+    TdfChoice, TopologyDecl,
 };
 use super::names::{expand, Declared};
+use crate::diagnostics::Diagnostics;
 use crate::source::SourceMap;
 
 /// Defaults when neither the node nor `defaults` says.
@@ -163,7 +163,11 @@ impl Topology {
     }
 }
 
-fn select(reference: &str, nodes: &HashSet<&str>, groups: &BTreeMap<String, Vec<String>>) -> Result<Vec<String>, String> {
+fn select(
+    reference: &str,
+    nodes: &HashSet<&str>,
+    groups: &BTreeMap<String, Vec<String>>,
+) -> Result<Vec<String>, String> {
     if nodes.contains(reference) {
         return Ok(vec![reference.to_owned()]);
     }
@@ -198,9 +202,9 @@ fn params(decl: &LinkParamsDecl) -> LinkParams {
         queue_bytes,
         queue_packets,
         jitter_dist: decl.jitter_dist.unwrap_or_default(),
-        gilbert_elliott: decl.gilbert_elliott.map(|g| {
-            [g.p.0, g.r.0, g.loss_good.map_or(0.0, |p| p.0), g.loss_bad.map_or(1.0, |p| p.0)]
-        }),
+        gilbert_elliott: decl
+            .gilbert_elliott
+            .map(|g| [g.p.0, g.r.0, g.loss_good.map_or(0.0, |p| p.0), g.loss_bad.map_or(1.0, |p| p.0)]),
         reorder: decl.reorder.map_or(0.0, |p| p.0),
         duplicate: decl.duplicate.map_or(0.0, |p| p.0),
         corrupt: decl.corrupt.map_or(0.0, |p| p.0),
@@ -255,7 +259,12 @@ fn merged(node: &NodeDecl, defaults: &NodeDecl) -> NodeDecl {
     }
 }
 
-pub(super) fn resolve(file: &Path, decl: TopologyDecl, source: &SourceMap, diags: &mut Diagnostics<'_>) -> Option<Topology> {
+pub(super) fn resolve(
+    file: &Path,
+    decl: TopologyDecl,
+    source: &SourceMap,
+    diags: &mut Diagnostics<'_>,
+) -> Option<Topology> {
     if decl.defaults.name.is_some() {
         diags.at("defaults.name", "`defaults` cannot set a name");
     }
@@ -401,7 +410,14 @@ pub(super) fn resolve(file: &Path, decl: TopologyDecl, source: &SourceMap, diags
                 continue;
             }
             let p = params(&l.params());
-            links.push(Link { name: format!("{name}--{}", l.to), a: name.clone(), b: l.to.clone(), forward: p, reverse: p, path: field });
+            links.push(Link {
+                name: format!("{name}--{}", l.to),
+                a: name.clone(),
+                b: l.to.clone(),
+                forward: p,
+                reverse: p,
+                path: field,
+            });
         }
         nodes.push(Node {
             name: name.clone(),
@@ -452,7 +468,10 @@ pub(super) fn resolve(file: &Path, decl: TopologyDecl, source: &SourceMap, diags
                 diags.at(&l.path, format!("{dir} direction has jitter but no delay"));
             }
             if p.reorder > 0.0 && p.delay_ns == 0 {
-                diags.at(&l.path, format!("{dir} direction has reorder but no delay (reordered packets skip the delay)"));
+                diags.at(
+                    &l.path,
+                    format!("{dir} direction has reorder but no delay (reordered packets skip the delay)"),
+                );
             }
             if p.gilbert_elliott.is_some() && p.loss > 0.0 {
                 diags.at(&l.path, format!("{dir} direction has both loss and gilbert_elliott; choose one"));
@@ -514,7 +533,10 @@ fn check_cycles(nodes: &[Node], diags: &mut Diagnostics<'_>) {
                         let mut key: Vec<&str> = cycle[..cycle.len() - 1].to_vec();
                         key.sort_unstable();
                         if reported.insert(key.join(",")) {
-                            diags.at(&format!("{}.depends_on", nodes[j].path), format!("dependency cycle: {}", cycle.join(" → ")));
+                            diags.at(
+                                &format!("{}.depends_on", nodes[j].path),
+                                format!("dependency cycle: {}", cycle.join(" → ")),
+                            );
                         }
                     }
                     _ => {}
@@ -577,7 +599,12 @@ links:
 
     #[test]
     fn conflicting_loss_models_and_reorder_without_delay_are_refused() {
-        let bad = YAML.replace("forward: {gilbert_elliott: {p: 1%, r: 30%}}", "forward: {loss: 1%, gilbert_elliott: {p: 1%, r: 30%}}").replace("    delay: 5ms\n", "");
+        let bad = YAML
+            .replace(
+                "forward: {gilbert_elliott: {p: 1%, r: 30%}}",
+                "forward: {loss: 1%, gilbert_elliott: {p: 1%, r: 30%}}",
+            )
+            .replace("    delay: 5ms\n", "");
         let err = load_str(Path::new("t.yaml"), &bad).unwrap_err().to_string();
         assert!(err.contains("both loss and gilbert_elliott"), "{err}");
         assert!(err.contains("reorder but no delay"), "{err}");

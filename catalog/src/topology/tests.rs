@@ -89,7 +89,8 @@ fn unknown_fields_are_refused_at_their_line() {
 fn bad_units_name_the_field() {
     let err = errors("name: x\nnodes:\n  - name: a\n    memory: 12 furlongs\n    run: {command: a}\n");
     has(&err, 4, "nodes[0].memory", "unknown size unit");
-    let err = errors("name: x\nswitches: [s]\nnodes:\n  - name: a\n    run: {command: a}\n    link: {to: s, delay: 10}\n");
+    let err =
+        errors("name: x\nswitches: [s]\nnodes:\n  - name: a\n    run: {command: a}\n    link: {to: s, delay: 10}\n");
     assert!(err.diagnostics[0].message.contains("needs a unit"), "{err}");
     assert_eq!(err.diagnostics[0].pos.line, 6, "{err}");
 }
@@ -108,7 +109,8 @@ fn several_errors_are_reported_at_once() {
 fn duplicate_names_point_at_both() {
     let err = errors("name: x\nnodes:\n  - name: a\n    run: {command: a}\n  - name: a\n    run: {command: a}\n");
     has(&err, 5, "nodes[1].name", "duplicate name \"a\" (first declared at nodes[0].name)");
-    let err = errors("name: x\nnodes:\n  - name: web[0..2]\n    run: {command: a}\n  - name: web1\n    run: {command: a}\n");
+    let err =
+        errors("name: x\nnodes:\n  - name: web[0..2]\n    run: {command: a}\n  - name: web1\n    run: {command: a}\n");
     has(&err, 5, "nodes[1].name", "duplicate name \"web1\"");
 }
 
@@ -146,7 +148,8 @@ fn empty_ranges_are_refused() {
 
 #[test]
 fn missing_run_and_bad_ready_are_refused() {
-    let err = errors("name: x\nnodes:\n  - name: a\n  - name: b\n    run: {command: b}\n    ready: {tcp: 80, delay: 1s}\n");
+    let err =
+        errors("name: x\nnodes:\n  - name: a\n  - name: b\n    run: {command: b}\n    ready: {tcp: 80, delay: 1s}\n");
     has(&err, 3, "nodes[0]", "missing field `run`");
     has(&err, 6, "nodes[1].ready", "exactly one of");
 }
@@ -166,4 +169,43 @@ fn schema_describes_the_format() {
     for field in ["nodes", "links", "switches", "depends_on", "ready", "tdf"] {
         assert!(text.contains(field), "schema lacks {field}");
     }
+}
+
+#[test]
+fn type_and_reference_problems_are_reported_together() {
+    let err = errors(
+        "name: t
+nodes:
+  - name: db
+    cpus: lots
+    run: {command: \"true\"}
+  - name: web
+    depends_on: [db, cache]
+    run: {command: \"true\"}
+",
+    );
+    has(&err, 4, "nodes[0].cpus", "");
+    has(&err, 7, "nodes[1].depends_on[1]", "cache");
+    // `db` failed to type but is still declared: no dangling reference to it, and nothing
+    // more about its own fields.
+    assert_eq!(err.diagnostics.len(), 2, "{err}");
+    let lines: Vec<usize> = err.diagnostics.iter().map(|d| d.pos.line).collect();
+    assert_eq!(lines, [4, 7], "sorted by position: {err}");
+}
+
+#[test]
+fn a_node_without_a_usable_name_still_lets_the_others_be_checked() {
+    let err = errors(
+        "name: t
+nodes:
+  - name: [not, a, name]
+    run: {command: \"true\"}
+  - name: web
+    memory: 1GiB
+    depends_on: [nowhere]
+    run: {command: \"true\"}
+",
+    );
+    has(&err, 3, "nodes[0].name", "");
+    has(&err, 7, "nodes[1].depends_on[0]", "nowhere");
 }

@@ -122,7 +122,11 @@ fn vdso_clock_gettime() -> Option<usize> {
 fn next_versioned(name: &[u8], version: &[u8]) -> usize {
     // SAFETY: both strings are NUL-terminated.
     let p = unsafe { libc::dlvsym(libc::RTLD_NEXT, name.as_ptr().cast(), version.as_ptr().cast()) } as usize;
-    if p == 0 { next(name) } else { p }
+    if p == 0 {
+        next(name)
+    } else {
+        p
+    }
 }
 
 /// The real function `$name` with the given signature, resolved once.
@@ -189,7 +193,8 @@ static TIMES_BASE: AtomicI64 = AtomicI64::new(i64::MIN);
 
 // Control page layout: shared with the `dilation` crate through `dilation-abi`.
 use dilation_abi::control::{
-    MAGIC, OFF_ATTACHED, OFF_EPOCH_REAL, OFF_EPOCH_VIRT, OFF_ERRORS, OFF_MAGIC, OFF_SEQ, OFF_STEPS, OFF_TDF, SIZE as PAGE,
+    MAGIC, OFF_ATTACHED, OFF_EPOCH_REAL, OFF_EPOCH_VIRT, OFF_ERRORS, OFF_MAGIC, OFF_SEQ, OFF_STEPS, OFF_TDF,
+    SIZE as PAGE,
 };
 
 fn control_word(off: usize) -> Option<&'static AtomicU64> {
@@ -230,7 +235,10 @@ fn map_control() {
         return;
     }
     buf[..path.len()].copy_from_slice(path);
-    let fd = sys(libc::SYS_openat, [libc::AT_FDCWD as i64, buf.as_ptr() as i64, (libc::O_RDWR | libc::O_CLOEXEC) as i64, 0, 0, 0]);
+    let fd = sys(
+        libc::SYS_openat,
+        [libc::AT_FDCWD as i64, buf.as_ptr() as i64, (libc::O_RDWR | libc::O_CLOEXEC) as i64, 0, 0, 0],
+    );
     if fd < 0 {
         return;
     }
@@ -255,7 +263,9 @@ fn map_control() {
 
 fn init() {
     // Below 2^-14 the fixed-point multiplier would overflow; such a speed-up is no model.
-    let Some(tdf) = env(dilation_abi::env::TDF_C).and_then(model::parse_f64).filter(|t| t.is_finite() && *t >= 1.0 / 16384.0) else {
+    let Some(tdf) =
+        env(dilation_abi::env::TDF_C).and_then(model::parse_f64).filter(|t| t.is_finite() && *t >= 1.0 / 16384.0)
+    else {
         STATE.store(INACTIVE, Release);
         return;
     };
@@ -324,7 +334,8 @@ pub(crate) fn params() -> Params {
         // unmapped; every offset used here is 8-aligned and below 72.
         unsafe { &*base.add(off).cast::<AtomicU64>() }
     };
-    let (seq, t, r, v, st) = (word(OFF_SEQ), word(OFF_TDF), word(OFF_EPOCH_REAL), word(OFF_EPOCH_VIRT), word(OFF_STEPS));
+    let (seq, t, r, v, st) =
+        (word(OFF_SEQ), word(OFF_TDF), word(OFF_EPOCH_REAL), word(OFF_EPOCH_VIRT), word(OFF_STEPS));
     for _ in 0..128 {
         let s1 = seq.load(Acquire);
         if s1 % 2 == 1 {
@@ -543,7 +554,11 @@ pub unsafe extern "C" fn timespec_get(ts: *mut timespec, base: c_int) -> c_int {
         return 0;
     }
     // SAFETY: forwarding the caller's pointer to our clock_gettime.
-    if unsafe { clock_gettime(libc::CLOCK_REALTIME, ts) } == 0 { base } else { 0 }
+    if unsafe { clock_gettime(libc::CLOCK_REALTIME, ts) } == 0 {
+        base
+    } else {
+        0
+    }
 }
 
 /// # Safety
@@ -601,7 +616,11 @@ fn real_clock_nanosleep(clock: clockid_t, flags: c_int, req: *const timespec, re
         Some(f) => unsafe { f(clock, flags, req, rem) },
         None => {
             let r = sys(libc::SYS_clock_nanosleep, [clock as i64, flags as i64, req as i64, rem as i64, 0, 0]);
-            if r == -1 { errno() } else { 0 }
+            if r == -1 {
+                errno()
+            } else {
+                0
+            }
         }
     }
 }
@@ -853,7 +872,13 @@ deadline_hook!(mq_timedsend, "mq_timedsend", (q: libc::mqd_t, msg: *const c_char
 /// # Safety
 /// As `mq_timedreceive(3)`.
 #[no_mangle]
-pub unsafe extern "C" fn mq_timedreceive(q: libc::mqd_t, msg: *mut c_char, len: usize, prio: *mut c_uint, abstime: *const timespec) -> libc::ssize_t {
+pub unsafe extern "C" fn mq_timedreceive(
+    q: libc::mqd_t,
+    msg: *mut c_char,
+    len: usize,
+    prio: *mut c_uint,
+    abstime: *const timespec,
+) -> libc::ssize_t {
     type F = unsafe extern "C" fn(libc::mqd_t, *mut c_char, usize, *mut c_uint, *const timespec) -> libc::ssize_t;
     let Some(f) = real!("mq_timedreceive", F) else {
         set_errno(libc::ENOSYS);
@@ -881,7 +906,11 @@ fn cond_clock(cond: *const libc::pthread_cond_t) -> clockid_t {
     // SAFETY: `cond` points to a pthread_cond_t (48 bytes); offset 36 is 4-aligned and in
     // bounds; the word is read atomically as glibc itself does.
     let wrefs = unsafe { &*cond.cast::<u8>().add(WREFS_OFFSET).cast::<core::sync::atomic::AtomicU32>() }.load(Relaxed);
-    if wrefs & CLOCK_MONOTONIC_BIT != 0 { libc::CLOCK_MONOTONIC } else { libc::CLOCK_REALTIME }
+    if wrefs & CLOCK_MONOTONIC_BIT != 0 {
+        libc::CLOCK_MONOTONIC
+    } else {
+        libc::CLOCK_REALTIME
+    }
 }
 
 /// # Safety
@@ -960,7 +989,8 @@ pub unsafe extern "C" fn timerfd_create(clock: clockid_t, flags: c_int) -> c_int
         Some(f) => unsafe { f(clock, flags) },
         None => sys(libc::SYS_timerfd_create, [clock as i64, flags as i64, 0, 0, 0, 0]) as c_int,
     };
-    if let (Some(slot), Ok(c)) = (usize::try_from(fd).ok().and_then(|i| TIMERFD_CLOCKS.get(i)), u8::try_from(clock + 1)) {
+    if let (Some(slot), Ok(c)) = (usize::try_from(fd).ok().and_then(|i| TIMERFD_CLOCKS.get(i)), u8::try_from(clock + 1))
+    {
         slot.store(c, Relaxed);
     }
     fd
@@ -969,7 +999,12 @@ pub unsafe extern "C" fn timerfd_create(clock: clockid_t, flags: c_int) -> c_int
 /// # Safety
 /// As `timerfd_settime(2)`.
 #[no_mangle]
-pub unsafe extern "C" fn timerfd_settime(fd: c_int, flags: c_int, new: *const itimerspec, old: *mut itimerspec) -> c_int {
+pub unsafe extern "C" fn timerfd_settime(
+    fd: c_int,
+    flags: c_int,
+    new: *const itimerspec,
+    old: *mut itimerspec,
+) -> c_int {
     type F = unsafe extern "C" fn(c_int, c_int, *const itimerspec, *mut itimerspec) -> c_int;
     let Some(f) = real!("timerfd_settime", F) else {
         set_errno(libc::ENOSYS);
@@ -1017,7 +1052,9 @@ fn timer_slot(id: libc::timer_t) -> usize {
 fn timer_clock(id: libc::timer_t) -> clockid_t {
     let s = timer_slot(id);
     match (TIMER_IDS.get(s), TIMER_CLOCKS.get(s)) {
-        (Some(k), Some(c)) if k.load(Relaxed) == id as usize && c.load(Relaxed) != 0 => clockid_t::from(c.load(Relaxed)) - 1,
+        (Some(k), Some(c)) if k.load(Relaxed) == id as usize && c.load(Relaxed) != 0 => {
+            clockid_t::from(c.load(Relaxed)) - 1
+        }
         _ => libc::CLOCK_REALTIME,
     }
 }
@@ -1046,7 +1083,12 @@ pub unsafe extern "C" fn timer_create(clock: clockid_t, sev: *mut libc::sigevent
 /// # Safety
 /// As `timer_settime(2)`.
 #[no_mangle]
-pub unsafe extern "C" fn timer_settime(id: libc::timer_t, flags: c_int, new: *const itimerspec, old: *mut itimerspec) -> c_int {
+pub unsafe extern "C" fn timer_settime(
+    id: libc::timer_t,
+    flags: c_int,
+    new: *const itimerspec,
+    old: *mut itimerspec,
+) -> c_int {
     type F = unsafe extern "C" fn(libc::timer_t, c_int, *const itimerspec, *mut itimerspec) -> c_int;
     let Some(f) = real!("timer_settime", F) else {
         set_errno(libc::ENOSYS);
@@ -1161,7 +1203,8 @@ const SO_RCVTIMEO_NEW: c_int = 66;
 const SO_SNDTIMEO_NEW: c_int = 67;
 
 fn is_timeout_opt(level: c_int, name: c_int) -> bool {
-    level == libc::SOL_SOCKET && matches!(name, libc::SO_RCVTIMEO | libc::SO_SNDTIMEO | SO_RCVTIMEO_NEW | SO_SNDTIMEO_NEW)
+    level == libc::SOL_SOCKET
+        && matches!(name, libc::SO_RCVTIMEO | libc::SO_SNDTIMEO | SO_RCVTIMEO_NEW | SO_SNDTIMEO_NEW)
 }
 
 /// # Safety
@@ -1176,7 +1219,9 @@ pub unsafe extern "C" fn setsockopt(fd: c_int, level: c_int, name: c_int, val: *
         if let Some(tv) = read(val.cast::<timeval>()) {
             let real = to_tv(model::real_wait(tv_of(&tv), params().tdf));
             // SAFETY: our own timeval of the size the option expects.
-            return unsafe { f(fd, level, name, (&raw const real).cast(), core::mem::size_of::<timeval>() as socklen_t) };
+            return unsafe {
+                f(fd, level, name, (&raw const real).cast(), core::mem::size_of::<timeval>() as socklen_t)
+            };
         }
     }
     // SAFETY: forwarding the caller's arguments.
@@ -1186,14 +1231,24 @@ pub unsafe extern "C" fn setsockopt(fd: c_int, level: c_int, name: c_int, val: *
 /// # Safety
 /// As `getsockopt(2)`.
 #[no_mangle]
-pub unsafe extern "C" fn getsockopt(fd: c_int, level: c_int, name: c_int, val: *mut c_void, len: *mut socklen_t) -> c_int {
+pub unsafe extern "C" fn getsockopt(
+    fd: c_int,
+    level: c_int,
+    name: c_int,
+    val: *mut c_void,
+    len: *mut socklen_t,
+) -> c_int {
     type F = unsafe extern "C" fn(c_int, c_int, c_int, *mut c_void, *mut socklen_t) -> c_int;
     let ret = match real!("getsockopt", F) {
         // SAFETY: forwarding the caller's arguments.
         Some(f) => unsafe { f(fd, level, name, val, len) },
         None => sys(libc::SYS_getsockopt, [fd as i64, level as i64, name as i64, val as i64, len as i64, 0]) as c_int,
     };
-    if ret == 0 && is_timeout_opt(level, name) && active() && read(len).is_some_and(|l| l as usize >= core::mem::size_of::<timeval>()) {
+    if ret == 0
+        && is_timeout_opt(level, name)
+        && active()
+        && read(len).is_some_and(|l| l as usize >= core::mem::size_of::<timeval>())
+    {
         if let Some(tv) = read(val.cast::<timeval>()) {
             write(val.cast::<timeval>(), to_tv(model::virtual_wait(tv_of(&tv), params().tdf)));
         }
@@ -1241,7 +1296,15 @@ const FUTEX_CLOCK_REALTIME: i64 = 256;
 /// # Safety
 /// As `syscall(2)`.
 #[no_mangle]
-pub unsafe extern "C" fn syscall(n: c_long, a1: c_long, a2: c_long, a3: c_long, a4: c_long, a5: c_long, a6: c_long) -> c_long {
+pub unsafe extern "C" fn syscall(
+    n: c_long,
+    a1: c_long,
+    a2: c_long,
+    a3: c_long,
+    a4: c_long,
+    a5: c_long,
+    a6: c_long,
+) -> c_long {
     let args = [a1, a2, a3, a4, a5, a6];
     if let Some(r) = crate::cpu::exec_syscall(n, args) {
         return r;
@@ -1276,7 +1339,9 @@ pub unsafe extern "C" fn syscall(n: c_long, a1: c_long, a2: c_long, a3: c_long, 
         let timeout = || read(a4 as *const timespec);
         let converted = match op {
             FUTEX_WAIT => timeout().map(|t| rel_real(&t, &params())),
-            FUTEX_WAIT_BITSET | FUTEX_WAIT_REQUEUE_PI | FUTEX_LOCK_PI2 => timeout().map(|t| abs_real(clock, &t, &params())),
+            FUTEX_WAIT_BITSET | FUTEX_WAIT_REQUEUE_PI | FUTEX_LOCK_PI2 => {
+                timeout().map(|t| abs_real(clock, &t, &params()))
+            }
             FUTEX_LOCK_PI => timeout().map(|t| abs_real(libc::CLOCK_REALTIME, &t, &params())),
             _ => None,
         };
@@ -1338,7 +1403,13 @@ stat_hook!(fstatat, "fstatat", (dirfd: c_int, path: *const c_char, st: *mut libc
 /// # Safety
 /// As `statx(2)`.
 #[no_mangle]
-pub unsafe extern "C" fn statx(dirfd: c_int, path: *const c_char, flags: c_int, mask: c_uint, sx: *mut libc::statx) -> c_int {
+pub unsafe extern "C" fn statx(
+    dirfd: c_int,
+    path: *const c_char,
+    flags: c_int,
+    mask: c_uint,
+    sx: *mut libc::statx,
+) -> c_int {
     type F = unsafe extern "C" fn(c_int, *const c_char, c_int, c_uint, *mut libc::statx) -> c_int;
     let Some(f) = real!("statx", F) else {
         set_errno(libc::ENOSYS);

@@ -57,7 +57,11 @@ pub enum Kind {
 pub fn kind(clock: i32) -> Kind {
     match clock {
         CLOCK_REALTIME | CLOCK_REALTIME_COARSE | CLOCK_REALTIME_ALARM => Kind::Realtime,
-        CLOCK_MONOTONIC | CLOCK_MONOTONIC_RAW | CLOCK_MONOTONIC_COARSE | CLOCK_BOOTTIME | CLOCK_BOOTTIME_ALARM
+        CLOCK_MONOTONIC
+        | CLOCK_MONOTONIC_RAW
+        | CLOCK_MONOTONIC_COARSE
+        | CLOCK_BOOTTIME
+        | CLOCK_BOOTTIME_ALARM
         | CLOCK_TAI => Kind::Steady,
         _ => Kind::Passthrough,
     }
@@ -109,12 +113,20 @@ fn mul_up(d: i64, tdf: f64) -> i64 {
 
 /// A relative virtual wait in ns → real ns (rounded up, saturating).
 pub fn real_wait(virt_ns: i64, tdf: f64) -> i64 {
-    if virt_ns <= 0 { virt_ns } else { mul_up(virt_ns, tdf) }
+    if virt_ns <= 0 {
+        virt_ns
+    } else {
+        mul_up(virt_ns, tdf)
+    }
 }
 
 /// A relative real remainder in ns → virtual ns.
 pub fn virtual_wait(real_ns: i64, tdf: f64) -> i64 {
-    if real_ns <= 0 { real_ns } else { (real_ns as f64 / tdf).ceil() as i64 }
+    if real_ns <= 0 {
+        real_ns
+    } else {
+        (real_ns as f64 / tdf).ceil() as i64
+    }
 }
 
 /// A `poll`-style millisecond timeout (negative = forever, 0 = no wait) → real ms.
@@ -123,7 +135,11 @@ pub fn real_ms(ms: i32, tdf: f64) -> i32 {
         return ms;
     }
     let r = (f64::from(ms) * tdf).ceil();
-    if r >= f64::from(i32::MAX) { i32::MAX } else { r as i32 }
+    if r >= f64::from(i32::MAX) {
+        i32::MAX
+    } else {
+        r as i32
+    }
 }
 
 /// Seconds and nanoseconds → ns, saturating.
@@ -203,7 +219,14 @@ pub fn parse_i64(s: &[u8]) -> Option<i64> {
 mod tests {
     use super::*;
 
-    const P: Params = Params { tdf: 10.0, mult: 28_147_497_671_066, epoch_real: 1_000_000_000, epoch_virt: 1_000_000_000, steps: 0, d0: 0 };
+    const P: Params = Params {
+        tdf: 10.0,
+        mult: 28_147_497_671_066,
+        epoch_real: 1_000_000_000,
+        epoch_virt: 1_000_000_000,
+        steps: 0,
+        d0: 0,
+    };
 
     #[test]
     fn realtime_runs_t_times_slower_from_the_epoch() {

@@ -1,13 +1,19 @@
-//! `diorama check FILE…`: validate topologies without running anything.
+//! `diorama check FILE…`: validate topology and suite files without running anything.
+//!
+//! A suite (a file with `scenarios:`) is checked as a suite, then every scenario's topology
+//! and scenario file is checked too. Every problem of a file is reported, sorted by position.
 
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
+
+use catalog::load::Kind;
+use catalog::suite::Scenario;
 
 use super::exit;
 use crate::Error;
 
 #[derive(Debug, clap::Args)]
 pub struct Args {
-    /// Topology files.
+    /// Topology or suite files.
     #[arg(required = true)]
     pub files: Vec<PathBuf>,
     /// Also plan each topology on this machine (catches impossible plans).
@@ -17,26 +23,70 @@ pub struct Args {
 
 pub fn run(args: Args) -> anyhow::Result<u8> {
     let mut failed = 0;
+    let mut suites = false;
     for file in &args.files {
-        match catalog::load::topology(file) {
-            Ok(t) => {
-                if args.plan {
-                    if let Err(e) = crate::experiment::plan(&t, None, None) {
-                        eprintln!("{e}");
-                        failed += 1;
-                        continue;
-                    }
-                }
-                println!("{}: ok ({} nodes, {} links)", file.display(), t.nodes.len(), t.links.len());
+        let kind = std::fs::read_to_string(file).map_or(Kind::Topology, |text| catalog::load::kind_of(&text));
+        let ok = match kind {
+            Kind::Topology => check_topology(file, args.plan, None),
+            Kind::Suite => {
+                suites = true;
+                check_suite(file, args.plan)
             }
-            Err(e) => {
-                eprintln!("{e}");
-                failed += 1;
-            }
+        };
+        if !ok {
+            failed += 1;
         }
     }
     if failed > 0 {
-        return Err(Error::InvalidFiles { invalid: failed, total: args.files.len() }.into());
+        let what = if suites { "files" } else { "topologies" };
+        return Err(Error::InvalidFiles { invalid: failed, total: args.files.len(), what }.into());
     }
     Ok(exit::OK)
+}
+
+/// Checks one topology (as a suite's scenario runs it, when `scenario` is given); prints
+/// `FILE: ok (…)` or its problems. Returns whether it is valid.
+fn check_topology(file: &Path, plan: bool, scenario: Option<&Scenario>) -> bool {
+    let t = match catalog::load::topology(file) {
+        Ok(t) => t,
+        Err(e) => {
+            eprintln!("{e}");
+            return false;
+        }
+    };
+    if let Some(faults) = scenario.and_then(|s| s.scenario.as_deref()) {
+        if let Err(e) = catalog::fault::load_scenario(faults, &t) {
+            eprintln!("{e}");
+            return false;
+        }
+    }
+    if plan {
+        let (tdf, headroom) = scenario.map_or((None, None), |s| (s.tdf, s.headroom));
+        if let Err(e) = crate::experiment::plan(&t, tdf, headroom) {
+            eprintln!("{e}");
+            return false;
+        }
+    }
+    let what = scenario.map(|s| format!("scenario {}: ", s.name)).unwrap_or_default();
+    println!("{}: {what}ok ({} nodes, {} links)", file.display(), t.nodes.len(), t.links.len());
+    true
+}
+
+/// Checks a suite file, then every scenario's topology and scenario file.
+fn check_suite(file: &Path, plan: bool) -> bool {
+    let suite = match catalog::suite::load(file) {
+        Ok(s) => s,
+        Err(e) => {
+            eprintln!("{e}");
+            return false;
+        }
+    };
+    let mut ok = true;
+    for s in &suite.scenarios {
+        ok &= check_topology(&s.topology, plan, Some(s));
+    }
+    if ok {
+        println!("{}: ok (suite {}, {} scenarios)", file.display(), suite.name, suite.scenarios.len());
+    }
+    ok
 }

@@ -44,7 +44,14 @@ pub fn run(args: Args) -> anyhow::Result<u8> {
         );
     }
     for s in comparison.nodes.iter().map(|s| ("cpu", s)).chain(comparison.links.iter().map(|s| ("link", s))) {
-        println!("{:<4} {:<30} error {:>8.4}  threshold {:.4}  {}", s.0, s.1.name, s.1.mare, s.1.threshold, if s.1.pass { "pass" } else { "FAIL" });
+        println!(
+            "{:<4} {:<30} error {:>8.4}  threshold {:.4}  {}",
+            s.0,
+            s.1.name,
+            s.1.mare,
+            s.1.threshold,
+            if s.1.pass { "pass" } else { "FAIL" }
+        );
     }
     for n in &comparison.notes {
         println!("note: {n}");
@@ -54,7 +61,10 @@ pub fn run(args: Args) -> anyhow::Result<u8> {
     }
     println!("{}", out.join("compare.html").display());
     if comparison.pass {
-        eprintln!("compare: pass ({} checks)", comparison.checks.len() + comparison.nodes.len() + comparison.links.len());
+        eprintln!(
+            "compare: pass ({} checks)",
+            comparison.checks.len() + comparison.nodes.len() + comparison.links.len()
+        );
         Ok(exit::OK)
     } else {
         eprintln!("compare: {} threshold(s) exceeded", comparison.failures.len());

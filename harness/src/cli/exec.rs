@@ -42,15 +42,13 @@ pub fn run(args: Args) -> anyhow::Result<u8> {
         Some(text) => parse_epoch(text).map_err(|m| Error::Usage(format!("--epoch: {m}")))?,
         None => dilation::Epoch::now(),
     };
-    let model = dilation::TimeModel::new(args.tdf, epoch)
-        .map_err(|e| Error::Usage(format!("--tdf {}: {e}", args.tdf)))?;
+    let model =
+        dilation::TimeModel::new(args.tdf, epoch).map_err(|e| Error::Usage(format!("--tdf {}: {e}", args.tdf)))?;
     let shim = args
         .shim
         .clone()
         .or_else(dilation::probe::locate_shim)
-        .ok_or_else(|| {
-            Error::Environment(crate::pipeline::NO_SHIM.into())
-        })?;
+        .ok_or_else(|| Error::Environment(crate::pipeline::NO_SHIM.into()))?;
     if !shim.is_file() {
         return Err(Error::Environment(format!("shim {} does not exist", shim.display())).into());
     }

@@ -38,7 +38,9 @@ fn code(err: &Error) -> u8 {
         | Error::InvalidFiles { .. } => INVALID_INPUT,
         Error::Scenarios { first, .. } => code(first),
         Error::Usage(_) => USAGE,
-        Error::Environment(_) | Error::Inventory(_) | Error::BaselineTooBig { .. } | Error::CompareOutput { .. } => ENVIRONMENT,
+        Error::Environment(_) | Error::Inventory(_) | Error::BaselineTooBig { .. } | Error::CompareOutput { .. } => {
+            ENVIRONMENT
+        }
         Error::Run(_) | Error::Files(_) | Error::NotCleaned => SETUP,
         Error::Leftovers(_) => RUN_FAILED,
         Error::Report { source, .. } if source.is_bad_input() => INVALID_INPUT,

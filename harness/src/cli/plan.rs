@@ -24,7 +24,8 @@ pub fn run(args: Args) -> anyhow::Result<u8> {
     let topology = crate::experiment::load(&args.file)?;
     let plan = crate::experiment::plan(&topology, args.tdf, args.headroom)?;
     print!("{plan}");
-    std::fs::write(&args.out, serde_json::to_vec_pretty(&plan)?).with_context(|| format!("write {}", args.out.display()))?;
+    std::fs::write(&args.out, serde_json::to_vec_pretty(&plan)?)
+        .with_context(|| format!("write {}", args.out.display()))?;
     eprintln!("wrote {}", args.out.display());
     Ok(exit::OK)
 }

@@ -70,11 +70,17 @@ pub fn run(args: Args) -> anyhow::Result<u8> {
             return Err(Error::Usage("--no-dilation only makes sense at TDF 1".into()).into());
         }
         if let Some(f) = experiment.faults.iter().find(|f| f.action.kind() == "clock") {
-            return Err(Error::Usage(format!("{}: a clock fault needs the clock shim; drop --no-dilation", f.id)).into());
+            return Err(
+                Error::Usage(format!("{}: a clock fault needs the clock shim; drop --no-dilation", f.id)).into()
+            );
         }
     }
     let results_dir = args.out.clone().unwrap_or_else(|| {
-        PathBuf::from("results").join(format!("{}-{}", experiment.spec.name, chrono::Utc::now().format("%Y%m%dT%H%M%SZ")))
+        PathBuf::from("results").join(format!(
+            "{}-{}",
+            experiment.spec.name,
+            chrono::Utc::now().format("%Y%m%dT%H%M%SZ")
+        ))
     });
     let watch = pipeline::Watch {
         interactive: std::io::stderr().is_terminal(),

@@ -38,7 +38,13 @@ pub struct Args {
 /// 0.1; the other figures of the comparison are reported but do not decide.
 pub fn default_thresholds() -> report::compare::Thresholds {
     // f64::MAX: the figure is computed and reported in compare.json but never fails.
-    report::compare::Thresholds { p99: f64::MAX, mean: f64::MAX, cpu: f64::MAX, link_util: f64::MAX, ..Default::default() }
+    report::compare::Thresholds {
+        p99: f64::MAX,
+        mean: f64::MAX,
+        cpu: f64::MAX,
+        link_util: f64::MAX,
+        ..Default::default()
+    }
 }
 
 pub fn run(args: Args) -> anyhow::Result<u8> {

@@ -10,8 +10,8 @@ use std::path::Path;
 
 use serde::{Deserialize, Serialize};
 
-use catalog::suite::{Assertion, Check, RecoveryFrom};
 use super::recovery;
+use catalog::suite::{Assertion, Check, RecoveryFrom};
 
 /// The figures of a run that assertions read (a view of `summary.json`).
 #[derive(Debug, Clone, Default, Deserialize)]
@@ -110,7 +110,15 @@ pub struct Verdict {
 
 impl Verdict {
     fn new(check: &Check, status: Status, expected: String, measured: String, detail: String) -> Self {
-        Self { text: check.text.clone(), field: check.field.clone(), line: check.line, status, expected, measured, detail }
+        Self {
+            text: check.text.clone(),
+            field: check.field.clone(),
+            line: check.line,
+            status,
+            expected,
+            measured,
+            detail,
+        }
     }
     /// `measured X, expected Y` (for failure messages).
     pub fn message(&self) -> String {
@@ -124,7 +132,8 @@ impl Verdict {
 
 /// Runs a comparison of `baseline` against `run` with thresholds given as YAML (or the
 /// defaults); returns `(pass, failures, compare.json written in out)`.
-pub type CompareFn<'a> = dyn Fn(&Path, &Path, Option<&serde_yaml_ng::Value>, &Path) -> Result<(bool, Vec<String>), String> + 'a;
+pub type CompareFn<'a> =
+    dyn Fn(&Path, &Path, Option<&serde_yaml_ng::Value>, &Path) -> Result<(bool, Vec<String>), String> + 'a;
 
 /// Evaluates one assertion against the run in `dir` (whose summary is `view`).
 pub fn evaluate(check: &Check, view: &RunView, dir: &Path, compare: &CompareFn<'_>) -> Verdict {
@@ -154,13 +163,22 @@ pub fn evaluate(check: &Check, view: &RunView, dir: &Path, compare: &CompareFn<'
                 let detail = f.flags.iter().map(|x| x.to_string()).collect::<Vec<_>>().join("; ");
                 Verdict::new(check, status, verdict.clone(), f.verdict.clone(), detail)
             }
-            None => Verdict::new(check, Status::Error, verdict.clone(), na, "summary.json has no fidelity verdict".into()),
+            None => {
+                Verdict::new(check, Status::Error, verdict.clone(), na, "summary.json has no fidelity verdict".into())
+            }
         },
         Assertion::Recovers { within_s, fault, from, params } => {
             let expected = format!("recovery within {within_s:.1}s");
             let Some(f) = view.faults.iter().find(|f| f.name.as_deref() == Some(fault) || &f.id == fault) else {
-                let known: Vec<_> = view.faults.iter().map(|f| f.name.clone().unwrap_or_else(|| f.id.clone())).collect();
-                return Verdict::new(check, Status::Error, expected, na, format!("no fault {fault:?} in the run (faults: {known:?})"));
+                let known: Vec<_> =
+                    view.faults.iter().map(|f| f.name.clone().unwrap_or_else(|| f.id.clone())).collect();
+                return Verdict::new(
+                    check,
+                    Status::Error,
+                    expected,
+                    na,
+                    format!("no fault {fault:?} in the run (faults: {known:?})"),
+                );
             };
             let t0 = match from {
                 RecoveryFrom::Injection => Some(f.t_virtual_s),
@@ -191,7 +209,11 @@ pub fn evaluate(check: &Check, view: &RunView, dir: &Path, compare: &CompareFn<'
                             check,
                             Status::Fail,
                             expected,
-                            format!("not recovered by the end of the series ({:.0}s, {:.1}s after the clock started)", r.series_end_s, r.series_end_s - t0),
+                            format!(
+                                "not recovered by the end of the series ({:.0}s, {:.1}s after the clock started)",
+                                r.series_end_s,
+                                r.series_end_s - t0
+                            ),
                             detail,
                         ),
                     }
@@ -202,7 +224,13 @@ pub fn evaluate(check: &Check, view: &RunView, dir: &Path, compare: &CompareFn<'
             let expected = format!("within thresholds of {}", baseline.display());
             match compare(baseline, dir, thresholds.as_ref(), dir) {
                 Ok((true, _)) => Verdict::new(check, Status::Pass, expected, "within thresholds".into(), String::new()),
-                Ok((false, failures)) => Verdict::new(check, Status::Fail, expected, failures.join("; "), "compare.json in the run directory".into()),
+                Ok((false, failures)) => Verdict::new(
+                    check,
+                    Status::Fail,
+                    expected,
+                    failures.join("; "),
+                    "compare.json in the run directory".into(),
+                ),
                 Err(e) => Verdict::new(check, Status::Error, expected, na, e),
             }
         }
@@ -233,20 +261,40 @@ mod tests {
         .unwrap()
     }
 
-    fn no_compare(_: &Path, _: &Path, _: Option<&serde_yaml_ng::Value>, _: &Path) -> Result<(bool, Vec<String>), String> {
+    fn no_compare(
+        _: &Path,
+        _: &Path,
+        _: Option<&serde_yaml_ng::Value>,
+        _: &Path,
+    ) -> Result<(bool, Vec<String>), String> {
         Err("unused".into())
     }
 
     #[test]
     fn metric_verdicts_show_the_measured_value() {
-        let v = evaluate(&check(Assertion::Metric { metric: Metric::Latency("p99"), op: Op::Lt, value: 250.0 }), &view(), Path::new("."), &no_compare);
+        let v = evaluate(
+            &check(Assertion::Metric { metric: Metric::Latency("p99"), op: Op::Lt, value: 250.0 }),
+            &view(),
+            Path::new("."),
+            &no_compare,
+        );
         assert_eq!(v.status, Status::Fail);
         assert_eq!(v.message(), "t: measured 312.400 ms, expected < 250.000 ms");
-        let v = evaluate(&check(Assertion::Metric { metric: Metric::ErrorRate, op: Op::Le, value: 0.01 }), &view(), Path::new("."), &no_compare);
+        let v = evaluate(
+            &check(Assertion::Metric { metric: Metric::ErrorRate, op: Op::Le, value: 0.01 }),
+            &view(),
+            Path::new("."),
+            &no_compare,
+        );
         assert_eq!(v.status, Status::Pass);
         let mut empty = view();
         empty.latency_ms = None;
-        let v = evaluate(&check(Assertion::Metric { metric: Metric::Latency("p50"), op: Op::Lt, value: 1.0 }), &empty, Path::new("."), &no_compare);
+        let v = evaluate(
+            &check(Assertion::Metric { metric: Metric::Latency("p50"), op: Op::Lt, value: 1.0 }),
+            &empty,
+            Path::new("."),
+            &no_compare,
+        );
         assert_eq!((v.status, v.measured.as_str()), (Status::Error, "not measured"));
     }
 
@@ -254,7 +302,12 @@ mod tests {
     fn fidelity_and_recovery() {
         let v = evaluate(&check(Assertion::Fidelity { verdict: "ok".into() }), &view(), Path::new("."), &no_compare);
         assert_eq!(v.status, Status::Pass);
-        let rec = |within_s, fault: &str, from| Assertion::Recovers { within_s, fault: fault.into(), from, params: RecoveryParams::default() };
+        let rec = |within_s, fault: &str, from| Assertion::Recovers {
+            within_s,
+            fault: fault.into(),
+            from,
+            params: RecoveryParams::default(),
+        };
         let v = evaluate(&check(rec(12.0, "db-down", RecoveryFrom::Injection)), &view(), Path::new("."), &no_compare);
         assert_eq!((v.status, v.measured.as_str()), (Status::Pass, "10.0s"), "{v:?}");
         let v = evaluate(&check(rec(5.0, "faults[0]", RecoveryFrom::Injection)), &view(), Path::new("."), &no_compare);
@@ -268,7 +321,9 @@ mod tests {
     #[test]
     fn comparison_failures_are_the_measured_value() {
         let a = Assertion::CompareTo { baseline: "b".into(), thresholds: None };
-        let fail = |_: &Path, _: &Path, _: Option<&serde_yaml_ng::Value>, _: &Path| Ok((false, vec!["p99 error 30% > 10%".to_owned()]));
+        let fail = |_: &Path, _: &Path, _: Option<&serde_yaml_ng::Value>, _: &Path| {
+            Ok((false, vec!["p99 error 30% > 10%".to_owned()]))
+        };
         let v = evaluate(&check(a), &view(), Path::new("."), &fail);
         assert_eq!((v.status, v.measured.as_str()), (Status::Fail, "p99 error 30% > 10%"));
     }

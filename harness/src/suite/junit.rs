@@ -11,7 +11,8 @@ use super::outcome::{ScenarioResult, SuiteResult};
 /// Escapes text for XML attributes and character data: the HTML escape (whose `&#39;` is
 /// XML too), minus the control characters XML 1.0 forbids even escaped.
 fn esc(s: &str) -> String {
-    let clean: String = s.chars().map(|c| if (c as u32) < 0x20 && !matches!(c, '\n' | '\r' | '\t') { ' ' } else { c }).collect();
+    let clean: String =
+        s.chars().map(|c| if (c as u32) < 0x20 && !matches!(c, '\n' | '\r' | '\t') { ' ' } else { c }).collect();
     report::html::esc(&clean)
 }
 
@@ -25,7 +26,12 @@ fn scenario_xml(out: &mut String, suite: &str, s: &ScenarioResult) {
         esc(&format!("{suite}.{}", s.name)),
         s.real_s
     );
-    let _ = writeln!(out, r#"    <properties><property name="results" value="{}"/><property name="tdf" value="{}"/></properties>"#, esc(&s.results_dir.display().to_string()), s.tdf.map_or_else(String::new, |t| t.to_string()));
+    let _ = writeln!(
+        out,
+        r#"    <properties><property name="results" value="{}"/><property name="tdf" value="{}"/></properties>"#,
+        esc(&s.results_dir.display().to_string()),
+        s.tdf.map_or_else(String::new, |t| t.to_string())
+    );
     let class = esc(&format!("{suite}.{}", s.name));
     let _ = write!(out, r#"    <testcase classname="{class}" name="run" time="{:.3}">"#, s.real_s);
     if let Some(e) = &s.error {
@@ -37,14 +43,27 @@ fn scenario_xml(out: &mut String, suite: &str, s: &ScenarioResult) {
     out.push_str("</testcase>\n");
     for v in &s.verdicts {
         let _ = write!(out, r#"    <testcase classname="{class}" name="{}" time="0">"#, esc(&v.text));
-        let body = format!("{}\nmeasured: {}\nexpected: {}\nat {} (line {})\n{}", v.text, v.measured, v.expected, v.field, v.line, v.detail);
+        let body = format!(
+            "{}\nmeasured: {}\nexpected: {}\nat {} (line {})\n{}",
+            v.text, v.measured, v.expected, v.field, v.line, v.detail
+        );
         match v.status {
             Status::Pass => {}
             Status::Fail => {
-                let _ = write!(out, r#"<failure message="{}" type="assertion">{}</failure>"#, esc(&v.message()), esc(&body));
+                let _ = write!(
+                    out,
+                    r#"<failure message="{}" type="assertion">{}</failure>"#,
+                    esc(&v.message()),
+                    esc(&body)
+                );
             }
             Status::Error => {
-                let _ = write!(out, r#"<error message="{}" type="not_evaluated">{}</error>"#, esc(&v.message()), esc(&body));
+                let _ = write!(
+                    out,
+                    r#"<error message="{}" type="not_evaluated">{}</error>"#,
+                    esc(&v.message()),
+                    esc(&body)
+                );
             }
         }
         out.push_str("</testcase>\n");
@@ -98,7 +117,11 @@ mod tests {
                 reason: "duration".into(),
                 real_s: 1.5,
                 error: None,
-                verdicts: vec![v(Status::Pass, "p50 < 10ms"), v(Status::Fail, "p99 < 250ms & <x>"), v(Status::Error, "fidelity: ok")],
+                verdicts: vec![
+                    v(Status::Pass, "p50 < 10ms"),
+                    v(Status::Fail, "p99 < 250ms & <x>"),
+                    v(Status::Error, "fidelity: ok"),
+                ],
             }],
             2.0,
         );
@@ -106,7 +129,10 @@ mod tests {
         assert!(xml.contains(r#"<testsuites name="nightly" tests="4" failures="1" errors="1""#), "{xml}");
         assert!(xml.contains(r#"<failure message="p99 &lt; 250ms &amp; &lt;x&gt;: measured 312.400 ms, expected &lt; 250.000 ms" type="assertion">"#), "{xml}");
         assert!(xml.contains("<error message=\"fidelity: ok: measured"), "{xml}");
-        assert!(xml.contains(r#"<testcase classname="nightly.steady" name="p50 &lt; 10ms" time="0"></testcase>"#), "{xml}");
+        assert!(
+            xml.contains(r#"<testcase classname="nightly.steady" name="p50 &lt; 10ms" time="0"></testcase>"#),
+            "{xml}"
+        );
         assert_eq!(xml.matches("<testcase ").count(), 4);
     }
 }

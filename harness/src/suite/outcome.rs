@@ -151,7 +151,8 @@ mod tests {
             error: None,
             verdicts: vec![v],
         };
-        let broken = ScenarioResult { name: "b".into(), error: Some("setup failed".into()), verdicts: vec![], ..ok.clone() };
+        let broken =
+            ScenarioResult { name: "b".into(), error: Some("setup failed".into()), verdicts: vec![], ..ok.clone() };
         let r = SuiteResult::from_scenarios("s", Path::new("s.yaml"), vec![ok, broken], 3.0);
         assert_eq!((r.passed, r.failed, r.errors), (false, 1, 1));
         let t = r.table();

@@ -49,7 +49,12 @@ pub enum RecoveryError {
 }
 
 /// Measures recovery of `series` after a fault injected at `injected` whose clock starts at `t0`.
-pub fn measure(series: &[(f64, f64, f64)], injected: f64, t0: f64, p: &RecoveryParams) -> Result<Recovery, RecoveryError> {
+pub fn measure(
+    series: &[(f64, f64, f64)],
+    injected: f64,
+    t0: f64,
+    p: &RecoveryParams,
+) -> Result<Recovery, RecoveryError> {
     if series.is_empty() {
         return Err(RecoveryError::NoSeries);
     }
@@ -102,7 +107,11 @@ mod tests {
         (0..80)
             .map(|t| {
                 let t = f64::from(t);
-                if (30.0..45.0).contains(&t) { (t, 40.0, 10.0) } else { (t, 100.0 + (t % 3.0), 0.0) }
+                if (30.0..45.0).contains(&t) {
+                    (t, 40.0, 10.0)
+                } else {
+                    (t, 100.0 + (t % 3.0), 0.0)
+                }
             })
             .collect()
     }

@@ -15,7 +15,13 @@ use crate::Error;
 
 /// The overrides a scenario asks for.
 pub fn overrides(s: &Scenario) -> Overrides {
-    Overrides { tdf: s.tdf, duration: s.duration.clone(), headroom: s.headroom, scenario: s.scenario.clone(), ..Overrides::default() }
+    Overrides {
+        tdf: s.tdf,
+        duration: s.duration.clone(),
+        headroom: s.headroom,
+        scenario: s.scenario.clone(),
+        ..Overrides::default()
+    }
 }
 
 /// Loads and plans every scenario's experiment, so that a bad topology, scenario file or
@@ -29,13 +35,20 @@ pub fn prepare(suite: &Suite) -> Result<Vec<Experiment>, Error> {
                 for c in &s.checks {
                     if let Assertion::Recovers { fault, .. } = &c.assertion {
                         if !e.faults.iter().any(|f| f.name.as_deref() == Some(fault) || &f.id == fault) {
-                            let known: Vec<String> = e.faults.iter().map(|f| f.name.clone().unwrap_or_else(|| f.id.clone())).collect();
+                            let known: Vec<String> =
+                                e.faults.iter().map(|f| f.name.clone().unwrap_or_else(|| f.id.clone())).collect();
                             let pos = suite.source.locate(&c.field);
                             let at = format!("{}:{}:{}", suite.file.display(), pos.line, pos.col);
                             let message = format!("no fault {fault:?} in this scenario (its faults: {known:?})");
                             problems.push((
                                 Error::Reference { at, field: c.field.clone(), message },
-                                format!("{}:{}:{}: {}: no fault {fault:?} in this scenario (its faults: {known:?})", suite.file.display(), pos.line, pos.col, c.field),
+                                format!(
+                                    "{}:{}:{}: {}: no fault {fault:?} in this scenario (its faults: {known:?})",
+                                    suite.file.display(),
+                                    pos.line,
+                                    pos.col,
+                                    c.field
+                                ),
                             ));
                         }
                     }
@@ -44,7 +57,14 @@ pub fn prepare(suite: &Suite) -> Result<Vec<Experiment>, Error> {
             }
             Err(err) => {
                 let pos = suite.source.locate(&s.field);
-                let text = format!("{}:{}:{}: {}: {}", suite.file.display(), pos.line, pos.col, s.field, crate::error::chain(&err));
+                let text = format!(
+                    "{}:{}:{}: {}: {}",
+                    suite.file.display(),
+                    pos.line,
+                    pos.col,
+                    s.field,
+                    crate::error::chain(&err)
+                );
                 problems.push((err, text));
             }
         }
@@ -56,15 +76,25 @@ pub fn prepare(suite: &Suite) -> Result<Vec<Experiment>, Error> {
     }
 }
 
-
-fn compare_fn(a: &Path, b: &Path, th: Option<&serde_yaml_ng::Value>, out: &Path) -> Result<(bool, Vec<String>), String> {
+fn compare_fn(
+    a: &Path,
+    b: &Path,
+    th: Option<&serde_yaml_ng::Value>,
+    out: &Path,
+) -> Result<(bool, Vec<String>), String> {
     let th = pipeline::thresholds(th)?;
     let c = pipeline::compare_runs(a, b, &th, out)?;
     Ok((c.pass, c.failures))
 }
 
 /// Runs one scenario and assesses it; never fails (problems become the result's error).
-fn run_scenario(s: &Scenario, experiment: &Experiment, dir: &Path, env: &Environment, interrupt: &AtomicBool) -> ScenarioResult {
+fn run_scenario(
+    s: &Scenario,
+    experiment: &Experiment,
+    dir: &Path,
+    env: &Environment,
+    interrupt: &AtomicBool,
+) -> ScenarioResult {
     let started = Instant::now();
     let mut result = ScenarioResult {
         name: s.name.clone(),
@@ -93,7 +123,8 @@ fn run_scenario(s: &Scenario, experiment: &Experiment, dir: &Path, env: &Environ
             match summary.and_then(|()| RunView::read(&ran.results_dir)) {
                 Err(e) => result.error = Some(format!("no summary of the run: {e}")),
                 Ok(view) => {
-                    result.verdicts = s.checks.iter().map(|c| assess::evaluate(c, &view, &ran.results_dir, &compare_fn)).collect();
+                    result.verdicts =
+                        s.checks.iter().map(|c| assess::evaluate(c, &view, &ran.results_dir, &compare_fn)).collect();
                 }
             }
         }
@@ -103,7 +134,13 @@ fn run_scenario(s: &Scenario, experiment: &Experiment, dir: &Path, env: &Environ
 }
 
 /// Runs the suite into `out` and writes `junit.xml` and `suite.json` there.
-pub fn run(suite: &Suite, experiments: &[Experiment], out: &Path, env: &Environment, interrupt: &AtomicBool) -> Result<SuiteResult, Error> {
+pub fn run(
+    suite: &Suite,
+    experiments: &[Experiment],
+    out: &Path,
+    env: &Environment,
+    interrupt: &AtomicBool,
+) -> Result<SuiteResult, Error> {
     let started = Instant::now();
     std::fs::create_dir_all(out).map_err(|e| Error::Files(format!("create {}: {e}", out.display())))?;
     let mut results = Vec::new();
@@ -111,7 +148,14 @@ pub fn run(suite: &Suite, experiments: &[Experiment], out: &Path, env: &Environm
         if interrupt.load(Ordering::Relaxed) {
             break;
         }
-        eprintln!("== scenario {}/{}: {} ({}, TDF {})", i + 1, suite.scenarios.len(), s.name, s.topology.display(), e.spec.tdf);
+        eprintln!(
+            "== scenario {}/{}: {} ({}, TDF {})",
+            i + 1,
+            suite.scenarios.len(),
+            s.name,
+            s.topology.display(),
+            e.spec.tdf
+        );
         let dir: PathBuf = out.join(&s.name);
         let r = run_scenario(s, e, &dir, env, interrupt);
         for v in r.verdicts.iter().filter(|v| v.status != super::assess::Status::Pass) {
@@ -119,7 +163,8 @@ pub fn run(suite: &Suite, experiments: &[Experiment], out: &Path, env: &Environm
         }
         results.push(r);
         // Write as we go, so a long suite that is killed still leaves what it measured.
-        let partial = SuiteResult::from_scenarios(&suite.name, &suite.file, results.clone(), started.elapsed().as_secs_f64());
+        let partial =
+            SuiteResult::from_scenarios(&suite.name, &suite.file, results.clone(), started.elapsed().as_secs_f64());
         write(&partial, out)?;
     }
     let result = SuiteResult::from_scenarios(&suite.name, &suite.file, results, started.elapsed().as_secs_f64());

@@ -91,7 +91,10 @@ pub fn prepare(o: &Options) -> Result<[Option<Experiment>; 3], Error> {
     let baseline = match &o.baseline {
         Some(dir) => {
             if !dir.join("run.json").is_file() {
-                return Err(Error::Usage(format!("--baseline {}: not a results directory (no run.json)", dir.display())));
+                return Err(Error::Usage(format!(
+                    "--baseline {}: not a results directory (no run.json)",
+                    dir.display()
+                )));
             }
             None
         }
@@ -124,12 +127,32 @@ fn leg(name: &'static str, run_tdf: f64, divided: f64, ran: Result<Ran, Error>, 
             };
             let fid = fidelity(&r.results_dir);
             (
-                Leg { name, run_tdf, resources_divided_by: divided, results_dir: r.results_dir, success: Some(r.outcome.success), reason, real_s: Some(r.real_s), reused: false, fidelity: fid },
+                Leg {
+                    name,
+                    run_tdf,
+                    resources_divided_by: divided,
+                    results_dir: r.results_dir,
+                    success: Some(r.outcome.success),
+                    reason,
+                    real_s: Some(r.real_s),
+                    reused: false,
+                    fidelity: fid,
+                },
                 ok,
             )
         }
         Err(e) => (
-            Leg { name, run_tdf, resources_divided_by: divided, results_dir: dir.to_owned(), success: None, reason: crate::error::chain(&e), real_s: None, reused: false, fidelity: None },
+            Leg {
+                name,
+                run_tdf,
+                resources_divided_by: divided,
+                results_dir: dir.to_owned(),
+                success: None,
+                reason: crate::error::chain(&e),
+                real_s: None,
+                reused: false,
+                fidelity: None,
+            },
             false,
         ),
     }
@@ -143,12 +166,22 @@ fn against(baseline: &Path, run: &Path, th: &report::compare::Thresholds, out: &
             compare_dir: out.to_owned(),
             comparison: serde_json::to_value(&c).unwrap_or_default(),
         },
-        Err(e) => Against { pass: false, failures: vec![format!("comparison failed: {e}")], compare_dir: out.to_owned(), comparison: serde_json::Value::Null },
+        Err(e) => Against {
+            pass: false,
+            failures: vec![format!("comparison failed: {e}")],
+            compare_dir: out.to_owned(),
+            comparison: serde_json::Value::Null,
+        },
     }
 }
 
 /// Runs the three legs and the two comparisons; writes `validate.json` into `o.out`.
-pub fn run(o: &Options, experiments: [Option<Experiment>; 3], env: &Environment, interrupt: &AtomicBool) -> Result<Validation, Error> {
+pub fn run(
+    o: &Options,
+    experiments: [Option<Experiment>; 3],
+    env: &Environment,
+    interrupt: &AtomicBool,
+) -> Result<Validation, Error> {
     std::fs::create_dir_all(&o.out).map_err(|e| Error::Files(format!("create {}: {e}", o.out.display())))?;
     let [baseline, scaled, naive] = experiments;
     let mut legs = Vec::new();
@@ -161,7 +194,11 @@ pub fn run(o: &Options, experiments: [Option<Experiment>; 3], env: &Environment,
             }
             let view = crate::suite::assess::RunView::read(&dir).map_err(Error::Files)?;
             if view.run.tdf.is_some_and(|t| (t - 1.0).abs() > 1e-9) {
-                return Err(Error::Usage(format!("--baseline {}: ran at TDF {:?}, not 1", dir.display(), view.run.tdf)));
+                return Err(Error::Usage(format!(
+                    "--baseline {}: ran at TDF {:?}, not 1",
+                    dir.display(),
+                    view.run.tdf
+                )));
             }
             legs.push(Leg {
                 name: "baseline",
@@ -180,7 +217,8 @@ pub fn run(o: &Options, experiments: [Option<Experiment>; 3], env: &Environment,
         (None, Some(e)) => {
             eprintln!("== baseline: TDF 1, full resources");
             let dir = o.out.join("baseline");
-            let (l, ok) = leg("baseline", 1.0, 1.0, pipeline::execute(&e, &dir, env, &Watch::default(), interrupt), &dir);
+            let (l, ok) =
+                leg("baseline", 1.0, 1.0, pipeline::execute(&e, &dir, env, &Watch::default(), interrupt), &dir);
             let d = l.results_dir.clone();
             legs.push(l);
             usable.push(ok);
@@ -220,7 +258,10 @@ pub fn run(o: &Options, experiments: [Option<Experiment>; 3], env: &Environment,
                 _ => "",
             }
         ),
-        (Some(s), None) => format!("scaled {} the baseline; naive could not be compared", if s.pass { "matches" } else { "does NOT match" }),
+        (Some(s), None) => format!(
+            "scaled {} the baseline; naive could not be compared",
+            if s.pass { "matches" } else { "does NOT match" }
+        ),
         _ => "the baseline or scaled run failed; nothing to compare".into(),
     };
     let v = Validation {
@@ -262,7 +303,10 @@ impl Validation {
         }
         for (name, a) in [("scaled", &self.scaled), ("naive", &self.naive)] {
             if let Some(a) = a {
-                out.push_str(&format!("  {name} vs baseline: {}\n", if a.pass { "within thresholds" } else { "OUTSIDE thresholds" }));
+                out.push_str(&format!(
+                    "  {name} vs baseline: {}\n",
+                    if a.pass { "within thresholds" } else { "OUTSIDE thresholds" }
+                ));
                 for f in &a.failures {
                     out.push_str(&format!("    {f}\n"));
                 }
@@ -314,7 +358,9 @@ mod tests {
         let [base, scaled, naive] = prepare(&options(dir.path(), TOPO)).unwrap();
         let (base, scaled, naive) = (base.unwrap(), scaled.unwrap(), naive.unwrap());
         assert_eq!((base.spec.tdf, scaled.spec.tdf, naive.spec.tdf), (1.0, 4.0, 1.0));
-        let quota = |e: &Experiment| e.spec.nodes[0].resources.cpu_quota_us.unwrap() as f64 / e.spec.nodes[0].resources.cpu_period_us as f64;
+        let quota = |e: &Experiment| {
+            e.spec.nodes[0].resources.cpu_quota_us.unwrap() as f64 / e.spec.nodes[0].resources.cpu_period_us as f64
+        };
         assert!((quota(&base) - 0.5).abs() < 1e-3);
         assert!((quota(&scaled) - 0.125).abs() < 1e-3);
         assert!((quota(&naive) - 0.125).abs() < 1e-3, "naive keeps the scaled quota");

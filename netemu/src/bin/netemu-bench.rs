@@ -16,11 +16,11 @@ use std::time::{Duration, Instant};
 
 use anyhow::{bail, Context};
 use clap::Parser;
-use netemu::userspace::{Core, Port};
 use netemu::graph::{Graph, LinkSpec, NetSpec};
 use netemu::link::LinkParams;
 use netemu::netns::NetNs;
 use netemu::rtnl::Rtnl;
+use netemu::userspace::{Core, Port};
 
 #[derive(Debug, Parser)]
 #[command(about = "Benchmarks of diorama's userspace network core against a raw veth pair")]
@@ -109,7 +109,13 @@ fn pair_spec() -> NetSpec {
         prefix_len: 16,
         nodes: vec!["a".into(), "b".into()],
         switches: vec![],
-        links: vec![LinkSpec { name: "a--b".into(), a: "a".into(), b: "b".into(), forward: LinkParams::default(), reverse: LinkParams::default() }],
+        links: vec![LinkSpec {
+            name: "a--b".into(),
+            a: "a".into(),
+            b: "b".into(),
+            forward: LinkParams::default(),
+            reverse: LinkParams::default(),
+        }],
     }
 }
 
@@ -121,9 +127,15 @@ fn in_ns(ns: &NetNs, program: &str, args: &[&str]) -> Command {
 }
 
 fn iperf(server_ns: &NetNs, client_ns: &NetNs, server_addr: Ipv4Addr, secs: u32) -> anyhow::Result<f64> {
-    let mut server: Child = in_ns(server_ns, "iperf3", &["-s", "-1", "-p", "5299"]).stdout(Stdio::null()).stderr(Stdio::null()).spawn().context("start iperf3 (is it installed?)")?;
+    let mut server: Child = in_ns(server_ns, "iperf3", &["-s", "-1", "-p", "5299"])
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .context("start iperf3 (is it installed?)")?;
     std::thread::sleep(Duration::from_millis(300));
-    let out = in_ns(client_ns, "iperf3", &["-c", &server_addr.to_string(), "-p", "5299", "-t", &secs.to_string(), "-J"]).output()?;
+    let out =
+        in_ns(client_ns, "iperf3", &["-c", &server_addr.to_string(), "-p", "5299", "-t", &secs.to_string(), "-J"])
+            .output()?;
     let _ = server.wait();
     let v: serde_json::Value = serde_json::from_slice(&out.stdout).context("iperf3's JSON")?;
     v["end"]["sum_received"]["bits_per_second"].as_f64().context("iperf3 reported no throughput")
@@ -211,7 +223,8 @@ fn lateness(mbps: f64, secs: u64) -> anyhow::Result<()> {
             LinkSpec { name: format!("{n}--sw"), a: n.clone(), b: "sw".into(), forward: p, reverse: p }
         })
         .collect();
-    let spec = NetSpec { prefix: Ipv4Addr::new(10, 77, 0, 0), prefix_len: 16, nodes, switches: vec!["sw".into()], links };
+    let spec =
+        NetSpec { prefix: Ipv4Addr::new(10, 77, 0, 0), prefix_len: 16, nodes, switches: vec!["sw".into()], links };
     let (mut core, ns) = core_net(spec)?;
     let mut pairs = Vec::new();
     for f in 0..50 {
@@ -302,7 +315,9 @@ fn usage() -> (f64, u64) {
     });
     let rss = std::fs::read_to_string("/proc/self/status")
         .ok()
-        .and_then(|s| s.lines().find(|l| l.starts_with("VmRSS:")).and_then(|l| l.split_whitespace().nth(1)?.parse().ok()))
+        .and_then(|s| {
+            s.lines().find(|l| l.starts_with("VmRSS:")).and_then(|l| l.split_whitespace().nth(1)?.parse().ok())
+        })
         .unwrap_or(0);
     (cpu, rss)
 }
@@ -311,9 +326,16 @@ fn idle(n: usize, secs: u64) -> anyhow::Result<()> {
     let nodes: Vec<String> = (0..n).map(|i| format!("n{i}")).collect();
     let links = nodes
         .iter()
-        .map(|x| LinkSpec { name: format!("{x}--sw"), a: x.clone(), b: "sw".into(), forward: LinkParams::default(), reverse: LinkParams::default() })
+        .map(|x| LinkSpec {
+            name: format!("{x}--sw"),
+            a: x.clone(),
+            b: "sw".into(),
+            forward: LinkParams::default(),
+            reverse: LinkParams::default(),
+        })
         .collect();
-    let spec = NetSpec { prefix: Ipv4Addr::new(10, 77, 0, 0), prefix_len: 16, nodes, switches: vec!["sw".into()], links };
+    let spec =
+        NetSpec { prefix: Ipv4Addr::new(10, 77, 0, 0), prefix_len: 16, nodes, switches: vec!["sw".into()], links };
     let graph = Graph::build(spec)?;
     let mut ports = Vec::new();
     let mut namespaces = Vec::new();

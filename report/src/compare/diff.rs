@@ -283,7 +283,9 @@ pub fn compare_runs(ra: &RunData, rb: &RunData, th: &Thresholds) -> Comparison {
             throughput.a = per_second(qa);
             throughput.b = per_second(qb);
         }
-        (None, None) => notes.push("neither run has completed requests: latency and throughput are not compared".into()),
+        (None, None) => {
+            notes.push("neither run has completed requests: latency and throughput are not compared".into())
+        }
         (sa, _) => failures.push(format!(
             "latency: only run {} has completed requests (A {}, B {}); nothing to compare against",
             if sa.is_some() { "A" } else { "B" },
@@ -328,7 +330,8 @@ pub fn compare_runs(ra: &RunData, rb: &RunData, th: &Thresholds) -> Comparison {
         (checks, overlays)
     };
     let cpu = |r: &RunData| r.nodes.iter().map(|(n, s)| (n.clone(), s.cpu.clone())).collect::<BTreeMap<_, _>>();
-    let util = |r: &RunData| r.links.iter().map(|(n, s)| (n.clone(), s.utilization.clone())).collect::<BTreeMap<_, _>>();
+    let util =
+        |r: &RunData| r.links.iter().map(|(n, s)| (n.clone(), s.utilization.clone())).collect::<BTreeMap<_, _>>();
     let (nodes, cpu_series) = series("CPU of node", th.cpu, &cpu(ra), &cpu(rb), &mut failures);
     let (links, link_series) = series("utilization of link", th.link_util, &util(ra), &util(rb), &mut failures);
 
@@ -354,7 +357,8 @@ impl Comparison {
     /// Writes compare.json into `out`.
     pub fn write_json(&self, out: &Path) -> Result<(), CompareError> {
         let path = out.join("compare.json");
-        let bytes = serde_json::to_vec_pretty(self).map_err(|e| CompareError::Write { path: path.clone(), source: e.into() })?;
+        let bytes = serde_json::to_vec_pretty(self)
+            .map_err(|e| CompareError::Write { path: path.clone(), source: e.into() })?;
         write_atomic(&path, &bytes)
     }
 }

@@ -13,11 +13,32 @@ use crate::ReportError;
 const MAX_CHARTS: usize = 8;
 
 /// `labels` are the x and y axis descriptions.
-fn overlay_chart(o: &Overlay, title: &str, labels: (&str, &str), axis: XAxis, scale: f64, width: u32, y_range: Option<(f64, f64)>) -> Result<String, ReportError> {
+fn overlay_chart(
+    o: &Overlay,
+    title: &str,
+    labels: (&str, &str),
+    axis: XAxis,
+    scale: f64,
+    width: u32,
+    y_range: Option<(f64, f64)>,
+) -> Result<String, ReportError> {
     let (x, y) = labels;
-    let s = |name: &str, pts: &[(f64, f64)]| Series { name: name.to_owned(), points: pts.iter().map(|p| (p.0, p.1 * scale)).collect() };
+    let s = |name: &str, pts: &[(f64, f64)]| Series {
+        name: name.to_owned(),
+        points: pts.iter().map(|p| (p.0, p.1 * scale)).collect(),
+    };
     let series = [s("A", &o.a), s("B", &o.b)];
-    plot::line_chart(&Chart { title, x_label: x, y_label: y, x_axis: axis, series: &series, markers: &[], y_range, width, height: 300 })
+    plot::line_chart(&Chart {
+        title,
+        x_label: x,
+        y_label: y,
+        x_axis: axis,
+        series: &series,
+        markers: &[],
+        y_range,
+        width,
+        height: 300,
+    })
 }
 
 fn series_table(h: &mut String, what: &str, checks: &[SeriesCheck]) {
@@ -48,10 +69,8 @@ fn verdict(pass: bool) -> &'static str {
 
 /// The worst `MAX_CHARTS` overlays by error.
 fn worst<'a>(checks: &[SeriesCheck], overlays: &'a [Overlay]) -> Vec<(&'a Overlay, f64)> {
-    let mut v: Vec<(&Overlay, f64)> = overlays
-        .iter()
-        .filter_map(|o| Some((o, checks.iter().find(|c| c.name == o.name)?.mare)))
-        .collect();
+    let mut v: Vec<(&Overlay, f64)> =
+        overlays.iter().filter_map(|o| Some((o, checks.iter().find(|c| c.name == o.name)?.mare))).collect();
     v.sort_by(|a, b| b.1.total_cmp(&a.1));
     v.truncate(MAX_CHARTS);
     v
@@ -119,8 +138,24 @@ pub fn render(c: &Comparison) -> Result<String, ReportError> {
             );
         }
         h.push_str("</table>");
-        h.push_str(&overlay_chart(&c.cdf, "Completion-time CDF", ("latency (ms)", "fraction of requests"), XAxis::Log10, 1.0, 1060, Some((0.0, 1.0)))?);
-        h.push_str(&overlay_chart(&c.throughput, "Throughput", ("virtual time since the run's start (s)", "completed per virtual second"), XAxis::Linear, 1.0, 1060, None)?);
+        h.push_str(&overlay_chart(
+            &c.cdf,
+            "Completion-time CDF",
+            ("latency (ms)", "fraction of requests"),
+            XAxis::Log10,
+            1.0,
+            1060,
+            Some((0.0, 1.0)),
+        )?);
+        h.push_str(&overlay_chart(
+            &c.throughput,
+            "Throughput",
+            ("virtual time since the run's start (s)", "completed per virtual second"),
+            XAxis::Linear,
+            1.0,
+            1060,
+            None,
+        )?);
     }
     let time = "virtual time (s)";
     if !c.nodes.is_empty() {
@@ -128,7 +163,15 @@ pub fn render(c: &Comparison) -> Result<String, ReportError> {
         series_table(&mut h, "node", &c.nodes);
         h.push_str("<div class=\"grid\">");
         for (o, e) in worst(&c.nodes, &c.cpu_series) {
-            let svg = overlay_chart(o, &format!("{} (error {e:.3})", o.name), (time, "% of perceived machine"), XAxis::Linear, 100.0, 520, None)?;
+            let svg = overlay_chart(
+                o,
+                &format!("{} (error {e:.3})", o.name),
+                (time, "% of perceived machine"),
+                XAxis::Linear,
+                100.0,
+                520,
+                None,
+            )?;
             let _ = write!(h, "<div>{svg}</div>");
         }
         h.push_str("</div>");
@@ -138,11 +181,24 @@ pub fn render(c: &Comparison) -> Result<String, ReportError> {
         series_table(&mut h, "link/direction", &c.links);
         h.push_str("<div class=\"grid\">");
         for (o, e) in worst(&c.links, &c.link_series) {
-            let svg = overlay_chart(o, &format!("{} (error {e:.3})", o.name), (time, "% of link rate"), XAxis::Linear, 100.0, 520, None)?;
+            let svg = overlay_chart(
+                o,
+                &format!("{} (error {e:.3})", o.name),
+                (time, "% of link rate"),
+                XAxis::Linear,
+                100.0,
+                520,
+                None,
+            )?;
             let _ = write!(h, "<div>{svg}</div>");
         }
         h.push_str("</div>");
     }
-    let _ = writeln!(h, "<p class=\"note\">Written by diorama {} (compare schema {}).</p></body></html>", esc(env!("CARGO_PKG_VERSION")), super::diff::SCHEMA);
+    let _ = writeln!(
+        h,
+        "<p class=\"note\">Written by diorama {} (compare schema {}).</p></body></html>",
+        esc(env!("CARGO_PKG_VERSION")),
+        super::diff::SCHEMA
+    );
     Ok(h)
 }

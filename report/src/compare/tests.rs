@@ -80,12 +80,16 @@ fn a_missing_load_generator_fails_and_none_is_a_note() {
 #[test]
 fn comparison_files_are_written_and_self_contained() {
     let (la, lb) = (lat(1.0), lat(1.2));
-    let (da, db) = runs(&Fixture { latencies_ns: &la, ..Fixture::default() }, &Fixture { latencies_ns: &lb, ..Fixture::default() });
+    let (da, db) = runs(
+        &Fixture { latencies_ns: &la, ..Fixture::default() },
+        &Fixture { latencies_ns: &lb, ..Fixture::default() },
+    );
     let c = compare(da.path(), db.path(), &Thresholds::default()).unwrap();
     let out = tempfile::tempdir().unwrap();
     c.write_json(out.path()).unwrap();
     c.write_html(out.path()).unwrap();
-    let back: Comparison = serde_json::from_str(&std::fs::read_to_string(out.path().join("compare.json")).unwrap()).unwrap();
+    let back: Comparison =
+        serde_json::from_str(&std::fs::read_to_string(out.path().join("compare.json")).unwrap()).unwrap();
     assert_eq!(back.failures, c.failures);
     let html = std::fs::read_to_string(out.path().join("compare.html")).unwrap();
     assert!(html.matches("<svg").count() >= 4, "CDF, throughput, cpu, links");

@@ -184,7 +184,14 @@ mod tests {
             cpu_period_us: 100_000,
             memory_bytes: Some(64 << 20),
             pids_max: Some(100),
-            io: vec![DiskLimit { major: 8, minor: 0, read_bps: Some(1_000_000), write_bps: None, read_iops: Some(50), write_iops: Some(50) }],
+            io: vec![DiskLimit {
+                major: 8,
+                minor: 0,
+                read_bps: Some(1_000_000),
+                write_bps: None,
+                read_iops: Some(50),
+                write_iops: Some(50),
+            }],
             cpus: 1.0,
             pace_speed: Some(1.0),
         }

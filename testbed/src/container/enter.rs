@@ -30,9 +30,8 @@ pub fn enter_command(pid: u32, program: &Path, workdir: &Path) -> Result<(Comman
     let mut namespaces = Vec::with_capacity(NAMESPACES.len());
     for (name, kind) in NAMESPACES {
         let path = PathBuf::from(format!("/proc/{pid}/ns/{name}"));
-        let fd: OwnedFd = File::open(&path)
-            .map_err(|source| ContainerError::Namespace { path: path.clone(), source })?
-            .into();
+        let fd: OwnedFd =
+            File::open(&path).map_err(|source| ContainerError::Namespace { path: path.clone(), source })?.into();
         namespaces.push((fd.as_raw_fd(), kind));
         held.push(fd);
     }

@@ -17,14 +17,8 @@ use super::spec::InitConfig;
 use super::sys;
 
 /// Signals relayed from the harness down to the node's command.
-const RELAYED: [Signal; 6] = [
-    Signal::SIGTERM,
-    Signal::SIGINT,
-    Signal::SIGHUP,
-    Signal::SIGQUIT,
-    Signal::SIGUSR1,
-    Signal::SIGUSR2,
-];
+const RELAYED: [Signal; 6] =
+    [Signal::SIGTERM, Signal::SIGINT, Signal::SIGHUP, Signal::SIGQUIT, Signal::SIGUSR1, Signal::SIGUSR2];
 
 /// Exit code when the node could not be set up (before its command ran).
 const SETUP_FAILED: u8 = 125;
@@ -44,10 +38,8 @@ pub fn init_main(config_path: &Path) -> u8 {
 }
 
 fn setup(config_path: &Path) -> Result<InitConfig, String> {
-    let text = std::fs::read_to_string(config_path)
-        .map_err(|e| format!("read {}: {e}", config_path.display()))?;
-    let cfg: InitConfig =
-        serde_json::from_str(&text).map_err(|e| format!("parse {}: {e}", config_path.display()))?;
+    let text = std::fs::read_to_string(config_path).map_err(|e| format!("read {}: {e}", config_path.display()))?;
+    let cfg: InitConfig = serde_json::from_str(&text).map_err(|e| format!("parse {}: {e}", config_path.display()))?;
     nix::unistd::sethostname(&cfg.hostname).map_err(|e| format!("set hostname: {e}"))?;
     sys::loopback_up().map_err(|e| format!("bring up loopback: {e}"))?;
     // Mounts made from here on stay inside this node.

@@ -107,9 +107,7 @@ impl NodeProcess {
 
     /// Non-blocking: the node's exit status if it has exited.
     pub fn try_wait(&mut self) -> Result<Option<ExitStatus>, ContainerError> {
-        self.child
-            .try_wait()
-            .map_err(|source| ContainerError::Wait { node: self.node.clone(), source })
+        self.child.try_wait().map_err(|source| ContainerError::Wait { node: self.node.clone(), source })
     }
 
     /// Blocks until the node has exited.

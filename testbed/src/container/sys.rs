@@ -26,10 +26,8 @@ pub(super) fn install_launch_hook(cmd: &mut Command, netns: Option<RawFd>, fresh
             let fd = unsafe { BorrowedFd::borrow_raw(fd) };
             setns(fd, CloneFlags::CLONE_NEWNET)?;
         }
-        let mut flags = CloneFlags::CLONE_NEWNS
-            | CloneFlags::CLONE_NEWUTS
-            | CloneFlags::CLONE_NEWIPC
-            | CloneFlags::CLONE_NEWPID;
+        let mut flags =
+            CloneFlags::CLONE_NEWNS | CloneFlags::CLONE_NEWUTS | CloneFlags::CLONE_NEWIPC | CloneFlags::CLONE_NEWPID;
         if fresh_net {
             flags |= CloneFlags::CLONE_NEWNET;
         }

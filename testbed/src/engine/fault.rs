@@ -102,23 +102,34 @@ impl Testbed<'_> {
                 let state = if delay.is_some() { "inflated" } else { "normal" };
                 for n in nodes {
                     self.net_mut().map_err(&fail)?.inflate(n, extra).map_err(|e| fail(e.to_string()))?;
-                    self.link_event(json!({"link": null, "node": n, "state": state, "extra_delay_s": extra.as_secs_f64()}));
+                    self.link_event(
+                        json!({"link": null, "node": n, "state": state, "extra_delay_s": extra.as_secs_f64()}),
+                    );
                 }
             }
             Operation::Load { nodes, rate } => {
                 for n in nodes {
                     let Some(i) = self.index_of(n) else { continue };
                     let dir = self.nodes[i].spec.workdir.clone().unwrap_or_else(|| self.nodes[i].dir.clone());
-                    write_load_ctl(&dir, *rate).map_err(|e| fail(format!("write {}/loadgen.ctl: {e}", dir.display())))?;
+                    write_load_ctl(&dir, *rate)
+                        .map_err(|e| fail(format!("write {}/loadgen.ctl: {e}", dir.display())))?;
                     let t = self.now_virtual();
-                    self.events.write(t, "load_state", json!({"node": n, "rate": rate, "file": dir.join("loadgen.ctl")}));
+                    self.events.write(
+                        t,
+                        "load_state",
+                        json!({"node": n, "rate": rate, "file": dir.join("loadgen.ctl")}),
+                    );
                 }
             }
         }
         Ok(())
     }
 
-    fn each(&mut self, nodes: &[String], mut f: impl FnMut(&mut Self, usize) -> Result<(), TestbedError>) -> Result<(), TestbedError> {
+    fn each(
+        &mut self,
+        nodes: &[String],
+        mut f: impl FnMut(&mut Self, usize) -> Result<(), TestbedError>,
+    ) -> Result<(), TestbedError> {
         for n in nodes {
             if let Some(i) = self.index_of(n) {
                 f(self, i)?;
@@ -217,7 +228,11 @@ impl Testbed<'_> {
             Some(t) => self.nodes[idx].ready_by = Some(Instant::now() + self.real(t)),
             None => {
                 let t = self.now_virtual();
-                self.events.write(t, "node_ready", json!({"node": name, "check": null, "restarts": self.nodes[idx].restarts}));
+                self.events.write(
+                    t,
+                    "node_ready",
+                    json!({"node": name, "check": null, "restarts": self.nodes[idx].restarts}),
+                );
             }
         }
         Ok(())
@@ -236,7 +251,9 @@ impl Testbed<'_> {
             }
             let Some(deadline) = self.nodes[idx].ready_by else { continue };
             if let Some(code) = self.nodes[idx].exit {
-                return Err(self.node_failed(idx, &format!("exited with status {code} before it was ready after a restart")));
+                return Err(
+                    self.node_failed(idx, &format!("exited with status {code} before it was ready after a restart"))
+                );
             }
             let ready = match self.nodes[idx].spec.ready.clone() {
                 Some(ReadyCheck::Delay(_)) | None => Instant::now() >= deadline,
@@ -263,7 +280,9 @@ impl Testbed<'_> {
     fn pause(&mut self, idx: usize, freeze: bool) -> Result<(), String> {
         let node = &mut self.nodes[idx];
         let Some(cg) = &node.cgroup else { return Ok(()) };
-        cg.freeze(freeze).map_err(|e| format!("{e}: {}", std::error::Error::source(&e).map(ToString::to_string).unwrap_or_default()))?;
+        cg.freeze(freeze).map_err(|e| {
+            format!("{e}: {}", std::error::Error::source(&e).map(ToString::to_string).unwrap_or_default())
+        })?;
         node.paused = freeze;
         // Freezing completes asynchronously; wait briefly so the event can say it took.
         let deadline = Instant::now() + Duration::from_millis(200);
@@ -322,7 +341,10 @@ impl Testbed<'_> {
                     new.loss = match old.loss {
                         netemu::link::Loss::Random(p) => netemu::link::Loss::Random(1.0 - (1.0 - p) * (1.0 - d.loss)),
                         other => {
-                            tracing::warn!(link, "degrade: a Gilbert-Elliott loss model is kept; the added loss is ignored");
+                            tracing::warn!(
+                                link,
+                                "degrade: a Gilbert-Elliott loss model is kept; the added loss is ignored"
+                            );
                             other
                         }
                     };
@@ -352,7 +374,9 @@ impl Testbed<'_> {
             let net = self.net_mut()?;
             let down = net.link_params(&link, dir).map(|p| p.down).unwrap_or(false);
             net.set_link(&link, dir, netemu::link::LinkParams { down, ..params }).map_err(|e| e.to_string())?;
-            self.link_event(json!({"link": link, "dir": dir_name(dir), "state": "restored", "delay_s": params.delay.as_secs_f64()}));
+            self.link_event(
+                json!({"link": link, "dir": dir_name(dir), "state": "restored", "delay_s": params.delay.as_secs_f64()}),
+            );
         }
         Ok(())
     }
@@ -381,7 +405,8 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         write_load_ctl(dir.path(), 500.0).unwrap();
         write_load_ctl(dir.path(), 250.5).unwrap();
-        let v: serde_json::Value = serde_json::from_str(&std::fs::read_to_string(dir.path().join("loadgen.ctl")).unwrap()).unwrap();
+        let v: serde_json::Value =
+            serde_json::from_str(&std::fs::read_to_string(dir.path().join("loadgen.ctl")).unwrap()).unwrap();
         assert_eq!(v, json!({"rate": 250.5}));
         assert!(!dir.path().join(".loadgen.ctl.tmp").exists());
     }

@@ -99,7 +99,10 @@ impl Testbed<'_> {
                     kind: "shim_error",
                     node: Some(n.spec.name.clone()),
                     link: None,
-                    detail: format!("the clock shim counted {} internal errors (each fell back to the undilated call)", st.errors),
+                    detail: format!(
+                        "the clock shim counted {} internal errors (each fell back to the undilated call)",
+                        st.errors
+                    ),
                 }),
                 Ok(_) => {}
                 Err(err) => tracing::warn!(?err, node = %n.spec.name, "failed to read the shim's error counter"),
@@ -137,7 +140,9 @@ impl Testbed<'_> {
             "timings": timings,
         });
         let path = self.opts.results_dir.join("run.json");
-        if let Err(err) = serde_json::to_vec_pretty(&run).map_err(std::io::Error::other).and_then(|b| std::fs::write(&path, b)) {
+        if let Err(err) =
+            serde_json::to_vec_pretty(&run).map_err(std::io::Error::other).and_then(|b| std::fs::write(&path, b))
+        {
             tracing::error!(?err, path = %path.display(), "failed to write run.json");
         }
     }
@@ -161,7 +166,11 @@ pub fn tail(path: &Path) -> String {
     let Ok(bytes) = std::fs::read(path) else { return String::from("(no stderr)") };
     let start = bytes.len().saturating_sub(STDERR_TAIL);
     let text = String::from_utf8_lossy(&bytes[start..]).into_owned();
-    if text.trim().is_empty() { "(empty)".to_owned() } else { text }
+    if text.trim().is_empty() {
+        "(empty)".to_owned()
+    } else {
+        text
+    }
 }
 
 /// Facts about this host for `run.json`.

@@ -39,7 +39,10 @@ fn main() {
     let req = req.max(Duration::from_millis(100));
     for (flavor, rt) in [
         ("current_thread", tokio::runtime::Builder::new_current_thread().enable_all().build().expect("probe set-up")),
-        ("multi_thread", tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build().expect("probe set-up")),
+        (
+            "multi_thread",
+            tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build().expect("probe set-up"),
+        ),
     ] {
         check(&format!("tokio::sleep[{flavor}]"), req, || rt.block_on(async { tokio::time::sleep(req).await }));
         check(&format!("tokio::interval[{flavor}]"), req * 3, || {

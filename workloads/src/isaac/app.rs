@@ -48,7 +48,9 @@ impl AppTier {
         self.counters.request();
         let q = req.uri().query();
         let num = |name: &str| query_param(q, name).and_then(|v| v.parse::<usize>().ok());
-        let (Some(reads), Some(writes), Some(size), Some(hashes)) = (num("reads"), num("writes"), num("size"), num("hashes")) else {
+        let (Some(reads), Some(writes), Some(size), Some(hashes)) =
+            (num("reads"), num("writes"), num("size"), num("hashes"))
+        else {
             self.counters.error();
             return respond(StatusCode::BAD_REQUEST, "need /app?reads=R&writes=W&size=S&hashes=H", &[]);
         };
@@ -78,7 +80,12 @@ impl AppTier {
                 Ok(Err(msg)) => return self.fail(StatusCode::BAD_GATEWAY, format!("db {db}: {msg}"), t0, db_us),
                 Err(_) => {
                     self.counters.timeout();
-                    return self.fail(StatusCode::GATEWAY_TIMEOUT, format!("db {db}: no answer within {:?}", self.db_timeout), t0, db_us);
+                    return self.fail(
+                        StatusCode::GATEWAY_TIMEOUT,
+                        format!("db {db}: no answer within {:?}", self.db_timeout),
+                        t0,
+                        db_us,
+                    );
                 }
             }
         }
@@ -98,12 +105,21 @@ impl AppTier {
     }
 
     /// One DB operation: the value read (empty for a write) and the DB's own time in µs.
-    async fn op(&self, db_index: usize, db: &str, op: DbOp, size: usize, salt: u64) -> Result<(Bytes, Option<u64>), String> {
+    async fn op(
+        &self,
+        db_index: usize,
+        db: &str,
+        op: DbOp,
+        size: usize,
+        salt: u64,
+    ) -> Result<(Bytes, Option<u64>), String> {
         if let Some(pg) = &self.pg {
             // No server-side timing from postgres: the caller measures the round trip.
             return match op {
                 DbOp::Read { key } => pg.read(db_index, db, key).await.map(|v| (Bytes::from(v), None)),
-                DbOp::Write { key } => pg.write(db_index, db, key, &fill_value(key ^ salt, size)).await.map(|()| (Bytes::new(), None)),
+                DbOp::Write { key } => {
+                    pg.write(db_index, db, key, &fill_value(key ^ salt, size)).await.map(|()| (Bytes::new(), None))
+                }
             };
         }
         let (method, key, body) = match op {
@@ -117,7 +133,12 @@ impl AppTier {
             .map_err(|e| e.to_string())?;
         let resp = self.client.request(req).await.map_err(|e| super::http::error_chain(&e))?;
         let status = resp.status();
-        let reported = resp.headers().get(HEADER).and_then(|v| v.to_str().ok()).and_then(|v| Timing::parse(v).ok()).and_then(|t| t.db_us);
+        let reported = resp
+            .headers()
+            .get(HEADER)
+            .and_then(|v| v.to_str().ok())
+            .and_then(|v| Timing::parse(v).ok())
+            .and_then(|t| t.db_us);
         let body = resp.into_body().collect().await.map_err(|e| e.to_string())?.to_bytes();
         if !status.is_success() {
             return Err(format!("status {status}"));

@@ -64,7 +64,8 @@ fn expand_item(item: &str) -> Result<Vec<String>, FlagError> {
 pub fn parse_duration(text: &str) -> Result<Duration, FlagError> {
     let err = |reason: &str| FlagError::Duration { text: text.to_owned(), reason: reason.to_owned() };
     let t = text.trim();
-    let split = t.find(|c: char| !(c.is_ascii_digit() || c == '.')).ok_or_else(|| err("missing unit (ns, us, ms, s, m, h)"))?;
+    let split =
+        t.find(|c: char| !(c.is_ascii_digit() || c == '.')).ok_or_else(|| err("missing unit (ns, us, ms, s, m, h)"))?;
     let (num, unit) = t.split_at(split);
     let value: f64 = num.parse().map_err(|_| err("not a number"))?;
     let scale = match unit.trim() {
@@ -93,7 +94,8 @@ mod tests {
 
     #[test]
     fn bad_backends_are_named() {
-        for bad in ["as[0..0]:9000", "as[3..1]:1", "as[0..x]:1", "as[0..2:1", "as:port", "as", "[0..2]:1", "a[0..2]b:1"] {
+        for bad in ["as[0..0]:9000", "as[3..1]:1", "as[0..x]:1", "as[0..2:1", "as:port", "as", "[0..2]:1", "a[0..2]b:1"]
+        {
             let e = expand_backends(&[bad]).unwrap_err();
             assert!(e.to_string().contains(bad), "{e}");
         }

@@ -35,11 +35,18 @@ pub struct FrontTier {
 
 /// The outcome of one app server call.
 enum Call {
-    Ok { body: bytes::Bytes, timing: Timing, took: Duration },
+    Ok {
+        body: bytes::Bytes,
+        timing: Timing,
+        took: Duration,
+    },
     /// No answer within the timeout.
     Timeout,
     /// A failed call; `timeout` when the app server itself reported one (504).
-    Failed { msg: String, timeout: bool },
+    Failed {
+        msg: String,
+        timeout: bool,
+    },
 }
 
 impl FrontTier {
@@ -112,12 +119,19 @@ impl FrontTier {
         });
         let inner = critical.map(|(_, t)| t).unwrap_or_default();
         let timing = Timing { fs_us: Some(t0.elapsed().as_micros() as u64), as_us: inner.as_us, db_us: inner.db_us };
-        respond(StatusCode::OK, body.to_string(), &[(HEADER, timing.to_string()), ("content-type", "application/json".into())])
+        respond(
+            StatusCode::OK,
+            body.to_string(),
+            &[(HEADER, timing.to_string()), ("content-type", "application/json".into())],
+        )
     }
 
     async fn call(&self, app: &str, class: &Class) -> Call {
         let started = Instant::now();
-        let uri = format!("http://{app}/app?reads={}&writes={}&size={}&hashes={}", class.reads, class.writes, class.size, class.as_hashes);
+        let uri = format!(
+            "http://{app}/app?reads={}&writes={}&size={}&hashes={}",
+            class.reads, class.writes, class.size, class.as_hashes
+        );
         let req = match Request::get(uri).body(Full::default()) {
             Ok(r) => r,
             Err(e) => return Call::Failed { msg: e.to_string(), timeout: false },
@@ -125,10 +139,18 @@ impl FrontTier {
         let attempt = async {
             let resp = self.client.request(req).await.map_err(|e| (super::http::error_chain(&e), false))?;
             let status = resp.status();
-            let timing = resp.headers().get(HEADER).and_then(|v| v.to_str().ok()).and_then(|v| Timing::parse(v).ok()).unwrap_or_default();
+            let timing = resp
+                .headers()
+                .get(HEADER)
+                .and_then(|v| v.to_str().ok())
+                .and_then(|v| Timing::parse(v).ok())
+                .unwrap_or_default();
             let body = resp.into_body().collect().await.map_err(|e| (e.to_string(), false))?.to_bytes();
             if !status.is_success() {
-                return Err((format!("status {status}: {}", String::from_utf8_lossy(&body)), status == StatusCode::GATEWAY_TIMEOUT));
+                return Err((
+                    format!("status {status}: {}", String::from_utf8_lossy(&body)),
+                    status == StatusCode::GATEWAY_TIMEOUT,
+                ));
             }
             Ok((body, timing))
         };

@@ -64,7 +64,11 @@ where
                 let fut = handler(req);
                 async move { Ok::<_, Infallible>(fut.await) }
             });
-            if let Err(err) = hyper::server::conn::http1::Builder::new().keep_alive(true).serve_connection(TokioIo::new(stream), service).await {
+            if let Err(err) = hyper::server::conn::http1::Builder::new()
+                .keep_alive(true)
+                .serve_connection(TokioIo::new(stream), service)
+                .await
+            {
                 tracing::debug!(%err, %peer, "connection ended with an error");
             }
         });
@@ -76,7 +80,9 @@ pub fn respond(status: StatusCode, body: impl Into<Bytes>, headers: &[(&str, Str
     let mut resp = Response::new(Full::new(body.into()));
     *resp.status_mut() = status;
     for (name, value) in headers {
-        if let (Ok(n), Ok(v)) = (hyper::header::HeaderName::from_bytes(name.as_bytes()), hyper::header::HeaderValue::from_str(value)) {
+        if let (Ok(n), Ok(v)) =
+            (hyper::header::HeaderName::from_bytes(name.as_bytes()), hyper::header::HeaderValue::from_str(value))
+        {
             resp.headers_mut().insert(n, v);
         }
     }
@@ -117,9 +123,15 @@ mod tests {
         let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
         let addr = listener.local_addr().unwrap();
         let (tx, rx) = tokio::sync::oneshot::channel::<()>();
-        let server = tokio::spawn(serve(listener, |req: Request<Incoming>| async move { respond(StatusCode::OK, req.uri().path().to_owned(), &[("x-a", "1".into())]) }, async {
-            let _ = rx.await;
-        }));
+        let server = tokio::spawn(serve(
+            listener,
+            |req: Request<Incoming>| async move {
+                respond(StatusCode::OK, req.uri().path().to_owned(), &[("x-a", "1".into())])
+            },
+            async {
+                let _ = rx.await;
+            },
+        ));
         let c = client();
         for path in ["/a", "/b"] {
             let resp = c.get(format!("http://{addr}{path}").parse().unwrap()).await.unwrap();

@@ -15,7 +15,11 @@ use serde::Deserialize;
 #[derive(Debug, thiserror::Error)]
 pub enum ClassError {
     #[error("parse class `{text}`: {source}")]
-    Json { text: String, #[source] source: serde_json::Error },
+    Json {
+        text: String,
+        #[source]
+        source: serde_json::Error,
+    },
     #[error("class `{name}`: field `{field}`: {reason}")]
     Field { name: String, field: &'static str, reason: String },
     #[error("no request class has a positive weight")]
@@ -50,7 +54,16 @@ fn one() -> f64 {
 
 impl Default for Class {
     fn default() -> Self {
-        Class { name: "default".into(), weight: 1.0, fanout: 5, reads: 10, writes: 2, size: 1024, as_hashes: 500, fs_hashes: 5000 }
+        Class {
+            name: "default".into(),
+            weight: 1.0,
+            fanout: 5,
+            reads: 10,
+            writes: 2,
+            size: 1024,
+            as_hashes: 500,
+            fs_hashes: 5000,
+        }
     }
 }
 
@@ -102,7 +115,8 @@ pub fn parse_classes<S: AsRef<str>>(texts: &[S], base: &Class) -> Result<Vec<Cla
 impl Class {
     /// Checks the values that would make a request meaningless.
     pub fn validate(&self) -> Result<(), ClassError> {
-        let field = |field, reason: &str| ClassError::Field { name: self.name.clone(), field, reason: reason.to_owned() };
+        let field =
+            |field, reason: &str| ClassError::Field { name: self.name.clone(), field, reason: reason.to_owned() };
         if !(self.weight.is_finite() && self.weight >= 0.0) {
             return Err(field("weight", "must be a finite number ≥ 0"));
         }
@@ -243,7 +257,10 @@ mod tests {
     fn mix_follows_weights() {
         let base = Class::default();
         let classes = parse_classes(
-            &[r#"{"name":"light","weight":3,"fanout":1,"fs_hashes":10}"#, r#"[{"name":"heavy","weight":1},{"name":"off","weight":0}]"#],
+            &[
+                r#"{"name":"light","weight":3,"fanout":1,"fs_hashes":10}"#,
+                r#"[{"name":"heavy","weight":1},{"name":"off","weight":0}]"#,
+            ],
             &base,
         )
         .unwrap();

@@ -58,7 +58,10 @@ pub enum DbStore {
 
 /// Command line of `diorama-isaac` (docs/workloads.md).
 #[derive(Debug, clap::Parser)]
-#[command(name = "diorama-isaac", about = "A three-tier service after DieCast's Isaac: front end, app servers, databases")]
+#[command(
+    name = "diorama-isaac",
+    about = "A three-tier service after DieCast's Isaac: front end, app servers, databases"
+)]
 pub struct Args {
     /// The tier this process plays.
     #[arg(long, value_enum)]
@@ -152,7 +155,13 @@ pub async fn run(args: Args) -> anyhow::Result<()> {
             let _ = rx.wait_for(|s| *s).await;
         }
     };
-    let handle: Arc<dyn Fn(hyper::Request<hyper::body::Incoming>) -> futures::future::BoxFuture<'static, hyper::Response<http::Body>> + Send + Sync> = match args.tier {
+    let handle: Arc<
+        dyn Fn(
+                hyper::Request<hyper::body::Incoming>,
+            ) -> futures::future::BoxFuture<'static, hyper::Response<http::Body>>
+            + Send
+            + Sync,
+    > = match args.tier {
         Tier::Front => {
             let apps = flags::expand_backends(&args.apps)?;
             anyhow::ensure!(!apps.is_empty(), "--tier front needs --app (e.g. --app 'as[0..6]:9000')");
@@ -169,7 +178,14 @@ pub async fn run(args: Args) -> anyhow::Result<()> {
             let classes = if args.classes.is_empty() { vec![base] } else { plan::parse_classes(&args.classes, &base)? };
             let mix = Mix::new(classes)?;
             tracing::info!(apps = apps.len(), classes = ?mix.classes(), "front end");
-            let tier = Arc::new(front::FrontTier { apps, mix, client: http::client(), counters: counters.clone(), rng: rng(), as_timeout: args.as_timeout });
+            let tier = Arc::new(front::FrontTier {
+                apps,
+                mix,
+                client: http::client(),
+                counters: counters.clone(),
+                rng: rng(),
+                as_timeout: args.as_timeout,
+            });
             Arc::new(move |req| Box::pin(tier.clone().handle(req)))
         }
         Tier::App => {
@@ -177,7 +193,15 @@ pub async fn run(args: Args) -> anyhow::Result<()> {
             anyhow::ensure!(!dbs.is_empty(), "--tier app needs --db (e.g. --db 'db[0..6]:7000')");
             tracing::info!(?dbs, "app server");
             let pg = (args.db_store == DbStore::Postgres).then(|| store::postgres::PgPool::new(dbs.len()));
-            let tier = Arc::new(app::AppTier { dbs, client: http::client(), counters: counters.clone(), rng: rng(), keys: args.keys, db_timeout: args.db_timeout, pg });
+            let tier = Arc::new(app::AppTier {
+                dbs,
+                client: http::client(),
+                counters: counters.clone(),
+                rng: rng(),
+                keys: args.keys,
+                db_timeout: args.db_timeout,
+                pg,
+            });
             Arc::new(move |req| Box::pin(tier.clone().handle(req)))
         }
         Tier::Db if args.store == StoreKind::Postgres => return run_postgres(&args, addr, counters, start_ns).await,
@@ -188,7 +212,10 @@ pub async fn run(args: Args) -> anyhow::Result<()> {
                 .context("open the store")?
                 .with_context(|| format!("open SQLite database {}", args.data.display()))?;
             tracing::info!(data = %args.data.display(), keys, "database ready");
-            let tier = Arc::new(db::DbTier { store: Arc::new(Mutex::new(store::AnyStore::Sqlite(store))), counters: counters.clone() });
+            let tier = Arc::new(db::DbTier {
+                store: Arc::new(Mutex::new(store::AnyStore::Sqlite(store))),
+                counters: counters.clone(),
+            });
             Arc::new(move |req| Box::pin(tier.clone().handle(req)))
         }
     };
@@ -207,9 +234,21 @@ pub async fn run(args: Args) -> anyhow::Result<()> {
 /// The DB tier with PostgreSQL: starts the server, fills the table, then listens on `addr`
 /// (so a readiness check on it means "filled"), answering `GET /` with the server's port.
 /// `isaac.csv` counts the server's transactions; on SIGTERM postgres gets a fast shutdown.
-async fn run_postgres(args: &Args, addr: SocketAddr, counters: Arc<stats::Counters>, start_ns: i64) -> anyhow::Result<()> {
+async fn run_postgres(
+    args: &Args,
+    addr: SocketAddr,
+    counters: Arc<stats::Counters>,
+    start_ns: i64,
+) -> anyhow::Result<()> {
     use store::postgres::{self as pg, PgConfig, PgServer};
-    let cfg = PgConfig { data: args.pg_data.clone(), port: args.pg_port, os_user: args.pg_user.clone(), bin: args.pg_bin.clone(), sync: args.sync, log: PathBuf::from("postgres.log") };
+    let cfg = PgConfig {
+        data: args.pg_data.clone(),
+        port: args.pg_port,
+        os_user: args.pg_user.clone(),
+        bin: args.pg_bin.clone(),
+        sync: args.sync,
+        log: PathBuf::from("postgres.log"),
+    };
     let mut server = tokio::task::spawn_blocking(move || PgServer::start(&cfg)).await.context("start postgres")??;
     let client = match pg::prepare(&mut server, args.keys, args.size, Duration::from_secs(60)).await {
         Ok(c) => c,
@@ -253,7 +292,12 @@ async fn run_postgres(args: &Args, addr: SocketAddr, counters: Arc<stats::Counte
     }));
     let listener = tokio::net::TcpListener::bind(addr).await.with_context(|| format!("listen on {addr}"))?;
     let info = format!("postgres on port {port}\n");
-    http::serve(listener, move |_req| std::future::ready(http::respond(hyper::StatusCode::OK, info.clone(), &[])), crate::runtime::shutdown_signal()).await;
+    http::serve(
+        listener,
+        move |_req| std::future::ready(http::respond(hyper::StatusCode::OK, info.clone(), &[])),
+        crate::runtime::shutdown_signal(),
+    )
+    .await;
     poller.abort();
     // The last row gets the transactions of connections that closed since the last poll
     // (a backend flushes its statistics when it exits, otherwise at most once a second).

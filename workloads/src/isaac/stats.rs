@@ -42,7 +42,11 @@ impl Counters {
     }
     /// Totals since start: (requests, errors, timeouts).
     pub fn totals(&self) -> (u64, u64, u64) {
-        (self.requests.load(Ordering::Relaxed), self.errors.load(Ordering::Relaxed), self.timeouts.load(Ordering::Relaxed))
+        (
+            self.requests.load(Ordering::Relaxed),
+            self.errors.load(Ordering::Relaxed),
+            self.timeouts.load(Ordering::Relaxed),
+        )
     }
 }
 
@@ -82,7 +86,15 @@ impl Series {
         let err = |source| StatsError { path: self.path.clone(), source };
         let now = c.totals();
         let t = (now_ns - self.epoch_ns) as f64 / 1e9;
-        writeln!(self.file, "{t:.3},{},{},{},{}", self.tier, now.0 - self.last.0, now.1 - self.last.1, now.2 - self.last.2).map_err(err)?;
+        writeln!(
+            self.file,
+            "{t:.3},{},{},{},{}",
+            self.tier,
+            now.0 - self.last.0,
+            now.1 - self.last.1,
+            now.2 - self.last.2
+        )
+        .map_err(err)?;
         self.file.flush().map_err(err)?;
         self.last = now;
         Ok(())
@@ -90,7 +102,12 @@ impl Series {
 }
 
 /// Writes a row every `interval` until `stop` resolves, then a final one.
-pub async fn run_series(mut series: Series, counters: std::sync::Arc<Counters>, interval: Duration, stop: impl std::future::Future<Output = ()>) -> Result<(), StatsError> {
+pub async fn run_series(
+    mut series: Series,
+    counters: std::sync::Arc<Counters>,
+    interval: Duration,
+    stop: impl std::future::Future<Output = ()>,
+) -> Result<(), StatsError> {
     let mut tick = tokio::time::interval(interval);
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     tick.tick().await;

@@ -54,7 +54,10 @@ pub struct Balancer {
 
 impl Balancer {
     pub fn new(addrs: Vec<String>, policy: AnyPolicy, health: HealthConfig) -> Self {
-        let backends = addrs.into_iter().map(|addr| Backend { addr, inflight: 0, health: Health::default(), interval: Interval::default() }).collect();
+        let backends = addrs
+            .into_iter()
+            .map(|addr| Backend { addr, inflight: 0, health: Health::default(), interval: Interval::default() })
+            .collect();
         Balancer { backends, policy, health }
     }
 
@@ -66,7 +69,11 @@ impl Balancer {
     /// backend is ejected all are offered again (Envoy's "panic" routing): sending to a
     /// possibly dead backend beats refusing every request.
     pub fn begin(&mut self, now_ns: i64) -> Option<(usize, String)> {
-        let mut views: Vec<BackendView> = self.backends.iter().map(|b| BackendView { inflight: b.inflight, available: b.health.available(now_ns) }).collect();
+        let mut views: Vec<BackendView> = self
+            .backends
+            .iter()
+            .map(|b| BackendView { inflight: b.inflight, available: b.health.available(now_ns) })
+            .collect();
         if !views.iter().any(|v| v.available) {
             views.iter_mut().for_each(|v| v.available = true);
         }
@@ -124,7 +131,11 @@ mod tests {
 
     fn lb(kind: PolicyKind, n: usize) -> Balancer {
         let addrs = (0..n).map(|i| format!("b{i}:1")).collect();
-        Balancer::new(addrs, AnyPolicy::new(kind, n, 1, 10e9), HealthConfig { failures: 2, backoff: Duration::from_secs(1), max_backoff: Duration::from_secs(8) })
+        Balancer::new(
+            addrs,
+            AnyPolicy::new(kind, n, 1, 10e9),
+            HealthConfig { failures: 2, backoff: Duration::from_secs(1), max_backoff: Duration::from_secs(8) },
+        )
     }
 
     #[test]

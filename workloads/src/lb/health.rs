@@ -67,7 +67,8 @@ mod tests {
     use super::*;
 
     const S: i64 = 1_000_000_000;
-    const CFG: HealthConfig = HealthConfig { failures: 3, backoff: Duration::from_secs(1), max_backoff: Duration::from_secs(3) };
+    const CFG: HealthConfig =
+        HealthConfig { failures: 3, backoff: Duration::from_secs(1), max_backoff: Duration::from_secs(3) };
 
     #[test]
     fn ejects_after_consecutive_failures_and_readmits_after_backoff() {

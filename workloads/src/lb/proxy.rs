@@ -17,7 +17,8 @@ use crate::isaac::http::{error_chain, respond, Body, Client};
 use crate::runtime::now_unix_ns;
 
 /// Hop-by-hop headers a proxy must not forward (RFC 9110 §7.6.1).
-const HOP_BY_HOP: [&str; 7] = ["connection", "keep-alive", "proxy-connection", "te", "trailer", "transfer-encoding", "upgrade"];
+const HOP_BY_HOP: [&str; 7] =
+    ["connection", "keep-alive", "proxy-connection", "te", "trailer", "transfer-encoding", "upgrade"];
 
 /// The balancer's shared state.
 #[derive(Debug)]
@@ -46,7 +47,14 @@ impl Proxy {
                 (resp, ok)
             }
             Ok(Err(msg)) => (respond(StatusCode::BAD_GATEWAY, format!("backend {addr}: {msg}"), &[]), false),
-            Err(_) => (respond(StatusCode::GATEWAY_TIMEOUT, format!("backend {addr}: no answer within {:?}", self.timeout), &[]), false),
+            Err(_) => (
+                respond(
+                    StatusCode::GATEWAY_TIMEOUT,
+                    format!("backend {addr}: no answer within {:?}", self.timeout),
+                    &[],
+                ),
+                false,
+            ),
         };
         self.lock().end(i, now_unix_ns(), latency_ns, ok);
         let mut resp = resp;
@@ -89,7 +97,11 @@ mod tests {
     async fn backend(status: StatusCode) -> String {
         let l = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
         let addr = l.local_addr().unwrap().to_string();
-        tokio::spawn(serve(l, move |_req: Request<Incoming>| async move { respond(status, "x", &[("diorama-timing", "fs=5".into())]) }, std::future::pending()));
+        tokio::spawn(serve(
+            l,
+            move |_req: Request<Incoming>| async move { respond(status, "x", &[("diorama-timing", "fs=5".into())]) },
+            std::future::pending(),
+        ));
         addr
     }
 
@@ -97,9 +109,12 @@ mod tests {
     async fn relays_headers_and_ejects_a_failing_backend() {
         let good = backend(StatusCode::OK).await;
         let bad = backend(StatusCode::INTERNAL_SERVER_ERROR).await;
-        let health = HealthConfig { failures: 2, backoff: Duration::from_secs(60), max_backoff: Duration::from_secs(60) };
-        let balancer = Balancer::new(vec![good.clone(), bad.clone()], AnyPolicy::new(PolicyKind::RoundRobin, 2, 1, 1e10), health);
-        let proxy = Arc::new(Proxy { balancer: Mutex::new(balancer), client: client(), timeout: Duration::from_secs(5) });
+        let health =
+            HealthConfig { failures: 2, backoff: Duration::from_secs(60), max_backoff: Duration::from_secs(60) };
+        let balancer =
+            Balancer::new(vec![good.clone(), bad.clone()], AnyPolicy::new(PolicyKind::RoundRobin, 2, 1, 1e10), health);
+        let proxy =
+            Arc::new(Proxy { balancer: Mutex::new(balancer), client: client(), timeout: Duration::from_secs(5) });
         let l = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
         let front = l.local_addr().unwrap();
         let p = proxy.clone();
@@ -129,7 +144,8 @@ mod tests {
         };
         let health = HealthConfig { failures: 0, backoff: Duration::from_secs(1), max_backoff: Duration::from_secs(1) };
         let balancer = Balancer::new(vec![dead], AnyPolicy::new(PolicyKind::P2c, 1, 1, 1e10), health);
-        let proxy = Arc::new(Proxy { balancer: Mutex::new(balancer), client: client(), timeout: Duration::from_secs(5) });
+        let proxy =
+            Arc::new(Proxy { balancer: Mutex::new(balancer), client: client(), timeout: Duration::from_secs(5) });
         let l = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
         let front = l.local_addr().unwrap();
         let p = proxy.clone();

@@ -70,7 +70,15 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("backends.csv");
         let mut s = Series::create(&path).unwrap();
-        let row = Row { backend: "fs0:8080".into(), requests: 4, inflight: 1, errors: 1, p50_us: Some(900), p99_us: None, ejected: true };
+        let row = Row {
+            backend: "fs0:8080".into(),
+            requests: 4,
+            inflight: 1,
+            errors: 1,
+            p50_us: Some(900),
+            p99_us: None,
+            ejected: true,
+        };
         s.write(1.5, &[row]).unwrap();
         let text = std::fs::read_to_string(&path).unwrap();
         assert_eq!(text, format!("{CSV_HEADER}\n1.500,fs0:8080,4,1,1,900,,1\n"));

@@ -87,7 +87,11 @@ pub async fn run(args: Args) -> anyhow::Result<()> {
     anyhow::ensure!(!addrs.is_empty(), "--backend lists no backends");
     let seed = args.seed.unwrap_or_else(rand::random);
     let policy = AnyPolicy::new(args.policy, addrs.len(), seed, args.ewma_decay.as_nanos() as f64);
-    let health = HealthConfig { failures: args.eject_failures, backoff: args.eject_backoff, max_backoff: args.eject_backoff_max };
+    let health = HealthConfig {
+        failures: args.eject_failures,
+        backoff: args.eject_backoff,
+        max_backoff: args.eject_backoff_max,
+    };
     tracing::info!(policy = ?args.policy, backends = ?addrs, "load balancer");
     let balancer = Balancer::new(addrs, policy, health);
     let front = Arc::new(match args.protocol {

@@ -23,7 +23,6 @@ use super::record::{self, Record, RunInfo};
 use super::schedule::{self, Amplitude, Limit, Pattern, Shape};
 use super::trace::{self, Event, Format};
 use super::units::{duration_arg, factor_arg};
-use super::logs;
 use crate::runtime::now_unix_ns;
 
 /// A load generator free of coordinated omission (open loop, trace replay, closed loop,
@@ -347,14 +346,19 @@ impl Term {
 }
 
 fn serve(a: &ServeArgs) -> anyhow::Result<()> {
-    let addr: std::net::SocketAddr = format!("{}:{}", a.bind, a.port).parse().with_context(|| format!("parse bind address {}:{}", a.bind, a.port))?;
+    let addr: std::net::SocketAddr = format!("{}:{}", a.bind, a.port)
+        .parse()
+        .with_context(|| format!("parse bind address {}:{}", a.bind, a.port))?;
     let rt = runtime(a.threads)?;
     let term = Term::install(&rt);
-    rt.block_on(http::serve(addr, Bytes::from(vec![b'x'; a.body_bytes]), term.wait())).with_context(|| format!("serve on {addr}"))
+    rt.block_on(http::serve(addr, Bytes::from(vec![b'x'; a.body_bytes]), term.wait()))
+        .with_context(|| format!("serve on {addr}"))
 }
 
 fn node_name(a: &RunArgs) -> String {
-    a.node_name.clone().unwrap_or_else(|| nix::unistd::gethostname().map(|h| h.to_string_lossy().into_owned()).unwrap_or_else(|_| "loadgen".into()))
+    a.node_name.clone().unwrap_or_else(|| {
+        nix::unistd::gethostname().map(|h| h.to_string_lossy().into_owned()).unwrap_or_else(|_| "loadgen".into())
+    })
 }
 
 fn limit(a: &RunArgs) -> Limit {
@@ -366,7 +370,13 @@ fn shape(a: &RunArgs) -> Shape {
 }
 
 fn method(a: &RunArgs) -> String {
-    a.method.clone().map(|m| m.to_ascii_uppercase()).unwrap_or_else(|| if a.payload.is_some() { "POST".into() } else { "GET".into() })
+    a.method.clone().map(|m| m.to_ascii_uppercase()).unwrap_or_else(|| {
+        if a.payload.is_some() {
+            "POST".into()
+        } else {
+            "GET".into()
+        }
+    })
 }
 
 fn target(a: &RunArgs) -> anyhow::Result<Target> {
@@ -482,20 +492,31 @@ fn run_open<P: Protocol>(a: &RunArgs, mode: Mode, proto: P, mix: Option<Arc<Mix>
             None => {
                 let first = events.iter().find(|e| !e.endpoint.starts_with("http://"));
                 if let Some(e) = first {
-                    bail!("trace event {} has the path endpoint {:?}: give --target http://host:port", e.event_id, e.endpoint);
+                    bail!(
+                        "trace event {} has the path endpoint {:?}: give --target http://host:port",
+                        e.event_id,
+                        e.endpoint
+                    );
                 }
                 Target { authority: String::new(), path: "/".into() }
             }
         };
-        let first = events.first().and_then(|e| base.resolve(&e.endpoint).ok()).map_or(base.authority.clone(), |t| t.authority);
+        let first =
+            events.first().and_then(|e| base.resolve(&e.endpoint).ok()).map_or(base.authority.clone(), |t| t.authority);
         let (speed, method) = (a.speed, a.method.clone());
         let probe = TraceSource::new(events.clone(), 0, speed, 0.0, base.clone(), None);
         let rate = probe.base_rate;
-        (Box::new(move |start| Source::Trace(TraceSource::new(events, start, speed, 0.0, base, method))), first, rate, None)
+        (
+            Box::new(move |start| Source::Trace(TraceSource::new(events, start, speed, 0.0, base, method))),
+            first,
+            rate,
+            None,
+        )
     } else {
         let rate = check_rate(a)?;
         let t = target(a)?;
-        let (sh, seed, lim, m, body) = (shape(a), a.seed, limit(a), method(a), Bytes::from(a.payload.clone().unwrap_or_default()));
+        let (sh, seed, lim, m, body) =
+            (shape(a), a.seed, limit(a), method(a), Bytes::from(a.payload.clone().unwrap_or_default()));
         let auth = t.authority.clone();
         (Box::new(move |start| Source::Rate(RateSource::new(sh, seed, rate, lim, start, t, m, body).with_mix(mix))), auth, Some(rate), Some(a.pattern.to_string()))
     };
@@ -506,7 +527,15 @@ fn run_open<P: Protocol>(a: &RunArgs, mode: Mode, proto: P, mix: Option<Arc<Mix>
     let start_ns = now_unix_ns() + a.start_delay.min(i64::MAX as u64) as i64;
     tracing::info!(mode = ?mode, node = %node, ?target_rps, "load starts");
     let cfg = DispatchConfig { spin_ns: a.spin, ctl: Some(a.ctl.clone()) };
-    let outcome = open::run(&rt, source_of(start_ns), issuer.clone(), cfg, Duration::from_nanos(a.timeout), Duration::from_nanos(a.drain), term.wait());
+    let outcome = open::run(
+        &rt,
+        source_of(start_ns),
+        issuer.clone(),
+        cfg,
+        Duration::from_nanos(a.timeout),
+        Duration::from_nanos(a.drain),
+        term.wait(),
+    );
     let mut i = info(a, if mode == Mode::Trace { "trace" } else { "open" }, "standalone", &node, start_ns);
     i.target_rps = target_rps;
     i.pattern = pattern;
@@ -551,12 +580,24 @@ fn controller_events(a: &RunArgs, workers: &[String]) -> anyhow::Result<(Vec<Eve
     }
     let t = target(a)?;
     let ids: Vec<String> = (0..workers.len()).map(|i| i.to_string()).collect();
-    Ok((generate(shape(a), rate, a.seed, limit(a), &ids, &t.path, a.payload.as_deref().unwrap_or(""), a.method.clone()), Some(rate)))
+    Ok((
+        generate(shape(a), rate, a.seed, limit(a), &ids, &t.path, a.payload.as_deref().unwrap_or(""), a.method.clone()),
+        Some(rate),
+    ))
 }
 
 /// A random trace: the open mode's schedule, nodeIDs round-robin.
 #[expect(clippy::too_many_arguments, reason = "the trace tool's flags, passed through")]
-pub fn generate(shape: Shape, rate: f64, seed: u64, limit: Limit, node_ids: &[String], endpoint: &str, payload: &str, method: Option<String>) -> Vec<Event> {
+pub fn generate(
+    shape: Shape,
+    rate: f64,
+    seed: u64,
+    limit: Limit,
+    node_ids: &[String],
+    endpoint: &str,
+    payload: &str,
+    method: Option<String>,
+) -> Vec<Event> {
     schedule::offsets(shape, rate, seed, limit)
         .into_iter()
         .enumerate()
@@ -641,7 +682,9 @@ fn controller(a: &RunArgs) -> anyhow::Result<()> {
         gather(links, term).await.map(|(r, c)| (r, start_ns, c))
     })?;
     let mut i = info(a, "distributed", "controller", &node, start_ns);
-    i.target_rps = rate.or_else(|| TraceSource::new(events, 0, a.speed, 0.0, Target { authority: String::new(), path: "/".into() }, None).base_rate);
+    i.target_rps = rate.or_else(|| {
+        TraceSource::new(events, 0, a.speed, 0.0, Target { authority: String::new(), path: "/".into() }, None).base_rate
+    });
     i.pattern = a.trace.is_none().then(|| a.pattern.to_string());
     i.rate_changes = rate_changes;
     finish(&dir, records, &i, a.series_interval)
@@ -684,7 +727,10 @@ async fn gather(links: Vec<Link>, term: Term) -> anyhow::Result<(Vec<Record>, u6
                     tracing::info!(worker = %node, records = records.len(), "results received");
                     Ok((records, rate_changes))
                 }
-                other => Err(distributed::WireError::Bad { peer: link.peer.clone(), reason: format!("expected results, got {other:?}") }),
+                other => Err(distributed::WireError::Bad {
+                    peer: link.peer.clone(),
+                    reason: format!("expected results, got {other:?}"),
+                }),
             }
         });
     }
@@ -719,7 +765,8 @@ fn worker(a: &RunArgs) -> anyhow::Result<()> {
     let node = node_name(a);
     let rt = runtime(a.threads)?;
     let term = Term::install(&rt);
-    let listener = rt.block_on(tokio::net::TcpListener::bind(&a.listen)).with_context(|| format!("listen on {}", a.listen))?;
+    let listener =
+        rt.block_on(tokio::net::TcpListener::bind(&a.listen)).with_context(|| format!("listen on {}", a.listen))?;
     tracing::info!(listen = %a.listen, node = %node, "worker waiting for a controller");
     let mut sessions = 0;
     loop {
@@ -761,9 +808,15 @@ fn session(rt: &tokio::runtime::Runtime, link: &mut Link, a: &RunArgs, node: &st
         match msg? {
             Message::Calibrate { target, probes } => {
                 let t = Target::parse(&target).map_err(|e| anyhow!(e))?;
-                let (median_ms, method, samples) = rt.block_on(distributed::calibrate(&t, probes)).map_err(|e| anyhow!(e))?;
+                let (median_ms, method, samples) =
+                    rt.block_on(distributed::calibrate(&t, probes)).map_err(|e| anyhow!(e))?;
                 tracing::info!(median_ms, method, samples, "calibrated");
-                rt.block_on(link.send(&Message::Calibration { node: node.to_owned(), median_ms, method: method.into(), samples }))?;
+                rt.block_on(link.send(&Message::Calibration {
+                    node: node.to_owned(),
+                    median_ms,
+                    method: method.into(),
+                    samples,
+                }))?;
             }
             Message::Plan { config, events } => {
                 Target::parse(&config.target).map_err(|e| anyhow!(e))?;
@@ -782,13 +835,29 @@ fn session(rt: &tokio::runtime::Runtime, link: &mut Link, a: &RunArgs, node: &st
 }
 
 #[expect(clippy::too_many_arguments, reason = "one session's state, used once")]
-fn run_part(rt: &tokio::runtime::Runtime, link: &mut Link, a: &RunArgs, node: &str, term: &Term, config: PlanConfig, events: Vec<Event>, start_ns: i64) -> anyhow::Result<()> {
+fn run_part(
+    rt: &tokio::runtime::Runtime,
+    link: &mut Link,
+    a: &RunArgs,
+    node: &str,
+    term: &Term,
+    config: PlanConfig,
+    events: Vec<Event>,
+    start_ns: i64,
+) -> anyhow::Result<()> {
     let target = Target::parse(&config.target).map_err(|e| anyhow!(e))?;
     let timeout = Duration::from_secs_f64((config.timeout_ms / 1e3).max(0.001));
     let issuer = Arc::new(Issuer::new(Http, a.connections, timeout, node.to_owned()));
     rt.block_on(issuer.warm(&target.authority, a.warm.min(a.connections)));
     let n = events.len();
-    let source = Source::Trace(TraceSource::new(events, start_ns, config.speed, config.time_adjustment_ms, target, config.method.clone()));
+    let source = Source::Trace(TraceSource::new(
+        events,
+        start_ns,
+        config.speed,
+        config.time_adjustment_ms,
+        target,
+        config.method.clone(),
+    ));
     tracing::info!(events = n, start_ns, offset_ms = config.time_adjustment_ms, "running my part");
     let stop = {
         let term = term.clone();
@@ -843,14 +912,32 @@ fn trace_tool(cmd: TraceCommand) -> anyhow::Result<()> {
             if !(g.endpoint.starts_with('/') || g.endpoint.starts_with("http://")) {
                 bail!("--endpoint {:?}: must be a path starting with / or an http:// URL", g.endpoint);
             }
-            let ids = if g.node_id.is_empty() { (0..g.nodes.max(1)).map(|i| i.to_string()).collect() } else { g.node_id.clone() };
+            let ids = if g.node_id.is_empty() {
+                (0..g.nodes.max(1)).map(|i| i.to_string()).collect()
+            } else {
+                g.node_id.clone()
+            };
             let shape = Shape { pattern: g.pattern, amplitude: g.amplitude, period_ns: g.period, burst: g.burst };
-            let events = generate(shape, g.rate, g.seed, Limit { count: g.count, duration_ns: g.duration }, &ids, &g.endpoint, &g.payload, g.method.clone());
+            let events = generate(
+                shape,
+                g.rate,
+                g.seed,
+                Limit { count: g.count, duration_ns: g.duration },
+                &ids,
+                &g.endpoint,
+                &g.payload,
+                g.method.clone(),
+            );
             trace_out(&events, &g.out)
         }
         TraceCommand::FromLog(f) => {
             let text = std::fs::read_to_string(&f.input).with_context(|| format!("read log {}", f.input.display()))?;
-            let opts = logs::LogOptions { nodes: f.nodes, endpoint: f.endpoint.clone(), time_field: f.time_field.clone(), client_field: f.client_field.clone() };
+            let opts = logs::LogOptions {
+                nodes: f.nodes,
+                endpoint: f.endpoint.clone(),
+                time_field: f.time_field.clone(),
+                client_field: f.client_field.clone(),
+            };
             let events = logs::to_trace(&text, &opts).with_context(|| format!("read log {}", f.input.display()))?;
             trace_out(&events, &f.out)
         }
@@ -868,17 +955,46 @@ mod tests {
     #[test]
     fn flags_only_command_lines_parse() {
         let cli = Cli::try_parse_from([
-            "diorama-loadgen", "--role", "controller", "--workers", "w0:7070,w1:7070", "--workers", "w2:7070", "--target", "http://s:8080/", "--rate", "200",
-            "--duration", "3s", "--calibrate", "5", "--time-adjustment-ms", "w0=1.5",
+            "diorama-loadgen",
+            "--role",
+            "controller",
+            "--workers",
+            "w0:7070,w1:7070",
+            "--workers",
+            "w2:7070",
+            "--target",
+            "http://s:8080/",
+            "--rate",
+            "200",
+            "--duration",
+            "3s",
+            "--calibrate",
+            "5",
+            "--time-adjustment-ms",
+            "w0=1.5",
         ])
         .unwrap();
         assert!(cli.command.is_none());
         assert_eq!(cli.run.workers, ["w0:7070", "w1:7070", "w2:7070"]);
         assert_eq!(cli.run.duration, Some(3_000_000_000));
-        let cli = Cli::try_parse_from(["diorama-loadgen", "--mode", "closed", "--clients", "4", "--think", "100ms", "--target", "http://lb:80"]).unwrap();
+        let cli = Cli::try_parse_from([
+            "diorama-loadgen",
+            "--mode",
+            "closed",
+            "--clients",
+            "4",
+            "--think",
+            "100ms",
+            "--target",
+            "http://lb:80",
+        ])
+        .unwrap();
         assert_eq!((cli.run.mode, cli.run.think), (Some(Mode::Closed), 100_000_000));
-        let cli = Cli::try_parse_from(["diorama-loadgen", "trace", "speed", "--input", "a.json", "--factor", "200%"]).unwrap();
-        assert!(matches!(cli.command, Some(Command::Trace(TraceCommand::Speed(SpeedArgs { factor, .. }))) if factor == 2.0));
+        let cli = Cli::try_parse_from(["diorama-loadgen", "trace", "speed", "--input", "a.json", "--factor", "200%"])
+            .unwrap();
+        assert!(
+            matches!(cli.command, Some(Command::Trace(TraceCommand::Speed(SpeedArgs { factor, .. }))) if factor == 2.0)
+        );
         assert!(Cli::try_parse_from(["diorama-loadgen", "--duration", "10"]).is_err());
     }
 
@@ -886,7 +1002,10 @@ mod tests {
     fn generated_traces_round_robin() {
         let ids: Vec<String> = ["a", "b"].map(String::from).to_vec();
         let e = generate(Shape::default(), 100.0, 1, Limit { count: Some(4), duration_ns: None }, &ids, "/x", "", None);
-        assert_eq!(e.iter().map(|e| (e.time, e.node_id.as_str())).collect::<Vec<_>>(), [(0.0, "a"), (10.0, "b"), (20.0, "a"), (30.0, "b")]);
+        assert_eq!(
+            e.iter().map(|e| (e.time, e.node_id.as_str())).collect::<Vec<_>>(),
+            [(0.0, "a"), (10.0, "b"), (20.0, "a"), (30.0, "b")]
+        );
     }
 
     fn free_port() -> u16 {
@@ -909,35 +1028,72 @@ mod tests {
             .enumerate()
             .map(|(i, p)| {
                 let args = Cli::try_parse_from([
-                    "l", "--role", "worker", "--listen", &format!("127.0.0.1:{p}"), "--sessions", "1", "--node-name", &format!("w{i}"),
-                    "--out", d.join(format!("w{i}")).to_str().unwrap(),
+                    "l",
+                    "--role",
+                    "worker",
+                    "--listen",
+                    &format!("127.0.0.1:{p}"),
+                    "--sessions",
+                    "1",
+                    "--node-name",
+                    &format!("w{i}"),
+                    "--out",
+                    d.join(format!("w{i}")).to_str().unwrap(),
                 ])
                 .unwrap();
                 std::thread::spawn(move || run(&args.run))
             })
             .collect();
         // 40 events over 200 ms: nodeIDs 0 and 1 by parity, one POST.
-        let mut events = generate(Shape::default(), 200.0, 1, Limit { count: Some(40), duration_ns: None }, &["0".into(), "1".into()], "/t", "", None);
+        let mut events = generate(
+            Shape::default(),
+            200.0,
+            1,
+            Limit { count: Some(40), duration_ns: None },
+            &["0".into(), "1".into()],
+            "/t",
+            "",
+            None,
+        );
         events[3].payload = "body".into();
         let trace_path = d.join("t.csv");
         trace::write(&trace_path, &events, Format::Csv).unwrap();
         let ctl = Cli::try_parse_from([
-            "l", "--role", "controller", "--workers", &format!("127.0.0.1:{},127.0.0.1:{}", ports[0], ports[1]), "--trace", trace_path.to_str().unwrap(),
-            "--target", &format!("http://127.0.0.1:{server}/"), "--calibrate", "3", "--start-delay", "200ms", "--out", d.join("ctl").to_str().unwrap(),
+            "l",
+            "--role",
+            "controller",
+            "--workers",
+            &format!("127.0.0.1:{},127.0.0.1:{}", ports[0], ports[1]),
+            "--trace",
+            trace_path.to_str().unwrap(),
+            "--target",
+            &format!("http://127.0.0.1:{server}/"),
+            "--calibrate",
+            "3",
+            "--start-delay",
+            "200ms",
+            "--out",
+            d.join("ctl").to_str().unwrap(),
         ])
         .unwrap();
         run(&ctl.run).unwrap();
         for w in workers {
             w.join().unwrap().unwrap();
         }
-        let s: serde_json::Value = serde_json::from_str(&std::fs::read_to_string(d.join("ctl/summary.json")).unwrap()).unwrap();
-        assert_eq!((s["requests"].as_u64(), s["completed"].as_u64(), s["mode"].as_str()), (Some(40), Some(40), Some("distributed")));
+        let s: serde_json::Value =
+            serde_json::from_str(&std::fs::read_to_string(d.join("ctl/summary.json")).unwrap()).unwrap();
+        assert_eq!(
+            (s["requests"].as_u64(), s["completed"].as_u64(), s["mode"].as_str()),
+            (Some(40), Some(40), Some("distributed"))
+        );
         let csv = std::fs::read_to_string(d.join("ctl/requests.csv")).unwrap();
         assert_eq!(csv.lines().filter(|l| l.contains(",w0,")).count(), 20);
         assert_eq!(csv.lines().filter(|l| l.contains(",w1,")).count(), 20);
-        let own: serde_json::Value = serde_json::from_str(&std::fs::read_to_string(d.join("w1/summary.json")).unwrap()).unwrap();
+        let own: serde_json::Value =
+            serde_json::from_str(&std::fs::read_to_string(d.join("w1/summary.json")).unwrap()).unwrap();
         assert_eq!(own["requests"], 20);
-        let cal: serde_json::Value = serde_json::from_str(&std::fs::read_to_string(d.join("ctl/calibration.json")).unwrap()).unwrap();
+        let cal: serde_json::Value =
+            serde_json::from_str(&std::fs::read_to_string(d.join("ctl/calibration.json")).unwrap()).unwrap();
         assert_eq!(cal["workers"][format!("127.0.0.1:{}", ports[0])]["method"], "one_way");
     }
 }

@@ -65,7 +65,8 @@ impl PreciseTimer {
             if let Err(err) = nix::sys::prctl::set_timerslack(1) {
                 tracing::debug!(%err, "could not lower the timer slack");
             }
-            let mut due: std::collections::BinaryHeap<std::cmp::Reverse<(i64, u64)>> = std::collections::BinaryHeap::new();
+            let mut due: std::collections::BinaryHeap<std::cmp::Reverse<(i64, u64)>> =
+                std::collections::BinaryHeap::new();
             let mut waiters = std::collections::HashMap::new();
             let mut seq = 0u64;
             loop {
@@ -83,7 +84,9 @@ impl PreciseTimer {
                 let wait = next.map(|at| at - now_unix_ns());
                 let got = match wait {
                     None => rx.recv().map_err(|_| true),
-                    Some(w) if w > spin_ns as i64 => rx.recv_timeout(Duration::from_nanos((w - spin_ns as i64) as u64)).map_err(|e| e == std::sync::mpsc::RecvTimeoutError::Disconnected),
+                    Some(w) if w > spin_ns as i64 => rx
+                        .recv_timeout(Duration::from_nanos((w - spin_ns as i64) as u64))
+                        .map_err(|e| e == std::sync::mpsc::RecvTimeoutError::Disconnected),
                     Some(_) => rx.try_recv().map_err(|e| e == std::sync::mpsc::TryRecvError::Disconnected),
                 };
                 match got {
@@ -109,7 +112,14 @@ impl PreciseTimer {
     }
 }
 
-async fn client<P: Protocol>(i: u32, issuer: Arc<Issuer<P>>, cfg: Arc<ClosedConfig>, next_id: Arc<AtomicU64>, stop: Arc<AtomicBool>, timer: Arc<PreciseTimer>) {
+async fn client<P: Protocol>(
+    i: u32,
+    issuer: Arc<Issuer<P>>,
+    cfg: Arc<ClosedConfig>,
+    next_id: Arc<AtomicU64>,
+    stop: Arc<AtomicBool>,
+    timer: Arc<PreciseTimer>,
+) {
     let mut rng = rand::rngs::StdRng::seed_from_u64(cfg.seed.wrapping_add(u64::from(i)));
     let exp = Exp::new(1.0 / (cfg.think_ns.max(1) as f64)).ok();
     let mut next = cfg.start_ns;

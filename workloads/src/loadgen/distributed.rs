@@ -94,7 +94,8 @@ impl Link {
     }
 
     pub async fn send(&mut self, m: &Message) -> Result<(), WireError> {
-        let mut text = serde_json::to_string(m).map_err(|e| WireError::Bad { peer: self.peer.clone(), reason: e.to_string() })?;
+        let mut text =
+            serde_json::to_string(m).map_err(|e| WireError::Bad { peer: self.peer.clone(), reason: e.to_string() })?;
         text.push('\n');
         self.write.write_all(text.as_bytes()).await.map_err(|source| WireError::Io { peer: self.peer.clone(), source })
     }
@@ -102,7 +103,8 @@ impl Link {
     pub async fn recv(&mut self) -> Result<Message, WireError> {
         let line = self.lines.next_line().await.map_err(|source| WireError::Io { peer: self.peer.clone(), source })?;
         let line = line.ok_or_else(|| WireError::Closed { peer: self.peer.clone() })?;
-        let m: Message = serde_json::from_str(&line).map_err(|e| WireError::Bad { peer: self.peer.clone(), reason: e.to_string() })?;
+        let m: Message = serde_json::from_str(&line)
+            .map_err(|e| WireError::Bad { peer: self.peer.clone(), reason: e.to_string() })?;
         match m {
             Message::Error { message } => Err(WireError::Worker { peer: self.peer.clone(), message }),
             other => Ok(other),
@@ -143,13 +145,24 @@ pub fn split(events: &[Event], workers: &[String]) -> Vec<Vec<Event>> {
 /// when it has one; else half the round trip.
 pub async fn calibrate(target: &Target, probes: u32) -> Result<(f64, &'static str, u32), String> {
     let http = Http;
-    let mut conn = http.connect(&target.authority).await.map_err(|e| format!("calibrate: connect to {}: {}", target.authority, e.as_str()))?;
-    let req = Request { method: "GET".into(), authority: target.authority.clone(), path: target.path.clone(), body: bytes::Bytes::new() };
+    let mut conn = http
+        .connect(&target.authority)
+        .await
+        .map_err(|e| format!("calibrate: connect to {}: {}", target.authority, e.as_str()))?;
+    let req = Request {
+        method: "GET".into(),
+        authority: target.authority.clone(),
+        path: target.path.clone(),
+        body: bytes::Bytes::new(),
+    };
     let _ = http.send(&mut conn, &req).await;
     let (mut one_way, mut half_rtt) = (Vec::new(), Vec::new());
     for _ in 0..probes.max(1) {
         let t0 = now_unix_ns();
-        let reply = http.send(&mut conn, &req).await.map_err(|e| format!("calibrate: probe {}: {}", target.authority, e.as_str()))?;
+        let reply = http
+            .send(&mut conn, &req)
+            .await
+            .map_err(|e| format!("calibrate: probe {}: {}", target.authority, e.as_str()))?;
         let t1 = now_unix_ns();
         if let Some(rx) = reply.received_ns {
             one_way.push((rx - t0) as f64 / 1e6);
@@ -183,11 +196,18 @@ pub fn parse_adjustments(values: &[String]) -> Result<BTreeMap<String, f64>, Str
     for v in values {
         let v = v.trim();
         if v.starts_with('{') {
-            let map: BTreeMap<String, f64> = serde_json::from_str(v).map_err(|e| format!("parse --time-adjustment-ms {v:?}: {e}"))?;
+            let map: BTreeMap<String, f64> =
+                serde_json::from_str(v).map_err(|e| format!("parse --time-adjustment-ms {v:?}: {e}"))?;
             out.extend(map);
         } else {
-            let (node, ms) = v.split_once('=').ok_or_else(|| format!("parse --time-adjustment-ms {v:?}: want NODE=MS"))?;
-            let ms: f64 = ms.trim().parse().ok().filter(|x: &f64| x.is_finite()).ok_or_else(|| format!("parse --time-adjustment-ms {v:?}: MS is not a number"))?;
+            let (node, ms) =
+                v.split_once('=').ok_or_else(|| format!("parse --time-adjustment-ms {v:?}: want NODE=MS"))?;
+            let ms: f64 = ms
+                .trim()
+                .parse()
+                .ok()
+                .filter(|x: &f64| x.is_finite())
+                .ok_or_else(|| format!("parse --time-adjustment-ms {v:?}: MS is not a number"))?;
             out.insert(node.trim().to_owned(), ms);
         }
     }
@@ -199,7 +219,14 @@ mod tests {
     use super::*;
 
     fn ev(id: u64, node: &str) -> Event {
-        Event { event_id: id, time: id as f64, node_id: node.into(), endpoint: "/".into(), payload: String::new(), method: None }
+        Event {
+            event_id: id,
+            time: id as f64,
+            node_id: node.into(),
+            endpoint: "/".into(),
+            payload: String::new(),
+            method: None,
+        }
     }
 
     #[test]
@@ -234,7 +261,8 @@ mod tests {
         let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
         let addr = listener.local_addr().unwrap();
         drop(listener);
-        let server = tokio::spawn(crate::loadgen::http::serve(addr, bytes::Bytes::from_static(b"ok"), std::future::pending()));
+        let server =
+            tokio::spawn(crate::loadgen::http::serve(addr, bytes::Bytes::from_static(b"ok"), std::future::pending()));
         tokio::time::sleep(std::time::Duration::from_millis(50)).await;
         let t = Target { authority: addr.to_string(), path: "/".into() };
         let (ms, method, n) = calibrate(&t, 5).await.unwrap();

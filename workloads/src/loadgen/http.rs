@@ -35,7 +35,10 @@ pub struct Target {
 impl Target {
     /// Parses `http://host[:port][/path]` (port 80 by default).
     pub fn parse(url: &str) -> Result<Target, String> {
-        let rest = url.trim().strip_prefix("http://").ok_or_else(|| format!("parse target {url:?}: only http:// URLs are supported"))?;
+        let rest = url
+            .trim()
+            .strip_prefix("http://")
+            .ok_or_else(|| format!("parse target {url:?}: only http:// URLs are supported"))?;
         let (host, path) = match rest.find('/') {
             Some(i) => (&rest[..i], &rest[i..]),
             None => (rest, "/"),
@@ -43,7 +46,11 @@ impl Target {
         if host.is_empty() {
             return Err(format!("parse target {url:?}: no host"));
         }
-        let authority = if host.rsplit_once(':').is_some_and(|(_, p)| p.parse::<u16>().is_ok()) { host.to_owned() } else { format!("{host}:80") };
+        let authority = if host.rsplit_once(':').is_some_and(|(_, p)| p.parse::<u16>().is_ok()) {
+            host.to_owned()
+        } else {
+            format!("{host}:80")
+        };
         Ok(Target { authority, path: path.to_owned() })
     }
 
@@ -67,7 +74,8 @@ impl Protocol for Http {
     async fn connect(&self, authority: &str) -> Result<Self::Conn, ErrorKind> {
         let stream = tokio::net::TcpStream::connect(authority).await.map_err(|_| ErrorKind::Connect)?;
         let _ = stream.set_nodelay(true);
-        let (sender, conn) = hyper::client::conn::http1::handshake(TokioIo::new(stream)).await.map_err(|_| ErrorKind::Connect)?;
+        let (sender, conn) =
+            hyper::client::conn::http1::handshake(TokioIo::new(stream)).await.map_err(|_| ErrorKind::Connect)?;
         tokio::spawn(async move {
             if let Err(err) = conn.await {
                 tracing::debug!(%err, "connection closed");
@@ -132,7 +140,11 @@ pub async fn serve(addr: SocketAddr, body: Bytes, stop: impl std::future::Future
                     Ok::<_, Infallible>(resp)
                 }
             });
-            if let Err(err) = hyper::server::conn::http1::Builder::new().keep_alive(true).serve_connection(TokioIo::new(stream), service).await {
+            if let Err(err) = hyper::server::conn::http1::Builder::new()
+                .keep_alive(true)
+                .serve_connection(TokioIo::new(stream), service)
+                .await
+            {
                 tracing::debug!(%err, "server connection ended");
             }
         });
@@ -145,7 +157,10 @@ mod tests {
 
     #[test]
     fn targets() {
-        assert_eq!(Target::parse("http://s:8080/a/b").unwrap(), Target { authority: "s:8080".into(), path: "/a/b".into() });
+        assert_eq!(
+            Target::parse("http://s:8080/a/b").unwrap(),
+            Target { authority: "s:8080".into(), path: "/a/b".into() }
+        );
         assert_eq!(Target::parse("http://s").unwrap(), Target { authority: "s:80".into(), path: "/".into() });
         assert!(Target::parse("https://s").is_err());
         let t = Target::parse("http://s:1").unwrap();
@@ -170,7 +185,12 @@ mod tests {
             }
         };
         for method in ["GET", "POST"] {
-            let req = Request { method: method.into(), authority: addr.to_string(), path: "/p".into(), body: Bytes::from_static(b"data") };
+            let req = Request {
+                method: method.into(),
+                authority: addr.to_string(),
+                path: "/p".into(),
+                body: Bytes::from_static(b"data"),
+            };
             let reply = http.send(&mut conn, &req).await.unwrap();
             assert_eq!((reply.status, reply.bytes), (200, 5));
             assert!(reply.received_ns.is_some());

@@ -90,7 +90,8 @@ fn parse_clf(l: &str) -> Result<Request, Bad> {
     let client = l.split_whitespace().next().unwrap_or("").to_owned();
     let open = l.find('[').ok_or(("time", "no [date] in a common-log line".to_owned()))?;
     let close = l[open..].find(']').map(|i| i + open).ok_or(("time", "unterminated [date]".to_owned()))?;
-    let ms = clf_time_ms(&l[open + 1..close]).ok_or(("time", format!("bad date {:?} (want 10/Oct/2000:13:55:36 -0700)", &l[open + 1..close])))?;
+    let ms = clf_time_ms(&l[open + 1..close])
+        .ok_or(("time", format!("bad date {:?} (want 10/Oct/2000:13:55:36 -0700)", &l[open + 1..close])))?;
     let rest = &l[close + 1..];
     let q1 = rest.find('"').ok_or(("request", "no quoted request".to_owned()))?;
     let q2 = rest[q1 + 1..].find('"').map(|i| i + q1 + 1).ok_or(("request", "unterminated request".to_owned()))?;
@@ -111,14 +112,18 @@ fn parse_json(l: &str, opts: &LogOptions) -> Result<Request, Bad> {
             None => defaults.iter().find_map(|k| v.get(*k).map(|x| ((*k).to_owned(), x.clone()))),
         }
     };
-    let (_, t) = pick(&opts.time_field, &["timestamp", "time", "ts", "@timestamp"]).ok_or(("timestamp", "missing".to_owned()))?;
+    let (_, t) = pick(&opts.time_field, &["timestamp", "time", "ts", "@timestamp"])
+        .ok_or(("timestamp", "missing".to_owned()))?;
     let ms = match &t {
         Value::Number(n) => n.as_f64().map(number_time_ms),
-        Value::String(s) => rfc3339_ms(s).or_else(|| clf_time_ms(s)).or_else(|| s.parse::<f64>().ok().map(number_time_ms)),
+        Value::String(s) => {
+            rfc3339_ms(s).or_else(|| clf_time_ms(s)).or_else(|| s.parse::<f64>().ok().map(number_time_ms))
+        }
         _ => None,
     }
     .ok_or(("timestamp", format!("bad time {t} (want RFC 3339, CLF or unix seconds/ms)")))?;
-    let (_, c) = pick(&opts.client_field, &["client", "remote_addr", "client_ip", "ip", "remote_ip"]).ok_or(("client", "missing".to_owned()))?;
+    let (_, c) = pick(&opts.client_field, &["client", "remote_addr", "client_ip", "ip", "remote_ip"])
+        .ok_or(("client", "missing".to_owned()))?;
     let client = match c {
         Value::String(s) => s,
         other => other.to_string(),
@@ -154,7 +159,11 @@ fn days_from_civil(y: i64, m: i64, d: i64) -> i64 {
 }
 
 fn civil_ms(y: i64, mo: i64, d: i64, h: i64, mi: i64, s: f64, offset_min: i64) -> Option<f64> {
-    let ok = (1..=12).contains(&mo) && (1..=31).contains(&d) && (0..24).contains(&h) && (0..60).contains(&mi) && (0.0..61.0).contains(&s);
+    let ok = (1..=12).contains(&mo)
+        && (1..=31).contains(&d)
+        && (0..24).contains(&h)
+        && (0..60).contains(&mi)
+        && (0.0..61.0).contains(&s);
     ok.then(|| ((days_from_civil(y, mo, d) * 86_400 + h * 3600 + mi * 60 - offset_min * 60) as f64 + s) * 1e3)
 }
 
@@ -249,7 +258,10 @@ mod tests {
 {"ts": 1704067200.5, "remote_addr": "c", "method": "post"}
 "#;
         let t = to_trace(log, &LogOptions { nodes: Some(2), ..LogOptions::default() }).unwrap();
-        assert_eq!(t.iter().map(|e| (e.time, e.node_id.as_str())).collect::<Vec<_>>(), [(0.0, "0"), (250.0, "1"), (500.0, "0")]);
+        assert_eq!(
+            t.iter().map(|e| (e.time, e.node_id.as_str())).collect::<Vec<_>>(),
+            [(0.0, "0"), (250.0, "1"), (500.0, "0")]
+        );
         assert_eq!(t[0].endpoint, "/");
         assert_eq!(t[2].method.as_deref(), Some("POST"));
     }
@@ -260,7 +272,8 @@ mod tests {
         assert_eq!((err.line, err.field.as_str()), (1, "timestamp"));
         let err = to_trace("\n1.2.3.4 - - [bad] \"GET / HTTP/1.0\" 200 1\n", &LogOptions::default()).unwrap_err();
         assert_eq!((err.line, err.field.as_str()), (2, "time"));
-        let err = to_trace("1.2.3.4 - - [10/Oct/2000:13:55:36 -0700] \"-\" 400 0\n", &LogOptions::default()).unwrap_err();
+        let err =
+            to_trace("1.2.3.4 - - [10/Oct/2000:13:55:36 -0700] \"-\" 400 0\n", &LogOptions::default()).unwrap_err();
         assert_eq!(err.field, "request");
     }
 }

@@ -210,7 +210,8 @@ impl RateSource {
     }
 
     fn next(&mut self) -> Option<Planned> {
-        let offset = if self.n == 0 { 0 } else { self.last.saturating_add(self.arrivals.next_gap(self.rate, self.last)) };
+        let offset =
+            if self.n == 0 { 0 } else { self.last.saturating_add(self.arrivals.next_gap(self.rate, self.last)) };
         if !self.limit.admits(self.n, offset) {
             return None;
         }
@@ -266,9 +267,17 @@ pub struct TraceSource {
 
 impl TraceSource {
     /// `start_ns` is the absolute time of trace time 0.
-    pub fn new(events: Vec<Event>, start_ns: i64, speed: f64, adjust_ms: f64, target: Target, method: Option<String>) -> TraceSource {
+    pub fn new(
+        events: Vec<Event>,
+        start_ns: i64,
+        speed: f64,
+        adjust_ms: f64,
+        target: Target,
+        method: Option<String>,
+    ) -> TraceSource {
         let span_ms = events.last().map_or(0.0, |e| e.time) - events.first().map_or(0.0, |e| e.time);
-        let base_rate = (events.len() > 1 && span_ms > 0.0).then(|| (events.len() - 1) as f64 / (span_ms / 1e3) * speed);
+        let base_rate =
+            (events.len() > 1 && span_ms > 0.0).then(|| (events.len() - 1) as f64 / (span_ms / 1e3) * speed);
         TraceSource {
             events,
             idx: 0,
@@ -292,8 +301,15 @@ impl TraceSource {
         self.idx += 1;
         let scheduled_ns = self.scheduled(e);
         let t = self.target.resolve(&e.endpoint).unwrap_or_else(|_| self.target.clone());
-        let method = e.method.clone().or_else(|| self.method.clone()).unwrap_or_else(|| if e.payload.is_empty() { "GET".into() } else { "POST".into() });
-        let req = Request { method, authority: t.authority, path: t.path.clone(), body: Bytes::from(e.payload.clone()) };
+        let method = e.method.clone().or_else(|| self.method.clone()).unwrap_or_else(|| {
+            if e.payload.is_empty() {
+                "GET".into()
+            } else {
+                "POST".into()
+            }
+        });
+        let req =
+            Request { method, authority: t.authority, path: t.path.clone(), body: Bytes::from(e.payload.clone()) };
         Some(Planned { id: e.event_id, scheduled_ns, req, class: t.path })
     }
 
@@ -368,7 +384,9 @@ impl Ctl {
             return None;
         }
         self.last_text = Some(text.clone());
-        let rate = serde_json::from_str::<serde_json::Value>(&text).ok().and_then(|v| v.get("rate").and_then(serde_json::Value::as_f64));
+        let rate = serde_json::from_str::<serde_json::Value>(&text)
+            .ok()
+            .and_then(|v| v.get("rate").and_then(serde_json::Value::as_f64));
         match rate {
             Some(r) if r.is_finite() && r > 0.0 => Some(r),
             _ => {
@@ -532,7 +550,16 @@ mod tests {
     #[test]
     fn rate_source_follows_the_plan_and_replans() {
         let limit = Limit { count: Some(5), duration_ns: None };
-        let mut s = RateSource::new(Shape { pattern: Pattern::Uniform, ..Shape::default() }, 1, 10.0, limit, 1_000, target(), "GET".into(), Bytes::new());
+        let mut s = RateSource::new(
+            Shape { pattern: Pattern::Uniform, ..Shape::default() },
+            1,
+            10.0,
+            limit,
+            1_000,
+            target(),
+            "GET".into(),
+            Bytes::new(),
+        );
         let a = s.next().unwrap();
         let b = s.next().unwrap();
         assert_eq!((a.scheduled_ns, b.scheduled_ns), (1_000, 100_001_000));
@@ -548,7 +575,14 @@ mod tests {
 
     #[test]
     fn trace_source_adjusts_and_changes_speed() {
-        let ev = |id, time| Event { event_id: id, time, node_id: "0".into(), endpoint: "/e".into(), payload: String::new(), method: None };
+        let ev = |id, time| Event {
+            event_id: id,
+            time,
+            node_id: "0".into(),
+            endpoint: "/e".into(),
+            payload: String::new(),
+            method: None,
+        };
         let events = vec![ev(0, 0.0), ev(1, 100.0), ev(2, 200.0), ev(3, 300.0)];
         let mut s = TraceSource::new(events, 1_000_000_000, 1.0, 2.0, target(), None);
         assert_eq!(s.base_rate, Some(10.0));
@@ -593,9 +627,18 @@ mod tests {
         assert_eq!(made, 2);
         let start = now_unix_ns() + 20_000_000;
         let limit = Limit { count: Some(100), duration_ns: None };
-        let source = Source::Rate(RateSource::new(Shape::default(), 1, 200.0, limit, start, t, "GET".into(), Bytes::new()));
+        let source =
+            Source::Rate(RateSource::new(Shape::default(), 1, 200.0, limit, start, t, "GET".into(), Bytes::new()));
         let cfg = DispatchConfig { spin_ns: 50_000, ctl: None };
-        let out = run(&rt, source, issuer.clone(), cfg, Duration::from_secs(5), Duration::from_secs(1), std::future::pending());
+        let out = run(
+            &rt,
+            source,
+            issuer.clone(),
+            cfg,
+            Duration::from_secs(5),
+            Duration::from_secs(1),
+            std::future::pending(),
+        );
         assert_eq!(out.issued, 100);
         let records = issuer.recorder.take();
         assert_eq!(records.len(), 100);
@@ -622,7 +665,16 @@ mod tests {
         let issuer = Arc::new(Issuer::new(crate::loadgen::http::Http, 16, Duration::from_secs(30), "t".into()));
         let t = Target { authority: addr.to_string(), path: "/".into() };
         let limit = Limit { count: Some(3), duration_ns: None };
-        let source = Source::Rate(RateSource::new(Shape::default(), 1, 100.0, limit, now_unix_ns(), t, "GET".into(), Bytes::new()));
+        let source = Source::Rate(RateSource::new(
+            Shape::default(),
+            1,
+            100.0,
+            limit,
+            now_unix_ns(),
+            t,
+            "GET".into(),
+            Bytes::new(),
+        ));
         let cfg = DispatchConfig { spin_ns: 0, ctl: None };
         let stop = async { tokio::time::sleep(Duration::from_millis(200)).await };
         run(&rt, source, issuer.clone(), cfg, Duration::from_secs(30), Duration::from_millis(50), stop);
@@ -638,10 +690,30 @@ mod tests {
         let issuer = Arc::new(Issuer::new(crate::loadgen::http::Http, 4, Duration::from_secs(5), "t".into()));
         let t = Target { authority: format!("127.0.0.1:{port}"), path: "/".into() };
         let limit = Limit { count: Some(2), duration_ns: None };
-        let source = Source::Rate(RateSource::new(Shape::default(), 1, 100.0, limit, now_unix_ns(), t, "GET".into(), Bytes::new()));
-        run(&rt, source, issuer.clone(), DispatchConfig { spin_ns: 0, ctl: None }, Duration::from_secs(5), Duration::from_secs(1), std::future::pending());
+        let source = Source::Rate(RateSource::new(
+            Shape::default(),
+            1,
+            100.0,
+            limit,
+            now_unix_ns(),
+            t,
+            "GET".into(),
+            Bytes::new(),
+        ));
+        run(
+            &rt,
+            source,
+            issuer.clone(),
+            DispatchConfig { spin_ns: 0, ctl: None },
+            Duration::from_secs(5),
+            Duration::from_secs(1),
+            std::future::pending(),
+        );
         let records = issuer.recorder.take();
         assert_eq!(records.len(), 2);
-        assert!(records.iter().all(|r| r.error == Some(ErrorKind::Connect) && r.dispatch_ns == 0 && r.status == 0), "{records:?}");
+        assert!(
+            records.iter().all(|r| r.error == Some(ErrorKind::Connect) && r.dispatch_ns == 0 && r.status == 0),
+            "{records:?}"
+        );
     }
 }

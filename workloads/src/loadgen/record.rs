@@ -23,7 +23,8 @@ use crate::runtime::now_unix_ns;
 use crate::stats::Summary;
 
 /// The header of `requests.csv` (results schema 1).
-pub const REQUESTS_HEADER: &str = "id,scheduled_ns,dispatch_ns,complete_ns,latency_ns,uncorrected_ns,status,bytes,error,class,node,timing";
+pub const REQUESTS_HEADER: &str =
+    "id,scheduled_ns,dispatch_ns,complete_ns,latency_ns,uncorrected_ns,status,bytes,error,class,node,timing";
 
 /// One request.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -221,7 +222,8 @@ pub fn summarize(records: &[Record], info: &RunInfo) -> LoadSummary {
     let uncorrected: Vec<f64> = completed.iter().map(|r| us(r.uncorrected_ns())).collect();
     let sent: Vec<&Record> = records.iter().filter(|r| r.dispatch_ns != 0).collect();
     let delay: Vec<f64> = sent.iter().map(|r| us(r.dispatch_ns - r.scheduled_ns)).collect();
-    let behind = sent.iter().filter(|r| r.dispatch_ns - r.scheduled_ns > info.behind_threshold_ns as i64).count() as u64;
+    let behind =
+        sent.iter().filter(|r| r.dispatch_ns - r.scheduled_ns > info.behind_threshold_ns as i64).count() as u64;
     let mut errors_by_kind = std::collections::BTreeMap::new();
     for r in records {
         if let Some(e) = r.error {
@@ -367,7 +369,10 @@ pub fn write_results(dir: &Path, records: &mut [Record], info: &RunInfo) -> Resu
     let done = || records.iter().filter(|r| r.completed());
     let to_us = |ns: i64| u64::try_from(ns / 1000).unwrap_or(0);
     write_file(dir.join("latency.hdr"), (hdr_base64(done().map(|r| to_us(r.latency_ns()))) + "\n").as_bytes())?;
-    write_file(dir.join("latency_uncorrected.hdr"), (hdr_base64(done().map(|r| to_us(r.uncorrected_ns()))) + "\n").as_bytes())?;
+    write_file(
+        dir.join("latency_uncorrected.hdr"),
+        (hdr_base64(done().map(|r| to_us(r.uncorrected_ns()))) + "\n").as_bytes(),
+    )?;
     let mut tp = String::from("second,started,completed,errors\n");
     for (s, a, c, e) in throughput_rows(records, info.start_ns) {
         tp.push_str(&format!("{s},{a},{c},{e}\n"));
@@ -393,7 +398,18 @@ mod tests {
     use super::*;
 
     fn rec(id: u64, sched: i64, disp: i64, done: i64, status: u16, error: Option<ErrorKind>) -> Record {
-        Record { id, scheduled_ns: sched, dispatch_ns: disp, complete_ns: done, status, bytes: 2, error, class: "/".into(), node: "n".into(), timing: String::new() }
+        Record {
+            id,
+            scheduled_ns: sched,
+            dispatch_ns: disp,
+            complete_ns: done,
+            status,
+            bytes: 2,
+            error,
+            class: "/".into(),
+            node: "n".into(),
+            timing: String::new(),
+        }
     }
 
     #[test]
@@ -448,9 +464,13 @@ mod tests {
         let h: hdrhistogram::Histogram<u64> = Deserializer::new().deserialize(&mut bytes.as_slice()).unwrap();
         assert_eq!(h.len(), 1);
         assert!((h.value_at_quantile(0.5) as i64 - 2000).abs() <= 2);
-        let s: serde_json::Value = serde_json::from_str(&std::fs::read_to_string(dir.path().join("summary.json")).unwrap()).unwrap();
+        let s: serde_json::Value =
+            serde_json::from_str(&std::fs::read_to_string(dir.path().join("summary.json")).unwrap()).unwrap();
         assert_eq!(s["schema"], 1);
         assert_eq!(s["latency_us"]["median"], 2000.0);
-        assert_eq!(std::fs::read_to_string(dir.path().join("throughput.csv")).unwrap(), "second,started,completed,errors\n0,1,1,0\n");
+        assert_eq!(
+            std::fs::read_to_string(dir.path().join("throughput.csv")).unwrap(),
+            "second,started,completed,errors\n0,1,1,0\n"
+        );
     }
 }

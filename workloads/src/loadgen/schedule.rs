@@ -212,7 +212,12 @@ mod tests {
     fn every_pattern_keeps_the_mean_rate() {
         for pattern in [Pattern::Uniform, Pattern::Poisson, Pattern::Random, Pattern::Sinusoidal, Pattern::Burst] {
             // 200/s for 50 virtual seconds (five sinusoid periods).
-            let o = offsets(Shape { pattern, ..Shape::default() }, 200.0, 7, Limit { count: None, duration_ns: Some(50_000_000_000) });
+            let o = offsets(
+                Shape { pattern, ..Shape::default() },
+                200.0,
+                7,
+                Limit { count: None, duration_ns: Some(50_000_000_000) },
+            );
             let rate = o.len() as f64 / 50.0;
             // A sinusoid's requests crowd where gaps are short: its time-averaged rate is
             // 1/√(μ² − A²), with A = μ/2 here.
@@ -251,7 +256,12 @@ mod tests {
 
     #[test]
     fn sinusoid_follows_its_formula() {
-        let shape = Shape { pattern: Pattern::Sinusoidal, amplitude: Amplitude::Ns(2_000_000), period_ns: Some(1_000_000_000), burst: 1 };
+        let shape = Shape {
+            pattern: Pattern::Sinusoidal,
+            amplitude: Amplitude::Ns(2_000_000),
+            period_ns: Some(1_000_000_000),
+            burst: 1,
+        };
         let mut a = Arrivals::new(shape, 1);
         // μ = 10 ms; at t = T/4 the sine is 1: gap = 12 ms; at 3T/4: 8 ms.
         assert_eq!(a.next_gap(100.0, 250_000_000), 12_000_000);

@@ -120,15 +120,16 @@ fn check_unique(seen: &mut HashSet<u64>, e: &Event, line: u64) -> Result<(), Bad
 }
 
 fn parse_json_array(text: &str) -> Result<Vec<Event>, Bad> {
-    let raws: Vec<&RawValue> =
-        serde_json::from_str(text).map_err(|e| (e.line() as u64, "-".to_owned(), format!("not a JSON array of events: {e}")))?;
+    let raws: Vec<&RawValue> = serde_json::from_str(text)
+        .map_err(|e| (e.line() as u64, "-".to_owned(), format!("not a JSON array of events: {e}")))?;
     let mut seen = HashSet::new();
     let mut events = Vec::with_capacity(raws.len());
     for raw in raws {
         // The raw value borrows from `text`: its distance from the start is its offset.
         let offset = (raw.get().as_ptr() as usize).saturating_sub(text.as_ptr() as usize);
         let line = line_of(text, offset);
-        let field_line = |field: &str| line + raw.get().find(&format!("\"{field}\"")).map_or(0, |i| line_of(raw.get(), i) - 1);
+        let field_line =
+            |field: &str| line + raw.get().find(&format!("\"{field}\"")).map_or(0, |i| line_of(raw.get(), i) - 1);
         let value: Value = serde_json::from_str(raw.get()).map_err(|e| (line, "-".to_owned(), e.to_string()))?;
         let event = event_from_json(&value).map_err(|(field, reason)| (field_line(&field), field, reason))?;
         check_unique(&mut seen, &event, field_line("eventID"))?;
@@ -145,7 +146,8 @@ fn parse_json_lines(text: &str) -> Result<Vec<Event>, Bad> {
         if l.trim().is_empty() {
             continue;
         }
-        let value: Value = serde_json::from_str(l).map_err(|e| (line, "-".to_owned(), format!("not a JSON object: {e}")))?;
+        let value: Value =
+            serde_json::from_str(l).map_err(|e| (line, "-".to_owned(), format!("not a JSON object: {e}")))?;
         let event = event_from_json(&value).map_err(|(field, reason)| (line, field, reason))?;
         check_unique(&mut seen, &event, line)?;
         events.push(event);
@@ -255,7 +257,8 @@ fn parse_csv(text: &str) -> Result<Vec<Event>, Bad> {
 pub fn render(events: &[Event], format: Format) -> String {
     match format {
         Format::Json => {
-            let lines: Vec<String> = events.iter().map(|e| format!("  {}", serde_json::to_string(e).unwrap_or_default())).collect();
+            let lines: Vec<String> =
+                events.iter().map(|e| format!("  {}", serde_json::to_string(e).unwrap_or_default())).collect();
             format!("[\n{}\n]\n", lines.join(",\n"))
         }
         Format::Jsonl => events.iter().map(|e| serde_json::to_string(e).unwrap_or_default() + "\n").collect(),
@@ -268,7 +271,13 @@ pub fn render(events: &[Event], format: Format) -> String {
             }
             let _ = w.write_record(&header);
             for e in events {
-                let mut row = vec![e.event_id.to_string(), e.time.to_string(), e.node_id.clone(), e.endpoint.clone(), e.payload.clone()];
+                let mut row = vec![
+                    e.event_id.to_string(),
+                    e.time.to_string(),
+                    e.node_id.clone(),
+                    e.endpoint.clone(),
+                    e.payload.clone(),
+                ];
                 if with_method {
                     row.push(e.method.clone().unwrap_or_default());
                 }
@@ -339,7 +348,10 @@ mod tests {
         let csv = "eventID,time,endpoint\n0,0,/\n";
         assert_eq!(parse(csv, true).unwrap_err().1, "nodeID");
         let csv = "eventID,time,nodeID,endpoint\n0,0,a,nope\n";
-        assert_eq!(parse(csv, true).unwrap_err(), (2, "endpoint".into(), "must be a path starting with / or an http:// URL".into()));
+        assert_eq!(
+            parse(csv, true).unwrap_err(),
+            (2, "endpoint".into(), "must be a path starting with / or an http:// URL".into())
+        );
     }
 
     #[test]

@@ -14,7 +14,9 @@ pub struct UnitError {
 pub fn parse_duration_ns(text: &str) -> Result<u64, UnitError> {
     let err = |reason| UnitError { what: "duration", text: text.to_owned(), reason };
     let t = text.trim();
-    let split = t.find(|c: char| !(c.is_ascii_digit() || c == '.')).ok_or_else(|| err("needs a unit: ns, us, ms, s, m or h"))?;
+    let split = t
+        .find(|c: char| !(c.is_ascii_digit() || c == '.'))
+        .ok_or_else(|| err("needs a unit: ns, us, ms, s, m or h"))?;
     let (num, unit) = t.split_at(split);
     let value: f64 = num.parse().map_err(|_| err("not a number"))?;
     let scale = match unit.trim() {

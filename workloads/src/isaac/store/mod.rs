@@ -15,11 +15,24 @@ pub use sqlite::{fill as fill_value, SqliteStore, Sync};
 #[derive(Debug, thiserror::Error)]
 pub enum StoreError {
     #[error("open database {path}: {source}")]
-    Open { path: std::path::PathBuf, #[source] source: rusqlite::Error },
+    Open {
+        path: std::path::PathBuf,
+        #[source]
+        source: rusqlite::Error,
+    },
     #[error("{op} key {key}: {source}")]
-    Op { op: &'static str, key: u64, #[source] source: rusqlite::Error },
+    Op {
+        op: &'static str,
+        key: u64,
+        #[source]
+        source: rusqlite::Error,
+    },
     #[error("populate {keys} keys: {source}")]
-    Populate { keys: u64, #[source] source: rusqlite::Error },
+    Populate {
+        keys: u64,
+        #[source]
+        source: rusqlite::Error,
+    },
 }
 
 /// A key-value table of byte strings. Blocking: callers run it off the async threads.

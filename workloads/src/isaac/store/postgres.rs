@@ -34,13 +34,21 @@ pub enum PgError {
     #[error("look up user {user}: {reason}")]
     User { user: String, reason: String },
     #[error("prepare {path}: {source}")]
-    Dir { path: PathBuf, #[source] source: std::io::Error },
+    Dir {
+        path: PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
     #[error("run {program}: {reason}")]
     Run { program: String, reason: String },
     #[error("postgres on port {port} did not accept connections within {waited:?} (see postgres.log)")]
     NotReady { port: u16, waited: Duration },
     #[error("{what}: {source}")]
-    Sql { what: String, #[source] source: tokio_postgres::Error },
+    Sql {
+        what: String,
+        #[source]
+        source: tokio_postgres::Error,
+    },
 }
 
 /// Settings of the server a DB tier starts.
@@ -81,7 +89,12 @@ fn find(program: &'static str, bin: Option<&Path>) -> Result<PathBuf, PgError> {
 
 fn run_as(cmd: &mut Command, uid: u32, gid: u32, what: &str) -> Result<(), PgError> {
     use std::os::unix::process::CommandExt;
-    let out = cmd.uid(uid).gid(gid).current_dir("/").output().map_err(|e| PgError::Run { program: what.to_owned(), reason: e.to_string() })?;
+    let out = cmd
+        .uid(uid)
+        .gid(gid)
+        .current_dir("/")
+        .output()
+        .map_err(|e| PgError::Run { program: what.to_owned(), reason: e.to_string() })?;
     if !out.status.success() {
         let err = String::from_utf8_lossy(&out.stderr);
         return Err(PgError::Run { program: what.to_owned(), reason: format!("{}: {}", out.status, err.trim()) });
@@ -105,7 +118,14 @@ impl PgServer {
             std::fs::set_permissions(&data, std::os::unix::fs::PermissionsExt::from_mode(0o700)).map_err(dir_err)?;
             let initdb = find("initdb", cfg.bin.as_deref())?;
             run_as(
-                Command::new(&initdb).args(["-D"]).arg(&data).args(["-U", USER, "--auth=trust", "--no-sync", "-E", "UTF8"]),
+                Command::new(&initdb).args(["-D"]).arg(&data).args([
+                    "-U",
+                    USER,
+                    "--auth=trust",
+                    "--no-sync",
+                    "-E",
+                    "UTF8",
+                ]),
                 uid,
                 gid,
                 &initdb.display().to_string(),
@@ -126,7 +146,16 @@ impl PgServer {
         let child = Command::new(&postgres)
             .arg("-D")
             .arg(&data)
-            .args(["-p", &cfg.port.to_string(), "-c", "listen_addresses=*", "-c", "shared_buffers=16MB", "-c", "max_connections=200"])
+            .args([
+                "-p",
+                &cfg.port.to_string(),
+                "-c",
+                "listen_addresses=*",
+                "-c",
+                "shared_buffers=16MB",
+                "-c",
+                "max_connections=200",
+            ])
             .arg("-c")
             .arg(format!("unix_socket_directories={}", data.display()))
             .args(durability)
@@ -166,7 +195,9 @@ impl PgServer {
 pub async fn connect(addr: &str) -> Result<Client, PgError> {
     let (host, port) = addr.rsplit_once(':').unwrap_or((addr, "5432"));
     let conf = format!("host={host} port={port} user={USER} dbname=postgres connect_timeout=5");
-    let (client, conn) = tokio_postgres::connect(&conf, NoTls).await.map_err(|source| PgError::Sql { what: format!("connect to {addr}"), source })?;
+    let (client, conn) = tokio_postgres::connect(&conf, NoTls)
+        .await
+        .map_err(|source| PgError::Sql { what: format!("connect to {addr}"), source })?;
     tokio::spawn(async move {
         if let Err(err) = conn.await {
             tracing::debug!(%err, "postgres connection ended");
@@ -182,7 +213,9 @@ pub async fn prepare(server: &mut PgServer, keys: u64, size: usize, wait: Durati
     let client = loop {
         match connect(&addr).await {
             Ok(c) => break c,
-            Err(_) if start.elapsed() < wait && !server.exited() => tokio::time::sleep(Duration::from_millis(100)).await,
+            Err(_) if start.elapsed() < wait && !server.exited() => {
+                tokio::time::sleep(Duration::from_millis(100)).await
+            }
             Err(_) => return Err(PgError::NotReady { port: server.port, waited: start.elapsed() }),
         }
     };
@@ -190,11 +223,17 @@ pub async fn prepare(server: &mut PgServer, keys: u64, size: usize, wait: Durati
         let what = what.to_owned();
         move |source| PgError::Sql { what, source }
     };
-    client.batch_execute("CREATE TABLE IF NOT EXISTS kv (key BIGINT PRIMARY KEY, value BYTEA NOT NULL)").await.map_err(sql("create table kv"))?;
+    client
+        .batch_execute("CREATE TABLE IF NOT EXISTS kv (key BIGINT PRIMARY KEY, value BYTEA NOT NULL)")
+        .await
+        .map_err(sql("create table kv"))?;
     let values: Vec<Vec<u8>> = (0..keys).map(|k| super::fill_value(k, size)).collect();
     let keys_i: Vec<i64> = (0..keys).map(|k| k as i64).collect();
     client
-        .execute("INSERT INTO kv (key, value) SELECT * FROM unnest($1::bigint[], $2::bytea[]) ON CONFLICT (key) DO NOTHING", &[&keys_i, &values])
+        .execute(
+            "INSERT INTO kv (key, value) SELECT * FROM unnest($1::bigint[], $2::bytea[]) ON CONFLICT (key) DO NOTHING",
+            &[&keys_i, &values],
+        )
         .await
         .map_err(sql("populate kv"))?;
     Ok(client)
@@ -235,16 +274,22 @@ impl PgPool {
     /// Reads `key` from DB `i` at `addr` (empty when absent).
     pub async fn read(&self, i: usize, addr: &str, key: u64) -> Result<Vec<u8>, String> {
         let c = self.client(i, addr).await?;
-        let row = c.query_opt("SELECT value FROM kv WHERE key = $1", &[&(key as i64)]).await.map_err(|e| crate::isaac::http::error_chain(&e))?;
+        let row = c
+            .query_opt("SELECT value FROM kv WHERE key = $1", &[&(key as i64)])
+            .await
+            .map_err(|e| crate::isaac::http::error_chain(&e))?;
         Ok(row.map(|r| r.get::<_, Vec<u8>>(0)).unwrap_or_default())
     }
 
     /// Writes `value` under `key` in DB `i` at `addr`.
     pub async fn write(&self, i: usize, addr: &str, key: u64, value: &[u8]) -> Result<(), String> {
         let c = self.client(i, addr).await?;
-        c.execute("INSERT INTO kv (key, value) VALUES ($1, $2) ON CONFLICT (key) DO UPDATE SET value = EXCLUDED.value", &[&(key as i64), &value])
-            .await
-            .map_err(|e| crate::isaac::http::error_chain(&e))?;
+        c.execute(
+            "INSERT INTO kv (key, value) VALUES ($1, $2) ON CONFLICT (key) DO UPDATE SET value = EXCLUDED.value",
+            &[&(key as i64), &value],
+        )
+        .await
+        .map_err(|e| crate::isaac::http::error_chain(&e))?;
         Ok(())
     }
 }

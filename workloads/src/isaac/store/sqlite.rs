@@ -38,7 +38,8 @@ impl SqliteStore {
         };
         conn.pragma_update(None, "journal_mode", "WAL").map_err(open)?;
         conn.pragma_update(None, "synchronous", level).map_err(open)?;
-        conn.execute_batch("CREATE TABLE IF NOT EXISTS kv (key INTEGER PRIMARY KEY, value BLOB NOT NULL)").map_err(open)?;
+        conn.execute_batch("CREATE TABLE IF NOT EXISTS kv (key INTEGER PRIMARY KEY, value BLOB NOT NULL)")
+            .map_err(open)?;
         let mut store = SqliteStore { conn };
         store.populate(keys, size)?;
         Ok(store)
@@ -80,7 +81,8 @@ impl Store for SqliteStore {
 
     fn write(&mut self, key: u64, value: &[u8]) -> Result<(), StoreError> {
         let err = |source| StoreError::Op { op: "write", key, source };
-        let mut stmt = self.conn.prepare_cached("INSERT OR REPLACE INTO kv (key, value) VALUES (?1, ?2)").map_err(err)?;
+        let mut stmt =
+            self.conn.prepare_cached("INSERT OR REPLACE INTO kv (key, value) VALUES (?1, ?2)").map_err(err)?;
         stmt.execute(params![key as i64, value]).map_err(err)?;
         Ok(())
     }

@@ -11,7 +11,10 @@ pub struct LeastConn {
 impl Policy for LeastConn {
     fn pick(&mut self, _now_ns: i64, backends: &[BackendView]) -> Option<usize> {
         let n = backends.len();
-        let best = (0..n).map(|k| (self.offset + k) % n).filter(|&i| backends[i].available).min_by_key(|&i| backends[i].inflight)?;
+        let best = (0..n)
+            .map(|k| (self.offset + k) % n)
+            .filter(|&i| backends[i].available)
+            .min_by_key(|&i| backends[i].inflight)?;
         self.offset = (best + 1) % n.max(1);
         Some(best)
     }

@@ -155,7 +155,9 @@ mod tests {
 
     #[test]
     fn every_policy_skips_ejected_and_gives_up_when_none_is_left() {
-        for kind in [PolicyKind::RoundRobin, PolicyKind::Random, PolicyKind::LeastConn, PolicyKind::P2c, PolicyKind::PeakEwma] {
+        for kind in
+            [PolicyKind::RoundRobin, PolicyKind::Random, PolicyKind::LeastConn, PolicyKind::P2c, PolicyKind::PeakEwma]
+        {
             let mut p = AnyPolicy::new(kind, 3, 7, 1e10);
             for _ in 0..50 {
                 assert_eq!(p.pick(0, &views(&[0, 0, 0], &[0, 2])), Some(1), "{kind:?}");
