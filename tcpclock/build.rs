@@ -9,8 +9,7 @@ use libbpf_cargo::SkeletonBuilder;
 const PROGRAMS: [&str; 2] = ["sockclock", "dcubic"];
 
 fn main() -> Result<(), Box<dyn Error>> {
-    let out =
-        PathBuf::from(env::var_os("OUT_DIR").ok_or("OUT_DIR is not set (not run by cargo?)")?);
+    let out = PathBuf::from(env::var_os("OUT_DIR").ok_or("OUT_DIR is not set (not run by cargo?)")?);
     // Debian keeps the uapi <asm/...> headers in the multiarch directory, which clang's BPF
     // target does not search by itself.
     let arch = env::var("CARGO_CFG_TARGET_ARCH").unwrap_or_else(|_| "x86_64".into());
@@ -24,18 +23,9 @@ fn main() -> Result<(), Box<dyn Error>> {
         let src = format!("src/bpf/{name}.bpf.c");
         SkeletonBuilder::new()
             .source(&src)
-            .clang_args([
-                "-I",
-                multiarch.as_str(),
-                "-D",
-                &format!("__TARGET_ARCH_{target_arch}"),
-            ])
+            .clang_args(["-I", multiarch.as_str(), "-D", &format!("__TARGET_ARCH_{target_arch}")])
             .build_and_generate(out.join(format!("{name}.skel.rs")))
-            .unwrap_or_else(|e| {
-                panic!(
-                    "building {src} (needs clang and libbpf-dev, see scripts/packages.txt): {e:#}"
-                )
-            });
+            .unwrap_or_else(|e| panic!("building {src} (needs clang and libbpf-dev, see scripts/packages.txt): {e:#}"));
         println!("cargo:rerun-if-changed={src}");
     }
     println!("cargo:rerun-if-changed=src/bpf/kernel.h");

@@ -75,35 +75,20 @@ pub struct Balancer {
 impl Balancer {
     /// # Errors
     /// No backends, mismatched weights, or a bad table size, ladder or controller setting.
-    pub fn new(
-        config: BalancerConfig,
-        names: Vec<String>,
-        weights: Vec<f64>,
-    ) -> Result<Self, BalancerError> {
+    pub fn new(config: BalancerConfig, names: Vec<String>, weights: Vec<f64>) -> Result<Self, BalancerError> {
         if names.is_empty() {
             return Err(BalancerError::NoBackends);
         }
         if names.len() != weights.len() {
-            return Err(BalancerError::WeightCount {
-                names: names.len(),
-                weights: weights.len(),
-            });
+            return Err(BalancerError::WeightCount { names: names.len(), weights: weights.len() });
         }
         let refs: Vec<&str> = names.iter().map(String::as_str).collect();
         let table = MaglevTable::build(config.table_size, &refs, &weights)?;
         let ensemble = Ensemble::new(&config.estimator)?;
-        let estimates = names
-            .iter()
-            .map(|_| LatencyEstimate::new(config.estimator.aggregation))
-            .collect::<Result<Vec<_>, _>>()?;
+        let estimates =
+            names.iter().map(|_| LatencyEstimate::new(config.estimator.aggregation)).collect::<Result<Vec<_>, _>>()?;
         let controller = Controller::new(config.controller.clone(), weights.clone())?;
-        let health = vec![
-            Health {
-                failures: 0,
-                down_until_ns: None
-            };
-            names.len()
-        ];
+        let health = vec![Health { failures: 0, down_until_ns: None }; names.len()];
         Ok(Self {
             conns: ConnTable::new(config.idle_timeout_ns),
             config,
@@ -148,18 +133,13 @@ impl Balancer {
     /// The current latency estimate per backend (virtual ns).
     #[must_use]
     pub fn estimates_ns(&self) -> Vec<Option<f64>> {
-        self.estimates
-            .iter()
-            .map(LatencyEstimate::value_ns)
-            .collect()
+        self.estimates.iter().map(LatencyEstimate::value_ns).collect()
     }
 
     /// Whether backend `i` is in service.
     #[must_use]
     pub fn is_up(&self, i: usize) -> bool {
-        self.health
-            .get(i)
-            .is_some_and(|h| h.down_until_ns.is_none())
+        self.health.get(i).is_some_and(|h| h.down_until_ns.is_none())
     }
 
     /// Drains the recorded telemetry.
@@ -226,10 +206,7 @@ impl Balancer {
             // expired or balancer restarted) is placed as established.
             Some(_) | None => (self.place(pkt, !opening), true),
         };
-        Ok(Decision {
-            backend,
-            new_connection,
-        })
+        Ok(Decision { backend, new_connection })
     }
 
     /// Timing and control for a packet of a known connection.
@@ -254,10 +231,7 @@ impl Balancer {
         }
         let estimates = self.estimates_ns();
         let active: Vec<bool> = (0..self.names.len()).map(|i| self.is_up(i)).collect();
-        if let Ok(Some(step)) = self
-            .controller
-            .step(now, &estimates, &active, &mut self.table)
-        {
+        if let Ok(Some(step)) = self.controller.step(now, &estimates, &active, &mut self.table) {
             let reason = match step.kind {
                 StepKind::Drain => ShareReason::Drain,
                 StepKind::Relax => ShareReason::Relax,
@@ -283,11 +257,7 @@ impl Balancer {
     }
 
     fn live_weights(&self) -> Vec<f64> {
-        self.weights
-            .iter()
-            .zip(&self.health)
-            .map(|(&w, h)| if h.down_until_ns.is_none() { w } else { 0.0 })
-            .collect()
+        self.weights.iter().zip(&self.health).map(|(&w, h)| if h.down_until_ns.is_none() { w } else { 0.0 }).collect()
     }
 
     fn rebuild(&mut self) -> Result<(), MaglevError> {
@@ -311,9 +281,8 @@ impl Balancer {
     }
 
     fn revive(&mut self, now: u64) -> Result<(), MaglevError> {
-        let due: Vec<usize> = (0..self.health.len())
-            .filter(|&i| self.health[i].down_until_ns.is_some_and(|t| now >= t))
-            .collect();
+        let due: Vec<usize> =
+            (0..self.health.len()).filter(|&i| self.health[i].down_until_ns.is_some_and(|t| now >= t)).collect();
         if due.is_empty() {
             return Ok(());
         }
@@ -327,12 +296,7 @@ impl Balancer {
 
     fn record_shares(&mut self, t_ns: u64, reason: ShareReason) {
         for (backend, share) in self.table.shares().into_iter().enumerate() {
-            self.telemetry.shares.push(ShareRow {
-                t_ns,
-                backend,
-                share,
-                reason,
-            });
+            self.telemetry.shares.push(ShareRow { t_ns, backend, share, reason });
         }
     }
 }
@@ -357,11 +321,7 @@ mod tests {
     }
 
     fn pkt(port: u16, flags: u8, now_ns: u64) -> PacketMeta {
-        PacketMeta {
-            flow: flow(port),
-            flags: TcpFlags::from_byte(flags),
-            now_ns,
-        }
+        PacketMeta { flow: flow(port), flags: TcpFlags::from_byte(flags), now_ns }
     }
 
     const SYN: u8 = 0x02;
@@ -370,10 +330,7 @@ mod tests {
 
     fn balancer(policy: Policy) -> Balancer {
         Balancer::new(
-            BalancerConfig {
-                policy,
-                ..BalancerConfig::default()
-            },
+            BalancerConfig { policy, ..BalancerConfig::default() },
             vec!["s0".into(), "s1".into()],
             vec![1.0, 1.0],
         )
@@ -402,9 +359,8 @@ mod tests {
         let conns = 64u16;
         let k = 10;
         // (next send time, port, requests sent on this connection)
-        let mut state: Vec<(u64, u16, u32)> = (0..conns)
-            .map(|c| (u64::from(c) * 7 * US, 20_000 + c * 100, 0))
-            .collect();
+        let mut state: Vec<(u64, u16, u32)> =
+            (0..conns).map(|c| (u64::from(c) * 7 * US, 20_000 + c * 100, 0)).collect();
         while let Some((i, _)) = state.iter().enumerate().min_by_key(|(_, s)| s.0) {
             let (t, port, sent) = state[i];
             if t >= until {
@@ -414,11 +370,7 @@ mod tests {
             let d = b.route(&pkt(port, flags, t)).unwrap();
             let slow = d.backend == 1 && t >= inflate_at;
             let latency = base[d.backend] + if slow { MS } else { 0 };
-            state[i] = if sent + 1 >= k {
-                (t + latency, port + 1, 0)
-            } else {
-                (t + latency, port, sent + 1)
-            };
+            state[i] = if sent + 1 >= k { (t + latency, port + 1, 0) } else { (t + latency, port, sent + 1) };
         }
         b
     }
@@ -440,10 +392,7 @@ mod tests {
             .filter_map(|r| r.estimate_ns)
             .collect();
         assert!(!pre.is_empty());
-        assert!(
-            pre.iter().all(|e| (e - 300_000.0).abs() < 30_000.0),
-            "{pre:?}"
-        );
+        assert!(pre.iter().all(|e| (e - 300_000.0).abs() < 30_000.0), "{pre:?}");
     }
 
     #[test]
@@ -459,10 +408,7 @@ mod tests {
     fn a_backend_that_never_answers_is_marked_down() {
         let mut b = balancer(Policy::Maglev);
         // Find two ports Maglev puts on backend 1, and let their SYNs go unanswered.
-        let ports: Vec<u16> = (1000..2000)
-            .filter(|&p| b.table().lookup(flow(p).flow_hash()) == 1)
-            .take(2)
-            .collect();
+        let ports: Vec<u16> = (1000..2000).filter(|&p| b.table().lookup(flow(p).flow_hash()) == 1).take(2).collect();
         b.route(&pkt(ports[0], SYN, 0)).unwrap();
         b.route(&pkt(ports[1], SYN, MS)).unwrap();
         assert_eq!(b.route(&pkt(ports[0], SYN, 1_000 * MS)).unwrap().backend, 1);
@@ -480,29 +426,19 @@ mod tests {
     #[test]
     fn a_completed_handshake_clears_failures() {
         let mut b = balancer(Policy::Maglev);
-        let p = (1000..2000)
-            .find(|&p| b.table().lookup(flow(p).flow_hash()) == 1)
-            .unwrap();
+        let p = (1000..2000).find(|&p| b.table().lookup(flow(p).flow_hash()) == 1).unwrap();
         b.route(&pkt(p, SYN, 0)).unwrap();
         b.route(&pkt(p, SYN, 1_000 * MS)).unwrap();
         b.route(&pkt(p, ACK, 1_001 * MS)).unwrap();
-        let q = (p + 1..3000)
-            .find(|&p| b.table().lookup(flow(p).flow_hash()) == 1)
-            .unwrap();
+        let q = (p + 1..3000).find(|&p| b.table().lookup(flow(p).flow_hash()) == 1).unwrap();
         b.route(&pkt(q, SYN, 1_002 * MS)).unwrap();
         b.route(&pkt(q, SYN, 2_002 * MS)).unwrap();
-        assert!(
-            b.is_up(1),
-            "one retry after a success is not two failures in a row"
-        );
+        assert!(b.is_up(1), "one retry after a success is not two failures in a row");
     }
 
     #[test]
     fn bad_input_is_refused() {
-        assert!(matches!(
-            Balancer::new(BalancerConfig::default(), vec![], vec![]),
-            Err(BalancerError::NoBackends)
-        ));
+        assert!(matches!(Balancer::new(BalancerConfig::default(), vec![], vec![]), Err(BalancerError::NoBackends)));
         assert!(matches!(
             Balancer::new(BalancerConfig::default(), vec!["a".into()], vec![]),
             Err(BalancerError::WeightCount { .. })

@@ -107,12 +107,7 @@ pub struct ControllerConfig {
 
 impl Default for ControllerConfig {
     fn default() -> Self {
-        Self {
-            delta: 0.10,
-            floor: 0.02,
-            tolerance: 1.25,
-            min_interval_ns: 1_000_000,
-        }
+        Self { delta: 0.10, floor: 0.02, tolerance: 1.25, min_interval_ns: 1_000_000 }
     }
 }
 

@@ -35,11 +35,7 @@ pub struct ConnTable {
 impl ConnTable {
     #[must_use]
     pub fn new(idle_ns: u64) -> Self {
-        Self {
-            map: HashMap::with_hasher(FlowHasher::default()),
-            idle_ns,
-            next_sweep_ns: 0,
-        }
+        Self { map: HashMap::with_hasher(FlowHasher::default()), idle_ns, next_sweep_ns: 0 }
     }
 
     /// Forgets idle connections if a sweep is due at `now_ns`; returns how many.
@@ -50,8 +46,7 @@ impl ConnTable {
         self.next_sweep_ns = now_ns + (self.idle_ns / 4).max(1);
         let before = self.map.len();
         let idle = self.idle_ns;
-        self.map
-            .retain(|_, c| now_ns.saturating_sub(c.last_seen_ns) < idle);
+        self.map.retain(|_, c| now_ns.saturating_sub(c.last_seen_ns) < idle);
         before - self.map.len()
     }
 
@@ -97,13 +92,7 @@ mod tests {
     }
 
     fn conn(backend: usize, now: u64) -> Conn {
-        Conn {
-            backend,
-            last_seen_ns: now,
-            established: false,
-            syn_retries: 0,
-            timing: FlowTiming::new(now),
-        }
+        Conn { backend, last_seen_ns: now, established: false, syn_retries: 0, timing: FlowTiming::new(now) }
     }
 
     #[test]

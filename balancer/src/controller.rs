@@ -60,33 +60,22 @@ impl Controller {
     /// δ outside (0, 1], a floor outside [0, 1), a tolerance below 1.
     pub fn new(config: ControllerConfig, weights: Vec<f64>) -> Result<Self, ControllerConfigError> {
         if !(config.delta > 0.0 && config.delta <= 1.0) {
-            return Err(ControllerConfigError {
-                what: "delta must be in (0, 1]",
-            });
+            return Err(ControllerConfigError { what: "delta must be in (0, 1]" });
         }
         if !(config.floor >= 0.0 && config.floor < 1.0) {
-            return Err(ControllerConfigError {
-                what: "floor must be in [0, 1)",
-            });
+            return Err(ControllerConfigError { what: "floor must be in [0, 1)" });
         }
         if !config.tolerance.is_finite() || config.tolerance < 1.0 {
-            return Err(ControllerConfigError {
-                what: "tolerance must be at least 1",
-            });
+            return Err(ControllerConfigError { what: "tolerance must be at least 1" });
         }
-        Ok(Self {
-            config,
-            weights,
-            last_step_ns: None,
-        })
+        Ok(Self { config, weights, last_step_ns: None })
     }
 
     /// Whether a step may act at `now_ns` (the rate limit), so callers can skip gathering
     /// estimates on the per-packet path.
     #[must_use]
     pub fn due(&self, now_ns: u64) -> bool {
-        self.last_step_ns
-            .is_none_or(|last| now_ns.saturating_sub(last) >= self.config.min_interval_ns)
+        self.last_step_ns.is_none_or(|last| now_ns.saturating_sub(last) >= self.config.min_interval_ns)
     }
 
     /// One control decision at `now_ns`. `estimates[i]` is backend i's latency estimate;
@@ -119,11 +108,7 @@ impl Controller {
                 let spare = table.counts()[slow].saturating_sub(floor_slots);
                 let moving = delta_slots.min(spare);
                 let others: Vec<usize> = live.iter().copied().filter(|&i| i != slow).collect();
-                drain(table, slow, &others, moving)?.map(|to| Step {
-                    kind: StepKind::Drain,
-                    from: slow,
-                    to,
-                })
+                drain(table, slow, &others, moving)?.map(|to| Step { kind: StepKind::Drain, from: slow, to })
             }
             None => self.relax(table, &live, delta_slots)?,
         };
@@ -136,16 +121,9 @@ impl Controller {
     /// The backend to drain: the highest estimate, if it exceeds the others' mean by more
     /// than the tolerance.
     fn slowest(&self, estimates: &[Option<f64>], live: &[usize]) -> Option<usize> {
-        let known: Vec<(usize, f64)> = live
-            .iter()
-            .filter_map(|&i| estimates[i].map(|e| (i, e)))
-            .collect();
+        let known: Vec<(usize, f64)> = live.iter().filter_map(|&i| estimates[i].map(|e| (i, e))).collect();
         let &(slow, worst) = known.iter().max_by(|a, b| a.1.total_cmp(&b.1))?;
-        let others: Vec<f64> = known
-            .iter()
-            .filter(|(i, _)| *i != slow)
-            .map(|(_, e)| *e)
-            .collect();
+        let others: Vec<f64> = known.iter().filter(|(i, _)| *i != slow).map(|(_, e)| *e).collect();
         if others.is_empty() {
             return None;
         }
@@ -154,26 +132,14 @@ impl Controller {
         (worst > mean * self.config.tolerance).then_some(slow)
     }
 
-    fn relax(
-        &self,
-        table: &mut MaglevTable,
-        live: &[usize],
-        delta_slots: u32,
-    ) -> Result<Option<Step>, MaglevError> {
+    fn relax(&self, table: &mut MaglevTable, live: &[usize], delta_slots: u32) -> Result<Option<Step>, MaglevError> {
         let total_w: f64 = live.iter().map(|&i| self.weights[i]).sum();
         if total_w <= 0.0 {
             return Ok(None);
         }
         let size = f64::from(table.size());
-        let excess: Vec<(usize, f64)> = live
-            .iter()
-            .map(|&i| {
-                (
-                    i,
-                    f64::from(table.counts()[i]) - self.weights[i] / total_w * size,
-                )
-            })
-            .collect();
+        let excess: Vec<(usize, f64)> =
+            live.iter().map(|&i| (i, f64::from(table.counts()[i]) - self.weights[i] / total_w * size)).collect();
         let Some(&(over, ex_over)) = excess.iter().max_by(|a, b| a.1.total_cmp(&b.1)) else {
             return Ok(None);
         };
@@ -181,21 +147,13 @@ impl Controller {
             return Ok(None);
         };
         #[expect(clippy::cast_possible_truncation, clippy::cast_sign_loss)]
-        let amount = ex_over
-            .min(-ex_under)
-            .min(f64::from(delta_slots))
-            .floor()
-            .max(0.0) as u32;
+        let amount = ex_over.min(-ex_under).min(f64::from(delta_slots)).floor().max(0.0) as u32;
         // Rounding leaves each backend within a slot of its weight: nothing to do.
         if amount <= 1 {
             return Ok(None);
         }
         let moved = table.move_slots(over, under, amount)?;
-        Ok((moved > 0).then(|| Step {
-            kind: StepKind::Relax,
-            from: over,
-            to: vec![(under, moved)],
-        }))
+        Ok((moved > 0).then(|| Step { kind: StepKind::Relax, from: over, to: vec![(under, moved)] }))
     }
 }
 
@@ -270,10 +228,7 @@ mod tests {
         let mut t = table(2);
         let even = [Some(1_000.0), Some(1_200.0)];
         for k in 0..20 {
-            assert!(c
-                .step(100 * MS + k * MS, &even, &[true; 2], &mut t)
-                .unwrap()
-                .is_none());
+            assert!(c.step(100 * MS + k * MS, &even, &[true; 2], &mut t).unwrap().is_none());
         }
     }
 
@@ -287,11 +242,7 @@ mod tests {
         let mut now = 0;
         let mut steps = 0;
         let inflated = [Some(300_000.0), Some(1_300_000.0)];
-        while c
-            .step(now, &inflated, &[true; 2], &mut t)
-            .unwrap()
-            .is_some()
-        {
+        while c.step(now, &inflated, &[true; 2], &mut t).unwrap().is_some() {
             steps += 1;
             now += MS;
         }
@@ -299,11 +250,7 @@ mod tests {
         assert!(t.shares()[1] < 0.03);
         let recovered = [Some(300_000.0), Some(320_000.0)];
         let mut relax = 0;
-        while c
-            .step(now, &recovered, &[true; 2], &mut t)
-            .unwrap()
-            .is_some()
-        {
+        while c.step(now, &recovered, &[true; 2], &mut t).unwrap().is_some() {
             relax += 1;
             now += MS;
             assert!(relax < 10, "relax must converge");
@@ -317,10 +264,7 @@ mod tests {
         let mut c = controller(3);
         let est = [Some(1.0), None, Some(9.0)];
         let before = t.counts()[1];
-        let step = c
-            .step(0, &est, &[true, false, true], &mut t)
-            .unwrap()
-            .unwrap();
+        let step = c.step(0, &est, &[true, false, true], &mut t).unwrap().unwrap();
         assert_eq!(step.to, vec![(0, 6554)]);
         assert_eq!(t.counts()[1], before);
     }
@@ -328,20 +272,8 @@ mod tests {
     #[test]
     fn bad_configs_are_refused() {
         let mk = |c| Controller::new(c, vec![1.0]);
-        assert!(mk(ControllerConfig {
-            delta: 0.0,
-            ..Default::default()
-        })
-        .is_err());
-        assert!(mk(ControllerConfig {
-            floor: 1.0,
-            ..Default::default()
-        })
-        .is_err());
-        assert!(mk(ControllerConfig {
-            tolerance: 0.5,
-            ..Default::default()
-        })
-        .is_err());
+        assert!(mk(ControllerConfig { delta: 0.0, ..Default::default() }).is_err());
+        assert!(mk(ControllerConfig { floor: 1.0, ..Default::default() }).is_err());
+        assert!(mk(ControllerConfig { tolerance: 0.5, ..Default::default() }).is_err());
     }
 }

@@ -62,10 +62,7 @@ impl FlowTiming {
     /// State for a flow whose first packet arrived at `now_ns`.
     #[must_use]
     pub fn new(now_ns: u64) -> Self {
-        Self {
-            last_ns: now_ns,
-            batch_start_ns: [now_ns; MAX_RUNGS],
-        }
+        Self { last_ns: now_ns, batch_start_ns: [now_ns; MAX_RUNGS] }
     }
 }
 
@@ -108,9 +105,7 @@ impl Ensemble {
             return Err(EstimatorError::ZeroEpoch);
         }
         if config.initial_index >= len {
-            return Err(EstimatorError::InitialIndex {
-                index: config.initial_index,
-            });
+            return Err(EstimatorError::InitialIndex { index: config.initial_index });
         }
         Ok(Self {
             ladder: config.ladder_ns.clone(),
@@ -221,17 +216,10 @@ impl LatencyEstimate {
             Aggregation::Ewma { alpha } if !(alpha > 0.0 && alpha <= 1.0) => {
                 return Err(EstimatorError::Aggregation(aggregation))
             }
-            Aggregation::WindowMedian { window: 0 } => {
-                return Err(EstimatorError::Aggregation(aggregation))
-            }
+            Aggregation::WindowMedian { window: 0 } => return Err(EstimatorError::Aggregation(aggregation)),
             _ => {}
         }
-        Ok(Self {
-            aggregation,
-            value_ns: None,
-            window: VecDeque::new(),
-            count: 0,
-        })
+        Ok(Self { aggregation, value_ns: None, window: VecDeque::new(), count: 0 })
     }
 
     pub fn add(&mut self, sample_ns: u64) {
@@ -363,21 +351,13 @@ mod tests {
             assert!(reports.len() >= 5, "{reports:?}");
             let want = ideal(&ladder, rtt);
             for r in &reports[1..] {
-                assert!(
-                    r.chosen.abs_diff(want) <= 1,
-                    "rtt {rtt}: chose {} ({:?}), ideal {want}",
-                    r.chosen,
-                    r.counts
-                );
+                assert!(r.chosen.abs_diff(want) <= 1, "rtt {rtt}: chose {} ({:?}), ideal {want}", r.chosen, r.counts);
             }
             // With the chosen rung the samples are the round trip.
             let mut sorted = samples.clone();
             sorted.sort_unstable();
             let median = sorted[sorted.len() / 2];
-            assert!(
-                median.abs_diff(rtt) <= rtt / 20,
-                "rtt {rtt}: median sample {median}"
-            );
+            assert!(median.abs_diff(rtt) <= rtt / 20, "rtt {rtt}: median sample {median}");
         }
     }
 
@@ -402,22 +382,10 @@ mod tests {
     #[test]
     fn bad_configs_are_refused() {
         let bad = |c: EstimatorConfig| Ensemble::new(&c).is_err();
-        assert!(bad(EstimatorConfig {
-            ladder_ns: vec![1],
-            ..Default::default()
-        }));
-        assert!(bad(EstimatorConfig {
-            ladder_ns: vec![2, 1],
-            ..Default::default()
-        }));
-        assert!(bad(EstimatorConfig {
-            epoch_ns: 0,
-            ..Default::default()
-        }));
-        assert!(bad(EstimatorConfig {
-            initial_index: 7,
-            ..Default::default()
-        }));
+        assert!(bad(EstimatorConfig { ladder_ns: vec![1], ..Default::default() }));
+        assert!(bad(EstimatorConfig { ladder_ns: vec![2, 1], ..Default::default() }));
+        assert!(bad(EstimatorConfig { epoch_ns: 0, ..Default::default() }));
+        assert!(bad(EstimatorConfig { initial_index: 7, ..Default::default() }));
         assert!(LatencyEstimate::new(Aggregation::Ewma { alpha: 0.0 }).is_err());
         assert!(LatencyEstimate::new(Aggregation::WindowMedian { window: 0 }).is_err());
     }

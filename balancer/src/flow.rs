@@ -33,11 +33,7 @@ impl FiveTuple {
     fn hash_into(&self, h: &mut FlowHasher) {
         write_ip(h, self.src);
         write_ip(h, self.dst);
-        h.write_u64(
-            u64::from(self.src_port) << 24
-                | u64::from(self.dst_port) << 8
-                | u64::from(self.protocol),
-        );
+        h.write_u64(u64::from(self.src_port) << 24 | u64::from(self.dst_port) << 8 | u64::from(self.protocol));
     }
 }
 
@@ -69,12 +65,7 @@ impl TcpFlags {
     /// Parses the flag byte of a TCP header (offset 13).
     #[must_use]
     pub fn from_byte(b: u8) -> Self {
-        Self {
-            fin: b & 0x01 != 0,
-            syn: b & 0x02 != 0,
-            rst: b & 0x04 != 0,
-            ack: b & 0x10 != 0,
-        }
+        Self { fin: b & 0x01 != 0, syn: b & 0x02 != 0, rst: b & 0x04 != 0, ack: b & 0x10 != 0 }
     }
 
     /// A connection-opening SYN (not the server's SYN-ACK, which DSR never shows us).
@@ -168,10 +159,7 @@ mod tests {
             buckets[(slot * 16 / m) as usize] += 1;
         }
         // 1000 expected per bucket; a poor mix of sequential ports would cluster.
-        assert!(
-            buckets.iter().all(|&b| (850..1150).contains(&b)),
-            "{buckets:?}"
-        );
+        assert!(buckets.iter().all(|&b| (850..1150).contains(&b)), "{buckets:?}");
     }
 
     #[test]

@@ -97,17 +97,11 @@ impl MaglevTable {
         }
         let max = usize::from(EMPTY);
         if names.len() > max {
-            return Err(MaglevError::TooManyBackends {
-                count: names.len(),
-                max,
-            });
+            return Err(MaglevError::TooManyBackends { count: names.len(), max });
         }
         for (name, &w) in names.iter().zip(weights) {
             if !w.is_finite() || w < 0.0 {
-                return Err(MaglevError::BadWeight {
-                    name: (*name).to_owned(),
-                    weight: w,
-                });
+                return Err(MaglevError::BadWeight { name: (*name).to_owned(), weight: w });
             }
         }
         let quotas = quotas(size, weights).ok_or(MaglevError::NoBackends)?;
@@ -119,12 +113,7 @@ impl MaglevTable {
             })
             .collect::<Vec<_>>();
         let slots = populate(size, &perms, &quotas);
-        Ok(Self {
-            size,
-            slots,
-            perms,
-            counts: quotas,
-        })
+        Ok(Self { size, slots, perms, counts: quotas })
     }
 
     /// The backend index for a flow hash.
@@ -148,10 +137,7 @@ impl MaglevTable {
     /// Slot share per backend (sums to 1).
     #[must_use]
     pub fn shares(&self) -> Vec<f64> {
-        self.counts
-            .iter()
-            .map(|&c| f64::from(c) / f64::from(self.size))
-            .collect()
+        self.counts.iter().map(|&c| f64::from(c) / f64::from(self.size)).collect()
     }
 
     /// The backend of each slot (for comparing two tables).
@@ -217,10 +203,7 @@ fn quotas(size: u32, weights: &[f64]) -> Option<Vec<u32>> {
     if total <= 0.0 || !total.is_finite() {
         return None;
     }
-    let exact: Vec<f64> = weights
-        .iter()
-        .map(|w| w / total * f64::from(size))
-        .collect();
+    let exact: Vec<f64> = weights.iter().map(|w| w / total * f64::from(size)).collect();
     // Non-negative and at most `size`, so the floor fits in u32.
     #[expect(clippy::cast_possible_truncation, clippy::cast_sign_loss)]
     let mut q: Vec<u32> = exact.iter().map(|e| e.floor() as u32).collect();
@@ -289,29 +272,15 @@ mod tests {
     }
 
     fn changed(a: &MaglevTable, b: &MaglevTable) -> f64 {
-        let diff = a
-            .slots()
-            .iter()
-            .zip(b.slots())
-            .filter(|(x, y)| x != y)
-            .count();
+        let diff = a.slots().iter().zip(b.slots()).filter(|(x, y)| x != y).count();
         diff as f64 / f64::from(a.size())
     }
 
     #[test]
     fn rejects_bad_input() {
-        assert_eq!(
-            MaglevTable::build(65_536, &["a"], &[1.0]).unwrap_err(),
-            MaglevError::NotPrime { size: 65_536 }
-        );
-        assert_eq!(
-            MaglevTable::build(7, &["a"], &[0.0]).unwrap_err(),
-            MaglevError::NoBackends
-        );
-        assert!(matches!(
-            MaglevTable::build(7, &["a"], &[f64::NAN]).unwrap_err(),
-            MaglevError::BadWeight { .. }
-        ));
+        assert_eq!(MaglevTable::build(65_536, &["a"], &[1.0]).unwrap_err(), MaglevError::NotPrime { size: 65_536 });
+        assert_eq!(MaglevTable::build(7, &["a"], &[0.0]).unwrap_err(), MaglevError::NoBackends);
+        assert!(matches!(MaglevTable::build(7, &["a"], &[f64::NAN]).unwrap_err(), MaglevError::BadWeight { .. }));
     }
 
     #[test]
@@ -355,10 +324,7 @@ mod tests {
             let d = changed(&before, &after);
             let ideal = 1.0 / n as f64;
             // Maglev is near-minimal, not minimal: the paper reports a little extra.
-            assert!(
-                d >= ideal * 0.99 && d < ideal * 1.6,
-                "n={n}: {d} vs {ideal}"
-            );
+            assert!(d >= ideal * 0.99 && d < ideal * 1.6, "n={n}: {d} vs {ideal}");
         }
     }
 
@@ -394,12 +360,7 @@ mod tests {
         assert_eq!(moved, 1000);
         assert_eq!(t.counts()[0], before.counts()[0] - 1000);
         assert_eq!(t.counts()[2], before.counts()[2] + 1000);
-        let diff = t
-            .slots()
-            .iter()
-            .zip(before.slots())
-            .filter(|(a, b)| a != b)
-            .count();
+        let diff = t.slots().iter().zip(before.slots()).filter(|(a, b)| a != b).count();
         assert_eq!(diff, 1000);
         // Asking for more than the donor holds moves what it holds.
         let all = t.counts()[1];

@@ -60,11 +60,7 @@ pub fn virtual_ns(real_since_epoch_ns: u64, tdf: f64) -> u64 {
     }
     // Both sides are below 2^63 ns (292 years); the rounding error is below 1 ns per
     // 2^53 ns (104 days).
-    #[expect(
-        clippy::cast_precision_loss,
-        clippy::cast_possible_truncation,
-        clippy::cast_sign_loss
-    )]
+    #[expect(clippy::cast_precision_loss, clippy::cast_possible_truncation, clippy::cast_sign_loss)]
     let v = (real_since_epoch_ns as f64 / tdf) as u64;
     v
 }
@@ -98,10 +94,7 @@ mod tests {
     #[test]
     fn refuses_what_it_cannot_balance() {
         let p = tcp_packet(0x10);
-        assert!(
-            parse_ipv4(&p[..4 + 20 + 10], 4).is_none(),
-            "truncated TCP header"
-        );
+        assert!(parse_ipv4(&p[..4 + 20 + 10], 4).is_none(), "truncated TCP header");
         let mut frag = p.clone();
         frag[4 + 7] = 1;
         assert!(parse_ipv4(&frag, 4).is_none(), "non-first fragment");

@@ -37,17 +37,11 @@ impl BalancerSpec {
         if let Some((node, _)) = nodes.iter().find(|(_, &a)| a == self.vip) {
             out.push(Problem {
                 field: "vip".into(),
-                message: format!(
-                    "VIP {} is node {node}'s address; a VIP must be an address no node has",
-                    self.vip
-                ),
+                message: format!("VIP {} is node {node}'s address; a VIP must be an address no node has", self.vip),
             });
         }
         if self.backends.is_empty() {
-            out.push(Problem {
-                field: "backends".into(),
-                message: "a balancer needs at least one backend".into(),
-            });
+            out.push(Problem { field: "backends".into(), message: "a balancer needs at least one backend".into() });
         }
         for (i, b) in self.backends.iter().enumerate() {
             if !nodes.contains_key(b) {
@@ -60,18 +54,11 @@ impl BalancerSpec {
         if self.policy.parse::<Policy>().is_err() {
             out.push(Problem {
                 field: "policy".into(),
-                message: format!(
-                    "unknown policy {:?}; expected one of {}",
-                    self.policy,
-                    Policy::NAMES.join(", ")
-                ),
+                message: format!("unknown policy {:?}; expected one of {}", self.policy, Policy::NAMES.join(", ")),
             });
         }
         if self.port == 0 {
-            out.push(Problem {
-                field: "port".into(),
-                message: "port 0 cannot be balanced".into(),
-            });
+            out.push(Problem { field: "port".into(), message: "port 0 cannot be balanced".into() });
         }
         out
     }
@@ -82,11 +69,7 @@ mod tests {
     use super::*;
 
     fn nodes() -> BTreeMap<String, Ipv4Addr> {
-        [
-            ("mc0".to_owned(), Ipv4Addr::new(10, 77, 0, 2)),
-            ("mc1".to_owned(), Ipv4Addr::new(10, 77, 0, 3)),
-        ]
-        .into()
+        [("mc0".to_owned(), Ipv4Addr::new(10, 77, 0, 2)), ("mc1".to_owned(), Ipv4Addr::new(10, 77, 0, 3))].into()
     }
 
     fn spec() -> BalancerSpec {
@@ -115,10 +98,7 @@ mod tests {
         };
         let fields: Vec<String> = s.problems(&nodes()).into_iter().map(|p| p.field).collect();
         assert_eq!(fields, ["vip", "backends[1]", "policy", "port"]);
-        let empty = BalancerSpec {
-            backends: vec![],
-            ..spec()
-        };
+        let empty = BalancerSpec { backends: vec![], ..spec() };
         assert_eq!(empty.problems(&nodes())[0].field, "backends");
     }
 }

@@ -104,13 +104,7 @@ impl Telemetry {
     pub fn write_shares(&self, w: &mut impl Write, names: &[String]) -> io::Result<()> {
         for r in &self.shares {
             let name = names.get(r.backend).map_or("?", String::as_str);
-            writeln!(
-                w,
-                "{:.3},{name},{:.6},{}",
-                ms(r.t_ns),
-                r.share,
-                r.reason.as_str()
-            )?;
+            writeln!(w, "{:.3},{name},{:.6},{}", ms(r.t_ns), r.share, r.reason.as_str())?;
         }
         Ok(())
     }
@@ -133,10 +127,7 @@ impl Telemetry {
     pub fn write_estimates(&self, w: &mut impl Write, names: &[String]) -> io::Result<()> {
         for r in &self.estimates {
             let name = names.get(r.backend).map_or("?", String::as_str);
-            let est = r
-                .estimate_ns
-                .map(|e| format!("{:.4}", e / 1e6))
-                .unwrap_or_default();
+            let est = r.estimate_ns.map(|e| format!("{:.4}", e / 1e6)).unwrap_or_default();
             writeln!(w, "{:.3},{name},{est},{}", ms(r.t_ns), r.samples)?;
         }
         Ok(())
@@ -150,36 +141,16 @@ mod tests {
     #[test]
     fn csv_rows() {
         let mut t = Telemetry::default();
-        t.shares.push(ShareRow {
-            t_ns: 1_500_000,
-            backend: 1,
-            share: 0.25,
-            reason: ShareReason::Drain,
-        });
-        t.epochs.push(EpochRow {
-            end_ns: 64_000_000,
-            chosen_timeout_ns: 512_000,
-            counts: vec![5, 0],
-        });
-        t.estimates.push(EstimateRow {
-            t_ns: 64_000_000,
-            backend: 0,
-            estimate_ns: None,
-            samples: 0,
-        });
+        t.shares.push(ShareRow { t_ns: 1_500_000, backend: 1, share: 0.25, reason: ShareReason::Drain });
+        t.epochs.push(EpochRow { end_ns: 64_000_000, chosen_timeout_ns: 512_000, counts: vec![5, 0] });
+        t.estimates.push(EstimateRow { t_ns: 64_000_000, backend: 0, estimate_ns: None, samples: 0 });
         let names = vec!["a".to_owned(), "b".to_owned()];
         let mut out = Vec::new();
         t.write_shares(&mut out, &names).unwrap();
         t.write_epochs(&mut out).unwrap();
         t.write_estimates(&mut out, &names).unwrap();
-        assert_eq!(
-            String::from_utf8(out).unwrap(),
-            "1.500,b,0.250000,drain\n64.000,512,5,0\n64.000,a,,0\n"
-        );
-        assert_eq!(
-            Telemetry::epochs_header(&[64_000, 128_000]),
-            "end_virtual_ms,chosen_timeout_us,n_64us,n_128us"
-        );
+        assert_eq!(String::from_utf8(out).unwrap(), "1.500,b,0.250000,drain\n64.000,512,5,0\n64.000,a,,0\n");
+        assert_eq!(Telemetry::epochs_header(&[64_000, 128_000]), "end_virtual_ms,chosen_timeout_us,n_64us,n_128us");
         assert!(!t.take().is_empty());
         assert!(t.is_empty());
     }

@@ -37,52 +37,36 @@ pub struct ProcessCoverage {
 }
 
 fn field<'a>(status: &'a str, name: &str) -> Option<&'a str> {
-    status
-        .lines()
-        .find_map(|l| l.strip_prefix(name)?.strip_prefix(':'))
-        .map(str::trim)
+    status.lines().find_map(|l| l.strip_prefix(name)?.strip_prefix(':')).map(str::trim)
 }
 
 fn shim_mapped(maps: &str) -> bool {
-    maps.lines().any(|l| {
-        l.split_whitespace()
-            .nth(5)
-            .is_some_and(|p| p.ends_with(crate::probe::SHIM_NAME))
-    })
+    maps.lines().any(|l| l.split_whitespace().nth(5).is_some_and(|p| p.ends_with(crate::probe::SHIM_NAME)))
 }
 
 /// The coverage of process `pid` under `proc_root` (normally `/proc`).
 pub fn process_coverage(proc_root: &Path, pid: u32) -> std::io::Result<Coverage> {
     let dir = proc_root.join(pid.to_string());
     let status = std::fs::read_to_string(dir.join("status"))?;
-    let tracer = field(&status, "TracerPid")
-        .and_then(|v| v.parse::<u32>().ok())
-        .unwrap_or(0);
+    let tracer = field(&status, "TracerPid").and_then(|v| v.parse::<u32>().ok()).unwrap_or(0);
     let filtered = field(&status, "Seccomp") == Some("2");
     if tracer != 0 && filtered {
-        let comm = std::fs::read_to_string(proc_root.join(tracer.to_string()).join("comm"))
-            .unwrap_or_default();
+        let comm = std::fs::read_to_string(proc_root.join(tracer.to_string()).join("comm")).unwrap_or_default();
         if comm.trim() == TRAP_NAME {
             return Ok(Coverage::Trap);
         }
     }
     // Kernel threads and zombies have no executable; they read no clock.
-    let kind = std::fs::read(dir.join("exe"))
-        .ok()
-        .and_then(|b| classify_elf(&b));
+    let kind = std::fs::read(dir.join("exe")).ok().and_then(|b| classify_elf(&b));
     let mapped = shim_mapped(&std::fs::read_to_string(dir.join("maps")).unwrap_or_default());
     Ok(match (mapped, kind) {
         (true, Some(k)) if k.mechanism() == Some(Mechanism::Preload) => Coverage::Preload,
         (true, None) => Coverage::Preload,
-        (true, Some(k)) => Coverage::Undilated {
-            reason: format!("the shim is loaded but cannot dilate a {k}"),
-        },
-        (false, Some(ProgramKind::Dynamic) | None) => Coverage::Undilated {
-            reason: "the LD_PRELOAD shim is not loaded".into(),
-        },
-        (false, Some(k)) => Coverage::Undilated {
-            reason: format!("{k}, not traced by {TRAP_NAME}"),
-        },
+        (true, Some(k)) => Coverage::Undilated { reason: format!("the shim is loaded but cannot dilate a {k}") },
+        (false, Some(ProgramKind::Dynamic) | None) => {
+            Coverage::Undilated { reason: "the LD_PRELOAD shim is not loaded".into() }
+        }
+        (false, Some(k)) => Coverage::Undilated { reason: format!("{k}, not traced by {TRAP_NAME}") },
     })
 }
 
@@ -90,11 +74,7 @@ pub fn process_coverage(proc_root: &Path, pid: u32) -> std::io::Result<Coverage>
 pub fn tree_coverage(proc_root: &Path, pid: u32) -> std::io::Result<Vec<ProcessCoverage>> {
     let mut parent_of = Vec::new();
     for entry in std::fs::read_dir(proc_root)?.flatten() {
-        let Some(p) = entry
-            .file_name()
-            .to_str()
-            .and_then(|n| n.parse::<u32>().ok())
-        else {
+        let Some(p) = entry.file_name().to_str().and_then(|n| n.parse::<u32>().ok()) else {
             continue;
         };
         let status = std::fs::read_to_string(entry.path().join("status")).unwrap_or_default();
@@ -106,30 +86,19 @@ pub fn tree_coverage(proc_root: &Path, pid: u32) -> std::io::Result<Vec<ProcessC
     let mut i = 0;
     while i < tree.len() {
         let cur = tree[i];
-        tree.extend(
-            parent_of
-                .iter()
-                .filter(|(_, pp)| *pp == cur)
-                .map(|(p, _)| *p),
-        );
+        tree.extend(parent_of.iter().filter(|(_, pp)| *pp == cur).map(|(p, _)| *p));
         i += 1;
     }
     let mut out = Vec::new();
     for p in tree {
         // The launcher itself reads no clock for the program; skip it.
-        let comm = std::fs::read_to_string(proc_root.join(p.to_string()).join("comm"))
-            .unwrap_or_default()
-            .trim()
-            .to_owned();
+        let comm =
+            std::fs::read_to_string(proc_root.join(p.to_string()).join("comm")).unwrap_or_default().trim().to_owned();
         if comm == TRAP_NAME {
             continue;
         }
         match process_coverage(proc_root, p) {
-            Ok(coverage) => out.push(ProcessCoverage {
-                pid: p,
-                program: comm,
-                coverage,
-            }),
+            Ok(coverage) => out.push(ProcessCoverage { pid: p, program: comm, coverage }),
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
             Err(e) => return Err(e),
         }
@@ -151,11 +120,7 @@ mod tests {
         b[..4].copy_from_slice(b"\x7fELF");
         b[4] = 2;
         b[5] = 1;
-        let machine: u16 = if cfg!(target_arch = "aarch64") {
-            183
-        } else {
-            62
-        };
+        let machine: u16 = if cfg!(target_arch = "aarch64") { 183 } else { 62 };
         b[18..20].copy_from_slice(&machine.to_le_bytes());
         b[32..40].copy_from_slice(&64u64.to_le_bytes());
         b[54..56].copy_from_slice(&56u16.to_le_bytes());
@@ -165,20 +130,8 @@ mod tests {
         b
     }
 
-    #[expect(
-        clippy::too_many_arguments,
-        reason = "one fake /proc entry, field by field"
-    )]
-    fn proc(
-        root: &Path,
-        pid: u32,
-        ppid: u32,
-        comm: &str,
-        tracer: u32,
-        seccomp: u32,
-        exe: &[u8],
-        shim: bool,
-    ) {
+    #[expect(clippy::too_many_arguments, reason = "one fake /proc entry, field by field")]
+    fn proc(root: &Path, pid: u32, ppid: u32, comm: &str, tracer: u32, seccomp: u32, exe: &[u8], shim: bool) {
         let d = root.join(pid.to_string());
         std::fs::create_dir_all(&d).unwrap();
         std::fs::write(
@@ -188,11 +141,7 @@ mod tests {
         .unwrap();
         std::fs::write(d.join("comm"), format!("{comm}\n")).unwrap();
         std::fs::write(d.join("exe"), exe).unwrap();
-        let maps = if shim {
-            "7f00-7f01 r-xp 00000000 08:01 1 /opt/libdilation.so\n"
-        } else {
-            ""
-        };
+        let maps = if shim { "7f00-7f01 r-xp 00000000 08:01 1 /opt/libdilation.so\n" } else { "" };
         std::fs::write(d.join("maps"), maps).unwrap();
     }
 
@@ -220,19 +169,12 @@ mod tests {
         );
         let tree = tree_coverage(r, 10).unwrap();
         let pids: Vec<u32> = tree.iter().map(|p| p.pid).collect();
-        assert_eq!(
-            pids,
-            vec![10, 11, 14, 13],
-            "the launcher is skipped, the unrelated process left out"
-        );
+        assert_eq!(pids, vec![10, 11, 14, 13], "the launcher is skipped, the unrelated process left out");
     }
 
     #[test]
     fn this_process_is_not_dilated() {
         let me = std::process::id();
-        assert!(matches!(
-            process_coverage(&proc_root(), me).unwrap(),
-            Coverage::Undilated { .. }
-        ));
+        assert!(matches!(process_coverage(&proc_root(), me).unwrap(), Coverage::Undilated { .. }));
     }
 }

@@ -70,9 +70,7 @@ impl fmt::Display for ProgramKind {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.write_str(match self {
             ProgramKind::Dynamic => "dynamically linked",
-            ProgramKind::DynamicGo => {
-                "Go program (dynamically linked; the Go runtime bypasses libc for time)"
-            }
+            ProgramKind::DynamicGo => "Go program (dynamically linked; the Go runtime bypasses libc for time)",
             ProgramKind::StaticGo => "Go program (statically linked)",
             ProgramKind::Static => "statically linked",
             ProgramKind::Foreign => "built for another architecture than this host's",
@@ -121,29 +119,18 @@ pub fn classify(path: &Path) -> Result<ProgramKind, ProgramError> {
 }
 
 fn classify_depth(path: &Path, depth: u32) -> Result<ProgramKind, ProgramError> {
-    let io = |source| ProgramError::Io {
-        path: path.to_owned(),
-        source,
-    };
+    let io = |source| ProgramError::Io { path: path.to_owned(), source };
     let bytes = std::fs::read(path).map_err(io)?;
     if let Some(kind) = classify_elf(&bytes) {
         return Ok(kind);
     }
-    let Some(line) = bytes
-        .strip_prefix(b"#!")
-        .and_then(|rest| rest.split(|&b| b == b'\n').next())
-    else {
-        return Err(ProgramError::NotExecutable {
-            path: path.to_owned(),
-        });
+    let Some(line) = bytes.strip_prefix(b"#!").and_then(|rest| rest.split(|&b| b == b'\n').next()) else {
+        return Err(ProgramError::NotExecutable { path: path.to_owned() });
     };
     let line = String::from_utf8_lossy(line);
     let mut words = line.split_whitespace();
     let interp = words.next().unwrap_or_default().to_owned();
-    let no_interp = || ProgramError::NoInterpreter {
-        path: path.to_owned(),
-        interpreter: interp.clone(),
-    };
+    let no_interp = || ProgramError::NoInterpreter { path: path.to_owned(), interpreter: interp.clone() };
     if depth >= 2 || interp.is_empty() {
         return Err(no_interp());
     }
@@ -177,11 +164,7 @@ fn native(b: &[u8]) -> bool {
     const EM_X86_64: u16 = 62;
     const EM_AARCH64: u16 = 183;
     let machine = u16::from_le_bytes([b[18], b[19]]);
-    let want = if cfg!(target_arch = "aarch64") {
-        EM_AARCH64
-    } else {
-        EM_X86_64
-    };
+    let want = if cfg!(target_arch = "aarch64") { EM_AARCH64 } else { EM_X86_64 };
     b[4] == 2 && b[5] == 1 && machine == want
 }
 
@@ -204,11 +187,7 @@ mod tests {
         b[..4].copy_from_slice(b"\x7fELF");
         b[4] = 2;
         b[5] = 1;
-        let machine: u16 = if cfg!(target_arch = "aarch64") {
-            183
-        } else {
-            62
-        };
+        let machine: u16 = if cfg!(target_arch = "aarch64") { 183 } else { 62 };
         b[18..20].copy_from_slice(&machine.to_le_bytes());
         b[32..40].copy_from_slice(&64u64.to_le_bytes());
         b[54..56].copy_from_slice(&56u16.to_le_bytes());
@@ -222,14 +201,8 @@ mod tests {
     fn elf_kinds() {
         assert_eq!(classify_elf(&elf(true, b"")), Some(ProgramKind::Dynamic));
         assert_eq!(classify_elf(&elf(false, b"")), Some(ProgramKind::Static));
-        assert_eq!(
-            classify_elf(&elf(false, b"xx\xff Go buildinf:\x08\x02")),
-            Some(ProgramKind::StaticGo)
-        );
-        assert_eq!(
-            classify_elf(&elf(true, b"\0.gopclntab\0")),
-            Some(ProgramKind::DynamicGo)
-        );
+        assert_eq!(classify_elf(&elf(false, b"xx\xff Go buildinf:\x08\x02")), Some(ProgramKind::StaticGo));
+        assert_eq!(classify_elf(&elf(true, b"\0.gopclntab\0")), Some(ProgramKind::DynamicGo));
         assert_eq!(classify_elf(b"#!/bin/sh\n"), None);
         let mut i386 = elf(true, b"");
         i386[4] = 1;
@@ -243,15 +216,8 @@ mod tests {
     fn the_rule() {
         assert_eq!(ProgramKind::Dynamic.mechanism(), Some(Mechanism::Preload));
         assert_eq!(ProgramKind::Foreign.mechanism(), None);
-        for k in [
-            ProgramKind::DynamicGo,
-            ProgramKind::StaticGo,
-            ProgramKind::Static,
-        ] {
-            assert_eq!(
-                k.mechanism(),
-                cfg!(target_arch = "x86_64").then_some(Mechanism::Trap)
-            );
+        for k in [ProgramKind::DynamicGo, ProgramKind::StaticGo, ProgramKind::Static] {
+            assert_eq!(k.mechanism(), cfg!(target_arch = "x86_64").then_some(Mechanism::Trap));
         }
     }
 
@@ -266,24 +232,15 @@ mod tests {
         let via_env = dir.path().join("e");
         std::fs::write(&via_env, "#!/usr/bin/env interp\n").unwrap();
         // `env` looks the name up in PATH; the test's PATH does not hold it.
-        assert!(matches!(
-            classify(&via_env),
-            Err(ProgramError::NoInterpreter { .. })
-        ));
+        assert!(matches!(classify(&via_env), Err(ProgramError::NoInterpreter { .. })));
         let junk = dir.path().join("j");
         std::fs::write(&junk, "hello").unwrap();
-        assert!(matches!(
-            classify(&junk),
-            Err(ProgramError::NotExecutable { .. })
-        ));
+        assert!(matches!(classify(&junk), Err(ProgramError::NotExecutable { .. })));
     }
 
     #[test]
     fn system_programs() {
-        assert_eq!(
-            classify(Path::new("/bin/sh")).unwrap(),
-            ProgramKind::Dynamic
-        );
+        assert_eq!(classify(Path::new("/bin/sh")).unwrap(), ProgramKind::Dynamic);
         assert!(resolve("sh", Some("/nonexistent:/bin")).is_some());
         assert_eq!(resolve("./x", None), Some(PathBuf::from("./x")));
     }

@@ -29,8 +29,7 @@ pub fn cgroup2_mount(mountinfo: &str) -> Option<PathBuf> {
 
 /// The cgroup2 mount of this host.
 pub fn host_cgroup2_mount() -> Result<PathBuf, Error> {
-    let text = fs::read_to_string("/proc/self/mountinfo")
-        .map_err(|e| Error::Io("/proc/self/mountinfo".into(), e))?;
+    let text = fs::read_to_string("/proc/self/mountinfo").map_err(|e| Error::Io("/proc/self/mountinfo".into(), e))?;
     cgroup2_mount(&text).ok_or(Error::NoCgroup2)
 }
 
@@ -40,12 +39,7 @@ fn unescape_octal(s: &str) -> String {
     let mut out = Vec::with_capacity(bytes.len());
     let mut i = 0;
     while i < bytes.len() {
-        if bytes[i] == b'\\'
-            && i + 3 < bytes.len()
-            && bytes[i + 1..i + 4]
-                .iter()
-                .all(|b| (b'0'..=b'7').contains(b))
-        {
+        if bytes[i] == b'\\' && i + 3 < bytes.len() && bytes[i + 1..i + 4].iter().all(|b| (b'0'..=b'7').contains(b)) {
             let v = (bytes[i + 1] - b'0') * 64 + (bytes[i + 2] - b'0') * 8 + (bytes[i + 3] - b'0');
             out.push(v);
             i += 4;
@@ -70,10 +64,7 @@ impl NodeCgroup {
     pub fn create(path: &Path) -> Result<Self, Error> {
         let created = !path.exists();
         fs::create_dir_all(path).map_err(|e| Error::Io(path.to_path_buf(), e))?;
-        Ok(Self {
-            path: path.to_path_buf(),
-            created,
-        })
+        Ok(Self { path: path.to_path_buf(), created })
     }
 
     pub fn path(&self) -> &Path {
@@ -151,10 +142,7 @@ mod tests {
 
     #[test]
     fn finds_the_unified_mount_on_a_v1_host() {
-        assert_eq!(
-            cgroup2_mount(V1_HOST),
-            Some(PathBuf::from("/sys/fs/cgroup/unified"))
-        );
+        assert_eq!(cgroup2_mount(V1_HOST), Some(PathBuf::from("/sys/fs/cgroup/unified")));
     }
 
     #[test]
@@ -163,10 +151,7 @@ mod tests {
         assert_eq!(cgroup2_mount(v2), Some(PathBuf::from("/sys/fs/cgroup")));
         let odd = "31 1 0:27 / /mnt/cg\\040two rw - cgroup2 none rw\n";
         assert_eq!(cgroup2_mount(odd), Some(PathBuf::from("/mnt/cg two")));
-        assert_eq!(
-            cgroup2_mount("25 1 0:23 / /sys rw - sysfs sysfs rw\n"),
-            None
-        );
+        assert_eq!(cgroup2_mount("25 1 0:23 / /sys rw - sysfs sysfs rw\n"), None);
     }
 
     #[test]

@@ -34,10 +34,7 @@ pub struct DilatedCubic {
 
 impl std::fmt::Debug for DilatedCubic {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("DilatedCubic")
-            .field("name", &self.name)
-            .field("tdf", &self.tdf)
-            .finish_non_exhaustive()
+        f.debug_struct("DilatedCubic").field("name", &self.name).field("tdf", &self.tdf).finish_non_exhaustive()
     }
 }
 
@@ -48,13 +45,7 @@ impl DilatedCubic {
         for attempt in 0..NAME_ATTEMPTS {
             let name = scale::cubic_name(tdf, attempt);
             match register_as(&name, milli) {
-                Ok(link) => {
-                    return Ok(Self {
-                        _link: link,
-                        name,
-                        tdf,
-                    })
-                }
+                Ok(link) => return Ok(Self { _link: link, name, tdf }),
                 Err(e) if e.kind() == ErrorKind::AlreadyExists => continue,
                 Err(e) => return Err(Error::Bpf("register the dilated CUBIC", e)),
             }

@@ -60,32 +60,15 @@ fn run(cli: Cli) -> Result<ExitCode> {
         Cmd::Probe => {
             let probe = Probe::run(None);
             let coverage = tcpclock::coverage(&probe, true);
-            println!(
-                "{}",
-                serde_json::to_string_pretty(
-                    &serde_json::json!({"probe": probe, "coverage": coverage})
-                )?
-            );
+            println!("{}", serde_json::to_string_pretty(&serde_json::json!({"probe": probe, "coverage": coverage}))?);
             Ok(ExitCode::SUCCESS)
         }
-        Cmd::Exec {
-            tdf,
-            cc,
-            cgroup2: root,
-            command,
-        } => exec(tdf, cc, root, &command),
+        Cmd::Exec { tdf, cc, cgroup2: root, command } => exec(tdf, cc, root, &command),
     }
 }
 
-fn exec(
-    tdf: f64,
-    cc: Option<String>,
-    root: Option<PathBuf>,
-    command: &[String],
-) -> Result<ExitCode> {
-    let Some((program, args)) = command.split_first() else {
-        bail!("no command")
-    };
+fn exec(tdf: f64, cc: Option<String>, root: Option<PathBuf>, command: &[String]) -> Result<ExitCode> {
+    let Some((program, args)) = command.split_first() else { bail!("no command") };
     let root = match root {
         Some(r) => r,
         None => cgroup2::host_cgroup2_mount()?,
@@ -94,40 +77,23 @@ fn exec(
         Some(_) => None,
         None => Some(DilatedCubic::register(tdf)?),
     };
-    let cc_name = cc
-        .as_deref()
-        .or(cubic.as_ref().map(DilatedCubic::name))
-        .unwrap_or_default()
-        .to_string();
+    let cc_name = cc.as_deref().or(cubic.as_ref().map(DilatedCubic::name)).unwrap_or_default().to_string();
     let home = std::fs::read_to_string("/proc/self/cgroup")?
         .lines()
-        .find_map(|l| {
-            l.strip_prefix("0::")
-                .map(|p| root.join(p.trim_start_matches('/')))
-        })
+        .find_map(|l| l.strip_prefix("0::").map(|p| root.join(p.trim_start_matches('/'))))
         .context("this process has no cgroup2 membership")?;
-    let cg =
-        NodeCgroup::create(&root.join(format!("diorama-tcpclock-exec-{}", std::process::id())))?;
+    let cg = NodeCgroup::create(&root.join(format!("diorama-tcpclock-exec-{}", std::process::id())))?;
     let clock = SockClock::attach_with_cc(cg.path(), tdf, Some(&cc_name))?;
     cg.add(std::process::id())?;
-    let status = Command::new(program)
-        .args(args)
-        .status()
-        .with_context(|| format!("running {program}"));
+    let status = Command::new(program).args(args).status().with_context(|| format!("running {program}"));
     // Back to where this process came from, so the scratch directory can go.
-    std::fs::write(home.join("cgroup.procs"), std::process::id().to_string())
-        .context("leaving the scratch cgroup")?;
+    std::fs::write(home.join("cgroup.procs"), std::process::id().to_string()).context("leaving the scratch cgroup")?;
     let outcomes = clock.outcomes()?;
-    eprintln!(
-        "{}",
-        serde_json::json!({"tdf": tdf, "congestion_control": cc_name, "outcomes": outcomes})
-    );
+    eprintln!("{}", serde_json::json!({"tdf": tdf, "congestion_control": cc_name, "outcomes": outcomes}));
     drop(clock);
     cg.kill_all(Duration::from_secs(5))?;
     cg.remove()?;
     drop(cubic);
     let status = status?;
-    Ok(ExitCode::from(
-        u8::try_from(status.code().unwrap_or(1)).unwrap_or(1),
-    ))
+    Ok(ExitCode::from(u8::try_from(status.code().unwrap_or(1)).unwrap_or(1)))
 }

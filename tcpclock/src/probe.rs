@@ -36,23 +36,13 @@ impl Probe {
     pub fn run(scratch_parent: Option<&Path>) -> Self {
         let btf = Path::new("/sys/kernel/btf/vmlinux").exists();
         let cgroup2 = cgroup2::host_cgroup2_mount().ok();
-        let parent = scratch_parent
-            .map(Path::to_path_buf)
-            .or_else(|| cgroup2.clone());
+        let parent = scratch_parent.map(Path::to_path_buf).or_else(|| cgroup2.clone());
         let (sock_ops, hz) = match parent {
             None => (Err("no cgroup2 hierarchy is mounted".to_string()), 0),
             Some(parent) => probe_sock_ops(&parent),
         };
-        let struct_ops_cc = DilatedCubic::register(1.0)
-            .map(drop)
-            .map_err(|e| e.to_string());
-        Self {
-            btf,
-            cgroup2,
-            sock_ops,
-            hz,
-            struct_ops_cc,
-        }
+        let struct_ops_cc = DilatedCubic::register(1.0).map(drop).map_err(|e| e.to_string());
+        Self { btf, cgroup2, sock_ops, hz, struct_ops_cc }
     }
 }
 
@@ -62,9 +52,7 @@ fn probe_sock_ops(parent: &Path) -> (Result<(), String>, u32) {
         Ok(cg) => cg,
         Err(e) => return (Err(e.to_string()), 0),
     };
-    let result = SockClock::attach(cg.path(), 1.0)
-        .map(|c| c.hz())
-        .map_err(|e| e.to_string());
+    let result = SockClock::attach(cg.path(), 1.0).map(|c| c.hz()).map_err(|e| e.to_string());
     let removed = cg.remove();
     match (result, removed) {
         (Ok(hz), Ok(())) => (Ok(()), hz),
@@ -97,20 +85,16 @@ pub struct Coverage {
 /// whether the namespace has `net.ipv4.tcp_rto_min_us` (kernel 6.11 and later).
 pub fn coverage(probe: &Probe, rto_min_sysctl: bool) -> Vec<Coverage> {
     let mut out = Vec::new();
-    let mut add = |timer, mechanism, note: String| {
-        out.push(Coverage {
-            timer,
-            mechanism,
-            note,
-        })
-    };
+    let mut add = |timer, mechanism, note: String| out.push(Coverage { timer, mechanism, note });
     match (&probe.sock_ops, probe.hz) {
         (Ok(()), hz) if hz > 0 => add(
             "initial_rto",
             Mechanism::Bpf,
             "sock_ops answers BPF_SOCK_OPS_TIMEOUT_INIT (SYN and SYN-ACK retransmissions); capped at 120 s real".into(),
         ),
-        (Ok(()), _) => add("initial_rto", Mechanism::Unscaled, "the kernel's HZ is unknown to BPF (no kernel config)".into()),
+        (Ok(()), _) => {
+            add("initial_rto", Mechanism::Unscaled, "the kernel's HZ is unknown to BPF (no kernel config)".into())
+        }
         (Err(e), _) => add("initial_rto", Mechanism::Unscaled, format!("sock_ops unavailable: {e}")),
     }
     add(
@@ -127,27 +111,13 @@ pub fn coverage(probe: &Probe, rto_min_sysctl: bool) -> Vec<Coverage> {
         Mechanism::Unscaled,
         "TCP_BPF_DELACK_MAX only lowers it (kernel cap 200 ms) and no sysctl exists".into(),
     );
-    add(
-        "delayed_ack_min",
-        Mechanism::Unscaled,
-        "the 40 ms ATO floor is a kernel constant".into(),
-    );
-    add(
-        "time_wait",
-        Mechanism::Unscaled,
-        "TIME-WAIT (60 s) is a kernel constant".into(),
-    );
+    add("delayed_ack_min", Mechanism::Unscaled, "the 40 ms ATO floor is a kernel constant".into());
+    add("time_wait", Mechanism::Unscaled, "TIME-WAIT (60 s) is a kernel constant".into());
     match &probe.struct_ops_cc {
-        Ok(()) => add(
-            "cubic_time_base",
-            Mechanism::Bpf,
-            "dilated CUBIC (struct_ops) is the namespace default".into(),
-        ),
-        Err(e) => add(
-            "cubic_time_base",
-            Mechanism::Unscaled,
-            format!("struct_ops congestion control unavailable: {e}"),
-        ),
+        Ok(()) => add("cubic_time_base", Mechanism::Bpf, "dilated CUBIC (struct_ops) is the namespace default".into()),
+        Err(e) => {
+            add("cubic_time_base", Mechanism::Unscaled, format!("struct_ops congestion control unavailable: {e}"))
+        }
     }
     out
 }
@@ -157,13 +127,7 @@ mod tests {
     use super::*;
 
     fn probe(sock_ops: Result<(), String>, hz: u32, cc: Result<(), String>) -> Probe {
-        Probe {
-            btf: true,
-            cgroup2: Some("/sys/fs/cgroup/unified".into()),
-            sock_ops,
-            hz,
-            struct_ops_cc: cc,
-        }
+        Probe { btf: true, cgroup2: Some("/sys/fs/cgroup/unified".into()), sock_ops, hz, struct_ops_cc: cc }
     }
 
     fn mechanism(c: &[Coverage], timer: &str) -> Option<Mechanism> {

@@ -71,20 +71,13 @@ impl RunClock {
     /// Registers the dilated CUBIC for `tdf`; `cgroup2_root` is the cgroup2 mount (found on
     /// the host when `None`).
     pub fn start(run_id: &str, tdf: f64, cgroup2_root: Option<&Path>) -> Self {
-        let root = cgroup2_root
-            .map(Path::to_path_buf)
-            .or_else(|| cgroup2::host_cgroup2_mount().ok());
+        let root = cgroup2_root.map(Path::to_path_buf).or_else(|| cgroup2::host_cgroup2_mount().ok());
         let run_dir = root.map(|r| r.join("diorama").join(run_id));
         let cubic = DilatedCubic::register(tdf).map_err(|e| e.to_string());
         if let Err(e) = &cubic {
             tracing::warn!(error = %e, "dilated CUBIC unavailable: nodes keep the kernel's congestion control on real time");
         }
-        Self {
-            tdf,
-            run_dir,
-            cubic,
-            nodes: Vec::new(),
-        }
+        Self { tdf, run_dir, cubic, nodes: Vec::new() }
     }
 
     /// The congestion-control name to make each node namespace's default, if registered.
@@ -94,21 +87,13 @@ impl RunClock {
 
     /// Makes (or adopts) `node`'s cgroup2 directory and attaches the sock_ops program.
     pub fn add_node(&mut self, node: &str) -> Result<&NodeClock, crate::Error> {
-        let dir = self
-            .run_dir
-            .as_ref()
-            .ok_or(crate::Error::NoCgroup2)?
-            .join(node);
+        let dir = self.run_dir.as_ref().ok_or(crate::Error::NoCgroup2)?.join(node);
         let cgroup = NodeCgroup::create(&dir)?;
         let sock = SockClock::attach(&dir, self.tdf).map_err(|e| e.to_string());
         if let Err(e) = &sock {
             tracing::warn!(node, error = %e, "sock_ops not attached: the initial RTO stays 1 s real");
         }
-        self.nodes.push(NodeClock {
-            name: node.to_string(),
-            cgroup,
-            sock,
-        });
+        self.nodes.push(NodeClock { name: node.to_string(), cgroup, sock });
         let last = self.nodes.len() - 1;
         Ok(&self.nodes[last])
     }
@@ -140,11 +125,7 @@ impl RunClock {
         };
         ClockReport {
             tdf: self.tdf,
-            congestion_control: self
-                .cubic
-                .as_ref()
-                .map(|c| c.name().to_string())
-                .map_err(Clone::clone),
+            congestion_control: self.cubic.as_ref().map(|c| c.name().to_string()).map_err(Clone::clone),
             nodes,
             coverage: probe::coverage(&probe, rto_min_sysctl),
         }
@@ -153,12 +134,7 @@ impl RunClock {
     /// Detaches everything and removes the run's cgroup2 directories, killing what is still
     /// inside (the node processes are normally gone by now).
     pub fn finish(self) -> Result<(), crate::Error> {
-        let Self {
-            run_dir,
-            nodes,
-            cubic,
-            ..
-        } = self;
+        let Self { run_dir, nodes, cubic, .. } = self;
         for n in nodes {
             drop(n.sock);
             n.cgroup.kill_all(Duration::from_secs(5))?;
@@ -189,12 +165,7 @@ pub fn clean(cgroup2_root: &Path, run_ids: Option<&[&str]>) -> Result<Vec<PathBu
         if run_ids.is_some_and(|ids| !ids.contains(&name.as_str())) {
             continue;
         }
-        for node in std::fs::read_dir(run.path())
-            .into_iter()
-            .flatten()
-            .flatten()
-            .filter(|e| e.path().is_dir())
-        {
+        for node in std::fs::read_dir(run.path()).into_iter().flatten().flatten().filter(|e| e.path().is_dir()) {
             let procs = node.path().join("cgroup.procs");
             if std::fs::read_to_string(&procs).is_ok_and(|p| !p.trim().is_empty()) {
                 let kill = node.path().join("cgroup.kill");

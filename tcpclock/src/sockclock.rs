@@ -51,9 +51,7 @@ pub struct SockClock {
 
 impl std::fmt::Debug for SockClock {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("SockClock")
-            .field("hz", &self.hz)
-            .finish_non_exhaustive()
+        f.debug_struct("SockClock").field("hz", &self.hz).finish_non_exhaustive()
     }
 }
 
@@ -68,9 +66,8 @@ impl SockClock {
     pub fn attach_with_cc(cgroup: &Path, tdf: f64, cc: Option<&str>) -> Result<Self, Error> {
         let milli = scale::tdf_milli(tdf)?;
         let mut storage = MaybeUninit::uninit();
-        let mut open = SockclockSkelBuilder::default()
-            .open(&mut storage)
-            .map_err(|e| Error::Bpf("open sock_ops object", e))?;
+        let mut open =
+            SockclockSkelBuilder::default().open(&mut storage).map_err(|e| Error::Bpf("open sock_ops object", e))?;
         if let Some(rodata) = open.maps.rodata_data.as_deref_mut() {
             rodata.tdf_milli = milli;
             if let Some(cc) = cc {
@@ -79,9 +76,7 @@ impl SockClock {
                 }
             }
         }
-        let skel = open
-            .load()
-            .map_err(|e| Error::Bpf("load sock_ops program", e))?;
+        let skel = open.load().map_err(|e| Error::Bpf("load sock_ops program", e))?;
         let hz = skel.maps.kconfig_data.map_or(0, |k| k.CONFIG_HZ);
         let dir = File::open(cgroup).map_err(|e| Error::Io(cgroup.to_path_buf(), e))?;
         let link = skel
@@ -89,13 +84,8 @@ impl SockClock {
             .sock_clock
             .attach_cgroup(dir.as_raw_fd())
             .map_err(|e| Error::Bpf("attach sock_ops program to the cgroup", e))?;
-        let outcomes = MapHandle::try_from(&skel.maps.outcomes)
-            .map_err(|e| Error::Bpf("keep the outcomes map", e))?;
-        Ok(Self {
-            _link: link,
-            outcomes,
-            hz,
-        })
+        let outcomes = MapHandle::try_from(&skel.maps.outcomes).map_err(|e| Error::Bpf("keep the outcomes map", e))?;
+        Ok(Self { _link: link, outcomes, hz })
     }
 
     /// The kernel's tick rate as libbpf found it; 0 means unknown, and then the initial RTO
@@ -110,9 +100,7 @@ impl SockClock {
                 .outcomes
                 .lookup(&i.to_ne_bytes(), MapFlags::ANY)
                 .map_err(|e| Error::Bpf("read the outcomes map", e))?;
-            Ok(value
-                .and_then(|v| v.get(..8).and_then(|b| b.try_into().ok()))
-                .map_or(0, u64::from_ne_bytes))
+            Ok(value.and_then(|v| v.get(..8).and_then(|b| b.try_into().ok())).map_or(0, u64::from_ne_bytes))
         };
         Ok(Outcomes {
             timeout_init_answered: slot(0)?,

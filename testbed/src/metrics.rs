@@ -282,7 +282,9 @@ impl FidelityMonitor {
             *last = now;
             ticks
         });
-        if let Some((busy, total)) = std::fs::read_to_string(self.proc_root.join("stat")).ok().as_deref().and_then(parse_stat) {
+        if let Some((busy, total)) =
+            std::fs::read_to_string(self.proc_root.join("stat")).ok().as_deref().and_then(parse_stat)
+        {
             if let Some((b0, t0)) = self.host_last {
                 let dt = total.saturating_sub(t0);
                 if dt > 0 {

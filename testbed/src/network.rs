@@ -128,7 +128,10 @@ fn yes(b: bool) -> &'static str {
 /// Registers CUBIC on the node's virtual clock (crate `tcpclock`) and makes it every node
 /// namespace's default congestion control. Where the kernel refuses (no BTF, no struct_ops),
 /// the namespaces keep the host's default on real time and the gap is recorded.
-fn dilated_cubic(spec: &TestbedSpec, namespaces: &[netemu::netns::NetNs]) -> (Option<tcpclock::DilatedCubic>, serde_json::Value) {
+fn dilated_cubic(
+    spec: &TestbedSpec,
+    namespaces: &[netemu::netns::NetNs],
+) -> (Option<tcpclock::DilatedCubic>, serde_json::Value) {
     const KEY: &str = tcpclock::DEFAULT_CC_SYSCTL;
     let cubic = match tcpclock::DilatedCubic::register(spec.tdf) {
         Ok(c) => c,
@@ -140,7 +143,10 @@ fn dilated_cubic(spec: &TestbedSpec, namespaces: &[netemu::netns::NetNs]) -> (Op
     for (node, ns) in spec.nodes.iter().zip(namespaces) {
         if let Err(e) = ns.sysctl_write(KEY, cubic.name()) {
             tracing::warn!(node = %node.name, error = %e, "setting the dilated CUBIC as the namespace default failed");
-            return (None, json!({"congestion_control": null, "gap": format!("{KEY} refused in node {}: {e}", node.name)}));
+            return (
+                None,
+                json!({"congestion_control": null, "gap": format!("{KEY} refused in node {}: {e}", node.name)}),
+            );
         }
     }
     let record = json!({

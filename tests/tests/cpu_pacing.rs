@@ -30,10 +30,8 @@ fn calibrate(probe: &Path, w_ms: f64) -> u64 {
 fn burst_ratios(test: &str, tdf: &str, cpus: &str, widths: &[f64]) -> Vec<(f64, f64)> {
     let tmp = tempfile::tempdir().unwrap();
     let probe = build_probe(tmp.path());
-    let script: Vec<String> = widths
-        .iter()
-        .map(|w| format!("{} run {} {w} 9 2", probe.display(), calibrate(&probe, *w)))
-        .collect();
+    let script: Vec<String> =
+        widths.iter().map(|w| format!("{} run {} {w} 9 2", probe.display(), calibrate(&probe, *w))).collect();
     let topo = topology(
         tmp.path(),
         test,
@@ -54,7 +52,8 @@ fn burst_ratios(test: &str, tdf: &str, cpus: &str, widths: &[f64]) -> Vec<(f64, 
                 .lines()
                 .filter_map(|l| {
                     let f: Vec<&str> = l.split_whitespace().collect();
-                    (f.len() == 4 && f[0] == "burst" && f[1].parse::<f64>().ok() == Some(*w)).then(|| f[2].parse().unwrap())
+                    (f.len() == 4 && f[0] == "burst" && f[1].parse::<f64>().ok() == Some(*w))
+                        .then(|| f[2].parse().unwrap())
                 })
                 .collect();
             assert_eq!(v.len(), 9, "bursts of {w} ms in: {stdout}");

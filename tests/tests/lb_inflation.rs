@@ -66,11 +66,7 @@ fn estimator(out: &Path, tdf: f64, fault_s: f64) -> (f64, usize, BTreeMap<u64, u
     let epoch_real = run["epoch"]["real_ns"].as_i64().expect("epoch");
     let epoch_virt = run["epoch"]["virt_ns"].as_i64().expect("epoch");
     let packets = pcap::read(&out.join("nodes/lb/lb.pcap")).unwrap_or_else(|e| panic!("{e}"));
-    assert!(
-        packets.len() > 1000,
-        "the capture holds {} packets",
-        packets.len()
-    );
+    assert!(packets.len() > 1000, "the capture holds {} packets", packets.len());
     let config = BalancerConfig {
         policy: Policy::Maglev,
         estimator: EstimatorConfig {
@@ -88,20 +84,14 @@ fn estimator(out: &Path, tdf: f64, fault_s: f64) -> (f64, usize, BTreeMap<u64, u
             continue;
         }
         let now_ns = balancer::packet::virtual_ns((p.real_ns - epoch_real) as u64, tdf);
-        b.route(&PacketMeta {
-            flow,
-            flags,
-            now_ns,
-        })
-        .expect("route a packet");
+        b.route(&PacketMeta { flow, flags, now_ns }).expect("route a packet");
     }
     let t = b.take_telemetry();
     let mut timeouts = BTreeMap::new();
     for e in &t.epochs {
         *timeouts.entry(e.chosen_timeout_ns / 1_000).or_default() += 1;
     }
-    let csv =
-        std::fs::read_to_string(out.join("nodes/client/requests.csv")).expect("read a result file");
+    let csv = std::fs::read_to_string(out.join("nodes/client/requests.csv")).expect("read a result file");
     let done: Vec<(f64, f64)> = csv
         .lines()
         .skip(1)
@@ -125,11 +115,7 @@ fn estimator(out: &Path, tdf: f64, fault_s: f64) -> (f64, usize, BTreeMap<u64, u
         if end < load_start + 1.0 || end >= fault_s {
             continue;
         }
-        let mut client: Vec<f64> = done
-            .iter()
-            .filter(|d| d.0 > end - 0.064 && d.0 <= end)
-            .map(|d| d.1)
-            .collect();
+        let mut client: Vec<f64> = done.iter().filter(|d| d.0 > end - 0.064 && d.0 <= end).map(|d| d.1).collect();
         if client.len() < 10 {
             continue;
         }
@@ -150,8 +136,7 @@ fn figures(out: &Path) -> Figures {
         .find(|e| e["fault"] == "inflate")
         .and_then(|e| e["t_virtual_s"].as_f64())
         .expect("the inflate fault fired");
-    let csv =
-        std::fs::read_to_string(out.join("nodes/client/requests.csv")).expect("read a result file");
+    let csv = std::fs::read_to_string(out.join("nodes/client/requests.csv")).expect("read a result file");
     let (mut pre, mut post) = (Vec::new(), Vec::new());
     for l in csv.lines().skip(1) {
         let c: Vec<&str> = l.split(',').collect();
@@ -166,8 +151,7 @@ fn figures(out: &Path) -> Figures {
             post.push(ms);
         }
     }
-    let lb =
-        std::fs::read_to_string(out.join("nodes/lb/backends.csv")).expect("read a result file");
+    let lb = std::fs::read_to_string(out.join("nodes/lb/backends.csv")).expect("read a result file");
     let mut requests: BTreeMap<(bool, bool), f64> = BTreeMap::new();
     let (mut lat_pre, mut lat_post) = (Vec::new(), Vec::new());
     for l in lb.lines().skip(1) {
@@ -209,15 +193,10 @@ fn figures(out: &Path) -> Figures {
 }
 
 fn run(policy: &str, tdf: &str) -> Figures {
-    let yaml = std::fs::read_to_string(repo_root().join("topologies/lb-inflation.yaml"))
-        .expect("read a result file");
+    let yaml = std::fs::read_to_string(repo_root().join("topologies/lb-inflation.yaml")).expect("read a result file");
     // The balancer node runs under a shell that starts tcpdump beside it: inbound packets
     // to port 11211 are the clients' (its own requests to memcached are outbound).
-    let lb_line = yaml
-        .lines()
-        .find(|l| l.contains("workload: lb"))
-        .expect("the lb node")
-        .to_owned();
+    let lb_line = yaml.lines().find(|l| l.contains("workload: lb")).expect("the lb node").to_owned();
     let lb = artifact("diorama-lb");
     let wrapped = format!(
         "    run: {{command: [\"sh\", \"-c\", \"tcpdump -Q in -i any -n -U --time-stamp-precision=nano -w lb.pcap 'tcp dst port 11211' 2>tcpdump.err & exec {} --protocol memcache --policy {policy} --ewma-decay 100ms --backend 'mc[0..2]:11211' --listen 0.0.0.0:11211 --report-interval 50ms\"]}}",
@@ -276,10 +255,7 @@ fn lb_inflation_l7_reference() {
     // The in-band estimator, from client packets alone, is within the 20 % of
     // the client-measured latency while latency is stable (median over epochs).
     for f in [&ewma, &rr] {
-        assert!(
-            f.estimator_epochs >= 20 && f.estimator_error <= 0.2,
-            "{f:?}"
-        );
+        assert!(f.estimator_epochs >= 20 && f.estimator_error <= 0.2, "{f:?}");
     }
     // Round-robin is static; peak-EWMA, which sees responses, moves load off mc1.
     assert!((rr.mc1_share_post - 0.5).abs() < 0.05, "{rr:?}");

@@ -22,10 +22,7 @@ impl Drop for Memcached {
 }
 
 fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .and_then(|l| l.local_addr())
-        .expect("a free loopback port")
-        .port()
+    std::net::TcpListener::bind("127.0.0.1:0").and_then(|l| l.local_addr()).expect("a free loopback port").port()
 }
 
 fn wait_port(port: u16) {
@@ -38,20 +35,7 @@ fn wait_port(port: u16) {
 
 fn memcached(port: u16) -> Memcached {
     let child = Command::new("memcached")
-        .args([
-            "-u",
-            "root",
-            "-l",
-            "127.0.0.1",
-            "-p",
-            &port.to_string(),
-            "-U",
-            "0",
-            "-t",
-            "1",
-            "-m",
-            "16",
-        ])
+        .args(["-u", "root", "-l", "127.0.0.1", "-p", &port.to_string(), "-U", "0", "-t", "1", "-m", "16"])
         .stdout(Stdio::null())
         .spawn()
         .expect("start memcached");
@@ -78,25 +62,15 @@ fn check_loadgen(dir: &Path, expected: u64) {
         assert!(by[op]["p95"].as_f64().unwrap_or(0.0) > 0.0, "{op} p95: {s}");
     }
     let csv = std::fs::read_to_string(dir.join("requests.csv")).expect("read a result file");
-    let statuses: Vec<&str> = csv
-        .lines()
-        .skip(1)
-        .map(|l| l.split(',').nth(6).unwrap_or(""))
-        .collect();
+    let statuses: Vec<&str> = csv.lines().skip(1).map(|l| l.split(',').nth(6).unwrap_or("")).collect();
     let hits = statuses.iter().filter(|s| **s == "200").count();
     let misses = statuses.iter().filter(|s| **s == "404").count();
     // A key space of 50 with ~half sets: most gets after the first few hit real data.
     assert!(misses > 0 || hits > 0);
     assert!(hits > misses, "hits {hits}, misses {misses}");
-    let series =
-        std::fs::read_to_string(dir.join("latency_series.csv")).expect("read a result file");
-    assert!(
-        series.starts_with("t_virtual_ms,class,completed,p50_us,p95_us,p99_us\n"),
-        "{series}"
-    );
-    assert!(
-        series.lines().any(|l| l.contains(",get,")) && series.lines().any(|l| l.contains(",set,"))
-    );
+    let series = std::fs::read_to_string(dir.join("latency_series.csv")).expect("read a result file");
+    assert!(series.starts_with("t_virtual_ms,class,completed,p50_us,p95_us,p99_us\n"), "{series}");
+    assert!(series.lines().any(|l| l.contains(",get,")) && series.lines().any(|l| l.contains(",set,")));
 }
 
 #[test]
@@ -108,20 +82,8 @@ fn loadgen_and_lb_against_real_memcached() {
     let _m2 = memcached(p2);
     let dir = tempfile::tempdir().expect("a temporary directory");
     let mut lb = Command::new(artifact("diorama-lb"))
-        .args([
-            "--protocol",
-            "memcache",
-            "--policy",
-            "peak-ewma",
-            "--listen",
-            &format!("127.0.0.1:{lbp}"),
-        ])
-        .args([
-            "--backend",
-            &format!("127.0.0.1:{p1},127.0.0.1:{p2}"),
-            "--report-interval",
-            "200ms",
-        ])
+        .args(["--protocol", "memcache", "--policy", "peak-ewma", "--listen", &format!("127.0.0.1:{lbp}")])
+        .args(["--backend", &format!("127.0.0.1:{p1},127.0.0.1:{p2}"), "--report-interval", "200ms"])
         .arg("--csv")
         .arg(dir.path().join("backends.csv"))
         .spawn()
@@ -129,73 +91,28 @@ fn loadgen_and_lb_against_real_memcached() {
     wait_port(lbp);
     let count = 2_000u64;
     let out = Command::new(artifact("diorama-loadgen"))
-        .args([
-            "--protocol",
-            "memcache",
-            "--mode",
-            "closed",
-            "--clients",
-            "8",
-            "--count",
-            &count.to_string(),
-        ])
-        .args([
-            "--target",
-            &format!("memcache://127.0.0.1:{lbp}"),
-            "--requests-per-connection",
-            "10",
-        ])
-        .args([
-            "--key-space",
-            "50",
-            "--value-size",
-            "100",
-            "--start-delay",
-            "100ms",
-            "--node-name",
-            "c",
-        ])
+        .args(["--protocol", "memcache", "--mode", "closed", "--clients", "8", "--count", &count.to_string()])
+        .args(["--target", &format!("memcache://127.0.0.1:{lbp}"), "--requests-per-connection", "10"])
+        .args(["--key-space", "50", "--value-size", "100", "--start-delay", "100ms", "--node-name", "c"])
         .arg("--out")
         .arg(dir.path())
         .output()
         .expect("run diorama-loadgen");
-    let _ = Command::new("kill")
-        .args(["-TERM", &lb.id().to_string()])
-        .status();
+    let _ = Command::new("kill").args(["-TERM", &lb.id().to_string()]).status();
     let _ = lb.wait();
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
     check_loadgen(dir.path(), count);
     // Open loop, straight to one memcached: 400 requests at 400/s.
     let open = tempfile::tempdir().expect("a temporary directory");
     let out = Command::new(artifact("diorama-loadgen"))
         .args(["--protocol", "memcache", "--rate", "400", "--count", "400"])
-        .args([
-            "--target",
-            &format!("memcache://127.0.0.1:{p1}"),
-            "--requests-per-connection",
-            "5",
-        ])
-        .args([
-            "--key-space",
-            "50",
-            "--start-delay",
-            "100ms",
-            "--node-name",
-            "o",
-        ])
+        .args(["--target", &format!("memcache://127.0.0.1:{p1}"), "--requests-per-connection", "5"])
+        .args(["--key-space", "50", "--start-delay", "100ms", "--node-name", "o"])
         .arg("--out")
         .arg(open.path())
         .output()
         .expect("run diorama-loadgen");
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
     check_loadgen(open.path(), 400);
     // Both memcached servers served through the balancer.
     let csv = std::fs::read_to_string(dir.path().join("backends.csv")).expect("read a result file");

@@ -2,10 +2,7 @@
 //! with the real `ping`, and the medians the results API reports match the RTTs the
 //! topology implies, at TDF 1 and TDF 10; a killed agent's location records failures and a
 //! task whose every location failed becomes FAILED.
-#![expect(
-    clippy::unwrap_used,
-    reason = "test helpers fail loudly on a broken run"
-)]
+#![expect(clippy::unwrap_used, reason = "test helpers fail loudly on a broken run")]
 
 use std::path::{Path, PathBuf};
 
@@ -29,14 +26,7 @@ fn implied_rtt_ms(a: &str, b: &str) -> f64 {
 
 /// Two regions, an agent and an endpoint in each, a recurring ping task from both regions
 /// to both endpoints; `extra_nodes` and `faults` are appended.
-fn two_regions(
-    name: &str,
-    duration: &str,
-    tasks: &str,
-    lease: &str,
-    extra_nodes: &str,
-    faults: &str,
-) -> String {
+fn two_regions(name: &str, duration: &str, tasks: &str, lease: &str, extra_nodes: &str, faults: &str) -> String {
     format!(
         r#"name: {name}
 tdf: 1
@@ -83,20 +73,9 @@ fn run(dir: &Path, name: &str, yaml: &str, tdf: &str) -> (Outcome, PathBuf) {
     let out = dir.join(format!("{name}-out"));
     let bin = artifact("diorama-probe");
     let bin_dir = bin.parent().unwrap();
-    let path = format!(
-        "{}:{}",
-        bin_dir.display(),
-        std::env::var("PATH").unwrap_or_default()
-    );
+    let path = format!("{}:{}", bin_dir.display(), std::env::var("PATH").unwrap_or_default());
     let output = std::process::Command::new(artifact("diorama"))
-        .args([
-            "run",
-            topo.to_str().unwrap(),
-            "--out",
-            out.to_str().unwrap(),
-            "--tdf",
-            tdf,
-        ])
+        .args(["run", topo.to_str().unwrap(), "--out", out.to_str().unwrap(), "--tdf", tdf])
         .env("DIORAMA_LOG", "info")
         .env("PATH", path)
         .output()
@@ -132,13 +111,7 @@ fn check_rtts(tdf: &str, duration: &str) {
     let tasks = r#"[{type: RECURRING, interval: 4s, measurement: {kind: ping, count: 5}, endpoints: [ep-eu, ep-us], locations: [eu, us]}]"#;
     let yaml = two_regions("probes-rtt", duration, tasks, "20s", "", "");
     let (outcome, results) = run(dir.path(), "probes-rtt", &yaml, tdf);
-    assert_eq!(
-        outcome.code,
-        Some(0),
-        "{}\n{}",
-        outcome.stdout,
-        outcome.stderr
-    );
+    assert_eq!(outcome.code, Some(0), "{}\n{}", outcome.stdout, outcome.stderr);
     let export = export(&results);
     let cells = export["summary"]["rtt"].as_array().unwrap();
     let mut checked = 0;
@@ -153,10 +126,7 @@ fn check_rtts(tdf: &str, duration: &str) {
             "TDF {tdf}: {location} -> {endpoint}: median RTT {got:.3} ms over {samples} replies, topology {want:.3} ms (load {})",
             load_average()
         );
-        assert!(
-            samples >= 10,
-            "{location} -> {endpoint}: only {samples} replies"
-        );
+        assert!(samples >= 10, "{location} -> {endpoint}: only {samples} replies");
         let tolerance = (want * 0.05).max(0.5);
         assert!(
             (got - want).abs() <= tolerance,
@@ -164,10 +134,7 @@ fn check_rtts(tdf: &str, duration: &str) {
         );
         checked += 1;
     }
-    assert_eq!(
-        checked, 4,
-        "every (region, endpoint) pair measured: {cells:?}"
-    );
+    assert_eq!(checked, 4, "every (region, endpoint) pair measured: {cells:?}");
 }
 
 #[test]
@@ -195,53 +162,23 @@ fn probes_record_a_killed_agent() {
     let faults = "faults:\n  - {at: 4s, kill: agent-us, for: 20s}\n";
     let yaml = two_regions("probes-kill", "36s", tasks, "6s", driver, faults);
     let (outcome, results) = run(dir.path(), "probes-kill", &yaml, "1");
-    assert_eq!(
-        outcome.code,
-        Some(0),
-        "{}\n{}",
-        outcome.stdout,
-        outcome.stderr
-    );
+    assert_eq!(outcome.code, Some(0), "{}\n{}", outcome.stdout, outcome.stderr);
     let export = export(&results);
     let tasks = export["tasks"].as_array().unwrap();
     let recurring = tasks.iter().find(|t| t["type"] == "RECURRING").unwrap();
-    let one_off = tasks
-        .iter()
-        .find(|t| t["type"] == "ONE-OFF")
-        .expect("the driver created its task");
-    println!(
-        "recurring tally {}, one-off {} ({})",
-        recurring["tally"], one_off["state"], one_off["reason"]
-    );
+    let one_off = tasks.iter().find(|t| t["type"] == "ONE-OFF").expect("the driver created its task");
+    println!("recurring tally {}, one-off {} ({})", recurring["tally"], one_off["state"], one_off["reason"]);
     // The killed region's runs failed while it was down, and it recovered after.
     let us = &recurring["tally"]["us"];
     assert!(us["failed_runs"].as_u64().unwrap() >= 2, "{us}");
-    assert!(
-        us["ok_runs"].as_u64().unwrap() >= 1,
-        "agent-us came back: {us}"
-    );
-    assert_eq!(
-        recurring["tally"]["eu"]["failed_runs"], 0,
-        "{}",
-        recurring["tally"]
-    );
+    assert!(us["ok_runs"].as_u64().unwrap() >= 1, "agent-us came back: {us}");
+    assert_eq!(recurring["tally"]["eu"]["failed_runs"], 0, "{}", recurring["tally"]);
     assert_eq!(recurring["state"], "RUNNING");
     // The one-off ran only where every agent was dead: FAILED, with the reason recorded.
     assert_eq!(one_off["state"], "FAILED", "{one_off}");
-    let failures: Vec<&Value> = export["results"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .filter(|r| r["task_id"] == one_off["id"])
-        .collect();
+    let failures: Vec<&Value> =
+        export["results"].as_array().unwrap().iter().filter(|r| r["task_id"] == one_off["id"]).collect();
     assert_eq!(failures.len(), 1);
     assert_eq!(failures[0]["ok"], false);
-    assert!(
-        failures[0]["error"]
-            .as_str()
-            .unwrap()
-            .contains("no agent of location us"),
-        "{}",
-        failures[0]
-    );
+    assert!(failures[0]["error"].as_str().unwrap().contains("no agent of location us"), "{}", failures[0]);
 }

@@ -20,16 +20,9 @@ struct Pair {
 }
 
 fn sh(args: &[&str]) -> Result<String, String> {
-    let out = Command::new(args[0])
-        .args(&args[1..])
-        .output()
-        .map_err(|e| format!("{}: {e}", args[0]))?;
+    let out = Command::new(args[0]).args(&args[1..]).output().map_err(|e| format!("{}: {e}", args[0]))?;
     if !out.status.success() {
-        return Err(format!(
-            "{}: {}",
-            args.join(" "),
-            String::from_utf8_lossy(&out.stderr).trim()
-        ));
+        return Err(format!("{}: {}", args.join(" "), String::from_utf8_lossy(&out.stderr).trim()));
     }
     Ok(String::from_utf8_lossy(&out.stdout).into_owned())
 }
@@ -37,20 +30,14 @@ fn sh(args: &[&str]) -> Result<String, String> {
 impl Pair {
     fn new(tag: &str) -> Self {
         let id = std::process::id();
-        let pair = Self {
-            a: format!("tc-{tag}-a-{id}"),
-            b: format!("tc-{tag}-b-{id}"),
-        };
+        let pair = Self { a: format!("tc-{tag}-a-{id}"), b: format!("tc-{tag}-b-{id}") };
         let (a, b) = (pair.a.as_str(), pair.b.as_str());
         let va = format!("tc{id}a");
         let vb = format!("tc{id}b");
         for cmd in [
             vec!["ip", "netns", "add", a],
             vec!["ip", "netns", "add", b],
-            vec![
-                "ip", "link", "add", &va, "netns", a, "type", "veth", "peer", "name", &vb, "netns",
-                b,
-            ],
+            vec!["ip", "link", "add", &va, "netns", a, "type", "veth", "peer", "name", &vb, "netns", b],
             vec!["ip", "-n", a, "addr", "add", "10.77.9.1/24", "dev", &va],
             vec!["ip", "-n", b, "addr", "add", "10.77.9.2/24", "dev", &vb],
             vec!["ip", "-n", a, "link", "set", &va, "up"],
@@ -64,15 +51,7 @@ impl Pair {
     }
 
     fn sysctl(&self, ns: &str, key: &str, value: &str) -> Result<String, String> {
-        sh(&[
-            "ip",
-            "netns",
-            "exec",
-            ns,
-            "sysctl",
-            "-w",
-            &format!("{key}={value}"),
-        ])
+        sh(&["ip", "netns", "exec", ns, "sysctl", "-w", &format!("{key}={value}")])
     }
 }
 
@@ -86,20 +65,14 @@ impl Drop for Pair {
 /// A scratch cgroup2 directory for this test's endpoints.
 fn scratch_cgroup(tag: &str) -> Result<NodeCgroup, String> {
     let root = cgroup2::host_cgroup2_mount().map_err(|e| e.to_string())?;
-    NodeCgroup::create(&root.join(format!(
-        "diorama-test-tcpclock-{tag}-{}",
-        std::process::id()
-    )))
-    .map_err(|e| e.to_string())
+    NodeCgroup::create(&root.join(format!("diorama-test-tcpclock-{tag}-{}", std::process::id())))
+        .map_err(|e| e.to_string())
 }
 
 /// Starts `args` inside network namespace `ns` as a member of cgroup `cg` from its first
 /// instruction (the shell joins the cgroup, then execs), so its sockets belong to `cg`.
 fn spawn_in(cg: &Path, ns: &str, args: &[&str], stdout: Stdio) -> Child {
-    let script = format!(
-        "echo $$ > {}/cgroup.procs && exec ip netns exec {ns} \"$@\"",
-        cg.display()
-    );
+    let script = format!("echo $$ > {}/cgroup.procs && exec ip netns exec {ns} \"$@\"", cg.display());
     Command::new("sh")
         .arg("-c")
         .arg(script)
@@ -118,9 +91,7 @@ fn need_cgroup2() -> Result<PathBuf, String> {
 /// The `rto:` of the first socket `ss -tin state <state>` lists in `ns`, in ms.
 fn ss_rto(ns: &str, state: &str) -> Option<f64> {
     let out = sh(&["ip", "netns", "exec", ns, "ss", "-tin", "state", state]).ok()?;
-    out.split_whitespace()
-        .find_map(|w| w.strip_prefix("rto:"))
-        .and_then(|v| v.parse().ok())
+    out.split_whitespace().find_map(|w| w.strip_prefix("rto:")).and_then(|v| v.parse().ok())
 }
 
 fn syn_rto_ms(tdf: Option<f64>) -> (Option<f64>, u64) {
@@ -129,20 +100,15 @@ fn syn_rto_ms(tdf: Option<f64>) -> (Option<f64>, u64) {
     // SYN-SENT with its initial RTO.
     let cg = scratch_cgroup("syn").expect("scratch cgroup");
     let clock = tdf.map(|t| SockClock::attach(cg.path(), t).expect("attach sock_ops"));
-    let mut client = spawn_in(
-        cg.path(),
-        &pair.a,
-        &["timeout", "5", "bash", "-c", ": <>/dev/tcp/10.77.9.3/9"],
-        Stdio::null(),
-    );
+    let mut client =
+        spawn_in(cg.path(), &pair.a, &["timeout", "5", "bash", "-c", ": <>/dev/tcp/10.77.9.3/9"], Stdio::null());
     let deadline = Instant::now() + Duration::from_secs(3);
     let mut rto = None;
     while rto.is_none() && Instant::now() < deadline {
         sleep(Duration::from_millis(200));
         rto = ss_rto(&pair.a, "syn-sent");
     }
-    cg.kill_all(Duration::from_secs(5))
-        .expect("empty the scratch cgroup");
+    cg.kill_all(Duration::from_secs(5)).expect("empty the scratch cgroup");
     let _ = client.wait();
     let answered = clock.map_or(0, |c| c.outcomes().expect("outcomes").timeout_init_answered);
     cg.remove().expect("remove the scratch cgroup");
@@ -181,28 +147,16 @@ fn sock_ops_reports_what_the_kernel_accepts() {
     let clock = SockClock::attach(cg.path(), 10.0).expect("attach sock_ops");
     let mut server = spawn_in(cg.path(), &pair.b, &["iperf3", "-s", "-1"], Stdio::null());
     sleep(Duration::from_millis(500));
-    let client = spawn_in(
-        cg.path(),
-        &pair.a,
-        &["iperf3", "-c", "10.77.9.2", "-t", "1"],
-        Stdio::null(),
-    )
-    .wait_with_output();
+    let client =
+        spawn_in(cg.path(), &pair.a, &["iperf3", "-c", "10.77.9.2", "-t", "1"], Stdio::null()).wait_with_output();
     assert!(client.is_ok_and(|o| o.status.success()), "iperf3 ran");
-    cg.kill_all(Duration::from_secs(5))
-        .expect("empty the scratch cgroup");
+    cg.kill_all(Duration::from_secs(5)).expect("empty the scratch cgroup");
     let _ = server.wait();
     let o = clock.outcomes().expect("outcomes");
     println!("outcomes at TDF 10: {o:?}");
     // Both ends of two connections (control and data) were established inside the cgroup.
-    assert!(
-        o.delack_max_set + o.delack_max_refused >= 4,
-        "every established socket asked"
-    );
-    assert_eq!(
-        o.rto_min_set + o.rto_min_refused,
-        o.delack_max_set + o.delack_max_refused
-    );
+    assert!(o.delack_max_set + o.delack_max_refused >= 4, "every established socket asked");
+    assert_eq!(o.rto_min_set + o.rto_min_refused, o.delack_max_set + o.delack_max_refused);
     // This kernel caps both at 200 ms; a kernel that accepts them would change the coverage
     // report (probe::coverage), which this test then flags.
     assert_eq!(
@@ -218,23 +172,13 @@ fn sock_ops_reports_what_the_kernel_accepts() {
 fn iperf(pair: &Pair, cg: &Path, bytes: u64) -> (String, f64) {
     let mut server = spawn_in(cg, &pair.b, &["iperf3", "-s", "-1"], Stdio::null());
     sleep(Duration::from_millis(400));
-    let out = spawn_in(
-        cg,
-        &pair.a,
-        &["iperf3", "-J", "-c", "10.77.9.2", "-n", &bytes.to_string()],
-        Stdio::piped(),
-    )
-    .wait_with_output()
-    .expect("iperf3 client");
+    let out = spawn_in(cg, &pair.a, &["iperf3", "-J", "-c", "10.77.9.2", "-n", &bytes.to_string()], Stdio::piped())
+        .wait_with_output()
+        .expect("iperf3 client");
     let _ = server.wait();
     let v: serde_json::Value = serde_json::from_slice(&out.stdout).expect("iperf3 JSON");
-    let cc = v["end"]["sender_tcp_congestion"]
-        .as_str()
-        .unwrap_or("")
-        .to_string();
-    let bps = v["end"]["sum_received"]["bits_per_second"]
-        .as_f64()
-        .unwrap_or(0.0);
+    let cc = v["end"]["sender_tcp_congestion"].as_str().unwrap_or("").to_string();
+    let bps = v["end"]["sum_received"]["bits_per_second"].as_f64().unwrap_or(0.0);
     (cc, bps)
 }
 
@@ -248,13 +192,8 @@ fn dilated_cubic_is_the_namespace_default_and_carries_data() {
         need_cgroup2()
     );
     let cubic = DilatedCubic::register(10.0).expect("register the dilated CUBIC");
-    let available = std::fs::read_to_string("/proc/sys/net/ipv4/tcp_available_congestion_control")
-        .unwrap_or_default();
-    assert!(
-        available.split_whitespace().any(|n| n == cubic.name()),
-        "{} in {available}",
-        cubic.name()
-    );
+    let available = std::fs::read_to_string("/proc/sys/net/ipv4/tcp_available_congestion_control").unwrap_or_default();
+    assert!(available.split_whitespace().any(|n| n == cubic.name()), "{} in {available}", cubic.name());
     let pair = Pair::new("cc");
     for ns in [&pair.a, &pair.b] {
         pair.sysctl(ns, tcpclock::DEFAULT_CC_SYSCTL, cubic.name())
@@ -278,15 +217,11 @@ fn dilated_cubic_is_the_namespace_default_and_carries_data() {
     let deadline = Instant::now() + Duration::from_secs(5);
     loop {
         let available =
-            std::fs::read_to_string("/proc/sys/net/ipv4/tcp_available_congestion_control")
-                .unwrap_or_default();
+            std::fs::read_to_string("/proc/sys/net/ipv4/tcp_available_congestion_control").unwrap_or_default();
         if !available.split_whitespace().any(|n| n == name) {
             break;
         }
-        assert!(
-            Instant::now() < deadline,
-            "{name} still registered after the link was dropped"
-        );
+        assert!(Instant::now() < deadline, "{name} still registered after the link was dropped");
         sleep(Duration::from_millis(100));
     }
 }
@@ -319,21 +254,11 @@ links:
     let name = format!("cubicloss-{}-{run}", cc.replace('.', "_"));
     let topo = topology(dir, &name, &yaml);
     let out = dir.join(format!("{name}-{tdf}"));
-    let r = diorama(&[
-        "run",
-        &topo.display().to_string(),
-        "--tdf",
-        &tdf.to_string(),
-        "--out",
-        &out.display().to_string(),
-    ]);
+    let r =
+        diorama(&["run", &topo.display().to_string(), "--tdf", &tdf.to_string(), "--out", &out.display().to_string()]);
     assert_eq!(r.code, Some(0), "{name} at TDF {tdf}: {r:?}");
     let stdout = std::fs::read_to_string(out.join("nodes/client/stdout")).unwrap_or_default();
-    assert!(
-        diorama_tests::leftovers_of(&out).is_empty(),
-        "{:?}",
-        diorama_tests::leftovers_of(&out)
-    );
+    assert!(diorama_tests::leftovers_of(&out).is_empty(), "{:?}", diorama_tests::leftovers_of(&out));
     stdout
         .split_whitespace()
         .find_map(|w| w.parse().ok())
@@ -341,10 +266,7 @@ links:
 }
 
 fn runs() -> usize {
-    std::env::var("TCPCLOCK_RUNS")
-        .ok()
-        .and_then(|v| v.parse().ok())
-        .unwrap_or(2)
+    std::env::var("TCPCLOCK_RUNS").ok().and_then(|v| v.parse().ok()).unwrap_or(2)
 }
 
 fn mean(v: &[f64]) -> f64 {
@@ -356,47 +278,28 @@ fn mean(v: &[f64]) -> f64 {
 /// kernel's own CUBIC (on real time) at TDF 10 for comparison (bench/tcp_clock.sh does both).
 #[test]
 fn dilated_cubic_keeps_its_lossy_goodput_at_tdf_10() {
-    require!(
-        "dilated_cubic_keeps_its_lossy_goodput_at_tdf_10",
-        need_root(),
-        need_tool("python3")
-    );
+    require!("dilated_cubic_keeps_its_lossy_goodput_at_tdf_10", need_root(), need_tool("python3"));
     let tmp = tempfile::tempdir().expect("temporary directory");
     let d1 = DilatedCubic::register(1.0).expect("register cubic_d1");
     let d10 = DilatedCubic::register(10.0).expect("register cubic_d10");
-    let at1: Vec<f64> = (0..runs())
-        .map(|i| lossy_goodput(tmp.path(), 1.0, d1.name(), i))
-        .collect();
-    let at10: Vec<f64> = (0..runs())
-        .map(|i| lossy_goodput(tmp.path(), 10.0, d10.name(), i))
-        .collect();
+    let at1: Vec<f64> = (0..runs()).map(|i| lossy_goodput(tmp.path(), 1.0, d1.name(), i)).collect();
+    let at10: Vec<f64> = (0..runs()).map(|i| lossy_goodput(tmp.path(), 10.0, d10.name(), i)).collect();
     let (m1, m10) = (mean(&at1), mean(&at10));
     println!("5% loss, 100 Mbit/s, 20 ms RTT, 1.5 MB: {} {at1:.3?} mean {m1:.3} Mbit/s at TDF 1; {} {at10:.3?} mean {m10:.3} Mbit/s virtual at TDF 10 ({:+.1}%)", d1.name(), d10.name(), (m10 / m1 - 1.0) * 100.0);
     if std::env::var_os("TCPCLOCK_KERNEL_CUBIC").is_some() {
-        let k1: Vec<f64> = (0..runs())
-            .map(|i| lossy_goodput(tmp.path(), 1.0, "cubic", i))
-            .collect();
-        let k10: Vec<f64> = (0..runs())
-            .map(|i| lossy_goodput(tmp.path(), 10.0, "cubic", i))
-            .collect();
+        let k1: Vec<f64> = (0..runs()).map(|i| lossy_goodput(tmp.path(), 1.0, "cubic", i)).collect();
+        let k10: Vec<f64> = (0..runs()).map(|i| lossy_goodput(tmp.path(), 10.0, "cubic", i)).collect();
         let (n1, n10) = (mean(&k1), mean(&k10));
         println!("kernel cubic (real-time clock): {k1:.3?} mean {n1:.3} Mbit/s at TDF 1; {k10:.3?} mean {n10:.3} Mbit/s virtual at TDF 10 ({:+.1}%)", (n10 / n1 - 1.0) * 100.0);
     }
     // Random loss varies from run to run; the 5% target is the benchmark's, this bound
     // catches a clock that is not dilated at all or a broken window.
-    assert!(
-        (m10 / m1 - 1.0).abs() < 0.20,
-        "TDF 10 {m10:.3} against TDF 1 {m1:.3} Mbit/s"
-    );
+    assert!((m10 / m1 - 1.0).abs() < 0.20, "TDF 10 {m10:.3} against TDF 1 {m1:.3} Mbit/s");
 }
 
 #[test]
 fn the_probe_finds_this_kernels_hooks_and_leaves_nothing() {
-    require!(
-        "the_probe_finds_this_kernels_hooks_and_leaves_nothing",
-        need_root(),
-        need_cgroup2()
-    );
+    require!("the_probe_finds_this_kernels_hooks_and_leaves_nothing", need_root(), need_cgroup2());
     let probe = tcpclock::Probe::run(None);
     println!("probe: {probe:?}");
     assert_eq!(probe.sock_ops, Ok(()));
@@ -411,23 +314,11 @@ fn the_probe_finds_this_kernels_hooks_and_leaves_nothing() {
     assert_eq!(by("cubic_time_base"), Some(tcpclock::Mechanism::Bpf));
     let root = probe.cgroup2.clone().unwrap_or_default();
     let scratch = std::fs::read_dir(&root)
-        .map(|d| {
-            d.flatten()
-                .filter(|e| {
-                    e.file_name()
-                        .to_string_lossy()
-                        .starts_with("diorama-tcpclock-probe-")
-                })
-                .count()
-        })
+        .map(|d| d.flatten().filter(|e| e.file_name().to_string_lossy().starts_with("diorama-tcpclock-probe-")).count())
         .unwrap_or(0);
     assert_eq!(scratch, 0, "the probe's scratch cgroup is gone");
-    let available = std::fs::read_to_string("/proc/sys/net/ipv4/tcp_available_congestion_control")
-        .unwrap_or_default();
-    assert!(
-        !available.split_whitespace().any(|n| n == "cubic_d1"),
-        "the probe's registration is gone: {available}"
-    );
+    let available = std::fs::read_to_string("/proc/sys/net/ipv4/tcp_available_congestion_control").unwrap_or_default();
+    assert!(!available.split_whitespace().any(|n| n == "cubic_d1"), "the probe's registration is gone: {available}");
 }
 
 /// Not a test of its own: the process `a_killed_run_leaves_nothing_behind` kills. It holds a
@@ -458,22 +349,10 @@ fn a_run_clock_reports_and_cleans_up() {
     let run = format!("tcpclock-test-{}", std::process::id());
     let mut clock = tcpclock::RunClock::start(&run, 5.0, None);
     let cc = clock.congestion_control().map(str::to_string);
-    assert!(
-        cc.as_deref().is_some_and(|n| n.starts_with("cubic_d5")),
-        "{cc:?}"
-    );
+    assert!(cc.as_deref().is_some_and(|n| n.starts_with("cubic_d5")), "{cc:?}");
     let pair = Pair::new("run");
-    let cg = clock
-        .add_node("client")
-        .expect("node cgroup")
-        .cgroup()
-        .to_path_buf();
-    let mut client = spawn_in(
-        &cg,
-        &pair.a,
-        &["timeout", "5", "bash", "-c", ": <>/dev/tcp/10.77.9.3/9"],
-        Stdio::null(),
-    );
+    let cg = clock.add_node("client").expect("node cgroup").cgroup().to_path_buf();
+    let mut client = spawn_in(&cg, &pair.a, &["timeout", "5", "bash", "-c", ": <>/dev/tcp/10.77.9.3/9"], Stdio::null());
     let deadline = Instant::now() + Duration::from_secs(3);
     let mut rto = None;
     while rto.is_none() && Instant::now() < deadline {
@@ -488,58 +367,33 @@ fn a_run_clock_reports_and_cleans_up() {
     clock.finish().expect("finish");
     let _ = client.wait();
     assert!(!cg.exists(), "the node's cgroup2 directory is gone");
-    assert!(
-        !cg.parent().is_some_and(Path::exists),
-        "the run's cgroup2 directory is gone"
-    );
+    assert!(!cg.parent().is_some_and(Path::exists), "the run's cgroup2 directory is gone");
 }
 
 #[test]
 fn a_killed_run_leaves_nothing_behind() {
-    require!(
-        "a_killed_run_leaves_nothing_behind",
-        need_root(),
-        need_cgroup2()
-    );
+    require!("a_killed_run_leaves_nothing_behind", need_root(), need_cgroup2());
     let run = format!("tcpclock-kill-{}", std::process::id());
     let exe = std::env::current_exe().expect("test binary");
     let mut holder = Command::new(exe)
-        .args([
-            "--ignored",
-            "--exact",
-            "holder_of_a_run_clock",
-            "--nocapture",
-        ])
+        .args(["--ignored", "--exact", "holder_of_a_run_clock", "--nocapture"])
         .env("TCPCLOCK_HOLDER_RUN", &run)
         .stdout(Stdio::null())
         .spawn()
         .expect("spawn the holder");
     let root = need_cgroup2().expect("cgroup2");
     let node = root.join("diorama").join(&run).join("n1");
-    let available = || {
-        std::fs::read_to_string("/proc/sys/net/ipv4/tcp_available_congestion_control")
-            .unwrap_or_default()
-    };
+    let available =
+        || std::fs::read_to_string("/proc/sys/net/ipv4/tcp_available_congestion_control").unwrap_or_default();
     let deadline = Instant::now() + Duration::from_secs(10);
-    while !(node.exists()
-        && available()
-            .split_whitespace()
-            .any(|n| n.starts_with("cubic_d7")))
-    {
-        assert!(
-            Instant::now() < deadline,
-            "the holder never set up: {}",
-            available()
-        );
+    while !(node.exists() && available().split_whitespace().any(|n| n.starts_with("cubic_d7"))) {
+        assert!(Instant::now() < deadline, "the holder never set up: {}", available());
         sleep(Duration::from_millis(50));
     }
     // A node process still inside, as after a harness crash.
     let mut orphan = Command::new("sh")
         .arg("-c")
-        .arg(format!(
-            "echo $$ > {}/cgroup.procs && exec sleep 60",
-            node.display()
-        ))
+        .arg(format!("echo $$ > {}/cgroup.procs && exec sleep 60", node.display()))
         .spawn()
         .expect("spawn");
     sleep(Duration::from_millis(200));
@@ -547,15 +401,8 @@ fn a_killed_run_leaves_nothing_behind() {
     let _ = holder.wait();
     // The kernel drops the links with the process: the CUBIC is unregistered.
     let deadline = Instant::now() + Duration::from_secs(5);
-    while available()
-        .split_whitespace()
-        .any(|n| n.starts_with("cubic_d7"))
-    {
-        assert!(
-            Instant::now() < deadline,
-            "cubic_d7 outlived its holder: {}",
-            available()
-        );
+    while available().split_whitespace().any(|n| n.starts_with("cubic_d7")) {
+        assert!(Instant::now() < deadline, "cubic_d7 outlived its holder: {}", available());
         sleep(Duration::from_millis(50));
     }
     // What remains is the cgroup2 directory; clean removes it and what is inside.
@@ -578,8 +425,7 @@ fn sock_ops_switches_every_socket_to_the_dilated_cubic() {
     let cubic = DilatedCubic::register(4.0).expect("register the dilated CUBIC");
     let pair = Pair::new("sw");
     let cg = scratch_cgroup("sw").expect("scratch cgroup");
-    let clock =
-        SockClock::attach_with_cc(cg.path(), 4.0, Some(cubic.name())).expect("attach sock_ops");
+    let clock = SockClock::attach_with_cc(cg.path(), 4.0, Some(cubic.name())).expect("attach sock_ops");
     // The namespaces keep the host's default; the program switches each socket.
     let (cc, bps) = iperf(&pair, cg.path(), 5_000_000);
     let o = clock.outcomes().expect("outcomes");
@@ -587,7 +433,6 @@ fn sock_ops_switches_every_socket_to_the_dilated_cubic() {
     assert_eq!(cc, cubic.name());
     assert!(o.cc_set >= 2 && o.cc_refused == 0, "{o:?}");
     drop(clock);
-    cg.kill_all(Duration::from_secs(5))
-        .expect("empty the scratch cgroup");
+    cg.kill_all(Duration::from_secs(5)).expect("empty the scratch cgroup");
     cg.remove().expect("remove the scratch cgroup");
 }

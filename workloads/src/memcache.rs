@@ -84,10 +84,7 @@ pub struct ResponseFrame {
 
 /// Reads one `\r\n`-terminated line (kept with its terminator) onto `out`; `Ok(false)` on
 /// a clean end of stream before any byte.
-async fn read_line<R: AsyncBufRead + Unpin>(
-    r: &mut R,
-    out: &mut Vec<u8>,
-) -> Result<bool, CodecError> {
+async fn read_line<R: AsyncBufRead + Unpin>(r: &mut R, out: &mut Vec<u8>) -> Result<bool, CodecError> {
     let start = out.len();
     let mut limited = (&mut *r).take(MAX_LINE as u64 + 1);
     let n = limited.read_until(b'\n', out).await?;
@@ -108,27 +105,18 @@ fn text(line: &[u8]) -> String {
 }
 
 /// Reads `len` bytes of data plus `\r\n` onto `out`.
-async fn read_block<R: AsyncBufRead + Unpin>(
-    r: &mut R,
-    len: usize,
-    out: &mut Vec<u8>,
-) -> Result<(), CodecError> {
+async fn read_block<R: AsyncBufRead + Unpin>(r: &mut R, len: usize, out: &mut Vec<u8>) -> Result<(), CodecError> {
     if len > MAX_VALUE {
         return Err(CodecError::ValueTooLarge { len });
     }
     let start = out.len();
     out.resize(start + len + 2, 0);
-    r.read_exact(&mut out[start..])
-        .await
-        .map_err(|e| match e.kind() {
-            std::io::ErrorKind::UnexpectedEof => CodecError::Truncated,
-            _ => CodecError::Io(e),
-        })?;
+    r.read_exact(&mut out[start..]).await.map_err(|e| match e.kind() {
+        std::io::ErrorKind::UnexpectedEof => CodecError::Truncated,
+        _ => CodecError::Io(e),
+    })?;
     if !out.ends_with(b"\r\n") {
-        return Err(CodecError::Malformed {
-            what: "data block terminator",
-            line: text(&out[out.len() - 2..]),
-        });
+        return Err(CodecError::Malformed { what: "data block terminator", line: text(&out[out.len() - 2..]) });
     }
     Ok(())
 }
@@ -137,9 +125,7 @@ async fn read_block<R: AsyncBufRead + Unpin>(
 ///
 /// # Errors
 /// A transport error, a truncated or malformed request, or `noreply`.
-pub async fn read_request<R: AsyncBufRead + Unpin>(
-    r: &mut R,
-) -> Result<Option<RequestFrame>, CodecError> {
+pub async fn read_request<R: AsyncBufRead + Unpin>(r: &mut R) -> Result<Option<RequestFrame>, CodecError> {
     let mut bytes = Vec::new();
     if !read_line(r, &mut bytes).await? {
         return Ok(None);
@@ -147,10 +133,7 @@ pub async fn read_request<R: AsyncBufRead + Unpin>(
     let line = text(&bytes);
     let words: Vec<&str> = line.split_ascii_whitespace().collect();
     let Some(&command) = words.first() else {
-        return Err(CodecError::Malformed {
-            what: "request (empty line)",
-            line,
-        });
+        return Err(CodecError::Malformed { what: "request (empty line)", line });
     };
     let command = command.to_ascii_lowercase();
     let kind = match command.as_str() {
@@ -166,18 +149,11 @@ pub async fn read_request<R: AsyncBufRead + Unpin>(
     if kind == Kind::Storage {
         let len = words.get(4).and_then(|w| w.parse::<usize>().ok());
         let Some(len) = len else {
-            return Err(CodecError::Malformed {
-                what: "storage command",
-                line,
-            });
+            return Err(CodecError::Malformed { what: "storage command", line });
         };
         read_block(r, len, &mut bytes).await?;
     }
-    Ok(Some(RequestFrame {
-        bytes,
-        kind,
-        command,
-    }))
+    Ok(Some(RequestFrame { bytes, kind, command }))
 }
 
 fn is_error(line: &str) -> bool {
@@ -188,10 +164,7 @@ fn is_error(line: &str) -> bool {
 ///
 /// # Errors
 /// A transport error, or a truncated or malformed response.
-pub async fn read_response<R: AsyncBufRead + Unpin>(
-    r: &mut R,
-    kind: Kind,
-) -> Result<ResponseFrame, CodecError> {
+pub async fn read_response<R: AsyncBufRead + Unpin>(r: &mut R, kind: Kind) -> Result<ResponseFrame, CodecError> {
     let mut bytes = Vec::new();
     let mut values = 0u32;
     let mut value_bytes = 0u64;
@@ -206,47 +179,26 @@ pub async fn read_response<R: AsyncBufRead + Unpin>(
             _ if is_error(&line) => Some(Outcome::Error),
             Kind::Retrieval => {
                 if line == "END" {
-                    Some(if values > 0 {
-                        Outcome::Hit
-                    } else {
-                        Outcome::Miss
-                    })
+                    Some(if values > 0 { Outcome::Hit } else { Outcome::Miss })
                 } else if let Some(rest) = line.strip_prefix("VALUE ") {
-                    let len = rest
-                        .split_ascii_whitespace()
-                        .nth(2)
-                        .and_then(|w| w.parse::<usize>().ok());
+                    let len = rest.split_ascii_whitespace().nth(2).and_then(|w| w.parse::<usize>().ok());
                     let Some(len) = len else {
-                        return Err(CodecError::Malformed {
-                            what: "VALUE line",
-                            line,
-                        });
+                        return Err(CodecError::Malformed { what: "VALUE line", line });
                     };
                     read_block(r, len, &mut bytes).await?;
                     values += 1;
                     value_bytes += len as u64;
                     None
                 } else {
-                    return Err(CodecError::Malformed {
-                        what: "retrieval response",
-                        line,
-                    });
+                    return Err(CodecError::Malformed { what: "retrieval response", line });
                 }
             }
             Kind::Stats => (line == "END").then_some(Outcome::Other),
-            Kind::Storage => Some(if line == "STORED" {
-                Outcome::Stored
-            } else {
-                Outcome::Other
-            }),
+            Kind::Storage => Some(if line == "STORED" { Outcome::Stored } else { Outcome::Other }),
             Kind::Line => Some(Outcome::Other),
         };
         if let Some(outcome) = outcome {
-            return Ok(ResponseFrame {
-                bytes,
-                outcome,
-                value_bytes,
-            });
+            return Ok(ResponseFrame { bytes, outcome, value_bytes });
         }
     }
 }
@@ -282,93 +234,34 @@ mod tests {
 
     #[tokio::test]
     async fn frames_requests() {
-        let f = req(b"set k 0 0 5\r\nhello\r\nget k\r\n")
-            .await
-            .unwrap()
-            .unwrap();
+        let f = req(b"set k 0 0 5\r\nhello\r\nget k\r\n").await.unwrap().unwrap();
         assert_eq!((f.kind, f.command.as_str()), (Kind::Storage, "set"));
         assert_eq!(f.bytes, b"set k 0 0 5\r\nhello\r\n");
         let f = req(b"GET a b\r\n").await.unwrap().unwrap();
         assert_eq!(f.kind, Kind::Retrieval);
         assert!(req(b"").await.unwrap().is_none());
-        assert!(matches!(
-            req(b"set k 0 0 5\r\nhel").await,
-            Err(CodecError::Truncated)
-        ));
-        assert!(matches!(
-            req(b"set k 0 0 x\r\n").await,
-            Err(CodecError::Malformed { .. })
-        ));
-        assert!(matches!(
-            req(b"set k 0 0 1 noreply\r\nx\r\n").await,
-            Err(CodecError::NoReply)
-        ));
-        assert!(matches!(
-            req(b"set k 0 0 2\r\nabcd").await,
-            Err(CodecError::Malformed { .. })
-        ));
-        assert!(matches!(
-            req(&[b'a'; MAX_LINE + 10]).await,
-            Err(CodecError::LineTooLong)
-        ));
-        assert!(matches!(
-            req(b"set k 0 0 99999999\r\n").await,
-            Err(CodecError::ValueTooLarge { .. })
-        ));
+        assert!(matches!(req(b"set k 0 0 5\r\nhel").await, Err(CodecError::Truncated)));
+        assert!(matches!(req(b"set k 0 0 x\r\n").await, Err(CodecError::Malformed { .. })));
+        assert!(matches!(req(b"set k 0 0 1 noreply\r\nx\r\n").await, Err(CodecError::NoReply)));
+        assert!(matches!(req(b"set k 0 0 2\r\nabcd").await, Err(CodecError::Malformed { .. })));
+        assert!(matches!(req(&[b'a'; MAX_LINE + 10]).await, Err(CodecError::LineTooLong)));
+        assert!(matches!(req(b"set k 0 0 99999999\r\n").await, Err(CodecError::ValueTooLarge { .. })));
         assert_eq!(set_request("k", b"hello"), b"set k 0 0 5\r\nhello\r\n");
         assert_eq!(get_request("k"), b"get k\r\n");
     }
 
     #[tokio::test]
     async fn frames_responses() {
-        let r = resp(
-            b"VALUE k 0 5\r\nhello\r\nVALUE j 0 2\r\nab\r\nEND\r\nSTORED\r\n",
-            Kind::Retrieval,
-        )
-        .await
-        .unwrap();
+        let r = resp(b"VALUE k 0 5\r\nhello\r\nVALUE j 0 2\r\nab\r\nEND\r\nSTORED\r\n", Kind::Retrieval).await.unwrap();
         assert_eq!((r.outcome, r.value_bytes), (Outcome::Hit, 7));
         assert!(r.bytes.ends_with(b"END\r\n"));
-        assert_eq!(
-            resp(b"END\r\n", Kind::Retrieval).await.unwrap().outcome,
-            Outcome::Miss
-        );
-        assert_eq!(
-            resp(b"STORED\r\n", Kind::Storage).await.unwrap().outcome,
-            Outcome::Stored
-        );
-        assert_eq!(
-            resp(b"NOT_STORED\r\n", Kind::Storage)
-                .await
-                .unwrap()
-                .outcome,
-            Outcome::Other
-        );
-        assert_eq!(
-            resp(b"SERVER_ERROR out of memory\r\n", Kind::Storage)
-                .await
-                .unwrap()
-                .outcome,
-            Outcome::Error
-        );
-        assert_eq!(
-            resp(b"STAT pid 1\r\nSTAT x 2\r\nEND\r\n", Kind::Stats)
-                .await
-                .unwrap()
-                .outcome,
-            Outcome::Other
-        );
-        assert!(matches!(
-            resp(b"VALUE k 0 5\r\nhel", Kind::Retrieval).await,
-            Err(CodecError::Truncated)
-        ));
-        assert!(matches!(
-            resp(b"BOGUS\r\n", Kind::Retrieval).await,
-            Err(CodecError::Malformed { .. })
-        ));
-        assert!(matches!(
-            resp(b"", Kind::Line).await,
-            Err(CodecError::Truncated)
-        ));
+        assert_eq!(resp(b"END\r\n", Kind::Retrieval).await.unwrap().outcome, Outcome::Miss);
+        assert_eq!(resp(b"STORED\r\n", Kind::Storage).await.unwrap().outcome, Outcome::Stored);
+        assert_eq!(resp(b"NOT_STORED\r\n", Kind::Storage).await.unwrap().outcome, Outcome::Other);
+        assert_eq!(resp(b"SERVER_ERROR out of memory\r\n", Kind::Storage).await.unwrap().outcome, Outcome::Error);
+        assert_eq!(resp(b"STAT pid 1\r\nSTAT x 2\r\nEND\r\n", Kind::Stats).await.unwrap().outcome, Outcome::Other);
+        assert!(matches!(resp(b"VALUE k 0 5\r\nhel", Kind::Retrieval).await, Err(CodecError::Truncated)));
+        assert!(matches!(resp(b"BOGUS\r\n", Kind::Retrieval).await, Err(CodecError::Malformed { .. })));
+        assert!(matches!(resp(b"", Kind::Line).await, Err(CodecError::Truncated)));
     }
 }

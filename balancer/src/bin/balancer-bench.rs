@@ -44,29 +44,16 @@ fn stats(mut v: Vec<f64>) -> (f64, f64, f64) {
 fn report(what: &str, unit: &str, wall: Vec<f64>, cpu: Vec<f64>) {
     let (med, min, max) = stats(wall);
     let (cmed, cmin, cmax) = stats(cpu);
-    println!(
-        "{what:<62} wall {med:>9.1} {unit} ({min:.1}–{max:.1})  cpu {cmed:>9.1} {unit} ({cmin:.1}–{cmax:.1})"
-    );
+    println!("{what:<62} wall {med:>9.1} {unit} ({min:.1}–{max:.1})  cpu {cmed:>9.1} {unit} ({cmin:.1}–{cmax:.1})");
 }
 
 fn balancer(policy: Policy, backends: usize) -> Result<Balancer, balancer::BalancerError> {
     let names = (0..backends).map(|i| format!("server{i}")).collect();
-    Balancer::new(
-        BalancerConfig {
-            policy,
-            ..BalancerConfig::default()
-        },
-        names,
-        vec![1.0; backends],
-    )
+    Balancer::new(BalancerConfig { policy, ..BalancerConfig::default() }, names, vec![1.0; backends])
 }
 
 fn main() -> Result<(), Box<dyn std::error::Error>> {
-    let reps: usize = std::env::args()
-        .skip_while(|a| a != "--reps")
-        .nth(1)
-        .and_then(|v| v.parse().ok())
-        .unwrap_or(7);
+    let reps: usize = std::env::args().skip_while(|a| a != "--reps").nth(1).and_then(|v| v.parse().ok()).unwrap_or(7);
     let flows = 10_000u32;
     let packets = 2_000_000u32;
     let syn = TcpFlags::from_byte(0x02);
@@ -79,11 +66,7 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
             // New connections: every packet an opening SYN of a new 5-tuple.
             let (w, c, r) = timed(|| {
                 for i in 0..flows {
-                    let p = PacketMeta {
-                        flow: flow(i),
-                        flags: syn,
-                        now_ns: u64::from(i),
-                    };
+                    let p = PacketMeta { flow: flow(i), flags: syn, now_ns: u64::from(i) };
                     black_box(b.route(&p)?);
                 }
                 Ok::<(), balancer::MaglevError>(())
@@ -96,11 +79,7 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
             let (w, c, r) = timed(|| {
                 for k in 0..packets {
                     let now = 1_000_000 + u64::from(k) * 20_000;
-                    let p = PacketMeta {
-                        flow: flow(k % flows),
-                        flags: ack,
-                        now_ns: now,
-                    };
+                    let p = PacketMeta { flow: flow(k % flows), flags: ack, now_ns: now };
                     black_box(b.route(&p)?);
                 }
                 Ok::<(), balancer::MaglevError>(())
@@ -125,12 +104,7 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
             v.push(wall / 1e3);
             vc.push(cpu / 1e3);
         }
-        report(
-            &format!("Maglev build, 65,537 slots, {n} backends"),
-            "µs",
-            v,
-            vc,
-        );
+        report(&format!("Maglev build, 65,537 slots, {n} backends"), "µs", v, vc);
     }
     let names = ["server0", "server1"];
     let (mut v, mut vc) = (Vec::new(), Vec::new());

@@ -68,7 +68,11 @@ pub struct PlanOptions {
 /// saturation; a tenth to a fifth of a core at the few tens of Mbit/s of the bundled
 /// validations at TDF 10).
 pub fn default_reserve(has_network: bool) -> f64 {
-    if has_network { 0.25 } else { 0.05 }
+    if has_network {
+        0.25
+    } else {
+        0.05
+    }
 }
 
 /// One node's placement.
@@ -240,7 +244,12 @@ pub fn plan(topology: &Topology, inventory: &Inventory, opts: &PlanOptions) -> R
         Err(detail) => {
             let biggest = items.iter().find(|i| i.cpus / tdf > max_cores + 1e-9);
             if let Some(big) = biggest {
-                return Err(PlanError::NodeTooBig { node: big.name.to_owned(), need: big.cpus / tdf, cores: max_cores, tdf });
+                return Err(PlanError::NodeTooBig {
+                    node: big.name.to_owned(),
+                    need: big.cpus / tdf,
+                    cores: max_cores,
+                    tdf,
+                });
             }
             let total_cpu: f64 = items.iter().map(|i| i.cpus).sum::<f64>() / tdf;
             let total_cap: f64 = hosts.iter().map(cap).sum();
@@ -286,7 +295,15 @@ pub fn plan(topology: &Topology, inventory: &Inventory, opts: &PlanOptions) -> R
             }
         })
         .collect();
-    Ok(Plan { schema: 1, tdf, tdf_auto, headroom: opts.headroom, reserve_cores: opts.reserve_cores, nodes, hosts: loads })
+    Ok(Plan {
+        schema: 1,
+        tdf,
+        tdf_auto,
+        headroom: opts.headroom,
+        reserve_cores: opts.reserve_cores,
+        nodes,
+        hosts: loads,
+    })
 }
 
 #[cfg(test)]

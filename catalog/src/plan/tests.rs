@@ -34,7 +34,8 @@ fn the_reserve_for_diorama_is_taken_before_the_nodes() {
     let p = plan(&t, &Inventory::uniform(1, 2.0, 24 * GIB), &o).unwrap();
     assert!((p.tdf - 6.46).abs() < 1e-9, "{}", p.tdf);
     assert!(p.to_string().contains("0.25 cores reserved per host"), "{p}");
-    let err = plan(&t, &Inventory::uniform(1, 2.0, 24 * GIB), &PlanOptions { tdf: Some(6.0), ..o }).unwrap_err().to_string();
+    let err =
+        plan(&t, &Inventory::uniform(1, 2.0, 24 * GIB), &PlanOptions { tdf: Some(6.0), ..o }).unwrap_err().to_string();
     assert!(err.contains("0.25 reserved per host"), "{err}");
 }
 
@@ -145,8 +146,17 @@ fn bundled_topologies_plan_as_snapshotted() {
         }
         let t = crate::load::topology(&file).unwrap_or_else(|e| panic!("{e}"));
         let inv = Inventory { hosts: vec![Host { name: "host0".into(), cores: 2.0, memory: 24 * GIB }] };
-        let p = plan(&t, &inv, &PlanOptions { tdf: None, headroom: t.headroom, cpu_period_us: 100_000, reserve_cores: default_reserve(!t.links.is_empty()) })
-            .unwrap_or_else(|e| panic!("{}: {e}", file.display()));
+        let p = plan(
+            &t,
+            &inv,
+            &PlanOptions {
+                tdf: None,
+                headroom: t.headroom,
+                cpu_period_us: 100_000,
+                reserve_cores: default_reserve(!t.links.is_empty()),
+            },
+        )
+        .unwrap_or_else(|e| panic!("{}: {e}", file.display()));
         let got = p.to_string();
         let snap = snapshots.join(format!("{}.txt", file.file_stem().unwrap().to_string_lossy()));
         if update {

@@ -180,7 +180,8 @@ impl Drop for Wait {
     fn drop(&mut self) {
         if self.0 && !PAYING.with(Cell::get) {
             let saved = errno();
-            if let (Some(cpu), Some(now)) = (raw_clock(libc::CLOCK_THREAD_CPUTIME_ID), raw_clock(libc::CLOCK_MONOTONIC)) {
+            if let (Some(cpu), Some(now)) = (raw_clock(libc::CLOCK_THREAD_CPUTIME_ID), raw_clock(libc::CLOCK_MONOTONIC))
+            {
                 STATE.with(|s| s.set(Pace::fresh(cpu, now)));
             }
             set_errno(saved);
@@ -245,7 +246,8 @@ const MAX_EARLY_NS: i64 = 200_000;
 
 fn mono_now() -> Option<i64> {
     let mut ts = libc::timespec { tv_sec: 0, tv_nsec: 0 };
-    (crate::hooks::real_clock_gettime(libc::CLOCK_MONOTONIC, &raw mut ts) == 0).then(|| model::ts_ns(ts.tv_sec, ts.tv_nsec))
+    (crate::hooks::real_clock_gettime(libc::CLOCK_MONOTONIC, &raw mut ts) == 0)
+        .then(|| model::ts_ns(ts.tv_sec, ts.tv_nsec))
 }
 
 /// Seeds the wake-up lateness with four short sleeps, so that a process's first payments
@@ -258,7 +260,10 @@ fn learn_wake_latency() {
         let until = now + 50_000;
         let (s, n) = model::ns_ts(until);
         let ts = libc::timespec { tv_sec: s as libc::time_t, tv_nsec: n as libc::c_long };
-        sys(libc::SYS_clock_nanosleep, [libc::CLOCK_MONOTONIC as i64, libc::TIMER_ABSTIME as i64, &raw const ts as i64, 0, 0, 0]);
+        sys(
+            libc::SYS_clock_nanosleep,
+            [libc::CLOCK_MONOTONIC as i64, libc::TIMER_ABSTIME as i64, &raw const ts as i64, 0, 0, 0],
+        );
         *slot = mono_now().map_or(0, |t| t - until);
     }
     late.sort_unstable();
@@ -501,7 +506,6 @@ struct PerfEventAttr {
 }
 
 const _: () = assert!(core::mem::size_of::<PerfEventAttr>() == 128);
-
 
 // ---------------------------------------------------------------------------------------
 // exec: a quantum that ends during exec's own CPU work leaves a SIGTRAP pending, and exec

@@ -628,7 +628,12 @@ fn real_clock_nanosleep(clock: clockid_t, flags: c_int, req: *const timespec, re
 /// # Safety
 /// As `clock_nanosleep(2)`.
 #[no_mangle]
-pub unsafe extern "C" fn clock_nanosleep(clock: clockid_t, flags: c_int, req: *const timespec, rem: *mut timespec) -> c_int {
+pub unsafe extern "C" fn clock_nanosleep(
+    clock: clockid_t,
+    flags: c_int,
+    req: *const timespec,
+    rem: *mut timespec,
+) -> c_int {
     let _wait = crate::cpu::wait();
     let Some(r) = read(req) else { return real_clock_nanosleep(clock, flags, req, rem) };
     if !active() || model::kind(clock) == Kind::Passthrough {
@@ -684,7 +689,8 @@ pub unsafe extern "C" fn select(
     timeout: *mut timeval,
 ) -> c_int {
     let _wait = crate::cpu::wait();
-    type F = unsafe extern "C" fn(c_int, *mut libc::fd_set, *mut libc::fd_set, *mut libc::fd_set, *mut timeval) -> c_int;
+    type F =
+        unsafe extern "C" fn(c_int, *mut libc::fd_set, *mut libc::fd_set, *mut libc::fd_set, *mut timeval) -> c_int;
     let Some(f) = real!("select", F) else {
         set_errno(libc::ENOSYS);
         return -1;
@@ -714,7 +720,14 @@ pub unsafe extern "C" fn pselect(
     mask: *const sigset_t,
 ) -> c_int {
     let _wait = crate::cpu::wait();
-    type F = unsafe extern "C" fn(c_int, *mut libc::fd_set, *mut libc::fd_set, *mut libc::fd_set, *const timespec, *const sigset_t) -> c_int;
+    type F = unsafe extern "C" fn(
+        c_int,
+        *mut libc::fd_set,
+        *mut libc::fd_set,
+        *mut libc::fd_set,
+        *const timespec,
+        *const sigset_t,
+    ) -> c_int;
     let Some(f) = real!("pselect", F) else {
         set_errno(libc::ENOSYS);
         return -1;
@@ -750,7 +763,12 @@ pub unsafe extern "C" fn poll(fds: *mut pollfd, n: libc::nfds_t, timeout: c_int)
 /// # Safety
 /// As `ppoll(2)`.
 #[no_mangle]
-pub unsafe extern "C" fn ppoll(fds: *mut pollfd, n: libc::nfds_t, timeout: *const timespec, mask: *const sigset_t) -> c_int {
+pub unsafe extern "C" fn ppoll(
+    fds: *mut pollfd,
+    n: libc::nfds_t,
+    timeout: *const timespec,
+    mask: *const sigset_t,
+) -> c_int {
     let _wait = crate::cpu::wait();
     type F = unsafe extern "C" fn(*mut pollfd, libc::nfds_t, *const timespec, *const sigset_t) -> c_int;
     let Some(f) = real!("ppoll", F) else {
@@ -784,7 +802,13 @@ pub unsafe extern "C" fn epoll_wait(epfd: c_int, ev: *mut libc::epoll_event, max
 /// # Safety
 /// As `epoll_pwait(2)`.
 #[no_mangle]
-pub unsafe extern "C" fn epoll_pwait(epfd: c_int, ev: *mut libc::epoll_event, max: c_int, timeout: c_int, mask: *const sigset_t) -> c_int {
+pub unsafe extern "C" fn epoll_pwait(
+    epfd: c_int,
+    ev: *mut libc::epoll_event,
+    max: c_int,
+    timeout: c_int,
+    mask: *const sigset_t,
+) -> c_int {
     let _wait = crate::cpu::wait();
     type F = unsafe extern "C" fn(c_int, *mut libc::epoll_event, c_int, c_int, *const sigset_t) -> c_int;
     let t = if active() { model::real_ms(timeout, params().tdf) } else { timeout };
@@ -801,7 +825,13 @@ pub unsafe extern "C" fn epoll_pwait(epfd: c_int, ev: *mut libc::epoll_event, ma
 /// # Safety
 /// As `epoll_pwait2(2)`.
 #[no_mangle]
-pub unsafe extern "C" fn epoll_pwait2(epfd: c_int, ev: *mut libc::epoll_event, max: c_int, timeout: *const timespec, mask: *const sigset_t) -> c_int {
+pub unsafe extern "C" fn epoll_pwait2(
+    epfd: c_int,
+    ev: *mut libc::epoll_event,
+    max: c_int,
+    timeout: *const timespec,
+    mask: *const sigset_t,
+) -> c_int {
     let _wait = crate::cpu::wait();
     type F = unsafe extern "C" fn(c_int, *mut libc::epoll_event, c_int, *const timespec, *const sigset_t) -> c_int;
     let Some(f) = real!("epoll_pwait2", F) else {
@@ -916,7 +946,11 @@ fn cond_clock(cond: *const libc::pthread_cond_t) -> clockid_t {
 /// # Safety
 /// As `pthread_cond_timedwait(3)`; honours the clock the condition variable was made with.
 #[no_mangle]
-pub unsafe extern "C" fn pthread_cond_timedwait(c: *mut libc::pthread_cond_t, m: *mut libc::pthread_mutex_t, abstime: *const timespec) -> c_int {
+pub unsafe extern "C" fn pthread_cond_timedwait(
+    c: *mut libc::pthread_cond_t,
+    m: *mut libc::pthread_mutex_t,
+    abstime: *const timespec,
+) -> c_int {
     let _wait = crate::cpu::wait();
     type F = unsafe extern "C" fn(*mut libc::pthread_cond_t, *mut libc::pthread_mutex_t, *const timespec) -> c_int;
     static PTR: AtomicUsize = AtomicUsize::new(0);
@@ -944,7 +978,11 @@ pub unsafe extern "C" fn pthread_cond_timedwait(c: *mut libc::pthread_cond_t, m:
 /// # Safety
 /// As `sigtimedwait(2)`.
 #[no_mangle]
-pub unsafe extern "C" fn sigtimedwait(set: *const sigset_t, info: *mut libc::siginfo_t, timeout: *const timespec) -> c_int {
+pub unsafe extern "C" fn sigtimedwait(
+    set: *const sigset_t,
+    info: *mut libc::siginfo_t,
+    timeout: *const timespec,
+) -> c_int {
     let _wait = crate::cpu::wait();
     type F = unsafe extern "C" fn(*const sigset_t, *mut libc::siginfo_t, *const timespec) -> c_int;
     let Some(f) = real!("sigtimedwait", F) else {
@@ -1259,7 +1297,13 @@ pub unsafe extern "C" fn getsockopt(
 /// # Safety
 /// As `recvmmsg(2)`.
 #[no_mangle]
-pub unsafe extern "C" fn recvmmsg(fd: c_int, msgs: *mut libc::mmsghdr, n: c_uint, flags: c_int, timeout: *mut timespec) -> c_int {
+pub unsafe extern "C" fn recvmmsg(
+    fd: c_int,
+    msgs: *mut libc::mmsghdr,
+    n: c_uint,
+    flags: c_int,
+    timeout: *mut timespec,
+) -> c_int {
     let _wait = crate::cpu::wait();
     type F = unsafe extern "C" fn(c_int, *mut libc::mmsghdr, c_uint, c_int, *mut timespec) -> c_int;
     let Some(f) = real!("recvmmsg", F) else {
@@ -1329,7 +1373,10 @@ pub unsafe extern "C" fn syscall(
     }
     // A thread about to block pays for what it computed first (dropped after the call).
     let _wait = (n == libc::SYS_futex
-        && matches!(a2 & !(FUTEX_PRIVATE_FLAG | FUTEX_CLOCK_REALTIME), FUTEX_WAIT | FUTEX_WAIT_BITSET | FUTEX_LOCK_PI | FUTEX_LOCK_PI2))
+        && matches!(
+            a2 & !(FUTEX_PRIVATE_FLAG | FUTEX_CLOCK_REALTIME),
+            FUTEX_WAIT | FUTEX_WAIT_BITSET | FUTEX_LOCK_PI | FUTEX_LOCK_PI2
+        ))
     .then(crate::cpu::wait);
     if n == libc::SYS_futex && a4 != 0 && active() {
         let op = a2 & !(FUTEX_PRIVATE_FLAG | FUTEX_CLOCK_REALTIME);

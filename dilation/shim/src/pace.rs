@@ -76,7 +76,8 @@ impl Pace {
             return None;
         }
         let began = now - used;
-        let base = if began - self.woke <= t.chain_gap_ns { self.target.max(self.woke - t.credit_cap_ns) } else { began };
+        let base =
+            if began - self.woke <= t.chain_gap_ns { self.target.max(self.woke - t.credit_cap_ns) } else { began };
         self.target = base.saturating_add((used as f64 * stretch) as i64);
         (self.target - now > t.min_sleep_ns).then_some(self.target)
     }

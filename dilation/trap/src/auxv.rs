@@ -19,10 +19,7 @@ const MAX_WORDS: u64 = 1 << 20;
 pub fn hide_vdso(mem: &impl Memory, sp: u64) -> std::io::Result<bool> {
     let argc = mem.read_u64(sp)?;
     if argc > MAX_WORDS {
-        return Err(std::io::Error::new(
-            std::io::ErrorKind::InvalidData,
-            format!("argc {argc} at the exec stop"),
-        ));
+        return Err(std::io::Error::new(std::io::ErrorKind::InvalidData, format!("argc {argc} at the exec stop")));
     }
     // argv[argc] is NULL; the environment follows.
     let mut at = sp + 8 * (argc + 2);
@@ -31,10 +28,7 @@ pub fn hide_vdso(mem: &impl Memory, sp: u64) -> std::io::Result<bool> {
         at += 8;
         n += 1;
         if n > MAX_WORDS {
-            return Err(std::io::Error::new(
-                std::io::ErrorKind::InvalidData,
-                "unterminated environment",
-            ));
+            return Err(std::io::Error::new(std::io::ErrorKind::InvalidData, "unterminated environment"));
         }
     }
     at += 8;
@@ -58,14 +52,7 @@ mod tests {
     use crate::memory::BufferMemory;
 
     fn stack(words: &[u64]) -> BufferMemory {
-        BufferMemory {
-            base: 0x1000,
-            bytes: words
-                .iter()
-                .flat_map(|w| w.to_le_bytes())
-                .collect::<Vec<_>>()
-                .into(),
-        }
+        BufferMemory { base: 0x1000, bytes: words.iter().flat_map(|w| w.to_le_bytes()).collect::<Vec<_>>().into() }
     }
 
     #[test]
@@ -74,11 +61,7 @@ mod tests {
         let mem = stack(&[2, 0xa, 0xb, 0, 0xe, 0, 6, 4096, 33, 0x7fff_0000, 0, 0]);
         assert!(hide_vdso(&mem, 0x1000).unwrap());
         assert_eq!(mem.read_u64(0x1000 + 8 * 8).unwrap(), AT_IGNORE);
-        assert_eq!(
-            mem.read_u64(0x1000 + 6 * 8).unwrap(),
-            6,
-            "other entries untouched"
-        );
+        assert_eq!(mem.read_u64(0x1000 + 6 * 8).unwrap(), 6, "other entries untouched");
     }
 
     #[test]

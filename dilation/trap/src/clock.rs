@@ -56,19 +56,11 @@ impl VirtualClock {
         for (id, off) in offsets.iter_mut().enumerate() {
             let id = id as i32;
             // The alarm clocks fail without an RTC; calls on them then fail the same way.
-            if let (Kind::Steady, Ok(c), Ok(r)) =
-                (model::kind(id), real_ns(id), real_ns(model::CLOCK_REALTIME))
-            {
+            if let (Kind::Steady, Ok(c), Ok(r)) = (model::kind(id), real_ns(id), real_ns(model::CLOCK_REALTIME)) {
                 *off = c - r;
             }
         }
-        let mut clock = Self {
-            params: params_of(initial, 0, d0),
-            control,
-            generation: u64::MAX,
-            offsets,
-            errors: 0,
-        };
+        let mut clock = Self { params: params_of(initial, 0, d0), control, generation: u64::MAX, offsets, errors: 0 };
         clock.refresh();
         Ok(clock)
     }
@@ -95,11 +87,7 @@ impl VirtualClock {
     }
 
     fn offset(&self, clock: i32) -> i64 {
-        usize::try_from(clock)
-            .ok()
-            .and_then(|i| self.offsets.get(i))
-            .copied()
-            .unwrap_or(0)
+        usize::try_from(clock).ok().and_then(|i| self.offsets.get(i)).copied().unwrap_or(0)
     }
 
     /// Virtual ns on `clock`, `None` for clocks that are not dilated (CPU time).
@@ -132,28 +120,15 @@ mod tests {
     #[test]
     fn realtime_and_monotonic_run_slower() {
         let now = dilation::realtime_ns();
-        let m = TimeModel::new(
-            10.0,
-            Epoch {
-                real_ns: now - 10_000_000_000,
-                virt_ns: now - 10_000_000_000,
-            },
-        )
-        .unwrap();
+        let m = TimeModel::new(10.0, Epoch { real_ns: now - 10_000_000_000, virt_ns: now - 10_000_000_000 }).unwrap();
         let mut c = VirtualClock::new(&m, None).unwrap();
         let v = c.now(model::CLOCK_REALTIME).unwrap().unwrap();
         // 10 s of real time since the epoch are 1 s of virtual time.
-        assert!(
-            (v - (now - 9_000_000_000)).abs() < 100_000_000,
-            "{v} vs {now}"
-        );
+        assert!((v - (now - 9_000_000_000)).abs() < 100_000_000, "{v} vs {now}");
         assert_eq!(c.now(2).unwrap(), None, "CPU time is not dilated");
         let mono = c.now(model::CLOCK_MONOTONIC).unwrap().unwrap();
         let real_mono = real_ns(model::CLOCK_MONOTONIC).unwrap();
-        assert!(
-            mono < real_mono - 8_000_000_000,
-            "monotonic is dilated too: {mono} vs {real_mono}"
-        );
+        assert!(mono < real_mono - 8_000_000_000, "monotonic is dilated too: {mono} vs {real_mono}");
         // Deadlines invert the model.
         let d = c.deadline(model::CLOCK_REALTIME, v + 1_000_000);
         assert!((d - now - 10_000_000).abs() < 100_000_000);
@@ -165,8 +140,7 @@ mod tests {
         std::fs::create_dir_all(&dir).unwrap();
         let m = TimeModel::new(10.0, Epoch::now()).unwrap();
         let cf = ControlFile::create(&dir.join("c"), &m).unwrap();
-        let mut c =
-            VirtualClock::new(&m, Some(ControlFile::open(&dir.join("c")).unwrap())).unwrap();
+        let mut c = VirtualClock::new(&m, Some(ControlFile::open(&dir.join("c")).unwrap())).unwrap();
         assert_eq!(c.tdf(), 10.0);
         cf.set_tdf(2.0).unwrap();
         assert_eq!(c.tdf(), 2.0);

@@ -116,12 +116,7 @@ pub enum FilterError {
 pub fn program() -> Result<Vec<sock_filter>, FilterError> {
     let mut code = vec![
         Insn::Stmt(BPF_LD_W_ABS, OFF_ARCH),
-        Insn::Jump(
-            BPF_JEQ_K,
-            AUDIT_ARCH_X86_64,
-            Target::Next,
-            Target::Label(ALLOW),
-        ),
+        Insn::Jump(BPF_JEQ_K, AUDIT_ARCH_X86_64, Target::Next, Target::Label(ALLOW)),
         Insn::Stmt(BPF_LD_W_ABS, OFF_NR),
         Insn::Jump(BPF_JGE_K, X32_BIT, Target::Label(ALLOW), Target::Next),
     ];
@@ -138,12 +133,7 @@ pub fn program() -> Result<Vec<sock_filter>, FilterError> {
             block(&mut blocks, when, &mut next_label);
             l
         };
-        code.push(Insn::Jump(
-            BPF_JEQ_K,
-            nr as u32,
-            Target::Label(target),
-            Target::Next,
-        ));
+        code.push(Insn::Jump(BPF_JEQ_K, nr as u32, Target::Label(target), Target::Next));
     }
     // Classic BPF only jumps forward: the shared returns come last.
     code.push(Insn::Stmt(BPF_RET_K, SECCOMP_RET_ALLOW));
@@ -159,44 +149,24 @@ fn non_zero(out: &mut Vec<Insn>, i: u32) {
     out.push(Insn::Stmt(BPF_LD_W_ABS, arg_lo(i)));
     out.push(Insn::Jump(BPF_JEQ_K, 0, Target::Next, Target::Label(TRACE)));
     out.push(Insn::Stmt(BPF_LD_W_ABS, arg_hi(i)));
-    out.push(Insn::Jump(
-        BPF_JEQ_K,
-        0,
-        Target::Label(ALLOW),
-        Target::Label(TRACE),
-    ));
+    out.push(Insn::Jump(BPF_JEQ_K, 0, Target::Label(ALLOW), Target::Label(TRACE)));
 }
 
 fn block(out: &mut Vec<Insn>, when: When, next_label: &mut usize) {
     match when {
-        When::Always => out.push(Insn::Jump(
-            BPF_JA,
-            0,
-            Target::Label(TRACE),
-            Target::Label(TRACE),
-        )),
+        When::Always => out.push(Insn::Jump(BPF_JA, 0, Target::Label(TRACE), Target::Label(TRACE))),
         When::NonZero(i) => non_zero(out, i),
         When::PositiveInt(i) => {
             out.push(Insn::Stmt(BPF_LD_W_ABS, arg_lo(i)));
             out.push(Insn::Jump(BPF_JEQ_K, 0, Target::Label(ALLOW), Target::Next));
-            out.push(Insn::Jump(
-                BPF_JSET_K,
-                0x8000_0000,
-                Target::Label(ALLOW),
-                Target::Label(TRACE),
-            ));
+            out.push(Insn::Jump(BPF_JSET_K, 0x8000_0000, Target::Label(ALLOW), Target::Label(TRACE)));
         }
         When::DilatedClock(i) => {
             out.push(Insn::Stmt(BPF_LD_W_ABS, arg_lo(i)));
             for c in DILATED_CLOCKS {
                 out.push(Insn::Jump(BPF_JEQ_K, c, Target::Label(TRACE), Target::Next));
             }
-            out.push(Insn::Jump(
-                BPF_JA,
-                0,
-                Target::Label(ALLOW),
-                Target::Label(ALLOW),
-            ));
+            out.push(Insn::Jump(BPF_JA, 0, Target::Label(ALLOW), Target::Label(ALLOW)));
         }
         When::FutexTimedWait => {
             let check = *next_label;
@@ -206,12 +176,7 @@ fn block(out: &mut Vec<Insn>, when: When, next_label: &mut usize) {
             for c in FUTEX_TIMED_CMDS {
                 out.push(Insn::Jump(BPF_JEQ_K, c, Target::Label(check), Target::Next));
             }
-            out.push(Insn::Jump(
-                BPF_JA,
-                0,
-                Target::Label(ALLOW),
-                Target::Label(ALLOW),
-            ));
+            out.push(Insn::Jump(BPF_JA, 0, Target::Label(ALLOW), Target::Label(ALLOW)));
             out.push(Insn::Label(check));
             non_zero(out, 3);
         }
@@ -236,43 +201,20 @@ fn assemble(code: &[Insn]) -> Result<Vec<sock_filter>, FilterError> {
             match t {
                 Target::Next => Ok(0),
                 Target::Label(l) => {
-                    let d = at
-                        .get(&l)
-                        .copied()
-                        .unwrap_or(here + 1)
-                        .saturating_sub(here + 1);
+                    let d = at.get(&l).copied().unwrap_or(here + 1).saturating_sub(here + 1);
                     u8::try_from(d).map_err(|_| FilterError::JumpTooLong(d))
                 }
             }
         };
         match *insn {
             Insn::Label(_) => {}
-            Insn::Stmt(code, k) => out.push(sock_filter {
-                code,
-                jt: 0,
-                jf: 0,
-                k,
-            }),
+            Insn::Stmt(code, k) => out.push(sock_filter { code, jt: 0, jf: 0, k }),
             Insn::Jump(BPF_JA, _, t, _) => {
                 let Target::Label(l) = t else { continue };
-                let d = at
-                    .get(&l)
-                    .copied()
-                    .unwrap_or(here + 1)
-                    .saturating_sub(here + 1);
-                out.push(sock_filter {
-                    code: BPF_JA,
-                    jt: 0,
-                    jf: 0,
-                    k: d as u32,
-                });
+                let d = at.get(&l).copied().unwrap_or(here + 1).saturating_sub(here + 1);
+                out.push(sock_filter { code: BPF_JA, jt: 0, jf: 0, k: d as u32 });
             }
-            Insn::Jump(code, k, jt, jf) => out.push(sock_filter {
-                code,
-                jt: rel(jt)?,
-                jf: rel(jf)?,
-                k,
-            }),
+            Insn::Jump(code, k, jt, jf) => out.push(sock_filter { code, jt: rel(jt)?, jf: rel(jf)?, k }),
         }
     }
     Ok(out)
@@ -304,9 +246,7 @@ mod tests {
                 }
             };
             match f.code {
-                BPF_LD_W_ABS => {
-                    acc = u32::from_le_bytes(data[k as usize..k as usize + 4].try_into().unwrap())
-                }
+                BPF_LD_W_ABS => acc = u32::from_le_bytes(data[k as usize..k as usize + 4].try_into().unwrap()),
                 BPF_AND_K => acc &= k,
                 BPF_JEQ_K => pc += jump(acc == k),
                 BPF_JGE_K => pc += jump(acc >= k),
@@ -324,19 +264,8 @@ mod tests {
         let t = SECCOMP_RET_TRACE;
         let a = SECCOMP_RET_ALLOW;
         assert_eq!(run(&p, libc::SYS_clock_gettime, [1, 0x1000, 0, 0, 0, 0]), t);
-        assert_eq!(
-            run(&p, libc::SYS_clock_gettime, [2, 0x1000, 0, 0, 0, 0]),
-            a,
-            "CPU clock"
-        );
-        assert_eq!(
-            run(
-                &p,
-                libc::SYS_clock_gettime,
-                [(-6i64) as u64, 0x1000, 0, 0, 0, 0]
-            ),
-            a
-        );
+        assert_eq!(run(&p, libc::SYS_clock_gettime, [2, 0x1000, 0, 0, 0, 0]), a, "CPU clock");
+        assert_eq!(run(&p, libc::SYS_clock_gettime, [(-6i64) as u64, 0x1000, 0, 0, 0, 0]), a);
         assert_eq!(run(&p, libc::SYS_read, [0; 6]), a);
         assert_eq!(run(&p, libc::SYS_nanosleep, [0x1000, 0, 0, 0, 0, 0]), t);
         assert_eq!(run(&p, libc::SYS_gettimeofday, [0; 6]), t);
@@ -347,48 +276,13 @@ mod tests {
         let p = program().unwrap();
         let t = SECCOMP_RET_TRACE;
         let a = SECCOMP_RET_ALLOW;
-        assert_eq!(
-            run(&p, libc::SYS_epoll_pwait, [3, 0x1000, 128, 0, 0, 0]),
-            a,
-            "non-blocking poll"
-        );
-        assert_eq!(
-            run(
-                &p,
-                libc::SYS_epoll_pwait,
-                [3, 0x1000, 128, 0xffff_ffff, 0, 0]
-            ),
-            a,
-            "infinite"
-        );
-        assert_eq!(
-            run(&p, libc::SYS_epoll_pwait, [3, 0x1000, 128, 10, 0, 0]),
-            t
-        );
-        assert_eq!(
-            run(&p, libc::SYS_futex, [0x1000, 128, 0, 0, 0, 0]),
-            a,
-            "wait without timeout"
-        );
-        assert_eq!(
-            run(
-                &p,
-                libc::SYS_futex,
-                [0x1000, 128, 0, 0x7fff_0000_0000, 0, 0]
-            ),
-            t,
-            "private wait"
-        );
-        assert_eq!(
-            run(&p, libc::SYS_futex, [0x1000, 1 | 128, 1, 0x2000, 0, 0]),
-            a,
-            "wake"
-        );
-        assert_eq!(
-            run(&p, libc::SYS_futex, [0x1000, 9 | 256, 0, 0x2000, 0, 0]),
-            t,
-            "bitset realtime"
-        );
+        assert_eq!(run(&p, libc::SYS_epoll_pwait, [3, 0x1000, 128, 0, 0, 0]), a, "non-blocking poll");
+        assert_eq!(run(&p, libc::SYS_epoll_pwait, [3, 0x1000, 128, 0xffff_ffff, 0, 0]), a, "infinite");
+        assert_eq!(run(&p, libc::SYS_epoll_pwait, [3, 0x1000, 128, 10, 0, 0]), t);
+        assert_eq!(run(&p, libc::SYS_futex, [0x1000, 128, 0, 0, 0, 0]), a, "wait without timeout");
+        assert_eq!(run(&p, libc::SYS_futex, [0x1000, 128, 0, 0x7fff_0000_0000, 0, 0]), t, "private wait");
+        assert_eq!(run(&p, libc::SYS_futex, [0x1000, 1 | 128, 1, 0x2000, 0, 0]), a, "wake");
+        assert_eq!(run(&p, libc::SYS_futex, [0x1000, 9 | 256, 0, 0x2000, 0, 0]), t, "bitset realtime");
         assert_eq!(run(&p, libc::SYS_poll, [0x1000, 1, 0, 0, 0, 0]), a);
         assert_eq!(run(&p, libc::SYS_poll, [0x1000, 1, 5, 0, 0, 0]), t);
         assert_eq!(run(&p, libc::SYS_select, [1, 0, 0, 0, 0x2000, 0]), t);
@@ -399,9 +293,6 @@ mod tests {
     fn other_architectures_pass() {
         let p = program().unwrap();
         // x32 numbers have bit 30 set.
-        assert_eq!(
-            run(&p, libc::SYS_nanosleep | 0x4000_0000, [0; 6]),
-            SECCOMP_RET_ALLOW
-        );
+        assert_eq!(run(&p, libc::SYS_nanosleep | 0x4000_0000, [0; 6]), SECCOMP_RET_ALLOW);
     }
 }

@@ -86,15 +86,8 @@ fn run() -> anyhow::Result<i32> {
         (None, None) => Epoch::now(),
     };
     let model = TimeModel::new(tdf, epoch)?;
-    let control_path = cli
-        .control
-        .clone()
-        .or_else(|| std::env::var_os(ENV_CONTROL).map(Into::into));
-    let control = control_path
-        .as_deref()
-        .map(ControlFile::open)
-        .transpose()
-        .context("open the control file")?;
+    let control_path = cli.control.clone().or_else(|| std::env::var_os(ENV_CONTROL).map(Into::into));
+    let control = control_path.as_deref().map(ControlFile::open).transpose().context("open the control file")?;
 
     let program = &cli.command[0];
     let path = dilation::program::resolve(program, std::env::var("PATH").ok().as_deref())
@@ -125,23 +118,14 @@ fn run() -> anyhow::Result<i32> {
     }
     let mut env: Vec<(String, String)> = std::env::vars()
         .filter(|(k, _)| {
-            ![
-                ENV_TDF,
-                ENV_EPOCH_REAL_NS,
-                ENV_EPOCH_VIRT_NS,
-                ENV_MECHANISM,
-                "LD_PRELOAD",
-            ]
-            .contains(&k.as_str())
+            ![ENV_TDF, ENV_EPOCH_REAL_NS, ENV_EPOCH_VIRT_NS, ENV_MECHANISM, "LD_PRELOAD"].contains(&k.as_str())
         })
         .collect();
     env.extend(model.env());
     env.push((ENV_MECHANISM.to_owned(), "trap".to_owned()));
     if let Ok(preload) = std::env::var("LD_PRELOAD") {
-        let kept: Vec<&str> = preload
-            .split([' ', ':'])
-            .filter(|p| !p.is_empty() && !p.ends_with(dilation::probe::SHIM_NAME))
-            .collect();
+        let kept: Vec<&str> =
+            preload.split([' ', ':']).filter(|p| !p.is_empty() && !p.ends_with(dilation::probe::SHIM_NAME)).collect();
         if !kept.is_empty() {
             env.push(("LD_PRELOAD".to_owned(), kept.join(":")));
         }
@@ -152,21 +136,11 @@ fn run() -> anyhow::Result<i32> {
     }
 
     let clock = VirtualClock::new(&model, control)?;
-    let prepared = spawn::Prepared::new(
-        &path.display().to_string(),
-        &cli.command,
-        &env,
-        filter::program()?,
-    )?;
+    let prepared = spawn::Prepared::new(&path.display().to_string(), &cli.command, &env, filter::program()?)?;
     let root = spawn::spawn_traced(&prepared)?;
 
     // Termination requests to the launcher go to the program.
-    let mut signals = signal_hook::iterator::Signals::new([
-        libc::SIGTERM,
-        libc::SIGHUP,
-        libc::SIGINT,
-        libc::SIGQUIT,
-    ])?;
+    let mut signals = signal_hook::iterator::Signals::new([libc::SIGTERM, libc::SIGHUP, libc::SIGINT, libc::SIGQUIT])?;
     std::thread::spawn(move || {
         for s in signals.forever() {
             if let Ok(sig) = Signal::try_from(s) {

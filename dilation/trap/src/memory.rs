@@ -25,10 +25,7 @@ pub trait Memory {
         let mut b = [0u8; 16];
         self.read(addr, &mut b)?;
         let (a, c) = b.split_at(8);
-        Ok((
-            i64::from_le_bytes(a.try_into().unwrap_or_default()),
-            i64::from_le_bytes(c.try_into().unwrap_or_default()),
-        ))
+        Ok((i64::from_le_bytes(a.try_into().unwrap_or_default()), i64::from_le_bytes(c.try_into().unwrap_or_default())))
     }
 
     fn write_pair(&self, addr: u64, a: i64, b: i64) -> std::io::Result<()> {
@@ -47,29 +44,20 @@ fn short(done: usize, want: usize) -> std::io::Result<()> {
     if done == want {
         Ok(())
     } else {
-        Err(std::io::Error::new(
-            std::io::ErrorKind::UnexpectedEof,
-            format!("partial access: {done} of {want} bytes"),
-        ))
+        Err(std::io::Error::new(std::io::ErrorKind::UnexpectedEof, format!("partial access: {done} of {want} bytes")))
     }
 }
 
 impl Memory for ProcessMemory {
     fn read(&self, addr: u64, buf: &mut [u8]) -> std::io::Result<()> {
         let want = buf.len();
-        let remote = [RemoteIoVec {
-            base: addr as usize,
-            len: want,
-        }];
+        let remote = [RemoteIoVec { base: addr as usize, len: want }];
         let n = process_vm_readv(self.0, &mut [IoSliceMut::new(buf)], &remote)?;
         short(n, want)
     }
 
     fn write(&self, addr: u64, buf: &[u8]) -> std::io::Result<()> {
-        let remote = [RemoteIoVec {
-            base: addr as usize,
-            len: buf.len(),
-        }];
+        let remote = [RemoteIoVec { base: addr as usize, len: buf.len() }];
         let n = process_vm_writev(self.0, &[IoSlice::new(buf)], &remote)?;
         short(n, buf.len())
     }

@@ -86,10 +86,7 @@ pub enum Decision {
     /// Skip the call; it returns this value (buffers already written).
     Emulate(i64),
     /// Set these argument registers, run the call, stop at its exit.
-    Rewrite {
-        set: Vec<(usize, u64)>,
-        exit: ExitFix,
-    },
+    Rewrite { set: Vec<(usize, u64)>, exit: ExitFix },
 }
 
 /// Clocks of kernel timer objects, which only the kernel knows.
@@ -107,9 +104,7 @@ pub struct ProcTimerClocks(pub i32);
 impl TimerClocks for ProcTimerClocks {
     fn timerfd(&self, fd: i32) -> Option<i32> {
         let text = std::fs::read_to_string(format!("/proc/{}/fdinfo/{fd}", self.0)).ok()?;
-        text.lines()
-            .find_map(|l| l.strip_prefix("clockid:"))
-            .and_then(|v| v.trim().parse().ok())
+        text.lines().find_map(|l| l.strip_prefix("clockid:")).and_then(|v| v.trim().parse().ok())
     }
     fn posix_timer(&self, id: i32) -> Option<i32> {
         let text = std::fs::read_to_string(format!("/proc/{}/timers", self.0)).ok()?;
@@ -152,11 +147,7 @@ fn words_to_virtual(w: &mut [i64], unit: i64, tdf: f64) {
 fn read_words(mem: &impl Memory, addr: u64, n: usize) -> Option<Vec<i64>> {
     let mut b = vec![0u8; 8 * n];
     mem.read(addr, &mut b).ok()?;
-    Some(
-        b.chunks(8)
-            .map(|c| i64::from_le_bytes(c.try_into().unwrap_or_default()))
-            .collect(),
-    )
+    Some(b.chunks(8).map(|c| i64::from_le_bytes(c.try_into().unwrap_or_default())).collect())
 }
 
 fn write_words(mem: &impl Memory, addr: u64, w: &[i64]) -> bool {
@@ -173,13 +164,7 @@ enum Conv {
 }
 
 /// Converts one `(sec, sub)` pair; `None` when invalid (the kernel will say EINVAL).
-fn convert(
-    clock: &mut VirtualClock,
-    sec: i64,
-    sub: i64,
-    unit: i64,
-    conv: Conv,
-) -> Option<(i64, i64)> {
+fn convert(clock: &mut VirtualClock, sec: i64, sub: i64, unit: i64, conv: Conv) -> Option<(i64, i64)> {
     if sec < 0 || sub < 0 || sub.saturating_mul(unit) >= NS {
         return None;
     }
@@ -216,15 +201,7 @@ fn redirect(
         pair[1] = sub;
     }
     let at = scratch(c.sp);
-    write_words(mem, at, &w).then(|| {
-        (
-            at,
-            ExitFix {
-                restore: vec![(arg, ptr)],
-                ..ExitFix::default()
-            },
-        )
-    })
+    write_words(mem, at, &w).then(|| (at, ExitFix { restore: vec![(arg, ptr)], ..ExitFix::default() }))
 }
 
 fn rewrite_ptr(
@@ -236,10 +213,7 @@ fn rewrite_ptr(
     conv: Conv,
 ) -> Decision {
     match redirect(mem, clock, c, arg, layout, [conv, conv]) {
-        Some((at, exit)) => Decision::Rewrite {
-            set: vec![(arg, at)],
-            exit,
-        },
+        Some((at, exit)) => Decision::Rewrite { set: vec![(arg, at)], exit },
         None => Decision::Pass,
     }
 }
@@ -255,10 +229,7 @@ fn rewrite_ptr_copy_back(
     match redirect(mem, clock, c, arg, layout, [Conv::Relative; 2]) {
         Some((at, mut exit)) => {
             exit.copy_back = Some((at, c.args[arg], layout));
-            Decision::Rewrite {
-                set: vec![(arg, at)],
-                exit,
-            }
+            Decision::Rewrite { set: vec![(arg, at)], exit }
         }
         None => Decision::Pass,
     }
@@ -272,10 +243,7 @@ fn rewrite_ms(clock: &mut VirtualClock, c: &Call, arg: usize) -> Decision {
     }
     Decision::Rewrite {
         set: vec![(arg, real as u32 as u64)],
-        exit: ExitFix {
-            restore: vec![(arg, c.args[arg])],
-            ..ExitFix::default()
-        },
+        exit: ExitFix { restore: vec![(arg, c.args[arg])], ..ExitFix::default() },
     }
 }
 
@@ -292,8 +260,7 @@ fn settime(
     let mut exit = ExitFix::default();
     let mut set = Vec::new();
     if c.args[new] != 0 {
-        let Some((at, e)) = redirect(mem, clock, c, new, layout, [Conv::Relative, value_conv])
-        else {
+        let Some((at, e)) = redirect(mem, clock, c, new, layout, [Conv::Relative, value_conv]) else {
             return Decision::Pass;
         };
         set.push((new, at));
@@ -311,20 +278,12 @@ fn gettime(c: &Call, cur: usize, layout: Layout) -> Decision {
     }
     Decision::Rewrite {
         set: vec![],
-        exit: ExitFix {
-            rescale: Some((c.args[cur], layout, Condition::Success)),
-            ..ExitFix::default()
-        },
+        exit: ExitFix { rescale: Some((c.args[cur], layout, Condition::Success)), ..ExitFix::default() },
     }
 }
 
 /// Decides what to do with trapped call `c` at its seccomp stop.
-pub fn on_enter(
-    clock: &mut VirtualClock,
-    mem: &impl Memory,
-    timers: &impl TimerClocks,
-    c: &Call,
-) -> Decision {
+pub fn on_enter(clock: &mut VirtualClock, mem: &impl Memory, timers: &impl TimerClocks, c: &Call) -> Decision {
     let a = c.args;
     let clk = |i: usize| a[i] as u32 as i32;
     match c.nr {
@@ -361,10 +320,7 @@ pub fn on_enter(
             }
             Decision::Emulate(s)
         }
-        libc::SYS_nanosleep => with_rem(
-            rewrite_ptr(mem, clock, c, 0, Layout::Timespec, Conv::Relative),
-            a[1],
-        ),
+        libc::SYS_nanosleep => with_rem(rewrite_ptr(mem, clock, c, 0, Layout::Timespec, Conv::Relative), a[1]),
         libc::SYS_clock_nanosleep => {
             if model::kind(clk(0)) == model::Kind::Passthrough {
                 return Decision::Pass;
@@ -372,19 +328,12 @@ pub fn on_enter(
             if a[1] & ABSTIME_FLAG != 0 {
                 rewrite_ptr(mem, clock, c, 2, Layout::Timespec, Conv::Absolute(clk(0)))
             } else {
-                with_rem(
-                    rewrite_ptr(mem, clock, c, 2, Layout::Timespec, Conv::Relative),
-                    a[3],
-                )
+                with_rem(rewrite_ptr(mem, clock, c, 2, Layout::Timespec, Conv::Relative), a[3])
             }
         }
         libc::SYS_futex => {
             let op = a[1] as u32;
-            let on = if op & 256 != 0 {
-                model::CLOCK_REALTIME
-            } else {
-                model::CLOCK_MONOTONIC
-            };
+            let on = if op & 256 != 0 { model::CLOCK_REALTIME } else { model::CLOCK_MONOTONIC };
             let conv = match op & 0x7f {
                 0 => Conv::Relative,
                 6 => Conv::Absolute(model::CLOCK_REALTIME),
@@ -393,9 +342,7 @@ pub fn on_enter(
             };
             rewrite_ptr(mem, clock, c, 3, Layout::Timespec, conv)
         }
-        libc::SYS_futex_waitv => {
-            rewrite_ptr(mem, clock, c, 3, Layout::Timespec, Conv::Absolute(clk(4)))
-        }
+        libc::SYS_futex_waitv => rewrite_ptr(mem, clock, c, 3, Layout::Timespec, Conv::Absolute(clk(4))),
         libc::SYS_epoll_wait | libc::SYS_epoll_pwait => rewrite_ms(clock, c, 3),
         libc::SYS_poll => rewrite_ms(clock, c, 2),
         libc::SYS_epoll_pwait2 => rewrite_ptr(mem, clock, c, 3, Layout::Timespec, Conv::Relative),
@@ -403,29 +350,16 @@ pub fn on_enter(
         libc::SYS_pselect6 => rewrite_ptr_copy_back(mem, clock, c, 4, Layout::Timespec),
         libc::SYS_select => rewrite_ptr_copy_back(mem, clock, c, 4, Layout::Timeval),
         libc::SYS_recvmmsg => rewrite_ptr_copy_back(mem, clock, c, 4, Layout::Timespec),
-        libc::SYS_rt_sigtimedwait => {
-            rewrite_ptr(mem, clock, c, 2, Layout::Timespec, Conv::Relative)
-        }
-        libc::SYS_io_getevents | SYS_IO_PGETEVENTS => {
-            rewrite_ptr(mem, clock, c, 4, Layout::Timespec, Conv::Relative)
-        }
+        libc::SYS_rt_sigtimedwait => rewrite_ptr(mem, clock, c, 2, Layout::Timespec, Conv::Relative),
+        libc::SYS_io_getevents | SYS_IO_PGETEVENTS => rewrite_ptr(mem, clock, c, 4, Layout::Timespec, Conv::Relative),
         libc::SYS_semtimedop => rewrite_ptr(mem, clock, c, 3, Layout::Timespec, Conv::Relative),
-        libc::SYS_mq_timedsend | libc::SYS_mq_timedreceive => rewrite_ptr(
-            mem,
-            clock,
-            c,
-            4,
-            Layout::Timespec,
-            Conv::Absolute(model::CLOCK_REALTIME),
-        ),
+        libc::SYS_mq_timedsend | libc::SYS_mq_timedreceive => {
+            rewrite_ptr(mem, clock, c, 4, Layout::Timespec, Conv::Absolute(model::CLOCK_REALTIME))
+        }
         libc::SYS_timerfd_settime | libc::SYS_timer_settime => {
             let id = clk(0);
             let conv = if a[1] & ABSTIME_FLAG != 0 {
-                let on = if c.nr == libc::SYS_timerfd_settime {
-                    timers.timerfd(id)
-                } else {
-                    timers.posix_timer(id)
-                };
+                let on = if c.nr == libc::SYS_timerfd_settime { timers.timerfd(id) } else { timers.posix_timer(id) };
                 match on {
                     Some(k) if model::kind(k) != model::Kind::Passthrough => Conv::Absolute(k),
                     _ => return Decision::Pass,
@@ -436,22 +370,14 @@ pub fn on_enter(
             settime(mem, clock, c, 2, 3, Layout::Itimerspec, conv)
         }
         libc::SYS_timerfd_gettime | libc::SYS_timer_gettime => gettime(c, 1, Layout::Itimerspec),
-        libc::SYS_setitimer if a[0] == 0 => {
-            settime(mem, clock, c, 1, 2, Layout::Itimerval, Conv::Relative)
-        }
+        libc::SYS_setitimer if a[0] == 0 => settime(mem, clock, c, 1, 2, Layout::Itimerval, Conv::Relative),
         libc::SYS_getitimer if a[0] == 0 => gettime(c, 1, Layout::Itimerval),
         libc::SYS_alarm => {
             let secs = a[0] as u32;
-            let real = (f64::from(secs) * clock.tdf())
-                .ceil()
-                .min(f64::from(u32::MAX)) as u32;
+            let real = (f64::from(secs) * clock.tdf()).ceil().min(f64::from(u32::MAX)) as u32;
             Decision::Rewrite {
                 set: vec![(0, u64::from(real))],
-                exit: ExitFix {
-                    restore: vec![(0, a[0])],
-                    ret_seconds: true,
-                    ..ExitFix::default()
-                },
+                exit: ExitFix { restore: vec![(0, a[0])], ret_seconds: true, ..ExitFix::default() },
             }
         }
         _ => Decision::Pass,
@@ -470,12 +396,7 @@ fn with_rem(d: Decision, rem: u64) -> Decision {
 
 /// Applies `fix` at the syscall-exit stop of a call that returned `ret`; returns the
 /// return value to set, if it changes.
-pub fn on_exit(
-    clock: &mut VirtualClock,
-    mem: &impl Memory,
-    fix: &ExitFix,
-    ret: i64,
-) -> Option<i64> {
+pub fn on_exit(clock: &mut VirtualClock, mem: &impl Memory, fix: &ExitFix, ret: i64) -> Option<i64> {
     let tdf = clock.tdf();
     if let Some((addr, layout, when)) = fix.rescale {
         let applies = match when {
@@ -520,13 +441,7 @@ mod tests {
 
     fn setup() -> (VirtualClock, BufferMemory) {
         let m = TimeModel::new(10.0, Epoch::now()).unwrap();
-        (
-            VirtualClock::new(&m, None).unwrap(),
-            BufferMemory {
-                base: BASE,
-                bytes: vec![0u8; 0x1000].into(),
-            },
-        )
+        (VirtualClock::new(&m, None).unwrap(), BufferMemory { base: BASE, bytes: vec![0u8; 0x1000].into() })
     }
 
     fn call(nr: i64, args: [u64; 6]) -> Call {
@@ -536,30 +451,15 @@ mod tests {
     #[test]
     fn clock_reads_are_emulated() {
         let (mut clock, mem) = setup();
-        let d = on_enter(
-            &mut clock,
-            &mem,
-            &NoTimers,
-            &call(libc::SYS_clock_gettime, [0, BASE, 0, 0, 0, 0]),
-        );
+        let d = on_enter(&mut clock, &mem, &NoTimers, &call(libc::SYS_clock_gettime, [0, BASE, 0, 0, 0, 0]));
         assert_eq!(d, Decision::Emulate(0));
         let (s, ns) = mem.read_pair(BASE).unwrap();
         assert!((model::ts_ns(s, ns) - dilation::realtime_ns()).abs() < 1_000_000_000);
         assert_eq!(
-            on_enter(
-                &mut clock,
-                &mem,
-                &NoTimers,
-                &call(libc::SYS_clock_gettime, [3, BASE, 0, 0, 0, 0])
-            ),
+            on_enter(&mut clock, &mem, &NoTimers, &call(libc::SYS_clock_gettime, [3, BASE, 0, 0, 0, 0])),
             Decision::Pass
         );
-        let d = on_enter(
-            &mut clock,
-            &mem,
-            &NoTimers,
-            &call(libc::SYS_time, [0, 0, 0, 0, 0, 0]),
-        );
+        let d = on_enter(&mut clock, &mem, &NoTimers, &call(libc::SYS_time, [0, 0, 0, 0, 0, 0]));
         assert!(matches!(d, Decision::Emulate(s) if s > 1_700_000_000));
     }
 
@@ -567,28 +467,14 @@ mod tests {
     fn relative_sleeps_are_scaled_into_scratch_and_restored() {
         let (mut clock, mem) = setup();
         mem.write_pair(BASE, 0, 10_000_000).unwrap();
-        let d = on_enter(
-            &mut clock,
-            &mem,
-            &NoTimers,
-            &call(libc::SYS_nanosleep, [BASE, BASE + 16, 0, 0, 0, 0]),
-        );
-        let Decision::Rewrite { set, exit } = d else {
-            panic!("{d:?}")
-        };
+        let d = on_enter(&mut clock, &mem, &NoTimers, &call(libc::SYS_nanosleep, [BASE, BASE + 16, 0, 0, 0, 0]));
+        let Decision::Rewrite { set, exit } = d else { panic!("{d:?}") };
         assert_eq!(set.len(), 1);
         let (arg, at) = set[0];
         assert_eq!(arg, 0);
-        assert!(
-            (SP - 192..SP - 128).contains(&at),
-            "below the red zone: {at:#x}"
-        );
+        assert!((SP - 192..SP - 128).contains(&at), "below the red zone: {at:#x}");
         assert_eq!(mem.read_pair(at).unwrap(), (0, 100_000_000));
-        assert_eq!(
-            mem.read_pair(BASE).unwrap(),
-            (0, 10_000_000),
-            "the caller's request is untouched"
-        );
+        assert_eq!(mem.read_pair(BASE).unwrap(), (0, 10_000_000), "the caller's request is untouched");
         assert_eq!(exit.restore, vec![(0, BASE)]);
         // Interrupted with 50 ms of real time left: 5 ms virtual.
         mem.write_pair(BASE + 16, 0, 50_000_000).unwrap();
@@ -600,43 +486,21 @@ mod tests {
     fn futex_timeouts_follow_their_command() {
         let (mut clock, mem) = setup();
         mem.write_pair(BASE, 1, 0).unwrap();
-        let d = on_enter(
-            &mut clock,
-            &mem,
-            &NoTimers,
-            &call(libc::SYS_futex, [BASE + 64, 128, 0, BASE, 0, 0]),
-        );
-        let Decision::Rewrite { set, .. } = d else {
-            panic!()
-        };
+        let d = on_enter(&mut clock, &mem, &NoTimers, &call(libc::SYS_futex, [BASE + 64, 128, 0, BASE, 0, 0]));
+        let Decision::Rewrite { set, .. } = d else { panic!() };
         assert_eq!(mem.read_pair(set[0].1).unwrap(), (10, 0));
         assert_eq!(
-            on_enter(
-                &mut clock,
-                &mem,
-                &NoTimers,
-                &call(libc::SYS_futex, [BASE, 1, 0, BASE, 0, 0])
-            ),
+            on_enter(&mut clock, &mem, &NoTimers, &call(libc::SYS_futex, [BASE, 1, 0, BASE, 0, 0])),
             Decision::Pass
         );
         // An absolute monotonic deadline 1 s of virtual time ahead lies 10 s ahead in real time.
         let v = clock.now(model::CLOCK_MONOTONIC).unwrap().unwrap() + NS;
         let (s, ns) = model::ns_ts(v);
         mem.write_pair(BASE, s, ns).unwrap();
-        let d = on_enter(
-            &mut clock,
-            &mem,
-            &NoTimers,
-            &call(libc::SYS_futex, [BASE + 64, 9 | 128, 0, BASE, 0, !0]),
-        );
-        let Decision::Rewrite { set, .. } = d else {
-            panic!()
-        };
+        let d = on_enter(&mut clock, &mem, &NoTimers, &call(libc::SYS_futex, [BASE + 64, 9 | 128, 0, BASE, 0, !0]));
+        let Decision::Rewrite { set, .. } = d else { panic!() };
         let (s, ns) = mem.read_pair(set[0].1).unwrap();
-        let mut real_mono = libc::timespec {
-            tv_sec: 0,
-            tv_nsec: 0,
-        };
+        let mut real_mono = libc::timespec { tv_sec: 0, tv_nsec: 0 };
         let now = nix::time::clock_gettime(nix::time::ClockId::CLOCK_MONOTONIC).unwrap();
         real_mono.tv_sec = now.tv_sec();
         real_mono.tv_nsec = now.tv_nsec();
@@ -647,31 +511,13 @@ mod tests {
     #[test]
     fn millisecond_timeouts_and_alarm() {
         let (mut clock, mem) = setup();
-        let d = on_enter(
-            &mut clock,
-            &mem,
-            &NoTimers,
-            &call(libc::SYS_epoll_pwait, [3, BASE, 8, 7, 0, 8]),
-        );
+        let d = on_enter(&mut clock, &mem, &NoTimers, &call(libc::SYS_epoll_pwait, [3, BASE, 8, 7, 0, 8]));
         assert_eq!(
             d,
-            Decision::Rewrite {
-                set: vec![(3, 70)],
-                exit: ExitFix {
-                    restore: vec![(3, 7)],
-                    ..ExitFix::default()
-                }
-            }
+            Decision::Rewrite { set: vec![(3, 70)], exit: ExitFix { restore: vec![(3, 7)], ..ExitFix::default() } }
         );
-        let d = on_enter(
-            &mut clock,
-            &mem,
-            &NoTimers,
-            &call(libc::SYS_alarm, [3, 0, 0, 0, 0, 0]),
-        );
-        let Decision::Rewrite { set, exit } = d else {
-            panic!()
-        };
+        let d = on_enter(&mut clock, &mem, &NoTimers, &call(libc::SYS_alarm, [3, 0, 0, 0, 0, 0]));
+        let Decision::Rewrite { set, exit } = d else { panic!() };
         assert_eq!(set, vec![(0, 30)]);
         assert_eq!(on_exit(&mut clock, &mem, &exit, 25), Some(3));
     }
@@ -683,25 +529,14 @@ mod tests {
         for (i, w) in [0i64, 0, 2, 0].iter().enumerate() {
             mem.write(BASE + 8 * i as u64, &w.to_le_bytes()).unwrap();
         }
-        let d = on_enter(
-            &mut clock,
-            &mem,
-            &NoTimers,
-            &call(libc::SYS_timerfd_settime, [4, 0, BASE, BASE + 64, 0, 0]),
-        );
-        let Decision::Rewrite { set, exit } = d else {
-            panic!()
-        };
+        let d = on_enter(&mut clock, &mem, &NoTimers, &call(libc::SYS_timerfd_settime, [4, 0, BASE, BASE + 64, 0, 0]));
+        let Decision::Rewrite { set, exit } = d else { panic!() };
         assert_eq!(read_words(&mem, set[0].1, 4).unwrap(), vec![0, 0, 20, 0]);
         for (i, w) in [1i64, 0, 0, 500_000_000].iter().enumerate() {
-            mem.write(BASE + 64 + 8 * i as u64, &w.to_le_bytes())
-                .unwrap();
+            mem.write(BASE + 64 + 8 * i as u64, &w.to_le_bytes()).unwrap();
         }
         on_exit(&mut clock, &mem, &exit, 0);
-        assert_eq!(
-            read_words(&mem, BASE + 64, 4).unwrap(),
-            vec![0, 100_000_000, 0, 50_000_000]
-        );
+        assert_eq!(read_words(&mem, BASE + 64, 4).unwrap(), vec![0, 100_000_000, 0, 50_000_000]);
     }
 
     #[test]
@@ -709,21 +544,11 @@ mod tests {
         let (mut clock, mem) = setup();
         mem.write_pair(BASE, 0, 2 * NS).unwrap();
         assert_eq!(
-            on_enter(
-                &mut clock,
-                &mem,
-                &NoTimers,
-                &call(libc::SYS_nanosleep, [BASE, 0, 0, 0, 0, 0])
-            ),
+            on_enter(&mut clock, &mem, &NoTimers, &call(libc::SYS_nanosleep, [BASE, 0, 0, 0, 0, 0])),
             Decision::Pass
         );
         assert_eq!(
-            on_enter(
-                &mut clock,
-                &mem,
-                &NoTimers,
-                &call(libc::SYS_nanosleep, [0x10, 0, 0, 0, 0, 0])
-            ),
+            on_enter(&mut clock, &mem, &NoTimers, &call(libc::SYS_nanosleep, [0x10, 0, 0, 0, 0, 0])),
             Decision::Pass
         );
     }

@@ -45,28 +45,10 @@ impl Prepared {
     ) -> Result<Self, SpawnError> {
         let path = cstring(path)?;
         let argv: Vec<CString> = argv.iter().map(|a| cstring(a)).collect::<Result<_, _>>()?;
-        let envp: Vec<CString> = env
-            .iter()
-            .map(|(k, v)| cstring(&format!("{k}={v}")))
-            .collect::<Result<_, _>>()?;
-        let argv_ptrs = argv
-            .iter()
-            .map(|c| c.as_ptr())
-            .chain([std::ptr::null()])
-            .collect();
-        let envp_ptrs = envp
-            .iter()
-            .map(|c| c.as_ptr())
-            .chain([std::ptr::null()])
-            .collect();
-        Ok(Self {
-            path,
-            _argv: argv,
-            _envp: envp,
-            argv_ptrs,
-            envp_ptrs,
-            filter,
-        })
+        let envp: Vec<CString> = env.iter().map(|(k, v)| cstring(&format!("{k}={v}"))).collect::<Result<_, _>>()?;
+        let argv_ptrs = argv.iter().map(|c| c.as_ptr()).chain([std::ptr::null()]).collect();
+        let envp_ptrs = envp.iter().map(|c| c.as_ptr()).chain([std::ptr::null()]).collect();
+        Ok(Self { path, _argv: argv, _envp: envp, argv_ptrs, envp_ptrs, filter })
     }
 }
 
@@ -80,10 +62,7 @@ fn say(msg: &[u8]) {
 /// Forks the traced child; it stops with SIGSTOP before installing the filter and
 /// executing. The caller must be the thread that will trace it.
 pub fn spawn_traced(p: &Prepared) -> Result<Pid, SpawnError> {
-    let prog = libc::sock_fprog {
-        len: p.filter.len() as u16,
-        filter: p.filter.as_ptr().cast_mut(),
-    };
+    let prog = libc::sock_fprog { len: p.filter.len() as u16, filter: p.filter.as_ptr().cast_mut() };
     // SAFETY: fork has no memory-safety preconditions; the child below only makes raw
     // async-signal-safe calls on memory prepared before the fork and never returns.
     let pid = unsafe { libc::fork() };
@@ -102,14 +81,7 @@ pub fn spawn_traced(p: &Prepared) -> Result<Pid, SpawnError> {
             libc::_exit(126);
         }
         libc::kill(libc::getpid(), libc::SIGSTOP);
-        let install = || {
-            libc::syscall(
-                libc::SYS_seccomp,
-                libc::SECCOMP_SET_MODE_FILTER,
-                0,
-                &raw const prog,
-            )
-        };
+        let install = || libc::syscall(libc::SYS_seccomp, libc::SECCOMP_SET_MODE_FILTER, 0, &raw const prog);
         if install() != 0 {
             // Without CAP_SYS_ADMIN a filter needs no_new_privs.
             libc::prctl(libc::PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0);

@@ -87,13 +87,7 @@ impl Tracer {
     /// `root` must be a child of this thread stopped (or about to stop) after
     /// `PTRACE_TRACEME` (see [`crate::spawn`]).
     pub fn new(clock: VirtualClock, root: Pid) -> Self {
-        Self {
-            clock,
-            root,
-            seen: HashSet::new(),
-            pending: HashMap::new(),
-            stats: Stats::default(),
-        }
+        Self { clock, root, seen: HashSet::new(), pending: HashMap::new(), stats: Stats::default() }
     }
 
     /// Runs until every traced process has exited; returns the root's exit code (128 +
@@ -230,8 +224,7 @@ impl Tracer {
     fn on_syscall_exit(&mut self, pid: Pid) {
         if let Some(fix) = self.pending.remove(&pid) {
             if let Ok(mut regs) = ptrace::getregs(pid) {
-                let ret =
-                    rewrite::on_exit(&mut self.clock, &ProcessMemory(pid), &fix, regs.rax as i64);
+                let ret = rewrite::on_exit(&mut self.clock, &ProcessMemory(pid), &fix, regs.rax as i64);
                 for &(i, v) in &fix.restore {
                     if let Some(r) = arg_mut(&mut regs, i) {
                         *r = v;

@@ -238,12 +238,30 @@ pub fn compare_runs(ra: &RunData, rb: &RunData, th: &Thresholds) -> Comparison {
                     th.distance
                 ));
             }
-            checks.push(Check { name: "distance".into(), a: None, b: None, value: d, threshold: th.distance, pass, informational: false });
+            checks.push(Check {
+                name: "distance".into(),
+                a: None,
+                b: None,
+                value: d,
+                threshold: th.distance,
+                pass,
+                informational: false,
+            });
             let ks = ks_histograms(&qa.corrected, &qb.corrected);
             let ks_pass = ks.is_some_and(|d| d <= th.ks);
-            checks.push(Check { name: "ks".into(), a: None, b: None, value: ks, threshold: th.ks, pass: ks_pass, informational: true });
+            checks.push(Check {
+                name: "ks".into(),
+                a: None,
+                b: None,
+                value: ks,
+                threshold: th.ks,
+                pass: ks_pass,
+                informational: true,
+            });
             // Wasserstein-1 relative to the baseline's median.
-            let w1 = distance::wasserstein1(&wa, &wb).zip(distance::median(&wa)).map(|(w, m)| if m > 0.0 { w / m } else { w });
+            let w1 = distance::wasserstein1(&wa, &wb)
+                .zip(distance::median(&wa))
+                .map(|(w, m)| if m > 0.0 { w / m } else { w });
             checks.push(Check {
                 name: "wasserstein".into(),
                 a: None,
@@ -273,7 +291,15 @@ pub fn compare_runs(ra: &RunData, rb: &RunData, th: &Thresholds) -> Comparison {
                     )),
                     _ => {}
                 }
-                checks.push(Check { name: name.into(), a: Some(va), b: Some(vb), value, threshold: limit, pass, informational: false });
+                checks.push(Check {
+                    name: name.into(),
+                    a: Some(va),
+                    b: Some(vb),
+                    value,
+                    threshold: limit,
+                    pass,
+                    informational: false,
+                });
             }
             cdf.a = cdf_points(&qa.corrected, 1e-6, PLOT_POINTS);
             cdf.b = cdf_points(&qb.corrected, 1e-6, PLOT_POINTS);

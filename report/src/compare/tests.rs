@@ -48,13 +48,27 @@ fn a_slower_run_fails_with_its_figures() {
     assert!(!d.pass && d.value.unwrap() > 0.3, "{d:?}");
     assert!(ks.informational && !d.informational);
     assert!(text.contains("tolerant KS distance") && text.contains("exceeds threshold 0.1000"), "{text}");
-    assert!(text.contains("p50 latency: relative error 0.50") && text.contains("(A 50.") && text.contains("B 75."), "{text}");
+    assert!(
+        text.contains("p50 latency: relative error 0.50") && text.contains("(A 50.") && text.contains("B 75."),
+        "{text}"
+    );
     // CPU 0.5 → 0.7: error 0.4; links are the same.
     assert!(c.nodes.iter().all(|n| (n.mare - 0.4).abs() < 1e-3 && !n.pass), "{:?}", c.nodes);
     assert!(text.contains("CPU of node a: mean absolute relative error 0.4000 exceeds threshold 0.1000"), "{text}");
     assert!(c.links.iter().all(|l| l.pass));
     // Generous thresholds pass the same pair.
-    let loose = Thresholds { distance: 0.5, ks: 0.5, p50: 0.6, p90: 0.6, p99: 0.6, mean: 0.6, throughput: 0.6, cpu: 0.5, link_util: 0.1, ..Thresholds::default() };
+    let loose = Thresholds {
+        distance: 0.5,
+        ks: 0.5,
+        p50: 0.6,
+        p90: 0.6,
+        p99: 0.6,
+        mean: 0.6,
+        throughput: 0.6,
+        cpu: 0.5,
+        link_util: 0.1,
+        ..Thresholds::default()
+    };
     assert!(compare(da.path(), db.path(), &loose).unwrap().pass);
 }
 

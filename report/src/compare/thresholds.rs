@@ -26,6 +26,18 @@ pub struct Thresholds {
 
 impl Default for Thresholds {
     fn default() -> Self {
-        Self { distance: 0.1, shift: 0.02, shift_floor_ms: 0.05, ks: 0.1, p50: 0.05, p90: 0.05, p99: 0.10, mean: 0.05, throughput: 0.05, cpu: 0.10, link_util: 0.10 }
+        Self {
+            distance: 0.1,
+            shift: 0.02,
+            shift_floor_ms: 0.05,
+            ks: 0.1,
+            p50: 0.05,
+            p90: 0.05,
+            p99: 0.10,
+            mean: 0.05,
+            throughput: 0.05,
+            cpu: 0.10,
+            link_util: 0.10,
+        }
     }
 }

@@ -44,25 +44,15 @@ pub struct MemcacheProxy {
 impl MemcacheProxy {
     #[must_use]
     pub fn new(balancer: Balancer, timeout: Duration) -> Self {
-        MemcacheProxy {
-            balancer: Mutex::new(balancer),
-            timeout,
-            pool: Mutex::new(HashMap::new()),
-        }
+        MemcacheProxy { balancer: Mutex::new(balancer), timeout, pool: Mutex::new(HashMap::new()) }
     }
 
     fn lock(&self) -> std::sync::MutexGuard<'_, Balancer> {
-        self.balancer
-            .lock()
-            .unwrap_or_else(std::sync::PoisonError::into_inner)
+        self.balancer.lock().unwrap_or_else(std::sync::PoisonError::into_inner)
     }
 
     /// Accepts clients until `shutdown` resolves.
-    pub async fn serve(
-        self: Arc<Self>,
-        listener: TcpListener,
-        shutdown: impl std::future::Future<Output = ()>,
-    ) {
+    pub async fn serve(self: Arc<Self>, listener: TcpListener, shutdown: impl std::future::Future<Output = ()>) {
         tokio::pin!(shutdown);
         loop {
             let accepted = tokio::select! {
@@ -94,11 +84,8 @@ impl MemcacheProxy {
             let req = match memcache::read_request(&mut r).await {
                 Ok(Some(req)) => req,
                 Ok(None) => return Ok(()),
-                Err(
-                    err @ (memcache::CodecError::NoReply | memcache::CodecError::Malformed { .. }),
-                ) => {
-                    w.write_all(format!("CLIENT_ERROR {err}\r\n").as_bytes())
-                        .await?;
+                Err(err @ (memcache::CodecError::NoReply | memcache::CodecError::Malformed { .. })) => {
+                    w.write_all(format!("CLIENT_ERROR {err}\r\n").as_bytes()).await?;
                     return Err(err);
                 }
                 Err(err) => return Err(err),
@@ -124,54 +111,28 @@ impl MemcacheProxy {
                 let ok = resp.outcome != Outcome::Error;
                 (resp.bytes, ok)
             }
-            Ok(Err(msg)) => (
-                format!("SERVER_ERROR backend {addr}: {msg}\r\n").into_bytes(),
-                false,
-            ),
-            Err(_) => (
-                format!(
-                    "SERVER_ERROR backend {addr}: no answer within {:?}\r\n",
-                    self.timeout
-                )
-                .into_bytes(),
-                false,
-            ),
+            Ok(Err(msg)) => (format!("SERVER_ERROR backend {addr}: {msg}\r\n").into_bytes(), false),
+            Err(_) => {
+                (format!("SERVER_ERROR backend {addr}: no answer within {:?}\r\n", self.timeout).into_bytes(), false)
+            }
         };
         self.lock().end(i, now_unix_ns(), latency_ns, ok);
         bytes
     }
 
-    async fn exchange(
-        &self,
-        addr: &str,
-        req: &RequestFrame,
-    ) -> Result<memcache::ResponseFrame, String> {
-        let pooled = self
-            .pool
-            .lock()
-            .ok()
-            .and_then(|mut p| p.get_mut(addr).and_then(Vec::pop));
+    async fn exchange(&self, addr: &str, req: &RequestFrame) -> Result<memcache::ResponseFrame, String> {
+        let pooled = self.pool.lock().ok().and_then(|mut p| p.get_mut(addr).and_then(Vec::pop));
         let mut conn = match pooled {
             Some(c) => c,
             None => {
-                let s = TcpStream::connect(addr)
-                    .await
-                    .map_err(|e| format!("connect: {e}"))?;
+                let s = TcpStream::connect(addr).await.map_err(|e| format!("connect: {e}"))?;
                 let _ = s.set_nodelay(true);
                 let (r, w) = s.into_split();
-                BackendConn {
-                    reader: BufReader::new(r),
-                    writer: w,
-                }
+                BackendConn { reader: BufReader::new(r), writer: w }
             }
         };
-        conn.writer
-            .write_all(&req.bytes)
-            .await
-            .map_err(|e| format!("send: {e}"))?;
-        let resp = memcache::read_response(&mut conn.reader, req.kind)
-            .await
-            .map_err(|e| format!("receive: {e}"))?;
+        conn.writer.write_all(&req.bytes).await.map_err(|e| format!("send: {e}"))?;
+        let resp = memcache::read_response(&mut conn.reader, req.kind).await.map_err(|e| format!("receive: {e}"))?;
         // Only a connection whose exchange completed is clean enough to reuse.
         if let Ok(mut p) = self.pool.lock() {
             p.entry(addr.to_owned()).or_default().push(conn);
@@ -215,16 +176,8 @@ mod tests {
     async fn proxies_requests_one_by_one_over_backends() {
         let a = backend("aa").await;
         let b = backend("bb").await;
-        let health = HealthConfig {
-            failures: 0,
-            backoff: Duration::from_secs(1),
-            max_backoff: Duration::from_secs(1),
-        };
-        let balancer = Balancer::new(
-            vec![a, b],
-            AnyPolicy::new(PolicyKind::RoundRobin, 2, 1, 1e10),
-            health,
-        );
+        let health = HealthConfig { failures: 0, backoff: Duration::from_secs(1), max_backoff: Duration::from_secs(1) };
+        let balancer = Balancer::new(vec![a, b], AnyPolicy::new(PolicyKind::RoundRobin, 2, 1, 1e10), health);
         let proxy = Arc::new(MemcacheProxy::new(balancer, Duration::from_secs(5)));
         let l = TcpListener::bind("127.0.0.1:0").await.unwrap();
         let front = l.local_addr().unwrap();
@@ -235,20 +188,12 @@ mod tests {
         let mut seen = Vec::new();
         for _ in 0..4 {
             w.write_all(b"get k\r\n").await.unwrap();
-            let resp = memcache::read_response(&mut r, Kind::Retrieval)
-                .await
-                .unwrap();
+            let resp = memcache::read_response(&mut r, Kind::Retrieval).await.unwrap();
             seen.push(String::from_utf8_lossy(&resp.bytes).contains("aa"));
         }
-        assert_eq!(
-            seen,
-            [true, false, true, false],
-            "round-robin per request, not per connection"
-        );
+        assert_eq!(seen, [true, false, true, false], "round-robin per request, not per connection");
         w.write_all(b"set k 0 0 1\r\nx\r\n").await.unwrap();
-        let resp = memcache::read_response(&mut r, Kind::Storage)
-            .await
-            .unwrap();
+        let resp = memcache::read_response(&mut r, Kind::Storage).await.unwrap();
         assert_eq!(resp.outcome, Outcome::Stored);
         w.write_all(b"set k 0 0 1 noreply\r\nx\r\n").await.unwrap();
         let mut line = String::new();
@@ -264,29 +209,13 @@ mod tests {
             let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
             l.local_addr().unwrap().to_string()
         };
-        let health = HealthConfig {
-            failures: 0,
-            backoff: Duration::from_secs(1),
-            max_backoff: Duration::from_secs(1),
-        };
-        let balancer = Balancer::new(
-            vec![dead],
-            AnyPolicy::new(PolicyKind::P2c, 1, 1, 1e10),
-            health,
-        );
+        let health = HealthConfig { failures: 0, backoff: Duration::from_secs(1), max_backoff: Duration::from_secs(1) };
+        let balancer = Balancer::new(vec![dead], AnyPolicy::new(PolicyKind::P2c, 1, 1, 1e10), health);
         let proxy = Arc::new(MemcacheProxy::new(balancer, Duration::from_secs(5)));
         let out = proxy
-            .forward(&RequestFrame {
-                bytes: b"get k\r\n".to_vec(),
-                kind: Kind::Retrieval,
-                command: "get".into(),
-            })
+            .forward(&RequestFrame { bytes: b"get k\r\n".to_vec(), kind: Kind::Retrieval, command: "get".into() })
             .await;
-        assert!(
-            String::from_utf8_lossy(&out).starts_with("SERVER_ERROR backend"),
-            "{}",
-            String::from_utf8_lossy(&out)
-        );
+        assert!(String::from_utf8_lossy(&out).starts_with("SERVER_ERROR backend"), "{}", String::from_utf8_lossy(&out));
         assert_eq!(proxy.lock().take_rows(now_unix_ns())[0].errors, 1);
     }
 }

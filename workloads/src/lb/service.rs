@@ -9,8 +9,8 @@ use anyhow::Context;
 
 use super::balancer::Balancer;
 use super::health::HealthConfig;
-use super::policy::{AnyPolicy, PolicyKind};
 use super::memcache::MemcacheProxy;
+use super::policy::{AnyPolicy, PolicyKind};
 use super::proxy::Proxy;
 use super::series::Series;
 use crate::isaac::flags::{expand_backends, parse_duration};
@@ -95,10 +95,15 @@ pub async fn run(args: Args) -> anyhow::Result<()> {
     tracing::info!(policy = ?args.policy, backends = ?addrs, "load balancer");
     let balancer = Balancer::new(addrs, policy, health);
     let front = Arc::new(match args.protocol {
-        Protocol::Http => Front::Http(Arc::new(Proxy { balancer: Mutex::new(balancer), client: crate::isaac::http::client(), timeout: args.timeout })),
+        Protocol::Http => Front::Http(Arc::new(Proxy {
+            balancer: Mutex::new(balancer),
+            client: crate::isaac::http::client(),
+            timeout: args.timeout,
+        })),
         Protocol::Memcache => Front::Memcache(Arc::new(MemcacheProxy::new(balancer, args.timeout))),
     });
-    let listener = tokio::net::TcpListener::bind(args.listen).await.with_context(|| format!("listen on {}", args.listen))?;
+    let listener =
+        tokio::net::TcpListener::bind(args.listen).await.with_context(|| format!("listen on {}", args.listen))?;
     let mut series = Series::create(&args.csv)?;
     let (stop_tx, mut stop_rx) = tokio::sync::watch::channel(false);
     let sampler = {
@@ -126,7 +131,12 @@ pub async fn run(args: Args) -> anyhow::Result<()> {
     match &*front {
         Front::Http(proxy) => {
             let handler = proxy.clone();
-            crate::isaac::http::serve(listener, move |req| handler.clone().handle(req), crate::runtime::shutdown_signal()).await;
+            crate::isaac::http::serve(
+                listener,
+                move |req| handler.clone().handle(req),
+                crate::runtime::shutdown_signal(),
+            )
+            .await;
         }
         Front::Memcache(proxy) => proxy.clone().serve(listener, crate::runtime::shutdown_signal()).await,
     }

@@ -17,12 +17,12 @@ use super::closed::{self, ClosedConfig, Think};
 use super::distributed::{self, CalibrationEntry, CalibrationFile, Link, Message, PlanConfig};
 use super::http::{self, Http, Target};
 use super::memcache::{self, Memcache, Mix};
-use super::Protocol;
 use super::open::{self, DispatchConfig, Issuer, RateSource, Source, TraceSource};
 use super::record::{self, Record, RunInfo};
 use super::schedule::{self, Amplitude, Limit, Pattern, Shape};
 use super::trace::{self, Event, Format};
 use super::units::{duration_arg, factor_arg};
+use super::Protocol;
 use crate::runtime::now_unix_ns;
 
 /// A load generator free of coordinated omission (open loop, trace replay, closed loop,
@@ -386,7 +386,11 @@ fn target(a: &RunArgs) -> anyhow::Result<Target> {
         if host.is_empty() || host.contains('/') {
             bail!("--target {url:?}: a memcache target is memcache://host[:port]");
         }
-        let authority = if host.rsplit_once(':').is_some_and(|(_, p)| p.parse::<u16>().is_ok()) { host.to_owned() } else { format!("{host}:11211") };
+        let authority = if host.rsplit_once(':').is_some_and(|(_, p)| p.parse::<u16>().is_ok()) {
+            host.to_owned()
+        } else {
+            format!("{host}:11211")
+        };
         return Ok(Target { authority, path: String::new() });
     }
     Target::parse(url).map_err(|e| anyhow!(e))
@@ -394,7 +398,13 @@ fn target(a: &RunArgs) -> anyhow::Result<Target> {
 
 /// The memcache protocol and its request mix, from the flags.
 fn memcache_of(a: &RunArgs) -> (Memcache, Arc<Mix>) {
-    let mix = Arc::new(Mix { gets: a.ratio.0, sets: a.ratio.1, key_space: a.key_space, value: Bytes::from(vec![b'x'; a.value_size]), seed: a.seed });
+    let mix = Arc::new(Mix {
+        gets: a.ratio.0,
+        sets: a.ratio.1,
+        key_space: a.key_space,
+        value: Bytes::from(vec![b'x'; a.value_size]),
+        seed: a.seed,
+    });
     (Memcache { requests_per_conn: a.requests_per_connection, mix: mix.clone() }, mix)
 }
 
@@ -422,7 +432,9 @@ fn run(a: &RunArgs) -> anyhow::Result<()> {
             match (a.protocol, mode) {
                 (ProtocolKind::Http, Mode::Closed) => run_closed(a, Http, None),
                 (ProtocolKind::Http, Mode::Open | Mode::Trace) => run_open(a, mode, Http, None),
-                (ProtocolKind::Memcache, Mode::Trace) => bail!("--protocol memcache runs in open or closed mode, not trace replay"),
+                (ProtocolKind::Memcache, Mode::Trace) => {
+                    bail!("--protocol memcache runs in open or closed mode, not trace replay")
+                }
                 (ProtocolKind::Memcache, Mode::Closed) => {
                     let (p, mix) = memcache_of(a);
                     run_closed(a, p, Some(mix))
@@ -483,7 +495,9 @@ fn run_open<P: Protocol>(a: &RunArgs, mode: Mode, proto: P, mix: Option<Arc<Mix>
     let rt = runtime(a.threads)?;
     let term = Term::install(&rt);
     let issuer = Arc::new(Issuer::new(proto, a.connections, Duration::from_nanos(a.timeout), node.clone()));
-    let (source_of, first_authority, target_rps, pattern): (SourceAt, String, Option<f64>, Option<String>) = if mode == Mode::Trace {
+    let (source_of, first_authority, target_rps, pattern): (SourceAt, String, Option<f64>, Option<String>) = if mode
+        == Mode::Trace
+    {
         let path = a.trace.as_ref().ok_or_else(|| anyhow!("trace mode needs --trace FILE"))?;
         let events = trace::read(path)?;
         let base = a.target.as_deref().map(Target::parse).transpose().map_err(|e| anyhow!(e))?;
@@ -518,7 +532,12 @@ fn run_open<P: Protocol>(a: &RunArgs, mode: Mode, proto: P, mix: Option<Arc<Mix>
         let (sh, seed, lim, m, body) =
             (shape(a), a.seed, limit(a), method(a), Bytes::from(a.payload.clone().unwrap_or_default()));
         let auth = t.authority.clone();
-        (Box::new(move |start| Source::Rate(RateSource::new(sh, seed, rate, lim, start, t, m, body).with_mix(mix))), auth, Some(rate), Some(a.pattern.to_string()))
+        (
+            Box::new(move |start| Source::Rate(RateSource::new(sh, seed, rate, lim, start, t, m, body).with_mix(mix))),
+            auth,
+            Some(rate),
+            Some(a.pattern.to_string()),
+        )
     };
     if !first_authority.is_empty() {
         let made = rt.block_on(issuer.warm(&first_authority, a.warm.min(a.connections)));
@@ -548,7 +567,12 @@ fn run_closed<P: Protocol>(a: &RunArgs, proto: P, mix: Option<Arc<Mix>>) -> anyh
     let rt = runtime(a.threads)?;
     let term = Term::install(&rt);
     let t = target(a)?;
-    let issuer = Arc::new(Issuer::new(proto, a.connections.max(a.clients as usize), Duration::from_nanos(a.timeout), node.clone()));
+    let issuer = Arc::new(Issuer::new(
+        proto,
+        a.connections.max(a.clients as usize),
+        Duration::from_nanos(a.timeout),
+        node.clone(),
+    ));
     rt.block_on(issuer.warm(&t.authority, (a.clients as usize).min(a.connections.max(1))));
     let start_ns = now_unix_ns() + (a.start_delay.min(i64::MAX as u64) as i64);
     let cfg = ClosedConfig {
@@ -565,7 +589,8 @@ fn run_closed<P: Protocol>(a: &RunArgs, proto: P, mix: Option<Arc<Mix>>) -> anyh
         mix,
     };
     tracing::info!(clients = a.clients, node = %node, "closed load starts");
-    closed::run(&rt, issuer.clone(), cfg, Duration::from_nanos(a.drain), a.spin, term.wait()).context("start the think-time timer")?;
+    closed::run(&rt, issuer.clone(), cfg, Duration::from_nanos(a.drain), a.spin, term.wait())
+        .context("start the think-time timer")?;
     finish(&out_dir(a), issuer.recorder.take(), &info(a, "closed", "standalone", &node, start_ns), series_interval(a))
 }
 

@@ -140,7 +140,15 @@ async fn client<P: Protocol>(
                 let class = req.method.clone();
                 (req, class)
             }
-            None => (Request { method: cfg.method.clone(), authority: cfg.target.authority.clone(), path: cfg.target.path.clone(), body: cfg.body.clone() }, cfg.target.path.clone()),
+            None => (
+                Request {
+                    method: cfg.method.clone(),
+                    authority: cfg.target.authority.clone(),
+                    path: cfg.target.path.clone(),
+                    body: cfg.body.clone(),
+                },
+                cfg.target.path.clone(),
+            ),
         };
         issuer.clone().issue_now(Planned { id, scheduled_ns: next, req, class }).await;
         let think = match (cfg.think, exp) {

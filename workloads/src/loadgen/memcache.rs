@@ -43,17 +43,9 @@ pub struct Mix {
 /// # Errors
 /// Not two integers separated by `:`, or both zero.
 pub fn parse_ratio(s: &str) -> Result<(u32, u32), String> {
-    let (g, st) = s
-        .split_once(':')
-        .ok_or_else(|| format!("parse ratio {s:?}: expected GET:SET such as 1:1"))?;
-    let g: u32 = g
-        .trim()
-        .parse()
-        .map_err(|_| format!("parse ratio {s:?}: {g:?} is not a whole number"))?;
-    let st: u32 = st
-        .trim()
-        .parse()
-        .map_err(|_| format!("parse ratio {s:?}: {st:?} is not a whole number"))?;
+    let (g, st) = s.split_once(':').ok_or_else(|| format!("parse ratio {s:?}: expected GET:SET such as 1:1"))?;
+    let g: u32 = g.trim().parse().map_err(|_| format!("parse ratio {s:?}: {g:?} is not a whole number"))?;
+    let st: u32 = st.trim().parse().map_err(|_| format!("parse ratio {s:?}: {st:?} is not a whole number"))?;
     if g == 0 && st == 0 {
         return Err(format!("parse ratio {s:?}: both weights are zero"));
     }
@@ -74,17 +66,8 @@ impl Mix {
         let total = u64::from(self.gets) + u64::from(self.sets);
         let is_get = total > 0 && h % total < u64::from(self.gets);
         let key = format!("memtier-{}", mix64(h) % self.key_space.max(1));
-        let (method, body) = if is_get {
-            ("get", Bytes::new())
-        } else {
-            ("set", self.value.clone())
-        };
-        Request {
-            method: method.into(),
-            authority: authority.to_owned(),
-            path: key,
-            body,
-        }
+        let (method, body) = if is_get { ("get", Bytes::new()) } else { ("set", self.value.clone()) };
+        Request { method: method.into(), authority: authority.to_owned(), path: key, body }
     }
 }
 
@@ -107,18 +90,11 @@ impl Protocol for Memcache {
     type Conn = Conn;
 
     async fn connect(&self, authority: &str) -> Result<Conn, ErrorKind> {
-        let stream = TcpStream::connect(authority)
-            .await
-            .map_err(|_| ErrorKind::Connect)?;
+        let stream = TcpStream::connect(authority).await.map_err(|_| ErrorKind::Connect)?;
         // Requests are small writes: without NODELAY, Nagle would hold one back an RTT.
         let _ = stream.set_nodelay(true);
         let (r, w) = stream.into_split();
-        Ok(Conn {
-            reader: BufReader::new(r),
-            writer: w,
-            used: 0,
-            broken: false,
-        })
+        Ok(Conn { reader: BufReader::new(r), writer: w, used: 0, broken: false })
     }
 
     async fn send(&self, conn: &mut Conn, req: &Request) -> Result<Reply, ErrorKind> {
@@ -129,25 +105,15 @@ impl Protocol for Memcache {
             (memcache::get_request(&req.path), Kind::Retrieval)
         };
         conn.broken = true;
-        conn.writer
-            .write_all(&bytes)
-            .await
-            .map_err(|_| ErrorKind::Io)?;
-        let resp = memcache::read_response(&mut conn.reader, kind)
-            .await
-            .map_err(|_| ErrorKind::Io)?;
+        conn.writer.write_all(&bytes).await.map_err(|_| ErrorKind::Io)?;
+        let resp = memcache::read_response(&mut conn.reader, kind).await.map_err(|_| ErrorKind::Io)?;
         conn.broken = false;
         let status = match resp.outcome {
             Outcome::Hit | Outcome::Stored | Outcome::Other => 200,
             Outcome::Miss => 404,
             Outcome::Error => 500,
         };
-        Ok(Reply {
-            status,
-            bytes: resp.value_bytes,
-            timing: None,
-            received_ns: None,
-        })
+        Ok(Reply { status, bytes: resp.value_bytes, timing: None, received_ns: None })
     }
 
     fn reusable(&self, conn: &Conn) -> bool {
@@ -160,27 +126,17 @@ mod tests {
     use super::*;
 
     fn mix(gets: u32, sets: u32) -> Mix {
-        Mix {
-            gets,
-            sets,
-            key_space: 100,
-            value: Bytes::from_static(b"vvvv"),
-            seed: 7,
-        }
+        Mix { gets, sets, key_space: 100, value: Bytes::from_static(b"vvvv"), seed: 7 }
     }
 
     #[test]
     fn ratio_and_keys() {
         let m = mix(1, 1);
         let n = 10_000;
-        let gets = (0..n)
-            .filter(|&i| m.request(i, "a:1").method == "get")
-            .count();
+        let gets = (0..n).filter(|&i| m.request(i, "a:1").method == "get").count();
         assert!((4_800..5_200).contains(&gets), "{gets}");
         let m = mix(9, 1);
-        let gets = (0..n)
-            .filter(|&i| m.request(i, "a:1").method == "get")
-            .count();
+        let gets = (0..n).filter(|&i| m.request(i, "a:1").method == "get").count();
         assert!((8_800..9_200).contains(&gets), "{gets}");
         assert!((0..n).all(|i| m
             .request(i, "a")
@@ -188,15 +144,8 @@ mod tests {
             .strip_prefix("memtier-")
             .and_then(|k| k.parse::<u64>().ok())
             .is_some_and(|k| k < 100)));
-        assert_eq!(
-            m.request(5, "a").path,
-            m.request(5, "a").path,
-            "deterministic"
-        );
-        let set = (0..n)
-            .map(|i| m.request(i, "a"))
-            .find(|r| r.method == "set")
-            .unwrap();
+        assert_eq!(m.request(5, "a").path, m.request(5, "a").path, "deterministic");
+        let set = (0..n).map(|i| m.request(i, "a")).find(|r| r.method == "set").unwrap();
         assert_eq!(&set.body[..], b"vvvv");
         assert_eq!(parse_ratio("1:1"), Ok((1, 1)));
         assert!(parse_ratio("0:0").is_err());
@@ -219,11 +168,7 @@ mod tests {
                     let (r, mut w) = s.into_split();
                     let mut r = BufReader::new(r);
                     while let Ok(Some(f)) = memcache::read_request(&mut r).await {
-                        let out: &[u8] = if f.kind == Kind::Storage {
-                            b"STORED\r\n"
-                        } else {
-                            b"END\r\n"
-                        };
+                        let out: &[u8] = if f.kind == Kind::Storage { b"STORED\r\n" } else { b"END\r\n" };
                         if w.write_all(out).await.is_err() {
                             return;
                         }
@@ -232,23 +177,13 @@ mod tests {
                 });
             }
         });
-        let p = Memcache {
-            requests_per_conn: 2,
-            mix: Arc::new(mix(1, 1)),
-        };
+        let p = Memcache { requests_per_conn: 2, mix: Arc::new(mix(1, 1)) };
         let mut c = p.connect(&addr).await.unwrap();
-        let set = Request {
-            method: "set".into(),
-            authority: addr.clone(),
-            path: "k".into(),
-            body: Bytes::from_static(b"x"),
-        };
+        let set =
+            Request { method: "set".into(), authority: addr.clone(), path: "k".into(), body: Bytes::from_static(b"x") };
         assert_eq!(p.send(&mut c, &set).await.unwrap().status, 200);
         assert!(p.reusable(&c));
-        let get = Request {
-            method: "get".into(),
-            ..set
-        };
+        let get = Request { method: "get".into(), ..set };
         assert_eq!(p.send(&mut c, &get).await.unwrap().status, 404);
         assert!(!p.reusable(&c), "closed after K = 2 requests");
         assert_eq!(accepted.load(std::sync::atomic::Ordering::SeqCst), 1);

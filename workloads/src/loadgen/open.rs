@@ -198,8 +198,29 @@ pub struct RateSource {
 
 impl RateSource {
     #[expect(clippy::too_many_arguments, reason = "the open mode's flags, passed through")]
-    pub fn new(shape: Shape, seed: u64, rate: f64, limit: Limit, start_ns: i64, target: Target, method: String, body: Bytes) -> RateSource {
-        RateSource { arrivals: Arrivals::new(shape, seed), rate, limit, start_ns, n: 0, last: 0, before_last: 0, target, method, body, mix: None }
+    pub fn new(
+        shape: Shape,
+        seed: u64,
+        rate: f64,
+        limit: Limit,
+        start_ns: i64,
+        target: Target,
+        method: String,
+        body: Bytes,
+    ) -> RateSource {
+        RateSource {
+            arrivals: Arrivals::new(shape, seed),
+            rate,
+            limit,
+            start_ns,
+            n: 0,
+            last: 0,
+            before_last: 0,
+            target,
+            method,
+            body,
+            mix: None,
+        }
     }
 
     /// Draws each request's operation and key from `mix`.
@@ -228,7 +249,12 @@ impl RateSource {
             let req = mix.request(id, &self.target.authority);
             return Planned { id, scheduled_ns, class: req.method.clone(), req };
         }
-        let req = Request { method: self.method.clone(), authority: self.target.authority.clone(), path: self.target.path.clone(), body: self.body.clone() };
+        let req = Request {
+            method: self.method.clone(),
+            authority: self.target.authority.clone(),
+            path: self.target.path.clone(),
+            body: self.body.clone(),
+        };
         Planned { id, scheduled_ns, req, class: self.target.path.clone() }
     }
 

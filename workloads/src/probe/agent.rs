@@ -154,36 +154,21 @@ pub async fn run(args: AgentArgs) -> anyhow::Result<()> {
         AgentKind::OnDemand => {
             #[expect(clippy::cast_precision_loss, reason = "counts far below 2^53")]
             let invocations = summary.runs as f64;
-            let busy_s =
-                (summary.startup_ms_total + summary.exec_ms_total + summary.teardown_ms_total)
-                    / 1e3;
+            let busy_s = (summary.startup_ms_total + summary.exec_ms_total + summary.teardown_ms_total) / 1e3;
             agent.args.cost_per_invocation * invocations + agent.args.cost_per_second * busy_s
         }
     };
     #[expect(clippy::cast_precision_loss, reason = "counts far below 2^53")]
-    let per = if summary.measurements > 0 {
-        summary.cost / summary.measurements as f64 * 1000.0
-    } else {
-        0.0
-    };
+    let per = if summary.measurements > 0 { summary.cost / summary.measurements as f64 * 1000.0 } else { 0.0 };
     summary.cost_per_1000_measurements = per;
     std::fs::write(&agent.args.summary, serde_json::to_vec_pretty(&summary)?)?;
-    tracing::info!(
-        runs = summary.runs,
-        delivered = summary.delivered,
-        "agent stopped"
-    );
+    tracing::info!(runs = summary.runs, delivered = summary.delivered, "agent stopped");
     Ok(())
 }
 
 fn spooled(dir: &Path) -> Vec<PathBuf> {
     let mut files: Vec<PathBuf> = std::fs::read_dir(dir)
-        .map(|d| {
-            d.flatten()
-                .map(|e| e.path())
-                .filter(|p| p.extension().is_some_and(|x| x == "json"))
-                .collect()
-        })
+        .map(|d| d.flatten().map(|e| e.path()).filter(|p| p.extension().is_some_and(|x| x == "json")).collect())
         .unwrap_or_default();
     files.sort();
     files
@@ -204,11 +189,7 @@ impl Agent {
                 wait_ms: u64::try_from(poll_wait.as_millis()).unwrap_or(u64::MAX),
             };
             let body = serde_json::to_value(&req).unwrap_or_default();
-            match self
-                .client
-                .call::<PollResponse>(Method::POST, "/v1/poll", Some(&body))
-                .await
-            {
+            match self.client.call::<PollResponse>(Method::POST, "/v1/poll", Some(&body)).await {
                 Ok(resp) => {
                     backoff = Duration::from_millis(100);
                     let mut permit = Some(first);
@@ -243,10 +224,7 @@ impl Agent {
             AgentKind::AlwaysOn => (Duration::ZERO, Duration::ZERO),
             AgentKind::OnDemand => {
                 let mut rng = self.rng.lock().await;
-                (
-                    self.args.startup_delay.sample(&mut *rng),
-                    self.args.teardown_delay.sample(&mut *rng),
-                )
+                (self.args.startup_delay.sample(&mut *rng), self.args.teardown_delay.sample(&mut *rng))
             }
         };
         let t0 = Instant::now();
@@ -254,12 +232,8 @@ impl Agent {
         let startup_ms = t0.elapsed().as_secs_f64() * 1e3;
         let t1 = Instant::now();
         let deadline = Duration::from_nanos(self.args.tool_timeout);
-        let endpoints = futures::future::join_all(
-            job.endpoints
-                .iter()
-                .map(|e| measure(&job.measurement, e, deadline)),
-        )
-        .await;
+        let endpoints =
+            futures::future::join_all(job.endpoints.iter().map(|e| measure(&job.measurement, e, deadline))).await;
         let exec_ms = t1.elapsed().as_secs_f64() * 1e3;
         let ok = endpoints.iter().any(|e| e.ok);
         let error = (!ok).then(|| "every endpoint failed".to_owned());
@@ -273,12 +247,7 @@ impl Agent {
             fire_time: job.fire_time,
             ok,
             error,
-            timing: RunTiming {
-                wait_ms,
-                startup_ms,
-                exec_ms,
-                teardown_ms: teardown.as_secs_f64() * 1e3,
-            },
+            timing: RunTiming { wait_ms, startup_ms, exec_ms, teardown_ms: teardown.as_secs_f64() * 1e3 },
             endpoints,
             finished_at: now(),
             received_at: None,
@@ -291,10 +260,7 @@ impl Agent {
             s.startup_ms_total += startup_ms;
             s.exec_ms_total += exec_ms;
         }
-        let path = self
-            .args
-            .spool
-            .join(format!("{}-{}-{}.json", job.task_id, job.location, job.seq));
+        let path = self.args.spool.join(format!("{}-{}-{}.json", job.task_id, job.location, job.seq));
         if let Err(err) = std::fs::write(&path, serde_json::to_vec(&result).unwrap_or_default()) {
             tracing::warn!(%err, path = %path.display(), "cannot spool the result; delivering from memory");
         }
@@ -319,11 +285,7 @@ impl Agent {
         let body = serde_json::to_value(result).unwrap_or_default();
         let mut backoff = Duration::from_millis(100);
         loop {
-            match self
-                .client
-                .call::<serde_json::Value>(Method::POST, "/v1/results", Some(&body))
-                .await
-            {
+            match self.client.call::<serde_json::Value>(Method::POST, "/v1/results", Some(&body)).await {
                 Ok(_) => {
                     self.summary.lock().await.delivered += 1;
                     break;

@@ -58,24 +58,19 @@ impl From<ServerError> for ApiError {
     fn from(e: ServerError) -> Self {
         match e {
             ServerError::Invalid(errors) => Self::invalid(errors),
-            ServerError::NoTask(id) => Self {
-                status: StatusCode::NOT_FOUND,
-                body: serde_json::json!({"error": format!("no task {id}")}),
-            },
+            ServerError::NoTask(id) => {
+                Self { status: StatusCode::NOT_FOUND, body: serde_json::json!({"error": format!("no task {id}")}) }
+            }
             ServerError::Conflict(t) => Self {
                 status: StatusCode::CONFLICT,
                 body: serde_json::json!({"error": t.to_string(), "state": t.from, "reason": t.reason}),
             },
-            ServerError::BadResult { .. } => Self {
-                status: StatusCode::UNPROCESSABLE_ENTITY,
-                body: serde_json::json!({"error": e.to_string()}),
-            },
+            ServerError::BadResult { .. } => {
+                Self { status: StatusCode::UNPROCESSABLE_ENTITY, body: serde_json::json!({"error": e.to_string()}) }
+            }
             ServerError::Store(_) => {
                 tracing::error!(err = %e, "store failed");
-                Self {
-                    status: StatusCode::SERVICE_UNAVAILABLE,
-                    body: serde_json::json!({"error": e.to_string()}),
-                }
+                Self { status: StatusCode::SERVICE_UNAVAILABLE, body: serde_json::json!({"error": e.to_string()}) }
             }
         }
     }
@@ -96,10 +91,7 @@ type Shared = Arc<Server>;
 /// The API's routes over `server`.
 pub fn router(server: Shared) -> Router {
     Router::new()
-        .route(
-            "/v1/health",
-            get(|| async { Json(serde_json::json!({"ok": true})) }),
-        )
+        .route("/v1/health", get(|| async { Json(serde_json::json!({"ok": true})) }))
         .route("/v1/tasks", post(create).get(list))
         .route("/v1/tasks/{id}", get(get_task))
         .route("/v1/tasks/{id}/cancel", post(cancel))
@@ -110,10 +102,7 @@ pub fn router(server: Shared) -> Router {
         .route("/v1/agents", get(agents))
         .route("/v1/poll", post(poll))
         .route("/v1/stats", get(stats))
-        .layer(axum::middleware::from_fn_with_state(
-            Arc::clone(&server),
-            count,
-        ))
+        .layer(axum::middleware::from_fn_with_state(Arc::clone(&server), count))
         .with_state(server)
 }
 
@@ -125,9 +114,7 @@ async fn count(AxState(server): AxState<Shared>, req: Request, next: Next) -> Re
     let response = next.run(req).await;
     server.stats.requests.fetch_add(1, Ordering::Relaxed);
     if !is_poll {
-        let us = u64::try_from(t0.elapsed().as_micros())
-            .unwrap_or(u64::MAX)
-            .max(1);
+        let us = u64::try_from(t0.elapsed().as_micros()).unwrap_or(u64::MAX).max(1);
         if let Ok(mut h) = server.stats.latency_us.lock() {
             let high = h.high();
             let _ = h.record(us.min(high));
@@ -136,10 +123,7 @@ async fn count(AxState(server): AxState<Shared>, req: Request, next: Next) -> Re
     response
 }
 
-async fn create(
-    AxState(server): AxState<Shared>,
-    body: Bytes,
-) -> Result<impl IntoResponse, ApiError> {
+async fn create(AxState(server): AxState<Shared>, body: Bytes) -> Result<impl IntoResponse, ApiError> {
     let spec: TaskSpec = parse_body(&body)?;
     let task = server.create(&spec).await?;
     Ok((StatusCode::CREATED, Json(task)))
@@ -154,15 +138,9 @@ pub struct TaskPage {
     pub total: usize,
 }
 
-fn number<T: std::str::FromStr>(
-    q: &HashMap<String, String>,
-    key: &str,
-) -> Result<Option<T>, ApiError> {
+fn number<T: std::str::FromStr>(q: &HashMap<String, String>, key: &str) -> Result<Option<T>, ApiError> {
     q.get(key)
-        .map(|v| {
-            v.parse::<T>()
-                .map_err(|_| ApiError::field(key, format!("{v:?} is not a valid number")))
-        })
+        .map(|v| v.parse::<T>().map_err(|_| ApiError::field(key, format!("{v:?} is not a valid number"))))
         .transpose()
 }
 
@@ -196,39 +174,21 @@ async fn list(
     if !errors.is_empty() {
         return Err(ApiError::invalid(errors));
     }
-    let all = server
-        .list(state, kind, q.get("location").map(String::as_str))
-        .await;
+    let all = server.list(state, kind, q.get("location").map(String::as_str)).await;
     let total = all.len();
-    let tasks = all
-        .into_iter()
-        .skip((page - 1) * per_page)
-        .take(per_page)
-        .collect();
-    Ok(Json(TaskPage {
-        tasks,
-        page,
-        per_page,
-        total,
-    }))
+    let tasks = all.into_iter().skip((page - 1) * per_page).take(per_page).collect();
+    Ok(Json(TaskPage { tasks, page, per_page, total }))
 }
 
 fn task_id(text: &str) -> Result<u64, ApiError> {
-    text.parse()
-        .map_err(|_| ApiError::field("id", format!("{text:?} is not a task id")))
+    text.parse().map_err(|_| ApiError::field("id", format!("{text:?} is not a task id")))
 }
 
-async fn get_task(
-    AxState(server): AxState<Shared>,
-    Path(id): Path<String>,
-) -> Result<impl IntoResponse, ApiError> {
+async fn get_task(AxState(server): AxState<Shared>, Path(id): Path<String>) -> Result<impl IntoResponse, ApiError> {
     Ok(Json(server.get(task_id(&id)?).await?))
 }
 
-async fn cancel(
-    AxState(server): AxState<Shared>,
-    Path(id): Path<String>,
-) -> Result<impl IntoResponse, ApiError> {
+async fn cancel(AxState(server): AxState<Shared>, Path(id): Path<String>) -> Result<impl IntoResponse, ApiError> {
     Ok(Json(server.cancel(task_id(&id)?).await?))
 }
 
@@ -245,41 +205,25 @@ async fn task_results(
 ) -> Result<Json<ResultPage>, ApiError> {
     let id = task_id(&id)?;
     server.get(id).await?;
-    let query = ResultQuery {
-        task_id: Some(id),
-        location: q.get("location").cloned(),
-        seq: number(&q, "seq")?,
-    };
-    Ok(Json(ResultPage {
-        results: server.results(&query).await?,
-    }))
+    let query = ResultQuery { task_id: Some(id), location: q.get("location").cloned(), seq: number(&q, "seq")? };
+    Ok(Json(ResultPage { results: server.results(&query).await? }))
 }
 
 async fn results(
     AxState(server): AxState<Shared>,
     Query(q): Query<HashMap<String, String>>,
 ) -> Result<Json<ResultPage>, ApiError> {
-    let query = ResultQuery {
-        task_id: number(&q, "task")?,
-        location: q.get("location").cloned(),
-        seq: number(&q, "seq")?,
-    };
-    Ok(Json(ResultPage {
-        results: server.results(&query).await?,
-    }))
+    let query =
+        ResultQuery { task_id: number(&q, "task")?, location: q.get("location").cloned(), seq: number(&q, "seq")? };
+    Ok(Json(ResultPage { results: server.results(&query).await? }))
 }
 
 async fn summary(
     AxState(server): AxState<Shared>,
     Query(q): Query<HashMap<String, String>>,
 ) -> Result<impl IntoResponse, ApiError> {
-    let query = ResultQuery {
-        task_id: number(&q, "task")?,
-        ..ResultQuery::default()
-    };
-    Ok(Json(super::summary::summarize(
-        &server.results(&query).await?,
-    )))
+    let query = ResultQuery { task_id: number(&q, "task")?, ..ResultQuery::default() };
+    Ok(Json(super::summary::summarize(&server.results(&query).await?)))
 }
 
 async fn locations(AxState(server): AxState<Shared>) -> impl IntoResponse {
@@ -310,10 +254,7 @@ pub struct PollResponse {
     pub jobs: Vec<Job>,
 }
 
-async fn poll(
-    AxState(server): AxState<Shared>,
-    body: Bytes,
-) -> Result<Json<PollResponse>, ApiError> {
+async fn poll(AxState(server): AxState<Shared>, body: Bytes) -> Result<Json<PollResponse>, ApiError> {
     let req: PollRequest = parse_body(&body)?;
     if req.agent.trim().is_empty() {
         return Err(ApiError::field("agent", "must not be empty"));
@@ -322,16 +263,11 @@ async fn poll(
         return Err(ApiError::field("location", "must not be empty"));
     }
     let wait = Duration::from_millis(req.wait_ms).min(MAX_POLL_WAIT);
-    let jobs = server
-        .poll(&req.agent, &req.location, req.kind, req.max, wait)
-        .await;
+    let jobs = server.poll(&req.agent, &req.location, req.kind, req.max, wait).await;
     Ok(Json(PollResponse { jobs }))
 }
 
-async fn deliver(
-    AxState(server): AxState<Shared>,
-    body: Bytes,
-) -> Result<impl IntoResponse, ApiError> {
+async fn deliver(AxState(server): AxState<Shared>, body: Bytes) -> Result<impl IntoResponse, ApiError> {
     let result: RunResult = parse_body(&body)?;
     let recorded = server.deliver(result).await?;
     Ok(Json(serde_json::json!({"recorded": recorded})))
@@ -339,12 +275,7 @@ async fn deliver(
 
 async fn stats(AxState(server): AxState<Shared>) -> impl IntoResponse {
     let (count, p50, p99, max) = match server.stats.latency_us.lock() {
-        Ok(h) => (
-            h.len(),
-            h.value_at_quantile(0.5),
-            h.value_at_quantile(0.99),
-            h.max(),
-        ),
+        Ok(h) => (h.len(), h.value_at_quantile(0.5), h.value_at_quantile(0.99), h.max()),
         Err(_) => (0, 0, 0, 0),
     };
     let tasks = server.list(None, None, None).await;
@@ -368,10 +299,7 @@ mod tests {
 
     #[test]
     fn malformed_bodies_name_the_field() {
-        let e = parse_body::<TaskSpec>(
-            br#"{"type":"ONE-OFF","measurement":{"kind":"ping","count":"x"}}"#,
-        )
-        .unwrap_err();
+        let e = parse_body::<TaskSpec>(br#"{"type":"ONE-OFF","measurement":{"kind":"ping","count":"x"}}"#).unwrap_err();
         assert_eq!(e.status, StatusCode::BAD_REQUEST);
         assert_eq!(e.body["errors"][0]["field"], "measurement");
         let e = parse_body::<TaskSpec>(br#"{"type":"SOMETIMES"}"#).unwrap_err();

@@ -37,11 +37,7 @@ pub fn role_flag_as_subcommand(argv: Vec<OsString>) -> Vec<OsString> {
     while let Some(arg) = it.next() {
         if role.is_none() && arg == "--role" {
             role = it.next();
-        } else if let Some(r) = arg
-            .to_str()
-            .and_then(|s| s.strip_prefix("--role="))
-            .filter(|_| role.is_none())
-        {
+        } else if let Some(r) = arg.to_str().and_then(|s| s.strip_prefix("--role=")).filter(|_| role.is_none()) {
             role = Some(OsString::from(r));
         } else {
             rest.push(arg);
@@ -69,10 +65,7 @@ mod tests {
             role_flag_as_subcommand(os(&["p", "--role=agent", "--server", "x"])),
             os(&["p", "agent", "--server", "x"])
         );
-        assert_eq!(
-            role_flag_as_subcommand(os(&["p", "cli", "agents"])),
-            os(&["p", "cli", "agents"])
-        );
+        assert_eq!(role_flag_as_subcommand(os(&["p", "cli", "agents"])), os(&["p", "cli", "agents"]));
     }
 
     #[test]
@@ -92,20 +85,9 @@ mod tests {
         ])))
         .unwrap();
         assert!(matches!(a.role, Role::Agent(ref x) if x.location == "eu"));
-        let s = Args::try_parse_from(os(&[
-            "p",
-            "server",
-            "--location",
-            "eu,us",
-            "--location",
-            "ap",
-        ]))
-        .unwrap();
+        let s = Args::try_parse_from(os(&["p", "server", "--location", "eu,us", "--location", "ap"])).unwrap();
         assert!(matches!(s.role, Role::Server(ref x) if x.locations == ["eu", "us", "ap"]));
-        let c = Args::try_parse_from(os(&[
-            "p", "cli", "--json", "task", "list", "--state", "RUNNING",
-        ]))
-        .unwrap();
+        let c = Args::try_parse_from(os(&["p", "cli", "--json", "task", "list", "--state", "RUNNING"])).unwrap();
         assert!(matches!(c.role, Role::Cli(ref x) if x.json));
         assert!(Args::try_parse_from(os(&[
             "p",

@@ -21,11 +21,7 @@ use super::task::{Measurement, Task, TaskType};
 #[derive(Debug, Clone, clap::Args)]
 pub struct CliArgs {
     /// The server.
-    #[arg(
-        long,
-        env = "DIORAMA_PROBE_SERVER",
-        default_value = "http://127.0.0.1:8080"
-    )]
+    #[arg(long, env = "DIORAMA_PROBE_SERVER", default_value = "http://127.0.0.1:8080")]
     pub server: String,
     /// Print the API's JSON instead of a table.
     #[arg(long, global = true)]
@@ -137,22 +133,14 @@ impl CliFailure {
 impl From<ClientError> for CliFailure {
     fn from(e: ClientError) -> Self {
         match e.status() {
-            Some((StatusCode::BAD_REQUEST, body)) => Self {
-                code: 2,
-                lines: field_lines(body, ""),
-            },
-            Some((StatusCode::CONFLICT, body)) => Self {
-                code: 3,
-                lines: vec![body["error"].as_str().unwrap_or("conflict").to_owned()],
-            },
-            Some((StatusCode::NOT_FOUND, body)) => Self {
-                code: 4,
-                lines: vec![body["error"].as_str().unwrap_or("not found").to_owned()],
-            },
-            _ => Self {
-                code: 1,
-                lines: vec![e.to_string()],
-            },
+            Some((StatusCode::BAD_REQUEST, body)) => Self { code: 2, lines: field_lines(body, "") },
+            Some((StatusCode::CONFLICT, body)) => {
+                Self { code: 3, lines: vec![body["error"].as_str().unwrap_or("conflict").to_owned()] }
+            }
+            Some((StatusCode::NOT_FOUND, body)) => {
+                Self { code: 4, lines: vec![body["error"].as_str().unwrap_or("not found").to_owned()] }
+            }
+            _ => Self { code: 1, lines: vec![e.to_string()] },
         }
     }
 }
@@ -166,10 +154,7 @@ fn field_lines(body: &serde_json::Value, prefix: &str) -> Vec<String> {
     if errors.is_empty() {
         return vec![body.to_string()];
     }
-    errors
-        .iter()
-        .map(|e| format!("{prefix}{}: {}", e.field, e.message))
-        .collect()
+    errors.iter().map(|e| format!("{prefix}{}: {}", e.field, e.message)).collect()
 }
 
 /// Runs one CLI command, printing its output; `Err` carries the exit code and the lines
@@ -178,44 +163,29 @@ pub async fn run(args: CliArgs) -> Result<(), CliFailure> {
     let client = ApiClient::new(&args.server, Duration::from_secs(30));
     match &args.command {
         CliCommand::Task(TaskCommand::Create(c)) => create(&client, c, args.json).await,
-        CliCommand::Task(TaskCommand::List {
-            state,
-            kind,
-            location,
-            page,
-            per_page,
-        }) => {
+        CliCommand::Task(TaskCommand::List { state, kind, location, page, per_page }) => {
             let mut query = vec![format!("page={page}"), format!("per_page={per_page}")];
             for (k, v) in [("state", state), ("type", kind), ("location", location)] {
                 if let Some(v) = v {
                     query.push(format!("{k}={}", encode(v)));
                 }
             }
-            let page: TaskPage = client
-                .call(Method::GET, &format!("/v1/tasks?{}", query.join("&")), None)
-                .await?;
+            let page: TaskPage = client.call(Method::GET, &format!("/v1/tasks?{}", query.join("&")), None).await?;
             if args.json {
                 print_json(&page);
             } else {
                 print_tasks(&page.tasks);
-                println!(
-                    "page {} of {} tasks ({} per page)",
-                    page.page, page.total, page.per_page
-                );
+                println!("page {} of {} tasks ({} per page)", page.page, page.total, page.per_page);
             }
             Ok(())
         }
         CliCommand::Task(TaskCommand::Get { id }) => {
-            let task: Task = client
-                .call(Method::GET, &format!("/v1/tasks/{id}"), None)
-                .await?;
+            let task: Task = client.call(Method::GET, &format!("/v1/tasks/{id}"), None).await?;
             show_task(&task, args.json);
             Ok(())
         }
         CliCommand::Task(TaskCommand::Cancel { id }) => {
-            let task: Task = client
-                .call(Method::POST, &format!("/v1/tasks/{id}/cancel"), None)
-                .await?;
+            let task: Task = client.call(Method::POST, &format!("/v1/tasks/{id}/cancel"), None).await?;
             show_task(&task, args.json);
             Ok(())
         }
@@ -227,13 +197,8 @@ pub async fn run(args: CliArgs) -> Result<(), CliFailure> {
             if let Some(s) = seq {
                 query.push(format!("seq={s}"));
             }
-            let page: ResultPage = client
-                .call(
-                    Method::GET,
-                    &format!("/v1/tasks/{id}/results?{}", query.join("&")),
-                    None,
-                )
-                .await?;
+            let page: ResultPage =
+                client.call(Method::GET, &format!("/v1/tasks/{id}/results?{}", query.join("&")), None).await?;
             if args.json {
                 print_json(&page);
             } else {
@@ -266,10 +231,7 @@ pub async fn run(args: CliArgs) -> Result<(), CliFailure> {
                             .map(|x| {
                                 ["name", "location", "kind", "jobs_taken", "last_seen"]
                                     .iter()
-                                    .map(|k| {
-                                        x[k].as_str()
-                                            .map_or_else(|| x[k].to_string(), str::to_owned)
-                                    })
+                                    .map(|k| x[k].as_str().map_or_else(|| x[k].to_string(), str::to_owned))
                                     .collect()
                             })
                             .collect()
@@ -298,28 +260,19 @@ fn encode(v: &str) -> String {
 
 async fn create(client: &ApiClient, c: &CreateArgs, json: bool) -> Result<(), CliFailure> {
     if let Some(path) = &c.file {
-        let text = std::fs::read_to_string(path).map_err(|e| CliFailure {
-            code: 2,
-            lines: vec![format!("read {}: {e}", path.display())],
-        })?;
-        let file = super::taskfile::load(path, &text).map_err(|errors| {
-            CliFailure::usage(errors.iter().map(ToString::to_string).collect())
-        })?;
+        let text = std::fs::read_to_string(path)
+            .map_err(|e| CliFailure { code: 2, lines: vec![format!("read {}: {e}", path.display())] })?;
+        let file = super::taskfile::load(path, &text)
+            .map_err(|errors| CliFailure::usage(errors.iter().map(ToString::to_string).collect()))?;
         let mut created = Vec::new();
         for (i, spec) in file.specs.iter().enumerate() {
             let body = serde_json::to_value(spec).unwrap_or_default();
-            match client
-                .call::<Task>(Method::POST, "/v1/tasks", Some(&body))
-                .await
-            {
+            match client.call::<Task>(Method::POST, "/v1/tasks", Some(&body)).await {
                 Ok(t) => created.push(t),
                 Err(e) => {
                     if let Some((StatusCode::BAD_REQUEST, body)) = e.status() {
-                        let mut lines: Vec<String> = file
-                            .locate(i, &field_errors(body))
-                            .iter()
-                            .map(ToString::to_string)
-                            .collect();
+                        let mut lines: Vec<String> =
+                            file.locate(i, &field_errors(body)).iter().map(ToString::to_string).collect();
                         if !created.is_empty() {
                             lines.push(format!(
                                 "tasks created before this one: {:?}",
@@ -356,20 +309,11 @@ fn spec_from_flags(c: &CreateArgs) -> Result<TaskSpec, CliFailure> {
         ));
     }
     let measurement = match c.measurement.as_deref() {
-        Some("ping") => Some(Measurement::Ping {
-            count: c.count.unwrap_or(3),
-        }),
-        Some("traceroute") => Some(Measurement::Traceroute {
-            max_hops: c.max_hops.unwrap_or(16),
-        }),
-        Some("http") => Some(Measurement::Http {
-            path: c.path.clone().unwrap_or_else(|| "/".into()),
-            port: c.port,
-        }),
+        Some("ping") => Some(Measurement::Ping { count: c.count.unwrap_or(3) }),
+        Some("traceroute") => Some(Measurement::Traceroute { max_hops: c.max_hops.unwrap_or(16) }),
+        Some("http") => Some(Measurement::Http { path: c.path.clone().unwrap_or_else(|| "/".into()), port: c.port }),
         Some("dns") => Some(Measurement::Dns),
-        Some("exec") => Some(Measurement::Exec {
-            argv: c.argv.clone(),
-        }),
+        Some("exec") => Some(Measurement::Exec { argv: c.argv.clone() }),
         other => {
             errors.push(format!(
                 "measurement: unknown measurement {:?} (ping, traceroute, http, dns, exec)",
@@ -425,11 +369,7 @@ fn print_table(header: &[&str], rows: &[Vec<String>]) {
         }
     }
     let line = |cells: Vec<String>| {
-        let parts: Vec<String> = cells
-            .iter()
-            .zip(&widths)
-            .map(|(c, w)| format!("{c:<w$}"))
-            .collect();
+        let parts: Vec<String> = cells.iter().zip(&widths).map(|(c, w)| format!("{c:<w$}")).collect();
         println!("{}", parts.join("  ").trim_end());
     };
     line(header.iter().map(|h| (*h).to_owned()).collect());
@@ -452,24 +392,11 @@ fn print_tasks(tasks: &[Task]) {
                 t.endpoints.join(","),
                 t.locations.join(","),
                 format!("{runs} ({failed} failed)"),
-                t.next_fire
-                    .map_or_else(|| "-".to_owned(), |f| f.to_rfc3339()),
+                t.next_fire.map_or_else(|| "-".to_owned(), |f| f.to_rfc3339()),
             ]
         })
         .collect();
-    print_table(
-        &[
-            "ID",
-            "TYPE",
-            "STATE",
-            "MEASUREMENT",
-            "ENDPOINTS",
-            "LOCATIONS",
-            "RUNS",
-            "NEXT FIRE",
-        ],
-        &rows,
-    );
+    print_table(&["ID", "TYPE", "STATE", "MEASUREMENT", "ENDPOINTS", "LOCATIONS", "RUNS", "NEXT FIRE"], &rows);
 }
 
 fn figure(f: Option<&Figures>) -> String {
@@ -478,19 +405,13 @@ fn figure(f: Option<&Figures>) -> String {
             Some(avg) => format!("rtt avg {avg:.3} ms, loss {}%", p.loss_pct),
             None => format!("loss {}%", p.loss_pct),
         },
-        Some(Figures::Traceroute(t)) => format!(
-            "{} hops{}",
-            t.hops.len(),
-            if t.reached { "" } else { ", not reached" }
-        ),
-        Some(Figures::Http(h)) => format!(
-            "HTTP {} connect {:.3} ms total {:.3} ms",
-            h.status, h.connect_ms, h.total_ms
-        ),
-        Some(Figures::Dns {
-            addresses,
-            lookup_ms,
-        }) => format!("{} in {lookup_ms:.3} ms", addresses.join(" ")),
+        Some(Figures::Traceroute(t)) => {
+            format!("{} hops{}", t.hops.len(), if t.reached { "" } else { ", not reached" })
+        }
+        Some(Figures::Http(h)) => {
+            format!("HTTP {} connect {:.3} ms total {:.3} ms", h.status, h.connect_ms, h.total_ms)
+        }
+        Some(Figures::Dns { addresses, lookup_ms }) => format!("{} in {lookup_ms:.3} ms", addresses.join(" ")),
         Some(Figures::Exec { exit_code }) => format!("exit {exit_code:?}"),
         None => "-".into(),
     }
@@ -518,18 +439,11 @@ fn print_results(page: &ResultPage) {
                 r.agent.clone().unwrap_or_else(|| "-".into()),
                 e.endpoint.clone(),
                 if e.ok { "ok".into() } else { "FAILED".into() },
-                e.error
-                    .clone()
-                    .unwrap_or_else(|| figure(e.figures.as_ref())),
+                e.error.clone().unwrap_or_else(|| figure(e.figures.as_ref())),
             ]);
         }
     }
-    print_table(
-        &[
-            "TASK", "LOCATION", "SEQ", "AGENT", "ENDPOINT", "STATUS", "FIGURES",
-        ],
-        &rows,
-    );
+    print_table(&["TASK", "LOCATION", "SEQ", "AGENT", "ENDPOINT", "STATUS", "FIGURES"], &rows);
 }
 
 fn print_summary(s: &Summary) {
@@ -549,18 +463,7 @@ fn print_summary(s: &Summary) {
             ]
         })
         .collect();
-    print_table(
-        &[
-            "LOCATION",
-            "ENDPOINT",
-            "MEASUREMENT",
-            "SAMPLES",
-            "MEDIAN MS",
-            "P90 MS",
-            "FAILED",
-        ],
-        &rows,
-    );
+    print_table(&["LOCATION", "ENDPOINT", "MEASUREMENT", "SAMPLES", "MEDIAN MS", "P90 MS", "FAILED"], &rows);
     let rows: Vec<Vec<String>> = s
         .kinds
         .iter()
@@ -578,18 +481,7 @@ fn print_summary(s: &Summary) {
         .collect();
     if !rows.is_empty() {
         println!();
-        print_table(
-            &[
-                "KIND",
-                "RUNS",
-                "STARTUP MS",
-                "EXEC MS",
-                "TEARDOWN MS",
-                "RESPONSE MEAN",
-                "RESPONSE P99",
-            ],
-            &rows,
-        );
+        print_table(&["KIND", "RUNS", "STARTUP MS", "EXEC MS", "TEARDOWN MS", "RESPONSE MEAN", "RESPONSE P99"], &rows);
     }
 }
 

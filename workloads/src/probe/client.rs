@@ -12,24 +12,11 @@ use hyper_util::rt::TokioExecutor;
 #[derive(Debug, thiserror::Error)]
 pub enum ClientError {
     #[error("{method} {url}: {reason}")]
-    Transport {
-        method: Method,
-        url: String,
-        reason: String,
-    },
+    Transport { method: Method, url: String, reason: String },
     #[error("{method} {url}: HTTP {status}: {body}")]
-    Status {
-        method: Method,
-        url: String,
-        status: StatusCode,
-        body: serde_json::Value,
-    },
+    Status { method: Method, url: String, status: StatusCode, body: serde_json::Value },
     #[error("{method} {url}: decode the answer: {reason}")]
-    Decode {
-        method: Method,
-        url: String,
-        reason: String,
-    },
+    Decode { method: Method, url: String, reason: String },
 }
 
 impl ClientError {
@@ -55,13 +42,8 @@ impl ApiClient {
     pub fn new(base: &str, timeout: Duration) -> Self {
         let mut connector = HttpConnector::new();
         connector.set_nodelay(true);
-        let http =
-            hyper_util::client::legacy::Client::builder(TokioExecutor::new()).build(connector);
-        Self {
-            base: base.trim_end_matches('/').to_owned(),
-            http,
-            timeout,
-        }
+        let http = hyper_util::client::legacy::Client::builder(TokioExecutor::new()).build(connector);
+        Self { base: base.trim_end_matches('/').to_owned(), http, timeout }
     }
 
     /// Calls `method path` with an optional JSON body and decodes the JSON answer.
@@ -72,11 +54,7 @@ impl ApiClient {
         body: Option<&serde_json::Value>,
     ) -> Result<T, ClientError> {
         let url = format!("{}{path}", self.base);
-        let transport = |reason: String| ClientError::Transport {
-            method: method.clone(),
-            url: url.clone(),
-            reason,
-        };
+        let transport = |reason: String| ClientError::Transport { method: method.clone(), url: url.clone(), reason };
         let bytes = body.map(|b| Bytes::from(b.to_string())).unwrap_or_default();
         let req = Request::builder()
             .method(method.clone())
@@ -85,38 +63,19 @@ impl ApiClient {
             .body(Full::new(bytes))
             .map_err(|e| transport(e.to_string()))?;
         let answer = async {
-            let resp = self
-                .http
-                .request(req)
-                .await
-                .map_err(|e| transport(format!("{e:?}")))?;
+            let resp = self.http.request(req).await.map_err(|e| transport(format!("{e:?}")))?;
             let status = resp.status();
-            let body = resp
-                .into_body()
-                .collect()
-                .await
-                .map_err(|e| transport(e.to_string()))?
-                .to_bytes();
+            let body = resp.into_body().collect().await.map_err(|e| transport(e.to_string()))?.to_bytes();
             Ok::<_, ClientError>((status, body))
         };
         let (status, body) = tokio::time::timeout(self.timeout, answer)
             .await
             .map_err(|_| transport(format!("no answer within {:?}", self.timeout)))??;
         if !status.is_success() {
-            let body = serde_json::from_slice(&body).unwrap_or_else(|_| {
-                serde_json::Value::String(String::from_utf8_lossy(&body).into_owned())
-            });
-            return Err(ClientError::Status {
-                method,
-                url,
-                status,
-                body,
-            });
+            let body = serde_json::from_slice(&body)
+                .unwrap_or_else(|_| serde_json::Value::String(String::from_utf8_lossy(&body).into_owned()));
+            return Err(ClientError::Status { method, url, status, body });
         }
-        serde_json::from_slice(&body).map_err(|e| ClientError::Decode {
-            method,
-            url,
-            reason: e.to_string(),
-        })
+        serde_json::from_slice(&body).map_err(|e| ClientError::Decode { method, url, reason: e.to_string() })
     }
 }

@@ -45,9 +45,7 @@ impl Delay {
                 }
                 rng.random_range(secs(*lo)..secs(*hi))
             }
-            Delay::Normal { mean, sd } => {
-                Normal::new(secs(*mean), secs(*sd)).map_or(secs(*mean), |n| n.sample(rng))
-            }
+            Delay::Normal { mean, sd } => Normal::new(secs(*mean), secs(*sd)).map_or(secs(*mean), |n| n.sample(rng)),
             Delay::LogNormal { median, sigma } => {
                 LogNormal::new(secs(*median).ln(), *sigma).map_or(secs(*median), |n| n.sample(rng))
             }
@@ -65,27 +63,16 @@ impl Delay {
 impl FromStr for Delay {
     type Err = DelayError;
     fn from_str(text: &str) -> Result<Self, Self::Err> {
-        let err = |reason: &str| DelayError {
-            text: text.to_owned(),
-            reason: reason.to_owned(),
-        };
-        let dur = |s: &str| {
-            parse_duration_ns(s.trim())
-                .map(Duration::from_nanos)
-                .map_err(|e| err(&e.to_string()))
-        };
+        let err = |reason: &str| DelayError { text: text.to_owned(), reason: reason.to_owned() };
+        let dur = |s: &str| parse_duration_ns(s.trim()).map(Duration::from_nanos).map_err(|e| err(&e.to_string()));
         if text.trim() == "0" {
             return Ok(Delay::Fixed(Duration::ZERO));
         }
-        let (kind, rest) = text
-            .split_once(':')
-            .ok_or_else(|| err("expected KIND:PARAMETERS"))?;
+        let (kind, rest) = text.split_once(':').ok_or_else(|| err("expected KIND:PARAMETERS"))?;
         let params = |names: &[&str]| -> Result<Vec<String>, DelayError> {
             let mut values = vec![String::new(); names.len()];
             for pair in rest.split(',') {
-                let (k, v) = pair
-                    .split_once('=')
-                    .ok_or_else(|| err(&format!("expected NAME=VALUE, got {pair:?}")))?;
+                let (k, v) = pair.split_once('=').ok_or_else(|| err(&format!("expected NAME=VALUE, got {pair:?}")))?;
                 let i = names
                     .iter()
                     .position(|n| *n == k.trim())
@@ -100,9 +87,7 @@ impl FromStr for Delay {
         match kind.trim() {
             "fixed" => Ok(Delay::Fixed(dur(rest)?)),
             "uniform" => {
-                let (lo, hi) = rest
-                    .split_once("..")
-                    .ok_or_else(|| err("expected LOW..HIGH"))?;
+                let (lo, hi) = rest.split_once("..").ok_or_else(|| err("expected LOW..HIGH"))?;
                 let (lo, hi) = (dur(lo)?, dur(hi)?);
                 if hi < lo {
                     return Err(err("HIGH is below LOW"));
@@ -111,10 +96,7 @@ impl FromStr for Delay {
             }
             "normal" => {
                 let v = params(&["mean", "sd"])?;
-                Ok(Delay::Normal {
-                    mean: dur(&v[0])?,
-                    sd: dur(&v[1])?,
-                })
+                Ok(Delay::Normal { mean: dur(&v[0])?, sd: dur(&v[1])? })
             }
             "lognormal" => {
                 let v = params(&["median", "sigma"])?;
@@ -128,9 +110,7 @@ impl FromStr for Delay {
                 }
                 Ok(Delay::LogNormal { median, sigma })
             }
-            "exp" => Ok(Delay::Exp {
-                mean: dur(&params(&["mean"])?[0])?,
-            }),
+            "exp" => Ok(Delay::Exp { mean: dur(&params(&["mean"])?[0])? }),
             other => Err(err(&format!("unknown kind {other:?}"))),
         }
     }
@@ -144,49 +124,27 @@ mod tests {
     #[test]
     fn parses_every_kind() {
         assert_eq!("0".parse(), Ok(Delay::Fixed(Duration::ZERO)));
-        assert_eq!(
-            "fixed:20ms".parse(),
-            Ok(Delay::Fixed(Duration::from_millis(20)))
-        );
+        assert_eq!("fixed:20ms".parse(), Ok(Delay::Fixed(Duration::from_millis(20))));
         assert_eq!(
             "uniform:10ms..50ms".parse(),
-            Ok(Delay::Uniform(
-                Duration::from_millis(10),
-                Duration::from_millis(50)
-            ))
+            Ok(Delay::Uniform(Duration::from_millis(10), Duration::from_millis(50)))
         );
         assert_eq!(
             "normal:mean=20ms,sd=5ms".parse(),
-            Ok(Delay::Normal {
-                mean: Duration::from_millis(20),
-                sd: Duration::from_millis(5)
-            })
+            Ok(Delay::Normal { mean: Duration::from_millis(20), sd: Duration::from_millis(5) })
         );
         assert_eq!(
             "lognormal:median=20ms,sigma=0.5".parse(),
-            Ok(Delay::LogNormal {
-                median: Duration::from_millis(20),
-                sigma: 0.5
-            })
+            Ok(Delay::LogNormal { median: Duration::from_millis(20), sigma: 0.5 })
         );
-        assert_eq!(
-            "exp:mean=1s".parse(),
-            Ok(Delay::Exp {
-                mean: Duration::from_secs(1)
-            })
-        );
+        assert_eq!("exp:mean=1s".parse(), Ok(Delay::Exp { mean: Duration::from_secs(1) }));
     }
 
     #[test]
     fn refuses_bad_text() {
-        for bad in [
-            "20ms",
-            "fixed:20",
-            "uniform:50ms..10ms",
-            "normal:mean=1ms",
-            "lognormal:median=1ms,sigma=x",
-            "gamma:k=1",
-        ] {
+        for bad in
+            ["20ms", "fixed:20", "uniform:50ms..10ms", "normal:mean=1ms", "lognormal:median=1ms,sigma=x", "gamma:k=1"]
+        {
             assert!(bad.parse::<Delay>().is_err(), "{bad}");
         }
     }

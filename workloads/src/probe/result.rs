@@ -17,13 +17,8 @@ pub enum Figures {
     Ping(PingStats),
     Traceroute(Trace),
     Http(HttpTiming),
-    Dns {
-        addresses: Vec<String>,
-        lookup_ms: f64,
-    },
-    Exec {
-        exit_code: Option<i32>,
-    },
+    Dns { addresses: Vec<String>, lookup_ms: f64 },
+    Exec { exit_code: Option<i32> },
 }
 
 /// One endpoint's measurement within a run.
@@ -118,10 +113,6 @@ pub struct RunResult {
 pub fn ms_between(a: DateTime<Utc>, b: DateTime<Utc>) -> f64 {
     // Precision far beyond what a measurement needs.
     #[expect(clippy::cast_precision_loss, reason = "durations far below 2^53 ns")]
-    let ms = b
-        .signed_duration_since(a)
-        .num_nanoseconds()
-        .unwrap_or(i64::MAX) as f64
-        / 1e6;
+    let ms = b.signed_duration_since(a).num_nanoseconds().unwrap_or(i64::MAX) as f64 / 1e6;
     ms
 }

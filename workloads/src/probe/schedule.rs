@@ -60,14 +60,9 @@ pub fn next_after(task: &Task, after: DateTime<Utc>) -> Option<DateTime<Utc>> {
             let steps = if elapsed < TimeDelta::zero() {
                 0
             } else {
-                elapsed
-                    .num_nanoseconds()
-                    .map_or(i64::MAX / 2, |ns| ns / step.num_nanoseconds().unwrap_or(1))
-                    + 1
+                elapsed.num_nanoseconds().map_or(i64::MAX / 2, |ns| ns / step.num_nanoseconds().unwrap_or(1)) + 1
             };
-            let next = task
-                .created_at
-                .checked_add_signed(step.checked_mul(i32::try_from(steps).ok()?)?)?;
+            let next = task.created_at.checked_add_signed(step.checked_mul(i32::try_from(steps).ok()?)?)?;
             within_stop(task, next)
         }
         TaskType::RecurringScheduled => {
@@ -82,18 +77,10 @@ pub fn next_after(task: &Task, after: DateTime<Utc>) -> Option<DateTime<Utc>> {
 /// the catch-up policy of this module.
 pub fn due(task: &Task, pending: Option<DateTime<Utc>>, now: DateTime<Utc>) -> Due {
     let Some(first) = pending else {
-        return Due {
-            fire: None,
-            skipped: 0,
-            next: None,
-        };
+        return Due { fire: None, skipped: 0, next: None };
     };
     if first > now {
-        return Due {
-            fire: None,
-            skipped: 0,
-            next: Some(first),
-        };
+        return Due { fire: None, skipped: 0, next: Some(first) };
     }
     let mut latest = first;
     let mut skipped = 0u64;
@@ -101,26 +88,18 @@ pub fn due(task: &Task, pending: Option<DateTime<Utc>>, now: DateTime<Utc>) -> D
     if task.kind == TaskType::Recurring {
         // Arithmetic, not a walk: a 1 ms interval across an hour's downtime is 3.6M firings.
         if let (Some(step), Some(_)) = (interval(task), next) {
-            let behind = now
-                .signed_duration_since(first)
-                .num_nanoseconds()
-                .unwrap_or(i64::MAX);
+            let behind = now.signed_duration_since(first).num_nanoseconds().unwrap_or(i64::MAX);
             let k = behind / step.num_nanoseconds().unwrap_or(1).max(1);
             if k > 0 {
-                if let Some(l) = i32::try_from(k)
-                    .ok()
-                    .and_then(|k| step.checked_mul(k))
-                    .and_then(|d| first.checked_add_signed(d))
+                if let Some(l) =
+                    i32::try_from(k).ok().and_then(|k| step.checked_mul(k)).and_then(|d| first.checked_add_signed(d))
                 {
                     if within_stop(task, l).is_some() {
                         latest = l;
                         skipped = u64::try_from(k).unwrap_or(0);
                     } else if let Some(stop) = task.stop_time {
                         // The window closed while behind: the last firing inside it runs.
-                        let in_window = stop
-                            .signed_duration_since(first)
-                            .num_nanoseconds()
-                            .unwrap_or(0)
+                        let in_window = stop.signed_duration_since(first).num_nanoseconds().unwrap_or(0)
                             / step.num_nanoseconds().unwrap_or(1).max(1);
                         if let Some(l) = i32::try_from(in_window)
                             .ok()
@@ -150,11 +129,7 @@ pub fn due(task: &Task, pending: Option<DateTime<Utc>>, now: DateTime<Utc>) -> D
             }
         }
     }
-    Due {
-        fire: Some(latest),
-        skipped,
-        next,
-    }
+    Due { fire: Some(latest), skipped, next }
 }
 
 fn interval(task: &Task) -> Option<TimeDelta> {
@@ -162,10 +137,7 @@ fn interval(task: &Task) -> Option<TimeDelta> {
     if !(s.is_finite() && s > 0.0) {
         return None;
     }
-    #[expect(
-        clippy::cast_possible_truncation,
-        reason = "a positive interval of at most years, in ns"
-    )]
+    #[expect(clippy::cast_possible_truncation, reason = "a positive interval of at most years, in ns")]
     let ns = (s * 1e9).round() as i64;
     Some(TimeDelta::nanoseconds(ns.max(1)))
 }
@@ -208,40 +180,23 @@ mod tests {
         let first = first_fire(&t).unwrap();
         assert_eq!(first, at("2026-01-01T00:01:00Z"));
         assert_eq!(next_after(&t, first), Some(at("2026-01-01T00:02:00Z")));
-        assert_eq!(
-            next_after(&t, at("2026-01-01T00:02:00Z")),
-            Some(at("2026-01-01T00:03:00Z"))
-        );
+        assert_eq!(next_after(&t, at("2026-01-01T00:02:00Z")), Some(at("2026-01-01T00:03:00Z")));
         // Nothing after the stop time.
         assert_eq!(next_after(&t, at("2026-01-01T00:03:00Z")), None);
     }
 
     #[test]
     fn cron_start_on_a_boundary_is_inclusive() {
-        let t = cron_task(
-            "*/15 * * * *",
-            "2026-01-01T00:15:00Z",
-            "2026-01-01T01:00:00Z",
-        );
+        let t = cron_task("*/15 * * * *", "2026-01-01T00:15:00Z", "2026-01-01T01:00:00Z");
         assert_eq!(first_fire(&t), Some(at("2026-01-01T00:15:00Z")));
-        assert_eq!(
-            next_after(&t, at("2026-01-01T00:15:00Z")),
-            Some(at("2026-01-01T00:30:00Z"))
-        );
+        assert_eq!(next_after(&t, at("2026-01-01T00:15:00Z")), Some(at("2026-01-01T00:30:00Z")));
     }
 
     #[test]
     fn cron_with_seconds_field() {
-        let t = cron_task(
-            "30 * * * * *",
-            "2026-01-01T00:00:00Z",
-            "2026-01-01T00:05:00Z",
-        );
+        let t = cron_task("30 * * * * *", "2026-01-01T00:00:00Z", "2026-01-01T00:05:00Z");
         assert_eq!(first_fire(&t), Some(at("2026-01-01T00:00:30Z")));
-        assert_eq!(
-            next_after(&t, at("2026-01-01T00:00:30Z")),
-            Some(at("2026-01-01T00:01:30Z"))
-        );
+        assert_eq!(next_after(&t, at("2026-01-01T00:00:30Z")), Some(at("2026-01-01T00:01:30Z")));
     }
 
     #[test]
@@ -257,15 +212,9 @@ mod tests {
             "2026-01-01T00:00:00Z",
         );
         assert_eq!(first_fire(&t), Some(at("2026-01-01T00:00:00Z")));
-        assert_eq!(
-            next_after(&t, at("2026-01-01T00:00:00Z")),
-            Some(at("2026-01-01T00:00:10Z"))
-        );
+        assert_eq!(next_after(&t, at("2026-01-01T00:00:00Z")), Some(at("2026-01-01T00:00:10Z")));
         // A late wake-up does not shift the phase.
-        assert_eq!(
-            next_after(&t, at("2026-01-01T00:00:13.5Z")),
-            Some(at("2026-01-01T00:00:20Z"))
-        );
+        assert_eq!(next_after(&t, at("2026-01-01T00:00:13.5Z")), Some(at("2026-01-01T00:00:20Z")));
     }
 
     #[test]
@@ -286,46 +235,23 @@ mod tests {
     #[test]
     fn nothing_due_before_the_pending_firing() {
         let t = cron_task("* * * * *", "2026-01-01T00:00:00Z", "2026-01-01T01:00:00Z");
-        let d = due(
-            &t,
-            Some(at("2026-01-01T00:01:00Z")),
-            at("2026-01-01T00:00:59.9Z"),
-        );
-        assert_eq!(
-            d,
-            Due {
-                fire: None,
-                skipped: 0,
-                next: Some(at("2026-01-01T00:01:00Z"))
-            }
-        );
+        let d = due(&t, Some(at("2026-01-01T00:01:00Z")), at("2026-01-01T00:00:59.9Z"));
+        assert_eq!(d, Due { fire: None, skipped: 0, next: Some(at("2026-01-01T00:01:00Z")) });
     }
 
     #[test]
     fn catch_up_coalesces_missed_cron_firings() {
         let t = cron_task("* * * * *", "2026-01-01T00:00:00Z", "2026-01-01T01:00:00Z");
         // Down from before 00:01 until 00:05:30: 00:01 … 00:05 were missed.
-        let d = due(
-            &t,
-            Some(at("2026-01-01T00:01:00Z")),
-            at("2026-01-01T00:05:30Z"),
-        );
+        let d = due(&t, Some(at("2026-01-01T00:01:00Z")), at("2026-01-01T00:05:30Z"));
         assert_eq!(d.fire, Some(at("2026-01-01T00:05:00Z")));
         assert_eq!(d.skipped, 4);
         assert_eq!(d.next, Some(at("2026-01-01T00:06:00Z")));
         // On time: one firing, nothing skipped.
-        let d = due(
-            &t,
-            Some(at("2026-01-01T00:06:00Z")),
-            at("2026-01-01T00:06:00.002Z"),
-        );
+        let d = due(&t, Some(at("2026-01-01T00:06:00Z")), at("2026-01-01T00:06:00.002Z"));
         assert_eq!(
             (d.fire, d.skipped, d.next),
-            (
-                Some(at("2026-01-01T00:06:00Z")),
-                0,
-                Some(at("2026-01-01T00:07:00Z"))
-            )
+            (Some(at("2026-01-01T00:06:00Z")), 0, Some(at("2026-01-01T00:07:00Z")))
         );
     }
 
@@ -335,11 +261,7 @@ mod tests {
             r#"{"type":"RECURRING","measurement":{"kind":"dns"},"endpoints":["a"],"locations":["eu"],"interval":"1ms"}"#,
             "2026-01-01T00:00:00Z",
         );
-        let d = due(
-            &t,
-            Some(at("2026-01-01T00:00:00Z")),
-            at("2026-01-01T01:00:00.0005Z"),
-        );
+        let d = due(&t, Some(at("2026-01-01T00:00:00Z")), at("2026-01-01T01:00:00.0005Z"));
         assert_eq!(d.fire, Some(at("2026-01-01T01:00:00Z")));
         assert_eq!(d.skipped, 3_600_000);
         assert_eq!(d.next, Some(at("2026-01-01T01:00:00.001Z")));
@@ -348,15 +270,8 @@ mod tests {
     #[test]
     fn catch_up_past_the_stop_time_runs_the_last_firing_in_the_window() {
         let t = cron_task("* * * * *", "2026-01-01T00:00:00Z", "2026-01-01T00:03:00Z");
-        let d = due(
-            &t,
-            Some(at("2026-01-01T00:01:00Z")),
-            at("2026-01-01T00:10:00Z"),
-        );
-        assert_eq!(
-            (d.fire, d.skipped, d.next),
-            (Some(at("2026-01-01T00:03:00Z")), 2, None)
-        );
+        let d = due(&t, Some(at("2026-01-01T00:01:00Z")), at("2026-01-01T00:10:00Z"));
+        assert_eq!((d.fire, d.skipped, d.next), (Some(at("2026-01-01T00:03:00Z")), 2, None));
     }
 
     #[test]
@@ -366,9 +281,6 @@ mod tests {
             "2026-01-01T00:00:00Z",
         );
         let d = due(&t, first_fire(&t), at("2026-01-01T00:09:00Z"));
-        assert_eq!(
-            (d.fire, d.skipped, d.next),
-            (Some(at("2026-01-01T00:05:00Z")), 0, None)
-        );
+        assert_eq!((d.fire, d.skipped, d.next), (Some(at("2026-01-01T00:05:00Z")), 0, None));
     }
 }

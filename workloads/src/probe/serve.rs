@@ -60,10 +60,7 @@ pub async fn run(args: ServerArgs) -> anyhow::Result<()> {
         StoreKind::Sqlite => AnyStore::Sqlite(SqliteStore::open(&args.data)?),
         StoreKind::Postgres => AnyStore::Postgres(PgStore::connect(&args.pg_url).await?),
     };
-    let config = ServerConfig {
-        locations: args.locations.clone(),
-        lease: Duration::from_nanos(args.lease),
-    };
+    let config = ServerConfig { locations: args.locations.clone(), lease: Duration::from_nanos(args.lease) };
     let server = Arc::new(Server::open(store, config).await?);
     let listener = tokio::net::TcpListener::bind(args.listen).await?;
     if args.task_delay == 0 {
@@ -107,17 +104,9 @@ async fn seed_tasks(server: &Server, args: &ServerArgs) -> anyhow::Result<()> {
     }
     let mut file = None;
     if let Some(path) = &args.task_file {
-        let text = std::fs::read_to_string(path)
-            .map_err(|e| anyhow::anyhow!("read {}: {e}", path.display()))?;
+        let text = std::fs::read_to_string(path).map_err(|e| anyhow::anyhow!("read {}: {e}", path.display()))?;
         let loaded = super::taskfile::load(path, &text).map_err(|errors| {
-            anyhow::anyhow!(
-                "{}",
-                errors
-                    .iter()
-                    .map(ToString::to_string)
-                    .collect::<Vec<_>>()
-                    .join("\n")
-            )
+            anyhow::anyhow!("{}", errors.iter().map(ToString::to_string).collect::<Vec<_>>().join("\n"))
         })?;
         file = Some(loaded);
     }
@@ -133,11 +122,7 @@ async fn seed_tasks(server: &Server, args: &ServerArgs) -> anyhow::Result<()> {
             ServerError::Invalid(errors) => anyhow::anyhow!(
                 "--task #{}: {}",
                 i + 1,
-                errors
-                    .iter()
-                    .map(ToString::to_string)
-                    .collect::<Vec<_>>()
-                    .join("; ")
+                errors.iter().map(ToString::to_string).collect::<Vec<_>>().join("; ")
             ),
             other => other.into(),
         })?;
@@ -148,11 +133,7 @@ async fn seed_tasks(server: &Server, args: &ServerArgs) -> anyhow::Result<()> {
                 return Err(match e {
                     ServerError::Invalid(errors) => anyhow::anyhow!(
                         "{}",
-                        file.locate(i, &errors)
-                            .iter()
-                            .map(ToString::to_string)
-                            .collect::<Vec<_>>()
-                            .join("\n")
+                        file.locate(i, &errors).iter().map(ToString::to_string).collect::<Vec<_>>().join("\n")
                     ),
                     other => other.into(),
                 });

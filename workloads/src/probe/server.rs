@@ -47,12 +47,7 @@ pub enum ServerError {
     #[error(transparent)]
     Conflict(#[from] IllegalTransition),
     #[error("result for task {task_id} location {location} seq {seq}: {reason}")]
-    BadResult {
-        task_id: u64,
-        location: String,
-        seq: u64,
-        reason: String,
-    },
+    BadResult { task_id: u64, location: String, seq: u64, reason: String },
     #[error("results store: {0}")]
     Store(#[from] StoreError),
 }
@@ -124,10 +119,7 @@ impl Server {
         let tasks = store.load_tasks().await?;
         let now = now();
         let lease = lease(&config);
-        let mut inner = Inner {
-            next_id: 1,
-            ..Inner::default()
-        };
+        let mut inner = Inner { next_id: 1, ..Inner::default() };
         for task in tasks {
             inner.next_id = inner.next_id.max(task.id + 1);
             if !task.state.is_terminal() {
@@ -139,11 +131,7 @@ impl Server {
                             let fire_time = task.last_fire.unwrap_or(task.created_at);
                             inner.outstanding.insert(
                                 (task.id, location.clone(), seq),
-                                Outstanding {
-                                    fire_time,
-                                    deadline: now + lease,
-                                    agent: None,
-                                },
+                                Outstanding { fire_time, deadline: now + lease, agent: None },
                             );
                         }
                     }
@@ -151,29 +139,16 @@ impl Server {
             }
             inner.tasks.insert(task.id, task);
         }
-        tracing::info!(
-            tasks = inner.tasks.len(),
-            outstanding = inner.outstanding.len(),
-            "server state loaded"
-        );
-        let histogram =
-            hdrhistogram::Histogram::new_with_bounds(1, 3_600_000_000, 3).map_err(|e| {
-                StoreError::Open {
-                    what: "latency histogram".into(),
-                    reason: e.to_string(),
-                }
-            })?;
+        tracing::info!(tasks = inner.tasks.len(), outstanding = inner.outstanding.len(), "server state loaded");
+        let histogram = hdrhistogram::Histogram::new_with_bounds(1, 3_600_000_000, 3)
+            .map_err(|e| StoreError::Open { what: "latency histogram".into(), reason: e.to_string() })?;
         Ok(Self {
             store,
             inner: Mutex::new(inner),
             config,
             wake: Notify::new(),
             work: Notify::new(),
-            stats: ApiStats {
-                requests: AtomicU64::new(0),
-                latency_us: StdMutex::new(histogram),
-                started: now,
-            },
+            stats: ApiStats { requests: AtomicU64::new(0), latency_us: StdMutex::new(histogram), started: now },
         })
     }
 
@@ -194,8 +169,7 @@ impl Server {
     pub async fn create(&self, spec: &TaskSpec) -> Result<Task, ServerError> {
         let known = self.locations().await;
         let mut inner = self.inner.lock().await;
-        let mut task =
-            validate(spec, inner.next_id, &known, now()).map_err(ServerError::Invalid)?;
+        let mut task = validate(spec, inner.next_id, &known, now()).map_err(ServerError::Invalid)?;
         task.next_fire = first_fire(&task);
         if task.next_fire.is_none() {
             task.transition(Event::Finish, Some("its window holds no firing".into()))?;
@@ -205,32 +179,16 @@ impl Server {
         inner.tasks.insert(task.id, task.clone());
         drop(inner);
         self.wake.notify_one();
-        tracing::info!(
-            id = task.id,
-            kind = task.kind.as_str(),
-            measurement = task.measurement.name(),
-            "task created"
-        );
+        tracing::info!(id = task.id, kind = task.kind.as_str(), measurement = task.measurement.name(), "task created");
         Ok(task)
     }
 
     pub async fn get(&self, id: u64) -> Result<Task, ServerError> {
-        self.inner
-            .lock()
-            .await
-            .tasks
-            .get(&id)
-            .cloned()
-            .ok_or(ServerError::NoTask(id))
+        self.inner.lock().await.tasks.get(&id).cloned().ok_or(ServerError::NoTask(id))
     }
 
     /// Tasks matching the filters, by id.
-    pub async fn list(
-        &self,
-        state: Option<State>,
-        kind: Option<TaskType>,
-        location: Option<&str>,
-    ) -> Vec<Task> {
+    pub async fn list(&self, state: Option<State>, kind: Option<TaskType>, location: Option<&str>) -> Vec<Task> {
         let inner = self.inner.lock().await;
         inner
             .tasks
@@ -245,11 +203,7 @@ impl Server {
     /// Cancels a SCHEDULED or RUNNING task; anything else is a conflict.
     pub async fn cancel(&self, id: u64) -> Result<Task, ServerError> {
         let mut inner = self.inner.lock().await;
-        let mut task = inner
-            .tasks
-            .get(&id)
-            .cloned()
-            .ok_or(ServerError::NoTask(id))?;
+        let mut task = inner.tasks.get(&id).cloned().ok_or(ServerError::NoTask(id))?;
         task.transition(Event::Cancel, Some("canceled by a user".into()))?;
         task.next_fire = None;
         self.store.save_task(&task).await?;
@@ -271,14 +225,7 @@ impl Server {
     }
 
     /// Hands an agent up to `max` runs of its location, waiting up to `wait` for work.
-    pub async fn poll(
-        &self,
-        agent: &str,
-        location: &str,
-        kind: AgentKind,
-        max: usize,
-        wait: Duration,
-    ) -> Vec<Job> {
+    pub async fn poll(&self, agent: &str, location: &str, kind: AgentKind, max: usize, wait: Duration) -> Vec<Job> {
         let deadline = tokio::time::Instant::now() + wait;
         loop {
             let notified = self.work.notified();
@@ -298,16 +245,13 @@ impl Server {
         let mut inner = self.inner.lock().await;
         let now = now();
         let lease = lease(&self.config);
-        let info = inner
-            .agents
-            .entry(agent.to_owned())
-            .or_insert_with(|| AgentInfo {
-                name: agent.to_owned(),
-                location: location.to_owned(),
-                kind,
-                last_seen: now,
-                jobs_taken: 0,
-            });
+        let info = inner.agents.entry(agent.to_owned()).or_insert_with(|| AgentInfo {
+            name: agent.to_owned(),
+            location: location.to_owned(),
+            kind,
+            last_seen: now,
+            jobs_taken: 0,
+        });
         info.last_seen = now;
         info.location = location.to_owned();
         info.kind = kind;
@@ -316,11 +260,7 @@ impl Server {
             let Some(job) = inner.queues.get_mut(location).and_then(VecDeque::pop_front) else {
                 break;
             };
-            if let Some(o) =
-                inner
-                    .outstanding
-                    .get_mut(&(job.task_id, job.location.clone(), job.seq))
-            {
+            if let Some(o) = inner.outstanding.get_mut(&(job.task_id, job.location.clone(), job.seq)) {
                 o.agent = Some(agent.to_owned());
                 o.deadline = now + lease;
                 jobs.push(job);
@@ -342,14 +282,8 @@ impl Server {
             seq: result.seq,
             reason: reason.to_owned(),
         };
-        let task = inner
-            .tasks
-            .get(&result.task_id)
-            .ok_or_else(|| bad("no such task"))?;
-        let tally = task
-            .tally
-            .get(&result.location)
-            .ok_or_else(|| bad("the task does not run at this location"))?;
+        let task = inner.tasks.get(&result.task_id).ok_or_else(|| bad("no such task"))?;
+        let tally = task.tally.get(&result.location).ok_or_else(|| bad("the task does not run at this location"))?;
         if result.seq == 0 || result.seq >= tally.next_seq {
             return Err(bad("no such run"));
         }
@@ -364,12 +298,7 @@ impl Server {
     }
 
     /// Persists `result` with the task's updated tally, then updates memory.
-    async fn record(
-        &self,
-        inner: &mut Inner,
-        key: &RunKey,
-        result: RunResult,
-    ) -> Result<bool, ServerError> {
+    async fn record(&self, inner: &mut Inner, key: &RunKey, result: RunResult) -> Result<bool, ServerError> {
         let Some(mut task) = inner.tasks.get(&key.0).cloned() else {
             return Ok(false);
         };
@@ -394,10 +323,7 @@ impl Server {
         let Some(task) = inner.tasks.get(&id) else {
             return Ok(());
         };
-        if task.state != State::Running
-            || task.next_fire.is_some()
-            || inner.outstanding.keys().any(|k| k.0 == id)
-        {
+        if task.state != State::Running || task.next_fire.is_some() || inner.outstanding.keys().any(|k| k.0 == id) {
             return Ok(());
         }
         let mut task = task.clone();
@@ -442,11 +368,7 @@ impl Server {
             }
             let mut jobs = Vec::new();
             for location in task.locations.clone() {
-                let seq = task
-                    .tally
-                    .entry(location.clone())
-                    .or_insert_with(LocationTally::new)
-                    .take_seq();
+                let seq = task.tally.entry(location.clone()).or_insert_with(LocationTally::new).take_seq();
                 jobs.push(Job {
                     task_id: id,
                     location,
@@ -462,35 +384,20 @@ impl Server {
             for job in jobs {
                 inner.outstanding.insert(
                     (id, job.location.clone(), job.seq),
-                    Outstanding {
-                        fire_time: job.fire_time,
-                        deadline: now + lease,
-                        agent: None,
-                    },
+                    Outstanding { fire_time: job.fire_time, deadline: now + lease, agent: None },
                 );
-                inner
-                    .queues
-                    .entry(job.location.clone())
-                    .or_default()
-                    .push_back(job);
+                inner.queues.entry(job.location.clone()).or_default().push_back(job);
                 queued = true;
             }
         }
-        let expired: Vec<(RunKey, Outstanding)> = inner
-            .outstanding
-            .iter()
-            .filter(|(_, o)| o.deadline <= now)
-            .map(|(k, o)| (k.clone(), o.clone()))
-            .collect();
+        let expired: Vec<(RunKey, Outstanding)> =
+            inner.outstanding.iter().filter(|(_, o)| o.deadline <= now).map(|(k, o)| (k.clone(), o.clone())).collect();
         for (key, o) in expired {
             let error = match &o.agent {
                 Some(agent) => {
                     format!("agent {agent} delivered no result within the lease ({lease})")
                 }
-                None => format!(
-                    "no agent of location {} took the run within the lease ({lease})",
-                    key.1
-                ),
+                None => format!("no agent of location {} took the run within the lease ({lease})", key.1),
             };
             tracing::warn!(task = key.0, location = %key.1, seq = key.2, %error, "run failed");
             if let Some(q) = inner.queues.get_mut(&key.1) {
@@ -518,12 +425,7 @@ impl Server {
         for id in ids {
             self.maybe_end(&mut inner, id).await?;
         }
-        let next_fire = inner
-            .tasks
-            .values()
-            .filter(|t| !t.state.is_terminal())
-            .filter_map(|t| t.next_fire)
-            .min();
+        let next_fire = inner.tasks.values().filter(|t| !t.state.is_terminal()).filter_map(|t| t.next_fire).min();
         let next_lease = inner.outstanding.values().map(|o| o.deadline).min();
         drop(inner);
         if queued {
@@ -546,11 +448,7 @@ impl Server {
                 }
             };
             let sleep = next
-                .map(|t| {
-                    t.signed_duration_since(now())
-                        .to_std()
-                        .unwrap_or(Duration::ZERO)
-                })
+                .map(|t| t.signed_duration_since(now()).to_std().unwrap_or(Duration::ZERO))
                 .unwrap_or(Duration::from_secs(3600));
             tokio::select! {
                 () = tokio::time::sleep(sleep) => {}
@@ -586,10 +484,7 @@ mod tests {
         let store = AnyStore::Sqlite(SqliteStore::open(&dir.join("probe.sqlite")).unwrap());
         Server::open(
             store,
-            ServerConfig {
-                locations: vec!["eu".into(), "us".into()],
-                lease: Duration::from_millis(lease_ms),
-            },
+            ServerConfig { locations: vec!["eu".into(), "us".into()], lease: Duration::from_millis(lease_ms) },
         )
         .await
         .unwrap()
@@ -622,18 +517,16 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let s = server(dir.path(), 60_000).await;
         let t = s
-            .create(&spec(r#"{"type":"ONE-OFF","measurement":{"kind":"dns"},"endpoints":["x"],"locations":["eu","us"]}"#))
+            .create(&spec(
+                r#"{"type":"ONE-OFF","measurement":{"kind":"dns"},"endpoints":["x"],"locations":["eu","us"]}"#,
+            ))
             .await
             .unwrap();
         assert_eq!(t.state, State::Scheduled);
         s.tick(now()).await.unwrap();
         assert_eq!(s.get(t.id).await.unwrap().state, State::Running);
-        let eu = s
-            .poll("a", "eu", AgentKind::AlwaysOn, 5, Duration::ZERO)
-            .await;
-        let us = s
-            .poll("b", "us", AgentKind::AlwaysOn, 5, Duration::ZERO)
-            .await;
+        let eu = s.poll("a", "eu", AgentKind::AlwaysOn, 5, Duration::ZERO).await;
+        let us = s.poll("b", "us", AgentKind::AlwaysOn, 5, Duration::ZERO).await;
         assert_eq!((eu.len(), us.len(), eu[0].seq, us[0].seq), (1, 1, 1, 1));
         assert!(s.deliver(ok_result(&eu[0], false)).await.unwrap());
         // A retried delivery is acknowledged but stores nothing new.
@@ -642,15 +535,9 @@ mod tests {
         assert!(s.deliver(ok_result(&us[0], true)).await.unwrap());
         let done = s.get(t.id).await.unwrap();
         assert_eq!(done.state, State::Finished);
-        assert_eq!(
-            (done.tally["eu"].failed_runs, done.tally["us"].ok_runs),
-            (1, 1)
-        );
+        assert_eq!((done.tally["eu"].failed_runs, done.tally["us"].ok_runs), (1, 1));
         // A finished task cannot be canceled.
-        assert!(matches!(
-            s.cancel(t.id).await,
-            Err(ServerError::Conflict(_))
-        ));
+        assert!(matches!(s.cancel(t.id).await, Err(ServerError::Conflict(_))));
     }
 
     #[tokio::test]
@@ -658,33 +545,22 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let s = server(dir.path(), 50).await;
         let t = s
-            .create(&spec(r#"{"type":"ONE-OFF","measurement":{"kind":"dns"},"endpoints":["x"],"locations":["eu","us"]}"#))
+            .create(&spec(
+                r#"{"type":"ONE-OFF","measurement":{"kind":"dns"},"endpoints":["x"],"locations":["eu","us"]}"#,
+            ))
             .await
             .unwrap();
         let start = now();
         s.tick(start).await.unwrap();
         // An agent takes the eu run and vanishes; nobody takes the us run.
-        assert_eq!(
-            s.poll("gone", "eu", AgentKind::OnDemand, 1, Duration::ZERO)
-                .await
-                .len(),
-            1
-        );
+        assert_eq!(s.poll("gone", "eu", AgentKind::OnDemand, 1, Duration::ZERO).await.len(), 1);
         s.tick(now() + TimeDelta::seconds(1)).await.unwrap();
         let failed = s.get(t.id).await.unwrap();
         assert_eq!(failed.state, State::Failed, "{failed:?}");
-        let results = s
-            .results(&ResultQuery {
-                task_id: Some(t.id),
-                ..ResultQuery::default()
-            })
-            .await
-            .unwrap();
+        let results = s.results(&ResultQuery { task_id: Some(t.id), ..ResultQuery::default() }).await.unwrap();
         assert_eq!(results.len(), 2);
         assert!(results.iter().all(|r| !r.ok && r.error.is_some()));
-        assert!(results
-            .iter()
-            .any(|r| r.error.as_deref().is_some_and(|e| e.contains("agent gone"))));
+        assert!(results.iter().any(|r| r.error.as_deref().is_some_and(|e| e.contains("agent gone"))));
     }
 
     #[tokio::test]
@@ -709,10 +585,7 @@ mod tests {
             fire_time: now(),
         };
         // Not yet dispatched: seq 1 does not exist.
-        assert!(matches!(
-            s.deliver(ok_result(&job, true)).await,
-            Err(ServerError::BadResult { .. })
-        ));
+        assert!(matches!(s.deliver(ok_result(&job, true)).await, Err(ServerError::BadResult { .. })));
     }
 
     #[tokio::test]
@@ -730,28 +603,17 @@ mod tests {
                 .unwrap()
                 .id;
             s.tick(now()).await.unwrap();
-            job = s
-                .poll("a", "eu", AgentKind::AlwaysOn, 1, Duration::ZERO)
-                .await
-                .remove(0);
+            job = s.poll("a", "eu", AgentKind::AlwaysOn, 1, Duration::ZERO).await.remove(0);
             assert_eq!(job.seq, 1);
         }
         let s = server(dir.path(), 60_000).await;
         // The agent's retried delivery reaches the new server process.
         assert!(s.deliver(ok_result(&job, true)).await.unwrap());
         let t = s.get(id).await.unwrap();
-        assert_eq!(
-            (t.state, t.tally["eu"].next_seq, t.tally["eu"].ok_runs),
-            (State::Running, 2, 1)
-        );
+        assert_eq!((t.state, t.tally["eu"].next_seq, t.tally["eu"].ok_runs), (State::Running, 2, 1));
         // The next firing (an hour on) gets seq 2.
         s.tick(t.next_fire.unwrap()).await.unwrap();
-        assert_eq!(
-            s.poll("a", "eu", AgentKind::AlwaysOn, 1, Duration::ZERO)
-                .await[0]
-                .seq,
-            2
-        );
+        assert_eq!(s.poll("a", "eu", AgentKind::AlwaysOn, 1, Duration::ZERO).await[0].seq, 2);
         // A second server's ids do not collide.
         let t2 = s
             .create(&spec(r#"{"type":"ONE-OFF","measurement":{"kind":"dns"},"endpoints":["x"],"locations":["eu"]}"#))
@@ -771,13 +633,7 @@ mod tests {
         s.tick(now()).await.unwrap();
         let c = s.cancel(t.id).await.unwrap();
         assert_eq!((c.state, c.next_fire), (State::Canceled, None));
-        assert!(s
-            .poll("a", "eu", AgentKind::AlwaysOn, 5, Duration::ZERO)
-            .await
-            .is_empty());
-        assert!(matches!(
-            s.cancel(t.id).await,
-            Err(ServerError::Conflict(_))
-        ));
+        assert!(s.poll("a", "eu", AgentKind::AlwaysOn, 5, Duration::ZERO).await.is_empty());
+        assert!(matches!(s.cancel(t.id).await, Err(ServerError::Conflict(_))));
     }
 }

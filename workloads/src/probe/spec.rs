@@ -46,10 +46,7 @@ pub struct FieldError {
 
 impl FieldError {
     pub fn new(field: impl Into<String>, message: impl Into<String>) -> Self {
-        Self {
-            field: field.into(),
-            message: message.into(),
-        }
+        Self { field: field.into(), message: message.into() }
     }
 }
 
@@ -78,46 +75,29 @@ pub fn validate(
 ) -> Result<Task, Vec<FieldError>> {
     let mut errors = Vec::new();
     if spec.endpoints.is_empty() {
-        errors.push(FieldError::new(
-            "endpoints",
-            "must list at least one endpoint",
-        ));
+        errors.push(FieldError::new("endpoints", "must list at least one endpoint"));
     }
     for (i, e) in spec.endpoints.iter().enumerate() {
         if e.trim().is_empty() || e.chars().any(char::is_whitespace) {
-            errors.push(FieldError::new(
-                format!("endpoints[{i}]"),
-                format!("{e:?} is not a host name or address"),
-            ));
+            errors.push(FieldError::new(format!("endpoints[{i}]"), format!("{e:?} is not a host name or address")));
         }
     }
     if spec.locations.is_empty() {
-        errors.push(FieldError::new(
-            "locations",
-            "must list at least one location",
-        ));
+        errors.push(FieldError::new("locations", "must list at least one location"));
     }
     for (i, l) in spec.locations.iter().enumerate() {
         if !known_locations.iter().any(|k| k == l) {
             errors.push(FieldError::new(
                 format!("locations[{i}]"),
-                format!(
-                    "unknown location {l:?} (known: {})",
-                    known_locations.join(", ")
-                ),
+                format!("unknown location {l:?} (known: {})", known_locations.join(", ")),
             ));
         }
         if spec.locations[..i].contains(l) {
-            errors.push(FieldError::new(
-                format!("locations[{i}]"),
-                format!("location {l:?} is listed twice"),
-            ));
+            errors.push(FieldError::new(format!("locations[{i}]"), format!("location {l:?} is listed twice")));
         }
     }
     match &spec.measurement {
-        Measurement::Ping { count: 0 } => {
-            errors.push(FieldError::new("measurement.count", "must be at least 1"))
-        }
+        Measurement::Ping { count: 0 } => errors.push(FieldError::new("measurement.count", "must be at least 1")),
         Measurement::Traceroute { max_hops } if *max_hops == 0 || *max_hops > 255 => {
             errors.push(FieldError::new("measurement.max_hops", "must be 1 to 255"))
         }
@@ -131,11 +111,8 @@ pub fn validate(
     }
 
     let mut interval_s = None;
-    let needs =
-        |field: &str, what: &str| FieldError::new(field, format!("is required for a {what} task"));
-    let forbids = |field: &str, what: &str| {
-        FieldError::new(field, format!("does not apply to a {what} task"))
-    };
+    let needs = |field: &str, what: &str| FieldError::new(field, format!("is required for a {what} task"));
+    let forbids = |field: &str, what: &str| FieldError::new(field, format!("does not apply to a {what} task"));
     let kind = spec.kind.as_str();
     match spec.kind {
         TaskType::OneOff => {
@@ -175,10 +152,7 @@ pub fn validate(
                 None => errors.push(needs("cron", kind)),
                 Some(text) => {
                     if let Err(e) = parse_cron(text) {
-                        errors.push(FieldError::new(
-                            "cron",
-                            format!("invalid cron expression {text:?}: {e}"),
-                        ));
+                        errors.push(FieldError::new("cron", format!("invalid cron expression {text:?}: {e}")));
                     }
                 }
             }
@@ -192,28 +166,19 @@ pub fn validate(
     }
     if let (Some(start), Some(stop)) = (spec.start_time, spec.stop_time) {
         if stop <= start {
-            errors.push(FieldError::new(
-                "stop_time",
-                format!("{stop} is not after start_time {start}"),
-            ));
+            errors.push(FieldError::new("stop_time", format!("{stop} is not after start_time {start}")));
         }
     }
     if let Some(stop) = spec.stop_time {
         if stop <= now {
-            errors.push(FieldError::new(
-                "stop_time",
-                format!("{stop} has already passed (now is {now})"),
-            ));
+            errors.push(FieldError::new("stop_time", format!("{stop} has already passed (now is {now})")));
         }
     }
     if !errors.is_empty() {
         return Err(errors);
     }
-    let tally: BTreeMap<String, LocationTally> = spec
-        .locations
-        .iter()
-        .map(|l| (l.clone(), LocationTally::new()))
-        .collect();
+    let tally: BTreeMap<String, LocationTally> =
+        spec.locations.iter().map(|l| (l.clone(), LocationTally::new())).collect();
     Ok(Task {
         id,
         kind: spec.kind,
@@ -265,10 +230,7 @@ mod tests {
             r#"{"type":"RECURRING","measurement":{"kind":"ping"},"endpoints":["ep0"],"locations":["eu","us"],"interval":"30s"}"#,
         );
         let t = validate(&s, 7, &known(), now()).unwrap();
-        assert_eq!(
-            (t.id, t.state, t.interval_s),
-            (7, State::Scheduled, Some(30.0))
-        );
+        assert_eq!((t.id, t.state, t.interval_s), (7, State::Scheduled, Some(30.0)));
         assert_eq!(t.tally.len(), 2);
         assert_eq!(t.tally["eu"].next_seq, 1);
     }
@@ -280,11 +242,7 @@ mod tests {
                 "start_time":"2026-01-01T01:00:00Z","stop_time":"2026-01-01T00:30:00Z","cron":"61 * * * *"}"#,
         );
         let errors = validate(&s, 1, &known(), now()).unwrap_err();
-        assert_eq!(
-            fields(&errors),
-            ["endpoints", "locations[1]", "cron", "stop_time"],
-            "{errors:?}"
-        );
+        assert_eq!(fields(&errors), ["endpoints", "locations[1]", "cron", "stop_time"], "{errors:?}");
         assert!(errors[1].message.contains("unknown location \"mars\""));
         assert!(errors[2].message.contains("invalid cron expression"));
         assert!(errors[3].message.contains("is not after start_time"));
@@ -295,41 +253,23 @@ mod tests {
         let s = spec(
             r#"{"type":"RECURRING","measurement":{"kind":"dns"},"endpoints":["a"],"locations":["eu"],"cron":"* * * * *"}"#,
         );
-        assert_eq!(
-            fields(&validate(&s, 1, &known(), now()).unwrap_err()),
-            ["interval", "cron"]
-        );
-        let s = spec(
-            r#"{"type":"ONE-OFF-SCHEDULED","measurement":{"kind":"dns"},"endpoints":["a"],"locations":["eu"]}"#,
-        );
-        assert_eq!(
-            fields(&validate(&s, 1, &known(), now()).unwrap_err()),
-            ["start_time"]
-        );
+        assert_eq!(fields(&validate(&s, 1, &known(), now()).unwrap_err()), ["interval", "cron"]);
+        let s =
+            spec(r#"{"type":"ONE-OFF-SCHEDULED","measurement":{"kind":"dns"},"endpoints":["a"],"locations":["eu"]}"#);
+        assert_eq!(fields(&validate(&s, 1, &known(), now()).unwrap_err()), ["start_time"]);
         let s = spec(
             r#"{"type":"ONE-OFF","measurement":{"kind":"ping","count":0},"endpoints":["a b"],"locations":["eu","eu"],"interval":"1s"}"#,
         );
         assert_eq!(
             fields(&validate(&s, 1, &known(), now()).unwrap_err()),
-            [
-                "endpoints[0]",
-                "locations[1]",
-                "measurement.count",
-                "interval"
-            ]
+            ["endpoints[0]", "locations[1]", "measurement.count", "interval"]
         );
     }
 
     #[test]
     fn unknown_fields_and_types_are_refused_by_the_parser() {
-        assert!(r#"{"type":"WEEKLY","measurement":{"kind":"ping"}}"#
-            .parse::<TaskSpec>()
-            .is_err());
-        assert!(
-            r#"{"type":"ONE-OFF","measurement":{"kind":"ping"},"colour":1}"#
-                .parse::<TaskSpec>()
-                .is_err()
-        );
+        assert!(r#"{"type":"WEEKLY","measurement":{"kind":"ping"}}"#.parse::<TaskSpec>().is_err());
+        assert!(r#"{"type":"ONE-OFF","measurement":{"kind":"ping"},"colour":1}"#.parse::<TaskSpec>().is_err());
     }
 
     #[test]

@@ -83,9 +83,7 @@ pub fn summarize(results: &[RunResult]) -> Summary {
                 Some(Figures::Http(_)) => ("http", Vec::new()),
                 _ => continue,
             };
-            let cell = cells
-                .entry((r.location.clone(), e.endpoint.clone(), name))
-                .or_default();
+            let cell = cells.entry((r.location.clone(), e.endpoint.clone(), name)).or_default();
             cell.0.extend(values);
             if !e.ok {
                 cell.1 += 1;
@@ -95,17 +93,15 @@ pub fn summarize(results: &[RunResult]) -> Summary {
     let rtt = cells
         .into_iter()
         .filter(|(_, (v, _))| !v.is_empty())
-        .map(
-            |((location, endpoint, measurement), (mut v, failed_runs))| RttCell {
-                location,
-                endpoint,
-                measurement: measurement.to_owned(),
-                samples: v.len(),
-                median_ms: percentile(&mut v, 50.0),
-                p90_ms: percentile(&mut v, 90.0),
-                failed_runs,
-            },
-        )
+        .map(|((location, endpoint, measurement), (mut v, failed_runs))| RttCell {
+            location,
+            endpoint,
+            measurement: measurement.to_owned(),
+            samples: v.len(),
+            median_ms: percentile(&mut v, 50.0),
+            p90_ms: percentile(&mut v, 90.0),
+            failed_runs,
+        })
         .collect();
     let kinds = kinds
         .into_iter()
@@ -125,12 +121,7 @@ pub fn summarize(results: &[RunResult]) -> Summary {
             }
         })
         .collect();
-    Summary {
-        runs: results.len(),
-        failed_runs: results.iter().filter(|r| !r.ok).count(),
-        rtt,
-        kinds,
-    }
+    Summary { runs: results.len(), failed_runs: results.iter().filter(|r| !r.ok).count(), rtt, kinds }
 }
 
 #[cfg(test)]

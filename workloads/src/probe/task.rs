@@ -52,14 +52,9 @@ impl TaskType {
 
     /// Parses a wire name.
     pub fn parse(text: &str) -> Option<Self> {
-        [
-            TaskType::OneOff,
-            TaskType::Recurring,
-            TaskType::OneOffScheduled,
-            TaskType::RecurringScheduled,
-        ]
-        .into_iter()
-        .find(|t| t.as_str().eq_ignore_ascii_case(text))
+        [TaskType::OneOff, TaskType::Recurring, TaskType::OneOffScheduled, TaskType::RecurringScheduled]
+            .into_iter()
+            .find(|t| t.as_str().eq_ignore_ascii_case(text))
     }
 }
 
@@ -120,15 +115,9 @@ impl State {
 
     /// Parses a wire name.
     pub fn parse(text: &str) -> Option<Self> {
-        [
-            State::Scheduled,
-            State::Running,
-            State::Canceled,
-            State::Finished,
-            State::Failed,
-        ]
-        .into_iter()
-        .find(|s| s.as_str().eq_ignore_ascii_case(text))
+        [State::Scheduled, State::Running, State::Canceled, State::Finished, State::Failed]
+            .into_iter()
+            .find(|s| s.as_str().eq_ignore_ascii_case(text))
     }
 
     /// True for CANCELED, FINISHED and FAILED.
@@ -139,13 +128,7 @@ impl State {
     /// The state after `event`, or why the lifecycle refuses it.
     pub fn apply(self, event: Event) -> Result<State, IllegalTransition> {
         use {Event as E, State as S};
-        let refuse = |reason| {
-            Err(IllegalTransition {
-                from: self,
-                event,
-                reason,
-            })
-        };
+        let refuse = |reason| Err(IllegalTransition { from: self, event, reason });
         match (self, event) {
             (S::Scheduled, E::Start) => Ok(S::Running),
             (S::Scheduled | S::Running, E::Cancel) => Ok(S::Canceled),
@@ -224,11 +207,7 @@ pub struct LocationTally {
 impl LocationTally {
     /// A fresh tally: the first run will be sequence number 1.
     pub fn new() -> Self {
-        Self {
-            next_seq: 1,
-            ok_runs: 0,
-            failed_runs: 0,
-        }
+        Self { next_seq: 1, ok_runs: 0, failed_runs: 0 }
     }
 
     /// Takes the next sequence number. Numbers are dense and strictly increasing per
@@ -296,11 +275,7 @@ pub struct Task {
 
 impl Task {
     /// Applies `event`, recording `reason`.
-    pub fn transition(
-        &mut self,
-        event: Event,
-        reason: Option<String>,
-    ) -> Result<(), IllegalTransition> {
+    pub fn transition(&mut self, event: Event, reason: Option<String>) -> Result<(), IllegalTransition> {
         self.state = self.state.apply(event)?;
         if reason.is_some() {
             self.reason = reason;
@@ -313,13 +288,7 @@ impl Task {
 mod tests {
     use super::*;
 
-    const STATES: [State; 5] = [
-        State::Scheduled,
-        State::Running,
-        State::Canceled,
-        State::Finished,
-        State::Failed,
-    ];
+    const STATES: [State; 5] = [State::Scheduled, State::Running, State::Canceled, State::Finished, State::Failed];
     const EVENTS: [Event; 4] = [Event::Start, Event::Cancel, Event::Finish, Event::Fail];
 
     #[test]
@@ -362,10 +331,7 @@ mod tests {
             );
         }
         let err = State::Finished.apply(Event::Cancel).unwrap_err();
-        assert_eq!(
-            err.to_string(),
-            "cancel a task in state FINISHED: the task has finished"
-        );
+        assert_eq!(err.to_string(), "cancel a task in state FINISHED: the task has finished");
     }
 
     #[test]
@@ -383,10 +349,7 @@ mod tests {
         let seqs: Vec<u64> = (0..5).map(|_| t.take_seq()).collect();
         assert_eq!(seqs, [1, 2, 3, 4, 5]);
         // A tally restored from an old record with next_seq 0 still starts at 1.
-        let mut restored = LocationTally {
-            next_seq: 0,
-            ..LocationTally::default()
-        };
+        let mut restored = LocationTally { next_seq: 0, ..LocationTally::default() };
         assert_eq!(restored.take_seq(), 1);
         // Persisted and restored: numbering continues.
         let json = serde_json::to_string(&t).unwrap();
@@ -396,56 +359,32 @@ mod tests {
 
     #[test]
     fn sequence_numbers_are_per_location() {
-        let mut tally: BTreeMap<String, LocationTally> = ["eu", "us"]
-            .into_iter()
-            .map(|l| (l.to_owned(), LocationTally::new()))
-            .collect();
+        let mut tally: BTreeMap<String, LocationTally> =
+            ["eu", "us"].into_iter().map(|l| (l.to_owned(), LocationTally::new())).collect();
         let mut take = |l: &str| tally.get_mut(l).map(LocationTally::take_seq).unwrap();
-        assert_eq!(
-            [take("eu"), take("eu"), take("us"), take("eu"), take("us")],
-            [1, 2, 1, 3, 2]
-        );
+        assert_eq!([take("eu"), take("eu"), take("us"), take("eu"), take("us")], [1, 2, 1, 3, 2]);
     }
 
     #[test]
     fn outcome_fails_only_when_every_location_failed() {
-        let failed = LocationTally {
-            next_seq: 3,
-            ok_runs: 0,
-            failed_runs: 2,
-        };
-        let ok = LocationTally {
-            next_seq: 3,
-            ok_runs: 1,
-            failed_runs: 1,
-        };
+        let failed = LocationTally { next_seq: 3, ok_runs: 0, failed_runs: 2 };
+        let ok = LocationTally { next_seq: 3, ok_runs: 1, failed_runs: 1 };
         assert_eq!(LocationTally::task_outcome([&failed, &failed]), Event::Fail);
         assert_eq!(LocationTally::task_outcome([&failed, &ok]), Event::Finish);
         // A location that never ran (window closed) has not failed.
-        assert_eq!(
-            LocationTally::task_outcome([&failed, &LocationTally::new()]),
-            Event::Finish
-        );
+        assert_eq!(LocationTally::task_outcome([&failed, &LocationTally::new()]), Event::Finish);
         assert_eq!(LocationTally::task_outcome([]), Event::Finish);
     }
 
     #[test]
     fn wire_names_round_trip() {
-        for t in [
-            TaskType::OneOff,
-            TaskType::Recurring,
-            TaskType::OneOffScheduled,
-            TaskType::RecurringScheduled,
-        ] {
+        for t in [TaskType::OneOff, TaskType::Recurring, TaskType::OneOffScheduled, TaskType::RecurringScheduled] {
             let json = serde_json::to_string(&t).unwrap();
             assert_eq!(json, format!("\"{}\"", t.as_str()));
             assert_eq!(TaskType::parse(t.as_str()), Some(t));
         }
         for s in STATES {
-            assert_eq!(
-                serde_json::to_string(&s).unwrap(),
-                format!("\"{}\"", s.as_str())
-            );
+            assert_eq!(serde_json::to_string(&s).unwrap(), format!("\"{}\"", s.as_str()));
             assert_eq!(State::parse(&s.as_str().to_lowercase()), Some(s));
         }
         let m: Measurement = serde_json::from_str(r#"{"kind":"ping"}"#).unwrap();

@@ -39,15 +39,7 @@ pub struct FileError {
 
 impl std::fmt::Display for FileError {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        write!(
-            f,
-            "{}:{}:{}: {}: {}",
-            self.file.display(),
-            self.line,
-            self.col,
-            self.field,
-            self.message
-        )
+        write!(f, "{}:{}:{}: {}: {}", self.file.display(), self.line, self.col, self.field, self.message)
     }
 }
 
@@ -85,11 +77,7 @@ impl Walker {
             Some(Frame::Map { path, key }) => match key.take() {
                 None => {
                     let name = scalar.unwrap_or("?").to_owned();
-                    let full = if path.is_empty() {
-                        name.clone()
-                    } else {
-                        format!("{path}.{name}")
-                    };
+                    let full = if path.is_empty() { name.clone() } else { format!("{path}.{name}") };
                     self.positions.at.entry(full).or_insert(at);
                     *key = Some(name);
                     return None;
@@ -138,10 +126,7 @@ impl MarkedEventReceiver for Walker {
 impl Positions {
     /// Walks `text`; `Err((line, col, message))` on a syntax error.
     pub fn of(text: &str) -> Result<Self, (usize, usize, String)> {
-        let mut walker = Walker {
-            positions: Positions::default(),
-            stack: Vec::new(),
-        };
+        let mut walker = Walker { positions: Positions::default(), stack: Vec::new() };
         Parser::new_from_str(text)
             .load(&mut walker, false)
             .map_err(|e| (e.marker().line(), e.marker().col() + 1, e.info().to_owned()))?;
@@ -179,13 +164,7 @@ impl LoadedFile {
             .map(|e| {
                 let field = format!("tasks[{index}].{}", e.field);
                 let (line, col) = self.positions.locate(&field);
-                FileError {
-                    file: self.path.clone(),
-                    line,
-                    col,
-                    field,
-                    message: e.message.clone(),
-                }
+                FileError { file: self.path.clone(), line, col, field, message: e.message.clone() }
             })
             .collect()
     }
@@ -211,8 +190,7 @@ pub fn load(path: &Path, text: &str) -> Result<LoadedFile, Vec<FileError>> {
         field: field.to_owned(),
         message,
     };
-    let positions = Positions::of(text)
-        .map_err(|(line, col, message)| vec![error(line, col, "(syntax)", message)])?;
+    let positions = Positions::of(text).map_err(|(line, col, message)| vec![error(line, col, "(syntax)", message)])?;
     let de = serde_yaml_ng::Deserializer::from_str(text);
     let file: TaskFile = serde_path_to_error::deserialize(de).map_err(|e| {
         let field = e.path().to_string();
@@ -220,18 +198,9 @@ pub fn load(path: &Path, text: &str) -> Result<LoadedFile, Vec<FileError>> {
             Some(l) => (l.line(), l.column()),
             None => positions.locate(&field),
         };
-        vec![error(
-            line,
-            col,
-            &field,
-            bare_message(&e.inner().to_string()),
-        )]
+        vec![error(line, col, &field, bare_message(&e.inner().to_string()))]
     })?;
-    let loaded = LoadedFile {
-        path: path.to_owned(),
-        specs: file.tasks,
-        positions,
-    };
+    let loaded = LoadedFile { path: path.to_owned(), specs: file.tasks, positions };
     let mut errors = Vec::new();
     for (i, spec) in loaded.specs.iter().enumerate() {
         // Every location counts as known here; the server checks them.
@@ -276,18 +245,9 @@ tasks:
         let errors = load(Path::new("t.yaml"), text).unwrap_err();
         let shown: Vec<String> = errors.iter().map(ToString::to_string).collect();
         assert_eq!(shown.len(), 3, "{shown:?}");
-        assert!(
-            shown[0].starts_with("t.yaml:8:5: tasks[1].endpoints: must list"),
-            "{shown:?}"
-        );
-        assert!(
-            shown[1].starts_with("t.yaml:12:5: tasks[1].cron: invalid cron expression"),
-            "{shown:?}"
-        );
-        assert!(
-            shown[2].starts_with("t.yaml:11:5: tasks[1].stop_time: "),
-            "{shown:?}"
-        );
+        assert!(shown[0].starts_with("t.yaml:8:5: tasks[1].endpoints: must list"), "{shown:?}");
+        assert!(shown[1].starts_with("t.yaml:12:5: tasks[1].cron: invalid cron expression"), "{shown:?}");
+        assert!(shown[2].starts_with("t.yaml:11:5: tasks[1].stop_time: "), "{shown:?}");
     }
 
     #[test]
@@ -311,15 +271,10 @@ tasks:
 
     #[test]
     fn server_errors_map_onto_the_file() {
-        let text = "tasks:\n  - type: ONE-OFF\n    measurement: {kind: dns}\n    endpoints: [a]\n    locations: [eu, mars]\n";
+        let text =
+            "tasks:\n  - type: ONE-OFF\n    measurement: {kind: dns}\n    endpoints: [a]\n    locations: [eu, mars]\n";
         let f = load(Path::new("t.yaml"), text).unwrap();
-        let mapped = f.locate(
-            0,
-            &[FieldError::new("locations[1]", "unknown location \"mars\"")],
-        );
-        assert_eq!(
-            mapped[0].to_string(),
-            "t.yaml:5:21: tasks[0].locations[1]: unknown location \"mars\""
-        );
+        let mapped = f.locate(0, &[FieldError::new("locations[1]", "unknown location \"mars\"")]);
+        assert_eq!(mapped[0].to_string(), "t.yaml:5:21: tasks[0].locations[1]: unknown location \"mars\"");
     }
 }

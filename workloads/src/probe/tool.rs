@@ -23,23 +23,13 @@ use super::result::{EndpointResult, Figures};
 use super::task::Measurement;
 
 /// Runs `measurement` against `endpoint`, giving up after `deadline`.
-pub async fn measure(
-    measurement: &Measurement,
-    endpoint: &str,
-    deadline: Duration,
-) -> EndpointResult {
+pub async fn measure(measurement: &Measurement, endpoint: &str, deadline: Duration) -> EndpointResult {
     let started = Instant::now();
     let mut result = match measurement {
         Measurement::Ping { count } => {
             let count = count.to_string();
             let wait = "2";
-            let out = run(
-                &[
-                    "ping", "-n", "-U", "-c", &count, "-i", "0.2", "-W", wait, endpoint,
-                ],
-                deadline,
-            )
-            .await;
+            let out = run(&["ping", "-n", "-U", "-c", &count, "-i", "0.2", "-W", wait, endpoint], deadline).await;
             tool_result(endpoint, out, |text| {
                 let stats = parse_ping(text).map_err(|e| e.to_string())?;
                 let ok = stats.received > 0;
@@ -48,21 +38,7 @@ pub async fn measure(
         }
         Measurement::Traceroute { max_hops } => {
             let hops = max_hops.to_string();
-            let out = run(
-                &[
-                    "traceroute",
-                    "-n",
-                    "-q",
-                    "3",
-                    "-w",
-                    "2",
-                    "-m",
-                    &hops,
-                    endpoint,
-                ],
-                deadline,
-            )
-            .await;
+            let out = run(&["traceroute", "-n", "-q", "3", "-w", "2", "-m", &hops, endpoint], deadline).await;
             tool_result(endpoint, out, |text| {
                 let trace = parse_traceroute(text).map_err(|e| e.to_string())?;
                 Ok((trace.reached, Figures::Traceroute(trace)))
@@ -74,21 +50,8 @@ pub async fn measure(
                 None => format!("http://{endpoint}{path}"),
             };
             let max = format!("{:.3}", deadline.as_secs_f64());
-            let out = run(
-                &[
-                    "curl",
-                    "-s",
-                    "-o",
-                    "/dev/null",
-                    "--max-time",
-                    &max,
-                    "-w",
-                    "%{json}",
-                    &url,
-                ],
-                deadline,
-            )
-            .await;
+            let out =
+                run(&["curl", "-s", "-o", "/dev/null", "--max-time", &max, "-w", "%{json}", &url], deadline).await;
             // curl prints its JSON also when it fails (non-zero exit): parse it regardless.
             let out = out.map(|o| Output { success: true, ..o });
             tool_result(endpoint, out, |text| {
@@ -108,26 +71,16 @@ pub async fn measure(
                         ok: !addresses.is_empty(),
                         error: None,
                         raw: addresses.join(" "),
-                        figures: Some(Figures::Dns {
-                            addresses,
-                            lookup_ms,
-                        }),
+                        figures: Some(Figures::Dns { addresses, lookup_ms }),
                         duration_ms: 0.0,
                     }
                 }
                 Ok(Err(e)) => failed(endpoint, format!("look up {endpoint}: {e}"), String::new()),
-                Err(_) => failed(
-                    endpoint,
-                    format!("look up {endpoint}: no answer within {deadline:?}"),
-                    String::new(),
-                ),
+                Err(_) => failed(endpoint, format!("look up {endpoint}: no answer within {deadline:?}"), String::new()),
             }
         }
         Measurement::Exec { argv } => {
-            let argv: Vec<String> = argv
-                .iter()
-                .map(|a| a.replace("{endpoint}", endpoint))
-                .collect();
+            let argv: Vec<String> = argv.iter().map(|a| a.replace("{endpoint}", endpoint)).collect();
             let args: Vec<&str> = argv.iter().map(String::as_str).collect();
             let out = run(&args, deadline).await;
             match out {
@@ -158,22 +111,14 @@ async fn run(argv: &[&str], deadline: Duration) -> Result<Output, String> {
     let Some((program, args)) = argv.split_first() else {
         return Err("empty command".into());
     };
-    let child = Command::new(program)
-        .args(args)
-        .stdin(std::process::Stdio::null())
-        .kill_on_drop(true)
-        .output();
+    let child = Command::new(program).args(args).stdin(std::process::Stdio::null()).kill_on_drop(true).output();
     match tokio::time::timeout(deadline, child).await {
         Ok(Ok(out)) => {
             let mut text = String::from_utf8_lossy(&out.stdout).into_owned();
             if !out.stderr.is_empty() {
                 text.push_str(&String::from_utf8_lossy(&out.stderr));
             }
-            Ok(Output {
-                success: out.status.success(),
-                code: out.status.code(),
-                text,
-            })
+            Ok(Output { success: out.status.success(), code: out.status.code(), text })
         }
         Ok(Err(e)) => Err(format!("run {program}: {e}")),
         Err(_) => Err(format!("{program} did not finish within {deadline:?}")),
@@ -191,8 +136,7 @@ fn tool_result(
             Ok((ok, figures)) => EndpointResult {
                 endpoint: endpoint.to_owned(),
                 ok: ok && o.success,
-                error: (!(ok && o.success))
-                    .then(|| format!("no answer from {endpoint} (exit code {:?})", o.code)),
+                error: (!(ok && o.success)).then(|| format!("no answer from {endpoint} (exit code {:?})", o.code)),
                 raw: o.text,
                 figures: Some(figures),
                 duration_ms: 0.0,
@@ -221,16 +165,12 @@ mod tests {
     async fn dns_of_localhost() {
         let r = measure(&Measurement::Dns, "localhost", Duration::from_secs(5)).await;
         assert!(r.ok, "{r:?}");
-        assert!(
-            matches!(r.figures, Some(Figures::Dns { ref addresses, .. }) if !addresses.is_empty())
-        );
+        assert!(matches!(r.figures, Some(Figures::Dns { ref addresses, .. }) if !addresses.is_empty()));
     }
 
     #[tokio::test]
     async fn exec_substitutes_the_endpoint_and_reports_the_exit_code() {
-        let m = Measurement::Exec {
-            argv: vec!["sh".into(), "-c".into(), "echo {endpoint}; exit 3".into()],
-        };
+        let m = Measurement::Exec { argv: vec!["sh".into(), "-c".into(), "echo {endpoint}; exit 3".into()] };
         let r = measure(&m, "ep7", Duration::from_secs(5)).await;
         assert!(!r.ok);
         assert_eq!(r.raw.trim(), "ep7");
@@ -239,30 +179,15 @@ mod tests {
 
     #[tokio::test]
     async fn an_overrunning_tool_fails() {
-        let m = Measurement::Exec {
-            argv: vec!["sleep".into(), "5".into()],
-        };
+        let m = Measurement::Exec { argv: vec!["sleep".into(), "5".into()] };
         let r = measure(&m, "x", Duration::from_millis(100)).await;
-        assert!(
-            !r.ok
-                && r.error
-                    .as_deref()
-                    .is_some_and(|e| e.contains("did not finish")),
-            "{r:?}"
-        );
+        assert!(!r.ok && r.error.as_deref().is_some_and(|e| e.contains("did not finish")), "{r:?}");
     }
 
     #[tokio::test]
     async fn a_missing_tool_fails_with_its_name() {
-        let m = Measurement::Exec {
-            argv: vec!["no-such-tool-here".into()],
-        };
+        let m = Measurement::Exec { argv: vec!["no-such-tool-here".into()] };
         let r = measure(&m, "x", Duration::from_secs(1)).await;
-        assert!(
-            r.error
-                .as_deref()
-                .is_some_and(|e| e.contains("no-such-tool-here")),
-            "{r:?}"
-        );
+        assert!(r.error.as_deref().is_some_and(|e| e.contains("no-such-tool-here")), "{r:?}");
     }
 }

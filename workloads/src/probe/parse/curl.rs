@@ -44,10 +44,8 @@ struct CurlJson {
 
 /// Parses curl's `%{json}` write-out.
 pub fn parse_curl(text: &str) -> Result<HttpTiming, ParseError> {
-    let c: CurlJson = serde_json::from_str(text.trim()).map_err(|e| ParseError {
-        tool: "curl",
-        reason: e.to_string(),
-    })?;
+    let c: CurlJson =
+        serde_json::from_str(text.trim()).map_err(|e| ParseError { tool: "curl", reason: e.to_string() })?;
     Ok(HttpTiming {
         status: c.http_code,
         exit_code: c.exitcode,
@@ -79,17 +77,8 @@ mod tests {
     fn a_successful_get() {
         let t = parse_curl(&fixture("curl_ok.json")).unwrap();
         assert_eq!((t.status, t.exit_code, t.error.as_deref()), (200, 0, None));
-        assert!(
-            close(t.connect_ms, 0.857)
-                && close(t.starttransfer_ms, 3.902)
-                && close(t.total_ms, 3.979),
-            "{t:?}"
-        );
-        assert!(
-            t.namelookup_ms <= t.connect_ms
-                && t.connect_ms <= t.pretransfer_ms
-                && t.pretransfer_ms <= t.total_ms
-        );
+        assert!(close(t.connect_ms, 0.857) && close(t.starttransfer_ms, 3.902) && close(t.total_ms, 3.979), "{t:?}");
+        assert!(t.namelookup_ms <= t.connect_ms && t.connect_ms <= t.pretransfer_ms && t.pretransfer_ms <= t.total_ms);
         assert_eq!((t.size_download, t.remote_ip.as_str()), (675, "10.77.2.2"));
     }
 
@@ -103,10 +92,7 @@ mod tests {
     fn a_refused_connection() {
         let t = parse_curl(&fixture("curl_refused.json")).unwrap();
         assert_eq!((t.status, t.exit_code), (0, 7));
-        assert!(t
-            .error
-            .as_deref()
-            .is_some_and(|e| e.contains("Couldn't connect")));
+        assert!(t.error.as_deref().is_some_and(|e| e.contains("Couldn't connect")));
     }
 
     #[test]

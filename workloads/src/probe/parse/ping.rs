@@ -25,24 +25,15 @@ pub struct PingStats {
 
 /// Parses iputils `ping` output.
 pub fn parse_ping(text: &str) -> Result<PingStats, ParseError> {
-    let err = |reason: String| ParseError {
-        tool: "ping",
-        reason,
-    };
+    let err = |reason: String| ParseError { tool: "ping", reason };
     let mut rtts = Vec::new();
     let mut counts = None;
     let mut rtt = None;
     for line in text.lines() {
         let line = line.trim();
         if line.contains(" bytes from ") {
-            if let Some(t) = line
-                .split_whitespace()
-                .find_map(|w| w.strip_prefix("time="))
-            {
-                rtts.push(
-                    t.parse::<f64>()
-                        .map_err(|e| err(format!("reply time {t:?}: {e}")))?,
-                );
+            if let Some(t) = line.split_whitespace().find_map(|w| w.strip_prefix("time=")) {
+                rtts.push(t.parse::<f64>().map_err(|e| err(format!("reply time {t:?}: {e}")))?);
             }
         } else if line.contains("packets transmitted") {
             // "5 packets transmitted, 5 received, [+N errors, ]0% packet loss, time 816ms"
@@ -74,16 +65,12 @@ pub fn parse_ping(text: &str) -> Result<PingStats, ParseError> {
                 .collect::<Result<_, _>>()
                 .map_err(|e| err(format!("rtt line {line:?}: {e}")))?;
             if v.len() != 4 {
-                return Err(err(format!(
-                    "rtt line {line:?} has {} values, not 4",
-                    v.len()
-                )));
+                return Err(err(format!("rtt line {line:?} has {} values, not 4", v.len())));
             }
             rtt = Some((v[0], v[1], v[2], v[3]));
         }
     }
-    let (transmitted, received, loss_pct) =
-        counts.ok_or_else(|| err("no statistics line".into()))?;
+    let (transmitted, received, loss_pct) = counts.ok_or_else(|| err("no statistics line".into()))?;
     Ok(PingStats {
         transmitted,
         received,

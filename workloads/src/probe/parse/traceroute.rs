@@ -31,10 +31,7 @@ pub struct Trace {
 
 /// Parses `traceroute -n` output.
 pub fn parse_traceroute(text: &str) -> Result<Trace, ParseError> {
-    let err = |reason: String| ParseError {
-        tool: "traceroute",
-        reason,
-    };
+    let err = |reason: String| ParseError { tool: "traceroute", reason };
     let mut lines = text.lines();
     let header = lines.next().ok_or_else(|| err("empty output".into()))?;
     // "traceroute to 10.77.2.2 (10.77.2.2), 30 hops max, 60 byte packets"
@@ -51,11 +48,7 @@ pub fn parse_traceroute(text: &str) -> Result<Trace, ParseError> {
             .next()
             .and_then(|w| w.parse().ok())
             .ok_or_else(|| err(format!("hop line without a TTL: {line:?}")))?;
-        let mut hop = Hop {
-            ttl,
-            addrs: Vec::new(),
-            rtts_ms: Vec::new(),
-        };
+        let mut hop = Hop { ttl, addrs: Vec::new(), rtts_ms: Vec::new() };
         while let Some(word) = words.next() {
             if word == "*" {
                 hop.rtts_ms.push(None);
@@ -74,19 +67,13 @@ pub fn parse_traceroute(text: &str) -> Result<Trace, ParseError> {
                     hop.addrs.push(word.to_owned());
                 }
             } else {
-                return Err(err(format!(
-                    "unexpected {word:?} in {line:?} (run traceroute with -n)"
-                )));
+                return Err(err(format!("unexpected {word:?} in {line:?} (run traceroute with -n)")));
             }
         }
         hops.push(hop);
     }
     let reached = hops.last().is_some_and(|h| h.addrs.contains(&target));
-    Ok(Trace {
-        target,
-        hops,
-        reached,
-    })
+    Ok(Trace { target, hops, reached })
 }
 
 #[cfg(test)]
@@ -138,8 +125,7 @@ mod tests {
 
     #[test]
     fn names_need_dash_n() {
-        let text =
-            "traceroute to h (10.0.0.9), 30 hops max, 60 byte packets\n 1  gw (10.0.0.1)  0.1 ms\n";
+        let text = "traceroute to h (10.0.0.9), 30 hops max, 60 byte packets\n 1  gw (10.0.0.1)  0.1 ms\n";
         assert!(parse_traceroute(text).is_err());
     }
 }

@@ -55,21 +55,11 @@ pub trait Store: Send + Sync {
     fn load_tasks(&self) -> impl Future<Output = Result<Vec<Task>, StoreError>> + Send;
     /// Stores `result` and `task` (its updated tally) in one transaction, unless a result
     /// of that run is stored already: then nothing changes and it returns `false`.
-    fn record(
-        &self,
-        task: &Task,
-        result: &RunResult,
-    ) -> impl Future<Output = Result<bool, StoreError>> + Send;
+    fn record(&self, task: &Task, result: &RunResult) -> impl Future<Output = Result<bool, StoreError>> + Send;
     /// Results matching `query`, by task, location and sequence number.
-    fn results(
-        &self,
-        query: &ResultQuery,
-    ) -> impl Future<Output = Result<Vec<RunResult>, StoreError>> + Send;
+    fn results(&self, query: &ResultQuery) -> impl Future<Output = Result<Vec<RunResult>, StoreError>> + Send;
     /// The (location, sequence number) of every stored result of `task_id`.
-    fn result_keys(
-        &self,
-        task_id: u64,
-    ) -> impl Future<Output = Result<Vec<(String, u64)>, StoreError>> + Send;
+    fn result_keys(&self, task_id: u64) -> impl Future<Output = Result<Vec<(String, u64)>, StoreError>> + Send;
 }
 
 /// The available stores, selected by `--store`.

@@ -22,19 +22,14 @@ impl std::fmt::Debug for PgStore {
 }
 
 fn op(op: &'static str) -> impl Fn(tokio_postgres::Error) -> StoreError {
-    move |e| StoreError::Op {
-        op,
-        reason: e.to_string(),
-    }
+    move |e| StoreError::Op { op, reason: e.to_string() }
 }
 
 impl PgStore {
     /// Connects with a libpq-style `config` and creates the tables if needed.
     pub async fn connect(config: &str) -> Result<Self, StoreError> {
-        let open = |e: tokio_postgres::Error| StoreError::Open {
-            what: format!("postgres {config:?}"),
-            reason: e.to_string(),
-        };
+        let open =
+            |e: tokio_postgres::Error| StoreError::Open { what: format!("postgres {config:?}"), reason: e.to_string() };
         let (client, connection) = tokio_postgres::connect(config, NoTls).await.map_err(open)?;
         tokio::spawn(async move {
             if let Err(err) = connection.await {
@@ -50,33 +45,24 @@ impl PgStore {
             )
             .await
             .map_err(open)?;
-        Ok(Self {
-            client: Mutex::new(client),
-        })
+        Ok(Self { client: Mutex::new(client) })
     }
 }
 
-const UPSERT_TASK: &str = "INSERT INTO tasks(id, body) VALUES ($1, $2) ON CONFLICT (id) DO UPDATE SET body = EXCLUDED.body";
+const UPSERT_TASK: &str =
+    "INSERT INTO tasks(id, body) VALUES ($1, $2) ON CONFLICT (id) DO UPDATE SET body = EXCLUDED.body";
 
 impl Store for PgStore {
     async fn save_task(&self, task: &Task) -> Result<(), StoreError> {
         let client = self.client.lock().await;
-        client
-            .execute(UPSERT_TASK, &[&to_i64(task.id), &encode(task)])
-            .await
-            .map_err(op("save task"))?;
+        client.execute(UPSERT_TASK, &[&to_i64(task.id), &encode(task)]).await.map_err(op("save task"))?;
         Ok(())
     }
 
     async fn load_tasks(&self) -> Result<Vec<Task>, StoreError> {
         let client = self.client.lock().await;
-        let rows = client
-            .query("SELECT body FROM tasks ORDER BY id", &[])
-            .await
-            .map_err(op("load tasks"))?;
-        rows.iter()
-            .map(|r| decode("task", &r.get::<_, String>(0)))
-            .collect()
+        let rows = client.query("SELECT body FROM tasks ORDER BY id", &[]).await.map_err(op("load tasks"))?;
+        rows.iter().map(|r| decode("task", &r.get::<_, String>(0))).collect()
     }
 
     async fn record(&self, task: &Task, result: &RunResult) -> Result<bool, StoreError> {
@@ -92,9 +78,7 @@ impl Store for PgStore {
         if inserted == 0 {
             return Ok(false);
         }
-        tx.execute(UPSERT_TASK, &[&to_i64(task.id), &encode(task)])
-            .await
-            .map_err(op("save task"))?;
+        tx.execute(UPSERT_TASK, &[&to_i64(task.id), &encode(task)]).await.map_err(op("save task"))?;
         tx.commit().await.map_err(op("commit"))?;
         Ok(true)
     }
@@ -109,28 +93,15 @@ impl Store for PgStore {
             )
             .await
             .map_err(op("query results"))?;
-        rows.iter()
-            .map(|r| decode("result", &r.get::<_, String>(0)))
-            .collect()
+        rows.iter().map(|r| decode("result", &r.get::<_, String>(0))).collect()
     }
 
     async fn result_keys(&self, task_id: u64) -> Result<Vec<(String, u64)>, StoreError> {
         let client = self.client.lock().await;
         let rows = client
-            .query(
-                "SELECT location, seq FROM results WHERE task_id=$1",
-                &[&to_i64(task_id)],
-            )
+            .query("SELECT location, seq FROM results WHERE task_id=$1", &[&to_i64(task_id)])
             .await
             .map_err(op("query results"))?;
-        Ok(rows
-            .iter()
-            .map(|r| {
-                (
-                    r.get::<_, String>(0),
-                    u64::try_from(r.get::<_, i64>(1)).unwrap_or(0),
-                )
-            })
-            .collect())
+        Ok(rows.iter().map(|r| (r.get::<_, String>(0), u64::try_from(r.get::<_, i64>(1)).unwrap_or(0))).collect())
     }
 }

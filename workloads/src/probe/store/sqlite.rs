@@ -17,19 +17,13 @@ pub struct SqliteStore {
 }
 
 fn op(op: &'static str) -> impl Fn(rusqlite::Error) -> StoreError {
-    move |e| StoreError::Op {
-        op,
-        reason: e.to_string(),
-    }
+    move |e| StoreError::Op { op, reason: e.to_string() }
 }
 
 impl SqliteStore {
     /// Opens (creating if needed) the database at `path`.
     pub fn open(path: &Path) -> Result<Self, StoreError> {
-        let open = |e: rusqlite::Error| StoreError::Open {
-            what: path.display().to_string(),
-            reason: e.to_string(),
-        };
+        let open = |e: rusqlite::Error| StoreError::Open { what: path.display().to_string(), reason: e.to_string() };
         let conn = Connection::open(path).map_err(open)?;
         conn.execute_batch(
             "PRAGMA journal_mode=WAL;
@@ -40,9 +34,7 @@ impl SqliteStore {
                  body TEXT NOT NULL, PRIMARY KEY(task_id, location, seq));",
         )
         .map_err(open)?;
-        Ok(Self {
-            conn: Arc::new(Mutex::new(conn)),
-        })
+        Ok(Self { conn: Arc::new(Mutex::new(conn)) })
     }
 
     /// Runs `f` on the connection on a blocking thread.
@@ -52,17 +44,12 @@ impl SqliteStore {
     ) -> Result<T, StoreError> {
         let conn = Arc::clone(&self.conn);
         tokio::task::spawn_blocking(move || {
-            let mut guard = conn.lock().map_err(|_| StoreError::Op {
-                op: "lock database",
-                reason: "poisoned".into(),
-            })?;
+            let mut guard =
+                conn.lock().map_err(|_| StoreError::Op { op: "lock database", reason: "poisoned".into() })?;
             f(&mut guard)
         })
         .await
-        .map_err(|e| StoreError::Op {
-            op: "database thread",
-            reason: e.to_string(),
-        })?
+        .map_err(|e| StoreError::Op { op: "database thread", reason: e.to_string() })?
     }
 }
 
@@ -70,11 +57,8 @@ impl Store for SqliteStore {
     async fn save_task(&self, task: &Task) -> Result<(), StoreError> {
         let (id, body) = (to_i64(task.id), encode(task));
         self.with(move |c| {
-            c.execute(
-                "INSERT OR REPLACE INTO tasks(id, body) VALUES (?1, ?2)",
-                params![id, body],
-            )
-            .map_err(op("save task"))?;
+            c.execute("INSERT OR REPLACE INTO tasks(id, body) VALUES (?1, ?2)", params![id, body])
+                .map_err(op("save task"))?;
             Ok(())
         })
         .await
@@ -83,14 +67,9 @@ impl Store for SqliteStore {
     async fn load_tasks(&self) -> Result<Vec<Task>, StoreError> {
         let bodies = self
             .with(|c| {
-                let mut stmt = c
-                    .prepare("SELECT body FROM tasks ORDER BY id")
-                    .map_err(op("load tasks"))?;
-                let rows = stmt
-                    .query_map([], |r| r.get::<_, String>(0))
-                    .map_err(op("load tasks"))?;
-                rows.collect::<Result<Vec<_>, _>>()
-                    .map_err(op("load tasks"))
+                let mut stmt = c.prepare("SELECT body FROM tasks ORDER BY id").map_err(op("load tasks"))?;
+                let rows = stmt.query_map([], |r| r.get::<_, String>(0)).map_err(op("load tasks"))?;
+                rows.collect::<Result<Vec<_>, _>>().map_err(op("load tasks"))
             })
             .await?;
         bodies.iter().map(|b| decode("task", b)).collect()
@@ -118,11 +97,8 @@ impl Store for SqliteStore {
                 params![tid, loc, seq, rbody],
             )
             .map_err(op("store result"))?;
-            tx.execute(
-                "INSERT OR REPLACE INTO tasks(id, body) VALUES (?1, ?2)",
-                params![tid, tbody],
-            )
-            .map_err(op("save task"))?;
+            tx.execute("INSERT OR REPLACE INTO tasks(id, body) VALUES (?1, ?2)", params![tid, tbody])
+                .map_err(op("save task"))?;
             tx.commit().map_err(op("commit"))?;
             Ok(true)
         })
@@ -151,19 +127,14 @@ impl Store for SqliteStore {
     async fn result_keys(&self, task_id: u64) -> Result<Vec<(String, u64)>, StoreError> {
         let tid = to_i64(task_id);
         self.with(move |c| {
-            let mut stmt = c
-                .prepare("SELECT location, seq FROM results WHERE task_id=?1")
-                .map_err(op("query results"))?;
+            let mut stmt =
+                c.prepare("SELECT location, seq FROM results WHERE task_id=?1").map_err(op("query results"))?;
             let rows = stmt
                 .query_map(params![tid], |r| {
-                    Ok((
-                        r.get::<_, String>(0)?,
-                        u64::try_from(r.get::<_, i64>(1)?).unwrap_or(0),
-                    ))
+                    Ok((r.get::<_, String>(0)?, u64::try_from(r.get::<_, i64>(1)?).unwrap_or(0)))
                 })
                 .map_err(op("query results"))?;
-            rows.collect::<Result<Vec<_>, _>>()
-                .map_err(op("query results"))
+            rows.collect::<Result<Vec<_>, _>>().map_err(op("query results"))
         })
         .await
     }
@@ -176,16 +147,11 @@ mod tests {
     use crate::probe::spec::{validate, TaskSpec};
 
     fn task() -> Task {
-        let spec: TaskSpec =
-            serde_json::from_str(r#"{"type":"ONE-OFF","measurement":{"kind":"dns"},"endpoints":["a"],"locations":["eu","us"]}"#)
-                .unwrap();
-        validate(
-            &spec,
-            3,
-            &["eu".into(), "us".into()],
-            "2026-01-01T00:00:00Z".parse().unwrap(),
+        let spec: TaskSpec = serde_json::from_str(
+            r#"{"type":"ONE-OFF","measurement":{"kind":"dns"},"endpoints":["a"],"locations":["eu","us"]}"#,
         )
-        .unwrap()
+        .unwrap();
+        validate(&spec, 3, &["eu".into(), "us".into()], "2026-01-01T00:00:00Z".parse().unwrap()).unwrap()
     }
 
     fn result(location: &str, seq: u64) -> RunResult {
@@ -227,22 +193,10 @@ mod tests {
         let tasks = store.load_tasks().await.unwrap();
         assert_eq!(tasks.len(), 1);
         assert_eq!(tasks[0].tally["eu"].ok_runs, 1);
-        let all = store
-            .results(&ResultQuery {
-                task_id: Some(3),
-                ..ResultQuery::default()
-            })
-            .await
-            .unwrap();
+        let all = store.results(&ResultQuery { task_id: Some(3), ..ResultQuery::default() }).await.unwrap();
         assert_eq!(all.len(), 2);
-        let eu = store
-            .results(&ResultQuery {
-                task_id: Some(3),
-                location: Some("eu".into()),
-                seq: Some(1),
-            })
-            .await
-            .unwrap();
+        let eu =
+            store.results(&ResultQuery { task_id: Some(3), location: Some("eu".into()), seq: Some(1) }).await.unwrap();
         assert_eq!(eu, [result("eu", 1)]);
         let mut keys = store.result_keys(3).await.unwrap();
         keys.sort();
