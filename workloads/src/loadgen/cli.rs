@@ -16,6 +16,7 @@ use clap::{Args, Parser, Subcommand, ValueEnum};
 use super::closed::{self, ClosedConfig, Think};
 use super::distributed::{self, CalibrationEntry, CalibrationFile, Link, Message, PlanConfig};
 use super::http::{self, Http, Target};
+use super::logs;
 use super::memcache::{self, Memcache, Mix};
 use super::open::{self, DispatchConfig, Issuer, RateSource, Source, TraceSource};
 use super::record::{self, Record, RunInfo};
