@@ -28,7 +28,7 @@ fn calibrate(probe: &Path, w_ms: f64) -> u64 {
 /// Runs bursts of each of `widths` in one node (`cpus`, TDF `tdf`) and returns, per width,
 /// the median virtual duration divided by the width.
 fn burst_ratios(test: &str, tdf: &str, cpus: &str, widths: &[f64]) -> Vec<(f64, f64)> {
-    let tmp = tempfile::tempdir().unwrap();
+    let tmp = tempfile::tempdir().expect("temporary directory");
     let probe = build_probe(tmp.path());
     let script: Vec<String> =
         widths.iter().map(|w| format!("{} run {} {w} 9 2", probe.display(), calibrate(&probe, *w))).collect();
@@ -41,10 +41,10 @@ fn burst_ratios(test: &str, tdf: &str, cpus: &str, widths: &[f64]) -> Vec<(f64, 
         ),
     );
     let out = tmp.path().join("results");
-    let r = diorama(&["run", topo.to_str().unwrap(), "--tdf", tdf, "--out", out.to_str().unwrap()]);
+    let r = diorama(&["run", &topo.to_string_lossy(), "--tdf", tdf, "--out", &out.to_string_lossy()]);
     assert_eq!(r.code, Some(0), "{r:?}");
     assert!(leftovers_of(&out).is_empty(), "{:?}", leftovers_of(&out));
-    let stdout = std::fs::read_to_string(out.join("nodes/cruncher/stdout")).unwrap();
+    let stdout = std::fs::read_to_string(out.join("nodes/cruncher/stdout")).expect("the node's stdout");
     widths
         .iter()
         .map(|w| {
@@ -53,7 +53,8 @@ fn burst_ratios(test: &str, tdf: &str, cpus: &str, widths: &[f64]) -> Vec<(f64, 
                 .filter_map(|l| {
                     let f: Vec<&str> = l.split_whitespace().collect();
                     (f.len() == 4 && f[0] == "burst" && f[1].parse::<f64>().ok() == Some(*w))
-                        .then(|| f[2].parse().unwrap())
+                        .then(|| f[2].parse().ok())
+                        .flatten()
                 })
                 .collect();
             assert_eq!(v.len(), 9, "bursts of {w} ms in: {stdout}");
