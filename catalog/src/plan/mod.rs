@@ -5,7 +5,8 @@
 //! scaled. A placement is valid when, on every host, `Σ cpus/t ≤ cores · headroom − reserve`
 //! and `Σ memory ≤ memory`. The reserve is the CPU of diorama itself on that host: the
 //! harness (sampling, readiness checks, the fault timeline) and the userspace network
-//! emulator, whose forwarding thread must never wait behind the nodes it serves. Placement is first-fit decreasing by CPU (ties by memory, then
+//! emulator, whose forwarding thread must never wait behind the nodes it serves. It shapes
+//! `tdf: auto`; a TDF the user fixes is held to `cores · headroom` alone. Placement is first-fit decreasing by CPU (ties by memory, then
 //! name, so plans are deterministic); groups marked `spread` go first, each member to the
 //! host with the most free CPU. `tdf: auto` searches the smallest TDF (to 0.01) at which
 //! placement succeeds: feasibility is monotone in t for a fixed order of items, so a binary
@@ -239,9 +240,14 @@ pub fn plan(topology: &Topology, inventory: &Inventory, opts: &PlanOptions) -> R
         Some(t) => (t, false),
         None => (auto_tdf(), true),
     };
-    let at = match place(&items, hosts, &cap, tdf) {
+    // A TDF the user fixed is held to the headroom alone: the reserve shapes the automatic
+    // choice, and the fidelity monitor flags a run whose host then saturates.
+    let fixed_cap = |h: &Host| h.cores * opts.headroom;
+    let cap_at: &dyn Fn(&Host) -> f64 = if tdf_auto { &cap } else { &fixed_cap };
+    let at = match place(&items, hosts, cap_at, tdf) {
         Ok(at) => at,
         Err(detail) => {
+            let max_cores = hosts.iter().map(cap_at).fold(0.0, f64::max);
             let biggest = items.iter().find(|i| i.cpus / tdf > max_cores + 1e-9);
             if let Some(big) = biggest {
                 return Err(PlanError::NodeTooBig {
@@ -252,12 +258,12 @@ pub fn plan(topology: &Topology, inventory: &Inventory, opts: &PlanOptions) -> R
                 });
             }
             let total_cpu: f64 = items.iter().map(|i| i.cpus).sum::<f64>() / tdf;
-            let total_cap: f64 = hosts.iter().map(cap).sum();
+            let total_cap: f64 = hosts.iter().map(cap_at).sum();
             let over = (total_cpu / total_cap - 1.0) * 100.0;
             let detail = if over > 0.0 {
                 format!(
-                    "the nodes need {total_cpu:.2} host cores, {over:.0}% over the {total_cap:.2} available (cores × headroom {} − {} reserved per host); {detail}",
-                    opts.headroom, opts.reserve_cores
+                    "the nodes need {total_cpu:.2} host cores, {over:.0}% over the {total_cap:.2} available (cores × headroom {}); {detail}",
+                    opts.headroom
                 )
             } else {
                 detail
