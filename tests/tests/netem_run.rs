@@ -27,6 +27,10 @@ fn run(dir: &Path, name: &str, yaml: &str, tdf: f64) -> Vec<f64> {
     stdout.split_whitespace().filter_map(|w| w.parse().ok()).collect()
 }
 
+/// The delay tests measure the emulator, not the probes: their nodes turn CPU pacing off
+/// (`DILATION_CPU_SPEED` far above one core), or the Python echo's own CPU at 0.2 cores
+/// (about 1–2 ms a round trip, faithfully paced in both legs) would be counted as delay.
+///
 /// What the host's wake-ups add to a round trip over `hops` links, in virtual ms at `tdf`.
 /// A round trip wakes the core once per link traversal (its timer) and four more times
 /// (two packets in, two out), and the two endpoints once each; a wake-up costs ~0.15 ms of
@@ -52,11 +56,11 @@ name: delay1
 defaults: {{cpus: 0.2, memory: 64MiB}}
 nodes:
   - name: server
-    run: {{command: ["python3", "{p}", "echo", "9000"]}}
+    run: {{command: ["python3", "{p}", "echo", "9000"], env: {{DILATION_CPU_SPEED: "1000"}}}}
   - name: client
     main: true
     depends_on: [server]
-    run: {{command: ["python3", "{p}", "rtt", "server", "9000", "30"]}}
+    run: {{command: ["python3", "{p}", "rtt", "server", "9000", "30"], env: {{DILATION_CPU_SPEED: "1000"}}}}
 links:
   - {{between: [client, server], delay: 10ms}}
 "#
@@ -85,12 +89,12 @@ defaults: {{cpus: 0.2, memory: 64MiB}}
 switches: [s1, s2]
 nodes:
   - name: server
-    run: {{command: ["python3", "{p}", "echo", "9000"]}}
+    run: {{command: ["python3", "{p}", "echo", "9000"], env: {{DILATION_CPU_SPEED: "1000"}}}}
     link: {{to: s2, delay: 3ms}}
   - name: client
     main: true
     depends_on: [server]
-    run: {{command: ["python3", "{p}", "rtt", "server", "9000", "30"]}}
+    run: {{command: ["python3", "{p}", "rtt", "server", "9000", "30"], env: {{DILATION_CPU_SPEED: "1000"}}}}
     link: {{to: s1, delay: 2ms}}
 links:
   - {{between: [s1, s2], delay: 5ms}}

@@ -571,3 +571,45 @@ pub(crate) fn exec_syscall(n: libc::c_long, args: [i64; 6]) -> Option<libc::c_lo
         r
     })
 }
+
+// ---------------------------------------------------------------------------------------
+// Blocking input: a thread that waits in `read`/`recv` pays first and starts a new burst
+// when the call returns, like the wait hooks: the kernel's CPU to put it to sleep and wake
+// it (tens of µs on a VM) is not the program's work.
+
+macro_rules! input_hook {
+    ($name:ident, ($($arg:ident: $ty:ty),*) -> $ret:ty, $nr:expr) => {
+        /// # Safety
+        /// As the libc function of the same name.
+        #[no_mangle]
+        pub unsafe extern "C" fn $name($($arg: $ty),*) -> $ret {
+            let _wait = wait();
+            type F = unsafe extern "C" fn($($ty),*) -> $ret;
+            match real!(stringify!($name), F) {
+                // SAFETY: forwarding the caller's arguments.
+                Some(f) => unsafe { f($($arg),*) },
+                None => {
+                    let a = [$($arg as i64),*];
+                    let mut args = [0i64; 6];
+                    args[..a.len()].copy_from_slice(&a);
+                    sys($nr, args) as $ret
+                }
+            }
+        }
+    };
+}
+
+input_hook!(read, (fd: c_int, buf: *mut c_void, n: size_t) -> ssize_t, libc::SYS_read);
+input_hook!(recv, (fd: c_int, buf: *mut c_void, n: size_t, flags: c_int) -> ssize_t, libc::SYS_recvfrom);
+input_hook!(
+    recvfrom,
+    (fd: c_int, buf: *mut c_void, n: size_t, flags: c_int, from: *mut sockaddr, len: *mut socklen_t) -> ssize_t,
+    libc::SYS_recvfrom
+);
+input_hook!(recvmsg, (fd: c_int, msg: *mut msghdr, flags: c_int) -> ssize_t, libc::SYS_recvmsg);
+input_hook!(accept, (fd: c_int, addr: *mut sockaddr, len: *mut socklen_t) -> c_int, libc::SYS_accept);
+input_hook!(
+    accept4,
+    (fd: c_int, addr: *mut sockaddr, len: *mut socklen_t, flags: c_int) -> c_int,
+    libc::SYS_accept4
+);
