@@ -26,6 +26,9 @@ fn implied_rtt_ms(a: &str, b: &str) -> f64 {
 
 /// Two regions, an agent and an endpoint in each, a recurring ping task from both regions
 /// to both endpoints; `extra_nodes` and `faults` are appended.
+/// The agents turn CPU pacing off (`DILATION_CPU_SPEED` far above one core): these tests
+/// compare ping's RTT with the emulated network's, and ping's own CPU, paced at the agents'
+/// fraction of a core, would add about half a millisecond a round trip in both legs.
 fn two_regions(name: &str, duration: &str, tasks: &str, lease: &str, extra_nodes: &str, faults: &str) -> String {
     format!(
         r#"name: {name}
@@ -53,11 +56,11 @@ nodes:
     link: {{to: us, rate: 100Mbit, delay: 100us}}
   - name: agent-eu
     depends_on: [server]
-    run: {{workload: probe, args: {{role: agent, server: "http://server:8080", location: eu}}}}
+    run: {{workload: probe, args: {{role: agent, server: "http://server:8080", location: eu}}, env: {{DILATION_CPU_SPEED: "1000"}}}}
     link: {{to: eu, rate: 100Mbit, delay: 100us}}
   - name: agent-us
     depends_on: [server]
-    run: {{workload: probe, args: {{role: agent, server: "http://server:8080", location: us}}}}
+    run: {{workload: probe, args: {{role: agent, server: "http://server:8080", location: us}}, env: {{DILATION_CPU_SPEED: "1000"}}}}
     link: {{to: us, rate: 100Mbit, delay: 100us}}
 {extra_nodes}links:
   - {{between: [eu, core], rate: 1Gbit, delay: {EU_MS}ms}}
