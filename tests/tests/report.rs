@@ -126,7 +126,7 @@ fn report_and_compare_real_runs() {
     let r = diorama(&["compare", a.to_str().unwrap(), b.to_str().unwrap(), "--out", out.to_str().unwrap()]);
     println!("{}", r.stdout);
     assert_eq!(r.code, Some(6), "{r:?}");
-    assert!(r.stdout.contains("FAIL: latency distribution: KS distance"), "{}", r.stdout);
+    assert!(r.stdout.contains("FAIL: latency distribution: tolerant KS distance"), "{}", r.stdout);
     assert!(
         r.stdout
             .lines()
