@@ -142,8 +142,11 @@ fn report_and_compare_real_runs() {
 
     // Thresholds that allow it pass; a bad thresholds file names its line and field.
     let loose = tmp.path().join("loose.yaml");
-    std::fs::write(&loose, "ks: 1\np50: 10\np90: 10\np99: 10\nmean: 10\nthroughput: 1\ncpu: 100\nlink_util: 100\n")
-        .unwrap();
+    std::fs::write(
+        &loose,
+        "distance: 1\nks: 1\np50: 10\np90: 10\np99: 10\nmean: 10\nthroughput: 1\ncpu: 100\nlink_util: 100\n",
+    )
+    .unwrap();
     let r = diorama(&[
         "compare",
         a.to_str().unwrap(),
