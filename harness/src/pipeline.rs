@@ -82,8 +82,8 @@ pub fn execute(
     let out = out.canonicalize().map_err(files("resolve the results directory".into()))?;
     let plan = serde_json::to_vec_pretty(&experiment.spec.plan).map_err(|e| Error::Internal(e.to_string()))?;
     std::fs::write(out.join("plan.json"), plan).map_err(files("write plan.json".into()))?;
-    eprintln!("{}", experiment.plan_table);
-    eprintln!("results: {}", out.display());
+    testbed::note!("{}", experiment.plan_table);
+    testbed::note!("results: {}", out.display());
     let opts = testbed::RunOptions {
         results_dir: out.clone(),
         state_root: env.state_root.clone(),
@@ -97,7 +97,7 @@ pub fn execute(
     let started = Instant::now();
     // Setup errors, and a node that failed to start or died, both end here.
     let outcome = testbed::run(&experiment.spec, &opts, interrupt).map_err(Error::Run)?;
-    eprintln!(
+    testbed::note!(
         "run {}: {} after {:.1}s real, {:.2}s virtual (TDF {})",
         if outcome.success { "succeeded" } else { "FAILED" },
         outcome.reason,

@@ -10,6 +10,17 @@
 //!   [`network`] builds the emulated network; [`state`] records what exists for
 //!   [`clean`].
 
+/// Writes a line to stderr, ignoring failure: a harness whose stderr reader went away (a
+/// closed pipe) must still stop and tear its run down, where `eprintln!` would panic and a
+/// second panic in the teardown's own messages would abort with cgroups left behind.
+#[macro_export]
+macro_rules! note {
+    ($($arg:tt)*) => {{
+        use std::io::Write as _;
+        let _ = writeln!(std::io::stderr(), $($arg)*);
+    }};
+}
+
 pub mod awake;
 pub mod cgroup;
 pub mod clean;

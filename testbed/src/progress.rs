@@ -37,7 +37,7 @@ impl Progress {
             Some(bar) => bar.set_message(line),
             None if self.last_line.elapsed() >= PLAIN_EVERY => {
                 self.last_line = Instant::now();
-                eprintln!("{line}");
+                crate::note!("{line}");
             }
             None => {}
         }
@@ -52,7 +52,7 @@ impl Progress {
     pub fn event(&self, text: &str) {
         match &self.bar {
             Some(bar) => bar.println(format!("  {text}")),
-            None => eprintln!("  {text}"),
+            None => crate::note!("  {text}"),
         }
     }
 }

@@ -151,13 +151,13 @@ impl Testbed<'_> {
 /// Prints the fidelity verdict and its flags.
 pub(super) fn print_fidelity(f: &Fidelity) {
     if f.flags.is_empty() {
-        eprintln!("fidelity: ok");
+        crate::note!("fidelity: ok");
         return;
     }
-    eprintln!("fidelity: UNFAITHFUL ({} flag{})", f.flags.len(), if f.flags.len() == 1 { "" } else { "s" });
+    crate::note!("fidelity: UNFAITHFUL ({} flag{})", f.flags.len(), if f.flags.len() == 1 { "" } else { "s" });
     for flag in &f.flags {
         let at = flag.node.as_deref().or(flag.link.as_deref()).map(|x| format!(" {x}")).unwrap_or_default();
-        eprintln!("  {}{at}: {}", flag.kind, flag.detail);
+        crate::note!("  {}{at}: {}", flag.kind, flag.detail);
     }
 }
 
