@@ -180,9 +180,18 @@ impl Experiment {
                 p.rate_bps = p.rate_bps.map(|r| ((r as f64 / divisor).round() as u64).max(1));
             }
         }
-        // Without dilation, a node gets `1/divisor` of the host's speed at every time scale.
+        // Without dilation, a node gets `1/divisor` of the host's speed at every time scale,
+        // and its CFS period is the topology's own (virtual time is real time at TDF 1).
+        let period_us = u64::try_from(self.topology.cpu_period.as_micros()).unwrap_or(100_000);
         for node in &mut self.spec.nodes {
             node.resources.pace_speed = node.resources.pace_speed.map(|s| s / divisor);
+            let r = &mut node.resources;
+            if let Some(quota) = r.cpu_quota_us {
+                let share = quota as f64 / r.cpu_period_us.max(1) as f64;
+                if let Some((q, p)) = catalog::plan::cfs(share, period_us) {
+                    (r.cpu_quota_us, r.cpu_period_us) = (Some(q), p);
+                }
+            }
         }
         if let Some(obj) = self.spec.plan.as_object_mut() {
             obj.insert("naive".into(), serde_json::json!({"resources_divided_by": divisor, "run_tdf": 1.0}));

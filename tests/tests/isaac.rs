@@ -389,9 +389,6 @@ fn run_isaac(dir: &Path, tdf: f64) -> f64 {
 }
 
 #[test]
-#[ignore = "known fidelity regression (2026-11-25): after CPU pacing and the dilated CUBIC landed together, \
-            the TDF-10 median was 1.214 x the TDF-1 median (bound 0.85-1.15); cause not yet isolated, \
-            see docs/fidelity.md; run with --ignored"]
 fn loadgen_through_lb_at_tdf_1_and_10() {
     require!("loadgen_through_lb_at_tdf_1_and_10", need_root(), need_loadgen());
     let tmp = tempfile::tempdir().unwrap();

@@ -43,9 +43,6 @@ fn invalid_suites_are_refused_with_file_line_and_field() {
 }
 
 #[test]
-#[ignore = "known regression (2026-11-25): with CPU pacing the ci suite's Isaac nodes are as slow as their \
-            declared cpus and showed 20% errors before the fault, so as1-down does not recover within 3 s; \
-            the suite's load or cpus need retuning; run with --ignored"]
 fn ci_suite_passes_and_failing_assertions_exit_6_with_the_measured_value() {
     require!("ci_suite_passes_and_failing_assertions_exit_6_with_the_measured_value", need_root());
     let tmp = tempfile::tempdir().unwrap();

@@ -13,9 +13,17 @@
 //! search between the lower bound `Σcpus / Σ(cores·headroom)` and a feasible upper bound
 //! finds it, and the result is verified.
 //!
-//! CFS: quota = `cpus / t × period`. The kernel refuses quotas under 1 ms, so where that
-//! would happen the period is lengthened (up to the kernel's 1 s maximum) rather than the
-//! quota rounded up, which would silently give the node more CPU than planned.
+//! CFS: the topology's `cpu_period` is *virtual* time, like every duration a user writes: the
+//! real period is `cpu_period × t` (at most the kernel's 1 s) and the quota `cpus / t` of it.
+//! A node then gets the same CPU-milliseconds per period in every leg of a validation, so a
+//! burst that fits the original's quota fits the scaled node's too; with a real period fixed
+//! at 100 ms a scaled node's quota would be t times smaller in CPU-milliseconds and its
+//! bursts throttled where the original's are not (measured: the first requests of a
+//! 0.25-cpu Isaac at TDF 10 took 1.7× their TDF-1 time, 1.0× with the period scaled). Fine
+//! granularity is the shim's pacing (docs/decisions/060-cpu-pacing.md), not the period's.
+//! The kernel refuses quotas under 1 ms, so where that would happen the period is lengthened
+//! (up to the kernel's 1 s maximum) rather than the quota rounded up, which would silently
+//! give the node more CPU than planned.
 
 mod host;
 mod table;
@@ -57,7 +65,8 @@ pub struct PlanOptions {
     pub tdf: Option<f64>,
     /// Share of each host's cores the plan may use.
     pub headroom: f64,
-    /// CFS period in µs before lengthening.
+    /// CFS period in virtual µs (the topology's `cpu_period`); the real period is this times
+    /// the TDF, capped at the kernel's maximum, before lengthening.
     pub cpu_period_us: u64,
     /// Host cores set aside on every host for the harness and the network emulator.
     pub reserve_cores: f64,
@@ -159,6 +168,18 @@ fn place(items: &[Item<'_>], hosts: &[Host], cap: &dyn Fn(&Host) -> f64, tdf: f6
         at[k] = h;
     }
     Ok(at)
+}
+
+/// The real CFS period (µs) for a virtual period at TDF `tdf`: the kernel's clock is real, so
+/// a period of the original machine lasts `tdf` times longer; capped at [`MAX_PERIOD_US`].
+#[must_use]
+pub fn real_period_us(virtual_period_us: u64, tdf: f64) -> u64 {
+    let real = (virtual_period_us as f64 * tdf).round();
+    if real.is_finite() && real >= 1.0 {
+        (real as u64).clamp(MIN_QUOTA_US, MAX_PERIOD_US)
+    } else {
+        virtual_period_us.clamp(MIN_QUOTA_US, MAX_PERIOD_US)
+    }
 }
 
 /// CFS quota and period for a share of `real_cpus` host cores.
@@ -274,7 +295,7 @@ pub fn plan(topology: &Topology, inventory: &Inventory, opts: &PlanOptions) -> R
     let mut placed: Vec<Option<Placed>> = vec![None; topology.nodes.len()];
     for (k, item) in items.iter().enumerate() {
         let real = item.cpus / tdf;
-        let (quota, period) = cfs(real, opts.cpu_period_us)
+        let (quota, period) = cfs(real, real_period_us(opts.cpu_period_us, tdf))
             .ok_or_else(|| PlanError::QuotaTooSmall { node: item.name.to_owned(), share: real })?;
         placed[item.idx] = Some(Placed {
             node: item.name.to_owned(),

@@ -69,13 +69,31 @@ fn the_period_is_lengthened_instead_of_rounding_the_quota_up() {
     // 0.005 of a core: 500 µs per 100 ms is under the minimum → 1 ms per 200 ms.
     assert_eq!(cfs(0.005, 100_000), Some((1_000, 200_000)));
     assert_eq!(cfs(0.0005, 100_000), None);
-    let t = topo("  - name: a\n    cpus: 0.05\n    memory: 1MiB\n    run: {command: x}\n");
-    // 0.05 / 20 = 0.0025 of a core → 1 ms per 400 ms.
-    let p = plan(&t, &Inventory::uniform(1, 2.0, GIB), &opts(Some(20.0))).unwrap();
+    let t = topo("  - name: a\n    cpus: 0.005\n    memory: 1MiB\n    run: {command: x}\n");
+    // 0.005 / 2 = 0.0025 of a core; the period is 200 ms real (100 ms virtual at TDF 2), the
+    // quota 500 µs is under the minimum → 1 ms per 400 ms.
+    let p = plan(&t, &Inventory::uniform(1, 2.0, GIB), &opts(Some(2.0))).unwrap();
     let n = &p.nodes[0];
     assert_eq!((n.cpu_quota_us, n.cpu_period_us), (1_000, 400_000));
+    let t = topo("  - name: a\n    cpus: 0.05\n    memory: 1MiB\n    run: {command: x}\n");
     let err = plan(&t, &Inventory::uniform(1, 2.0, GIB), &opts(Some(100.0))).unwrap_err();
     assert!(matches!(err, PlanError::QuotaTooSmall { .. }), "{err}");
+}
+
+#[test]
+fn the_period_is_virtual_time_so_every_tdf_gets_the_same_quota_in_cpu_milliseconds() {
+    let t = topo("  - name: a\n    cpus: 0.25\n    memory: 1MiB\n    run: {command: x}\n");
+    let at = |tdf: f64| {
+        let p = plan(&t, &Inventory::uniform(1, 2.0, GIB), &opts(Some(tdf))).unwrap();
+        (p.nodes[0].cpu_quota_us, p.nodes[0].cpu_period_us)
+    };
+    // 25 ms of CPU per 100 ms of virtual time at TDF 1 and 10.
+    assert_eq!(at(1.0), (25_000, 100_000));
+    assert_eq!(at(10.0), (25_000, 1_000_000));
+    // Past the kernel's 1 s maximum the period stops growing and the quota shrinks with it.
+    assert_eq!(at(20.0), (12_500, 1_000_000));
+    assert_eq!(real_period_us(100_000, 2.5), 250_000);
+    assert_eq!(real_period_us(100_000, 0.5), 50_000);
 }
 
 #[test]

@@ -191,12 +191,13 @@ pub fn evaluate(check: &Check, view: &RunView, dir: &Path, compare: &CompareFn<'
                 Err(e) => Verdict::new(check, Status::Error, expected, na, e.to_string()),
                 Ok(r) => {
                     let detail = format!(
-                        "fault at {:.2}s, clock from {t0:.2}s; pre-fault {:.1}/s with {:.2}% errors over [{:.0}s, {:.0}s); ±{:.0}% for {}s",
+                        "fault at {:.2}s, clock from {t0:.2}s; pre-fault {:.1}/s with {:.2}% errors over [{:.0}s, {:.0}s); ±{:.1}/s (±{:.0}% or the reference's own spread) for {}s",
                         f.t_virtual_s,
                         r.reference_rps,
                         r.reference_error_rate * 100.0,
                         r.window.0,
                         r.window.1,
+                        r.band_rps,
                         params.tolerance * 100.0,
                         params.hold_s
                     );

@@ -8,9 +8,12 @@
 //! second that holds the fault's injection. Its mean completed throughput is `m` and its
 //! error rate `e = Σerrors / Σ(completed + errors)`.
 //!
-//! A second is *healthy* when `|completed − m| ≤ tolerance · m` and
+//! A second is *healthy* when `|completed − m| ≤ band` and
 //! `errors / (completed + errors) ≤ e + error_margin` (a second with no request at all is
-//! not healthy). The run has *recovered* at `r`: the first whole second `r ≥ t0` that
+//! not healthy), where `band = max(tolerance · m, d)` and `d` is the largest deviation of a
+//! reference second from `m`: a band narrower than the steady state's own second-to-second
+//! spread cannot tell recovery from noise (a paced 40/s service completes 33 to 48 requests in
+//! its healthy seconds). The run has *recovered* at `r`: the first whole second `r ≥ t0` that
 //! starts `hold` consecutive healthy seconds. The recovery time is `r − t0` (virtual).
 //!
 //! # Limitations
@@ -29,6 +32,8 @@ pub struct Recovery {
     pub reference_error_rate: f64,
     /// The pre-fault window `[from, to)` in virtual seconds.
     pub window: (f64, f64),
+    /// Completed requests per second a healthy second may differ from the reference by.
+    pub band_rps: f64,
     /// Start of the first of `hold` healthy seconds, if any.
     pub recovered_at_s: Option<f64>,
     /// `recovered_at_s − t0`.
@@ -71,9 +76,11 @@ pub fn measure(
     }
     let (c, e): (f64, f64) = reference.iter().fold((0.0, 0.0), |(c, e), s| (c + s.1, e + s.2));
     let e_ref = if c + e > 0.0 { e / (c + e) } else { 0.0 };
+    let spread = reference.iter().map(|s| (s.1 - m).abs()).fold(0.0, f64::max);
+    let band = (p.tolerance * m).max(spread);
     let healthy = |s: &(f64, f64, f64)| {
         let total = s.1 + s.2;
-        total > 0.0 && (s.1 - m).abs() <= p.tolerance * m && s.2 / total <= e_ref + p.error_margin
+        total > 0.0 && (s.1 - m).abs() <= band && s.2 / total <= e_ref + p.error_margin
     };
     let after: Vec<_> = series.iter().filter(|s| s.0 >= t0.ceil()).collect();
     let hold = p.hold_s as usize;
@@ -92,6 +99,7 @@ pub fn measure(
         reference_rps: m,
         reference_error_rate: e_ref,
         window: (from, to),
+        band_rps: band,
         recovered_at_s: recovered_at,
         recovery_s: recovered_at.map(|r| r - t0),
         series_end_s: series.last().map_or(0.0, |s| s.0 + 1.0),
@@ -128,6 +136,30 @@ mod tests {
         // From the fault's end: measured from t0.
         let r = measure(&dip(), 30.2, 44.0, &p).unwrap();
         assert_eq!(r.recovery_s, Some(1.0));
+    }
+
+    #[test]
+    fn the_band_is_at_least_the_reference_seconds_own_spread() {
+        // A steady state that itself swings 33..48 around 40/s, a 4 s outage, then the same
+        // swing: recovered at once, although single seconds leave ±10%.
+        let swing = [40.0, 33.0, 48.0, 39.0, 40.0, 35.0, 45.0];
+        let s: Vec<_> = (0..40)
+            .map(|t| {
+                let c = swing[t % swing.len()];
+                let t = t as f64;
+                if (20.0..24.0).contains(&t) {
+                    (t, 0.0, 40.0)
+                } else {
+                    (t, c, 0.0)
+                }
+            })
+            .collect();
+        let r = measure(&s, 20.0, 24.0, &RecoveryParams::default()).unwrap();
+        assert!(r.band_rps > 0.1 * r.reference_rps, "{r:?}");
+        assert_eq!(r.recovery_s, Some(0.0), "{r:?}");
+        // A service that comes back at half its rate still never recovers.
+        let half: Vec<_> = s.iter().map(|&(t, c, e)| if t >= 24.0 { (t, c / 2.0, e) } else { (t, c, e) }).collect();
+        assert_eq!(measure(&half, 20.0, 24.0, &RecoveryParams::default()).unwrap().recovered_at_s, None);
     }
 
     #[test]

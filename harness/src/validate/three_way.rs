@@ -364,6 +364,10 @@ mod tests {
         assert!((quota(&base) - 0.5).abs() < 1e-3);
         assert!((quota(&scaled) - 0.125).abs() < 1e-3);
         assert!((quota(&naive) - 0.125).abs() < 1e-3, "naive keeps the scaled quota");
+        // The period is virtual time: 100 ms of it is 400 ms real at TDF 4, 100 ms in the
+        // baseline and in the naive run (both at TDF 1).
+        let period = |e: &Experiment| e.spec.nodes[0].resources.cpu_period_us;
+        assert_eq!((period(&base), period(&scaled), period(&naive)), (100_000, 400_000, 100_000));
         let link = |e: &Experiment| e.spec.network.as_ref().unwrap().links[0].forward;
         // Perceived parameters: the engine scales them by its TDF (1 for naive).
         assert_eq!(link(&scaled).rate_bps, Some(10_000_000));
