@@ -76,6 +76,19 @@ pub fn locate_shim() -> Option<PathBuf> {
     [dir.join(SHIM_NAME), dir.parent()?.join(SHIM_NAME)].into_iter().find(|p| p.is_file())
 }
 
+/// Where the trap launcher is: `$DIORAMA_TRAP`, else beside the current executable, else
+/// one directory up (as [`locate_shim`]).
+pub fn locate_trap() -> Option<PathBuf> {
+    if let Some(p) = std::env::var_os("DIORAMA_TRAP") {
+        let p = PathBuf::from(p);
+        return p.is_file().then_some(p);
+    }
+    let exe = std::env::current_exe().ok()?;
+    let dir = exe.parent()?;
+    let name = crate::coverage::TRAP_NAME;
+    [dir.join(name), dir.parent()?.join(name)].into_iter().find(|p| p.is_file())
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
