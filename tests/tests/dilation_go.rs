@@ -131,6 +131,20 @@ fn static_c_sleeps_and_clocks_are_dilated() {
     check_probe("static C forked by sh", &out, real);
     assert!(counter(&stats, "execs") >= 2, "{stats}");
     assert_eq!(counter(&stats, "vdso_missing"), 0, "{stats}");
+
+    // `diorama exec` chooses the trap by itself for a static binary, and says so.
+    let t0 = Instant::now();
+    let o = Command::new(artifact("diorama"))
+        .args(["exec", "--tdf", &TDF.to_string(), "--"])
+        .arg(&exe)
+        .args(["10", "2"])
+        .output()
+        .unwrap();
+    let real = t0.elapsed();
+    let stderr = String::from_utf8_lossy(&o.stderr);
+    assert!(o.status.success(), "{stderr}");
+    assert!(stderr.contains("dilation: syscall trap (dilation-trap)"), "exec names the mechanism: {stderr}");
+    check_probe("static C under diorama exec", &String::from_utf8_lossy(&o.stdout), real);
 }
 
 fn build_go(dir: &Path) -> Result<PathBuf, String> {
