@@ -20,6 +20,10 @@ const CLOCK_EVERY: Duration = Duration::from_secs(20);
 /// Nodes whose clock is read per sample (round robin, oldest reading first): the probe is a
 /// process start inside the node, too dear for every node of a large topology every sample.
 const CLOCKS_PER_SAMPLE: usize = 4;
+/// Real time the clock probes of one sample may take before the rest wait for the next.
+const PROBE_BUDGET: Duration = Duration::from_millis(200);
+/// No probe when a fault is due within this much real time (the probes block the loop).
+const FAULT_MARGIN: Duration = Duration::from_secs(1);
 
 impl Testbed<'_> {
     /// The mechanism for a node's command; refuses a program no mechanism reaches unless
@@ -122,6 +126,12 @@ impl Testbed<'_> {
     /// longest ago) and compares it with the node's model.
     pub(super) fn check_clocks(&mut self) {
         let now = Instant::now();
+        // The probes run on the engine's thread: never let them delay a fault.
+        if let Some(at) = self.timeline.next_at() {
+            if (self.started + self.real(at)).saturating_duration_since(now) < FAULT_MARGIN {
+                return;
+            }
+        }
         let mut due: Vec<(Option<Instant>, usize)> = self
             .nodes
             .iter()
@@ -136,6 +146,9 @@ impl Testbed<'_> {
             .collect();
         due.sort();
         for (_, idx) in due.into_iter().take(CLOCKS_PER_SAMPLE) {
+            if now.elapsed() >= PROBE_BUDGET {
+                break;
+            }
             match self.read_node_clock(idx) {
                 Ok(reading) => {
                     let node = &mut self.nodes[idx];
