@@ -183,13 +183,13 @@ pub fn choose(argv: &[String], path: Option<&str>) -> Choice {
                 return Choice { program, kind: Some(kind), mechanism: None, reason };
             }
             Some(Mechanism::Trap) => Choice {
-                reason: format!("{program} is a {kind}: the LD_PRELOAD shim cannot reach it"),
+                reason: format!("{program}: {kind}; the LD_PRELOAD shim cannot reach it"),
                 program,
                 kind: Some(kind),
                 mechanism: Some(Mechanism::Trap),
             },
             Some(Mechanism::Preload) => Choice {
-                reason: format!("{program} is {kind}"),
+                reason: format!("{program}: {kind}"),
                 program,
                 kind: Some(kind),
                 mechanism: Some(Mechanism::Preload),
