@@ -70,40 +70,62 @@ pub fn process_coverage(proc_root: &Path, pid: u32) -> std::io::Result<Coverage>
     })
 }
 
+/// Every process's parent, read once from `proc_root`, for [`Processes::tree`].
+#[derive(Clone, Debug, Default)]
+pub struct Processes {
+    root: PathBuf,
+    parent_of: Vec<(u32, u32)>,
+}
+
+impl Processes {
+    /// Reads the `PPid` of every process under `proc_root`.
+    pub fn scan(proc_root: &Path) -> std::io::Result<Self> {
+        let mut parent_of = Vec::new();
+        for entry in std::fs::read_dir(proc_root)?.flatten() {
+            let Some(p) = entry.file_name().to_str().and_then(|n| n.parse::<u32>().ok()) else {
+                continue;
+            };
+            let status = std::fs::read_to_string(entry.path().join("status")).unwrap_or_default();
+            if let Some(pp) = field(&status, "PPid").and_then(|v| v.parse::<u32>().ok()) {
+                parent_of.push((p, pp));
+            }
+        }
+        Ok(Self { root: proc_root.to_owned(), parent_of })
+    }
+
+    /// `pid` and all its descendants with their coverage (the trap launcher left out).
+    pub fn tree(&self, pid: u32) -> std::io::Result<Vec<ProcessCoverage>> {
+        let proc_root = &self.root;
+        let mut tree = vec![pid];
+        let mut i = 0;
+        while i < tree.len() {
+            let cur = tree[i];
+            tree.extend(self.parent_of.iter().filter(|(_, pp)| *pp == cur).map(|(p, _)| *p));
+            i += 1;
+        }
+        let mut out = Vec::new();
+        for p in tree {
+            // The launcher itself reads no clock for the program; skip it.
+            let comm = std::fs::read_to_string(proc_root.join(p.to_string()).join("comm"))
+                .unwrap_or_default()
+                .trim()
+                .to_owned();
+            if comm == TRAP_NAME {
+                continue;
+            }
+            match process_coverage(proc_root, p) {
+                Ok(coverage) => out.push(ProcessCoverage { pid: p, program: comm, coverage }),
+                Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+                Err(e) => return Err(e),
+            }
+        }
+        Ok(out)
+    }
+}
+
 /// `pid` and all its descendants (from the `PPid` of every process), with their coverage.
 pub fn tree_coverage(proc_root: &Path, pid: u32) -> std::io::Result<Vec<ProcessCoverage>> {
-    let mut parent_of = Vec::new();
-    for entry in std::fs::read_dir(proc_root)?.flatten() {
-        let Some(p) = entry.file_name().to_str().and_then(|n| n.parse::<u32>().ok()) else {
-            continue;
-        };
-        let status = std::fs::read_to_string(entry.path().join("status")).unwrap_or_default();
-        if let Some(pp) = field(&status, "PPid").and_then(|v| v.parse::<u32>().ok()) {
-            parent_of.push((p, pp));
-        }
-    }
-    let mut tree = vec![pid];
-    let mut i = 0;
-    while i < tree.len() {
-        let cur = tree[i];
-        tree.extend(parent_of.iter().filter(|(_, pp)| *pp == cur).map(|(p, _)| *p));
-        i += 1;
-    }
-    let mut out = Vec::new();
-    for p in tree {
-        // The launcher itself reads no clock for the program; skip it.
-        let comm =
-            std::fs::read_to_string(proc_root.join(p.to_string()).join("comm")).unwrap_or_default().trim().to_owned();
-        if comm == TRAP_NAME {
-            continue;
-        }
-        match process_coverage(proc_root, p) {
-            Ok(coverage) => out.push(ProcessCoverage { pid: p, program: comm, coverage }),
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
-            Err(e) => return Err(e),
-        }
-    }
-    Ok(out)
+    Processes::scan(proc_root)?.tree(pid)
 }
 
 /// The default `/proc`.

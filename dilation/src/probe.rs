@@ -67,13 +67,22 @@ pub fn elf_is_static(b: &[u8]) -> bool {
 /// `diorama` and `libdilation.so` in one directory), else one directory up (test binaries
 /// live in `target/<profile>/deps/`).
 pub fn locate_shim() -> Option<PathBuf> {
-    if let Some(p) = std::env::var_os("DIORAMA_SHIM") {
+    locate("DIORAMA_SHIM", SHIM_NAME)
+}
+
+/// Where the trap launcher is: `$DIORAMA_TRAP`, else found as [`locate_shim`] finds the shim.
+pub fn locate_trap() -> Option<PathBuf> {
+    locate("DIORAMA_TRAP", crate::coverage::TRAP_NAME)
+}
+
+fn locate(variable: &str, name: &str) -> Option<PathBuf> {
+    if let Some(p) = std::env::var_os(variable) {
         let p = PathBuf::from(p);
         return p.is_file().then_some(p);
     }
     let exe = std::env::current_exe().ok()?;
     let dir = exe.parent()?;
-    [dir.join(SHIM_NAME), dir.parent()?.join(SHIM_NAME)].into_iter().find(|p| p.is_file())
+    [dir.join(name), dir.parent()?.join(name)].into_iter().find(|p| p.is_file())
 }
 
 #[cfg(test)]

@@ -113,6 +113,103 @@ pub fn resolve(program: &str, path: Option<&str>) -> Option<PathBuf> {
         .find(|p| p.is_file())
 }
 
+/// The programs a shell script (`sh -c SCRIPT`) starts: the first word of every simple
+/// command (after `;`, `&`, `|`, `&&`, `||`, a newline, `(` or `{`), past variable
+/// assignments and the prefixes `exec`, `env`, `nohup`, `nice`, `time`, `command`.
+/// A heuristic, not a shell parser: words that are built-ins or are not found are
+/// filtered out by the caller when it resolves them.
+pub fn shell_programs(script: &str) -> Vec<String> {
+    const PREFIXES: [&str; 7] = ["exec", "env", "nohup", "nice", "time", "command", "!"];
+    let mut out = Vec::new();
+    let normalised: String = script
+        .chars()
+        .map(|c| if matches!(c, ';' | '&' | '|' | '\n' | '(' | ')' | '{' | '}' | '`') { '\n' } else { c })
+        .collect();
+    for command in normalised.split('\n') {
+        let first = command
+            .split_whitespace()
+            .find(|w| !(w.contains('=') && !w.starts_with('=') || PREFIXES.contains(w) || w.starts_with('-')));
+        if let Some(word) = first {
+            let word = word.trim_matches(|c| c == '"' || c == '\'');
+            if !word.is_empty() && !out.iter().any(|o| o == word) {
+                out.push(word.to_owned());
+            }
+        }
+    }
+    out
+}
+
+/// The mechanism chosen for one command line, and why.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Choice {
+    /// The program that decided (the command, or the program a shell script starts).
+    pub program: String,
+    pub kind: Option<ProgramKind>,
+    /// `None`: no mechanism dilates the program; `reason` says why.
+    pub mechanism: Option<Mechanism>,
+    pub reason: String,
+}
+
+/// Chooses the mechanism for `argv` (programs looked up in `path`). A shell started as
+/// `sh -c SCRIPT` is looked through: every program its script starts is classified, and
+/// the trap is chosen when any of them needs it (the trap dilates the shell and its other
+/// children too, at a higher cost per call); a program no mechanism reaches decides.
+pub fn choose(argv: &[String], path: Option<&str>) -> Choice {
+    let Some(first) = argv.first() else {
+        return Choice {
+            program: String::new(),
+            kind: None,
+            mechanism: Some(Mechanism::Preload),
+            reason: "empty command".into(),
+        };
+    };
+    let mut candidates = vec![first.clone()];
+    let shell =
+        Path::new(first).file_name().and_then(|n| n.to_str()).is_some_and(|n| matches!(n, "sh" | "bash" | "dash"));
+    if shell && argv.get(1).map(String::as_str) == Some("-c") {
+        if let Some(script) = argv.get(2) {
+            candidates.extend(shell_programs(script));
+        }
+    }
+    let mut chosen: Option<Choice> = None;
+    for name in &candidates {
+        let Some(resolved) = resolve(name, path) else { continue };
+        let Ok(kind) = classify(&resolved) else { continue };
+        let program = resolved.display().to_string();
+        let choice = match kind.mechanism() {
+            None => {
+                let reason =
+                    format!("{program} is {kind}: neither the LD_PRELOAD shim nor the syscall trap can dilate it");
+                return Choice { program, kind: Some(kind), mechanism: None, reason };
+            }
+            Some(Mechanism::Trap) => Choice {
+                reason: format!("{program}: {kind}; the LD_PRELOAD shim cannot reach it"),
+                program,
+                kind: Some(kind),
+                mechanism: Some(Mechanism::Trap),
+            },
+            Some(Mechanism::Preload) => Choice {
+                reason: format!("{program}: {kind}"),
+                program,
+                kind: Some(kind),
+                mechanism: Some(Mechanism::Preload),
+            },
+        };
+        match &chosen {
+            Some(c) if c.mechanism == Some(Mechanism::Trap) => {}
+            Some(_) if choice.mechanism == Some(Mechanism::Preload) => {}
+            _ => chosen = Some(choice),
+        }
+    }
+    // Not found: the node's exec reports it with the name as given.
+    chosen.unwrap_or_else(|| Choice {
+        program: first.clone(),
+        kind: None,
+        mechanism: Some(Mechanism::Preload),
+        reason: format!("{first} not found in PATH"),
+    })
+}
+
 /// Classifies the program at `path` (scripts by their interpreter).
 pub fn classify(path: &Path) -> Result<ProgramKind, ProgramError> {
     classify_depth(path, 0)
@@ -243,5 +340,36 @@ mod tests {
         assert_eq!(classify(Path::new("/bin/sh")).unwrap(), ProgramKind::Dynamic);
         assert!(resolve("sh", Some("/nonexistent:/bin")).is_some());
         assert_eq!(resolve("./x", None), Some(PathBuf::from("./x")));
+    }
+
+    #[test]
+    fn shell_scripts_name_their_programs() {
+        assert_eq!(shell_programs("exec etcd --name a"), vec!["etcd"]);
+        assert_eq!(
+            shell_programs("GOMAXPROCS=1 /usr/bin/etcd --x 1 & sleep 1; wait"),
+            vec!["/usr/bin/etcd", "sleep", "wait"]
+        );
+        assert_eq!(shell_programs("cd /tmp && env A=1 nohup ./srv | tee log"), vec!["cd", "./srv", "tee"]);
+    }
+
+    #[test]
+    fn a_shell_is_looked_through() {
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::write(dir.path().join("stat"), elf(false, b"")).unwrap();
+        let mut foreign = elf(true, b"");
+        foreign[4] = 1;
+        std::fs::write(dir.path().join("old"), foreign).unwrap();
+        let path = format!("{}:/usr/bin:/bin", dir.path().display());
+        let argv = |s: &str| vec!["sh".to_owned(), "-c".to_owned(), s.to_owned()];
+        let c = choose(&argv("echo hi; exec stat -x"), Some(&path));
+        assert_eq!((c.mechanism, c.kind), (Some(Mechanism::Trap), Some(ProgramKind::Static)));
+        assert!(c.program.ends_with("/stat"), "{c:?}");
+        let c = choose(&argv("true && old"), Some(&path));
+        assert_eq!(c.mechanism, None);
+        assert!(c.reason.contains("another architecture"), "{c:?}");
+        let c = choose(&argv("sleep 1"), Some(&path));
+        assert_eq!(c.mechanism, Some(Mechanism::Preload));
+        let c = choose(&["nonexistent-program".to_owned()], Some(&path));
+        assert_eq!(c.mechanism, Some(Mechanism::Preload));
     }
 }

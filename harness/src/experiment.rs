@@ -156,6 +156,7 @@ impl Experiment {
             nodes,
             levels: topology.start_levels(),
             grace: topology.grace,
+            allow_undilated: topology.allow_undilated,
             sample_every,
             network,
             net_backend: overrides.net.unwrap_or_default(),

@@ -20,6 +20,8 @@ pub struct Environment {
     pub harness_exe: PathBuf,
     /// `libdilation.so`; `None` runs undilated (`--no-dilation`, TDF 1 only).
     pub shim: Option<PathBuf>,
+    /// `dilation-trap`, for Go and static programs (`None`: not built; such nodes are refused).
+    pub trap: Option<PathBuf>,
     pub state_root: PathBuf,
     /// Keep the CPUs awake during runs (idle-class spinners); `DIORAMA_AWAKE=1` turns it on.
     pub keep_awake: bool,
@@ -44,7 +46,8 @@ pub fn preflight(who: &str, state_root: &Path, dilated: bool) -> Result<Environm
     // Off by default: measured on this VM it helped paced bursts at TDF 10 but slowed
     // half-core nodes at TDF 1 (docs/decisions/060-cpu-pacing.md).
     let keep_awake = std::env::var("DIORAMA_AWAKE").is_ok_and(|v| v == "1");
-    Ok(Environment { harness_exe, shim, state_root: state_root.to_owned(), keep_awake })
+    let trap = shim.as_ref().and_then(|_| dilation::probe::locate_trap());
+    Ok(Environment { harness_exe, shim, trap, state_root: state_root.to_owned(), keep_awake })
 }
 
 /// How a run is watched.
@@ -89,6 +92,7 @@ pub fn execute(
         state_root: env.state_root.clone(),
         harness_exe: env.harness_exe.clone(),
         shim: env.shim.clone(),
+        trap: env.trap.clone(),
         interactive: watch.interactive,
         faults: crate::faults::schedule(&experiment.faults, &experiment.spec.nodes, experiment.spec.tdf),
         fidelity: watch.fidelity,

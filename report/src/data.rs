@@ -36,6 +36,10 @@ pub struct RunInfo {
     pub fidelity: Fidelity,
     pub topology_file: Option<String>,
     pub end_reason: Option<String>,
+    /// Whether the topology let nodes that no mechanism dilates run undilated.
+    pub allow_undilated: bool,
+    /// Each node's dilation mechanism (`shim`, `trap`, `undilated`), from run.json.
+    pub mechanisms: Vec<(String, String)>,
 }
 
 /// A fault, with when it was undone.
@@ -157,6 +161,18 @@ fn read_run_json(path: &Path) -> Result<RunInfo, ReportError> {
         fidelity,
         topology_file: v.get("topology_file").and_then(Value::as_str).map(str::to_owned),
         end_reason: v.get("end_reason").and_then(Value::as_str).map(str::to_owned),
+        allow_undilated: v.get("allow_undilated").and_then(Value::as_bool).unwrap_or(false),
+        mechanisms: v
+            .get("nodes")
+            .and_then(Value::as_array)
+            .into_iter()
+            .flatten()
+            .filter_map(|n| {
+                let name = n.get("name")?.as_str()?;
+                let mechanism = n.pointer("/dilation/mechanism")?.as_str()?;
+                Some((name.to_owned(), mechanism.to_owned()))
+            })
+            .collect(),
     })
 }
 

@@ -143,6 +143,14 @@ pub fn render(run: &RunData, s: &Summary) -> Result<String, ReportError> {
         )),
     );
     row(&mut h, "Fidelity", verdict_badge(&s.fidelity.verdict));
+    if !run.info.mechanisms.is_empty() {
+        row(&mut h, "Dilation", esc(&dilation_line(&run.info.mechanisms)));
+    }
+    row(
+        &mut h,
+        "Undilated nodes",
+        if run.info.allow_undilated { "allowed by the topology (allow_undilated)" } else { "refused" }.to_owned(),
+    );
     if run.requests.is_some() {
         row(&mut h, "Requests", s.requests.total.to_string());
         row(&mut h, "Completed", s.requests.completed.to_string());
@@ -442,5 +450,27 @@ mod tests {
     #[test]
     fn escapes_everything_that_matters() {
         assert_eq!(esc(r#"<a href="x">&'"#), "&lt;a href=&quot;x&quot;&gt;&amp;&#39;");
+    }
+}
+
+/// `trap: etcd1, etcd2; shim: client`: the nodes of each mechanism.
+fn dilation_line(mechanisms: &[(String, String)]) -> String {
+    let mut groups: Vec<(&str, Vec<&str>)> = Vec::new();
+    for (node, m) in mechanisms {
+        match groups.iter_mut().find(|g| g.0 == m) {
+            Some(g) => g.1.push(node),
+            None => groups.push((m, vec![node])),
+        }
+    }
+    groups.iter().map(|(m, nodes)| format!("{m}: {}", nodes.join(", "))).collect::<Vec<_>>().join("; ")
+}
+
+#[cfg(test)]
+mod dilation_tests {
+    #[test]
+    fn the_dilation_line_groups_nodes_by_mechanism() {
+        let m = |n: &str, k: &str| (n.to_owned(), k.to_owned());
+        let line = super::dilation_line(&[m("e1", "trap"), m("c", "shim"), m("e2", "trap")]);
+        assert_eq!(line, "trap: e1, e2; shim: c");
     }
 }

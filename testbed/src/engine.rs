@@ -27,6 +27,7 @@ use crate::schedule::FaultSchedule;
 use crate::spec::{NodeSpec, ReadyCheck, TestbedSpec};
 use crate::state::{ProcessId, RunRecord, StateDir};
 
+mod checks;
 mod fault;
 mod outcome;
 
@@ -70,6 +71,10 @@ pub enum TestbedError {
     NodeFailed { node: String, what: String, stderr: String },
     #[error("set up the network")]
     Network(#[source] Box<dyn std::error::Error + Send + Sync>),
+    #[error(
+        "node {node} cannot be dilated: {reason} (set `allow_undilated: true` in the topology to run it undilated)"
+    )]
+    Undilatable { node: String, reason: String },
     #[error("apply fault {id} ({fault}): {what}")]
     Fault { id: String, fault: &'static str, what: String },
 }
@@ -83,6 +88,9 @@ pub struct RunOptions {
     pub harness_exe: PathBuf,
     /// `libdilation.so`; `None` runs undilated (only valid at TDF 1).
     pub shim: Option<PathBuf>,
+    /// The `dilation-trap` launcher for Go and static programs; `None`: such a node is
+    /// refused (or runs undilated when the topology allows it).
+    pub trap: Option<PathBuf>,
     /// Show a live progress bar (a TTY) instead of plain lines.
     pub interactive: bool,
     /// The fault schedule (validated by the catalog before the run).
@@ -102,6 +110,10 @@ pub(crate) struct Node {
     shim_loaded: Option<bool>,
     /// Since when the command has been seen without the shim (it may not have exec'd yet).
     shim_missing_since: Option<Instant>,
+    /// The mechanism chosen for the node's command (`None` in an undilated run).
+    dilation: Option<crate::dilation_choice::NodeDilation>,
+    /// What the in-node coverage and clock checks found.
+    checks: crate::dilation_choice::NodeChecks,
     dir: PathBuf,
     config_path: PathBuf,
     cgroup: Option<NodeCgroup>,
@@ -120,6 +132,13 @@ pub(crate) struct Node {
     paused: bool,
     /// The CFS (quota, period) in force while a `cpu` fault holds.
     cpu_override: Option<(u64, u64)>,
+}
+
+impl Node {
+    /// The mechanism dilating the node's command (`None`: undilated).
+    fn mechanism(&self) -> Option<dilation::program::Mechanism> {
+        self.dilation.as_ref().and_then(|d| d.mechanism())
+    }
 }
 
 /// A running experiment. Dropping it tears everything down.
@@ -247,6 +266,7 @@ impl<'a> Testbed<'a> {
         for node in &spec.nodes {
             bed.prepare_node(node, &run_id, &hosts)?;
         }
+        bed.announce_dilation();
         let namespaces = std::mem::take(&mut bed.pending_netns);
         for (node, ns) in bed.nodes.iter_mut().zip(namespaces) {
             node.netns = Some(ns);
@@ -299,18 +319,20 @@ impl<'a> Testbed<'a> {
         std::fs::create_dir_all(&dir).map_err(io_err)?;
         let state_dir = self.state().dir().join("nodes").join(&name);
         std::fs::create_dir_all(&state_dir).map_err(io_err)?;
+        let dilation = self.choose_dilation(spec)?;
         // Recorded in the state by `prepare` already: a crash from here on leaves a name.
         let cgroup = NodeCgroup::create(&cgroup_path(run_id, &name), &spec.resources)
             .map_err(|source| TestbedError::Cgroup { node: name.clone(), source })?;
 
         let control = state_dir.join("clock");
         dilation::control::ControlFile::create(&control, &self.model).map_err(|e| io_err(std::io::Error::other(e)))?;
+        let mechanism = dilation.as_ref().and_then(|d| d.mechanism());
         let config = InitConfig {
             node: name.clone(),
             hostname: name.clone(),
             hosts_file: Some(hosts.to_owned()),
-            argv: spec.argv.clone(),
-            env: self.node_env(spec, &dir, &control),
+            argv: crate::dilation_choice::wrap_argv(&spec.argv, dilation.as_ref()),
+            env: self.node_env(spec, &dir, &control, mechanism),
             workdir: spec.workdir.clone().unwrap_or_else(|| dir.clone()),
             user: spec.user.clone(),
             cgroup_procs: cgroup.procs_files(),
@@ -329,6 +351,8 @@ impl<'a> Testbed<'a> {
             restarts: 0,
             shim_loaded: None,
             shim_missing_since: None,
+            dilation,
+            checks: Default::default(),
             netns: None,
             control,
             faulted: false,
@@ -342,7 +366,13 @@ impl<'a> Testbed<'a> {
 
     /// The environment of a node's command: a clean PATH, the dilation variables and
     /// the shim, diorama's own variables, then the user's (which win).
-    fn node_env(&self, spec: &NodeSpec, dir: &Path, control: &Path) -> Vec<(String, String)> {
+    fn node_env(
+        &self,
+        spec: &NodeSpec,
+        dir: &Path,
+        control: &Path,
+        mechanism: Option<dilation::program::Mechanism>,
+    ) -> Vec<(String, String)> {
         let mut env = vec![
             ("PATH".to_owned(), std::env::var("PATH").unwrap_or_else(|_| "/usr/local/bin:/usr/bin:/bin".into())),
             ("HOME".to_owned(), dir.display().to_string()),
@@ -357,7 +387,10 @@ impl<'a> Testbed<'a> {
         if let Some(shim) = &self.opts.shim {
             env.extend(self.model.env());
             env.push((dilation::ENV_CONTROL.to_owned(), control.display().to_string()));
-            env.push(("LD_PRELOAD".to_owned(), shim.display().to_string()));
+            // Under the trap the shim would dilate twice, and would dilate the tracer's own clock.
+            if mechanism != Some(dilation::program::Mechanism::Trap) {
+                env.push(("LD_PRELOAD".to_owned(), shim.display().to_string()));
+            }
             if let Some(speed) = spec.resources.pace_speed {
                 env.push((dilation::ENV_CPU_SPEED.to_owned(), speed.to_string()));
             }
@@ -489,7 +522,7 @@ impl<'a> Testbed<'a> {
         let Ok((mut cmd, _held)) = container::enter_command(process.pid(), Path::new(program), &node.dir) else {
             return false;
         };
-        let env = self.node_env(&node.spec, &node.dir, &node.control);
+        let env = self.node_env(&node.spec, &node.dir, &node.control, node.mechanism());
         cmd.args(args)
             .env_clear()
             .envs(env.iter().map(|(k, v)| (k, v)))
@@ -544,6 +577,8 @@ impl<'a> Testbed<'a> {
             let now = self.now_virtual();
             if now >= next_sample {
                 self.check_shims();
+                self.check_coverage();
+                self.check_clocks();
                 self.sample(now);
                 next_sample += every;
             }
@@ -595,7 +630,10 @@ impl<'a> Testbed<'a> {
             return;
         }
         for node in &mut self.nodes {
-            if node.shim_loaded == Some(true) || node.exit.is_some() {
+            // A trapped node's command is the launcher; the coverage check looks at its tree.
+            let preloaded =
+                node.dilation.as_ref().is_none_or(|d| d.mechanism() == Some(dilation::program::Mechanism::Preload));
+            if node.shim_loaded == Some(true) || node.exit.is_some() || !preloaded {
                 continue;
             }
             let Some(p) = &node.process else { continue };

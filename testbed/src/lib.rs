@@ -25,6 +25,7 @@ pub mod awake;
 pub mod cgroup;
 pub mod clean;
 pub mod container;
+mod dilation_choice;
 mod engine;
 mod events;
 mod metrics;

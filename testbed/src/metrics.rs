@@ -158,7 +158,8 @@ impl Default for FidelityThresholds {
 /// One reason a run was not faithful (contract 6).
 #[derive(Debug, Clone, PartialEq, serde::Serialize)]
 pub struct FidelityFlag {
-    /// `host_cpu_saturated`, `node_quota_not_met`, `network_late`, `shim_missing`, `shim_error`.
+    /// `host_cpu_saturated`, `node_quota_not_met`, `network_late`, `shim_missing`, `shim_error`,
+    /// `undilated` (a process no mechanism dilated), `clock_not_dilated` (the in-node clock check).
     pub kind: &'static str,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub node: Option<String>,

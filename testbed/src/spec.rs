@@ -79,6 +79,9 @@ pub struct TestbedSpec {
     pub network: Option<netemu::graph::NetSpec>,
     /// Which network backend carries the links (`--net`).
     pub net_backend: NetBackend,
+    /// Run a node whose program no dilation mechanism reaches, undilated, instead of
+    /// refusing to start it (the topology's `allow_undilated`; recorded in `run.json`).
+    pub allow_undilated: bool,
     /// The plan and the topology as JSON, for `run.json`.
     pub plan: serde_json::Value,
     pub topology: serde_json::Value,

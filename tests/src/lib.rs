@@ -158,3 +158,21 @@ pub fn run_json(results: &Path) -> serde_json::Value {
     let text = std::fs::read_to_string(results.join("run.json")).expect("run.json exists");
     serde_json::from_str(&text).expect("run.json parses")
 }
+
+/// Parses the `"ts":"2026-11-25T16:32:26.541Z"` of an etcd (zap) log line into Unix ns.
+pub fn zap_ts_ns(line: &str) -> Option<i64> {
+    let ts = line.split("\"ts\":\"").nth(1)?.split('"').next()?;
+    let (date, time) = ts.trim_end_matches('Z').split_once('T')?;
+    let d: Vec<i64> = date.split('-').map(|x| x.parse().ok()).collect::<Option<_>>()?;
+    let (hms, frac) = time.split_once('.').unwrap_or((time, "0"));
+    let t: Vec<i64> = hms.split(':').map(|x| x.parse().ok()).collect::<Option<_>>()?;
+    let (y, m, day) = (d[0] - i64::from(d[1] <= 2), d[1], d[2]);
+    // Days from the civil date (proleptic Gregorian).
+    let era = y.div_euclid(400);
+    let yoe = y - era * 400;
+    let doy = (153 * (m + if m > 2 { -3 } else { 9 }) + 2) / 5 + day - 1;
+    let doe = yoe * 365 + yoe / 4 - yoe / 100 + doy;
+    let days = era * 146_097 + doe - 719_468;
+    let frac_ns: i64 = format!("{frac:0<9}")[..9].parse().ok()?;
+    Some(((days * 86_400 + t[0] * 3_600 + t[1] * 60 + t[2]) * 1_000_000_000) + frac_ns)
+}

@@ -131,6 +131,20 @@ fn static_c_sleeps_and_clocks_are_dilated() {
     check_probe("static C forked by sh", &out, real);
     assert!(counter(&stats, "execs") >= 2, "{stats}");
     assert_eq!(counter(&stats, "vdso_missing"), 0, "{stats}");
+
+    // `diorama exec` chooses the trap by itself for a static binary, and says so.
+    let t0 = Instant::now();
+    let o = Command::new(artifact("diorama"))
+        .args(["exec", "--tdf", &TDF.to_string(), "--"])
+        .arg(&exe)
+        .args(["10", "2"])
+        .output()
+        .unwrap();
+    let real = t0.elapsed();
+    let stderr = String::from_utf8_lossy(&o.stderr);
+    assert!(o.status.success(), "{stderr}");
+    assert!(stderr.contains("dilation: syscall trap (dilation-trap)"), "exec names the mechanism: {stderr}");
+    check_probe("static C under diorama exec", &String::from_utf8_lossy(&o.stdout), real);
 }
 
 fn build_go(dir: &Path) -> Result<PathBuf, String> {
@@ -172,24 +186,6 @@ fn go_sleeps_and_clocks_are_dilated() {
     // only the clocks and the no-early-wake rule are checked.
     check_probe_with("Go with a spinning goroutine", &out, real, false);
     assert!(counter(&stats, "signals") > 0, "no SIGURG went through the tracer: {stats}");
-}
-
-/// Parses the `"ts":"2026-11-25T16:32:26.541Z"` of an etcd (zap) log line into Unix ns.
-fn log_ts(line: &str) -> Option<i64> {
-    let ts = line.split("\"ts\":\"").nth(1)?.split('"').next()?;
-    let (date, time) = ts.trim_end_matches('Z').split_once('T')?;
-    let d: Vec<i64> = date.split('-').map(|x| x.parse().ok()).collect::<Option<_>>()?;
-    let (hms, frac) = time.split_once('.').unwrap_or((time, "0"));
-    let t: Vec<i64> = hms.split(':').map(|x| x.parse().ok()).collect::<Option<_>>()?;
-    let (y, m, day) = (d[0] - i64::from(d[1] <= 2), d[1], d[2]);
-    // Days from the civil date (proleptic Gregorian).
-    let era = y.div_euclid(400);
-    let yoe = y - era * 400;
-    let doy = (153 * (m + if m > 2 { -3 } else { 9 }) + 2) / 5 + day - 1;
-    let doe = yoe * 365 + yoe / 4 - yoe / 100 + doy;
-    let days = era * 146_097 + doe - 719_468;
-    let frac_ns: i64 = format!("{frac:0<9}")[..9].parse().ok()?;
-    Some(((days * 86_400 + t[0] * 3_600 + t[1] * 60 + t[2]) * 1_000_000_000) + frac_ns)
 }
 
 struct Member {
@@ -276,7 +272,7 @@ fn etcd_cluster_runs_in_virtual_time() {
         panic!("no leader within 90 s real; logs in {}", tmp.path().display());
     };
     // The leader's log timestamp is time.Now in the node: it must follow the model.
-    let logged = log_ts(&line).unwrap();
+    let logged = diorama_tests::zap_ts_ns(&line).unwrap();
     let expected = model.virtual_ns(dilation::realtime_ns() - seen.elapsed().as_nanos() as i64);
     println!(
         "etcd: {} became leader at term {term}; logged ts {} ms from the model's virtual now",
@@ -300,7 +296,7 @@ fn etcd_cluster_runs_in_virtual_time() {
         panic!("no new leader within 120 s real");
     };
     let real_to_leader = seen2.duration_since(killed).as_secs_f64();
-    let virt_to_leader = (log_ts(&line2).unwrap() - model.virtual_ns(kill_real)) as f64 / 1e9;
+    let virt_to_leader = (diorama_tests::zap_ts_ns(&line2).unwrap() - model.virtual_ns(kill_real)) as f64 / 1e9;
     println!(
         "etcd: {} became leader at term {term2}: {virt_to_leader:.3} s virtual after the kill ({real_to_leader:.1} s real, polled)",
         members[next].name
@@ -323,8 +319,8 @@ fn etcd_cluster_runs_in_virtual_time() {
 
 #[test]
 fn log_timestamps_parse() {
-    assert_eq!(log_ts(r#"{"level":"info","ts":"1970-01-01T00:00:01.5Z"}"#), Some(1_500_000_000));
-    assert_eq!(log_ts(r#"{"ts":"2026-11-25T16:32:26.541Z"}"#), Some(1_795_624_346_541_000_000));
+    assert_eq!(diorama_tests::zap_ts_ns(r#"{"level":"info","ts":"1970-01-01T00:00:01.5Z"}"#), Some(1_500_000_000));
+    assert_eq!(diorama_tests::zap_ts_ns(r#"{"ts":"2026-11-25T16:32:26.541Z"}"#), Some(1_795_624_346_541_000_000));
 }
 
 /// Waits until `pid`'s tree has a process other than the launcher (the program after exec).

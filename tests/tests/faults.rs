@@ -526,9 +526,15 @@ fn fidelity_flags_a_node_without_the_clock_shim() {
         );
         return;
     }
+    // Run directly, the static program gets the syscall trap (`etcd_topology` tests that);
+    // behind a script file the rule sees only the script's interpreter (the shim), and the
+    // static program it executes runs undilated: the monitor must flag it.
+    let wrapper = tmp.path().join("start");
+    std::fs::write(&wrapper, format!("#!/bin/sh\nexec {}\n", exe.display())).unwrap();
+    std::process::Command::new("chmod").args(["755", wrapper.to_str().unwrap()]).status().unwrap();
     let yaml = format!(
         "name: static\ntdf: 1\nduration: 3s\nnodes:\n  - name: frozen-clock\n    cpus: 0.2\n    memory: 64MiB\n    run: {{command: [\"{}\"]}}\n",
-        exe.display()
+        wrapper.display()
     );
     let (r, out) = run(tmp.path(), "static", &yaml, &[]);
     assert_eq!(r.code, Some(0), "{r:?}");
@@ -539,6 +545,10 @@ fn fidelity_flags_a_node_without_the_clock_shim() {
     let flag =
         f["flags"].as_array().unwrap().iter().find(|x| x["kind"] == "shim_missing").expect("a shim_missing flag");
     assert_eq!(flag["node"], "frozen-clock");
+    let undilated =
+        f["flags"].as_array().unwrap().iter().find(|x| x["kind"] == "undilated").expect("an undilated flag");
+    assert_eq!(undilated["node"], "frozen-clock");
+    assert!(undilated["detail"].as_str().unwrap().contains("static-sleep"), "{undilated}");
     assert!(
         r.stderr.contains("fidelity: UNFAITHFUL") && r.stderr.contains("shim_missing frozen-clock"),
         "{}",

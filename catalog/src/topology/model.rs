@@ -332,6 +332,10 @@ pub struct TopologyDecl {
     pub cpu_period: Option<Duration>,
     /// Virtual time between SIGTERM and SIGKILL at shutdown (default 2s).
     pub grace: Option<Duration>,
+    /// Run a node whose program no dilation mechanism reaches (another architecture's
+    /// binary) undilated instead of refusing the run (default false). Recorded in
+    /// `run.json` and flagged in the fidelity verdict.
+    pub allow_undilated: Option<bool>,
     #[serde(default)]
     pub defaults: NodeDecl,
     #[serde(default)]

@@ -100,6 +100,8 @@ pub struct Topology {
     pub headroom: f64,
     pub cpu_period: Duration,
     pub grace: Duration,
+    /// Nodes no dilation mechanism reaches run undilated instead of being refused.
+    pub allow_undilated: bool,
     pub nodes: Vec<Node>,
     pub groups: BTreeMap<String, Vec<String>>,
     pub switches: Vec<String>,
@@ -494,6 +496,7 @@ pub(super) fn resolve(
         headroom: decl.headroom.unwrap_or(0.9),
         cpu_period: decl.cpu_period.map_or(Duration::from_millis(100), |d| d.0),
         grace: decl.grace.map_or(Duration::from_secs(2), |d| d.0),
+        allow_undilated: decl.allow_undilated.unwrap_or(false),
         nodes,
         groups,
         switches: decl.switches,

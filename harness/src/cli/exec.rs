@@ -1,11 +1,15 @@
 //! `diorama exec --tdf T [--epoch …] -- CMD ARGS…`: run any command dilated, as `faketime`
-//! does, with the same mechanism the harness uses for every node process.
+//! does, with the same mechanism the harness uses for every node process: the LD_PRELOAD
+//! shim, or the syscall trap (`dilation-trap`) for Go programs and static binaries
+//! (`dilation::program::choose`, which also looks through `sh -c SCRIPT`).
 
 use std::ffi::OsString;
 use std::path::PathBuf;
 use std::time::{Duration, Instant};
 
 use anyhow::Context;
+
+use dilation::program::Mechanism;
 
 use crate::Error;
 
@@ -24,6 +28,10 @@ pub struct Args {
     /// Path of libdilation.so (default: beside this executable, or $DIORAMA_SHIM).
     #[arg(long)]
     pub shim: Option<PathBuf>,
+    /// Run a program that no mechanism can dilate (another architecture's binary)
+    /// undilated, with a warning, instead of refusing it.
+    #[arg(long)]
+    pub allow_undilated: bool,
     /// The command and its arguments.
     #[arg(trailing_var_arg = true, required = true, allow_hyphen_values = true)]
     pub command: Vec<OsString>,
@@ -53,21 +61,46 @@ pub fn run(args: Args) -> anyhow::Result<u8> {
         return Err(Error::Environment(format!("shim {} does not exist", shim.display())).into());
     }
     let (program, rest) = args.command.split_first().context("no command given")?;
-    let resolved = resolve(program);
-    match &resolved {
-        Some(path) => {
-            if dilation::probe::binary_is_static(path).unwrap_or(false) {
-                tracing::warn!(
-                    program = %path.display(),
-                    "target is statically linked: LD_PRELOAD cannot reach it and its clocks will NOT be dilated"
-                );
-            }
+    if resolve(program).is_none() {
+        return Err(Error::Environment(format!("command {program:?} not found on PATH")).into());
+    }
+    let argv: Vec<String> = args.command.iter().map(|a| a.to_string_lossy().into_owned()).collect();
+    let choice = dilation::program::choose(&argv, std::env::var("PATH").ok().as_deref());
+    let trapped = match choice.mechanism {
+        Some(Mechanism::Trap) => Some(dilation::probe::locate_trap().ok_or_else(|| {
+            Error::Environment(format!(
+                "{}, and {} was not found beside diorama or in $DIORAMA_TRAP (build it: cargo build --release --workspace)",
+                choice.reason,
+                dilation::coverage::TRAP_NAME
+            ))
+        })?),
+        Some(Mechanism::Preload) => None,
+        None if args.allow_undilated => {
+            tracing::warn!(reason = %choice.reason, "no mechanism can dilate the command: running it UNDILATED as allowed");
+            None
         }
         None => {
-            return Err(Error::Environment(format!("command {program:?} not found on PATH")).into());
+            return Err(Error::Usage(format!(
+                "cannot dilate the command: {} (pass --allow-undilated to run it undilated)",
+                choice.reason
+            ))
+            .into())
         }
-    }
-    let mut cmd = std::process::Command::new(program);
+    };
+    let mechanism = match (&trapped, choice.mechanism) {
+        (Some(_), _) => "syscall trap (dilation-trap)",
+        (None, Some(_)) => "LD_PRELOAD shim",
+        (None, None) => "none (UNDILATED)",
+    };
+    testbed::note!("dilation: {mechanism} ({})", choice.reason);
+    let mut cmd = match &trapped {
+        Some(trap) => {
+            let mut cmd = std::process::Command::new(trap);
+            cmd.arg("--").arg(program);
+            cmd
+        }
+        None => std::process::Command::new(program),
+    };
     cmd.args(rest);
     for (k, v) in model.env() {
         cmd.env(k, v);
@@ -86,11 +119,17 @@ pub fn run(args: Args) -> anyhow::Result<u8> {
         }
         _ => shim.clone().into_os_string(),
     };
-    cmd.env("LD_PRELOAD", preload);
+    // The trap strips the shim from its children's LD_PRELOAD; the launcher itself must not
+    // load it either (its own clock would be dilated).
+    if trapped.is_none() {
+        cmd.env("LD_PRELOAD", preload);
+    }
     // Ctrl-C reaches the child through the terminal's process group; the harness waits.
     let interrupted = super::interrupt_flag()?;
     let mut child = cmd.spawn().with_context(|| format!("start {program:?}"))?;
-    verify_loaded(child.id(), &shim, &mut child);
+    if trapped.is_none() && choice.mechanism.is_some() {
+        verify_loaded(child.id(), &shim, &mut child);
+    }
     let status = loop {
         if let Some(status) = child.try_wait()? {
             break status;

@@ -28,6 +28,9 @@ pub struct NodeOutcome {
     /// Whether `libdilation.so` was mapped in the node's command (`null`: not seen, e.g.
     /// it exited before the check).
     pub shim_loaded: Option<bool>,
+    /// The mechanism that dilated the node (`shim`, `trap`, `undilated`), its program and
+    /// reason, and what the in-node checks found (`null` in an undilated run).
+    pub dilation: Option<serde_json::Value>,
 }
 
 /// The result of a run.
@@ -48,7 +51,8 @@ impl Testbed<'_> {
         let nodes: Vec<NodeOutcome> = self
             .nodes
             .iter()
-            .map(|n| NodeOutcome {
+            .enumerate()
+            .map(|(i, n)| NodeOutcome {
                 name: n.spec.name.clone(),
                 main: n.spec.main,
                 started: n.process.is_some(),
@@ -57,6 +61,7 @@ impl Testbed<'_> {
                 restarts: n.restarts,
                 faulted: n.faulted,
                 shim_loaded: n.shim_loaded,
+                dilation: self.dilation_record(i),
             })
             .collect();
         let mains: Vec<&NodeOutcome> = nodes.iter().filter(|n| n.main).collect();
@@ -75,7 +80,7 @@ impl Testbed<'_> {
             nodes,
             virtual_elapsed: Duration::from_secs_f64(self.now_virtual()),
             real_elapsed: self.started.elapsed(),
-            fidelity: self.fidelity.finish(self.shim_flags()),
+            fidelity: self.fidelity.finish([self.shim_flags(), self.dilation_flags()].concat()),
         }
     }
 
@@ -127,6 +132,8 @@ impl Testbed<'_> {
             "virtual_duration_s": outcome.virtual_elapsed.as_secs_f64(),
             "real_duration_s": outcome.real_elapsed.as_secs_f64(),
             "shim": self.opts.shim,
+            "trap": self.opts.trap,
+            "allow_undilated": self.spec.allow_undilated,
             "network": self.net_record,
             "nodes": outcome.nodes,
             "success": outcome.success,

@@ -1,0 +1,263 @@
+//! Go nodes in a topology (root): `diorama run` gives every etcd member (Debian's etcd, a
+//! Go program) and the `sh -c` client that runs etcdctl the syscall trap, records the
+//! mechanism in `run.json`, and the leader kill of `topologies/etcd.yaml` yields a new
+//! leader in virtual time. A node that no mechanism reaches is refused unless the topology
+//! sets `allow_undilated`; a Go program the rule cannot see (behind a script file) is
+//! flagged undilated by the in-node coverage check.
+//!
+//! `etcd_leader_kill_agrees_at_tdf_1_and_10` is the fidelity experiment (TDF 1, TDF 10 and
+//! the naive run, `DIORAMA_ETCD_REPS` kills each): a timing measurement, run only on a quiet
+//! host with `DIORAMA_QUIET_HOST=1`.
+#![expect(clippy::unwrap_used, reason = "test helpers fail loudly on a broken run")]
+
+use std::path::{Path, PathBuf};
+
+use diorama_tests::{
+    diorama, leftovers_of, need_root, need_tool, repo_root, require, run_json, topology, zap_ts_ns, Outcome,
+};
+use serde_json::Value;
+
+fn run(topo: &Path, out: &Path, extra: &[&str]) -> Outcome {
+    let mut args = vec!["run", topo.to_str().unwrap(), "--out", out.to_str().unwrap()];
+    args.extend_from_slice(extra);
+    diorama(&args)
+}
+
+/// Virtual seconds from the leader kill to the first "became leader" logged after it by
+/// a surviving member, from `events.jsonl`, `run.json`'s epoch and the members' stderr.
+fn time_to_new_leader(results: &Path) -> Result<f64, String> {
+    let run = run_json(results);
+    let epoch_virt = run.pointer("/epoch/virt_ns").and_then(Value::as_i64).ok_or("no epoch in run.json")?;
+    let events = std::fs::read_to_string(results.join("events.jsonl")).map_err(|e| e.to_string())?;
+    let kill_s = events
+        .lines()
+        .filter_map(|l| serde_json::from_str::<Value>(l).ok())
+        .find(|e| e["kind"] == "fault" && e["fault"] == "kill")
+        .and_then(|e| e["t_virtual_s"].as_f64())
+        .ok_or("no kill in events.jsonl")?;
+    let kill_ns = epoch_virt + (kill_s * 1e9) as i64;
+    let mut first: Option<i64> = None;
+    for member in ["etcd2", "etcd3"] {
+        let log = std::fs::read_to_string(results.join("nodes").join(member).join("stderr")).unwrap_or_default();
+        for line in log.lines().filter(|l| l.contains("became leader at term")) {
+            if let Some(ts) = zap_ts_ns(line).filter(|&ts| ts > kill_ns) {
+                first = Some(first.map_or(ts, |f| f.min(ts)));
+            }
+        }
+    }
+    first.map(|ts| (ts - kill_ns) as f64 / 1e9).ok_or_else(|| "no member became leader after the kill".into())
+}
+
+fn flags(run: &Value) -> Vec<Value> {
+    run.pointer("/fidelity/flags").and_then(Value::as_array).cloned().unwrap_or_default()
+}
+
+#[test]
+fn etcd_topology_traps_go_nodes_and_elects_a_new_leader() {
+    let test = "etcd_topology_traps_go_nodes_and_elects_a_new_leader";
+    require!(test, need_root(), need_tool("etcd"), need_tool("etcdctl"));
+    let dir = tempfile::tempdir().unwrap();
+    let out = dir.path().join("etcd-out");
+    let topo = repo_root().join("topologies/etcd.yaml");
+    // TDF 5 keeps the test near a minute of wall time; the TDF 10 figures come from the
+    // experiment below.
+    let o = run(&topo, &out, &["--tdf", "5"]);
+    assert_eq!(o.code, Some(0), "diorama run failed:\n{}", o.stderr);
+    assert!(o.stderr.contains("dilation: trap for etcd1, etcd2, etcd3"), "the log names the mechanism:\n{}", o.stderr);
+    let run = run_json(&out);
+    for node in run["nodes"].as_array().unwrap() {
+        assert_eq!(node.pointer("/dilation/mechanism"), Some(&Value::from("trap")), "{node}");
+        if let Some(check) = node.pointer("/dilation/clock_check").filter(|c| !c.is_null()) {
+            assert_eq!(check["ok"], Value::Bool(true), "in-node clock check of {}: {check}", node["name"]);
+        }
+    }
+    let checked =
+        run["nodes"].as_array().unwrap().iter().filter(|n| n.pointer("/dilation/clock_check/ok").is_some()).count();
+    assert!(checked >= 1, "the in-node clock check read at least one node: {}", run["nodes"]);
+    let bad: Vec<Value> = flags(&run)
+        .into_iter()
+        .filter(|f| f["kind"] == "undilated" || f["kind"] == "clock_not_dilated" || f["kind"] == "shim_missing")
+        .collect();
+    assert!(bad.is_empty(), "every process of every node is dilated: {bad:?}");
+    assert_eq!(run["allow_undilated"], Value::Bool(false));
+    let t = time_to_new_leader(&out).unwrap();
+    println!("etcd topology at TDF 5: new leader {t:.3} s virtual after the kill");
+    // Election timeout 1000 ms randomized up to 2x, counted from the last heartbeat; a split
+    // vote adds a round.
+    assert!((0.85..=4.5).contains(&t), "time to a new leader {t:.3} s virtual");
+    let html = std::fs::read_to_string(out.join("report.html")).unwrap();
+    assert!(html.contains("trap: etcd1, etcd2, etcd3, client"), "report.html shows the mechanisms");
+    assert!(leftovers_of(&out).is_empty(), "{:?}", leftovers_of(&out));
+}
+
+/// An ELF header of an i386 executable: no mechanism dilates it.
+fn foreign_binary(dir: &Path) -> PathBuf {
+    let mut b = vec![0u8; 52 + 32];
+    b[..4].copy_from_slice(b"\x7fELF");
+    b[4] = 1; // 32-bit
+    b[5] = 1;
+    b[16] = 2; // ET_EXEC
+    b[18] = 3; // EM_386
+    let p = dir.join("i386-prog");
+    std::fs::write(&p, b).unwrap();
+    std::process::Command::new("chmod").args(["755", p.to_str().unwrap()]).status().unwrap();
+    p
+}
+
+#[test]
+fn an_undilatable_node_is_refused_unless_the_topology_allows_it() {
+    let test = "an_undilatable_node_is_refused_unless_the_topology_allows_it";
+    require!(test, need_root());
+    let dir = tempfile::tempdir().unwrap();
+    let prog = foreign_binary(dir.path());
+    let yaml = |allow: &str| {
+        format!(
+            "name: undilatable\ntdf: 4\nduration: 1s\n{allow}nodes:\n  - name: old\n    cpus: 0.2\n    run: {{command: \"exec {} --serve\"}}\n",
+            prog.display()
+        )
+    };
+    let topo = topology(dir.path(), "refused", &yaml(""));
+    let out = dir.path().join("refused-out");
+    let o = run(&topo, &out, &[]);
+    assert_ne!(o.code, Some(0));
+    assert!(
+        o.stderr.contains("node old cannot be dilated") && o.stderr.contains("another architecture"),
+        "the refusal names the node and the reason:\n{}",
+        o.stderr
+    );
+    assert!(leftovers_of(&out).is_empty(), "{:?}", leftovers_of(&out));
+
+    // Allowed: the run gets past the refusal and records it; the fake binary then fails to
+    // execute, which is the node's own failure.
+    let topo = topology(dir.path(), "allowed", &yaml("allow_undilated: true\n"));
+    let out = dir.path().join("allowed-out");
+    let o = run(&topo, &out, &[]);
+    assert!(!o.stderr.contains("cannot be dilated"), "{}", o.stderr);
+    assert!(o.stderr.contains("dilation: undilated for old"), "{}", o.stderr);
+    let run = run_json(&out);
+    assert_eq!(run["allow_undilated"], Value::Bool(true));
+    assert_eq!(run.pointer("/nodes/0/dilation/mechanism"), Some(&Value::from("undilated")));
+    assert!(
+        flags(&run).iter().any(|f| f["kind"] == "undilated" && f["node"] == "old"),
+        "the verdict flags the node: {:?}",
+        flags(&run)
+    );
+    assert!(leftovers_of(&out).is_empty(), "{:?}", leftovers_of(&out));
+}
+
+#[test]
+fn a_go_program_behind_a_script_file_is_flagged_undilated() {
+    let test = "a_go_program_behind_a_script_file_is_flagged_undilated";
+    require!(test, need_root(), need_tool("etcd"));
+    let dir = tempfile::tempdir().unwrap();
+    // The rule classifies the script by its interpreter (/bin/sh: the shim); the etcd it
+    // executes bypasses libc, so only the in-node coverage check can see it.
+    let script = dir.path().join("start-etcd");
+    std::fs::write(&script, "#!/bin/sh\nexec etcd --data-dir data --listen-client-urls http://127.0.0.1:2379 --advertise-client-urls http://127.0.0.1:2379\n").unwrap();
+    std::process::Command::new("chmod").args(["755", script.to_str().unwrap()]).status().unwrap();
+    let yaml = format!(
+        "name: hidden-go\ntdf: 4\nduration: 3s\nnodes:\n  - name: kv\n    cpus: 0.4\n    memory: 256MiB\n    run: {{command: [\"{}\"]}}\n",
+        script.display()
+    );
+    let topo = topology(dir.path(), "hidden-go", &yaml);
+    let out = dir.path().join("hidden-go-out");
+    let o = run(&topo, &out, &[]);
+    assert!(o.stderr.contains("dilation: shim for kv"), "{}", o.stderr);
+    let run = run_json(&out);
+    let flagged: Vec<Value> = flags(&run).into_iter().filter(|f| f["kind"] == "undilated").collect();
+    println!("flags: {flagged:?}");
+    assert!(
+        flagged.iter().any(|f| f["node"] == "kv"
+            && f["detail"].as_str().is_some_and(|d| d.contains("etcd") && d.contains("Go program"))),
+        "the verdict names the node and the program: {:?}",
+        flags(&run)
+    );
+    assert_eq!(run["fidelity"]["verdict"], Value::from("unfaithful"), "{}", run["fidelity"]);
+    assert!(leftovers_of(&out).is_empty(), "{:?}", leftovers_of(&out));
+}
+
+/// `topologies/etcd.yaml` as the naive run sees it: TDF 1, every CPU share and link rate
+/// divided by `tdf` (what `diorama validate`'s naive leg does to a plan).
+fn naive_topology(dir: &Path, tdf: f64) -> PathBuf {
+    let text = std::fs::read_to_string(repo_root().join("topologies/etcd.yaml")).unwrap();
+    let scaled: Vec<String> = text
+        .lines()
+        .map(|l| {
+            let l = l.replace("tdf: 10", "tdf: 1").replace("rate: 1Gbit", &format!("rate: {}Mbit", 1000.0 / tdf));
+            match (l.find("cpus: "), l.trim_start().starts_with('#')) {
+                (Some(at), false) => {
+                    let rest = &l[at + 6..];
+                    let end = rest.find([',', '}']).unwrap_or(rest.len());
+                    let cpus: f64 = rest[..end].trim().parse().unwrap();
+                    format!("{}cpus: {}{}", &l[..at], cpus / tdf, &rest[end..])
+                }
+                _ => l,
+            }
+        })
+        .collect();
+    topology(dir, "etcd-naive", &scaled.join("\n"))
+}
+
+fn median(v: &mut [f64]) -> f64 {
+    v.sort_by(f64::total_cmp);
+    let n = v.len();
+    if n % 2 == 1 {
+        v[n / 2]
+    } else {
+        (v[n / 2 - 1] + v[n / 2]) / 2.0
+    }
+}
+
+/// The experiment: time to a new leader after the leader kill, in virtual time,
+/// at TDF 1 and TDF 10 (medians within 10 %) and in the naive run (TDF 1, resources ÷ 10).
+/// A timing measurement: only with `DIORAMA_QUIET_HOST=1` (about 80 s per TDF 10 kill).
+#[test]
+fn etcd_leader_kill_agrees_at_tdf_1_and_10() {
+    let test = "etcd_leader_kill_agrees_at_tdf_1_and_10";
+    let quiet = || match std::env::var("DIORAMA_QUIET_HOST").as_deref() {
+        Ok("1") => Ok(()),
+        _ => Err("a fidelity measurement: set DIORAMA_QUIET_HOST=1 on a quiet host".to_owned()),
+    };
+    require!(test, quiet(), need_root(), need_tool("etcd"), need_tool("etcdctl"));
+    let reps: usize = std::env::var("DIORAMA_ETCD_REPS").ok().and_then(|r| r.parse().ok()).unwrap_or(8);
+    let dir = tempfile::tempdir().unwrap();
+    let topo = repo_root().join("topologies/etcd.yaml");
+    let naive = naive_topology(dir.path(), 10.0);
+    let legs: [(&str, &Path, &str); 3] = [("tdf1", &topo, "1"), ("tdf10", &topo, "10"), ("naive", &naive, "1")];
+    let mut results: Vec<(&str, Vec<f64>, usize)> = Vec::new();
+    for (leg, file, tdf) in legs {
+        let mut times = Vec::new();
+        let mut failed = 0;
+        for i in 0..reps {
+            let out = dir.path().join(format!("{leg}-{i}"));
+            let o = run(file, &out, &["--tdf", tdf]);
+            // A run that ends at the safety-net duration (its client never saw a new
+            // leader in time) fails, but a leader it logged still counts as a time.
+            let t = time_to_new_leader(&out);
+            if o.code != Some(0) {
+                failed += 1;
+                println!("{leg} #{i}: exit {:?}, {t:?}", o.code);
+            }
+            if let Ok(t) = t {
+                times.push(t);
+            }
+        }
+        println!("{leg}: {} kills, {failed} failed, times {times:?}", times.len());
+        results.push((leg, times, failed));
+    }
+    let med: Vec<f64> = results.iter_mut().map(|(_, t, _)| if t.is_empty() { f64::NAN } else { median(t) }).collect();
+    println!(
+        "time to a new leader (virtual s, median): TDF 1 {:.3}, TDF 10 {:.3}, naive {:.3}",
+        med[0], med[1], med[2]
+    );
+    let scaled_err = (med[1] - med[0]) / med[0];
+    let naive_err = (med[2] - med[0]) / med[0];
+    println!("scaled vs TDF 1: {:+.1} %; naive vs TDF 1: {:+.1} %", scaled_err * 100.0, naive_err * 100.0);
+    assert!(results[0].2 == 0 && results[1].2 == 0, "every TDF 1 and TDF 10 run elects a new leader");
+    assert!(scaled_err.abs() <= 0.10, "TDF 10 within 10 % of TDF 1: {:+.1} %", scaled_err * 100.0);
+    assert!(
+        results[2].2 > 0 || naive_err.abs() > 0.10,
+        "the naive run shows the difference (failed runs or > 10 % off): {:+.1} %",
+        naive_err * 100.0
+    );
+}
