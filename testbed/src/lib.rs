@@ -39,4 +39,4 @@ pub use cgroup::{remove_run_parent, NodeCgroup, ResourceError};
 pub use engine::{host_facts, run, tail, NodeOutcome, RunOptions, RunOutcome, TestbedError};
 pub use metrics::{Fidelity, FidelityFlag, FidelityThresholds, LinkSampler};
 pub use schedule::{CpuLimit, Degrade, FaultInfo, FaultSchedule, FaultStep, Operation};
-pub use spec::{DiskLimit, NetBackend, NodeResources, NodeSpec, ReadyCheck, TestbedSpec};
+pub use spec::{DiskLimit, FilesystemView, NetBackend, NodeResources, NodeSpec, ReadyCheck, TestbedSpec};
