@@ -726,21 +726,26 @@ impl<'a> Testbed<'a> {
             node.netns = None;
         }
         let network = began.elapsed() - killed;
-        let mut clean = true;
-        for node in self.nodes.iter_mut().rev() {
-            if let Some(cg) = node.cgroup.take() {
-                if let Err(err) = cg.destroy() {
-                    clean = false;
-                    tracing::error!(?err, node = %node.spec.name, "failed to remove cgroup; `diorama clean` will retry");
-                }
-            }
-        }
+        let cgroups: Vec<(String, NodeCgroup)> =
+            self.nodes.iter_mut().filter_map(|n| n.cgroup.take().map(|cg| (n.spec.name.clone(), cg))).collect();
+        let failed = crate::parallel::map(cgroups, |(node, cg)| {
+            cg.destroy()
+                .inspect_err(
+                    |err| tracing::error!(?err, node = %node, "failed to remove cgroup; `diorama clean` will retry"),
+                )
+                .is_err()
+        });
+        let clean = !failed.contains(&true);
         let cgroups = began.elapsed() - killed - network;
         if let Some(state) = self.state.take() {
             if clean {
-                if let Err(err) = crate::cgroup::remove_run_parent(&state.record().run_id)
-                    .map_err(|e| e.to_string())
-                    .and_then(|()| state.remove().map_err(|e| e.to_string()))
+                let parent = crate::cgroup::remove_run_parent(&state.record().run_id);
+                tracing::debug!(
+                    parent_s = (began.elapsed() - killed - network - cgroups).as_secs_f64(),
+                    "run cgroups removed"
+                );
+                if let Err(err) =
+                    parent.map_err(|e| e.to_string()).and_then(|()| state.remove().map_err(|e| e.to_string()))
                 {
                     tracing::error!(%err, "failed to remove run state; `diorama clean` will retry");
                 }

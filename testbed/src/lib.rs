@@ -29,6 +29,7 @@ mod engine;
 mod events;
 mod metrics;
 mod network;
+mod parallel;
 mod progress;
 pub mod readiness;
 mod schedule;
