@@ -1,32 +1,47 @@
 #!/usr/bin/env bash
-# Benchmark: wall time to start and to tear down N trivial nodes, and the harness's peak RSS.
-# Usage (root): bench/containers.sh [N…]   (default: 100 1000). Prints one line per N.
+# Benchmark: wall time to start and to tear down N trivial nodes, and the harness's peak RSS,
+# without links and with every node linked to one switch (userspace network backend: one
+# namespace and one TUN device per node).
+# Usage (root): bench/containers.sh [N…]   (default: 100 1000). Prints one line per N and kind.
+# BENCH_KINDS="plain linked" (default) picks the kinds.
 # Figures come from run.json's `timings`, measured by the harness around each phase.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 cargo build --release --workspace -q
 bin=target/release/diorama
 counts=("$@"); [ ${#counts[@]} -eq 0 ] && counts=(100 1000)
+read -r -a kinds <<< "${BENCH_KINDS:-plain linked}"
 work=$(mktemp -d); trap 'rm -rf "$work"' EXIT
-printf '%-6s %12s %12s %12s\n' nodes start_s teardown_s peak_rss_MiB
+printf '%-6s %-7s %12s %12s %12s\n' nodes kind start_s teardown_s peak_rss_MiB
 for n in "${counts[@]}"; do
-  cat > "$work/t$n.yaml" <<YAML
-name: bench$n
+  for kind in "${kinds[@]}"; do
+    case $kind in
+      plain) switches=""; link="" ;;
+      linked) switches="switches: [sw]"; link="    link: {to: sw, rate: 100Mbit, delay: 1ms}" ;;
+      *) echo "unknown kind $kind (plain, linked)" >&2; exit 2 ;;
+    esac
+    cat > "$work/t$n$kind.yaml" <<YAML
+name: bench$n$kind
 duration: 1s
 defaults: {cpus: 0.01, memory: 16MiB}
+$switches
 nodes:
   - name: n[0..$n]
     run: {command: ["sleep", "600"]}
+$link
 YAML
-  "$bin" run "$work/t$n.yaml" --out "$work/r$n" --log warn >/dev/null 2>"$work/log$n" || { cat "$work/log$n"; exit 1; }
-  python3 - "$work/r$n/run.json" "$n" <<'PY'
+    "$bin" run "$work/t$n$kind.yaml" --net userspace --out "$work/r$n$kind" --log warn >/dev/null 2>"$work/log$n$kind" \
+      || { cat "$work/log$n$kind"; exit 1; }
+    python3 - "$work/r$n$kind/run.json" "$n" "$kind" <<'PY'
 import json, sys
 r = json.load(open(sys.argv[1])); t = r["timings"]
-# start: creating every node's cgroups, files and processes until all run;
-# teardown: SIGTERM to every node until all exited, then removing every cgroup.
+# start: creating every node's cgroups, namespaces, devices, files and processes until all
+# run; teardown: SIGTERM to every node until all exited, then removing every device,
+# namespace and cgroup.
 start = t["prepare_s"] + t["start_s"]
 teardown = t["stop_s"] + t["teardown_s"]
-print(f'{sys.argv[2]:<6} {start:12.2f} {teardown:12.2f} {t["harness_peak_rss_kib"]/1024:12.1f}')
+print(f'{sys.argv[2]:<6} {sys.argv[3]:<7} {start:12.2f} {teardown:12.2f} {t["harness_peak_rss_kib"]/1024:12.1f}')
 PY
+  done
 done
 "$bin" clean --check

@@ -8,7 +8,7 @@ use catalog::fault::Fault;
 use catalog::plan::{Inventory, Plan, PlanOptions};
 use catalog::topology::{self, ReadySpec, Topology};
 use catalog::units;
-use testbed::{DiskLimit, NodeResources, NodeSpec, ReadyCheck, TestbedSpec};
+use testbed::{DiskLimit, FilesystemView, NodeResources, NodeSpec, ReadyCheck, TestbedSpec};
 
 use crate::Error;
 
@@ -145,6 +145,10 @@ impl Experiment {
                     // speed `cpus` when it has less than one.
                     pace_speed: Some(node.cpus.min(1.0)),
                 },
+                filesystem: node
+                    .filesystem
+                    .as_ref()
+                    .map(|fs| FilesystemView { private: fs.private.clone(), read_only: fs.read_only.clone() }),
             });
         }
         let network = network_spec(&topology).map_err(|m| invalid(file, "network", Some(&topology), m))?;

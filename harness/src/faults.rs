@@ -122,6 +122,7 @@ mod tests {
             argv: vec!["true".into()],
             env: Vec::new(),
             workdir: None,
+            filesystem: None,
             user: None,
             main: false,
             ready: None,

@@ -108,7 +108,8 @@ pub struct Core {
     changes: mpsc::Sender<Change>,
     /// Wakes the core's poll when a change is sent, so it applies at once.
     wake: UnixDatagram,
-    thread: Option<JoinHandle<()>>,
+    /// The core thread; it hands its TUN devices back when it ends.
+    thread: Option<JoinHandle<Vec<File>>>,
     names: Vec<String>,
     perceived: Vec<[LinkParams; 2]>,
     /// Node names in port order, and each link's endpoints.
@@ -252,13 +253,15 @@ impl Core {
         Some(Duration::from_nanos(v[i]))
     }
 
-    /// Stops the core and closes every TUN device.
+    /// Stops the core and closes every TUN device (in parallel: see [`crate::tun::close_all`]).
     pub fn shutdown(&mut self) {
         self.shared.stop.store(true, Ordering::Relaxed);
         let _ = self.wake.send(&[1]);
+        let mut devices = std::mem::take(&mut self.tuns);
         if let Some(t) = self.thread.take() {
-            let _ = t.join();
+            devices.extend(t.join().unwrap_or_default());
         }
+        crate::tun::close_all(devices);
     }
 }
 
@@ -489,7 +492,8 @@ impl Engine {
         self.heap.push(Event { at, seq: self.seq, kind });
     }
 
-    fn run(mut self) {
+    /// Forwards until told to stop; returns the TUN devices for the caller to close.
+    fn run(mut self) -> Vec<File> {
         if let Err(err) = crate::sys::realtime(CORE_PRIORITY) {
             tracing::warn!(%err, "the network core runs without real-time priority: expect lateness on a busy host");
         }
@@ -579,6 +583,7 @@ impl Engine {
                 }
             }
         }
+        self.ports.drain(..).map(|p| p.tun).collect()
     }
 
     fn record_lateness(&mut self, late: Duration) {

@@ -19,7 +19,7 @@ use nix::sys::signal::Signal;
 use serde_json::json;
 
 use crate::cgroup::NodeCgroup;
-use crate::container::{self, exit_code_of, InitConfig, Launch, NodeProcess};
+use crate::container::{self, exit_code_of, InitConfig, Launch, NodeProcess, View};
 use crate::events::EventLog;
 use crate::metrics::{FidelityMonitor, FidelityThresholds, NodeSampler};
 use crate::progress::Progress;
@@ -336,6 +336,13 @@ impl<'a> Testbed<'a> {
             workdir: spec.workdir.clone().unwrap_or_else(|| dir.clone()),
             user: spec.user.clone(),
             cgroup_procs: cgroup.procs_files(),
+            view: spec.filesystem.as_ref().map(|fs| View {
+                private: fs.private.clone(),
+                read_only: [&fs.read_only[..], &[self.opts.results_dir.clone(), self.state().dir().to_owned()]]
+                    .concat(),
+                // The shim writes its flags into the control file.
+                writable: vec![dir.clone(), control.clone()],
+            }),
         };
         let config_path = state_dir.join("init.json");
         let text = serde_json::to_vec_pretty(&config).map_err(|e| io_err(std::io::Error::other(e)))?;
@@ -740,12 +747,14 @@ impl<'a> Testbed<'a> {
             return;
         }
         self.torn_down = true;
+        let began = Instant::now();
         for node in &mut self.nodes {
             if let (Some(p), None) = (node.process.as_mut(), node.exit) {
                 let _ = p.signal(Signal::SIGKILL);
                 let _ = p.wait();
             }
         }
+        let killed = began.elapsed();
         if let Some(mut net) = self.net.take() {
             let (malformed, unroutable) = net.bad_packets();
             net.shutdown();
@@ -754,25 +763,39 @@ impl<'a> Testbed<'a> {
         for node in &mut self.nodes {
             node.netns = None;
         }
-        let mut clean = true;
-        for node in self.nodes.iter_mut().rev() {
-            if let Some(cg) = node.cgroup.take() {
-                if let Err(err) = cg.destroy() {
-                    clean = false;
-                    tracing::error!(?err, node = %node.spec.name, "failed to remove cgroup; `diorama clean` will retry");
-                }
-            }
-        }
+        let network = began.elapsed() - killed;
+        let cgroups: Vec<(String, NodeCgroup)> =
+            self.nodes.iter_mut().filter_map(|n| n.cgroup.take().map(|cg| (n.spec.name.clone(), cg))).collect();
+        let failed = crate::parallel::map(cgroups, |(node, cg)| {
+            cg.destroy()
+                .inspect_err(
+                    |err| tracing::error!(?err, node = %node, "failed to remove cgroup; `diorama clean` will retry"),
+                )
+                .is_err()
+        });
+        let clean = !failed.contains(&true);
+        let cgroups = began.elapsed() - killed - network;
         if let Some(state) = self.state.take() {
             if clean {
-                if let Err(err) = crate::cgroup::remove_run_parent(&state.record().run_id)
-                    .map_err(|e| e.to_string())
-                    .and_then(|()| state.remove().map_err(|e| e.to_string()))
+                let parent = crate::cgroup::remove_run_parent(&state.record().run_id);
+                tracing::debug!(
+                    parent_s = (began.elapsed() - killed - network - cgroups).as_secs_f64(),
+                    "run cgroups removed"
+                );
+                if let Err(err) =
+                    parent.map_err(|e| e.to_string()).and_then(|()| state.remove().map_err(|e| e.to_string()))
                 {
                     tracing::error!(%err, "failed to remove run state; `diorama clean` will retry");
                 }
             }
         }
+        tracing::debug!(
+            kill_s = killed.as_secs_f64(),
+            network_s = network.as_secs_f64(),
+            cgroups_s = cgroups.as_secs_f64(),
+            state_s = (began.elapsed() - killed - network - cgroups).as_secs_f64(),
+            "teardown phases"
+        );
     }
 }
 

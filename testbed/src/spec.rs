@@ -58,6 +58,18 @@ pub struct NodeSpec {
     pub main: bool,
     pub ready: Option<ReadyCheck>,
     pub resources: NodeResources,
+    /// The node's own view of the host's files, if it has one.
+    pub filesystem: Option<FilesystemView>,
+}
+
+/// A node's filesystem view (`docs/security.md`): with it, the run's results directory and
+/// state directory are read-only to the node except its own directory and control file.
+#[derive(Debug, Clone, PartialEq, Default)]
+pub struct FilesystemView {
+    /// Directories that get a fresh, empty tmpfs only this node sees.
+    pub private: Vec<PathBuf>,
+    /// Host paths the node sees read-only.
+    pub read_only: Vec<PathBuf>,
 }
 
 /// The whole experiment.

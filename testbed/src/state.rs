@@ -159,6 +159,14 @@ impl StateDir {
 
     /// Removes the state directory (after everything it names is gone).
     pub fn remove(self) -> Result<(), StateError> {
+        // The nodes' directories first, many at once (the state may sit on a journalled
+        // disk, where 1,000 of them one by one took about a second).
+        if let Ok(nodes) = std::fs::read_dir(self.dir.join("nodes")) {
+            let dirs: Vec<PathBuf> = nodes.flatten().map(|e| e.path()).collect();
+            for (dir, result) in crate::parallel::map(dirs.clone(), std::fs::remove_dir_all).into_iter().enumerate() {
+                result.map_err(|source| StateError::Write { path: dirs[dir].clone(), source })?;
+            }
+        }
         std::fs::remove_dir_all(&self.dir).map_err(|source| StateError::Write { path: self.dir.clone(), source })
     }
 

@@ -287,6 +287,21 @@ pub struct NodeDecl {
     pub ready: Option<ReadyDecl>,
     pub link: Option<OneOrMany<AccessLinkDecl>>,
     pub placement: Option<Placement>,
+    /// The node's own view of the host's files; with it, the run's results and state are
+    /// read-only to the node except its own directory (`docs/security.md`).
+    pub filesystem: Option<FilesystemDecl>,
+}
+
+/// A node's filesystem view: private directories and read-only host paths (absolute).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema, Default)]
+#[serde(deny_unknown_fields)]
+pub struct FilesystemDecl {
+    /// Directories that get a fresh, empty tmpfs only this node sees (e.g. `/tmp`).
+    #[serde(default)]
+    pub private: Vec<String>,
+    /// Host paths the node sees read-only, with everything mounted below them.
+    #[serde(default)]
+    pub read_only: Vec<String>,
 }
 
 link_fields! {

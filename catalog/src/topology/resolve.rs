@@ -57,6 +57,15 @@ pub struct Node {
     pub depends_on: Vec<String>,
     pub ready: Option<ReadySpec>,
     pub placement: Placement,
+    /// The node's filesystem view, if it has one.
+    pub filesystem: Option<FilesystemSpec>,
+}
+
+/// A node's filesystem view, paths checked absolute.
+#[derive(Debug, Clone, PartialEq, Serialize, Default)]
+pub struct FilesystemSpec {
+    pub private: Vec<PathBuf>,
+    pub read_only: Vec<PathBuf>,
 }
 
 /// One direction of a link, in plain numbers (perceived, not yet scaled by the TDF).
@@ -229,6 +238,27 @@ fn overlay(base: &LinkParamsDecl, over: &LinkParamsDecl) -> LinkParamsDecl {
     }
 }
 
+/// A node's filesystem view; every path must be absolute, and a private directory cannot
+/// be `/` (it would hide the whole filesystem, the program included).
+fn filesystem(decl: &super::model::FilesystemDecl, path: &str, diags: &mut Diagnostics<'_>) -> FilesystemSpec {
+    let mut check = |list: &[String], key: &str| -> Vec<PathBuf> {
+        let mut out = Vec::with_capacity(list.len());
+        for (i, p) in list.iter().enumerate() {
+            let field = format!("{path}.filesystem.{key}[{i}]");
+            let pb = PathBuf::from(p);
+            if !pb.is_absolute() {
+                diags.at_value(&field, format!("{p:?} is not an absolute path"));
+            } else if key == "private" && pb.parent().is_none() {
+                diags.at_value(&field, "a private `/` would hide the whole filesystem");
+            } else {
+                out.push(pb);
+            }
+        }
+        out
+    };
+    FilesystemSpec { private: check(&decl.private, "private"), read_only: check(&decl.read_only, "read_only") }
+}
+
 /// A node's fields with `defaults` filled in.
 fn merged(node: &NodeDecl, defaults: &NodeDecl) -> NodeDecl {
     let run = match (&node.run, &defaults.run) {
@@ -258,6 +288,7 @@ fn merged(node: &NodeDecl, defaults: &NodeDecl) -> NodeDecl {
         ready: node.ready.clone().or_else(|| defaults.ready.clone()),
         link: node.link.clone().or_else(|| defaults.link.clone()),
         placement: node.placement.or(defaults.placement),
+        filesystem: node.filesystem.clone().or_else(|| defaults.filesystem.clone()),
     }
 }
 
@@ -421,6 +452,7 @@ pub(super) fn resolve(
                 path: field,
             });
         }
+        let filesystem = n.filesystem.as_ref().map(|fs| filesystem(fs, &path, diags));
         nodes.push(Node {
             name: name.clone(),
             group: group.clone(),
@@ -434,6 +466,7 @@ pub(super) fn resolve(
             depends_on,
             ready,
             placement: n.placement.unwrap_or_default(),
+            filesystem,
         });
     }
     for (i, l) in decl.links.iter().enumerate() {

@@ -209,3 +209,26 @@ nodes:
     has(&err, 3, "nodes[0].name", "");
     has(&err, 7, "nodes[1].depends_on[0]", "nowhere");
 }
+
+#[test]
+fn a_filesystem_view_is_carried_and_its_paths_checked() {
+    let text = r#"
+name: fs
+nodes:
+  - name: a
+    run: {command: "true"}
+    filesystem: {private: [/tmp], read_only: [/srv]}
+  - name: b
+    run: {command: "true"}
+    filesystem:
+      private: [tmp, /]
+"#;
+    let err = errors(text);
+    has(&err, 10, "nodes[1].filesystem.private[0]", "not an absolute path");
+    has(&err, 10, "nodes[1].filesystem.private[1]", "hide the whole filesystem");
+    let good = text.replace("private: [tmp, /]", "read_only: [/etc]");
+    let t = load_str(Path::new("t.yaml"), &good).unwrap();
+    let a = t.nodes[0].filesystem.as_ref().unwrap();
+    assert_eq!((a.private[0].to_str(), a.read_only[0].to_str()), (Some("/tmp"), Some("/srv")));
+    assert_eq!(t.nodes[1].filesystem.as_ref().unwrap().read_only[0].to_str(), Some("/etc"));
+}

@@ -4,6 +4,7 @@
 //! its cgroups, with a new PID namespace pending for its children. It is single-threaded.
 
 use std::ffi::CString;
+use std::os::fd::OwnedFd;
 use std::os::unix::process::CommandExt;
 use std::path::Path;
 use std::process::Command;
@@ -13,6 +14,7 @@ use nix::sys::signal::{kill, SigSet, SigmaskHow, Signal};
 use nix::sys::wait::{waitpid, WaitPidFlag, WaitStatus};
 use nix::unistd::{ForkResult, Pid};
 
+use super::confine;
 use super::spec::InitConfig;
 use super::sys;
 
@@ -29,7 +31,7 @@ const EXEC_FAILED: u8 = 127;
 /// or 128 + signal. Errors go to stderr, which is the node's `stderr` file.
 pub fn init_main(config_path: &Path) -> u8 {
     match setup(config_path) {
-        Ok(cfg) => supervise(&cfg),
+        Ok(node) => supervise(node),
         Err(message) => {
             eprintln!("diorama: node setup failed: {message}");
             SETUP_FAILED
@@ -37,7 +39,14 @@ pub fn init_main(config_path: &Path) -> u8 {
     }
 }
 
-fn setup(config_path: &Path) -> Result<InitConfig, String> {
+/// A node set up: its configuration and the `cgroup.procs` files its command joins,
+/// opened before `/sys` became read-only in the node's mount namespace.
+struct Node {
+    cfg: InitConfig,
+    cgroup_procs: Vec<OwnedFd>,
+}
+
+fn setup(config_path: &Path) -> Result<Node, String> {
     let text = std::fs::read_to_string(config_path).map_err(|e| format!("read {}: {e}", config_path.display()))?;
     let cfg: InitConfig = serde_json::from_str(&text).map_err(|e| format!("parse {}: {e}", config_path.display()))?;
     nix::unistd::sethostname(&cfg.hostname).map_err(|e| format!("set hostname: {e}"))?;
@@ -49,7 +58,17 @@ fn setup(config_path: &Path) -> Result<InitConfig, String> {
         mount(Some(hosts.as_path()), "/etc/hosts", None::<&str>, MsFlags::MS_BIND, None::<&str>)
             .map_err(|e| format!("bind {} on /etc/hosts: {e}", hosts.display()))?;
     }
-    Ok(cfg)
+    let mut cgroup_procs = Vec::with_capacity(cfg.cgroup_procs.len());
+    for path in &cfg.cgroup_procs {
+        let file =
+            std::fs::OpenOptions::new().write(true).open(path).map_err(|e| format!("open {}: {e}", path.display()))?;
+        cgroup_procs.push(OwnedFd::from(file));
+    }
+    confine::read_only_sys()?;
+    if let Some(view) = &cfg.view {
+        confine::apply_view(view)?;
+    }
+    Ok(Node { cfg, cgroup_procs })
 }
 
 fn relayed_mask() -> SigSet {
@@ -62,7 +81,7 @@ fn relayed_mask() -> SigSet {
 }
 
 /// Forks PID 1 of the node and relays signals to it until it exits.
-fn supervise(cfg: &InitConfig) -> u8 {
+fn supervise(node: Node) -> u8 {
     let mask = relayed_mask();
     if let Err(e) = nix::sys::signal::sigprocmask(SigmaskHow::SIG_BLOCK, Some(&mask), None) {
         eprintln!("diorama: node setup failed: block signals: {e}");
@@ -82,10 +101,12 @@ fn supervise(cfg: &InitConfig) -> u8 {
     let pid1 = match sys::fork() {
         Ok(ForkResult::Child) => {
             drop(alive_w);
-            std::process::exit(i32::from(pid1_main(cfg, alive_r)))
+            std::process::exit(i32::from(pid1_main(&node.cfg, node.cgroup_procs, alive_r)))
         }
         Ok(ForkResult::Parent { child }) => {
             drop(alive_r);
+            // Only the command joins the cgroups; this process needs no handle on them.
+            drop(node.cgroup_procs);
             // Held open for this process's lifetime.
             std::mem::forget(alive_w);
             child
@@ -129,7 +150,7 @@ fn reap(main: Pid) -> Option<u8> {
 }
 
 /// Whether the other end of a pipe is closed (its only writer exited).
-fn parent_gone(read_end: &std::os::fd::OwnedFd) -> bool {
+fn parent_gone(read_end: &OwnedFd) -> bool {
     use nix::poll::{poll, PollFd, PollFlags, PollTimeout};
     use std::os::fd::AsFd;
     let mut fds = [PollFd::new(read_end.as_fd(), PollFlags::POLLIN)];
@@ -139,7 +160,7 @@ fn parent_gone(read_end: &std::os::fd::OwnedFd) -> bool {
 
 /// PID 1 of the node: mounts `/proc`, runs the command, reaps orphans, relays signals to
 /// the command's process group, and exits with the command's status.
-fn pid1_main(cfg: &InitConfig, parent_alive: std::os::fd::OwnedFd) -> u8 {
+fn pid1_main(cfg: &InitConfig, procs: Vec<OwnedFd>, parent_alive: OwnedFd) -> u8 {
     let _ = nix::sys::prctl::set_pdeathsig(Signal::SIGKILL);
     if parent_gone(&parent_alive) {
         // The node's outer process (and so the harness) died before the request above.
@@ -160,6 +181,14 @@ fn pid1_main(cfg: &InitConfig, parent_alive: std::os::fd::OwnedFd) -> u8 {
         eprintln!("diorama: node setup failed: mount /proc: {e}");
         return SETUP_FAILED;
     }
+    if let Err(message) = confine::read_only_proc() {
+        eprintln!("diorama: node setup failed: {message}");
+        return SETUP_FAILED;
+    }
+    if let Err(e) = sys::drop_capabilities(&confine::KEPT_CAPABILITIES) {
+        eprintln!("diorama: node setup failed: drop capabilities: {e}");
+        return SETUP_FAILED;
+    }
     let Some((program, args)) = cfg.argv.split_first() else {
         eprintln!("diorama: node setup failed: empty command");
         return SETUP_FAILED;
@@ -178,16 +207,6 @@ fn pid1_main(cfg: &InitConfig, parent_alive: std::os::fd::OwnedFd) -> u8 {
             }
             Err(message) => {
                 eprintln!("diorama: node setup failed: {message}");
-                return SETUP_FAILED;
-            }
-        }
-    }
-    let mut procs = Vec::with_capacity(cfg.cgroup_procs.len());
-    for path in &cfg.cgroup_procs {
-        match std::fs::OpenOptions::new().write(true).open(path) {
-            Ok(f) => procs.push(std::os::fd::OwnedFd::from(f)),
-            Err(e) => {
-                eprintln!("diorama: node setup failed: open {}: {e}", path.display());
                 return SETUP_FAILED;
             }
         }

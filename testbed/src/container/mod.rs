@@ -18,14 +18,21 @@
 //! reaps orphans. Signals to the outer process are relayed down; the node's exit status is
 //! relayed up. When PID 1 exits the kernel kills everything left in the namespace.
 //!
+//! In its mount namespace a node sees `/sys` and the host-wide parts of `/proc` read-only,
+//! and its command runs without the capabilities that would undo that (`confine`), so it
+//! cannot lift its own limits; an optional filesystem view ([`View`]) adds private
+//! directories and read-only host paths. See `docs/security.md`.
+//!
 //! Nothing here is bind-mounted or persisted outside the node's own namespaces, so a
 //! `kill -9` of the harness tears the node down through `PR_SET_PDEATHSIG`, leaving only the
 //! (empty) cgroups for `diorama clean`.
 //!
 //! # Limitations
-//! The node shares the host's filesystem (no pivot_root): isolation is for processes,
-//! network, hostname and IPC, which is what a scale model needs; it is not a security boundary.
+//! The node shares the host's filesystem (no pivot_root) and runs as root: confinement
+//! keeps a node inside its limits and out of other nodes' results when asked to; it is
+//! not a boundary against a hostile program (`docs/security.md`).
 
+mod confine;
 mod enter;
 mod init;
 mod launch;
@@ -33,6 +40,7 @@ mod program;
 mod spec;
 pub(crate) mod sys;
 
+pub use confine::View;
 pub use enter::enter_command;
 pub use init::init_main;
 pub use launch::{spawn, ContainerError, Launch, NodeProcess};

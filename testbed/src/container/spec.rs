@@ -26,6 +26,9 @@ pub struct InitConfig {
     /// (diorama's own set-up runs outside them, so a tiny quota does not slow start-up).
     #[serde(default)]
     pub cgroup_procs: Vec<PathBuf>,
+    /// The node's filesystem view, if it has one.
+    #[serde(default)]
+    pub view: Option<super::View>,
 }
 
 /// Shell convention for a process's fate: the exit code, or 128 + the signal number.
@@ -53,6 +56,11 @@ mod tests {
             workdir: "/tmp".into(),
             user: None,
             cgroup_procs: vec!["/sys/fs/cgroup/cpu/diorama/r/web0/cgroup.procs".into()],
+            view: Some(super::super::View {
+                private: vec!["/tmp".into()],
+                read_only: vec!["/results".into()],
+                writable: vec!["/results/nodes/web0".into()],
+            }),
         };
         let text = serde_json::to_string(&cfg).unwrap();
         assert_eq!(serde_json::from_str::<InitConfig>(&text).unwrap(), cfg);

@@ -142,3 +142,61 @@ pub(crate) fn set_idle_class() -> nix::Result<()> {
     let r = unsafe { libc::sched_setscheduler(0, libc::SCHED_IDLE, &raw const param) };
     nix::errno::Errno::result(r).map(drop)
 }
+
+/// `struct __user_cap_header_struct` of capget(2)/capset(2).
+#[repr(C)]
+struct CapHeader {
+    version: u32,
+    pid: i32,
+}
+
+/// `struct __user_cap_data_struct`; version 3 takes two of them (capabilities 0-31, 32-63).
+#[repr(C)]
+#[derive(Clone, Copy, Default)]
+struct CapData {
+    effective: u32,
+    permitted: u32,
+    inheritable: u32,
+}
+
+const CAP_VERSION_3: u32 = 0x2008_0522;
+
+/// Removes every capability but `kept` from this process's bounding set and clears its
+/// inheritable and ambient sets, so that nothing it executes (even as root, even a
+/// set-uid or file-capability program) gains the others. This process keeps its own.
+pub(super) fn drop_capabilities(kept: &[u32]) -> std::io::Result<()> {
+    let last: u32 =
+        std::fs::read_to_string("/proc/sys/kernel/cap_last_cap").ok().and_then(|s| s.trim().parse().ok()).unwrap_or(40);
+    for cap in (0..=last).filter(|c| !kept.contains(c)) {
+        // SAFETY: prctl with plain integer arguments.
+        if unsafe { libc::prctl(libc::PR_CAPBSET_DROP, libc::c_ulong::from(cap), 0, 0, 0) } < 0 {
+            let err = std::io::Error::last_os_error();
+            // EINVAL: a capability this kernel does not know.
+            if err.raw_os_error() != Some(libc::EINVAL) {
+                return Err(err);
+            }
+        }
+    }
+    let mut header = CapHeader { version: CAP_VERSION_3, pid: 0 };
+    let mut data = [CapData::default(); 2];
+    // SAFETY: capget fills two CapData structs for version 3; both pointers are valid.
+    if unsafe { libc::syscall(libc::SYS_capget, &raw mut header, data.as_mut_ptr()) } < 0 {
+        return Err(std::io::Error::last_os_error());
+    }
+    for d in &mut data {
+        d.inheritable = 0;
+    }
+    // SAFETY: capset reads the header and two CapData structs, all valid.
+    if unsafe { libc::syscall(libc::SYS_capset, &raw const header, data.as_ptr()) } < 0 {
+        return Err(std::io::Error::last_os_error());
+    }
+    // SAFETY: prctl with plain integer arguments; EINVAL (no ambient capabilities before
+    // Linux 4.3) leaves nothing to clear.
+    let r = unsafe {
+        libc::prctl(libc::PR_CAP_AMBIENT, libc::c_ulong::from(libc::PR_CAP_AMBIENT_CLEAR_ALL as u32), 0, 0, 0)
+    };
+    if r < 0 && std::io::Error::last_os_error().raw_os_error() != Some(libc::EINVAL) {
+        return Err(std::io::Error::last_os_error());
+    }
+    Ok(())
+}
