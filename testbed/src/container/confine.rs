@@ -46,8 +46,11 @@ const PROC_READ_ONLY: [&str; 5] = ["/proc/sys", "/proc/sysrq-trigger", "/proc/ir
 /// it would unmount the read-only copies), `CAP_SYS_NICE` (real-time scheduling escapes
 /// the CFS quota), `CAP_SYS_RESOURCE`, `CAP_SYS_TIME` (the host clock), `CAP_MKNOD` (raw
 /// disks), `CAP_DAC_READ_SEARCH` (`open_by_handle_at` reaches any file), `CAP_SYS_MODULE`,
-/// `CAP_SYS_RAWIO`, `CAP_SYS_PTRACE`, `CAP_SYS_BOOT`, `CAP_BPF`, `CAP_PERFMON`.
-pub(super) const KEPT_CAPABILITIES: [u32; 18] = [
+/// `CAP_SYS_RAWIO`, `CAP_SYS_PTRACE`, `CAP_SYS_BOOT`, `CAP_BPF`. Kept beyond Docker's set:
+/// `CAP_PERFMON`, because the shim's CPU pacing counts each thread's kernel time with a
+/// `task-clock` perf event, which `perf_event_paranoid` 2 denies without it (the shim would
+/// fall back to user time only, and a node's system calls would run unpaced).
+pub(super) const KEPT_CAPABILITIES: [u32; 19] = [
     0,  // CAP_CHOWN
     1,  // CAP_DAC_OVERRIDE
     3,  // CAP_FOWNER
@@ -66,6 +69,7 @@ pub(super) const KEPT_CAPABILITIES: [u32; 18] = [
     28, // CAP_LEASE
     29, // CAP_AUDIT_WRITE
     31, // CAP_SETFCAP
+    38, // CAP_PERFMON: the pacing's task-clock event with kernel time
 ];
 
 /// Makes `/sys` read-only in the current mount namespace.
