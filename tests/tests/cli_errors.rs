@@ -117,16 +117,15 @@ fn the_repository_topologies_and_suites_check() {
 /// Runs diorama with stdout or stderr (`which`: 1 or 2) a pipe whose reader is already
 /// closed, the other captured.
 fn into_closed_pipe(args: &[&str], which: i32) -> (Option<i32>, String) {
-    use std::os::fd::OwnedFd;
-    let (read, write) = nix::unistd::pipe().unwrap();
+    let (read, write) = nix::unistd::pipe().expect("pipe");
     drop(read);
-    let closed = std::process::Stdio::from(OwnedFd::from(write));
+    let closed = std::process::Stdio::from(write);
     let mut cmd = std::process::Command::new(diorama_tests::artifact("diorama"));
     cmd.args(args).env("DIORAMA_LOG", "info").stdin(std::process::Stdio::null());
     let out = if which == 1 {
-        cmd.stdout(closed).stderr(std::process::Stdio::piped()).output().unwrap()
+        cmd.stdout(closed).stderr(std::process::Stdio::piped()).output().expect("run diorama")
     } else {
-        cmd.stderr(closed).stdout(std::process::Stdio::piped()).output().unwrap()
+        cmd.stderr(closed).stdout(std::process::Stdio::piped()).output().expect("run diorama")
     };
     let other = if which == 1 { out.stderr } else { out.stdout };
     (out.status.code(), String::from_utf8_lossy(&other).into_owned())

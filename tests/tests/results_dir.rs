@@ -11,12 +11,15 @@ use diorama_tests::{artifact, diorama, leftovers_of, need_root, skip, topology};
 
 fn start(t: &Path, out: &Path) -> Child {
     Command::new(artifact("diorama"))
-        .args(["run", t.to_str().unwrap(), "--out", out.to_str().unwrap()])
+        .arg("run")
+        .arg(t)
+        .arg("--out")
+        .arg(out)
         .env("DIORAMA_LOG", "info")
         .stdout(Stdio::null())
         .stderr(Stdio::null())
         .spawn()
-        .unwrap()
+        .expect("start diorama run")
 }
 
 /// Waits until `path` exists (the run has claimed its directory, or its nodes are up).
