@@ -24,6 +24,10 @@ pub struct Diagnostic {
 
 impl fmt::Display for Diagnostic {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        // A file that could not be read has no position (and no field): never `:0:0`.
+        if self.pos.line == 0 {
+            return write!(f, "{}: {}", self.file.display(), self.message);
+        }
         let field = if self.field.is_empty() { "(document)" } else { &self.field };
         write!(f, "{}:{}:{}: {}: {}", self.file.display(), self.pos.line, self.pos.col, field, self.message)
     }
@@ -35,9 +39,17 @@ impl Diagnostic {
         Self { file: file.to_owned(), pos, field: field.to_owned(), message: message.into() }
     }
 
-    /// A file that could not be read at all.
+    /// A file that could not be read at all, or is not text; it has no position.
     pub fn unreadable(file: &Path, err: &std::io::Error) -> Self {
-        Self::new(file, Pos { line: 0, col: 0 }, "", format!("cannot read the file: {err}"))
+        let message = match err.kind() {
+            std::io::ErrorKind::InvalidData => {
+                "not a text file (it is not UTF-8; catalog files are YAML text)".to_owned()
+            }
+            std::io::ErrorKind::NotFound => "cannot read the file: no such file".to_owned(),
+            std::io::ErrorKind::PermissionDenied => "cannot read the file: permission denied".to_owned(),
+            _ => format!("cannot read the file: {err}"),
+        };
+        Self::new(file, Pos { line: 0, col: 0 }, "", message)
     }
 }
 
@@ -87,5 +99,25 @@ impl<'a> Diagnostics<'a> {
     pub fn into_sorted(mut self) -> Vec<Diagnostic> {
         self.list.sort_by_key(|d| d.pos);
         self.list
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn unreadable_and_binary_files_have_no_position() {
+        let tmp = tempfile::tempdir().unwrap();
+        let missing = tmp.path().join("missing.yaml");
+        let err = std::fs::read_to_string(&missing).unwrap_err();
+        let text = Diagnostic::unreadable(&missing, &err).to_string();
+        assert_eq!(text, format!("{}: cannot read the file: no such file", missing.display()));
+        let binary = tmp.path().join("binary.yaml");
+        std::fs::write(&binary, [0x7f, b'E', b'L', b'F', 0xff, 0xfe, 0]).unwrap();
+        let err = std::fs::read_to_string(&binary).unwrap_err();
+        let text = Diagnostic::unreadable(&binary, &err).to_string();
+        assert!(text.ends_with("not a text file (it is not UTF-8; catalog files are YAML text)"), "{text}");
+        assert!(!text.contains(":0:0"), "{text}");
     }
 }

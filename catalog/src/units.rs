@@ -56,7 +56,10 @@ impl Duration {
         if v < 0.0 {
             return Err(UnitError(format!("duration {text:?} is negative")));
         }
-        Ok(Self(std::time::Duration::from_secs_f64(v * scale)))
+        // `from_secs_f64` panics on overflow; an absurd duration is an input error.
+        std::time::Duration::try_from_secs_f64(v * scale)
+            .map(Self)
+            .map_err(|_| UnitError(format!("duration {text:?} is too large")))
     }
     pub fn as_nanos(&self) -> u64 {
         u64::try_from(self.0.as_nanos()).unwrap_or(u64::MAX)
@@ -89,7 +92,12 @@ impl Bytes {
         if v < 0.0 {
             return Err(UnitError(format!("size {text:?} is negative")));
         }
-        Ok(Self((v * scale).round() as u64))
+        let bytes = (v * scale).round();
+        // `as u64` would saturate: an absurd size must be refused, not silently capped.
+        if bytes >= u64::MAX as f64 {
+            return Err(UnitError(format!("size {text:?} is too large")));
+        }
+        Ok(Self(bytes as u64))
     }
 }
 
@@ -265,6 +273,7 @@ mod tests {
         assert!(Duration::parse("10").unwrap_err().0.contains("needs a unit"));
         assert!(Duration::parse("10 parsecs").unwrap_err().0.contains("unknown duration unit"));
         assert!(Duration::parse("-1s").is_err());
+        assert!(Duration::parse("99999999999999999999999h").unwrap_err().0.contains("too large"));
         assert!(Duration::parse("fast").unwrap_err().0.contains("number"));
     }
 
@@ -276,6 +285,8 @@ mod tests {
         assert_eq!(Bytes::parse("4096").unwrap().0, 4096);
         assert_eq!(Bytes::parse("1.5KiB").unwrap().0, 1536);
         assert!(Bytes::parse("12 furlongs").is_err());
+        assert!(Bytes::parse("100000000000000000000").unwrap_err().0.contains("too large"));
+        assert!(Bytes::parse("20000000TiB").unwrap_err().0.contains("too large"));
     }
 
     #[test]

@@ -82,6 +82,18 @@ impl Experiment {
             Some(d) => Some(parse_duration("--duration", d)?),
             None => topology.duration,
         };
+        if let (Some(d), Some(flag)) = (duration, overrides.duration.as_deref()) {
+            if d.is_zero() {
+                return Err(Error::Usage("--duration must be positive".into()));
+            }
+            // The topology's own duration was checked against its faults by the catalog.
+            if let Some(f) = faults.iter().find(|f| f.at >= d) {
+                return Err(Error::Usage(format!(
+                    "--duration {flag}: fault {} at {:?} would never fire; give a longer --duration",
+                    f.id, f.at
+                )));
+            }
+        }
         let sample_every = match &overrides.sample_every {
             Some(d) => parse_duration("--sample-every", d)?,
             None => Duration::from_secs(1),

@@ -7,6 +7,7 @@ pub mod error;
 pub mod experiment;
 pub mod faults;
 pub mod pipeline;
+pub mod results_dir;
 pub mod suite;
 pub mod thresholds;
 pub mod validate;

@@ -3,7 +3,7 @@
 //!
 //! # Design
 //! The environment (root, the executable, the shim) is checked once by [`preflight`] before
-//! anything runs; [`execute`] refuses a directory that already holds a run, writes
+//! anything runs; [`execute`] runs into a claimed results directory (`crate::results_dir`), writes
 //! `plan.json`, runs the testbed with the experiment's fault schedule and writes
 //! `summary.json` and `report.html`. Callers decide what to print of the outcome.
 
@@ -12,6 +12,7 @@ use std::sync::atomic::AtomicBool;
 use std::time::Instant;
 
 use crate::experiment::Experiment;
+use crate::results_dir::ResultsDir;
 use crate::Error;
 
 /// What every run needs from the environment.
@@ -69,20 +70,18 @@ pub struct Ran {
     pub summary: Result<report::Summary, report::ReportError>,
 }
 
-/// Runs `experiment` into `out` (which must not hold a run yet) and writes its report.
+/// Runs `experiment` into `out` (claimed by [`ResultsDir::claim`], so empty and locked;
+/// the claim is held until the report is written) and writes its report.
 pub fn execute(
     experiment: &Experiment,
-    out: &Path,
+    out: &ResultsDir,
     env: &Environment,
     watch: &Watch,
     interrupt: &AtomicBool,
 ) -> Result<Ran, Error> {
-    if out.join("run.json").exists() {
-        return Err(Error::Usage(format!("{} already holds a run; choose another --out", out.display())));
-    }
+    out.write_stub(&experiment.spec.name)?;
     let files = |what: String| move |e: std::io::Error| Error::Files(format!("{what}: {e}"));
-    std::fs::create_dir_all(out).map_err(files(format!("create {}", out.display())))?;
-    let out = out.canonicalize().map_err(files("resolve the results directory".into()))?;
+    let out = out.path().to_owned();
     let plan = serde_json::to_vec_pretty(&experiment.spec.plan).map_err(|e| Error::Internal(e.to_string()))?;
     std::fs::write(out.join("plan.json"), plan).map_err(files("write plan.json".into()))?;
     testbed::note!("{}", experiment.plan_table);
@@ -107,11 +106,23 @@ pub fn execute(
         outcome.reason,
         outcome.real_elapsed.as_secs_f64(),
         outcome.virtual_elapsed.as_secs_f64(),
-        experiment.spec.tdf
+        tdf_text(experiment.spec.tdf)
     );
     let real_s = started.elapsed().as_secs_f64();
     let summary = report::write(&out);
     Ok(Ran { results_dir: out, tdf: experiment.spec.tdf, outcome, real_s, summary })
+}
+
+/// Claims `dir` (new or empty, never forced: a suite's or a validation's sub-directory of a
+/// directory already claimed) and runs `experiment` into it.
+pub fn execute_in(
+    experiment: &Experiment,
+    dir: &Path,
+    env: &Environment,
+    watch: &Watch,
+    interrupt: &AtomicBool,
+) -> Result<Ran, Error> {
+    execute(experiment, &ResultsDir::claim(dir, false, "results directory")?, env, watch, interrupt)
 }
 
 /// Loads thresholds from YAML (absent fields keep the defaults).
@@ -134,4 +145,22 @@ pub fn compare_runs(
     c.write_json(out).map_err(|e| e.to_string())?;
     c.write_html(out).map_err(|e| e.to_string())?;
     Ok(c)
+}
+
+/// A TDF for people: at most 3 decimals, no trailing zeros (`2.78`, not `2.7800000000000002`).
+pub fn tdf_text(tdf: f64) -> String {
+    let text = format!("{tdf:.3}");
+    let text = text.trim_end_matches('0').trim_end_matches('.');
+    text.to_owned()
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn tdfs_print_with_at_most_three_decimals() {
+        assert_eq!(super::tdf_text(2.7800000000000002), "2.78");
+        assert_eq!(super::tdf_text(10.0), "10");
+        assert_eq!(super::tdf_text(1.23456), "1.235");
+        assert_eq!(super::tdf_text(0.5), "0.5");
+    }
 }

@@ -36,22 +36,26 @@ pub struct CleanReport {
     pub cgroups_removed: Vec<String>,
     /// Leftovers found (with `check`) or that could not be removed.
     pub remaining: Vec<String>,
+    /// Whether anything of the run asked for (a state directory or cgroups) exists.
+    pub found: bool,
 }
 
 /// Cleans every dead run (or only `run`), or with `check` only reports what is left.
 pub fn clean(state_root: &Path, run: Option<&str>, force: bool, check: bool) -> Result<CleanReport, CleanError> {
     let mut report = CleanReport::default();
-    let mut live_ids = Vec::new();
+    // Runs with a state directory: the orphan pass below skips them, whether they were
+    // cleaned, left alone or (with `check`) listed, so no cgroup is counted twice.
+    let mut with_state = Vec::new();
     for state in StateDir::list(state_root)? {
         let record = state.record().clone();
+        with_state.push(record.run_id.clone());
         if run.is_some_and(|r| r != record.run_id) {
-            live_ids.push(record.run_id.clone());
             continue;
         }
+        report.found = true;
         let alive = record.harness.is_some_and(|h| h.alive() && h.pid != std::process::id());
         if alive && !force {
             report.live.push(record.run_id.clone());
-            live_ids.push(record.run_id.clone());
             continue;
         }
         if check {
@@ -93,9 +97,10 @@ pub fn clean(state_root: &Path, run: Option<&str>, force: bool, check: bool) -> 
     // root that was wiped by a reboot while cgroups were not — impossible today, cheap to
     // handle).
     for (run_id, paths) in cgroup::NodeCgroup::list_runs()? {
-        if live_ids.contains(&run_id) || run.is_some_and(|r| r != run_id) {
+        if with_state.contains(&run_id) || run.is_some_and(|r| r != run_id) {
             continue;
         }
+        report.found = true;
         if check {
             report.remaining.extend(paths.iter().map(|p| format!("cgroup {p} (no state)")));
             continue;

@@ -13,11 +13,15 @@
 /// Writes a line to stderr, ignoring failure: a harness whose stderr reader went away (a
 /// closed pipe) must still stop and tear its run down, where `eprintln!` would panic and a
 /// second panic in the teardown's own messages would abort with cgroups left behind.
+/// The line is formatted whole and written in one call through [`progress::Stderr`], so it
+/// never lands in the middle of the live progress line or of another thread's line.
 #[macro_export]
 macro_rules! note {
     ($($arg:tt)*) => {{
         use std::io::Write as _;
-        let _ = writeln!(std::io::stderr(), $($arg)*);
+        let mut line = format!($($arg)*);
+        line.push('\n');
+        let _ = $crate::progress::Stderr.write_all(line.as_bytes());
     }};
 }
 
@@ -31,7 +35,7 @@ mod events;
 mod metrics;
 mod network;
 mod parallel;
-mod progress;
+pub mod progress;
 pub mod readiness;
 mod schedule;
 mod spec;

@@ -1,5 +1,12 @@
-//! Run progress on the terminal: a live line on a TTY (indicatif), plain lines otherwise.
+//! Run progress on the terminal: a live line on a TTY (indicatif), plain lines otherwise;
+//! and [`Stderr`], the one way the harness writes to stderr while a live line may be shown.
+//!
+//! # Design
+//! A log or note line written while indicatif draws its line would start in the middle of
+//! it. Every writer of the harness (tracing, `note!`) goes through [`Stderr`], which writes
+//! each line whole with the live line suspended (cleared, then redrawn below it).
 
+use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
 use indicatif::{ProgressBar, ProgressStyle};
@@ -9,6 +16,30 @@ pub struct Progress {
     bar: Option<ProgressBar>,
     total: usize,
     last_line: Instant,
+}
+
+/// The live progress line on screen, if any.
+static LIVE: Mutex<Option<ProgressBar>> = Mutex::new(None);
+
+/// Stderr, written around the live progress line. Each `write` writes its buffer whole, so
+/// a caller that hands it a whole line (tracing does, and `note!`) is never interleaved.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct Stderr;
+
+impl std::io::Write for Stderr {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        let live = LIVE.lock().map_or(None, |l| l.clone());
+        let write = || std::io::stderr().lock().write_all(buf);
+        match live {
+            Some(bar) if !bar.is_finished() => bar.suspend(write)?,
+            _ => write()?,
+        }
+        Ok(buf.len())
+    }
+
+    fn flush(&mut self) -> std::io::Result<()> {
+        std::io::stderr().flush()
+    }
 }
 
 /// Interval of plain progress lines when not on a TTY.
@@ -22,6 +53,9 @@ impl Progress {
                 ProgressStyle::with_template("{spinner} {msg}").unwrap_or_else(|_| ProgressStyle::default_spinner()),
             );
             bar.enable_steady_tick(Duration::from_millis(200));
+            if let Ok(mut live) = LIVE.lock() {
+                *live = Some(bar.clone());
+            }
             bar
         });
         Self { bar, total, last_line: Instant::now() }
@@ -60,6 +94,9 @@ impl Progress {
 impl Drop for Progress {
     fn drop(&mut self) {
         if let Some(bar) = &self.bar {
+            if let Ok(mut live) = LIVE.lock() {
+                *live = None;
+            }
             bar.finish_and_clear();
         }
     }

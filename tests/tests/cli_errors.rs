@@ -54,6 +54,7 @@ fn missing_binary_is_refused_before_anything_starts() {
     );
     let out = tmp.path().join("out");
     let r = diorama(&["run", t.to_str().unwrap(), "--out", out.to_str().unwrap()]);
+    // Exit 3, as every problem named at a field of a topology file (docs/cli.md).
     assert_eq!(r.code, Some(3), "{r:?}");
     assert!(r.stderr.contains(":4:") && r.stderr.contains("nodes[0].run.command"), "{}", r.stderr);
     assert!(r.stderr.contains("\"no-such-binary-diorama\" of node a not found"), "{}", r.stderr);
@@ -111,4 +112,169 @@ fn the_repository_topologies_and_suites_check() {
         let r = diorama(&["check", root.join(file).to_str().unwrap()]);
         assert_eq!(r.code, Some(0), "{file}: {r:?}");
     }
+}
+
+/// Runs diorama with stdout or stderr (`which`: 1 or 2) a pipe whose reader is already
+/// closed, the other captured.
+fn into_closed_pipe(args: &[&str], which: i32) -> (Option<i32>, String) {
+    let (read, write) = nix::unistd::pipe().expect("pipe");
+    drop(read);
+    let closed = std::process::Stdio::from(write);
+    let mut cmd = std::process::Command::new(diorama_tests::artifact("diorama"));
+    cmd.args(args).env("DIORAMA_LOG", "info").stdin(std::process::Stdio::null());
+    let out = if which == 1 {
+        cmd.stdout(closed).stderr(std::process::Stdio::piped()).output().expect("run diorama")
+    } else {
+        cmd.stderr(closed).stdout(std::process::Stdio::piped()).output().expect("run diorama")
+    };
+    let other = if which == 1 { out.stderr } else { out.stdout };
+    (out.status.code(), String::from_utf8_lossy(&other).into_owned())
+}
+
+#[test]
+fn every_subcommand_ends_quietly_into_a_closed_pipe() {
+    let tmp = tempfile::tempdir().unwrap();
+    let good = topology(tmp.path(), "good", "name: good\nnodes:\n  - name: a\n    run: {command: [\"true\"]}\n");
+    let bad = topology(tmp.path(), "bad", "name: bad\nnodes:\n  - name: a\n    memory: 0\n    run: {command: x}\n");
+    let (g, b) = (good.to_str().unwrap(), bad.to_str().unwrap());
+    let plan = tmp.path().join("plan.json");
+    let p = plan.to_str().unwrap();
+    let not_a_run = tmp.path().to_str().unwrap();
+    // (arguments, status into a closed stdout, status into a closed stderr)
+    let cases: Vec<(Vec<&str>, i32, i32)> = vec![
+        (vec!["schema"], 141, 0),
+        (vec!["check", g], 141, 0),
+        (vec!["check", "--plan", g], 141, 0),
+        (vec!["check", b], 3, 3),
+        (vec!["plan", g, "--out", p], 141, 0),
+        (vec!["report", not_a_run], 3, 3),
+        (vec!["compare", not_a_run, not_a_run], 3, 3),
+        (vec!["exec", "--", "true"], 0, 0),
+        (vec!["run", "--tdf", "0", g], 2, 2),
+        (vec!["clean", "no-such-run-diorama"], 2, 2),
+    ];
+    for (args, stdout_code, stderr_code) in cases {
+        for (which, want) in [(1, stdout_code), (2, stderr_code)] {
+            let (code, other) = into_closed_pipe(&args, which);
+            assert!(!other.contains("panicked"), "{args:?} into closed fd {which}: {other}");
+            if which == 1 && want == 141 {
+                assert!(!other.contains("error"), "{args:?} into closed stdout is not quiet: {other}");
+            }
+            assert_eq!(code, Some(want), "{args:?} into closed fd {which}: {other}");
+        }
+    }
+}
+
+#[test]
+fn tdf_values_follow_one_rule_in_every_subcommand() {
+    let tmp = tempfile::tempdir().unwrap();
+    let t = topology(tmp.path(), "t", "name: t\nnodes:\n  - name: a\n    run: {command: [\"true\"]}\n");
+    let t = t.to_str().unwrap();
+    for bad in ["0", "-1", "nan", "inf", "x"] {
+        let flag = format!("--tdf={bad}");
+        for args in [
+            vec!["run", t, &flag],
+            vec!["plan", t, &flag],
+            vec!["validate", t, &flag],
+            vec!["exec", &flag, "--", "true"],
+        ] {
+            let r = diorama(&args);
+            assert_eq!(r.code, Some(2), "{args:?}: {r:?}");
+            assert!(r.stderr.contains("--tdf"), "{args:?}: {}", r.stderr);
+        }
+    }
+}
+
+#[test]
+fn clean_of_an_unknown_run_is_an_error() {
+    if let Err(reason) = diorama_tests::need_root() {
+        return diorama_tests::skip("clean_of_an_unknown_run_is_an_error", &reason);
+    }
+    let r = diorama(&["clean", "no-such-run-diorama-test"]);
+    assert_eq!(r.code, Some(2), "{r:?}");
+    assert!(r.stderr.contains("no run \"no-such-run-diorama-test\""), "{}", r.stderr);
+    let r = diorama(&["clean", "--check", "no-such-run-diorama-test"]);
+    assert_eq!(r.code, Some(2), "{r:?}");
+}
+
+#[test]
+fn nonsense_values_are_refused_at_their_field() {
+    let tmp = tempfile::tempdir().unwrap();
+    let t = topology(
+        tmp.path(),
+        "bad",
+        "name: bad\nduration: 0s\nswitches: [sw]\nnodes:\n  - name: a\n    memory: 0\n    pids: 0\n    run: {command: x}\n  - name: b\n    run: {command: x}\n    link: {to: sw, delay: -5ms}\n  - name: c\n    run: {command: x}\n    link: {to: sw, loss: 150%}\n",
+    );
+    let r = diorama(&["check", t.to_str().unwrap()]);
+    assert_eq!(r.code, Some(3), "{r:?}");
+    for needle in [
+        ":2:11: duration:",
+        ":6:13: nodes[0].memory:",
+        ":7:11: nodes[0].pids:",
+        ":11:20: nodes[1].link.delay:",
+        ":14:20: nodes[2].link.loss:",
+    ] {
+        assert!(r.stderr.contains(needle), "{needle}: {}", r.stderr);
+    }
+}
+
+#[test]
+fn a_fault_after_the_duration_is_refused() {
+    let tmp = tempfile::tempdir().unwrap();
+    let t = topology(
+        tmp.path(),
+        "late",
+        "name: late\nduration: 5s\nnodes:\n  - name: a\n    run: {command: [sleep, \"60\"]}\nfaults:\n  - {at: 2s, kill: a}\n",
+    );
+    let r = diorama(&["check", t.to_str().unwrap()]);
+    assert_eq!(r.code, Some(0), "{r:?}");
+    let out = tmp.path().join("out");
+    let r = diorama(&["run", t.to_str().unwrap(), "--duration", "1s", "--out", out.to_str().unwrap()]);
+    assert_eq!(r.code, Some(2), "{r:?}");
+    assert!(r.stderr.contains("faults[0] at 2s would never fire"), "{}", r.stderr);
+    assert!(!out.exists(), "a refused run must leave nothing behind");
+    let late = topology(tmp.path(), "later", &std::fs::read_to_string(&t).unwrap().replace("at: 2s", "at: 5s"));
+    let r = diorama(&["check", late.to_str().unwrap()]);
+    assert_eq!(r.code, Some(3), "{r:?}");
+    assert!(r.stderr.contains(":7:10: faults[0].at: at 5s is not before the run's duration 5s"), "{}", r.stderr);
+}
+
+#[test]
+fn unreadable_and_binary_files_are_named_without_a_position() {
+    let tmp = tempfile::tempdir().unwrap();
+    let binary = tmp.path().join("binary.yaml");
+    std::fs::write(&binary, [0x7f, b'E', b'L', b'F', 0xff, 0xfe, 0, 1]).unwrap();
+    let missing = tmp.path().join("missing.yaml");
+    for (file, needle) in [(&binary, "not a text file"), (&missing, "cannot read the file: no such file")] {
+        for cmd in ["check", "plan"] {
+            let r = diorama(&[cmd, file.to_str().unwrap()]);
+            assert_eq!(r.code, Some(3), "{cmd} {}: {r:?}", file.display());
+            assert!(r.stderr.contains(&format!("{}: {needle}", file.display())), "{}", r.stderr);
+            assert!(!r.stderr.contains(":0:0"), "{}", r.stderr);
+        }
+    }
+}
+
+#[test]
+fn out_naming_a_file_is_a_usage_error() {
+    if let Err(reason) = diorama_tests::need_root() {
+        return diorama_tests::skip("out_naming_a_file_is_a_usage_error", &reason);
+    }
+    let tmp = tempfile::tempdir().unwrap();
+    let t = topology(tmp.path(), "t", "name: t\nnodes:\n  - name: a\n    run: {command: [\"true\"]}\n");
+    let file = tmp.path().join("a-file");
+    std::fs::write(&file, "keep me").unwrap();
+    let r = diorama(&["run", t.to_str().unwrap(), "--out", file.to_str().unwrap()]);
+    assert_eq!(r.code, Some(2), "{r:?}");
+    assert!(r.stderr.contains("is a file, not a directory"), "{}", r.stderr);
+    assert_eq!(std::fs::read_to_string(&file).unwrap(), "keep me");
+}
+
+#[test]
+fn logs_carry_no_colour_off_a_terminal() {
+    // At debug level `exec` logs whether the shim was mapped; stderr here is a pipe.
+    let r = diorama(&["--log", "debug", "exec", "--", "sleep", "0.1"]);
+    assert_eq!(r.code, Some(0), "{r:?}");
+    assert!(r.stderr.contains("shim"), "no log line to look at: {}", r.stderr);
+    assert!(!r.stderr.contains('\u{1b}'), "ANSI escape in {:?}", r.stderr);
 }

@@ -26,4 +26,8 @@ pub trait Targets {
     fn select(&self, reference: &str) -> Result<Vec<String>, String>;
     /// Every link as (name, end a, end b).
     fn links(&self) -> Box<dyn Iterator<Item = (&str, &str, &str)> + '_>;
+    /// The run's virtual duration, when the topology fixes one: faults must come before it.
+    fn duration(&self) -> Option<std::time::Duration> {
+        None
+    }
 }

@@ -91,8 +91,8 @@ pub fn load_scenario(file: &Path, topology: &dyn Targets) -> Result<Vec<Fault>, 
     let fail = |pos: Pos, field: &str, message: String| FaultError {
         diagnostics: vec![Diagnostic { file: file.to_owned(), pos, field: field.to_owned(), message }],
     };
-    let text =
-        std::fs::read_to_string(file).map_err(|e| fail(Pos::default(), "", format!("cannot read the file: {e}")))?;
+    let text = std::fs::read_to_string(file)
+        .map_err(|e| FaultError { diagnostics: vec![Diagnostic::unreadable(file, &e)] })?;
     let map = SourceMap::build(&text).map_err(|e| fail(e.pos, "", format!("malformed YAML: {}", e.message)))?;
     let root: Value = serde_yaml_ng::from_str(&text)
         .map_err(|e| fail(Pos { line: 1, col: 1 }, "", format!("malformed YAML: {e}")))?;
@@ -259,6 +259,15 @@ fn one(
         diags.at(path, "missing field `at` (virtual time of the fault, e.g. 10s)");
         return None;
     };
+    if let Some(end) = topology.duration() {
+        // The run ends at its duration: a fault at or after it would never fire.
+        if at.0 >= end {
+            diags.at_value(
+                &field("at"),
+                format!("at {:?} is not before the run's duration {end:?}: the fault would never fire", at.0),
+            );
+        }
+    }
     if let Some(f) = d.for_ {
         if f.0.is_zero() {
             diags.at_value(&field("for"), "`for` must be positive");

@@ -19,6 +19,11 @@ const DEFAULT_CPUS: f64 = 1.0;
 const DEFAULT_MEMORY: u64 = 512 << 20;
 const DEFAULT_PIDS: u64 = 4096;
 const DEFAULT_READY_TIMEOUT: Duration = Duration::from_secs(60);
+/// The smallest memory limit a node can start under.
+const MIN_MEMORY: u64 = 1 << 20;
+/// The smallest pids limit a node can start under: its program (the supervisor is not
+/// counted, the program joins the cgroups alone).
+const MIN_PIDS: u64 = 1;
 
 /// What a node runs.
 #[derive(Debug, Clone, PartialEq, Serialize)]
@@ -130,6 +135,10 @@ impl crate::fault::Targets for Topology {
 
     fn links(&self) -> Box<dyn Iterator<Item = (&str, &str, &str)> + '_> {
         Box::new(self.links.iter().map(|l| (l.name.as_str(), l.a.as_str(), l.b.as_str())))
+    }
+
+    fn duration(&self) -> Option<Duration> {
+        self.duration
     }
 }
 
@@ -312,6 +321,13 @@ pub(super) fn resolve(
     if decl.nodes.is_empty() {
         diags.at("nodes", "a topology needs at least one node");
     }
+    for (field, value) in [("duration", decl.duration), ("cpu_period", decl.cpu_period)] {
+        if value.is_some_and(|d| d.0.is_zero()) {
+            diags.at_value(field, format!("{field} must be positive"));
+        }
+    }
+    let hosts = decl.hosts.clone().unwrap_or_default();
+    let largest_host = declared_memory(&hosts);
     let base = file.parent().unwrap_or(Path::new("."));
 
     // Names: switches, then nodes and groups; all share one namespace.
@@ -366,6 +382,14 @@ pub(super) fn resolve(
         let cpus = n.cpus.unwrap_or(DEFAULT_CPUS);
         if !(cpus > 0.0 && cpus.is_finite()) {
             diags.at_value(&format!("{path}.cpus"), format!("cpus must be a positive number, got {cpus}"));
+        }
+        let memory = n.memory.map_or(DEFAULT_MEMORY, |m| m.0);
+        let pids = n.pids.unwrap_or(DEFAULT_PIDS);
+        check_limits(&path, memory, pids, largest_host, diags);
+        if let Some(t) = n.ready.as_ref().and_then(|r| r.timeout) {
+            if t.0.is_zero() {
+                diags.at_value(&format!("{path}.ready.timeout"), "the readiness timeout must be positive");
+            }
         }
         let run = match &n.run {
             None => {
@@ -458,8 +482,8 @@ pub(super) fn resolve(
             group: group.clone(),
             path,
             cpus,
-            memory: n.memory.map_or(DEFAULT_MEMORY, |m| m.0),
-            pids: n.pids.unwrap_or(DEFAULT_PIDS),
+            memory,
+            pids,
             disk: n.disk.clone(),
             run,
             main: n.main.unwrap_or(false),
@@ -498,22 +522,32 @@ pub(super) fn resolve(
         }
     }
     for l in &links {
+        // The field a problem is about: an access link's path ends in `.to`; a field set only
+        // in `forward:`/`reverse:` is located there by the source map's fallback.
+        let base = l.path.strip_suffix(".to").unwrap_or(&l.path);
+        let at = |field: &str| format!("{base}.{field}");
         for (dir, p) in [("forward", &l.forward), ("reverse", &l.reverse)] {
             if p.jitter_ns > 0 && p.delay_ns == 0 {
-                diags.at(&l.path, format!("{dir} direction has jitter but no delay"));
+                diags.at(&at("jitter"), format!("{dir} direction has jitter but no delay"));
             }
             if p.reorder > 0.0 && p.delay_ns == 0 {
                 diags.at(
-                    &l.path,
+                    &at("reorder"),
                     format!("{dir} direction has reorder but no delay (reordered packets skip the delay)"),
                 );
             }
             if p.gilbert_elliott.is_some() && p.loss > 0.0 {
-                diags.at(&l.path, format!("{dir} direction has both loss and gilbert_elliott; choose one"));
+                diags.at(
+                    &at("gilbert_elliott"),
+                    format!("{dir} direction has both loss and gilbert_elliott; choose one"),
+                );
+            }
+            if p.queue_bytes == Some(0) || p.queue_packets == Some(0) {
+                diags.at(&at("queue"), format!("{dir} direction: a queue of 0 drops every packet"));
             }
             for (field, v) in [("reorder", p.reorder), ("duplicate", p.duplicate), ("corrupt", p.corrupt)] {
                 if !(0.0..=1.0).contains(&v) {
-                    diags.at(&l.path, format!("{dir} direction: {field} {v} is not a probability"));
+                    diags.at(&at(field), format!("{dir} direction: {field} {v} is not a probability"));
                 }
             }
         }
@@ -525,7 +559,7 @@ pub(super) fn resolve(
         name: decl.name,
         tdf: decl.tdf,
         duration: decl.duration.map(|d| d.0),
-        hosts: decl.hosts.unwrap_or_default(),
+        hosts,
         headroom: decl.headroom.unwrap_or(0.9),
         cpu_period: decl.cpu_period.map_or(Duration::from_millis(100), |d| d.0),
         grace: decl.grace.map_or(Duration::from_secs(2), |d| d.0),
@@ -538,6 +572,42 @@ pub(super) fn resolve(
         faults,
         source: source.clone(),
     })
+}
+
+/// The memory of the largest host, when every host of the inventory declares its memory
+/// (a `local` host is measured by the planner, so `check --plan` catches it there).
+fn declared_memory(hosts: &[HostDecl]) -> Option<u64> {
+    if hosts.is_empty() {
+        return None;
+    }
+    hosts
+        .iter()
+        .map(|h| match h {
+            HostDecl::Spec(s) if s.name != "local" => s.memory.map(|m| m.0),
+            _ => None,
+        })
+        .collect::<Option<Vec<u64>>>()
+        .and_then(|m| m.into_iter().max())
+}
+
+/// Memory and pids limits that no node could run under.
+fn check_limits(path: &str, memory: u64, pids: u64, largest_host: Option<u64>, diags: &mut Diagnostics<'_>) {
+    let field = format!("{path}.memory");
+    if memory < MIN_MEMORY {
+        // Below this the kernel kills the node's first process at once (exit 137).
+        diags.at_value(&field, format!("memory {memory} B is too small to run a process (at least 1MiB)"));
+    } else if let Some(host) = largest_host.filter(|h| memory > *h) {
+        diags.at_value(
+            &field,
+            format!("memory {} MiB is more than the largest host has ({} MiB)", memory >> 20, host >> 20),
+        );
+    }
+    if pids < MIN_PIDS {
+        diags.at_value(
+            &format!("{path}.pids"),
+            format!("pids {pids} cannot run a node: it needs at least {MIN_PIDS} (its program)"),
+        );
+    }
 }
 
 /// Reports each dependency cycle once, at the first node on it.

@@ -232,3 +232,60 @@ nodes:
     assert_eq!((a.private[0].to_str(), a.read_only[0].to_str()), (Some("/tmp"), Some("/srv")));
     assert_eq!(t.nodes[1].filesystem.as_ref().unwrap().read_only[0].to_str(), Some("/etc"));
 }
+
+/// One node linked to a switch, with `extra` lines added to the node.
+fn one_node(extra: &str) -> String {
+    format!("name: v\nswitches: [sw]\nnodes:\n  - name: a\n    run: {{command: x}}\n{extra}")
+}
+
+#[test]
+fn bad_link_values_are_reported_at_their_own_field() {
+    for (value, field, needle) in [
+        ("delay: -5ms", "delay", "negative"),
+        ("rate: 0", "rate", "needs a unit"),
+        ("rate: 0bit", "rate", "must be positive"),
+        ("loss: 150%", "loss", "not between 0% and 100%"),
+    ] {
+        let err = errors(&one_node(&format!("    link: {{to: sw, {value}}}\n")));
+        has(&err, 6, &format!("nodes[0].link.{field}"), needle);
+        // Also in a list of links, and in the block style, where the column is the field's.
+        let err = errors(&one_node(&format!("    link:\n      - to: sw\n        {value}\n")));
+        has(&err, 8, &format!("nodes[0].link[0].{field}"), needle);
+        assert_eq!(err.diagnostics[0].pos.col, 9, "{err}");
+    }
+}
+
+#[test]
+fn zero_and_absurd_resources_are_refused() {
+    has(&errors(&one_node("    memory: 0\n")), 6, "nodes[0].memory", "too small");
+    has(&errors(&one_node("    memory: 100000000TiB\n")), 6, "nodes[0].memory", "too large");
+    has(&errors(&one_node("    pids: 0\n")), 6, "nodes[0].pids", "at least 1");
+    let big = "hosts: [{name: h, cores: 4, memory: 8GiB}]\n";
+    has(
+        &errors(&format!("{big}{}", one_node("    memory: 9GiB\n"))),
+        7,
+        "nodes[0].memory",
+        "more than the largest host",
+    );
+    load_str(Path::new("t.yaml"), &format!("{big}{}", one_node("    memory: 8GiB\n"))).unwrap();
+    // A measured host is the planner's to check (`check --plan`).
+    load_str(Path::new("t.yaml"), &one_node("    memory: 9TiB\n")).unwrap();
+}
+
+#[test]
+fn zero_durations_are_refused() {
+    has(&errors(&format!("duration: 0s\n{}", one_node(""))), 1, "duration", "must be positive");
+    has(&errors(&format!("cpu_period: 0ms\n{}", one_node(""))), 1, "cpu_period", "must be positive");
+    has(&errors(&one_node("    ready: {tcp: 80, timeout: 0s}\n")), 6, "nodes[0].ready.timeout", "must be positive");
+    has(&errors(&one_node("    link: {to: sw, queue: 0p}\n")), 6, "nodes[0].link.queue", "drops every packet");
+}
+
+#[test]
+fn a_fault_after_the_duration_is_refused_at_its_time() {
+    let text = format!("duration: 10s\n{}faults:\n  - {{at: 5s, kill: a}}\n  - {{at: 10s, kill: a}}\n", one_node(""));
+    let err = crate::load::topology_str(Path::new("t.yaml"), &text).unwrap_err();
+    has(&err, 9, "faults[1].at", "would never fire");
+    assert_eq!(err.diagnostics.len(), 1, "{err}");
+    // Without a duration the run lasts until its nodes exit: any time can fire.
+    crate::load::topology_str(Path::new("t.yaml"), &text.replacen("duration: 10s\n", "", 1)).unwrap();
+}

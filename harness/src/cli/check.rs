@@ -27,10 +27,10 @@ pub fn run(args: Args) -> anyhow::Result<u8> {
     for file in &args.files {
         let kind = std::fs::read_to_string(file).map_or(Kind::Topology, |text| catalog::load::kind_of(&text));
         let ok = match kind {
-            Kind::Topology => check_topology(file, args.plan, None),
+            Kind::Topology => check_topology(file, args.plan, None)?,
             Kind::Suite => {
                 suites = true;
-                check_suite(file, args.plan)
+                check_suite(file, args.plan)?
             }
         };
         if !ok {
@@ -46,47 +46,54 @@ pub fn run(args: Args) -> anyhow::Result<u8> {
 
 /// Checks one topology (as a suite's scenario runs it, when `scenario` is given); prints
 /// `FILE: ok (…)` or its problems. Returns whether it is valid.
-fn check_topology(file: &Path, plan: bool, scenario: Option<&Scenario>) -> bool {
+fn check_topology(file: &Path, plan: bool, scenario: Option<&Scenario>) -> anyhow::Result<bool> {
     let t = match catalog::load::topology(file) {
         Ok(t) => t,
         Err(e) => {
-            eprintln!("{e}");
-            return false;
+            testbed::note!("{e}");
+            return Ok(false);
         }
     };
     if let Some(faults) = scenario.and_then(|s| s.scenario.as_deref()) {
         if let Err(e) = catalog::fault::load_scenario(faults, &t) {
-            eprintln!("{e}");
-            return false;
+            testbed::note!("{e}");
+            return Ok(false);
         }
     }
     if plan {
-        let (tdf, headroom) = scenario.map_or((None, None), |s| (s.tdf, s.headroom));
-        if let Err(e) = crate::experiment::plan(&t, tdf, headroom) {
-            eprintln!("{e}");
-            return false;
+        // What the run loads, so a problem the run would refuse is refused here: the plan,
+        // programs and workloads missing on PATH, disk devices, the network prefix.
+        let overrides = crate::experiment::Overrides {
+            tdf: scenario.and_then(|s| s.tdf),
+            headroom: scenario.and_then(|s| s.headroom),
+            scenario: scenario.and_then(|s| s.scenario.clone()),
+            ..Default::default()
+        };
+        if let Err(e) = crate::experiment::Experiment::load(file, &overrides) {
+            testbed::note!("{e}");
+            return Ok(false);
         }
     }
     let what = scenario.map(|s| format!("scenario {}: ", s.name)).unwrap_or_default();
-    println!("{}: {what}ok ({} nodes, {} links)", file.display(), t.nodes.len(), t.links.len());
-    true
+    super::out!("{}: {what}ok ({} nodes, {} links)", file.display(), t.nodes.len(), t.links.len());
+    Ok(true)
 }
 
 /// Checks a suite file, then every scenario's topology and scenario file.
-fn check_suite(file: &Path, plan: bool) -> bool {
+fn check_suite(file: &Path, plan: bool) -> anyhow::Result<bool> {
     let suite = match catalog::suite::load(file) {
         Ok(s) => s,
         Err(e) => {
-            eprintln!("{e}");
-            return false;
+            testbed::note!("{e}");
+            return Ok(false);
         }
     };
     let mut ok = true;
     for s in &suite.scenarios {
-        ok &= check_topology(&s.topology, plan, Some(s));
+        ok &= check_topology(&s.topology, plan, Some(s))?;
     }
     if ok {
-        println!("{}: ok (suite {}, {} scenarios)", file.display(), suite.name, suite.scenarios.len());
+        super::out!("{}: ok (suite {}, {} scenarios)", file.display(), suite.name, suite.scenarios.len());
     }
-    ok
+    Ok(ok)
 }

@@ -25,20 +25,26 @@ pub fn run(args: Args) -> anyhow::Result<u8> {
         return Err(Error::Environment("diorama clean needs root (cgroups, namespaces)".into()).into());
     }
     let report = testbed::clean::clean(&args.state_root, args.run.as_deref(), args.force, args.check)?;
+    if let Some(run) = args.run.as_deref().filter(|_| !report.found) {
+        return Err(Error::Usage(format!(
+            "no run {run:?}: neither its state nor any of its cgroups exist (cleaned already, or a misspelt id?)"
+        ))
+        .into());
+    }
     for live in &report.live {
-        eprintln!("left alone: run {live} (its harness is running; use --force)");
+        testbed::note!("left alone: run {live} (its harness is running; use --force)");
     }
     if args.check {
         if report.remaining.is_empty() {
-            eprintln!("clean: nothing left behind");
+            testbed::note!("clean: nothing left behind");
             return Ok(exit::OK);
         }
         for item in &report.remaining {
-            eprintln!("left behind: {item}");
+            testbed::note!("left behind: {item}");
         }
         return Err(Error::Leftovers(report.remaining.len()).into());
     }
-    eprintln!(
+    testbed::note!(
         "clean: {} runs, {} processes killed, {} cgroups removed",
         report.runs.len(),
         report.processes_killed,
@@ -46,7 +52,7 @@ pub fn run(args: Args) -> anyhow::Result<u8> {
     );
     if !report.remaining.is_empty() {
         for item in &report.remaining {
-            eprintln!("could not remove: {item}");
+            testbed::note!("could not remove: {item}");
         }
         return Err(Error::NotCleaned.into());
     }

@@ -33,7 +33,7 @@ pub fn run(args: Args) -> anyhow::Result<u8> {
     let written = comparison.write_json(&out).and_then(|()| comparison.write_html(&out));
     written.map_err(|e| Error::CompareOutput { what: "failed to write the comparison".into(), source: Box::new(e) })?;
     for k in &comparison.checks {
-        println!(
+        super::out!(
             "{:<11} {:>12} {:>12}  error {:>8}  threshold {:.4}  {}",
             k.name,
             k.a.map_or_else(|| "-".into(), |v| format!("{v:.3}")),
@@ -44,7 +44,7 @@ pub fn run(args: Args) -> anyhow::Result<u8> {
         );
     }
     for s in comparison.nodes.iter().map(|s| ("cpu", s)).chain(comparison.links.iter().map(|s| ("link", s))) {
-        println!(
+        super::out!(
             "{:<4} {:<30} error {:>8.4}  threshold {:.4}  {}",
             s.0,
             s.1.name,
@@ -54,20 +54,20 @@ pub fn run(args: Args) -> anyhow::Result<u8> {
         );
     }
     for n in &comparison.notes {
-        println!("note: {n}");
+        super::out!("note: {n}");
     }
     for f in &comparison.failures {
-        println!("FAIL: {f}");
+        super::out!("FAIL: {f}");
     }
-    println!("{}", out.join("compare.html").display());
+    super::out!("{}", out.join("compare.html").display());
     if comparison.pass {
-        eprintln!(
+        testbed::note!(
             "compare: pass ({} checks)",
             comparison.checks.len() + comparison.nodes.len() + comparison.links.len()
         );
         Ok(exit::OK)
     } else {
-        eprintln!("compare: {} threshold(s) exceeded", comparison.failures.len());
+        testbed::note!("compare: {} threshold(s) exceeded", comparison.failures.len());
         Ok(exit::ASSERTIONS)
     }
 }

@@ -16,7 +16,7 @@ use crate::Error;
 #[derive(Debug, clap::Args)]
 pub struct Args {
     /// Time-dilation factor: > 1 slows time down, < 1 speeds it up.
-    #[arg(long, default_value_t = 1.0)]
+    #[arg(long, default_value_t = 1.0, value_parser = super::parse_tdf)]
     pub tdf: f64,
     /// Shared epoch as `REAL_NS[:VIRT_NS]` (CLOCK_REALTIME ns). Processes given the same
     /// epoch agree on virtual time. Default: now, with virtual = real at that instant.

@@ -16,6 +16,9 @@ pub const SETUP: u8 = 5;
 pub const ASSERTIONS: u8 = 6;
 /// A bug in diorama.
 pub const INTERNAL: u8 = 70;
+/// Stdout was closed by its reader (`diorama schema | head -1`): 128 + SIGPIPE, the status
+/// a shell shows for a program a broken pipe ended. Nothing is printed.
+pub const BROKEN_PIPE: u8 = 141;
 
 use crate::Error;
 use report::compare::CompareError;

@@ -6,6 +6,31 @@
 
 use clap::{Parser, Subcommand};
 
+/// Writes a line to stdout; a closed stdout returns [`StdoutClosed`] from the subcommand,
+/// which ends it quietly (no panic, no `error:` line) with [`exit::BROKEN_PIPE`].
+macro_rules! out {
+    ($($arg:tt)*) => {{
+        use std::io::Write as _;
+        writeln!(std::io::stdout(), $($arg)*).map_err($crate::cli::StdoutClosed)?
+    }};
+}
+pub(crate) use out;
+
+/// Stdout could not be written (its reader is gone): the subcommand stops quietly.
+#[derive(Debug, thiserror::Error)]
+#[error("write to stdout")]
+pub struct StdoutClosed(#[source] pub std::io::Error);
+
+/// The one rule for `--tdf` values of every subcommand: a finite positive number, else a
+/// usage error (exit 2) before anything is loaded.
+pub(crate) fn parse_tdf(text: &str) -> Result<f64, String> {
+    match text.trim().parse::<f64>() {
+        Ok(t) if t.is_finite() && t > 0.0 => Ok(t),
+        Ok(_) => Err(format!("the TDF must be a positive number, got {text}")),
+        Err(_) => Err(format!("{text:?} is not a number")),
+    }
+}
+
 mod check;
 mod clean;
 mod compare;
@@ -93,22 +118,34 @@ pub fn main() -> u8 {
     };
     match result {
         Ok(code) => code,
+        // The reader went away (`diorama schema | head -1`): nothing left to say to anyone.
+        Err(err) if err.chain().any(|e| e.is::<StdoutClosed>()) => exit::BROKEN_PIPE,
         Err(err) => report(&err),
     }
 }
 
 fn init_tracing(filter: &str) {
+    use std::io::IsTerminal;
     let filter =
         tracing_subscriber::EnvFilter::try_new(filter).unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
-    let _ =
-        tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr).with_target(false).try_init();
+    // Colour only for a person at a terminal, and never when NO_COLOR is set (no-color.org).
+    let colour = std::io::stderr().is_terminal() && std::env::var_os("NO_COLOR").is_none_or(|v| v.is_empty());
+    let _ = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        // Through the progress line: a log line never lands in the middle of it.
+        .with_writer(|| testbed::progress::Stderr)
+        .with_ansi(colour)
+        // Its fallback report of a failed write is an `eprintln!`, which panics on a closed stderr.
+        .log_internal_errors(false)
+        .with_target(false)
+        .try_init();
 }
 
 /// Prints `error: …` and one `caused by:` line per source; returns the exit code.
 pub fn report(err: &anyhow::Error) -> u8 {
-    eprintln!("error: {err}");
+    testbed::note!("error: {err}");
     for cause in err.chain().skip(1) {
-        eprintln!("caused by: {cause}");
+        testbed::note!("caused by: {cause}");
     }
     exit::code_of(err)
 }

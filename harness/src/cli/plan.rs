@@ -10,7 +10,7 @@ use super::exit;
 pub struct Args {
     pub file: PathBuf,
     /// A fixed TDF (default: the topology's, or the smallest that fits).
-    #[arg(long)]
+    #[arg(long, value_parser = super::parse_tdf)]
     pub tdf: Option<f64>,
     /// Share of host cores the plan may use.
     #[arg(long)]
@@ -23,9 +23,9 @@ pub struct Args {
 pub fn run(args: Args) -> anyhow::Result<u8> {
     let topology = crate::experiment::load(&args.file)?;
     let plan = crate::experiment::plan(&topology, args.tdf, args.headroom)?;
-    print!("{plan}");
+    super::out!("{}", plan.to_string().trim_end());
     std::fs::write(&args.out, serde_json::to_vec_pretty(&plan)?)
         .with_context(|| format!("write {}", args.out.display()))?;
-    eprintln!("wrote {}", args.out.display());
+    testbed::note!("wrote {}", args.out.display());
     Ok(exit::OK)
 }

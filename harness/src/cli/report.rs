@@ -13,9 +13,9 @@ pub struct Args {
 
 pub fn run(args: Args) -> anyhow::Result<u8> {
     let summary = report::write(&args.dir).map_err(|source| Error::Report { dir: args.dir.clone(), source })?;
-    println!("{}", args.dir.join("summary.json").display());
-    println!("{}", args.dir.join("report.html").display());
-    eprintln!("{}", one_line(&summary));
+    super::out!("{}", args.dir.join("summary.json").display());
+    super::out!("{}", args.dir.join("report.html").display());
+    testbed::note!("{}", one_line(&summary));
     Ok(exit::OK)
 }
 
@@ -23,7 +23,7 @@ pub fn run(args: Args) -> anyhow::Result<u8> {
 /// results: failing to write it is a warning and never fails the run.
 pub fn announce(dir: &std::path::Path, written: &Result<report::Summary, report::ReportError>) {
     match written {
-        Ok(summary) => eprintln!("report: {} ({})", dir.join("report.html").display(), one_line(summary)),
+        Ok(summary) => testbed::note!("report: {} ({})", dir.join("report.html").display(), one_line(summary)),
         Err(err) => {
             let mut chain = err.to_string();
             let mut source = std::error::Error::source(err);

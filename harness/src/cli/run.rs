@@ -5,6 +5,7 @@ use std::path::PathBuf;
 
 use super::exit;
 use crate::experiment::{Experiment, Overrides};
+use crate::results_dir::ResultsDir;
 use crate::{pipeline, Error};
 
 #[derive(Debug, clap::Args)]
@@ -12,11 +13,14 @@ pub struct Args {
     /// The topology file.
     pub file: PathBuf,
     /// Time-dilation factor (overrides the topology's `tdf`).
-    #[arg(long)]
+    #[arg(long, value_parser = super::parse_tdf)]
     pub tdf: Option<f64>,
-    /// Results directory (default: results/<name>-<UTC timestamp>).
+    /// Results directory (default: results/<name>-<UTC timestamp>); must be new or empty.
     #[arg(long)]
     pub out: Option<PathBuf>,
+    /// Reuse a non-empty `--out`: its old content is moved to `DIR.replaced-<time>` first.
+    #[arg(long)]
+    pub force: bool,
     /// Virtual duration of the run (overrides the topology's `duration`), e.g. `30s`.
     #[arg(long)]
     pub duration: Option<String>,
@@ -62,7 +66,7 @@ pub fn run(args: Args) -> anyhow::Result<u8> {
         .map_err(|e| Error::Usage(format!("--late-threshold: {e}")))?
         .0;
     if !experiment.faults.is_empty() {
-        eprintln!("faults: {} on the timeline", experiment.faults.len());
+        testbed::note!("faults: {} on the timeline", experiment.faults.len());
     }
     let env = pipeline::preflight("diorama run", &args.state_root, !args.no_dilation)?;
     if args.no_dilation {
@@ -82,6 +86,7 @@ pub fn run(args: Args) -> anyhow::Result<u8> {
             chrono::Utc::now().format("%Y%m%dT%H%M%SZ")
         ))
     });
+    let results_dir = ResultsDir::claim(&results_dir, args.force, "--out")?;
     let watch = pipeline::Watch {
         interactive: std::io::stderr().is_terminal(),
         fidelity: testbed::FidelityThresholds { late_p99, ..Default::default() },
@@ -90,9 +95,34 @@ pub fn run(args: Args) -> anyhow::Result<u8> {
     let ran = pipeline::execute(&experiment, &results_dir, &env, &watch, &interrupt)?;
     let outcome = &ran.outcome;
     for node in outcome.nodes.iter().filter(|n| n.main || n.exit.is_some_and(|c| c != 0 && !n.stopped_by_harness)) {
-        eprintln!("  {}: exit {:?}{}", node.name, node.exit, if node.main { " (main)" } else { "" });
+        testbed::note!("  {}: {}{}", node.name, exit_text(node.exit), if node.main { " (main)" } else { "" });
     }
-    eprintln!("results: {}", ran.results_dir.display());
+    testbed::note!("results: {}", ran.results_dir.display());
     super::report::announce(&ran.results_dir, &ran.summary);
     Ok(if outcome.success { exit::OK } else { exit::RUN_FAILED })
+}
+
+/// A node's end for people: `exit 0`, `killed by SIGKILL`, or `still running`.
+pub(super) fn exit_text(exit: Option<i32>) -> String {
+    match exit {
+        None => "still running".into(),
+        // The run engine records a death by signal N as 128 + N, as shells do.
+        Some(code) if code > 128 => match nix::sys::signal::Signal::try_from(code - 128) {
+            Ok(signal) => format!("killed by {signal}"),
+            Err(_) => format!("exit {code}"),
+        },
+        Some(code) => format!("exit {code}"),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn exit_statuses_read_as_numbers_or_signals() {
+        assert_eq!(super::exit_text(Some(0)), "exit 0");
+        assert_eq!(super::exit_text(Some(3)), "exit 3");
+        assert_eq!(super::exit_text(Some(137)), "killed by SIGKILL");
+        assert_eq!(super::exit_text(Some(143)), "killed by SIGTERM");
+        assert_eq!(super::exit_text(None), "still running");
+    }
 }

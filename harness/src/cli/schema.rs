@@ -4,6 +4,6 @@
 pub struct Args {}
 
 pub fn run(_args: Args) -> anyhow::Result<u8> {
-    println!("{}", serde_json::to_string_pretty(&catalog::topology::schema())?);
+    super::out!("{}", serde_json::to_string_pretty(&catalog::topology::schema())?);
     Ok(super::exit::OK)
 }

@@ -13,6 +13,9 @@ pub struct Args {
     /// (default: results/<suite>-<UTC timestamp>).
     #[arg(long)]
     pub out: Option<PathBuf>,
+    /// Reuse a non-empty `--out`: its old content is moved to `DIR.replaced-<time>` first.
+    #[arg(long)]
+    pub force: bool,
     /// Run only these scenarios (by name; repeatable).
     #[arg(long)]
     pub only: Vec<String>,
@@ -37,7 +40,13 @@ pub fn run(args: Args) -> anyhow::Result<u8> {
     let experiments = crate::suite::scenarios::prepare(&suite)?;
     if args.check {
         for (s, e) in suite.scenarios.iter().zip(&experiments) {
-            println!("{}: {} at TDF {}, {} assertion(s)", s.name, s.topology.display(), e.spec.tdf, s.checks.len());
+            super::out!(
+                "{}: {} at TDF {}, {} assertion(s)",
+                s.name,
+                s.topology.display(),
+                crate::pipeline::tdf_text(e.spec.tdf),
+                s.checks.len()
+            );
         }
         return Ok(exit::OK);
     }
@@ -45,11 +54,13 @@ pub fn run(args: Args) -> anyhow::Result<u8> {
     let out = args.out.clone().unwrap_or_else(|| {
         PathBuf::from("results").join(format!("{}-{}", suite.name, chrono::Utc::now().format("%Y%m%dT%H%M%SZ")))
     });
+    let out = crate::results_dir::ResultsDir::claim(&out, args.force, "--out")?;
     let interrupt = super::interrupt_flag()?;
-    let result = crate::suite::scenarios::run(&suite, &experiments, &out, &env, &interrupt)?;
-    println!("{}", result.table());
-    println!("junit: {}", out.join("junit.xml").display());
-    println!("summary: {}", out.join("suite.json").display());
+    let result = crate::suite::scenarios::run(&suite, &experiments, out.path(), &env, &interrupt)?;
+    let out = out.path();
+    super::out!("{}", result.table());
+    super::out!("junit: {}", out.join("junit.xml").display());
+    super::out!("summary: {}", out.join("suite.json").display());
     if interrupt.load(std::sync::atomic::Ordering::Relaxed) {
         return Ok(exit::RUN_FAILED);
     }

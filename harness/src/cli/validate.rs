@@ -11,12 +11,15 @@ pub struct Args {
     /// The topology file.
     pub file: PathBuf,
     /// The TDF of the scaled run (and the resource divisor of the naive run).
-    #[arg(long)]
+    #[arg(long, value_parser = super::parse_tdf)]
     pub tdf: f64,
     /// Where the three run directories, the comparisons and validate.json go
     /// (default: results/validate-<name>-<UTC timestamp>).
     #[arg(long)]
     pub out: Option<PathBuf>,
+    /// Reuse a non-empty `--out`: its old content is moved to `DIR.replaced-<time>` first.
+    #[arg(long)]
+    pub force: bool,
     /// Comparison thresholds (YAML; absent fields keep the defaults).
     #[arg(long)]
     pub thresholds: Option<PathBuf>,
@@ -56,9 +59,6 @@ pub fn run(args: Args) -> anyhow::Result<u8> {
     let out = args.out.clone().unwrap_or_else(|| {
         PathBuf::from("results").join(format!("validate-{name}-{}", chrono::Utc::now().format("%Y%m%dT%H%M%SZ")))
     });
-    if out.join("validate.json").exists() {
-        return Err(Error::Usage(format!("{} already holds a validation; choose another --out", out.display())).into());
-    }
     let opts = crate::validate::Options {
         file: args.file.clone(),
         tdf: args.tdf,
@@ -70,10 +70,12 @@ pub fn run(args: Args) -> anyhow::Result<u8> {
     };
     let experiments = crate::validate::prepare(&opts)?;
     let env = crate::pipeline::preflight("running experiments", &args.state_root, true)?;
+    // Held until validate.json is written: the legs' directories are claimed inside it.
+    let _claim = crate::results_dir::ResultsDir::claim(&out, args.force, "--out")?;
     let interrupt = super::interrupt_flag()?;
     let v = crate::validate::run(&opts, experiments, &env, &interrupt)?;
-    println!("{}", v.text());
-    println!("validate.json: {}", out.join("validate.json").display());
+    super::out!("{}", v.text());
+    super::out!("validate.json: {}", out.join("validate.json").display());
     if interrupt.load(std::sync::atomic::Ordering::Relaxed) {
         return Ok(exit::RUN_FAILED);
     }

@@ -107,7 +107,7 @@ fn run_scenario(
         verdicts: Vec::new(),
     };
     // Suites run unattended; plain progress lines keep logs readable.
-    match pipeline::execute(experiment, dir, env, &Watch::default(), interrupt) {
+    match pipeline::execute_in(experiment, dir, env, &Watch::default(), interrupt) {
         Err(e) => result.error = Some(crate::error::chain(&e)),
         Ok(ran) => {
             result.results_dir = ran.results_dir.clone();
@@ -148,18 +148,18 @@ pub fn run(
         if interrupt.load(Ordering::Relaxed) {
             break;
         }
-        eprintln!(
+        testbed::note!(
             "== scenario {}/{}: {} ({}, TDF {})",
             i + 1,
             suite.scenarios.len(),
             s.name,
             s.topology.display(),
-            e.spec.tdf
+            pipeline::tdf_text(e.spec.tdf)
         );
         let dir: PathBuf = out.join(&s.name);
         let r = run_scenario(s, e, &dir, env, interrupt);
         for v in r.verdicts.iter().filter(|v| v.status != super::assess::Status::Pass) {
-            eprintln!("  {:?}: {}", v.status, v.message());
+            testbed::note!("  {:?}: {}", v.status, v.message());
         }
         results.push(r);
         // Write as we go, so a long suite that is killed still leaves what it measured.

@@ -215,10 +215,10 @@ pub fn run(
             dir
         }
         (None, Some(e)) => {
-            eprintln!("== baseline: TDF 1, full resources");
+            testbed::note!("== baseline: TDF 1, full resources");
             let dir = o.out.join("baseline");
             let (l, ok) =
-                leg("baseline", 1.0, 1.0, pipeline::execute(&e, &dir, env, &Watch::default(), interrupt), &dir);
+                leg("baseline", 1.0, 1.0, pipeline::execute_in(&e, &dir, env, &Watch::default(), interrupt), &dir);
             let d = l.results_dir.clone();
             legs.push(l);
             usable.push(ok);
@@ -231,13 +231,14 @@ pub fn run(
         if interrupt.load(std::sync::atomic::Ordering::Relaxed) {
             break;
         }
-        eprintln!(
+        testbed::note!(
             "== {name}: TDF {run_tdf}, resources ÷ {}{}",
             o.tdf,
             if name == "naive" { " (no dilation, delays unchanged)" } else { "" }
         );
         let dir = o.out.join(name);
-        let (l, ok) = leg(name, run_tdf, o.tdf, pipeline::execute(&e, &dir, env, &Watch::default(), interrupt), &dir);
+        let (l, ok) =
+            leg(name, run_tdf, o.tdf, pipeline::execute_in(&e, &dir, env, &Watch::default(), interrupt), &dir);
         legs.push(l);
         usable.push(ok);
     }
@@ -284,7 +285,7 @@ pub fn run(
 impl Validation {
     /// The printed verdict.
     pub fn text(&self) -> String {
-        let mut out = format!("validate {} at TDF {}\n", self.topology.display(), self.tdf);
+        let mut out = format!("validate {} at TDF {}\n", self.topology.display(), crate::pipeline::tdf_text(self.tdf));
         for l in &self.legs {
             let fid = l.fidelity.as_ref().and_then(|f| f.get("verdict")).and_then(|v| v.as_str()).unwrap_or("-");
             out.push_str(&format!(
