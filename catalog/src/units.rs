@@ -56,7 +56,10 @@ impl Duration {
         if v < 0.0 {
             return Err(UnitError(format!("duration {text:?} is negative")));
         }
-        Ok(Self(std::time::Duration::from_secs_f64(v * scale)))
+        // Past about 584 years a duration does not fit (found by the fuzzer: it panicked).
+        std::time::Duration::try_from_secs_f64(v * scale)
+            .map(Self)
+            .map_err(|_| UnitError(format!("duration {text:?} is too long")))
     }
     pub fn as_nanos(&self) -> u64 {
         u64::try_from(self.0.as_nanos()).unwrap_or(u64::MAX)
@@ -266,6 +269,8 @@ mod tests {
         assert!(Duration::parse("10 parsecs").unwrap_err().0.contains("unknown duration unit"));
         assert!(Duration::parse("-1s").is_err());
         assert!(Duration::parse("fast").unwrap_err().0.contains("number"));
+        // Found by fuzz_topology: more seconds than a std Duration holds panicked.
+        assert!(Duration::parse("184467440737095516161s").unwrap_err().0.contains("too long"));
     }
 
     #[test]
