@@ -9,6 +9,8 @@
 
 pub mod diagnostics;
 pub mod fault;
+#[cfg(test)]
+mod fuzz;
 pub mod load;
 mod one_or_many;
 pub mod plan;

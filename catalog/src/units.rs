@@ -56,7 +56,7 @@ impl Duration {
         if v < 0.0 {
             return Err(UnitError(format!("duration {text:?} is negative")));
         }
-        // `from_secs_f64` panics on overflow; an absurd duration is an input error.
+        // `from_secs_f64` panics on overflow (found by the fuzzer too); an absurd duration is an input error.
         std::time::Duration::try_from_secs_f64(v * scale)
             .map(Self)
             .map_err(|_| UnitError(format!("duration {text:?} is too large")))
@@ -275,6 +275,8 @@ mod tests {
         assert!(Duration::parse("-1s").is_err());
         assert!(Duration::parse("99999999999999999999999h").unwrap_err().0.contains("too large"));
         assert!(Duration::parse("fast").unwrap_err().0.contains("number"));
+        // Found by fuzz_topology: more seconds than a std Duration holds panicked.
+        assert!(Duration::parse("184467440737095516161s").unwrap_err().0.contains("too long"));
     }
 
     #[test]

@@ -71,8 +71,9 @@ pub trait Emulator: Send {
     /// The p-quantile (0..1) of how late the backend forwarded packets against their
     /// schedule (real time), where the backend can know it.
     fn lateness(&self, q: f64) -> Option<Duration>;
-    /// (malformed, unroutable) packets dropped.
-    fn bad_packets(&self) -> (u64, u64);
+    /// Frames the backend dropped before routing, by reason (zeros where the kernel drops
+    /// them unseen).
+    fn bad_packets(&self) -> crate::packet::BadPackets;
     /// Stops forwarding and releases every device.
     fn shutdown(&mut self);
 }

@@ -648,8 +648,8 @@ impl Emulator for KernelNet {
         None
     }
 
-    fn bad_packets(&self) -> (u64, u64) {
-        (0, 0)
+    fn bad_packets(&self) -> crate::packet::BadPackets {
+        crate::packet::BadPackets::default()
     }
 
     fn shutdown(&mut self) {

@@ -5,7 +5,7 @@
 //! - [`graph`]: nodes, switches and links; addresses; shortest-path routes;
 //! - [`netns`], [`tun`]: per-node network namespaces and TUN devices;
 //! - [`userspace`]: the userspace backend, one thread that forwards packets between TUN
-//!   devices;
+//!   devices; [`packet`]: the checks (and drop counts) of the frames it reads;
 //! - [`kernel`]: the kernel backend, netem and htb queueing disciplines on veth pairs;
 //! - [`emulator`]: the runtime interface of a running network, whatever its backend.
 //!
@@ -16,6 +16,7 @@ pub mod graph;
 pub mod kernel;
 pub mod link;
 pub mod netns;
+pub mod packet;
 pub mod rtnl;
 mod sys;
 pub mod tcp;

@@ -36,6 +36,7 @@ use rand::{Rng, SeedableRng};
 use crate::emulator::{Emulator, EmulatorError, LinkSample};
 use crate::graph::{Dir, Graph, Hop};
 use crate::link::{scale, LinkError, LinkParams, Loss, QueueLimit};
+use crate::packet::{BadPackets, Counters};
 
 /// A node's attachment: its TUN device and address.
 #[derive(Debug)]
@@ -91,10 +92,8 @@ pub enum CoreError {
 /// Shared with the core thread.
 struct Shared {
     counters: Vec<[DirCounters; 2]>,
-    malformed: AtomicU64,
-    unroutable: AtomicU64,
-    /// Packets dropped between partition groups.
-    partitioned: AtomicU64,
+    /// Frames dropped before routing (bad, unroutable, partitioned).
+    bad: Counters,
     /// Lateness samples in ns (a bounded ring), for percentiles.
     lateness: Mutex<Vec<u64>>,
     stop: AtomicBool,
@@ -142,9 +141,7 @@ impl Core {
         }
         let shared = Arc::new(Shared {
             counters: (0..names.len()).map(|_| [DirCounters::default(), DirCounters::default()]).collect(),
-            malformed: AtomicU64::new(0),
-            unroutable: AtomicU64::new(0),
-            partitioned: AtomicU64::new(0),
+            bad: Counters::default(),
             lateness: Mutex::new(Vec::with_capacity(LATENESS_SAMPLES)),
             stop: AtomicBool::new(false),
         });
@@ -237,9 +234,9 @@ impl Core {
         out
     }
 
-    /// (malformed, unroutable) packets dropped.
-    pub fn bad_packets(&self) -> (u64, u64) {
-        (self.shared.malformed.load(Ordering::Relaxed), self.shared.unroutable.load(Ordering::Relaxed))
+    /// Frames dropped before routing, by reason.
+    pub fn bad_packets(&self) -> BadPackets {
+        self.shared.bad.snapshot()
     }
 
     /// The p-quantile (0..1) of the core's lateness over recent packets.
@@ -340,7 +337,7 @@ impl Emulator for Core {
         Core::lateness(self, q)
     }
 
-    fn bad_packets(&self) -> (u64, u64) {
+    fn bad_packets(&self) -> BadPackets {
         Core::bad_packets(self)
     }
 
@@ -600,24 +597,16 @@ impl Engine {
 
     /// A packet from node `src`'s TUN device.
     fn ingress(&mut self, src: usize, packet: Vec<u8>, now: Instant) {
-        if packet.len() < HDR + 20 || packet[HDR] >> 4 != 4 {
-            let counter = if packet.get(HDR).is_some_and(|b| b >> 4 == 6) {
-                &self.shared.unroutable
-            } else {
-                &self.shared.malformed
-            };
-            counter.fetch_add(1, Ordering::Relaxed);
-            return;
-        }
-        let dst_addr = Ipv4Addr::new(packet[HDR + 16], packet[HDR + 17], packet[HDR + 18], packet[HDR + 19]);
+        let dst_addr = match crate::packet::check(&packet) {
+            Ok(a) => a,
+            Err(bad) => return self.shared.bad.reject(bad),
+        };
         let Some(&dst) = self.by_addr.get(&dst_addr) else {
-            self.shared.unroutable.fetch_add(1, Ordering::Relaxed);
-            return;
+            return self.shared.bad.unroutable();
         };
         if let (Some(a), Some(b)) = (self.groups[src], self.groups[dst]) {
             if a != b {
-                self.shared.partitioned.fetch_add(1, Ordering::Relaxed);
-                return;
+                return self.shared.bad.partitioned();
             }
         }
         let route = match self.routes.get(&(src, dst)) {
@@ -629,8 +618,7 @@ impl Engine {
             }
         };
         let Some(route) = route else {
-            self.shared.unroutable.fetch_add(1, Ordering::Relaxed);
-            return;
+            return self.shared.bad.unroutable();
         };
         if route.is_empty() {
             let _ = self.ports[dst].tun.write(&packet);

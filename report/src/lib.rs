@@ -36,4 +36,6 @@ pub use write::write;
 #[cfg(test)]
 pub(crate) mod fixture;
 #[cfg(test)]
+mod fuzz;
+#[cfg(test)]
 mod tests;

@@ -756,9 +756,13 @@ impl<'a> Testbed<'a> {
         }
         let killed = began.elapsed();
         if let Some(mut net) = self.net.take() {
-            let (malformed, unroutable) = net.bad_packets();
+            let bad = net.bad_packets();
             net.shutdown();
-            tracing::info!(malformed, unroutable, "network down");
+            tracing::info!(?bad, "network down");
+            // run.json (written after the teardown) records them under `network.dropped`.
+            if let Some(record) = self.net_record.as_object_mut() {
+                record.insert("dropped".into(), serde_json::json!(bad));
+            }
         }
         for node in &mut self.nodes {
             node.netns = None;

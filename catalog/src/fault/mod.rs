@@ -17,7 +17,7 @@ mod parse;
 pub mod timeline;
 
 pub use model::{Action, Degrade, DirChoice, Fault, FaultDecl};
-pub use parse::{load_scenario, parse, FaultError, Source};
+pub use parse::{load_scenario, load_scenario_str, parse, FaultError, Source};
 pub use timeline::{Phase, Step, Timeline};
 
 /// What faults may name: the nodes, groups and links of a resolved topology.

@@ -93,9 +93,17 @@ pub fn load_scenario(file: &Path, topology: &dyn Targets) -> Result<Vec<Fault>, 
     };
     let text = std::fs::read_to_string(file)
         .map_err(|e| FaultError { diagnostics: vec![Diagnostic::unreadable(file, &e)] })?;
-    let map = SourceMap::build(&text).map_err(|e| fail(e.pos, "", format!("malformed YAML: {}", e.message)))?;
-    let root: Value = serde_yaml_ng::from_str(&text)
-        .map_err(|e| fail(Pos { line: 1, col: 1 }, "", format!("malformed YAML: {e}")))?;
+    load_scenario_str(file, &text, topology)
+}
+
+/// [`load_scenario`] of text already read; `file` names it in diagnostics.
+pub fn load_scenario_str(file: &Path, text: &str, topology: &dyn Targets) -> Result<Vec<Fault>, FaultError> {
+    let fail = |pos: Pos, field: &str, message: String| FaultError {
+        diagnostics: vec![Diagnostic { file: file.to_owned(), pos, field: field.to_owned(), message }],
+    };
+    let map = SourceMap::build(text).map_err(|e| fail(e.pos, "", format!("malformed YAML: {}", e.message)))?;
+    let root: Value =
+        serde_yaml_ng::from_str(text).map_err(|e| fail(Pos { line: 1, col: 1 }, "", format!("malformed YAML: {e}")))?;
     let Value::Mapping(root) = root else {
         return Err(fail(Pos { line: 1, col: 1 }, "", "expected a mapping with a `faults:` list".into()));
     };

@@ -334,4 +334,6 @@ pub fn plan(topology: &Topology, inventory: &Inventory, opts: &PlanOptions) -> R
 }
 
 #[cfg(test)]
+mod properties;
+#[cfg(test)]
 mod tests;

@@ -147,12 +147,12 @@ fn throughput(secs: u32) -> anyhow::Result<()> {
     drop((a, b));
     let (mut core, ns) = core_net(pair_spec())?;
     let through = iperf(&ns[1], &ns[0], Ipv4Addr::new(10, 77, 0, 2), secs)?;
-    let (malformed, unroutable) = core.bad_packets();
+    let bad = core.bad_packets();
     core.shutdown();
     println!("throughput_veth_gbps {:.3}", veth / 1e9);
     println!("throughput_core_gbps {:.3}", through / 1e9);
     println!("throughput_ratio {:.3}", through / veth);
-    println!("core_bad_packets {}", malformed + unroutable);
+    println!("core_bad_packets {}", bad.malformed + bad.truncated + bad.non_ip + bad.unroutable);
     Ok(())
 }
 

@@ -872,7 +872,9 @@ fn run_part(
     start_ns: i64,
 ) -> anyhow::Result<()> {
     let target = Target::parse(&config.target).map_err(|e| anyhow!(e))?;
-    let timeout = Duration::from_secs_f64((config.timeout_ms / 1e3).max(0.001));
+    // The controller's plan is input: an absurd timeout is refused, not a panic.
+    let timeout = Duration::try_from_secs_f64((config.timeout_ms / 1e3).max(0.001))
+        .map_err(|_| anyhow!("the controller's timeout {} ms is out of range", config.timeout_ms))?;
     let issuer = Arc::new(Issuer::new(Http, a.connections, timeout, node.to_owned()));
     rt.block_on(issuer.warm(&target.authority, a.warm.min(a.connections)));
     let n = events.len();

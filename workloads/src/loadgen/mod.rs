@@ -16,6 +16,8 @@
 pub mod cli;
 pub mod closed;
 pub mod distributed;
+#[cfg(test)]
+mod fuzz;
 pub mod http;
 pub mod logs;
 pub mod memcache;
