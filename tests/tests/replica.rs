@@ -5,11 +5,12 @@
 //! its verdict decides. Once as it is, once with the replicator killed mid-run and restarted.
 #![expect(clippy::unwrap_used, reason = "helpers of a test fail it loudly, like the test itself")]
 
-use diorama_tests::{diorama, leftovers, need_root, repo_root, require, topology};
+use diorama_tests::{diorama, leftovers, need_root, require, topology};
 
 fn run(name: &str, faults: &str) {
     let tmp = tempfile::tempdir().unwrap();
-    let base = std::fs::read_to_string(repo_root().join("topologies/replica-small.yaml")).unwrap();
+    let file = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../topologies/replica-small.yaml");
+    let base = std::fs::read_to_string(&file).unwrap_or_else(|e| panic!("{}: {e}", file.display()));
     let yaml = base.replace("name: replica-small", &format!("name: {name}")) + faults;
     let topo = topology(tmp.path(), name, &yaml);
     let out = tmp.path().join("out");
