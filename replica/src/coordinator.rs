@@ -1,0 +1,255 @@
+//! The replicator's orchestrator: receives the store's notifications, keeps the shared state,
+//! plans each copy and invokes function instances.
+//!
+//! # Design
+//! - `POST /events` takes AWS event bodies and records each version (`State::observe`).
+//! - A dispatch loop takes the lock of every lagging key, plans its copy
+//!   ([`crate::planner`]) and invokes the instances: one `Whole` or `Delete` task, or for an
+//!   object over the threshold a destination multipart upload whose parts fill the pool and
+//!   `n` `Parts` tasks that pull from it.
+//! - Instances call back: `POST /claim` and `POST /finish` (one each per part) and
+//!   `POST /done`, which releases the lock. A stale release (the source changed) makes the
+//!   key lag again and the loop copies its latest version.
+//! - A task runs in the process of a function platform of the chosen region (its `/invoke`),
+//!   or in this process when the plan says the orchestrator copies it or no platform is
+//!   configured for that region.
+//! - State lives in SQLite on disk: a restarted coordinator resumes the lagging keys, and a
+//!   lock whose lease ran out (instance or coordinator killed) is taken again.
+
+use crate::client::Endpoint;
+use crate::planner::{self, Dist, RegionModel};
+use crate::state::{PartView, Release, State, Version};
+use crate::task::{self, Claim, Done, Finish, Finished, Mode, Task};
+use axum::extract::State as AxState;
+use axum::routing::post;
+use axum::{Json, Router};
+use object_store::multipart::MultipartStore;
+use std::collections::HashMap;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+/// The coordinator's configuration.
+#[derive(Debug, Clone)]
+pub struct Config {
+    pub listen: std::net::SocketAddr,
+    /// This coordinator's URL as instances reach it.
+    pub url: String,
+    pub src: Endpoint,
+    pub dst: Endpoint,
+    /// Function platforms by region name (`/invoke` base URLs). The source region comes first.
+    pub platforms: Vec<(String, Option<String>)>,
+    pub threshold: u64,
+    pub part_size: u64,
+    pub max_instances: u32,
+    pub lease: Duration,
+    pub slo: Duration,
+    pub models: Vec<RegionModel>,
+}
+
+struct Shared {
+    state: Mutex<State>,
+    cfg: Config,
+    next_job: AtomicU64,
+    /// Multipart uploads by job, to abort a stale one.
+    uploads: Mutex<HashMap<String, String>>,
+    http: reqwest::Client,
+}
+
+/// Runs the coordinator until the process ends.
+pub async fn serve(cfg: Config, state: State) -> std::io::Result<()> {
+    let shared = Arc::new(Shared {
+        state: Mutex::new(state),
+        cfg: cfg.clone(),
+        next_job: AtomicU64::new(u64::try_from(chrono::Utc::now().timestamp_millis()).unwrap_or(0) << 16),
+        uploads: Mutex::new(HashMap::new()),
+        http: reqwest::Client::builder().timeout(Duration::from_secs(10)).build().unwrap_or_default(),
+    });
+    let app = Router::new()
+        .route("/events", post(events))
+        .route("/claim", post(claim))
+        .route("/finish", post(finish))
+        .route("/done", post(done))
+        .with_state(shared.clone());
+    tokio::spawn(dispatch(shared));
+    let listener = tokio::net::TcpListener::bind(cfg.listen).await?;
+    tracing::info!(listen = %cfg.listen, "coordinator listening");
+    axum::serve(listener, app).await
+}
+
+type Shr = AxState<Arc<Shared>>;
+type Answer<T> = Result<Json<T>, (axum::http::StatusCode, String)>;
+
+fn internal(err: impl std::fmt::Display) -> (axum::http::StatusCode, String) {
+    tracing::error!(%err, "state update failed");
+    (axum::http::StatusCode::INTERNAL_SERVER_ERROR, err.to_string())
+}
+
+fn with_state<T>(
+    s: &Shared,
+    f: impl FnOnce(&mut State) -> Result<T, crate::state::StateError>,
+) -> Result<T, (axum::http::StatusCode, String)> {
+    let mut state = s.state.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+    f(&mut state).map_err(internal)
+}
+
+async fn events(AxState(s): Shr, Json(body): Json<crate::event::Notification>) -> Answer<serde_json::Value> {
+    for r in &body.records {
+        let Some(seq) = r.sequence() else {
+            tracing::warn!(sequencer = %r.s3.object.sequencer, "event without a hex sequencer; ignored");
+            continue;
+        };
+        let v = Version {
+            key: r.s3.object.key.clone(),
+            seq,
+            etag: if r.is_removal() { None } else { r.s3.object.e_tag.clone() },
+            size: r.s3.object.size.unwrap_or(0),
+            deleted: r.is_removal(),
+        };
+        let newer = with_state(&s, |st| st.observe(&v))?;
+        tracing::debug!(key = %v.key, seq, event = %r.event_name, newer, "event");
+    }
+    Ok(Json(serde_json::json!({"ok": true})))
+}
+
+async fn claim(AxState(s): Shr, Json(c): Json<Claim>) -> Answer<Option<PartView>> {
+    let now = now_ms();
+    let until = now + s.cfg.lease.as_millis() as u64;
+    let part = with_state(&s, |st| st.claim(&c.upload, &c.owner, now, until))?;
+    Ok(Json(part.map(PartView::from)))
+}
+
+async fn finish(AxState(s): Shr, Json(f): Json<Finish>) -> Answer<Finished> {
+    let answer = with_state(&s, |st| {
+        Ok(match st.finish_part(&f.upload, f.number, &f.owner, &f.etag)? {
+            Some(true) => Finished { complete: Some(st.finished_parts(&f.upload)?), accepted: true },
+            Some(false) => Finished { complete: None, accepted: true },
+            None => Finished { complete: None, accepted: false },
+        })
+    })?;
+    Ok(Json(answer))
+}
+
+async fn done(AxState(s): Shr, Json(d): Json<Done>) -> Answer<serde_json::Value> {
+    let released = with_state(&s, |st| st.release(&d.key, &d.job, d.seq, d.seen.as_deref()))?;
+    let upload = s.uploads.lock().unwrap_or_else(std::sync::PoisonError::into_inner).remove(&d.job);
+    if let Some(upload) = &upload {
+        with_state(&s, |st| st.drop_pool(upload))?;
+    }
+    match released {
+        Release::Done => tracing::info!(key = %d.key, seq = d.seq, bytes = d.bytes, "replicated"),
+        Release::Stale => {
+            tracing::info!(key = %d.key, seq = d.seq, seen = ?d.seen, "source changed during the copy; replicating again");
+            if let Some(upload) = upload {
+                abort(&s, &d.key, &upload).await;
+            }
+        }
+        Release::Lost => tracing::warn!(key = %d.key, job = %d.job, "late report of a copy whose lock was taken over"),
+    }
+    Ok(Json(serde_json::json!({"released": format!("{released:?}")})))
+}
+
+async fn abort(s: &Shared, key: &str, upload: &str) {
+    let Ok(dst) = crate::client::connect(&s.cfg.dst) else { return };
+    if let Err(err) = dst.abort_multipart(&object_store::path::Path::from(key), &upload.to_owned()).await {
+        tracing::warn!(%err, key, "abort of a stale multipart upload failed");
+    }
+}
+
+async fn dispatch(s: Arc<Shared>) {
+    loop {
+        let now = now_ms();
+        let pending = with_state(&s, |st| st.pending(now, 64)).unwrap_or_default();
+        for v in pending {
+            let job = format!("j{:x}", s.next_job.fetch_add(1, Ordering::SeqCst));
+            let until = now + s.cfg.lease.as_millis() as u64;
+            let Ok(Some(v)) = with_state(&s, |st| st.lock(&v.key, &job, now, until)) else { continue };
+            if let Err(err) = start(&s, &job, &v).await {
+                // The lease runs out and the key is taken again.
+                tracing::warn!(key = %v.key, %err, "starting a copy failed; retried when its lease ends");
+            }
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
+async fn start(s: &Arc<Shared>, job: &str, v: &Version) -> Result<(), String> {
+    let cfg = &s.cfg;
+    let large = !v.deleted && v.size > cfg.threshold;
+    let req = planner::Request {
+        size: v.size,
+        remaining: cfg.slo.as_secs_f64(),
+        percentile: 0.99,
+        part_size: cfg.part_size,
+        max_instances: if large { cfg.max_instances } else { 1 },
+        samples: 200,
+        budget: Duration::from_millis(20),
+        orchestrator_copies: false,
+    };
+    let plan = planner::plan(&req, &cfg.models, v.seq);
+    let region = plan.as_ref().map(|p| p.region.clone()).unwrap_or_default();
+    let n = plan.as_ref().map_or(1, |p| p.instances);
+    let platform = cfg.platforms.iter().find(|(name, _)| *name == region).and_then(|(_, url)| url.clone());
+    tracing::info!(key = %v.key, size = v.size, %region, n, time = plan.as_ref().map(|p| p.time), meets = plan.as_ref().map(|p| p.meets_slo), "plan");
+    let mode = if v.deleted {
+        Mode::Delete
+    } else if large {
+        let dst = crate::client::connect(&cfg.dst).map_err(|e| e.to_string())?;
+        let upload =
+            dst.create_multipart(&object_store::path::Path::from(v.key.as_str())).await.map_err(|e| e.to_string())?;
+        with_state(s, |st| st.fill_pool(&upload, v.size, cfg.part_size)).map_err(|e| e.1)?;
+        s.uploads.lock().unwrap_or_else(std::sync::PoisonError::into_inner).insert(job.to_owned(), upload.clone());
+        Mode::Parts { upload }
+    } else {
+        Mode::Whole
+    };
+    let instances = if matches!(mode, Mode::Parts { .. }) { n } else { 1 };
+    for i in 0..instances {
+        let task = Task {
+            job: job.to_owned(),
+            instance: format!("{job}-{i}"),
+            key: v.key.clone(),
+            seq: v.seq,
+            etag: v.etag.clone(),
+            size: v.size,
+            src: cfg.src.clone(),
+            dst: cfg.dst.clone(),
+            coordinator: cfg.url.clone(),
+            mode: mode.clone(),
+        };
+        match &platform {
+            Some(url) => {
+                let r =
+                    s.http.post(format!("{url}/invoke")).json(&task).send().await.and_then(|r| r.error_for_status());
+                if let Err(err) = r {
+                    return Err(format!("invoke on {url}: {err}"));
+                }
+            }
+            None => {
+                tokio::spawn(async move {
+                    if let Err(err) = task::run(&task).await {
+                        tracing::warn!(key = %task.key, err = %crate::error_chain(&err), "in-process copy failed");
+                    }
+                });
+            }
+        }
+    }
+    Ok(())
+}
+
+/// Milliseconds since the epoch on this node's (possibly dilated) clock.
+pub fn now_ms() -> u64 {
+    u64::try_from(chrono::Utc::now().timestamp_millis()).unwrap_or(0)
+}
+
+/// A region model from configured constants (seconds; bandwidth in bytes per second).
+pub fn model(name: &str, invoke: f64, ready: f64, bandwidth: f64, chunk: u64) -> RegionModel {
+    RegionModel {
+        name: name.to_owned(),
+        invoke: Dist::Const(invoke),
+        ready: Dist::Const(ready),
+        setup: Dist::Const(0.01),
+        per_chunk: Dist::Const(chunk as f64 / bandwidth.max(1.0)),
+        chunk,
+    }
+}

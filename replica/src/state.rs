@@ -1,0 +1,324 @@
+//! The replicator's shared state in SQLite: the latest version of every object, the
+//! per-object lock and the part pool.
+//!
+//! # Design
+//! - **Versions.** Each event carries the key's sequencer. `objects` keeps the largest
+//!   `seq` seen with its ETag and size; an older event changes nothing, so notifications may
+//!   arrive late, twice or out of order.
+//! - **Lock {seq, etag}.** A copy takes the lock of a key for the version it copies, with a
+//!   lease. On release the copy is done only if no later version arrived meanwhile; otherwise
+//!   the release answers [`Release::Stale`] and the key is replicated again from its latest
+//!   version. `done_seq` is the version the destination holds.
+//! - **Part pool.** A large copy is cut into parts; instances claim one part at a time
+//!   (`claim`, one transaction) and report it (`finish_part`, one transaction). The report
+//!   that leaves no part unfinished answers `last = true`: exactly that instance completes the
+//!   multipart upload. A claim whose lease ran out (a killed instance) is claimable again.
+//!
+//! Every mutation is one `BEGIN IMMEDIATE` transaction, so several connections (processes)
+//! on one database file serialize correctly.
+
+use rusqlite::{params, Connection, OptionalExtension, TransactionBehavior};
+use std::path::Path;
+
+/// Errors of the state database.
+#[derive(Debug, thiserror::Error)]
+pub enum StateError {
+    #[error("open state database {path}")]
+    Open {
+        path: String,
+        #[source]
+        source: rusqlite::Error,
+    },
+    #[error("query state database")]
+    Query(#[from] rusqlite::Error),
+}
+
+/// The latest version of an object as the events told it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Version {
+    pub key: String,
+    pub seq: u64,
+    pub etag: Option<String>,
+    pub size: u64,
+    pub deleted: bool,
+}
+
+/// The answer to releasing a lock.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Release {
+    /// The destination now holds the latest version.
+    Done,
+    /// A later version arrived during the copy: replicate again.
+    Stale,
+    /// The lock was not ours (its lease ran out and another copy took it).
+    Lost,
+}
+
+/// A claimed part.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Part {
+    pub upload: String,
+    pub number: u32,
+    pub offset: u64,
+    pub len: u64,
+}
+
+/// A part as sent to an instance.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct PartView {
+    pub number: u32,
+    pub offset: u64,
+    pub len: u64,
+}
+
+impl From<Part> for PartView {
+    fn from(p: Part) -> PartView {
+        PartView { number: p.number, offset: p.offset, len: p.len }
+    }
+}
+
+/// The state database.
+pub struct State {
+    conn: Connection,
+}
+
+const SCHEMA: &str = "
+CREATE TABLE IF NOT EXISTS objects (
+  key TEXT PRIMARY KEY, seq INTEGER NOT NULL, etag TEXT, size INTEGER NOT NULL,
+  deleted INTEGER NOT NULL, done_seq INTEGER NOT NULL DEFAULT -1,
+  lock_owner TEXT, lock_seq INTEGER, lock_etag TEXT, lock_until INTEGER);
+CREATE TABLE IF NOT EXISTS parts (
+  upload TEXT NOT NULL, number INTEGER NOT NULL, offset INTEGER NOT NULL, len INTEGER NOT NULL,
+  state INTEGER NOT NULL DEFAULT 0, owner TEXT, lease_until INTEGER, etag TEXT,
+  PRIMARY KEY (upload, number));
+";
+
+const FREE: i64 = 0;
+const CLAIMED: i64 = 1;
+const FINISHED: i64 = 2;
+
+impl State {
+    /// Opens (creating) the database at `path`.
+    pub fn open(path: &Path) -> Result<State, StateError> {
+        let conn =
+            Connection::open(path).map_err(|source| StateError::Open { path: path.display().to_string(), source })?;
+        Self::init(conn)
+    }
+
+    /// An in-memory database (tests).
+    pub fn in_memory() -> Result<State, StateError> {
+        Self::init(Connection::open_in_memory()?)
+    }
+
+    fn init(conn: Connection) -> Result<State, StateError> {
+        conn.busy_timeout(std::time::Duration::from_secs(30))?;
+        conn.pragma_update(None, "journal_mode", "WAL")?;
+        conn.execute_batch(SCHEMA)?;
+        Ok(State { conn })
+    }
+
+    /// Records `version` unless a later one is known. Answers whether it was newer.
+    pub fn observe(&mut self, v: &Version) -> Result<bool, StateError> {
+        let tx = self.conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
+        let known: Option<i64> =
+            tx.query_row("SELECT seq FROM objects WHERE key = ?1", [&v.key], |r| r.get(0)).optional()?;
+        let newer = known.is_none_or(|seq| seq < to_i64(v.seq));
+        if newer {
+            tx.execute(
+                "INSERT INTO objects (key, seq, etag, size, deleted) VALUES (?1, ?2, ?3, ?4, ?5)
+                 ON CONFLICT(key) DO UPDATE SET seq = ?2, etag = ?3, size = ?4, deleted = ?5",
+                params![v.key, to_i64(v.seq), v.etag, to_i64(v.size), v.deleted],
+            )?;
+        }
+        tx.commit()?;
+        Ok(newer)
+    }
+
+    /// Keys whose destination lags their latest version and that no live lease holds.
+    pub fn pending(&self, now_ms: u64, limit: usize) -> Result<Vec<Version>, StateError> {
+        let mut stmt = self.conn.prepare(
+            "SELECT key, seq, etag, size, deleted FROM objects
+             WHERE done_seq < seq AND (lock_owner IS NULL OR lock_until < ?1) ORDER BY seq LIMIT ?2",
+        )?;
+        let rows = stmt.query_map(params![to_i64(now_ms), to_i64(limit as u64)], row_version)?;
+        Ok(rows.collect::<Result<_, _>>()?)
+    }
+
+    /// Whether every known object is replicated at its latest version.
+    pub fn converged(&self) -> Result<bool, StateError> {
+        let lagging: i64 =
+            self.conn.query_row("SELECT COUNT(*) FROM objects WHERE done_seq < seq", [], |r| r.get(0))?;
+        Ok(lagging == 0)
+    }
+
+    /// Takes the lock of `key` for the latest version, as `owner`, until `until_ms`. Answers the
+    /// version to copy, or `None` when a live lease of another owner holds it or nothing lags.
+    pub fn lock(&mut self, key: &str, owner: &str, now_ms: u64, until_ms: u64) -> Result<Option<Version>, StateError> {
+        let tx = self.conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
+        let row = tx
+            .query_row(
+                "SELECT key, seq, etag, size, deleted FROM objects
+                 WHERE key = ?1 AND done_seq < seq AND (lock_owner IS NULL OR lock_owner = ?2 OR lock_until < ?3)",
+                params![key, owner, to_i64(now_ms)],
+                row_version,
+            )
+            .optional()?;
+        if let Some(v) = &row {
+            tx.execute(
+                "UPDATE objects SET lock_owner = ?2, lock_seq = ?3, lock_etag = ?4, lock_until = ?5 WHERE key = ?1",
+                params![key, owner, to_i64(v.seq), v.etag, to_i64(until_ms)],
+            )?;
+        }
+        tx.commit()?;
+        Ok(row)
+    }
+
+    /// Extends `owner`'s lease on `key`. Answers false if the lock is no longer ours.
+    pub fn renew(&mut self, key: &str, owner: &str, until_ms: u64) -> Result<bool, StateError> {
+        let n = self.conn.execute(
+            "UPDATE objects SET lock_until = ?3 WHERE key = ?1 AND lock_owner = ?2",
+            params![key, owner, to_i64(until_ms)],
+        )?;
+        Ok(n == 1)
+    }
+
+    /// Releases `owner`'s lock on `key` after copying version `seq` with ETag `etag` (the
+    /// ETag the source served during the copy). The copy counts only if the latest version
+    /// is still `{seq, etag}`.
+    pub fn release(&mut self, key: &str, owner: &str, seq: u64, etag: Option<&str>) -> Result<Release, StateError> {
+        let tx = self.conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
+        let row: Option<(Option<String>, i64, Option<String>)> = tx
+            .query_row("SELECT lock_owner, seq, etag FROM objects WHERE key = ?1", [key], |r| {
+                Ok((r.get(0)?, r.get(1)?, r.get(2)?))
+            })
+            .optional()?;
+        let answer = match row {
+            Some((Some(holder), latest_seq, latest_etag)) if holder == owner => {
+                let current = latest_seq == to_i64(seq) && latest_etag.as_deref() == etag;
+                if current {
+                    tx.execute("UPDATE objects SET done_seq = seq WHERE key = ?1", [key])?;
+                }
+                tx.execute("UPDATE objects SET lock_owner = NULL, lock_until = NULL WHERE key = ?1", [key])?;
+                if current {
+                    Release::Done
+                } else {
+                    Release::Stale
+                }
+            }
+            _ => Release::Lost,
+        };
+        tx.commit()?;
+        Ok(answer)
+    }
+
+    /// Fills the pool of `upload` with parts of `part_size` covering `size` bytes.
+    pub fn fill_pool(&mut self, upload: &str, size: u64, part_size: u64) -> Result<u32, StateError> {
+        let tx = self.conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
+        let part_size = part_size.max(1);
+        let mut number = 0u32;
+        let mut offset = 0u64;
+        while offset < size || (size == 0 && number == 0) {
+            let len = part_size.min(size - offset);
+            number += 1;
+            tx.execute(
+                "INSERT OR IGNORE INTO parts (upload, number, offset, len) VALUES (?1, ?2, ?3, ?4)",
+                params![upload, number, to_i64(offset), to_i64(len)],
+            )?;
+            offset += len;
+            if len == 0 {
+                break;
+            }
+        }
+        tx.commit()?;
+        Ok(number)
+    }
+
+    /// Claims one free (or abandoned) part of `upload` for `owner` until `until_ms`.
+    pub fn claim(&mut self, upload: &str, owner: &str, now_ms: u64, until_ms: u64) -> Result<Option<Part>, StateError> {
+        let tx = self.conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
+        let part = tx
+            .query_row(
+                "SELECT number, offset, len FROM parts WHERE upload = ?1
+                 AND (state = ?2 OR (state = ?3 AND lease_until < ?4)) ORDER BY number LIMIT 1",
+                params![upload, FREE, CLAIMED, to_i64(now_ms)],
+                |r| {
+                    Ok(Part {
+                        upload: upload.to_owned(),
+                        number: r.get(0)?,
+                        offset: to_u64(r.get(1)?),
+                        len: to_u64(r.get(2)?),
+                    })
+                },
+            )
+            .optional()?;
+        if let Some(p) = &part {
+            tx.execute(
+                "UPDATE parts SET state = ?3, owner = ?4, lease_until = ?5 WHERE upload = ?1 AND number = ?2",
+                params![upload, p.number, CLAIMED, owner, to_i64(until_ms)],
+            )?;
+        }
+        tx.commit()?;
+        Ok(part)
+    }
+
+    /// Records part `number` of `upload` as uploaded with `etag` by `owner`. Answers
+    /// `Some(true)` to the one report that finishes the last part, `Some(false)` otherwise,
+    /// `None` if the claim was not `owner`'s any more (its lease ran out and it was reclaimed).
+    pub fn finish_part(
+        &mut self,
+        upload: &str,
+        number: u32,
+        owner: &str,
+        etag: &str,
+    ) -> Result<Option<bool>, StateError> {
+        let tx = self.conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
+        let n = tx.execute(
+            "UPDATE parts SET state = ?3, etag = ?5 WHERE upload = ?1 AND number = ?2 AND state = ?4 AND owner = ?6",
+            params![upload, number, FINISHED, CLAIMED, etag, owner],
+        )?;
+        let answer = if n == 1 {
+            let open: i64 = tx.query_row(
+                "SELECT COUNT(*) FROM parts WHERE upload = ?1 AND state != ?2",
+                params![upload, FINISHED],
+                |r| r.get(0),
+            )?;
+            Some(open == 0)
+        } else {
+            None
+        };
+        tx.commit()?;
+        Ok(answer)
+    }
+
+    /// The finished parts of `upload` in order: (number, etag).
+    pub fn finished_parts(&self, upload: &str) -> Result<Vec<(u32, String)>, StateError> {
+        let mut stmt =
+            self.conn.prepare("SELECT number, etag FROM parts WHERE upload = ?1 AND state = ?2 ORDER BY number")?;
+        let rows = stmt.query_map(params![upload, FINISHED], |r| {
+            Ok((r.get(0)?, r.get::<_, Option<String>>(1)?.unwrap_or_default()))
+        })?;
+        Ok(rows.collect::<Result<_, _>>()?)
+    }
+
+    /// Forgets the pool of `upload`.
+    pub fn drop_pool(&mut self, upload: &str) -> Result<(), StateError> {
+        self.conn.execute("DELETE FROM parts WHERE upload = ?1", [upload])?;
+        Ok(())
+    }
+}
+
+fn row_version(r: &rusqlite::Row<'_>) -> rusqlite::Result<Version> {
+    Ok(Version { key: r.get(0)?, seq: to_u64(r.get(1)?), etag: r.get(2)?, size: to_u64(r.get(3)?), deleted: r.get(4)? })
+}
+
+// SQLite integers are i64; sequencers and sizes stay below 2^63 (a sequencer is nanoseconds).
+fn to_i64(v: u64) -> i64 {
+    i64::try_from(v).unwrap_or(i64::MAX)
+}
+
+fn to_u64(v: i64) -> u64 {
+    u64::try_from(v).unwrap_or(0)
+}
+
+#[cfg(test)]
+mod tests;

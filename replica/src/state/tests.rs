@@ -1,0 +1,167 @@
+use super::*;
+
+fn v(key: &str, seq: u64, etag: &str) -> Version {
+    Version { key: key.into(), seq, etag: Some(etag.into()), size: 10, deleted: false }
+}
+
+#[test]
+fn older_events_change_nothing() {
+    let mut s = State::in_memory().unwrap();
+    assert!(s.observe(&v("k", 5, "e5")).unwrap());
+    assert!(!s.observe(&v("k", 3, "e3")).unwrap());
+    assert!(!s.observe(&v("k", 5, "e5")).unwrap());
+    let pending = s.pending(0, 10).unwrap();
+    assert_eq!(pending, vec![v("k", 5, "e5")]);
+}
+
+#[test]
+fn lock_then_release_marks_done() {
+    let mut s = State::in_memory().unwrap();
+    s.observe(&v("k", 1, "a")).unwrap();
+    let got = s.lock("k", "w1", 0, 1000).unwrap().unwrap();
+    assert_eq!(s.lock("k", "w2", 10, 1010).unwrap(), None, "a live lease excludes others");
+    assert_eq!(s.pending(10, 10).unwrap(), vec![]);
+    assert_eq!(s.release("k", "w1", got.seq, got.etag.as_deref()).unwrap(), Release::Done);
+    assert!(s.converged().unwrap());
+}
+
+#[test]
+fn new_version_during_copy_forces_re_replication() {
+    // Interleaving: w1 locks v1, a write lands v2, w1 finishes copying v1.
+    let mut s = State::in_memory().unwrap();
+    s.observe(&v("k", 1, "a")).unwrap();
+    let got = s.lock("k", "w1", 0, 1000).unwrap().unwrap();
+    s.observe(&v("k", 2, "b")).unwrap();
+    assert_eq!(s.release("k", "w1", got.seq, got.etag.as_deref()).unwrap(), Release::Stale);
+    assert!(!s.converged().unwrap());
+    let again = s.lock("k", "w1", 1, 1001).unwrap().unwrap();
+    assert_eq!((again.seq, again.etag.as_deref()), (2, Some("b")));
+    assert_eq!(s.release("k", "w1", 2, Some("b")).unwrap(), Release::Done);
+    assert!(s.converged().unwrap());
+}
+
+#[test]
+fn copy_that_saw_another_etag_is_not_done() {
+    // The source served a different ETag than the event named (it changed before its event
+    // arrived): the copy must not count.
+    let mut s = State::in_memory().unwrap();
+    s.observe(&v("k", 1, "a")).unwrap();
+    s.lock("k", "w1", 0, 1000).unwrap().unwrap();
+    assert_eq!(s.release("k", "w1", 1, Some("zzz")).unwrap(), Release::Stale);
+    assert!(!s.converged().unwrap());
+}
+
+#[test]
+fn expired_lease_is_taken_over_and_the_old_holder_loses() {
+    let mut s = State::in_memory().unwrap();
+    s.observe(&v("k", 1, "a")).unwrap();
+    s.lock("k", "w1", 0, 100).unwrap().unwrap();
+    assert!(s.lock("k", "w2", 50, 150).unwrap().is_none());
+    let got = s.lock("k", "w2", 101, 300).unwrap().unwrap();
+    assert!(!s.renew("k", "w1", 400).unwrap());
+    assert_eq!(s.release("k", "w1", 1, Some("a")).unwrap(), Release::Lost);
+    assert_eq!(s.release("k", "w2", got.seq, got.etag.as_deref()).unwrap(), Release::Done);
+}
+
+#[test]
+fn every_interleaving_of_two_writes_and_one_copy_converges() {
+    // Steps: observe v1 (always first), then in every order: observe v2, lock, release of
+    // what was locked. Whatever the order, a copy is recorded done only for the latest
+    // version, and replicating after that converges on v2.
+    let orders: [[u8; 3]; 6] = [[0, 1, 2], [0, 2, 1], [1, 0, 2], [1, 2, 0], [2, 0, 1], [2, 1, 0]];
+    for order in orders {
+        let mut s = State::in_memory().unwrap();
+        s.observe(&v("k", 1, "a")).unwrap();
+        let mut locked: Option<Version> = None;
+        let mut released = false;
+        let mut latest = 1;
+        for step in order {
+            match step {
+                0 => {
+                    s.observe(&v("k", 2, "b")).unwrap();
+                    latest = 2;
+                }
+                1 => locked = s.lock("k", "w", 0, 1000).unwrap(),
+                _ => {
+                    if let Some(l) = &locked {
+                        let r = s.release("k", "w", l.seq, l.etag.as_deref()).unwrap();
+                        assert_eq!(r == Release::Done, l.seq == latest, "order {order:?}");
+                        released = true;
+                    }
+                }
+            }
+        }
+        if locked.is_some() && !released {
+            let l = locked.take().unwrap();
+            s.release("k", "w", l.seq, l.etag.as_deref()).unwrap();
+        }
+        while let Some(l) = s.lock("k", "w", 0, 1000).unwrap() {
+            assert_eq!(s.release("k", "w", l.seq, l.etag.as_deref()).unwrap(), Release::Done);
+        }
+        assert!(s.converged().unwrap(), "order {order:?}");
+        assert_eq!(s.lock("k", "w", 0, 1000).unwrap(), None);
+    }
+}
+
+#[test]
+fn pool_covers_the_object_and_the_last_report_is_unique() {
+    let mut s = State::in_memory().unwrap();
+    assert_eq!(s.fill_pool("u", 25, 10).unwrap(), 3);
+    let mut lens = Vec::new();
+    while let Some(p) = s.claim("u", "w", 0, 1000).unwrap() {
+        lens.push((p.offset, p.len));
+    }
+    assert_eq!(lens, vec![(0, 10), (10, 10), (20, 5)]);
+    assert_eq!(s.finish_part("u", 2, "w", "e2").unwrap(), Some(false));
+    assert_eq!(s.finish_part("u", 2, "w", "e2").unwrap(), None, "a part is reported once");
+    assert_eq!(s.finish_part("u", 1, "w", "e1").unwrap(), Some(false));
+    assert_eq!(s.finish_part("u", 3, "w", "e3").unwrap(), Some(true));
+    assert_eq!(s.finished_parts("u").unwrap(), vec![(1, "e1".into()), (2, "e2".into()), (3, "e3".into())]);
+}
+
+#[test]
+fn abandoned_claim_is_reclaimed_and_its_late_report_ignored() {
+    let mut s = State::in_memory().unwrap();
+    s.fill_pool("u", 10, 10).unwrap();
+    let p = s.claim("u", "dead", 0, 100).unwrap().unwrap();
+    assert_eq!(s.claim("u", "live", 50, 150).unwrap(), None);
+    let again = s.claim("u", "live", 101, 300).unwrap().unwrap();
+    assert_eq!(again.number, p.number);
+    assert_eq!(s.finish_part("u", 1, "dead", "x").unwrap(), None);
+    assert_eq!(s.finish_part("u", 1, "live", "y").unwrap(), Some(true));
+}
+
+#[test]
+fn concurrent_claimers_on_one_file_take_each_part_once() {
+    // Eight threads, each with its own connection to one database file, race for 64 parts.
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("state.db");
+    State::open(&path).unwrap().fill_pool("u", 64 * 4, 4).unwrap();
+    let handles: Vec<_> = (0..8)
+        .map(|i| {
+            let path = path.clone();
+            std::thread::spawn(move || {
+                let mut s = State::open(&path).unwrap();
+                let owner = format!("w{i}");
+                let (mut mine, mut lasts) = (Vec::new(), 0);
+                while let Some(p) = s.claim("u", &owner, 0, u64::MAX / 4).unwrap() {
+                    if s.finish_part("u", p.number, &owner, "e").unwrap() == Some(true) {
+                        lasts += 1;
+                    }
+                    mine.push(p.number);
+                }
+                (mine, lasts)
+            })
+        })
+        .collect();
+    let mut all = Vec::new();
+    let mut lasts = 0;
+    for h in handles {
+        let (mine, l) = h.join().unwrap();
+        all.extend(mine);
+        lasts += l;
+    }
+    all.sort_unstable();
+    assert_eq!(all, (1..=64).collect::<Vec<u32>>());
+    assert_eq!(lasts, 1, "exactly one instance completes the upload");
+}

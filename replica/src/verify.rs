@@ -1,0 +1,65 @@
+//! The end check: every object at the destination equals the source's latest version.
+//!
+//! Both stores are listed and read through the real S3 client. A key matches when the bytes
+//! are equal and the destination's ETag is the one S3 gives those bytes in the replicator's
+//! layout (one PUT up to the threshold, parts above it); a key only one side has is a
+//! mismatch.
+
+use crate::client::{self, Endpoint};
+use crate::etag;
+use futures::TryStreamExt;
+use object_store::path::Path;
+use object_store::ObjectStore;
+use std::collections::BTreeSet;
+
+/// The outcome of one comparison.
+#[derive(Debug, Default, serde::Serialize)]
+pub struct Verdict {
+    pub source_objects: usize,
+    pub equal: usize,
+    pub mismatched: Vec<String>,
+}
+
+impl Verdict {
+    /// Whether every object matched.
+    pub fn ok(&self) -> bool {
+        self.mismatched.is_empty()
+    }
+}
+
+/// Compares `src` against `dst`.
+pub async fn compare(src: &Endpoint, dst: &Endpoint, threshold: u64, part_size: u64) -> object_store::Result<Verdict> {
+    let (s, d) = (client::connect(src)?, client::connect(dst)?);
+    let keys = |store: &object_store::aws::AmazonS3| {
+        let store = store.clone();
+        async move { store.list(None).map_ok(|m| m.location.to_string()).try_collect::<BTreeSet<String>>().await }
+    };
+    let (src_keys, dst_keys) = (keys(&s).await?, keys(&d).await?);
+    let mut v = Verdict { source_objects: src_keys.len(), ..Default::default() };
+    for key in dst_keys.difference(&src_keys) {
+        v.mismatched.push(format!("{key}: only at the destination"));
+    }
+    for key in &src_keys {
+        let path = Path::from(key.as_str());
+        let a = s.get(&path).await?.bytes().await?;
+        match d.get(&path).await {
+            Ok(got) => {
+                let tag = got.meta.e_tag.as_deref().map(etag::normalize);
+                let b = got.bytes().await?;
+                let want = etag::for_layout(&a, threshold, part_size);
+                if a != b {
+                    v.mismatched.push(format!("{key}: bytes differ ({} vs {} bytes)", a.len(), b.len()));
+                } else if tag.as_deref() != Some(want.as_str()) {
+                    v.mismatched.push(format!("{key}: destination ETag {tag:?}, expected {want}"));
+                } else {
+                    v.equal += 1;
+                }
+            }
+            Err(object_store::Error::NotFound { .. }) => {
+                v.mismatched.push(format!("{key}: missing at the destination"))
+            }
+            Err(e) => return Err(e),
+        }
+    }
+    Ok(v)
+}
