@@ -79,6 +79,9 @@ pub struct TestbedSpec {
     pub network: Option<netemu::graph::NetSpec>,
     /// Which network backend carries the links (`--net`).
     pub net_backend: NetBackend,
+    /// L4 balancers in the data path (userspace backend only; `telemetry_dir` is set by
+    /// the run engine to the results directory).
+    pub balancers: Vec<netemu::l4::VipSpec>,
     /// The plan and the topology as JSON, for `run.json`.
     pub plan: serde_json::Value,
     pub topology: serde_json::Value,

@@ -120,6 +120,7 @@ fn config(d: &BalancerDecl, policy: balancer::Policy) -> balancer::BalancerConfi
         table_size: d.table_size.unwrap_or(base.table_size),
         idle_timeout_ns: ns(d.idle_timeout, base.idle_timeout_ns),
         syn_retries_to_fail: d.syn_retries_to_fail.unwrap_or(base.syn_retries_to_fail),
+        handshake_timeout_ns: base.handshake_timeout_ns,
         down_hold_ns: ns(d.down_hold, base.down_hold_ns),
         estimator,
         controller,
