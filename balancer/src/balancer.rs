@@ -23,9 +23,10 @@ use crate::config::{BalancerConfig, Policy};
 use crate::conntrack::{Conn, ConnTable};
 use crate::controller::{Controller, ControllerConfigError, StepKind};
 use crate::estimator::{Ensemble, EstimatorError, FlowTiming, LatencyEstimate};
-use crate::flow::PacketMeta;
+use crate::flow::{FiveTuple, PacketMeta};
 use crate::maglev::{MaglevError, MaglevTable};
 use crate::telemetry::{EpochRow, EstimateRow, ShareReason, ShareRow, Telemetry};
+use std::collections::VecDeque;
 
 /// Why a balancer cannot be built.
 #[derive(Debug, thiserror::Error)]
@@ -70,6 +71,9 @@ pub struct Balancer {
     health: Vec<Health>,
     telemetry: Telemetry,
     started: bool,
+    /// Opening SYNs awaiting their handshake: (deadline, flow, backend, SYN time), by
+    /// deadline (every entry gets the same timeout, so push order is deadline order).
+    handshakes: VecDeque<(u64, FiveTuple, usize, u64)>,
 }
 
 impl Balancer {
@@ -101,6 +105,7 @@ impl Balancer {
             health,
             telemetry: Telemetry::default(),
             started: false,
+            handshakes: VecDeque::new(),
         })
     }
 
@@ -159,6 +164,7 @@ impl Balancer {
             self.record_shares(now, ShareReason::Start);
         }
         self.conns.expire(now);
+        self.abandoned(now)?;
         self.revive(now)?;
         if let Some(report) = self.ensemble.advance(now) {
             self.telemetry.epochs.push(EpochRow {
@@ -240,9 +246,32 @@ impl Balancer {
         }
     }
 
+    /// Counts the openings whose tuple stayed silent past the handshake timeout (the
+    /// backend reset them, see [`BalancerConfig::handshake_timeout_ns`]).
+    fn abandoned(&mut self, now: u64) -> Result<(), MaglevError> {
+        while self.handshakes.front().is_some_and(|h| h.0 <= now) {
+            let Some((_, flow, backend, opened)) = self.handshakes.pop_front() else { break };
+            let silent = self
+                .conns
+                .get_mut(&flow)
+                .is_some_and(|c| !c.established && c.backend == backend && c.last_seen_ns == opened);
+            if silent && self.is_up(backend) {
+                self.health[backend].failures += 1;
+                if self.health[backend].failures >= self.config.syn_retries_to_fail {
+                    self.mark_down(backend, now)?;
+                }
+            }
+        }
+        Ok(())
+    }
+
     /// Places a connection by the Maglev table and starts tracking it.
     fn place(&mut self, pkt: &PacketMeta, established: bool) -> usize {
         let backend = self.table.lookup(pkt.flow.flow_hash());
+        if !established {
+            let deadline = pkt.now_ns.saturating_add(self.config.handshake_timeout_ns);
+            self.handshakes.push_back((deadline, pkt.flow, backend, pkt.now_ns));
+        }
         self.conns.insert(
             pkt.flow,
             Conn {
@@ -270,6 +299,7 @@ impl Balancer {
         let live = (0..self.names.len()).filter(|&i| self.is_up(i)).count();
         // The last live backend is never taken out: there is nowhere else to send.
         if live <= 1 || !self.is_up(b) {
+            self.health[b].failures = 0;
             return Ok(());
         }
         self.health[b].down_until_ns = Some(now + self.config.down_hold_ns);
@@ -434,6 +464,25 @@ mod tests {
         b.route(&pkt(q, SYN, 1_002 * MS)).unwrap();
         b.route(&pkt(q, SYN, 2_002 * MS)).unwrap();
         assert!(b.is_up(1), "one retry after a success is not two failures in a row");
+    }
+
+    #[test]
+    fn a_backend_that_resets_is_marked_down() {
+        // The backend's host answers SYNs with resets: the client abandons each tuple.
+        let mut b = balancer(Policy::Maglev);
+        let on1: Vec<u16> = (1000..2000).filter(|&p| b.table().lookup(flow(p).flow_hash()) == 1).take(2).collect();
+        let on0 = (1000..2000).find(|&p| b.table().lookup(flow(p).flow_hash()) == 0).unwrap();
+        b.route(&pkt(on1[0], SYN, 0)).unwrap();
+        b.route(&pkt(on1[1], SYN, MS)).unwrap();
+        // A healthy connection on backend 0 completes its handshake.
+        b.route(&pkt(on0, SYN, 2 * MS)).unwrap();
+        b.route(&pkt(on0, ACK, 3 * MS)).unwrap();
+        b.route(&pkt(on0, PSH_ACK, 2_000 * MS)).unwrap();
+        assert!(b.is_up(1), "not before the handshake timeout");
+        b.route(&pkt(on0, PSH_ACK, 3_002 * MS)).unwrap();
+        assert!(!b.is_up(1), "two abandoned openings after 3 s");
+        assert!(b.is_up(0), "a completed handshake is no failure");
+        assert!((5000..5100).all(|p| b.route(&pkt(p, SYN, 3_003 * MS)).unwrap().backend == 0));
     }
 
     #[test]

@@ -122,6 +122,12 @@ pub struct BalancerConfig {
     /// Opening SYNs seen again for a connection still waiting for its handshake before
     /// its backend is marked down (the balancer's in-band failure detector).
     pub syn_retries_to_fail: u32,
+    /// An opening SYN followed by nothing at all on its tuple for this long (ns) counts as
+    /// a failure of its backend too: a backend whose host is up but whose service is gone
+    /// answers with a reset, and the client then abandons the tuple instead of
+    /// retransmitting. Longer than the client kernel's first SYN retransmission (1 s real,
+    /// at most 1 s virtual) so that one silence is not counted twice.
+    pub handshake_timeout_ns: u64,
     /// A backend marked down is given its floor share back after this long (ns), so it is
     /// tried again.
     pub down_hold_ns: u64,
@@ -136,6 +142,7 @@ impl Default for BalancerConfig {
             table_size: DEFAULT_TABLE_SIZE,
             idle_timeout_ns: 30_000_000_000,
             syn_retries_to_fail: 2,
+            handshake_timeout_ns: 3_000_000_000,
             down_hold_ns: 10_000_000_000,
             estimator: EstimatorConfig::default(),
             controller: ControllerConfig::default(),

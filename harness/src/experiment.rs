@@ -164,6 +164,26 @@ impl Experiment {
             });
         }
         let network = network_spec(&topology).map_err(|m| invalid(file, "network", Some(&topology), m))?;
+        if let (Some(b), Some(testbed::NetBackend::Kernel)) = (topology.balancers.first(), overrides.net) {
+            return Err(invalid(
+                file,
+                &b.path,
+                Some(&topology),
+                format!("balancer {}: the kernel network backend has no per-packet hook for an L4 balancer; run with --net userspace (or auto)", b.name),
+            ));
+        }
+        let balancers = topology
+            .balancers
+            .iter()
+            .map(|b| netemu::l4::VipSpec {
+                name: b.name.clone(),
+                vip: b.vip,
+                port: b.port,
+                backends: b.backends.clone(),
+                config: b.config.clone(),
+                telemetry_dir: None,
+            })
+            .collect();
         let spec = TestbedSpec {
             name: topology.name.clone(),
             topology_file: file.canonicalize().unwrap_or_else(|_| file.to_owned()),
@@ -176,6 +196,7 @@ impl Experiment {
             sample_every,
             network,
             net_backend: overrides.net.unwrap_or_default(),
+            balancers,
             plan: serde_json::to_value(&plan).unwrap_or_default(),
             topology: serde_json::to_value(&topology).unwrap_or_default(),
         };

@@ -6,6 +6,7 @@
 //! - [`netns`], [`tun`]: per-node network namespaces and TUN devices;
 //! - [`userspace`]: the userspace backend, one thread that forwards packets between TUN
 //!   devices; [`packet`]: the checks (and drop counts) of the frames it reads;
+//! - [`l4`]: L4 balancers (VIP → backend, direct server return) in the userspace core;
 //! - [`kernel`]: the kernel backend, netem and htb queueing disciplines on veth pairs;
 //! - [`emulator`]: the runtime interface of a running network, whatever its backend.
 //!
@@ -14,6 +15,7 @@
 pub mod emulator;
 pub mod graph;
 pub mod kernel;
+pub mod l4;
 pub mod link;
 pub mod netns;
 pub mod packet;

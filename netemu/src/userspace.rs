@@ -87,6 +87,8 @@ pub enum CoreError {
     Gone,
     #[error("create the core's wake-up socket or epoll set")]
     Wake(#[source] std::io::Error),
+    #[error(transparent)]
+    Balancer(#[from] crate::l4::L4Error),
 }
 
 /// Shared with the core thread.
@@ -133,9 +135,20 @@ fn idx(dir: Dir) -> usize {
 impl Core {
     /// Starts the core for `graph` (perceived parameters) at TDF `tdf`.
     pub fn start(graph: Graph, tdf: f64, ports: Vec<Port>) -> Result<Self, CoreError> {
+        Self::start_with(graph, tdf, ports, Vec::new())
+    }
+
+    /// [`Core::start`] with L4 balancers in the data path (see [`crate::l4`]).
+    pub fn start_with(
+        graph: Graph,
+        tdf: f64,
+        ports: Vec<Port>,
+        balancers: Vec<crate::l4::VipSpec>,
+    ) -> Result<Self, CoreError> {
         let names: Vec<String> = graph.spec.links.iter().map(|l| l.name.clone()).collect();
         let ends = graph.spec.links.iter().map(|l| (l.a.clone(), l.b.clone())).collect();
-        let nodes = ports.iter().map(|p| p.node.clone()).collect();
+        let nodes: Vec<String> = ports.iter().map(|p| p.node.clone()).collect();
+        let l4 = crate::l4::Steering::new(balancers, &nodes, tdf)?;
         let perceived: Vec<[LinkParams; 2]> = graph.spec.links.iter().map(|l| [l.forward, l.reverse]).collect();
         let mut real = Vec::with_capacity(perceived.len());
         for p in &perceived {
@@ -166,7 +179,7 @@ impl Core {
         let s = Arc::clone(&shared);
         let thread = std::thread::Builder::new()
             .name("netem-core".into())
-            .spawn(move || Engine::new(graph, real, ports, s, rx, woken, epoll).run())
+            .spawn(move || Engine { l4, ..Engine::new(graph, real, ports, s, rx, woken, epoll) }.run())
             .map_err(|_| CoreError::Gone)?;
         let mut core = Self {
             shared,
@@ -440,6 +453,8 @@ struct Engine {
     woken: UnixDatagram,
     /// Every TUN device (data: port index) and the wake-up socket (data: `u64::MAX`).
     epoll: Epoll,
+    /// L4 balancers: packets to a VIP go to the backend they choose.
+    l4: crate::l4::Steering,
 }
 
 /// Largest packet read from a TUN device.
@@ -486,6 +501,7 @@ impl Engine {
             inflate: vec![Duration::ZERO; n],
             woken,
             epoll,
+            l4: crate::l4::Steering::none(),
         }
     }
 
@@ -602,7 +618,7 @@ impl Engine {
             Ok(a) => a,
             Err(bad) => return self.shared.bad.reject(bad),
         };
-        let Some(&dst) = self.by_addr.get(&dst_addr) else {
+        let Some(dst) = self.by_addr.get(&dst_addr).copied().or_else(|| self.l4.steer(&packet, HDR, now)) else {
             return self.shared.bad.unroutable();
         };
         if let (Some(a), Some(b)) = (self.groups[src], self.groups[dst]) {

@@ -42,6 +42,15 @@ pub enum NetworkError {
     Core(#[from] netemu::userspace::CoreError),
     #[error("build the kernel network")]
     Kernel(#[from] netemu::kernel::KernelError),
+    #[error("the kernel network backend cannot carry L4 balancers (no per-packet hook); use --net userspace")]
+    BalancerOnKernel,
+    #[error("give node {node} the VIP of balancer {balancer}")]
+    Vip {
+        node: String,
+        balancer: String,
+        #[source]
+        source: netemu::rtnl::RtnlError,
+    },
 }
 
 /// A built network.
@@ -58,11 +67,18 @@ pub struct Built {
 }
 
 /// Builds the network of `spec`, or `None` without links.
-pub fn build(spec: &TestbedSpec) -> Result<Option<Built>, NetworkError> {
+pub fn build(spec: &TestbedSpec, results_dir: &std::path::Path) -> Result<Option<Built>, NetworkError> {
     let Some(net) = &spec.network else { return Ok(None) };
     let graph = netemu::graph::Graph::build(net.clone())?;
     let addresses = graph.addresses().clone();
-    let (backend, reason, support) = choose(spec.net_backend);
+    let (backend, reason, support) = if spec.balancers.is_empty() || spec.net_backend == NetBackend::Kernel {
+        choose(spec.net_backend)
+    } else {
+        (NetBackend::Userspace, "the topology has L4 balancers, which only the userspace core carries".into(), None)
+    };
+    if backend == NetBackend::Kernel && !spec.balancers.is_empty() {
+        return Err(NetworkError::BalancerOnKernel);
+    }
     tracing::info!(backend = backend.name(), %reason, "network backend");
     let (emulator, namespaces): (Box<dyn netemu::emulator::Emulator>, Vec<netemu::netns::NetNs>) =
         if backend == NetBackend::Kernel {
@@ -81,7 +97,13 @@ pub fn build(spec: &TestbedSpec) -> Result<Option<Built>, NetworkError> {
                 ports.push(netemu::userspace::Port { node: node.name.clone(), addr, tun });
                 namespaces.push(ns);
             }
-            (Box::new(netemu::userspace::Core::start(graph, spec.tdf, ports)?), namespaces)
+            vips(spec, &namespaces)?;
+            let balancers = spec
+                .balancers
+                .iter()
+                .map(|b| netemu::l4::VipSpec { telemetry_dir: Some(results_dir.to_owned()), ..b.clone() })
+                .collect();
+            (Box::new(netemu::userspace::Core::start_with(graph, spec.tdf, ports, balancers)?), namespaces)
         };
     let timers = scale_timers(spec, &namespaces, net)?;
     let (congestion_control, clock_record) = dilated_cubic(spec, &namespaces);
@@ -95,6 +117,29 @@ pub fn build(spec: &TestbedSpec) -> Result<Option<Built>, NetworkError> {
         "tcp_clock": clock_record,
     });
     Ok(Some(Built { emulator, namespaces, addresses, record, _congestion_control: congestion_control }))
+}
+
+/// Direct server return: every backend holds its balancer's VIP as a /32 on `lo` (so its
+/// kernel accepts the steered packets and answers from the VIP), and every node routes
+/// the VIP out of `eth0` (into the core, where the balancer steers it). A backend's local
+/// address wins over the route (the local table is consulted first).
+fn vips(spec: &TestbedSpec, namespaces: &[netemu::netns::NetNs]) -> Result<(), NetworkError> {
+    for (node, ns) in spec.nodes.iter().zip(namespaces) {
+        for b in &spec.balancers {
+            let err = |source| NetworkError::Vip { node: node.name.clone(), balancer: b.name.clone(), source };
+            let rtnl = netemu::rtnl::Rtnl::open_in(ns).map_err(|e| err(netemu::rtnl::RtnlError::from(e)))?;
+            if b.backends.contains(&node.name) {
+                let lo = rtnl.index("lo").map_err(err)?;
+                rtnl.add_address(lo, b.vip, 32).map_err(err)?;
+            } else {
+                let eth0 = rtnl.index("eth0").map_err(err)?;
+                // The same rto_min as the node's prefix route (see `scale_timers`).
+                let rto_min = (spec.tdf != 1.0).then(|| netemu::tcp::rto_min_route_ms(spec.tdf));
+                rtnl.replace_route(b.vip, 32, Some(eth0), rto_min).map_err(err)?;
+            }
+        }
+    }
+    Ok(())
 }
 
 /// The backend to use (never `Auto`), why, and the kernel's support when it was probed.

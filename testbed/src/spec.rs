@@ -94,6 +94,9 @@ pub struct TestbedSpec {
     /// Run a node whose program no dilation mechanism reaches, undilated, instead of
     /// refusing to start it (the topology's `allow_undilated`; recorded in `run.json`).
     pub allow_undilated: bool,
+    /// L4 balancers in the data path (userspace backend only; `telemetry_dir` is set by
+    /// the run engine to the results directory).
+    pub balancers: Vec<netemu::l4::VipSpec>,
     /// The plan and the topology as JSON, for `run.json`.
     pub plan: serde_json::Value,
     pub topology: serde_json::Value,

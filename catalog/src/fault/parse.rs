@@ -88,9 +88,6 @@ pub fn parse(items: &[(String, Value)], topology: &dyn Targets, src: &Source<'_>
 
 /// Loads a scenario file (`faults:` list) and validates it against `topology`.
 pub fn load_scenario(file: &Path, topology: &dyn Targets) -> Result<Vec<Fault>, FaultError> {
-    let fail = |pos: Pos, field: &str, message: String| FaultError {
-        diagnostics: vec![Diagnostic { file: file.to_owned(), pos, field: field.to_owned(), message }],
-    };
     let text = std::fs::read_to_string(file)
         .map_err(|e| FaultError { diagnostics: vec![Diagnostic::unreadable(file, &e)] })?;
     load_scenario_str(file, &text, topology)

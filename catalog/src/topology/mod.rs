@@ -10,6 +10,7 @@
 //!
 //! Every [`Diagnostic`] names the file, line, column and field path.
 
+pub mod balancers;
 mod load;
 pub mod model;
 pub mod names;

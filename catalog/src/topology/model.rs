@@ -359,6 +359,9 @@ pub struct TopologyDecl {
     #[serde(default)]
     pub links: Vec<LinkDecl>,
     pub network: Option<NetworkDecl>,
+    /// L4 balancers in the emulated data path (docs/l4lb.md).
+    #[serde(default)]
+    pub balancers: Vec<super::balancers::BalancerDecl>,
     /// Fault timeline (see docs/faults.md).
     #[serde(default)]
     #[schemars(with = "Vec<crate::fault::FaultDecl>")]

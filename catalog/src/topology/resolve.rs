@@ -121,6 +121,7 @@ pub struct Topology {
     pub switches: Vec<String>,
     pub links: Vec<Link>,
     pub network: NetworkDecl,
+    pub balancers: Vec<super::balancers::Balancer>,
     /// Fault events as written, with their paths (`faults[2]`), for the fault module.
     #[serde(skip)]
     pub faults: Vec<(String, serde_yaml_ng::Value)>,
@@ -553,6 +554,12 @@ pub(super) fn resolve(
         }
     }
     check_cycles(&nodes, diags);
+    let network = decl.network.unwrap_or_default();
+    let balancers = {
+        let names: Vec<String> = nodes.iter().map(|n| n.name.clone()).collect();
+        let set: HashSet<&str> = names.iter().map(String::as_str).collect();
+        super::balancers::resolve(&decl.balancers, &network, &names, |r| select(r, &set, &groups), diags)
+    };
     let faults = decl.faults.iter().enumerate().map(|(i, v)| (format!("faults[{i}]"), v.clone())).collect();
     Some(Topology {
         file: file.to_owned(),
@@ -568,7 +575,8 @@ pub(super) fn resolve(
         groups,
         switches: decl.switches,
         links,
-        network: decl.network.unwrap_or_default(),
+        network,
+        balancers,
         faults,
         source: source.clone(),
     })

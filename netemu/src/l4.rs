@@ -1,0 +1,258 @@
+//! L4 balancers in the userspace core (issue 14): packets to a VIP:port are steered to a
+//! backend's port by a [`balancer::Balancer`], unchanged, and take the route from the
+//! client to that backend. The backend holds the VIP on its loopback (the testbed puts it
+//! there), so its kernel accepts them and answers from the VIP straight to the client:
+//! direct server return, the replies never pass here.
+//!
+//! # Design
+//! - The balancer sits where the packet enters the emulated network (the client's
+//!   ingress), like an XDP balancer on the path: the packet then crosses every link from
+//!   the client to the backend, so a `degrade` of a backend's link or an `inflate` of the
+//!   backend delays it as it would without the balancer.
+//! - Time: the core's `Instant` since this table was built, divided by the TDF, is the
+//!   balancer's virtual clock (estimates come out in virtual time).
+//! - Telemetry (shares, epochs, estimates; see `balancer::telemetry`) is appended to
+//!   buffered CSV files under `<dir>/balancers/<name>/` as the balancer records it (at
+//!   most a few rows per 64 ms epoch), and the per-backend connection and packet counts
+//!   are written to `flows.csv` when the core stops.
+//!
+//! # Limitations
+//! The balancer's CPU is the core thread's: it is charged to no node, and at high packet
+//! rates shows as the core's lateness (recorded per run). TCP only; IPv4 only.
+
+use std::fs::File;
+use std::io::{BufWriter, Write};
+use std::net::{IpAddr, Ipv4Addr};
+use std::path::PathBuf;
+use std::time::Instant;
+
+use balancer::telemetry::{Telemetry, ESTIMATES_HEADER, SHARES_HEADER};
+use balancer::{Balancer, BalancerConfig, PacketMeta};
+
+/// One balancer of a topology.
+#[derive(Debug, Clone)]
+pub struct VipSpec {
+    pub name: String,
+    pub vip: Ipv4Addr,
+    pub port: u16,
+    /// Node names.
+    pub backends: Vec<String>,
+    pub config: BalancerConfig,
+    /// Where telemetry goes (`<dir>/balancers/<name>/`); `None`: nowhere.
+    pub telemetry_dir: Option<PathBuf>,
+}
+
+/// Errors of building the balancers.
+#[derive(Debug, thiserror::Error)]
+pub enum L4Error {
+    #[error("balancer {balancer}: backend {backend} is not a node of the network")]
+    UnknownBackend { balancer: String, backend: String },
+    #[error("balancer {balancer}")]
+    Balancer {
+        balancer: String,
+        #[source]
+        source: balancer::BalancerError,
+    },
+    #[error("balancer {balancer}: create its telemetry file {path}")]
+    Telemetry {
+        balancer: String,
+        path: PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
+}
+
+struct Files {
+    dir: PathBuf,
+    shares: BufWriter<File>,
+    epochs: BufWriter<File>,
+    estimates: BufWriter<File>,
+}
+
+struct Vip {
+    vip: Ipv4Addr,
+    port: u16,
+    balancer: Balancer,
+    /// Port (node) index of each backend.
+    ports: Vec<usize>,
+    /// New connections and packets per backend.
+    connections: Vec<u64>,
+    packets: Vec<u64>,
+    files: Option<Files>,
+}
+
+/// Every balancer of the core.
+pub struct Steering {
+    vips: Vec<Vip>,
+    start: Instant,
+    tdf: f64,
+}
+
+fn create(name: &str, path: PathBuf, header: &str) -> Result<BufWriter<File>, L4Error> {
+    let err = |source| L4Error::Telemetry { balancer: name.to_owned(), path: path.clone(), source };
+    let mut w = BufWriter::new(File::create(&path).map_err(err)?);
+    writeln!(w, "{header}").map_err(err)?;
+    Ok(w)
+}
+
+impl Steering {
+    /// No balancers.
+    pub fn none() -> Self {
+        Self { vips: Vec::new(), start: Instant::now(), tdf: 1.0 }
+    }
+
+    /// Balancers for `specs`; `nodes` are the core's node names in port order.
+    pub fn new(specs: Vec<VipSpec>, nodes: &[String], tdf: f64) -> Result<Self, L4Error> {
+        let mut vips = Vec::with_capacity(specs.len());
+        for s in specs {
+            let ports = s
+                .backends
+                .iter()
+                .map(|b| {
+                    nodes
+                        .iter()
+                        .position(|n| n == b)
+                        .ok_or_else(|| L4Error::UnknownBackend { balancer: s.name.clone(), backend: b.clone() })
+                })
+                .collect::<Result<Vec<_>, _>>()?;
+            let weights = vec![1.0; s.backends.len()];
+            let balancer = Balancer::new(s.config.clone(), s.backends.clone(), weights)
+                .map_err(|source| L4Error::Balancer { balancer: s.name.clone(), source })?;
+            let files = match &s.telemetry_dir {
+                None => None,
+                Some(root) => {
+                    let dir = root.join("balancers").join(&s.name);
+                    std::fs::create_dir_all(&dir).map_err(|source| L4Error::Telemetry {
+                        balancer: s.name.clone(),
+                        path: dir.clone(),
+                        source,
+                    })?;
+                    Some(Files {
+                        shares: create(&s.name, dir.join("shares.csv"), SHARES_HEADER)?,
+                        epochs: create(
+                            &s.name,
+                            dir.join("epochs.csv"),
+                            &Telemetry::epochs_header(balancer.ladder_ns()),
+                        )?,
+                        estimates: create(&s.name, dir.join("estimates.csv"), ESTIMATES_HEADER)?,
+                        dir,
+                    })
+                }
+            };
+            let n = ports.len();
+            vips.push(Vip {
+                vip: s.vip,
+                port: s.port,
+                balancer,
+                ports,
+                connections: vec![0; n],
+                packets: vec![0; n],
+                files,
+            });
+        }
+        Ok(Self { vips, start: Instant::now(), tdf })
+    }
+
+    /// The port of the backend a packet addressed to a VIP goes to (`packet` holds the IP
+    /// datagram at `offset`); `None` when it is for no balanced VIP:port.
+    pub fn steer(&mut self, packet: &[u8], offset: usize, now: Instant) -> Option<usize> {
+        if self.vips.is_empty() {
+            return None;
+        }
+        let (flow, flags) = balancer::packet::parse_ipv4(packet, offset)?;
+        let IpAddr::V4(dst) = flow.dst else { return None };
+        let vip = self
+            .vips
+            .iter_mut()
+            .find(|v| v.vip == dst && v.port == flow.dst_port && flow.protocol == balancer::packet::TCP)?;
+        let real = u64::try_from(now.saturating_duration_since(self.start).as_nanos()).unwrap_or(u64::MAX);
+        let meta = PacketMeta { flow, flags, now_ns: balancer::packet::virtual_ns(real, self.tdf) };
+        let decision = vip.balancer.route(&meta).ok()?;
+        let i = decision.backend;
+        vip.packets[i] += 1;
+        if decision.new_connection {
+            vip.connections[i] += 1;
+        }
+        let t = vip.balancer.take_telemetry();
+        if let (false, Some(f)) = (t.is_empty(), vip.files.as_mut()) {
+            let names = vip.balancer.names();
+            let ok = t.write_shares(&mut f.shares, names).is_ok()
+                && t.write_epochs(&mut f.epochs).is_ok()
+                && t.write_estimates(&mut f.estimates, names).is_ok();
+            if !ok {
+                tracing::warn!(dir = %f.dir.display(), "writing balancer telemetry failed; no more is written");
+                vip.files = None;
+            }
+        }
+        vip.ports.get(i).copied()
+    }
+}
+
+impl Drop for Steering {
+    fn drop(&mut self) {
+        for v in &mut self.vips {
+            let Some(f) = v.files.as_mut() else { continue };
+            let _ = f.shares.flush();
+            let _ = f.epochs.flush();
+            let _ = f.estimates.flush();
+            let path = f.dir.join("flows.csv");
+            let mut text = String::from("backend,connections,packets\n");
+            for (b, name) in v.balancer.names().iter().enumerate() {
+                text.push_str(&format!("{name},{},{}\n", v.connections[b], v.packets[b]));
+            }
+            if let Err(err) = std::fs::write(&path, text) {
+                tracing::warn!(%err, path = %path.display(), "writing the balancer's flow counts failed");
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn syn(src_port: u16, dst: [u8; 4], dport: u16) -> Vec<u8> {
+        let mut p = vec![0u8; 40];
+        p[0] = 0x45;
+        p[9] = 6;
+        p[12..16].copy_from_slice(&[10, 77, 0, 3]);
+        p[16..20].copy_from_slice(&dst);
+        p[20..22].copy_from_slice(&src_port.to_be_bytes());
+        p[22..24].copy_from_slice(&dport.to_be_bytes());
+        p[33] = 0x02;
+        p
+    }
+
+    #[test]
+    fn packets_to_the_vip_are_steered_and_counted() {
+        let dir = std::env::temp_dir().join(format!("l4-steer-{}", std::process::id()));
+        let nodes: Vec<String> = ["mc0", "mc1", "client"].map(String::from).to_vec();
+        let spec = VipSpec {
+            name: "l4".into(),
+            vip: Ipv4Addr::new(10, 77, 255, 1),
+            port: 11211,
+            backends: vec!["mc0".into(), "mc1".into()],
+            config: BalancerConfig::default(),
+            telemetry_dir: Some(dir.clone()),
+        };
+        let mut s = Steering::new(vec![spec.clone()], &nodes, 10.0).unwrap();
+        let now = Instant::now();
+        let mut seen = [0u32; 3];
+        for p in 0..200 {
+            let port = s.steer(&syn(10_000 + p, [10, 77, 255, 1], 11211), 0, now).unwrap();
+            seen[port] += 1;
+        }
+        assert_eq!(seen[2], 0, "never the client");
+        assert!(seen[0] > 60 && seen[1] > 60, "{seen:?}");
+        assert!(s.steer(&syn(1, [10, 77, 255, 1], 80), 0, now).is_none(), "another port");
+        assert!(s.steer(&syn(1, [10, 77, 255, 2], 11211), 0, now).is_none(), "another address");
+        drop(s);
+        let flows = std::fs::read_to_string(dir.join("balancers/l4/flows.csv")).unwrap();
+        assert_eq!(flows, format!("backend,connections,packets\nmc0,{0},{0}\nmc1,{1},{1}\n", seen[0], seen[1]));
+        let shares = std::fs::read_to_string(dir.join("balancers/l4/shares.csv")).unwrap();
+        assert!(shares.starts_with(SHARES_HEADER) && shares.contains(",mc1,0.49"), "{shares}");
+        let bad = VipSpec { backends: vec!["web".into()], ..spec };
+        assert!(matches!(Steering::new(vec![bad], &nodes, 1.0), Err(L4Error::UnknownBackend { .. })));
+        let _ = std::fs::remove_dir_all(dir);
+    }
+}
