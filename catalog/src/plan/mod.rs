@@ -9,9 +9,10 @@
 //! `tdf: auto`; a TDF the user fixes is held to `cores · headroom` alone. Placement is first-fit decreasing by CPU (ties by memory, then
 //! name, so plans are deterministic); groups marked `spread` go first, each member to the
 //! host with the most free CPU. `tdf: auto` searches the smallest TDF (to 0.01) at which
-//! placement succeeds: feasibility is monotone in t for a fixed order of items, so a binary
-//! search between the lower bound `Σcpus / Σ(cores·headroom)` and a feasible upper bound
-//! finds it, and the result is verified.
+//! placement succeeds: a binary search between the lower bound `Σcpus / Σ(cores·headroom)`
+//! and a feasible upper bound finds a TDF that fits; first-fit decreasing is not monotone in
+//! the bins' size, so the steps below it (up to 20 TDF units) are then scanned from the bound
+//! up, and the first that fits is taken.
 //!
 //! CFS: the topology's `cpu_period` is *virtual* time, like every duration a user writes: the
 //! real period is `cpu_period × t` (at most the kernel's 1 s) and the quota `cpus / t` of it.
@@ -243,6 +244,7 @@ pub fn plan(topology: &Topology, inventory: &Inventory, opts: &PlanOptions) -> R
         if place(&items, hosts, &cap, (l as f64 / (1.0 / TDF_STEP).round()).max(1.0)).is_ok() {
             return (l as f64 / (1.0 / TDF_STEP).round()).max(1.0);
         }
+        let l0 = l;
         while h - l > 1 {
             let m = (l + h) / 2;
             if place(&items, hosts, &cap, m as f64 * TDF_STEP).is_ok() {
@@ -250,6 +252,16 @@ pub fn plan(topology: &Topology, inventory: &Inventory, opts: &PlanOptions) -> R
             } else {
                 l = m;
             }
+        }
+        // First-fit decreasing is not monotone in the bins' size (a bin-packing anomaly):
+        // a TDF below the binary search's answer can fit (found by the planner's property
+        // test: 4.22 fit where the search returned 4.23). Scan the steps below it, up to
+        // `SCAN_STEPS`, from the lower bound up.
+        const SCAN_STEPS: u64 = 2_000;
+        if let Some(m) = (l0.max(h.saturating_sub(SCAN_STEPS)) + 1..h)
+            .find(|&m| place(&items, hosts, &cap, m as f64 * TDF_STEP).is_ok())
+        {
+            h = m;
         }
         // h / 100 rather than h × 0.01: the nearest double to the decimal (14.2, not
         // 14.200000000000001).
