@@ -11,8 +11,8 @@
 //! host with the most free CPU. `tdf: auto` searches the smallest TDF (to 0.01) at which
 //! placement succeeds: a binary search between the lower bound `Σcpus / Σ(cores·headroom)`
 //! and a feasible upper bound finds a TDF that fits; first-fit decreasing is not monotone in
-//! the bins' size, so the steps below it (up to 20 TDF units) are then scanned from the bound
-//! up, and the first that fits is taken.
+//! the bins' size, so the steps below it (up to 20 TDF units, fewer for very large
+//! topologies) are then scanned from the bound up, and the first that fits is taken.
 //!
 //! CFS: the topology's `cpu_period` is *virtual* time, like every duration a user writes: the
 //! real period is `cpu_period × t` (at most the kernel's 1 s) and the quota `cpus / t` of it.
@@ -256,10 +256,10 @@ pub fn plan(topology: &Topology, inventory: &Inventory, opts: &PlanOptions) -> R
         // First-fit decreasing is not monotone in the bins' size (a bin-packing anomaly):
         // a TDF below the binary search's answer can fit (found by the planner's property
         // test: 4.22 fit where the search returned 4.23). Scan the steps below it, up to
-        // `SCAN_STEPS`, from the lower bound up.
-        const SCAN_STEPS: u64 = 2_000;
-        if let Some(m) = (l0.max(h.saturating_sub(SCAN_STEPS)) + 1..h)
-            .find(|&m| place(&items, hosts, &cap, m as f64 * TDF_STEP).is_ok())
+        // at most 2,000 and at most 2 million node placements in all, from the lower bound up.
+        let scan = (2_000_000 / items.len().max(1) as u64).clamp(1, 2_000);
+        if let Some(m) =
+            (l0.max(h.saturating_sub(scan)) + 1..h).find(|&m| place(&items, hosts, &cap, m as f64 * TDF_STEP).is_ok())
         {
             h = m;
         }
