@@ -117,6 +117,9 @@ fn max(points: &[(f64, f64)]) -> f64 {
     points.iter().map(|p| p.1).fold(0.0, f64::max)
 }
 
+/// Longest load window (a week of seconds) whose throughput series lists every second.
+const MAX_FILLED_SECONDS: i64 = 7 * 24 * 3600;
+
 impl Summary {
     /// The summary of an analysed run.
     pub fn of(run: &RunData) -> Self {
@@ -129,6 +132,11 @@ impl Summary {
                 let (Some(first), Some(last)) = (r.per_second.keys().next(), r.per_second.keys().next_back()) else {
                     return Vec::new();
                 };
+                // A window longer than any real run comes from a bad timestamp: list the
+                // seconds seen rather than allocate a zero for every second between.
+                if last.saturating_sub(*first) > MAX_FILLED_SECONDS {
+                    return r.per_second.iter().map(|(s, (c, e))| (*s as f64, *c, *e)).collect();
+                }
                 (*first..=*last)
                     .map(|s| {
                         let (c, e) = r.per_second.get(&s).copied().unwrap_or_default();

@@ -104,3 +104,13 @@ fn errors_count_in_the_error_rate() {
     assert!((s.requests.error_rate - 0.2).abs() < 1e-12);
     assert!((s.latency_ms.unwrap().max - 5.0).abs() < 0.01, "the timeout is not a latency");
 }
+
+#[test]
+fn a_far_timestamp_lists_the_seconds_seen_instead_of_filling_the_gap() {
+    // Found by the fuzzer: two requests 10^7 s apart made the series allocate 40 GB.
+    let dir = tempfile::tempdir().unwrap();
+    let lat = [ms(1), ms(1)];
+    fixture::write(dir.path(), &Fixture { latencies_ns: &lat, interval_ns: 10_000_000 * 1_000_000_000, ..Fixture::default() });
+    let s = write(dir.path()).unwrap();
+    assert_eq!(s.throughput_series.iter().map(|p| p.0).collect::<Vec<_>>(), vec![1.0, 10_000_001.0]);
+}
