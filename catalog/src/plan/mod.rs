@@ -11,8 +11,9 @@
 //! host with the most free CPU. `tdf: auto` searches the smallest TDF (to 0.01) at which
 //! placement succeeds: a binary search between the lower bound `Σcpus / Σ(cores·headroom)`
 //! and a feasible upper bound finds a TDF that fits; first-fit decreasing is not monotone in
-//! the bins' size, so the steps below it (up to 20 TDF units, fewer for very large
-//! topologies) are then scanned from the bound up, and the first that fits is taken.
+//! the bins' size, so the steps below it (all of them, within 2 million node placements;
+//! a window below the answer for very large topologies) are then scanned from the bound
+//! up, and the first that fits is taken.
 //!
 //! CFS: the topology's `cpu_period` is *virtual* time, like every duration a user writes: the
 //! real period is `cpu_period × t` (at most the kernel's 1 s) and the quota `cpus / t` of it.
@@ -41,6 +42,13 @@ pub const MIN_QUOTA_US: u64 = 1_000;
 pub const MAX_PERIOD_US: u64 = 1_000_000;
 /// TDF resolution of `auto`.
 const TDF_STEP: f64 = 0.01;
+
+/// The TDF of step `m` (`m / 100`, the nearest double to the decimal: 14.2, not
+/// 14.200000000000001). Every TDF the search tries and returns goes through here, so that
+/// the plan's own placement and any check of it test exactly the same value.
+fn step_tdf(m: u64) -> f64 {
+    m as f64 / (1.0 / TDF_STEP).round()
+}
 
 /// Errors of planning.
 #[derive(Debug, Clone, PartialEq, thiserror::Error)]
@@ -197,12 +205,9 @@ pub fn cfs(real_cpus: f64, period_us: u64) -> Option<(u64, u64)> {
     Some((quota, period))
 }
 
-/// Plans `topology` on `inventory`.
-pub fn plan(topology: &Topology, inventory: &Inventory, opts: &PlanOptions) -> Result<Plan, PlanError> {
-    let hosts = &inventory.hosts;
-    if hosts.is_empty() {
-        return Err(PlanError::NoHosts);
-    }
+/// The nodes in placement order: spread groups first (by group, then member order), then
+/// first-fit decreasing.
+fn items_of(topology: &Topology) -> Vec<Item<'_>> {
     let mut items: Vec<Item<'_>> = topology
         .nodes
         .iter()
@@ -215,15 +220,29 @@ pub fn plan(topology: &Topology, inventory: &Inventory, opts: &PlanOptions) -> R
             spread_group: (n.placement == Placement::Spread).then(|| n.group.as_deref().unwrap_or(&n.name)),
         })
         .collect();
-    // Spread groups first (by group, then member order), then first-fit decreasing.
     items.sort_by(|a, b| {
         b.spread_group.is_some().cmp(&a.spread_group.is_some()).then_with(|| match (a.spread_group, b.spread_group) {
             (Some(x), Some(y)) => x.cmp(y).then(a.idx.cmp(&b.idx)),
             _ => b.cpus.total_cmp(&a.cpus).then(b.memory.cmp(&a.memory)).then(a.name.cmp(b.name)),
         })
     });
-    // What the nodes of a host may use: the headroom's share of its cores, less the reserve.
-    let cap = |h: &Host| (h.cores * opts.headroom - opts.reserve_cores).max(0.0);
+    items
+}
+
+/// What the nodes of a host may use under `tdf: auto`: the headroom's share of its cores,
+/// less the reserve.
+fn auto_cap(h: &Host, opts: &PlanOptions) -> f64 {
+    (h.cores * opts.headroom - opts.reserve_cores).max(0.0)
+}
+
+/// Plans `topology` on `inventory`.
+pub fn plan(topology: &Topology, inventory: &Inventory, opts: &PlanOptions) -> Result<Plan, PlanError> {
+    let hosts = &inventory.hosts;
+    if hosts.is_empty() {
+        return Err(PlanError::NoHosts);
+    }
+    let items = items_of(topology);
+    let cap = |h: &Host| auto_cap(h, opts);
     // Memory does not scale: check it alone first (at an "infinite" TDF).
     if let Err(detail) = place(&items, hosts, &cap, f64::MAX) {
         return Err(PlanError::Memory { detail });
@@ -241,13 +260,13 @@ pub fn plan(topology: &Topology, inventory: &Inventory, opts: &PlanOptions) -> R
         }
         // Invariant: hi fits; find the smallest multiple of the step that fits.
         let (mut l, mut h) = ((lo / TDF_STEP).floor() as u64, (hi / TDF_STEP).ceil() as u64);
-        if place(&items, hosts, &cap, (l as f64 / (1.0 / TDF_STEP).round()).max(1.0)).is_ok() {
-            return (l as f64 / (1.0 / TDF_STEP).round()).max(1.0);
+        if place(&items, hosts, &cap, step_tdf(l).max(1.0)).is_ok() {
+            return step_tdf(l).max(1.0);
         }
         let l0 = l;
         while h - l > 1 {
             let m = (l + h) / 2;
-            if place(&items, hosts, &cap, m as f64 * TDF_STEP).is_ok() {
+            if place(&items, hosts, &cap, step_tdf(m)).is_ok() {
                 h = m;
             } else {
                 l = m;
@@ -255,17 +274,16 @@ pub fn plan(topology: &Topology, inventory: &Inventory, opts: &PlanOptions) -> R
         }
         // First-fit decreasing is not monotone in the bins' size (a bin-packing anomaly):
         // a TDF below the binary search's answer can fit (found by the planner's property
-        // test: 4.22 fit where the search returned 4.23). Scan the steps below it, up to
-        // at most 2,000 and at most 2 million node placements in all, from the lower bound up.
-        let scan = (2_000_000 / items.len().max(1) as u64).clamp(1, 2_000);
+        // test: 10.95 fit where the search returned 10.96). Scan the steps below it from the
+        // lower bound up, within 2 million node placements in all (every step of any
+        // topology of up to a few hundred nodes; a window below the answer for larger ones).
+        let scan = (2_000_000 / items.len().max(1) as u64).max(1);
         if let Some(m) =
-            (l0.max(h.saturating_sub(scan)) + 1..h).find(|&m| place(&items, hosts, &cap, m as f64 * TDF_STEP).is_ok())
+            (l0.max(h.saturating_sub(scan)) + 1..h).find(|&m| place(&items, hosts, &cap, step_tdf(m)).is_ok())
         {
             h = m;
         }
-        // h / 100 rather than h × 0.01: the nearest double to the decimal (14.2, not
-        // 14.200000000000001).
-        h as f64 / (1.0 / TDF_STEP).round()
+        step_tdf(h)
     };
     let fixed = opts.tdf.or(topology.tdf.fixed());
     let (tdf, tdf_auto) = match fixed {

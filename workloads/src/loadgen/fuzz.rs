@@ -7,8 +7,6 @@ use std::path::Path;
 use super::trace::{parse, render, speed, Format};
 
 #[test]
-#[ignore = "known failures (2026-12-01): the round trip loses data, e.g. a payload \" 1,2]\" loses its leading space \
-            through CSV (the reader trims every field); being fixed; run with --ignored"]
 fn fuzz_trace() {
     let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("fuzz/trace");
     fuzzing::run("trace", &dir, |input| {

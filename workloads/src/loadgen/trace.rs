@@ -172,7 +172,8 @@ fn event_from_json(v: &Value) -> Result<Event, (String, String)> {
     };
     let time = check_time(time).map_err(|r| bad("time", r))?;
     let node_id = match get("nodeID")? {
-        Value::String(s) if !s.is_empty() => s.clone(),
+        // Trimmed as in CSV, so that every form reads the same event.
+        Value::String(s) if !s.trim().is_empty() => s.trim().to_owned(),
         Value::Number(n) if n.is_u64() || n.is_i64() => n.to_string(),
         _ => return Err(bad("nodeID", "must be a non-empty string or an integer")),
     };
@@ -221,7 +222,9 @@ fn check_method(s: &str) -> Result<String, &'static str> {
 }
 
 fn parse_csv(text: &str) -> Result<Vec<Event>, Bad> {
-    let mut reader = csv::ReaderBuilder::new().has_headers(true).trim(csv::Trim::All).from_reader(text.as_bytes());
+    // Headers and every field but `payload` are trimmed (as their JSON forms are); a payload
+    // is a request body, sent byte for byte.
+    let mut reader = csv::ReaderBuilder::new().has_headers(true).trim(csv::Trim::Headers).from_reader(text.as_bytes());
     let headers = reader.headers().map_err(|e| (1, "-".to_owned(), format!("bad header: {e}")))?.clone();
     let col = |name: &str| headers.iter().position(|h| h == name);
     let need = |name: &str| col(name).ok_or_else(|| (1, name.to_owned(), "column missing from the header".to_owned()));
@@ -232,7 +235,8 @@ fn parse_csv(text: &str) -> Result<Vec<Event>, Bad> {
     for record in reader.records() {
         let record = record.map_err(|e| (e.position().map_or(0, |p| p.line()), "-".to_owned(), e.to_string()))?;
         let line = record.position().map_or(0, |p| p.line());
-        let field = |c: usize| record.get(c).unwrap_or("");
+        let raw = |c: usize| record.get(c).unwrap_or("");
+        let field = |c: usize| raw(c).trim();
         let bad = |f: &str, r: &str| (line, f.to_owned(), r.to_owned());
         let event_id = field(c_id).parse().map_err(|_| bad("eventID", "must be a non-negative integer"))?;
         let time = check_time(field(c_time).parse().unwrap_or(f64::NAN)).map_err(|r| bad("time", r))?;
@@ -241,7 +245,7 @@ fn parse_csv(text: &str) -> Result<Vec<Event>, Bad> {
             return Err(bad("nodeID", "must not be empty"));
         }
         let endpoint = check_endpoint(field(c_end)).map_err(|r| bad("endpoint", r))?;
-        let payload = c_payload.map(|c| field(c).to_owned()).unwrap_or_default();
+        let payload = c_payload.map(|c| raw(c).to_owned()).unwrap_or_default();
         let method = match c_method.map(field).filter(|m| !m.is_empty()) {
             Some(m) => Some(check_method(m).map_err(|r| bad("method", r))?),
             None => None,
@@ -314,6 +318,28 @@ mod tests {
         assert_eq!(back, vec![ev(0, 1.5, "b"), ev(1, 5.0, "a")]);
         assert_eq!(parse(&render(&events, Format::Jsonl), false).unwrap().len(), 2);
         assert_eq!(parse(&render(&events, Format::Csv), true).unwrap(), back);
+    }
+
+    #[test]
+    fn every_form_reads_the_same_event() {
+        // Found by the fuzzer: CSV trimmed the payload (a request body) and JSON kept the
+        // spaces around a nodeID that CSV trimmed, so a round trip changed the event.
+        let csv = "eventID, time ,nodeID,endpoint,payload\n0,1, a ,/x, 1,2]\n";
+        let csv = csv.replace(" 1,2]", "\" 1,2]\"");
+        let e = parse(&csv, true).unwrap();
+        assert_eq!((e[0].node_id.as_str(), e[0].payload.as_str()), ("a", " 1,2]"));
+        let json = r#"{"eventID": 0, "time": 1, "nodeID": " a ", "endpoint": "/x", "payload": " 1,2]"}"#;
+        assert_eq!(parse(json, false).unwrap(), e);
+        for format in [Format::Json, Format::Jsonl, Format::Csv] {
+            assert_eq!(parse(&render(&e, format), format == Format::Csv).unwrap(), e, "{format:?}");
+        }
+        assert_eq!(
+            parse(r#"{"eventID": 0, "time": 1, "nodeID": "  ", "endpoint": "/x"}"#, false).unwrap_err().1,
+            "nodeID"
+        );
+        // And a time JSON reads back to the same double (serde_json's `float_roundtrip`).
+        let t = parse("eventID,time,nodeID,endpoint\n1,2.184467440737095516165,c,/b\n", true).unwrap();
+        assert_eq!(parse(&render(&t, Format::Json), false).unwrap(), t);
     }
 
     #[test]
