@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Benchmark of the vDSO fast path of the syscall trap (decision 022): the cost of one Go
 # time.Now (two clock reads: wall and monotonic), all measured in this run on this machine:
-#   native (the real vDSO), under dilation-trap with the fast path (the default), and
+#   native (the real vDSO), under dilation-trap with the fast path (--vdso fast, opt-in), and
 #   under dilation-trap with the vDSO hidden (DILATION_TRAP_VDSO=hide: every read a
 #   trapped syscall), at TDF 10; printed as ns per call and as ratios to native.
 # Timed from outside the process (a dilated process cannot time itself in real time):
@@ -23,14 +23,14 @@ echo "load average: $(cut -d' ' -f1-3 /proc/loadavg)"
 . bench/per_call.sh
 
 # The fast path must actually be taken (else the figures would be the trap's).
-"$trapbin" --tdf 10 --stats -- "$work/go-bench" now 1000 2>"$work/stats" >/dev/null
+"$trapbin" --vdso fast --tdf 10 --stats -- "$work/go-bench" now 1000 2>"$work/stats" >/dev/null
 grep -q 'vdso_injected=1 ' "$work/stats" || { echo "the fast path was not injected: $(cat "$work/stats")"; exit 1; }
 
 go_native=$(per_call "$N" 1 "$work/go-bench" now @N@)
-go_fast=$(per_call "$N" 1 "$trapbin" --tdf 10 -- "$work/go-bench" now @N@)
-go_hide=$(per_call "$N_TRAP" 1 env DILATION_TRAP_VDSO=hide "$trapbin" --tdf 10 -- "$work/go-bench" now @N@)
+go_fast=$(per_call "$N" 1 "$trapbin" --vdso fast --tdf 10 -- "$work/go-bench" now @N@)
+go_hide=$(per_call "$N_TRAP" 1 "$trapbin" --vdso hide --tdf 10 -- "$work/go-bench" now @N@)
 c_native=$(per_call "$N" 5 "$work/c-static" calls @N@)
-c_fast=$(per_call "$N" 5 "$trapbin" --tdf 10 -- "$work/c-static" calls @N@)
+c_fast=$(per_call "$N" 5 "$trapbin" --vdso fast --tdf 10 -- "$work/c-static" calls @N@)
 echo "wall ns per call at TDF 10 (best of $ROUNDS):"
 printf '  %-44s %10s\n' "Go time.Now, native (vDSO)" "$go_native"
 printf '  %-44s %10s   %.2f× native\n' "Go time.Now, trap, vDSO fast path" "$go_fast" "$(echo "$go_fast / $go_native" | bc -l)"
