@@ -48,8 +48,7 @@ struct Cli {
     /// How clock reads through the vDSO are dilated: `hide` (the default) hides the vDSO so
     /// that every read is a trapped syscall; `fast` injects dilating code that the vDSO's
     /// symbols point at (no trap per read; the vDSO is hidden where injection fails). `fast`
-    /// is opt-in until its known defect is fixed (decision 022: a Go program's wall and
-    /// monotonic readings sporadically disagree by ~4 ms virtual).
+    /// is opt-in until the Go and etcd system suites have run with it (decision 022).
     #[arg(long, value_enum, env = "DILATION_TRAP_VDSO", default_value = "hide")]
     vdso: VdsoMode,
     /// The program and its arguments.
