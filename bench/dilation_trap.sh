@@ -26,19 +26,7 @@ shim=$PWD/target/release/libdilation.so
 trapbin=$PWD/target/release/dilation-trap
 echo "load average: $(cut -d' ' -f1-3 /proc/loadavg)"
 
-now() { date +%s%N; }
-# per_call N CMD...: (T(N) − T(0)) / N in ns, best of 3; CMD gets "N" appended via @N@.
-per_call() {
-  local n=$1 rounds=$2; shift 2; local best=""
-  for _ in 1 2 3; do
-    local a b c d
-    a=$(now); "${@//@N@/0}" >/dev/null 2>&1; b=$(now)
-    c=$(now); "${@//@N@/$n}" >/dev/null 2>&1; d=$(now)
-    local per; per=$(echo "(($d - $c) - ($b - $a)) / ($n * $rounds)" | bc -l)
-    if [ -z "$best" ] || (( $(echo "$per < $best" | bc -l) )); then best=$per; fi
-  done
-  printf '%.1f' "$best"
-}
+. bench/per_call.sh
 
 echo "1. clock read, wall ns per call at TDF 10 (best of 3):"
 go_native=$(per_call "$N_NATIVE" 1 "$work/go-bench" now @N@)

@@ -176,3 +176,26 @@ pub fn zap_ts_ns(line: &str) -> Option<i64> {
     let frac_ns: i64 = format!("{frac:0<9}")[..9].parse().ok()?;
     Some(((days * 86_400 + t[0] * 3_600 + t[1] * 60 + t[2]) * 1_000_000_000) + frac_ns)
 }
+
+/// Builds the Go program `source` (relative to the repository root) as `dir/name` with
+/// Debian's Go toolchain, without cgo or modules; `Err` says why it could not (no `go`, a
+/// failed build) for the caller to skip with.
+pub fn build_go(dir: &Path, source: &str, name: &str) -> Result<PathBuf, String> {
+    need_tool("go")?;
+    let exe = dir.join(name);
+    let out = std::process::Command::new("go")
+        .args(["build", "-o"])
+        .arg(&exe)
+        .arg(repo_root().join(source))
+        .env("HOME", dir)
+        .env("GOCACHE", dir.join("gocache"))
+        .env("GOPATH", dir.join("gopath"))
+        .env("CGO_ENABLED", "0")
+        .env("GO111MODULE", "off")
+        .output()
+        .map_err(|e| format!("go build: {e}"))?;
+    if !out.status.success() {
+        return Err(format!("go build failed: {}", String::from_utf8_lossy(&out.stderr)));
+    }
+    Ok(exe)
+}

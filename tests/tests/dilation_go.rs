@@ -14,7 +14,7 @@ use std::time::{Duration, Instant};
 use dilation::coverage::{proc_root, process_coverage, tree_coverage, Coverage};
 use dilation::program::{classify, ProgramKind};
 use dilation::{Epoch, TimeModel};
-use diorama_tests::{artifact, need_root, need_tool, repo_root, require, skip};
+use diorama_tests::{artifact, build_go, need_root, need_tool, repo_root, require, skip};
 
 const TDF: f64 = 10.0;
 
@@ -147,31 +147,11 @@ fn static_c_sleeps_and_clocks_are_dilated() {
     check_probe("static C under diorama exec", &String::from_utf8_lossy(&o.stdout), real);
 }
 
-fn build_go(dir: &Path) -> Result<PathBuf, String> {
-    need_tool("go")?;
-    let exe = dir.join("sleeps-go");
-    let out = Command::new("go")
-        .args(["build", "-o"])
-        .arg(&exe)
-        .arg(repo_root().join("tests/dilation/sleeps.go"))
-        .env("HOME", dir)
-        .env("GOCACHE", dir.join("gocache"))
-        .env("GOPATH", dir.join("gopath"))
-        .env("CGO_ENABLED", "0")
-        .env("GO111MODULE", "off")
-        .output()
-        .map_err(|e| format!("go build: {e}"))?;
-    if !out.status.success() {
-        return Err(format!("go build failed: {}", String::from_utf8_lossy(&out.stderr)));
-    }
-    Ok(exe)
-}
-
 #[test]
 fn go_sleeps_and_clocks_are_dilated() {
     require!("go_sleeps_and_clocks_are_dilated", need_root());
     let tmp = tempfile::tempdir().unwrap();
-    let exe = match build_go(tmp.path()) {
+    let exe = match build_go(tmp.path(), "tests/dilation/sleeps.go", "sleeps-go") {
         Ok(e) => e,
         Err(reason) => return skip("go_sleeps_and_clocks_are_dilated", &reason),
     };

@@ -15,8 +15,9 @@ const AT_SYSINFO_EHDR: u64 = 33;
 /// More would mean a corrupt stack; stop instead of walking off it.
 const MAX_WORDS: u64 = 1 << 20;
 
-/// Walks the initial stack at `sp` and hides the vDSO. Returns whether an entry was found.
-pub fn hide_vdso(mem: &impl Memory, sp: u64) -> std::io::Result<bool> {
+/// Walks the initial stack at `sp`; returns the address of the `AT_SYSINFO_EHDR` entry and
+/// its value (the vDSO's base), if there is one.
+fn find_vdso(mem: &impl Memory, sp: u64) -> std::io::Result<Option<(u64, u64)>> {
     let argc = mem.read_u64(sp)?;
     if argc > MAX_WORDS {
         return Err(std::io::Error::new(std::io::ErrorKind::InvalidData, format!("argc {argc} at the exec stop")));
@@ -35,15 +36,30 @@ pub fn hide_vdso(mem: &impl Memory, sp: u64) -> std::io::Result<bool> {
     for _ in 0..256 {
         let kind = mem.read_u64(at)?;
         if kind == AT_NULL {
-            return Ok(false);
+            return Ok(None);
         }
         if kind == AT_SYSINFO_EHDR {
-            mem.write(at, &AT_IGNORE.to_le_bytes())?;
-            return Ok(true);
+            return Ok(Some((at, mem.read_u64(at + 8)?)));
         }
         at += 16;
     }
-    Ok(false)
+    Ok(None)
+}
+
+/// Walks the initial stack at `sp` and hides the vDSO. Returns whether an entry was found.
+pub fn hide_vdso(mem: &impl Memory, sp: u64) -> std::io::Result<bool> {
+    match find_vdso(mem, sp)? {
+        Some((at, _)) => {
+            mem.write(at, &AT_IGNORE.to_le_bytes())?;
+            Ok(true)
+        }
+        None => Ok(false),
+    }
+}
+
+/// The vDSO's base address from the initial stack at `sp`, if the image has one.
+pub fn vdso_base(mem: &impl Memory, sp: u64) -> std::io::Result<Option<u64>> {
+    Ok(find_vdso(mem, sp)?.map(|(_, base)| base))
 }
 
 #[cfg(test)]
@@ -62,12 +78,15 @@ mod tests {
         assert!(hide_vdso(&mem, 0x1000).unwrap());
         assert_eq!(mem.read_u64(0x1000 + 8 * 8).unwrap(), AT_IGNORE);
         assert_eq!(mem.read_u64(0x1000 + 6 * 8).unwrap(), 6, "other entries untouched");
+        let mem = stack(&[2, 0xa, 0xb, 0, 0xe, 0, 6, 4096, 33, 0x7fff_0000, 0, 0]);
+        assert_eq!(vdso_base(&mem, 0x1000).unwrap(), Some(0x7fff_0000));
     }
 
     #[test]
     fn no_vdso_no_change() {
         let mem = stack(&[0, 0, 0, 6, 4096, 0, 0]);
         assert!(!hide_vdso(&mem, 0x1000).unwrap());
+        assert_eq!(vdso_base(&mem, 0x1000).unwrap(), None);
     }
 
     #[test]

@@ -27,6 +27,8 @@ pub struct VirtualClock {
     generation: u64,
     /// `clock − CLOCK_REALTIME` for each clock id, sampled at start-up.
     offsets: [i64; model::MAX_CLOCK + 1],
+    /// The environment's parameters (before any control-page read).
+    initial: Params,
     /// Control-page reads that failed (the last good parameters were used).
     pub errors: u64,
 }
@@ -60,7 +62,8 @@ impl VirtualClock {
                 *off = c - r;
             }
         }
-        let mut clock = Self { params: params_of(initial, 0, d0), control, generation: u64::MAX, offsets, errors: 0 };
+        let startup = params_of(initial, 0, d0);
+        let mut clock = Self { params: startup, control, generation: u64::MAX, offsets, initial: startup, errors: 0 };
         clock.refresh();
         Ok(clock)
     }
@@ -84,6 +87,16 @@ impl VirtualClock {
     pub fn params(&mut self) -> Params {
         self.refresh();
         self.params
+    }
+
+    /// The environment's parameters, as a shim would take them at start-up.
+    pub fn initial(&self) -> Params {
+        self.initial
+    }
+
+    /// `clock − CLOCK_REALTIME` per clock id, sampled at start-up.
+    pub fn offsets(&self) -> [i64; model::MAX_CLOCK + 1] {
+        self.offsets
     }
 
     fn offset(&self, clock: i32) -> i64 {

@@ -45,9 +45,21 @@ struct Cli {
     /// Print counters of trapped calls to stderr at the end.
     #[arg(long)]
     stats: bool,
+    /// How clock reads through the vDSO are dilated: `hide` (the default) hides the vDSO so
+    /// that every read is a trapped syscall; `fast` injects dilating code that the vDSO's
+    /// symbols point at (no trap per read; the vDSO is hidden where injection fails). `fast`
+    /// is opt-in until the Go and etcd system suites have run with it (decision 022).
+    #[arg(long, value_enum, env = "DILATION_TRAP_VDSO", default_value = "hide")]
+    vdso: VdsoMode,
     /// The program and its arguments.
     #[arg(last = true, required = true)]
     command: Vec<String>,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]
+enum VdsoMode {
+    Fast,
+    Hide,
 }
 
 fn parse_epoch(s: &str) -> anyhow::Result<Epoch> {
@@ -136,6 +148,21 @@ fn run() -> anyhow::Result<i32> {
     }
 
     let clock = VirtualClock::new(&model, control)?;
+    let fast = match cli.vdso {
+        VdsoMode::Hide => None,
+        VdsoMode::Fast => {
+            let control_path = control_path
+                .as_deref()
+                .map(|p| std::fs::canonicalize(p).with_context(|| format!("resolve {}", p.display())))
+                .transpose()?
+                .map(|p| std::os::unix::ffi::OsStrExt::as_bytes(p.as_os_str()).to_vec());
+            Some(dilation_trap::fastpath::inject::Config {
+                initial: clock.initial(),
+                offsets: clock.offsets(),
+                control_path,
+            })
+        }
+    };
     let prepared = spawn::Prepared::new(&path.display().to_string(), &cli.command, &env, filter::program()?)?;
     let root = spawn::spawn_traced(&prepared)?;
 
@@ -150,12 +177,25 @@ fn run() -> anyhow::Result<i32> {
     });
 
     let mut tracer = Tracer::new(clock, root);
+    if let Some(cfg) = fast {
+        tracer = tracer.with_fast_path(cfg);
+    }
     let code = tracer.run()?;
     if cli.stats {
         let s = tracer.stats;
         eprintln!(
-            "dilation-trap: clock_reads={} waits={} execs={} vdso_missing={} passed={} signals={} errors={}",
-            s.clock_reads, s.waits, s.execs, s.vdso_missing, s.passed, s.signals, s.errors
+            "dilation-trap: clock_reads={} waits={} execs={} vdso_missing={} vdso_injected={} vdso_fallbacks={} \
+             vdso_passed={} passed={} signals={} errors={}",
+            s.clock_reads,
+            s.waits,
+            s.execs,
+            s.vdso_missing,
+            s.vdso_injected,
+            s.vdso_fallbacks,
+            s.vdso_passed,
+            s.passed,
+            s.signals,
+            s.errors
         );
     }
     Ok(code)

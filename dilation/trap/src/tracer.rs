@@ -3,7 +3,12 @@
 //! # Design
 //! - The first stop of a thread not seen before is its attach stop (`SIGSTOP`): it is
 //!   swallowed (for the root, the ptrace options are set there).
-//! - `PTRACE_EVENT_EXEC`: hide the vDSO of the new image ([`crate::auxv`]).
+//! - `PTRACE_EVENT_EXEC`: inject the vDSO fast path into the new image
+//!   ([`crate::fastpath::inject`]) when it is on; when it is off or fails, hide the vDSO
+//!   ([`crate::auxv`]), so that clock reads become trapped syscalls.
+//! - A trapped clock call made from inside an injected process's vDSO (its fallback to the
+//!   kernel: a clock the vDSO does not read itself, or a clock source without vDSO
+//!   support) passes undilated: the injected code that called the vDSO dilates its result.
 //! - `PTRACE_EVENT_SECCOMP`: [`crate::rewrite::on_enter`]; calls with an exit fix-up are
 //!   resumed with `PTRACE_SYSCALL`, so the next stop of that thread is its syscall exit.
 //! - Any other signal stop is a signal delivery (re-injected unchanged, Go's SIGURG
@@ -11,7 +16,7 @@
 //!
 //! A thread that vanishes between a stop and our request (`ESRCH`) is simply forgotten.
 
-use std::collections::{HashMap, HashSet};
+use std::collections::{BTreeMap, HashMap, HashSet};
 
 use nix::errno::Errno;
 use nix::sys::ptrace::{self, Event, Options};
@@ -20,6 +25,7 @@ use nix::sys::wait::{waitpid, WaitPidFlag, WaitStatus};
 use nix::unistd::Pid;
 
 use crate::clock::VirtualClock;
+use crate::fastpath::inject::{self, InjectError};
 use crate::memory::ProcessMemory;
 use crate::rewrite::{self, Call, Decision, ExitFix, ProcTimerClocks};
 
@@ -34,6 +40,12 @@ pub struct Stats {
     pub execs: u64,
     /// Executed images in which no vDSO entry was found to hide.
     pub vdso_missing: u64,
+    /// Executed images given the vDSO fast path.
+    pub vdso_injected: u64,
+    /// Executed images whose vDSO was hidden because the fast path failed in them.
+    pub vdso_fallbacks: u64,
+    /// Trapped clock calls made by an injected vDSO itself, passed undilated.
+    pub vdso_passed: u64,
     /// Trapped calls passed through unchanged (CPU clocks, invalid arguments).
     pub passed: u64,
     /// Signals re-injected.
@@ -65,6 +77,10 @@ fn options() -> Options {
 #[derive(Debug)]
 pub struct Tracer {
     clock: VirtualClock,
+    /// The fast path's settings; `None`: hide the vDSO of every image.
+    fast: Option<inject::Config>,
+    /// vDSO mappings of injected processes (start → end).
+    vdsos: BTreeMap<u64, u64>,
     root: Pid,
     seen: HashSet<Pid>,
     pending: HashMap<Pid, ExitFix>,
@@ -87,7 +103,21 @@ impl Tracer {
     /// `root` must be a child of this thread stopped (or about to stop) after
     /// `PTRACE_TRACEME` (see [`crate::spawn`]).
     pub fn new(clock: VirtualClock, root: Pid) -> Self {
-        Self { clock, root, seen: HashSet::new(), pending: HashMap::new(), stats: Stats::default() }
+        Self {
+            clock,
+            fast: None,
+            vdsos: BTreeMap::new(),
+            root,
+            seen: HashSet::new(),
+            pending: HashMap::new(),
+            stats: Stats::default(),
+        }
+    }
+
+    /// Turns the vDSO fast path on for every image executed from now on.
+    pub fn with_fast_path(mut self, cfg: inject::Config) -> Self {
+        self.fast = Some(cfg);
+        self
     }
 
     /// Runs until every traced process has exited; returns the root's exit code (128 +
@@ -101,25 +131,33 @@ impl Tracer {
                 Err(Errno::EINTR) => continue,
                 Err(e) => return Err(TraceError::Wait(e)),
             };
-            match status {
-                WaitStatus::Exited(pid, c) => {
-                    self.forget(pid);
-                    if pid == self.root {
-                        code = c;
-                    }
-                }
-                WaitStatus::Signaled(pid, sig, _) => {
-                    self.forget(pid);
-                    if pid == self.root {
-                        code = 128 + sig as i32;
-                    }
-                }
-                WaitStatus::Stopped(pid, sig) => self.on_signal_stop(pid, sig)?,
-                WaitStatus::PtraceEvent(pid, _, event) => self.on_event(pid, event),
-                WaitStatus::PtraceSyscall(pid) => self.on_syscall_exit(pid),
-                WaitStatus::Continued(_) | WaitStatus::StillAlive => {}
+            if let Some(c) = self.on_status(status)? {
+                code = c;
             }
         }
+    }
+
+    /// Handles one wait status; returns the root's exit code when it ended.
+    fn on_status(&mut self, status: WaitStatus) -> Result<Option<i32>, TraceError> {
+        match status {
+            WaitStatus::Exited(pid, c) => {
+                self.forget(pid);
+                return Ok((pid == self.root).then_some(c));
+            }
+            WaitStatus::Signaled(pid, sig, _) => {
+                self.forget(pid);
+                return Ok((pid == self.root).then_some(128 + sig as i32));
+            }
+            WaitStatus::Stopped(pid, sig) => self.on_signal_stop(pid, sig)?,
+            WaitStatus::PtraceEvent(pid, _, event) => {
+                if let Some(ended) = self.on_event(pid, event) {
+                    return self.on_status(ended);
+                }
+            }
+            WaitStatus::PtraceSyscall(pid) => self.on_syscall_exit(pid),
+            WaitStatus::Continued(_) | WaitStatus::StillAlive => {}
+        }
+        Ok(None)
     }
 
     fn forget(&mut self, pid: Pid) {
@@ -150,20 +188,43 @@ impl Tracer {
         Ok(())
     }
 
-    fn on_event(&mut self, pid: Pid, event: i32) {
+    /// Returns the status of a process that ended while the tracer worked on it.
+    fn on_event(&mut self, pid: Pid, event: i32) -> Option<WaitStatus> {
         self.seen.insert(pid);
         if event == Event::PTRACE_EVENT_EXEC as i32 {
             self.pending.remove(&pid);
             self.stats.execs += 1;
-            match ptrace::getregs(pid).map(|r| crate::auxv::hide_vdso(&ProcessMemory(pid), r.rsp)) {
-                Ok(Ok(true)) => {}
-                Ok(Ok(false)) => self.stats.vdso_missing += 1,
-                Ok(Err(e)) => {
-                    tracing::warn!(%pid, error = %e, "could not hide the vDSO of a new image: its clock reads are undilated");
-                    self.stats.errors += 1;
-                }
+            let sp = match ptrace::getregs(pid) {
+                Ok(r) => r.rsp,
                 Err(e) => {
                     tracing::warn!(%pid, error = %e, "no registers at exec");
+                    self.stats.errors += 1;
+                    self.resume(pid, None);
+                    return None;
+                }
+            };
+            if let Some(cfg) = &self.fast {
+                match inject::inject(pid, sp, cfg) {
+                    Ok(done) => {
+                        self.stats.vdso_injected += 1;
+                        tracing::debug!(%pid, vdso = ?done.vdso, code = done.code, "vDSO fast path injected");
+                        self.vdsos.insert(done.vdso.start, done.vdso.end);
+                        self.resume(pid, None);
+                        return None;
+                    }
+                    Err(InjectError::Gone(status)) => return Some(status),
+                    Err(InjectError::NoVdso) => {}
+                    Err(e) => {
+                        self.stats.vdso_fallbacks += 1;
+                        tracing::warn!(%pid, error = ?e, "vDSO fast path failed: hiding the vDSO (clock reads are trapped, slower)");
+                    }
+                }
+            }
+            match crate::auxv::hide_vdso(&ProcessMemory(pid), sp) {
+                Ok(true) => {}
+                Ok(false) => self.stats.vdso_missing += 1,
+                Err(e) => {
+                    tracing::warn!(%pid, error = %e, "could not hide the vDSO of a new image: its clock reads are undilated");
                     self.stats.errors += 1;
                 }
             }
@@ -173,6 +234,24 @@ impl Tracer {
         } else {
             self.resume(pid, None);
         }
+        None
+    }
+
+    /// Whether `rip` of thread `pid` is in its own process's vDSO, which the fast path made
+    /// visible: checked against the injected mappings, then against `/proc/PID/maps` (the
+    /// mappings of different processes overlap in address).
+    fn called_from_vdso(&self, pid: Pid, rip: u64) -> bool {
+        let Some((&start, &end)) = self.vdsos.range(..=rip).next_back() else { return false };
+        if rip >= end {
+            return false;
+        }
+        let Ok(maps) = std::fs::read_to_string(format!("/proc/{pid}/maps")) else { return false };
+        maps.lines().any(|l| {
+            let range = l.split_whitespace().next().and_then(|r| r.split_once('-'));
+            let parse = |s: &str| u64::from_str_radix(s, 16).ok();
+            matches!(range.and_then(|(a, b)| Some((parse(a)?, parse(b)?))), Some((a, b)) if a == start && (a..b).contains(&rip))
+                && l.trim_end().ends_with("[vdso]")
+        })
     }
 
     fn on_seccomp(&mut self, pid: Pid) {
@@ -185,6 +264,11 @@ impl Tracer {
             args: [regs.rdi, regs.rsi, regs.rdx, regs.r10, regs.r8, regs.r9],
             sp: regs.rsp,
         };
+        let clock_call = matches!(call.nr, libc::SYS_clock_gettime | libc::SYS_gettimeofday | libc::SYS_time);
+        if clock_call && !self.vdsos.is_empty() && self.called_from_vdso(pid, regs.rip) {
+            self.stats.vdso_passed += 1;
+            return self.resume(pid, None);
+        }
         let mem = ProcessMemory(pid);
         match rewrite::on_enter(&mut self.clock, &mem, &ProcTimerClocks(pid.as_raw()), &call) {
             Decision::Pass => {

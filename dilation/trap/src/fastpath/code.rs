@@ -1,0 +1,245 @@
+//! The injected machine code: `clock_gettime`, `gettimeofday` and `time` that call the
+//! original vDSO entries and apply the shim's model ([`crate::model`]) under the control
+//! page's seqlock.
+//!
+//! # Design
+//! Assembled by rustc (`global_asm!`) into a read-only data section of the tracer, never
+//! executed there: [`super::sys::code`] copies the bytes into the traced process (and into
+//! test mappings). The code is position independent and finds its data page
+//! ([`super::layout`]) at a fixed distance, [`super::layout::PAGE`] bytes after its first
+//! byte, through RIP-relative addressing; calls between its own routines are relative.
+//!
+//! Per call, for a dilated clock (the kind table, filled from [`crate::model::kind`]):
+//! 1. call the original entry (its own result, errors and `NULL` handling included);
+//! 2. read `(tdf, epoch_real, epoch_virt, steps)` from the control page under its seqlock,
+//!    as the shim does: up to 128 attempts while the counter is odd or changed or the TDF
+//!    is not finite and ≥ 2⁻¹⁴; then count an error in the page (`lock add`) and use the
+//!    start-up parameters of the data page;
+//! 3. `mult = round(2⁴⁸ / tdf)` (SSE2 division; round half away from zero exactly as
+//!    `f64::round`: `t = trunc(q)`, `q − t` is exact, `+1` when it is ≥ ½);
+//! 4. realtime family: `v = ev + ((x − er)·mult) >> 48`; steady clocks:
+//!    `v = ev − s − d0 + ((x − off_c − er)·mult) >> 48 + off_c`, 128-bit signed product
+//!    (`imul`), arithmetic shift (`shrd`), wrapping adds: bit for bit the shim's
+//!    `model::to_virtual` for inputs that do not overflow it;
+//! 5. `ns → (s, ns)` with floor division (`model::ns_ts`).
+//!
+//! Clock ids outside 0..=11, CPU-time clocks and a `NULL` buffer go straight to the
+//! original entry (a tail `jmp`). `gettimeofday` lets the original fill the time zone and
+//! reads `CLOCK_REALTIME`; `time` reads `CLOCK_REALTIME` and floors to seconds, as the
+//! shim's hooks do.
+//!
+//! The routines follow the SysV ABI (the Go runtime calls the vDSO with it, on the system
+//! stack, 16-byte aligned): they save `rbx`, `r12`, `r13`, use at most 64 bytes of stack
+//! and clobber only caller-saved registers (`rax`, `rcx`, `rdx`, `rsi`, `rdi`, `r8`–`r11`,
+//! `xmm0`, `xmm1`). They write no memory but the caller's buffers and, on a torn control
+//! page, its error counter, so they are reentrant (a signal handler may call them).
+//!
+//! # Limitations
+//! `x = sec·10⁹ + nsec` wraps instead of saturating for clock values past the year 2262.
+
+// Offsets in the data page: keep in sync with `super::layout` (checked by its tests).
+std::arch::global_asm!(
+    ".pushsection .rodata.diorama_fastpath,\"a\",@progbits",
+    ".p2align 6",
+    ".globl diorama_fastpath_start",
+    "diorama_fastpath_start:",
+    ".Lfp_base:",
+    // --- clock_gettime(clockid_t edi, struct timespec *rsi) -> int
+    ".globl diorama_fastpath_clock_gettime",
+    "diorama_fastpath_clock_gettime:",
+    "    cmp edi, 11",
+    "    ja .Lfp_cgt_pass",
+    "    lea r11, [rip + .Lfp_base + 4096]",
+    "    mov eax, edi",
+    "    movzx eax, byte ptr [r11 + rax + 128]",
+    "    test eax, eax",
+    "    jz .Lfp_cgt_pass",
+    "    test rsi, rsi",
+    "    jz .Lfp_cgt_pass",
+    "    push rbx",
+    "    push r12",
+    "    push r13",
+    "    mov ebx, edi",
+    "    mov r12, rsi",
+    "    call qword ptr [r11]",
+    "    test eax, eax",
+    "    jnz .Lfp_cgt_out",
+    "    imul rsi, qword ptr [r12], 1000000000",
+    "    add rsi, qword ptr [r12 + 8]",
+    "    mov edi, ebx",
+    "    call .Lfp_dilate",
+    "    call .Lfp_split",
+    "    mov qword ptr [r12], rax",
+    "    mov qword ptr [r12 + 8], rdx",
+    "    xor eax, eax",
+    ".Lfp_cgt_out:",
+    "    jmp .Lfp_out",
+    ".Lfp_cgt_pass:",
+    "    jmp qword ptr [rip + .Lfp_base + 4096]",
+    // --- gettimeofday(struct timeval *rdi, struct timezone *rsi) -> int
+    ".globl diorama_fastpath_gettimeofday",
+    "diorama_fastpath_gettimeofday:",
+    "    push rbx",
+    "    push r12",
+    "    push r13",
+    "    mov rbx, rdi",
+    "    test rsi, rsi",
+    "    jz .Lfp_gtod_clock",
+    "    xor edi, edi",
+    "    call qword ptr [rip + .Lfp_base + 4096 + 8]",
+    ".Lfp_gtod_clock:",
+    "    call .Lfp_wall",
+    "    test ecx, ecx",
+    "    jnz .Lfp_gtod_err",
+    "    test rbx, rbx",
+    "    jz .Lfp_gtod_ok",
+    "    mov qword ptr [rbx], rax",
+    "    mov eax, edx",
+    "    imul rax, rax, 274877907",
+    "    shr rax, 38",
+    "    mov qword ptr [rbx + 8], rax",
+    ".Lfp_gtod_ok:",
+    "    xor eax, eax",
+    "    jmp .Lfp_out",
+    ".Lfp_gtod_err:",
+    "    mov eax, ecx",
+    "    jmp .Lfp_out",
+    // --- time(time_t *rdi) -> time_t
+    ".globl diorama_fastpath_time",
+    "diorama_fastpath_time:",
+    "    push rbx",
+    "    push r12",
+    "    push r13",
+    "    mov rbx, rdi",
+    "    call .Lfp_wall",
+    "    test ecx, ecx",
+    "    jnz .Lfp_time_err",
+    "    test rbx, rbx",
+    "    jz .Lfp_out",
+    "    mov qword ptr [rbx], rax",
+    "    jmp .Lfp_out",
+    ".Lfp_time_err:",
+    "    mov rax, -1",
+    ".Lfp_out:",
+    "    pop r13",
+    "    pop r12",
+    "    pop rbx",
+    "    ret",
+    // --- wall: virtual CLOCK_REALTIME -> rax = s, rdx = ns, ecx = 0; or ecx = the
+    // original's error. Called with rsp 16-aligned (after the callers' three pushes).
+    ".Lfp_wall:",
+    "    sub rsp, 24",
+    "    xor edi, edi",
+    "    mov rsi, rsp",
+    "    call qword ptr [rip + .Lfp_base + 4096]",
+    "    mov ecx, eax",
+    "    test eax, eax",
+    "    jnz .Lfp_wall_out",
+    "    imul rsi, qword ptr [rsp], 1000000000",
+    "    add rsi, qword ptr [rsp + 8]",
+    "    xor edi, edi",
+    "    call .Lfp_dilate",
+    "    call .Lfp_split",
+    "    xor ecx, ecx",
+    ".Lfp_wall_out:",
+    "    add rsp, 24",
+    "    ret",
+    // --- dilate: edi = clock id (0..=11, dilated), rsi = real ns -> rax = virtual ns
+    ".Lfp_dilate:",
+    "    lea r11, [rip + .Lfp_base + 4096]",
+    "    mov r10, qword ptr [r11 + 16]",
+    "    mov r9d, 128",
+    ".Lfp_retry:",
+    "    mov r8, qword ptr [r10 + 16]",
+    "    test r8b, 1",
+    "    jnz .Lfp_again",
+    "    movq xmm0, qword ptr [r10 + 24]",
+    "    mov rcx, qword ptr [r10 + 32]",
+    "    mov rdx, qword ptr [r10 + 40]",
+    "    mov rax, qword ptr [r10 + 48]",
+    // x86 keeps loads in order: the second read of the counter follows the fields.
+    "    cmp r8, qword ptr [r10 + 16]",
+    "    jne .Lfp_again",
+    "    ucomisd xmm0, qword ptr [rip + .Lfp_min_tdf]",
+    "    jb .Lfp_again",
+    "    ucomisd xmm0, qword ptr [rip + .Lfp_inf]",
+    "    jae .Lfp_again",
+    "    jmp .Lfp_got",
+    ".Lfp_again:",
+    "    pause",
+    "    dec r9d",
+    "    jnz .Lfp_retry",
+    "    lock add qword ptr [r10 + 56], 1",
+    "    lea r10, [r11 + 256]",
+    "    movq xmm0, qword ptr [r10 + 24]",
+    "    mov rcx, qword ptr [r10 + 32]",
+    "    mov rdx, qword ptr [r10 + 40]",
+    "    mov rax, qword ptr [r10 + 48]",
+    ".Lfp_got:",
+    "    mov r8, rcx",
+    "    mov r9, rdx",
+    "    mov r10, rax",
+    "    movsd xmm1, qword ptr [rip + .Lfp_two48]",
+    "    divsd xmm1, xmm0",
+    "    cvttsd2si rcx, xmm1",
+    "    cvtsi2sd xmm0, rcx",
+    "    subsd xmm1, xmm0",
+    "    ucomisd xmm1, qword ptr [rip + .Lfp_half]",
+    "    jb .Lfp_rounded",
+    "    inc rcx",
+    ".Lfp_rounded:",
+    "    mov edi, edi",
+    "    movzx eax, byte ptr [r11 + rdi + 128]",
+    "    cmp eax, 2",
+    "    je .Lfp_steady",
+    "    mov rax, rsi",
+    "    sub rax, r8",
+    "    imul rcx",
+    "    shrd rax, rdx, 48",
+    "    add rax, r9",
+    "    ret",
+    ".Lfp_steady:",
+    "    mov rdi, qword ptr [r11 + rdi*8 + 32]",
+    "    mov rax, rsi",
+    "    sub rax, rdi",
+    "    sub rax, r8",
+    "    imul rcx",
+    "    shrd rax, rdx, 48",
+    "    add rax, r9",
+    "    sub rax, r10",
+    "    sub rax, qword ptr [r11 + 24]",
+    "    add rax, rdi",
+    "    ret",
+    // --- split: rax = ns -> rax = floor(ns / 1e9), rdx = ns - rax * 1e9; clobbers rcx
+    ".Lfp_split:",
+    "    test rax, rax",
+    "    js .Lfp_split_neg",
+    "    mov rcx, rax",
+    "    shr rax, 9",
+    "    movabs rdx, 19342813113834067",
+    "    mul rdx",
+    "    mov rax, rdx",
+    "    shr rax, 11",
+    "    imul rdx, rax, 1000000000",
+    "    sub rcx, rdx",
+    "    mov rdx, rcx",
+    "    ret",
+    ".Lfp_split_neg:",
+    "    mov ecx, 1000000000",
+    "    cqo",
+    "    idiv rcx",
+    "    test rdx, rdx",
+    "    jns .Lfp_split_done",
+    "    add rdx, rcx",
+    "    dec rax",
+    ".Lfp_split_done:",
+    "    ret",
+    ".p2align 3",
+    ".Lfp_two48: .quad 0x42F0000000000000",
+    ".Lfp_half: .quad 0x3FE0000000000000",
+    ".Lfp_min_tdf: .quad 0x3F10000000000000",
+    ".Lfp_inf: .quad 0x7FF0000000000000",
+    ".globl diorama_fastpath_end",
+    "diorama_fastpath_end:",
+    ".popsection",
+);
