@@ -462,10 +462,15 @@ struct Engine {
     /// L4 balancers: packets to a VIP go to the backend they choose.
     l4: crate::l4::Steering,
     /// Per link and direction: the switch the hop leads into (its name and address), if any.
-    into_switch: Vec<[Option<(Rc<str>, Ipv4Addr)>; 2]>,
+    into_switch: Vec<[Option<SwitchEnd>; 2]>,
     /// Routes of time-exceeded replies: (switch, destination port) → hops.
-    switch_routes: HashMap<(Rc<str>, usize), Option<Rc<[Hop]>>>,
+    switch_routes: HashMap<(Rc<str>, usize), CachedRoute>,
 }
+
+/// A switch a hop leads into: its name and address.
+type SwitchEnd = (Rc<str>, Ipv4Addr);
+/// A route once computed (`None`: unreachable).
+type CachedRoute = Option<Rc<[Hop]>>;
 
 /// Largest packet read from a TUN device.
 const MAX_PACKET: usize = 65_536 + 256;
