@@ -1,5 +1,16 @@
-//! The emulated network's graph: nodes and switches joined by links, node addresses, and
-//! routes (shortest paths by hop count, ties broken deterministically).
+//! The emulated network's graph: nodes and switches joined by links, node and switch
+//! addresses, and routes (shortest paths by hop count, ties broken deterministically).
+//!
+//! # Addresses
+//! Both come from the spec's prefix, here and nowhere else in the emulator:
+//! - node *i* (declaration order) gets `network + 1 + i`, counting up (10.77.0.1, 10.77.0.2, …);
+//! - switch *j* gets `broadcast − 1 − j`, counting down from the top (10.77.255.254,
+//!   10.77.255.253, …): the source of the ICMP time-exceeded replies a switch sends
+//!   (`crate::hop`) and, in the kernel backend, the router namespace's own address.
+//!
+//! Both ranges are inside the prefix, so every node's on-link prefix route covers a
+//! switch's replies (no extra route, and a strict `rp_filter` accepts them), and
+//! [`Graph::build`] refuses a prefix that cannot hold nodes and switches without overlap.
 
 use std::collections::{BTreeMap, HashMap, VecDeque};
 use std::net::Ipv4Addr;
@@ -38,8 +49,10 @@ pub enum GraphError {
     UnknownEndpoint { link: String, endpoint: String },
     #[error("duplicate name {0} among nodes, switches and links")]
     Duplicate(String),
-    #[error("prefix {prefix}/{len} has room for {room} nodes, {nodes} are needed")]
-    PrefixTooSmall { prefix: Ipv4Addr, len: u8, room: u64, nodes: usize },
+    #[error(
+        "prefix {prefix}/{len} has room for {room} addresses, {nodes} nodes and {switches} switches need one each"
+    )]
+    PrefixTooSmall { prefix: Ipv4Addr, len: u8, room: u64, nodes: usize, switches: usize },
     #[error("invalid parameters of link {link}")]
     Params {
         link: String,
@@ -70,6 +83,7 @@ pub struct Graph {
     /// Per vertex: (neighbour, hop), sorted by link name for deterministic ties.
     adjacency: Vec<Vec<(usize, Hop)>>,
     addresses: BTreeMap<String, Ipv4Addr>,
+    switch_addresses: BTreeMap<String, Ipv4Addr>,
 }
 
 impl Graph {
@@ -105,19 +119,25 @@ impl Graph {
             adj.sort_by(|x, y| spec.links[x.1 .0].name.cmp(&spec.links[y.1 .0].name).then(x.1 .1.cmp(&y.1 .1)));
         }
         let room = (1u64 << (32 - u32::from(spec.prefix_len.min(32)))).saturating_sub(2);
-        if (spec.nodes.len() as u64) > room {
+        if ((spec.nodes.len() + spec.switches.len()) as u64) > room {
             return Err(GraphError::PrefixTooSmall {
                 prefix: spec.prefix,
                 len: spec.prefix_len,
                 room,
                 nodes: spec.nodes.len(),
+                switches: spec.switches.len(),
             });
         }
-        let base = u32::from(spec.prefix) & (u32::MAX.checked_shl(32 - u32::from(spec.prefix_len)).unwrap_or(0));
+        let base = network(&spec);
         // Nodes get .1, .2, … in declaration order: deterministic, like Mininet's h1, h2.
         let addresses =
             spec.nodes.iter().enumerate().map(|(i, n)| (n.clone(), Ipv4Addr::from(base + 1 + i as u32))).collect();
-        Ok(Self { spec, vertices, index, adjacency, addresses })
+        // Switches count down from the last address below the broadcast (see the module docs).
+        // `room` fits in 32 bits here: it was compared with a count of names above.
+        let top = base + u32::try_from(room).unwrap_or(u32::MAX);
+        let switch_addresses =
+            spec.switches.iter().enumerate().map(|(j, s)| (s.clone(), Ipv4Addr::from(top - j as u32))).collect();
+        Ok(Self { spec, vertices, index, adjacency, addresses, switch_addresses })
     }
 
     /// Every node's address.
@@ -125,10 +145,14 @@ impl Graph {
         &self.addresses
     }
 
+    /// Every switch's address (see the module docs).
+    pub fn switch_addresses(&self) -> &BTreeMap<String, Ipv4Addr> {
+        &self.switch_addresses
+    }
+
     /// The node at an address.
     pub fn node_at(&self, addr: Ipv4Addr) -> Option<&str> {
-        let base =
-            u32::from(self.spec.prefix) & (u32::MAX.checked_shl(32 - u32::from(self.spec.prefix_len)).unwrap_or(0));
+        let base = network(&self.spec);
         let i = u32::from(addr).checked_sub(base + 1)? as usize;
         self.spec.nodes.get(i).map(String::as_str)
     }
@@ -174,6 +198,11 @@ impl Graph {
     }
 }
 
+/// The prefix's network address as a number.
+fn network(spec: &NetSpec) -> u32 {
+    u32::from(spec.prefix) & (u32::MAX.checked_shl(32 - u32::from(spec.prefix_len)).unwrap_or(0))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -208,6 +237,30 @@ mod tests {
         assert_eq!(g.addresses()["s2"], Ipv4Addr::new(10, 77, 0, 4));
         assert_eq!(g.node_at(Ipv4Addr::new(10, 77, 0, 3)), Some("s1"));
         assert_eq!(g.node_at(Ipv4Addr::new(10, 78, 0, 3)), None);
+        // Switches from the top of the prefix down, never a node's address.
+        assert_eq!(g.switch_addresses()["left"], Ipv4Addr::new(10, 77, 255, 254));
+        assert_eq!(g.switch_addresses()["right"], Ipv4Addr::new(10, 77, 255, 253));
+        assert_eq!(g.node_at(Ipv4Addr::new(10, 77, 255, 254)), None);
+    }
+
+    #[test]
+    fn nodes_and_switches_share_the_prefix_without_overlap() {
+        // A /29 has 6 addresses: 4 nodes and 2 switches fit exactly, a third switch does not.
+        let spec = |switches: &[&str]| NetSpec {
+            prefix: Ipv4Addr::new(10, 0, 0, 0),
+            prefix_len: 29,
+            nodes: vec!["a".into(), "b".into(), "c".into(), "d".into()],
+            switches: switches.iter().map(|s| (*s).to_owned()).collect(),
+            links: vec![],
+        };
+        let g = Graph::build(spec(&["s", "t"])).unwrap();
+        assert_eq!(g.addresses()["d"], Ipv4Addr::new(10, 0, 0, 4));
+        assert_eq!(g.switch_addresses()["t"], Ipv4Addr::new(10, 0, 0, 5));
+        assert_eq!(g.switch_addresses()["s"], Ipv4Addr::new(10, 0, 0, 6));
+        assert!(matches!(
+            Graph::build(spec(&["s", "t", "u"])),
+            Err(GraphError::PrefixTooSmall { room: 6, nodes: 4, switches: 3, .. })
+        ));
     }
 
     #[test]

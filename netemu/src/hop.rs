@@ -69,9 +69,7 @@ pub fn forward(packet: &mut [u8], switch: Ipv4Addr) -> Verdict {
     };
     let ttl = packet[8];
     if ttl <= 1 {
-        return Verdict::Expired {
-            reply: time_exceeded(packet, ihl, switch),
-        };
+        return Verdict::Expired { reply: time_exceeded(packet, ihl, switch) };
     }
     // RFC 1624 eqn. 3: HC' = ~(~HC + ~m + m'), on the 16-bit word holding TTL and protocol.
     let old = u16::from_be_bytes([ttl, packet[9]]);
@@ -158,8 +156,8 @@ mod tests {
     fn checksum_of_a_known_header() {
         // The example header of RFC 1071's folklore (Wikipedia's IPv4 header checksum).
         let h = [
-            0x45, 0x00, 0x00, 0x73, 0x00, 0x00, 0x40, 0x00, 0x40, 0x11, 0x00, 0x00, 0xc0, 0xa8,
-            0x00, 0x01, 0xc0, 0xa8, 0x00, 0xc7,
+            0x45, 0x00, 0x00, 0x73, 0x00, 0x00, 0x40, 0x00, 0x40, 0x11, 0x00, 0x00, 0xc0, 0xa8, 0x00, 0x01, 0xc0, 0xa8,
+            0x00, 0xc7,
         ];
         assert_eq!(checksum(&h), 0xb861);
         let mut h = h;
@@ -187,10 +185,7 @@ mod tests {
         let mut p = probe(3);
         assert_eq!(forward(&mut p, SWITCH), Verdict::Forward);
         assert_eq!(forward(&mut p, SWITCH), Verdict::Forward);
-        assert!(matches!(
-            forward(&mut p, SWITCH),
-            Verdict::Expired { reply: Some(_) }
-        ));
+        assert!(matches!(forward(&mut p, SWITCH), Verdict::Expired { reply: Some(_) }));
         let mut p = probe(4);
         for _ in 0..3 {
             assert_eq!(forward(&mut p, SWITCH), Verdict::Forward);
@@ -202,9 +197,7 @@ mod tests {
     fn an_expired_probe_gets_time_exceeded_from_the_switch() {
         let original = probe(1);
         let mut p = original.clone();
-        let Verdict::Expired { reply: Some(r) } = forward(&mut p, SWITCH) else {
-            panic!("expected a reply")
-        };
+        let Verdict::Expired { reply: Some(r) } = forward(&mut p, SWITCH) else { panic!("expected a reply") };
         assert_eq!(r.len(), 20 + 8 + 28);
         assert_eq!(checksum(&r[..20]), 0, "IP checksum");
         assert_eq!(checksum(&r[20..]), 0, "ICMP checksum");
@@ -220,15 +213,9 @@ mod tests {
 
     #[test]
     fn an_expired_ping_is_answered_but_not_an_expired_icmp_error() {
-        assert!(matches!(
-            forward(&mut icmp(1, 8), SWITCH),
-            Verdict::Expired { reply: Some(_) }
-        ));
+        assert!(matches!(forward(&mut icmp(1, 8), SWITCH), Verdict::Expired { reply: Some(_) }));
         for error in [3u8, 11] {
-            assert_eq!(
-                forward(&mut icmp(1, error), SWITCH),
-                Verdict::Expired { reply: None }
-            );
+            assert_eq!(forward(&mut icmp(1, error), SWITCH), Verdict::Expired { reply: None });
         }
     }
 
@@ -241,10 +228,7 @@ mod tests {
 
     #[test]
     fn ttl_zero_expires_too() {
-        assert!(matches!(
-            forward(&mut probe(0), SWITCH),
-            Verdict::Expired { reply: Some(_) }
-        ));
+        assert!(matches!(forward(&mut probe(0), SWITCH), Verdict::Expired { reply: Some(_) }));
     }
 
     #[test]

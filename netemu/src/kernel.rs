@@ -62,8 +62,6 @@ pub enum KernelError {
     NoHtb { link: String },
     #[error("scale link parameters")]
     Params(#[from] LinkError),
-    #[error("{nodes} nodes and {switches} switches do not fit in the prefix (room for {room})")]
-    PrefixFull { nodes: usize, switches: usize, room: u64 },
 }
 
 /// What the running kernel offers.
@@ -367,11 +365,6 @@ impl KernelNet {
         }
         let n_nodes = spec.nodes.len();
         let vertices: Vec<&String> = spec.nodes.iter().chain(&spec.switches).collect();
-        let room = (1u64 << (32 - u32::from(spec.prefix_len.min(32)))).saturating_sub(2);
-        if (vertices.len() as u64) > room {
-            return Err(KernelError::PrefixFull { nodes: n_nodes, switches: spec.switches.len(), room });
-        }
-        let base = u32::from(spec.prefix) & (u32::MAX.checked_shl(32 - u32::from(spec.prefix_len)).unwrap_or(0));
         let addrs: Vec<Ipv4Addr> = spec.nodes.iter().map(|n| graph.addresses()[n]).collect();
         let mut namespaces = Vec::with_capacity(vertices.len());
         let mut rtnl = Vec::with_capacity(vertices.len());
@@ -394,9 +387,9 @@ impl KernelNet {
             let r = Rtnl::open_in(&ns).map_err(RtnlError::Io)?;
             let lo = r.index("lo")?;
             r.set_up(lo, true)?;
-            if v >= n_nodes {
-                // A router's own address (from the top of the prefix), the source of its ARP requests.
-                let addr = Ipv4Addr::from(base + room as u32 - (v - n_nodes) as u32);
+            if let Some(&addr) = graph.switch_addresses().get(vertices[v]) {
+                // A router's own address (`crate::graph`'s rule): the source of its ARP
+                // requests and of the ICMP time-exceeded replies its forwarding sends.
                 r.add_address(lo, addr, 32)?;
             }
             namespaces.push(ns);

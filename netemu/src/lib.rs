@@ -3,6 +3,7 @@
 //!
 //! - [`link`]: the link model and the one TDF-scaling function ([`link::scale`]);
 //! - [`graph`]: nodes, switches and links; addresses; shortest-path routes;
+//! - [`hop`]: what a switch does to a packet's TTL (decrement; ICMP time exceeded);
 //! - [`netns`], [`tun`]: per-node network namespaces and TUN devices;
 //! - [`userspace`]: the userspace backend, one thread that forwards packets between TUN
 //!   devices; [`packet`]: the checks (and drop counts) of the frames it reads;
@@ -14,6 +15,7 @@
 
 pub mod emulator;
 pub mod graph;
+pub mod hop;
 pub mod kernel;
 pub mod l4;
 pub mod link;

@@ -11,6 +11,12 @@
 //! time they were handled, so the core's own lateness does not accumulate along a path; the
 //! lateness itself (handled − planned) is recorded: it is how a run knows it was faithful.
 //!
+//! Every switch a packet reaches (the vertex between two links of its route) passes it
+//! through [`crate::hop::forward`], as a router would: TTL minus one, and on expiry the
+//! packet is dropped and the switch's ICMP time-exceeded reply, from the switch's address
+//! ([`crate::graph`]), enters the network at that switch on the route back to the sender,
+//! so `traceroute` in a node sees one hop per switch with the links' delays between them.
+//!
 //! # Limitations
 //! IPv4 only (IPv6 packets are counted as unroutable and dropped). One thread: measured
 //! enough for tens of Mbit/s of emulated traffic; multi-queue TUN and offloads are future work.
@@ -455,7 +461,16 @@ struct Engine {
     epoll: Epoll,
     /// L4 balancers: packets to a VIP go to the backend they choose.
     l4: crate::l4::Steering,
+    /// Per link and direction: the switch the hop leads into (its name and address), if any.
+    into_switch: Vec<[Option<SwitchEnd>; 2]>,
+    /// Routes of time-exceeded replies: (switch, destination port) → hops.
+    switch_routes: HashMap<(Rc<str>, usize), CachedRoute>,
 }
+
+/// A switch a hop leads into: its name and address.
+type SwitchEnd = (Rc<str>, Ipv4Addr);
+/// A route once computed (`None`: unreachable).
+type CachedRoute = Option<Rc<[Hop]>>;
 
 /// Largest packet read from a TUN device.
 const MAX_PACKET: usize = 65_536 + 256;
@@ -483,6 +498,9 @@ impl Engine {
             })
             .collect();
         let by_addr = ports.iter().enumerate().map(|(i, p)| (p.addr, i)).collect();
+        let switch =
+            |name: &String| graph.switch_addresses().get(name).map(|&addr| (Rc::<str>::from(name.as_str()), addr));
+        let into_switch = graph.spec.links.iter().map(|l| [switch(&l.b), switch(&l.a)]).collect();
         // A fixed seed: runs are reproducible packet for packet given the same arrivals.
         let n = ports.len();
         Self {
@@ -502,6 +520,8 @@ impl Engine {
             woken,
             epoll,
             l4: crate::l4::Steering::none(),
+            into_switch,
+            switch_routes: HashMap::new(),
         }
     }
 
@@ -584,24 +604,29 @@ impl Engine {
             while self.heap.peek().is_some_and(|e| e.at <= now) {
                 let Some(ev) = self.heap.pop() else { break };
                 self.record_lateness(now.saturating_duration_since(ev.at));
-                match ev.kind {
-                    Kind::Dequeue { hop, bytes, packets } => {
-                        let st = &mut self.state[hop.0][idx(hop.1)];
-                        st.queued_bytes = st.queued_bytes.saturating_sub(bytes);
-                        st.queued_packets = st.queued_packets.saturating_sub(packets);
-                        self.shared.counters[hop.0][idx(hop.1)].queue_bytes.store(st.queued_bytes, Ordering::Relaxed);
-                    }
-                    Kind::Arrive { packet, route, pos, dst } => {
-                        if pos == route.len() {
-                            let _ = self.ports[dst].tun.write(&packet);
-                        } else {
-                            self.enqueue(packet, route, pos, dst, ev.at);
-                        }
-                    }
-                }
+                self.handle(ev);
             }
         }
         self.ports.drain(..).map(|p| p.tun).collect()
+    }
+
+    /// Handles an event that is due.
+    fn handle(&mut self, ev: Event) {
+        match ev.kind {
+            Kind::Dequeue { hop, bytes, packets } => {
+                let st = &mut self.state[hop.0][idx(hop.1)];
+                st.queued_bytes = st.queued_bytes.saturating_sub(bytes);
+                st.queued_packets = st.queued_packets.saturating_sub(packets);
+                self.shared.counters[hop.0][idx(hop.1)].queue_bytes.store(st.queued_bytes, Ordering::Relaxed);
+            }
+            Kind::Arrive { mut packet, route, pos, dst } => {
+                if pos == route.len() {
+                    let _ = self.ports[dst].tun.write(&packet);
+                } else if pos == 0 || self.through_switch(&mut packet, route[pos - 1], ev.at) {
+                    self.enqueue(packet, route, pos, dst, ev.at);
+                }
+            }
+        }
     }
 
     fn record_lateness(&mut self, late: Duration) {
@@ -648,6 +673,40 @@ impl Engine {
             // Inflation delays the packet before its first link, like a slow sender.
             self.push(now + extra, Kind::Arrive { packet, route, pos: 0, dst });
         }
+    }
+
+    /// A packet reached the switch `hop` leads into, at time `t`: decrements its TTL (see
+    /// [`crate::hop`]); `false` when it expired there, after sending the switch's reply
+    /// back to its source (routed like any packet, from the switch).
+    fn through_switch(&mut self, packet: &mut [u8], hop: Hop, t: Instant) -> bool {
+        let Some((switch, addr)) = self.into_switch[hop.0][idx(hop.1)].clone() else {
+            return true;
+        };
+        let Some(ip) = packet.get_mut(HDR..) else { return true };
+        let reply = match crate::hop::forward(ip, addr) {
+            // Checked at ingress: a header `forward` cannot read never gets this far.
+            crate::hop::Verdict::Forward | crate::hop::Verdict::Malformed => return true,
+            crate::hop::Verdict::Expired { reply: None } => return false,
+            crate::hop::Verdict::Expired { reply: Some(reply) } => reply,
+        };
+        let source = Ipv4Addr::new(ip[12], ip[13], ip[14], ip[15]);
+        let Some(&to) = self.by_addr.get(&source) else { return false };
+        let key = (switch, to);
+        let route = match self.switch_routes.get(&key) {
+            Some(r) => r.clone(),
+            None => {
+                let r = self.graph.route(&key.0, &self.ports[to].node).map(Rc::from);
+                self.switch_routes.insert(key, r.clone());
+                r
+            }
+        };
+        if let Some(route) = route.filter(|r| !r.is_empty()) {
+            // A plain packet: a zero virtio header (no offload) before the reply.
+            let mut frame = vec![0u8; HDR + reply.len()];
+            frame[HDR..].copy_from_slice(&reply);
+            self.enqueue(frame, route, 0, to, t);
+        }
+        false
     }
 
     /// Puts a packet into the queue of hop `pos` of its route at time `t`.
@@ -729,6 +788,107 @@ mod tests {
         let mut plain = tso(100, 0);
         plain[1] = 0;
         assert_eq!(wire_size(&plain), (20 + 32 + 100, 1));
+    }
+
+    /// A line `a -- s1 -- s2 -- b` in 10.77.0.0/16, its engine with each port's "TUN
+    /// device" a datagram socket, and the far ends where the frames written to them arrive.
+    fn line() -> (Engine, Vec<UnixDatagram>) {
+        use crate::graph::{LinkSpec, NetSpec};
+        let link = |name: &str, a: &str, b: &str| LinkSpec {
+            name: name.into(),
+            a: a.into(),
+            b: b.into(),
+            forward: LinkParams::default(),
+            reverse: LinkParams::default(),
+        };
+        let graph = Graph::build(NetSpec {
+            prefix: Ipv4Addr::new(10, 77, 0, 0),
+            prefix_len: 16,
+            nodes: vec!["a".into(), "b".into()],
+            switches: vec!["s1".into(), "s2".into()],
+            links: vec![link("a--s1", "a", "s1"), link("s1--s2", "s1", "s2"), link("b--s2", "b", "s2")],
+        })
+        .unwrap();
+        let mut ports = Vec::new();
+        let mut far = Vec::new();
+        for (node, addr) in graph.addresses().clone() {
+            let (tun, other) = UnixDatagram::pair().unwrap();
+            other.set_nonblocking(true).unwrap();
+            ports.push(Port { node, addr, tun: File::from(std::os::fd::OwnedFd::from(tun)) });
+            far.push(other);
+        }
+        let real = graph.spec.links.iter().map(|l| [l.forward, l.reverse]).collect();
+        let shared = Arc::new(Shared {
+            counters: (0..3).map(|_| [DirCounters::default(), DirCounters::default()]).collect(),
+            bad: Counters::default(),
+            lateness: Mutex::new(vec![UNSET; 16]),
+            stop: AtomicBool::new(false),
+        });
+        let (_tx, rx) = mpsc::channel();
+        let (_wake, woken) = UnixDatagram::pair().unwrap();
+        let epoll = Epoll::new(EpollCreateFlags::EPOLL_CLOEXEC).unwrap();
+        (Engine::new(graph, real, ports, shared, rx, woken, epoll), far)
+    }
+
+    /// Sends a UDP probe with `ttl` from a (10.77.0.1) to b (10.77.0.2) through the line and
+    /// returns the frames a and b received.
+    fn probe_through_line(ttl: u8) -> [Vec<Vec<u8>>; 2] {
+        let (mut engine, far) = line();
+        let mut frame = vec![0u8; HDR + 20 + 8 + 4];
+        let ip = &mut frame[HDR..];
+        ip[0] = 0x45;
+        ip[2..4].copy_from_slice(&32u16.to_be_bytes());
+        ip[8] = ttl;
+        ip[9] = 17;
+        ip[12..16].copy_from_slice(&[10, 77, 0, 1]);
+        ip[16..20].copy_from_slice(&[10, 77, 0, 2]);
+        ip[20..22].copy_from_slice(&40000u16.to_be_bytes());
+        ip[22..24].copy_from_slice(&33434u16.to_be_bytes());
+        let sum = crate::hop::checksum(&ip[..20]);
+        ip[10..12].copy_from_slice(&sum.to_be_bytes());
+        engine.ingress(0, frame, Instant::now());
+        // Zero-delay links: every event is due now; handle them in their order.
+        while let Some(ev) = engine.heap.pop() {
+            engine.handle(ev);
+        }
+        let received = |s: &UnixDatagram| {
+            let mut out = Vec::new();
+            let mut buf = [0u8; 2048];
+            while let Ok(n) = s.recv(&mut buf) {
+                out.push(buf[..n].to_vec());
+            }
+            out
+        };
+        [received(&far[0]), received(&far[1])]
+    }
+
+    #[test]
+    fn each_switch_decrements_the_ttl_and_the_last_delivers() {
+        let [at_a, at_b] = probe_through_line(3);
+        assert!(at_a.is_empty());
+        assert_eq!(at_b.len(), 1);
+        let ip = &at_b[0][HDR..];
+        assert_eq!(ip[8], 1, "two switches, two decrements");
+        assert_eq!(crate::hop::checksum(&ip[..20]), 0);
+    }
+
+    #[test]
+    fn an_expiring_packet_is_answered_by_the_switch_it_expired_at() {
+        // TTL 1 expires at s1, TTL 2 at s2: the sender hears from each switch's address.
+        for (ttl, switch, reply_ttl) in [(1u8, [10, 77, 255, 254], 64u8), (2, [10, 77, 255, 253], 63)] {
+            let [at_a, at_b] = probe_through_line(ttl);
+            assert!(at_b.is_empty(), "ttl {ttl}: the probe went no further");
+            assert_eq!(at_a.len(), 1, "ttl {ttl}");
+            let frame = &at_a[0];
+            assert_eq!(&frame[..HDR], &[0u8; HDR], "a plain packet");
+            let ip = &frame[HDR..];
+            assert_eq!(&ip[12..16], &switch, "ttl {ttl}: source");
+            assert_eq!(&ip[16..20], &[10, 77, 0, 1]);
+            assert_eq!((ip[9], ip[20]), (1, 11), "ICMP time exceeded");
+            // The reply crossed the switches between its switch and a (s1 for s2's reply).
+            assert_eq!(ip[8], reply_ttl, "ttl {ttl}");
+            assert_eq!(crate::hop::checksum(&ip[..20]), 0);
+        }
     }
 
     #[test]

@@ -185,3 +185,138 @@ fn probes_record_a_killed_agent() {
     assert_eq!(failures[0]["ok"], false);
     assert!(failures[0]["error"].as_str().unwrap().contains("no agent of location us"), "{}", failures[0]);
 }
+
+/// The address of switch `j` (declaration order) under the network's rule
+/// (`netemu::graph`): from the top of the default prefix 10.77.0.0/16 down.
+fn switch_addr(j: u8) -> String {
+    format!("10.77.255.{}", 254 - j)
+}
+
+#[test]
+fn probes_trace_every_switch() {
+    let test = "probes_trace_every_switch";
+    require!(test, need_root(), need_tool("traceroute"), need_tool("ping"), need_tool("curl"));
+    let dir = tempfile::tempdir().unwrap();
+    // Switches [core, eu, us]: core 10.77.255.254, eu .253, us .252.
+    let tasks = r#"[{type: ONE-OFF, measurement: {kind: traceroute, max_hops: 8}, endpoints: [ep-eu, server, ep-us], locations: [eu]},
+           {type: ONE-OFF, measurement: {kind: ping, count: 3}, endpoints: [ep-us], locations: [eu]},
+           {type: ONE-OFF, measurement: {kind: http, path: /v1/stats, port: 8080}, endpoints: [server], locations: [us]}]"#;
+    let yaml = two_regions("probes-trace", "16s", tasks, "14s", "", "");
+    let (outcome, results) = run(dir.path(), "probes-trace", &yaml, "1");
+    assert_eq!(outcome.code, Some(0), "{}\n{}", outcome.stdout, outcome.stderr);
+    let export = export(&results);
+    let tasks = export["tasks"].as_array().unwrap();
+    let task_of = |kind: &str| tasks.iter().find(|t| t["measurement"]["kind"] == kind).unwrap()["id"].clone();
+    let results = export["results"].as_array().unwrap();
+    let result_of = |kind: &str| {
+        let id = task_of(kind);
+        let r = results.iter().find(|r| r["task_id"] == id).unwrap_or_else(|| panic!("no {kind} result: {results:?}"));
+        r["endpoints"].as_array().unwrap().clone()
+    };
+    // agent-eu hangs off eu: ep-eu is one switch away, the server (on core) two, ep-us three.
+    let paths =
+        [("ep-eu", "10.77.0.2", vec![1u8]), ("server", "10.77.0.1", vec![1, 0]), ("ep-us", "10.77.0.3", vec![1, 0, 2])];
+    let traces = result_of("traceroute");
+    for (endpoint, addr, switches) in &paths {
+        let e = traces.iter().find(|e| e["endpoint"] == *endpoint).unwrap();
+        println!("traceroute eu -> {endpoint}:\n{}", e["raw"].as_str().unwrap_or(""));
+        let trace = &e["figures"];
+        assert_eq!(trace["reached"], true, "{e}");
+        let hops = trace["hops"].as_array().unwrap();
+        // One hop per switch on the path, then the destination itself.
+        assert_eq!(hops.len(), switches.len() + 1, "{endpoint}: {hops:?}");
+        for (hop, &j) in hops.iter().zip(switches) {
+            assert_eq!(hop["addrs"], serde_json::json!([switch_addr(j)]), "{endpoint}: {hop}");
+        }
+        assert_eq!(hops[switches.len()]["addrs"][0], *addr, "{endpoint}: {hops:?}");
+    }
+    // ping (ICMP) and HTTP (TCP, curl) still cross the switches, TTL and all.
+    let ping = &result_of("ping")[0];
+    assert_eq!(ping["ok"], true, "{ping}");
+    let rtts = ping["figures"]["rtts_ms"].as_array().unwrap();
+    assert_eq!(rtts.len(), 3, "{ping}");
+    let want = implied_rtt_ms("eu", "us");
+    let min = ping["figures"]["rtt_min_ms"].as_f64().unwrap();
+    println!("ping eu -> ep-us: min {min} ms, topology {want} ms (load {})", load_average());
+    assert!(min >= want - 0.05, "faster than the topology allows: {ping}");
+    let http = &result_of("http")[0];
+    assert_eq!(http["ok"], true, "{http}");
+    assert_eq!(http["figures"]["status"], 200, "{http}");
+}
+
+/// The virtual time of an RFC 3339 timestamp, in nanoseconds since the Unix epoch.
+fn ns_of(v: &Value) -> i128 {
+    let t = chrono::DateTime::parse_from_rfc3339(v.as_str().unwrap()).unwrap();
+    i128::from(t.timestamp()) * 1_000_000_000 + i128::from(t.timestamp_subsec_nanos())
+}
+
+/// Checks one task's runs across the server's downtime: every run it issued has exactly one
+/// result and every result is a success (none lost, none failed by the restart); the
+/// firings stay on the task's grid of `step_ns` from `origin_ns`, advancing one step at a
+/// time except once, across the downtime, where the skipped firings are exactly the
+/// task's `skipped_firings` (coalesced: the latest missed firing ran once).
+fn check_catch_up(export: &Value, task: &Value, step_ns: i128, origin_ns: i128) -> u64 {
+    let id = &task["id"];
+    let issued = task["tally"]["eu"]["next_seq"].as_u64().unwrap() - 1;
+    let mut runs: Vec<&Value> = export["results"].as_array().unwrap().iter().filter(|r| r["task_id"] == *id).collect();
+    runs.sort_by_key(|r| r["seq"].as_u64());
+    let seqs: Vec<u64> = runs.iter().map(|r| r["seq"].as_u64().unwrap()).collect();
+    // The last run may still be out when the run ends and the server exports.
+    assert!(seqs.len() as u64 >= issued.saturating_sub(1), "task {id}: {issued} runs issued, results for {seqs:?}");
+    assert_eq!(seqs, (1..=seqs.len() as u64).collect::<Vec<_>>(), "task {id}: sequence numbers");
+    for r in &runs {
+        assert_eq!(r["ok"], true, "task {id}: {r}");
+    }
+    let fires: Vec<i128> = runs.iter().map(|r| ns_of(&r["fire_time"])).collect();
+    for f in &fires {
+        assert_eq!((f - origin_ns).rem_euclid(step_ns), 0, "task {id}: firing off the grid: {fires:?}");
+    }
+    let gaps: Vec<i128> = fires.windows(2).map(|w| (w[1] - w[0]) / step_ns).collect();
+    let jumps: Vec<&i128> = gaps.iter().filter(|&&g| g != 1).collect();
+    let skipped = task["skipped_firings"].as_u64().unwrap();
+    println!("task {id} ({}): {} runs, gaps in steps {gaps:?}, skipped_firings {skipped}", task["type"], runs.len());
+    assert_eq!(jumps.len(), 1, "task {id}: one jump across the downtime: {gaps:?}");
+    assert_eq!(*jumps[0] - 1, i128::from(skipped), "task {id}: the jump skips exactly skipped_firings: {gaps:?}");
+    skipped
+}
+
+#[test]
+fn probes_survive_a_server_restart() {
+    let test = "probes_survive_a_server_restart";
+    require!(test, need_root(), need_tool("ping"), need_tool("sh"), need_tool("date"));
+    let dir = tempfile::tempdir().unwrap();
+    // A recurring task created at the server's start-up (every 3 s from its creation) …
+    let tasks = r#"[{type: RECURRING, interval: 3s, measurement: {kind: ping, count: 1}, endpoints: [ep-eu], locations: [eu]}]"#;
+    // … and, from a CLI in a driver node: a one-off run that is still measuring (10 s) when
+    // the server is killed, then a cron task every 2 virtual seconds from the next second on.
+    let driver = r#"  - name: driver
+    depends_on: [server]
+    run: {command: "diorama-probe cli --server http://server:8080 --json task create --type ONE-OFF --measurement exec --endpoint ep-eu --location eu -- sleep 10 > slow.json && diorama-probe cli --server http://server:8080 --json task create --type RECURRING-SCHEDULED --cron '*/2 * * * * *' --start-time $(date -u -d '+1 sec' +%Y-%m-%dT%H:%M:%SZ) --stop-time $(date -u -d '+1 hour' +%Y-%m-%dT%H:%M:%SZ) --measurement ping --count 1 --endpoint ep-eu --location eu > cron.json && exec sleep 100000"}
+    link: {to: core, rate: 100Mbit, delay: 100us}
+"#;
+    let faults = "faults:\n  - {at: 8s, kill: server, for: 8s}\n";
+    let yaml = two_regions("probes-restart", "30s", tasks, "30s", driver, faults);
+    let (outcome, results) = run(dir.path(), "probes-restart", &yaml, "1");
+    assert_eq!(outcome.code, Some(0), "{}\n{}", outcome.stdout, outcome.stderr);
+    println!("load average {}", load_average());
+    let export = export(&results);
+    let tasks = export["tasks"].as_array().unwrap();
+    let of =
+        |kind: &str| tasks.iter().find(|t| t["type"] == kind).unwrap_or_else(|| panic!("no {kind} task: {tasks:?}"));
+    let recurring = of("RECURRING");
+    let cron = of("RECURRING-SCHEDULED");
+    let skipped = check_catch_up(&export, recurring, 3_000_000_000, ns_of(&recurring["created_at"]));
+    // Cron boundaries: every even second.
+    let skipped_cron = check_catch_up(&export, cron, 2_000_000_000, 0);
+    // Down for 8 s at least: at least two 3 s firings and three 2 s firings fell inside.
+    assert!(skipped >= 1 && skipped_cron >= 2, "recurring skipped {skipped}, cron skipped {skipped_cron}");
+    // The run measuring through the downtime was spooled by its agent and stored after
+    // the restart: finished while the server was down, received seconds later.
+    let slow = of("ONE-OFF");
+    assert_eq!(slow["state"], "FINISHED", "{slow}");
+    let run = export["results"].as_array().unwrap().iter().find(|r| r["task_id"] == slow["id"]).unwrap();
+    assert_eq!(run["ok"], true, "{run}");
+    let held_ms = (ns_of(&run["received_at"]) - ns_of(&run["finished_at"])) / 1_000_000;
+    println!("the slow run waited {held_ms} ms in the agent's spool");
+    assert!(held_ms >= 1000, "delivered {held_ms} ms after it finished: {run}");
+}

@@ -41,9 +41,10 @@ pub struct AgentArgs {
     /// The server, e.g. `http://server:8080`.
     #[arg(long)]
     pub server: String,
-    /// The location (region or agent group) this agent measures from.
+    /// The location (region or agent group) this agent measures from; without it the agent
+    /// is a location of its own, named by `--name` (so tasks can address single agents).
     #[arg(long)]
-    pub location: String,
+    pub location: Option<String>,
     /// The agent's name (default: the host name).
     #[arg(long)]
     pub name: Option<String>,
@@ -103,6 +104,8 @@ pub struct AgentSummary {
 struct Agent {
     args: AgentArgs,
     name: String,
+    /// `--location`, or the agent's name.
+    location: String,
     client: ApiClient,
     slots: Arc<Semaphore>,
     rng: Mutex<rand::rngs::StdRng>,
@@ -115,6 +118,7 @@ pub async fn run(args: AgentArgs) -> anyhow::Result<()> {
         Some(n) => n.clone(),
         None => nix::unistd::gethostname()?.to_string_lossy().into_owned(),
     };
+    let location = args.location.clone().unwrap_or_else(|| name.clone());
     std::fs::create_dir_all(&args.spool)?;
     let poll_wait = Duration::from_nanos(args.poll_wait);
     let rng = match args.seed {
@@ -128,14 +132,15 @@ pub async fn run(args: AgentArgs) -> anyhow::Result<()> {
         summary: Mutex::new(AgentSummary {
             schema: 1,
             agent: name.clone(),
-            location: args.location.clone(),
+            location: location.clone(),
             kind: args.kind.as_str().into(),
             ..AgentSummary::default()
         }),
         name,
+        location,
         args,
     });
-    tracing::info!(agent = %agent.name, location = %agent.args.location, kind = agent.args.kind.as_str(), "agent started");
+    tracing::info!(agent = %agent.name, location = %agent.location, kind = agent.args.kind.as_str(), "agent started");
     let started = Instant::now();
     for path in spooled(&agent.args.spool) {
         let a = Arc::clone(&agent);
@@ -183,7 +188,7 @@ impl Agent {
             };
             let req = PollRequest {
                 agent: self.name.clone(),
-                location: self.args.location.clone(),
+                location: self.location.clone(),
                 kind: self.args.kind,
                 max: 1 + self.slots.available_permits(),
                 wait_ms: u64::try_from(poll_wait.as_millis()).unwrap_or(u64::MAX),

@@ -274,23 +274,7 @@ async fn deliver(AxState(server): AxState<Shared>, body: Bytes) -> Result<impl I
 }
 
 async fn stats(AxState(server): AxState<Shared>) -> impl IntoResponse {
-    let (count, p50, p99, max) = match server.stats.latency_us.lock() {
-        Ok(h) => (h.len(), h.value_at_quantile(0.5), h.value_at_quantile(0.99), h.max()),
-        Err(_) => (0, 0, 0, 0),
-    };
-    let tasks = server.list(None, None, None).await;
-    let skipped: u64 = tasks.iter().map(|t| t.skipped_firings).sum();
-    let elapsed = super::result::ms_between(server.stats.started, super::server::now()) / 1e3;
-    let requests = server.stats.requests.load(Ordering::Relaxed);
-    #[expect(clippy::cast_precision_loss, reason = "counts far below 2^53")]
-    let rate = requests as f64 / elapsed.max(1e-9);
-    Json(serde_json::json!({
-        "requests": requests,
-        "uptime_s": elapsed,
-        "request_rate_per_s": rate,
-        "latency_us": {"count": count, "p50": p50, "p99": p99, "max": max},
-        "skipped_firings": skipped,
-    }))
+    Json(server.stats_json().await)
 }
 
 #[cfg(test)]

@@ -84,7 +84,7 @@ mod tests {
             "lognormal:median=20ms,sigma=0.3",
         ])))
         .unwrap();
-        assert!(matches!(a.role, Role::Agent(ref x) if x.location == "eu"));
+        assert!(matches!(a.role, Role::Agent(ref x) if x.location.as_deref() == Some("eu")));
         let s = Args::try_parse_from(os(&["p", "server", "--location", "eu,us", "--location", "ap"])).unwrap();
         assert!(matches!(s.role, Role::Server(ref x) if x.locations == ["eu", "us", "ap"]));
         let c = Args::try_parse_from(os(&["p", "cli", "--json", "task", "list", "--state", "RUNNING"])).unwrap();

@@ -14,8 +14,12 @@
 //! The scheduler sleeps until the earliest firing or lease deadline, in the process's clock
 //! (virtual inside a node), or until a change wakes it. Agents long-poll their location's
 //! queue. A restarted server reloads its tasks, re-arms a lease for every run that was
-//! dispatched but has no stored result (its agent may still deliver it), and applies the
-//! catch-up policy of [`super::schedule`] to firings it missed.
+//! dispatched but has no stored result (its agent may still deliver it) and queues it
+//! again (the old process may have died before any agent took it), and applies the
+//! catch-up policy of [`super::schedule`] to firings it missed. A run re-queued that way
+//! may be measured twice (by the agent that had it and by the one that takes the copy);
+//! the first result stored is its result, a later one is answered as a duplicate, and a
+//! copy still queued when the run has its result is dropped unseen.
 
 use std::collections::{BTreeMap, HashMap, VecDeque};
 use std::sync::atomic::AtomicU64;
@@ -133,6 +137,17 @@ impl Server {
                                 (task.id, location.clone(), seq),
                                 Outstanding { fire_time, deadline: now + lease, agent: None },
                             );
+                            // Queued again: the old process may have died before an agent
+                            // took it. If one did and still delivers, the first result
+                            // stored wins and `take` drops the copy (see the module docs).
+                            inner.queues.entry(location.clone()).or_default().push_back(Job {
+                                task_id: task.id,
+                                location: location.clone(),
+                                seq,
+                                measurement: task.measurement.clone(),
+                                endpoints: task.endpoints.clone(),
+                                fire_time,
+                            });
                         }
                     }
                 }
@@ -467,7 +482,30 @@ impl Server {
             "tasks": tasks,
             "results": results,
             "summary": super::summary::summarize(&results),
+            "stats": self.stats_json().await,
         }))
+    }
+
+    /// What `GET /v1/stats` answers: requests, their rate and API latency (virtual µs)
+    /// since start-up, and the skipped firings of every task.
+    pub async fn stats_json(&self) -> serde_json::Value {
+        let (count, p50, p99, max) = match self.stats.latency_us.lock() {
+            Ok(h) => (h.len(), h.value_at_quantile(0.5), h.value_at_quantile(0.99), h.max()),
+            Err(_) => (0, 0, 0, 0),
+        };
+        let tasks = self.list(None, None, None).await;
+        let skipped: u64 = tasks.iter().map(|t| t.skipped_firings).sum();
+        let elapsed = ms_between(self.stats.started, now()) / 1e3;
+        let requests = self.stats.requests.load(std::sync::atomic::Ordering::Relaxed);
+        #[expect(clippy::cast_precision_loss, reason = "counts far below 2^53")]
+        let rate = requests as f64 / elapsed.max(1e-9);
+        serde_json::json!({
+            "requests": requests,
+            "uptime_s": elapsed,
+            "request_rate_per_s": rate,
+            "latency_us": {"count": count, "p50": p50, "p99": p99, "max": max},
+            "skipped_firings": skipped,
+        })
     }
 }
 
@@ -607,8 +645,13 @@ mod tests {
             assert_eq!(job.seq, 1);
         }
         let s = server(dir.path(), 60_000).await;
-        // The agent's retried delivery reaches the new server process.
+        // The run is queued again for an agent of its location (the old process may have
+        // died before one took it) …
+        let copy = s.poll("b", "eu", AgentKind::AlwaysOn, 1, Duration::ZERO).await;
+        assert_eq!(copy.iter().map(|j| (j.task_id, j.seq)).collect::<Vec<_>>(), [(id, 1)]);
+        // … and the first delivery, here the original agent's retry, is its result.
         assert!(s.deliver(ok_result(&job, true)).await.unwrap());
+        assert!(!s.deliver(ok_result(&copy[0], true)).await.unwrap(), "the copy's result is a duplicate");
         let t = s.get(id).await.unwrap();
         assert_eq!((t.state, t.tally["eu"].next_seq, t.tally["eu"].ok_runs), (State::Running, 2, 1));
         // The next firing (an hour on) gets seq 2.
