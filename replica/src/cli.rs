@@ -76,17 +76,47 @@ struct Cli {
     /// Lease of a lock or part claim, in seconds.
     #[arg(long, default_value_t = 15.0)]
     lease: f64,
+    /// Coordinator: list both stores every this many seconds (and at start) to repair what
+    /// events missed; 0 turns it off.
+    #[arg(long, default_value_t = 5.0)]
+    reconcile: f64,
+    /// Coordinator: the directory of `replication.jsonl`; platform: of `invocations.jsonl`.
+    #[arg(long, default_value = ".")]
+    records: PathBuf,
     /// Replication-delay SLO, in seconds.
     #[arg(long, default_value_t = 10.0)]
     slo: f64,
-    /// Planner model: invocation latency and ready delay (s), per-instance bandwidth (bytes/s),
-    /// the same for both regions until the platform measures them.
-    #[arg(long, default_value_t = 0.05)]
-    invoke: f64,
-    #[arg(long, default_value_t = 0.1)]
-    ready: f64,
+    /// Invocation latency I and ready delay D (seconds: `0.05`, `normal:MEAN,SD`,
+    /// `lognormal:MU,SIGMA`): the platform draws them; the coordinator's planner assumes
+    /// them for both regions. With the per-instance bandwidth (bytes/s) below.
+    #[arg(long, default_value = "0.05")]
+    invoke: crate::planner::Dist,
+    #[arg(long, default_value = "0.1")]
+    ready: crate::planner::Dist,
     #[arg(long, default_value_t = 12.5e6)]
     bandwidth: f64,
+    /// Platform: concurrent instances at most (more invocations wait for a slot).
+    #[arg(long, default_value_t = 1000)]
+    concurrency: usize,
+    /// Platform: execution time limit of an instance, in seconds.
+    #[arg(long, default_value_t = 900.0)]
+    time_limit: f64,
+    /// Platform: retries of a failed instance before its dead-letter record.
+    #[arg(long, default_value_t = 2)]
+    retries: u32,
+    /// Platform: an instance's memory (MiB), for GB-seconds.
+    #[arg(long, default_value_t = 1024)]
+    memory_mb: u32,
+    /// Platform price table (dollars): per invocation, per GB-second, per S3 request, per
+    /// GB of egress.
+    #[arg(long, default_value_t = 2e-7)]
+    price_invocation: f64,
+    #[arg(long, default_value_t = 1.66667e-5)]
+    price_gb_s: f64,
+    #[arg(long, default_value_t = 5e-6)]
+    price_request: f64,
+    #[arg(long, default_value_t = 0.02)]
+    price_egress_gb: f64,
     /// Writer: operations, keys, hot keys, largest small object, large object size, a large
     /// object every N operations, a delete every N operations, pause between operations (ms).
     #[arg(long, default_value_t = 100)]
@@ -204,18 +234,42 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
                 slo: Duration::from_secs_f64(cli.slo.max(0.0)),
                 models: [&cli.src_region, &cli.dst_region]
                     .iter()
-                    .map(|r| crate::coordinator::model(r, cli.invoke, cli.ready, cli.bandwidth, chunk))
+                    .map(|r| crate::coordinator::model(r, &cli.invoke, &cli.ready, cli.bandwidth, chunk))
                     .collect(),
+                reconcile: Duration::from_secs_f64(if cli.reconcile > 0.0 { cli.reconcile } else { 1e9 }),
+                records: Some(cli.records.clone()),
             };
             crate::coordinator::serve(cfg, state).await?;
         }
-        Role::Platform => crate::platform::serve(cli.listen).await?,
+        Role::Platform => {
+            let model = crate::platform::Model {
+                invoke: cli.invoke.clone(),
+                ready: cli.ready.clone(),
+                concurrency: cli.concurrency,
+                time_limit: Duration::from_secs_f64(cli.time_limit.max(0.001)),
+                retries: cli.retries,
+                memory_mb: cli.memory_mb,
+                prices: crate::platform::Prices {
+                    per_invocation: cli.price_invocation,
+                    per_gb_second: cli.price_gb_s,
+                    per_request: cli.price_request,
+                    per_egress_gb: cli.price_egress_gb,
+                },
+                seed: cli.seed,
+            };
+            std::fs::create_dir_all(&cli.records).with_context(|| format!("create {}", cli.records.display()))?;
+            crate::platform::serve(cli.listen, model, &cli.records).await?
+        }
         Role::Instance => {
             let mut text = String::new();
             std::io::Read::read_to_string(&mut std::io::stdin(), &mut text)
                 .context("read the task from standard input")?;
             let task: crate::task::Task = serde_json::from_str(&text).context("parse the task")?;
-            crate::task::run(&task).await.map_err(|e| anyhow::anyhow!(crate::error_chain(&e)))?;
+            let meter = crate::task::Meter::default();
+            let result = crate::task::run_metered(&task, &meter).await;
+            // What it used, for the platform's bill, whether the copy succeeded or not.
+            println!("{}", serde_json::to_string(&meter)?);
+            result.map_err(|e| anyhow::anyhow!(crate::error_chain(&e)))?;
         }
         Role::Writer => {
             let ep = endpoint(&cli, &cli.src, &cli.src_region, "src")?;
@@ -253,13 +307,27 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
     Ok(ExitCode::SUCCESS)
 }
 
-/// Compares until equal or `--wait` seconds passed; the last verdict.
+/// Compares until equal or `--wait` seconds passed; the last verdict. The listings are
+/// polled (cheap), and every object is read and compared once they agree or time is up.
 async fn converge(src: &Endpoint, dst: &Endpoint, cli: &Cli) -> anyhow::Result<crate::verify::Verdict> {
     let started = std::time::Instant::now();
     loop {
+        let out_of_time = started.elapsed().as_secs_f64() >= cli.wait;
+        if !out_of_time {
+            if let Some(lag) = crate::verify::listings_disagree(src, dst).await? {
+                tracing::info!(%lag, "not converged yet");
+                tokio::time::sleep(Duration::from_millis(500)).await;
+                continue;
+            }
+        }
         let verdict = crate::verify::compare(src, dst, cli.threshold, cli.part_size).await?;
-        if verdict.ok() || started.elapsed().as_secs_f64() >= cli.wait {
-            tracing::info!(equal = verdict.equal, mismatched = verdict.mismatched.len(), "verdict");
+        if verdict.ok() || out_of_time {
+            tracing::info!(
+                equal = verdict.equal,
+                mismatched = verdict.mismatched.len(),
+                elapsed_s = started.elapsed().as_secs_f64(),
+                "verdict"
+            );
             return Ok(verdict);
         }
         tracing::info!(lagging = verdict.mismatched.len(), "not converged yet");

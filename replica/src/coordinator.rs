@@ -19,7 +19,7 @@
 use crate::client::Endpoint;
 use crate::planner::{self, Dist, RegionModel};
 use crate::state::{PartView, Release, State, Version};
-use crate::task::{self, Claim, Done, Finish, Finished, Mode, Task};
+use crate::task::{self, Claim, Done, Finish, Finished, Mode, Renew, Task};
 use axum::extract::State as AxState;
 use axum::routing::post;
 use axum::{Json, Router};
@@ -45,6 +45,10 @@ pub struct Config {
     pub lease: Duration,
     pub slo: Duration,
     pub models: Vec<RegionModel>,
+    /// How often the stores are listed to repair what events missed (and once at start).
+    pub reconcile: Duration,
+    /// Where the replication records go (`replication.jsonl`); none: not written.
+    pub records: Option<std::path::PathBuf>,
 }
 
 struct Shared {
@@ -53,7 +57,18 @@ struct Shared {
     next_job: AtomicU64,
     /// Multipart uploads by job, to abort a stale one.
     uploads: Mutex<HashMap<String, String>>,
+    /// The plan of each job started by this process (lost on a restart).
+    plans: Mutex<HashMap<String, Planned>>,
+    records: Option<crate::record::Records>,
     http: reqwest::Client,
+}
+
+/// A started job's plan, kept for its replication record.
+#[derive(Debug, Clone)]
+struct Planned {
+    region: String,
+    instances: u32,
+    predicted_s: Option<f64>,
 }
 
 /// Runs the coordinator until the process ends.
@@ -63,6 +78,8 @@ pub async fn serve(cfg: Config, state: State) -> std::io::Result<()> {
         cfg: cfg.clone(),
         next_job: AtomicU64::new(u64::try_from(chrono::Utc::now().timestamp_millis()).unwrap_or(0) << 16),
         uploads: Mutex::new(HashMap::new()),
+        plans: Mutex::new(HashMap::new()),
+        records: cfg.records.as_deref().map(crate::record::Records::new),
         http: reqwest::Client::builder().timeout(Duration::from_secs(10)).build().unwrap_or_default(),
     });
     let app = Router::new()
@@ -70,8 +87,10 @@ pub async fn serve(cfg: Config, state: State) -> std::io::Result<()> {
         .route("/claim", post(claim))
         .route("/finish", post(finish))
         .route("/done", post(done))
+        .route("/renew", post(renew))
         .with_state(shared.clone());
-    tokio::spawn(dispatch(shared));
+    tokio::spawn(dispatch(shared.clone()));
+    tokio::spawn(reconcile_loop(shared));
     let listener = tokio::net::TcpListener::bind(cfg.listen).await?;
     tracing::info!(listen = %cfg.listen, "coordinator listening");
     axum::serve(listener, app).await
@@ -106,7 +125,10 @@ async fn events(AxState(s): Shr, Json(body): Json<crate::event::Notification>) -
             size: r.s3.object.size.unwrap_or(0),
             deleted: r.is_removal(),
         };
-        let newer = with_state(&s, |st| st.observe(&v))?;
+        let written = chrono::DateTime::parse_from_rfc3339(&r.event_time)
+            .ok()
+            .and_then(|t| u64::try_from(t.timestamp_millis()).ok());
+        let newer = with_state(&s, |st| st.observe_at(&v, written))?;
         tracing::debug!(key = %v.key, seq, event = %r.event_name, newer, "event");
     }
     Ok(Json(serde_json::json!({"ok": true})))
@@ -131,13 +153,44 @@ async fn finish(AxState(s): Shr, Json(f): Json<Finish>) -> Answer<Finished> {
 }
 
 async fn done(AxState(s): Shr, Json(d): Json<Done>) -> Answer<serde_json::Value> {
-    let released = with_state(&s, |st| st.release(&d.key, &d.job, d.seq, d.seen.as_deref()))?;
-    let upload = s.uploads.lock().unwrap_or_else(std::sync::PoisonError::into_inner).remove(&d.job);
+    let written = with_state(&s, |st| st.written_at(&d.key))?;
+    let released =
+        with_state(&s, |st| st.release_copy(&d.key, &d.job, d.seq, d.seen.as_deref(), d.dst_etag.as_deref()))?;
+    let upload = lock(&s.uploads).remove(&d.job);
     if let Some(upload) = &upload {
         with_state(&s, |st| st.drop_pool(upload))?;
     }
+    let plan = lock(&s.plans).remove(&d.job);
     match released {
-        Release::Done => tracing::info!(key = %d.key, seq = d.seq, bytes = d.bytes, "replicated"),
+        Release::Done => {
+            let done_ms = now_ms();
+            let written_ms = written.filter(|(seq, _)| *seq == d.seq).and_then(|(_, at)| at);
+            let delay_s = written_ms.map(|w| done_ms.saturating_sub(w) as f64 / 1000.0);
+            tracing::info!(key = %d.key, seq = d.seq, bytes = d.bytes, ?delay_s, "replicated");
+            if let Some(r) = &s.records {
+                r.write(&crate::record::Record::Replicated {
+                    key: d.key.clone(),
+                    seq: d.seq,
+                    bytes: d.bytes,
+                    deleted: d.deleted,
+                    written_ms,
+                    done_ms,
+                    delay_s,
+                    region: plan.as_ref().map(|p| p.region.clone()),
+                    instances: plan.as_ref().map(|p| p.instances),
+                    predicted_s: plan.as_ref().and_then(|p| p.predicted_s),
+                });
+                if let Some(delay) = delay_s.filter(|t| *t > s.cfg.slo.as_secs_f64()) {
+                    r.write(&crate::record::Record::Violation {
+                        key: d.key.clone(),
+                        seq: d.seq,
+                        at_ms: done_ms,
+                        cause: crate::record::Cause::Delay,
+                        reason: format!("replicated after {delay:.3} s, over the {:.3} s SLO", s.cfg.slo.as_secs_f64()),
+                    });
+                }
+            }
+        }
         Release::Stale => {
             tracing::info!(key = %d.key, seq = d.seq, seen = ?d.seen, "source changed during the copy; replicating again");
             if let Some(upload) = upload {
@@ -149,6 +202,24 @@ async fn done(AxState(s): Shr, Json(d): Json<Done>) -> Answer<serde_json::Value>
     Ok(Json(serde_json::json!({"released": format!("{released:?}")})))
 }
 
+/// An instance's heartbeat: extends its job's lock and its part claims. `held: false` tells
+/// it the lock was taken over, so it stops writing.
+async fn renew(AxState(s): Shr, Json(r): Json<Renew>) -> Answer<serde_json::Value> {
+    let until = now_ms() + s.cfg.lease.as_millis() as u64;
+    let held = with_state(&s, |st| {
+        let held = st.renew(&r.key, &r.job, until)?;
+        if let Some(upload) = r.upload.as_deref().filter(|_| held) {
+            st.renew_claims(upload, &r.owner, until)?;
+        }
+        Ok(held)
+    })?;
+    Ok(Json(serde_json::json!({"held": held})))
+}
+
+fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(std::sync::PoisonError::into_inner)
+}
+
 async fn abort(s: &Shared, key: &str, upload: &str) {
     let Ok(dst) = crate::client::connect(&s.cfg.dst) else { return };
     if let Err(err) = dst.abort_multipart(&object_store::path::Path::from(key), &upload.to_owned()).await {
@@ -158,10 +229,13 @@ async fn abort(s: &Shared, key: &str, upload: &str) {
 
 async fn dispatch(s: Arc<Shared>) {
     loop {
-        let now = now_ms();
-        let pending = with_state(&s, |st| st.pending(now, 64)).unwrap_or_default();
+        let pending = with_state(&s, |st| st.pending(now_ms(), 64)).unwrap_or_default();
         for v in pending {
             let job = format!("j{:x}", s.next_job.fetch_add(1, Ordering::SeqCst));
+            // The clock is read per key: starting a copy takes time (a multipart upload is
+            // created across the WAN), and a lease counted from the loop's start could be
+            // over before its copy begins, letting a second copy of the key run at once.
+            let now = now_ms();
             let until = now + s.cfg.lease.as_millis() as u64;
             let Ok(Some(v)) = with_state(&s, |st| st.lock(&v.key, &job, now, until)) else { continue };
             if let Err(err) = start(&s, &job, &v).await {
@@ -176,9 +250,16 @@ async fn dispatch(s: Arc<Shared>) {
 async fn start(s: &Arc<Shared>, job: &str, v: &Version) -> Result<(), String> {
     let cfg = &s.cfg;
     let large = !v.deleted && v.size > cfg.threshold;
+    // The SLO counts from the source's write: what is left of it bounds the plan.
+    let written = with_state(s, |st| st.written_at(&v.key)).map_err(|e| e.1)?;
+    let elapsed = written
+        .filter(|(seq, _)| *seq == v.seq)
+        .and_then(|(_, at)| at)
+        .map_or(0.0, |at| now_ms().saturating_sub(at) as f64 / 1000.0);
+    let remaining = cfg.slo.as_secs_f64() - elapsed;
     let req = planner::Request {
         size: v.size,
-        remaining: cfg.slo.as_secs_f64(),
+        remaining,
         percentile: 0.99,
         part_size: cfg.part_size,
         max_instances: if large { cfg.max_instances } else { 1 },
@@ -191,6 +272,19 @@ async fn start(s: &Arc<Shared>, job: &str, v: &Version) -> Result<(), String> {
     let n = plan.as_ref().map_or(1, |p| p.instances);
     let platform = cfg.platforms.iter().find(|(name, _)| *name == region).and_then(|(_, url)| url.clone());
     tracing::info!(key = %v.key, size = v.size, %region, n, time = plan.as_ref().map(|p| p.time), meets = plan.as_ref().map(|p| p.meets_slo), "plan");
+    if let (Some(p), Some(r)) = (plan.as_ref().filter(|p| !p.meets_slo), &s.records) {
+        r.write(&crate::record::Record::Violation {
+            key: v.key.clone(),
+            seq: v.seq,
+            at_ms: now_ms(),
+            cause: crate::record::Cause::Plan,
+            reason: violation_reason(p, remaining, elapsed),
+        });
+    }
+    lock(&s.plans).insert(
+        job.to_owned(),
+        Planned { region: region.clone(), instances: n, predicted_s: plan.as_ref().map(|p| p.time) },
+    );
     let mode = if v.deleted {
         Mode::Delete
     } else if large {
@@ -198,7 +292,7 @@ async fn start(s: &Arc<Shared>, job: &str, v: &Version) -> Result<(), String> {
         let upload =
             dst.create_multipart(&object_store::path::Path::from(v.key.as_str())).await.map_err(|e| e.to_string())?;
         with_state(s, |st| st.fill_pool(&upload, v.size, cfg.part_size)).map_err(|e| e.1)?;
-        s.uploads.lock().unwrap_or_else(std::sync::PoisonError::into_inner).insert(job.to_owned(), upload.clone());
+        lock(&s.uploads).insert(job.to_owned(), upload.clone());
         Mode::Parts { upload }
     } else {
         Mode::Whole
@@ -216,6 +310,7 @@ async fn start(s: &Arc<Shared>, job: &str, v: &Version) -> Result<(), String> {
             dst: cfg.dst.clone(),
             coordinator: cfg.url.clone(),
             mode: mode.clone(),
+            lease_ms: cfg.lease.as_millis() as u64,
         };
         match &platform {
             Some(url) => {
@@ -242,14 +337,68 @@ pub fn now_ms() -> u64 {
     u64::try_from(chrono::Utc::now().timestamp_millis()).unwrap_or(0)
 }
 
-/// A region model from configured constants (seconds; bandwidth in bytes per second).
-pub fn model(name: &str, invoke: f64, ready: f64, bandwidth: f64, chunk: u64) -> RegionModel {
+/// A region model from configured distributions (seconds; bandwidth in bytes per second).
+pub fn model(name: &str, invoke: &Dist, ready: &Dist, bandwidth: f64, chunk: u64) -> RegionModel {
     RegionModel {
         name: name.to_owned(),
-        invoke: Dist::Const(invoke),
-        ready: Dist::Const(ready),
+        invoke: invoke.clone(),
+        ready: ready.clone(),
         setup: Dist::Const(0.01),
         per_chunk: Dist::Const(chunk as f64 / bandwidth.max(1.0)),
         chunk,
     }
+}
+
+/// Why a plan misses the SLO, in words for the violation record.
+fn violation_reason(p: &planner::Plan, remaining: f64, elapsed: f64) -> String {
+    if remaining <= 0.0 {
+        format!("the SLO had passed before planning ({elapsed:.3} s since the write)")
+    } else {
+        format!(
+            "fastest plan ({} instance(s) in {}) needs {:.3} s at p99, {:.3} s of the SLO left",
+            p.instances, p.region, p.time, remaining
+        )
+    }
+}
+
+/// Lists both stores at start-up and every `reconcile` interval and repairs the table
+/// ([`State::reconcile`]): events lost or never sent (a store that died with its queue, a
+/// coordinator down past the store's retries), copies overtaken by a late write of an old
+/// one, a destination that lost objects.
+async fn reconcile_loop(s: Arc<Shared>) {
+    loop {
+        match reconcile_once(&s).await {
+            Ok(r) if r.any() => {
+                tracing::warn!(?r, "reconciliation repaired the state");
+                if let Some(rec) = &s.records {
+                    rec.write(&crate::record::Record::Repair { at_ms: now_ms(), repairs: r });
+                }
+            }
+            Ok(_) => tracing::debug!("reconciliation: in sync"),
+            Err(err) => tracing::warn!(%err, "reconciliation failed; trying again next interval"),
+        }
+        tokio::time::sleep(s.cfg.reconcile).await;
+    }
+}
+
+async fn reconcile_once(s: &Shared) -> Result<crate::state::Repairs, String> {
+    let before = with_state(s, |st| st.snapshot(now_ms())).map_err(|e| e.1)?;
+    let src = listing(&s.cfg.src).await.map_err(|e| format!("list the source: {e}"))?;
+    let dst = listing(&s.cfg.dst).await.map_err(|e| format!("list the destination: {e}"))?;
+    with_state(s, |st| st.reconcile(&before, &src, &dst, now_ms())).map_err(|e| e.1)
+}
+
+/// Every object of `ep` with its ETag (ListObjectsV2).
+pub async fn listing(ep: &Endpoint) -> object_store::Result<std::collections::BTreeMap<String, crate::state::Listed>> {
+    use futures::TryStreamExt;
+    use object_store::ObjectStore;
+    let store = crate::client::connect(ep)?;
+    store
+        .list(None)
+        .map_ok(|m| {
+            let etag = m.e_tag.as_deref().map(crate::etag::normalize);
+            (m.location.to_string(), crate::state::Listed { etag, size: m.size })
+        })
+        .try_collect()
+        .await
 }

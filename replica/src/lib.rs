@@ -19,6 +19,7 @@ pub mod event;
 pub mod notify;
 pub mod planner;
 pub mod platform;
+pub mod record;
 pub mod server;
 pub mod state;
 pub mod store;

@@ -63,6 +63,48 @@ impl Dist {
     }
 }
 
+/// A [`Dist`] that did not parse.
+#[derive(Debug, thiserror::Error)]
+#[error(
+    "distribution {text:?}: {why} (expected const:S, normal:MEAN,SD, lognormal:MU,SIGMA or a bare number of seconds)"
+)]
+pub struct DistError {
+    text: String,
+    why: &'static str,
+}
+
+impl std::str::FromStr for Dist {
+    type Err = DistError;
+
+    /// `0.05`, `const:0.05`, `normal:0.1,0.02`, `lognormal:-2.3,0.5` (seconds; the
+    /// log-normal's parameters are those of the logarithm).
+    fn from_str(text: &str) -> Result<Dist, DistError> {
+        let err = |why| DistError { text: text.to_owned(), why };
+        let (kind, args) = text.split_once(':').unwrap_or(("const", text));
+        let nums: Vec<f64> = args
+            .split(',')
+            .map(|a| a.trim().parse::<f64>().map_err(|_| err("not a number")))
+            .collect::<Result<_, _>>()?;
+        if nums.iter().any(|x| !x.is_finite()) {
+            return Err(err("not a finite number"));
+        }
+        match (kind.trim(), nums.as_slice()) {
+            ("const", [c]) if *c >= 0.0 => Ok(Dist::Const(*c)),
+            ("normal", [mean, sd]) if *sd >= 0.0 => Ok(Dist::Normal { mean: *mean, sd: *sd }),
+            ("lognormal", [mu, sigma]) if *sigma >= 0.0 => Ok(Dist::LogNormal { mu: *mu, sigma: *sigma }),
+            ("const" | "normal" | "lognormal", _) => Err(err("wrong number or sign of parameters")),
+            _ => Err(err("unknown kind")),
+        }
+    }
+}
+
+impl Dist {
+    /// One draw in seconds (never negative).
+    pub fn draw(&self, rng: &mut impl Rng) -> f64 {
+        self.sample(rng)
+    }
+}
+
 /// The measured behaviour of one region's functions.
 #[derive(Debug, Clone, PartialEq)]
 pub struct RegionModel {
@@ -278,6 +320,17 @@ mod tests {
         // One draw of each candidate is always made (a million chunks for n = 1); the rest
         // stops at the budget. Generous against a busy host, far below the unbounded minutes.
         assert!(start.elapsed() < Duration::from_secs(5), "{:?}", start.elapsed());
+    }
+
+    #[test]
+    fn distributions_parse_and_bad_ones_are_refused() {
+        assert_eq!("0.05".parse::<Dist>().unwrap(), Dist::Const(0.05));
+        assert_eq!("const:1".parse::<Dist>().unwrap(), Dist::Const(1.0));
+        assert_eq!("normal:0.1, 0.02".parse::<Dist>().unwrap(), Dist::Normal { mean: 0.1, sd: 0.02 });
+        assert_eq!("lognormal:-2,0.5".parse::<Dist>().unwrap(), Dist::LogNormal { mu: -2.0, sigma: 0.5 });
+        for bad in ["", "x", "normal:1", "normal:1,-1", "gamma:1,2", "const:-1", "const:inf"] {
+            assert!(bad.parse::<Dist>().is_err(), "{bad:?} parsed");
+        }
     }
 
     #[test]

@@ -18,6 +18,7 @@
 //! on one database file serialize correctly.
 
 use rusqlite::{params, Connection, OptionalExtension, TransactionBehavior};
+use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::path::Path;
 
 /// Errors of the state database.
@@ -77,6 +78,46 @@ impl From<Part> for PartView {
     }
 }
 
+/// A key as the table had it before a reconciliation listed the stores.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Tracked {
+    pub seq: i64,
+    pub etag: Option<String>,
+    pub size: u64,
+    pub deleted: bool,
+    pub done_seq: i64,
+    pub dst_etag: Option<String>,
+    /// A live lease held it.
+    pub locked: bool,
+}
+
+/// An object as a store listed it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Listed {
+    pub etag: Option<String>,
+    pub size: u64,
+}
+
+/// What a reconciliation changed (counts of keys).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct Repairs {
+    /// Source objects no event had announced.
+    pub unseen: usize,
+    /// Destination objects known nowhere (deleted there).
+    pub orphans: usize,
+    /// Keys whose latest version the source contradicted.
+    pub corrected: usize,
+    /// Keys recorded done whose destination did not hold the copy.
+    pub drifted: usize,
+}
+
+impl Repairs {
+    /// Whether anything was repaired.
+    pub fn any(&self) -> bool {
+        self.unseen + self.orphans + self.corrected + self.drifted > 0
+    }
+}
+
 /// The state database.
 pub struct State {
     conn: Connection,
@@ -86,7 +127,8 @@ const SCHEMA: &str = "
 CREATE TABLE IF NOT EXISTS objects (
   key TEXT PRIMARY KEY, seq INTEGER NOT NULL, etag TEXT, size INTEGER NOT NULL,
   deleted INTEGER NOT NULL, done_seq INTEGER NOT NULL DEFAULT -1,
-  lock_owner TEXT, lock_seq INTEGER, lock_etag TEXT, lock_until INTEGER);
+  lock_owner TEXT, lock_seq INTEGER, lock_etag TEXT, lock_until INTEGER,
+  dst_etag TEXT, event_ms INTEGER);
 CREATE TABLE IF NOT EXISTS parts (
   upload TEXT NOT NULL, number INTEGER NOT NULL, offset INTEGER NOT NULL, len INTEGER NOT NULL,
   state INTEGER NOT NULL DEFAULT 0, owner TEXT, lease_until INTEGER, etag TEXT,
@@ -119,15 +161,21 @@ impl State {
 
     /// Records `version` unless a later one is known. Answers whether it was newer.
     pub fn observe(&mut self, v: &Version) -> Result<bool, StateError> {
+        self.observe_at(v, None)
+    }
+
+    /// [`State::observe`], remembering when the source wrote the version (`event_ms`, the
+    /// event's time) to measure its replication delay.
+    pub fn observe_at(&mut self, v: &Version, event_ms: Option<u64>) -> Result<bool, StateError> {
         let tx = self.conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
         let known: Option<i64> =
             tx.query_row("SELECT seq FROM objects WHERE key = ?1", [&v.key], |r| r.get(0)).optional()?;
         let newer = known.is_none_or(|seq| seq < to_i64(v.seq));
         if newer {
             tx.execute(
-                "INSERT INTO objects (key, seq, etag, size, deleted) VALUES (?1, ?2, ?3, ?4, ?5)
-                 ON CONFLICT(key) DO UPDATE SET seq = ?2, etag = ?3, size = ?4, deleted = ?5",
-                params![v.key, to_i64(v.seq), v.etag, to_i64(v.size), v.deleted],
+                "INSERT INTO objects (key, seq, etag, size, deleted, event_ms) VALUES (?1, ?2, ?3, ?4, ?5, ?6)
+                 ON CONFLICT(key) DO UPDATE SET seq = ?2, etag = ?3, size = ?4, deleted = ?5, event_ms = ?6",
+                params![v.key, to_i64(v.seq), v.etag, to_i64(v.size), v.deleted, event_ms.map(to_i64)],
             )?;
         }
         tx.commit()?;
@@ -186,17 +234,38 @@ impl State {
     /// ETag the source served during the copy). The copy counts only if the latest version
     /// is still `{seq, etag}`.
     pub fn release(&mut self, key: &str, owner: &str, seq: u64, etag: Option<&str>) -> Result<Release, StateError> {
+        self.release_copy(key, owner, seq, etag, None)
+    }
+
+    /// [`State::release`] that also records the ETag the destination gave the copy
+    /// (`dst_etag`), which reconciliation later expects to find there.
+    pub fn release_copy(
+        &mut self,
+        key: &str,
+        owner: &str,
+        seq: u64,
+        etag: Option<&str>,
+        dst_etag: Option<&str>,
+    ) -> Result<Release, StateError> {
         let tx = self.conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
-        let row: Option<(Option<String>, i64, Option<String>)> = tx
-            .query_row("SELECT lock_owner, seq, etag FROM objects WHERE key = ?1", [key], |r| {
-                Ok((r.get(0)?, r.get(1)?, r.get(2)?))
+        // (lock owner, latest seq, latest ETag, locked ETag)
+        type Row = (Option<String>, i64, Option<String>, Option<String>);
+        let row: Option<Row> = tx
+            .query_row("SELECT lock_owner, seq, etag, lock_etag FROM objects WHERE key = ?1", [key], |r| {
+                Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?))
             })
             .optional()?;
         let answer = match row {
-            Some((Some(holder), latest_seq, latest_etag)) if holder == owner => {
-                let current = latest_seq == to_i64(seq) && latest_etag.as_deref() == etag;
+            Some((Some(holder), latest_seq, latest_etag, lock_etag)) if holder == owner => {
+                // The copy counts when the version locked is still the latest (reconciliation
+                // may have corrected the latest ETag at the same seq) and the source served it.
+                let current =
+                    latest_seq == to_i64(seq) && latest_etag.as_deref() == etag && lock_etag.as_deref() == etag;
                 if current {
-                    tx.execute("UPDATE objects SET done_seq = seq WHERE key = ?1", [key])?;
+                    tx.execute(
+                        "UPDATE objects SET done_seq = seq, dst_etag = ?2 WHERE key = ?1",
+                        params![key, dst_etag],
+                    )?;
                 }
                 tx.execute("UPDATE objects SET lock_owner = NULL, lock_until = NULL WHERE key = ?1", [key])?;
                 if current {
@@ -209,6 +278,128 @@ impl State {
         };
         tx.commit()?;
         Ok(answer)
+    }
+
+    /// The latest known version of `key` and when the source wrote it (ms), if known.
+    pub fn written_at(&self, key: &str) -> Result<Option<(u64, Option<u64>)>, StateError> {
+        let row: Option<(i64, Option<i64>)> = self
+            .conn
+            .query_row("SELECT seq, event_ms FROM objects WHERE key = ?1", [key], |r| Ok((r.get(0)?, r.get(1)?)))
+            .optional()?;
+        Ok(row.map(|(seq, at)| (to_u64(seq), at.map(to_u64))))
+    }
+
+    /// What the table says of every key, taken before the stores are listed (see
+    /// [`State::reconcile`]).
+    pub fn snapshot(&self, now_ms: u64) -> Result<HashMap<String, Tracked>, StateError> {
+        let mut stmt = self.conn.prepare(
+            "SELECT key, seq, etag, size, deleted, done_seq, dst_etag,
+                    lock_owner IS NOT NULL AND lock_until >= ?1 FROM objects",
+        )?;
+        let rows = stmt.query_map([to_i64(now_ms)], |r| {
+            Ok((
+                r.get::<_, String>(0)?,
+                Tracked {
+                    seq: r.get(1)?,
+                    etag: r.get(2)?,
+                    size: to_u64(r.get(3)?),
+                    deleted: r.get(4)?,
+                    done_seq: r.get(5)?,
+                    dst_etag: r.get(6)?,
+                    locked: r.get(7)?,
+                },
+            ))
+        })?;
+        Ok(rows.collect::<Result<_, _>>()?)
+    }
+
+    /// Repairs the table from listings of the source and the destination taken after
+    /// `before` (a [`State::snapshot`]), so that a lost event, a copy whose lease was taken
+    /// over and that wrote late, or a destination that lost data is replicated again.
+    ///
+    /// - A source key the table does not know (its event was lost) is recorded at seq 0, below
+    ///   any sequencer a late event of it can carry; a destination key known nowhere is
+    ///   recorded deleted at seq 0.
+    /// - A key whose source ETag (or existence) differs from the table's latest version gets the
+    ///   source's state at the same seq and lags again: a later event still wins, and a copy
+    ///   locked for the old ETag releases stale.
+    /// - A key recorded done whose destination does not hold what the copy left there (the
+    ///   recorded destination ETag, or the size when none was recorded; absent for a delete)
+    ///   lags again, unless a copy holds it.
+    ///
+    /// Each change is conditional on the row being as in `before`: an event, a lock or a
+    /// release that came in meanwhile wins, and the next scan looks again.
+    pub fn reconcile(
+        &mut self,
+        before: &HashMap<String, Tracked>,
+        src: &BTreeMap<String, Listed>,
+        dst: &BTreeMap<String, Listed>,
+        now_ms: u64,
+    ) -> Result<Repairs, StateError> {
+        let tx = self.conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
+        let mut out = Repairs::default();
+        let keys: BTreeSet<&String> = src.keys().chain(dst.keys()).chain(before.keys()).collect();
+        for key in keys {
+            let (s, d) = (src.get(key), dst.get(key));
+            let Some(t) = before.get(key) else {
+                if let Some(s) = s {
+                    out.unseen += tx.execute(
+                        "INSERT INTO objects (key, seq, etag, size, deleted) VALUES (?1, 0, ?2, ?3, 0)
+                         ON CONFLICT(key) DO NOTHING",
+                        params![key, s.etag, to_i64(s.size)],
+                    )?;
+                } else {
+                    out.orphans += tx.execute(
+                        "INSERT INTO objects (key, seq, etag, size, deleted) VALUES (?1, 0, NULL, 0, 1)
+                         ON CONFLICT(key) DO NOTHING",
+                        [key],
+                    )?;
+                }
+                continue;
+            };
+            let source_differs = match s {
+                None => !t.deleted,
+                Some(s) => t.deleted || t.etag != s.etag,
+            };
+            if source_differs {
+                let (etag, size) = s.map_or((None, 0), |s| (s.etag.clone(), s.size));
+                out.corrected += tx.execute(
+                    "UPDATE objects SET etag = ?2, size = ?3, deleted = ?4, done_seq = -1
+                     WHERE key = ?1 AND seq = ?5 AND etag IS ?6 AND deleted = ?7",
+                    params![key, etag, to_i64(size), s.is_none(), t.seq, t.etag, t.deleted],
+                )?;
+                continue;
+            }
+            if t.done_seq != t.seq || t.locked {
+                continue;
+            }
+            let holds = match (t.deleted, d) {
+                (true, d) => d.is_none(),
+                (false, None) => false,
+                (false, Some(d)) => match &t.dst_etag {
+                    Some(want) => d.etag.as_ref() == Some(want),
+                    None => d.size == t.size,
+                },
+            };
+            if !holds {
+                out.drifted += tx.execute(
+                    "UPDATE objects SET done_seq = -1
+                     WHERE key = ?1 AND seq = ?2 AND done_seq = ?3 AND dst_etag IS ?4
+                       AND (lock_owner IS NULL OR lock_until < ?5)",
+                    params![key, t.seq, t.done_seq, t.dst_etag, to_i64(now_ms)],
+                )?;
+            }
+        }
+        tx.commit()?;
+        Ok(out)
+    }
+
+    /// Extends `owner`'s claims on parts of `upload` until `until_ms`; answers how many.
+    pub fn renew_claims(&mut self, upload: &str, owner: &str, until_ms: u64) -> Result<usize, StateError> {
+        Ok(self.conn.execute(
+            "UPDATE parts SET lease_until = ?3 WHERE upload = ?1 AND owner = ?2 AND state = ?4",
+            params![upload, owner, to_i64(until_ms), CLAIMED],
+        )?)
     }
 
     /// Fills the pool of `upload` with parts of `part_size` covering `size` bytes.

@@ -110,7 +110,33 @@ impl S3 for NotifyingStore {
     }
 
     async fn list_objects_v2(&self, req: S3Request<ListObjectsV2Input>) -> S3Result<S3Response<ListObjectsV2Output>> {
-        self.inner.list_objects_v2(req).await
+        // S3 lists every object's ETag; s3s-fs leaves it out. Each is filled from a HEAD of
+        // the backend (which keeps the ETag beside the object), so a replicator can compare
+        // listings of two stores without reading the objects.
+        let bucket = req.input.bucket.clone();
+        let (method, uri, headers) = (req.method.clone(), req.uri.clone(), req.headers.clone());
+        let (credentials, region, service) = (req.credentials.clone(), req.region.clone(), req.service.clone());
+        let mut out = self.inner.list_objects_v2(req).await?;
+        for object in out.output.contents.iter_mut().flatten() {
+            let Some(key) = object.key.clone().filter(|_| object.e_tag.is_none()) else { continue };
+            let Ok(input) = HeadObjectInput::builder().bucket(bucket.clone()).key(key).build() else { continue };
+            let head = S3Request {
+                input,
+                method: method.clone(),
+                uri: uri.clone(),
+                headers: headers.clone(),
+                extensions: Default::default(),
+                credentials: credentials.clone(),
+                region: region.clone(),
+                service: service.clone(),
+                trailing_headers: None,
+            };
+            // A key removed since the listing keeps no ETag.
+            if let Ok(got) = self.inner.head_object(head).await {
+                object.e_tag = got.output.e_tag;
+            }
+        }
+        Ok(out)
     }
 
     async fn create_multipart_upload(

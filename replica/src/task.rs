@@ -11,6 +11,8 @@ use object_store::multipart::{MultipartStore, PartId};
 use object_store::path::Path;
 use object_store::{GetOptions, GetRange, ObjectStore, PutPayload};
 use serde::{Deserialize, Serialize};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::Arc;
 use std::time::Duration;
 
 /// Errors of a task.
@@ -18,6 +20,8 @@ use std::time::Duration;
 pub enum TaskError {
     #[error("talk to the store")]
     Store(#[from] object_store::Error),
+    #[error("the lock of {key} was taken over by another copy; stopped before writing")]
+    Fenced { key: String },
     #[error("talk to the coordinator at {url}")]
     Coordinator {
         url: String,
@@ -48,6 +52,14 @@ pub struct Task {
     pub dst: Endpoint,
     pub coordinator: String,
     pub mode: Mode,
+    /// The lease of the job's lock and part claims (ms): the instance renews them every
+    /// third of it while it works.
+    #[serde(default = "default_lease_ms")]
+    pub lease_ms: u64,
+}
+
+fn default_lease_ms() -> u64 {
+    15_000
 }
 
 /// A report of a finished copy to the coordinator.
@@ -59,6 +71,21 @@ pub struct Done {
     /// The ETag the source served (None: the source had no such object).
     pub seen: Option<String>,
     pub bytes: u64,
+    /// The ETag the destination gave the copy (none for a delete or when not copied).
+    #[serde(default)]
+    pub dst_etag: Option<String>,
+    #[serde(default)]
+    pub deleted: bool,
+}
+
+/// An instance's heartbeat.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct Renew {
+    pub key: String,
+    pub job: String,
+    pub owner: String,
+    /// The upload whose claims to extend too.
+    pub upload: Option<String>,
 }
 
 /// A part claim request and its answer.
@@ -87,69 +114,167 @@ pub struct Finished {
 }
 
 /// Runs `task` to its end.
+///
+/// While it runs, a heartbeat renews the job's lease; once the coordinator answers that the
+/// lock is no longer this job's (its lease ran out and another copy took the key), the
+/// instance writes nothing more to the destination. A write already under way can still land
+/// late; the coordinator's reconciliation repairs that.
 pub async fn run(task: &Task) -> Result<(), TaskError> {
+    run_metered(task, &Meter::default()).await
+}
+
+/// What an instance used, for the platform's cost accounting: S3 API requests it made and
+/// the object bytes it moved (each crosses the WAN once: the egress).
+#[derive(Debug, Default, Serialize, Deserialize)]
+pub struct Meter {
+    pub requests: AtomicU64,
+    pub bytes: AtomicU64,
+}
+
+impl Meter {
+    fn request(&self) {
+        self.requests.fetch_add(1, Ordering::Relaxed);
+    }
+
+    fn moved(&self, n: u64) {
+        self.bytes.fetch_add(n, Ordering::Relaxed);
+    }
+}
+
+/// [`run`], counting into `meter`.
+pub async fn run_metered(task: &Task, meter: &Meter) -> Result<(), TaskError> {
+    let http = reqwest::Client::builder().timeout(Duration::from_secs(30)).build().unwrap_or_default();
+    let held = Arc::new(AtomicBool::new(true));
+    let beat = tokio::spawn(heartbeat(http.clone(), task.clone(), held.clone()));
+    let result = copy(task, &http, &held, meter).await;
+    beat.abort();
+    result
+}
+
+async fn heartbeat(http: reqwest::Client, task: Task, held: Arc<AtomicBool>) {
+    let every = Duration::from_millis((task.lease_ms / 3).max(50));
+    let renew = Renew {
+        key: task.key.clone(),
+        job: task.job.clone(),
+        owner: task.instance.clone(),
+        upload: match &task.mode {
+            Mode::Parts { upload } => Some(upload.clone()),
+            _ => None,
+        },
+    };
+    loop {
+        tokio::time::sleep(every).await;
+        // One attempt per beat: a coordinator that is down is tried again at the next one.
+        let url = format!("{}/renew", task.coordinator);
+        let answer =
+            async { http.post(&url).json(&renew).send().await?.error_for_status()?.json::<serde_json::Value>().await };
+        match answer.await {
+            Ok(v) if v["held"] == serde_json::Value::Bool(false) => {
+                tracing::warn!(key = %task.key, job = %task.job, "lock taken over; stopping");
+                held.store(false, Ordering::SeqCst);
+                return;
+            }
+            Ok(_) => {}
+            Err(err) => tracing::debug!(%err, "renewal failed; next beat tries again"),
+        }
+    }
+}
+
+fn fence(task: &Task, held: &AtomicBool) -> Result<(), TaskError> {
+    if held.load(Ordering::SeqCst) {
+        Ok(())
+    } else {
+        Err(TaskError::Fenced { key: task.key.clone() })
+    }
+}
+
+async fn copy(task: &Task, http: &reqwest::Client, held: &AtomicBool, m: &Meter) -> Result<(), TaskError> {
     let src = client::connect(&task.src)?;
     let dst = client::connect(&task.dst)?;
     let path = Path::from(task.key.as_str());
-    let http = reqwest::Client::builder().timeout(Duration::from_secs(30)).build().unwrap_or_default();
     match &task.mode {
         Mode::Whole => {
-            let (seen, bytes) = match src.get(&path).await {
+            m.request();
+            let (seen, bytes, dst_etag) = match src.get(&path).await {
                 Ok(got) => {
                     let seen = got.meta.e_tag.as_deref().map(etag::normalize);
                     let body = got.bytes().await?;
                     let n = body.len() as u64;
+                    let mut dst_etag = None;
                     if seen == task.etag {
-                        dst.put(&path, PutPayload::from(body)).await?;
+                        fence(task, held)?;
+                        m.request();
+                        m.moved(n);
+                        let put = dst.put(&path, PutPayload::from(body)).await?;
+                        dst_etag = put.e_tag.as_deref().map(etag::normalize);
                     }
-                    (seen, n)
+                    (seen, n, dst_etag)
                 }
-                Err(object_store::Error::NotFound { .. }) => (None, 0),
+                Err(object_store::Error::NotFound { .. }) => (None, 0, None),
                 Err(e) => return Err(e.into()),
             };
-            report(&http, task, seen, bytes).await
+            report(http, task, seen, bytes, dst_etag).await
         }
         Mode::Delete => {
-            match dst.delete(&path).await {
-                Ok(()) | Err(object_store::Error::NotFound { .. }) => {}
-                Err(e) => return Err(e.into()),
-            }
+            // The source first: if the key exists again (a later write), deleting it at the
+            // destination would only undo a copy of that write; report what the source has.
+            m.request();
             let seen = match src.head(&path).await {
                 Ok(meta) => meta.e_tag.as_deref().map(etag::normalize),
                 Err(object_store::Error::NotFound { .. }) => None,
                 Err(e) => return Err(e.into()),
             };
-            report(&http, task, seen, 0).await
+            if seen.is_none() {
+                fence(task, held)?;
+                m.request();
+                match dst.delete(&path).await {
+                    Ok(()) | Err(object_store::Error::NotFound { .. }) => {}
+                    Err(e) => return Err(e.into()),
+                }
+            }
+            report(http, task, seen, 0, None).await
         }
-        Mode::Parts { upload } => pull_parts(task, upload, &src, &dst, &path, &http).await,
+        Mode::Parts { upload } => {
+            let ctx = Copying { task, src: &src, dst: &dst, path: &path, http, held, m };
+            pull_parts(&ctx, upload).await
+        }
     }
 }
 
-async fn pull_parts(
-    task: &Task,
-    upload: &str,
-    src: &object_store::aws::AmazonS3,
-    dst: &object_store::aws::AmazonS3,
-    path: &Path,
-    http: &reqwest::Client,
-) -> Result<(), TaskError> {
+/// What a copy works with.
+struct Copying<'a> {
+    task: &'a Task,
+    src: &'a object_store::aws::AmazonS3,
+    dst: &'a object_store::aws::AmazonS3,
+    path: &'a Path,
+    http: &'a reqwest::Client,
+    held: &'a AtomicBool,
+    m: &'a Meter,
+}
+
+async fn pull_parts(c: &Copying<'_>, upload: &str) -> Result<(), TaskError> {
+    let Copying { task, src, dst, path, http, held, m } = *c;
     let claim = Claim { upload: upload.to_owned(), owner: task.instance.clone() };
     let mut moved = 0u64;
     while let Some(part) = post::<_, Option<crate::state::PartView>>(http, &task.coordinator, "claim", &claim).await? {
         let opts =
             GetOptions { range: Some(GetRange::Bounded(part.offset..part.offset + part.len)), ..Default::default() };
+        m.request();
         let got = match src.get_opts(path, opts).await {
             Ok(got) => got,
-            Err(object_store::Error::NotFound { .. }) => return report(http, task, None, moved).await,
+            Err(object_store::Error::NotFound { .. }) => return report(http, task, None, moved, None).await,
             Err(e) => return Err(e.into()),
         };
         let seen = got.meta.e_tag.as_deref().map(etag::normalize);
         if seen != task.etag {
             tracing::info!(key = %task.key, part = part.number, ?seen, expected = ?task.etag, "source changed during the copy; abandoning");
-            return report(http, task, seen, moved).await;
+            return report(http, task, seen, moved, None).await;
         }
         let body = got.bytes().await?;
         moved += body.len() as u64;
+        fence(task, held)?;
+        m.request();
+        m.moved(body.len() as u64);
         let id = dst.put_part(path, &upload.to_owned(), part.number as usize - 1, PutPayload::from(body)).await?;
         let finish = Finish {
             upload: upload.to_owned(),
@@ -160,15 +285,32 @@ async fn pull_parts(
         let answer: Finished = post(http, &task.coordinator, "finish", &finish).await?;
         if let Some(parts) = answer.complete {
             let ids = parts.into_iter().map(|(_, content_id)| PartId { content_id }).collect();
-            dst.complete_multipart(path, &upload.to_owned(), ids).await?;
-            return report(http, task, task.etag.clone(), moved).await;
+            fence(task, held)?;
+            m.request();
+            let done = dst.complete_multipart(path, &upload.to_owned(), ids).await?;
+            let dst_etag = done.e_tag.as_deref().map(etag::normalize);
+            return report(http, task, task.etag.clone(), moved, dst_etag).await;
         }
     }
     Ok(())
 }
 
-async fn report(http: &reqwest::Client, task: &Task, seen: Option<String>, bytes: u64) -> Result<(), TaskError> {
-    let done = Done { job: task.job.clone(), key: task.key.clone(), seq: task.seq, seen, bytes };
+async fn report(
+    http: &reqwest::Client,
+    task: &Task,
+    seen: Option<String>,
+    bytes: u64,
+    dst_etag: Option<String>,
+) -> Result<(), TaskError> {
+    let done = Done {
+        job: task.job.clone(),
+        key: task.key.clone(),
+        seq: task.seq,
+        seen,
+        bytes,
+        dst_etag,
+        deleted: matches!(task.mode, Mode::Delete),
+    };
     post::<_, serde_json::Value>(http, &task.coordinator, "done", &done).await.map(|_| ())
 }
 

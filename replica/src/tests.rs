@@ -4,6 +4,7 @@
 use crate::client::{connect, Endpoint};
 use crate::etag;
 use crate::event::Notification;
+use crate::planner::Dist;
 use object_store::path::Path;
 use object_store::{GetOptions, GetRange, ObjectStore, PutPayload, WriteMultipart};
 use std::sync::{Arc, Mutex};
@@ -83,6 +84,12 @@ async fn store_speaks_s3_with_s3_etags_and_notifies() {
     let mut names: Vec<String> = listed.objects.iter().map(|o| o.location.to_string()).collect();
     names.sort();
     assert_eq!(names, vec!["a/big", "a/small"]);
+    // The listing carries each object's S3 ETag, as S3's does.
+    let tags: std::collections::BTreeMap<String, crate::state::Listed> =
+        crate::coordinator::listing(&ep).await.unwrap();
+    assert_eq!(tags["a/small"].etag.as_deref(), Some("5eb63bbbe01eeed093cb22bb8f5acdc3"));
+    assert_eq!(tags["a/big"].etag, Some(etag::multipart_of(&data, 5 << 20)));
+    assert_eq!(tags["a/big"].size, data.len() as u64);
 
     // DELETE.
     s3.delete(&small).await.unwrap();
@@ -132,9 +139,11 @@ async fn replication_converges_on_the_latest_versions() {
         lease: Duration::from_secs(5),
         slo: Duration::from_secs(1),
         models: vec![
-            crate::coordinator::model("region-a", 0.05, 0.1, 5e6, 1 << 20),
-            crate::coordinator::model("region-b", 0.05, 0.1, 5e6, 1 << 20),
+            crate::coordinator::model("region-a", &Dist::Const(0.05), &Dist::Const(0.1), 5e6, 1 << 20),
+            crate::coordinator::model("region-b", &Dist::Const(0.05), &Dist::Const(0.1), 5e6, 1 << 20),
         ],
+        reconcile: Duration::from_secs(2),
+        records: Some(dir.path().to_owned()),
     };
     let state = crate::state::State::open(&dir.path().join("state.db")).unwrap();
     tokio::spawn(crate::coordinator::serve(cfg, state));

@@ -105,6 +105,8 @@ pub struct RunData {
     pub loadgens: Vec<Loadgen>,
     /// All load generators merged; `None` when no node wrote requests.csv.
     pub requests: Option<RequestStats>,
+    /// A replicator's and its function platforms' records; `None` when no node wrote any.
+    pub replication: Option<super::replication::ReplicationData>,
 }
 
 /// Reads a results directory.
@@ -122,7 +124,8 @@ pub fn analyze(dir: &Path) -> Result<RunData, ReportError> {
     for lg in loadgens.iter().filter(|l| l.has_requests) {
         requests.get_or_insert_with(RequestStats::default).merge(&lg.stats);
     }
-    Ok(RunData { dir: dir.to_owned(), info, faults, markers, nodes, links, loadgens, requests })
+    let replication = super::replication::read(&dir.join("nodes"))?;
+    Ok(RunData { dir: dir.to_owned(), info, faults, markers, nodes, links, loadgens, requests, replication })
 }
 
 fn read_text(path: &Path) -> Result<String, ReportError> {

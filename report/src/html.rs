@@ -292,6 +292,10 @@ pub fn render(run: &RunData, s: &Summary) -> Result<String, ReportError> {
         }
     }
 
+    if let (Some(r), Some(data)) = (&s.replication, &run.replication) {
+        replication_section(&mut h, r, data, run)?;
+    }
+
     if !s.faults.is_empty() {
         h.push_str("<h2>Faults</h2><table><tr><th class=\"l\">id</th><th class=\"l\">name</th><th class=\"l\">fault</th><th class=\"l\">targets</th><th>at (virtual s)</th><th>undone at</th></tr>");
         for f in &s.faults {
@@ -454,6 +458,92 @@ mod tests {
 }
 
 /// `trap: etcd1, etcd2; shim: client`: the nodes of each mechanism.
+/// The replication section (docs/replica.md): copies, delays in virtual seconds by size
+/// class, SLO attainment and violations, reconciliation repairs and the platforms' bill.
+fn replication_section(
+    h: &mut String,
+    r: &crate::replication::ReplicationSummary,
+    data: &crate::replication::ReplicationData,
+    run: &RunData,
+) -> Result<(), ReportError> {
+    h.push_str("<h2>Replication</h2><p class=\"note\">Delay: from the source's write (its event) to the copy's release at the replicator, in virtual seconds.</p>");
+    let attainment = r.slo_attainment.map_or("–".to_owned(), |a| format!("{:.2} %", a * 100.0));
+    let _ = write!(
+        h,
+        "<table><tr><th class=\"l\">objects replicated</th><td>{}</td></tr><tr><th class=\"l\">of which deletes</th><td>{}</td></tr>\
+         <tr><th class=\"l\">bytes copied</th><td>{}</td></tr><tr><th class=\"l\">SLO attainment</th><td>{}</td></tr>\
+         <tr><th class=\"l\">SLO violations</th><td>{}</td></tr></table>",
+        r.objects_replicated, r.deletes, r.bytes, attainment, r.slo_violations
+    );
+    h.push_str("<table><tr><th class=\"l\">delay (virtual s)</th><th>count</th><th>p50</th><th>p99</th><th>max</th><th>mean</th></tr>");
+    let row = |h: &mut String, name: &str, d: &crate::replication::Delay| {
+        let _ = write!(
+            h,
+            "<tr><th class=\"l\">{}</th><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td></tr>",
+            esc(name),
+            d.count,
+            plot::num(d.p50),
+            plot::num(d.p99),
+            plot::num(d.max),
+            plot::num(d.mean)
+        );
+    };
+    if let Some(d) = &r.delay_s {
+        row(h, "all", d);
+    }
+    for (class, d) in &r.delay_by_size_s {
+        row(h, class, d);
+    }
+    h.push_str("</table>");
+    let mut delays: Vec<f64> = data.copies.iter().filter_map(|c| c.3).collect();
+    if delays.len() > 1 {
+        delays.sort_by(f64::total_cmp);
+        let n = delays.len() as f64;
+        let points: Vec<(f64, f64)> = delays.iter().enumerate().map(|(i, d)| (*d, (i + 1) as f64 / n)).collect();
+        let series = [Series { name: "replication delay".into(), points }];
+        h.push_str(&chart(
+            "Replication delay CDF",
+            "delay (virtual s)",
+            "fraction of copies",
+            XAxis::Linear,
+            &series,
+            run,
+            Some((0.0, 1.0)),
+        )?);
+    }
+    let c = &r.cost;
+    let _ = write!(
+        h,
+        "<table><tr><th class=\"l\">cost</th><th>invocations</th><th>failed</th><th>dead letters</th><th>GB-s</th><th>S3 requests</th><th>egress bytes</th><th>total ($)</th></tr>\
+         <tr><th class=\"l\">function platforms</th><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{:.6}</td></tr></table>",
+        c.invocations, c.failed, c.dead_letters, plot::num(c.gb_seconds), c.requests, c.egress_bytes, c.total_usd
+    );
+    if !r.repairs.is_empty() {
+        h.push_str("<table><tr><th class=\"l\">reconciliation repaired</th><th>keys</th></tr>");
+        for (kind, n) in &r.repairs {
+            let _ = write!(h, "<tr><td class=\"l\">{}</td><td>{n}</td></tr>", esc(kind));
+        }
+        h.push_str("</table>");
+    }
+    if !r.violations.is_empty() {
+        h.push_str("<table><tr><th class=\"l\">violation</th><th class=\"l\">key</th><th class=\"l\">reason</th></tr>");
+        for v in &r.violations {
+            let _ = write!(
+                h,
+                "<tr><td class=\"l\">{}</td><td class=\"l\">{}</td><td class=\"l\">{}</td></tr>",
+                esc(&v.cause),
+                esc(&v.key),
+                esc(&v.reason)
+            );
+        }
+        h.push_str("</table>");
+        if r.slo_violations > r.violations.len() {
+            let _ = write!(h, "<p class=\"note\">{} more not listed.</p>", r.slo_violations - r.violations.len());
+        }
+    }
+    Ok(())
+}
+
 fn dilation_line(mechanisms: &[(String, String)]) -> String {
     let mut groups: Vec<(&str, Vec<&str>)> = Vec::new();
     for (node, m) in mechanisms {

@@ -23,6 +23,7 @@ mod error;
 pub mod html;
 mod markup;
 pub mod plot;
+pub mod replication;
 pub mod requests;
 pub mod summary;
 mod write;

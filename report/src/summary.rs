@@ -86,6 +86,9 @@ pub struct Summary {
     pub faults: Vec<FaultSummary>,
     pub nodes: BTreeMap<String, NodeSummary>,
     pub links: BTreeMap<String, LinkSummary>,
+    /// The replicator's figures (docs/replica.md); absent when no node recorded any.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub replication: Option<super::replication::ReplicationSummary>,
 }
 
 /// Latency figures of a histogram of ns; `None` when it is empty.
@@ -205,6 +208,7 @@ impl Summary {
                     (name.clone(), s)
                 })
                 .collect(),
+            replication: run.replication.as_ref().map(super::replication::ReplicationSummary::of),
         }
     }
 }

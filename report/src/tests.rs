@@ -117,3 +117,35 @@ fn a_far_timestamp_lists_the_seconds_seen_instead_of_filling_the_gap() {
     let s = write(dir.path()).unwrap();
     assert_eq!(s.throughput_series.iter().map(|p| p.0).collect::<Vec<_>>(), vec![1.0, 10_000_001.0]);
 }
+
+#[test]
+fn replication_records_make_a_section_of_both_files() {
+    let dir = tempfile::tempdir().unwrap();
+    fixture::write(dir.path(), &Fixture::default());
+    let node = dir.path().join("nodes/replicator");
+    std::fs::create_dir_all(&node).unwrap();
+    let mut lines = String::new();
+    for i in 1..=20 {
+        lines.push_str(&format!(
+            "{{\"record\":\"replicated\",\"key\":\"k{i}\",\"seq\":{i},\"bytes\":100,\"delay_s\":{}}}\n",
+            f64::from(i) / 10.0
+        ));
+    }
+    lines.push_str("{\"record\":\"violation\",\"key\":\"<k>\",\"seq\":1,\"at_ms\":1,\"cause\":\"plan\",\"reason\":\"needs 9 s & more\"}\n");
+    std::fs::write(node.join("replication.jsonl"), lines).unwrap();
+    let s = write(dir.path()).unwrap();
+    let r = s.replication.as_ref().unwrap();
+    assert_eq!((r.objects_replicated, r.slo_violations), (20, 1));
+    assert_eq!(r.delay_s.as_ref().unwrap().p50, 1.0);
+    let back: Summary =
+        serde_json::from_str(&std::fs::read_to_string(dir.path().join("summary.json")).unwrap()).unwrap();
+    assert_eq!(back.replication, s.replication);
+    let html = std::fs::read_to_string(dir.path().join("report.html")).unwrap();
+    assert!(html.contains("<h2>Replication</h2>") && html.contains("Replication delay CDF"));
+    assert!(html.contains("needs 9 s &amp; more") && html.contains("&lt;k&gt;"), "escaped");
+    // A run without a replicator has no section (and no key in summary.json).
+    let plain = tempfile::tempdir().unwrap();
+    fixture::write(plain.path(), &Fixture::default());
+    assert!(write(plain.path()).unwrap().replication.is_none());
+    assert!(!std::fs::read_to_string(plain.path().join("summary.json")).unwrap().contains("replication"));
+}

@@ -165,3 +165,98 @@ fn concurrent_claimers_on_one_file_take_each_part_once() {
     assert_eq!(all, (1..=64).collect::<Vec<u32>>());
     assert_eq!(lasts, 1, "exactly one instance completes the upload");
 }
+
+fn listed(etag: &str, size: u64) -> Listed {
+    Listed { etag: Some(etag.into()), size }
+}
+
+fn done(s: &mut State, key: &str, dst_etag: &str) {
+    let l = s.lock(key, "w", 0, 10).unwrap().unwrap();
+    assert_eq!(s.release_copy(key, "w", l.seq, l.etag.as_deref(), Some(dst_etag)).unwrap(), Release::Done);
+}
+
+#[test]
+fn reconcile_records_a_source_object_whose_event_was_lost_and_a_late_event_still_wins() {
+    let mut s = State::in_memory().unwrap();
+    let before = s.snapshot(0).unwrap();
+    let src = BTreeMap::from([("k".to_owned(), listed("a", 10))]);
+    let r = s.reconcile(&before, &src, &BTreeMap::new(), 0).unwrap();
+    assert_eq!(r, Repairs { unseen: 1, ..Default::default() });
+    assert_eq!(s.pending(0, 10).unwrap(), vec![Version { seq: 0, ..v("k", 0, "a") }]);
+    // The lost event turns up late: its sequencer is above 0, so it is the latest.
+    assert!(s.observe(&v("k", 7, "a")).unwrap());
+    done(&mut s, "k", "a");
+    assert!(s.converged().unwrap());
+}
+
+#[test]
+fn reconcile_replicates_again_a_done_key_the_destination_lost_or_holds_stale() {
+    // A copy whose lease was taken over writes late (or a restarted destination lost it):
+    // the table says done, the destination disagrees.
+    let mut s = State::in_memory().unwrap();
+    s.observe(&v("k", 1, "a")).unwrap();
+    s.observe(&v("gone", 2, "g")).unwrap();
+    done(&mut s, "k", "a");
+    done(&mut s, "gone", "g");
+    let src = BTreeMap::from([("k".to_owned(), listed("a", 10)), ("gone".to_owned(), listed("g", 10))]);
+    let good = BTreeMap::from([("k".to_owned(), listed("a", 10)), ("gone".to_owned(), listed("g", 10))]);
+    let before = s.snapshot(100).unwrap();
+    assert!(!s.reconcile(&before, &src, &good, 100).unwrap().any(), "in sync: nothing to repair");
+    let bad = BTreeMap::from([("k".to_owned(), listed("old", 10))]);
+    let before = s.snapshot(100).unwrap();
+    assert_eq!(s.reconcile(&before, &src, &bad, 100).unwrap(), Repairs { drifted: 2, ..Default::default() });
+    let mut lagging: Vec<String> = s.pending(100, 10).unwrap().into_iter().map(|v| v.key).collect();
+    lagging.sort();
+    assert_eq!(lagging, vec!["gone", "k"]);
+}
+
+#[test]
+fn reconcile_corrects_the_latest_version_and_a_copy_of_the_old_one_releases_stale() {
+    // The source changed and its event is lost: the copy locked for the old ETag must not
+    // count even though its report names the ETag the source now serves.
+    let mut s = State::in_memory().unwrap();
+    s.observe(&v("k", 1, "a")).unwrap();
+    let l = s.lock("k", "w", 0, 1000).unwrap().unwrap();
+    let before = s.snapshot(10).unwrap();
+    let src = BTreeMap::from([("k".to_owned(), listed("b", 20))]);
+    assert_eq!(s.reconcile(&before, &src, &BTreeMap::new(), 10).unwrap().corrected, 1);
+    assert_eq!(s.release_copy("k", "w", l.seq, Some("b"), Some("b")).unwrap(), Release::Stale);
+    let again = s.lock("k", "w", 20, 1000).unwrap().unwrap();
+    assert_eq!((again.seq, again.etag.as_deref(), again.size), (1, Some("b"), 20));
+    // A source delete whose event is lost also corrects the key.
+    assert_eq!(s.release_copy("k", "w", 1, Some("b"), Some("b")).unwrap(), Release::Done);
+    let before = s.snapshot(30).unwrap();
+    assert_eq!(s.reconcile(&before, &BTreeMap::new(), &src, 30).unwrap().corrected, 1);
+    assert!(s.pending(30, 10).unwrap()[0].deleted);
+}
+
+#[test]
+fn reconcile_yields_to_an_event_or_a_copy_that_came_in_after_the_snapshot() {
+    let mut s = State::in_memory().unwrap();
+    s.observe(&v("k", 1, "a")).unwrap();
+    done(&mut s, "k", "a");
+    let before = s.snapshot(0).unwrap();
+    // After the snapshot a newer version arrives: the listing's view must not overwrite it.
+    s.observe(&v("k", 2, "c")).unwrap();
+    let src = BTreeMap::from([("k".to_owned(), listed("b", 10))]);
+    assert!(!s.reconcile(&before, &src, &BTreeMap::new(), 0).unwrap().any());
+    assert_eq!(s.pending(0, 10).unwrap(), vec![v("k", 2, "c")]);
+    // A key held by a live copy is not judged by its destination.
+    let mut s = State::in_memory().unwrap();
+    s.observe(&v("k", 1, "a")).unwrap();
+    done(&mut s, "k", "a");
+    s.conn.execute("UPDATE objects SET lock_owner = 'x', lock_until = 1000", []).unwrap();
+    let before = s.snapshot(0).unwrap();
+    let src = BTreeMap::from([("k".to_owned(), listed("a", 10))]);
+    assert!(!s.reconcile(&before, &src, &BTreeMap::new(), 0).unwrap().any());
+}
+
+#[test]
+fn renewed_claims_outlive_their_first_lease() {
+    let mut s = State::in_memory().unwrap();
+    s.fill_pool("u", 10, 10).unwrap();
+    s.claim("u", "slow", 0, 100).unwrap().unwrap();
+    assert_eq!(s.renew_claims("u", "slow", 500).unwrap(), 1);
+    assert_eq!(s.claim("u", "other", 200, 300).unwrap(), None, "a renewed claim is not taken over");
+    assert_eq!(s.finish_part("u", 1, "slow", "e").unwrap(), Some(true));
+}
