@@ -104,7 +104,7 @@ impl Graph {
         for adj in &mut adjacency {
             adj.sort_by(|x, y| spec.links[x.1 .0].name.cmp(&spec.links[y.1 .0].name).then(x.1 .1.cmp(&y.1 .1)));
         }
-        let room = (1u64 << (32 - u32::from(spec.prefix_len.min(32)))).saturating_sub(2);
+        let room = nodeaddr::room(spec.prefix_len);
         if (spec.nodes.len() as u64) > room {
             return Err(GraphError::PrefixTooSmall {
                 prefix: spec.prefix,
@@ -113,10 +113,14 @@ impl Graph {
                 nodes: spec.nodes.len(),
             });
         }
-        let base = u32::from(spec.prefix) & (u32::MAX.checked_shl(32 - u32::from(spec.prefix_len)).unwrap_or(0));
-        // Nodes get .1, .2, … in declaration order: deterministic, like Mininet's h1, h2.
-        let addresses =
-            spec.nodes.iter().enumerate().map(|(i, n)| (n.clone(), Ipv4Addr::from(base + 1 + i as u32))).collect();
+        // The address rule is `nodeaddr`'s (the catalog checks VIPs against it too); every
+        // index is within the room checked above.
+        let addresses = spec
+            .nodes
+            .iter()
+            .enumerate()
+            .filter_map(|(i, n)| Some((n.clone(), nodeaddr::node_address(spec.prefix, spec.prefix_len, i)?)))
+            .collect();
         Ok(Self { spec, vertices, index, adjacency, addresses })
     }
 
@@ -127,9 +131,7 @@ impl Graph {
 
     /// The node at an address.
     pub fn node_at(&self, addr: Ipv4Addr) -> Option<&str> {
-        let base =
-            u32::from(self.spec.prefix) & (u32::MAX.checked_shl(32 - u32::from(self.spec.prefix_len)).unwrap_or(0));
-        let i = u32::from(addr).checked_sub(base + 1)? as usize;
+        let i = nodeaddr::node_index(self.spec.prefix, self.spec.prefix_len, addr)?;
         self.spec.nodes.get(i).map(String::as_str)
     }
 

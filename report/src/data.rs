@@ -105,6 +105,8 @@ pub struct RunData {
     pub loadgens: Vec<Loadgen>,
     /// All load generators merged; `None` when no node wrote requests.csv.
     pub requests: Option<RequestStats>,
+    /// The L4 balancers' telemetry (empty without balancers).
+    pub balancers: Vec<crate::balancers::BalancerSeries>,
 }
 
 /// Reads a results directory.
@@ -122,7 +124,8 @@ pub fn analyze(dir: &Path) -> Result<RunData, ReportError> {
     for lg in loadgens.iter().filter(|l| l.has_requests) {
         requests.get_or_insert_with(RequestStats::default).merge(&lg.stats);
     }
-    Ok(RunData { dir: dir.to_owned(), info, faults, markers, nodes, links, loadgens, requests })
+    let balancers = crate::balancers::read(dir, &dir.join("nodes"), info.epoch_virt_ns)?;
+    Ok(RunData { dir: dir.to_owned(), info, faults, markers, nodes, links, loadgens, requests, balancers })
 }
 
 fn read_text(path: &Path) -> Result<String, ReportError> {

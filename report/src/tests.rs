@@ -110,7 +110,10 @@ fn a_far_timestamp_lists_the_seconds_seen_instead_of_filling_the_gap() {
     // Found by the fuzzer: two requests 10^7 s apart made the series allocate 40 GB.
     let dir = tempfile::tempdir().unwrap();
     let lat = [ms(1), ms(1)];
-    fixture::write(dir.path(), &Fixture { latencies_ns: &lat, interval_ns: 10_000_000 * 1_000_000_000, ..Fixture::default() });
+    fixture::write(
+        dir.path(),
+        &Fixture { latencies_ns: &lat, interval_ns: 10_000_000 * 1_000_000_000, ..Fixture::default() },
+    );
     let s = write(dir.path()).unwrap();
     assert_eq!(s.throughput_series.iter().map(|p| p.0).collect::<Vec<_>>(), vec![1.0, 10_000_001.0]);
 }
