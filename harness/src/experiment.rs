@@ -180,8 +180,10 @@ impl Experiment {
                 vip: b.vip,
                 port: b.port,
                 backends: b.backends.clone(),
+                weights: b.weights.clone(),
                 config: b.config.clone(),
                 telemetry_dir: None,
+                epoch_real_ns: None,
             })
             .collect();
         let spec = TestbedSpec {
@@ -274,16 +276,7 @@ fn network_spec(t: &Topology) -> Result<Option<netemu::graph::NetSpec>, String> 
     if t.links.is_empty() {
         return Ok(None);
     }
-    let (prefix, len) = match &t.network.prefix {
-        None => (std::net::Ipv4Addr::new(10, 77, 0, 0), 16),
-        Some(p) => {
-            let (a, l) = p.split_once('/').ok_or_else(|| format!("prefix {p:?}: expected a.b.c.d/len"))?;
-            let a = a.parse().map_err(|_| format!("prefix {p:?}: {a:?} is not an IPv4 address"))?;
-            let l: u8 =
-                l.parse().ok().filter(|l| *l <= 30).ok_or_else(|| format!("prefix {p:?}: length must be 0..=30"))?;
-            (a, l)
-        }
-    };
+    let (prefix, len) = nodeaddr::parse_prefix(t.network.prefix.as_deref()).map_err(|e| e.to_string())?;
     let params = |p: &topology::LinkParams| netemu::link::LinkParams {
         rate_bps: p.rate_bps,
         delay: Duration::from_nanos(p.delay_ns),

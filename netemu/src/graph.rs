@@ -118,7 +118,7 @@ impl Graph {
         for adj in &mut adjacency {
             adj.sort_by(|x, y| spec.links[x.1 .0].name.cmp(&spec.links[y.1 .0].name).then(x.1 .1.cmp(&y.1 .1)));
         }
-        let room = (1u64 << (32 - u32::from(spec.prefix_len.min(32)))).saturating_sub(2);
+        let room = nodeaddr::room(spec.prefix_len);
         if ((spec.nodes.len() + spec.switches.len()) as u64) > room {
             return Err(GraphError::PrefixTooSmall {
                 prefix: spec.prefix,
@@ -128,15 +128,20 @@ impl Graph {
                 switches: spec.switches.len(),
             });
         }
-        let base = network(&spec);
-        // Nodes get .1, .2, … in declaration order: deterministic, like Mininet's h1, h2.
-        let addresses =
-            spec.nodes.iter().enumerate().map(|(i, n)| (n.clone(), Ipv4Addr::from(base + 1 + i as u32))).collect();
-        // Switches count down from the last address below the broadcast (see the module docs).
-        // `room` fits in 32 bits here: it was compared with a count of names above.
-        let top = base + u32::try_from(room).unwrap_or(u32::MAX);
-        let switch_addresses =
-            spec.switches.iter().enumerate().map(|(j, s)| (s.clone(), Ipv4Addr::from(top - j as u32))).collect();
+        // The address rules are `nodeaddr`'s (the catalog checks VIPs against them too);
+        // every index is within the room checked above.
+        let addresses = spec
+            .nodes
+            .iter()
+            .enumerate()
+            .filter_map(|(i, n)| Some((n.clone(), nodeaddr::node_address(spec.prefix, spec.prefix_len, i)?)))
+            .collect();
+        let switch_addresses = spec
+            .switches
+            .iter()
+            .enumerate()
+            .filter_map(|(j, s)| Some((s.clone(), nodeaddr::switch_address(spec.prefix, spec.prefix_len, j)?)))
+            .collect();
         Ok(Self { spec, vertices, index, adjacency, addresses, switch_addresses })
     }
 
@@ -152,8 +157,7 @@ impl Graph {
 
     /// The node at an address.
     pub fn node_at(&self, addr: Ipv4Addr) -> Option<&str> {
-        let base = network(&self.spec);
-        let i = u32::from(addr).checked_sub(base + 1)? as usize;
+        let i = nodeaddr::node_index(self.spec.prefix, self.spec.prefix_len, addr)?;
         self.spec.nodes.get(i).map(String::as_str)
     }
 
@@ -196,11 +200,6 @@ impl Graph {
         path.reverse();
         Some(path)
     }
-}
-
-/// The prefix's network address as a number.
-fn network(spec: &NetSpec) -> u32 {
-    u32::from(spec.prefix) & (u32::MAX.checked_shl(32 - u32::from(spec.prefix_len)).unwrap_or(0))
 }
 
 #[cfg(test)]

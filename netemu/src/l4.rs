@@ -9,8 +9,11 @@
 //!   ingress), like an XDP balancer on the path: the packet then crosses every link from
 //!   the client to the backend, so a `degrade` of a backend's link or an `inflate` of the
 //!   backend delays it as it would without the balancer.
-//! - Time: the core's `Instant` since this table was built, divided by the TDF, is the
-//!   balancer's virtual clock (estimates come out in virtual time).
+//! - Time: the balancer's clock is the run's virtual time, the real time since the run's
+//!   epoch (`VipSpec::epoch_real_ns`, CLOCK_REALTIME) divided by the TDF, so that its
+//!   telemetry lines up with `events.jsonl` and the nodes' results. It is read as the
+//!   CLOCK_REALTIME offset of the epoch when the table is built plus the core's monotonic
+//!   `Instant` since then (a step of the wall clock during the run does not move it).
 //! - Telemetry (shares, epochs, estimates; see `balancer::telemetry`) is appended to
 //!   buffered CSV files under `<dir>/balancers/<name>/` as the balancer records it (at
 //!   most a few rows per 64 ms epoch), and the per-backend connection and packet counts
@@ -37,9 +40,14 @@ pub struct VipSpec {
     pub port: u16,
     /// Node names.
     pub backends: Vec<String>,
+    /// Each backend's weight (relative Maglev slot share), in `backends` order.
+    pub weights: Vec<f64>,
     pub config: BalancerConfig,
     /// Where telemetry goes (`<dir>/balancers/<name>/`); `None`: nowhere.
     pub telemetry_dir: Option<PathBuf>,
+    /// The run's epoch (CLOCK_REALTIME ns), the origin of the balancer's virtual clock;
+    /// `None`: the moment the core starts.
+    pub epoch_real_ns: Option<i64>,
 }
 
 /// Errors of building the balancers.
@@ -85,7 +93,18 @@ struct Vip {
 pub struct Steering {
     vips: Vec<Vip>,
     start: Instant,
+    /// Real ns from the run's epoch to `start`.
+    start_real_ns: u64,
     tdf: f64,
+}
+
+/// Real ns from `epoch_real_ns` (CLOCK_REALTIME) to now; 0 for an epoch in the future.
+fn since_epoch(epoch_real_ns: Option<i64>) -> u64 {
+    let Some(epoch) = epoch_real_ns else { return 0 };
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| i64::try_from(d.as_nanos()).unwrap_or(i64::MAX));
+    u64::try_from(now.saturating_sub(epoch)).unwrap_or(0)
 }
 
 fn create(name: &str, path: PathBuf, header: &str) -> Result<BufWriter<File>, L4Error> {
@@ -98,12 +117,13 @@ fn create(name: &str, path: PathBuf, header: &str) -> Result<BufWriter<File>, L4
 impl Steering {
     /// No balancers.
     pub fn none() -> Self {
-        Self { vips: Vec::new(), start: Instant::now(), tdf: 1.0 }
+        Self { vips: Vec::new(), start: Instant::now(), start_real_ns: 0, tdf: 1.0 }
     }
 
     /// Balancers for `specs`; `nodes` are the core's node names in port order.
     pub fn new(specs: Vec<VipSpec>, nodes: &[String], tdf: f64) -> Result<Self, L4Error> {
         let mut vips = Vec::with_capacity(specs.len());
+        let epoch = specs.iter().find_map(|s| s.epoch_real_ns);
         for s in specs {
             let ports = s
                 .backends
@@ -115,8 +135,7 @@ impl Steering {
                         .ok_or_else(|| L4Error::UnknownBackend { balancer: s.name.clone(), backend: b.clone() })
                 })
                 .collect::<Result<Vec<_>, _>>()?;
-            let weights = vec![1.0; s.backends.len()];
-            let balancer = Balancer::new(s.config.clone(), s.backends.clone(), weights)
+            let balancer = Balancer::new(s.config.clone(), s.backends.clone(), s.weights.clone())
                 .map_err(|source| L4Error::Balancer { balancer: s.name.clone(), source })?;
             let files = match &s.telemetry_dir {
                 None => None,
@@ -150,7 +169,7 @@ impl Steering {
                 files,
             });
         }
-        Ok(Self { vips, start: Instant::now(), tdf })
+        Ok(Self { vips, start: Instant::now(), start_real_ns: since_epoch(epoch), tdf })
     }
 
     /// The port of the backend a packet addressed to a VIP goes to (`packet` holds the IP
@@ -165,7 +184,8 @@ impl Steering {
             .vips
             .iter_mut()
             .find(|v| v.vip == dst && v.port == flow.dst_port && flow.protocol == balancer::packet::TCP)?;
-        let real = u64::try_from(now.saturating_duration_since(self.start).as_nanos()).unwrap_or(u64::MAX);
+        let elapsed = u64::try_from(now.saturating_duration_since(self.start).as_nanos()).unwrap_or(u64::MAX);
+        let real = self.start_real_ns.saturating_add(elapsed);
         let meta = PacketMeta { flow, flags, now_ns: balancer::packet::virtual_ns(real, self.tdf) };
         let decision = vip.balancer.route(&meta).ok()?;
         let i = decision.backend;
@@ -232,8 +252,10 @@ mod tests {
             vip: Ipv4Addr::new(10, 77, 255, 1),
             port: 11211,
             backends: vec!["mc0".into(), "mc1".into()],
+            weights: vec![1.0, 1.0],
             config: BalancerConfig::default(),
             telemetry_dir: Some(dir.clone()),
+            epoch_real_ns: None,
         };
         let mut s = Steering::new(vec![spec.clone()], &nodes, 10.0).unwrap();
         let now = Instant::now();
@@ -251,8 +273,35 @@ mod tests {
         assert_eq!(flows, format!("backend,connections,packets\nmc0,{0},{0}\nmc1,{1},{1}\n", seen[0], seen[1]));
         let shares = std::fs::read_to_string(dir.join("balancers/l4/shares.csv")).unwrap();
         assert!(shares.starts_with(SHARES_HEADER) && shares.contains(",mc1,0.49"), "{shares}");
-        let bad = VipSpec { backends: vec!["web".into()], ..spec };
+        let bad = VipSpec { backends: vec!["web".into()], weights: vec![1.0], ..spec };
         assert!(matches!(Steering::new(vec![bad], &nodes, 1.0), Err(L4Error::UnknownBackend { .. })));
+        let _ = std::fs::remove_dir_all(dir);
+    }
+
+    #[test]
+    fn the_clock_is_the_runs_virtual_time_and_weights_are_slot_shares() {
+        let dir = std::env::temp_dir().join(format!("l4-clock-{}", std::process::id()));
+        let nodes: Vec<String> = ["mc0", "mc1", "client"].map(String::from).to_vec();
+        let now_real = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().as_nanos() as i64;
+        let spec = VipSpec {
+            name: "l4".into(),
+            vip: Ipv4Addr::new(10, 77, 255, 1),
+            port: 11211,
+            backends: vec!["mc0".into(), "mc1".into()],
+            weights: vec![3.0, 1.0],
+            config: BalancerConfig::default(),
+            telemetry_dir: Some(dir.clone()),
+            // The run began 2 s (real) ago: at TDF 10 that is 200 ms of virtual time.
+            epoch_real_ns: Some(now_real - 2_000_000_000),
+        };
+        let mut s = Steering::new(vec![spec], &nodes, 10.0).unwrap();
+        s.steer(&syn(10_000, [10, 77, 255, 1], 11211), 0, Instant::now()).unwrap();
+        drop(s);
+        let shares = std::fs::read_to_string(dir.join("balancers/l4/shares.csv")).unwrap();
+        let first: Vec<&str> = shares.lines().nth(1).unwrap().split(',').collect();
+        let t: f64 = first[0].parse().unwrap();
+        assert!((200.0..260.0).contains(&t), "start row at {t} ms virtual: {shares}");
+        assert!(shares.contains(",mc0,0.750") && shares.contains(",mc1,0.249"), "{shares}");
         let _ = std::fs::remove_dir_all(dir);
     }
 }

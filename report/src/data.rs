@@ -107,6 +107,8 @@ pub struct RunData {
     pub requests: Option<RequestStats>,
     /// A replicator's and its function platforms' records; `None` when no node wrote any.
     pub replication: Option<super::replication::ReplicationData>,
+    /// The L4 balancers' telemetry (empty without balancers).
+    pub balancers: Vec<crate::balancers::BalancerSeries>,
 }
 
 /// Reads a results directory.
@@ -125,7 +127,8 @@ pub fn analyze(dir: &Path) -> Result<RunData, ReportError> {
         requests.get_or_insert_with(RequestStats::default).merge(&lg.stats);
     }
     let replication = super::replication::read(&dir.join("nodes"))?;
-    Ok(RunData { dir: dir.to_owned(), info, faults, markers, nodes, links, loadgens, requests, replication })
+    let balancers = crate::balancers::read(dir, &dir.join("nodes"), info.epoch_virt_ns)?;
+    Ok(RunData { dir: dir.to_owned(), info, faults, markers, nodes, links, loadgens, requests, replication, balancers })
 }
 
 fn read_text(path: &Path) -> Result<String, ReportError> {

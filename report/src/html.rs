@@ -108,6 +108,49 @@ fn latency_cells(l: Option<&Latency>) -> String {
     )
 }
 
+/// The charts of one L4 balancer's telemetry (see [`crate::balancers`]).
+fn balancer_section(h: &mut String, b: &crate::balancers::BalancerSeries, run: &RunData) -> Result<(), ReportError> {
+    let _ = write!(
+        h,
+        "<h2>Balancer {}</h2><p class=\"note\">L4 balancer in the emulated data path (docs/l4lb.md). Slot shares are of the Maglev table; estimates are in-band (client packets only), per estimator epoch, against the mean latency of the requests the clients completed in that epoch.</p>",
+        esc(&b.name)
+    );
+    let named = |m: &std::collections::BTreeMap<String, Vec<(f64, f64)>>, suffix: &str| -> Vec<Series> {
+        m.iter().map(|(n, p)| Series { name: format!("{n}{suffix}"), points: p.clone() }).collect()
+    };
+    h.push_str(&chart(
+        "Slot share per backend",
+        "virtual time (s)",
+        "share of slots",
+        XAxis::Linear,
+        &named(&b.shares, ""),
+        run,
+        Some((0.0, 1.0)),
+    )?);
+    let timeouts = [Series { name: "timeout chosen".into(), points: b.timeouts.clone() }];
+    h.push_str(&chart(
+        "ENSEMBLETIMEOUT: timeout chosen per epoch",
+        "virtual time (s)",
+        "timeout (µs)",
+        XAxis::Linear,
+        &timeouts,
+        run,
+        None,
+    )?);
+    let mut est = named(&b.estimates, " (in-band estimate)");
+    est.push(Series { name: "client-measured (mean)".into(), points: b.client_ms.clone() });
+    h.push_str(&chart(
+        "Estimated latency per backend against the client's",
+        "virtual time (s)",
+        "latency (ms)",
+        XAxis::Linear,
+        &est,
+        run,
+        None,
+    )?);
+    Ok(())
+}
+
 /// Renders the report page.
 pub fn render(run: &RunData, s: &Summary) -> Result<String, ReportError> {
     let mut h = String::with_capacity(256 * 1024);
@@ -294,6 +337,9 @@ pub fn render(run: &RunData, s: &Summary) -> Result<String, ReportError> {
 
     if let (Some(r), Some(data)) = (&s.replication, &run.replication) {
         replication_section(&mut h, r, data, run)?;
+    }
+    for b in &run.balancers {
+        balancer_section(&mut h, b, run)?;
     }
 
     if !s.faults.is_empty() {

@@ -16,6 +16,7 @@
 //! - Latency quantiles come from HDR histograms with 3 significant digits (±0.1 %).
 //! - Charts draw at most 10 nodes or links (the busiest); tables list all.
 
+pub mod balancers;
 pub mod compare;
 mod csvio;
 pub mod data;

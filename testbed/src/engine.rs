@@ -281,8 +281,8 @@ impl<'a> Testbed<'a> {
     /// Builds the emulated network (see `network.rs`). Returns the node addresses (empty
     /// without a network).
     fn build_network(&mut self) -> Result<std::collections::BTreeMap<String, std::net::Ipv4Addr>, TestbedError> {
-        let Some(built) =
-            crate::network::build(self.spec, &self.opts.results_dir).map_err(|e| TestbedError::Network(Box::new(e)))?
+        let Some(built) = crate::network::build(self.spec, &self.opts.results_dir, self.model.epoch.real_ns)
+            .map_err(|e| TestbedError::Network(Box::new(e)))?
         else {
             return Ok(Default::default());
         };

@@ -67,7 +67,13 @@ pub struct Built {
 }
 
 /// Builds the network of `spec`, or `None` without links.
-pub fn build(spec: &TestbedSpec, results_dir: &std::path::Path) -> Result<Option<Built>, NetworkError> {
+/// `epoch_real_ns` is the run's epoch (CLOCK_REALTIME ns), the origin of the L4 balancers'
+/// virtual clock.
+pub fn build(
+    spec: &TestbedSpec,
+    results_dir: &std::path::Path,
+    epoch_real_ns: i64,
+) -> Result<Option<Built>, NetworkError> {
     let Some(net) = &spec.network else { return Ok(None) };
     let graph = netemu::graph::Graph::build(net.clone())?;
     let addresses = graph.addresses().clone();
@@ -101,7 +107,11 @@ pub fn build(spec: &TestbedSpec, results_dir: &std::path::Path) -> Result<Option
             let balancers = spec
                 .balancers
                 .iter()
-                .map(|b| netemu::l4::VipSpec { telemetry_dir: Some(results_dir.to_owned()), ..b.clone() })
+                .map(|b| netemu::l4::VipSpec {
+                    telemetry_dir: Some(results_dir.to_owned()),
+                    epoch_real_ns: Some(epoch_real_ns),
+                    ..b.clone()
+                })
                 .collect();
             (Box::new(netemu::userspace::Core::start_with(graph, spec.tdf, ports, balancers)?), namespaces)
         };

@@ -3,9 +3,9 @@
 //! resolved into a [`Balancer`] with its `balancer::BalancerConfig`.
 //!
 //! # Design
-//! Node addresses are needed to refuse a VIP that is a node's address. They are the
-//! network's rule (`netemu::graph`: node *i* in declaration order gets `prefix + 1 + i`),
-//! repeated here because the catalog does not depend on the emulator.
+//! Node addresses are needed to refuse a VIP that is a node's address. The rule (node *i*
+//! in declaration order gets `prefix + 1 + i`) is the `nodeaddr` crate's, shared with the
+//! emulator, so that the catalog need not depend on the emulator.
 
 use std::collections::BTreeMap;
 use std::net::Ipv4Addr;
@@ -30,12 +30,18 @@ pub struct BalancerDecl {
     pub backends: OneOrMany<String>,
     /// `maglev` (static) or `inband` (ENSEMBLETIMEOUT estimates + δ-shift controller).
     pub policy: String,
+    /// Relative slot shares, by backend node, group or range (`{mc0: 3, mc1: 1}`); a
+    /// backend not named has weight 1. Maglev gives backend *i* `wᵢ / Σw` of the slots.
+    pub weights: Option<BTreeMap<String, f64>>,
     /// Maglev table size, prime (default 65537).
     pub table_size: Option<u32>,
     /// Virtual idle time after which a connection is forgotten (default 30s).
     pub idle_timeout: Option<Duration>,
     /// Retransmitted SYNs before a backend is marked down (default 2).
     pub syn_retries_to_fail: Option<u32>,
+    /// Virtual time after which an opening SYN followed by nothing on its tuple counts as
+    /// a failed handshake (default 3s).
+    pub handshake_timeout: Option<Duration>,
     /// Virtual time a backend marked down stays out (default 10s).
     pub down_hold: Option<Duration>,
     /// The FIXEDTIMEOUT ladder, ascending (default 64us … 4096us, 7 rungs).
@@ -64,6 +70,8 @@ pub struct Balancer {
     pub port: u16,
     /// Node names, groups expanded, in the order written.
     pub backends: Vec<String>,
+    /// Each backend's weight (relative slot share), in `backends` order.
+    pub weights: Vec<f64>,
     pub policy: String,
     /// Where it is declared (`balancers[0]`).
     pub path: String,
@@ -71,22 +79,11 @@ pub struct Balancer {
     pub config: balancer::BalancerConfig,
 }
 
-/// The address of every node under the network's rule (see the module docs); `None` for
-/// a prefix that does not parse (reported by the harness where it builds the network).
+/// The address of every node under the network's rule (`nodeaddr`); `None` for a prefix
+/// that does not parse (reported by the harness where it builds the network).
 fn node_addresses(network: &NetworkDecl, nodes: &[String]) -> Option<BTreeMap<String, Ipv4Addr>> {
-    let (addr, len) = match &network.prefix {
-        None => (Ipv4Addr::new(10, 77, 0, 0), 16u32),
-        Some(p) => {
-            let (a, l) = p.split_once('/')?;
-            (a.parse().ok()?, l.parse().ok().filter(|l| *l <= 32)?)
-        }
-    };
-    let base = u32::from(addr) & u32::MAX.checked_shl(32 - len).unwrap_or(0);
-    let mut out = BTreeMap::new();
-    for (i, n) in nodes.iter().enumerate() {
-        out.insert(n.clone(), Ipv4Addr::from(base.wrapping_add(1).wrapping_add(u32::try_from(i).ok()?)));
-    }
-    Some(out)
+    let (prefix, len) = nodeaddr::parse_prefix(network.prefix.as_deref()).ok()?;
+    nodes.iter().enumerate().map(|(i, n)| Some((n.clone(), nodeaddr::node_address(prefix, len, i)?))).collect()
 }
 
 fn ns(d: Option<Duration>, default: u64) -> u64 {
@@ -120,11 +117,43 @@ fn config(d: &BalancerDecl, policy: balancer::Policy) -> balancer::BalancerConfi
         table_size: d.table_size.unwrap_or(base.table_size),
         idle_timeout_ns: ns(d.idle_timeout, base.idle_timeout_ns),
         syn_retries_to_fail: d.syn_retries_to_fail.unwrap_or(base.syn_retries_to_fail),
-        handshake_timeout_ns: base.handshake_timeout_ns,
+        handshake_timeout_ns: ns(d.handshake_timeout, base.handshake_timeout_ns),
         down_hold_ns: ns(d.down_hold, base.down_hold_ns),
         estimator,
         controller,
     }
+}
+
+/// Each backend's weight (1 where `weights` names it not); a bad weight or a name that is
+/// no backend goes to `diags` at its value.
+fn weights(
+    d: &BalancerDecl,
+    path: &str,
+    backends: &[String],
+    select: &impl Fn(&str) -> Result<Vec<String>, String>,
+    diags: &mut Diagnostics<'_>,
+) -> Vec<f64> {
+    let mut out = vec![1.0; backends.len()];
+    for (key, &w) in d.weights.iter().flatten() {
+        let field = format!("{path}.weights.{key}");
+        if !(w.is_finite() && w > 0.0) {
+            diags.at_value(&field, format!("weight {w} of {key:?}: a weight must be a positive finite number"));
+            continue;
+        }
+        let members = select(key).unwrap_or_default();
+        if members.is_empty() || !members.iter().all(|m| backends.contains(m)) {
+            diags.at_value(&field, format!("{key:?} is not a backend of balancer {}", d.name));
+            continue;
+        }
+        for m in members {
+            for (b, slot) in backends.iter().zip(out.iter_mut()) {
+                if *b == m {
+                    *slot = w;
+                }
+            }
+        }
+    }
+    out
 }
 
 /// Checks and resolves every balancer; problems go to `diags` at their field.
@@ -176,14 +205,14 @@ pub(super) fn resolve(
         if let Some(first) = seen.insert((vip, d.port), path.clone()) {
             diags.at_value(&format!("{path}.vip"), format!("{vip}:{} is balanced already (at {first})", d.port));
         }
+        let weights = weights(d, &path, &backends, &select, diags);
         if diags.list.len() > before {
             continue;
         }
         let Ok(policy) = d.policy.parse() else { continue };
         let config = config(d, policy);
-        let weights = vec![1.0; backends.len()];
         // Building it once checks every constant (ladder, table size, δ, floor …).
-        if let Err(e) = balancer::Balancer::new(config.clone(), backends.clone(), weights) {
+        if let Err(e) = balancer::Balancer::new(config.clone(), backends.clone(), weights.clone()) {
             diags.at(&path, e.to_string());
             continue;
         }
@@ -192,6 +221,7 @@ pub(super) fn resolve(
             vip,
             port: d.port,
             backends,
+            weights,
             policy: d.policy.clone(),
             path,
             config,
@@ -266,6 +296,28 @@ balancers:
         let bad_table =
             problems("  - {name: l4, vip: 10.77.255.1, port: 1, backends: mc, policy: maglev, table_size: 100}\n");
         assert_eq!(bad_table[0].2, "balancers[0]", "{bad_table:?}");
+    }
+
+    #[test]
+    fn weights_are_per_backend_and_checked() {
+        let t = load("  - {name: l4, vip: 10.77.255.1, port: 1, backends: mc, policy: maglev, weights: {mc1: 3}}\n")
+            .unwrap();
+        assert_eq!(t.balancers[0].weights, [1.0, 3.0]);
+        let t = load("  - {name: l4, vip: 10.77.255.1, port: 1, backends: mc, policy: maglev, weights: {mc: 2}}\n")
+            .unwrap();
+        assert_eq!(t.balancers[0].weights, [2.0, 2.0], "a group gives each member its weight");
+        let p = problems(
+            "  - name: l4\n    vip: 10.77.255.1\n    port: 1\n    backends: mc\n    policy: maglev\n    weights: {mc0: 0, client: 2, mc1: .nan}\n",
+        );
+        let got: Vec<(usize, usize, &str)> = p.iter().map(|(l, c, f, _)| (*l, *c, f.as_str())).collect();
+        let want = [
+            (17, 20, "balancers[0].weights.mc0"),
+            (17, 31, "balancers[0].weights.client"),
+            (17, 39, "balancers[0].weights.mc1"),
+        ];
+        assert_eq!(got, want, "{p:?}");
+        assert!(p.iter().any(|d| d.3.contains("\"client\" is not a backend")), "{p:?}");
+        assert!(p.iter().any(|d| d.3.contains("positive finite")), "{p:?}");
     }
 
     #[test]

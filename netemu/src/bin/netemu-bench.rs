@@ -5,7 +5,10 @@
 //!   unconstrained link, MTU 1500), and their ratio;
 //! - `latency`: UDP ping-pong round trips over both; the core's added latency per traversal;
 //! - `lateness`: the core's lateness p99 while forwarding a paced UDP load across 100 links;
-//! - `idle`: the core with N idle nodes: its CPU use and memory per node.
+//! - `idle`: the core with N idle nodes: its CPU use and memory per node;
+//! - `l4-throughput`: one iperf3 TCP flow through the core to a node's address, then to an
+//!   L4 balancer's VIP whose one backend is that node (DSR: the backend holds the VIP on
+//!   its loopback), and their ratio: what the balancer in the core's path costs a flow.
 
 use std::net::{Ipv4Addr, UdpSocket};
 use std::os::fd::{AsFd, AsRawFd};
@@ -49,6 +52,14 @@ enum What {
         #[arg(long, default_value_t = 5)]
         secs: u64,
     },
+    /// Single-flow TCP throughput through the core: to a node, and to an L4 VIP on it.
+    L4Throughput {
+        #[arg(long, default_value_t = 5)]
+        secs: u32,
+        /// `maglev` or `inband`.
+        #[arg(long, default_value = "inband")]
+        policy: String,
+    },
     /// Idle cost of the core with N nodes.
     Idle {
         #[arg(long, default_value_t = 1000)]
@@ -68,6 +79,7 @@ fn main() -> anyhow::Result<()> {
         What::Latency { count } => latency(count),
         What::Lateness { mbps, secs } => lateness(mbps, secs),
         What::Idle { nodes, secs } => idle(nodes, secs),
+        What::L4Throughput { secs, policy } => l4_throughput(secs, &policy),
     }
 }
 
@@ -91,6 +103,12 @@ fn veth_pair() -> anyhow::Result<(NetNs, NetNs)> {
 /// the namespaces in node order.
 fn core_net(spec: NetSpec) -> anyhow::Result<(Core, Vec<NetNs>)> {
     let graph = Graph::build(spec)?;
+    let (ports, namespaces) = ports(&graph)?;
+    Ok((Core::start(graph, 1.0, ports)?, namespaces))
+}
+
+/// One namespace with a TUN device per node of `graph`, in node order.
+fn ports(graph: &Graph) -> anyhow::Result<(Vec<Port>, Vec<NetNs>)> {
     let mut ports = Vec::new();
     let mut namespaces = Vec::new();
     for node in graph.spec.nodes.clone() {
@@ -100,7 +118,7 @@ fn core_net(spec: NetSpec) -> anyhow::Result<(Core, Vec<NetNs>)> {
         ports.push(Port { node, addr, tun });
         namespaces.push(ns);
     }
-    Ok((Core::start(graph, 1.0, ports)?, namespaces))
+    Ok((ports, namespaces))
 }
 
 fn pair_spec() -> NetSpec {
@@ -152,6 +170,46 @@ fn throughput(secs: u32) -> anyhow::Result<()> {
     println!("throughput_veth_gbps {:.3}", veth / 1e9);
     println!("throughput_core_gbps {:.3}", through / 1e9);
     println!("throughput_ratio {:.3}", through / veth);
+    println!("core_bad_packets {}", bad.malformed + bad.truncated + bad.non_ip + bad.unroutable);
+    Ok(())
+}
+
+/// The VIP of `l4-throughput` (no node's address).
+const VIP: Ipv4Addr = Ipv4Addr::new(10, 77, 255, 1);
+
+fn l4_throughput(secs: u32, policy: &str) -> anyhow::Result<()> {
+    let (mut core, ns) = core_net(pair_spec())?;
+    let direct = iperf(&ns[1], &ns[0], Ipv4Addr::new(10, 77, 0, 2), secs)?;
+    core.shutdown();
+    drop(ns);
+    let graph = Graph::build(pair_spec())?;
+    let (ports, namespaces) = ports(&graph)?;
+    // As the testbed does (docs/l4lb.md): the backend holds the VIP on `lo`, the client
+    // routes it out of its TUN device.
+    let rb = Rtnl::open_in(&namespaces[1])?;
+    let lo = rb.index("lo")?;
+    rb.set_up(lo, true)?;
+    rb.add_address(lo, VIP, 32)?;
+    let ra = Rtnl::open_in(&namespaces[0])?;
+    ra.replace_route(VIP, 32, Some(ra.index("eth0")?), None)?;
+    let config = balancer::BalancerConfig { policy: policy.parse()?, ..balancer::BalancerConfig::default() };
+    let vip = netemu::l4::VipSpec {
+        name: "bench".into(),
+        vip: VIP,
+        port: 5299,
+        backends: vec!["b".into()],
+        weights: vec![1.0],
+        config,
+        telemetry_dir: None,
+        epoch_real_ns: None,
+    };
+    let mut core = Core::start_with(graph, 1.0, ports, vec![vip])?;
+    let balanced = iperf(&namespaces[1], &namespaces[0], VIP, secs)?;
+    let bad = core.bad_packets();
+    core.shutdown();
+    println!("throughput_core_gbps {:.3}", direct / 1e9);
+    println!("throughput_core_l4_{policy}_gbps {:.3}", balanced / 1e9);
+    println!("throughput_l4_ratio {:.3}", balanced / direct);
     println!("core_bad_packets {}", bad.malformed + bad.truncated + bad.non_ip + bad.unroutable);
     Ok(())
 }
