@@ -241,6 +241,9 @@ fn run(policy: &str, tdf: &str) -> Figures {
 }
 
 #[test]
+#[ignore = "flaky (2026-12-02): failed 1 of 3 runs on main at TDF 10 on a quiet host; the peak-EWMA run's pre-fault \
+            balancer-measured mc1 p50 was 2.08 ms (1.2-1.3 ms in the other runs), so the fault's +0.5 ms was not seen; \
+            GET p95 is ~75 ms virtual against p50 ~2.7 ms, unexplained (docs/l4lb.md); run with --ignored"]
 fn lb_inflation_l7_reference() {
     const T: &str = "lb_inflation_l7_reference";
     require!(T, need_root(), need_tool("memcached"), need_tool("tcpdump"));
