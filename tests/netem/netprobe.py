@@ -3,7 +3,7 @@ clock: under diorama's shim they are virtual. Prints one result line.
 
   netprobe.py echo PORT                      UDP echo server
   netprobe.py rtt HOST PORT N                median UDP round-trip time (ms) of N pings
-  netprobe.py sink PORT                      TCP sink: prints goodput (Mbit/s) of one connection
+  netprobe.py sink PORT [trace]              TCP sink: prints goodput (Mbit/s) of one connection (trace: and progress lines)
   netprobe.py source HOST PORT BYTES [CC]    TCP source: sends BYTES (congestion control CC), waits for the sink's report
   netprobe.py udpsink PORT                   counts UDP datagrams until 'END'
   netprobe.py udpsource HOST PORT N PPS      sends N datagrams at PPS, then 'END', prints the sink's count
@@ -35,12 +35,17 @@ elif mode == "rtt":
 elif mode == "sink":
     l = socket.socket(); l.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1); l.bind(("0.0.0.0", int(sys.argv[2]))); l.listen(1)
     c, _ = l.accept(); n = 0; t0 = None
+    # "trace": also print the bytes received so far every 50 ms, on the wall clock that
+    # every node shares, so that flows of several sinks compare over the same window.
+    trace = len(sys.argv) > 3 and sys.argv[3] == "trace"; last = 0.0
     want = int.from_bytes(c.recv(8, socket.MSG_WAITALL), "big")
     while n < want:
         d = c.recv(1 << 16)
         if not d: break
         if t0 is None: t0 = time.monotonic()
         n += len(d)
+        if trace and (time.time() - last >= 0.05 or n >= want):
+            last = time.time(); print("progress", last, n, flush=True)
     mbps = n * 8 / (time.monotonic() - t0) / 1e6
     c.sendall(f"{mbps}\n".encode()); c.close()
     print("goodput_mbps", mbps, flush=True)
