@@ -192,19 +192,11 @@ fn figures(out: &Path) -> Figures {
     }
 }
 
-fn run(policy: &str, tdf: &str) -> Figures {
-    let yaml = std::fs::read_to_string(repo_root().join("topologies/lb-inflation.yaml")).expect("read a result file");
-    // The balancer node runs under a shell that starts tcpdump beside it: inbound packets
-    // to port 11211 are the clients' (its own requests to memcached are outbound).
-    let lb_line = yaml.lines().find(|l| l.contains("workload: lb")).expect("the lb node").to_owned();
-    let lb = artifact("diorama-lb");
-    let wrapped = format!(
-        "    run: {{command: [\"sh\", \"-c\", \"tcpdump -Q in -i any -n -U --time-stamp-precision=nano -w lb.pcap 'tcp dst port 11211' 2>tcpdump.err & exec {} --protocol memcache --policy {policy} --ewma-decay 100ms --backend 'mc[0..2]:11211' --listen 0.0.0.0:11211 --report-interval 50ms\"]}}",
-        lb.display()
-    );
-    let yaml = yaml.replace(&lb_line, &wrapped);
+/// Writes `yaml` as `name` into a fresh directory and runs it at `tdf`; the directory (kept
+/// alive by the first value) and the results directory in it. A failed run fails the test.
+fn run_topology(name: &str, yaml: &str, tdf: &str) -> (tempfile::TempDir, std::path::PathBuf) {
     let dir = tempfile::tempdir().expect("a temporary directory");
-    let topo = dir.path().join("lb-inflation.yaml");
+    let topo = dir.path().join(name);
     std::fs::write(&topo, yaml).expect("write the topology");
     let out = dir.path().join("results");
     let o = diorama(&[
@@ -216,6 +208,21 @@ fn run(policy: &str, tdf: &str) -> Figures {
         out.to_str().expect("a UTF-8 path"),
     ]);
     assert_eq!(o.code, Some(0), "{}\n{}", o.stdout, o.stderr);
+    (dir, out)
+}
+
+fn run(policy: &str, tdf: &str) -> Figures {
+    let yaml = std::fs::read_to_string(repo_root().join("topologies/lb-inflation.yaml")).expect("read a result file");
+    // The balancer node runs under a shell that starts tcpdump beside it: inbound packets
+    // to port 11211 are the clients' (its own requests to memcached are outbound).
+    let lb_line = yaml.lines().find(|l| l.contains("workload: lb")).expect("the lb node").to_owned();
+    let lb = artifact("diorama-lb");
+    let wrapped = format!(
+        "    run: {{command: [\"sh\", \"-c\", \"tcpdump -Q in -i any -n -U --time-stamp-precision=nano -w lb.pcap 'tcp dst port 11211' 2>tcpdump.err & exec {} --protocol memcache --policy {policy} --ewma-decay 100ms --backend 'mc[0..2]:11211' --listen 0.0.0.0:11211 --report-interval 50ms\"]}}",
+        lb.display()
+    );
+    let yaml = yaml.replace(&lb_line, &wrapped);
+    let (_dir, out) = run_topology("lb-inflation.yaml", &yaml, tdf);
     let s = json(&out.join("nodes/client/summary.json"));
     assert_eq!(s["errors"].as_u64(), Some(0), "{s}");
     let f = figures(&out);
@@ -300,19 +307,7 @@ fn run_l4(policy: &str, tdf: &str, edits: &[(&str, &str)]) -> L4Run {
         assert!(yaml.contains(from), "the topology holds {from:?}");
         yaml = yaml.replace(from, to);
     }
-    let dir = tempfile::tempdir().expect("a temporary directory");
-    let topo = dir.path().join("lb-inflation-l4.yaml");
-    std::fs::write(&topo, yaml).expect("write the topology");
-    let out = dir.path().join("results");
-    let o = diorama(&[
-        "run",
-        topo.to_str().expect("a UTF-8 path"),
-        "--tdf",
-        tdf,
-        "--out",
-        out.to_str().expect("a UTF-8 path"),
-    ]);
-    assert_eq!(o.code, Some(0), "{}\n{}", o.stdout, o.stderr);
+    let (dir, out) = run_topology("lb-inflation-l4.yaml", &yaml, tdf);
     let events = std::fs::read_to_string(out.join("events.jsonl")).expect("read events.jsonl");
     let fault_s = events
         .lines()
