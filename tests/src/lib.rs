@@ -199,3 +199,21 @@ pub fn build_go(dir: &Path, source: &str, name: &str) -> Result<PathBuf, String>
     }
     Ok(exe)
 }
+
+/// Builds the C program `source` (relative to the repository root) statically as
+/// `dir/name` with gcc; `Err` says why it could not (no gcc, no libc.a) for the caller to
+/// skip with.
+pub fn build_static_c(dir: &Path, source: &str, name: &str) -> Result<PathBuf, String> {
+    need_tool("gcc")?;
+    let exe = dir.join(name);
+    let out = std::process::Command::new("gcc")
+        .args(["-static", "-O2", "-o"])
+        .arg(&exe)
+        .arg(repo_root().join(source))
+        .output()
+        .map_err(|e| format!("gcc: {e}"))?;
+    if !out.status.success() {
+        return Err(format!("gcc -static failed (libc.a missing?): {}", String::from_utf8_lossy(&out.stderr)));
+    }
+    Ok(exe)
+}

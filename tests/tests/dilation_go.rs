@@ -14,7 +14,7 @@ use std::time::{Duration, Instant};
 use dilation::coverage::{proc_root, process_coverage, tree_coverage, Coverage};
 use dilation::program::{classify, ProgramKind};
 use dilation::{Epoch, TimeModel};
-use diorama_tests::{artifact, build_go, need_root, need_tool, repo_root, require, skip};
+use diorama_tests::{artifact, build_go, build_static_c, need_root, need_tool, require, skip};
 
 const TDF: f64 = 10.0;
 
@@ -110,16 +110,10 @@ fn check_probe_with(name: &str, stdout: &str, real: Duration, accuracy: bool) {
 fn static_c_sleeps_and_clocks_are_dilated() {
     require!("static_c_sleeps_and_clocks_are_dilated", need_root(), need_tool("gcc"));
     let tmp = tempfile::tempdir().unwrap();
-    let exe = tmp.path().join("sleeps");
-    let ok = Command::new("gcc")
-        .args(["-static", "-O2", "-o"])
-        .arg(&exe)
-        .arg(repo_root().join("tests/dilation/sleeps.c"))
-        .status()
-        .is_ok_and(|s| s.success());
-    if !ok {
-        return skip("static_c_sleeps_and_clocks_are_dilated", "gcc cannot link statically (libc.a missing)");
-    }
+    let exe = match build_static_c(tmp.path(), "tests/dilation/sleeps.c", "sleeps") {
+        Ok(exe) => exe,
+        Err(why) => return skip("static_c_sleeps_and_clocks_are_dilated", &why),
+    };
     assert_eq!(classify(&exe).unwrap(), ProgramKind::Static);
     let (out, real) = trapped(&exe, &["30", "8"], TDF);
     check_probe("static C", &out, real);

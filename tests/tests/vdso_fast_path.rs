@@ -9,7 +9,7 @@ use std::time::{Duration, Instant};
 
 use dilation::control::ControlFile;
 use dilation::{Epoch, TimeModel};
-use diorama_tests::{artifact, build_go, need_root, need_tool, repo_root, require, skip};
+use diorama_tests::{artifact, build_go, build_static_c, need_root, need_tool, repo_root, require, skip};
 
 /// The value of `name=N` in the tracer's counters line.
 fn counter(stats: &str, name: &str) -> u64 {
@@ -131,16 +131,10 @@ fn where_the_injection_fails_the_vdso_is_hidden_and_time_still_dilated() {
     );
     let tmp = tempfile::tempdir().unwrap();
     std::fs::set_permissions(tmp.path(), std::os::unix::fs::PermissionsExt::from_mode(0o755)).unwrap();
-    let exe = tmp.path().join("sleeps");
-    let ok = Command::new("gcc")
-        .args(["-static", "-O2", "-o"])
-        .arg(&exe)
-        .arg(repo_root().join("tests/dilation/sleeps.c"))
-        .status()
-        .is_ok_and(|s| s.success());
-    if !ok {
-        return skip("where_the_injection_fails_the_vdso_is_hidden_and_time_still_dilated", "gcc -static failed");
-    }
+    let exe = match build_static_c(tmp.path(), "tests/dilation/sleeps.c", "sleeps") {
+        Ok(exe) => exe,
+        Err(why) => return skip("where_the_injection_fails_the_vdso_is_hidden_and_time_still_dilated", &why),
+    };
     // A control file only root may write: the program, run as nobody, cannot map it, so
     // its injection fails (setpriv itself, run as root, gets the fast path).
     let control = tmp.path().join("control");
