@@ -9,7 +9,7 @@ use std::time::{Duration, Instant};
 
 use dilation::control::ControlFile;
 use dilation::{Epoch, TimeModel};
-use diorama_tests::{artifact, build_go, build_static_c, need_root, need_tool, repo_root, require, skip};
+use diorama_tests::{artifact, build_go, build_static_c, need_root, need_tool, require, skip};
 
 /// The value of `name=N` in the tracer's counters line.
 fn counter(stats: &str, name: &str) -> u64 {
