@@ -6,7 +6,8 @@
 //! deleted, and the state directory goes last — so an interrupted clean can be re-run.
 //! Finally cgroups under `diorama/` that no live run records (a crash between creating a
 //! cgroup and recording it cannot happen, since records come first, but a state directory
-//! may have been deleted by hand) are emptied and removed too.
+//! may have been deleted by hand) are emptied and removed too, and last the `diorama`
+//! parents that hold no run.
 
 use std::path::Path;
 
@@ -115,6 +116,17 @@ pub fn clean(state_root: &Path, run: Option<&str>, force: bool, check: bool) -> 
             }
         }
         cgroup::remove_run_parent(&run_id)?;
+    }
+    // Empty `diorama` parents, unless a run is asked for (they belong to no run).
+    if run.is_none() {
+        if check {
+            let empty = cgroup::empty_parents()?;
+            report.found |= !empty.is_empty();
+            report.remaining.extend(empty.iter().map(|p| format!("cgroup {} (empty parent)", p.display())));
+        } else {
+            let removed = cgroup::remove_empty_parents()?;
+            report.cgroups_removed.extend(removed.iter().map(|p| p.display().to_string()));
+        }
     }
     Ok(report)
 }

@@ -116,8 +116,13 @@ pub fn leftovers() -> Vec<String> {
         for ctrl in controllers.flatten() {
             let dir = ctrl.path().join("diorama");
             if let Ok(runs) = std::fs::read_dir(&dir) {
-                // Only directories are runs; the rest are the controller's own files.
-                for run in runs.flatten().filter(|r| r.path().is_dir()) {
+                // Only directories are runs; the rest are the controller's own files. A
+                // parent that holds none is left behind too (no run is live here).
+                let runs: Vec<_> = runs.flatten().filter(|r| r.path().is_dir()).collect();
+                if runs.is_empty() {
+                    found.push(format!("cgroup {} (empty parent)", dir.display()));
+                }
+                for run in runs {
                     found.push(format!("cgroup {}", run.path().display()));
                 }
             }

@@ -98,3 +98,21 @@ fn a_clean_run_leaves_nothing() {
     assert_eq!(r.code, Some(0), "{r:?}");
     assert!(leftovers().is_empty(), "{:?}", leftovers());
 }
+
+#[test]
+fn clean_removes_an_empty_parent_cgroup() {
+    require!("clean_removes_an_empty_parent_cgroup", need_root());
+    // What a run that died between creating `diorama/` and its own directory leaves.
+    let parent = std::path::Path::new("/sys/fs/cgroup/pids/diorama");
+    if !std::path::Path::new("/sys/fs/cgroup/pids/cgroup.procs").exists() {
+        return diorama_tests::skip("clean_removes_an_empty_parent_cgroup", "no cgroup v1 pids hierarchy here");
+    }
+    assert!(leftovers().is_empty(), "{:?}", leftovers());
+    std::fs::create_dir(parent).unwrap();
+    let r = diorama(&["clean", "--check"]);
+    assert_ne!(r.code, Some(0), "an empty parent is a leftover: {r:?}");
+    assert!(r.stderr.contains("empty parent") || r.stdout.contains("empty parent"), "{r:?}");
+    assert_eq!(diorama(&["clean"]).code, Some(0));
+    assert!(!parent.exists());
+    assert!(leftovers().is_empty(), "{:?}", leftovers());
+}

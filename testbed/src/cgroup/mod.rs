@@ -24,7 +24,7 @@ use crate::spec::NodeResources;
 pub use any::AnyCgroup;
 pub use error::ResourceError;
 pub use layout::{detect, detect_from, Layout};
-pub use node::{remove_run_parent, NodeCgroup};
+pub use node::{empty_parents, remove_empty_parents, remove_run_parent, NodeCgroup};
 
 /// Counters of one node.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]

@@ -152,6 +152,36 @@ fn kill_all(dir: &Path) -> usize {
     killed
 }
 
+/// The `diorama` parents of every hierarchy that hold no run: what a run's own
+/// [`remove_run_parent`] leaves when it loses a race or dies between creating the parent
+/// and its run directory. With v1 the cgroup2 mount beside the controllers counts too
+/// (the TCP-clock programs' directories live there).
+pub fn empty_parents() -> Result<Vec<PathBuf>, ResourceError> {
+    let mut roots: Vec<PathBuf> = match detect()? {
+        Layout::V1(ctrls) => ctrls.into_iter().map(|(_, r)| r).collect(),
+        Layout::V2(root) => vec![root],
+    };
+    let unified = PathBuf::from("/sys/fs/cgroup/unified");
+    if !roots.contains(&unified) && unified.join("cgroup.procs").exists() {
+        roots.push(unified);
+    }
+    let mut empty = Vec::new();
+    for root in roots {
+        let parent = root.join("diorama");
+        let Ok(entries) = std::fs::read_dir(&parent) else { continue };
+        if !entries.flatten().any(|e| e.path().is_dir()) && !empty.contains(&parent) {
+            empty.push(parent);
+        }
+    }
+    Ok(empty)
+}
+
+/// Removes the `diorama` parents that hold no run ([`empty_parents`]); the ones removed.
+/// A run starting meanwhile makes its removal fail with `EBUSY`, which is left alone.
+pub fn remove_empty_parents() -> Result<Vec<PathBuf>, ResourceError> {
+    Ok(empty_parents()?.into_iter().filter(|p| std::fs::remove_dir(p).is_ok()).collect())
+}
+
 /// Removes the run's parent cgroups `diorama/<run>` (and `diorama` when empty).
 pub fn remove_run_parent(run_id: &str) -> Result<(), ResourceError> {
     let layout = detect()?;
