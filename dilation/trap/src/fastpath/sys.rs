@@ -3,10 +3,6 @@
 //! which the tests run the very bytes the tracer injects. Every `unsafe` block of the fast
 //! path is here.
 
-use std::ffi::c_void;
-
-use super::layout::{Data, LayoutError, PAGE};
-
 extern "C" {
     static diorama_fastpath_start: u8;
     static diorama_fastpath_end: u8;
@@ -41,148 +37,163 @@ pub fn code() -> Code {
     }
 }
 
-/// Errors of mapping the code in this process.
-#[derive(Debug, thiserror::Error)]
-pub enum LocalError {
-    #[error("map the fast path in this process")]
-    Map(#[source] std::io::Error),
-    #[error("build the data page")]
-    Layout(#[from] LayoutError),
-}
+/// The code mapped and run in this process, for the tests of the very bytes injected.
+#[cfg(test)]
+mod local {
+    use std::ffi::c_void;
 
-/// The code, its data page and a writable control page mapped in this process, laid out as
-/// in a traced process (code, data one page later, control one page after that).
-#[derive(Debug)]
-pub struct Local {
-    base: std::ptr::NonNull<c_void>,
-    code: Code,
-}
+    use super::super::layout::{Data, LayoutError, PAGE};
+    use super::*;
 
-type ClockGettime = unsafe extern "C" fn(i32, *mut libc::timespec) -> i32;
-type Gettimeofday = unsafe extern "C" fn(*mut libc::timeval, *mut c_void) -> i32;
-type Time = unsafe extern "C" fn(*mut i64) -> i64;
-
-impl Local {
-    /// Maps the pages; `data.control` is replaced by the local control page when it is
-    /// `Some` (the page starts zeroed: fill it with [`Local::set_control`]).
-    pub fn new(mut data: Data) -> Result<Self, LocalError> {
-        let os = |r: i32| if r == 0 { Ok(()) } else { Err(LocalError::Map(std::io::Error::last_os_error())) };
-        // SAFETY: a fresh private anonymous mapping; nothing else refers to it.
-        let raw = unsafe {
-            libc::mmap(
-                std::ptr::null_mut(),
-                3 * PAGE,
-                libc::PROT_READ | libc::PROT_WRITE,
-                libc::MAP_PRIVATE | libc::MAP_ANONYMOUS,
-                -1,
-                0,
-            )
-        };
-        if raw == libc::MAP_FAILED {
-            return Err(LocalError::Map(std::io::Error::last_os_error()));
-        }
-        let base = std::ptr::NonNull::new(raw).ok_or(LocalError::Map(std::io::Error::other("null mapping")))?;
-        let local = Self { base, code: code() };
-        let at = raw as u64;
-        if data.control.is_some() {
-            data.control = Some(at + 2 * PAGE as u64);
-        }
-        let page = data.bytes(at + PAGE as u64)?;
-        // SAFETY: both copies stay inside the 3-page mapping made above (the code is
-        // smaller than a page, checked by the tests) and do not overlap their sources.
-        unsafe {
-            let dst = raw.cast::<u8>();
-            std::ptr::copy_nonoverlapping(local.code.bytes.as_ptr(), dst, local.code.bytes.len().min(PAGE));
-            std::ptr::copy_nonoverlapping(page.as_ptr(), dst.add(PAGE), PAGE);
-        }
-        // SAFETY: changes the protection of pages of our own mapping, which only `local`
-        // refers to.
-        unsafe {
-            os(libc::mprotect(raw, PAGE, libc::PROT_READ | libc::PROT_EXEC))?;
-            os(libc::mprotect(raw.cast::<u8>().add(PAGE).cast(), PAGE, libc::PROT_READ))?;
-        }
-        Ok(local)
+    /// Errors of mapping the code in this process.
+    #[derive(Debug, thiserror::Error)]
+    pub enum LocalError {
+        #[error("map the fast path in this process")]
+        Map(#[source] std::io::Error),
+        #[error("build the data page")]
+        Layout(#[from] LayoutError),
     }
 
-    fn entry(&self, off: usize) -> *const c_void {
-        // SAFETY: `off` is an entry offset of the code, inside the first page.
-        unsafe { self.base.as_ptr().cast::<u8>().add(off).cast() }
+    /// The code, its data page and a writable control page mapped in this process, laid out as
+    /// in a traced process (code, data one page later, control one page after that).
+    #[derive(Debug)]
+    pub struct Local {
+        base: std::ptr::NonNull<c_void>,
+        code: Code,
     }
 
-    /// Writes word `off` of the local control page.
-    pub fn set_control(&self, off: usize, v: u64) {
-        assert!(off % 8 == 0 && off < PAGE);
-        // SAFETY: an aligned word of the third (writable) page of our mapping; the injected
-        // code only reads it or adds to it atomically, and never concurrently with this
-        // thread unless the caller shares `self` (then the word is updated with a plain
-        // store, as the harness's `pwrite` does to the real page).
-        unsafe {
-            let p = self.base.as_ptr().cast::<u8>().add(2 * PAGE + off).cast::<u64>();
-            std::ptr::write_volatile(p, v);
+    type ClockGettime = unsafe extern "C" fn(i32, *mut libc::timespec) -> i32;
+    type Gettimeofday = unsafe extern "C" fn(*mut libc::timeval, *mut c_void) -> i32;
+    type Time = unsafe extern "C" fn(*mut i64) -> i64;
+
+    impl Local {
+        /// Maps the pages; `data.control` is replaced by the local control page when it is
+        /// `Some` (the page starts zeroed: fill it with [`Local::set_control`]).
+        pub fn new(mut data: Data) -> Result<Self, LocalError> {
+            let os = |r: i32| if r == 0 { Ok(()) } else { Err(LocalError::Map(std::io::Error::last_os_error())) };
+            // SAFETY: a fresh private anonymous mapping; nothing else refers to it.
+            let raw = unsafe {
+                libc::mmap(
+                    std::ptr::null_mut(),
+                    3 * PAGE,
+                    libc::PROT_READ | libc::PROT_WRITE,
+                    libc::MAP_PRIVATE | libc::MAP_ANONYMOUS,
+                    -1,
+                    0,
+                )
+            };
+            if raw == libc::MAP_FAILED {
+                return Err(LocalError::Map(std::io::Error::last_os_error()));
+            }
+            let base = std::ptr::NonNull::new(raw).ok_or(LocalError::Map(std::io::Error::other("null mapping")))?;
+            let local = Self { base, code: code() };
+            let at = raw as u64;
+            if data.control.is_some() {
+                data.control = Some(at + 2 * PAGE as u64);
+            }
+            let page = data.bytes(at + PAGE as u64)?;
+            // SAFETY: both copies stay inside the 3-page mapping made above (the code is
+            // smaller than a page, checked by the tests) and do not overlap their sources.
+            unsafe {
+                let dst = raw.cast::<u8>();
+                std::ptr::copy_nonoverlapping(local.code.bytes.as_ptr(), dst, local.code.bytes.len().min(PAGE));
+                std::ptr::copy_nonoverlapping(page.as_ptr(), dst.add(PAGE), PAGE);
+            }
+            // SAFETY: changes the protection of pages of our own mapping, which only `local`
+            // refers to.
+            unsafe {
+                os(libc::mprotect(raw, PAGE, libc::PROT_READ | libc::PROT_EXEC))?;
+                os(libc::mprotect(raw.cast::<u8>().add(PAGE).cast(), PAGE, libc::PROT_READ))?;
+            }
+            Ok(local)
+        }
+
+        fn entry(&self, off: usize) -> *const c_void {
+            // SAFETY: `off` is an entry offset of the code, inside the first page.
+            unsafe { self.base.as_ptr().cast::<u8>().add(off).cast() }
+        }
+
+        /// Writes word `off` of the local control page.
+        pub fn set_control(&self, off: usize, v: u64) {
+            assert!(off % 8 == 0 && off < PAGE);
+            // SAFETY: an aligned word of the third (writable) page of our mapping; the injected
+            // code only reads it or adds to it atomically, and never concurrently with this
+            // thread unless the caller shares `self` (then the word is updated with a plain
+            // store, as the harness's `pwrite` does to the real page).
+            unsafe {
+                let p = self.base.as_ptr().cast::<u8>().add(2 * PAGE + off).cast::<u64>();
+                std::ptr::write_volatile(p, v);
+            }
+        }
+
+        /// Reads word `off` of the local control page.
+        pub fn control(&self, off: usize) -> u64 {
+            assert!(off % 8 == 0 && off < PAGE);
+            // SAFETY: as in `set_control`, a read.
+            unsafe { std::ptr::read_volatile(self.base.as_ptr().cast::<u8>().add(2 * PAGE + off).cast::<u64>()) }
+        }
+
+        /// Calls the injected `clock_gettime`.
+        pub fn clock_gettime(&self, clock: i32, ts: &mut libc::timespec) -> i32 {
+            // SAFETY: the entry is SysV `int clock_gettime(clockid_t, struct timespec *)` code
+            // of our own mapping; its data page names an original that follows the same ABI.
+            unsafe {
+                let f: ClockGettime = std::mem::transmute(self.entry(self.code.clock_gettime));
+                f(clock, ts)
+            }
+        }
+
+        /// Calls the injected `gettimeofday` (`tz`: a `struct timezone`, two ints).
+        pub fn gettimeofday(&self, tv: Option<&mut libc::timeval>, tz: Option<&mut [i32; 2]>) -> i32 {
+            let tv = tv.map_or(std::ptr::null_mut(), |t| t as *mut libc::timeval);
+            let tz = tz.map_or(std::ptr::null_mut(), |t| (t as *mut [i32; 2]).cast::<c_void>());
+            // SAFETY: as for `clock_gettime`; `tv` is null or a valid buffer, `tz` is the
+            // caller's (null or a `struct timezone`).
+            unsafe {
+                let f: Gettimeofday = std::mem::transmute(self.entry(self.code.gettimeofday));
+                f(tv, tz)
+            }
+        }
+
+        /// Calls the injected `time`.
+        pub fn time(&self, t: Option<&mut i64>) -> i64 {
+            let t = t.map_or(std::ptr::null_mut(), |t| t as *mut i64);
+            // SAFETY: as for `clock_gettime`; `t` is null or valid.
+            unsafe {
+                let f: Time = std::mem::transmute(self.entry(self.code.time));
+                f(t)
+            }
         }
     }
 
-    /// Reads word `off` of the local control page.
-    pub fn control(&self, off: usize) -> u64 {
-        assert!(off % 8 == 0 && off < PAGE);
-        // SAFETY: as in `set_control`, a read.
-        unsafe { std::ptr::read_volatile(self.base.as_ptr().cast::<u8>().add(2 * PAGE + off).cast::<u64>()) }
-    }
-
-    /// Calls the injected `clock_gettime`.
-    pub fn clock_gettime(&self, clock: i32, ts: &mut libc::timespec) -> i32 {
-        // SAFETY: the entry is SysV `int clock_gettime(clockid_t, struct timespec *)` code
-        // of our own mapping; its data page names an original that follows the same ABI.
-        unsafe {
-            let f: ClockGettime = std::mem::transmute(self.entry(self.code.clock_gettime));
-            f(clock, ts)
+    impl Drop for Local {
+        fn drop(&mut self) {
+            // SAFETY: unmaps the mapping made in `new`, which nothing refers to any more.
+            unsafe {
+                libc::munmap(self.base.as_ptr(), 3 * PAGE);
+            }
         }
     }
 
-    /// Calls the injected `gettimeofday` (`tz`: a `struct timezone`, two ints).
-    pub fn gettimeofday(&self, tv: Option<&mut libc::timeval>, tz: Option<&mut [i32; 2]>) -> i32 {
-        let tv = tv.map_or(std::ptr::null_mut(), |t| t as *mut libc::timeval);
-        let tz = tz.map_or(std::ptr::null_mut(), |t| (t as *mut [i32; 2]).cast::<c_void>());
-        // SAFETY: as for `clock_gettime`; `tv` is null or a valid buffer, `tz` is the
-        // caller's (null or a `struct timezone`).
-        unsafe {
-            let f: Gettimeofday = std::mem::transmute(self.entry(self.code.gettimeofday));
-            f(tv, tz)
-        }
+    /// An address as the original-entry field of a data page: `f`'s.
+    pub fn address_of_clock_gettime(f: ClockGettime) -> u64 {
+        f as usize as u64
     }
 
-    /// Calls the injected `time`.
-    pub fn time(&self, t: Option<&mut i64>) -> i64 {
-        let t = t.map_or(std::ptr::null_mut(), |t| t as *mut i64);
-        // SAFETY: as for `clock_gettime`; `t` is null or valid.
-        unsafe {
-            let f: Time = std::mem::transmute(self.entry(self.code.time));
-            f(t)
-        }
+    /// As [`address_of_clock_gettime`] for a `gettimeofday`.
+    pub fn address_of_gettimeofday(f: Gettimeofday) -> u64 {
+        f as usize as u64
     }
-}
-
-impl Drop for Local {
-    fn drop(&mut self) {
-        // SAFETY: unmaps the mapping made in `new`, which nothing refers to any more.
-        unsafe {
-            libc::munmap(self.base.as_ptr(), 3 * PAGE);
-        }
-    }
-}
-
-/// An address as the original-entry field of a data page: `f`'s.
-pub fn address_of_clock_gettime(f: ClockGettime) -> u64 {
-    f as usize as u64
-}
-
-/// As [`address_of_clock_gettime`] for a `gettimeofday`.
-pub fn address_of_gettimeofday(f: Gettimeofday) -> u64 {
-    f as usize as u64
 }
 
 #[cfg(test)]
+pub use local::*;
+
+#[cfg(test)]
 mod tests {
+    use std::ffi::c_void;
+
+    use super::super::layout::{Data, PAGE};
     use super::*;
     use crate::model::{self, Kind, Params};
     use dilation::control::{OFF_EPOCH_REAL, OFF_EPOCH_VIRT, OFF_ERRORS, OFF_SEQ, OFF_STEPS, OFF_TDF};
