@@ -1040,6 +1040,14 @@ mod tests {
         std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
     }
 
+    fn wait_listening(port: u16) {
+        let deadline = std::time::Instant::now() + Duration::from_secs(30);
+        while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
+            assert!(std::time::Instant::now() < deadline, "nothing listens on port {port}");
+            std::thread::sleep(Duration::from_millis(10));
+        }
+    }
+
     #[test]
     fn controller_splits_a_trace_over_workers_and_gathers_it() {
         let dir = tempfile::tempdir().unwrap();
@@ -1050,6 +1058,9 @@ mod tests {
             let addr = format!("127.0.0.1:{server}").parse().unwrap();
             let _ = rt.block_on(http::serve(addr, Bytes::from_static(b"ok"), std::future::pending()));
         });
+        // The workers calibrate against the server at once and do not retry: under a loaded
+        // parallel test run its thread may not have bound yet (CI of stop 20 failed so).
+        wait_listening(server);
         let ports = [free_port(), free_port()];
         let workers: Vec<_> = ports
             .iter()
