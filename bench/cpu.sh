@@ -18,7 +18,7 @@ REPS=${REPS:-11}
 scripts/setup >/dev/null
 cargo build --release --workspace -q
 work=$(mktemp -d); trap 'rm -rf "$work"' EXIT
-cc -O2 -o "$work/burst" tests/dilation/burst.c
+cc -O2 -pthread -o "$work/burst" tests/dilation/burst.c
 echo "load average at start: $(cut -d' ' -f1-3 /proc/loadavg)"
 echo "burst: virtual/expected duration (p50 [p10, p90]) of $REPS bursts; cpus 1"
 printf '  %-6s' "TDF"; for w in $WIDTHS; do printf '%24s' "$w ms"; done; echo

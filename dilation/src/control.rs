@@ -13,6 +13,7 @@
 //! | 48 | total clock steps ns (i64; realtime only, monotonic clocks ignore them) | harness |
 //! | 56 | errors counted by shims (u64, atomic add) | shims |
 //! | 64 | processes that mapped the file (u64, atomic add) | shims |
+//! | 72 | CPU ledger: real monotonic ns at which the node's CPU so far is paid (i64, CAS) | shims |
 //!
 //! # Design
 //! Readers (the shim, on every clock call) must never lock or allocate, so parameters are
@@ -28,8 +29,8 @@ use std::path::{Path, PathBuf};
 use crate::{realtime_ns, Epoch, TimeModel};
 
 pub use dilation_abi::control::{
-    MAGIC, OFF_ATTACHED, OFF_EPOCH_REAL, OFF_EPOCH_VIRT, OFF_ERRORS, OFF_MAGIC, OFF_SEQ, OFF_STEPS, OFF_TDF,
-    OFF_VERSION, SIZE, VERSION,
+    MAGIC, OFF_ATTACHED, OFF_CPU_LEDGER, OFF_EPOCH_REAL, OFF_EPOCH_VIRT, OFF_ERRORS, OFF_MAGIC, OFF_SEQ, OFF_STEPS,
+    OFF_TDF, OFF_VERSION, SIZE, VERSION,
 };
 
 /// Errors of the control file.

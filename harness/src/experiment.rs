@@ -156,6 +156,7 @@ impl Experiment {
                     // A node of `cpus` cores has cores of full speed, or one core of
                     // speed `cpus` when it has less than one.
                     pace_speed: Some(node.cpus.min(1.0)),
+                    pace_cores: Some(node.cpus),
                 },
                 filesystem: node
                     .filesystem
@@ -225,6 +226,7 @@ impl Experiment {
         let period_us = u64::try_from(self.topology.cpu_period.as_micros()).unwrap_or(100_000);
         for node in &mut self.spec.nodes {
             node.resources.pace_speed = node.resources.pace_speed.map(|s| s / divisor);
+            node.resources.pace_cores = node.resources.pace_cores.map(|c| c / divisor);
             let r = &mut node.resources;
             if let Some(quota) = r.cpu_quota_us {
                 let share = quota as f64 / r.cpu_period_us.max(1) as f64;

@@ -132,6 +132,9 @@ pub(crate) struct Node {
     paused: bool,
     /// The CFS (quota, period) in force while a `cpu` fault holds.
     cpu_override: Option<(u64, u64)>,
+    /// The cgroup's CFS quota outside `cpu` faults: the planned one, with the margin of a
+    /// paced node ([`crate::spec::NodeResources::cgroup_quota_us`]).
+    cgroup_quota_us: Option<u64>,
 }
 
 impl Node {
@@ -323,12 +326,17 @@ impl<'a> Testbed<'a> {
         std::fs::create_dir_all(&state_dir).map_err(io_err)?;
         let dilation = self.choose_dilation(spec)?;
         // Recorded in the state by `prepare` already: a crash from here on leaves a name.
-        let cgroup = NodeCgroup::create(&cgroup_path(run_id, &name), &spec.resources)
+        let mechanism = dilation.as_ref().and_then(|d| d.mechanism());
+        let paced = self.opts.shim.is_some()
+            && mechanism != Some(dilation::program::Mechanism::Trap)
+            && spec.resources.paced_at(self.spec.tdf);
+        let quota_us = spec.resources.cgroup_quota_us(paced, crate::spec::paced_quota_margin());
+        let resources = crate::spec::NodeResources { cpu_quota_us: quota_us, ..spec.resources.clone() };
+        let cgroup = NodeCgroup::create(&cgroup_path(run_id, &name), &resources)
             .map_err(|source| TestbedError::Cgroup { node: name.clone(), source })?;
 
         let control = state_dir.join("clock");
         dilation::control::ControlFile::create(&control, &self.model).map_err(|e| io_err(std::io::Error::other(e)))?;
-        let mechanism = dilation.as_ref().and_then(|d| d.mechanism());
         let config = InitConfig {
             node: name.clone(),
             hostname: name.clone(),
@@ -369,6 +377,7 @@ impl<'a> Testbed<'a> {
             ready_by: None,
             paused: false,
             cpu_override: None,
+            cgroup_quota_us: quota_us,
         });
         Ok(())
     }
@@ -402,6 +411,9 @@ impl<'a> Testbed<'a> {
             }
             if let Some(speed) = spec.resources.pace_speed {
                 env.push((dilation::ENV_CPU_SPEED.to_owned(), speed.to_string()));
+                if let Some(cores) = spec.resources.pace_cores {
+                    env.push((dilation::ENV_CPU_CORES.to_owned(), cores.to_string()));
+                }
             }
         }
         for (k, v) in &spec.env {

@@ -42,6 +42,10 @@ pub struct NodeResources {
     /// for a faithful run): the shim paces every thread so that its CPU bursts take as long
     /// in virtual time as on a core of that speed. `None`: not paced.
     pub pace_speed: Option<f64>,
+    /// The perceived cores the node's threads share (`cpus` for a faithful run): the shims
+    /// of the node pay into one ledger, so threads computing at once share them. `None`:
+    /// each thread is paced alone and only the CFS quota bounds their sum.
+    pub pace_cores: Option<f64>,
 }
 
 /// One node of the experiment.
@@ -123,5 +127,79 @@ impl NetBackend {
             Self::Userspace => "userspace",
             Self::Kernel => "kernel",
         }
+    }
+}
+
+/// How much CFS quota a paced node gets beyond its planned share, by default (see
+/// [`NodeResources::cgroup_quota_us`]); `DIORAMA_PACED_QUOTA_MARGIN` overrides it.
+pub const PACED_QUOTA_MARGIN: f64 = 3.0;
+
+impl NodeResources {
+    /// The CFS quota of the node's cgroup. A node whose threads the shim paces (and whose
+    /// ledger keeps their sum to `pace_cores`) gets `margin` times its planned quota: the
+    /// pacing's own CPU (sleeps, wake-ups and clock reads, tens of µs per payment on a VM)
+    /// counts against a CFS quota though the original machine would not spend it, and with
+    /// the quota at exactly the planned share a small node at a high TDF was throttled
+    /// into doing a fraction of its work (issue 10). The quota then only bounds what the
+    /// pacing does not see. Unpaced nodes (the trap, no shim) keep the planned quota.
+    #[must_use]
+    pub fn cgroup_quota_us(&self, paced: bool, margin: f64) -> Option<u64> {
+        let q = self.cpu_quota_us?;
+        if !paced || self.pace_cores.is_none() || !(margin.is_finite() && margin > 1.0) {
+            return Some(q);
+        }
+        Some((q as f64 * margin).round() as u64)
+    }
+
+    /// Whether the shim paces this node's threads at `tdf` (a thread of speed `s` owes
+    /// waiting only when `s / tdf < 1`).
+    #[must_use]
+    pub fn paced_at(&self, tdf: f64) -> bool {
+        self.pace_speed.is_some_and(|s| s > 0.0 && tdf > 0.0 && s / tdf < 1.0 - 1e-9)
+    }
+}
+
+/// The margin of [`PACED_QUOTA_MARGIN`], or the environment's when it is a number ≥ 1.
+#[must_use]
+pub fn paced_quota_margin() -> f64 {
+    std::env::var("DIORAMA_PACED_QUOTA_MARGIN")
+        .ok()
+        .and_then(|v| v.trim().parse::<f64>().ok())
+        .filter(|m| m.is_finite() && *m >= 1.0)
+        .unwrap_or(PACED_QUOTA_MARGIN)
+}
+
+#[cfg(test)]
+mod quota_tests {
+    use super::*;
+
+    fn paced(cpus: f64) -> NodeResources {
+        NodeResources {
+            cpu_quota_us: Some(10_000),
+            cpu_period_us: 1_000_000,
+            cpus,
+            pace_speed: Some(cpus.min(1.0)),
+            pace_cores: Some(cpus),
+            ..NodeResources::default()
+        }
+    }
+
+    #[test]
+    fn a_paced_node_gets_the_margin_and_an_unpaced_one_its_plan() {
+        assert_eq!(paced(0.1).cgroup_quota_us(true, 3.0), Some(30_000));
+        assert_eq!(paced(0.1).cgroup_quota_us(false, 3.0), Some(10_000), "the trap does not pace");
+        let alone = NodeResources { pace_cores: None, ..paced(0.1) };
+        assert_eq!(alone.cgroup_quota_us(true, 3.0), Some(10_000), "without the ledger the quota is the only sum");
+        assert_eq!(paced(0.1).cgroup_quota_us(true, f64::NAN), Some(10_000));
+        assert_eq!(NodeResources::default().cgroup_quota_us(true, 3.0), None);
+    }
+
+    #[test]
+    fn pacing_applies_only_below_a_host_core() {
+        assert!(paced(0.5).paced_at(1.0));
+        assert!(paced(1.0).paced_at(10.0));
+        assert!(!paced(1.0).paced_at(1.0), "a full core at TDF 1 runs unpaced");
+        assert!(!paced(4.0).paced_at(1.0));
+        assert!(!NodeResources::default().paced_at(10.0));
     }
 }

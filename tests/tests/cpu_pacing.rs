@@ -14,7 +14,12 @@ use diorama_tests::{diorama, leftovers_of, need_root, need_tool, repo_root, requ
 fn build_probe(dir: &Path) -> PathBuf {
     let exe = dir.join("burst");
     let src = repo_root().join("tests/dilation/burst.c");
-    let st = std::process::Command::new("gcc").args(["-O2", "-o"]).arg(&exe).arg(&src).status().expect("run gcc");
+    let st = std::process::Command::new("gcc")
+        .args(["-O2", "-pthread", "-o"])
+        .arg(&exe)
+        .arg(&src)
+        .status()
+        .expect("run gcc");
     assert!(st.success(), "gcc failed on {}", src.display());
     exe
 }
@@ -28,10 +33,16 @@ fn calibrate(probe: &Path, w_ms: f64) -> u64 {
 /// Runs bursts of each of `widths` in one node (`cpus`, TDF `tdf`) and returns, per width,
 /// the median virtual duration divided by the width.
 fn burst_ratios(test: &str, tdf: &str, cpus: &str, widths: &[f64]) -> Vec<(f64, f64)> {
+    ratios_of("run", test, tdf, cpus, widths)
+}
+
+/// As [`burst_ratios`], with `mode` `run` (one thread) or `pair` (two threads at once, the
+/// duration until both are done).
+fn ratios_of(mode: &str, test: &str, tdf: &str, cpus: &str, widths: &[f64]) -> Vec<(f64, f64)> {
     let tmp = tempfile::tempdir().expect("temporary directory");
     let probe = build_probe(tmp.path());
     let script: Vec<String> =
-        widths.iter().map(|w| format!("{} run {} {w} 9 2", probe.display(), calibrate(&probe, *w))).collect();
+        widths.iter().map(|w| format!("{} {mode} {} {w} 9 2", probe.display(), calibrate(&probe, *w))).collect();
     let topo = topology(
         tmp.path(),
         test,
@@ -52,7 +63,8 @@ fn burst_ratios(test: &str, tdf: &str, cpus: &str, widths: &[f64]) -> Vec<(f64, 
                 .lines()
                 .filter_map(|l| {
                     let f: Vec<&str> = l.split_whitespace().collect();
-                    (f.len() == 4 && f[0] == "burst" && f[1].parse::<f64>().ok() == Some(*w))
+                    let tag = if mode == "pair" { "pair" } else { "burst" };
+                    (f.len() >= 3 && f[0] == tag && f[1].parse::<f64>().ok() == Some(*w))
                         .then(|| f[2].parse().ok())
                         .flatten()
                 })
@@ -83,5 +95,24 @@ fn a_half_core_node_runs_bursts_at_half_speed_at_tdf_1() {
     for (w, r) in ratios {
         // cpus: 0.5 is a core of half the speed: a burst of w ms of a host core takes 2w.
         assert!((1.6..=2.6).contains(&r), "a {w} ms burst took {r:.3} of a host core's time, expected about 2");
+    }
+}
+
+#[test]
+fn two_threads_share_a_small_node_s_one_core() {
+    require!("two_threads_share_a_small_node_s_one_core", need_root(), need_tool("gcc"));
+    // cpus 0.5 is one core of half the speed: two threads computing w ms of a host core each
+    // at once need 4w of it. Paced alone (before the node's ledger), each took 2w, since a
+    // short burst fits in a CFS quota whatever the number of threads.
+    let small = ratios_of("pair", "pairhalf", "10", "0.5", &[2.0, 10.0]);
+    println!("TDF 10, cpus 0.5, two threads: virtual/expected-alone at p50 {small:?}");
+    for (w, r) in small {
+        assert!((3.2..=5.2).contains(&r), "two {w} ms bursts at once took {r:.3} w, expected about 4");
+    }
+    // cpus 2: each thread has a core of its own, the pair takes one burst's time.
+    let big = ratios_of("pair", "pairtwo", "10", "2", &[2.0, 10.0]);
+    println!("TDF 10, cpus 2, two threads: virtual/expected at p50 {big:?}");
+    for (w, r) in big {
+        assert!((0.75..=1.5).contains(&r), "two {w} ms bursts on two cores took {r:.3} w, expected about 1");
     }
 }

@@ -37,6 +37,10 @@ pub mod env {
         /// that its CPU bursts take as long in virtual time as on a core of that speed
         /// (unset: no pacing).
         CPU_SPEED, CPU_SPEED_C = "DILATION_CPU_SPEED";
+        /// The perceived cores the node's threads share (the node's `cpus`): every process
+        /// of the node also pays into one node-wide ledger in the control page, so that
+        /// threads that compute at once share those cores (unset: threads paced alone).
+        CPU_CORES, CPU_CORES_C = "DILATION_CPU_CORES";
         /// The pacing quantum in µs of CPU (default 1000): the longest stretch of CPU a
         /// thread runs unpaced when it neither reads a clock, nor emits output, nor blocks.
         CPU_QUANTUM_US, CPU_QUANTUM_US_C = "DILATION_CPU_QUANTUM_US";
@@ -66,4 +70,8 @@ pub mod control {
     pub const OFF_ERRORS: usize = 56;
     /// Processes that mapped the page (atomic add).
     pub const OFF_ATTACHED: usize = 64;
+    /// The node's CPU ledger: the real `CLOCK_MONOTONIC` instant (i64 ns) at which the CPU
+    /// all its threads used so far would be done on the node's perceived cores (shims,
+    /// compare-and-swap).
+    pub const OFF_CPU_LEDGER: usize = 72;
 }

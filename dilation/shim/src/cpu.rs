@@ -39,6 +39,8 @@ const DEFAULT_QUANTUM_NS: u64 = 1_000_000;
 static ENABLED: AtomicU8 = AtomicU8::new(0);
 /// The perceived per-thread speed (f64 bits).
 static SPEED: AtomicU64 = AtomicU64::new(0);
+/// The perceived cores of the node (f64 bits; 0: no node-wide ledger).
+static CORES: AtomicU64 = AtomicU64::new(0);
 /// The event's sampling period (ns).
 static QUANTUM: AtomicU64 = AtomicU64::new(DEFAULT_QUANTUM_NS);
 /// CPU the kernel spends delivering the event's signal (ns), measured at arming.
@@ -63,6 +65,9 @@ pub(crate) fn arm() {
         .filter(|q| q.is_finite() && *q >= 5.0)
         .map_or(DEFAULT_QUANTUM_NS, |q| (q * 1000.0) as u64);
     SPEED.store(speed.to_bits(), Relaxed);
+    if let Some(cores) = env(dilation_abi::env::CPU_CORES_C).and_then(model::parse_f64).filter(|c| *c > 0.0) {
+        CORES.store(cores.to_bits(), Relaxed);
+    }
     QUANTUM.store(quantum, Relaxed);
     // Without the event (or its handler) the pay points still pace; the harness sees the
     // error count.
@@ -72,6 +77,11 @@ pub(crate) fn arm() {
     learn_wake_latency();
     if DELIVERY.load(Relaxed) < 0 || open_event(quantum, true).is_none() {
         count_error();
+    }
+    // The arming thread's CPU so far (loading, the measurements above) is not the
+    // program's work; a thread's first pay point otherwise charges all its CPU.
+    if let (Some(cpu), Some(now)) = (raw_clock(libc::CLOCK_THREAD_CPUTIME_ID), raw_clock(libc::CLOCK_MONOTONIC)) {
+        STATE.with(|s| s.set(Pace::fresh(cpu, now)));
     }
     ENABLED.store(1, Release);
 }
@@ -225,8 +235,13 @@ fn pay_slow(overflow: bool) {
     {
         let mut st = STATE.with(Cell::get);
         let cpu = if overflow { (cpu - DELIVERY.load(Relaxed).max(0)).max(st.last_cpu) } else { cpu };
-        if let Some(until) = st.due(cpu, now, stretch, &Tuning::DEFAULT) {
-            sleep_until(until);
+        if let Some(charge) = st.charge(cpu, now, stretch, &Tuning::DEFAULT) {
+            if let Some(ledger) = charge_node(charge) {
+                st.defer_to(ledger);
+            }
+            if let Some(until) = st.sleep_until(now, &Tuning::DEFAULT) {
+                sleep_until(until);
+            }
         }
         if let (Some(cpu), Some(now)) = (raw_clock(libc::CLOCK_THREAD_CPUTIME_ID), raw_clock(libc::CLOCK_MONOTONIC)) {
             st.settle(cpu, now);
@@ -235,6 +250,21 @@ fn pay_slow(overflow: bool) {
     }
     set_errno(saved);
     PAYING.with(|p| p.set(false));
+}
+
+/// Adds a thread's charge to the node's ledger in the control page; returns the ledger's new
+/// instant (`None` without a ledger: the node's cores unknown or no control page).
+fn charge_node(charge: pace::Charge) -> Option<i64> {
+    let node_stretch = pace::node_stretch(f64::from_bits(CORES.load(Relaxed)), params().tdf)?;
+    let word = crate::hooks::control_word(dilation_abi::control::OFF_CPU_LEDGER)?;
+    let mut old = word.load(Relaxed);
+    loop {
+        let new = pace::ledger_after(old as i64, charge, node_stretch);
+        match word.compare_exchange_weak(old, new as u64, AcqRel, Relaxed) {
+            Ok(_) => return Some(new),
+            Err(seen) => old = seen,
+        }
+    }
 }
 
 /// How late this process's sleeps wake up (ns, an exponential average): sleeps end that

@@ -197,7 +197,7 @@ use dilation_abi::control::{
     SIZE as PAGE,
 };
 
-fn control_word(off: usize) -> Option<&'static AtomicU64> {
+pub(crate) fn control_word(off: usize) -> Option<&'static AtomicU64> {
     let base = CONTROL.load(Acquire);
     if base.is_null() || off + 8 > PAGE || off % 8 != 0 {
         return None;

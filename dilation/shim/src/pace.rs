@@ -65,11 +65,20 @@ impl Pace {
     /// The thread is at a pay point with CPU time `cpu` at real monotonic time `now`; with
     /// `stretch` real ns owed per ns of CPU (see [`stretch`]). Returns the real monotonic
     /// instant to sleep until, if the debt is worth a sleep.
+    #[cfg(test)]
     pub fn due(&mut self, cpu: i64, now: i64, stretch: f64, t: &Tuning) -> Option<i64> {
+        self.charge(cpu, now, stretch, t)?;
+        self.sleep_until(now, t)
+    }
+
+    /// Charges the CPU used since the thread last settled and moves its target; returns
+    /// what the node-wide ledger needs (see [`ledger_after`]), or `None` when nothing is owed.
+    pub fn charge(&mut self, cpu: i64, now: i64, stretch: f64, t: &Tuning) -> Option<Charge> {
         if !self.started || cpu < self.last_cpu {
-            // First pay point of this thread (or a forked child's fresh CPU clock).
-            *self = Pace::fresh(cpu, now);
-            return None;
+            // First pay point of a new thread (or of a forked child, whose CPU clock started
+            // again at zero): all its CPU so far is its first burst. Starting afresh here
+            // let every new thread run its first quantum unpaced.
+            *self = Pace::fresh(0, now - cpu);
         }
         let used = cpu - self.last_cpu;
         if used <= 0 {
@@ -79,6 +88,11 @@ impl Pace {
         let base =
             if began - self.woke <= t.chain_gap_ns { self.target.max(self.woke - t.credit_cap_ns) } else { began };
         self.target = base.saturating_add((used as f64 * stretch) as i64);
+        Some(Charge { base, used })
+    }
+
+    /// The instant to sleep until at `now`, if the debt is worth a sleep.
+    pub fn sleep_until(&self, now: i64, t: &Tuning) -> Option<i64> {
         (self.target - now > t.min_sleep_ns).then_some(self.target)
     }
 
@@ -88,6 +102,37 @@ impl Pace {
         self.last_cpu = cpu;
         self.woke = now;
     }
+
+    /// The node's ledger is later than this thread's own target: the thread waits for it,
+    /// and that wait is not oversleep to refund later.
+    pub fn defer_to(&mut self, ledger: i64) {
+        self.target = self.target.max(ledger);
+    }
+}
+
+/// A thread's charge at a pay point: `used` ns of CPU, counted from `base` (its chained
+/// target, or the burst's start).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Charge {
+    pub base: i64,
+    pub used: i64,
+}
+
+/// The node-wide ledger after a thread's charge: the real instant at which the node's
+/// perceived cores would have done all the CPU its threads used. A node of `c` cores at TDF
+/// `t` works `used` off in `used × t / c` real ns (`node_stretch`), from whichever is later,
+/// the ledger or the charge's base: idle cores do not save up. With one thread computing,
+/// the ledger follows that thread's own target; with more threads than cores, each one's
+/// charge lands after the others', so they share the cores as on the original machine.
+pub fn ledger_after(ledger: i64, charge: Charge, node_stretch: f64) -> i64 {
+    ledger.max(charge.base).saturating_add((charge.used as f64 * node_stretch) as i64)
+}
+
+/// Real ns the node needs per ns of CPU of any of its threads (`tdf / cores`), or `None`
+/// when the inputs make no sense. Unlike [`stretch`] this may be below 1 (a node of many
+/// cores at a small TDF).
+pub fn node_stretch(cores: f64, tdf: f64) -> Option<f64> {
+    (cores.is_finite() && tdf.is_finite() && cores > 0.0 && tdf > 0.0).then(|| tdf / cores)
 }
 
 /// Real nanoseconds one nanosecond of CPU must take for a thread of perceived speed `speed`
@@ -159,6 +204,49 @@ mod tests {
     }
 
     #[test]
+    fn one_thread_alone_is_not_slowed_by_the_ledger() {
+        // cpus 0.5 at TDF 10: thread and node both owe 20 ns per ns of CPU.
+        let (mut p, mut ledger) = (Pace::NEW, 0);
+        p.due(0, 0, 20.0, &T);
+        for k in 1..=3 {
+            let now = p.woke + 100_000;
+            let c = p.charge(k * 100_000, now, 20.0, &T).unwrap();
+            ledger = ledger_after(ledger, c, 20.0);
+            assert_eq!(ledger, p.target, "burst {k}");
+            p.settle(k * 100_000, p.target + 30_000); // each sleep wakes 30 µs late
+        }
+        assert_eq!(p.target, 6_000_000, "chained bursts of 300 µs end at 6 ms: lateness refunded");
+    }
+
+    #[test]
+    fn threads_computing_at_once_share_the_node_cores() {
+        // Two threads of a one-core node (cpus 0.5, TDF 1: 2 ns per ns) each compute 1 ms
+        // from t = 0: together they need 4 ms of the node's one half-speed core.
+        let (mut a, mut b, mut ledger) = (Pace::NEW, Pace::NEW, 0);
+        a.due(0, 0, 2.0, &T);
+        b.due(0, 0, 2.0, &T);
+        let ca = a.charge(1_000_000, 1_000_000, 2.0, &T).unwrap();
+        ledger = ledger_after(ledger, ca, 2.0);
+        a.defer_to(ledger);
+        let cb = b.charge(1_000_000, 1_000_000, 2.0, &T).unwrap();
+        ledger = ledger_after(ledger, cb, 2.0);
+        b.defer_to(ledger);
+        assert_eq!((a.target, b.target), (2_000_000, 4_000_000));
+        // The same two threads on a node of two cores (node stretch 1): no extra wait.
+        let l2 = ledger_after(ledger_after(0, ca, 1.0), cb, 1.0);
+        assert_eq!(l2, 2_000_000);
+    }
+
+    #[test]
+    fn idle_cores_do_not_save_up() {
+        let c = Charge { base: 50_000_000, used: 1_000_000 };
+        assert_eq!(ledger_after(1_000_000, c, 2.0), 52_000_000);
+        assert_eq!(node_stretch(0.5, 10.0), Some(20.0));
+        assert_eq!(node_stretch(4.0, 2.0), Some(0.5));
+        assert_eq!(node_stretch(0.0, 2.0), None);
+    }
+
+    #[test]
     fn a_late_wake_up_is_refunded_by_the_next_sleep() {
         let mut p = Pace::NEW;
         p.due(0, 0, 10.0, &T);
@@ -196,6 +284,9 @@ mod tests {
         p.due(0, 0, 10.0, &T);
         p.settle(5_000_000, 1_000);
         assert_eq!(p.due(10, 2_000, 10.0, &T), None, "a forked child's CPU clock starts near 0");
-        assert!(p.started && p.last_cpu == 10);
+        assert!(p.started && p.last_cpu == 0);
+        // A child (or a new thread) that computed 1 ms before its first pay point owes it.
+        let mut child = Pace::NEW;
+        assert_eq!(child.due(1_000_000, 5_000_000, 10.0, &T), Some(14_000_000));
     }
 }

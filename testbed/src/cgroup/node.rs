@@ -224,6 +224,7 @@ mod tests {
             }],
             cpus: 1.0,
             pace_speed: Some(1.0),
+            pace_cores: Some(1.0),
         }
     }
 

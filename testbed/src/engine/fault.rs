@@ -300,7 +300,7 @@ impl Testbed<'_> {
         let r = &node.spec.resources;
         let (quota, period) = match limit {
             Some(l) => (Some(l.quota_us), l.period_us),
-            None => (r.cpu_quota_us, r.cpu_period_us),
+            None => (node.cgroup_quota_us, r.cpu_period_us),
         };
         let Some(cg) = &node.cgroup else { return Ok(()) };
         cg.set_cpu(quota, period).map_err(|e| e.to_string())?;
