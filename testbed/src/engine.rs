@@ -330,7 +330,14 @@ impl<'a> Testbed<'a> {
         let paced = self.opts.shim.is_some()
             && mechanism != Some(dilation::program::Mechanism::Trap)
             && spec.resources.paced_at(self.spec.tdf);
-        let quota_us = spec.resources.cgroup_quota_us(paced, crate::spec::paced_quota_margin());
+        let host_cores = std::thread::available_parallelism().map_or(1.0, |n| n.get() as f64);
+        let margin = crate::spec::host_margin(
+            crate::spec::paced_quota_margin(),
+            planned_cores(self.spec),
+            host_cores,
+            HARNESS_RESERVE_CORES,
+        );
+        let quota_us = spec.resources.cgroup_quota_us(paced, margin);
         let resources = crate::spec::NodeResources { cpu_quota_us: quota_us, ..spec.resources.clone() };
         let cgroup = NodeCgroup::create(&cgroup_path(run_id, &name), &resources)
             .map_err(|source| TestbedError::Cgroup { node: name.clone(), source })?;
@@ -817,7 +824,11 @@ impl<'a> Testbed<'a> {
     }
 }
 
-/// The sum of every node's quota in host cores (for the fidelity detail).
+/// Host cores the margin of paced nodes leaves to diorama and its network emulator (the
+/// planner's default reserve).
+const HARNESS_RESERVE_CORES: f64 = 0.25;
+
+/// The sum of every node's quota in host cores (for the fidelity detail and the margin).
 fn planned_cores(spec: &TestbedSpec) -> f64 {
     spec.nodes
         .iter()

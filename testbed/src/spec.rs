@@ -159,6 +159,18 @@ impl NodeResources {
     }
 }
 
+/// The margin the host can give: at most `margin`, and no more than what keeps every
+/// node's quota together within the host's cores less `reserve` (diorama's own and its
+/// network emulator's). With six 0.25-cpu nodes at TDF 1 a margin of 3 let them take 4.5
+/// of 2 cores; the harness then ran its fault timeline seconds late.
+#[must_use]
+pub fn host_margin(margin: f64, planned_cores: f64, host_cores: f64, reserve: f64) -> f64 {
+    if !(planned_cores > 0.0 && host_cores.is_finite() && margin.is_finite()) {
+        return margin.max(1.0);
+    }
+    ((host_cores - reserve) / planned_cores).clamp(1.0, margin.max(1.0))
+}
+
 /// The margin of [`PACED_QUOTA_MARGIN`], or the environment's when it is a number ≥ 1.
 #[must_use]
 pub fn paced_quota_margin() -> f64 {
@@ -192,6 +204,17 @@ mod quota_tests {
         assert_eq!(alone.cgroup_quota_us(true, 3.0), Some(10_000), "without the ledger the quota is the only sum");
         assert_eq!(paced(0.1).cgroup_quota_us(true, f64::NAN), Some(10_000));
         assert_eq!(NodeResources::default().cgroup_quota_us(true, 3.0), None);
+    }
+
+    #[test]
+    fn the_margin_never_oversubscribes_the_host() {
+        // isaac-cpu at TDF 10: 0.11 cores planned on 2: the whole margin.
+        assert_eq!(host_margin(3.0, 0.11, 2.0, 0.25), 3.0);
+        // Six 0.25-cpu nodes at TDF 1: 1.5 planned, 1.75 free.
+        assert!((host_margin(3.0, 1.5, 2.0, 0.25) - 1.75 / 1.5).abs() < 1e-12);
+        // A full host keeps the plan.
+        assert_eq!(host_margin(3.0, 1.9, 2.0, 0.25), 1.0);
+        assert_eq!(host_margin(3.0, 0.0, 2.0, 0.25), 3.0);
     }
 
     #[test]

@@ -431,9 +431,11 @@ fn degrade_and_inflate_add_delay() {
         "degrade/inflate: median RTT {first:.2} ms before, {degraded:.2} degraded (+20 ms each way), {between:.2} restored, {inflated:.2} inflated (+10 ms), {after:.2} restored"
     );
     // The base is the undegraded RTT after each undo (the first window, right after the
-    // client starts, is the noisiest on a busy host): 2 links × 2 ms each way = 8 ms.
+    // client starts, is the noisiest on a busy host): 2 links × 2 ms each way = 8 ms, plus
+    // the Python pinger's and echo server's own CPU on their paced 0.3-cpu nodes (1–3 ms;
+    // 9.2–11.1 ms measured). The faults are judged by what they add to it.
     let base = (between + after) / 2.0;
-    assert!((base - 8.0).abs() < 3.0, "base {base}");
+    assert!((7.0..13.0).contains(&base), "base {base}");
     assert!((degraded - base - 40.0).abs() < 4.0, "degraded {degraded} vs {base}");
     assert!((inflated - base - 10.0).abs() < 3.0, "inflated {inflated} vs {base}");
     let ev = events(&out);
