@@ -266,8 +266,16 @@ impl<'a> Testbed<'a> {
         // Record every cgroup before creating any (one state write, not one per node).
         let all: Vec<String> = spec.nodes.iter().map(|n| cgroup_path(&run_id, &n.name)).collect();
         bed.state().update(|r| r.cgroups.extend(all))?;
+        // One margin for every paced node: what the host's cores leave beyond the plan.
+        let host_cores = std::thread::available_parallelism().map_or(1.0, |n| n.get() as f64);
+        let margin = crate::spec::host_margin(
+            crate::spec::paced_quota_margin(),
+            planned_cores(spec),
+            host_cores,
+            HARNESS_RESERVE_CORES,
+        );
         for node in &spec.nodes {
-            bed.prepare_node(node, &run_id, &hosts)?;
+            bed.prepare_node(node, &run_id, &hosts, margin)?;
         }
         bed.announce_dilation();
         let namespaces = std::mem::take(&mut bed.pending_netns);
@@ -317,7 +325,8 @@ impl<'a> Testbed<'a> {
         Ok(path)
     }
 
-    fn prepare_node(&mut self, spec: &NodeSpec, run_id: &str, hosts: &Path) -> Result<(), TestbedError> {
+    /// `margin`: the paced quota margin ([`crate::spec::host_margin`]).
+    fn prepare_node(&mut self, spec: &NodeSpec, run_id: &str, hosts: &Path, margin: f64) -> Result<(), TestbedError> {
         let name = spec.name.clone();
         let dir = self.opts.results_dir.join("nodes").join(&name);
         let io_err = |source| TestbedError::Prepare { node: name.clone(), source };
@@ -330,13 +339,6 @@ impl<'a> Testbed<'a> {
         let paced = self.opts.shim.is_some()
             && mechanism != Some(dilation::program::Mechanism::Trap)
             && spec.resources.paced_at(self.spec.tdf);
-        let host_cores = std::thread::available_parallelism().map_or(1.0, |n| n.get() as f64);
-        let margin = crate::spec::host_margin(
-            crate::spec::paced_quota_margin(),
-            planned_cores(self.spec),
-            host_cores,
-            HARNESS_RESERVE_CORES,
-        );
         let quota_us = spec.resources.cgroup_quota_us(paced, margin);
         let resources = crate::spec::NodeResources { cpu_quota_us: quota_us, ..spec.resources.clone() };
         let cgroup = NodeCgroup::create(&cgroup_path(run_id, &name), &resources)
