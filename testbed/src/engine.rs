@@ -180,6 +180,14 @@ pub fn run(spec: &TestbedSpec, opts: &RunOptions, interrupt: &AtomicBool) -> Res
             .ok(),
         false => None,
     };
+    // Measured before any node runs, so that it sees the host and not the run.
+    let cache = match opts.shim {
+        Some(_) => crate::cache_decay::measure(spec.tdf),
+        None => None,
+    };
+    if let Some(w) = cache.and_then(|c| c.warning(spec.tdf)) {
+        crate::note!("warning: {w}");
+    }
     let mut bed = Testbed::prepare(spec, opts)?;
     if let Some(a) = &awake {
         bed.fidelity.discount_spinners(a.cpu_reader());
@@ -208,7 +216,7 @@ pub fn run(spec: &TestbedSpec, opts: &RunOptions, interrupt: &AtomicBool) -> Res
         "teardown_s": torn.as_secs_f64(),
         "harness_peak_rss_kib": peak_rss_kib(),
     });
-    bed.write_run_json(&outcome, timings);
+    bed.write_run_json(&outcome, timings, cache);
     result.map(|_| outcome)
 }
 

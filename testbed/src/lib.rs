@@ -26,6 +26,7 @@ macro_rules! note {
 }
 
 pub mod awake;
+pub mod cache_decay;
 pub mod cgroup;
 pub mod clean;
 pub mod container;

@@ -116,7 +116,16 @@ impl Testbed<'_> {
         flags
     }
 
-    pub(super) fn write_run_json(&self, outcome: &RunOutcome, timings: serde_json::Value) {
+    pub(super) fn write_run_json(
+        &self,
+        outcome: &RunOutcome,
+        timings: serde_json::Value,
+        cache: Option<crate::cache_decay::CacheDecay>,
+    ) {
+        let mut host = host_facts();
+        if let (Some(c), Some(h)) = (cache, host.as_object_mut()) {
+            h.insert("cache_decay".into(), json!({"ratio": c.ratio(), "measured": c}));
+        }
         let run = json!({
             "schema": 1,
             "name": self.spec.name,
@@ -125,7 +134,7 @@ impl Testbed<'_> {
             "epoch": {"real_ns": self.model.epoch.real_ns, "virt_ns": self.model.epoch.virt_ns},
             "plan": self.spec.plan,
             "topology": self.spec.topology,
-            "host": host_facts(),
+            "host": host,
             "versions": {"diorama": env!("CARGO_PKG_VERSION")},
             "started_at": chrono::Utc::now().checked_sub_signed(chrono::Duration::from_std(outcome.real_elapsed).unwrap_or_default()).map(|t| t.to_rfc3339()),
             "ended_at": chrono::Utc::now().to_rfc3339(),
