@@ -32,6 +32,12 @@ fn quickstart_runs_and_writes_its_results() {
     assert_eq!(run["nodes"].as_array().unwrap().len(), 5);
     let tdf = run["tdf"].as_f64().unwrap();
     assert!(tdf > 1.0, "quickstart needs more than this host's CPU: auto TDF {tdf}");
+    // The host's cache decay, measured before the nodes started (docs/fidelity.md).
+    if tdf >= 2.0 {
+        let ratio = run["host"]["cache_decay"]["ratio"].as_f64();
+        println!("quickstart at TDF {tdf}: host cache decay ratio {ratio:?}");
+        assert!(ratio.is_some_and(|r| r > 0.0), "{}", run["host"]);
+    }
     for node in run["nodes"].as_array().unwrap() {
         assert_eq!(node["shim_loaded"], true, "clock shim missing in {node}");
         assert_eq!(node["exit"], 0, "every tier flushes and exits 0 on SIGTERM: {node}");
