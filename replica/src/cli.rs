@@ -76,6 +76,10 @@ struct Cli {
     /// Lease of a lock or part claim, in seconds.
     #[arg(long, default_value_t = 15.0)]
     lease: f64,
+    /// Coordinator: seconds added to the lease of a copy being started, for its instance to
+    /// wait for a platform slot and start (then its renewals keep the lease).
+    #[arg(long, default_value_t = 30.0)]
+    start_grace: f64,
     /// Coordinator: list both stores every this many seconds (and at start) to repair what
     /// events missed; 0 turns it off.
     #[arg(long, default_value_t = 5.0)]
@@ -231,6 +235,7 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
                 part_size: cli.part_size,
                 max_instances: cli.max_instances,
                 lease: Duration::from_secs_f64(cli.lease.max(0.1)),
+                start_grace: Duration::from_secs_f64(cli.start_grace.max(0.0)),
                 slo: Duration::from_secs_f64(cli.slo.max(0.0)),
                 models: [&cli.src_region, &cli.dst_region]
                     .iter()
@@ -269,7 +274,10 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             let result = crate::task::run_metered(&task, &meter).await;
             // What it used, for the platform's bill, whether the copy succeeded or not.
             println!("{}", serde_json::to_string(&meter)?);
-            result.map_err(|e| anyhow::anyhow!(crate::error_chain(&e)))?;
+            match result {
+                Err(e) if e.superseded() => tracing::info!(key = %task.key, job = %task.job, "superseded: {e}"),
+                r => r.map_err(|e| anyhow::anyhow!(crate::error_chain(&e)))?,
+            }
         }
         Role::Writer => {
             let ep = endpoint(&cli, &cli.src, &cli.src_region, "src")?;

@@ -43,6 +43,12 @@ pub struct Config {
     pub part_size: u64,
     pub max_instances: u32,
     pub lease: Duration,
+    /// Added to the lease of a lock taken to start a copy: the time its instance may wait in
+    /// the platform's queue (a concurrency limit) and start before it can renew. A lease
+    /// counted from the invocation lapses under a backlog, the key is taken over and invoked
+    /// again, adding to the backlog: after a restart every key was copied over and over, each
+    /// copy fenced before it finished, and the destination never converged.
+    pub start_grace: Duration,
     pub slo: Duration,
     pub models: Vec<RegionModel>,
     /// How often the stores are listed to repair what events missed (and once at start).
@@ -72,7 +78,13 @@ struct Planned {
 }
 
 /// Runs the coordinator until the process ends.
-pub async fn serve(cfg: Config, state: State) -> std::io::Result<()> {
+pub async fn serve(cfg: Config, mut state: State) -> std::io::Result<()> {
+    // Copies started before a restart resume: their instances renew once they reach us.
+    match state.resume_leases(now_ms() + cfg.lease.as_millis() as u64) {
+        Ok(0) => {}
+        Ok(n) => tracing::info!(locks = n, "resuming the copies under way before the restart"),
+        Err(err) => tracing::warn!(err = %crate::error_chain(&err), "leases not resumed; their copies are taken over"),
+    }
     let shared = Arc::new(Shared {
         state: Mutex::new(state),
         cfg: cfg.clone(),
@@ -236,10 +248,12 @@ async fn dispatch(s: Arc<Shared>) {
             // created across the WAN), and a lease counted from the loop's start could be
             // over before its copy begins, letting a second copy of the key run at once.
             let now = now_ms();
-            let until = now + s.cfg.lease.as_millis() as u64;
+            let until = now + (s.cfg.lease + s.cfg.start_grace).as_millis() as u64;
             let Ok(Some(v)) = with_state(&s, |st| st.lock(&v.key, &job, now, until)) else { continue };
             if let Err(err) = start(&s, &job, &v).await {
-                // The lease runs out and the key is taken again.
+                // Without the start grace: the key is taken again when one lease has passed.
+                let retry = now_ms() + s.cfg.lease.as_millis() as u64;
+                let _ = with_state(&s, |st| st.renew(&v.key, &job, retry));
                 tracing::warn!(key = %v.key, %err, "starting a copy failed; retried when its lease ends");
             }
         }

@@ -13,6 +13,13 @@
 //!   (`claim`, one transaction) and report it (`finish_part`, one transaction). The report
 //!   that leaves no part unfinished answers `last = true`: exactly that instance completes the
 //!   multipart upload. A claim whose lease ran out (a killed instance) is claimable again.
+//!   Both calls are idempotent for their caller, because an instance repeats a call whose
+//!   answer it did not get (the coordinator was killed after committing, before answering):
+//!   a claim by an owner that still holds an unfinished part answers that part again, and a
+//!   repeated report of a part the same owner finished with the same ETag answers what the
+//!   first report was answered (`last` is kept per part). Otherwise a lost answer would
+//!   strand a claimed part, or the one completion of the upload, until the job's lease ran
+//!   out and the whole object was copied again.
 //!
 //! Every mutation is one `BEGIN IMMEDIATE` transaction, so several connections (processes)
 //! on one database file serialize correctly.
@@ -132,6 +139,7 @@ CREATE TABLE IF NOT EXISTS objects (
 CREATE TABLE IF NOT EXISTS parts (
   upload TEXT NOT NULL, number INTEGER NOT NULL, offset INTEGER NOT NULL, len INTEGER NOT NULL,
   state INTEGER NOT NULL DEFAULT 0, owner TEXT, lease_until INTEGER, etag TEXT,
+  last INTEGER NOT NULL DEFAULT 0,
   PRIMARY KEY (upload, number));
 ";
 
@@ -156,6 +164,12 @@ impl State {
         conn.busy_timeout(std::time::Duration::from_secs(30))?;
         conn.pragma_update(None, "journal_mode", "WAL")?;
         conn.execute_batch(SCHEMA)?;
+        // A database made before `parts.last` existed (a coordinator restarted on an old
+        // state file) gets the column; its finished parts answer `last = false` when repeated.
+        let has_last: bool = conn.prepare("SELECT 1 FROM pragma_table_info('parts') WHERE name = 'last'")?.exists([])?;
+        if !has_last {
+            conn.execute_batch("ALTER TABLE parts ADD COLUMN last INTEGER NOT NULL DEFAULT 0")?;
+        }
         Ok(State { conn })
     }
 
@@ -219,6 +233,24 @@ impl State {
         }
         tx.commit()?;
         Ok(row)
+    }
+
+    /// At a coordinator's start-up: every lock and part claim still held gets a lease until at
+    /// least `until_ms`. Their copies kept running while the coordinator was down, unable to
+    /// renew; without this the restarted coordinator takes every one over at once, fences all
+    /// of them and invokes a copy of each key together. Answers how many locks were held.
+    pub fn resume_leases(&mut self, until_ms: u64) -> Result<usize, StateError> {
+        let tx = self.conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
+        let locks = tx.execute(
+            "UPDATE objects SET lock_until = MAX(COALESCE(lock_until, 0), ?1) WHERE lock_owner IS NOT NULL",
+            [to_i64(until_ms)],
+        )?;
+        tx.execute(
+            "UPDATE parts SET lease_until = MAX(COALESCE(lease_until, 0), ?1) WHERE state = ?2",
+            params![to_i64(until_ms), CLAIMED],
+        )?;
+        tx.commit()?;
+        Ok(locks)
     }
 
     /// Extends `owner`'s lease on `key`. Answers false if the lock is no longer ours.
@@ -424,14 +456,18 @@ impl State {
         Ok(number)
     }
 
-    /// Claims one free (or abandoned) part of `upload` for `owner` until `until_ms`.
+    /// Claims one part of `upload` for `owner` until `until_ms`: the part `owner` already
+    /// holds unfinished if any (an instance works on one part at a time, so such a claim
+    /// repeats one whose answer was lost, or comes from a retried attempt of the instance),
+    /// else a free or abandoned one.
     pub fn claim(&mut self, upload: &str, owner: &str, now_ms: u64, until_ms: u64) -> Result<Option<Part>, StateError> {
         let tx = self.conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
         let part = tx
             .query_row(
                 "SELECT number, offset, len FROM parts WHERE upload = ?1
-                 AND (state = ?2 OR (state = ?3 AND lease_until < ?4)) ORDER BY number LIMIT 1",
-                params![upload, FREE, CLAIMED, to_i64(now_ms)],
+                 AND (state = ?2 OR (state = ?3 AND (lease_until < ?4 OR owner = ?5)))
+                 ORDER BY state = ?3 AND owner = ?5 DESC, number LIMIT 1",
+                params![upload, FREE, CLAIMED, to_i64(now_ms), owner],
                 |r| {
                     Ok(Part {
                         upload: upload.to_owned(),
@@ -455,6 +491,7 @@ impl State {
     /// Records part `number` of `upload` as uploaded with `etag` by `owner`. Answers
     /// `Some(true)` to the one report that finishes the last part, `Some(false)` otherwise,
     /// `None` if the claim was not `owner`'s any more (its lease ran out and it was reclaimed).
+    /// A repeat of a report already recorded (same owner, same ETag) gets the same answer.
     pub fn finish_part(
         &mut self,
         upload: &str,
@@ -473,9 +510,16 @@ impl State {
                 params![upload, FINISHED],
                 |r| r.get(0),
             )?;
-            Some(open == 0)
+            let last = open == 0;
+            tx.execute("UPDATE parts SET last = ?3 WHERE upload = ?1 AND number = ?2", params![upload, number, last])?;
+            Some(last)
         } else {
-            None
+            tx.query_row(
+                "SELECT last FROM parts WHERE upload = ?1 AND number = ?2 AND state = ?3 AND owner = ?4 AND etag = ?5",
+                params![upload, number, FINISHED, owner, etag],
+                |r| r.get::<_, bool>(0),
+            )
+            .optional()?
         };
         tx.commit()?;
         Ok(answer)

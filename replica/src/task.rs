@@ -163,7 +163,8 @@ async fn heartbeat(http: reqwest::Client, task: Task, held: Arc<AtomicBool>) {
         },
     };
     loop {
-        tokio::time::sleep(every).await;
+        // The first beat at once: the lock's lease was counted from the invocation, and an
+        // instance whose copy was taken over while it queued stops before doing any work.
         // One attempt per beat: a coordinator that is down is tried again at the next one.
         let url = format!("{}/renew", task.coordinator);
         let answer =
@@ -177,6 +178,15 @@ async fn heartbeat(http: reqwest::Client, task: Task, held: Arc<AtomicBool>) {
             Ok(_) => {}
             Err(err) => tracing::debug!(%err, "renewal failed; next beat tries again"),
         }
+        tokio::time::sleep(every).await;
+    }
+}
+
+impl TaskError {
+    /// Whether the task ended because another copy took its key over: its work is that
+    /// copy's now, so it is no failure to retry (a platform's retries of it are wasted).
+    pub fn superseded(&self) -> bool {
+        matches!(self, TaskError::Fenced { .. })
     }
 }
 

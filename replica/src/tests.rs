@@ -137,6 +137,7 @@ async fn replication_converges_on_the_latest_versions() {
         part_size,
         max_instances: 4,
         lease: Duration::from_secs(5),
+        start_grace: Duration::from_secs(30),
         slo: Duration::from_secs(1),
         models: vec![
             crate::coordinator::model("region-a", &Dist::Const(0.05), &Dist::Const(0.1), 5e6, 1 << 20),

@@ -108,15 +108,69 @@ fn pool_covers_the_object_and_the_last_report_is_unique() {
     let mut s = State::in_memory().unwrap();
     assert_eq!(s.fill_pool("u", 25, 10).unwrap(), 3);
     let mut lens = Vec::new();
-    while let Some(p) = s.claim("u", "w", 0, 1000).unwrap() {
+    for w in ["w1", "w2", "w3"] {
+        let p = s.claim("u", w, 0, 1000).unwrap().unwrap();
         lens.push((p.offset, p.len));
     }
+    assert_eq!(s.claim("u", "w4", 0, 1000).unwrap(), None);
     assert_eq!(lens, vec![(0, 10), (10, 10), (20, 5)]);
-    assert_eq!(s.finish_part("u", 2, "w", "e2").unwrap(), Some(false));
-    assert_eq!(s.finish_part("u", 2, "w", "e2").unwrap(), None, "a part is reported once");
-    assert_eq!(s.finish_part("u", 1, "w", "e1").unwrap(), Some(false));
-    assert_eq!(s.finish_part("u", 3, "w", "e3").unwrap(), Some(true));
+    assert_eq!(s.finish_part("u", 2, "w2", "e2").unwrap(), Some(false));
+    assert_eq!(s.finish_part("u", 2, "w1", "e2").unwrap(), None, "only the claimer reports a part");
+    assert_eq!(s.finish_part("u", 1, "w1", "e1").unwrap(), Some(false));
+    assert_eq!(s.finish_part("u", 3, "w3", "e3").unwrap(), Some(true));
     assert_eq!(s.finished_parts("u").unwrap(), vec![(1, "e1".into()), (2, "e2".into()), (3, "e3".into())]);
+}
+
+#[test]
+fn a_claim_repeated_after_its_answer_was_lost_gets_the_same_part() {
+    // The coordinator committed the claim and was killed before answering; the instance
+    // asks again. Before: it got the next part, and the first stayed claimed (and renewed
+    // by its heartbeat) with nobody copying it.
+    let mut s = State::in_memory().unwrap();
+    s.fill_pool("u", 20, 10).unwrap();
+    let first = s.claim("u", "w", 0, 1000).unwrap().unwrap();
+    assert_eq!(s.claim("u", "w", 10, 1010).unwrap(), Some(first.clone()));
+    assert_eq!(s.claim("u", "other", 10, 1010).unwrap().unwrap().number, 2);
+    assert_eq!(s.finish_part("u", 1, "w", "e1").unwrap(), Some(false));
+    assert_eq!(s.claim("u", "w", 20, 1020).unwrap(), None, "a finished part is not handed out again");
+}
+
+#[test]
+fn a_report_repeated_after_its_answer_was_lost_gets_the_same_answer() {
+    // The coordinator committed the last part's report and was killed before answering;
+    // the instance reports again. Before: the repeat answered `None`, so nobody completed
+    // the upload and the object was copied again once the job's lease ran out.
+    let mut s = State::in_memory().unwrap();
+    s.fill_pool("u", 20, 10).unwrap();
+    s.claim("u", "a", 0, 1000).unwrap().unwrap();
+    s.claim("u", "b", 0, 1000).unwrap().unwrap();
+    assert_eq!(s.finish_part("u", 1, "a", "e1").unwrap(), Some(false));
+    assert_eq!(s.finish_part("u", 2, "b", "e2").unwrap(), Some(true));
+    assert_eq!(s.finish_part("u", 2, "b", "e2").unwrap(), Some(true), "the completer is told again");
+    assert_eq!(s.finish_part("u", 1, "a", "e1").unwrap(), Some(false), "a repeat never makes a second completer");
+    assert_eq!(s.finish_part("u", 2, "a", "e2").unwrap(), None, "not a's part");
+    assert_eq!(s.finish_part("u", 2, "b", "other").unwrap(), None, "not the bytes b reported");
+}
+
+#[test]
+fn a_state_file_without_the_part_answers_is_upgraded() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("state.db");
+    {
+        let conn = Connection::open(&path).unwrap();
+        conn.execute_batch(
+            "CREATE TABLE parts (upload TEXT NOT NULL, number INTEGER NOT NULL, offset INTEGER NOT NULL,
+             len INTEGER NOT NULL, state INTEGER NOT NULL DEFAULT 0, owner TEXT, lease_until INTEGER, etag TEXT,
+             PRIMARY KEY (upload, number));",
+        )
+        .unwrap();
+    }
+    let mut s = State::open(&path).unwrap();
+    s.fill_pool("u", 10, 10).unwrap();
+    s.claim("u", "w", 0, 1000).unwrap().unwrap();
+    assert_eq!(s.finish_part("u", 1, "w", "e").unwrap(), Some(true));
+    drop(s);
+    assert_eq!(State::open(&path).unwrap().finish_part("u", 1, "w", "e").unwrap(), Some(true));
 }
 
 #[test]
@@ -259,4 +313,28 @@ fn renewed_claims_outlive_their_first_lease() {
     assert_eq!(s.renew_claims("u", "slow", 500).unwrap(), 1);
     assert_eq!(s.claim("u", "other", 200, 300).unwrap(), None, "a renewed claim is not taken over");
     assert_eq!(s.finish_part("u", 1, "slow", "e").unwrap(), Some(true));
+}
+
+#[test]
+fn a_restarted_coordinator_resumes_the_copies_under_way() {
+    // Before the kill: a copy holds k (lease until 100) and a part claim (until 100). The
+    // coordinator comes back at 200. Before: the lease had lapsed, so the dispatch loop took
+    // k over at once, fencing the copy that was about to finish.
+    let mut s = State::in_memory().unwrap();
+    s.observe(&v("k", 1, "a")).unwrap();
+    s.observe(&v("idle", 1, "b")).unwrap();
+    s.lock("k", "old", 0, 100).unwrap().unwrap();
+    s.fill_pool("u", 20, 10).unwrap();
+    s.claim("u", "old-0", 0, 100).unwrap().unwrap();
+    assert_eq!(s.resume_leases(205).unwrap(), 1, "only held locks");
+    assert_eq!(s.lock("k", "new", 200, 300).unwrap(), None, "the copy under way keeps its key");
+    assert_eq!(s.claim("u", "new-0", 200, 300).unwrap().unwrap().number, 2, "and its part");
+    assert_eq!(s.pending(200, 10).unwrap(), vec![v("idle", 1, "b")]);
+    assert!(s.renew("k", "old", 400).unwrap(), "its renewals reach the new process");
+    assert_eq!(s.release("k", "old", 1, Some("a")).unwrap(), Release::Done);
+    // A copy that never comes back loses the key one lease later.
+    s.observe(&v("k", 2, "c")).unwrap();
+    s.lock("k", "gone", 500, 600).unwrap().unwrap();
+    s.resume_leases(700).unwrap();
+    assert!(s.lock("k", "next", 701, 800).unwrap().is_some());
 }
