@@ -40,6 +40,9 @@ pub struct RunInfo {
     pub allow_undilated: bool,
     /// Each node's dilation mechanism (`shim`, `trap`, `undilated`), from run.json.
     pub mechanisms: Vec<(String, String)>,
+    /// How much more CPU the same work costs on this host at the run's TDF than at TDF 1
+    /// (run.json `host.cache_decay.ratio`; docs/fidelity.md, "Cache decay").
+    pub host_cache_decay: Option<f64>,
 }
 
 /// A fault, with when it was undone.
@@ -179,6 +182,7 @@ fn read_run_json(path: &Path) -> Result<RunInfo, ReportError> {
                 Some((name.to_owned(), mechanism.to_owned()))
             })
             .collect(),
+        host_cache_decay: v.pointer("/host/cache_decay/ratio").and_then(Value::as_f64),
     })
 }
 

@@ -19,6 +19,9 @@ pub struct RunSummary {
     pub tdf: f64,
     pub success: bool,
     pub virtual_duration_s: f64,
+    /// run.json's `host.cache_decay.ratio`, when the run measured it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub host_cache_decay: Option<f64>,
 }
 
 /// Request counts over all load generators.
@@ -168,6 +171,7 @@ impl Summary {
                 tdf: run.info.tdf,
                 success: run.info.success,
                 virtual_duration_s: run.info.virtual_duration_s,
+                host_cache_decay: run.info.host_cache_decay,
             },
             fidelity: run.info.fidelity.clone(),
             requests: RequestCounts {

@@ -88,6 +88,23 @@ fn a_run_without_workload_outputs_still_reports() {
     let json: serde_json::Value =
         serde_json::from_str(&std::fs::read_to_string(dir.path().join("summary.json")).unwrap()).unwrap();
     assert!(json["latency_ms"].is_null());
+    assert!(json["run"].get("host_cache_decay").is_none() && !html.contains("Host cache decay"));
+}
+
+#[test]
+fn the_host_s_cache_decay_is_reported_and_explained_when_large() {
+    for (ratio, explained) in [(2.6, true), (1.1, false)] {
+        let dir = tempfile::tempdir().unwrap();
+        let run = format!(
+            r#"{{"schema":1,"name":"bare","tdf":10,"success":true,"host":{{"cache_decay":{{"ratio":{ratio}}}}}}}"#
+        );
+        std::fs::write(dir.path().join("run.json"), run).unwrap();
+        let s = write(dir.path()).unwrap();
+        assert_eq!(s.run.host_cache_decay, Some(ratio));
+        let html = std::fs::read_to_string(dir.path().join("report.html")).unwrap();
+        assert!(html.contains(&format!("costs {ratio:.2}x the CPU")), "{ratio}");
+        assert_eq!(html.contains("caches decay in real time"), explained, "{ratio}");
+    }
 }
 
 #[test]
