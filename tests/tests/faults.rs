@@ -108,6 +108,35 @@ fn largest_gap(ticks: &[f64], epoch: f64) -> (f64, f64) {
     ticks.windows(2).map(|w| (w[1] - w[0], w[0] - epoch)).fold((0.0, 0.0), |a, b| if b.0 > a.0 { b } else { a })
 }
 
+/// The undo of a kill that comes before the engine has seen the node exit (here in the same
+/// pass of its loop) still starts the node again: it once logged "the node is running;
+/// nothing to do" and left it down for the rest of the run.
+#[test]
+fn a_kill_undone_at_once_still_restarts_the_node() {
+    require!("a_kill_undone_at_once_still_restarts_the_node", need_root());
+    let tmp = tempfile::tempdir().unwrap();
+    let yaml = r#"
+name: kill-brief
+tdf: 1
+duration: 3s
+defaults: {cpus: 0.2, memory: 32MiB}
+nodes:
+  - name: a
+    run: {command: "exec sleep 600"}
+faults:
+  - {at: 1s, kill: a, for: 1ms}
+"#;
+    let (r, out) = run(tmp.path(), "kill-brief", yaml, &[]);
+    assert_eq!(r.code, Some(0), "{r:?}");
+    let ev = events(&out);
+    let starts = ev.iter().filter(|e| e["kind"] == "node_start").count();
+    let exit = find(&ev, "node_exit", "node", "a");
+    assert_eq!((exit["code"].as_i64(), exit["faulted"].as_bool()), (Some(137), Some(true)));
+    assert_eq!(starts, 2, "killed, then started again: {ev:#?}");
+    let run = run_json(&out);
+    assert_eq!(run["nodes"][0]["restarts"], 1, "{}", run["nodes"]);
+}
+
 #[test]
 fn kill_and_restart_bring_a_node_back() {
     require!("kill_and_restart_bring_a_node_back", need_root(), need_tool("python3"));

@@ -184,7 +184,10 @@ impl Testbed<'_> {
     /// cgroups and network namespace. `kill_first`: a running node is killed first (restart).
     fn start_again(&mut self, idx: usize, kill_first: bool) -> Result<(), TestbedError> {
         if self.nodes[idx].exit.is_none() && self.nodes[idx].process.is_some() {
-            if !kill_first {
+            // A node a fault killed or stopped whose exit the loop has not reaped yet (the
+            // undo of a short `kill … for:` can come in the same pass of the loop) is on its
+            // way down, not running: it is reaped below and started, as the fault says.
+            if !kill_first && !self.nodes[idx].faulted {
                 tracing::info!(node = %self.nodes[idx].spec.name, "start: the node is running; nothing to do");
                 return Ok(());
             }
