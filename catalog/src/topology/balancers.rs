@@ -86,6 +86,25 @@ fn node_addresses(network: &NetworkDecl, nodes: &[String]) -> Option<BTreeMap<St
     nodes.iter().enumerate().map(|(i, n)| Some((n.clone(), nodeaddr::node_address(prefix, len, i)?))).collect()
 }
 
+/// What else owns `vip` under the network's rule, beyond the nodes (checked by
+/// `balancer::BalancerSpec::problems`): a switch's address, or the prefix's network or
+/// broadcast address. The emulator would deliver the balancer's traffic there.
+fn reserved(network: &NetworkDecl, switches: &[String], vip: Ipv4Addr) -> Option<String> {
+    let (prefix, len) = nodeaddr::parse_prefix(network.prefix.as_deref()).ok()?;
+    if let Some(s) = switches.iter().enumerate().find(|(j, _)| nodeaddr::switch_address(prefix, len, *j) == Some(vip)) {
+        return Some(format!("switch {}'s address", s.1));
+    }
+    let net = nodeaddr::network(prefix, len);
+    let broadcast = net.saturating_add(u32::try_from(nodeaddr::room(len)).ok()?.saturating_add(1));
+    if len < 31 && u32::from(vip) == net {
+        return Some(format!("the network address of {prefix}/{len}"));
+    }
+    if len < 31 && u32::from(vip) == broadcast {
+        return Some(format!("the broadcast address of {prefix}/{len}"));
+    }
+    None
+}
+
 fn ns(d: Option<Duration>, default: u64) -> u64 {
     d.map_or(default, |d| u64::try_from(d.0.as_nanos()).unwrap_or(u64::MAX))
 }
@@ -161,6 +180,7 @@ pub(super) fn resolve(
     decls: &[BalancerDecl],
     network: &NetworkDecl,
     nodes: &[String],
+    switches: &[String],
     select: impl Fn(&str) -> Result<Vec<String>, String>,
     diags: &mut Diagnostics<'_>,
 ) -> Vec<Balancer> {
@@ -174,6 +194,12 @@ pub(super) fn resolve(
             diags.at_value(&format!("{path}.vip"), format!("{:?} is not an IPv4 address", d.vip));
             continue;
         };
+        if let Some(why) = reserved(network, switches, vip) {
+            diags.at_value(
+                &format!("{path}.vip"),
+                format!("VIP {vip} is {why}; a VIP must be an address no node or switch has"),
+            );
+        }
         // Backends: each entry a node, group or range; an entry that is not one is
         // reported at its own position.
         let written = d.backends.to_vec();
@@ -296,6 +322,21 @@ balancers:
         let bad_table =
             problems("  - {name: l4, vip: 10.77.255.1, port: 1, backends: mc, policy: maglev, table_size: 100}\n");
         assert_eq!(bad_table[0].2, "balancers[0]", "{bad_table:?}");
+    }
+
+    #[test]
+    fn a_vip_that_a_switch_or_the_prefix_owns_is_refused() {
+        // sw is switch 0: the last address below the broadcast of 10.77.0.0/16.
+        for (vip, owner) in [
+            ("10.77.255.254", "switch sw's address"),
+            ("10.77.0.0", "the network address of 10.77.0.0/16"),
+            ("10.77.255.255", "the broadcast address of 10.77.0.0/16"),
+            ("10.77.0.2", "node mc1's address"),
+        ] {
+            let p = problems(&format!("  - {{name: l4, vip: {vip}, port: 1, backends: mc, policy: maglev}}\n"));
+            assert!(p.iter().any(|(_, _, field, m)| field == "balancers[0].vip" && m.contains(owner)), "{vip}: {p:?}");
+        }
+        assert!(load("  - {name: l4, vip: 10.77.255.1, port: 1, backends: mc, policy: maglev}\n").is_ok());
     }
 
     #[test]

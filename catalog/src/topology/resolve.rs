@@ -558,7 +558,14 @@ pub(super) fn resolve(
     let balancers = {
         let names: Vec<String> = nodes.iter().map(|n| n.name.clone()).collect();
         let set: HashSet<&str> = names.iter().map(String::as_str).collect();
-        super::balancers::resolve(&decl.balancers, &network, &names, |r| select(r, &set, &groups), diags)
+        super::balancers::resolve(
+            &decl.balancers,
+            &network,
+            &names,
+            &decl.switches,
+            |r| select(r, &set, &groups),
+            diags,
+        )
     };
     let faults = decl.faults.iter().enumerate().map(|(i, v)| (format!("faults[{i}]"), v.clone())).collect();
     Some(Topology {
