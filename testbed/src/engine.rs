@@ -408,8 +408,16 @@ impl<'a> Testbed<'a> {
         control: &Path,
         mechanism: Option<dilation::program::Mechanism>,
     ) -> Vec<(String, String)> {
+        let mut path = std::env::var("PATH").unwrap_or_else(|_| "/usr/local/bin:/usr/bin:/bin".into());
+        // Last, so the host's tools win: a node's own commands find diorama's tools beside
+        // it (`diorama-probe cli …` in a driver node), as its `workload:` entries do.
+        if let Some(dir) = self.opts.harness_exe.parent().filter(|d| !d.as_os_str().is_empty()) {
+            if !std::env::split_paths(&path).any(|p| p == dir) {
+                path = format!("{path}:{}", dir.display());
+            }
+        }
         let mut env = vec![
-            ("PATH".to_owned(), std::env::var("PATH").unwrap_or_else(|_| "/usr/local/bin:/usr/bin:/bin".into())),
+            ("PATH".to_owned(), path),
             ("HOME".to_owned(), dir.display().to_string()),
             ("DIORAMA_NODE".to_owned(), spec.name.clone()),
             ("DIORAMA_RUN_DIR".to_owned(), self.opts.results_dir.display().to_string()),

@@ -184,3 +184,29 @@ nodes:
     assert!(r.stderr.contains("cannot open config"), "stderr tail missing: {}", r.stderr);
     assert!(leftovers().is_empty(), "{:?}", leftovers());
 }
+
+/// A node's own command finds diorama's tools beside the `diorama` that runs it (a driver
+/// node calling `diorama-probe cli …`), even when they are not on the caller's PATH; the
+/// host's PATH comes first.
+#[test]
+fn node_commands_find_diorama_s_tools() {
+    require!("node_commands_find_diorama_s_tools", need_root());
+    let tmp = tempfile::tempdir().unwrap();
+    let topo = topology(
+        tmp.path(),
+        "tools",
+        "name: tools\ntdf: 1\nnodes:\n  - name: a\n    main: true\n    run: {command: \"command -v diorama-probe; command -v sh\"}\n",
+    );
+    let out = results(tmp.path());
+    let r = std::process::Command::new(diorama_tests::artifact("diorama"))
+        .args(["run", topo.to_str().unwrap(), "--out", out.to_str().unwrap()])
+        .env("PATH", "/usr/bin:/bin")
+        .output()
+        .unwrap();
+    assert!(r.status.success(), "{}", String::from_utf8_lossy(&r.stderr));
+    let stdout = std::fs::read_to_string(out.join("nodes/a/stdout")).unwrap();
+    let beside = diorama_tests::artifact("diorama-probe");
+    let mut lines = stdout.lines();
+    assert_eq!(lines.next(), Some(beside.to_str().unwrap()), "{stdout}");
+    assert!(lines.next().is_some_and(|l| l.starts_with("/usr/bin/") || l.starts_with("/bin/")), "{stdout}");
+}
