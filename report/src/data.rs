@@ -43,6 +43,8 @@ pub struct RunInfo {
     /// How much more CPU the same work costs on this host at the run's TDF than at TDF 1
     /// (run.json `host.cache_decay.ratio`; docs/fidelity.md, "Cache decay").
     pub host_cache_decay: Option<f64>,
+    /// The run's warning about it (`host.cache_decay.warning`), when it was worth one.
+    pub host_cache_warning: Option<String>,
 }
 
 /// A fault, with when it was undone.
@@ -183,6 +185,7 @@ fn read_run_json(path: &Path) -> Result<RunInfo, ReportError> {
             })
             .collect(),
         host_cache_decay: v.pointer("/host/cache_decay/ratio").and_then(Value::as_f64),
+        host_cache_warning: v.pointer("/host/cache_decay/warning").and_then(Value::as_str).map(str::to_owned),
     })
 }
 

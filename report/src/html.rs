@@ -16,9 +16,6 @@ pub(crate) use crate::markup::fix;
 
 /// Lines per chart before the rest are summarised as "N more".
 const MAX_LINES: usize = 10;
-/// The cache decay from which the report explains it (`testbed::cache_decay::WARN_RATIO`,
-/// the run's warning; the report reads results directories without the run engine).
-const CACHE_DECAY_WARN: f64 = 1.3;
 
 /// The page's style sheet, shared with the comparison page.
 pub(crate) const STYLE: &str = "body{font-family:system-ui,-apple-system,'Segoe UI',sans-serif;margin:24px auto;max-width:1100px;color:#222;padding:0 16px}\
@@ -190,12 +187,12 @@ pub fn render(run: &RunData, s: &Summary) -> Result<String, ReportError> {
     );
     row(&mut h, "Fidelity", verdict_badge(&s.fidelity.verdict));
     if let Some(r) = run.info.host_cache_decay {
-        let note = if r >= CACHE_DECAY_WARN {
-            ": this host's caches decay in real time, so CPU-bound latency of paced nodes may read up to that much slower than at TDF 1 (docs/fidelity.md, \"Cache decay\")"
-        } else {
-            ""
+        // The run's own warning, when it gave one (the threshold is the run engine's).
+        let text = match &run.info.host_cache_warning {
+            Some(w) => w.clone(),
+            None => format!("the same work costs {r:.2}x the CPU at this TDF"),
         };
-        row(&mut h, "Host cache decay", esc(&format!("the same work costs {r:.2}x the CPU at this TDF{note}")));
+        row(&mut h, "Host cache decay", esc(&text));
     }
     if !run.info.mechanisms.is_empty() {
         row(&mut h, "Dilation", esc(&dilation_line(&run.info.mechanisms)));

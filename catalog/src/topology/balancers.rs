@@ -96,10 +96,10 @@ fn reserved(network: &NetworkDecl, switches: &[String], vip: Ipv4Addr) -> Option
     }
     let net = nodeaddr::network(prefix, len);
     let broadcast = net.saturating_add(u32::try_from(nodeaddr::room(len)).ok()?.saturating_add(1));
-    if len < 31 && u32::from(vip) == net {
+    if u32::from(vip) == net {
         return Some(format!("the network address of {prefix}/{len}"));
     }
-    if len < 31 && u32::from(vip) == broadcast {
+    if u32::from(vip) == broadcast {
         return Some(format!("the broadcast address of {prefix}/{len}"));
     }
     None

@@ -124,7 +124,10 @@ impl Testbed<'_> {
     ) {
         let mut host = host_facts();
         if let (Some(c), Some(h)) = (cache, host.as_object_mut()) {
-            h.insert("cache_decay".into(), json!({"ratio": c.ratio(), "measured": c}));
+            h.insert(
+                "cache_decay".into(),
+                json!({"ratio": c.ratio(), "warning": c.warning(self.spec.tdf), "measured": c}),
+            );
         }
         let run = json!({
             "schema": 1,
