@@ -14,7 +14,7 @@
 
 use std::path::{Path, PathBuf};
 
-use crate::program::{classify_elf, Mechanism, ProgramKind};
+use crate::program::{Mechanism, ProgramKind};
 
 /// Name of the trap launcher's executable.
 pub const TRAP_NAME: &str = "dilation-trap";
@@ -57,7 +57,7 @@ pub fn process_coverage(proc_root: &Path, pid: u32) -> std::io::Result<Coverage>
         }
     }
     // Kernel threads and zombies have no executable; they read no clock.
-    let kind = std::fs::read(dir.join("exe")).ok().and_then(|b| classify_elf(&b));
+    let kind = crate::elf::classify_file(&dir.join("exe")).ok().flatten();
     let mapped = shim_mapped(&std::fs::read_to_string(dir.join("maps")).unwrap_or_default());
     Ok(match (mapped, kind) {
         (true, Some(k)) if k.mechanism() == Some(Mechanism::Preload) => Coverage::Preload,
@@ -137,20 +137,7 @@ pub fn proc_root() -> PathBuf {
 mod tests {
     use super::*;
 
-    fn elf(interp: bool, extra: &[u8]) -> Vec<u8> {
-        let mut b = vec![0u8; 64 + 56];
-        b[..4].copy_from_slice(b"\x7fELF");
-        b[4] = 2;
-        b[5] = 1;
-        let machine: u16 = if cfg!(target_arch = "aarch64") { 183 } else { 62 };
-        b[18..20].copy_from_slice(&machine.to_le_bytes());
-        b[32..40].copy_from_slice(&64u64.to_le_bytes());
-        b[54..56].copy_from_slice(&56u16.to_le_bytes());
-        b[56..58].copy_from_slice(&1u16.to_le_bytes());
-        b[64..68].copy_from_slice(&(if interp { 3u32 } else { 1u32 }).to_le_bytes());
-        b.extend_from_slice(extra);
-        b
-    }
+    use crate::elf::tests::image as elf;
 
     #[expect(clippy::too_many_arguments, reason = "one fake /proc entry, field by field")]
     fn proc(root: &Path, pid: u32, ppid: u32, comm: &str, tracer: u32, seccomp: u32, exe: &[u8], shim: bool) {

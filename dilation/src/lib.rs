@@ -9,6 +9,7 @@
 
 pub mod control;
 pub mod coverage;
+pub mod elf;
 pub mod probe;
 pub mod program;
 

@@ -13,8 +13,9 @@
 //!
 //! # Detection
 //! - static: the ELF has no `PT_INTERP` program header;
-//! - Go: the bytes contain the build-info magic `\xff Go buildinf:` (every Go ≥ 1.13 binary
-//!   has it, stripped or not) or a `.gopclntab`/`.go.buildinfo` section name;
+//! - Go: a `.go.buildinfo`, `.gopclntab` or `.note.go.buildid` section, or, in an image
+//!   without section headers, the build-info magic `\xff Go buildinf:` (every Go ≥ 1.13
+//!   binary has it, stripped or not); only headers are read ([`crate::elf`]);
 //! - a script (`#!`) is classified by its interpreter (one level; `env` is followed to the
 //!   program it names through `PATH`).
 //!
@@ -24,6 +25,7 @@
 //! fidelity monitor is what catches that.
 
 use std::fmt;
+use std::io::Read as _;
 use std::path::{Path, PathBuf};
 
 /// How a program is built, as far as dilation is concerned.
@@ -217,11 +219,13 @@ pub fn classify(path: &Path) -> Result<ProgramKind, ProgramError> {
 
 fn classify_depth(path: &Path, depth: u32) -> Result<ProgramKind, ProgramError> {
     let io = |source| ProgramError::Io { path: path.to_owned(), source };
-    let bytes = std::fs::read(path).map_err(io)?;
-    if let Some(kind) = classify_elf(&bytes) {
+    if let Some(kind) = crate::elf::classify_file(path).map_err(io)? {
         return Ok(kind);
     }
-    let Some(line) = bytes.strip_prefix(b"#!").and_then(|rest| rest.split(|&b| b == b'\n').next()) else {
+    // Not ELF: a script names its interpreter on its first line.
+    let mut head = Vec::with_capacity(512);
+    std::fs::File::open(path).and_then(|f| f.take(512).read_to_end(&mut head)).map_err(io)?;
+    let Some(line) = head.strip_prefix(b"#!").and_then(|rest| rest.split(|&b| b == b'\n').next()) else {
         return Err(ProgramError::NotExecutable { path: path.to_owned() });
     };
     let line = String::from_utf8_lossy(line);
@@ -241,73 +245,14 @@ fn classify_depth(path: &Path, depth: u32) -> Result<ProgramKind, ProgramError> 
 
 /// The kind of an ELF image, `None` when `b` is not ELF.
 pub fn classify_elf(b: &[u8]) -> Option<ProgramKind> {
-    if b.len() < 64 || &b[..4] != b"\x7fELF" {
-        return None;
-    }
-    if !native(b) {
-        return Some(ProgramKind::Foreign);
-    }
-    let go = is_go(b);
-    Some(match (crate::probe::elf_is_static(b), go) {
-        (true, true) => ProgramKind::StaticGo,
-        (true, false) => ProgramKind::Static,
-        (false, true) => ProgramKind::DynamicGo,
-        (false, false) => ProgramKind::Dynamic,
-    })
-}
-
-/// Whether an ELF image's class and machine are this host's.
-fn native(b: &[u8]) -> bool {
-    const EM_X86_64: u16 = 62;
-    const EM_AARCH64: u16 = 183;
-    let machine = u16::from_le_bytes([b[18], b[19]]);
-    let want = if cfg!(target_arch = "aarch64") { EM_AARCH64 } else { EM_X86_64 };
-    b[4] == 2 && b[5] == 1 && machine == want
-}
-
-/// Whether an ELF image was built by the Go toolchain.
-fn is_go(b: &[u8]) -> bool {
-    const MAGIC: &[u8] = b"\xff Go buildinf:";
-    contains(b, MAGIC) || contains(b, b"\0.gopclntab\0") || contains(b, b"\0.go.buildinfo\0")
-}
-
-fn contains(hay: &[u8], needle: &[u8]) -> bool {
-    hay.windows(needle.len()).any(|w| w == needle)
+    crate::elf::classify(b)
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
 
-    fn elf(interp: bool, extra: &[u8]) -> Vec<u8> {
-        let mut b = vec![0u8; 64 + 56];
-        b[..4].copy_from_slice(b"\x7fELF");
-        b[4] = 2;
-        b[5] = 1;
-        let machine: u16 = if cfg!(target_arch = "aarch64") { 183 } else { 62 };
-        b[18..20].copy_from_slice(&machine.to_le_bytes());
-        b[32..40].copy_from_slice(&64u64.to_le_bytes());
-        b[54..56].copy_from_slice(&56u16.to_le_bytes());
-        b[56..58].copy_from_slice(&1u16.to_le_bytes());
-        b[64..68].copy_from_slice(&(if interp { 3u32 } else { 1u32 }).to_le_bytes());
-        b.extend_from_slice(extra);
-        b
-    }
-
-    #[test]
-    fn elf_kinds() {
-        assert_eq!(classify_elf(&elf(true, b"")), Some(ProgramKind::Dynamic));
-        assert_eq!(classify_elf(&elf(false, b"")), Some(ProgramKind::Static));
-        assert_eq!(classify_elf(&elf(false, b"xx\xff Go buildinf:\x08\x02")), Some(ProgramKind::StaticGo));
-        assert_eq!(classify_elf(&elf(true, b"\0.gopclntab\0")), Some(ProgramKind::DynamicGo));
-        assert_eq!(classify_elf(b"#!/bin/sh\n"), None);
-        let mut i386 = elf(true, b"");
-        i386[4] = 1;
-        assert_eq!(classify_elf(&i386), Some(ProgramKind::Foreign));
-        let mut arm = elf(false, b"");
-        arm[18..20].copy_from_slice(&40u16.to_le_bytes());
-        assert_eq!(classify_elf(&arm), Some(ProgramKind::Foreign));
-    }
+    use crate::elf::tests::image as elf;
 
     #[test]
     fn the_rule() {

@@ -235,20 +235,19 @@ impl State {
         Ok(row)
     }
 
-    /// At a coordinator's start-up: every lock and part claim still held gets a lease until at
-    /// least `until_ms`. Their copies kept running while the coordinator was down, unable to
-    /// renew; without this the restarted coordinator takes every one over at once, fences all
-    /// of them and invokes a copy of each key together. Answers how many locks were held.
+    /// At a coordinator's start-up: every lock and part claim still held gets a lease until
+    /// exactly `until_ms` (one lease from the start). Their copies kept running while the
+    /// coordinator was down, unable to renew; without this the restarted coordinator takes
+    /// every one over at once, fences all of them and invokes a copy of each key together.
+    /// It is exactly one lease, not at least one: a lock taken just before the kill still
+    /// carried its start grace (tens of seconds), and if the kill came before its instance was
+    /// invoked, nothing would ever renew or release it, and its key would wait out the grace.
+    /// A copy that is alive renews within a third of a lease. Answers how many locks were held.
     pub fn resume_leases(&mut self, until_ms: u64) -> Result<usize, StateError> {
         let tx = self.conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
-        let locks = tx.execute(
-            "UPDATE objects SET lock_until = MAX(COALESCE(lock_until, 0), ?1) WHERE lock_owner IS NOT NULL",
-            [to_i64(until_ms)],
-        )?;
-        tx.execute(
-            "UPDATE parts SET lease_until = MAX(COALESCE(lease_until, 0), ?1) WHERE state = ?2",
-            params![to_i64(until_ms), CLAIMED],
-        )?;
+        let locks =
+            tx.execute("UPDATE objects SET lock_until = ?1 WHERE lock_owner IS NOT NULL", [to_i64(until_ms)])?;
+        tx.execute("UPDATE parts SET lease_until = ?1 WHERE state = ?2", params![to_i64(until_ms), CLAIMED])?;
         tx.commit()?;
         Ok(locks)
     }

@@ -338,3 +338,17 @@ fn a_restarted_coordinator_resumes_the_copies_under_way() {
     s.resume_leases(700).unwrap();
     assert!(s.lock("k", "next", 701, 800).unwrap().is_some());
 }
+
+#[test]
+fn a_lock_whose_copy_was_never_invoked_lapses_one_lease_after_a_restart() {
+    // The coordinator locked k with its start grace (lease 100 + grace 3,000) and was killed
+    // before it invoked the instance: nothing will ever renew or release the lock. Before, the
+    // restart kept the grace and k waited until 3,100 (the writer of the replica kill test
+    // gave up first); now it is taken again one lease after the restart.
+    let mut s = State::in_memory().unwrap();
+    s.observe(&v("k", 1, "a")).unwrap();
+    s.lock("k", "never-invoked", 0, 3_100).unwrap().unwrap();
+    assert_eq!(s.resume_leases(300).unwrap(), 1);
+    assert_eq!(s.lock("k", "early", 250, 400).unwrap(), None, "held for one lease");
+    assert!(s.lock("k", "next", 301, 400).unwrap().is_some(), "then taken again");
+}
