@@ -19,7 +19,10 @@ row() { # leg, compare.json or "", fidelity json
   python3 - "$@" <<'PY'
 import json, sys
 leg, cmp_path, fid = sys.argv[1], sys.argv[2], json.loads(sys.argv[3] or "null")
+decay = sys.argv[4] if len(sys.argv) > 4 and sys.argv[4] not in ("", "None") else None
 flags = ",".join(sorted({f["kind"] for f in (fid or {}).get("flags", [])})) or "-"
+if decay:
+    flags += f" cache-decay x{float(decay):.2f}"
 verdict = (fid or {}).get("verdict", "?")
 if not cmp_path:
     print(f"  {leg:<9} {'(reference)':<62} fidelity {verdict} {flags}")
@@ -50,7 +53,8 @@ for set in "${SETS[@]}"; do
     fid=$(python3 -c "import json,sys; l=[x for x in json.load(open('$v'))['legs'] if x['name']=='$leg']; print(json.dumps(l[0]['fidelity']) if l else '')")
     cmp=""; [ "$leg" != baseline ] && cmp="$dir/compare-$leg/compare.json"
     [ -n "$cmp" ] && [ ! -f "$cmp" ] && { echo "  $leg: no comparison"; continue; }
-    row "$leg" "$cmp" "$fid"
+    decay=$(python3 -c "import json; l=[x for x in json.load(open('$v'))['legs'] if x['name']=='$leg']; print(l[0].get('host_cache_decay') if l else '')")
+    row "$leg" "$cmp" "$fid" "$decay"
   done
   python3 -c "import json; print('   verdict:', json.load(open('$v'))['verdict'])"
 done

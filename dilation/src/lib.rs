@@ -47,6 +47,13 @@ impl Epoch {
     }
 }
 
+/// A TDF for people: at most 3 decimals, no trailing zeros (`2.78`, not `2.7800000000000002`).
+pub fn tdf_text(tdf: f64) -> String {
+    let text = format!("{tdf:.3}");
+    let text = text.trim_end_matches('0').trim_end_matches('.');
+    text.to_owned()
+}
+
 /// CLOCK_REALTIME in ns since the Unix epoch.
 pub fn realtime_ns() -> i64 {
     SystemTime::now().duration_since(UNIX_EPOCH).map_or(0, |d| i64::try_from(d.as_nanos()).unwrap_or(i64::MAX))
@@ -148,6 +155,14 @@ mod tests {
         for r in [-5_000_000_007i64, 0, 123_456_789_012] {
             assert!((m.real_ns(m.virtual_ns(r)) - r).abs() <= 10);
         }
+    }
+
+    #[test]
+    fn tdfs_print_with_at_most_three_decimals() {
+        assert_eq!(tdf_text(2.7800000000000002), "2.78");
+        assert_eq!(tdf_text(10.0), "10");
+        assert_eq!(tdf_text(1.23456), "1.235");
+        assert_eq!(tdf_text(0.5), "0.5");
     }
 
     #[test]

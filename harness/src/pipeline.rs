@@ -147,20 +147,4 @@ pub fn compare_runs(
     Ok(c)
 }
 
-/// A TDF for people: at most 3 decimals, no trailing zeros (`2.78`, not `2.7800000000000002`).
-pub fn tdf_text(tdf: f64) -> String {
-    let text = format!("{tdf:.3}");
-    let text = text.trim_end_matches('0').trim_end_matches('.');
-    text.to_owned()
-}
-
-#[cfg(test)]
-mod tests {
-    #[test]
-    fn tdfs_print_with_at_most_three_decimals() {
-        assert_eq!(super::tdf_text(2.7800000000000002), "2.78");
-        assert_eq!(super::tdf_text(10.0), "10");
-        assert_eq!(super::tdf_text(1.23456), "1.235");
-        assert_eq!(super::tdf_text(0.5), "0.5");
-    }
-}
+pub use dilation::tdf_text;

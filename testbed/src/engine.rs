@@ -180,13 +180,21 @@ pub fn run(spec: &TestbedSpec, opts: &RunOptions, interrupt: &AtomicBool) -> Res
             .ok(),
         false => None,
     };
-    // Measured before any node runs, so that it sees the host and not the run.
+    // First measured before any node runs, so that it sees the host and not the run; then
+    // throughout the run, since the host's decay changes with its other tenants' load.
     let cache = match opts.shim {
-        Some(_) => crate::cache_decay::measure(spec.tdf),
+        Some(_) => crate::cache_decay::Watch::start(spec.tdf),
         None => None,
     };
-    if let Some(w) = cache.and_then(|c| c.warning(spec.tdf)) {
-        crate::note!("warning: {w}");
+    if let Some(first) = cache.as_ref().and_then(crate::cache_decay::Watch::first) {
+        let ratio = first.ratio();
+        if ratio >= crate::cache_decay::WARN_RATIO {
+            crate::note!(
+                "warning: the host's caches decay in real time: the same work costs {ratio:.2}x the CPU after a pause \
+                 stretched to TDF {} (docs/fidelity.md, \"Cache decay\"); measured again through the run",
+                dilation::tdf_text(spec.tdf)
+            );
+        }
     }
     let mut bed = Testbed::prepare(spec, opts)?;
     if let Some(a) = &awake {
@@ -216,7 +224,11 @@ pub fn run(spec: &TestbedSpec, opts: &RunOptions, interrupt: &AtomicBool) -> Res
         "teardown_s": torn.as_secs_f64(),
         "harness_peak_rss_kib": peak_rss_kib(),
     });
-    bed.write_run_json(&outcome, timings, cache);
+    let cache = cache.map(crate::cache_decay::Watch::finish);
+    if let Some(w) = cache.as_ref().and_then(|c| c.warning(spec.tdf)) {
+        crate::note!("warning: {w}");
+    }
+    bed.write_run_json(&outcome, timings, cache.as_ref());
     result.map(|_| outcome)
 }
 

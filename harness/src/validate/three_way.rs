@@ -51,6 +51,10 @@ pub struct Leg {
     /// Whether this run was made now or reused (`--baseline`).
     pub reused: bool,
     pub fidelity: Option<serde_json::Value>,
+    /// The host's cache decay over the run (run.json `host.cache_decay.ratio`; measured at
+    /// TDF ≥ 2 only): CPU-bound figures of a leg run on a host whose caches forget in real
+    /// time read slow by up to this much (docs/fidelity.md, "Cache decay").
+    pub host_cache_decay: Option<f64>,
 }
 
 /// One comparison against the baseline.
@@ -109,11 +113,10 @@ pub fn prepare(o: &Options) -> Result<[Option<Experiment>; 3], Error> {
 }
 
 fn leg(name: &'static str, run_tdf: f64, divided: f64, ran: Result<Ran, Error>, dir: &Path) -> (Leg, bool) {
-    let fidelity = |d: &Path| {
+    let summary = |d: &Path| {
         std::fs::read_to_string(d.join("summary.json"))
             .ok()
             .and_then(|t| serde_json::from_str::<serde_json::Value>(&t).ok())
-            .and_then(|v| v.get("fidelity").cloned())
     };
     match ran {
         Ok(r) => {
@@ -125,7 +128,9 @@ fn leg(name: &'static str, run_tdf: f64, divided: f64, ran: Result<Ran, Error>, 
                     format!("{}; no summary: {e}", r.outcome.reason)
                 }
             };
-            let fid = fidelity(&r.results_dir);
+            let sum = summary(&r.results_dir);
+            let fid = sum.as_ref().and_then(|v| v.get("fidelity").cloned());
+            let decay = sum.as_ref().and_then(|v| v.pointer("/run/host_cache_decay")).and_then(|v| v.as_f64());
             (
                 Leg {
                     name,
@@ -137,6 +142,7 @@ fn leg(name: &'static str, run_tdf: f64, divided: f64, ran: Result<Ran, Error>, 
                     real_s: Some(r.real_s),
                     reused: false,
                     fidelity: fid,
+                    host_cache_decay: decay,
                 },
                 ok,
             )
@@ -152,6 +158,7 @@ fn leg(name: &'static str, run_tdf: f64, divided: f64, ran: Result<Ran, Error>, 
                 real_s: None,
                 reused: false,
                 fidelity: None,
+                host_cache_decay: None,
             },
             false,
         ),
@@ -210,6 +217,7 @@ pub fn run(
                 real_s: None,
                 reused: true,
                 fidelity: view.fidelity.as_ref().and_then(|f| serde_json::to_value(f).ok()),
+                host_cache_decay: None,
             });
             usable.push(true);
             dir
@@ -289,7 +297,7 @@ impl Validation {
         for l in &self.legs {
             let fid = l.fidelity.as_ref().and_then(|f| f.get("verdict")).and_then(|v| v.as_str()).unwrap_or("-");
             out.push_str(&format!(
-                "  {:<8} TDF {:<5} resources ÷ {:<5} {:<9} fidelity {:<10} {}\n",
+                "  {:<8} TDF {:<5} resources ÷ {:<5} {:<9} fidelity {:<10} {}{}\n",
                 l.name,
                 l.run_tdf,
                 l.resources_divided_by,
@@ -299,7 +307,8 @@ impl Validation {
                     None => "ERROR",
                 },
                 fid,
-                l.results_dir.display()
+                l.results_dir.display(),
+                l.host_cache_decay.map(|r| format!(" (host cache decay ×{r:.2})")).unwrap_or_default()
             ));
         }
         for (name, a) in [("scaled", &self.scaled), ("naive", &self.naive)] {

@@ -120,14 +120,11 @@ impl Testbed<'_> {
         &self,
         outcome: &RunOutcome,
         timings: serde_json::Value,
-        cache: Option<crate::cache_decay::CacheDecay>,
+        cache: Option<&crate::cache_decay::DecayRecord>,
     ) {
         let mut host = host_facts();
-        if let (Some(c), Some(h)) = (cache, host.as_object_mut()) {
-            h.insert(
-                "cache_decay".into(),
-                json!({"ratio": c.ratio(), "warning": c.warning(self.spec.tdf), "measured": c}),
-            );
+        if let (Some(c), Some(h)) = (cache.and_then(|c| c.to_json(self.spec.tdf)), host.as_object_mut()) {
+            h.insert("cache_decay".into(), c);
         }
         let run = json!({
             "schema": 1,
