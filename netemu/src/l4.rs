@@ -18,6 +18,10 @@
 //!   buffered CSV files under `<dir>/balancers/<name>/` as the balancer records it (at
 //!   most a few rows per 64 ms epoch), and the per-backend connection and packet counts
 //!   are written to `flows.csv` when the core stops.
+//! - `connections.csv` has one row per connection placed (`t_virtual_ms,client,backend`,
+//!   the client as `address:port`): under DSR the client cannot tell which backend
+//!   answered it, so this is how a client's per-request latency is attributed to a
+//!   backend (with the load generator's `local_port` per request; tests/tests/lb_inflation.rs).
 //!
 //! # Limitations
 //! The balancer's CPU is the core thread's: it is charged to no node, and at high packet
@@ -75,7 +79,11 @@ struct Files {
     shares: BufWriter<File>,
     epochs: BufWriter<File>,
     estimates: BufWriter<File>,
+    connections: BufWriter<File>,
 }
+
+/// Header of `connections.csv`.
+pub const CONNECTIONS_HEADER: &str = "t_virtual_ms,client,backend";
 
 struct Vip {
     vip: Ipv4Addr,
@@ -154,6 +162,7 @@ impl Steering {
                             &Telemetry::epochs_header(balancer.ladder_ns()),
                         )?,
                         estimates: create(&s.name, dir.join("estimates.csv"), ESTIMATES_HEADER)?,
+                        connections: create(&s.name, dir.join("connections.csv"), CONNECTIONS_HEADER)?,
                         dir,
                     })
                 }
@@ -194,11 +203,16 @@ impl Steering {
             vip.connections[i] += 1;
         }
         let t = vip.balancer.take_telemetry();
-        if let (false, Some(f)) = (t.is_empty(), vip.files.as_mut()) {
+        if let Some(f) = vip.files.as_mut() {
             let names = vip.balancer.names();
-            let ok = t.write_shares(&mut f.shares, names).is_ok()
-                && t.write_epochs(&mut f.epochs).is_ok()
-                && t.write_estimates(&mut f.estimates, names).is_ok();
+            let (ms, us) = (meta.now_ns / 1_000_000, meta.now_ns / 1_000 % 1_000);
+            let name = names.get(i).map_or("?", String::as_str);
+            let ok = (!decision.new_connection
+                || writeln!(f.connections, "{ms}.{us:03},{}:{},{name}", flow.src, flow.src_port).is_ok())
+                && (t.is_empty()
+                    || (t.write_shares(&mut f.shares, names).is_ok()
+                        && t.write_epochs(&mut f.epochs).is_ok()
+                        && t.write_estimates(&mut f.estimates, names).is_ok()));
             if !ok {
                 tracing::warn!(dir = %f.dir.display(), "writing balancer telemetry failed; no more is written");
                 vip.files = None;
@@ -215,6 +229,7 @@ impl Drop for Steering {
             let _ = f.shares.flush();
             let _ = f.epochs.flush();
             let _ = f.estimates.flush();
+            let _ = f.connections.flush();
             let path = f.dir.join("flows.csv");
             let mut text = String::from("backend,connections,packets\n");
             for (b, name) in v.balancer.names().iter().enumerate() {
@@ -234,7 +249,9 @@ mod tests {
     fn syn(src_port: u16, dst: [u8; 4], dport: u16) -> Vec<u8> {
         let mut p = vec![0u8; 40];
         p[0] = 0x45;
+        p[2..4].copy_from_slice(&40u16.to_be_bytes());
         p[9] = 6;
+        p[32] = 5 << 4;
         p[12..16].copy_from_slice(&[10, 77, 0, 3]);
         p[16..20].copy_from_slice(&dst);
         p[20..22].copy_from_slice(&src_port.to_be_bytes());
@@ -273,6 +290,12 @@ mod tests {
         assert_eq!(flows, format!("backend,connections,packets\nmc0,{0},{0}\nmc1,{1},{1}\n", seen[0], seen[1]));
         let shares = std::fs::read_to_string(dir.join("balancers/l4/shares.csv")).unwrap();
         assert!(shares.starts_with(SHARES_HEADER) && shares.contains(",mc1,0.49"), "{shares}");
+        // One row per connection placed, naming the client's address:port and its backend.
+        let conns = std::fs::read_to_string(dir.join("balancers/l4/connections.csv")).unwrap();
+        let rows: Vec<Vec<&str>> = conns.lines().skip(1).map(|l| l.split(',').collect()).collect();
+        assert!(conns.starts_with(CONNECTIONS_HEADER) && rows.len() == 200, "{conns}");
+        assert_eq!(rows[0][1], "10.77.0.3:10000");
+        assert_eq!(rows.iter().filter(|r| r[2] == "mc1").count(), seen[1] as usize);
         let bad = VipSpec { backends: vec!["web".into()], weights: vec![1.0], ..spec };
         assert!(matches!(Steering::new(vec![bad], &nodes, 1.0), Err(L4Error::UnknownBackend { .. })));
         let _ = std::fs::remove_dir_all(dir);

@@ -62,7 +62,7 @@ fn check_run(out: &Path, tdf: f64) {
     let mut lines = csv.lines();
     assert_eq!(
         lines.next(),
-        Some("id,scheduled_ns,dispatch_ns,complete_ns,latency_ns,uncorrected_ns,status,bytes,error,class,node,timing")
+        Some("id,scheduled_ns,dispatch_ns,complete_ns,latency_ns,uncorrected_ns,status,bytes,error,class,node,timing,local_port")
     );
     let mut per_node = std::collections::BTreeMap::<String, u64>::new();
     for l in lines {

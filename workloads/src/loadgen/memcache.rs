@@ -84,6 +84,7 @@ pub struct Conn {
     writer: OwnedWriteHalf,
     used: u32,
     broken: bool,
+    local_port: Option<u16>,
 }
 
 impl Protocol for Memcache {
@@ -93,8 +94,9 @@ impl Protocol for Memcache {
         let stream = TcpStream::connect(authority).await.map_err(|_| ErrorKind::Connect)?;
         // Requests are small writes: without NODELAY, Nagle would hold one back an RTT.
         let _ = stream.set_nodelay(true);
+        let local_port = stream.local_addr().ok().map(|a| a.port());
         let (r, w) = stream.into_split();
-        Ok(Conn { reader: BufReader::new(r), writer: w, used: 0, broken: false })
+        Ok(Conn { reader: BufReader::new(r), writer: w, used: 0, broken: false, local_port })
     }
 
     async fn send(&self, conn: &mut Conn, req: &Request) -> Result<Reply, ErrorKind> {
@@ -118,6 +120,10 @@ impl Protocol for Memcache {
 
     fn reusable(&self, conn: &Conn) -> bool {
         !conn.broken && (self.requests_per_conn == 0 || conn.used < self.requests_per_conn)
+    }
+
+    fn local_port(&self, conn: &Conn) -> Option<u16> {
+        conn.local_port
     }
 }
 
@@ -186,6 +192,7 @@ mod tests {
         let get = Request { method: "get".into(), ..set };
         assert_eq!(p.send(&mut c, &get).await.unwrap().status, 404);
         assert!(!p.reusable(&c), "closed after K = 2 requests");
+        assert!(p.local_port(&c).is_some_and(|port| port > 0));
         assert_eq!(accepted.load(std::sync::atomic::Ordering::SeqCst), 1);
     }
 }

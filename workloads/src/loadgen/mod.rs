@@ -96,4 +96,9 @@ pub trait Protocol: Send + Sync + 'static {
     fn send(&self, conn: &mut Self::Conn, req: &Request) -> impl Future<Output = Result<Reply, ErrorKind>> + Send;
     /// Whether `conn` can carry another request.
     fn reusable(&self, conn: &Self::Conn) -> bool;
+    /// The local port of `conn`'s socket, recorded with each request it carries
+    /// (`requests.csv` `local_port`); `None` where the protocol does not keep it.
+    fn local_port(&self, _conn: &Self::Conn) -> Option<u16> {
+        None
+    }
 }

@@ -159,6 +159,7 @@ impl<P: Protocol> Issuer<P> {
                 };
                 // Recorded in the guard at once, so a cancelled request keeps its dispatch.
                 pending.dispatched(now_unix_ns());
+                pending.connection(self.proto.local_port(&conn));
                 let reply = self.proto.send(&mut conn, &p.req).await?;
                 if self.proto.reusable(&conn) {
                     self.put(&p.req.authority, conn);

@@ -22,9 +22,10 @@ use super::{ErrorKind, Reply};
 use crate::runtime::now_unix_ns;
 use crate::stats::Summary;
 
-/// The header of `requests.csv` (results schema 1).
+/// The header of `requests.csv` (results schema 1; `local_port` was appended later, and
+/// readers find columns by name).
 pub const REQUESTS_HEADER: &str =
-    "id,scheduled_ns,dispatch_ns,complete_ns,latency_ns,uncorrected_ns,status,bytes,error,class,node,timing";
+    "id,scheduled_ns,dispatch_ns,complete_ns,latency_ns,uncorrected_ns,status,bytes,error,class,node,timing,local_port";
 
 /// One request.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -41,6 +42,11 @@ pub struct Record {
     pub class: String,
     pub node: String,
     pub timing: String,
+    /// The local port of the connection that carried it, where the protocol keeps it
+    /// (memcache): with an L4 balancer's `connections.csv` it names the backend that
+    /// served the request.
+    #[serde(default)]
+    pub local_port: Option<u16>,
 }
 
 impl Record {
@@ -107,6 +113,7 @@ impl Pending {
             class,
             node,
             timing: String::new(),
+            local_port: None,
         };
         Pending { rec: Some(rec), sink }
     }
@@ -115,6 +122,13 @@ impl Pending {
     pub fn dispatched(&mut self, at_ns: i64) {
         if let Some(r) = self.rec.as_mut() {
             r.dispatch_ns = at_ns;
+        }
+    }
+
+    /// Notes the local port of the connection carrying the request.
+    pub fn connection(&mut self, local_port: Option<u16>) {
+        if let Some(r) = self.rec.as_mut() {
+            r.local_port = local_port;
         }
     }
 
@@ -350,7 +364,7 @@ pub fn write_results(dir: &Path, records: &mut [Record], info: &RunInfo) -> Resu
         use std::fmt::Write as _;
         let _ = writeln!(
             csv,
-            "{},{},{},{},{},{},{},{},{},{},{},{}",
+            "{},{},{},{},{},{},{},{},{},{},{},{},{}",
             r.id,
             r.scheduled_ns,
             r.dispatch_ns,
@@ -362,7 +376,8 @@ pub fn write_results(dir: &Path, records: &mut [Record], info: &RunInfo) -> Resu
             r.error.map_or("", ErrorKind::as_str),
             csv_field(&r.class),
             csv_field(&r.node),
-            csv_field(&r.timing)
+            csv_field(&r.timing),
+            r.local_port.map(|p| p.to_string()).unwrap_or_default()
         );
     }
     write_file(dir.join("requests.csv"), csv.as_bytes())?;
@@ -409,6 +424,7 @@ mod tests {
             class: "/".into(),
             node: "n".into(),
             timing: String::new(),
+            local_port: None,
         }
     }
 
@@ -455,10 +471,11 @@ mod tests {
         let mut records = vec![rec(0, 10, 20, 2_000_010, 200, None)];
         records[0].timing = "fs=1;as=2".into();
         records[0].class = "/a,b".into();
+        records[0].local_port = Some(40_001);
         let info = RunInfo { start_ns: 10, behind_threshold_ns: 1_000_000, ..RunInfo::default() };
         write_results(dir.path(), &mut records, &info).unwrap();
         let csv = std::fs::read_to_string(dir.path().join("requests.csv")).unwrap();
-        assert_eq!(csv, format!("{REQUESTS_HEADER}\n0,10,20,2000010,2000000,1999990,200,2,,\"/a,b\",n,fs=1;as=2\n"));
+        assert_eq!(csv, format!("{REQUESTS_HEADER}\n0,10,20,2000010,2000000,1999990,200,2,,\"/a,b\",n,fs=1;as=2,40001\n"));
         let hdr = std::fs::read_to_string(dir.path().join("latency.hdr")).unwrap();
         let bytes = base64::engine::general_purpose::STANDARD.decode(hdr.trim()).unwrap();
         let h: hdrhistogram::Histogram<u64> = Deserializer::new().deserialize(&mut bytes.as_slice()).unwrap();
