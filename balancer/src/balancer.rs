@@ -19,7 +19,7 @@
 //! their next packet arrives (the client then gets a reset from the new backend). The
 //! retransmission timer is the client kernel's, which runs in real, not virtual, time.
 
-use crate::config::{BalancerConfig, Policy};
+use crate::config::{BalancerConfig, Policy, Timed};
 use crate::conntrack::{Conn, ConnTable};
 use crate::controller::{Controller, ControllerConfigError, StepKind};
 use crate::estimator::{Ensemble, EstimatorError, FlowTiming, LatencyEstimate};
@@ -222,6 +222,9 @@ impl Balancer {
             return (backend, false);
         };
         conn.last_seen_ns = now;
+        if pkt.payload_len == 0 && self.config.estimator.timed == Timed::Data {
+            return (backend, false);
+        }
         if let Some(sample) = self.ensemble.observe(&mut conn.timing, now) {
             self.estimates[backend].add(sample);
             if self.config.policy == Policy::Inband {
@@ -350,8 +353,10 @@ mod tests {
         }
     }
 
+    /// A packet; one with PSH carries a 20-byte request.
     fn pkt(port: u16, flags: u8, now_ns: u64) -> PacketMeta {
-        PacketMeta { flow: flow(port), flags: TcpFlags::from_byte(flags), now_ns }
+        let payload_len = if flags & 0x08 != 0 { 20 } else { 0 };
+        PacketMeta { flow: flow(port), flags: TcpFlags::from_byte(flags), payload_len, now_ns }
     }
 
     const SYN: u8 = 0x02;
@@ -423,6 +428,41 @@ mod tests {
             .collect();
         assert!(!pre.is_empty());
         assert!(pre.iter().all(|e| (e - 300_000.0).abs() < 30_000.0), "{pre:?}");
+    }
+
+    /// Closed-loop connections whose client kernel acknowledges each response at once
+    /// (a quick ACK, 450 µs after the request) while the application sends the next
+    /// request 550 µs later: one round trip of 1 ms as the client sees it.
+    fn quick_acks(timed: Timed) -> Vec<f64> {
+        let mut config = BalancerConfig::default();
+        config.estimator.timed = timed;
+        let mut b = Balancer::new(config, vec!["s0".into(), "s1".into()], vec![1.0, 1.0]).unwrap();
+        let mut pkts = Vec::new();
+        for c in 0..20u16 {
+            let mut t = u64::from(c) * 37 * US;
+            pkts.push((t, c, SYN));
+            pkts.push((t + 400 * US, c, ACK));
+            t += 500 * US;
+            while t < 300 * MS {
+                pkts.push((t, c, PSH_ACK));
+                pkts.push((t + 450 * US, c, ACK));
+                t += MS;
+            }
+        }
+        pkts.sort_unstable();
+        for (t, c, flags) in pkts {
+            b.route(&pkt(7000 + c, flags, t)).unwrap();
+        }
+        b.estimates_ns().into_iter().flatten().collect()
+    }
+
+    #[test]
+    fn pure_acks_do_not_split_a_round_trip() {
+        let data = quick_acks(Timed::Data);
+        assert!(data.len() == 2 && data.iter().all(|e| (e - 1e6).abs() < 1e4), "{data:?}");
+        // Timing every packet halves it: 450 µs and 550 µs samples alternate.
+        let all = quick_acks(Timed::All);
+        assert!(all.iter().all(|e| (e - 5e5).abs() < 1e5), "{all:?}");
     }
 
     #[test]

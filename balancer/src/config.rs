@@ -58,8 +58,40 @@ pub enum Aggregation {
 
 impl Default for Aggregation {
     fn default() -> Self {
-        // TCP's SRTT weight: reacts within ~8 samples, smooths single outliers.
-        Self::Ewma { alpha: 0.125 }
+        // The median of a backend's last 64 samples (decision 033): a client's latencies
+        // have a long tail (CV about 1 under memcached), and an EWMA of weight 1/8 moves
+        // with every outlier, so the controller drained equal backends on noise. 64
+        // samples are 6-13 ms of a backend's traffic in the experiment; the median moves
+        // once half of them have.
+        Self::WindowMedian { window: 64 }
+    }
+}
+
+/// Which client packets take part in FIXEDTIMEOUT's batch timing.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum Timed {
+    /// Packets that carry payload; a connection's opening SYN starts its timing. Pure
+    /// ACKs, bare FINs and RSTs are passed over (decision 033).
+    #[default]
+    Data,
+    /// Every packet (the literal FIXEDTIMEOUT).
+    All,
+}
+
+impl Timed {
+    /// The names accepted by [`Timed::from_str`].
+    pub const NAMES: [&'static str; 2] = ["data", "all"];
+}
+
+impl FromStr for Timed {
+    type Err = String;
+
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        match s {
+            "data" => Ok(Self::Data),
+            "all" => Ok(Self::All),
+            other => Err(format!("parse timed packets `{other}`: expected one of data, all")),
+        }
     }
 }
 
@@ -75,6 +107,13 @@ pub struct EstimatorConfig {
     /// An epoch with fewer samples than this at every rung keeps the previous choice.
     pub min_epoch_samples: u64,
     pub aggregation: Aggregation,
+    /// Which packets are timed.
+    pub timed: Timed,
+    /// From the rung at the sample cliff, step down to the rung below while that one
+    /// counted more than `1 + plateau` times as many samples: the chosen rung is the end
+    /// of the plateau of counts below the round trip, not a rung inside the collapse
+    /// (decision 033).
+    pub plateau: f64,
 }
 
 impl Default for EstimatorConfig {
@@ -85,6 +124,8 @@ impl Default for EstimatorConfig {
             initial_index: 3,
             min_epoch_samples: 8,
             aggregation: Aggregation::default(),
+            timed: Timed::default(),
+            plateau: 0.1,
         }
     }
 }

@@ -12,6 +12,18 @@
 //!   largest N_i / N_{i+1}. Below the round trip, rungs see about one batch per round
 //!   trip; once T exceeds the round trip, batches merge and the count collapses. The
 //!   chosen rung's samples feed the per-backend estimates during the next epoch.
+//! - **The plateau step** (decision 033): round trips on a real network are not all
+//!   alike. When they spread over several rungs (memcached at TDF 10: 0.5 to 2 ms), the
+//!   counts fall over those rungs and the largest ratio sits at the *end* of the fall,
+//!   where the last, longest round trips merge; that rung's samples span two or more
+//!   round trips. So from the cliff the choice steps down while the rung below counted
+//!   more than `1 + plateau` times as many samples, to the last rung before the fall.
+//!
+//! Which packets are timed is [`Timed`]: by default only those that carry payload (and
+//! the opening SYN, which starts a flow's timing). A client's kernel acknowledges a
+//! response at once early in a connection (quick ACKs) and its application sends the next
+//! request later; timed, that pure ACK splits one round trip into two samples (the
+//! network's part and the client's turnaround), decision 033.
 //!
 //! # Invariants
 //! Times are virtual nanoseconds and never go backwards per flow (a packet older than
@@ -24,13 +36,17 @@
 //!   the round trip between requests makes every sample its inter-request time.
 //! - The cliff ratio uses N_{i+1} + 1 as the denominator, so a rung followed by an empty
 //!   one wins by its count rather than by an infinite ratio; ties go to the smaller T.
-//! - A connection's handshake counts as a batch too (the SYN→ACK gap is a network-only
-//!   round trip), which biases estimates low by about 1/(K+1) for K requests per
-//!   connection.
+//! - With every packet timed ([`Timed::All`]), a connection's handshake counts as a batch
+//!   too (the SYN→ACK gap is a network-only round trip), which biases estimates low by
+//!   about 1/(K+1) for K requests per connection. With [`Timed::Data`] the first sample
+//!   runs from the SYN to the first request: the handshake plus the client's time to
+//!   write, which is what the client's own first-request latency contains too.
 
 use std::collections::VecDeque;
 
 use crate::config::{Aggregation, EstimatorConfig};
+#[cfg(doc)]
+use crate::config::Timed;
 
 /// The longest ladder supported (per-flow timing state is a fixed array).
 pub const MAX_RUNGS: usize = 16;
@@ -49,6 +65,8 @@ pub enum EstimatorError {
     InitialIndex { index: usize },
     #[error("configure the estimator: bad aggregation {0:?}")]
     Aggregation(Aggregation),
+    #[error("configure the estimator: the plateau tolerance {0} must be a finite number of at least 0")]
+    Plateau(f64),
 }
 
 /// FIXEDTIMEOUT state of one flow for every rung.
@@ -84,6 +102,7 @@ pub struct Ensemble {
     ladder: Vec<u64>,
     epoch_ns: u64,
     min_epoch_samples: u64,
+    plateau: f64,
     chosen: usize,
     epoch_end_ns: Option<u64>,
     counts: Vec<u64>,
@@ -107,10 +126,14 @@ impl Ensemble {
         if config.initial_index >= len {
             return Err(EstimatorError::InitialIndex { index: config.initial_index });
         }
+        if !(config.plateau.is_finite() && config.plateau >= 0.0) {
+            return Err(EstimatorError::Plateau(config.plateau));
+        }
         Ok(Self {
             ladder: config.ladder_ns.clone(),
             epoch_ns: config.epoch_ns,
             min_epoch_samples: config.min_epoch_samples,
+            plateau: config.plateau,
             chosen: config.initial_index,
             epoch_end_ns: None,
             counts: vec![0; len],
@@ -144,7 +167,7 @@ impl Ensemble {
 
     fn close_epoch(&mut self, end_ns: u64) -> EpochReport {
         if self.counts.iter().any(|&n| n >= self.min_epoch_samples) {
-            self.chosen = cliff(&self.counts);
+            self.chosen = cliff(&self.counts, self.plateau);
         }
         let report = EpochReport {
             end_ns,
@@ -181,9 +204,10 @@ impl Ensemble {
     }
 }
 
-/// The sample cliff: the rung i with the largest N_i / (N_{i+1} + 1).
+/// The sample cliff: the rung i with the largest N_i / (N_{i+1} + 1), then stepped down
+/// while the rung below counted more than `1 + plateau` times as many samples.
 #[must_use]
-pub fn cliff(counts: &[u64]) -> usize {
+pub fn cliff(counts: &[u64], plateau: f64) -> usize {
     let mut best = 0;
     let mut best_ratio = f64::NEG_INFINITY;
     for (i, w) in counts.windows(2).enumerate() {
@@ -194,6 +218,12 @@ pub fn cliff(counts: &[u64]) -> usize {
             best_ratio = ratio;
             best = i;
         }
+    }
+    // Counts stay far below 2^52, so the conversions are exact.
+    #[expect(clippy::cast_precision_loss)]
+    let falls = |below: u64, at: u64| below as f64 > (1.0 + plateau) * at as f64;
+    while best > 0 && falls(counts[best - 1], counts[best]) {
+        best -= 1;
     }
     best
 }
@@ -363,8 +393,46 @@ mod tests {
 
     #[test]
     fn cliff_prefers_the_collapse() {
-        assert_eq!(cliff(&[100, 50, 50, 50, 0, 0, 0]), 3);
-        assert_eq!(cliff(&[400, 100, 100, 90, 80, 70, 60]), 0);
+        assert_eq!(cliff(&[100, 50, 50, 50, 0, 0, 0], 0.1), 3);
+        assert_eq!(cliff(&[400, 100, 100, 90, 80, 70, 60], 0.1), 0);
+    }
+
+    /// Counts of one 64 ms epoch of the memcached experiment at TDF 10 (every packet
+    /// timed; round trips of 0.5 to 2 ms): the largest ratio is 436 / (1 + 1) at 1,024 µs,
+    /// whose samples merge most round trips; the plateau ends at 256 µs.
+    #[test]
+    fn the_plateau_step_leaves_the_fall_of_a_spread_of_round_trips() {
+        let counts = [1154, 1154, 1149, 882, 436, 1, 0];
+        assert_eq!(cliff(&counts, f64::INFINITY), 4, "the ratio alone");
+        assert_eq!(cliff(&counts, 0.1), 2);
+    }
+
+    /// Round trips spread uniformly over 0.5–2 ms (four rungs), one packet per batch: the
+    /// chosen rung is at most one step above the ideal (the largest timeout below the
+    /// shortest round trip), and the median sample is the median round trip.
+    #[test]
+    fn a_spread_of_round_trips_is_sampled_whole() {
+        let mut pkts = Vec::new();
+        let mut state = 7u64;
+        for f in 0..50u64 {
+            let mut t = f * 37 * US;
+            while t < 400 * MS {
+                pkts.push((t, f));
+                state = state.wrapping_mul(6_364_136_223_846_793_005).wrapping_add(1_442_695_040_888_963_407);
+                t += 500 * US + (state >> 33) % (1_500 * US);
+            }
+        }
+        pkts.sort_unstable();
+        let (_, reports, samples) = run(&pkts, 50);
+        let ladder = EstimatorConfig::default().ladder_ns;
+        let want = ideal(&ladder, 500 * US);
+        for r in &reports[1..] {
+            assert!(r.chosen.abs_diff(want) <= 1, "chose {} ({:?}), ideal {want}", r.chosen, r.counts);
+        }
+        let mut sorted = samples;
+        sorted.sort_unstable();
+        let median = sorted[sorted.len() / 2];
+        assert!(median.abs_diff(1_250 * US) <= 100 * US, "median sample {median}");
     }
 
     #[test]
@@ -386,6 +454,8 @@ mod tests {
         assert!(bad(EstimatorConfig { ladder_ns: vec![2, 1], ..Default::default() }));
         assert!(bad(EstimatorConfig { epoch_ns: 0, ..Default::default() }));
         assert!(bad(EstimatorConfig { initial_index: 7, ..Default::default() }));
+        assert!(bad(EstimatorConfig { plateau: -0.1, ..Default::default() }));
+        assert!(bad(EstimatorConfig { plateau: f64::NAN, ..Default::default() }));
         assert!(LatencyEstimate::new(Aggregation::Ewma { alpha: 0.0 }).is_err());
         assert!(LatencyEstimate::new(Aggregation::WindowMedian { window: 0 }).is_err());
     }

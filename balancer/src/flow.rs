@@ -80,6 +80,9 @@ impl TcpFlags {
 pub struct PacketMeta {
     pub flow: FiveTuple,
     pub flags: TcpFlags,
+    /// Bytes of transport payload (0 for a pure ACK, a bare SYN or FIN): from the IP and
+    /// TCP headers' lengths, never from the payload itself.
+    pub payload_len: u32,
     /// Arrival time at the balancer, in virtual nanoseconds since the run's epoch.
     pub now_ns: u64,
 }

@@ -29,7 +29,7 @@ pub mod spec;
 pub mod telemetry;
 
 pub use balancer::{Balancer, BalancerError, Decision};
-pub use config::{Aggregation, BalancerConfig, ControllerConfig, EstimatorConfig, Policy};
+pub use config::{Aggregation, BalancerConfig, ControllerConfig, EstimatorConfig, Policy, Timed};
 pub use flow::{FiveTuple, PacketMeta, TcpFlags};
 pub use maglev::{MaglevError, MaglevTable};
 pub use spec::{BalancerSpec, Problem};

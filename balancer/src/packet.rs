@@ -15,11 +15,13 @@ pub const TCP: u8 = 6;
 /// IP protocol number of UDP.
 pub const UDP: u8 = 17;
 
-/// The 5-tuple and TCP flags of an IPv4 TCP or UDP packet starting at `offset` of `buf`;
-/// `None` for anything else (other protocols, IPv6, truncated headers, non-first
-/// fragments, whose ports are not in the packet).
+/// The 5-tuple, TCP flags and payload length of an IPv4 TCP or UDP packet starting at
+/// `offset` of `buf`; `None` for anything else (other protocols, IPv6, truncated headers,
+/// non-first fragments, whose ports are not in the packet). The payload length is the IP
+/// total length less the IP and transport headers (the buffer's length where the total
+/// length field is 0, as in a segmentation-offload packet).
 #[must_use]
-pub fn parse_ipv4(buf: &[u8], offset: usize) -> Option<(FiveTuple, TcpFlags)> {
+pub fn parse_ipv4(buf: &[u8], offset: usize) -> Option<(FiveTuple, TcpFlags, u32)> {
     let ip = buf.get(offset..)?;
     if ip.len() < 20 || ip[0] >> 4 != 4 {
         return None;
@@ -33,14 +35,19 @@ pub fn parse_ipv4(buf: &[u8], offset: usize) -> Option<(FiveTuple, TcpFlags)> {
     let src = Ipv4Addr::new(ip[12], ip[13], ip[14], ip[15]);
     let dst = Ipv4Addr::new(ip[16], ip[17], ip[18], ip[19]);
     let l4 = ip.get(ihl..)?;
-    let (ports_len, flags) = match protocol {
-        TCP => (14, TcpFlags::from_byte(*l4.get(13)?)),
-        UDP => (4, TcpFlags::default()),
+    let (ports_len, flags, header_len) = match protocol {
+        TCP => (14, TcpFlags::from_byte(*l4.get(13)?), usize::from(*l4.get(12)? >> 4) * 4),
+        UDP => (4, TcpFlags::default(), 8),
         _ => return None,
     };
     if l4.len() < ports_len {
         return None;
     }
+    let total = match usize::from(u16::from_be_bytes([ip[2], ip[3]])) {
+        0 => ip.len(),
+        n => n,
+    };
+    let payload_len = u32::try_from(total.saturating_sub(ihl + header_len)).unwrap_or(u32::MAX);
     let flow = FiveTuple {
         src: IpAddr::V4(src),
         dst: IpAddr::V4(dst),
@@ -48,7 +55,7 @@ pub fn parse_ipv4(buf: &[u8], offset: usize) -> Option<(FiveTuple, TcpFlags)> {
         dst_port: u16::from_be_bytes([l4[2], l4[3]]),
         protocol,
     };
-    Some((flow, flags))
+    Some((flow, flags, payload_len))
 }
 
 /// Virtual nanoseconds since the run's epoch from real nanoseconds since it, at a
@@ -73,6 +80,8 @@ mod tests {
         let mut p = vec![0u8; 4 + 20 + 20];
         let ip = &mut p[4..];
         ip[0] = 0x45;
+        ip[2..4].copy_from_slice(&40u16.to_be_bytes());
+        ip[32] = 5 << 4;
         ip[9] = TCP;
         ip[12..16].copy_from_slice(&[10, 0, 0, 2]);
         ip[16..20].copy_from_slice(&[10, 0, 255, 1]);
@@ -84,11 +93,25 @@ mod tests {
 
     #[test]
     fn parses_tcp_behind_a_device_header() {
-        let (f, fl) = parse_ipv4(&tcp_packet(0x02), 4).unwrap();
+        let (f, fl, len) = parse_ipv4(&tcp_packet(0x02), 4).unwrap();
         assert_eq!(f.src, IpAddr::V4(Ipv4Addr::new(10, 0, 0, 2)));
         assert_eq!(f.dst, IpAddr::V4(Ipv4Addr::new(10, 0, 255, 1)));
         assert_eq!((f.src_port, f.dst_port, f.protocol), (40000, 11211, TCP));
         assert!(fl.is_opening_syn());
+        assert_eq!(len, 0, "a bare SYN carries nothing");
+    }
+
+    #[test]
+    fn payload_length_is_read_from_the_headers() {
+        // 17 bytes of request behind a TCP header with 12 bytes of options (data offset 8).
+        let mut p = tcp_packet(0x18);
+        p.resize(4 + 20 + 32 + 17, 0);
+        p[4 + 2..4 + 4].copy_from_slice(&(20u16 + 32 + 17).to_be_bytes());
+        p[4 + 32] = 8 << 4;
+        assert_eq!(parse_ipv4(&p, 4).unwrap().2, 17);
+        // A segmentation-offload packet whose total length is 0: the buffer's length.
+        p[4 + 2..4 + 4].copy_from_slice(&0u16.to_be_bytes());
+        assert_eq!(parse_ipv4(&p, 4).unwrap().2, 17);
     }
 
     #[test]

@@ -187,7 +187,7 @@ impl Steering {
         if self.vips.is_empty() {
             return None;
         }
-        let (flow, flags) = balancer::packet::parse_ipv4(packet, offset)?;
+        let (flow, flags, payload_len) = balancer::packet::parse_ipv4(packet, offset)?;
         let IpAddr::V4(dst) = flow.dst else { return None };
         let vip = self
             .vips
@@ -195,7 +195,7 @@ impl Steering {
             .find(|v| v.vip == dst && v.port == flow.dst_port && flow.protocol == balancer::packet::TCP)?;
         let elapsed = u64::try_from(now.saturating_duration_since(self.start).as_nanos()).unwrap_or(u64::MAX);
         let real = self.start_real_ns.saturating_add(elapsed);
-        let meta = PacketMeta { flow, flags, now_ns: balancer::packet::virtual_ns(real, self.tdf) };
+        let meta = PacketMeta { flow, flags, payload_len, now_ns: balancer::packet::virtual_ns(real, self.tdf) };
         let decision = vip.balancer.route(&meta).ok()?;
         let i = decision.backend;
         vip.packets[i] += 1;

@@ -77,14 +77,14 @@ fn estimator(out: &Path, tdf: f64, fault_s: f64) -> (f64, usize, BTreeMap<u64, u
     };
     let mut b = Balancer::new(config, vec!["lb".into()], vec![1.0]).expect("a balancer");
     for p in &packets {
-        let Some((flow, flags)) = balancer::packet::parse_ipv4(&p.ip, 0) else {
+        let Some((flow, flags, payload_len)) = balancer::packet::parse_ipv4(&p.ip, 0) else {
             continue;
         };
         if flow.dst_port != 11211 || p.real_ns < epoch_real {
             continue;
         }
         let now_ns = balancer::packet::virtual_ns((p.real_ns - epoch_real) as u64, tdf);
-        b.route(&PacketMeta { flow, flags, now_ns }).expect("route a packet");
+        b.route(&PacketMeta { flow, flags, payload_len, now_ns }).expect("route a packet");
     }
     let t = b.take_telemetry();
     let mut timeouts = BTreeMap::new();

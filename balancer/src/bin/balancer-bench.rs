@@ -68,7 +68,7 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
             // New connections: every packet an opening SYN of a new 5-tuple.
             let (w, c, r) = timed(|| {
                 for i in 0..flows {
-                    let p = PacketMeta { flow: flow(i), flags: syn, now_ns: u64::from(i) };
+                    let p = PacketMeta { flow: flow(i), flags: syn, payload_len: 0, now_ns: u64::from(i) };
                     black_box(b.route(&p)?);
                 }
                 Ok::<(), balancer::MaglevError>(())
@@ -77,11 +77,11 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
             fresh.push(w / f64::from(flows));
             fresh_cpu.push(c / f64::from(flows));
             // Known connections: round-robin over the flows, 20 µs of virtual time apart,
-            // so the estimator sees gaps and takes samples.
+            // each a 20-byte request, so the estimator times them and takes samples.
             let (w, c, r) = timed(|| {
                 for k in 0..packets {
                     let now = 1_000_000 + u64::from(k) * 20_000;
-                    let p = PacketMeta { flow: flow(k % flows), flags: ack, now_ns: now };
+                    let p = PacketMeta { flow: flow(k % flows), flags: ack, payload_len: 20, now_ns: now };
                     black_box(b.route(&p)?);
                 }
                 Ok::<(), balancer::MaglevError>(())

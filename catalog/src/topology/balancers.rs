@@ -48,10 +48,15 @@ pub struct BalancerDecl {
     pub timeouts: Option<Vec<Duration>>,
     /// ENSEMBLETIMEOUT epoch (default 64ms).
     pub epoch: Option<Duration>,
-    /// Per-backend aggregation: EWMA weight (default 0.125) …
-    pub ewma_alpha: Option<f64>,
-    /// … or the median of the last this many samples (exclusive with `ewma_alpha`).
+    /// Per-backend aggregation: the median of the last this many samples (default 64) …
     pub median_window: Option<usize>,
+    /// … or an EWMA with this weight per sample (exclusive with `median_window`).
+    pub ewma_alpha: Option<f64>,
+    /// Which client packets are timed: `data` (those with payload; default) or `all`.
+    pub timed: Option<String>,
+    /// The cliff's plateau step: from the rung of the largest count ratio, step down while
+    /// the rung below counted more than 1 + this times as many samples (default 0.1).
+    pub plateau: Option<f64>,
     /// Share moved per controller step (default 0.1).
     pub delta: Option<f64>,
     /// Smallest share the controller leaves a backend (default 0.02).
@@ -110,7 +115,7 @@ fn ns(d: Option<Duration>, default: u64) -> u64 {
 }
 
 /// The balancer's constants from a declaration (defaults where it says nothing).
-fn config(d: &BalancerDecl, policy: balancer::Policy) -> balancer::BalancerConfig {
+fn config(d: &BalancerDecl, policy: balancer::Policy, timed: balancer::Timed) -> balancer::BalancerConfig {
     let base = balancer::BalancerConfig::default();
     let mut estimator = base.estimator.clone();
     if let Some(t) = &d.timeouts {
@@ -124,6 +129,8 @@ fn config(d: &BalancerDecl, policy: balancer::Policy) -> balancer::BalancerConfi
     if let Some(window) = d.median_window {
         estimator.aggregation = balancer::Aggregation::WindowMedian { window };
     }
+    estimator.timed = timed;
+    estimator.plateau = d.plateau.unwrap_or(estimator.plateau);
     let c = &base.controller;
     let controller = balancer::ControllerConfig {
         delta: d.delta.unwrap_or(c.delta),
@@ -232,11 +239,25 @@ pub(super) fn resolve(
             diags.at_value(&format!("{path}.vip"), format!("{vip}:{} is balanced already (at {first})", d.port));
         }
         let weights = weights(d, &path, &backends, &select, diags);
+        if d.ewma_alpha.is_some() && d.median_window.is_some() {
+            diags.at_value(
+                &format!("{path}.ewma_alpha"),
+                "ewma_alpha and median_window are two aggregations; give one".to_owned(),
+            );
+        }
+        let timed = match d.timed.as_deref().map(str::parse::<balancer::Timed>) {
+            None => balancer::Timed::default(),
+            Some(Ok(t)) => t,
+            Some(Err(e)) => {
+                diags.at_value(&format!("{path}.timed"), e);
+                balancer::Timed::default()
+            }
+        };
         if diags.list.len() > before {
             continue;
         }
         let Ok(policy) = d.policy.parse() else { continue };
-        let config = config(d, policy);
+        let config = config(d, policy, timed);
         // Building it once checks every constant (ladder, table size, δ, floor …).
         if let Err(e) = balancer::Balancer::new(config.clone(), backends.clone(), weights.clone()) {
             diags.at(&path, e.to_string());
@@ -297,6 +318,21 @@ balancers:
         assert_eq!(b.config.controller.delta, 0.2);
         assert_eq!(b.config.estimator.epoch_ns, 32_000_000);
         assert_eq!(b.config.table_size, 65_537);
+        assert_eq!(b.config.estimator.timed, balancer::Timed::Data);
+        let t = load(
+            "  - {name: l4, vip: 10.77.255.1, port: 11211, backends: mc, policy: inband, timed: all, plateau: 0.25}\n",
+        )
+        .unwrap();
+        let e = &t.balancers[0].config.estimator;
+        assert_eq!((e.timed, e.plateau), (balancer::Timed::All, 0.25));
+        let p = problems("  - {name: l4, vip: 10.77.255.1, port: 1, backends: mc, policy: inband, timed: some}\n");
+        assert!(p.iter().any(|(_, _, f, m)| f == "balancers[0].timed" && m.contains("expected one of data, all")), "{p:?}");
+        let p = problems(
+            "  - {name: l4, vip: 10.77.255.1, port: 1, backends: mc, policy: inband, ewma_alpha: 0.1, median_window: 8}\n",
+        );
+        assert!(p.iter().any(|(_, _, f, m)| f == "balancers[0].ewma_alpha" && m.contains("give one")), "{p:?}");
+        let p = problems("  - {name: l4, vip: 10.77.255.1, port: 1, backends: mc, policy: inband, plateau: -1}\n");
+        assert!(p.iter().any(|(_, _, f, m)| f == "balancers[0]" && m.contains("plateau")), "{p:?}");
     }
 
     #[test]
