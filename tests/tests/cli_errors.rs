@@ -278,3 +278,54 @@ fn logs_carry_no_colour_off_a_terminal() {
     assert!(r.stderr.contains("shim"), "no log line to look at: {}", r.stderr);
     assert!(!r.stderr.contains('\u{1b}'), "ANSI escape in {:?}", r.stderr);
 }
+
+/// Two memcached-like servers and a client on one switch (node i has address 10.77.0.(i+1)),
+/// then `balancers` (from line 10).
+const BALANCED: &str = "name: lb\nswitches: [sw]\nnodes:\n  - name: mc[0..2]\n    run: {command: [sleep, \"60\"]}\n    link: {to: sw}\n  - name: client\n    run: {command: [sleep, \"60\"]}\n    link: {to: sw}\nbalancers:\n";
+
+#[test]
+fn bad_balancers_are_refused_at_their_field() {
+    let tmp = tempfile::tempdir().unwrap();
+    let t = topology(
+        tmp.path(),
+        "bad",
+        &format!(
+            "{BALANCED}  - name: l4\n    vip: 10.77.0.3\n    port: 11211\n    backends: [mc0, web]\n    policy: fastest\n  - {{name: l4b, vip: 10.77.255.1, port: 80, backends: [], policy: maglev}}\n"
+        ),
+    );
+    let r = diorama(&["check", t.to_str().unwrap()]);
+    assert_eq!(r.code, Some(3), "{r:?}");
+    for needle in [
+        ":12:10: balancers[0].vip:",
+        "node client's address",
+        ":14:",
+        "balancers[0].backends[1]:",
+        "\"web\" is not a node",
+        ":15:13: balancers[0].policy:",
+        "unknown policy",
+        ":16:",
+        "balancers[1].backends:",
+        "at least one backend",
+    ] {
+        assert!(r.stderr.contains(needle), "{needle}: {}", r.stderr);
+    }
+    // Every problem is reported at once, each with its file.
+    assert_eq!(r.stderr.matches(&format!("{}:", t.display())).count(), 4, "{}", r.stderr);
+}
+
+#[test]
+fn a_balancer_on_the_kernel_network_is_refused_at_its_line() {
+    let tmp = tempfile::tempdir().unwrap();
+    let t = topology(
+        tmp.path(),
+        "kernel",
+        &format!("{BALANCED}  - {{name: l4, vip: 10.77.255.1, port: 11211, backends: mc, policy: maglev}}\n"),
+    );
+    assert_eq!(diorama(&["check", t.to_str().unwrap()]).code, Some(0), "a good topology");
+    let out = tmp.path().join("out");
+    let r = diorama(&["run", t.to_str().unwrap(), "--net", "kernel", "--out", out.to_str().unwrap()]);
+    // Exit 3, as every problem named at a field of a topology file (docs/cli.md).
+    assert_eq!(r.code, Some(3), "{r:?}");
+    assert!(r.stderr.contains(&format!("{}:11:5: balancers[0]: balancer l4: the kernel network backend", t.display())), "{}", r.stderr);
+    assert!(!out.exists(), "a refused run must leave nothing behind");
+}
