@@ -44,9 +44,9 @@
 
 use std::collections::VecDeque;
 
-use crate::config::{Aggregation, EstimatorConfig};
 #[cfg(doc)]
 use crate::config::Timed;
+use crate::config::{Aggregation, EstimatorConfig};
 
 /// The longest ladder supported (per-flow timing state is a fixed array).
 pub const MAX_RUNGS: usize = 16;

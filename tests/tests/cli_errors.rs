@@ -326,6 +326,10 @@ fn a_balancer_on_the_kernel_network_is_refused_at_its_line() {
     let r = diorama(&["run", t.to_str().unwrap(), "--net", "kernel", "--out", out.to_str().unwrap()]);
     // Exit 3, as every problem named at a field of a topology file (docs/cli.md).
     assert_eq!(r.code, Some(3), "{r:?}");
-    assert!(r.stderr.contains(&format!("{}:11:5: balancers[0]: balancer l4: the kernel network backend", t.display())), "{}", r.stderr);
+    assert!(
+        r.stderr.contains(&format!("{}:11:5: balancers[0]: balancer l4: the kernel network backend", t.display())),
+        "{}",
+        r.stderr
+    );
     assert!(!out.exists(), "a refused run must leave nothing behind");
 }

@@ -326,7 +326,10 @@ balancers:
         let e = &t.balancers[0].config.estimator;
         assert_eq!((e.timed, e.plateau), (balancer::Timed::All, 0.25));
         let p = problems("  - {name: l4, vip: 10.77.255.1, port: 1, backends: mc, policy: inband, timed: some}\n");
-        assert!(p.iter().any(|(_, _, f, m)| f == "balancers[0].timed" && m.contains("expected one of data, all")), "{p:?}");
+        assert!(
+            p.iter().any(|(_, _, f, m)| f == "balancers[0].timed" && m.contains("expected one of data, all")),
+            "{p:?}"
+        );
         let p = problems(
             "  - {name: l4, vip: 10.77.255.1, port: 1, backends: mc, policy: inband, ewma_alpha: 0.1, median_window: 8}\n",
         );

@@ -475,7 +475,10 @@ mod tests {
         let info = RunInfo { start_ns: 10, behind_threshold_ns: 1_000_000, ..RunInfo::default() };
         write_results(dir.path(), &mut records, &info).unwrap();
         let csv = std::fs::read_to_string(dir.path().join("requests.csv")).unwrap();
-        assert_eq!(csv, format!("{REQUESTS_HEADER}\n0,10,20,2000010,2000000,1999990,200,2,,\"/a,b\",n,fs=1;as=2,40001\n"));
+        assert_eq!(
+            csv,
+            format!("{REQUESTS_HEADER}\n0,10,20,2000010,2000000,1999990,200,2,,\"/a,b\",n,fs=1;as=2,40001\n")
+        );
         let hdr = std::fs::read_to_string(dir.path().join("latency.hdr")).unwrap();
         let bytes = base64::engine::general_purpose::STANDARD.decode(hdr.trim()).unwrap();
         let h: hdrhistogram::Histogram<u64> = Deserializer::new().deserialize(&mut bytes.as_slice()).unwrap();
