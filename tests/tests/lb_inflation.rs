@@ -194,8 +194,18 @@ fn figures(out: &Path) -> Figures {
 
 /// Writes `yaml` as `name` into a fresh directory and runs it at `tdf`; the directory (kept
 /// alive by the first value) and the results directory in it. A failed run fails the test.
+/// With `DIORAMA_LB_KEEP=DIR` the directory is made in DIR and kept (for `diorama report`).
 fn run_topology(name: &str, yaml: &str, tdf: &str) -> (tempfile::TempDir, std::path::PathBuf) {
-    let dir = tempfile::tempdir().expect("a temporary directory");
+    let keep = std::env::var_os("DIORAMA_LB_KEEP");
+    let mut dir = match &keep {
+        Some(root) => {
+            std::fs::create_dir_all(root).expect("create DIORAMA_LB_KEEP");
+            tempfile::Builder::new().prefix(&format!("{name}-tdf{tdf}-")).tempdir_in(root)
+        }
+        None => tempfile::tempdir(),
+    }
+    .expect("a temporary directory");
+    dir.disable_cleanup(keep.is_some());
     let topo = dir.path().join(name);
     std::fs::write(&topo, yaml).expect("write the topology");
     let out = dir.path().join("results");
@@ -248,9 +258,10 @@ fn run(policy: &str, tdf: &str) -> Figures {
 }
 
 #[test]
-#[ignore = "flaky (2026-12-02): failed 1 of 3 runs on main at TDF 10 on a quiet host; the peak-EWMA run's pre-fault \
-            balancer-measured mc1 p50 was 2.08 ms (1.2-1.3 ms in the other runs), so the fault's +0.5 ms was not seen; \
-            GET p95 is ~75 ms virtual against p50 ~2.7 ms, unexplained (docs/l4lb.md); run with --ignored"]
+#[ignore = "flaky, figures of 2026-12-02: failed 1 of 3 runs on main at TDF 10 on a quiet host; the peak-EWMA run's \
+            pre-fault balancer-measured mc1 p50 was 2.08 ms (1.2-1.3 ms in the other runs), so the fault's +0.5 ms was \
+            not seen; GET p95 ~75 ms virtual against p50 ~2.7 ms, unexplained. No run recorded since its replay took \
+            decision 033's estimator (2026-12-07); docs/l4lb.md"]
 fn lb_inflation_l7_reference() {
     const T: &str = "lb_inflation_l7_reference";
     require!(T, need_root(), need_tool("memcached"), need_tool("tcpdump"));
@@ -274,20 +285,37 @@ fn lb_inflation_l7_reference() {
 
 // ---------------------------------------------------------------------------------------
 // The L4 balancer in the emulated data path (`topologies/lb-inflation-l4.yaml`): static
-// Maglev and in-band, at TDF 1 and TDF 10. Shortened so that each test stays within about
-// a minute of wall time: 3 s of load from 0.5 s, the inflation at 2 s (virtual).
+// Maglev and in-band, at TDF 10 and TDF 1. Shortened to 3 s of load from 0.5 s with the
+// inflation at 2 s (virtual), so a run at TDF 10 takes about 35 s of real time plus start-up.
+//
+// Under DSR the client cannot see which backend answered it. The load generator records
+// each request's local port (`requests.csv` `local_port`) and the balancer each connection
+// it placed (`balancers/l4/connections.csv`), so every request is attributed to its
+// backend, and the in-band estimates are compared with the latency the client measured
+// on the same backend.
 
 /// One L4 run's results directory (kept in `_dir`).
 struct L4Run {
     _dir: tempfile::TempDir,
     out: std::path::PathBuf,
+    policy: String,
     tdf: f64,
     fault_s: f64,
+    /// `/proc/loadavg` before and after the run.
+    load_before: String,
+    load_after: String,
+}
+
+/// A CSV file as rows of fields, and the index of each header name.
+fn csv_table(path: &Path) -> (BTreeMap<String, usize>, Vec<Vec<String>>) {
+    let text = std::fs::read_to_string(path).unwrap_or_else(|e| panic!("{}: {e}", path.display()));
+    let mut lines = text.lines();
+    let header = lines.next().unwrap_or_default().split(',').enumerate().map(|(i, h)| (h.to_owned(), i)).collect();
+    (header, lines.map(|l| l.split(',').map(str::to_owned).collect()).collect())
 }
 
 fn csv_rows(path: &Path) -> Vec<Vec<String>> {
-    let text = std::fs::read_to_string(path).unwrap_or_else(|e| panic!("{}: {e}", path.display()));
-    text.lines().skip(1).map(|l| l.split(',').map(str::to_owned).collect()).collect()
+    csv_table(path).1
 }
 
 /// Runs the L4 topology with `policy` at `tdf`, with the replacements `edits` (text of the
@@ -307,7 +335,9 @@ fn run_l4(policy: &str, tdf: &str, edits: &[(&str, &str)]) -> L4Run {
         assert!(yaml.contains(from), "the topology holds {from:?}");
         yaml = yaml.replace(from, to);
     }
-    let (dir, out) = run_topology("lb-inflation-l4.yaml", &yaml, tdf);
+    let load_before = loadavg();
+    let (dir, out) = run_topology(&format!("lb-inflation-l4-{policy}.yaml"), &yaml, tdf);
+    let load_after = loadavg();
     let events = std::fs::read_to_string(out.join("events.jsonl")).expect("read events.jsonl");
     let fault_s = events
         .lines()
@@ -315,25 +345,89 @@ fn run_l4(policy: &str, tdf: &str, edits: &[(&str, &str)]) -> L4Run {
         .find(|e| e["kind"] == "fault")
         .and_then(|e| e["t_virtual_s"].as_f64())
         .expect("the fault fired");
-    L4Run { _dir: dir, out, tdf: tdf.parse().expect("a TDF"), fault_s }
+    L4Run {
+        _dir: dir,
+        out,
+        policy: policy.to_owned(),
+        tdf: tdf.parse().expect("a TDF"),
+        fault_s,
+        load_before,
+        load_after,
+    }
 }
 
-/// (virtual s of completion since the epoch, latency ms, GET?) of every completed request.
-fn l4_requests(r: &L4Run) -> Vec<(f64, f64, bool)> {
+/// A completed request of an L4 run.
+#[derive(Debug, Clone)]
+struct L4Request {
+    /// Completion, virtual s since the epoch.
+    done: f64,
+    /// Latency as the client measured it (from the end of its previous request, so the
+    /// first request of a connection includes the connection's handshake), ms.
+    ms: f64,
+    /// The request's own time on its connection (`uncorrected_ns`: without the
+    /// handshake), ms.
+    own_ms: f64,
+    get: bool,
+    /// The backend that served it, from its connection's local port and the balancer's
+    /// `connections.csv`.
+    backend: Option<String>,
+}
+
+fn l4_requests(r: &L4Run) -> Vec<L4Request> {
     let epoch = json(&r.out.join("run.json"))["epoch"]["virt_ns"].as_i64().expect("epoch");
-    csv_rows(&r.out.join("nodes/client/requests.csv"))
-        .into_iter()
-        .filter(|c| c[8].is_empty())
+    let since = |ns: &str| (ns.parse::<i64>().expect("a timestamp") - epoch) as f64 / 1e9;
+    // Client port → the connections the balancer placed from it: (virtual s, backend).
+    let mut placed: BTreeMap<String, Vec<(f64, String)>> = BTreeMap::new();
+    for c in csv_rows(&r.out.join("balancers/l4/connections.csv")) {
+        let port = c[1].rsplit(':').next().unwrap_or_default().to_owned();
+        placed.entry(port).or_default().push((c[0].parse::<f64>().expect("t") / 1e3, c[2].clone()));
+    }
+    let (h, rows) = csv_table(&r.out.join("nodes/client/requests.csv"));
+    let col = |name: &str| *h.get(name).unwrap_or_else(|| panic!("requests.csv has no {name}"));
+    let (dispatch, complete, latency, own, error, class, port) = (
+        col("dispatch_ns"),
+        col("complete_ns"),
+        col("latency_ns"),
+        col("uncorrected_ns"),
+        col("error"),
+        col("class"),
+        col("local_port"),
+    );
+    rows.into_iter()
+        .filter(|c| c[error].is_empty())
         .map(|c| {
-            let done = (c[3].parse::<i64>().expect("complete_ns") - epoch) as f64 / 1e9;
-            (done, c[4].parse::<f64>().expect("latency_ns") / 1e6, c[9] == "get")
+            // The connection was placed at its SYN, before the request was dispatched on
+            // it (1 ms of slack for the two clocks); a port used again later is a newer row.
+            let sent = since(&c[dispatch]);
+            let backend = placed
+                .get(&c[port])
+                .and_then(|v| v.iter().rev().find(|(t, _)| *t <= sent + 0.001))
+                .map(|(_, b)| b.clone());
+            L4Request {
+                done: since(&c[complete]),
+                ms: c[latency].parse::<f64>().expect("latency_ns") / 1e6,
+                own_ms: c[own].parse::<f64>().expect("uncorrected_ns") / 1e6,
+                get: c[class] == "get",
+                backend,
+            }
         })
         .collect()
 }
 
-/// GET latency quantile `q` (ms) over requests completing in `[from, to)` virtual s.
-fn get_quantile(reqs: &[(f64, f64, bool)], from: f64, to: f64, q: f64) -> (f64, usize) {
-    let mut v: Vec<f64> = reqs.iter().filter(|r| r.2 && (from..to).contains(&r.0)).map(|r| r.1).collect();
+/// Quantile `q` of `f(request)` over the GETs completing in `[from, to)` virtual s (served
+/// by `backend` when given), and how many there were.
+fn get_quantile(
+    reqs: &[L4Request],
+    (from, to): (f64, f64),
+    backend: Option<&str>,
+    f: fn(&L4Request) -> f64,
+    q: f64,
+) -> (f64, usize) {
+    let mut v: Vec<f64> = reqs
+        .iter()
+        .filter(|r| r.get && (from..to).contains(&r.done) && backend.is_none_or(|b| r.backend.as_deref() == Some(b)))
+        .map(f)
+        .collect();
     let n = v.len();
     (quantile(&mut v, q), n)
 }
@@ -347,57 +441,88 @@ fn mc1_shares(r: &L4Run) -> Vec<(f64, f64)> {
         .collect()
 }
 
-/// Median over epochs before the fault (from 0.5 s into the load) of |estimate − client
-/// mean| / client mean, where the estimate is the mean of the backends' EWMA estimates
-/// (equal servers before the fault) and the client mean is over the requests completing
-/// in the epoch. The EWMA tracks a mean, so it is compared with the client's mean.
-fn l4_estimator_error(r: &L4Run, reqs: &[(f64, f64, bool)]) -> (f64, usize) {
-    let mut by_epoch: BTreeMap<String, Vec<f64>> = BTreeMap::new();
-    for c in csv_rows(&r.out.join("balancers/l4/estimates.csv")) {
-        if let Ok(ms) = c[2].parse::<f64>() {
-            by_epoch.entry(c[0].clone()).or_default().push(ms);
-        }
-    }
-    let load_start = reqs.iter().map(|r| r.0).fold(f64::INFINITY, f64::min);
+/// The in-band estimator against the client, per backend: for every epoch ending in
+/// `[from, to)` and each backend, |estimate − median latency the client measured on that
+/// backend's requests completing in the epoch| / that median (at least 10 requests). The
+/// estimate is the median of the backend's last 64 samples (the default aggregation), so
+/// it is compared with a median. Returns the median of those errors, how many there
+/// were, and the median estimate and client median of `backend` over the window.
+fn l4_estimator_error(r: &L4Run, reqs: &[L4Request], (from, to): (f64, f64), backend: &str) -> (f64, usize, f64, f64) {
     let mut errors = Vec::new();
-    for (t, est) in &by_epoch {
-        let end: f64 = t.parse::<f64>().expect("t") / 1e3;
-        if end < load_start + 0.5 || end >= r.fault_s || est.len() < 2 {
+    let (mut est_b, mut client_b) = (Vec::new(), Vec::new());
+    for c in csv_rows(&r.out.join("balancers/l4/estimates.csv")) {
+        let end = c[0].parse::<f64>().expect("t") / 1e3;
+        let Ok(est) = c[2].parse::<f64>() else { continue };
+        if !(from..to).contains(&end) {
             continue;
         }
-        let client: Vec<f64> = reqs.iter().filter(|q| q.0 > end - 0.064 && q.0 <= end).map(|q| q.1).collect();
+        let mut client: Vec<f64> = reqs
+            .iter()
+            .filter(|q| q.backend.as_deref() == Some(c[1].as_str()) && q.done > end - 0.064 && q.done <= end)
+            .map(|q| q.ms)
+            .collect();
         if client.len() < 10 {
             continue;
         }
-        let mean = client.iter().sum::<f64>() / client.len() as f64;
-        let e = est.iter().sum::<f64>() / est.len() as f64;
-        errors.push((e - mean).abs() / mean);
+        let med = quantile(&mut client, 0.5);
+        errors.push((est - med).abs() / med);
+        if c[1] == backend {
+            est_b.push(est);
+            client_b.push(med);
+        }
     }
     let n = errors.len();
-    (quantile(&mut errors, 0.5), n)
+    (quantile(&mut errors, 0.5), n, quantile(&mut est_b, 0.5), quantile(&mut client_b, 0.5))
 }
 
 fn loadavg() -> String {
     std::fs::read_to_string("/proc/loadavg").unwrap_or_default().trim().to_owned()
 }
 
-/// The figures of an L4 run, printed for docs/l4lb.md (some only printed).
+/// The figures of an L4 run, printed for docs/l4lb.md. GET latency windows: the 1 s before
+/// the fault, and from 0.2 s after it to the end.
 #[derive(Debug)]
-#[expect(dead_code, reason = "tdf, p50_post_ms and requests are printed, not checked")]
+#[expect(dead_code, reason = "some figures are printed, not checked")]
 struct L4Figures {
+    policy: String,
     tdf: f64,
-    p95_pre_ms: f64,
-    p95_post_ms: f64,
     p50_pre_ms: f64,
     p50_post_ms: f64,
+    p95_pre_ms: f64,
+    p95_post_ms: f64,
+    /// The same p95 of the requests' own time (without a reconnecting client's handshake).
+    own_p95_pre_ms: f64,
+    own_p95_post_ms: f64,
+    /// GET p50 of the requests mc1 served, before and after (the injected 1 ms).
+    mc1_p50_pre_ms: f64,
+    mc1_p50_post_ms: f64,
+    /// mc1's share of the GETs before and after.
+    mc1_requests_pre: f64,
+    mc1_requests_post: f64,
+    /// Requests whose backend was not found (should be none).
+    unattributed: usize,
     /// mc1's first share below 10 % after the fault, virtual ms after it.
     drained_after_ms: Option<f64>,
     /// The first 50 ms window after the fault whose GET p95 is within 10 % of before,
     /// virtual ms after the fault (window start).
     recovered_after_ms: Option<f64>,
+    /// Slot moves of the controller (drain or relax) before the fault.
+    moves_before_fault: usize,
+    /// In-band estimator against the client (per backend, from 0.5 s into the load to the
+    /// fault): median relative error and the number of (epoch, backend) pairs.
     estimator_error: f64,
     estimator_epochs: usize,
+    /// mc1's median estimate and client median (ms) before the fault and after it (from
+    /// 0.2 s after, while mc1 still serves: static Maglev only).
+    mc1_estimate_pre_ms: f64,
+    mc1_client_pre_ms: f64,
+    mc1_estimate_post_ms: f64,
+    mc1_client_post_ms: f64,
+    /// The timeouts ENSEMBLETIMEOUT chose before the fault (µs → epochs).
+    timeouts: BTreeMap<u64, usize>,
     requests: usize,
+    load_before: String,
+    load_after: String,
 }
 
 fn l4_figures(r: &L4Run) -> L4Figures {
@@ -405,84 +530,167 @@ fn l4_figures(r: &L4Run) -> L4Figures {
     assert_eq!(s["errors"].as_u64(), Some(0), "{s}");
     let reqs = l4_requests(r);
     let f = r.fault_s;
-    let end = reqs.iter().map(|q| q.0).fold(0.0, f64::max);
-    let (p95_pre, n_pre) = get_quantile(&reqs, f - 1.0, f, 0.95);
-    let (p95_post, n_post) = get_quantile(&reqs, f + 0.2, end, 0.95);
+    let end = reqs.iter().map(|q| q.done).fold(0.0, f64::max);
+    let start = reqs.iter().map(|q| q.done).fold(f64::INFINITY, f64::min);
+    let (pre, post) = ((f - 1.0, f), (f + 0.2, end));
+    let ms: fn(&L4Request) -> f64 = |q| q.ms;
+    let own: fn(&L4Request) -> f64 = |q| q.own_ms;
+    let (p95_pre, n_pre) = get_quantile(&reqs, pre, None, ms, 0.95);
+    let (p95_post, n_post) = get_quantile(&reqs, post, None, ms, 0.95);
     assert!(n_pre > 200 && n_post > 200, "GETs before {n_pre}, after {n_post}");
-    let drained = mc1_shares(r).into_iter().find(|&(t, s)| t >= f && s < 0.1).map(|(t, _)| (t - f) * 1e3);
+    let share = |w: (f64, f64)| {
+        let n = get_quantile(&reqs, w, None, ms, 0.5).1;
+        get_quantile(&reqs, w, Some("mc1"), ms, 0.5).1 as f64 / n as f64
+    };
+    let shares = mc1_shares(r);
+    let drained = shares.iter().find(|&&(t, s)| t >= f && s < 0.1).map(|(t, _)| (t - f) * 1e3);
+    let moves = csv_rows(&r.out.join("balancers/l4/shares.csv"))
+        .iter()
+        .filter(|c| c[1] == "mc1" && (c[3] == "drain" || c[3] == "relax"))
+        .filter(|c| c[0].parse::<f64>().expect("t") / 1e3 < f)
+        .count();
     let recovered = (0..40).map(|k| f + 0.01 * k as f64).find_map(|from| {
-        let (p, n) = get_quantile(&reqs, from, from + 0.05, 0.95);
+        let (p, n) = get_quantile(&reqs, (from, from + 0.05), None, ms, 0.95);
         (n >= 20 && p <= 1.1 * p95_pre).then_some((from - f) * 1e3)
     });
-    let (estimator_error, estimator_epochs) = l4_estimator_error(r, &reqs);
+    let (estimator_error, estimator_epochs, mc1_estimate_pre_ms, mc1_client_pre_ms) =
+        l4_estimator_error(r, &reqs, (start + 0.5, f), "mc1");
+    let (_, _, mc1_estimate_post_ms, mc1_client_post_ms) = l4_estimator_error(r, &reqs, post, "mc1");
+    let mut timeouts = BTreeMap::new();
+    for c in csv_rows(&r.out.join("balancers/l4/epochs.csv")) {
+        if c[0].parse::<f64>().expect("t") / 1e3 < f {
+            *timeouts.entry(c[1].parse::<u64>().expect("µs")).or_default() += 1;
+        }
+    }
     let fig = L4Figures {
+        policy: r.policy.clone(),
         tdf: r.tdf,
+        p50_pre_ms: get_quantile(&reqs, pre, None, ms, 0.5).0,
+        p50_post_ms: get_quantile(&reqs, post, None, ms, 0.5).0,
         p95_pre_ms: p95_pre,
         p95_post_ms: p95_post,
-        p50_pre_ms: get_quantile(&reqs, f - 1.0, f, 0.5).0,
-        p50_post_ms: get_quantile(&reqs, f + 0.2, end, 0.5).0,
+        own_p95_pre_ms: get_quantile(&reqs, pre, None, own, 0.95).0,
+        own_p95_post_ms: get_quantile(&reqs, post, None, own, 0.95).0,
+        mc1_p50_pre_ms: get_quantile(&reqs, pre, Some("mc1"), ms, 0.5).0,
+        mc1_p50_post_ms: get_quantile(&reqs, post, Some("mc1"), ms, 0.5).0,
+        mc1_requests_pre: share(pre),
+        mc1_requests_post: share(post),
+        unattributed: reqs.iter().filter(|q| q.backend.is_none()).count(),
         drained_after_ms: drained,
         recovered_after_ms: recovered,
+        moves_before_fault: moves,
         estimator_error,
         estimator_epochs,
+        mc1_estimate_pre_ms,
+        mc1_client_pre_ms,
+        mc1_estimate_post_ms,
+        mc1_client_post_ms,
+        timeouts,
         requests: reqs.len(),
+        load_before: r.load_before.clone(),
+        load_after: r.load_after.clone(),
     };
-    println!("lb-inflation-l4 {}: {fig:?}; loadavg {}", r.out.display(), loadavg());
+    println!("lb-inflation-l4 {}: {fig:#?}", r.out.display());
     fig
 }
 
 /// TDF 10 against TDF 1: the scale model must hold for the balancer too. The figures
 /// compared are the pre-fault GET p50 (virtual) and the p95 shift; within 25 % + 0.1 ms
 /// (the run-to-run spread seen at one TDF on this host).
-fn same_curves(a: &L4Figures, b: &L4Figures, what: &str) {
+fn same_curves(a: &L4Figures, b: &L4Figures) -> Result<(), String> {
     let close = |x: f64, y: f64| (x - y).abs() <= 0.25 * x.abs().max(y.abs()) + 0.1;
-    assert!(close(a.p50_pre_ms, b.p50_pre_ms), "{what}: p50 before: {a:?} against {b:?}");
-    assert!(
-        close(a.p95_post_ms - a.p95_pre_ms, b.p95_post_ms - b.p95_pre_ms),
-        "{what}: p95 shift: {a:?} against {b:?}"
-    );
+    if !close(a.p50_pre_ms, b.p50_pre_ms) {
+        return Err(format!(
+            "p50 before: {:.3} ms at TDF {}, {:.3} ms at TDF {}",
+            a.p50_pre_ms, a.tdf, b.p50_pre_ms, b.tdf
+        ));
+    }
+    let (sa, sb) = (a.p95_post_ms - a.p95_pre_ms, b.p95_post_ms - b.p95_pre_ms);
+    if !close(sa, sb) {
+        return Err(format!("p95 shift: {sa:.3} ms at TDF {}, {sb:.3} ms at TDF {}", a.tdf, b.tdf));
+    }
+    Ok(())
+}
+
+/// Runs `policy` at TDF 10 and TDF 1, checks each run with `check` and the two against
+/// each other, and fails with every failed check after printing every figure.
+fn l4_experiment(policy: &str, check: fn(&L4Figures) -> Vec<String>) {
+    let mut figs = Vec::new();
+    let mut failed = Vec::new();
+    for tdf in ["10", "1"] {
+        let f = l4_figures(&run_l4(policy, tdf, &[]));
+        failed.extend(check(&f).into_iter().map(|m| format!("{policy} TDF {tdf}: {m}")));
+        figs.push(f);
+    }
+    if let Err(m) = same_curves(&figs[0], &figs[1]) {
+        failed.push(format!("{policy}, TDF 10 against TDF 1: {m}"));
+    }
+    assert!(failed.is_empty(), "{}", failed.join("\n"));
+}
+
+/// What every L4 run must show: each request attributed, the estimator within the issue's
+/// 20 % of the client's latency on the same backend before the fault.
+fn estimator_checks(f: &L4Figures) -> Vec<String> {
+    let mut failed = Vec::new();
+    if f.unattributed > 0 {
+        failed.push(format!("{} requests not attributed to a backend", f.unattributed));
+    }
+    if f.estimator_epochs < 20 || f.estimator_error > 0.2 {
+        failed.push(format!("estimator error {:.3} over {} epochs", f.estimator_error, f.estimator_epochs));
+    }
+    failed
 }
 
 #[test]
-#[ignore = "fails (2026-12-02, busy host only): GET p95 of 13-83 ms virtual swamps the 1 ms inflation it looks for; \
-            not yet measured on a quiet host (docs/l4lb.md); run with --ignored"]
+#[ignore = "a measurement, for a quiet host. Last run 2026-12-02 02:26-02:29 UTC on a busy host, with the \
+            estimator and checks since replaced (EWMA, every packet timed, mean over backends): failed, GET p95 of \
+            13-83 ms virtual swamped the 1 ms inflation. No run recorded since decision 033 and the per-backend \
+            checks (2026-12-07; 033's 6% per-backend error is an offline replay, not this test); docs/l4lb.md"]
 fn lb_inflation_l4_maglev() {
     const T: &str = "lb_inflation_l4_maglev";
     require!(T, need_root(), need_tool("memcached"));
-    let mut figs = Vec::new();
-    // TDF 10 first: on a busy host its figures are the meaningful ones.
-    for tdf in ["10", "1"] {
-        let f = l4_figures(&run_l4("maglev", tdf, &[]));
-        // Static Maglev: mc1 keeps half of the slots, so the GET p95 (in mc1's half) rises
-        // by the injected 1 ms: within ±0.4 ms (the p95's noise between windows of one run).
-        assert!(f.drained_after_ms.is_none(), "static: no slot moves: {f:?}");
+    l4_experiment("maglev", |f| {
+        let mut failed = estimator_checks(f);
+        if f.drained_after_ms.is_some() || f.moves_before_fault > 0 {
+            failed.push("static Maglev moved slots".into());
+        }
+        // Static Maglev: mc1 keeps half of the connections, so its requests take the
+        // injected 1 ms more.
+        let shift = f.mc1_p50_post_ms - f.mc1_p50_pre_ms;
+        if !(0.7..=1.3).contains(&shift) {
+            failed.push(format!("mc1's GET p50 shift {shift:.3} ms"));
+        }
         let shift = f.p95_post_ms - f.p95_pre_ms;
-        assert!((0.6..=1.4).contains(&shift), "p95 shift {shift:.3} ms: {f:?}");
-        assert!(f.estimator_epochs >= 10 && f.estimator_error <= 0.2, "{f:?}");
-        figs.push(f);
-    }
-    same_curves(&figs[0], &figs[1], "maglev");
+        if !(0.6..=1.4).contains(&shift) {
+            failed.push(format!("GET p95 shift {shift:.3} ms"));
+        }
+        failed
+    });
 }
 
 #[test]
-#[ignore = "fails (2026-12-02, busy host only): estimator error 66% at TDF 10, drain 53 ms > 50 ms at TDF 1; \
-            not yet measured on a quiet host (docs/l4lb.md); run with --ignored"]
+#[ignore = "a measurement, for a quiet host. Last run 2026-12-02 02:26-02:29 UTC on a busy host, with the \
+            estimator and checks since replaced (EWMA, every packet timed, mean over backends): failed, estimator \
+            error 66% at TDF 10, drain 53 ms > 50 ms at TDF 1. No run recorded since decision 033 and the \
+            per-backend checks (2026-12-07); docs/l4lb.md"]
 fn lb_inflation_l4_inband() {
     const T: &str = "lb_inflation_l4_inband";
     require!(T, need_root(), need_tool("memcached"));
-    let mut figs = Vec::new();
-    // TDF 10 first: on a busy host its figures are the meaningful ones.
-    for tdf in ["10", "1"] {
-        let f = l4_figures(&run_l4("inband", tdf, &[]));
+    l4_experiment("inband", |f| {
+        let mut failed = estimator_checks(f);
         // The issue's expectations, as written: the slow server's share below 10 % within
-        // 50 ms, p95 back within 10 % within 100 ms, the estimator within 20 %.
-        assert!(f.drained_after_ms.is_some_and(|t| t <= 50.0), "{f:?}");
-        assert!(f.recovered_after_ms.is_some_and(|t| t <= 100.0), "{f:?}");
-        assert!(f.p95_post_ms <= 1.1 * f.p95_pre_ms, "{f:?}");
-        assert!(f.estimator_epochs >= 10 && f.estimator_error <= 0.2, "{f:?}");
-        figs.push(f);
-    }
-    same_curves(&figs[0], &figs[1], "inband");
+        // 50 ms, p95 back within 10 % within 100 ms.
+        if !f.drained_after_ms.is_some_and(|t| t <= 50.0) {
+            failed.push(format!("drained after {:?} ms", f.drained_after_ms));
+        }
+        if !f.recovered_after_ms.is_some_and(|t| t <= 100.0) || f.p95_post_ms > 1.1 * f.p95_pre_ms {
+            failed.push(format!(
+                "p95 {:.3} -> {:.3} ms, recovered after {:?} ms",
+                f.p95_pre_ms, f.p95_post_ms, f.recovered_after_ms
+            ));
+        }
+        failed
+    });
 }
 
 /// A backend that dies mid-run: `kill: mc1` at 2 s (its network namespace stays, so its
@@ -505,10 +713,12 @@ fn lb_l4_backend_that_dies() {
     let kill = r.fault_s;
     let down = mc1_down(&r).expect("mc1 was marked down");
     let epoch = json(&r.out.join("run.json"))["epoch"]["virt_ns"].as_i64().expect("epoch");
-    let rows = csv_rows(&r.out.join("nodes/client/requests.csv"));
-    let at = |c: &Vec<String>| (c[3].parse::<i64>().unwrap_or(0) - epoch) as f64 / 1e9;
-    let errors: Vec<f64> = rows.iter().filter(|c| !c[8].is_empty()).map(at).collect();
-    let ok_after = rows.iter().filter(|c| c[8].is_empty() && at(c) > down + 0.1).count();
+    let (h, rows) = csv_table(&r.out.join("nodes/client/requests.csv"));
+    let col = |name: &str| *h.get(name).unwrap_or_else(|| panic!("requests.csv has no {name}"));
+    let (complete, error) = (col("complete_ns"), col("error"));
+    let at = |c: &Vec<String>| (c[complete].parse::<i64>().unwrap_or(0) - epoch) as f64 / 1e9;
+    let errors: Vec<f64> = rows.iter().filter(|c| !c[error].is_empty()).map(at).collect();
+    let ok_after = rows.iter().filter(|c| c[error].is_empty() && at(c) > down + 0.1).count();
     let late_errors = errors.iter().filter(|&&t| t > down + 0.1).count();
     println!(
         "backend dies: killed at {kill:.3} s, marked down at {down:.3} s (virtual); {} errors, {late_errors} later than 100 ms after; {ok_after} requests completed after; loadavg {}",
