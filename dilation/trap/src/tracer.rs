@@ -197,8 +197,10 @@ impl Tracer {
             let sp = match ptrace::getregs(pid) {
                 Ok(r) => r.rsp,
                 Err(e) => {
-                    tracing::warn!(%pid, error = %e, "no registers at exec");
-                    self.stats.errors += 1;
+                    if e != Errno::ESRCH {
+                        tracing::warn!(%pid, error = %e, "no registers at exec");
+                    }
+                    self.failed(e);
                     self.resume(pid, None);
                     return None;
                 }
@@ -254,10 +256,23 @@ impl Tracer {
         })
     }
 
-    fn on_seccomp(&mut self, pid: Pid) {
-        let Ok(mut regs) = ptrace::getregs(pid) else {
+    /// Counts a failed ptrace call on `pid` as an error, unless the thread is gone: a thread
+    /// of a program that is exiting (`exit_group`) can be killed while it waits at a stop,
+    /// and its exit is reported on its own; nothing was left undilated.
+    fn failed(&mut self, err: Errno) {
+        if err != Errno::ESRCH {
+            tracing::warn!(error = %err, "a ptrace call on a stopped thread failed");
             self.stats.errors += 1;
-            return self.resume(pid, None);
+        }
+    }
+
+    fn on_seccomp(&mut self, pid: Pid) {
+        let mut regs = match ptrace::getregs(pid) {
+            Ok(r) => r,
+            Err(e) => {
+                self.failed(e);
+                return self.resume(pid, None);
+            }
         };
         let call = Call {
             nr: regs.orig_rax as i64,
@@ -279,10 +294,9 @@ impl Tracer {
                 // orig_rax = -1 skips the call; rax is what it returns.
                 regs.orig_rax = u64::MAX;
                 regs.rax = ret as u64;
-                if ptrace::setregs(pid, regs).is_ok() {
-                    self.stats.clock_reads += 1;
-                } else {
-                    self.stats.errors += 1;
+                match ptrace::setregs(pid, regs) {
+                    Ok(()) => self.stats.clock_reads += 1,
+                    Err(e) => self.failed(e),
                 }
                 self.resume(pid, None);
             }
@@ -292,8 +306,8 @@ impl Tracer {
                         *r = v;
                     }
                 }
-                if ptrace::setregs(pid, regs).is_err() {
-                    self.stats.errors += 1;
+                if let Err(e) = ptrace::setregs(pid, regs) {
+                    self.failed(e);
                     return self.resume(pid, None);
                 }
                 self.stats.waits += 1;
@@ -317,8 +331,8 @@ impl Tracer {
                 if let Some(r) = ret {
                     regs.rax = r as u64;
                 }
-                if ptrace::setregs(pid, regs).is_err() {
-                    self.stats.errors += 1;
+                if let Err(e) = ptrace::setregs(pid, regs) {
+                    self.failed(e);
                 }
             }
         }
