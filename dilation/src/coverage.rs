@@ -137,7 +137,7 @@ pub fn proc_root() -> PathBuf {
 mod tests {
     use super::*;
 
-    use crate::elf::tests::image as elf;
+    use crate::elf::test_image as elf;
 
     #[expect(clippy::too_many_arguments, reason = "one fake /proc entry, field by field")]
     fn proc(root: &Path, pid: u32, ppid: u32, comm: &str, tracer: u32, seccomp: u32, exe: &[u8], shim: bool) {

@@ -252,7 +252,7 @@ pub fn classify_elf(b: &[u8]) -> Option<ProgramKind> {
 mod tests {
     use super::*;
 
-    use crate::elf::tests::image as elf;
+    use crate::elf::test_image as elf;
 
     #[test]
     fn the_rule() {
