@@ -3,7 +3,9 @@
 //!
 //! A process is covered when
 //! - the syscall trap traces it: `TracerPid` is a `dilation-trap` process and a seccomp
-//!   filter is installed (`Seccomp: 2`), or
+//!   filter is installed (`Seccomp: 2`) — whether the harness started the trap for the node
+//!   or the shim handed it the exec of a Go or static program (the launcher itself, between
+//!   the shim process and the program, is left out of a tree), or
 //! - the shim is mapped **and** the program is one the shim can reach: a Go program with
 //!   the shim mapped is not dilated (its runtime bypasses libc), which is exactly the case
 //!   the old "is the shim mapped" check let through.

@@ -13,6 +13,9 @@
 //! reading and scanning them whole made one pass of the engine's loop take seconds, so faults
 //! fired and restarted nodes were seen ready seconds late, and the harness took CPU from the
 //! nodes while it scanned.
+//!
+//! The shim has a second, allocation-free reader of the same marks for its exec hooks
+//! (`dilation/shim/src/elf.rs`); its tests check that both agree on real binaries.
 
 use std::fs::File;
 use std::io;
