@@ -105,8 +105,9 @@ pub(crate) struct Node {
     spec: NodeSpec,
     /// The node's network namespace when the experiment has a network.
     netns: Option<netemu::netns::NetNs>,
-    /// Whether the shim was found mapped in the node's command (`None`: not checked yet,
-    /// or the command exited first).
+    /// Whether the shim was found mapped in the node's command, or the command became the
+    /// trap's launcher, to which the shim hands a Go or static program (`None`: not checked
+    /// yet, or the command exited first).
     shim_loaded: Option<bool>,
     /// Since when the command has been seen without the shim (it may not have exec'd yet).
     shim_missing_since: Option<Instant>,
@@ -446,6 +447,10 @@ impl<'a> Testbed<'a> {
             if mechanism != Some(dilation::program::Mechanism::Trap) {
                 env.push(("LD_PRELOAD".to_owned(), shim.display().to_string()));
             }
+            // The shim hands the exec of a Go or static program to the trap.
+            if let Some(trap) = &self.opts.trap {
+                env.push((dilation::ENV_TRAP.to_owned(), trap.display().to_string()));
+            }
             if let Some(speed) = spec.resources.pace_speed {
                 env.push((dilation::ENV_CPU_SPEED.to_owned(), speed.to_string()));
                 if let Some(cores) = spec.resources.pace_cores {
@@ -698,6 +703,13 @@ impl<'a> Testbed<'a> {
             let Some(cmd) = children(p.pid()).into_iter().flat_map(children).next() else { continue };
             match dilation::probe::shim_loaded(cmd) {
                 Ok(true) => {
+                    node.shim_loaded = Some(true);
+                    node.shim_missing_since = None;
+                }
+                // The shim in the command handed its exec of a Go or static program to the
+                // trap (a script that executes etcd): the command is the launcher now, and
+                // the coverage check judges the program.
+                Ok(false) if dilation::coverage::is_launcher(Path::new("/proc"), cmd) => {
                     node.shim_loaded = Some(true);
                     node.shim_missing_since = None;
                 }
