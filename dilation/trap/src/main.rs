@@ -84,7 +84,7 @@ impl Cli {
             control: None,
             allow_undilated: false,
             stats: false,
-            vdso: vdso.unwrap_or(VdsoMode::Hide),
+            vdso: vdso.unwrap_or(VdsoMode::Fast),
             command: Vec::new(),
         }
     }
