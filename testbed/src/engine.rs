@@ -230,6 +230,13 @@ impl<'a> Testbed<'a> {
         let results = &opts.results_dir;
         std::fs::create_dir_all(results.join("nodes"))
             .map_err(|source| TestbedError::Results { path: results.clone(), source })?;
+        let events = EventLog::create(&results.join("events.jsonl"))
+            .map_err(|source| TestbedError::Results { path: results.join("events.jsonl"), source })?;
+        let model = dilation::TimeModel::new(spec.tdf, dilation::Epoch::now())
+            .map_err(|e| TestbedError::Prepare { node: "-".into(), source: std::io::Error::other(e) })?;
+        let sampler = NodeSampler::create(&results.join("nodes.csv"))
+            .map_err(|source| TestbedError::Results { path: results.join("nodes.csv"), source })?;
+        // The state last: from here on every error drops `bed`, whose teardown removes it.
         let run_id = results.file_name().map_or_else(|| spec.name.clone(), |n| n.to_string_lossy().into_owned());
         let state = StateDir::create(
             &opts.state_root,
@@ -244,12 +251,6 @@ impl<'a> Testbed<'a> {
         )?;
         // Unique among runs on this host (a suffix when another run holds the name).
         let run_id = state.record().run_id.clone();
-        let events = EventLog::create(&results.join("events.jsonl"))
-            .map_err(|source| TestbedError::Results { path: results.join("events.jsonl"), source })?;
-        let model = dilation::TimeModel::new(spec.tdf, dilation::Epoch::now())
-            .map_err(|e| TestbedError::Prepare { node: "-".into(), source: std::io::Error::other(e) })?;
-        let sampler = NodeSampler::create(&results.join("nodes.csv"))
-            .map_err(|source| TestbedError::Results { path: results.join("nodes.csv"), source })?;
         let mut bed = Self {
             spec,
             opts,
