@@ -1,7 +1,7 @@
 //! Bad input gets a clear error naming the file, the line and the field, and the documented
 //! exit code; nothing is left behind (these need no root: they fail before any set-up).
 
-use diorama_tests::{diorama, topology};
+use diorama_tests::{diorama, topology, undilatable_topology};
 
 #[test]
 fn malformed_yaml_names_file_and_line() {
@@ -163,6 +163,22 @@ fn every_subcommand_ends_quietly_into_a_closed_pipe() {
             assert_eq!(code, Some(want), "{args:?} into closed fd {which}: {other}");
         }
     }
+}
+
+#[test]
+fn check_plan_refuses_a_node_no_mechanism_dilates() {
+    let tmp = tempfile::tempdir().unwrap();
+    let refused = undilatable_topology(tmp.path(), "refused", false);
+    let r = diorama(&["check", refused.to_str().unwrap()]);
+    assert_eq!(r.code, Some(0), "without --plan the programs are not looked at: {r:?}");
+    let r = diorama(&["check", "--plan", refused.to_str().unwrap()]);
+    assert_eq!(r.code, Some(3), "{r:?}");
+    let at = format!("{}:7:11: nodes[0].run.command: node old cannot be dilated", refused.display());
+    assert!(r.stderr.contains(&at) && r.stderr.contains("another architecture"), "{}", r.stderr);
+    assert!(r.stderr.contains("allow_undilated"), "the refusal says how to allow it: {}", r.stderr);
+    let allowed = undilatable_topology(tmp.path(), "allowed", true);
+    let r = diorama(&["check", "--plan", allowed.to_str().unwrap()]);
+    assert_eq!(r.code, Some(0), "{r:?}");
 }
 
 #[test]
