@@ -13,7 +13,8 @@
 use std::path::{Path, PathBuf};
 
 use diorama_tests::{
-    diorama, leftovers_of, need_root, need_tool, repo_root, require, run_json, topology, zap_ts_ns, Outcome,
+    diorama, leftovers_of, need_root, need_tool, repo_root, require, run_json, topology, undilatable_topology,
+    zap_ts_ns, Outcome,
 };
 use serde_json::Value;
 
@@ -90,33 +91,12 @@ fn etcd_topology_traps_go_nodes_and_elects_a_new_leader() {
     assert!(leftovers_of(&out).is_empty(), "{:?}", leftovers_of(&out));
 }
 
-/// An ELF header of an i386 executable: no mechanism dilates it.
-fn foreign_binary(dir: &Path) -> PathBuf {
-    let mut b = vec![0u8; 52 + 32];
-    b[..4].copy_from_slice(b"\x7fELF");
-    b[4] = 1; // 32-bit
-    b[5] = 1;
-    b[16] = 2; // ET_EXEC
-    b[18] = 3; // EM_386
-    let p = dir.join("i386-prog");
-    std::fs::write(&p, b).unwrap();
-    std::process::Command::new("chmod").args(["755", p.to_str().unwrap()]).status().unwrap();
-    p
-}
-
 #[test]
 fn an_undilatable_node_is_refused_unless_the_topology_allows_it() {
     let test = "an_undilatable_node_is_refused_unless_the_topology_allows_it";
     require!(test, need_root());
     let dir = tempfile::tempdir().unwrap();
-    let prog = foreign_binary(dir.path());
-    let yaml = |allow: &str| {
-        format!(
-            "name: undilatable\ntdf: 4\nduration: 1s\n{allow}nodes:\n  - name: old\n    cpus: 0.2\n    run: {{command: \"exec {} --serve\"}}\n",
-            prog.display()
-        )
-    };
-    let topo = topology(dir.path(), "refused", &yaml(""));
+    let topo = undilatable_topology(dir.path(), "refused", false);
     let out = dir.path().join("refused-out");
     let o = run(&topo, &out, &[]);
     assert_ne!(o.code, Some(0));
@@ -129,7 +109,7 @@ fn an_undilatable_node_is_refused_unless_the_topology_allows_it() {
 
     // Allowed: the run gets past the refusal and records it; the fake binary then fails to
     // execute, which is the node's own failure.
-    let topo = topology(dir.path(), "allowed", &yaml("allow_undilated: true\n"));
+    let topo = undilatable_topology(dir.path(), "allowed", true);
     let out = dir.path().join("allowed-out");
     let o = run(&topo, &out, &[]);
     assert!(!o.stderr.contains("cannot be dilated"), "{}", o.stderr);
