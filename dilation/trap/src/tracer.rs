@@ -54,6 +54,25 @@ pub struct Stats {
     pub errors: u64,
 }
 
+/// How the program (the root of the traced tree) ended.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Exit {
+    /// It exited with this code.
+    Code(i32),
+    /// It was killed by this signal.
+    Signal(i32),
+}
+
+impl Exit {
+    /// The shell's convention: the exit code, or 128 + the signal.
+    pub fn code(self) -> i32 {
+        match self {
+            Exit::Code(c) => c,
+            Exit::Signal(s) => 128 + s,
+        }
+    }
+}
+
 /// Errors of the tracer.
 #[derive(Debug, thiserror::Error)]
 pub enum TraceError {
@@ -120,10 +139,9 @@ impl Tracer {
         self
     }
 
-    /// Runs until every traced process has exited; returns the root's exit code (128 +
-    /// signal number when killed by a signal).
-    pub fn run(&mut self) -> Result<i32, TraceError> {
-        let mut code = 0;
+    /// Runs until every traced process has exited; returns how the root ended.
+    pub fn run(&mut self) -> Result<Exit, TraceError> {
+        let mut code = Exit::Code(0);
         loop {
             let status = match waitpid(None, Some(WaitPidFlag::__WALL)) {
                 Ok(s) => s,
@@ -137,16 +155,16 @@ impl Tracer {
         }
     }
 
-    /// Handles one wait status; returns the root's exit code when it ended.
-    fn on_status(&mut self, status: WaitStatus) -> Result<Option<i32>, TraceError> {
+    /// Handles one wait status; returns how the root ended when it did.
+    fn on_status(&mut self, status: WaitStatus) -> Result<Option<Exit>, TraceError> {
         match status {
             WaitStatus::Exited(pid, c) => {
                 self.forget(pid);
-                return Ok((pid == self.root).then_some(c));
+                return Ok((pid == self.root).then_some(Exit::Code(c)));
             }
             WaitStatus::Signaled(pid, sig, _) => {
                 self.forget(pid);
-                return Ok((pid == self.root).then_some(128 + sig as i32));
+                return Ok((pid == self.root).then_some(Exit::Signal(sig as i32)));
             }
             WaitStatus::Stopped(pid, sig) => self.on_signal_stop(pid, sig)?,
             WaitStatus::PtraceEvent(pid, _, event) => {
@@ -197,8 +215,10 @@ impl Tracer {
             let sp = match ptrace::getregs(pid) {
                 Ok(r) => r.rsp,
                 Err(e) => {
-                    tracing::warn!(%pid, error = %e, "no registers at exec");
-                    self.stats.errors += 1;
+                    if e != Errno::ESRCH {
+                        tracing::warn!(%pid, error = %e, "no registers at exec");
+                    }
+                    self.failed(e);
                     self.resume(pid, None);
                     return None;
                 }
@@ -254,10 +274,23 @@ impl Tracer {
         })
     }
 
-    fn on_seccomp(&mut self, pid: Pid) {
-        let Ok(mut regs) = ptrace::getregs(pid) else {
+    /// Counts a failed ptrace call on `pid` as an error, unless the thread is gone: a thread
+    /// of a program that is exiting (`exit_group`) can be killed while it waits at a stop,
+    /// and its exit is reported on its own; nothing was left undilated.
+    fn failed(&mut self, err: Errno) {
+        if err != Errno::ESRCH {
+            tracing::warn!(error = %err, "a ptrace call on a stopped thread failed");
             self.stats.errors += 1;
-            return self.resume(pid, None);
+        }
+    }
+
+    fn on_seccomp(&mut self, pid: Pid) {
+        let mut regs = match ptrace::getregs(pid) {
+            Ok(r) => r,
+            Err(e) => {
+                self.failed(e);
+                return self.resume(pid, None);
+            }
         };
         let call = Call {
             nr: regs.orig_rax as i64,
@@ -279,10 +312,9 @@ impl Tracer {
                 // orig_rax = -1 skips the call; rax is what it returns.
                 regs.orig_rax = u64::MAX;
                 regs.rax = ret as u64;
-                if ptrace::setregs(pid, regs).is_ok() {
-                    self.stats.clock_reads += 1;
-                } else {
-                    self.stats.errors += 1;
+                match ptrace::setregs(pid, regs) {
+                    Ok(()) => self.stats.clock_reads += 1,
+                    Err(e) => self.failed(e),
                 }
                 self.resume(pid, None);
             }
@@ -292,8 +324,8 @@ impl Tracer {
                         *r = v;
                     }
                 }
-                if ptrace::setregs(pid, regs).is_err() {
-                    self.stats.errors += 1;
+                if let Err(e) = ptrace::setregs(pid, regs) {
+                    self.failed(e);
                     return self.resume(pid, None);
                 }
                 self.stats.waits += 1;
@@ -317,8 +349,8 @@ impl Tracer {
                 if let Some(r) = ret {
                     regs.rax = r as u64;
                 }
-                if ptrace::setregs(pid, regs).is_err() {
-                    self.stats.errors += 1;
+                if let Err(e) = ptrace::setregs(pid, regs) {
+                    self.failed(e);
                 }
             }
         }
