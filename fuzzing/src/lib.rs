@@ -161,12 +161,15 @@ fn input_timeout() -> Duration {
     Duration::from_millis(ms)
 }
 
+/// The input under test and since when, shared with the watchdog's thread.
+type Current = Arc<Mutex<Option<(Instant, Vec<u8>)>>>;
+
 /// Ends the process when one input runs longer than its timeout, after saving and printing
 /// the input: a hang cannot be unwound like a panic, and left alone it runs until CI's own
 /// timeout kills the whole suite without naming the input (libFuzzer's `-timeout` does the
 /// same).
 struct Watchdog {
-    current: Arc<Mutex<Option<(Instant, Vec<u8>)>>>,
+    current: Current,
 }
 
 /// Marks the input under test; the watchdog forgets it when this is dropped.
@@ -180,7 +183,7 @@ impl Drop for Running<'_> {
 
 impl Watchdog {
     fn start(name: &str, timeout: Duration) -> Watchdog {
-        let current: Arc<Mutex<Option<(Instant, Vec<u8>)>>> = Arc::default();
+        let current: Current = Arc::default();
         let watched = Arc::downgrade(&current);
         let name = name.to_string();
         std::thread::spawn(move || loop {
