@@ -161,9 +161,6 @@ fn input_timeout() -> Duration {
     Duration::from_millis(ms)
 }
 
-/// The input under test and since when, shared with the watchdog's thread.
-type Current = Arc<Mutex<Option<(Instant, Vec<u8>)>>>;
-
 /// Ends the process when one input runs longer than its timeout, after saving and printing
 /// the input: a hang cannot be unwound like a panic, and left alone it runs until CI's own
 /// timeout kills the whole suite without naming the input (libFuzzer's `-timeout` does the
