@@ -516,21 +516,7 @@ fn lease(config: &ServerConfig) -> TimeDelta {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::probe::store::SqliteStore;
-
-    async fn server(dir: &std::path::Path, lease_ms: u64) -> Server {
-        let store = AnyStore::Sqlite(SqliteStore::open(&dir.join("probe.sqlite")).unwrap());
-        Server::open(
-            store,
-            ServerConfig { locations: vec!["eu".into(), "us".into()], lease: Duration::from_millis(lease_ms) },
-        )
-        .await
-        .unwrap()
-    }
-
-    fn spec(json: &str) -> TaskSpec {
-        serde_json::from_str(json).unwrap()
-    }
+    use crate::probe::fixture::{server, spec};
 
     fn ok_result(job: &Job, ok: bool) -> RunResult {
         RunResult {
