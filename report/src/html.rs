@@ -349,6 +349,9 @@ pub fn render(run: &RunData, s: &Summary) -> Result<String, ReportError> {
     for b in &run.balancers {
         balancer_section(&mut h, b, run)?;
     }
+    if let Some(p) = &s.probes {
+        probes_section(&mut h, p);
+    }
 
     if !s.faults.is_empty() {
         h.push_str("<h2>Faults</h2><table><tr><th class=\"l\">id</th><th class=\"l\">name</th><th class=\"l\">fault</th><th class=\"l\">targets</th><th>at (virtual s)</th><th>undone at</th></tr>");
@@ -511,7 +514,6 @@ mod tests {
     }
 }
 
-/// `trap: etcd1, etcd2; shim: client`: the nodes of each mechanism.
 /// The replication section (docs/replica.md): copies, delays in virtual seconds by size
 /// class, SLO attainment and violations, reconciliation repairs and the platforms' bill.
 fn replication_section(
@@ -598,6 +600,271 @@ fn replication_section(
     Ok(())
 }
 
+/// RTT matrices are drawn up to this many locations and endpoints; the table lists all.
+const MAX_MATRIX: usize = 40;
+
+/// `<tr>` of header cells, the first left-aligned.
+fn header_row(h: &mut String, cells: &[&str]) {
+    h.push_str("<tr>");
+    for (i, c) in cells.iter().enumerate() {
+        let _ = write!(h, "<th{}>{}</th>", if i == 0 { " class=\"l\"" } else { "" }, esc(c));
+    }
+    h.push_str("</tr>");
+}
+
+/// `<tr>` of `left` (left-aligned, escaped) and then number cells (already text).
+fn data_row(h: &mut String, left: &[&str], numbers: &[String]) {
+    h.push_str("<tr>");
+    for c in left {
+        let _ = write!(h, "<td class=\"l\">{}</td>", esc(c));
+    }
+    for c in numbers {
+        let _ = write!(h, "<td>{c}</td>");
+    }
+    h.push_str("</tr>");
+}
+
+/// The probes section (docs/probes.md): per probe server, its runs (and those missed),
+/// its API's rate and latency, the RTT from every location (region or agent) to every
+/// endpoint, the time per agent kind and each task's runs; then the agents' cost by kind.
+fn probes_section(h: &mut String, p: &crate::probes::ProbeSummary) {
+    use crate::probes::Dist;
+    let ms = |v: f64| fix(Some(v), 3);
+    let dist = |d: Option<&Dist>, f: fn(&Dist) -> f64| fix(d.map(f), 3);
+    for (node, s) in &p.servers {
+        let _ = write!(
+            h,
+            "<h2>Probes: server {}</h2><p class=\"note\">From <code>nodes/{}/probe-results.json</code>, written when the server stopped{}. \
+             Times are virtual. A run is <i>missed</i> when no agent took it or its agent delivered nothing within the lease, \
+             or when the scheduler skipped its firing (catch-up policy).</p>",
+            esc(node),
+            esc(node),
+            s.exported_at.as_deref().map(|t| format!(" ({})", esc(t))).unwrap_or_default()
+        );
+        let r = &s.runs;
+        h.push_str("<table>");
+        header_row(
+            h,
+            &[
+                "runs",
+                "issued",
+                "measured",
+                "failed",
+                "missed",
+                "of which lease failures",
+                "skipped firings",
+                "in flight at the end",
+            ],
+        );
+        data_row(
+            h,
+            &["all tasks"],
+            &[r.issued, r.ok, r.failed, r.missed, r.lease_failures, r.skipped_firings, r.in_flight]
+                .map(|n| n.to_string()),
+        );
+        h.push_str("</table><table>");
+        header_row(h, &["start lag (ms)", "runs", "p50", "p99", "max"]);
+        let w = s.wait_ms.as_ref();
+        data_row(
+            h,
+            &["firing → taken by an agent"],
+            &[w.map_or(0, |d| d.count).to_string(), dist(w, |d| d.p50), dist(w, |d| d.p99), dist(w, |d| d.max)],
+        );
+        h.push_str("</table>");
+        if let Some(api) = &s.api {
+            let l = &api.latency_us;
+            h.push_str("<table>");
+            header_row(
+                h,
+                &["API", "requests", "per virtual s", "latency p50 (µs)", "p99 (µs)", "max (µs)", "timed requests"],
+            );
+            data_row(
+                h,
+                &["whole uptime"],
+                &[
+                    api.requests.to_string(),
+                    format!("{:.1}", api.request_rate_per_s),
+                    l.p50.to_string(),
+                    l.p99.to_string(),
+                    l.max.to_string(),
+                    l.count.to_string(),
+                ],
+            );
+            h.push_str("</table><p class=\"note\">Latency leaves out agents' long polls, which wait on purpose.</p>");
+        }
+
+        let mut measurements: Vec<&str> = s.rtt.iter().map(|c| c.measurement.as_str()).collect();
+        measurements.sort_unstable();
+        measurements.dedup();
+        for m in measurements {
+            let cells: Vec<&crate::probes::RttRow> = s.rtt.iter().filter(|c| c.measurement == m).collect();
+            let mut locations: Vec<&str> = cells.iter().map(|c| c.location.as_str()).collect();
+            let mut endpoints: Vec<&str> = cells.iter().map(|c| c.endpoint.as_str()).collect();
+            locations.dedup();
+            endpoints.sort_unstable();
+            endpoints.dedup();
+            if locations.len() > MAX_MATRIX || endpoints.len() > MAX_MATRIX {
+                continue;
+            }
+            let what = if m == "http" { "HTTP connect (one round trip)" } else { m };
+            let _ = write!(
+                h,
+                "<p><b>Median RTT (ms), {}</b>: from each location (rows) to each endpoint (columns)</p><table>",
+                esc(what)
+            );
+            let mut head = vec!["from \\ to"];
+            head.extend(&endpoints);
+            header_row(h, &head);
+            for l in &locations {
+                let medians: Vec<String> = endpoints
+                    .iter()
+                    .map(|e| {
+                        let cell = cells.iter().find(|c| c.location == *l && c.endpoint == *e);
+                        dist(cell.and_then(|c| c.rtt_ms.as_ref()), |d| d.p50)
+                    })
+                    .collect();
+                data_row(h, &[l], &medians);
+            }
+            h.push_str("</table>");
+        }
+        if !s.rtt.is_empty() {
+            h.push_str("<table>");
+            header_row(
+                h,
+                &[
+                    "from",
+                    "to",
+                    "measurement",
+                    "samples",
+                    "min (ms)",
+                    "p50",
+                    "p90",
+                    "p99",
+                    "max",
+                    "mean",
+                    "measured",
+                    "failed",
+                ],
+            );
+            for c in &s.rtt {
+                let d = c.rtt_ms.as_ref();
+                data_row(
+                    h,
+                    &[&c.location, &c.endpoint, &c.measurement],
+                    &[
+                        d.map_or(0, |d| d.count).to_string(),
+                        dist(d, |d| d.min),
+                        dist(d, |d| d.p50),
+                        dist(d, |d| d.p90),
+                        dist(d, |d| d.p99),
+                        dist(d, |d| d.max),
+                        dist(d, |d| d.mean),
+                        c.measured.to_string(),
+                        c.failed.to_string(),
+                    ],
+                );
+            }
+            h.push_str("</table><p class=\"note\">Samples: every ping reply, or one TCP connect per HTTP measurement. Percentiles are nearest-rank.</p>");
+        }
+        if !s.kinds.is_empty() {
+            h.push_str("<table>");
+            header_row(
+                h,
+                &[
+                    "agent kind",
+                    "runs",
+                    "wait (mean ms)",
+                    "start-up",
+                    "execution",
+                    "teardown",
+                    "response mean",
+                    "p50",
+                    "p99",
+                ],
+            );
+            for k in &s.kinds {
+                let d = k.response_ms.as_ref();
+                data_row(
+                    h,
+                    &[&k.kind],
+                    &[
+                        k.runs.to_string(),
+                        ms(k.wait_ms_mean),
+                        ms(k.startup_ms_mean),
+                        ms(k.exec_ms_mean),
+                        ms(k.teardown_ms_mean),
+                        dist(d, |d| d.mean),
+                        dist(d, |d| d.p50),
+                        dist(d, |d| d.p99),
+                    ],
+                );
+            }
+            h.push_str("</table><p class=\"note\">Response: from the firing until the server stored the result.</p>");
+        }
+        h.push_str("<table>");
+        header_row(
+            h,
+            &[
+                "task",
+                "type",
+                "state",
+                "measurement",
+                "locations",
+                "firings",
+                "skipped firings",
+                "runs issued",
+                "measured",
+                "failed",
+                "lease failures",
+                "in flight",
+                "missed",
+            ],
+        );
+        for t in &s.tasks {
+            let r = &t.runs;
+            data_row(
+                h,
+                &[&t.id.to_string(), &t.kind, &t.state, &t.measurement],
+                &[
+                    t.locations.to_string(),
+                    t.firings.to_string(),
+                    r.skipped_firings.to_string(),
+                    r.issued.to_string(),
+                    r.ok.to_string(),
+                    r.failed.to_string(),
+                    r.lease_failures.to_string(),
+                    r.in_flight.to_string(),
+                    r.missed.to_string(),
+                ],
+            );
+        }
+        h.push_str("</table>");
+    }
+    if !p.agents.is_empty() {
+        h.push_str("<h2>Probe agents</h2><p class=\"note\">From every <code>nodes/&lt;agent&gt;/agent-summary.json</code>: always-on agents are billed by the hour of uptime, on-demand ones per invocation and second of invocation time.</p><table>");
+        header_row(
+            h,
+            &["kind", "agents", "runs", "measurements", "delivery retries", "cost ($)", "per 1,000 measurements ($)"],
+        );
+        for (kind, c) in &p.agents {
+            data_row(
+                h,
+                &[kind],
+                &[
+                    c.agents.to_string(),
+                    c.runs.to_string(),
+                    c.measurements.to_string(),
+                    c.delivery_retries.to_string(),
+                    format!("{:.6}", c.cost),
+                    format!("{:.6}", c.cost_per_1000_measurements),
+                ],
+            );
+        }
+        h.push_str("</table>");
+    }
+}
+
+/// `trap: etcd1, etcd2; shim: client`: the nodes of each mechanism.
 fn dilation_line(mechanisms: &[(String, String)]) -> String {
     let mut groups: Vec<(&str, Vec<&str>)> = Vec::new();
     for (node, m) in mechanisms {

@@ -172,7 +172,7 @@ pub fn read(nodes_dir: &Path) -> Result<Option<ReplicationData>, ReportError> {
 }
 
 /// Nearest-rank percentile of sorted `xs` (not empty).
-fn pct(xs: &[f64], q: f64) -> f64 {
+pub(crate) fn pct(xs: &[f64], q: f64) -> f64 {
     let idx = ((q * xs.len() as f64).ceil() as usize).clamp(1, xs.len()) - 1;
     xs[idx]
 }
@@ -237,11 +237,7 @@ impl ReplicationSummary {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    fn write(dir: &Path, node: &str, file: &str, text: &str) {
-        std::fs::create_dir_all(dir.join(node)).unwrap();
-        std::fs::write(dir.join(node).join(file), text).unwrap();
-    }
+    use crate::fixture::node_file as write;
 
     #[test]
     fn no_records_no_section() {
