@@ -3,7 +3,9 @@
 //!
 //! A process is covered when
 //! - the syscall trap traces it: `TracerPid` is a `dilation-trap` process and a seccomp
-//!   filter is installed (`Seccomp: 2`), or
+//!   filter is installed (`Seccomp: 2`) — whether the harness started the trap for the node
+//!   or the shim handed it the exec of a Go or static program (the launcher itself, between
+//!   the shim process and the program, is left out of a tree), or
 //! - the shim is mapped **and** the program is one the shim can reach: a Go program with
 //!   the shim mapped is not dilated (its runtime bypasses libc), which is exactly the case
 //!   the old "is the shim mapped" check let through.
@@ -70,6 +72,12 @@ pub fn process_coverage(proc_root: &Path, pid: u32) -> std::io::Result<Coverage>
     })
 }
 
+/// Whether process `pid` under `proc_root` is the trap's launcher (`dilation-trap`), which
+/// reads no clock for the program it traces.
+pub fn is_launcher(proc_root: &Path, pid: u32) -> bool {
+    std::fs::read_to_string(proc_root.join(pid.to_string()).join("comm")).is_ok_and(|c| c.trim() == TRAP_NAME)
+}
+
 /// Every process's parent, read once from `proc_root`, for [`Processes::tree`].
 #[derive(Clone, Debug, Default)]
 pub struct Processes {
@@ -106,13 +114,13 @@ impl Processes {
         let mut out = Vec::new();
         for p in tree {
             // The launcher itself reads no clock for the program; skip it.
+            if is_launcher(proc_root, p) {
+                continue;
+            }
             let comm = std::fs::read_to_string(proc_root.join(p.to_string()).join("comm"))
                 .unwrap_or_default()
                 .trim()
                 .to_owned();
-            if comm == TRAP_NAME {
-                continue;
-            }
             match process_coverage(proc_root, p) {
                 Ok(coverage) => out.push(ProcessCoverage { pid: p, program: comm, coverage }),
                 Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
@@ -137,7 +145,7 @@ pub fn proc_root() -> PathBuf {
 mod tests {
     use super::*;
 
-    use crate::elf::tests::image as elf;
+    use crate::elf::test_image as elf;
 
     #[expect(clippy::too_many_arguments, reason = "one fake /proc entry, field by field")]
     fn proc(root: &Path, pid: u32, ppid: u32, comm: &str, tracer: u32, seccomp: u32, exe: &[u8], shim: bool) {
@@ -176,9 +184,12 @@ mod tests {
         assert!(
             matches!(process_coverage(r, 15).unwrap(), Coverage::Undilated { reason } if reason.contains("not loaded"))
         );
+        // 10 → 12 → 13 is also the shape of a shim process whose exec of a Go program the
+        // shim handed to the trap.
         let tree = tree_coverage(r, 10).unwrap();
         let pids: Vec<u32> = tree.iter().map(|p| p.pid).collect();
         assert_eq!(pids, vec![10, 11, 14, 13], "the launcher is skipped, the unrelated process left out");
+        assert!(is_launcher(r, 12) && !is_launcher(r, 13) && !is_launcher(r, 99));
     }
 
     #[test]

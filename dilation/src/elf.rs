@@ -13,21 +13,23 @@
 //! reading and scanning them whole made one pass of the engine's loop take seconds, so faults
 //! fired and restarted nodes were seen ready seconds late, and the harness took CPU from the
 //! nodes while it scanned.
+//!
+//! The shim has a second, allocation-free reader of the same marks for its exec hooks
+//! (`dilation/shim/src/elf.rs`); its tests check that both agree on real binaries.
 
 use std::fs::File;
 use std::io;
 use std::path::Path;
 
+use dilation_abi::exe::{GO_BUILDINFO_MAGIC, GO_SECTIONS};
 use object::read::elf::{ElfFile64, ProgramHeader as _};
 use object::read::{ReadCache, ReadRef};
 use object::{elf, Endianness, Object};
 
 use crate::program::ProgramKind;
 
-/// Section names only the Go toolchain writes.
-const GO_SECTIONS: [&str; 3] = [".go.buildinfo", ".gopclntab", ".note.go.buildid"];
 /// What marks a Go image without section headers.
-const GO_MARKS: [&[u8]; 3] = [b"\xff Go buildinf:", b"\0.gopclntab\0", b"\0.go.buildinfo\0"];
+const GO_MARKS: [&[u8]; 3] = [GO_BUILDINFO_MAGIC, b"\0.gopclntab\0", b"\0.go.buildinfo\0"];
 
 /// The kind of the executable file at `path`; `None` when it is not ELF (a script).
 pub fn classify_file(path: &Path) -> io::Result<Option<ProgramKind>> {
@@ -89,28 +91,42 @@ fn contains<'d, R: ReadRef<'d>>(data: R, needle: &[u8]) -> bool {
     false
 }
 
+/// A minimal 64-bit ELF executable of this host's machine for tests (this crate's and, with
+/// the `test-images` feature, the shim's): the header, a writable `PT_LOAD` whose data is
+/// `extra`, then with `interp` a `PT_INTERP`, and no section headers. The data starts at
+/// offset 120 without `interp`, 176 with it.
+#[cfg(any(test, feature = "test-images"))]
+pub fn test_image(interp: bool, extra: &[u8]) -> Vec<u8> {
+    let headers: u16 = if interp { 2 } else { 1 };
+    let data = 64 + 56 * usize::from(headers);
+    let mut b = vec![0u8; data];
+    b[..4].copy_from_slice(b"\x7fELF");
+    b[4] = 2;
+    b[5] = 1;
+    b[6] = 1;
+    b[16..18].copy_from_slice(&2u16.to_le_bytes());
+    let machine: u16 = if cfg!(target_arch = "aarch64") { 183 } else { 62 };
+    b[18..20].copy_from_slice(&machine.to_le_bytes());
+    b[32..40].copy_from_slice(&64u64.to_le_bytes());
+    b[52..54].copy_from_slice(&64u16.to_le_bytes());
+    b[54..56].copy_from_slice(&56u16.to_le_bytes());
+    b[56..58].copy_from_slice(&headers.to_le_bytes());
+    // PT_LOAD, PF_R | PF_W, the data right after the headers.
+    b[64..68].copy_from_slice(&1u32.to_le_bytes());
+    b[68..72].copy_from_slice(&6u32.to_le_bytes());
+    b[72..80].copy_from_slice(&(data as u64).to_le_bytes());
+    if interp {
+        b[120..124].copy_from_slice(&3u32.to_le_bytes());
+    }
+    b.extend_from_slice(extra);
+    b
+}
+
 #[cfg(test)]
-pub(crate) mod tests {
+mod tests {
     use super::*;
 
-    /// A minimal 64-bit ELF header with one program header (PT_INTERP or PT_LOAD) and no
-    /// section headers, followed by `extra`.
-    pub(crate) fn image(interp: bool, extra: &[u8]) -> Vec<u8> {
-        let mut b = vec![0u8; 64 + 56];
-        b[..4].copy_from_slice(b"\x7fELF");
-        b[4] = 2;
-        b[5] = 1;
-        b[6] = 1;
-        let machine: u16 = if cfg!(target_arch = "aarch64") { 183 } else { 62 };
-        b[18..20].copy_from_slice(&machine.to_le_bytes());
-        b[32..40].copy_from_slice(&64u64.to_le_bytes());
-        b[52..54].copy_from_slice(&64u16.to_le_bytes());
-        b[54..56].copy_from_slice(&56u16.to_le_bytes());
-        b[56..58].copy_from_slice(&1u16.to_le_bytes());
-        b[64..68].copy_from_slice(&(if interp { 3u32 } else { 1u32 }).to_le_bytes());
-        b.extend_from_slice(extra);
-        b
-    }
+    use super::test_image as image;
 
     #[test]
     fn kinds_of_images_without_sections() {

@@ -2,8 +2,7 @@
 
 use std::path::PathBuf;
 
-/// File name of the shim.
-pub const SHIM_NAME: &str = "libdilation.so";
+pub use dilation_abi::exe::SHIM_NAME;
 
 /// Whether process `pid` has the shim mapped (`/proc/PID/maps`).
 pub fn shim_loaded(pid: u32) -> std::io::Result<bool> {

@@ -20,9 +20,10 @@
 //!   program it names through `PATH`).
 //!
 //! # Limitations
-//! Only the program the node starts is classified: a dynamic program that later executes a
-//! Go binary runs that child under the shim, i.e. undilated; the in-node clock check of the
-//! fidelity monitor is what catches that.
+//! Only the program the node starts is classified here. A Go or static program that a
+//! process under the shim executes later is handed to the trap by the shim's exec hooks
+//! (`dilation/shim/src/exec.rs`, same marks: `dilation_abi::exe`); what they miss runs
+//! undilated and the fidelity monitor's coverage check ([`crate::coverage`]) flags it.
 
 use std::fmt;
 use std::io::Read as _;
@@ -252,7 +253,7 @@ pub fn classify_elf(b: &[u8]) -> Option<ProgramKind> {
 mod tests {
     use super::*;
 
-    use crate::elf::tests::image as elf;
+    use crate::elf::test_image as elf;
 
     #[test]
     fn the_rule() {

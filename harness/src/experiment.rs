@@ -209,6 +209,25 @@ impl Experiment {
 }
 
 impl Experiment {
+    /// Refuses, at its field, a node that a dilated run refuses before any node starts: one
+    /// whose program no dilation mechanism reaches (`docs/dilation.md`), unless the topology
+    /// sets `allow_undilated`. `trap`: the trap launcher (`None`: not installed here).
+    pub fn check_dilation(&self, trap: Option<&Path>) -> Result<(), Error> {
+        for (decl, node) in self.topology.nodes.iter().zip(&self.spec.nodes) {
+            if let Some(reason) = testbed::dilation_refusal(node, self.spec.allow_undilated, trap) {
+                let field = if decl.run.workload.is_some() { "run.workload" } else { "run.command" };
+                let refused = testbed::TestbedError::Undilatable { node: node.name.clone(), reason };
+                return Err(invalid(
+                    &self.topology.file,
+                    &format!("{}.{field}", decl.path),
+                    Some(&self.topology),
+                    refused.to_string(),
+                ));
+            }
+        }
+        Ok(())
+    }
+
     /// Plain multiplexing (`diorama validate`'s naive run): keeps the plan's resources
     /// divided by its TDF (CPU quotas, disk throttles, and here link rates) but runs at
     /// TDF 1: no clock dilation and link delays unchanged.

@@ -79,9 +79,29 @@ pub fn execute(
     watch: &Watch,
     interrupt: &AtomicBool,
 ) -> Result<Ran, Error> {
-    out.write_stub(&experiment.spec.name)?;
+    out.write_stub(&experiment.spec.name, &experiment.spec.topology_file, experiment.spec.tdf)?;
+    let ran = run_into(experiment, out.path(), env, watch, interrupt);
+    if let Err(err) = &ran {
+        // The run engine writes run.json once nodes were started; an error before that (a
+        // cgroup, the network, an undilatable node) would leave a stub that reads as a run
+        // in progress.
+        if let Err(e) = out.fail_stub(&crate::error::chain(err)) {
+            tracing::error!(error = %e, "failed to record the failed run in run.json");
+        }
+    }
+    ran
+}
+
+/// [`execute`] once the stub is written.
+fn run_into(
+    experiment: &Experiment,
+    out: &Path,
+    env: &Environment,
+    watch: &Watch,
+    interrupt: &AtomicBool,
+) -> Result<Ran, Error> {
     let files = |what: String| move |e: std::io::Error| Error::Files(format!("{what}: {e}"));
-    let out = out.path().to_owned();
+    let out = out.to_owned();
     let plan = serde_json::to_vec_pretty(&experiment.spec.plan).map_err(|e| Error::Internal(e.to_string()))?;
     std::fs::write(out.join("plan.json"), plan).map_err(files("write plan.json".into()))?;
     testbed::note!("{}", experiment.plan_table);

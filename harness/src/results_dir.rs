@@ -35,6 +35,9 @@ pub struct ResultsDir {
 
 /// The `status` of a `run.json` stub: the run that holds the directory has not ended.
 pub const STUB_STATUS: &str = "running";
+/// The `status` of a stub turned into the record of a run that failed before its run engine
+/// wrote `run.json` (a setup failure).
+pub const FAILED_STATUS: &str = "failed";
 
 impl ResultsDir {
     /// Creates `dir` if needed, locks it and makes sure it is empty (moving its content
@@ -86,16 +89,50 @@ impl ResultsDir {
 
     /// Writes the `run.json` stub that marks the directory as a run in progress (the run
     /// engine replaces it with the real `run.json` at the end).
-    pub fn write_stub(&self, name: &str) -> Result<(), Error> {
+    pub fn write_stub(&self, name: &str, topology_file: &Path, tdf: f64) -> Result<(), Error> {
         let stub = serde_json::json!({
             "schema": 1,
             "name": name,
+            "topology_file": topology_file,
+            "tdf": tdf,
             "status": STUB_STATUS,
             "pid": std::process::id(),
             "started_utc": chrono::Utc::now().to_rfc3339(),
         });
-        std::fs::write(self.path.join("run.json"), stub.to_string())
-            .map_err(|e| Error::Files(format!("write the run.json stub in {}: {e}", self.path.display())))
+        self.write_run_json(&stub, "the run.json stub")
+    }
+
+    /// Ends this run's stub as a failed run, `error` its reason, when the run engine did not
+    /// replace it (it failed before any node started: a cgroup, the network, a node that no
+    /// mechanism dilates). Without this the directory would read as a run still in
+    /// progress, or one that crashed. A `run.json` the engine wrote is left as it is.
+    /// Returns whether the stub was replaced.
+    pub fn fail_stub(&self, error: &str) -> Result<bool, Error> {
+        let path = self.path.join("run.json");
+        let text = std::fs::read_to_string(&path).map_err(|e| Error::Files(format!("read {}: {e}", path.display())))?;
+        let Ok(serde_json::Value::Object(mut run)) = serde_json::from_str::<serde_json::Value>(&text) else {
+            return Ok(false);
+        };
+        let ours = run.get("pid").and_then(serde_json::Value::as_u64) == Some(u64::from(std::process::id()));
+        if run.get("status").and_then(serde_json::Value::as_str) != Some(STUB_STATUS) || !ours {
+            return Ok(false);
+        }
+        for (key, value) in [
+            ("status", serde_json::json!(FAILED_STATUS)),
+            ("success", serde_json::json!(false)),
+            ("error", serde_json::json!(error)),
+            ("end_reason", serde_json::json!(error)),
+            ("ended_utc", serde_json::json!(chrono::Utc::now().to_rfc3339())),
+        ] {
+            run.insert(key.to_owned(), value);
+        }
+        self.write_run_json(&serde_json::Value::Object(run), "the failed run's run.json")?;
+        Ok(true)
+    }
+
+    fn write_run_json(&self, run: &serde_json::Value, what: &str) -> Result<(), Error> {
+        std::fs::write(self.path.join("run.json"), run.to_string())
+            .map_err(|e| Error::Files(format!("write {what} in {}: {e}", self.path.display())))
     }
 }
 
@@ -154,7 +191,7 @@ mod tests {
     fn a_second_claim_is_refused_while_the_first_holds_and_granted_after() {
         let tmp = tempfile::tempdir().unwrap();
         let first = ResultsDir::claim(tmp.path(), false, "--out").unwrap();
-        first.write_stub("t").unwrap();
+        first.write_stub("t", Path::new("t.yaml"), 2.0).unwrap();
         let err = ResultsDir::claim(tmp.path(), true, "--out").unwrap_err().to_string();
         assert!(err.contains("another diorama is writing"), "{err}");
         assert!(err.contains(&format!("(pid {})", std::process::id())), "{err}");
@@ -163,6 +200,36 @@ mod tests {
         drop(first);
         let err = ResultsDir::claim(tmp.path(), false, "--out").unwrap_err().to_string();
         assert!(err.contains("already holds a run"), "{err}");
+    }
+
+    #[test]
+    fn a_stub_ends_as_a_failed_run_and_then_reads_as_a_finished_one() {
+        let tmp = tempfile::tempdir().unwrap();
+        let claimed = ResultsDir::claim(tmp.path(), false, "--out").unwrap();
+        claimed.write_stub("t", Path::new("/x/t.yaml"), 4.0).unwrap();
+        assert!(claimed.fail_stub("the run failed: node a cannot be dilated").unwrap());
+        let run: serde_json::Value =
+            serde_json::from_str(&std::fs::read_to_string(tmp.path().join("run.json")).unwrap()).unwrap();
+        assert_eq!(run["status"], FAILED_STATUS);
+        assert_eq!(run["success"], false);
+        assert_eq!(run["error"], "the run failed: node a cannot be dilated");
+        assert_eq!((run["name"].as_str(), run["tdf"].as_f64()), (Some("t"), Some(4.0)));
+        assert!(run["started_utc"].is_string() && run["ended_utc"].is_string(), "{run}");
+        assert!(!claimed.fail_stub("again").unwrap(), "only a stub is replaced");
+        drop(claimed);
+        let err = ResultsDir::claim(tmp.path(), false, "--out").unwrap_err().to_string();
+        assert!(err.contains("already holds a run"), "{err}");
+    }
+
+    #[test]
+    fn a_run_json_the_engine_wrote_is_kept() {
+        let tmp = tempfile::tempdir().unwrap();
+        let claimed = ResultsDir::claim(tmp.path(), false, "--out").unwrap();
+        claimed.write_stub("t", Path::new("t.yaml"), 1.0).unwrap();
+        let full = r#"{"schema":1,"name":"t","success":false,"end_reason":"node a died"}"#;
+        std::fs::write(tmp.path().join("run.json"), full).unwrap();
+        assert!(!claimed.fail_stub("the run failed").unwrap());
+        assert_eq!(std::fs::read_to_string(tmp.path().join("run.json")).unwrap(), full);
     }
 
     #[test]

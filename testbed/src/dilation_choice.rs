@@ -7,10 +7,12 @@
 //! namespaces and cgroups, so the tracer's CPU is charged to the node's quota.
 
 use std::collections::BTreeMap;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::time::Instant;
 
 use dilation::program::{Choice, Mechanism};
+
+use crate::spec::NodeSpec;
 
 /// The dilation of one node's command.
 #[derive(Debug, Clone)]
@@ -46,6 +48,37 @@ impl NodeDilation {
             "reason": self.choice.reason,
         })
     }
+}
+
+/// The mechanism for `node`'s command in a dilated run: `dilation::program`'s rule on its
+/// argv, resolved in its `PATH` (the harness's when it sets none); a trapped program whose
+/// launcher is missing (`trap` is `None`) gets no mechanism, and the reason says why.
+pub(crate) fn choose(node: &NodeSpec, trap: Option<&Path>) -> NodeDilation {
+    let path =
+        node.env.iter().find(|(k, _)| k == "PATH").map(|(_, v)| v.clone()).or_else(|| std::env::var("PATH").ok());
+    let mut choice = dilation::program::choose(&node.argv, path.as_deref());
+    let trap = match (choice.mechanism, trap) {
+        (Some(Mechanism::Trap), Some(t)) => Some(t.to_owned()),
+        (Some(Mechanism::Trap), None) => {
+            choice.reason = format!(
+                "{}, and the trap launcher {} was not found (beside diorama, or $DIORAMA_TRAP)",
+                choice.reason,
+                dilation::coverage::TRAP_NAME
+            );
+            None
+        }
+        _ => None,
+    };
+    NodeDilation { choice, trap }
+}
+
+/// Why a dilated run refuses `node` before any node starts (no mechanism reaches its
+/// program, and the topology does not set `allow_undilated`); `None` when it does not.
+/// `trap`: the trap launcher, `None` when it is not installed. For `diorama check --plan`,
+/// which refuses what the run would.
+pub fn refusal(node: &NodeSpec, allow_undilated: bool, trap: Option<&Path>) -> Option<String> {
+    let dilation = choose(node, trap);
+    (dilation.mechanism().is_none() && !allow_undilated).then_some(dilation.choice.reason)
 }
 
 /// The node's argv, wrapped in the trap launcher when the node is trapped.
@@ -175,6 +208,37 @@ mod tests {
         let no_launcher = NodeDilation { choice: choice(Some(Mechanism::Trap)), trap: None };
         assert_eq!(no_launcher.mechanism(), None);
         assert_eq!(wrap_argv(&argv, None), argv);
+    }
+
+    fn node(argv: &[&str]) -> NodeSpec {
+        NodeSpec {
+            name: "n".into(),
+            group: None,
+            argv: argv.iter().map(|a| (*a).to_owned()).collect(),
+            env: vec![("PATH".into(), "/usr/bin:/bin".into())],
+            workdir: None,
+            user: None,
+            main: false,
+            ready: None,
+            resources: Default::default(),
+            filesystem: None,
+        }
+    }
+
+    #[test]
+    fn a_program_no_mechanism_reaches_is_refused_unless_allowed() {
+        let dir = tempfile::tempdir().unwrap();
+        // The ELF header of an i386 executable.
+        let mut elf = vec![0u8; 84];
+        elf[..4].copy_from_slice(b"\x7fELF");
+        (elf[4], elf[5], elf[16], elf[18]) = (1, 1, 2, 3);
+        let prog = dir.path().join("i386-prog");
+        std::fs::write(&prog, elf).unwrap();
+        let old = node(&[prog.to_str().unwrap(), "--serve"]);
+        let why = refusal(&old, false, None).expect("refused");
+        assert!(why.contains("another architecture"), "{why}");
+        assert_eq!(refusal(&old, true, None), None, "allow_undilated lets it run");
+        assert_eq!(refusal(&node(&["sh", "-c", "true"]), false, None), None, "the shim reaches a shell");
     }
 
     #[test]

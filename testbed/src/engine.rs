@@ -105,8 +105,9 @@ pub(crate) struct Node {
     spec: NodeSpec,
     /// The node's network namespace when the experiment has a network.
     netns: Option<netemu::netns::NetNs>,
-    /// Whether the shim was found mapped in the node's command (`None`: not checked yet,
-    /// or the command exited first).
+    /// Whether the shim was found mapped in the node's command, or the command became the
+    /// trap's launcher, to which the shim hands a Go or static program (`None`: not checked
+    /// yet, or the command exited first).
     shim_loaded: Option<bool>,
     /// Since when the command has been seen without the shim (it may not have exec'd yet).
     shim_missing_since: Option<Instant>,
@@ -242,6 +243,13 @@ impl<'a> Testbed<'a> {
         let results = &opts.results_dir;
         std::fs::create_dir_all(results.join("nodes"))
             .map_err(|source| TestbedError::Results { path: results.clone(), source })?;
+        let events = EventLog::create(&results.join("events.jsonl"))
+            .map_err(|source| TestbedError::Results { path: results.join("events.jsonl"), source })?;
+        let model = dilation::TimeModel::new(spec.tdf, dilation::Epoch::now())
+            .map_err(|e| TestbedError::Prepare { node: "-".into(), source: std::io::Error::other(e) })?;
+        let sampler = NodeSampler::create(&results.join("nodes.csv"))
+            .map_err(|source| TestbedError::Results { path: results.join("nodes.csv"), source })?;
+        // The state last: from here on every error drops `bed`, whose teardown removes it.
         let run_id = results.file_name().map_or_else(|| spec.name.clone(), |n| n.to_string_lossy().into_owned());
         let state = StateDir::create(
             &opts.state_root,
@@ -256,12 +264,6 @@ impl<'a> Testbed<'a> {
         )?;
         // Unique among runs on this host (a suffix when another run holds the name).
         let run_id = state.record().run_id.clone();
-        let events = EventLog::create(&results.join("events.jsonl"))
-            .map_err(|source| TestbedError::Results { path: results.join("events.jsonl"), source })?;
-        let model = dilation::TimeModel::new(spec.tdf, dilation::Epoch::now())
-            .map_err(|e| TestbedError::Prepare { node: "-".into(), source: std::io::Error::other(e) })?;
-        let sampler = NodeSampler::create(&results.join("nodes.csv"))
-            .map_err(|source| TestbedError::Results { path: results.join("nodes.csv"), source })?;
         let mut bed = Self {
             spec,
             opts,
@@ -375,13 +377,13 @@ impl<'a> Testbed<'a> {
             workdir: spec.workdir.clone().unwrap_or_else(|| dir.clone()),
             user: spec.user.clone(),
             cgroup_procs: cgroup.procs_files(),
-            view: spec.filesystem.as_ref().map(|fs| View {
-                private: fs.private.clone(),
-                read_only: [&fs.read_only[..], &[self.opts.results_dir.clone(), self.state().dir().to_owned()]]
-                    .concat(),
-                // The shim writes its flags into the control file.
-                writable: vec![dir.clone(), control.clone()],
-            }),
+            view: Some(node_view(
+                spec.filesystem.as_ref(),
+                &self.opts.results_dir,
+                &self.opts.state_root,
+                &dir,
+                &control,
+            )),
         };
         let config_path = state_dir.join("init.json");
         let text = serde_json::to_vec_pretty(&config).map_err(|e| io_err(std::io::Error::other(e)))?;
@@ -445,6 +447,10 @@ impl<'a> Testbed<'a> {
             // Under the trap the shim would dilate twice, and would dilate the tracer's own clock.
             if mechanism != Some(dilation::program::Mechanism::Trap) {
                 env.push(("LD_PRELOAD".to_owned(), shim.display().to_string()));
+            }
+            // The shim hands the exec of a Go or static program to the trap.
+            if let Some(trap) = &self.opts.trap {
+                env.push((dilation::ENV_TRAP.to_owned(), trap.display().to_string()));
             }
             if let Some(speed) = spec.resources.pace_speed {
                 env.push((dilation::ENV_CPU_SPEED.to_owned(), speed.to_string()));
@@ -701,6 +707,13 @@ impl<'a> Testbed<'a> {
                     node.shim_loaded = Some(true);
                     node.shim_missing_since = None;
                 }
+                // The shim in the command handed its exec of a Go or static program to the
+                // trap (a script that executes etcd): the command is the launcher now, and
+                // the coverage check judges the program.
+                Ok(false) if dilation::coverage::is_launcher(Path::new("/proc"), cmd) => {
+                    node.shim_loaded = Some(true);
+                    node.shim_missing_since = None;
+                }
                 // The process may be between fork and exec, or its loader may not have mapped
                 // the preloads yet: only an absence that lasts is reported.
                 Ok(false) => match node.shim_missing_since {
@@ -882,7 +895,50 @@ fn children(pid: u32) -> Vec<u32> {
         .collect()
 }
 
+/// The filesystem view of every node: the run's results directory and the harness's state
+/// root (every run's state) read-only, except the node's own directory and its clock
+/// control file (the shim writes its flags there), with the topology's own private
+/// directories and read-only paths added. The holes are applied last, so a read-only path
+/// that holds the results directory does not take them away.
+fn node_view(
+    own: Option<&crate::spec::FilesystemView>,
+    results: &Path,
+    state_root: &Path,
+    dir: &Path,
+    control: &Path,
+) -> View {
+    let (private, mut read_only) = own.map(|fs| (fs.private.clone(), fs.read_only.clone())).unwrap_or_default();
+    read_only.extend([results.to_owned(), state_root.to_owned()]);
+    View { private, read_only, writable: vec![dir.to_owned(), control.to_owned()] }
+}
+
 /// A node's cgroup path, relative to each hierarchy's root.
 fn cgroup_path(run_id: &str, node: &str) -> String {
     format!("diorama/{run_id}/{node}")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::spec::FilesystemView;
+
+    #[test]
+    fn every_node_sees_the_results_and_the_state_read_only_but_its_own_files() {
+        let (results, state, dir, control) = (
+            Path::new("/res/run"),
+            Path::new("/run/diorama"),
+            Path::new("/res/run/nodes/a"),
+            Path::new("/run/diorama/run/nodes/a/clock"),
+        );
+        let view = node_view(None, results, state, dir, control);
+        assert!(view.private.is_empty());
+        assert_eq!(view.read_only, [results, state]);
+        assert_eq!(view.writable, [dir, control]);
+
+        let own = FilesystemView { private: vec!["/tmp".into()], read_only: vec!["/srv".into()] };
+        let view = node_view(Some(&own), results, state, dir, control);
+        assert_eq!(view.private, [Path::new("/tmp")]);
+        assert_eq!(view.read_only, [Path::new("/srv"), results, state]);
+        assert_eq!(view.writable, [dir, control], "the holes are applied last, over every read-only tree");
+    }
 }

@@ -43,6 +43,7 @@ mod spec;
 pub mod state;
 
 pub use cgroup::{remove_run_parent, NodeCgroup, ResourceError};
+pub use dilation_choice::refusal as dilation_refusal;
 pub use engine::{host_facts, run, tail, NodeOutcome, RunOptions, RunOutcome, TestbedError};
 pub use metrics::{Fidelity, FidelityFlag, FidelityThresholds, LinkSampler};
 pub use schedule::{CpuLimit, Degrade, FaultInfo, FaultSchedule, FaultStep, Operation};

@@ -62,12 +62,13 @@ pub struct NodeSpec {
     pub main: bool,
     pub ready: Option<ReadyCheck>,
     pub resources: NodeResources,
-    /// The node's own view of the host's files, if it has one.
+    /// The topology's additions to the node's view of the host's files, if any.
     pub filesystem: Option<FilesystemView>,
 }
 
-/// A node's filesystem view (`docs/security.md`): with it, the run's results directory and
-/// state directory are read-only to the node except its own directory and control file.
+/// What a topology adds to a node's filesystem view (`docs/security.md`); every node sees the
+/// run's results directory and the state read-only except its own directory and control
+/// file, with or without it.
 #[derive(Debug, Clone, PartialEq, Default)]
 pub struct FilesystemView {
     /// Directories that get a fresh, empty tmpfs only this node sees.

@@ -158,6 +158,35 @@ pub fn netprobe() -> String {
     repo_root().join("tests/netem/netprobe.py").display().to_string()
 }
 
+/// Writes `dir/i386-prog`, the ELF header of an i386 executable: a program that no dilation
+/// mechanism reaches (`run` refuses its node unless the topology sets `allow_undilated`).
+pub fn foreign_binary(dir: &Path) -> PathBuf {
+    use std::os::unix::fs::PermissionsExt;
+    let mut b = vec![0u8; 52 + 32];
+    b[..4].copy_from_slice(b"\x7fELF");
+    b[4] = 1; // 32-bit
+    b[5] = 1;
+    b[16] = 2; // ET_EXEC
+    b[18] = 3; // EM_386
+    let p = dir.join("i386-prog");
+    std::fs::write(&p, b).expect("write the i386 program");
+    std::fs::set_permissions(&p, std::fs::Permissions::from_mode(0o755)).expect("chmod the i386 program");
+    p
+}
+
+/// Writes `dir/NAME.yaml`: a topology whose one node, `old`, runs [`foreign_binary`], which
+/// no dilation mechanism reaches; `allow` sets `allow_undilated`. Its `nodes[0].run.command`
+/// is at line 7 (8 with `allow`), column 11.
+pub fn undilatable_topology(dir: &Path, name: &str, allow: bool) -> PathBuf {
+    let prog = foreign_binary(dir);
+    let allow = if allow { "allow_undilated: true\n" } else { "" };
+    let yaml = format!(
+        "name: undilatable\ntdf: 4\nduration: 1s\n{allow}nodes:\n  - name: old\n    cpus: 0.2\n    run: {{command: \"exec {} --serve\"}}\n",
+        prog.display()
+    );
+    topology(dir, name, &yaml)
+}
+
 /// Reads a results directory's `run.json`.
 pub fn run_json(results: &Path) -> serde_json::Value {
     let text = std::fs::read_to_string(results.join("run.json")).expect("run.json exists");

@@ -1,7 +1,9 @@
 //! Bad input gets a clear error naming the file, the line and the field, and the documented
-//! exit code; nothing is left behind (these need no root: they fail before any set-up).
+//! exit code; nothing is left behind (these need no root: they fail before any set-up). A
+//! closed stdout or stderr ends every subcommand quietly, and real runs (`run`, `test`,
+//! `validate`: root) still run to their end and leave nothing behind.
 
-use diorama_tests::{diorama, topology};
+use diorama_tests::{diorama, leftovers_of, need_root, need_tool, require, run_json, topology, undilatable_topology};
 
 #[test]
 fn malformed_yaml_names_file_and_line() {
@@ -140,9 +142,12 @@ fn every_subcommand_ends_quietly_into_a_closed_pipe() {
     let plan = tmp.path().join("plan.json");
     let p = plan.to_str().unwrap();
     let not_a_run = tmp.path().to_str().unwrap();
+    let suite = suite_of(tmp.path(), &good);
+    let suite = suite.to_str().unwrap();
     // (arguments, status into a closed stdout, status into a closed stderr)
     let cases: Vec<(Vec<&str>, i32, i32)> = vec![
         (vec!["schema"], 141, 0),
+        (vec!["test", suite, "--check"], 141, 0),
         (vec!["check", g], 141, 0),
         (vec!["check", "--plan", g], 141, 0),
         (vec!["check", b], 3, 3),
@@ -163,6 +168,99 @@ fn every_subcommand_ends_quietly_into_a_closed_pipe() {
             assert_eq!(code, Some(want), "{args:?} into closed fd {which}: {other}");
         }
     }
+}
+
+/// A suite of one scenario, `topology`, with one assertion (its fidelity verdict).
+fn suite_of(dir: &std::path::Path, topology: &std::path::Path) -> std::path::PathBuf {
+    let path = dir.join("suite.yaml");
+    let yaml = format!(
+        "name: piped\nscenarios:\n  - name: piped-scenario\n    topology: {}\n    assert:\n      - fidelity: ok\n",
+        topology.display()
+    );
+    std::fs::write(&path, yaml).expect("write the suite");
+    path
+}
+
+#[test]
+fn runs_suites_and_validations_end_quietly_into_a_closed_pipe() {
+    require!("runs_suites_and_validations_end_quietly_into_a_closed_pipe", need_root());
+    let tmp = tempfile::tempdir().unwrap();
+    // Two nodes that run: a server that is stopped at the end and a main client that writes.
+    let t = topology(
+        tmp.path(),
+        "piped",
+        "name: piped\ntdf: 2\nduration: 3s\ndefaults: {cpus: 0.2, memory: 32MiB}\nnodes:\n  - name: srv\n    run: {command: [sleep, \"60\"]}\n  - name: cli\n    main: true\n    depends_on: [srv]\n    run: {command: \"for i in 1 2 3; do echo tick $i; sleep 0.3; done\"}\n",
+    );
+    let suite = suite_of(tmp.path(), &t);
+    let t = t.to_str().unwrap();
+    for (which, name) in [(1, "stdout"), (2, "stderr")] {
+        // `run` writes nothing to stdout: into either closed pipe it runs to its own end.
+        let out = tmp.path().join(format!("run-{name}"));
+        let (code, other) = into_closed_pipe(&["run", t, "--out", out.to_str().unwrap()], which);
+        assert!(!other.contains("panicked"), "run into closed {name}: {other}");
+        assert_eq!(code, Some(0), "run into closed {name}: {other}");
+        let run = run_json(&out);
+        assert_eq!(run["status"], "succeeded", "{run}");
+        let ends: Vec<_> = run["nodes"].as_array().unwrap().iter().map(|n| n["exit"].clone()).collect();
+        assert!(ends.iter().all(|e| !e.is_null()), "every node was stopped: {ends:?}");
+        let tail = std::fs::read_to_string(out.join("events.jsonl")).unwrap_or_default();
+        assert!(tail.contains("\"run_end\""), "the run ended in order: {tail}");
+        assert!(leftovers_of(&out).is_empty(), "{:?}", leftovers_of(&out));
+
+        // `test` and `validate` print their verdict to stdout at the end: 141 into a closed
+        // stdout, after everything ran; into a closed stderr, their own status (0, or 6 when
+        // the verdict they wrote is a failure).
+        let (suite_out, validate_out) =
+            (tmp.path().join(format!("test-{name}")), tmp.path().join(format!("validate-{name}")));
+        let (s, v) = (suite_out.to_str().unwrap(), validate_out.to_str().unwrap());
+        let cases = [
+            (
+                vec!["test", suite.to_str().unwrap(), "--out", s],
+                suite_out.join("suite.json"),
+                "passed",
+                vec![suite_out.join("piped-scenario")],
+            ),
+            (
+                vec!["validate", t, "--tdf", "2", "--duration", "1s", "--out", v],
+                validate_out.join("validate.json"),
+                "pass",
+                ["baseline", "scaled", "naive"].map(|leg| validate_out.join(leg)).to_vec(),
+            ),
+        ];
+        for (args, verdict, key, runs) in cases {
+            let what = format!("{} into closed {name}", args[0]);
+            let (code, other) = into_closed_pipe(&args, which);
+            assert!(!other.contains("panicked"), "{what}: {other}");
+            let written: serde_json::Value =
+                serde_json::from_str(&std::fs::read_to_string(&verdict).unwrap_or_default())
+                    .unwrap_or_else(|e| panic!("{what}: {}: {e}\n{other}", verdict.display()));
+            let own = if written[key] == true { 0 } else { 6 };
+            assert_eq!(code, Some(if which == 1 { 141 } else { own }), "{what}: {other}");
+            if which == 1 {
+                assert!(!other.lines().any(|l| l.starts_with("error:")), "{what} is not quiet: {other}");
+            }
+            for run in runs {
+                assert_eq!(run_json(&run)["status"], "succeeded", "{what}: {}", run.display());
+                assert!(leftovers_of(&run).is_empty(), "{what}: {:?}", leftovers_of(&run));
+            }
+        }
+    }
+}
+
+#[test]
+fn check_plan_refuses_a_node_no_mechanism_dilates() {
+    let tmp = tempfile::tempdir().unwrap();
+    let refused = undilatable_topology(tmp.path(), "refused", false);
+    let r = diorama(&["check", refused.to_str().unwrap()]);
+    assert_eq!(r.code, Some(0), "without --plan the programs are not looked at: {r:?}");
+    let r = diorama(&["check", "--plan", refused.to_str().unwrap()]);
+    assert_eq!(r.code, Some(3), "{r:?}");
+    let at = format!("{}:7:11: nodes[0].run.command: node old cannot be dilated", refused.display());
+    assert!(r.stderr.contains(&at) && r.stderr.contains("another architecture"), "{}", r.stderr);
+    assert!(r.stderr.contains("allow_undilated"), "the refusal says how to allow it: {}", r.stderr);
+    let allowed = undilatable_topology(tmp.path(), "allowed", true);
+    let r = diorama(&["check", "--plan", allowed.to_str().unwrap()]);
+    assert_eq!(r.code, Some(0), "{r:?}");
 }
 
 #[test]
@@ -277,4 +375,34 @@ fn logs_carry_no_colour_off_a_terminal() {
     assert_eq!(r.code, Some(0), "{r:?}");
     assert!(r.stderr.contains("shim"), "no log line to look at: {}", r.stderr);
     assert!(!r.stderr.contains('\u{1b}'), "ANSI escape in {:?}", r.stderr);
+}
+
+/// Runs `diorama ARGS…` on a pseudo-terminal (`script`), with `NO_COLOR` set to `no_color`
+/// or unset; returns what the terminal showed.
+fn on_a_terminal(args: &str, no_color: Option<&str>) -> String {
+    let command = format!("{} {args}", diorama_tests::artifact("diorama").display());
+    let mut cmd = std::process::Command::new("script");
+    cmd.args(["-qec", &command, "/dev/null"]).env("DIORAMA_LOG", "info").stdin(std::process::Stdio::null());
+    match no_color {
+        Some(v) => cmd.env("NO_COLOR", v),
+        None => cmd.env_remove("NO_COLOR"),
+    };
+    let out = cmd.output().expect("run script");
+    assert!(out.status.success(), "{out:?}");
+    String::from_utf8_lossy(&out.stdout).into_owned()
+}
+
+#[test]
+fn no_color_turns_the_colour_off_at_a_terminal() {
+    require!("no_color_turns_the_colour_off_at_a_terminal", need_tool("script"));
+    // At debug level `exec` logs whether the shim was mapped; stderr is the terminal here.
+    let args = "--log debug exec -- sleep 0.1";
+    let coloured = on_a_terminal(args, None);
+    assert!(coloured.contains("shim"), "no log line to look at: {coloured:?}");
+    assert!(coloured.contains('\u{1b}'), "a terminal gets colour (else this test proves nothing): {coloured:?}");
+    let plain = on_a_terminal(args, Some("1"));
+    assert!(plain.contains("shim"), "no log line to look at: {plain:?}");
+    assert!(!plain.contains('\u{1b}'), "ANSI escape with NO_COLOR=1: {plain:?}");
+    // no-color.org: an empty NO_COLOR is as if unset.
+    assert!(on_a_terminal(args, Some("")).contains('\u{1b}'), "an empty NO_COLOR turned the colour off");
 }

@@ -1,7 +1,9 @@
 //! System tests of node confinement (root), each rule tried from inside a node: cgroupfs,
 //! the rest of `/sys` and the host-wide `/proc/sys` are read-only, the node's own network
-//! sysctls are writable, mounts cannot be undone, and with a filesystem view the node
-//! cannot write into another node's results, the run's state or read-only host paths.
+//! sysctls are writable, mounts cannot be undone; every node, with or without a filesystem
+//! view, can write its own results directory and clock control file but not another node's
+//! directory, the run's results directory or the harness's state; and a view adds private
+//! directories and read-only host paths.
 
 use diorama_tests::{diorama, leftovers_of, need_root, require, topology};
 
@@ -40,8 +42,39 @@ if mount -o remount,rw,bind /sys 2>/dev/null; then echo "WROTE remount /sys"; el
 if umount /sys 2>/dev/null; then echo "WROTE umount /sys"; else echo "DENIED umount /sys"; fi
 "#;
 
+/// What every node tries of the run's files: its own directory and control file (owned),
+/// the other node's directory, the results directory, its state, the state root and the
+/// `/etc/hosts` every node shares (not).
+const RUN_FILES: &str = r#"
+case $DIORAMA_NODE in ca-guarded) other=cb-open ;; *) other=ca-guarded ;; esac
+state=$(ls -d /run/diorama/"$(basename "$DIORAMA_RUN_DIR")"*/nodes/"$DIORAMA_NODE" | head -1)
+# Not found: the writes below fail with ENOENT, which the test does not take for a refusal.
+state=${state:-/nonexistent-diorama-state}
+try_write "$DIORAMA_RUN_DIR/nodes/$other/from-$DIORAMA_NODE" x "other node's directory"
+try_write "$DIORAMA_RUN_DIR/intrude-$DIORAMA_NODE" x "results directory"
+try_write "$state/intrude" x "state directory"
+try_write "/run/diorama/intrude-$DIORAMA_NODE" x "state root"
+try_write /etc/hosts "$(cat /etc/hosts)" "hosts file"
+try_write "$DIORAMA_NODE_DIR/own" x "own directory"
+if ( : >> "$state/clock" ) 2>/dev/null; then echo "WROTE control file"; else echo "DENIED control file"; fi
+"#;
+
 fn lines_with<'a>(stdout: &'a str, prefix: &str) -> Vec<&'a str> {
     stdout.lines().filter(|l| l.starts_with(prefix)).collect()
+}
+
+/// Asserts that `rule` was refused once, with EROFS or EACCES.
+fn denied(stdout: &str, rule: &str) {
+    let line = lines_with(stdout, &format!("DENIED {rule}"));
+    assert!(
+        line.len() == 1 && (line[0].contains("Read-only file system") || line[0].contains("Permission denied")),
+        "{rule} not refused with EROFS/EACCES:\n{stdout}"
+    );
+}
+
+/// Asserts that `rule` was allowed once.
+fn wrote(stdout: &str, rule: &str) {
+    assert_eq!(lines_with(stdout, &format!("WROTE {rule}")).len(), 1, "{rule} not writable:\n{stdout}");
 }
 
 #[test]
@@ -51,21 +84,13 @@ fn a_node_cannot_write_its_limits_the_host_or_other_nodes() {
     let host_ro = tmp.path().join("host-ro");
     std::fs::create_dir(&host_ro).unwrap();
     let guarded = format!(
-        r#"{HELPERS}{LIMITS}
-state=$(ls -d /run/diorama/"$(basename "$DIORAMA_RUN_DIR")"*/nodes/"$DIORAMA_NODE" | head -1)
-try_write "$DIORAMA_RUN_DIR/nodes/cb-open/from-a" x "other node's directory"
-try_write "$state/intrude" x "state directory"
+        r#"{HELPERS}{LIMITS}{RUN_FILES}
 try_write "{ro}/intrude" x "read-only host path"
-try_write "$DIORAMA_NODE_DIR/own" x "own directory"
-if ( : >> "$state/clock" ) 2>/dev/null; then echo "WROTE control file"; else echo "DENIED control file"; fi
 try_write /var/tmp/containment-private x "private tmp"
 "#,
         ro = host_ro.display()
     );
-    let open = format!(
-        r#"{HELPERS}{LIMITS}
-sleep 1; printf x > "$DIORAMA_RUN_DIR/nodes/ca-guarded/from-b" && echo "WROTE other node's directory""#
-    );
+    let open = format!("{HELPERS}{LIMITS}{RUN_FILES}");
     let yaml = format!(
         "name: containment\ntdf: 1\ndefaults: {{cpus: 0.2, memory: 64MiB}}\nnodes:\n  - name: ca-guarded\n    main: true\n    filesystem: {{private: [/var/tmp], read_only: [{ro}]}}\n    run:\n      command: {guarded:?}\n  - name: cb-open\n    main: true\n    run:\n      command: {open:?}\n",
         ro = host_ro.display(),
@@ -74,9 +99,11 @@ sleep 1; printf x > "$DIORAMA_RUN_DIR/nodes/ca-guarded/from-b" && echo "WROTE ot
     let out = tmp.path().join(format!("containment-{}", std::process::id()));
     let host_keepalive = std::fs::read_to_string("/proc/sys/net/ipv4/tcp_keepalive_time").unwrap();
     let r = diorama(&["run", topo.to_str().unwrap(), "--out", out.to_str().unwrap()]);
-    let stdout = std::fs::read_to_string(out.join("nodes/ca-guarded/stdout")).unwrap_or_default();
-    let stderr = std::fs::read_to_string(out.join("nodes/ca-guarded/stderr")).unwrap_or_default();
+    let node_file = |node: &str, file: &str| std::fs::read_to_string(out.join("nodes").join(node).join(file));
+    let stdout = node_file("ca-guarded", "stdout").unwrap_or_default();
+    let stderr = node_file("ca-guarded", "stderr").unwrap_or_default();
     assert_eq!(r.code, Some(0), "{r:?}\nnode stdout:\n{stdout}\nnode stderr:\n{stderr}");
+    let open_out = node_file("cb-open", "stdout").unwrap_or_default();
 
     // The node found its limits (else the rest proves nothing) and could write none of them.
     for kind in ["cgroup cpu", "cgroup memory", "cgroup pids", "cgroup freezer"] {
@@ -85,19 +112,15 @@ sleep 1; printf x > "$DIORAMA_RUN_DIR/nodes/ca-guarded/from-b" && echo "WROTE ot
         assert!(lines_with(&stdout, &format!("WROTE {kind}")).is_empty(), "{kind} writable:\n{stdout}");
         assert!(denied.iter().all(|l| l.contains("Read-only file system")), "{denied:?}");
     }
-    for rule in ["sys lo mtu", "proc/sys vm", "other node's directory", "state directory", "read-only host path"] {
-        let line = lines_with(&stdout, &format!("DENIED {rule}"));
-        assert!(
-            line.len() == 1 && (line[0].contains("Read-only file system") || line[0].contains("Permission denied")),
-            "{rule} not refused with EROFS/EACCES:\n{stdout}"
-        );
+    for rule in ["sys lo mtu", "proc/sys vm", "read-only host path"] {
+        denied(&stdout, rule);
     }
     for rule in ["remount /sys", "umount /sys"] {
         assert_eq!(lines_with(&stdout, &format!("DENIED {rule}")).len(), 1, "{rule}:\n{stdout}");
     }
     // What the node owns stays writable.
-    for rule in ["proc/sys net", "own directory", "control file", "private tmp"] {
-        assert_eq!(lines_with(&stdout, &format!("WROTE {rule}")).len(), 1, "{rule} not writable:\n{stdout}");
+    for rule in ["proc/sys net", "private tmp"] {
+        wrote(&stdout, rule);
     }
     assert!(stdout.contains("NET 1234"), "{stdout}");
     assert_eq!(
@@ -106,13 +129,21 @@ sleep 1; printf x > "$DIORAMA_RUN_DIR/nodes/ca-guarded/from-b" && echo "WROTE ot
         "the node's sysctl reached the host's namespace"
     );
     assert!(!std::path::Path::new("/var/tmp/containment-private").exists(), "the private /var/tmp is the host's");
-    assert!(!out.join("nodes/cb-open/from-a").exists());
     assert!(std::fs::read_dir(&host_ro).unwrap().next().is_none(), "wrote into the read-only host path");
-    assert!(out.join("nodes/ca-guarded/own").exists());
 
-    // Without a view the results stay writable to the node: the view is what guards them.
-    let open_out = std::fs::read_to_string(out.join("nodes/cb-open/stdout")).unwrap_or_default();
-    assert!(open_out.contains("WROTE other node's directory"), "{open_out}");
+    // The run's files: the same rules for a node with a view and one without.
+    for (node, other, text) in [("ca-guarded", "cb-open", &stdout), ("cb-open", "ca-guarded", &open_out)] {
+        for rule in ["other node's directory", "results directory", "state directory", "state root", "hosts file"] {
+            denied(text, rule);
+        }
+        for rule in ["own directory", "control file"] {
+            wrote(text, rule);
+        }
+        assert!(!out.join("nodes").join(other).join(format!("from-{node}")).exists(), "{node} wrote into {other}");
+        assert!(!out.join(format!("intrude-{node}")).exists(), "{node} wrote into the results directory");
+        assert!(!std::path::Path::new(&format!("/run/diorama/intrude-{node}")).exists(), "{node}: state root");
+        assert!(out.join("nodes").join(node).join("own").exists(), "{node}: own directory");
+    }
     // The rest holds for every node.
     assert!(!lines_with(&open_out, "DENIED cgroup cpu").is_empty() && !open_out.contains("WROTE cgroup"), "{open_out}");
     assert!(open_out.contains("WROTE proc/sys net") && open_out.contains("DENIED proc/sys vm"), "{open_out}");

@@ -372,3 +372,217 @@ fn a_program_no_mechanism_reaches_is_refused() {
     assert!(stderr.contains("cannot dilate") && stderr.contains("another architecture"), "{stderr}");
     assert!(stderr.contains("--allow-undilated"), "{stderr}");
 }
+
+// ---------------------------------------------------------------------------------------
+// Programs that a process under the shim executes: handed to the trap (issue 12).
+
+/// A command under the shim at [`TDF`], as in a node: the model, the shim in `LD_PRELOAD`,
+/// and the trap the shim hands Go and static programs to.
+fn under_shim(program: impl AsRef<std::ffi::OsStr>) -> Command {
+    let model = TimeModel::new(TDF, Epoch::now()).expect("a valid model");
+    let mut cmd = Command::new(program);
+    cmd.envs(model.env())
+        .env("LD_PRELOAD", artifact("libdilation.so"))
+        .env(dilation::ENV_TRAP, artifact("dilation-trap"));
+    cmd
+}
+
+/// Runs `cmd` to completion: its stdout and the real time it took.
+fn timed(cmd: &mut Command) -> (String, Duration) {
+    let t0 = Instant::now();
+    let out = cmd.output().expect("run the command");
+    let real = t0.elapsed();
+    assert!(out.status.success(), "{cmd:?} failed: {}", String::from_utf8_lossy(&out.stderr));
+    (String::from_utf8_lossy(&out.stdout).into_owned(), real)
+}
+
+/// The static C and Go probes (`tests/dilation/sleeps.{c,go}`) built into `dir`.
+fn probes(dir: &Path) -> Result<(PathBuf, PathBuf), String> {
+    need_tool("gcc")?;
+    let c = build_static_c(dir, "tests/dilation/sleeps.c", "sleeps-static")?;
+    let go = build_go(dir, "tests/dilation/sleeps.go", "sleeps-go")?;
+    assert_eq!(classify(&c).ok(), Some(ProgramKind::Static));
+    assert_eq!(classify(&go).ok(), Some(ProgramKind::StaticGo));
+    Ok((c, go))
+}
+
+/// The interpreter behind `python3` (pyenv's `python3` is a shell script that runs it).
+fn python() -> Result<PathBuf, String> {
+    need_tool("python3")?;
+    let out = Command::new("python3").args(["-c", "import sys; print(sys.executable)"]).output();
+    out.ok()
+        .map(|o| PathBuf::from(String::from_utf8_lossy(&o.stdout).trim()))
+        .filter(|p| p.is_file())
+        .ok_or_else(|| "python3 does not name its interpreter".into())
+}
+
+fn executable(path: &Path, text: &str) {
+    std::fs::write(path, text).expect("write the script");
+    std::fs::set_permissions(path, std::os::unix::fs::PermissionsExt::from_mode(0o755)).expect("make it executable");
+}
+
+#[test]
+fn the_shim_hands_go_and_static_programs_to_the_trap() {
+    let test = "the_shim_hands_go_and_static_programs_to_the_trap";
+    let tmp = tempfile::tempdir().unwrap();
+    let (c, go) = match probes(tmp.path()) {
+        Ok(p) => p,
+        Err(why) => return skip(test, &why),
+    };
+    // A script file, which the harness's rule gives the shim (its interpreter is /bin/sh):
+    // its shell executes the program with execve.
+    let script = tmp.path().join("run-probe");
+    executable(&script, "#!/bin/sh\n\"$@\"\n");
+    for (name, exe) in [("static C", &c), ("Go", &go)] {
+        let (out, real) = timed(under_shim(&script).arg(exe).args(["10", "3"]));
+        check_probe(&format!("{name} behind a script file"), &out, real);
+    }
+
+    // The other ways into exec, from Python (a dynamic program: the shim is loaded), one
+    // short run each: the clocks advance 1/TDF of real time and no sleep wakes early.
+    let python = match python() {
+        Ok(p) => p,
+        Err(why) => return skip(test, &why),
+    };
+    let path = format!("{}:{}", tmp.path().display(), std::env::var("PATH").unwrap_or_default());
+    let ways = [
+        // CPython's os.execvp searches PATH itself and calls execv.
+        ("execv", &go, "import os, sys; n = os.path.basename(sys.argv[1]); os.execvp(n, [n, '10', '2'])"),
+        (
+            "fexecve",
+            &c,
+            "import os, sys; fd = os.open(sys.argv[1], os.O_RDONLY); os.execve(fd, [sys.argv[1], '10', '2'], os.environ)",
+        ),
+        (
+            "posix_spawn",
+            &go,
+            "import os, sys; os.waitpid(os.posix_spawn(sys.argv[1], [sys.argv[1], '10', '2'], os.environ), 0)",
+        ),
+        (
+            "posix_spawnp",
+            &c,
+            "import os, sys; n = os.path.basename(sys.argv[1]); os.waitpid(os.posix_spawnp(n, [n, '10', '2'], os.environ), 0)",
+        ),
+        ("subprocess (vfork)", &go, "import subprocess, sys; subprocess.run([sys.argv[1], '10', '2'], check=True)"),
+    ];
+    for (way, exe, code) in ways {
+        let (out, real) = timed(under_shim(&python).args(["-c", code]).arg(exe).env("PATH", &path));
+        check_probe_with(&format!("{} through {way}", exe.file_name().unwrap().to_string_lossy()), &out, real, false);
+    }
+    // libc's execvp (the hook's own PATH search), as coreutils' env calls it.
+    let (out, real) = timed(under_shim("env").args(["sleeps-static", "10", "2"]).env("PATH", &path));
+    check_probe_with("sleeps-static through env's execvp", &out, real, false);
+}
+
+/// A supervisor (Python, under the shim) that starts a Go program, signals it and waits for
+/// it, as a process manager does; then a static program's exit code.
+const SUPERVISOR: &str = r#"
+import signal, subprocess, sys
+go, ex = sys.argv[1], sys.argv[2]
+# Started in the background by a non-interactive shell, this process (and so its children,
+# which Go then respects) may have SIGINT ignored.
+signal.signal(signal.SIGINT, signal.SIG_DFL)
+for sig in (signal.SIGTERM, signal.SIGINT):
+    p = subprocess.Popen([go, "1000", "0"], stdout=subprocess.PIPE)
+    p.stdout.readline()  # it runs (under the trap, which forwards signals from then on)
+    if sig == signal.SIGTERM:
+        print("ready", flush=True)
+        sys.stdin.readline()
+    p.send_signal(sig)
+    try:
+        code = p.wait(timeout=2)  # virtual seconds
+    except subprocess.TimeoutExpired:
+        p.kill()
+        code = "still running"
+    print(sig.name, code, flush=True)
+print("exit", subprocess.run([ex, "7"]).returncode, flush=True)
+"#;
+
+#[test]
+fn a_supervisor_signals_and_waits_for_a_handed_over_program() {
+    use std::io::{BufRead as _, Write as _};
+    let test = "a_supervisor_signals_and_waits_for_a_handed_over_program";
+    let tmp = tempfile::tempdir().unwrap();
+    let (python, (_, go), ex) = match (|| {
+        Ok::<_, String>((
+            python()?,
+            probes(tmp.path())?,
+            build_static_c(tmp.path(), "tests/dilation/exit.c", "exit-static")?,
+        ))
+    })() {
+        Ok(all) => all,
+        Err(why) => return skip(test, &why),
+    };
+    let mut sup = under_shim(&python)
+        .args(["-u", "-c", SUPERVISOR])
+        .arg(&go)
+        .arg(&ex)
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut lines = std::io::BufReader::new(sup.stdout.take().unwrap()).lines();
+    assert_eq!(lines.next().unwrap().unwrap(), "ready");
+    // The supervisor is covered by the shim, the Go program by the trap (the launcher
+    // between them is left out).
+    let tree = tree_coverage(&proc_root(), sup.id()).unwrap();
+    println!("supervisor's tree: {tree:?}");
+    assert!(tree.iter().any(|p| p.program == "sleeps-go" && p.coverage == Coverage::Trap), "{tree:?}");
+    assert!(tree.iter().all(|p| matches!(p.coverage, Coverage::Preload | Coverage::Trap)), "{tree:?}");
+    writeln!(sup.stdin.as_mut().unwrap(), "go").unwrap();
+    let rest: Vec<String> = lines.map(Result::unwrap).collect();
+    assert!(sup.wait().unwrap().success());
+    // Killed by the signal it was sent (Popen's negative return code), not an exit code of
+    // 128 + N: the launcher forwarded the signal and ended as the program did.
+    assert_eq!(rest, ["SIGTERM -15", "SIGINT -2", "exit 7"]);
+}
+
+#[test]
+fn a_script_file_node_runs_go_and_static_programs_dilated() {
+    let test = "a_script_file_node_runs_go_and_static_programs_dilated";
+    require!(test, need_root());
+    let tmp = tempfile::tempdir().unwrap();
+    let (c, go) = match probes(tmp.path()) {
+        Ok(p) => p,
+        Err(why) => return skip(test, &why),
+    };
+    // The node's command is a script file: the rule classifies it by its interpreter and
+    // gives the node the shim. Each program's real duration is read from /proc/uptime (the
+    // kernel's, never dilated) by the shell's own `read`.
+    let script = tmp.path().join("probes.sh");
+    let mut text = String::from("#!/bin/sh\nset -e\n");
+    for (name, exe) in [("static", &c), ("go", &go)] {
+        text += &format!(
+            "read a _ < /proc/uptime\n{} 10 3 > {name}.out\nread b _ < /proc/uptime\necho \"real {name} $a $b\"\n",
+            exe.display()
+        );
+    }
+    executable(&script, &text);
+    let yaml = format!(
+        "name: handoff\ntdf: {TDF}\nduration: 30s\nnodes:\n  - name: probes\n    cpus: 1\n    main: true\n    run: {{command: [\"{}\"]}}\n",
+        script.display()
+    );
+    let topo = diorama_tests::topology(tmp.path(), "handoff", &yaml);
+    let out = tmp.path().join("handoff-out");
+    let o = diorama_tests::diorama(&["run", topo.to_str().unwrap(), "--out", out.to_str().unwrap()]);
+    assert_eq!(o.code, Some(0), "diorama run failed:\n{}", o.stderr);
+    assert!(o.stderr.contains("dilation: shim for probes"), "{}", o.stderr);
+    let run = diorama_tests::run_json(&out);
+    assert_eq!(run.pointer("/nodes/0/dilation/mechanism").and_then(|m| m.as_str()), Some("shim"));
+    let flags = run.pointer("/fidelity/flags").and_then(|f| f.as_array()).cloned().unwrap_or_default();
+    let undilated: Vec<_> =
+        flags.iter().filter(|f| f["kind"] == "undilated" || f["kind"] == "clock_not_dilated").collect();
+    assert!(undilated.is_empty(), "every process of the node is dilated: {undilated:?}");
+    let node = out.join("nodes/probes");
+    let stdout = std::fs::read_to_string(node.join("stdout")).unwrap();
+    for name in ["static", "go"] {
+        let line = stdout.lines().find(|l| l.starts_with(&format!("real {name} "))).unwrap();
+        let t: Vec<f64> = line.split_whitespace().skip(2).map(|w| w.parse().unwrap()).collect();
+        let real = Duration::from_secs_f64(t[1] - t[0]);
+        let probe = std::fs::read_to_string(node.join(format!("{name}.out"))).unwrap();
+        // /proc/uptime has 10 ms steps; the clocks must advance 1/TDF of real time (an
+        // undilated program's advance TDF times too far).
+        check_probe_with(&format!("{name} in a script-file node"), &probe, real, false);
+    }
+    assert!(diorama_tests::leftovers_of(&out).is_empty(), "{:?}", diorama_tests::leftovers_of(&out));
+}

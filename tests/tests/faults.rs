@@ -558,10 +558,11 @@ fn fidelity_flags_a_node_without_the_clock_shim() {
         return;
     }
     // Run directly, the static program gets the syscall trap (`etcd_topology` tests that);
-    // behind a script file the rule sees only the script's interpreter (the shim), and the
-    // static program it executes runs undilated: the monitor must flag it.
+    // behind a script file the rule sees only the script's interpreter (the shim), whose
+    // exec hook hands the static program to the trap — unless the environment names no trap,
+    // as here: it runs undilated, and the monitor must flag it.
     let wrapper = tmp.path().join("start");
-    std::fs::write(&wrapper, format!("#!/bin/sh\nexec {}\n", exe.display())).unwrap();
+    std::fs::write(&wrapper, format!("#!/bin/sh\nexec env -u DILATION_TRAP {}\n", exe.display())).unwrap();
     std::process::Command::new("chmod").args(["755", wrapper.to_str().unwrap()]).status().unwrap();
     let yaml = format!(
         "name: static\ntdf: 1\nduration: 3s\nnodes:\n  - name: frozen-clock\n    cpus: 0.2\n    memory: 64MiB\n    run: {{command: [\"{}\"]}}\n",

@@ -1,13 +1,14 @@
 //! Results directories are safe: one run per directory (a second is refused with exit 2
 //! while the first runs), the lock ends with the harness on Ctrl-C and on `kill -9`, a used
 //! directory is refused unless `--force` moves its content aside, and `clean --check` after
-//! a `kill -9` lists each cgroup once. Needs root.
+//! a `kill -9` lists each cgroup once; a run that fails during its setup leaves a finished,
+//! failed run, not one that looks in progress. Needs root.
 
 use std::path::Path;
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
-use diorama_tests::{artifact, diorama, leftovers_of, need_root, skip, topology};
+use diorama_tests::{artifact, diorama, leftovers_of, need_root, run_json, skip, topology, undilatable_topology};
 
 fn start(t: &Path, out: &Path) -> Child {
     Command::new(artifact("diorama"))
@@ -59,18 +60,15 @@ fn a_second_run_is_refused_and_ctrl_c_releases_the_directory() {
     // --force: the old run is moved aside whole, the new one starts from nothing.
     let r = diorama(&["run", t.to_str().unwrap(), "--out", out.to_str().unwrap(), "--force", "--duration", "1s"]);
     assert_eq!(r.code, Some(0), "{r:?}");
-    let aside: Vec<_> = std::fs::read_dir(tmp.path())
-        .unwrap()
-        .flatten()
-        .filter(|e| e.file_name().to_string_lossy().starts_with("shared.replaced-"))
-        .collect();
+    let aside = moved_aside(tmp.path(), "shared");
     assert_eq!(aside.len(), 1, "{:?}", std::fs::read_dir(tmp.path()).unwrap().collect::<Vec<_>>());
-    assert!(aside[0].path().join("run.json").is_file());
+    assert!(aside[0].join("run.json").is_file());
     for line in std::fs::read_to_string(out.join("events.jsonl")).unwrap().lines() {
         serde_json::from_str::<serde_json::Value>(line).unwrap_or_else(|e| panic!("{e}: {line}"));
     }
-    let run: serde_json::Value = serde_json::from_str(&std::fs::read_to_string(out.join("run.json")).unwrap()).unwrap();
-    assert!(run.get("status").is_none(), "the stub was not replaced: {run}");
+    let run = run_json(&out);
+    assert_eq!(run["status"], "succeeded", "the stub was not replaced: {run}");
+    assert!(run.get("pid").is_none(), "the stub was not replaced: {run}");
     assert!(leftovers_of(&out).is_empty(), "{:?}", leftovers_of(&out));
 }
 
@@ -108,5 +106,53 @@ fn kill_9_frees_the_directory_and_clean_lists_each_cgroup_once() {
     assert_eq!(unique.len(), listed.len(), "a cgroup listed twice: {}", r.stderr);
     let r = diorama(&["clean", id]);
     assert_eq!(r.code, Some(0), "{r:?}");
+    assert!(leftovers_of(&out).is_empty(), "{:?}", leftovers_of(&out));
+}
+
+/// A moved-aside copy of `out` (`out.replaced-…`) in `dir`.
+fn moved_aside(dir: &Path, out: &str) -> Vec<std::path::PathBuf> {
+    std::fs::read_dir(dir)
+        .expect("read the test's directory")
+        .flatten()
+        .filter(|e| e.file_name().to_string_lossy().starts_with(&format!("{out}.replaced-")))
+        .map(|e| e.path())
+        .collect()
+}
+
+#[test]
+fn a_run_that_fails_during_setup_ends_as_a_failed_run() {
+    let test = "a_run_that_fails_during_setup_ends_as_a_failed_run";
+    if let Err(reason) = need_root() {
+        return skip(test, &reason);
+    }
+    let tmp = tempfile::tempdir().unwrap();
+    // A node that no dilation mechanism reaches: the run refuses it while it sets up, after
+    // it has claimed its directory and written the stub.
+    let refused = undilatable_topology(tmp.path(), "undilatable", false);
+    let out = tmp.path().join("failed-setup");
+    let o = out.to_str().unwrap();
+    let r = diorama(&["run", refused.to_str().unwrap(), "--out", o]);
+    assert_eq!(r.code, Some(5), "setup failed (docs/cli.md): {r:?}");
+    assert!(r.stderr.contains("node old cannot be dilated"), "{}", r.stderr);
+    let run = run_json(&out);
+    assert_eq!(run["status"], "failed", "{run}");
+    assert_eq!(run["success"], false, "{run}");
+    let error = run["error"].as_str().unwrap_or_default();
+    assert!(error.contains("node old cannot be dilated") && error.contains("another architecture"), "{run}");
+    assert!(leftovers_of(&out).is_empty(), "{:?}", leftovers_of(&out));
+
+    // The directory holds a finished run: refused as used (not as busy) without --force ...
+    let sleeper = topology(tmp.path(), "sleeper", SLEEPER);
+    let s = sleeper.to_str().unwrap();
+    let r = diorama(&["run", s, "--out", o, "--duration", "1s"]);
+    assert_eq!(r.code, Some(2), "{r:?}");
+    assert!(r.stderr.contains("already holds a run") && !r.stderr.contains("another diorama"), "{}", r.stderr);
+    // ... and moved aside whole with it.
+    let r = diorama(&["run", s, "--out", o, "--duration", "1s", "--force"]);
+    assert_eq!(r.code, Some(0), "{r:?}");
+    assert_eq!(run_json(&out)["status"], "succeeded");
+    let aside = moved_aside(tmp.path(), "failed-setup");
+    assert_eq!(aside.len(), 1, "{aside:?}");
+    assert_eq!(run_json(&aside[0])["status"], "failed");
     assert!(leftovers_of(&out).is_empty(), "{:?}", leftovers_of(&out));
 }

@@ -287,8 +287,9 @@ pub struct NodeDecl {
     pub ready: Option<ReadyDecl>,
     pub link: Option<OneOrMany<AccessLinkDecl>>,
     pub placement: Option<Placement>,
-    /// The node's own view of the host's files; with it, the run's results and state are
-    /// read-only to the node except its own directory (`docs/security.md`).
+    /// The node's own view of the host's files: private directories and read-only host
+    /// paths (every node sees the run's results and state read-only except its own
+    /// directory, with or without it; `docs/security.md`).
     pub filesystem: Option<FilesystemDecl>,
 }
 

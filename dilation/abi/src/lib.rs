@@ -1,6 +1,7 @@
 //! The contract between the dilation library (which starts processes and writes control
-//! pages) and `libdilation.so` (which reads them inside every node process): the names of
-//! the environment variables and the layout of the control page.
+//! pages), `libdilation.so` (which reads them inside every node process) and `dilation-trap`:
+//! the names of the environment variables, the layout of the control page, and the marks by
+//! which both the library and the shim tell a program the shim cannot reach.
 //!
 //! # Design
 //! Constants only, `no_std`, no dependencies, so that the shim (a `cdylib` that must stay
@@ -44,7 +45,26 @@ pub mod env {
         /// The pacing quantum in µs of CPU (default 1000): the longest stretch of CPU a
         /// thread runs unpaced when it neither reads a clock, nor emits output, nor blocks.
         CPU_QUANTUM_US, CPU_QUANTUM_US_C = "DILATION_CPU_QUANTUM_US";
+        /// Path of `dilation-trap`, set by the harness in every dilated node: the shim hands
+        /// the `exec` of a Go or static program to it (unset: such a program runs undilated).
+        TRAP, TRAP_C = "DILATION_TRAP";
+        /// Set by the shim when it hands an `exec` to `dilation-trap`: the program the trap
+        /// runs, with the trap's own `argv` (the exec's). The trap removes it from the
+        /// program's environment.
+        TRAP_PROGRAM, TRAP_PROGRAM_C = "DILATION_TRAP_PROGRAM";
     }
+}
+
+/// How a program is recognised: the shim's file name (to find it in `LD_PRELOAD` and in
+/// `/proc/PID/maps`) and the marks of a Go program.
+pub mod exe {
+    /// File name of the shim.
+    pub const SHIM_NAME: &str = "libdilation.so";
+    /// Section names only the Go toolchain writes (stripping keeps them).
+    pub const GO_SECTIONS: [&str; 3] = [".go.buildinfo", ".gopclntab", ".note.go.buildid"];
+    /// The magic at the start of a Go program's build information (Go ≥ 1.13), what marks a
+    /// Go image without section headers.
+    pub const GO_BUILDINFO_MAGIC: &[u8] = b"\xff Go buildinf:";
 }
 
 /// The control page: one 4 KiB file mapped `MAP_SHARED`, little-endian 8-byte fields at

@@ -543,8 +543,9 @@ const _: () = assert!(core::mem::size_of::<PerfEventAttr>() == 128);
 // install its own. Ignoring SIGTRAP across the call discards such a signal (an ignored
 // disposition survives exec, and the event itself is removed at exec).
 
-/// Runs `exec` with SIGTRAP ignored; restores our handler if it returns (exec failed).
-fn around_exec(exec: impl FnOnce() -> c_int) -> c_int {
+/// Runs `exec` with SIGTRAP ignored; restores our handler if it returns (exec failed). The
+/// exec and spawn hooks of [`crate::exec`] call it.
+pub(crate) fn around_exec(exec: impl FnOnce() -> c_int) -> c_int {
     if ENABLED.load(Acquire) == 0 {
         return exec();
     }
@@ -562,44 +563,6 @@ fn around_exec(exec: impl FnOnce() -> c_int) -> c_int {
     unsafe { real_sigaction(libc::SIGTRAP, &raw const ours, core::ptr::null_mut()) };
     set_errno(saved);
     r
-}
-
-type Argv = *const *const libc::c_char;
-
-macro_rules! exec_hook {
-    ($name:ident, ($($arg:ident: $ty:ty),*)) => {
-        /// # Safety
-        /// As the libc function of the same name.
-        #[no_mangle]
-        pub unsafe extern "C" fn $name($($arg: $ty),*) -> c_int {
-            type F = unsafe extern "C" fn($($ty),*) -> c_int;
-            let Some(f) = real!(stringify!($name), F) else {
-                set_errno(libc::ENOSYS);
-                return -1;
-            };
-            // SAFETY: forwarding the caller's arguments.
-            around_exec(|| unsafe { f($($arg),*) })
-        }
-    };
-}
-
-exec_hook!(execve, (path: *const libc::c_char, argv: Argv, envp: Argv));
-exec_hook!(execv, (path: *const libc::c_char, argv: Argv));
-exec_hook!(execvp, (file: *const libc::c_char, argv: Argv));
-exec_hook!(execvpe, (file: *const libc::c_char, argv: Argv, envp: Argv));
-exec_hook!(fexecve, (fd: c_int, argv: Argv, envp: Argv));
-exec_hook!(execveat, (dirfd: c_int, path: *const libc::c_char, argv: Argv, envp: Argv, flags: c_int));
-
-/// `syscall(SYS_execve | SYS_execveat, …)` through the generic entry.
-pub(crate) fn exec_syscall(n: libc::c_long, args: [i64; 6]) -> Option<libc::c_long> {
-    (n == libc::SYS_execve || n == libc::SYS_execveat).then(|| {
-        let mut r = 0;
-        around_exec(|| {
-            r = sys(n, args);
-            r as c_int
-        });
-        r
-    })
 }
 
 // ---------------------------------------------------------------------------------------

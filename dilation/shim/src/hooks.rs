@@ -1350,7 +1350,8 @@ pub unsafe extern "C" fn syscall(
     a6: c_long,
 ) -> c_long {
     let args = [a1, a2, a3, a4, a5, a6];
-    if let Some(r) = crate::cpu::exec_syscall(n, args) {
+    // SAFETY: the caller passed the arguments of system call `n`.
+    if let Some(r) = unsafe { crate::exec::exec_syscall(n, args) } {
         return r;
     }
     if n == libc::SYS_clock_gettime {

@@ -9,10 +9,16 @@
 //! With `DILATION_CPU_SPEED`, every thread is also *paced* ([`cpu`]): its CPU bursts take as
 //! long, in virtual time, as on the original machine's core.
 //!
-//! All `unsafe` code lives in [`hooks`] and [`cpu`], under the rules written at the top of
-//! [`hooks`]. [`model`] and [`pace`] are the safe arithmetic they use.
+//! A Go or static program that a process under the shim executes is handed to the syscall
+//! trap (`dilation-trap`, named by `DILATION_TRAP`) by the exec hooks ([`exec`]), since the
+//! shim cannot reach it.
+//!
+//! All `unsafe` code lives in [`hooks`], [`cpu`] and [`exec`], under the rules written at the
+//! top of [`hooks`]. [`model`], [`pace`] and [`elf`] are the safe code they use.
 
 mod cpu;
+mod elf;
+mod exec;
 mod hooks;
 mod model;
 mod pace;

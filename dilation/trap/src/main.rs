@@ -4,24 +4,37 @@
 //! and static binaries, which the LD_PRELOAD shim cannot reach. The time model comes from
 //! the options or, like the shim, from the `DILATION_*` environment, which the program and
 //! its descendants also receive (without the shim in `LD_PRELOAD`: it would dilate twice).
-//! The exit code is the program's (128 + signal when it was killed); 125 when the launcher
+//!
+//! Handed an `exec` by the shim (`DILATION_TRAP_PROGRAM=PATH` in its environment), it takes
+//! no options: it runs `PATH` with its own `argv` (the exec's, `argv[0]` included) and its
+//! model from the environment.
+//!
+//! The launcher stands between its caller and the program: it forwards the signals a
+//! supervisor sends (`SIGTERM`, `SIGINT`, `SIGHUP`, `SIGQUIT`, `SIGUSR1`, `SIGUSR2`,
+//! `SIGWINCH`; not those the terminal sent to the program's process group too), and ends as
+//! the program ended: its exit code, or killed by the same signal. 125 when the launcher
 //! itself fails or refuses a program that no mechanism can dilate (another architecture's
 //! binary) without `--allow-undilated`.
 
+use std::ffi::{OsStr, OsString};
+use std::os::unix::ffi::{OsStrExt as _, OsStringExt as _};
 use std::os::unix::process::CommandExt;
+use std::path::PathBuf;
 use std::process::ExitCode;
 
 use anyhow::{bail, Context};
-use clap::Parser;
+use clap::{Parser, ValueEnum as _};
 use dilation::control::ControlFile;
 use dilation::program::Mechanism;
-use dilation::{Epoch, TimeModel, ENV_CONTROL, ENV_EPOCH_REAL_NS, ENV_EPOCH_VIRT_NS, ENV_TDF};
-use dilation_trap::{clock::VirtualClock, filter, spawn, tracer::Tracer};
-use nix::sys::signal::{kill, Signal};
+use dilation::{Epoch, TimeModel, ENV_CONTROL, ENV_EPOCH_REAL_NS, ENV_EPOCH_VIRT_NS, ENV_TDF, ENV_TRAP_PROGRAM};
+use dilation_trap::tracer::{Exit, Tracer};
+use dilation_trap::{clock::VirtualClock, filter, spawn};
 
 /// Environment variable set for every trapped process, so that in-node checks know which
 /// mechanism dilates them.
 const ENV_MECHANISM: &str = "DILATION_MECHANISM";
+/// The vDSO mode's variable (`--vdso`).
+const ENV_VDSO: &str = "DILATION_TRAP_VDSO";
 
 #[derive(Parser, Debug)]
 #[command(
@@ -49,11 +62,38 @@ struct Cli {
     /// code that the vDSO's symbols point at (no trap per read: Go's `time.Now` at 1.2×
     /// native); `hide` hides the vDSO so that every read is a trapped syscall (about 2,000×
     /// native). Where injection fails the vDSO is hidden anyway (decision 022).
-    #[arg(long, value_enum, env = "DILATION_TRAP_VDSO", default_value = "fast")]
+    #[arg(long, value_enum, env = ENV_VDSO, default_value = "fast")]
     vdso: VdsoMode,
     /// The program and its arguments.
     #[arg(last = true, required = true)]
-    command: Vec<String>,
+    command: Vec<OsString>,
+}
+
+impl Cli {
+    /// The options of a launch handed over by the shim: none but the environment's.
+    fn handed_over() -> Self {
+        let vdso = std::env::var(ENV_VDSO).ok().map(|v| {
+            VdsoMode::from_str(&v, true).unwrap_or_else(|_| {
+                tracing::warn!(value = %v, "{ENV_VDSO} is neither fast nor hide: hiding the vDSO");
+                VdsoMode::Hide
+            })
+        });
+        Cli {
+            tdf: None,
+            epoch: None,
+            control: None,
+            allow_undilated: false,
+            stats: false,
+            vdso: vdso.unwrap_or(VdsoMode::Fast),
+            command: Vec::new(),
+        }
+    }
+}
+
+/// The program to run: its path and its `argv`.
+struct Launch {
+    path: PathBuf,
+    argv: Vec<OsString>,
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]
@@ -76,7 +116,13 @@ fn main() -> ExitCode {
         .with_writer(std::io::stderr)
         .init();
     match run() {
-        Ok(code) => ExitCode::from(u8::try_from(code).unwrap_or(1)),
+        Ok(Exit::Code(code)) => ExitCode::from(u8::try_from(code).unwrap_or(1)),
+        Ok(exit @ Exit::Signal(sig)) => {
+            // As the program ended, so that whoever waits for this process (a supervisor
+            // that started the program) sees what it would have seen without the launcher.
+            spawn::die_by(sig);
+            ExitCode::from(u8::try_from(exit.code()).unwrap_or(1))
+        }
         Err(e) => {
             eprintln!("dilation-trap: {e:#}");
             ExitCode::from(125)
@@ -84,8 +130,29 @@ fn main() -> ExitCode {
     }
 }
 
-fn run() -> anyhow::Result<i32> {
-    let cli = Cli::parse();
+fn run() -> anyhow::Result<Exit> {
+    let handed_over = std::env::var_os(ENV_TRAP_PROGRAM).is_some();
+    let (cli, launch) = match std::env::var_os(ENV_TRAP_PROGRAM) {
+        Some(path) => {
+            let mut argv: Vec<OsString> = std::env::args_os().collect();
+            if argv.is_empty() {
+                argv.push(path.clone());
+            }
+            (Cli::handed_over(), Launch { path: path.into(), argv })
+        }
+        None => {
+            let cli = Cli::parse();
+            let program = &cli.command[0];
+            let path = if program.as_bytes().contains(&b'/') {
+                Some(PathBuf::from(program))
+            } else {
+                dilation::program::resolve(&program.to_string_lossy(), std::env::var("PATH").ok().as_deref())
+            }
+            .with_context(|| format!("{}: not found in PATH", program.to_string_lossy()))?;
+            let argv = cli.command.clone();
+            (cli, Launch { path, argv })
+        }
+    };
     let env_model = TimeModel::from_env()?;
     let tdf = match (cli.tdf, env_model) {
         (Some(t), _) => t,
@@ -99,12 +166,19 @@ fn run() -> anyhow::Result<i32> {
     };
     let model = TimeModel::new(tdf, epoch)?;
     let control_path = cli.control.clone().or_else(|| std::env::var_os(ENV_CONTROL).map(Into::into));
-    let control = control_path.as_deref().map(ControlFile::open).transpose().context("open the control file")?;
+    let control = match control_path.as_deref().map(ControlFile::open).transpose() {
+        Ok(control) => control,
+        // The shim's process went on without a control page it could not open (a program
+        // that dropped privileges): so does the program handed over.
+        Err(e) if handed_over => {
+            tracing::warn!(error = %e, "no control file: the program runs on the environment's model");
+            None
+        }
+        Err(e) => return Err(e).context("open the control file"),
+    };
 
-    let program = &cli.command[0];
-    let path = dilation::program::resolve(program, std::env::var("PATH").ok().as_deref())
-        .with_context(|| format!("{program}: not found in PATH"))?;
-    match dilation::program::classify(&path) {
+    let path = &launch.path;
+    match dilation::program::classify(path) {
         Ok(kind) => match kind.mechanism() {
             Some(Mechanism::Trap) => {
                 tracing::info!(program = %path.display(), %kind, "dilating with the syscall trap");
@@ -116,7 +190,8 @@ fn run() -> anyhow::Result<i32> {
             ),
             None if cli.allow_undilated => {
                 tracing::warn!(program = %path.display(), %kind, "no mechanism can dilate this program: running it UNDILATED as allowed");
-                let err = std::process::Command::new(&path).args(&cli.command[1..]).exec();
+                let (argv0, args) = launch.argv.split_first().context("empty argv")?;
+                let err = std::process::Command::new(path).arg0(argv0).args(args).exec();
                 bail!("execute {}: {err}", path.display());
             }
             None => bail!(
@@ -128,23 +203,25 @@ fn run() -> anyhow::Result<i32> {
             tracing::warn!(program = %path.display(), error = %e, "could not classify the program; trapping it")
         }
     }
-    let mut env: Vec<(String, String)> = std::env::vars()
-        .filter(|(k, _)| {
-            ![ENV_TDF, ENV_EPOCH_REAL_NS, ENV_EPOCH_VIRT_NS, ENV_MECHANISM, "LD_PRELOAD"].contains(&k.as_str())
-        })
-        .collect();
-    env.extend(model.env());
-    env.push((ENV_MECHANISM.to_owned(), "trap".to_owned()));
-    if let Ok(preload) = std::env::var("LD_PRELOAD") {
-        let kept: Vec<&str> =
-            preload.split([' ', ':']).filter(|p| !p.is_empty() && !p.ends_with(dilation::probe::SHIM_NAME)).collect();
+    let replaced = [ENV_TDF, ENV_EPOCH_REAL_NS, ENV_EPOCH_VIRT_NS, ENV_MECHANISM, ENV_TRAP_PROGRAM, "LD_PRELOAD"];
+    let mut env: Vec<(OsString, OsString)> =
+        std::env::vars_os().filter(|(k, _)| !replaced.iter().any(|r| k.as_os_str() == OsStr::new(r))).collect();
+    env.extend(model.env().into_iter().map(|(k, v)| (k.into(), v.into())));
+    env.push((ENV_MECHANISM.into(), "trap".into()));
+    if let Some(preload) = std::env::var_os("LD_PRELOAD") {
+        let shim = dilation::probe::SHIM_NAME.as_bytes();
+        let kept: Vec<&[u8]> = preload
+            .as_bytes()
+            .split(|&b| b == b' ' || b == b':')
+            .filter(|p| !p.is_empty() && !p.ends_with(shim))
+            .collect();
         if !kept.is_empty() {
-            env.push(("LD_PRELOAD".to_owned(), kept.join(":")));
+            env.push(("LD_PRELOAD".into(), OsString::from_vec(kept.join(&b':'))));
         }
     }
     if let Some(p) = &control_path {
-        env.retain(|(k, _)| k != ENV_CONTROL);
-        env.push((ENV_CONTROL.to_owned(), p.display().to_string()));
+        env.retain(|(k, _)| k.as_os_str() != OsStr::new(ENV_CONTROL));
+        env.push((ENV_CONTROL.into(), p.clone().into_os_string()));
     }
 
     let clock = VirtualClock::new(&model, control)?;
@@ -155,7 +232,7 @@ fn run() -> anyhow::Result<i32> {
                 .as_deref()
                 .map(|p| std::fs::canonicalize(p).with_context(|| format!("resolve {}", p.display())))
                 .transpose()?
-                .map(|p| std::os::unix::ffi::OsStrExt::as_bytes(p.as_os_str()).to_vec());
+                .map(|p| p.into_os_string().into_vec());
             Some(dilation_trap::fastpath::inject::Config {
                 initial: clock.initial(),
                 offsets: clock.offsets(),
@@ -163,24 +240,16 @@ fn run() -> anyhow::Result<i32> {
             })
         }
     };
-    let prepared = spawn::Prepared::new(&path.display().to_string(), &cli.command, &env, filter::program()?)?;
+    let prepared = spawn::Prepared::new(path, &launch.argv, &env, filter::program()?)?;
     let root = spawn::spawn_traced(&prepared)?;
-
-    // Termination requests to the launcher go to the program.
-    let mut signals = signal_hook::iterator::Signals::new([libc::SIGTERM, libc::SIGHUP, libc::SIGINT, libc::SIGQUIT])?;
-    std::thread::spawn(move || {
-        for s in signals.forever() {
-            if let Ok(sig) = Signal::try_from(s) {
-                let _ = kill(root, sig);
-            }
-        }
-    });
+    // Requests to the launcher (a supervisor's SIGTERM, a reload's SIGHUP…) go to the program.
+    spawn::forward_signals(root).context("forward signals to the program")?;
 
     let mut tracer = Tracer::new(clock, root);
     if let Some(cfg) = fast {
         tracer = tracer.with_fast_path(cfg);
     }
-    let code = tracer.run()?;
+    let exit = tracer.run()?;
     if cli.stats {
         let s = tracer.stats;
         eprintln!(
@@ -198,5 +267,5 @@ fn run() -> anyhow::Result<i32> {
             s.errors
         );
     }
-    Ok(code)
+    Ok(exit)
 }

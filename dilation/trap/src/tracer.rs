@@ -54,6 +54,25 @@ pub struct Stats {
     pub errors: u64,
 }
 
+/// How the program (the root of the traced tree) ended.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Exit {
+    /// It exited with this code.
+    Code(i32),
+    /// It was killed by this signal.
+    Signal(i32),
+}
+
+impl Exit {
+    /// The shell's convention: the exit code, or 128 + the signal.
+    pub fn code(self) -> i32 {
+        match self {
+            Exit::Code(c) => c,
+            Exit::Signal(s) => 128 + s,
+        }
+    }
+}
+
 /// Errors of the tracer.
 #[derive(Debug, thiserror::Error)]
 pub enum TraceError {
@@ -120,10 +139,9 @@ impl Tracer {
         self
     }
 
-    /// Runs until every traced process has exited; returns the root's exit code (128 +
-    /// signal number when killed by a signal).
-    pub fn run(&mut self) -> Result<i32, TraceError> {
-        let mut code = 0;
+    /// Runs until every traced process has exited; returns how the root ended.
+    pub fn run(&mut self) -> Result<Exit, TraceError> {
+        let mut code = Exit::Code(0);
         loop {
             let status = match waitpid(None, Some(WaitPidFlag::__WALL)) {
                 Ok(s) => s,
@@ -137,16 +155,16 @@ impl Tracer {
         }
     }
 
-    /// Handles one wait status; returns the root's exit code when it ended.
-    fn on_status(&mut self, status: WaitStatus) -> Result<Option<i32>, TraceError> {
+    /// Handles one wait status; returns how the root ended when it did.
+    fn on_status(&mut self, status: WaitStatus) -> Result<Option<Exit>, TraceError> {
         match status {
             WaitStatus::Exited(pid, c) => {
                 self.forget(pid);
-                return Ok((pid == self.root).then_some(c));
+                return Ok((pid == self.root).then_some(Exit::Code(c)));
             }
             WaitStatus::Signaled(pid, sig, _) => {
                 self.forget(pid);
-                return Ok((pid == self.root).then_some(128 + sig as i32));
+                return Ok((pid == self.root).then_some(Exit::Signal(sig as i32)));
             }
             WaitStatus::Stopped(pid, sig) => self.on_signal_stop(pid, sig)?,
             WaitStatus::PtraceEvent(pid, _, event) => {

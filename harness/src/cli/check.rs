@@ -62,14 +62,17 @@ fn check_topology(file: &Path, plan: bool, scenario: Option<&Scenario>) -> anyho
     }
     if plan {
         // What the run loads, so a problem the run would refuse is refused here: the plan,
-        // programs and workloads missing on PATH, disk devices, the network prefix.
+        // programs and workloads missing on PATH, disk devices, the network prefix; then
+        // what a dilated run refuses before any node starts: a program no mechanism reaches.
         let overrides = crate::experiment::Overrides {
             tdf: scenario.and_then(|s| s.tdf),
             headroom: scenario.and_then(|s| s.headroom),
             scenario: scenario.and_then(|s| s.scenario.clone()),
             ..Default::default()
         };
-        if let Err(e) = crate::experiment::Experiment::load(file, &overrides) {
+        let loaded = crate::experiment::Experiment::load(file, &overrides)
+            .and_then(|e| e.check_dilation(dilation::probe::locate_trap().as_deref()));
+        if let Err(e) = loaded {
             testbed::note!("{e}");
             return Ok(false);
         }

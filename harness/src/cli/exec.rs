@@ -123,6 +123,10 @@ pub fn run(args: Args) -> anyhow::Result<u8> {
     // load it either (its own clock would be dilated).
     if trapped.is_none() {
         cmd.env("LD_PRELOAD", preload);
+        // A Go or static program the command executes is handed to the trap by the shim.
+        if let Some(trap) = dilation::probe::locate_trap() {
+            cmd.env(dilation::ENV_TRAP, trap);
+        }
     }
     // Ctrl-C reaches the child through the terminal's process group; the harness waits.
     let interrupted = super::interrupt_flag()?;

@@ -11,12 +11,17 @@
 //!
 //! - `/sys` (with the cgroup hierarchies under it) is read-only: a node cannot raise its
 //!   CPU quota, memory or pids limit, or freeze and thaw itself; reads keep working.
+//! - `/etc/hosts`, one file of the run's state bound in every node, is read-only.
 //! - `/proc/sys` is read-only except `/proc/sys/net`, which is the node's own network
 //!   namespace's; so are `/proc/sysrq-trigger` and the other host-wide files of `/proc`.
 //! - The node's command loses the capabilities that would undo this (`CAP_SYS_ADMIN`:
 //!   mount, umount, setns) or reach around it ([`KEPT_CAPABILITIES`]).
-//! - An optional [`View`]: fresh private directories, read-only host paths, and writable
-//!   holes in them (the node's own directory in a read-only results tree).
+//! - A [`View`], which every node has: the run's results directory and the harness's state
+//!   read-only with writable holes (the node's own directory and its clock control file),
+//!   plus the topology's optional fresh private directories and read-only host paths.
+//!   Paths are resolved (symbolic links followed) before they are mounted, since mountinfo
+//!   lists resolved mount points, and a read-only tree that mountinfo does not show fails
+//!   the node's set-up rather than staying writable.
 //!
 //! # Limitations
 //! Nodes run as root: the rest of the host's filesystem stays writable unless the view
@@ -107,13 +112,19 @@ pub(super) fn apply_view(view: &View) -> Result<(), String> {
 
 /// Bind-mounts `path` over itself with every mount below it, then remounts each mount of
 /// the copy read-only, keeping its other per-mount flags.
-fn read_only_tree(path: &Path) -> Result<(), String> {
+pub(super) fn read_only_tree(path: &Path) -> Result<(), String> {
+    let path = &resolve(path)?;
     mount(Some(path), path, None::<&str>, MsFlags::MS_BIND | MsFlags::MS_REC, None::<&str>)
         .map_err(|e| format!("bind {} over itself: {e}", path.display()))?;
     let table = std::fs::read_to_string("/proc/self/mountinfo").map_err(|e| format!("read mountinfo: {e}"))?;
+    let mounts = mounts_under(&table, path);
+    if mounts.is_empty() {
+        // Never left writable because its name did not match: fail the node instead.
+        return Err(format!("{} is not in mountinfo after its bind", path.display()));
+    }
     // Parents come before their children in mountinfo; a path listed twice (the covered
     // original and the copy) resolves to the copy both times.
-    for (point, flags) in mounts_under(&table, path) {
+    for (point, flags) in mounts {
         mount(
             None::<&str>,
             &point,
@@ -129,12 +140,18 @@ fn read_only_tree(path: &Path) -> Result<(), String> {
 /// Makes `path` (inside a read-only tree) writable again: a bind over itself inherits the
 /// read-only flag, which a bind remount then clears.
 fn writable(path: &Path) -> Result<(), String> {
+    let path = &resolve(path)?;
     mount(Some(path), path, None::<&str>, MsFlags::MS_BIND, None::<&str>)
         .map_err(|e| format!("bind {} over itself: {e}", path.display()))?;
     let table = std::fs::read_to_string("/proc/self/mountinfo").map_err(|e| format!("read mountinfo: {e}"))?;
     let flags = mounts_under(&table, path).into_iter().find(|(p, _)| p == path).map_or(MsFlags::empty(), |(_, f)| f);
     mount(None::<&str>, path, None::<&str>, flags | MsFlags::MS_REMOUNT | MsFlags::MS_BIND, None::<&str>)
         .map_err(|e| format!("remount {} writable: {e}", path.display()))
+}
+
+/// `path` with every symbolic link resolved: how mountinfo names its mount point.
+fn resolve(path: &Path) -> Result<PathBuf, String> {
+    std::fs::canonicalize(path).map_err(|e| format!("resolve {}: {e}", path.display()))
 }
 
 /// Mount points at or below `root` in a mountinfo table, with the per-mount flags a bind

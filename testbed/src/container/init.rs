@@ -57,6 +57,8 @@ fn setup(config_path: &Path) -> Result<Node, String> {
     if let Some(hosts) = &cfg.hosts_file {
         mount(Some(hosts.as_path()), "/etc/hosts", None::<&str>, MsFlags::MS_BIND, None::<&str>)
             .map_err(|e| format!("bind {} on /etc/hosts: {e}", hosts.display()))?;
+        // Every node sees this one file of the run's state: a node must not rename others.
+        confine::read_only_tree(Path::new("/etc/hosts"))?;
     }
     let mut cgroup_procs = Vec::with_capacity(cfg.cgroup_procs.len());
     for path in &cfg.cgroup_procs {

@@ -20,8 +20,9 @@
 //!
 //! In its mount namespace a node sees `/sys` and the host-wide parts of `/proc` read-only,
 //! and its command runs without the capabilities that would undo that (`confine`), so it
-//! cannot lift its own limits; an optional filesystem view ([`View`]) adds private
-//! directories and read-only host paths. See `docs/security.md`.
+//! cannot lift its own limits. Its filesystem view ([`View`]) makes the run's results and
+//! the harness's state read-only except its own directory and control file, and adds the
+//! topology's private directories and read-only host paths. See `docs/security.md`.
 //!
 //! Nothing here is bind-mounted or persisted outside the node's own namespaces, so a
 //! `kill -9` of the harness tears the node down through `PR_SET_PDEATHSIG`, leaving only the
@@ -29,8 +30,8 @@
 //!
 //! # Limitations
 //! The node shares the host's filesystem (no pivot_root) and runs as root: confinement
-//! keeps a node inside its limits and out of other nodes' results when asked to; it is
-//! not a boundary against a hostile program (`docs/security.md`).
+//! keeps a node inside its limits and out of other nodes' results and the harness's state;
+//! it is not a boundary against a hostile program (`docs/security.md`).
 
 mod confine;
 mod enter;

@@ -26,7 +26,7 @@ pub struct InitConfig {
     /// (diorama's own set-up runs outside them, so a tiny quota does not slow start-up).
     #[serde(default)]
     pub cgroup_procs: Vec<PathBuf>,
-    /// The node's filesystem view, if it has one.
+    /// The node's filesystem view (the harness gives every node one; `None` applies none).
     #[serde(default)]
     pub view: Option<super::View>,
 }

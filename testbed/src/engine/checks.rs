@@ -32,24 +32,7 @@ impl Testbed<'_> {
         if self.opts.shim.is_none() {
             return Ok(None);
         }
-        let path =
-            spec.env.iter().find(|(k, _)| k == "PATH").map(|(_, v)| v.clone()).or_else(|| std::env::var("PATH").ok());
-        let mut choice = dilation::program::choose(&spec.argv, path.as_deref());
-        let trap = match choice.mechanism {
-            Some(Mechanism::Trap) => match &self.opts.trap {
-                Some(t) => Some(t.clone()),
-                None => {
-                    choice.reason = format!(
-                        "{}, and the trap launcher {} was not found (beside diorama, or $DIORAMA_TRAP)",
-                        choice.reason,
-                        dilation::coverage::TRAP_NAME
-                    );
-                    None
-                }
-            },
-            _ => None,
-        };
-        let dilation = NodeDilation { choice, trap };
+        let dilation = crate::dilation_choice::choose(spec, self.opts.trap.as_deref());
         if dilation.mechanism().is_none() {
             if !self.spec.allow_undilated {
                 return Err(TestbedError::Undilatable { node: spec.name.clone(), reason: dilation.choice.reason });

@@ -145,6 +145,7 @@ impl Testbed<'_> {
             "allow_undilated": self.spec.allow_undilated,
             "network": self.net_record,
             "nodes": outcome.nodes,
+            "status": if outcome.success { "succeeded" } else { "failed" },
             "success": outcome.success,
             "interrupted": outcome.interrupted,
             "end_reason": outcome.reason,
