@@ -25,6 +25,8 @@
 
 use std::panic::{catch_unwind, AssertUnwindSafe};
 use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
 
 /// Tokens of YAML, JSON and CSV that mutations insert: structure, and values at the edges
 /// of what the parsers accept.
@@ -139,15 +141,70 @@ pub fn run(name: &str, corpus_dir: &Path, target: impl Fn(&[u8])) {
         }
     }
     let seeds: Vec<Vec<u8>> = seeds.into_iter().map(|(_, b)| b).collect();
+    let watchdog = Watchdog::start(name, input_timeout());
     // Every input starts afresh: a target keeps no state between inputs worth protecting.
     let target = AssertUnwindSafe(target);
     bolero::check!().for_each(|raw: &[u8]| {
         let input = mutate(&seeds, raw);
+        let _running = watchdog.watch(&input);
         if catch_unwind(AssertUnwindSafe(|| (*target)(&input))).is_err() {
             let saved = save_crash(name, &input);
             panic!("fuzz target {name}: input panics (saved to {saved}): {:?}", String::from_utf8_lossy(&input));
         }
     });
+}
+
+/// How long one input may run before it counts as a hang: `FUZZ_INPUT_TIMEOUT_MS`, default
+/// 10 s (the slowest seed takes milliseconds).
+fn input_timeout() -> Duration {
+    let ms = std::env::var("FUZZ_INPUT_TIMEOUT_MS").ok().and_then(|v| v.parse().ok()).unwrap_or(10_000);
+    Duration::from_millis(ms)
+}
+
+/// Ends the process when one input runs longer than its timeout, after saving and printing
+/// the input: a hang cannot be unwound like a panic, and left alone it runs until CI's own
+/// timeout kills the whole suite without naming the input (libFuzzer's `-timeout` does the
+/// same).
+struct Watchdog {
+    current: Arc<Mutex<Option<(Instant, Vec<u8>)>>>,
+}
+
+/// Marks the input under test; the watchdog forgets it when this is dropped.
+struct Running<'a>(&'a Watchdog);
+
+impl Drop for Running<'_> {
+    fn drop(&mut self) {
+        *self.0.current.lock().unwrap_or_else(|e| e.into_inner()) = None;
+    }
+}
+
+impl Watchdog {
+    fn start(name: &str, timeout: Duration) -> Watchdog {
+        let current: Arc<Mutex<Option<(Instant, Vec<u8>)>>> = Arc::default();
+        let watched = Arc::downgrade(&current);
+        let name = name.to_string();
+        std::thread::spawn(move || loop {
+            std::thread::sleep(Duration::from_millis(200).min(timeout));
+            let Some(current) = watched.upgrade() else { return };
+            let guard = current.lock().unwrap_or_else(|e| e.into_inner());
+            if let Some((since, input)) = guard.as_ref() {
+                if since.elapsed() > timeout {
+                    let saved = save_crash(&name, input);
+                    eprintln!(
+                        "fuzz target {name}: input runs longer than {timeout:?} (saved to {saved}): {:?}",
+                        String::from_utf8_lossy(input)
+                    );
+                    std::process::exit(101);
+                }
+            }
+        });
+        Watchdog { current }
+    }
+
+    fn watch(&self, input: &[u8]) -> Running<'_> {
+        *self.current.lock().unwrap_or_else(|e| e.into_inner()) = Some((Instant::now(), input.to_vec()));
+        Running(self)
+    }
 }
 
 /// Writes a crashing input to `target/fuzz-crashes/<name>/<hash>` and returns the path.

@@ -249,6 +249,16 @@ impl<'a> Testbed<'a> {
             .map_err(|e| TestbedError::Prepare { node: "-".into(), source: std::io::Error::other(e) })?;
         let sampler = NodeSampler::create(&results.join("nodes.csv"))
             .map_err(|source| TestbedError::Results { path: results.join("nodes.csv"), source })?;
+        // What runs killed by SIGKILL (or by a crash of the host) left, empty cgroups and
+        // state directories, goes now, so that leftovers never pile up waiting for `diorama
+        // clean`; runs whose harness is alive are left alone.
+        match crate::clean::clean(&opts.state_root, None, false, false) {
+            Ok(swept) if !swept.runs.is_empty() => {
+                crate::note!("cleaned what dead runs left: {}", swept.runs.join(", "));
+            }
+            Ok(_) => {}
+            Err(e) => crate::note!("warning: could not clean what dead runs left: {e}"),
+        }
         // The state last: from here on every error drops `bed`, whose teardown removes it.
         let run_id = results.file_name().map_or_else(|| spec.name.clone(), |n| n.to_string_lossy().into_owned());
         let state = StateDir::create(

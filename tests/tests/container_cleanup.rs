@@ -1,5 +1,5 @@
 //! Nothing of a run remains: after a clean run, after Ctrl-C, and after `kill -9` of the
-//! harness followed by `diorama clean` (root).
+//! harness followed by `diorama clean` or by the next run (root).
 
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
@@ -83,6 +83,28 @@ fn kill_9_then_clean_leaves_nothing() {
     let left = leftovers();
     assert!(left.is_empty(), "left behind after kill -9 + clean: {left:?}");
     assert_eq!(diorama(&["clean", "--check"]).code, Some(0));
+}
+
+#[test]
+fn the_next_run_sweeps_what_a_killed_run_left() {
+    require!("the_next_run_sweeps_what_a_killed_run_left", need_root());
+    let tmp = tempfile::tempdir().unwrap();
+    let mut child = start(tmp.path());
+    child.kill().unwrap();
+    child.wait().unwrap();
+    let left = wait_gone(Duration::from_secs(5));
+    assert!(!left.is_empty(), "expected cgroups/state of the killed run");
+    let topo = topology(
+        tmp.path(),
+        "short",
+        "name: short\ntdf: 1\nduration: 1s\nnodes:\n  - name: a\n    run: {command: \"true\"}\n",
+    );
+    let r = diorama(&["run", topo.to_str().unwrap(), "--out", tmp.path().join("next").to_str().unwrap()]);
+    assert_eq!(r.code, Some(0), "{r:?}");
+    let swept = r.stderr.lines().find(|l| l.contains("cleaned what dead runs left:")).unwrap_or_default();
+    assert!(swept.split([' ', ',']).any(|w| w == "results"), "the killed run is not named as swept: {r:?}");
+    let left = leftovers();
+    assert!(left.is_empty(), "left behind after the next run: {left:?}");
 }
 
 #[test]

@@ -16,6 +16,10 @@ use crate::source::SourceMap;
 
 /// Defaults when neither the node nor `defaults` says.
 const DEFAULT_CPUS: f64 = 1.0;
+/// The most cores a node's original machine may have (the kernel's own `NR_CPUS` limit on
+/// x86-64 is 8192; machines beyond a few hundred cores are rare). Beyond this a `cpus` is
+/// a typo, and it would ask the planner for an astronomical TDF.
+const MAX_CPUS: f64 = 4096.0;
 const DEFAULT_MEMORY: u64 = 512 << 20;
 const DEFAULT_PIDS: u64 = 4096;
 const DEFAULT_READY_TIMEOUT: Duration = Duration::from_secs(60);
@@ -383,6 +387,8 @@ pub(super) fn resolve(
         let cpus = n.cpus.unwrap_or(DEFAULT_CPUS);
         if !(cpus > 0.0 && cpus.is_finite()) {
             diags.at_value(&format!("{path}.cpus"), format!("cpus must be a positive number, got {cpus}"));
+        } else if cpus > MAX_CPUS {
+            diags.at_value(&format!("{path}.cpus"), format!("cpus must be at most {MAX_CPUS}, got {cpus}"));
         }
         let memory = n.memory.map_or(DEFAULT_MEMORY, |m| m.0);
         let pids = n.pids.unwrap_or(DEFAULT_PIDS);

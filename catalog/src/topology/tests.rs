@@ -289,3 +289,22 @@ fn a_fault_after_the_duration_is_refused_at_its_time() {
     // Without a duration the run lasts until its nodes exit: any time can fire.
     crate::load::topology_str(Path::new("t.yaml"), &text.replacen("duration: 10s\n", "", 1)).unwrap();
 }
+
+#[test]
+fn an_absurd_cpus_is_refused_where_it_is_written() {
+    // Found by the fuzzer: 1.8e19 cores sent `tdf: auto` into a search that did not end.
+    let err = errors(
+        "name: t
+tdf: auto
+defaults: {cpus: 18446744073709551616.1}
+nodes:
+  - name: a
+    run: {command: \"true\"}
+  - name: b
+    cpus: 5000
+    run: {command: \"true\"}
+",
+    );
+    has(&err, 5, "nodes[0].cpus", "at most 4096");
+    has(&err, 8, "nodes[1].cpus", "at most 4096");
+}
