@@ -166,8 +166,11 @@ fn input_timeout() -> Duration {
 /// timeout kills the whole suite without naming the input (libFuzzer's `-timeout` does the
 /// same).
 struct Watchdog {
-    current: Arc<Mutex<Option<(Instant, Vec<u8>)>>>,
+    current: Current,
 }
+
+/// The input under test and since when, shared with the watchdog's thread.
+type Current = Arc<Mutex<Option<(Instant, Vec<u8>)>>>;
 
 /// Marks the input under test; the watchdog forgets it when this is dropped.
 struct Running<'a>(&'a Watchdog);
@@ -180,7 +183,7 @@ impl Drop for Running<'_> {
 
 impl Watchdog {
     fn start(name: &str, timeout: Duration) -> Watchdog {
-        let current: Arc<Mutex<Option<(Instant, Vec<u8>)>>> = Arc::default();
+        let current: Current = Arc::default();
         let watched = Arc::downgrade(&current);
         let name = name.to_string();
         std::thread::spawn(move || loop {
