@@ -254,7 +254,7 @@ fn run() -> anyhow::Result<Exit> {
         let s = tracer.stats;
         eprintln!(
             "dilation-trap: clock_reads={} waits={} execs={} vdso_missing={} vdso_injected={} vdso_fallbacks={} \
-             vdso_passed={} passed={} signals={} errors={}",
+             vdso_passed={} passed={} signals={} foreign_refused={} foreign_execs={} errors={}",
             s.clock_reads,
             s.waits,
             s.execs,
@@ -264,6 +264,8 @@ fn run() -> anyhow::Result<Exit> {
             s.vdso_passed,
             s.passed,
             s.signals,
+            s.foreign_refused,
+            s.foreign_execs,
             s.errors
         );
     }

@@ -75,7 +75,21 @@ pub struct ExitFix {
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Condition {
     Success,
+    /// The call was interrupted by a signal: at the syscall-exit stop it returns `EINTR` or
+    /// one of the kernel's restart codes (see [`interrupted`]).
     Interrupted,
+}
+
+/// Whether a return value seen at the syscall-exit stop means "interrupted by a signal".
+/// The tracer sees the kernel's internal restart codes there (a `nanosleep` interrupted by a
+/// handled signal returns `ERESTART_RESTARTBLOCK`, which becomes `EINTR` only when the
+/// signal is delivered, after this stop), with the remainder already written.
+fn interrupted(ret: i64) -> bool {
+    const ERESTARTSYS: i64 = -512;
+    const ERESTARTNOINTR: i64 = -513;
+    const ERESTARTNOHAND: i64 = -514;
+    const ERESTART_RESTARTBLOCK: i64 = -516;
+    matches!(ret, EINTR | ERESTARTSYS | ERESTARTNOINTR | ERESTARTNOHAND | ERESTART_RESTARTBLOCK)
 }
 
 /// The tracer's answer to a trapped call.
@@ -401,7 +415,7 @@ pub fn on_exit(clock: &mut VirtualClock, mem: &impl Memory, fix: &ExitFix, ret: 
     if let Some((addr, layout, when)) = fix.rescale {
         let applies = match when {
             Condition::Success => ret >= 0,
-            Condition::Interrupted => ret == EINTR,
+            Condition::Interrupted => interrupted(ret),
         };
         if applies {
             if let Some(mut w) = read_words(mem, addr, layout.words()) {
@@ -480,6 +494,14 @@ mod tests {
         mem.write_pair(BASE + 16, 0, 50_000_000).unwrap();
         assert_eq!(on_exit(&mut clock, &mem, &exit, EINTR), None);
         assert_eq!(mem.read_pair(BASE + 16).unwrap(), (0, 5_000_000));
+        // At the exit stop a handled signal shows as ERESTART_RESTARTBLOCK (-516), not yet EINTR.
+        mem.write_pair(BASE + 16, 0, 50_000_000).unwrap();
+        assert_eq!(on_exit(&mut clock, &mem, &exit, -516), None);
+        assert_eq!(mem.read_pair(BASE + 16).unwrap(), (0, 5_000_000));
+        // A completed sleep leaves the remainder alone.
+        mem.write_pair(BASE + 16, 0, 50_000_000).unwrap();
+        assert_eq!(on_exit(&mut clock, &mem, &exit, 0), None);
+        assert_eq!(mem.read_pair(BASE + 16).unwrap(), (0, 50_000_000));
     }
 
     #[test]

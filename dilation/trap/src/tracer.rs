@@ -11,6 +11,11 @@
 //!   support) passes undilated: the injected code that called the vDSO dilates its result.
 //! - `PTRACE_EVENT_SECCOMP`: [`crate::rewrite::on_enter`]; calls with an exit fix-up are
 //!   resumed with `PTRACE_SYSCALL`, so the next stop of that thread is its syscall exit.
+//!   A clock or timeout call of the i386 or x32 ABI (the filter tags it
+//!   [`filter::DATA_FOREIGN`]) is refused with `ENOSYS` and counted: the rewrites know the
+//!   x86-64 ABI only, and such a call must not read real time.
+//! - A 32-bit image (an i386 program executed by a trapped process) gets no fast path: its
+//!   vDSO is hidden, so its clock reads become i386 calls, which are refused.
 //! - Any other signal stop is a signal delivery (re-injected unchanged, Go's SIGURG
 //!   included) or a group stop (resumed).
 //!
@@ -24,8 +29,10 @@ use nix::sys::signal::Signal;
 use nix::sys::wait::{waitpid, WaitPidFlag, WaitStatus};
 use nix::unistd::Pid;
 
+use crate::auxv::Width;
 use crate::clock::VirtualClock;
 use crate::fastpath::inject::{self, InjectError};
+use crate::filter;
 use crate::memory::ProcessMemory;
 use crate::rewrite::{self, Call, Decision, ExitFix, ProcTimerClocks};
 
@@ -50,6 +57,10 @@ pub struct Stats {
     pub passed: u64,
     /// Signals re-injected.
     pub signals: u64,
+    /// Clock and timeout calls of the i386 or x32 ABI, refused with `ENOSYS`.
+    pub foreign_refused: u64,
+    /// 32-bit images executed (the trap cannot dilate them; their vDSO was hidden).
+    pub foreign_execs: u64,
     /// Failures (register or memory access) that left a call unconverted.
     pub errors: u64,
 }
@@ -103,8 +114,13 @@ pub struct Tracer {
     root: Pid,
     seen: HashSet<Pid>,
     pending: HashMap<Pid, ExitFix>,
+    /// Foreign calls already logged, by ABI and number (each is logged once).
+    warned: HashSet<(&'static str, u64)>,
     pub stats: Stats,
 }
+
+/// The code segment of a thread in 32-bit compatibility mode (`__USER32_CS`).
+const USER32_CS: u64 = 0x23;
 
 fn arg_mut(regs: &mut libc::user_regs_struct, i: usize) -> Option<&mut u64> {
     Some(match i {
@@ -129,6 +145,7 @@ impl Tracer {
             root,
             seen: HashSet::new(),
             pending: HashMap::new(),
+            warned: HashSet::new(),
             stats: Stats::default(),
         }
     }
@@ -212,8 +229,8 @@ impl Tracer {
         if event == Event::PTRACE_EVENT_EXEC as i32 {
             self.pending.remove(&pid);
             self.stats.execs += 1;
-            let sp = match ptrace::getregs(pid) {
-                Ok(r) => r.rsp,
+            let (sp, cs) = match ptrace::getregs(pid) {
+                Ok(r) => (r.rsp, r.cs),
                 Err(e) => {
                     if e != Errno::ESRCH {
                         tracing::warn!(%pid, error = %e, "no registers at exec");
@@ -223,6 +240,11 @@ impl Tracer {
                     return None;
                 }
             };
+            if cs == USER32_CS {
+                self.on_foreign_exec(pid, sp);
+                self.resume(pid, None);
+                return None;
+            }
             if let Some(cfg) = &self.fast {
                 match inject::inject(pid, sp, cfg) {
                     Ok(done) => {
@@ -240,7 +262,7 @@ impl Tracer {
                     }
                 }
             }
-            match crate::auxv::hide_vdso(&ProcessMemory(pid), sp) {
+            match crate::auxv::hide_vdso(&ProcessMemory(pid), sp, Width::W64) {
                 Ok(true) => {}
                 Ok(false) => self.stats.vdso_missing += 1,
                 Err(e) => {
@@ -255,6 +277,50 @@ impl Tracer {
             self.resume(pid, None);
         }
         None
+    }
+
+    /// A 32-bit image, at its exec stop: no mechanism converts its calls. Its vDSO is hidden
+    /// so that it reads clocks through i386 system calls, which the filter hands to
+    /// [`Self::refuse_foreign`]: it sees `ENOSYS`, never real time.
+    fn on_foreign_exec(&mut self, pid: Pid, sp: u64) {
+        self.stats.foreign_execs += 1;
+        let program = std::fs::read_link(format!("/proc/{pid}/exe")).map(|p| p.display().to_string());
+        let program = program.unwrap_or_else(|_| "?".into());
+        // An error, not a warning: shown without DIORAMA_LOG, as the program is likely to fail.
+        tracing::error!(
+            %pid,
+            %program,
+            "a 32-bit program was executed: the trap cannot dilate it; its clock and timeout calls fail with ENOSYS"
+        );
+        match crate::auxv::hide_vdso(&ProcessMemory(pid), sp, Width::W32) {
+            Ok(true) => {}
+            Ok(false) => self.stats.vdso_missing += 1,
+            Err(e) => {
+                tracing::warn!(%pid, error = %e, "could not hide the vDSO of a 32-bit image: its clock reads are undilated");
+                self.stats.errors += 1;
+            }
+        }
+    }
+
+    /// Fails a clock or timeout call of the i386 or x32 ABI with `ENOSYS`, and counts it.
+    fn refuse_foreign(&mut self, pid: Pid, mut regs: libc::user_regs_struct) {
+        let nr = regs.orig_rax;
+        let abi = if nr & u64::from(filter::X32_BIT) != 0 { "x32" } else { "i386" };
+        if self.warned.insert((abi, nr)) {
+            tracing::warn!(
+                %pid,
+                abi,
+                nr = nr & !u64::from(filter::X32_BIT),
+                "refused a clock or timeout system call of another ABI with ENOSYS: the trap dilates x86-64 calls only"
+            );
+        }
+        regs.orig_rax = u64::MAX;
+        regs.rax = (-i64::from(libc::ENOSYS)) as u64;
+        match ptrace::setregs(pid, regs) {
+            Ok(()) => self.stats.foreign_refused += 1,
+            Err(e) => self.failed(e),
+        }
+        self.resume(pid, None);
     }
 
     /// Whether `rip` of thread `pid` is in its own process's vDSO, which the fast path made
@@ -292,6 +358,14 @@ impl Tracer {
                 return self.resume(pid, None);
             }
         };
+        match ptrace::getevent(pid) {
+            Ok(data) if data as u16 == filter::DATA_FOREIGN => return self.refuse_foreign(pid, regs),
+            Ok(_) => {}
+            Err(e) => {
+                self.failed(e);
+                return self.resume(pid, None);
+            }
+        }
         let call = Call {
             nr: regs.orig_rax as i64,
             args: [regs.rdi, regs.rsi, regs.rdx, regs.r10, regs.r8, regs.r9],
