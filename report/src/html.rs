@@ -515,65 +515,127 @@ mod tests {
 }
 
 /// The replication section (docs/replica.md): copies, delays in virtual seconds by size
-/// class, SLO attainment and violations, reconciliation repairs and the platforms' bill.
+/// class with the plans chosen and the cost per object, per system; SLO attainment and
+/// violations, reconciliation repairs, the bill and the end check's verdict.
 fn replication_section(
     h: &mut String,
     r: &crate::replication::ReplicationSummary,
     data: &crate::replication::ReplicationData,
     run: &RunData,
 ) -> Result<(), ReportError> {
-    h.push_str("<h2>Replication</h2><p class=\"note\">Delay: from the source's write (its event) to the copy's release at the replicator, in virtual seconds.</p>");
-    let attainment = r.slo_attainment.map_or("–".to_owned(), |a| format!("{:.2} %", a * 100.0));
+    h.push_str("<h2>Replication</h2><p class=\"note\">Delay: from a write at the source (its event) to the release of the copy that brought the destination to it, in virtual seconds; one sample per write.</p>");
+    let pct = |a: Option<f64>| a.map_or("–".to_owned(), |a| format!("{:.2} %", a * 100.0));
+    let usd = |a: Option<f64>| a.map_or("–".to_owned(), |a| format!("{a:.6}"));
+    let verified = r.verified.as_ref().map_or("– (no verdict.json)".to_owned(), |v| {
+        format!("{} of {} ({} mismatched)", v.equal, v.source_objects, v.mismatched)
+    });
     let _ = write!(
         h,
         "<table><tr><th class=\"l\">objects replicated</th><td>{}</td></tr><tr><th class=\"l\">of which deletes</th><td>{}</td></tr>\
-         <tr><th class=\"l\">bytes copied</th><td>{}</td></tr><tr><th class=\"l\">SLO attainment</th><td>{}</td></tr>\
-         <tr><th class=\"l\">SLO violations</th><td>{}</td></tr></table>",
-        r.objects_replicated, r.deletes, r.bytes, attainment, r.slo_violations
+         <tr><th class=\"l\">bytes replicated</th><td>{}</td></tr><tr><th class=\"l\">bytes across the WAN</th><td>{}</td></tr>\
+         <tr><th class=\"l\">SLO attainment (writes)</th><td>{}</td></tr>\
+         <tr><th class=\"l\">SLO violations</th><td>{}</td></tr><tr><th class=\"l\">objects verified equal</th><td>{}</td></tr></table>",
+        r.all.objects_replicated,
+        r.all.deletes,
+        r.all.bytes,
+        r.all.wan_bytes,
+        pct(r.all.slo_attainment),
+        r.slo_violations,
+        esc(&verified)
     );
-    h.push_str("<table><tr><th class=\"l\">delay (virtual s)</th><th>count</th><th>p50</th><th>p99</th><th>max</th><th>mean</th></tr>");
-    let row = |h: &mut String, name: &str, d: &crate::replication::Delay| {
+    if let Some(v) = r.verified.as_ref().filter(|v| !v.examples.is_empty()) {
+        h.push_str("<p class=\"note\">Mismatched: ");
+        h.push_str(&esc(&v.examples.join("; ")));
+        h.push_str("</p>");
+    }
+    h.push_str("<table><tr><th class=\"l\">system</th><th class=\"l\">size class</th><th>copies</th><th>writes</th><th>p50</th><th>p99</th><th>p99.99</th><th>max</th><th class=\"l\">plan region</th><th class=\"l\">plan n</th><th>$ per object</th></tr>");
+    let join = |m: &std::collections::BTreeMap<String, usize>| {
+        m.iter().map(|(k, n)| format!("{k}: {n}")).collect::<Vec<_>>().join(", ")
+    };
+    type Row<'a> = (&'a str, usize, Option<&'a crate::replication::Delay>, String, String, Option<f64>);
+    let row = |h: &mut String, system: &str, (class, objects, d, regions, n, cost): Row<'_>| {
+        let cell = |v: Option<f64>| v.map_or("–".to_owned(), plot::num);
         let _ = write!(
             h,
-            "<tr><th class=\"l\">{}</th><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td></tr>",
-            esc(name),
-            d.count,
-            plot::num(d.p50),
-            plot::num(d.p99),
-            plot::num(d.max),
-            plot::num(d.mean)
+            "<tr><td class=\"l\">{}</td><td class=\"l\">{}</td><td>{objects}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td class=\"l\">{}</td><td class=\"l\">{}</td><td>{}</td></tr>",
+            esc(system),
+            esc(class),
+            d.map_or(0, |d| d.count),
+            cell(d.map(|d| d.p50)),
+            cell(d.map(|d| d.p99)),
+            cell(d.map(|d| d.p9999)),
+            cell(d.map(|d| d.max)),
+            esc(&regions),
+            esc(&n),
+            usd(cost)
         );
     };
-    if let Some(d) = &r.delay_s {
-        row(h, "all", d);
-    }
-    for (class, d) in &r.delay_by_size_s {
-        row(h, class, d);
+    for (system, f) in &r.by_system {
+        for c in &f.size_classes {
+            let cells = (
+                c.class.as_str(),
+                c.objects,
+                c.delay_s.as_ref(),
+                join(&c.regions),
+                join(&c.instances),
+                c.cost_per_object_usd,
+            );
+            row(h, system, cells);
+        }
+        let all = (
+            "all",
+            f.objects_replicated - f.deletes,
+            f.delay_s.as_ref(),
+            String::new(),
+            String::new(),
+            f.cost_per_object_usd,
+        );
+        row(h, system, all);
     }
     h.push_str("</table>");
-    let mut delays: Vec<f64> = data.copies.iter().filter_map(|c| c.3).collect();
-    if delays.len() > 1 {
-        delays.sort_by(f64::total_cmp);
-        let n = delays.len() as f64;
-        let points: Vec<(f64, f64)> = delays.iter().enumerate().map(|(i, d)| (*d, (i + 1) as f64 / n)).collect();
-        let series = [Series { name: "replication delay".into(), points }];
+    let mut series = Vec::new();
+    for system in r.by_system.keys() {
+        let mut delays: Vec<f64> =
+            data.copies.iter().filter(|c| &c.system == system).flat_map(|c| c.delays.iter().copied()).collect();
+        if delays.len() > 1 {
+            delays.sort_by(f64::total_cmp);
+            let n = delays.len() as f64;
+            let points: Vec<(f64, f64)> = delays.iter().enumerate().map(|(i, d)| (*d, (i + 1) as f64 / n)).collect();
+            series.push(Series { name: format!("{system}: replication delay"), points });
+        }
+    }
+    if !series.is_empty() {
         h.push_str(&chart(
             "Replication delay CDF",
             "delay (virtual s)",
-            "fraction of copies",
+            "fraction of writes",
             XAxis::Linear,
             &series,
             run,
             Some((0.0, 1.0)),
         )?);
     }
-    let c = &r.cost;
-    let _ = write!(
-        h,
-        "<table><tr><th class=\"l\">cost</th><th>invocations</th><th>failed</th><th>dead letters</th><th>GB-s</th><th>S3 requests</th><th>egress bytes</th><th>total ($)</th></tr>\
-         <tr><th class=\"l\">function platforms</th><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{:.6}</td></tr></table>",
-        c.invocations, c.failed, c.dead_letters, plot::num(c.gb_seconds), c.requests, c.egress_bytes, c.total_usd
-    );
+    h.push_str("<table><tr><th class=\"l\">cost</th><th>invocations</th><th>failed</th><th>dead letters</th><th>GB-s</th><th>S3 requests</th><th>egress bytes</th><th>functions ($)</th><th>fees ($)</th><th>machines ($)</th><th>total ($)</th><th class=\"l\">made by</th></tr>");
+    for (system, f) in &r.by_system {
+        let c = &f.cost;
+        let _ = write!(
+            h,
+            "<tr><th class=\"l\">{}</th><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{:.6}</td><td>{:.6}</td><td>{:.6}</td><td>{:.6}</td><td class=\"l\">{}</td></tr>",
+            esc(system),
+            c.invocations,
+            c.failed,
+            c.dead_letters,
+            plot::num(c.gb_seconds),
+            c.requests,
+            c.egress_bytes,
+            c.functions_usd,
+            c.fees_usd,
+            c.machines_usd,
+            c.total_usd,
+            esc(&join(&f.via))
+        );
+    }
+    h.push_str("</table>");
     if !r.repairs.is_empty() {
         h.push_str("<table><tr><th class=\"l\">reconciliation repaired</th><th>keys</th></tr>");
         for (kind, n) in &r.repairs {
@@ -582,12 +644,13 @@ fn replication_section(
         h.push_str("</table>");
     }
     if !r.violations.is_empty() {
-        h.push_str("<table><tr><th class=\"l\">violation</th><th class=\"l\">key</th><th class=\"l\">reason</th></tr>");
+        h.push_str("<table><tr><th class=\"l\">violation</th><th class=\"l\">system</th><th class=\"l\">key</th><th class=\"l\">reason</th></tr>");
         for v in &r.violations {
             let _ = write!(
                 h,
-                "<tr><td class=\"l\">{}</td><td class=\"l\">{}</td><td class=\"l\">{}</td></tr>",
+                "<tr><td class=\"l\">{}</td><td class=\"l\">{}</td><td class=\"l\">{}</td><td class=\"l\">{}</td></tr>",
                 esc(&v.cause),
+                esc(&v.system),
                 esc(&v.key),
                 esc(&v.reason)
             );

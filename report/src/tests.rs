@@ -153,8 +153,8 @@ fn replication_records_make_a_section_of_both_files() {
     std::fs::write(node.join("replication.jsonl"), lines).unwrap();
     let s = write(dir.path()).unwrap();
     let r = s.replication.as_ref().unwrap();
-    assert_eq!((r.objects_replicated, r.slo_violations), (20, 1));
-    assert_eq!(r.delay_s.as_ref().unwrap().p50, 1.0);
+    assert_eq!((r.all.objects_replicated, r.slo_violations), (20, 1));
+    assert_eq!(r.all.delay_s.as_ref().unwrap().p50, 1.0);
     let back: Summary =
         serde_json::from_str(&std::fs::read_to_string(dir.path().join("summary.json")).unwrap()).unwrap();
     assert_eq!(back.replication, s.replication);
