@@ -1,7 +1,8 @@
 //! The command line of `diorama-replica`: one binary, one `--role` per process kind, so the
 //! harness passes a node's `args` as flags like for every workload.
 //!
-//! Exit codes: 0 success, 1 a verification that found mismatches, 2 usage, 3 runtime failure.
+//! Exit codes: 0 success, 1 a verification that found mismatches, 2 usage, 3 runtime failure,
+//! 4 an instance whose copy failed and whose coordinator took the report (it retries).
 
 use crate::client::Endpoint;
 use clap::{Parser, ValueEnum};
@@ -99,6 +100,12 @@ struct Cli {
     ready: crate::planner::Dist,
     #[arg(long, default_value_t = 12.5e6)]
     bandwidth: f64,
+    /// Platform: each attempt's bandwidth in bytes per second, drawn per attempt from this
+    /// distribution (the forms of `--invoke`, in bytes per second: `normal:MEAN,SD`,
+    /// `lognormal:MU,SIGMA`): instances of one configuration differ. The instance reads no
+    /// faster than its draw. Unset: every instance gets its node's link.
+    #[arg(long)]
+    instance_bandwidth: Option<crate::planner::Dist>,
     /// Platform: concurrent instances at most (more invocations wait for a slot).
     #[arg(long, default_value_t = 1000)]
     concurrency: usize,
@@ -243,6 +250,7 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
                     .collect(),
                 reconcile: Duration::from_secs_f64(if cli.reconcile > 0.0 { cli.reconcile } else { 1e9 }),
                 records: Some(cli.records.clone()),
+                system: "lambda".into(),
             };
             crate::coordinator::serve(cfg, state).await?;
         }
@@ -261,6 +269,7 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
                     per_egress_gb: cli.price_egress_gb,
                 },
                 seed: cli.seed,
+                bandwidth: cli.instance_bandwidth.clone(),
             };
             std::fs::create_dir_all(&cli.records).with_context(|| format!("create {}", cli.records.display()))?;
             crate::platform::serve(cli.listen, model, &cli.records).await?
@@ -276,6 +285,10 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             println!("{}", serde_json::to_string(&meter)?);
             match result {
                 Err(e) if e.superseded() => tracing::info!(key = %task.key, job = %task.job, "superseded: {e}"),
+                Err(e) if e.reported() => {
+                    eprintln!("error: {}", crate::error_chain(&e));
+                    return Ok(ExitCode::from(crate::platform::REPORTED_EXIT));
+                }
                 r => r.map_err(|e| anyhow::anyhow!(crate::error_chain(&e)))?,
             }
         }

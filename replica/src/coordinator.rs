@@ -19,7 +19,7 @@
 use crate::client::Endpoint;
 use crate::planner::{self, Dist, RegionModel};
 use crate::state::{PartView, Release, State, Version};
-use crate::task::{self, Claim, Done, Finish, Finished, Mode, Renew, Task};
+use crate::task::{self, Claim, Done, Failed, Finish, Finished, Mode, Renew, Task};
 use axum::extract::State as AxState;
 use axum::routing::post;
 use axum::{Json, Router};
@@ -55,6 +55,15 @@ pub struct Config {
     pub reconcile: Duration,
     /// Where the replication records go (`replication.jsonl`); none: not written.
     pub records: Option<std::path::PathBuf>,
+    /// The name of this replicator in its records and its tasks' bills (`lambda`).
+    pub system: String,
+}
+
+/// The backoff of a key whose copy failed: 1 s after the first failure, doubling, at most
+/// 30 s (the node's clock: virtual seconds in a dilated run).
+pub fn retry_delay(failures: u32) -> Duration {
+    let doublings = failures.saturating_sub(1).min(5);
+    Duration::from_secs(1 << doublings).min(Duration::from_secs(30))
 }
 
 struct Shared {
@@ -100,8 +109,10 @@ pub async fn serve(cfg: Config, mut state: State) -> std::io::Result<()> {
         .route("/finish", post(finish))
         .route("/done", post(done))
         .route("/renew", post(renew))
+        .route("/failed", post(failed))
         .with_state(shared.clone());
     tokio::spawn(dispatch(shared.clone()));
+    tokio::spawn(deadline_loop(shared.clone()));
     tokio::spawn(reconcile_loop(shared));
     let listener = tokio::net::TcpListener::bind(cfg.listen).await?;
     tracing::info!(listen = %cfg.listen, "coordinator listening");
@@ -173,35 +184,12 @@ async fn done(AxState(s): Shr, Json(d): Json<Done>) -> Answer<serde_json::Value>
         with_state(&s, |st| st.drop_pool(upload))?;
     }
     let plan = lock(&s.plans).remove(&d.job);
-    match released {
+    match released.outcome {
         Release::Done => {
             let done_ms = now_ms();
             let written_ms = written.filter(|(seq, _)| *seq == d.seq).and_then(|(_, at)| at);
-            let delay_s = written_ms.map(|w| done_ms.saturating_sub(w) as f64 / 1000.0);
-            tracing::info!(key = %d.key, seq = d.seq, bytes = d.bytes, ?delay_s, "replicated");
-            if let Some(r) = &s.records {
-                r.write(&crate::record::Record::Replicated {
-                    key: d.key.clone(),
-                    seq: d.seq,
-                    bytes: d.bytes,
-                    deleted: d.deleted,
-                    written_ms,
-                    done_ms,
-                    delay_s,
-                    region: plan.as_ref().map(|p| p.region.clone()),
-                    instances: plan.as_ref().map(|p| p.instances),
-                    predicted_s: plan.as_ref().and_then(|p| p.predicted_s),
-                });
-                if let Some(delay) = delay_s.filter(|t| *t > s.cfg.slo.as_secs_f64()) {
-                    r.write(&crate::record::Record::Violation {
-                        key: d.key.clone(),
-                        seq: d.seq,
-                        at_ms: done_ms,
-                        cause: crate::record::Cause::Delay,
-                        reason: format!("replicated after {delay:.3} s, over the {:.3} s SLO", s.cfg.slo.as_secs_f64()),
-                    });
-                }
-            }
+            tracing::info!(key = %d.key, seq = d.seq, bytes = d.bytes, via = %d.via, writes = released.writes.len(), "replicated");
+            record_release(&s, &d, &released.writes, written_ms, done_ms, plan.as_ref());
         }
         Release::Stale => {
             tracing::info!(key = %d.key, seq = d.seq, seen = ?d.seen, "source changed during the copy; replicating again");
@@ -211,7 +199,80 @@ async fn done(AxState(s): Shr, Json(d): Json<Done>) -> Answer<serde_json::Value>
         }
         Release::Lost => tracing::warn!(key = %d.key, job = %d.job, "late report of a copy whose lock was taken over"),
     }
-    Ok(Json(serde_json::json!({"released": format!("{released:?}")})))
+    Ok(Json(serde_json::json!({"released": format!("{:?}", released.outcome)})))
+}
+
+/// The replication record of a released copy, and a `delay` violation for the writes it
+/// covered late that the deadline sweep had not flagged.
+fn record_release(
+    s: &Shared,
+    d: &Done,
+    writes: &[crate::state::Write],
+    written_ms: Option<u64>,
+    done_ms: u64,
+    plan: Option<&Planned>,
+) {
+    let Some(r) = &s.records else { return };
+    let slo = s.cfg.slo.as_secs_f64();
+    let delay = |at: u64| done_ms.saturating_sub(at) as f64 / 1000.0;
+    let covered: Vec<crate::record::Covered> =
+        writes.iter().map(|w| crate::record::Covered { seq: w.seq, delay_s: delay(w.event_ms) }).collect();
+    let delay_s = covered.iter().map(|c| c.delay_s).reduce(f64::max).or(written_ms.map(delay));
+    r.write(&crate::record::Record::Replicated {
+        system: s.cfg.system.clone(),
+        key: d.key.clone(),
+        seq: d.seq,
+        bytes: d.bytes,
+        deleted: d.deleted,
+        written_ms,
+        done_ms,
+        delay_s,
+        writes: covered.clone(),
+        slo_s: Some(slo),
+        region: plan.map(|p| p.region.clone()),
+        instances: plan.map(|p| p.instances),
+        predicted_s: plan.and_then(|p| p.predicted_s),
+        via: d.via.clone(),
+        wan_bytes: d.wan_bytes,
+        cost_usd: d.cost_usd,
+    });
+    let late: Vec<&crate::record::Covered> =
+        covered.iter().zip(writes).filter(|(c, w)| c.delay_s > slo && !w.flagged).map(|(c, _)| c).collect();
+    if let Some(worst) = late.iter().map(|c| c.delay_s).reduce(f64::max) {
+        r.write(&crate::record::Record::Violation {
+            system: s.cfg.system.clone(),
+            key: d.key.clone(),
+            seq: d.seq,
+            at_ms: done_ms,
+            cause: crate::record::Cause::Delay,
+            reason: format!("replicated after {worst:.3} s, over the {slo:.3} s SLO"),
+            writes: late.iter().map(|c| c.seq).collect(),
+        });
+    }
+}
+
+/// An instance whose copy failed (the store refused it after retries): the key is held
+/// back for [`retry_delay`] and copied again then, so a refusing store is retried with a
+/// growing backoff instead of once per lease, and the failure is in the log.
+async fn failed(AxState(s): Shr, Json(f): Json<Failed>) -> Answer<serde_json::Value> {
+    let now = now_ms();
+    let answer = with_state(&s, |st| st.fail(&f.key, &f.job, |n| now + retry_delay(n).as_millis() as u64))?;
+    let upload = lock(&s.uploads).remove(&f.job);
+    if let Some(upload) = upload {
+        with_state(&s, |st| st.drop_pool(&upload))?;
+        abort(&s, &f.key, &upload).await;
+    }
+    lock(&s.plans).remove(&f.job);
+    match answer {
+        Some((failures, at)) => tracing::warn!(
+            key = %f.key, job = %f.job, failures, retry_in_s = at.saturating_sub(now) as f64 / 1000.0,
+            error = %f.error, "copy failed; retrying after a backoff"
+        ),
+        None => {
+            tracing::info!(key = %f.key, job = %f.job, error = %f.error, "failure of a copy whose lock was taken over")
+        }
+    }
+    Ok(Json(serde_json::json!({"retry": answer.is_some()})))
 }
 
 /// An instance's heartbeat: extends its job's lock and its part claims. `held: false` tells
@@ -251,10 +312,11 @@ async fn dispatch(s: Arc<Shared>) {
             let until = now + (s.cfg.lease + s.cfg.start_grace).as_millis() as u64;
             let Ok(Some(v)) = with_state(&s, |st| st.lock(&v.key, &job, now, until)) else { continue };
             if let Err(err) = start(&s, &job, &v).await {
-                // Without the start grace: the key is taken again when one lease has passed.
-                let retry = now_ms() + s.cfg.lease.as_millis() as u64;
-                let _ = with_state(&s, |st| st.renew(&v.key, &job, retry));
-                tracing::warn!(key = %v.key, %err, "starting a copy failed; retried when its lease ends");
+                // Released at once and held back for a growing backoff (a refusing store).
+                let now = now_ms();
+                let retry = with_state(&s, |st| st.fail(&v.key, &job, |n| now + retry_delay(n).as_millis() as u64));
+                let retry_in_s = retry.ok().flatten().map(|(_, at)| at.saturating_sub(now) as f64 / 1000.0);
+                tracing::warn!(key = %v.key, %err, ?retry_in_s, "starting a copy failed; retrying after a backoff");
             }
         }
         tokio::time::sleep(Duration::from_millis(50)).await;
@@ -264,12 +326,10 @@ async fn dispatch(s: Arc<Shared>) {
 async fn start(s: &Arc<Shared>, job: &str, v: &Version) -> Result<(), String> {
     let cfg = &s.cfg;
     let large = !v.deleted && v.size > cfg.threshold;
-    // The SLO counts from the source's write: what is left of it bounds the plan.
-    let written = with_state(s, |st| st.written_at(&v.key)).map_err(|e| e.1)?;
-    let elapsed = written
-        .filter(|(seq, _)| *seq == v.seq)
-        .and_then(|(_, at)| at)
-        .map_or(0.0, |at| now_ms().saturating_sub(at) as f64 / 1000.0);
+    // The SLO counts from the oldest write the destination lacks: what is left of it bounds
+    // the plan.
+    let oldest = with_state(s, |st| st.oldest_pending(&v.key)).map_err(|e| e.1)?;
+    let elapsed = oldest.map_or(0.0, |at| now_ms().saturating_sub(at) as f64 / 1000.0);
     let remaining = cfg.slo.as_secs_f64() - elapsed;
     let req = planner::Request {
         size: v.size,
@@ -288,11 +348,13 @@ async fn start(s: &Arc<Shared>, job: &str, v: &Version) -> Result<(), String> {
     tracing::info!(key = %v.key, size = v.size, %region, n, time = plan.as_ref().map(|p| p.time), meets = plan.as_ref().map(|p| p.meets_slo), "plan");
     if let (Some(p), Some(r)) = (plan.as_ref().filter(|p| !p.meets_slo), &s.records) {
         r.write(&crate::record::Record::Violation {
+            system: cfg.system.clone(),
             key: v.key.clone(),
             seq: v.seq,
             at_ms: now_ms(),
             cause: crate::record::Cause::Plan,
             reason: violation_reason(p, remaining, elapsed),
+            writes: Vec::new(),
         });
     }
     lock(&s.plans).insert(
@@ -325,6 +387,8 @@ async fn start(s: &Arc<Shared>, job: &str, v: &Version) -> Result<(), String> {
             coordinator: cfg.url.clone(),
             mode: mode.clone(),
             lease_ms: cfg.lease.as_millis() as u64,
+            system: cfg.system.clone(),
+            bandwidth: None,
         };
         match &platform {
             Some(url) => {
@@ -372,6 +436,41 @@ fn violation_reason(p: &planner::Plan, remaining: f64, elapsed: f64) -> String {
             "fastest plan ({} instance(s) in {}) needs {:.3} s at p99, {:.3} s of the SLO left",
             p.instances, p.region, p.time, remaining
         )
+    }
+}
+
+/// Records a `deadline` violation for every write whose SLO passed before a copy covered it
+/// (a version stuck, lost, or superseded too late), once per write, four times per SLO (at
+/// most every 0.5 s).
+async fn deadline_loop(s: Arc<Shared>) {
+    let every = (s.cfg.slo / 4).clamp(Duration::from_millis(10), Duration::from_millis(500));
+    let slo_ms = s.cfg.slo.as_millis() as u64;
+    loop {
+        tokio::time::sleep(every).await;
+        let now = now_ms();
+        let overdue = match with_state(&s, |st| st.overdue(now, slo_ms)) {
+            Ok(o) => o,
+            Err(_) => continue,
+        };
+        for o in overdue {
+            let age = now.saturating_sub(o.oldest_ms) as f64 / 1000.0;
+            tracing::info!(key = %o.key, writes = o.seqs.len(), age_s = age, "SLO passed before replication");
+            if let Some(r) = &s.records {
+                r.write(&crate::record::Record::Violation {
+                    system: s.cfg.system.clone(),
+                    key: o.key.clone(),
+                    seq: o.seqs.last().copied().unwrap_or(0),
+                    at_ms: now,
+                    cause: crate::record::Cause::Deadline,
+                    reason: format!(
+                        "{} write(s) not replicated within the {:.3} s SLO (the oldest {age:.3} s ago)",
+                        o.seqs.len(),
+                        s.cfg.slo.as_secs_f64()
+                    ),
+                    writes: o.seqs,
+                });
+            }
+        }
     }
 }
 

@@ -41,6 +41,10 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
+/// The exit status of an instance whose copy failed and whose coordinator took the report:
+/// the coordinator copies the key again after a backoff, so the platform does not retry it.
+pub const REPORTED_EXIT: u8 = 4;
+
 /// Prices in dollars (the topology's price table).
 #[derive(Debug, Clone, Copy, PartialEq, serde::Serialize, serde::Deserialize)]
 pub struct Prices {
@@ -73,6 +77,9 @@ pub struct Model {
     pub memory_mb: u32,
     pub prices: Prices,
     pub seed: u64,
+    /// The bandwidth of each attempt (bytes per second), drawn per attempt; none: every
+    /// instance gets its node's link.
+    pub bandwidth: Option<Dist>,
 }
 
 /// What one attempt used and cost (a line of `invocations.jsonl`).
@@ -94,6 +101,15 @@ pub struct Invocation {
     pub egress_bytes: u64,
     pub cost: f64,
     pub end_ms: u64,
+    /// The replicator that invoked it.
+    #[serde(default)]
+    pub system: String,
+    /// The object's size (none for a delete): the report's cost per object by size class.
+    #[serde(default)]
+    pub size: Option<u64>,
+    /// The bandwidth drawn for the attempt (bytes/s), when the platform draws one.
+    #[serde(default)]
+    pub bandwidth: Option<f64>,
 }
 
 /// A task given up after its retries (a line of `deadletter.jsonl`).
@@ -155,13 +171,17 @@ async fn run_with_retries(p: &Platform, task: crate::task::Task) {
     let mut attempt = 0;
     loop {
         attempt += 1;
-        let inv = attempt_once(p, &task, attempt, invoke_s).await;
+        let (inv, reported) = attempt_once(p, &task, attempt, invoke_s).await;
         let (ok, error) = (inv.ok, inv.error.clone());
         append(&p.dir.join("invocations.jsonl"), &inv);
         if ok {
             return;
         }
         let error = error.unwrap_or_default();
+        if reported {
+            tracing::info!(key = %task.key, instance = %task.instance, %error, "attempt failed; its coordinator retries the copy");
+            return;
+        }
         if attempt > p.model.retries {
             tracing::warn!(key = %task.key, instance = %task.instance, attempts = attempt, %error, "dead letter");
             let dead = DeadLetter { task, attempts: attempt, error, at_ms: crate::coordinator::now_ms() };
@@ -173,20 +193,27 @@ async fn run_with_retries(p: &Platform, task: crate::task::Task) {
     }
 }
 
-async fn attempt_once(p: &Platform, task: &crate::task::Task, attempt: u32, invoke_s: f64) -> Invocation {
+/// One attempt; also answers whether it failed with its coordinator told (no retry).
+async fn attempt_once(p: &Platform, task: &crate::task::Task, attempt: u32, invoke_s: f64) -> (Invocation, bool) {
     let Ok(_slot) = p.slots.acquire().await else {
-        let at = Attempt { number: attempt, invoke_s, ready_s: 0.0, started: Instant::now() };
-        return finish(p, task, &at, Err("platform closing".into()), Usage::default());
+        let at = Attempt { number: attempt, invoke_s, ready_s: 0.0, started: Instant::now(), bandwidth: None };
+        return (finish(p, task, &at, Err("platform closing".into()), Usage::default()), false);
     };
     let started = Instant::now();
     let ready_s = draw(p, &p.model.ready);
-    let at = Attempt { number: attempt, invoke_s, ready_s, started };
+    // This attempt's network: instances of one configuration differ.
+    let bandwidth = p.model.bandwidth.as_ref().map(|d| draw(p, d).max(1.0));
+    let at = Attempt { number: attempt, invoke_s, ready_s, started, bandwidth };
     tokio::time::sleep(Duration::from_secs_f64(ready_s)).await;
-    let (outcome, usage) = match spawn_and_wait(p, task).await {
-        Ok((status, usage)) => (status, usage),
-        Err(err) => (Err(err), Usage::default()),
+    let mut task = task.clone();
+    if bandwidth.is_some() {
+        task.bandwidth = bandwidth;
+    }
+    let (outcome, usage, reported) = match spawn_and_wait(p, &task).await {
+        Ok(((status, reported), usage)) => (status, usage, reported),
+        Err(err) => (Err(err), Usage::default(), false),
     };
-    finish(p, task, &at, outcome, usage)
+    (finish(p, &task, &at, outcome, usage), reported)
 }
 
 /// One attempt's timing.
@@ -196,6 +223,7 @@ struct Attempt {
     ready_s: f64,
     /// When it took its slot (billing starts).
     started: Instant,
+    bandwidth: Option<f64>,
 }
 
 #[derive(Debug, Default, serde::Deserialize)]
@@ -228,11 +256,17 @@ fn finish(
         egress_bytes: usage.bytes,
         cost: p.model.prices.cost(gb_seconds, usage.requests, usage.bytes),
         end_ms: crate::coordinator::now_ms(),
+        system: task.system.clone(),
+        size: (!matches!(task.mode, crate::task::Mode::Delete)).then_some(task.size),
+        bandwidth: at.bandwidth,
     }
 }
 
+/// The outcome of an attempt and whether its failure was reported to the coordinator.
+type Outcome = (Result<(), String>, bool);
+
 /// Runs one instance process to its end or the time limit.
-async fn spawn_and_wait(p: &Platform, task: &crate::task::Task) -> Result<(Result<(), String>, Usage), String> {
+async fn spawn_and_wait(p: &Platform, task: &crate::task::Task) -> Result<(Outcome, Usage), String> {
     let (program, args) = p.command.split_first().ok_or("no instance command")?;
     let mut child = tokio::process::Command::new(program)
         .args(args)
@@ -258,13 +292,18 @@ async fn spawn_and_wait(p: &Platform, task: &crate::task::Task) -> Result<(Resul
     match tokio::time::timeout(p.model.time_limit, run).await {
         Ok((Ok(status), text)) => {
             let usage = text.lines().rev().find_map(|l| serde_json::from_str::<Usage>(l).ok()).unwrap_or_default();
-            let outcome = if status.success() { Ok(()) } else { Err(format!("instance exited with {status}")) };
-            Ok((outcome, usage))
+            let reported = status.code() == Some(i32::from(REPORTED_EXIT));
+            let outcome = match (status.success(), reported) {
+                (true, _) => Ok(()),
+                (false, true) => Err("the copy failed; its coordinator retries it".to_owned()),
+                (false, false) => Err(format!("instance exited with {status}")),
+            };
+            Ok(((outcome, reported), usage))
         }
         Ok((Err(err), _)) => Err(format!("wait for the instance: {err}")),
         // Dropping the future drops the child: kill_on_drop ends it.
         Err(_) => Ok((
-            Err(format!("execution time limit of {:.1} s reached; killed", p.model.time_limit.as_secs_f64())),
+            (Err(format!("execution time limit of {:.1} s reached; killed", p.model.time_limit.as_secs_f64())), false),
             Usage::default(),
         )),
     }

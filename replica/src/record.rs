@@ -15,25 +15,86 @@ use std::sync::Mutex;
 pub enum Record {
     /// A version reached the destination.
     Replicated {
+        /// The replicator that made it (`lambda`, `provider`, `vm`).
+        #[serde(default = "default_system")]
+        system: String,
         key: String,
         seq: u64,
+        /// The object's size (what the destination now holds).
         bytes: u64,
         #[serde(default)]
         deleted: bool,
-        /// When the source wrote it (the event's time); none when only reconciliation saw it.
+        /// When the source wrote this version (the event's time); none when only
+        /// reconciliation saw it.
         written_ms: Option<u64>,
         done_ms: u64,
+        /// The longest delay among `writes` (the destination's staleness it ended), or this
+        /// version's own when no write was recorded.
         delay_s: Option<f64>,
+        /// Every write it covered (this version and older ones not replicated before), with
+        /// its delay: one sample each.
+        #[serde(default)]
+        writes: Vec<Covered>,
+        /// The SLO the writes were held to.
+        #[serde(default)]
+        slo_s: Option<f64>,
         region: Option<String>,
         instances: Option<u32>,
         /// The plan's p99 estimate.
         predicted_s: Option<f64>,
+        /// How it was made: `bytes`, or the changelog operation (`copy`, `move`, `concat`,
+        /// `append`) applied at the destination.
+        #[serde(default = "default_via")]
+        via: String,
+        /// Bytes that crossed between the regions for it.
+        #[serde(default)]
+        wan_bytes: u64,
+        /// A per-object fee (a provider-style replicator's price); none for function copies,
+        /// which their platform bills.
+        #[serde(default)]
+        cost_usd: Option<f64>,
     },
     /// A replication that cannot meet (`cause: plan`: no plan's estimate fits what is left of
-    /// the SLO) or did not meet (`cause: delay`) its SLO.
-    Violation { key: String, seq: u64, at_ms: u64, cause: Cause, reason: String },
+    /// the SLO), did not meet (`cause: delay`) or has not met by its deadline (`cause:
+    /// deadline`: the SLO passed with the writes in `writes` not replicated) its SLO.
+    Violation {
+        #[serde(default = "default_system")]
+        system: String,
+        key: String,
+        seq: u64,
+        at_ms: u64,
+        cause: Cause,
+        reason: String,
+        /// The writes (sequencers) it is about.
+        #[serde(default)]
+        writes: Vec<u64>,
+    },
     /// What a reconciliation scan repaired.
     Repair { at_ms: u64, repairs: crate::state::Repairs },
+    /// A cost billed by time rather than per copy (a VM's life).
+    Cost {
+        #[serde(default = "default_system")]
+        system: String,
+        /// What was billed, in words.
+        what: String,
+        usd: f64,
+        at_ms: u64,
+    },
+}
+
+fn default_system() -> String {
+    "lambda".into()
+}
+
+fn default_via() -> String {
+    "bytes".into()
+}
+
+/// A write a copy covered.
+#[derive(Debug, Clone, Copy, PartialEq, serde::Serialize, serde::Deserialize)]
+pub struct Covered {
+    pub seq: u64,
+    pub delay_s: f64,
 }
 
 /// What a violation record is about.
@@ -42,6 +103,7 @@ pub enum Record {
 pub enum Cause {
     Plan,
     Delay,
+    Deadline,
 }
 
 /// The append-only record file.

@@ -21,6 +21,14 @@
 //!   strand a claimed part, or the one completion of the upload, until the job's lease ran
 //!   out and the whole object was copied again.
 //!
+//! - **Writes.** Every event of a write the destination does not hold yet also goes to
+//!   `writes` with its time. The release of a copy takes the writes it covers (its version
+//!   and every older one): each is one sample of the replication delay. A write still there
+//!   when its SLO has passed is flagged once ([`State::overdue`]), so a version that is never
+//!   replicated (lost, stuck, superseded too late) is recorded as a violation.
+//! - **Backoff.** A key whose copy failed is held back until a time (`hold_until`) that
+//!   grows with its failures in a row ([`State::fail`]); a released copy resets the count.
+//!
 //! Every mutation is one `BEGIN IMMEDIATE` transaction, so several connections (processes)
 //! on one database file serialize correctly.
 
@@ -62,6 +70,33 @@ pub enum Release {
     Lost,
 }
 
+/// A write the destination did not hold yet when it was recorded.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Write {
+    pub seq: u64,
+    /// When the source wrote it (ms, the event's time).
+    pub event_ms: u64,
+    /// Whether its SLO had passed before a copy covered it (a violation was recorded).
+    pub flagged: bool,
+}
+
+/// The answer to releasing a lock, with the writes a successful copy covered.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Released {
+    pub outcome: Release,
+    /// Empty unless `outcome` is [`Release::Done`].
+    pub writes: Vec<Write>,
+}
+
+/// Writes of one key whose SLO passed before any copy covered them.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Overdue {
+    pub key: String,
+    pub seqs: Vec<u64>,
+    /// The oldest of them (ms).
+    pub oldest_ms: u64,
+}
+
 /// A claimed part.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Part {
@@ -93,6 +128,8 @@ pub struct Tracked {
     pub size: u64,
     pub deleted: bool,
     pub done_seq: i64,
+    /// The source ETag of the version the destination holds (none: nothing, or a delete).
+    pub done_etag: Option<String>,
     pub dst_etag: Option<String>,
     /// A live lease held it.
     pub locked: bool,
@@ -135,7 +172,11 @@ CREATE TABLE IF NOT EXISTS objects (
   key TEXT PRIMARY KEY, seq INTEGER NOT NULL, etag TEXT, size INTEGER NOT NULL,
   deleted INTEGER NOT NULL, done_seq INTEGER NOT NULL DEFAULT -1,
   lock_owner TEXT, lock_seq INTEGER, lock_etag TEXT, lock_until INTEGER,
-  dst_etag TEXT, event_ms INTEGER);
+  dst_etag TEXT, event_ms INTEGER,
+  done_etag TEXT, hold_until INTEGER, fails INTEGER NOT NULL DEFAULT 0);
+CREATE TABLE IF NOT EXISTS writes (
+  key TEXT NOT NULL, seq INTEGER NOT NULL, event_ms INTEGER NOT NULL, flagged INTEGER NOT NULL DEFAULT 0,
+  PRIMARY KEY (key, seq));
 CREATE TABLE IF NOT EXISTS parts (
   upload TEXT NOT NULL, number INTEGER NOT NULL, offset INTEGER NOT NULL, len INTEGER NOT NULL,
   state INTEGER NOT NULL DEFAULT 0, owner TEXT, lease_until INTEGER, etag TEXT,
@@ -164,11 +205,20 @@ impl State {
         conn.busy_timeout(std::time::Duration::from_secs(30))?;
         conn.pragma_update(None, "journal_mode", "WAL")?;
         conn.execute_batch(SCHEMA)?;
-        // A database made before `parts.last` existed (a coordinator restarted on an old
-        // state file) gets the column; its finished parts answer `last = false` when repeated.
-        let has_last: bool = conn.prepare("SELECT 1 FROM pragma_table_info('parts') WHERE name = 'last'")?.exists([])?;
-        if !has_last {
-            conn.execute_batch("ALTER TABLE parts ADD COLUMN last INTEGER NOT NULL DEFAULT 0")?;
+        // A database made by an earlier replicator (a coordinator restarted on an old state
+        // file) gets the columns added since; its finished parts answer `last = false` when
+        // repeated.
+        for (table, column, decl) in [
+            ("parts", "last", "INTEGER NOT NULL DEFAULT 0"),
+            ("objects", "done_etag", "TEXT"),
+            ("objects", "hold_until", "INTEGER"),
+            ("objects", "fails", "INTEGER NOT NULL DEFAULT 0"),
+        ] {
+            let has: bool =
+                conn.prepare("SELECT 1 FROM pragma_table_info(?1) WHERE name = ?2")?.exists(params![table, column])?;
+            if !has {
+                conn.execute_batch(&format!("ALTER TABLE {table} ADD COLUMN {column} {decl}"))?;
+            }
         }
         Ok(State { conn })
     }
@@ -179,12 +229,14 @@ impl State {
     }
 
     /// [`State::observe`], remembering when the source wrote the version (`event_ms`, the
-    /// event's time) to measure its replication delay.
+    /// event's time) to measure its replication delay: the write joins `writes` unless the
+    /// destination already holds it or a later version (an old event arriving late).
     pub fn observe_at(&mut self, v: &Version, event_ms: Option<u64>) -> Result<bool, StateError> {
         let tx = self.conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
-        let known: Option<i64> =
-            tx.query_row("SELECT seq FROM objects WHERE key = ?1", [&v.key], |r| r.get(0)).optional()?;
-        let newer = known.is_none_or(|seq| seq < to_i64(v.seq));
+        let known: Option<(i64, i64)> = tx
+            .query_row("SELECT seq, done_seq FROM objects WHERE key = ?1", [&v.key], |r| Ok((r.get(0)?, r.get(1)?)))
+            .optional()?;
+        let newer = known.is_none_or(|(seq, _)| seq < to_i64(v.seq));
         if newer {
             tx.execute(
                 "INSERT INTO objects (key, seq, etag, size, deleted, event_ms) VALUES (?1, ?2, ?3, ?4, ?5, ?6)
@@ -192,15 +244,24 @@ impl State {
                 params![v.key, to_i64(v.seq), v.etag, to_i64(v.size), v.deleted, event_ms.map(to_i64)],
             )?;
         }
+        let held = known.map_or(-1, |(_, done)| done);
+        if let Some(at) = event_ms.filter(|_| to_i64(v.seq) > held) {
+            tx.execute(
+                "INSERT OR IGNORE INTO writes (key, seq, event_ms) VALUES (?1, ?2, ?3)",
+                params![v.key, to_i64(v.seq), to_i64(at)],
+            )?;
+        }
         tx.commit()?;
         Ok(newer)
     }
 
-    /// Keys whose destination lags their latest version and that no live lease holds.
+    /// Keys whose destination lags their latest version, that no live lease holds and that
+    /// no backoff holds back ([`State::fail`]).
     pub fn pending(&self, now_ms: u64, limit: usize) -> Result<Vec<Version>, StateError> {
         let mut stmt = self.conn.prepare(
             "SELECT key, seq, etag, size, deleted FROM objects
-             WHERE done_seq < seq AND (lock_owner IS NULL OR lock_until < ?1) ORDER BY seq LIMIT ?2",
+             WHERE done_seq < seq AND (lock_owner IS NULL OR lock_until < ?1)
+               AND (hold_until IS NULL OR hold_until <= ?1) ORDER BY seq LIMIT ?2",
         )?;
         let rows = stmt.query_map(params![to_i64(now_ms), to_i64(limit as u64)], row_version)?;
         Ok(rows.collect::<Result<_, _>>()?)
@@ -265,11 +326,12 @@ impl State {
     /// ETag the source served during the copy). The copy counts only if the latest version
     /// is still `{seq, etag}`.
     pub fn release(&mut self, key: &str, owner: &str, seq: u64, etag: Option<&str>) -> Result<Release, StateError> {
-        self.release_copy(key, owner, seq, etag, None)
+        Ok(self.release_copy(key, owner, seq, etag, None)?.outcome)
     }
 
     /// [`State::release`] that also records the ETag the destination gave the copy
-    /// (`dst_etag`), which reconciliation later expects to find there.
+    /// (`dst_etag`), which reconciliation later expects to find there, and answers the writes
+    /// the copy covered (its version's and every older one), which leave `writes`.
     pub fn release_copy(
         &mut self,
         key: &str,
@@ -277,7 +339,7 @@ impl State {
         seq: u64,
         etag: Option<&str>,
         dst_etag: Option<&str>,
-    ) -> Result<Release, StateError> {
+    ) -> Result<Released, StateError> {
         let tx = self.conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
         // (lock owner, latest seq, latest ETag, locked ETag)
         type Row = (Option<String>, i64, Option<String>, Option<String>);
@@ -286,7 +348,8 @@ impl State {
                 Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?))
             })
             .optional()?;
-        let answer = match row {
+        let mut writes = Vec::new();
+        let outcome = match row {
             Some((Some(holder), latest_seq, latest_etag, lock_etag)) if holder == owner => {
                 // The copy counts when the version locked is still the latest (reconciliation
                 // may have corrected the latest ETag at the same seq) and the source served it.
@@ -294,9 +357,19 @@ impl State {
                     latest_seq == to_i64(seq) && latest_etag.as_deref() == etag && lock_etag.as_deref() == etag;
                 if current {
                     tx.execute(
-                        "UPDATE objects SET done_seq = seq, dst_etag = ?2 WHERE key = ?1",
+                        "UPDATE objects SET done_seq = seq, dst_etag = ?2, done_etag = lock_etag, fails = 0,
+                           hold_until = NULL WHERE key = ?1",
                         params![key, dst_etag],
                     )?;
+                    let mut stmt = tx.prepare(
+                        "SELECT seq, event_ms, flagged FROM writes WHERE key = ?1 AND seq <= ?2 ORDER BY seq",
+                    )?;
+                    let rows = stmt.query_map(params![key, to_i64(seq)], |r| {
+                        Ok(Write { seq: to_u64(r.get(0)?), event_ms: to_u64(r.get(1)?), flagged: r.get(2)? })
+                    })?;
+                    writes = rows.collect::<Result<_, _>>()?;
+                    drop(stmt);
+                    tx.execute("DELETE FROM writes WHERE key = ?1 AND seq <= ?2", params![key, to_i64(seq)])?;
                 }
                 tx.execute("UPDATE objects SET lock_owner = NULL, lock_until = NULL WHERE key = ?1", [key])?;
                 if current {
@@ -308,7 +381,72 @@ impl State {
             _ => Release::Lost,
         };
         tx.commit()?;
+        Ok(Released { outcome, writes })
+    }
+
+    /// Releases `owner`'s lock on `key` after its copy failed, and holds the key back until
+    /// `retry_at(failures so far)` (a backoff). Answers the failures so far and the retry
+    /// time, or `None` when the lock was not `owner`'s.
+    pub fn fail(
+        &mut self,
+        key: &str,
+        owner: &str,
+        retry_at: impl FnOnce(u32) -> u64,
+    ) -> Result<Option<(u32, u64)>, StateError> {
+        let tx = self.conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
+        let fails: Option<i64> = tx
+            .query_row("SELECT fails FROM objects WHERE key = ?1 AND lock_owner = ?2", params![key, owner], |r| {
+                r.get(0)
+            })
+            .optional()?;
+        let answer = match fails {
+            Some(before) => {
+                let fails = u32::try_from(before.saturating_add(1)).unwrap_or(u32::MAX);
+                let at = retry_at(fails);
+                tx.execute(
+                    "UPDATE objects SET fails = ?2, hold_until = ?3, lock_owner = NULL, lock_until = NULL
+                     WHERE key = ?1",
+                    params![key, i64::from(fails), to_i64(at)],
+                )?;
+                Some((fails, at))
+            }
+            None => None,
+        };
+        tx.commit()?;
         Ok(answer)
+    }
+
+    /// When the oldest write of `key` the destination does not hold yet was made (ms): the
+    /// SLO counts from it.
+    pub fn oldest_pending(&self, key: &str) -> Result<Option<u64>, StateError> {
+        let oldest: Option<i64> =
+            self.conn.query_row("SELECT MIN(event_ms) FROM writes WHERE key = ?1", [key], |r| r.get(0))?;
+        Ok(oldest.map(to_u64))
+    }
+
+    /// Writes whose SLO (`slo_ms` after the write) has passed at `now_ms` and that no copy has
+    /// covered, not flagged before; flags them, so each is answered once.
+    pub fn overdue(&mut self, now_ms: u64, slo_ms: u64) -> Result<Vec<Overdue>, StateError> {
+        let tx = self.conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
+        let cutoff = to_i64(now_ms.saturating_sub(slo_ms));
+        let mut stmt =
+            tx.prepare("SELECT key, seq, event_ms FROM writes WHERE flagged = 0 AND event_ms < ?1 ORDER BY key, seq")?;
+        let rows = stmt.query_map([cutoff], |r| Ok((r.get::<_, String>(0)?, to_u64(r.get(1)?), to_u64(r.get(2)?))))?;
+        let mut out: Vec<Overdue> = Vec::new();
+        for row in rows {
+            let (key, seq, at) = row?;
+            match out.last_mut() {
+                Some(o) if o.key == key => {
+                    o.seqs.push(seq);
+                    o.oldest_ms = o.oldest_ms.min(at);
+                }
+                _ => out.push(Overdue { key, seqs: vec![seq], oldest_ms: at }),
+            }
+        }
+        drop(stmt);
+        tx.execute("UPDATE writes SET flagged = 1 WHERE flagged = 0 AND event_ms < ?1", [cutoff])?;
+        tx.commit()?;
+        Ok(out)
     }
 
     /// The latest known version of `key` and when the source wrote it (ms), if known.
@@ -325,7 +463,7 @@ impl State {
     pub fn snapshot(&self, now_ms: u64) -> Result<HashMap<String, Tracked>, StateError> {
         let mut stmt = self.conn.prepare(
             "SELECT key, seq, etag, size, deleted, done_seq, dst_etag,
-                    lock_owner IS NOT NULL AND lock_until >= ?1 FROM objects",
+                    lock_owner IS NOT NULL AND lock_until >= ?1, done_etag FROM objects",
         )?;
         let rows = stmt.query_map([to_i64(now_ms)], |r| {
             Ok((
@@ -338,6 +476,7 @@ impl State {
                     done_seq: r.get(5)?,
                     dst_etag: r.get(6)?,
                     locked: r.get(7)?,
+                    done_etag: r.get(8)?,
                 },
             ))
         })?;
@@ -414,7 +553,7 @@ impl State {
             };
             if !holds {
                 out.drifted += tx.execute(
-                    "UPDATE objects SET done_seq = -1
+                    "UPDATE objects SET done_seq = -1, done_etag = NULL
                      WHERE key = ?1 AND seq = ?2 AND done_seq = ?3 AND dst_etag IS ?4
                        AND (lock_owner IS NULL OR lock_until < ?5)",
                     params![key, t.seq, t.done_seq, t.dst_etag, to_i64(now_ms)],

@@ -4,6 +4,11 @@
 //! real S3 client and checks the ETag the source serves against it (optimistic validation): a
 //! part read of a changed object stops the copy, and the instance reports the ETag it saw so
 //! that the lock release answers stale and the object is replicated again.
+//!
+//! A store's refusal (4xx) is retried with backoff ([`crate::client::retry_refused`]); a copy
+//! that still fails is reported to the coordinator (`POST /failed`), which copies the key again
+//! after a growing backoff, so nothing is dropped. With a bandwidth (the platform's draw for
+//! this instance), the instance reads no faster than it ([`Throttle`]).
 
 use crate::client::{self, Endpoint};
 use crate::etag;
@@ -28,6 +33,10 @@ pub enum TaskError {
         #[source]
         source: reqwest::Error,
     },
+    /// The copy failed and the coordinator was told: it copies the key again after a
+    /// backoff, so the platform must not retry this attempt.
+    #[error("copy failed; the coordinator retries it")]
+    Reported(#[source] Box<TaskError>),
 }
 
 /// What to do.
@@ -56,10 +65,25 @@ pub struct Task {
     /// third of it while it works.
     #[serde(default = "default_lease_ms")]
     pub lease_ms: u64,
+    /// The replicator that invoked it (for the platform's bill).
+    #[serde(default = "default_system")]
+    pub system: String,
+    /// Bytes per second this instance reads at most (the platform draws it per attempt:
+    /// instances of one configuration differ); none: its node's link alone limits it.
+    #[serde(default)]
+    pub bandwidth: Option<f64>,
 }
 
 fn default_lease_ms() -> u64 {
     15_000
+}
+
+fn default_system() -> String {
+    "lambda".into()
+}
+
+fn default_via() -> String {
+    "bytes".into()
 }
 
 /// A report of a finished copy to the coordinator.
@@ -76,6 +100,23 @@ pub struct Done {
     pub dst_etag: Option<String>,
     #[serde(default)]
     pub deleted: bool,
+    /// How the copy was made: `bytes`, or the changelog operation applied.
+    #[serde(default = "default_via")]
+    pub via: String,
+    /// Bytes of the object that crossed between the regions (every part's, whoever copied it).
+    #[serde(default)]
+    pub wan_bytes: u64,
+    /// A per-object fee (provider-style baseline).
+    #[serde(default)]
+    pub cost_usd: Option<f64>,
+}
+
+/// A report of a failed copy.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct Failed {
+    pub job: String,
+    pub key: String,
+    pub error: String,
 }
 
 /// An instance's heartbeat.
@@ -141,14 +182,75 @@ impl Meter {
     }
 }
 
-/// [`run`], counting into `meter`.
+/// [`run`], counting into `meter`. A copy that fails (other than by being superseded) is
+/// reported to the coordinator; once it took the report the error is
+/// [`TaskError::Reported`].
 pub async fn run_metered(task: &Task, meter: &Meter) -> Result<(), TaskError> {
     let http = reqwest::Client::builder().timeout(Duration::from_secs(30)).build().unwrap_or_default();
     let held = Arc::new(AtomicBool::new(true));
     let beat = tokio::spawn(heartbeat(http.clone(), task.clone(), held.clone()));
-    let result = copy(task, &http, &held, meter).await;
+    let throttle = Throttle::new(task.bandwidth);
+    let result = copy(task, &http, &held, meter, &throttle).await;
     beat.abort();
-    result
+    match result {
+        Err(err) if !err.superseded() => {
+            let error = crate::error_chain(&err);
+            tracing::warn!(key = %task.key, job = %task.job, %error, "copy failed; reporting it");
+            let failed = Failed { job: task.job.clone(), key: task.key.clone(), error };
+            match post::<_, serde_json::Value>(&http, &task.coordinator, "failed", &failed).await {
+                Ok(_) => Err(TaskError::Reported(Box::new(err))),
+                Err(_) => Err(err),
+            }
+        }
+        r => r,
+    }
+}
+
+/// A pacer of the bytes an instance reads: each chunk is released no earlier than the time
+/// its bytes take at `rate` after the previous ones (the node's clock, so virtual time in a
+/// dilated run). Reading slower makes TCP's window slow the sender too: the transfer runs
+/// at this rate end to end.
+pub struct Throttle {
+    /// Bytes per second; none: no limit.
+    rate: Option<f64>,
+    next: std::sync::Mutex<Option<tokio::time::Instant>>,
+}
+
+impl Throttle {
+    /// A pacer at `rate` bytes per second (none or not positive: no limit).
+    pub fn new(rate: Option<f64>) -> Throttle {
+        Throttle { rate: rate.filter(|r| r.is_finite() && *r > 0.0), next: std::sync::Mutex::new(None) }
+    }
+
+    /// Waits until `n` more bytes may be read.
+    pub async fn take(&self, n: usize) {
+        let Some(rate) = self.rate else { return };
+        let until = {
+            let mut next = self.next.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+            let now = tokio::time::Instant::now();
+            let start = next.map_or(now, |t| t.max(now));
+            let until = start + Duration::from_secs_f64(n as f64 / rate);
+            *next = Some(until);
+            until
+        };
+        tokio::time::sleep_until(until).await;
+    }
+}
+
+/// The body of `got`, read chunk by chunk at the pace of `throttle`.
+async fn read_body(got: object_store::GetResult, throttle: &Throttle) -> Result<bytes::Bytes, TaskError> {
+    use futures::StreamExt;
+    if throttle.rate.is_none() {
+        return Ok(got.bytes().await?);
+    }
+    let mut stream = got.into_stream();
+    let mut body = bytes::BytesMut::new();
+    while let Some(chunk) = stream.next().await {
+        let chunk = chunk?;
+        throttle.take(chunk.len()).await;
+        body.extend_from_slice(&chunk);
+    }
+    Ok(body.freeze())
 }
 
 async fn heartbeat(http: reqwest::Client, task: Task, held: Arc<AtomicBool>) {
@@ -188,6 +290,11 @@ impl TaskError {
     pub fn superseded(&self) -> bool {
         matches!(self, TaskError::Fenced { .. })
     }
+
+    /// Whether the coordinator was told of the failure and retries the copy itself.
+    pub fn reported(&self) -> bool {
+        matches!(self, TaskError::Reported(_))
+    }
 }
 
 fn fence(task: &Task, held: &AtomicBool) -> Result<(), TaskError> {
@@ -198,24 +305,33 @@ fn fence(task: &Task, held: &AtomicBool) -> Result<(), TaskError> {
     }
 }
 
-async fn copy(task: &Task, http: &reqwest::Client, held: &AtomicBool, m: &Meter) -> Result<(), TaskError> {
+async fn copy(
+    task: &Task,
+    http: &reqwest::Client,
+    held: &AtomicBool,
+    m: &Meter,
+    throttle: &Throttle,
+) -> Result<(), TaskError> {
     let src = client::connect(&task.src)?;
     let dst = client::connect(&task.dst)?;
     let path = Path::from(task.key.as_str());
+    let refused = client::Backoff::REFUSED;
     match &task.mode {
         Mode::Whole => {
             m.request();
-            let (seen, bytes, dst_etag) = match src.get(&path).await {
+            let (seen, bytes, dst_etag) = match client::retry_refused("get", refused, || src.get(&path)).await {
                 Ok(got) => {
                     let seen = got.meta.e_tag.as_deref().map(etag::normalize);
-                    let body = got.bytes().await?;
+                    let body = read_body(got, throttle).await?;
                     let n = body.len() as u64;
                     let mut dst_etag = None;
                     if seen == task.etag {
                         fence(task, held)?;
                         m.request();
                         m.moved(n);
-                        let put = dst.put(&path, PutPayload::from(body)).await?;
+                        let put =
+                            client::retry_refused("put", refused, || dst.put(&path, PutPayload::from(body.clone())))
+                                .await?;
                         dst_etag = put.e_tag.as_deref().map(etag::normalize);
                     }
                     (seen, n, dst_etag)
@@ -229,7 +345,7 @@ async fn copy(task: &Task, http: &reqwest::Client, held: &AtomicBool, m: &Meter)
             // The source first: if the key exists again (a later write), deleting it at the
             // destination would only undo a copy of that write; report what the source has.
             m.request();
-            let seen = match src.head(&path).await {
+            let seen = match client::retry_refused("head", refused, || src.head(&path)).await {
                 Ok(meta) => meta.e_tag.as_deref().map(etag::normalize),
                 Err(object_store::Error::NotFound { .. }) => None,
                 Err(e) => return Err(e.into()),
@@ -237,7 +353,7 @@ async fn copy(task: &Task, http: &reqwest::Client, held: &AtomicBool, m: &Meter)
             if seen.is_none() {
                 fence(task, held)?;
                 m.request();
-                match dst.delete(&path).await {
+                match client::retry_refused("delete", refused, || dst.delete(&path)).await {
                     Ok(()) | Err(object_store::Error::NotFound { .. }) => {}
                     Err(e) => return Err(e.into()),
                 }
@@ -245,7 +361,7 @@ async fn copy(task: &Task, http: &reqwest::Client, held: &AtomicBool, m: &Meter)
             report(http, task, seen, 0, None).await
         }
         Mode::Parts { upload } => {
-            let ctx = Copying { task, src: &src, dst: &dst, path: &path, http, held, m };
+            let ctx = Copying { task, src: &src, dst: &dst, path: &path, http, held, m, throttle };
             pull_parts(&ctx, upload).await
         }
     }
@@ -260,32 +376,37 @@ struct Copying<'a> {
     http: &'a reqwest::Client,
     held: &'a AtomicBool,
     m: &'a Meter,
+    throttle: &'a Throttle,
 }
 
 async fn pull_parts(c: &Copying<'_>, upload: &str) -> Result<(), TaskError> {
-    let Copying { task, src, dst, path, http, held, m } = *c;
+    let Copying { task, src, dst, path, http, held, m, throttle } = *c;
     let claim = Claim { upload: upload.to_owned(), owner: task.instance.clone() };
-    let mut moved = 0u64;
+    let refused = client::Backoff::REFUSED;
+    let upload_id = upload.to_owned();
     while let Some(part) = post::<_, Option<crate::state::PartView>>(http, &task.coordinator, "claim", &claim).await? {
         let opts =
             GetOptions { range: Some(GetRange::Bounded(part.offset..part.offset + part.len)), ..Default::default() };
         m.request();
-        let got = match src.get_opts(path, opts).await {
+        let got = match client::retry_refused("get part", refused, || src.get_opts(path, opts.clone())).await {
             Ok(got) => got,
-            Err(object_store::Error::NotFound { .. }) => return report(http, task, None, moved, None).await,
+            Err(object_store::Error::NotFound { .. }) => return report(http, task, None, 0, None).await,
             Err(e) => return Err(e.into()),
         };
         let seen = got.meta.e_tag.as_deref().map(etag::normalize);
         if seen != task.etag {
             tracing::info!(key = %task.key, part = part.number, ?seen, expected = ?task.etag, "source changed during the copy; abandoning");
-            return report(http, task, seen, moved, None).await;
+            return report(http, task, seen, 0, None).await;
         }
-        let body = got.bytes().await?;
-        moved += body.len() as u64;
+        let body = read_body(got, throttle).await?;
         fence(task, held)?;
         m.request();
         m.moved(body.len() as u64);
-        let id = dst.put_part(path, &upload.to_owned(), part.number as usize - 1, PutPayload::from(body)).await?;
+        let index = part.number as usize - 1;
+        let id = client::retry_refused("put part", refused, || {
+            dst.put_part(path, &upload_id, index, PutPayload::from(body.clone()))
+        })
+        .await?;
         let finish = Finish {
             upload: upload.to_owned(),
             number: part.number,
@@ -294,12 +415,16 @@ async fn pull_parts(c: &Copying<'_>, upload: &str) -> Result<(), TaskError> {
         };
         let answer: Finished = post(http, &task.coordinator, "finish", &finish).await?;
         if let Some(parts) = answer.complete {
-            let ids = parts.into_iter().map(|(_, content_id)| PartId { content_id }).collect();
+            let ids: Vec<PartId> = parts.into_iter().map(|(_, content_id)| PartId { content_id }).collect();
             fence(task, held)?;
             m.request();
-            let done = dst.complete_multipart(path, &upload.to_owned(), ids).await?;
+            let done = client::retry_refused("complete upload", refused, || {
+                dst.complete_multipart(path, &upload_id, ids.clone())
+            })
+            .await?;
             let dst_etag = done.e_tag.as_deref().map(etag::normalize);
-            return report(http, task, task.etag.clone(), moved, dst_etag).await;
+            // The whole object is at the destination now, every part whoever copied it.
+            return report(http, task, task.etag.clone(), task.size, dst_etag).await;
         }
     }
     Ok(())
@@ -320,6 +445,9 @@ async fn report(
         bytes,
         dst_etag,
         deleted: matches!(task.mode, Mode::Delete),
+        via: default_via(),
+        wan_bytes: bytes,
+        cost_usd: None,
     };
     post::<_, serde_json::Value>(http, &task.coordinator, "done", &done).await.map(|_| ())
 }
@@ -346,5 +474,28 @@ pub async fn post<B: Serialize, R: serde::de::DeserializeOwned>(
         }
         tokio::time::sleep(backoff).await;
         backoff = (backoff * 2).min(Duration::from_secs(2));
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[tokio::test]
+    async fn a_throttle_paces_reads_at_its_rate() {
+        // 3 × 1000 bytes at 10 kB/s: 0.3 s.
+        let t = Throttle::new(Some(10_000.0));
+        let t0 = std::time::Instant::now();
+        for _ in 0..3 {
+            t.take(1000).await;
+        }
+        let took = t0.elapsed();
+        assert!(took >= Duration::from_millis(300) && took < Duration::from_millis(600), "{took:?}");
+        // No rate, or a rate that is no rate: no pause.
+        for t in [Throttle::new(None), Throttle::new(Some(0.0)), Throttle::new(Some(f64::NAN))] {
+            let t0 = std::time::Instant::now();
+            t.take(1 << 30).await;
+            assert!(t0.elapsed() < Duration::from_millis(50));
+        }
     }
 }

@@ -145,6 +145,7 @@ async fn replication_converges_on_the_latest_versions() {
         ],
         reconcile: Duration::from_secs(2),
         records: Some(dir.path().to_owned()),
+        system: "lambda".into(),
     };
     let state = crate::state::State::open(&dir.path().join("state.db")).unwrap();
     tokio::spawn(crate::coordinator::serve(cfg, state));
@@ -183,4 +184,16 @@ async fn replication_converges_on_the_latest_versions() {
     let head = connect(&dst).unwrap().head(&Path::from("big/one")).await.unwrap();
     let tag = head.e_tag.as_deref().map(etag::normalize).unwrap_or_default();
     assert!(tag.ends_with("-4"), "16 MiB in 5 MiB parts: {tag}");
+    // Its record counts the whole object, not the completing instance's own parts.
+    let records = std::fs::read_to_string(dir.path().join("replication.jsonl")).unwrap();
+    let big_one: Vec<serde_json::Value> = records
+        .lines()
+        .filter_map(|l| serde_json::from_str::<serde_json::Value>(l).ok())
+        .filter(|r| r["record"] == "replicated" && r["key"] == "big/one")
+        .collect();
+    assert!(!big_one.is_empty(), "{records}");
+    for r in &big_one {
+        assert_eq!((r["bytes"].as_u64(), r["wan_bytes"].as_u64()), (Some(16 << 20), Some(16 << 20)), "{r}");
+        assert!(!r["writes"].as_array().unwrap().is_empty() && r["system"] == "lambda", "{r}");
+    }
 }

@@ -1,5 +1,6 @@
 //! Reading a results directory into one in-memory analysis ([`RunData`]): run.json,
-//! events.jsonl, nodes.csv, links.csv and every load generator's outputs.
+//! events.jsonl, nodes.csv, links.csv, every load generator's outputs, and the workloads'
+//! own records (replication, balancers, probes).
 //!
 //! # Design
 //! Only run.json is required. Every other file may be missing (a run without load
@@ -114,6 +115,8 @@ pub struct RunData {
     pub replication: Option<super::replication::ReplicationData>,
     /// The L4 balancers' telemetry (empty without balancers).
     pub balancers: Vec<crate::balancers::BalancerSeries>,
+    /// Probe servers' exports and their agents' summaries; `None` when no node wrote any.
+    pub probes: Option<crate::probes::ProbeData>,
 }
 
 /// Reads a results directory.
@@ -133,7 +136,20 @@ pub fn analyze(dir: &Path) -> Result<RunData, ReportError> {
     }
     let replication = super::replication::read(&dir.join("nodes"))?;
     let balancers = crate::balancers::read(dir, &dir.join("nodes"), info.epoch_virt_ns)?;
-    Ok(RunData { dir: dir.to_owned(), info, faults, markers, nodes, links, loadgens, requests, replication, balancers })
+    let probes = crate::probes::read(&dir.join("nodes"))?;
+    Ok(RunData {
+        dir: dir.to_owned(),
+        info,
+        faults,
+        markers,
+        nodes,
+        links,
+        loadgens,
+        requests,
+        replication,
+        balancers,
+        probes,
+    })
 }
 
 fn read_text(path: &Path) -> Result<String, ReportError> {

@@ -3,6 +3,8 @@
 use std::fmt::Write as _;
 use std::path::Path;
 
+use serde_json::Value;
+
 /// What to put into a synthetic run.
 pub struct Fixture<'a> {
     pub name: &'a str,
@@ -89,4 +91,45 @@ pub fn write(dir: &Path, f: &Fixture<'_>) {
         .to_string(),
     )
     .unwrap();
+}
+
+/// Writes `text` into `dir/node/file`, making the node's directory.
+pub fn node_file(dir: &Path, node: &str, file: &str, text: &str) {
+    std::fs::create_dir_all(dir.join(node)).unwrap();
+    std::fs::write(dir.join(node).join(file), text).unwrap();
+}
+
+/// A ping result of `task` at `location` with the reply RTTs `rtts` (none: every reply lost).
+pub fn ping(task: u64, location: &str, seq: u64, endpoint: &str, rtts: &[f64]) -> Value {
+    let ok = !rtts.is_empty();
+    serde_json::json!({
+        "task_id": task, "location": location, "seq": seq, "agent": format!("agent-{location}"),
+        "agent_kind": "always-on", "fire_time": "2026-01-01T00:00:00Z", "ok": ok,
+        "timing": {"wait_ms": 2.0 * seq as f64, "startup_ms": 0.0, "exec_ms": 400.0, "teardown_ms": 0.0},
+        "endpoints": [{"endpoint": endpoint, "ok": ok, "raw": "…", "duration_ms": 400.0,
+            "figures": {"kind": "ping", "transmitted": 3, "received": rtts.len(), "loss_pct": 0.0, "rtts_ms": rtts}}],
+        "finished_at": "2026-01-01T00:00:00.4Z", "received_at": "2026-01-01T00:00:00.5Z", "response_ms": 500.0 + seq as f64,
+    })
+}
+
+/// A run the server failed when its lease ran out.
+pub fn lease_failure(task: u64, location: &str, seq: u64) -> Value {
+    serde_json::json!({
+        "task_id": task, "location": location, "seq": seq, "agent": null, "agent_kind": null,
+        "fire_time": "2026-01-01T00:00:00Z", "ok": false,
+        "error": format!("no agent of location {location} took the run within the lease (30s)"),
+        "timing": {"wait_ms": 0.0, "startup_ms": 0.0, "exec_ms": 0.0, "teardown_ms": 0.0},
+        "endpoints": [], "finished_at": "2026-01-01T00:00:30Z", "received_at": "2026-01-01T00:00:30Z",
+    })
+}
+
+/// A probe server's export (`probe-results.json`) of `tasks` and `results`, with API statistics.
+pub fn export(tasks: Value, results: Vec<Value>) -> String {
+    serde_json::json!({
+        "schema": 1, "exported_at": "2026-01-01T00:05:00Z", "tasks": tasks, "results": results,
+        "summary": {"runs": 0, "failed_runs": 0, "rtt": [], "kinds": []},
+        "stats": {"requests": 3000, "uptime_s": 300.0, "request_rate_per_s": 10.0,
+                  "latency_us": {"count": 500, "p50": 180, "p99": 2400, "max": 9000}, "skipped_firings": 2},
+    })
+    .to_string()
 }

@@ -15,6 +15,7 @@ const FILES: &[&str] = &[
     "nodes/client/requests.csv",
     "nodes/client/throughput.csv",
     "nodes/client/summary.json",
+    "nodes/server/probe-results.json",
 ];
 
 #[test]
@@ -24,7 +25,9 @@ fn fuzz_results() {
     let root = dir.path().join("run");
     fuzzing::run("results", &corpus, |input| {
         let _ = std::fs::remove_dir_all(&root);
-        std::fs::create_dir_all(root.join("nodes/client")).expect("create the results directory");
+        for node in ["nodes/client", "nodes/server"] {
+            std::fs::create_dir_all(root.join(node)).expect("create the results directory");
+        }
         for (file, part) in FILES.iter().zip(input.split(|&b| b == 0)) {
             std::fs::write(root.join(file), part).expect("write a results file");
         }

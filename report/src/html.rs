@@ -349,6 +349,9 @@ pub fn render(run: &RunData, s: &Summary) -> Result<String, ReportError> {
     for b in &run.balancers {
         balancer_section(&mut h, b, run)?;
     }
+    if let Some(p) = &s.probes {
+        probes_section(&mut h, p);
+    }
 
     if !s.faults.is_empty() {
         h.push_str("<h2>Faults</h2><table><tr><th class=\"l\">id</th><th class=\"l\">name</th><th class=\"l\">fault</th><th class=\"l\">targets</th><th>at (virtual s)</th><th>undone at</th></tr>");
@@ -511,67 +514,128 @@ mod tests {
     }
 }
 
-/// `trap: etcd1, etcd2; shim: client`: the nodes of each mechanism.
 /// The replication section (docs/replica.md): copies, delays in virtual seconds by size
-/// class, SLO attainment and violations, reconciliation repairs and the platforms' bill.
+/// class with the plans chosen and the cost per object, per system; SLO attainment and
+/// violations, reconciliation repairs, the bill and the end check's verdict.
 fn replication_section(
     h: &mut String,
     r: &crate::replication::ReplicationSummary,
     data: &crate::replication::ReplicationData,
     run: &RunData,
 ) -> Result<(), ReportError> {
-    h.push_str("<h2>Replication</h2><p class=\"note\">Delay: from the source's write (its event) to the copy's release at the replicator, in virtual seconds.</p>");
-    let attainment = r.slo_attainment.map_or("–".to_owned(), |a| format!("{:.2} %", a * 100.0));
+    h.push_str("<h2>Replication</h2><p class=\"note\">Delay: from a write at the source (its event) to the release of the copy that brought the destination to it, in virtual seconds; one sample per write.</p>");
+    let pct = |a: Option<f64>| a.map_or("–".to_owned(), |a| format!("{:.2} %", a * 100.0));
+    let usd = |a: Option<f64>| a.map_or("–".to_owned(), |a| format!("{a:.6}"));
+    let verified = r.verified.as_ref().map_or("– (no verdict.json)".to_owned(), |v| {
+        format!("{} of {} ({} mismatched)", v.equal, v.source_objects, v.mismatched)
+    });
     let _ = write!(
         h,
         "<table><tr><th class=\"l\">objects replicated</th><td>{}</td></tr><tr><th class=\"l\">of which deletes</th><td>{}</td></tr>\
-         <tr><th class=\"l\">bytes copied</th><td>{}</td></tr><tr><th class=\"l\">SLO attainment</th><td>{}</td></tr>\
-         <tr><th class=\"l\">SLO violations</th><td>{}</td></tr></table>",
-        r.objects_replicated, r.deletes, r.bytes, attainment, r.slo_violations
+         <tr><th class=\"l\">bytes replicated</th><td>{}</td></tr><tr><th class=\"l\">bytes across the WAN</th><td>{}</td></tr>\
+         <tr><th class=\"l\">SLO attainment (writes)</th><td>{}</td></tr>\
+         <tr><th class=\"l\">SLO violations</th><td>{}</td></tr><tr><th class=\"l\">objects verified equal</th><td>{}</td></tr></table>",
+        r.all.objects_replicated,
+        r.all.deletes,
+        r.all.bytes,
+        r.all.wan_bytes,
+        pct(r.all.slo_attainment),
+        r.slo_violations,
+        esc(&verified)
     );
-    h.push_str("<table><tr><th class=\"l\">delay (virtual s)</th><th>count</th><th>p50</th><th>p99</th><th>max</th><th>mean</th></tr>");
-    let row = |h: &mut String, name: &str, d: &crate::replication::Delay| {
+    if let Some(v) = r.verified.as_ref().filter(|v| !v.examples.is_empty()) {
+        h.push_str("<p class=\"note\">Mismatched: ");
+        h.push_str(&esc(&v.examples.join("; ")));
+        h.push_str("</p>");
+    }
+    h.push_str("<table><tr><th class=\"l\">system</th><th class=\"l\">size class</th><th>copies</th><th>writes</th><th>p50</th><th>p99</th><th>p99.99</th><th>max</th><th class=\"l\">plan region</th><th class=\"l\">plan n</th><th>$ per object</th></tr>");
+    let join = |m: &std::collections::BTreeMap<String, usize>| {
+        m.iter().map(|(k, n)| format!("{k}: {n}")).collect::<Vec<_>>().join(", ")
+    };
+    type Row<'a> = (&'a str, usize, Option<&'a crate::replication::Delay>, String, String, Option<f64>);
+    let row = |h: &mut String, system: &str, (class, objects, d, regions, n, cost): Row<'_>| {
+        let cell = |v: Option<f64>| v.map_or("–".to_owned(), plot::num);
         let _ = write!(
             h,
-            "<tr><th class=\"l\">{}</th><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td></tr>",
-            esc(name),
-            d.count,
-            plot::num(d.p50),
-            plot::num(d.p99),
-            plot::num(d.max),
-            plot::num(d.mean)
+            "<tr><td class=\"l\">{}</td><td class=\"l\">{}</td><td>{objects}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td class=\"l\">{}</td><td class=\"l\">{}</td><td>{}</td></tr>",
+            esc(system),
+            esc(class),
+            d.map_or(0, |d| d.count),
+            cell(d.map(|d| d.p50)),
+            cell(d.map(|d| d.p99)),
+            cell(d.map(|d| d.p9999)),
+            cell(d.map(|d| d.max)),
+            esc(&regions),
+            esc(&n),
+            usd(cost)
         );
     };
-    if let Some(d) = &r.delay_s {
-        row(h, "all", d);
-    }
-    for (class, d) in &r.delay_by_size_s {
-        row(h, class, d);
+    for (system, f) in &r.by_system {
+        for c in &f.size_classes {
+            let cells = (
+                c.class.as_str(),
+                c.objects,
+                c.delay_s.as_ref(),
+                join(&c.regions),
+                join(&c.instances),
+                c.cost_per_object_usd,
+            );
+            row(h, system, cells);
+        }
+        let all = (
+            "all",
+            f.objects_replicated - f.deletes,
+            f.delay_s.as_ref(),
+            String::new(),
+            String::new(),
+            f.cost_per_object_usd,
+        );
+        row(h, system, all);
     }
     h.push_str("</table>");
-    let mut delays: Vec<f64> = data.copies.iter().filter_map(|c| c.3).collect();
-    if delays.len() > 1 {
-        delays.sort_by(f64::total_cmp);
-        let n = delays.len() as f64;
-        let points: Vec<(f64, f64)> = delays.iter().enumerate().map(|(i, d)| (*d, (i + 1) as f64 / n)).collect();
-        let series = [Series { name: "replication delay".into(), points }];
+    let mut series = Vec::new();
+    for system in r.by_system.keys() {
+        let mut delays: Vec<f64> =
+            data.copies.iter().filter(|c| &c.system == system).flat_map(|c| c.delays.iter().copied()).collect();
+        if delays.len() > 1 {
+            delays.sort_by(f64::total_cmp);
+            let n = delays.len() as f64;
+            let points: Vec<(f64, f64)> = delays.iter().enumerate().map(|(i, d)| (*d, (i + 1) as f64 / n)).collect();
+            series.push(Series { name: format!("{system}: replication delay"), points });
+        }
+    }
+    if !series.is_empty() {
         h.push_str(&chart(
             "Replication delay CDF",
             "delay (virtual s)",
-            "fraction of copies",
+            "fraction of writes",
             XAxis::Linear,
             &series,
             run,
             Some((0.0, 1.0)),
         )?);
     }
-    let c = &r.cost;
-    let _ = write!(
-        h,
-        "<table><tr><th class=\"l\">cost</th><th>invocations</th><th>failed</th><th>dead letters</th><th>GB-s</th><th>S3 requests</th><th>egress bytes</th><th>total ($)</th></tr>\
-         <tr><th class=\"l\">function platforms</th><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{:.6}</td></tr></table>",
-        c.invocations, c.failed, c.dead_letters, plot::num(c.gb_seconds), c.requests, c.egress_bytes, c.total_usd
-    );
+    h.push_str("<table><tr><th class=\"l\">cost</th><th>invocations</th><th>failed</th><th>dead letters</th><th>GB-s</th><th>S3 requests</th><th>egress bytes</th><th>functions ($)</th><th>fees ($)</th><th>machines ($)</th><th>total ($)</th><th class=\"l\">made by</th></tr>");
+    for (system, f) in &r.by_system {
+        let c = &f.cost;
+        let _ = write!(
+            h,
+            "<tr><th class=\"l\">{}</th><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{:.6}</td><td>{:.6}</td><td>{:.6}</td><td>{:.6}</td><td class=\"l\">{}</td></tr>",
+            esc(system),
+            c.invocations,
+            c.failed,
+            c.dead_letters,
+            plot::num(c.gb_seconds),
+            c.requests,
+            c.egress_bytes,
+            c.functions_usd,
+            c.fees_usd,
+            c.machines_usd,
+            c.total_usd,
+            esc(&join(&f.via))
+        );
+    }
+    h.push_str("</table>");
     if !r.repairs.is_empty() {
         h.push_str("<table><tr><th class=\"l\">reconciliation repaired</th><th>keys</th></tr>");
         for (kind, n) in &r.repairs {
@@ -580,12 +644,13 @@ fn replication_section(
         h.push_str("</table>");
     }
     if !r.violations.is_empty() {
-        h.push_str("<table><tr><th class=\"l\">violation</th><th class=\"l\">key</th><th class=\"l\">reason</th></tr>");
+        h.push_str("<table><tr><th class=\"l\">violation</th><th class=\"l\">system</th><th class=\"l\">key</th><th class=\"l\">reason</th></tr>");
         for v in &r.violations {
             let _ = write!(
                 h,
-                "<tr><td class=\"l\">{}</td><td class=\"l\">{}</td><td class=\"l\">{}</td></tr>",
+                "<tr><td class=\"l\">{}</td><td class=\"l\">{}</td><td class=\"l\">{}</td><td class=\"l\">{}</td></tr>",
                 esc(&v.cause),
+                esc(&v.system),
                 esc(&v.key),
                 esc(&v.reason)
             );
@@ -598,6 +663,271 @@ fn replication_section(
     Ok(())
 }
 
+/// RTT matrices are drawn up to this many locations and endpoints; the table lists all.
+const MAX_MATRIX: usize = 40;
+
+/// `<tr>` of header cells, the first left-aligned.
+fn header_row(h: &mut String, cells: &[&str]) {
+    h.push_str("<tr>");
+    for (i, c) in cells.iter().enumerate() {
+        let _ = write!(h, "<th{}>{}</th>", if i == 0 { " class=\"l\"" } else { "" }, esc(c));
+    }
+    h.push_str("</tr>");
+}
+
+/// `<tr>` of `left` (left-aligned, escaped) and then number cells (already text).
+fn data_row(h: &mut String, left: &[&str], numbers: &[String]) {
+    h.push_str("<tr>");
+    for c in left {
+        let _ = write!(h, "<td class=\"l\">{}</td>", esc(c));
+    }
+    for c in numbers {
+        let _ = write!(h, "<td>{c}</td>");
+    }
+    h.push_str("</tr>");
+}
+
+/// The probes section (docs/probes.md): per probe server, its runs (and those missed),
+/// its API's rate and latency, the RTT from every location (region or agent) to every
+/// endpoint, the time per agent kind and each task's runs; then the agents' cost by kind.
+fn probes_section(h: &mut String, p: &crate::probes::ProbeSummary) {
+    use crate::probes::Dist;
+    let ms = |v: f64| fix(Some(v), 3);
+    let dist = |d: Option<&Dist>, f: fn(&Dist) -> f64| fix(d.map(f), 3);
+    for (node, s) in &p.servers {
+        let _ = write!(
+            h,
+            "<h2>Probes: server {}</h2><p class=\"note\">From <code>nodes/{}/probe-results.json</code>, written when the server stopped{}. \
+             Times are virtual. A run is <i>missed</i> when no agent took it or its agent delivered nothing within the lease, \
+             or when the scheduler skipped its firing (catch-up policy).</p>",
+            esc(node),
+            esc(node),
+            s.exported_at.as_deref().map(|t| format!(" ({})", esc(t))).unwrap_or_default()
+        );
+        let r = &s.runs;
+        h.push_str("<table>");
+        header_row(
+            h,
+            &[
+                "runs",
+                "issued",
+                "measured",
+                "failed",
+                "missed",
+                "of which lease failures",
+                "skipped firings",
+                "in flight at the end",
+            ],
+        );
+        data_row(
+            h,
+            &["all tasks"],
+            &[r.issued, r.ok, r.failed, r.missed, r.lease_failures, r.skipped_firings, r.in_flight]
+                .map(|n| n.to_string()),
+        );
+        h.push_str("</table><table>");
+        header_row(h, &["start lag (ms)", "runs", "p50", "p99", "max"]);
+        let w = s.wait_ms.as_ref();
+        data_row(
+            h,
+            &["firing → taken by an agent"],
+            &[w.map_or(0, |d| d.count).to_string(), dist(w, |d| d.p50), dist(w, |d| d.p99), dist(w, |d| d.max)],
+        );
+        h.push_str("</table>");
+        if let Some(api) = &s.api {
+            let l = &api.latency_us;
+            h.push_str("<table>");
+            header_row(
+                h,
+                &["API", "requests", "per virtual s", "latency p50 (µs)", "p99 (µs)", "max (µs)", "timed requests"],
+            );
+            data_row(
+                h,
+                &["whole uptime"],
+                &[
+                    api.requests.to_string(),
+                    format!("{:.1}", api.request_rate_per_s),
+                    l.p50.to_string(),
+                    l.p99.to_string(),
+                    l.max.to_string(),
+                    l.count.to_string(),
+                ],
+            );
+            h.push_str("</table><p class=\"note\">Latency leaves out agents' long polls, which wait on purpose.</p>");
+        }
+
+        let mut measurements: Vec<&str> = s.rtt.iter().map(|c| c.measurement.as_str()).collect();
+        measurements.sort_unstable();
+        measurements.dedup();
+        for m in measurements {
+            let cells: Vec<&crate::probes::RttRow> = s.rtt.iter().filter(|c| c.measurement == m).collect();
+            let mut locations: Vec<&str> = cells.iter().map(|c| c.location.as_str()).collect();
+            let mut endpoints: Vec<&str> = cells.iter().map(|c| c.endpoint.as_str()).collect();
+            locations.dedup();
+            endpoints.sort_unstable();
+            endpoints.dedup();
+            if locations.len() > MAX_MATRIX || endpoints.len() > MAX_MATRIX {
+                continue;
+            }
+            let what = if m == "http" { "HTTP connect (one round trip)" } else { m };
+            let _ = write!(
+                h,
+                "<p><b>Median RTT (ms), {}</b>: from each location (rows) to each endpoint (columns)</p><table>",
+                esc(what)
+            );
+            let mut head = vec!["from \\ to"];
+            head.extend(&endpoints);
+            header_row(h, &head);
+            for l in &locations {
+                let medians: Vec<String> = endpoints
+                    .iter()
+                    .map(|e| {
+                        let cell = cells.iter().find(|c| c.location == *l && c.endpoint == *e);
+                        dist(cell.and_then(|c| c.rtt_ms.as_ref()), |d| d.p50)
+                    })
+                    .collect();
+                data_row(h, &[l], &medians);
+            }
+            h.push_str("</table>");
+        }
+        if !s.rtt.is_empty() {
+            h.push_str("<table>");
+            header_row(
+                h,
+                &[
+                    "from",
+                    "to",
+                    "measurement",
+                    "samples",
+                    "min (ms)",
+                    "p50",
+                    "p90",
+                    "p99",
+                    "max",
+                    "mean",
+                    "measured",
+                    "failed",
+                ],
+            );
+            for c in &s.rtt {
+                let d = c.rtt_ms.as_ref();
+                data_row(
+                    h,
+                    &[&c.location, &c.endpoint, &c.measurement],
+                    &[
+                        d.map_or(0, |d| d.count).to_string(),
+                        dist(d, |d| d.min),
+                        dist(d, |d| d.p50),
+                        dist(d, |d| d.p90),
+                        dist(d, |d| d.p99),
+                        dist(d, |d| d.max),
+                        dist(d, |d| d.mean),
+                        c.measured.to_string(),
+                        c.failed.to_string(),
+                    ],
+                );
+            }
+            h.push_str("</table><p class=\"note\">Samples: every ping reply, or one TCP connect per HTTP measurement. Percentiles are nearest-rank.</p>");
+        }
+        if !s.kinds.is_empty() {
+            h.push_str("<table>");
+            header_row(
+                h,
+                &[
+                    "agent kind",
+                    "runs",
+                    "wait (mean ms)",
+                    "start-up",
+                    "execution",
+                    "teardown",
+                    "response mean",
+                    "p50",
+                    "p99",
+                ],
+            );
+            for k in &s.kinds {
+                let d = k.response_ms.as_ref();
+                data_row(
+                    h,
+                    &[&k.kind],
+                    &[
+                        k.runs.to_string(),
+                        ms(k.wait_ms_mean),
+                        ms(k.startup_ms_mean),
+                        ms(k.exec_ms_mean),
+                        ms(k.teardown_ms_mean),
+                        dist(d, |d| d.mean),
+                        dist(d, |d| d.p50),
+                        dist(d, |d| d.p99),
+                    ],
+                );
+            }
+            h.push_str("</table><p class=\"note\">Response: from the firing until the server stored the result.</p>");
+        }
+        h.push_str("<table>");
+        header_row(
+            h,
+            &[
+                "task",
+                "type",
+                "state",
+                "measurement",
+                "locations",
+                "firings",
+                "skipped firings",
+                "runs issued",
+                "measured",
+                "failed",
+                "lease failures",
+                "in flight",
+                "missed",
+            ],
+        );
+        for t in &s.tasks {
+            let r = &t.runs;
+            data_row(
+                h,
+                &[&t.id.to_string(), &t.kind, &t.state, &t.measurement],
+                &[
+                    t.locations.to_string(),
+                    t.firings.to_string(),
+                    r.skipped_firings.to_string(),
+                    r.issued.to_string(),
+                    r.ok.to_string(),
+                    r.failed.to_string(),
+                    r.lease_failures.to_string(),
+                    r.in_flight.to_string(),
+                    r.missed.to_string(),
+                ],
+            );
+        }
+        h.push_str("</table>");
+    }
+    if !p.agents.is_empty() {
+        h.push_str("<h2>Probe agents</h2><p class=\"note\">From every <code>nodes/&lt;agent&gt;/agent-summary.json</code>: always-on agents are billed by the hour of uptime, on-demand ones per invocation and second of invocation time.</p><table>");
+        header_row(
+            h,
+            &["kind", "agents", "runs", "measurements", "delivery retries", "cost ($)", "per 1,000 measurements ($)"],
+        );
+        for (kind, c) in &p.agents {
+            data_row(
+                h,
+                &[kind],
+                &[
+                    c.agents.to_string(),
+                    c.runs.to_string(),
+                    c.measurements.to_string(),
+                    c.delivery_retries.to_string(),
+                    format!("{:.6}", c.cost),
+                    format!("{:.6}", c.cost_per_1000_measurements),
+                ],
+            );
+        }
+        h.push_str("</table>");
+    }
+}
+
+/// `trap: etcd1, etcd2; shim: client`: the nodes of each mechanism.
 fn dilation_line(mechanisms: &[(String, String)]) -> String {
     let mut groups: Vec<(&str, Vec<&str>)> = Vec::new();
     for (node, m) in mechanisms {

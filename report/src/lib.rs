@@ -24,6 +24,7 @@ mod error;
 pub mod html;
 mod markup;
 pub mod plot;
+pub mod probes;
 pub mod replication;
 pub mod requests;
 pub mod summary;

@@ -1,16 +1,40 @@
 //! The replication section: what a replicator (`diorama-replica`, docs/replica.md) recorded
-//! in `nodes/<node>/replication.jsonl` and its function platforms in
-//! `nodes/<node>/invocations.jsonl` and `deadletter.jsonl`.
+//! in `nodes/<node>/replication.jsonl`, its function platforms in
+//! `nodes/<node>/invocations.jsonl` and `deadletter.jsonl`, and the end check in
+//! `nodes/<node>/verdict.json`.
 //!
-//! Delays are the replicator's: from the source's write (its event time) to the copy's
-//! release, both read on dilated node clocks, so they are virtual seconds.
+//! Delays are the replicator's: from a write at the source (its event time) to the release
+//! of the copy that brought the destination to that write or a later one, both read on
+//! dilated node clocks, so they are virtual seconds. One copy can cover several writes of a
+//! key (a batched hot key, versions overwritten before their copy started): each write is
+//! one sample.
+//!
+//! # Design
+//! The figures are computed once per replicator *system* (`lambda`, `provider`, `vm`: the
+//! `system` field of the records, `lambda` when absent) and once over all of them, by the
+//! same function ([`Figures::of`]). Objects fall into the issue's three size classes,
+//! `1 MiB` (up to 1 MiB), `128 MiB` (over 1 MiB, up to 128 MiB) and `1 GiB` (over 128 MiB).
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 use std::path::Path;
 
 use serde::{Deserialize, Serialize};
 
 use super::ReportError;
+
+/// The system of a record that names none (the first replicator wrote no `system`).
+const DEFAULT_SYSTEM: &str = "lambda";
+
+fn default_system() -> String {
+    DEFAULT_SYSTEM.to_owned()
+}
+
+/// A write a copy covered, with its delay.
+#[derive(Debug, Clone, Deserialize)]
+struct WriteLine {
+    seq: u64,
+    delay_s: f64,
+}
 
 /// One line of `replication.jsonl` (only the fields the report uses).
 #[derive(Debug, Clone, Deserialize)]
@@ -18,19 +42,47 @@ use super::ReportError;
 enum Line {
     Replicated {
         key: String,
+        #[serde(default)]
+        seq: u64,
         bytes: u64,
         #[serde(default)]
         deleted: bool,
         delay_s: Option<f64>,
+        #[serde(default = "default_system")]
+        system: String,
+        #[serde(default)]
+        writes: Vec<WriteLine>,
+        #[serde(default)]
+        slo_s: Option<f64>,
+        #[serde(default)]
+        region: Option<String>,
+        #[serde(default)]
+        instances: Option<u32>,
+        #[serde(default)]
+        via: Option<String>,
+        #[serde(default)]
+        wan_bytes: Option<u64>,
+        #[serde(default)]
+        cost_usd: Option<f64>,
     },
     Violation {
         key: String,
         cause: String,
         reason: String,
         at_ms: u64,
+        #[serde(default = "default_system")]
+        system: String,
+        #[serde(default)]
+        writes: Vec<u64>,
     },
     Repair {
         repairs: BTreeMap<String, u64>,
+    },
+    /// A cost not billed per invocation: a VM's time, for example.
+    Cost {
+        #[serde(default = "default_system")]
+        system: String,
+        usd: f64,
     },
 }
 
@@ -42,73 +94,185 @@ struct InvocationLine {
     requests: u64,
     egress_bytes: u64,
     cost: f64,
+    #[serde(default = "default_system")]
+    system: String,
+    /// The object's size (none: a delete, or a record of the first platform).
+    #[serde(default)]
+    size: Option<u64>,
+}
+
+/// One line of `deadletter.jsonl` (only the fields the report uses).
+#[derive(Debug, Clone, Deserialize)]
+struct DeadLine {
+    #[serde(default)]
+    task: Option<DeadTask>,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+struct DeadTask {
+    #[serde(default = "default_system")]
+    system: String,
 }
 
 /// A violation as recorded.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct Violation {
     pub key: String,
-    /// `plan` (no plan could meet the SLO) or `delay` (the copy finished late).
+    /// `plan` (no plan could meet the SLO), `delay` (the copy finished late) or `deadline`
+    /// (the SLO passed with the write not replicated yet).
     pub cause: String,
     pub reason: String,
     pub at_ms: u64,
+    #[serde(default = "default_system")]
+    pub system: String,
+    /// The writes (sequencers) a `deadline` violation is about.
+    #[serde(default)]
+    pub writes: Vec<u64>,
 }
 
-/// Everything read from the replicator's and the platforms' records.
+/// One released copy (or delete) as recorded.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct Copy {
+    pub key: String,
+    pub seq: u64,
+    /// The object's size (0 for a delete).
+    pub bytes: u64,
+    pub deleted: bool,
+    pub system: String,
+    /// The delay of every write the copy covered (virtual s).
+    pub delays: Vec<f64>,
+    /// The sequencers of those writes.
+    pub seqs: Vec<u64>,
+    pub slo_s: Option<f64>,
+    pub region: Option<String>,
+    pub instances: Option<u32>,
+    /// `bytes`, or the changelog operation that made it (`copy`, `move`, `concat`, `append`).
+    pub via: String,
+    /// Bytes that crossed between the regions for it.
+    pub wan_bytes: u64,
+    /// A per-object fee the replicator charged itself (a provider's replication price).
+    pub cost_usd: f64,
+}
+
+/// What a platform billed, for one system.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct Billed {
+    pub cost: Cost,
+    /// Invocation costs by the size class of their object.
+    pub by_class: BTreeMap<&'static str, f64>,
+}
+
+/// Everything read from the replicators', the platforms' and the end check's records.
 #[derive(Debug, Clone, Default, PartialEq)]
 pub struct ReplicationData {
-    /// (key, bytes, deleted, delay in virtual s when known).
-    pub copies: Vec<(String, u64, bool, Option<f64>)>,
+    pub copies: Vec<Copy>,
     pub violations: Vec<Violation>,
     pub repairs: BTreeMap<String, u64>,
-    pub cost: Cost,
+    /// By system.
+    pub billed: BTreeMap<String, Billed>,
+    pub verified: Option<Verified>,
 }
 
-/// Delay figures in virtual seconds.
+/// Delay figures in virtual seconds (nearest-rank percentiles).
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct Delay {
     pub count: usize,
     pub p50: f64,
     pub p99: f64,
+    pub p9999: f64,
     pub max: f64,
     pub mean: f64,
 }
 
-/// What the function platforms billed.
+/// What a system cost.
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 pub struct Cost {
-    /// Attempts (each billed as an invocation).
+    /// Function attempts (each billed as an invocation).
     pub invocations: u64,
     pub failed: u64,
     pub dead_letters: u64,
     pub gb_seconds: f64,
     pub requests: u64,
     pub egress_bytes: u64,
+    /// What the function platforms billed.
+    pub functions_usd: f64,
+    /// Per-object fees the replicator recorded (a provider's replication price).
+    pub fees_usd: f64,
+    /// Other recorded costs (a VM's time).
+    pub machines_usd: f64,
     pub total_usd: f64,
+}
+
+/// The figures of one size class.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct SizeClass {
+    /// `1 MiB`, `128 MiB` or `1 GiB`.
+    pub class: String,
+    /// The sizes it holds, in words.
+    pub range: String,
+    /// Copies released (deletes are in no class).
+    pub objects: usize,
+    pub delay_s: Option<Delay>,
+    /// Copies by the region their plan chose.
+    pub regions: BTreeMap<String, usize>,
+    /// Copies by their plan's number of instances.
+    pub instances: BTreeMap<String, usize>,
+    /// What the class's copies cost (invocations of its objects and their fees) per copy.
+    pub cost_per_object_usd: Option<f64>,
+}
+
+/// The figures of a set of copies: one system's, or all.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct Figures {
+    /// Versions released as replicated (copies and deletes).
+    pub objects_replicated: usize,
+    pub deletes: usize,
+    /// The replicated objects' sizes summed.
+    pub bytes: u64,
+    /// Bytes that crossed between the regions for them (less than `bytes` where a changelog
+    /// hint rebuilt an object from what the destination had).
+    pub wan_bytes: u64,
+    /// Over every timed write; `None` when there was none.
+    pub delay_s: Option<Delay>,
+    pub size_classes: Vec<SizeClass>,
+    /// Share of writes replicated within the SLO: timed writes within it over timed writes
+    /// plus writes flagged at their deadline and never replicated. `None` without any.
+    pub slo_attainment: Option<f64>,
+    /// Copies by how they were made (`bytes`, `copy`, `move`, `concat`, `append`).
+    pub via: BTreeMap<String, usize>,
+    pub cost: Cost,
+    /// Total cost over copies released; `None` without any.
+    pub cost_per_object_usd: Option<f64>,
+}
+
+/// The end check's verdict (`verdict.json` of the writer or the verify role).
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct Verified {
+    pub source_objects: u64,
+    /// Objects whose bytes and ETag at the destination equal the source's.
+    pub equal: u64,
+    pub mismatched: u64,
+    /// The first ten mismatches, as the check worded them.
+    pub examples: Vec<String>,
 }
 
 /// The replication section of summary.json.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct ReplicationSummary {
-    /// Versions released as replicated (copies and deletes).
-    pub objects_replicated: usize,
-    pub deletes: usize,
-    pub bytes: u64,
-    /// Over the copies whose write time was known; `None` when there was none.
-    pub delay_s: Option<Delay>,
-    /// By object size: `< 1 MiB`, `1 MiB – 128 MiB`, `>= 128 MiB` (deletes left out).
-    pub delay_by_size_s: BTreeMap<String, Delay>,
-    /// Share of copies with a known delay that met the SLO (1 − late / timed); `None` without
-    /// any timed copy.
-    pub slo_attainment: Option<f64>,
+    /// Over every system's records.
+    #[serde(flatten)]
+    pub all: Figures,
+    /// The same figures per system (`lambda`, `provider`, `vm`).
+    pub by_system: BTreeMap<String, Figures>,
     pub slo_violations: usize,
-    /// Violations by cause (`plan`, `delay`).
+    /// Violations by cause (`plan`, `delay`, `deadline`).
     pub violations_by_cause: BTreeMap<String, usize>,
     /// The first 100 violations, in the order recorded.
     pub violations: Vec<Violation>,
     /// What reconciliation scans repaired, summed by kind.
     pub repairs: BTreeMap<String, u64>,
-    pub cost: Cost,
+    /// Objects verified equal at the end; `None` when no node left a verdict.
+    pub verified: Option<Verified>,
 }
 
 /// How many violations summary.json lists (all are counted).
@@ -138,6 +302,48 @@ fn jsonl<T: serde::de::DeserializeOwned>(path: &Path, mut each: impl FnMut(T)) -
     Ok(true)
 }
 
+fn copy_of(line: Line) -> Option<Copy> {
+    let Line::Replicated {
+        key,
+        seq,
+        bytes,
+        deleted,
+        delay_s,
+        system,
+        writes,
+        slo_s,
+        region,
+        instances,
+        via,
+        wan_bytes,
+        cost_usd,
+    } = line
+    else {
+        return None;
+    };
+    let (seqs, mut delays): (Vec<u64>, Vec<f64>) = writes.iter().map(|w| (w.seq, w.delay_s)).unzip();
+    // A record of the first replicator: the replicated version's own delay, one write.
+    if writes.is_empty() {
+        delays.extend(delay_s);
+    }
+    delays.retain(|d| d.is_finite());
+    Some(Copy {
+        key,
+        seq,
+        bytes,
+        deleted,
+        system,
+        delays,
+        seqs,
+        slo_s,
+        region,
+        instances,
+        via: via.unwrap_or_else(|| "bytes".into()),
+        wan_bytes: wan_bytes.unwrap_or(if deleted { 0 } else { bytes }),
+        cost_usd: cost_usd.filter(|c| c.is_finite()).unwrap_or(0.0),
+    })
+}
+
 /// Reads every node's replication records under `nodes_dir`; `None` when no node has any.
 pub fn read(nodes_dir: &Path) -> Result<Option<ReplicationData>, ReportError> {
     let Ok(entries) = std::fs::read_dir(nodes_dir) else { return Ok(None) };
@@ -145,34 +351,85 @@ pub fn read(nodes_dir: &Path) -> Result<Option<ReplicationData>, ReportError> {
     dirs.sort();
     let mut data = ReplicationData::default();
     let mut any = false;
-    for dir in dirs {
+    for dir in &dirs {
         any |= jsonl(&dir.join("replication.jsonl"), |line: Line| match line {
-            Line::Replicated { key, bytes, deleted, delay_s } => data.copies.push((key, bytes, deleted, delay_s)),
-            Line::Violation { key, cause, reason, at_ms } => {
-                data.violations.push(Violation { key, cause, reason, at_ms })
+            Line::Violation { key, cause, reason, at_ms, system, writes } => {
+                data.violations.push(Violation { key, cause, reason, at_ms, system, writes })
             }
             Line::Repair { repairs } => {
                 for (kind, n) in repairs {
                     *data.repairs.entry(kind).or_default() += n;
                 }
             }
+            Line::Cost { system, usd } => {
+                let c = &mut data.billed.entry(system).or_default().cost;
+                c.machines_usd += if usd.is_finite() { usd } else { 0.0 };
+            }
+            replicated => data.copies.extend(copy_of(replicated)),
         })?;
-        let cost = &mut data.cost;
+        let billed = &mut data.billed;
         any |= jsonl(&dir.join("invocations.jsonl"), |i: InvocationLine| {
-            cost.invocations += 1;
-            cost.failed += u64::from(!i.ok);
-            cost.gb_seconds += i.gb_seconds;
-            cost.requests += i.requests;
-            cost.egress_bytes += i.egress_bytes;
-            cost.total_usd += i.cost;
+            let b = billed.entry(i.system).or_default();
+            b.cost.invocations += 1;
+            b.cost.failed += u64::from(!i.ok);
+            b.cost.gb_seconds += i.gb_seconds;
+            b.cost.requests += i.requests;
+            b.cost.egress_bytes += i.egress_bytes;
+            b.cost.functions_usd += i.cost;
+            if let Some(size) = i.size {
+                *b.by_class.entry(size_class(size).0).or_default() += i.cost;
+            }
         })?;
-        any |= jsonl(&dir.join("deadletter.jsonl"), |_: serde_json::Value| cost.dead_letters += 1)?;
+        any |= jsonl(&dir.join("deadletter.jsonl"), |d: DeadLine| {
+            let system = d.task.map_or_else(default_system, |t| t.system);
+            billed.entry(system).or_default().cost.dead_letters += 1;
+        })?;
+    }
+    if any {
+        data.verified = verdicts(&dirs)?;
     }
     Ok(any.then_some(data))
 }
 
+/// The end checks' verdicts (`verdict.json`: the writer's `{"written", "verdict": {…}}` or
+/// the verify role's `{…}`), summed over the nodes that left one.
+fn verdicts(dirs: &[std::path::PathBuf]) -> Result<Option<Verified>, ReportError> {
+    let mut out: Option<Verified> = None;
+    for dir in dirs {
+        let path = dir.join("verdict.json");
+        if !path.is_file() {
+            continue;
+        }
+        let text = std::fs::read_to_string(&path).map_err(|source| ReportError::Read { path: path.clone(), source })?;
+        let value: serde_json::Value = serde_json::from_str(&text).map_err(|e| ReportError::Json {
+            path: path.clone(),
+            line: e.line() as u64,
+            message: e.to_string(),
+        })?;
+        let v = value.get("verdict").unwrap_or(&value);
+        let field = |name: &str| {
+            v.get(name).and_then(serde_json::Value::as_u64).ok_or_else(|| ReportError::JsonField {
+                path: path.clone(),
+                field: name.to_owned(),
+                message: "missing or not a count".into(),
+            })
+        };
+        let mismatched: Vec<String> = v
+            .get("mismatched")
+            .and_then(serde_json::Value::as_array)
+            .map(|a| a.iter().map(|m| m.as_str().map_or_else(|| m.to_string(), str::to_owned)).collect())
+            .unwrap_or_default();
+        let sum = out.get_or_insert_with(Verified::default);
+        sum.source_objects += field("source_objects")?;
+        sum.equal += field("equal")?;
+        sum.mismatched += mismatched.len() as u64;
+        sum.examples.extend(mismatched.into_iter().take(10usize.saturating_sub(sum.examples.len())));
+    }
+    Ok(out)
+}
+
 /// Nearest-rank percentile of sorted `xs` (not empty).
-fn pct(xs: &[f64], q: f64) -> f64 {
+pub(crate) fn pct(xs: &[f64], q: f64) -> f64 {
     let idx = ((q * xs.len() as f64).ceil() as usize).clamp(1, xs.len()) - 1;
     xs[idx]
 }
@@ -186,124 +443,161 @@ fn delay(mut xs: Vec<f64>) -> Option<Delay> {
         count: xs.len(),
         p50: pct(&xs, 0.5),
         p99: pct(&xs, 0.99),
+        p9999: pct(&xs, 0.9999),
         max: xs[xs.len() - 1],
         mean: xs.iter().sum::<f64>() / xs.len() as f64,
     })
 }
 
-/// The size class of an object of `bytes`.
-pub fn size_class(bytes: u64) -> &'static str {
+/// The size classes of the issue, in order: name and the sizes each holds.
+pub const SIZE_CLASSES: [(&str, &str); 3] =
+    [("1 MiB", "up to 1 MiB"), ("128 MiB", "over 1 MiB, up to 128 MiB"), ("1 GiB", "over 128 MiB")];
+
+/// The size class of an object of `bytes`: its name and range.
+pub fn size_class(bytes: u64) -> (&'static str, &'static str) {
     const MIB: u64 = 1 << 20;
-    if bytes < MIB {
-        "< 1 MiB"
-    } else if bytes < 128 * MIB {
-        "1 MiB – 128 MiB"
-    } else {
-        ">= 128 MiB"
+    match bytes {
+        b if b <= MIB => SIZE_CLASSES[0],
+        b if b <= 128 * MIB => SIZE_CLASSES[1],
+        _ => SIZE_CLASSES[2],
+    }
+}
+
+impl Figures {
+    /// The figures of `copies`, with what `billed` charged for them and the `deadline`
+    /// violations among `violations` (flagged writes no copy covered count as misses).
+    pub fn of(copies: &[&Copy], billed: &[&Billed], violations: &[&Violation]) -> Figures {
+        let mut cost = Cost::default();
+        let mut class_cost: BTreeMap<&str, f64> = BTreeMap::new();
+        for b in billed {
+            let c = &b.cost;
+            cost.invocations += c.invocations;
+            cost.failed += c.failed;
+            cost.dead_letters += c.dead_letters;
+            cost.gb_seconds += c.gb_seconds;
+            cost.requests += c.requests;
+            cost.egress_bytes += c.egress_bytes;
+            cost.functions_usd += c.functions_usd;
+            cost.machines_usd += c.machines_usd;
+            for (class, usd) in &b.by_class {
+                *class_cost.entry(class).or_default() += usd;
+            }
+        }
+        for c in copies.iter().filter(|c| !c.deleted) {
+            cost.fees_usd += c.cost_usd;
+            *class_cost.entry(size_class(c.bytes).0).or_default() += c.cost_usd;
+        }
+        cost.total_usd = cost.functions_usd + cost.fees_usd + cost.machines_usd;
+
+        let mut classes: Vec<SizeClass> = Vec::new();
+        for (name, range) in SIZE_CLASSES {
+            let members: Vec<&&Copy> = copies.iter().filter(|c| !c.deleted && size_class(c.bytes).0 == name).collect();
+            if members.is_empty() {
+                continue;
+            }
+            let mut regions: BTreeMap<String, usize> = BTreeMap::new();
+            let mut instances: BTreeMap<String, usize> = BTreeMap::new();
+            for c in &members {
+                *regions.entry(c.region.clone().unwrap_or_else(|| "–".into())).or_default() += 1;
+                *instances.entry(c.instances.map_or_else(|| "–".into(), |n| n.to_string())).or_default() += 1;
+            }
+            classes.push(SizeClass {
+                class: name.to_owned(),
+                range: range.to_owned(),
+                objects: members.len(),
+                delay_s: delay(members.iter().flat_map(|c| c.delays.iter().copied()).collect()),
+                regions,
+                instances,
+                cost_per_object_usd: Some(class_cost.get(name).copied().unwrap_or(0.0) / members.len() as f64),
+            });
+        }
+
+        // Attainment over writes: those with a known SLO, plus flagged writes never covered.
+        let (mut met, mut judged) = (0usize, 0usize);
+        for c in copies {
+            if let Some(slo) = c.slo_s {
+                judged += c.delays.len();
+                met += c.delays.iter().filter(|d| **d <= slo).count();
+            }
+        }
+        let covered: BTreeMap<(&str, &str), u64> = copies.iter().fold(BTreeMap::new(), |mut m, c| {
+            let e = m.entry((c.system.as_str(), c.key.as_str())).or_insert(0);
+            *e = (*e).max(c.seq);
+            m
+        });
+        let never: BTreeSet<(&str, &str, u64)> = violations
+            .iter()
+            .filter(|v| v.cause == "deadline")
+            .flat_map(|v| v.writes.iter().map(move |s| (v.system.as_str(), v.key.as_str(), *s)))
+            .filter(|(system, key, s)| covered.get(&(*system, *key)).is_none_or(|done| done < s))
+            .collect();
+        judged += never.len();
+        let slo_attainment = if judged > 0 {
+            Some(met as f64 / judged as f64)
+        } else {
+            // Records without an SLO (the first replicator): 1 − late copies / timed copies.
+            let timed = copies.iter().filter(|c| !c.delays.is_empty()).count();
+            let late = violations.iter().filter(|v| v.cause == "delay").count();
+            (timed > 0).then(|| 1.0 - late.min(timed) as f64 / timed as f64)
+        };
+
+        let mut via: BTreeMap<String, usize> = BTreeMap::new();
+        for c in copies.iter().filter(|c| !c.deleted) {
+            *via.entry(c.via.clone()).or_default() += 1;
+        }
+        let copied = copies.iter().filter(|c| !c.deleted).count();
+        Figures {
+            objects_replicated: copies.len(),
+            deletes: copies.len() - copied,
+            bytes: copies.iter().map(|c| c.bytes).sum(),
+            wan_bytes: copies.iter().map(|c| c.wan_bytes).sum(),
+            delay_s: delay(copies.iter().flat_map(|c| c.delays.iter().copied()).collect()),
+            size_classes: classes,
+            slo_attainment,
+            via,
+            cost_per_object_usd: (copied > 0).then(|| cost.total_usd / copied as f64),
+            cost,
+        }
     }
 }
 
 impl ReplicationSummary {
     /// The section's figures.
     pub fn of(d: &ReplicationData) -> ReplicationSummary {
-        let timed: Vec<f64> = d.copies.iter().filter_map(|c| c.3).collect();
-        let mut by_size: BTreeMap<String, Vec<f64>> = BTreeMap::new();
-        for (_, bytes, deleted, delay_s) in &d.copies {
-            if let (false, Some(t)) = (deleted, delay_s) {
-                by_size.entry(size_class(*bytes).to_owned()).or_default().push(*t);
-            }
-        }
+        let systems: BTreeSet<&str> = d
+            .copies
+            .iter()
+            .map(|c| c.system.as_str())
+            .chain(d.billed.keys().map(String::as_str))
+            .chain(d.violations.iter().map(|v| v.system.as_str()))
+            .collect();
+        let by_system = systems
+            .iter()
+            .map(|s| {
+                let copies: Vec<&Copy> = d.copies.iter().filter(|c| c.system == *s).collect();
+                let billed: Vec<&Billed> = d.billed.get(*s).into_iter().collect();
+                let violations: Vec<&Violation> = d.violations.iter().filter(|v| v.system == *s).collect();
+                ((*s).to_owned(), Figures::of(&copies, &billed, &violations))
+            })
+            .collect();
         let mut violations_by_cause: BTreeMap<String, usize> = BTreeMap::new();
         for v in &d.violations {
             *violations_by_cause.entry(v.cause.clone()).or_default() += 1;
         }
-        let late = violations_by_cause.get("delay").copied().unwrap_or(0);
+        let copies: Vec<&Copy> = d.copies.iter().collect();
+        let billed: Vec<&Billed> = d.billed.values().collect();
+        let violations: Vec<&Violation> = d.violations.iter().collect();
         ReplicationSummary {
-            objects_replicated: d.copies.len(),
-            deletes: d.copies.iter().filter(|c| c.2).count(),
-            bytes: d.copies.iter().map(|c| c.1).sum(),
-            slo_attainment: (!timed.is_empty()).then(|| 1.0 - late.min(timed.len()) as f64 / timed.len() as f64),
-            delay_s: delay(timed),
-            delay_by_size_s: by_size.into_iter().filter_map(|(k, xs)| Some((k, delay(xs)?))).collect(),
+            all: Figures::of(&copies, &billed, &violations),
+            by_system,
             slo_violations: d.violations.len(),
             violations_by_cause,
             violations: d.violations.iter().take(LISTED_VIOLATIONS).cloned().collect(),
             repairs: d.repairs.clone(),
-            cost: d.cost.clone(),
+            verified: d.verified.clone(),
         }
     }
 }
 
 #[cfg(test)]
-mod tests {
-    use super::*;
-
-    fn write(dir: &Path, node: &str, file: &str, text: &str) {
-        std::fs::create_dir_all(dir.join(node)).unwrap();
-        std::fs::write(dir.join(node).join(file), text).unwrap();
-    }
-
-    #[test]
-    fn no_records_no_section() {
-        let dir = tempfile::tempdir().unwrap();
-        write(dir.path(), "writer", "verdict.json", "{}");
-        assert_eq!(read(dir.path()).unwrap(), None);
-    }
-
-    #[test]
-    fn records_are_summarized() {
-        let dir = tempfile::tempdir().unwrap();
-        let mut lines = String::new();
-        for i in 1..=100 {
-            lines.push_str(&format!(
-                "{{\"record\":\"replicated\",\"key\":\"k{i}\",\"seq\":{i},\"bytes\":1000,\"written_ms\":1,\"done_ms\":2,\"delay_s\":{},\"region\":\"a\",\"instances\":1,\"predicted_s\":0.1}}\n",
-                f64::from(i) / 100.0
-            ));
-        }
-        lines.push_str("{\"record\":\"replicated\",\"key\":\"big\",\"seq\":1,\"bytes\":200000000,\"delay_s\":3.0}\n");
-        lines.push_str(
-            "{\"record\":\"replicated\",\"key\":\"d\",\"seq\":1,\"bytes\":0,\"deleted\":true,\"delay_s\":null}\n",
-        );
-        lines.push_str("{\"record\":\"violation\",\"key\":\"big\",\"seq\":1,\"at_ms\":5,\"cause\":\"plan\",\"reason\":\"needs 3 s\"}\n");
-        lines.push_str("{\"record\":\"violation\",\"key\":\"big\",\"seq\":1,\"at_ms\":6,\"cause\":\"delay\",\"reason\":\"late\"}\n");
-        lines.push_str("{\"record\":\"repair\",\"at_ms\":7,\"repairs\":{\"unseen\":1,\"orphans\":0,\"corrected\":0,\"drifted\":2}}\n");
-        lines.push_str("{\"record\":\"repair\",\"at_ms\":8,\"repairs\":{\"unseen\":0,\"orphans\":0,\"corrected\":1,\"drifted\":1}}\n");
-        write(dir.path(), "replicator", "replication.jsonl", &lines);
-        let inv = "{\"ok\":true,\"gb_seconds\":0.5,\"requests\":2,\"egress_bytes\":1000,\"cost\":0.001}\n\
-                   {\"ok\":false,\"gb_seconds\":0.25,\"requests\":1,\"egress_bytes\":0,\"cost\":0.0005}\n";
-        write(dir.path(), "fn-a", "invocations.jsonl", inv);
-        write(
-            dir.path(),
-            "fn-b",
-            "invocations.jsonl",
-            "{\"ok\":true,\"gb_seconds\":1,\"requests\":3,\"egress_bytes\":5,\"cost\":0.002}\n{\"ok\":tr",
-        );
-        write(dir.path(), "fn-b", "deadletter.jsonl", "{\"attempts\":3}\n");
-        let s = ReplicationSummary::of(&read(dir.path()).unwrap().unwrap());
-        assert_eq!((s.objects_replicated, s.deletes, s.bytes), (102, 1, 100_000 + 200_000_000));
-        let d = s.delay_s.unwrap();
-        assert_eq!((d.count, d.p50, d.p99, d.max), (101, 0.51, 1.0, 3.0));
-        assert_eq!(s.delay_by_size_s["< 1 MiB"].count, 100);
-        assert_eq!(s.delay_by_size_s[">= 128 MiB"].p50, 3.0);
-        assert_eq!(s.slo_violations, 2);
-        assert_eq!(s.violations_by_cause, BTreeMap::from([("delay".into(), 1), ("plan".into(), 1)]));
-        assert!((s.slo_attainment.unwrap() - (1.0 - 1.0 / 101.0)).abs() < 1e-12);
-        assert_eq!(s.repairs["drifted"], 3);
-        assert_eq!(s.repairs["unseen"], 1);
-        assert_eq!(
-            (s.cost.invocations, s.cost.failed, s.cost.dead_letters),
-            (3, 1, 1),
-            "the partial last line is skipped"
-        );
-        assert_eq!((s.cost.requests, s.cost.egress_bytes), (6, 1005));
-        assert!((s.cost.total_usd - 0.0035).abs() < 1e-12 && (s.cost.gb_seconds - 1.75).abs() < 1e-12);
-    }
-
-    #[test]
-    fn a_malformed_line_is_named() {
-        let dir = tempfile::tempdir().unwrap();
-        write(dir.path(), "r", "replication.jsonl", "{\"record\":\"replicated\"}\n{}\n");
-        let err = read(dir.path()).unwrap_err().to_string();
-        assert!(err.contains("replication.jsonl:1"), "{err}");
-    }
-}
+mod tests;

@@ -92,6 +92,10 @@ pub struct Summary {
     /// The replicator's figures (docs/replica.md); absent when no node recorded any.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub replication: Option<super::replication::ReplicationSummary>,
+    /// The measurement probes' figures (docs/probes.md); absent when no probe server or
+    /// agent wrote any.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub probes: Option<super::probes::ProbeSummary>,
 }
 
 /// Latency figures of a histogram of ns; `None` when it is empty.
@@ -213,6 +217,7 @@ impl Summary {
                 })
                 .collect(),
             replication: run.replication.as_ref().map(super::replication::ReplicationSummary::of),
+            probes: run.probes.as_ref().map(super::probes::ProbeSummary::of),
         }
     }
 }

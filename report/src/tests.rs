@@ -153,8 +153,8 @@ fn replication_records_make_a_section_of_both_files() {
     std::fs::write(node.join("replication.jsonl"), lines).unwrap();
     let s = write(dir.path()).unwrap();
     let r = s.replication.as_ref().unwrap();
-    assert_eq!((r.objects_replicated, r.slo_violations), (20, 1));
-    assert_eq!(r.delay_s.as_ref().unwrap().p50, 1.0);
+    assert_eq!((r.all.objects_replicated, r.slo_violations), (20, 1));
+    assert_eq!(r.all.delay_s.as_ref().unwrap().p50, 1.0);
     let back: Summary =
         serde_json::from_str(&std::fs::read_to_string(dir.path().join("summary.json")).unwrap()).unwrap();
     assert_eq!(back.replication, s.replication);
@@ -166,4 +166,41 @@ fn replication_records_make_a_section_of_both_files() {
     fixture::write(plain.path(), &Fixture::default());
     assert!(write(plain.path()).unwrap().replication.is_none());
     assert!(!std::fs::read_to_string(plain.path().join("summary.json")).unwrap().contains("replication"));
+}
+
+#[test]
+fn probe_results_make_rtt_tables_in_both_files() {
+    let dir = tempfile::tempdir().unwrap();
+    fixture::write(dir.path(), &Fixture::default());
+    let server = dir.path().join("nodes/server");
+    std::fs::create_dir_all(&server).unwrap();
+    let tasks = serde_json::json!([{"id": 1, "type": "RECURRING", "state": "RUNNING", "measurement": {"kind": "ping"},
+        "locations": ["eu", "<us>"], "skipped_firings": 0,
+        "tally": {"eu": {"next_seq": 3}, "<us>": {"next_seq": 3}}}]);
+    let results = vec![
+        fixture::ping(1, "eu", 1, "ep-eu", &[0.4, 0.4, 0.5]),
+        fixture::ping(1, "eu", 2, "ep-us", &[60.4, 60.5, 60.6]),
+        fixture::ping(1, "<us>", 1, "ep-eu", &[60.5, 60.5, 60.7]),
+        fixture::lease_failure(1, "<us>", 2),
+    ];
+    std::fs::write(server.join("probe-results.json"), fixture::export(tasks, results)).unwrap();
+    let s = write(dir.path()).unwrap();
+    let p = &s.probes.as_ref().unwrap().servers["server"];
+    assert_eq!(p.rtt.len(), 3);
+    assert_eq!((p.runs.issued, p.runs.missed), (4, 1));
+    let back: Summary =
+        serde_json::from_str(&std::fs::read_to_string(dir.path().join("summary.json")).unwrap()).unwrap();
+    assert_eq!(back.probes, s.probes);
+    let html = std::fs::read_to_string(dir.path().join("report.html")).unwrap();
+    assert!(html.contains("<h2>Probes: server server</h2>"));
+    assert!(html.contains("Median RTT (ms), ping"));
+    // The matrix: eu reached both endpoints, <us> only ep-eu (escaped, and a dash for ep-us).
+    assert!(html.contains("<td class=\"l\">eu</td><td>0.400</td><td>60.500</td>"), "the eu row");
+    assert!(html.contains("<td class=\"l\">&lt;us&gt;</td><td>60.500</td><td>–</td>"), "the <us> row");
+    assert!(!html.contains("<us>"));
+    // A run without probes has no section, and no key in summary.json.
+    let plain = tempfile::tempdir().unwrap();
+    fixture::write(plain.path(), &Fixture::default());
+    assert!(write(plain.path()).unwrap().probes.is_none());
+    assert!(!std::fs::read_to_string(plain.path().join("summary.json")).unwrap().contains("probes"));
 }

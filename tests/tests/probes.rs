@@ -1,7 +1,8 @@
 //! Measurement probes under `diorama run` (root): agents in emulated regions ping endpoints
 //! with the real `ping`, and the medians the results API reports match the RTTs the
-//! topology implies, at TDF 1 and TDF 10; a killed agent's location records failures and a
-//! task whose every location failed becomes FAILED.
+//! topology implies, at TDF 1 and TDF 10, while a cron task fires on virtual seconds; a
+//! killed agent's location records failures and a task whose every location failed becomes
+//! FAILED; the run's report shows the RTT tables.
 #![expect(clippy::unwrap_used, reason = "test helpers fail loudly on a broken run")]
 
 use std::path::{Path, PathBuf};
@@ -107,18 +108,55 @@ fn load_average() -> String {
         .join(" ")
 }
 
-fn check_rtts(tdf: &str, duration: &str) {
+/// A driver node that creates, through the CLI, a cron task firing every 2 virtual seconds
+/// from the next second on: an `exec true` at eu (no RTT, so it leaves the RTT cells alone).
+const CRON_DRIVER: &str = r#"  - name: driver
+    depends_on: [server]
+    run: {command: "diorama-probe cli --server http://server:8080 --json task create --type RECURRING-SCHEDULED --cron '*/2 * * * * *' --start-time $(date -u -d '+1 sec' +%Y-%m-%dT%H:%M:%SZ) --stop-time $(date -u -d '+1 hour' +%Y-%m-%dT%H:%M:%SZ) --measurement exec --endpoint ep-eu --location eu -- true > cron.json && exec sleep 100000"}
+    link: {to: core, rate: 100Mbit, delay: 100us}
+"#;
+
+/// The cron task of [`CRON_DRIVER`] fired on even virtual seconds, every 2 virtual seconds
+/// and no more often: its whole schedule lies inside the run's virtual duration, which at
+/// TDF 10 took ten times as long in real time.
+fn check_cron(export: &Value, duration_s: i128) {
+    let tasks = export["tasks"].as_array().unwrap();
+    let cron = tasks.iter().find(|t| t["type"] == "RECURRING-SCHEDULED").expect("the driver created its cron task");
+    let mut fires: Vec<i128> = export["results"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|r| r["task_id"] == cron["id"])
+        .map(|r| ns_of(&r["fire_time"]))
+        .collect();
+    fires.sort_unstable();
+    let span_ns = ns_of(&export["exported_at"]) - ns_of(&cron["created_at"]);
+    println!("cron */2 s: {} firings, {} ms from creation to export (virtual)", fires.len(), span_ns / 1_000_000);
+    assert!(fires.len() >= 2, "{fires:?}");
+    assert!(fires.iter().all(|f| f.rem_euclid(2_000_000_000) == 0), "off the even seconds: {fires:?}");
+    assert!(fires.windows(2).all(|w| w[1] - w[0] == 2_000_000_000), "every 2 s: {fires:?}");
+    assert_eq!(cron["skipped_firings"], 0);
+    assert!(span_ns < duration_s * 1_000_000_000, "the server's clock ran {span_ns} ns in a {duration_s} s run");
+}
+
+fn check_rtts(tdf: &str, duration_s: i128) {
     let test = &format!("probes_match_the_topology_tdf{tdf}");
-    require!(test, need_root(), need_tool("ping"));
+    require!(test, need_root(), need_tool("ping"), need_tool("sh"), need_tool("date"));
     let dir = tempfile::tempdir().unwrap();
     // A round (five pings 0.2 s apart to each endpoint) takes about 2 s; three rounds give 15
     // replies a cell.
     let tasks = r#"[{type: RECURRING, interval: 2s, measurement: {kind: ping, count: 5}, endpoints: [ep-eu, ep-us], locations: [eu, us]}]"#;
-    let yaml = two_regions("probes-rtt", duration, tasks, "20s", "", "");
+    let duration = format!("{duration_s}s");
+    let yaml = two_regions("probes-rtt", &duration, tasks, "20s", CRON_DRIVER, "");
     let (outcome, results) = run(dir.path(), "probes-rtt", &yaml, tdf);
     assert_eq!(outcome.code, Some(0), "{}\n{}", outcome.stdout, outcome.stderr);
     let export = export(&results);
     let cells = export["summary"]["rtt"].as_array().unwrap();
+    // The run's report: the same medians in summary.json, and a table of them in report.html.
+    let summary: Value = serde_json::from_str(&std::fs::read_to_string(results.join("summary.json")).unwrap()).unwrap();
+    let rows = summary["probes"]["servers"]["server"]["rtt"].as_array().unwrap();
+    let html = std::fs::read_to_string(results.join("report.html")).unwrap();
+    assert!(html.contains("Median RTT (ms), ping"));
     let mut checked = 0;
     for cell in cells.iter().filter(|c| c["measurement"] == "ping") {
         let location = cell["location"].as_str().unwrap();
@@ -126,6 +164,11 @@ fn check_rtts(tdf: &str, duration: &str) {
         let region = endpoint.trim_start_matches("ep-");
         let want = implied_rtt_ms(location, region);
         let got = cell["median_ms"].as_f64().unwrap();
+        let row = rows
+            .iter()
+            .find(|r| r["location"] == location && r["endpoint"] == endpoint && r["measurement"] == "ping")
+            .unwrap_or_else(|| panic!("no report row {location} -> {endpoint}: {rows:?}"));
+        assert_eq!(row["rtt_ms"]["p50"].as_f64(), Some(got), "{row}");
         let samples = cell["samples"].as_u64().unwrap();
         println!(
             "TDF {tdf}: {location} -> {endpoint}: median RTT {got:.3} ms over {samples} replies, topology {want:.3} ms (load {})",
@@ -140,16 +183,17 @@ fn check_rtts(tdf: &str, duration: &str) {
         checked += 1;
     }
     assert_eq!(checked, 4, "every (region, endpoint) pair measured: {cells:?}");
+    check_cron(&export, duration_s);
 }
 
 #[test]
 fn probes_match_the_topology_tdf1() {
-    check_rtts("1", "10s");
+    check_rtts("1", 10);
 }
 
 #[test]
 fn probes_match_the_topology_tdf10() {
-    check_rtts("10", "7s");
+    check_rtts("10", 7);
 }
 
 #[test]
@@ -321,4 +365,88 @@ fn probes_survive_a_server_restart() {
     let held_ms = (ns_of(&run["received_at"]) - ns_of(&run["finished_at"])) / 1_000_000;
     println!("the slow run waited {held_ms} ms in the agent's spool");
     assert!(held_ms >= 1000, "delivered {held_ms} ms after it finished: {run}");
+}
+
+/// The scale experiment in miniature (`topologies/probes-scale.yaml` has 500 agents in 20
+/// regions): agents that are locations of their own, a recurring ping per region, long polls
+/// of 5 s; the run's report computes what the experiment reports (request rate, API latency
+/// p99, runs missed) and `diorama run` prints it.
+#[test]
+fn probes_scale_in_miniature_reports_its_figures() {
+    let test = "probes_scale_in_miniature_reports_its_figures";
+    require!(test, need_root(), need_tool("ping"));
+    let dir = tempfile::tempdir().unwrap();
+    let agents = |r: u8| (0..3).map(|a| format!("r{r}a{a}")).collect::<Vec<_>>().join(", ");
+    let yaml = format!(
+        r#"name: probes-mini-scale
+tdf: 1
+duration: 12s
+defaults: {{cpus: 0.1, memory: 64MiB}}
+switches: [core, r0, r1]
+nodes:
+  - name: server
+    cpus: 0.3
+    run:
+      workload: probe
+      args:
+        role: server
+        lease: 4s
+        task_delay: 2s
+        location: "{all}"
+        task:
+          - {{type: RECURRING, interval: 4s, measurement: {{kind: ping, count: 1}}, endpoints: [ep-r0], locations: [{r0}]}}
+          - {{type: RECURRING, interval: 4s, measurement: {{kind: ping, count: 1}}, endpoints: [ep-r1], locations: [{r1}]}}
+    ready: {{tcp: 8080}}
+    link: {{to: core, rate: 100Mbit, delay: 100us}}
+  - name: ep-r0
+    run: {{command: "exec sleep 100000"}}
+    link: {{to: r0, rate: 100Mbit, delay: 100us}}
+  - name: ep-r1
+    run: {{command: "exec sleep 100000"}}
+    link: {{to: r1, rate: 100Mbit, delay: 100us}}
+  - name: r0a[0..3]
+    depends_on: [server]
+    run: {{workload: probe, args: {{role: agent, server: "http://server:8080", poll_wait: 5s}}}}
+    link: {{to: r0, rate: 100Mbit, delay: 100us}}
+  - name: r1a[0..3]
+    depends_on: [server]
+    run: {{workload: probe, args: {{role: agent, server: "http://server:8080", poll_wait: 5s}}}}
+    link: {{to: r1, rate: 100Mbit, delay: 100us}}
+links:
+  - {{between: [r0, core], rate: 1Gbit, delay: 2ms}}
+  - {{between: [r1, core], rate: 1Gbit, delay: 7ms}}
+"#,
+        all = [agents(0), agents(1)].join(", ").replace(' ', ""),
+        r0 = agents(0),
+        r1 = agents(1),
+    );
+    let (outcome, results) = run(dir.path(), "probes-mini-scale", &yaml, "1");
+    assert_eq!(outcome.code, Some(0), "{}\n{}", outcome.stdout, outcome.stderr);
+    let summary: Value = serde_json::from_str(&std::fs::read_to_string(results.join("summary.json")).unwrap()).unwrap();
+    let server = &summary["probes"]["servers"]["server"];
+    let runs = &server["runs"];
+    let api = &server["api"];
+    println!("runs {runs}\napi {api}\nstart lag {}", server["wait_ms"]);
+    // Tasks created at 2 s fire at 2, 6 and 10 s: six runs each time, one per agent.
+    for task in server["tasks"].as_array().unwrap() {
+        assert!(task["firings"].as_u64().unwrap() >= 2, "{task}");
+    }
+    let issued = runs["issued"].as_u64().unwrap();
+    assert!(issued >= 12 && issued % 6 == 0, "{runs}");
+    assert_eq!((runs["missed"].as_u64(), runs["skipped_firings"].as_u64()), (Some(0), Some(0)), "{runs}");
+    let export = export(&results);
+    for r in export["results"].as_array().unwrap().iter().filter(|r| r["ok"] == false) {
+        println!("a failed run (measured, not missed): {r}");
+    }
+    assert!(api["requests"].as_u64().unwrap() > 0 && api["request_rate_per_s"].as_f64().unwrap() > 0.0, "{api}");
+    assert!(
+        api["latency_us"]["count"].as_u64().unwrap() >= runs["ok"].as_u64().unwrap(),
+        "each delivery is timed: {api}"
+    );
+    // One RTT row per agent: each is a location of its own.
+    let rows = server["rtt"].as_array().unwrap();
+    assert_eq!(rows.len(), 6, "{rows:?}");
+    // `diorama run` prints the figures with the report's path.
+    let printed = format!("{}{}", outcome.stdout, outcome.stderr);
+    assert!(printed.contains(&format!("probes (server): {issued} runs, 0 missed, API ")), "{printed}");
 }

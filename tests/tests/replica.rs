@@ -41,6 +41,11 @@ fn run(name: &str, faults: &str, starts: usize) {
     assert!(rep["delay_s"]["p50"].as_f64().unwrap() > 0.0, "{rep}");
     assert!(rep["cost"]["invocations"].as_u64().unwrap() > 0, "{rep}");
     assert!(rep["cost"]["total_usd"].as_f64().unwrap() > 0.0, "{rep}");
+    // The end check, as the section reports it, and the replicator's own figures.
+    assert_eq!(rep["verified"]["mismatched"], 0, "{rep}");
+    assert_eq!(rep["verified"]["equal"], v["verdict"]["source_objects"], "{rep}");
+    assert!(rep["slo_attainment"].as_f64().is_some(), "{rep}");
+    assert!(rep["by_system"]["lambda"]["delay_s"]["count"].as_u64().unwrap() > 0, "{rep}");
     let mine: Vec<String> = leftovers().into_iter().filter(|l| l.contains(name)).collect();
     assert!(mine.is_empty(), "{mine:?}");
 }

@@ -15,6 +15,7 @@ fn model(concurrency: usize, time_limit: f64, retries: u32) -> Model {
         memory_mb: 512,
         prices: PRICES,
         seed: 1,
+        bandwidth: None,
     }
 }
 
@@ -38,6 +39,8 @@ fn task(key: &str) -> crate::task::Task {
         coordinator: "http://127.0.0.1:1".into(),
         mode: crate::task::Mode::Whole,
         lease_ms: 1000,
+        system: "lambda".into(),
+        bandwidth: None,
     }
 }
 
@@ -148,4 +151,41 @@ async fn drawn_delays_follow_the_configured_distribution() {
     let mean = xs.iter().sum::<f64>() / xs.len() as f64;
     assert!((mean - 0.2).abs() < 0.01, "{mean}");
     assert!(xs.iter().any(|x| *x < 0.15) && xs.iter().any(|x| *x > 0.25), "it varies");
+}
+
+#[tokio::test]
+async fn a_failure_its_coordinator_took_is_not_retried() {
+    // Exit status 4: the instance told its coordinator, which copies the key again after a
+    // backoff; a platform retry would only be fenced.
+    let dir = tempfile::tempdir().unwrap();
+    let p = Platform::new(sh("cat >/dev/null; exit 4"), model(4, 10.0, 2), dir.path());
+    run_with_retries(&p, task("refused")).await;
+    let inv: Vec<Invocation> = lines(&dir.path().join("invocations.jsonl"));
+    assert_eq!(inv.len(), 1, "{inv:?}");
+    assert!(!inv[0].ok && inv[0].error.as_deref().unwrap().contains("coordinator retries"), "{inv:?}");
+    assert!(!dir.path().join("deadletter.jsonl").exists());
+}
+
+#[tokio::test]
+async fn each_attempt_gets_its_own_bandwidth_and_the_instance_is_told() {
+    let dir = tempfile::tempdir().unwrap();
+    let seen = dir.path().join("tasks.jsonl");
+    let mut m = model(4, 10.0, 0);
+    m.ready = Dist::Const(0.0);
+    m.bandwidth = Some(Dist::Normal { mean: 2e6, sd: 1e6 });
+    let script = format!("cat >> '{}'; echo >> '{}'", seen.display(), seen.display());
+    let p = Platform::new(sh(&script), m, dir.path());
+    // One after the other, so the lines the instances append do not interleave.
+    for i in 0..8 {
+        run_with_retries(&p, task(&format!("k{i}"))).await;
+    }
+    let inv: Vec<Invocation> = lines(&dir.path().join("invocations.jsonl"));
+    let tasks: Vec<crate::task::Task> = lines(&seen);
+    assert_eq!((inv.len(), tasks.len()), (8, 8));
+    let drawn: Vec<f64> = inv.iter().map(|i| i.bandwidth.unwrap()).collect();
+    for (i, t) in inv.iter().zip(&tasks) {
+        assert_eq!((i.bandwidth, i.size, i.system.as_str()), (t.bandwidth, Some(1), "lambda"), "{i:?} {t:?}");
+    }
+    let (lo, hi) = drawn.iter().fold((f64::MAX, 0.0f64), |(lo, hi), b| (lo.min(*b), hi.max(*b)));
+    assert!(lo >= 1.0 && hi >= 2.0 * lo, "instances differ by 2× or more: {drawn:?}");
 }

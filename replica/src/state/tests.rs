@@ -226,7 +226,7 @@ fn listed(etag: &str, size: u64) -> Listed {
 
 fn done(s: &mut State, key: &str, dst_etag: &str) {
     let l = s.lock(key, "w", 0, 10).unwrap().unwrap();
-    assert_eq!(s.release_copy(key, "w", l.seq, l.etag.as_deref(), Some(dst_etag)).unwrap(), Release::Done);
+    assert_eq!(s.release_copy(key, "w", l.seq, l.etag.as_deref(), Some(dst_etag)).unwrap().outcome, Release::Done);
 }
 
 #[test]
@@ -274,11 +274,11 @@ fn reconcile_corrects_the_latest_version_and_a_copy_of_the_old_one_releases_stal
     let before = s.snapshot(10).unwrap();
     let src = BTreeMap::from([("k".to_owned(), listed("b", 20))]);
     assert_eq!(s.reconcile(&before, &src, &BTreeMap::new(), 10).unwrap().corrected, 1);
-    assert_eq!(s.release_copy("k", "w", l.seq, Some("b"), Some("b")).unwrap(), Release::Stale);
+    assert_eq!(s.release_copy("k", "w", l.seq, Some("b"), Some("b")).unwrap().outcome, Release::Stale);
     let again = s.lock("k", "w", 20, 1000).unwrap().unwrap();
     assert_eq!((again.seq, again.etag.as_deref(), again.size), (1, Some("b"), 20));
     // A source delete whose event is lost also corrects the key.
-    assert_eq!(s.release_copy("k", "w", 1, Some("b"), Some("b")).unwrap(), Release::Done);
+    assert_eq!(s.release_copy("k", "w", 1, Some("b"), Some("b")).unwrap().outcome, Release::Done);
     let before = s.snapshot(30).unwrap();
     assert_eq!(s.reconcile(&before, &BTreeMap::new(), &src, 30).unwrap().corrected, 1);
     assert!(s.pending(30, 10).unwrap()[0].deleted);
@@ -351,4 +351,87 @@ fn a_lock_whose_copy_was_never_invoked_lapses_one_lease_after_a_restart() {
     assert_eq!(s.resume_leases(300).unwrap(), 1);
     assert_eq!(s.lock("k", "early", 250, 400).unwrap(), None, "held for one lease");
     assert!(s.lock("k", "next", 301, 400).unwrap().is_some(), "then taken again");
+}
+
+#[test]
+fn a_copy_covers_its_write_and_every_older_one_and_each_is_timed() {
+    let mut s = State::in_memory().unwrap();
+    s.observe_at(&v("k", 1, "a"), Some(1_000)).unwrap();
+    s.observe_at(&v("k", 2, "b"), Some(1_500)).unwrap();
+    let l = s.lock("k", "w", 1_600, 9_000).unwrap().unwrap();
+    assert_eq!(l.seq, 2, "only the newest version is copied");
+    // An old event arriving late is still a write the destination lacks.
+    s.observe_at(&v("k", 1, "a"), Some(1_000)).unwrap();
+    assert_eq!(s.oldest_pending("k").unwrap(), Some(1_000));
+    let r = s.release_copy("k", "w", 2, Some("b"), Some("b")).unwrap();
+    assert_eq!(r.outcome, Release::Done);
+    let got: Vec<(u64, u64)> = r.writes.iter().map(|w| (w.seq, w.event_ms)).collect();
+    assert_eq!(got, [(1, 1_000), (2, 1_500)]);
+    assert_eq!(s.oldest_pending("k").unwrap(), None, "nothing pending");
+    // A repeated event of a version the destination holds is no write.
+    s.observe_at(&v("k", 2, "b"), Some(1_500)).unwrap();
+    assert_eq!(s.oldest_pending("k").unwrap(), None);
+    // A stale release covers nothing.
+    s.observe_at(&v("k", 3, "c"), Some(2_000)).unwrap();
+    let l = s.lock("k", "w", 2_000, 9_000).unwrap().unwrap();
+    s.observe_at(&v("k", 4, "d"), Some(2_100)).unwrap();
+    let r = s.release_copy("k", "w", l.seq, l.etag.as_deref(), None).unwrap();
+    assert_eq!((r.outcome, r.writes.len()), (Release::Stale, 0));
+    assert_eq!(s.oldest_pending("k").unwrap(), Some(2_000));
+}
+
+#[test]
+fn a_write_past_its_slo_is_flagged_once_and_its_late_copy_says_so() {
+    let mut s = State::in_memory().unwrap();
+    s.observe_at(&v("k", 1, "a"), Some(1_000)).unwrap();
+    s.observe_at(&v("k", 2, "b"), Some(2_500)).unwrap();
+    s.observe_at(&v("other", 1, "x"), Some(2_900)).unwrap();
+    assert_eq!(s.overdue(2_999, 2_000).unwrap(), vec![], "nothing past 2 s yet");
+    let o = s.overdue(3_001, 2_000).unwrap();
+    assert_eq!(o, vec![Overdue { key: "k".into(), seqs: vec![1], oldest_ms: 1_000 }]);
+    assert_eq!(s.overdue(3_100, 2_000).unwrap(), vec![], "flagged once");
+    let o = s.overdue(5_000, 2_000).unwrap();
+    let keys: Vec<(&str, &[u64])> = o.iter().map(|o| (o.key.as_str(), o.seqs.as_slice())).collect();
+    assert_eq!(keys, [("k", &[2][..]), ("other", &[1][..])]);
+    let l = s.lock("k", "w", 5_000, 9_000).unwrap().unwrap();
+    let r = s.release_copy("k", "w", l.seq, l.etag.as_deref(), None).unwrap();
+    assert!(r.writes.iter().all(|w| w.flagged) && r.writes.len() == 2, "{r:?}");
+}
+
+#[test]
+fn a_failed_copy_backs_off_and_a_success_resets_the_count() {
+    let mut s = State::in_memory().unwrap();
+    s.observe(&v("k", 1, "a")).unwrap();
+    s.lock("k", "w1", 0, 1_000).unwrap().unwrap();
+    assert_eq!(s.fail("k", "other", |_| 0).unwrap(), None, "only the holder reports a failure");
+    assert_eq!(s.fail("k", "w1", |n| 100 * u64::from(n)).unwrap(), Some((1, 100)));
+    assert_eq!(s.pending(99, 10).unwrap(), vec![], "held back until its retry time");
+    assert_eq!(s.pending(100, 10).unwrap().len(), 1);
+    s.lock("k", "w2", 100, 1_000).unwrap().unwrap();
+    assert_eq!(s.fail("k", "w2", |n| 1_000 * u64::from(n)).unwrap(), Some((2, 2_000)), "the second waits longer");
+    let l = s.lock("k", "w3", 2_000, 3_000).unwrap().unwrap();
+    assert_eq!(s.release("k", "w3", l.seq, l.etag.as_deref()).unwrap(), Release::Done);
+    s.observe(&v("k", 2, "b")).unwrap();
+    s.lock("k", "w4", 2_000, 3_000).unwrap().unwrap();
+    assert_eq!(s.fail("k", "w4", u64::from).unwrap(), Some((1, 1)), "counting starts again");
+}
+
+#[test]
+fn a_state_file_of_the_first_replicator_gets_the_new_columns() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("state.db");
+    {
+        let conn = Connection::open(&path).unwrap();
+        conn.execute_batch(
+            "CREATE TABLE objects (key TEXT PRIMARY KEY, seq INTEGER NOT NULL, etag TEXT, size INTEGER NOT NULL,
+             deleted INTEGER NOT NULL, done_seq INTEGER NOT NULL DEFAULT -1, lock_owner TEXT, lock_seq INTEGER,
+             lock_etag TEXT, lock_until INTEGER, dst_etag TEXT, event_ms INTEGER);
+             INSERT INTO objects (key, seq, etag, size, deleted) VALUES ('k', 1, 'a', 10, 0);",
+        )
+        .unwrap();
+    }
+    let mut s = State::open(&path).unwrap();
+    let l = s.lock("k", "w", 0, 10).unwrap().unwrap();
+    assert_eq!(s.release_copy("k", "w", l.seq, Some("a"), Some("a")).unwrap().outcome, Release::Done);
+    assert_eq!(s.snapshot(0).unwrap()["k"].done_etag.as_deref(), Some("a"));
 }

@@ -114,61 +114,48 @@ struct Agent {
 
 /// Runs an agent until SIGTERM/SIGINT, then writes its summary.
 pub async fn run(args: AgentArgs) -> anyhow::Result<()> {
-    let name = match &args.name {
-        Some(n) => n.clone(),
-        None => nix::unistd::gethostname()?.to_string_lossy().into_owned(),
-    };
-    let location = args.location.clone().unwrap_or_else(|| name.clone());
-    std::fs::create_dir_all(&args.spool)?;
-    let poll_wait = Duration::from_nanos(args.poll_wait);
-    let rng = match args.seed {
-        Some(s) => rand::rngs::StdRng::seed_from_u64(s),
-        None => rand::rngs::StdRng::from_os_rng(),
-    };
-    let agent = Arc::new(Agent {
-        client: ApiClient::new(&args.server, poll_wait + Duration::from_secs(10)),
-        slots: Arc::new(Semaphore::new(args.concurrency.max(1))),
-        rng: Mutex::new(rng),
-        summary: Mutex::new(AgentSummary {
-            schema: 1,
-            agent: name.clone(),
-            location: location.clone(),
-            kind: args.kind.as_str().into(),
-            ..AgentSummary::default()
-        }),
-        name,
-        location,
-        args,
-    });
+    let agent = Agent::new(args)?;
     tracing::info!(agent = %agent.name, location = %agent.location, kind = agent.args.kind.as_str(), "agent started");
     let started = Instant::now();
-    for path in spooled(&agent.args.spool) {
-        let a = Arc::clone(&agent);
-        tokio::spawn(async move { a.redeliver(&path).await });
-    }
-    let work = {
-        let a = Arc::clone(&agent);
-        tokio::spawn(async move { a.work(poll_wait).await })
-    };
+    let work = agent.start();
     crate::runtime::shutdown_signal().await;
     work.abort();
-    let mut summary = agent.summary.lock().await.clone();
-    summary.uptime_s = started.elapsed().as_secs_f64();
-    summary.cost = match agent.args.kind {
-        AgentKind::AlwaysOn => agent.args.cost_per_hour * summary.uptime_s / 3600.0,
-        AgentKind::OnDemand => {
-            #[expect(clippy::cast_precision_loss, reason = "counts far below 2^53")]
-            let invocations = summary.runs as f64;
-            let busy_s = (summary.startup_ms_total + summary.exec_ms_total + summary.teardown_ms_total) / 1e3;
-            agent.args.cost_per_invocation * invocations + agent.args.cost_per_second * busy_s
-        }
-    };
-    #[expect(clippy::cast_precision_loss, reason = "counts far below 2^53")]
-    let per = if summary.measurements > 0 { summary.cost / summary.measurements as f64 * 1000.0 } else { 0.0 };
-    summary.cost_per_1000_measurements = per;
+    let summary = agent.finish(started.elapsed().as_secs_f64()).await;
     std::fs::write(&agent.args.summary, serde_json::to_vec_pretty(&summary)?)?;
     tracing::info!(runs = summary.runs, delivered = summary.delivered, "agent stopped");
     Ok(())
+}
+
+impl AgentSummary {
+    /// Prices what the agent did: always-on agents by the hour of uptime, on-demand agents
+    /// per invocation (run) and per second of invocation time (start-up, execution and
+    /// teardown); and the cost per 1,000 measurements (0 when none was made).
+    pub fn price(&mut self, args: &AgentArgs) {
+        self.cost = match args.kind {
+            AgentKind::AlwaysOn => args.cost_per_hour * self.uptime_s / 3600.0,
+            AgentKind::OnDemand => {
+                #[expect(clippy::cast_precision_loss, reason = "counts far below 2^53")]
+                let invocations = self.runs as f64;
+                let busy_s = (self.startup_ms_total + self.exec_ms_total + self.teardown_ms_total) / 1e3;
+                args.cost_per_invocation * invocations + args.cost_per_second * busy_s
+            }
+        };
+        #[expect(clippy::cast_precision_loss, reason = "counts far below 2^53")]
+        let per = if self.measurements > 0 { self.cost / self.measurements as f64 * 1000.0 } else { 0.0 };
+        self.cost_per_1000_measurements = per;
+    }
+}
+
+/// Sleeps `d` and returns how long that took, in (virtual) ms. A zero delay is not slept:
+/// a tokio timer fires on its next millisecond tick, which would charge an always-on agent
+/// about a millisecond of start-up and teardown it does not have.
+async fn pause(d: Duration) -> f64 {
+    if d.is_zero() {
+        return 0.0;
+    }
+    let t = Instant::now();
+    tokio::time::sleep(d).await;
+    t.elapsed().as_secs_f64() * 1e3
 }
 
 fn spooled(dir: &Path) -> Vec<PathBuf> {
@@ -180,6 +167,56 @@ fn spooled(dir: &Path) -> Vec<PathBuf> {
 }
 
 impl Agent {
+    /// An agent of `args`, named by `--name` or the host name, with its spool directory.
+    fn new(args: AgentArgs) -> anyhow::Result<Arc<Self>> {
+        let name = match &args.name {
+            Some(n) => n.clone(),
+            None => nix::unistd::gethostname()?.to_string_lossy().into_owned(),
+        };
+        let location = args.location.clone().unwrap_or_else(|| name.clone());
+        std::fs::create_dir_all(&args.spool)?;
+        let poll_wait = Duration::from_nanos(args.poll_wait);
+        let rng = match args.seed {
+            Some(s) => rand::rngs::StdRng::seed_from_u64(s),
+            None => rand::rngs::StdRng::from_os_rng(),
+        };
+        Ok(Arc::new(Agent {
+            client: ApiClient::new(&args.server, poll_wait + Duration::from_secs(10)),
+            slots: Arc::new(Semaphore::new(args.concurrency.max(1))),
+            rng: Mutex::new(rng),
+            summary: Mutex::new(AgentSummary {
+                schema: 1,
+                agent: name.clone(),
+                location: location.clone(),
+                kind: args.kind.as_str().into(),
+                ..AgentSummary::default()
+            }),
+            name,
+            location,
+            args,
+        }))
+    }
+
+    /// Delivers what the spool holds (a previous process's undelivered results) and starts
+    /// taking work; the handle ends the work loop when aborted.
+    fn start(self: &Arc<Self>) -> tokio::task::JoinHandle<()> {
+        for path in spooled(&self.args.spool) {
+            let a = Arc::clone(self);
+            tokio::spawn(async move { a.redeliver(&path).await });
+        }
+        let a = Arc::clone(self);
+        let poll_wait = Duration::from_nanos(self.args.poll_wait);
+        tokio::spawn(async move { a.work(poll_wait).await })
+    }
+
+    /// The summary so far, priced for `uptime_s` (virtual seconds).
+    async fn finish(&self, uptime_s: f64) -> AgentSummary {
+        let mut summary = self.summary.lock().await.clone();
+        summary.uptime_s = uptime_s;
+        summary.price(&self.args);
+        summary
+    }
+
     async fn work(self: Arc<Self>, poll_wait: Duration) {
         let mut backoff = Duration::from_millis(100);
         loop {
@@ -232,9 +269,7 @@ impl Agent {
                 (self.args.startup_delay.sample(&mut *rng), self.args.teardown_delay.sample(&mut *rng))
             }
         };
-        let t0 = Instant::now();
-        tokio::time::sleep(startup).await;
-        let startup_ms = t0.elapsed().as_secs_f64() * 1e3;
+        let startup_ms = pause(startup).await;
         let t1 = Instant::now();
         let deadline = Duration::from_nanos(self.args.tool_timeout);
         let endpoints =
@@ -270,9 +305,8 @@ impl Agent {
             tracing::warn!(%err, path = %path.display(), "cannot spool the result; delivering from memory");
         }
         self.deliver(&result, &path).await;
-        let t2 = Instant::now();
-        tokio::time::sleep(teardown).await;
-        self.summary.lock().await.teardown_ms_total += t2.elapsed().as_secs_f64() * 1e3;
+        let teardown_ms = pause(teardown).await;
+        self.summary.lock().await.teardown_ms_total += teardown_ms;
     }
 
     async fn redeliver(&self, path: &Path) {
@@ -308,5 +342,209 @@ impl Agent {
             }
         }
         let _ = std::fs::remove_file(spool);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::probe::args::{Args, Role};
+    use crate::probe::fixture::{server, spec, Served};
+    use crate::probe::server::Server;
+    use crate::probe::store::ResultQuery;
+    use crate::probe::task::State;
+    use clap::Parser;
+
+    fn agent_args(server: &str, spool: &Path, flags: &[&str]) -> AgentArgs {
+        let spool = spool.to_str().unwrap();
+        let base = ["diorama-probe", "agent", "--server", server, "--spool", spool, "--poll-wait", "100ms"];
+        let argv = base.iter().chain(flags).map(|s| (*s).to_owned());
+        match Args::try_parse_from(argv).unwrap().role {
+            Role::Agent(a) => a,
+            other => panic!("not an agent: {other:?}"),
+        }
+    }
+
+    /// Waits until `check` holds, for at most 30 s.
+    async fn until<F: std::future::Future<Output = bool>>(what: &str, mut check: impl FnMut() -> F) {
+        let deadline = Instant::now() + Duration::from_secs(30);
+        while !check().await {
+            assert!(Instant::now() < deadline, "timed out waiting for {what}");
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    }
+
+    /// The results the server has stored for `location`, once there are `n`.
+    async fn stored(server: &Server, location: &str, n: usize) -> Vec<RunResult> {
+        let query = ResultQuery { location: Some(location.into()), ..ResultQuery::default() };
+        until("the results", || async { server.results(&query).await.unwrap().len() >= n }).await;
+        server.results(&query).await.unwrap()
+    }
+
+    /// `n` one-off tasks at `location`, each an `exec` of `argv`, fired now.
+    async fn one_offs(server: &Server, location: &str, argv: &[&str], n: usize) -> Vec<u64> {
+        let argv = serde_json::to_string(argv).unwrap();
+        let text = format!(
+            r#"{{"type":"ONE-OFF","measurement":{{"kind":"exec","argv":{argv}}},"endpoints":["x"],"locations":["{location}"]}}"#
+        );
+        let mut ids = Vec::new();
+        for _ in 0..n {
+            ids.push(server.create(&spec(&text)).await.unwrap().id);
+        }
+        server.tick(now()).await.unwrap();
+        ids
+    }
+
+    #[tokio::test]
+    async fn an_on_demand_agent_holds_a_slot_from_start_up_through_teardown() {
+        let dir = tempfile::tempdir().unwrap();
+        let served = Served::start(server(dir.path(), 60_000).await).await;
+        one_offs(&served.server, "eu", &["sleep", "0.1"], 6).await;
+        let flags = [
+            "--location",
+            "eu",
+            "--name",
+            "fn0",
+            "--kind",
+            "on-demand",
+            "--concurrency",
+            "2",
+            "--startup-delay",
+            "fixed:50ms",
+            "--teardown-delay",
+            "fixed:300ms",
+            "--cost-per-invocation",
+            "0.001",
+            "--cost-per-second",
+            "0.01",
+        ];
+        let agent = Agent::new(agent_args(&served.url, &dir.path().join("spool"), &flags)).unwrap();
+        let work = agent.start();
+        let runs = stored(&served.server, "eu", 6).await;
+        // Teardowns end after their runs were delivered.
+        until("the last teardown", || async { agent.summary.lock().await.teardown_ms_total >= 6.0 * 300.0 }).await;
+        work.abort();
+        let summary = agent.finish(10.0).await;
+
+        for r in &runs {
+            assert!(r.ok && r.agent_kind == Some(AgentKind::OnDemand), "{r:?}");
+            let t = &r.timing;
+            assert!(t.startup_ms >= 50.0 && t.exec_ms >= 100.0 && t.teardown_ms == 300.0, "{t:?}");
+        }
+        // A slot is held for start-up, execution, delivery and teardown (≥ 450 ms): with two
+        // slots the six runs start in pairs, each pair at least 450 ms after the one before.
+        let mut waits: Vec<f64> = runs.iter().map(|r| r.timing.wait_ms).collect();
+        waits.sort_by(f64::total_cmp);
+        assert!(waits[2] >= 440.0 && waits[4] >= 880.0, "runs started too early: waits {waits:?} ms");
+
+        assert_eq!((summary.runs, summary.measurements, summary.delivered), (6, 6, 6));
+        assert_eq!(
+            (summary.kind.as_str(), summary.agent.as_str(), summary.location.as_str()),
+            ("on-demand", "fn0", "eu")
+        );
+        let (s, e, t) = (summary.startup_ms_total, summary.exec_ms_total, summary.teardown_ms_total);
+        assert!(s >= 300.0 && e >= 600.0 && t >= 1800.0, "{summary:?}");
+        let cost = 0.001 * 6.0 + 0.01 * (s + e + t) / 1e3;
+        assert!((summary.cost - cost).abs() < 1e-12, "{summary:?}");
+        assert!((summary.cost_per_1000_measurements - cost / 6.0 * 1000.0).abs() < 1e-9, "{summary:?}");
+    }
+
+    #[tokio::test]
+    async fn an_always_on_agent_pays_no_start_up_or_teardown() {
+        let dir = tempfile::tempdir().unwrap();
+        let served = Served::start(server(dir.path(), 60_000).await).await;
+        one_offs(&served.server, "us", &["true"], 3).await;
+        let flags = [
+            "--location",
+            "us",
+            "--name",
+            "vm0",
+            "--startup-delay",
+            "fixed:500ms",
+            "--teardown-delay",
+            "fixed:500ms",
+            "--cost-per-hour",
+            "3.6",
+            "--cost-per-invocation",
+            "1",
+        ];
+        let agent = Agent::new(agent_args(&served.url, &dir.path().join("spool"), &flags)).unwrap();
+        let work = agent.start();
+        let runs = stored(&served.server, "us", 3).await;
+        work.abort();
+        for r in &runs {
+            assert!(r.ok && r.agent_kind == Some(AgentKind::AlwaysOn), "{r:?}");
+            assert!(r.timing.startup_ms == 0.0 && r.timing.teardown_ms == 0.0, "{:?}", r.timing);
+        }
+        let summary = agent.finish(100.0).await;
+        assert_eq!((summary.kind.as_str(), summary.runs, summary.teardown_ms_total), ("always-on", 3, 0.0));
+        // By the hour of uptime only: $3.6/h for 100 s.
+        assert!(
+            (summary.cost - 0.1).abs() < 1e-12
+                && (summary.cost_per_1000_measurements - 0.1 / 3.0 * 1000.0).abs() < 1e-9
+        );
+    }
+
+    #[test]
+    fn each_kind_is_priced_by_its_own_table() {
+        let args = |kind: &str| {
+            let prices = [
+                "--kind",
+                kind,
+                "--cost-per-hour",
+                "0.0416",
+                "--cost-per-invocation",
+                "0.0000002",
+                "--cost-per-second",
+                "0.0000021",
+            ];
+            agent_args("http://server:8080", Path::new("spool"), &prices)
+        };
+        let mut s = AgentSummary {
+            uptime_s: 3600.0,
+            runs: 10,
+            measurements: 40,
+            startup_ms_total: 1000.0,
+            exec_ms_total: 2000.0,
+            teardown_ms_total: 1000.0,
+            ..AgentSummary::default()
+        };
+        s.price(&args("always-on"));
+        assert!((s.cost - 0.0416).abs() < 1e-12 && (s.cost_per_1000_measurements - 1.04).abs() < 1e-9, "{s:?}");
+        // 10 invocations and 4 s of invocation time.
+        s.price(&args("on-demand"));
+        assert!((s.cost - 1.04e-5).abs() < 1e-15, "{s:?}");
+        assert!((s.cost_per_1000_measurements - 2.6e-4).abs() < 1e-12, "{s:?}");
+        let mut idle = AgentSummary { uptime_s: 60.0, ..AgentSummary::default() };
+        idle.price(&args("always-on"));
+        assert_eq!(idle.cost_per_1000_measurements, 0.0, "no measurement: no figure, not a division by zero");
+    }
+
+    #[tokio::test]
+    async fn a_killed_agent_s_spooled_result_is_delivered_by_its_successor() {
+        let dir = tempfile::tempdir().unwrap();
+        let served = Served::start(server(dir.path(), 60_000).await).await;
+        let id = one_offs(&served.server, "eu", &["true"], 1).await[0];
+        let job = served.server.poll("a1", "eu", AgentKind::AlwaysOn, 1, Duration::ZERO).await.remove(0);
+        let spool = dir.path().join("spool");
+        let flags = ["--location", "eu", "--name", "a1"];
+        // The first process measures the run and spools the result, but the server is out of
+        // reach; it is killed while it retries.
+        let first = Agent::new(agent_args("http://127.0.0.1:1", &spool, &flags)).unwrap();
+        let measuring = tokio::time::timeout(Duration::from_millis(700), first.execute(job.clone())).await;
+        assert!(measuring.is_err(), "delivered to nowhere");
+        assert!(first.summary.lock().await.delivery_retries >= 1);
+        drop(first);
+        assert_eq!(spooled(&spool).len(), 1, "the result outlives its process");
+        // Its successor on the same spool delivers it at start-up.
+        let second = Agent::new(agent_args(&served.url, &spool, &flags)).unwrap();
+        let work = second.start();
+        let runs = stored(&served.server, "eu", 1).await;
+        until("the spool to empty", || async { spooled(&spool).is_empty() }).await;
+        work.abort();
+        let r = &runs[0];
+        assert_eq!((r.task_id, r.seq, r.ok, r.agent.as_deref()), (id, job.seq, true, Some("a1")), "{r:?}");
+        assert_eq!(served.server.get(id).await.unwrap().state, State::Finished);
+        assert_eq!(second.summary.lock().await.delivered, 1);
     }
 }

@@ -280,6 +280,132 @@ async fn stats(AxState(server): AxState<Shared>) -> impl IntoResponse {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::probe::client::ApiClient;
+    use crate::probe::fixture::{server, Served};
+    use crate::probe::task::Task;
+    use chrono::{DurationRound, TimeDelta};
+    use hyper::Method;
+
+    /// The ids and total of `GET /v1/tasks?{query}`.
+    async fn listed(c: &ApiClient, query: &str) -> (Vec<u64>, usize) {
+        let page: TaskPage = c.call(Method::GET, &format!("/v1/tasks?{query}"), None).await.unwrap();
+        (page.tasks.iter().map(|t| t.id).collect(), page.total)
+    }
+
+    /// The fields a 400 answer names.
+    async fn refused(c: &ApiClient, method: Method, path: &str, body: Option<&serde_json::Value>) -> Vec<String> {
+        let err = c.call::<serde_json::Value>(method, path, body).await.unwrap_err();
+        let (status, body) = err.status().unwrap();
+        assert_eq!(status, StatusCode::BAD_REQUEST, "{body}");
+        let errors: Vec<FieldError> = serde_json::from_value(body["errors"].clone()).unwrap();
+        assert!(errors.iter().all(|e| !e.message.is_empty()), "{body}");
+        errors.into_iter().map(|e| e.field).collect()
+    }
+
+    #[tokio::test]
+    async fn tasks_are_listed_by_state_type_and_location_a_page_at_a_time() {
+        let dir = tempfile::tempdir().unwrap();
+        let served = Served::start(server(dir.path(), 60_000).await).await;
+        let c = served.client();
+        let now = crate::probe::server::now();
+        // A 20 s window that holds no second 30 of any minute: the cron task ends at once.
+        let minute = (now + TimeDelta::hours(1)).duration_trunc(TimeDelta::minutes(1)).unwrap();
+        let (from, to) = (minute + TimeDelta::seconds(35), minute + TimeDelta::seconds(55));
+        let later = (now + TimeDelta::hours(1)).to_rfc3339();
+        let dns = r#""measurement":{"kind":"dns"},"endpoints":["x"]"#;
+        let specs = [
+            format!(r#"{{"type":"ONE-OFF",{dns},"locations":["eu"]}}"#),
+            format!(r#"{{"type":"RECURRING","interval":"1h",{dns},"locations":["us"]}}"#),
+            format!(r#"{{"type":"ONE-OFF-SCHEDULED","start_time":"{later}",{dns},"locations":["eu","us"]}}"#),
+            format!(
+                r#"{{"type":"RECURRING-SCHEDULED","cron":"30 * * * * *","start_time":"{}","stop_time":"{}",{dns},"locations":["us"]}}"#,
+                from.to_rfc3339(),
+                to.to_rfc3339()
+            ),
+            format!(r#"{{"type":"ONE-OFF",{dns},"locations":["eu"]}}"#),
+        ];
+        for (i, text) in specs.iter().enumerate() {
+            let body: serde_json::Value = serde_json::from_str(text).unwrap();
+            let task: Task = c.call(Method::POST, "/v1/tasks", Some(&body)).await.unwrap();
+            assert_eq!(task.id, i as u64 + 1);
+        }
+        c.call::<Task>(Method::POST, "/v1/tasks/5/cancel", None).await.unwrap();
+        // The one-off and the recurring task fire; the scheduled one is an hour away.
+        served.server.tick(crate::probe::server::now()).await.unwrap();
+
+        // Every filter alone, values case-insensitive like the CLI's.
+        assert_eq!(listed(&c, "").await, (vec![1, 2, 3, 4, 5], 5));
+        assert_eq!(listed(&c, "state=RUNNING").await, (vec![1, 2], 2));
+        assert_eq!(listed(&c, "state=scheduled").await, (vec![3], 1));
+        assert_eq!(listed(&c, "state=FINISHED").await, (vec![4], 1));
+        assert_eq!(listed(&c, "state=CANCELED").await, (vec![5], 1));
+        assert_eq!(listed(&c, "state=FAILED").await, (vec![], 0));
+        assert_eq!(listed(&c, "type=ONE-OFF").await, (vec![1, 5], 2));
+        assert_eq!(listed(&c, "type=recurring-scheduled").await, (vec![4], 1));
+        assert_eq!(listed(&c, "location=eu").await, (vec![1, 3, 5], 3));
+        assert_eq!(listed(&c, "location=us").await, (vec![2, 3, 4], 3));
+        assert_eq!(listed(&c, "location=mars").await, (vec![], 0), "a filter, not a check");
+        // Together.
+        assert_eq!(listed(&c, "state=RUNNING&location=us").await, (vec![2], 1));
+        assert_eq!(listed(&c, "type=ONE-OFF&state=CANCELED&location=eu").await, (vec![5], 1));
+        // Pages, with and without a filter; `total` counts every match.
+        assert_eq!(listed(&c, "per_page=2").await, (vec![1, 2], 5));
+        assert_eq!(listed(&c, "per_page=2&page=2").await, (vec![3, 4], 5));
+        assert_eq!(listed(&c, "per_page=2&page=3").await, (vec![5], 5));
+        assert_eq!(listed(&c, "per_page=2&page=4").await, (vec![], 5));
+        assert_eq!(listed(&c, "location=us&per_page=2&page=2").await, (vec![4], 3));
+        let page: TaskPage = c.call(Method::GET, "/v1/tasks?page=2&per_page=1", None).await.unwrap();
+        assert_eq!((page.page, page.per_page, page.total), (2, 1, 5));
+
+        // Bad queries: a 400 naming each field.
+        let get = |q: &str| format!("/v1/tasks?{q}");
+        assert_eq!(refused(&c, Method::GET, &get("state=SLEEPING"), None).await, ["state"]);
+        assert_eq!(refused(&c, Method::GET, &get("type=WEEKLY"), None).await, ["type"]);
+        assert_eq!(
+            refused(&c, Method::GET, &get("state=x&type=y&page=0&per_page=1001"), None).await,
+            ["state", "type", "page", "per_page"]
+        );
+        assert_eq!(refused(&c, Method::GET, &get("page=two"), None).await, ["page"]);
+        assert_eq!(refused(&c, Method::GET, &get("per_page=0"), None).await, ["per_page"]);
+    }
+
+    #[tokio::test]
+    async fn bad_requests_over_http_name_the_field() {
+        let dir = tempfile::tempdir().unwrap();
+        let served = Served::start(server(dir.path(), 60_000).await).await;
+        let c = served.client();
+        let post = |text: &str| serde_json::from_str::<serde_json::Value>(text).unwrap();
+        let task = |extra: &str| {
+            post(&format!(
+                r#"{{"type":"RECURRING-SCHEDULED","measurement":{{"kind":"ping"}},"start_time":"2030-01-01T01:00:00Z",{extra}}}"#
+            ))
+        };
+        let ok = r#""endpoints":["ep"],"locations":["eu"]"#;
+        for (body, fields) in [
+            (task(&format!(r#""stop_time":"2030-01-01T02:00:00Z","cron":"61 * * * *",{ok}"#)), vec!["cron"]),
+            (task(&format!(r#""stop_time":"2030-01-01T00:30:00Z","cron":"* * * * *",{ok}"#)), vec!["stop_time"]),
+            (
+                task(
+                    r#""stop_time":"2030-01-01T02:00:00Z","cron":"* * * * *","endpoints":["ep"],"locations":["eu","mars"]"#,
+                ),
+                vec!["locations[1]"],
+            ),
+            (
+                task(r#""stop_time":"2030-01-01T02:00:00Z","cron":"* * * * *","endpoints":[],"locations":["eu"]"#),
+                vec!["endpoints"],
+            ),
+            (post(r#"{"type":"ONE-OFF","measurement":{"kind":"ping","count":"x"}}"#), vec!["measurement"]),
+        ] {
+            assert_eq!(refused(&c, Method::POST, "/v1/tasks", Some(&body)).await, fields, "{body}");
+        }
+        // An unknown field; bad path and query values.
+        let colour =
+            post(r#"{"type":"ONE-OFF","measurement":{"kind":"dns"},"endpoints":["ep"],"locations":["eu"],"colour":1}"#);
+        assert_eq!(refused(&c, Method::POST, "/v1/tasks", Some(&colour)).await, ["colour"]);
+        assert_eq!(listed(&c, "").await, (vec![], 0), "nothing bad was created");
+        assert_eq!(refused(&c, Method::GET, "/v1/tasks/abc", None).await, ["id"]);
+        assert_eq!(refused(&c, Method::GET, "/v1/results?seq=first", None).await, ["seq"]);
+    }
 
     #[test]
     fn malformed_bodies_name_the_field() {

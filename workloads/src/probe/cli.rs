@@ -488,6 +488,115 @@ fn print_summary(s: &Summary) {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::probe::args::{Args, Role};
+    use crate::probe::fixture::{server, Served};
+    use chrono::TimeDelta;
+    use clap::Parser;
+
+    /// `diorama-probe cli --server URL ARGS…`, parsed.
+    fn cli(url: &str, args: &[&str]) -> CliArgs {
+        let base = ["diorama-probe", "cli", "--server", url];
+        let argv = base.iter().chain(args).map(|s| (*s).to_owned());
+        match Args::try_parse_from(argv).unwrap().role {
+            Role::Cli(c) => c,
+            other => panic!("not the cli: {other:?}"),
+        }
+    }
+
+    #[tokio::test]
+    async fn bad_tasks_get_the_api_s_field_messages_from_the_cli() {
+        let dir = tempfile::tempdir().unwrap();
+        let served = Served::start(server(dir.path(), 60_000).await).await;
+        let c = served.client();
+        let at = |minutes: i64| (super::super::server::now() + TimeDelta::minutes(minutes)).to_rfc3339();
+        let (start, stop, early) = (at(60), at(120), at(30));
+        let cron = ["--type", "RECURRING-SCHEDULED", "--measurement", "ping", "--start-time", &start];
+        for (flags, field) in [
+            (vec!["--endpoint", "ep", "--location", "eu", "--stop-time", &stop, "--cron", "61 * * * *"], "cron"),
+            (vec!["--endpoint", "ep", "--location", "eu", "--stop-time", &early, "--cron", "* * * * *"], "stop_time"),
+            (
+                vec!["--endpoint", "ep", "--location", "eu,mars", "--stop-time", &stop, "--cron", "* * * * *"],
+                "locations[1]",
+            ),
+            (vec!["--location", "eu", "--stop-time", &stop, "--cron", "* * * * *"], "endpoints"),
+        ] {
+            let args = cli(&served.url, &[&["task", "create"][..], &cron, &flags].concat());
+            // What the API answers for the task these flags make …
+            let CliCommand::Task(TaskCommand::Create(create)) = &args.command else { panic!("{args:?}") };
+            let body = serde_json::to_value(spec_from_flags(create).unwrap()).unwrap();
+            let err = c.call::<Task>(Method::POST, "/v1/tasks", Some(&body)).await.unwrap_err();
+            let (status, answer) = err.status().unwrap();
+            assert_eq!(status, StatusCode::BAD_REQUEST);
+            let api: Vec<String> = field_errors(answer).iter().map(ToString::to_string).collect();
+            assert!(api.len() == 1 && api[0].starts_with(&format!("{field}: ")), "{api:?}");
+            // … is what the CLI prints, line for line, exiting 2.
+            let failure = run(args).await.unwrap_err();
+            assert_eq!((failure.code, failure.lines), (2, api));
+        }
+        let page: TaskPage = c.call(Method::GET, "/v1/tasks", None).await.unwrap();
+        assert_eq!(page.total, 0, "nothing bad was created");
+    }
+
+    #[tokio::test]
+    async fn task_files_get_file_line_errors_from_the_cli_and_the_server() {
+        let dir = tempfile::tempdir().unwrap();
+        let served = Served::start(server(dir.path(), 60_000).await).await;
+        let path = dir.path().join("tasks.yaml");
+        let p = path.to_str().unwrap();
+        let create = |path: &str| run(cli(&served.url, &["task", "create", "--file", path]));
+        // Only the server knows the locations: its 400 is mapped back onto the file.
+        let good = "tasks:\n  - type: ONE-OFF\n    measurement: {kind: dns}\n    endpoints: [a]\n    locations: [eu]\n";
+        std::fs::write(&path, format!("{good}  - type: ONE-OFF\n    measurement: {{kind: dns}}\n    endpoints: [a]\n    locations: [eu, mars]\n")).unwrap();
+        let f = create(p).await.unwrap_err();
+        assert_eq!(f.code, 2);
+        assert_eq!(
+            f.lines,
+            [
+                format!("{p}:9:21: tasks[1].locations[1]: unknown location \"mars\" (known: eu, us)"),
+                "tasks created before this one: [1]".to_owned()
+            ]
+        );
+        // A malformed file is refused before anything is sent: its shape …
+        std::fs::write(&path, format!("{good}    colour: red\n")).unwrap();
+        let f = create(p).await.unwrap_err();
+        assert_eq!(f.code, 2);
+        assert_eq!(f.lines.len(), 1);
+        assert!(f.lines[0].starts_with(&format!("{p}:6:5: tasks[0].colour: unknown field")), "{:?}", f.lines);
+        // … and its content, every problem with its line.
+        std::fs::write(
+            &path,
+            "tasks:\n  - type: RECURRING\n    measurement: {kind: dns}\n    endpoints: []\n    locations: [eu]\n    interval: 0s\n",
+        )
+        .unwrap();
+        let f = create(p).await.unwrap_err();
+        assert_eq!(f.code, 2);
+        assert_eq!(
+            f.lines,
+            [
+                format!("{p}:4:5: tasks[0].endpoints: must list at least one endpoint"),
+                format!("{p}:6:5: tasks[0].interval: must be positive"),
+            ]
+        );
+        let page: TaskPage = served.client().call(Method::GET, "/v1/tasks", None).await.unwrap();
+        assert_eq!(page.total, 1, "only the first task of the first file");
+    }
+
+    #[tokio::test]
+    async fn illegal_transitions_unknown_tasks_and_a_missing_server_have_their_exit_codes() {
+        let dir = tempfile::tempdir().unwrap();
+        let served = Served::start(server(dir.path(), 60_000).await).await;
+        let url = served.url.as_str();
+        let one_off =
+            ["task", "create", "--type", "ONE-OFF", "--measurement", "dns", "--endpoint", "x", "--location", "eu"];
+        run(cli(url, &one_off)).await.unwrap();
+        run(cli(url, &["task", "cancel", "1"])).await.unwrap();
+        let f = run(cli(url, &["task", "cancel", "1"])).await.unwrap_err();
+        assert_eq!((f.code, f.lines), (3, vec!["cancel a task in state CANCELED: the task was canceled".to_owned()]));
+        let f = run(cli(url, &["task", "get", "99"])).await.unwrap_err();
+        assert_eq!((f.code, f.lines), (4, vec!["no task 99".to_owned()]));
+        let f = run(cli("http://127.0.0.1:1", &["task", "list"])).await.unwrap_err();
+        assert_eq!(f.code, 1, "{:?}", f.lines);
+    }
 
     #[test]
     fn query_values_are_percent_encoded() {

@@ -8,6 +8,8 @@ pub mod args;
 pub mod cli;
 pub mod client;
 pub mod delay;
+#[cfg(test)]
+mod fixture;
 pub mod parse;
 pub mod result;
 pub mod schedule;

@@ -16,7 +16,7 @@
 //! - Firings of a task are strictly increasing; none lies after `stop_time`.
 //! - [`due`] never returns a firing later than `now`.
 
-use chrono::{DateTime, TimeDelta, Utc};
+use chrono::{DateTime, TimeDelta, Timelike, Utc};
 
 use super::spec::parse_cron;
 use super::task::{Task, TaskType};
@@ -44,10 +44,19 @@ pub fn first_fire(task: &Task) -> Option<DateTime<Utc>> {
         TaskType::RecurringScheduled => {
             let start = task.start_time?;
             let cron = parse_cron(task.cron.as_deref()?).ok()?;
-            let first = cron.find_next_occurrence(&start, true).ok()?;
+            // The first whole second at or after the start: croner keeps the fraction of the
+            // time it is given, and a cron firing is a whole second.
+            let floor = whole_second(start);
+            let from = if floor < start { floor + TimeDelta::seconds(1) } else { floor };
+            let first = cron.find_next_occurrence(&from, true).ok()?;
             within_stop(task, first)
         }
     }
+}
+
+/// `t` without its fraction of a second.
+fn whole_second(t: DateTime<Utc>) -> DateTime<Utc> {
+    t.with_nanosecond(0).unwrap_or(t)
 }
 
 /// The firing strictly after `after`, or `None` when the schedule has ended.
@@ -67,7 +76,9 @@ pub fn next_after(task: &Task, after: DateTime<Utc>) -> Option<DateTime<Utc>> {
         }
         TaskType::RecurringScheduled => {
             let cron = parse_cron(task.cron.as_deref()?).ok()?;
-            let next = cron.find_next_occurrence(&after, false).ok()?;
+            // Matches are whole seconds: the first after `after`'s whole second is the first
+            // after `after`, and carries no fraction (croner would keep `after`'s).
+            let next = cron.find_next_occurrence(&whole_second(after), false).ok()?;
             within_stop(task, next)
         }
     }
@@ -183,6 +194,27 @@ mod tests {
         assert_eq!(next_after(&t, at("2026-01-01T00:02:00Z")), Some(at("2026-01-01T00:03:00Z")));
         // Nothing after the stop time.
         assert_eq!(next_after(&t, at("2026-01-01T00:03:00Z")), None);
+    }
+
+    #[test]
+    fn cron_firings_are_whole_seconds_whatever_the_fractions_around_them() {
+        // A start time with a fraction (as an API client may send) …
+        let t = cron_task("* * * * *", "2026-01-01T00:00:10.150022083Z", "2026-01-01T00:05:00Z");
+        assert_eq!(first_fire(&t), Some(at("2026-01-01T00:01:00Z")));
+        let t = cron_task("*/2 * * * * *", "2026-01-01T00:00:01.5Z", "2026-01-01T00:05:00Z");
+        assert_eq!(first_fire(&t), Some(at("2026-01-01T00:00:02Z")));
+        let t = cron_task("*/2 * * * * *", "2026-01-01T00:00:02.5Z", "2026-01-01T00:05:00Z");
+        assert_eq!(first_fire(&t), Some(at("2026-01-01T00:00:04Z")), "a match before the start is not a firing");
+        // … and a scheduler waking up between marks.
+        let t = cron_task("* * * * *", "2026-01-01T00:00:00Z", "2026-01-01T01:00:00Z");
+        assert_eq!(next_after(&t, at("2026-01-01T00:05:30.25Z")), Some(at("2026-01-01T00:06:00Z")));
+        assert_eq!(next_after(&t, at("2026-01-01T00:05:59.999Z")), Some(at("2026-01-01T00:06:00Z")));
+        assert_eq!(next_after(&t, at("2026-01-01T00:06:00.001Z")), Some(at("2026-01-01T00:07:00Z")));
+        let d = due(&t, Some(at("2026-01-01T00:01:00Z")), at("2026-01-01T00:05:30.7Z"));
+        assert_eq!(
+            (d.fire, d.skipped, d.next),
+            (Some(at("2026-01-01T00:05:00Z")), 4, Some(at("2026-01-01T00:06:00Z")))
+        );
     }
 
     #[test]

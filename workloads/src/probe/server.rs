@@ -516,21 +516,7 @@ fn lease(config: &ServerConfig) -> TimeDelta {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::probe::store::SqliteStore;
-
-    async fn server(dir: &std::path::Path, lease_ms: u64) -> Server {
-        let store = AnyStore::Sqlite(SqliteStore::open(&dir.join("probe.sqlite")).unwrap());
-        Server::open(
-            store,
-            ServerConfig { locations: vec!["eu".into(), "us".into()], lease: Duration::from_millis(lease_ms) },
-        )
-        .await
-        .unwrap()
-    }
-
-    fn spec(json: &str) -> TaskSpec {
-        serde_json::from_str(json).unwrap()
-    }
+    use crate::probe::fixture::{server, spec};
 
     fn ok_result(job: &Job, ok: bool) -> RunResult {
         RunResult {
@@ -663,6 +649,53 @@ mod tests {
             .await
             .unwrap();
         assert_eq!(t2.id, id + 1);
+    }
+
+    #[tokio::test]
+    async fn a_cron_task_fires_on_virtual_minute_boundaries_at_tdf_10() {
+        // Inside a node at TDF 10 the process's clock reads v0 + (real − r0) / 10: the
+        // scheduler sees only that clock. Drive it with one pass a real second for 30 real
+        // minutes (3 virtual minutes), as the clock shim would present them. The start time
+        // has a fraction of a second, as an API client's may.
+        const TDF: i64 = 10;
+        let dir = tempfile::tempdir().unwrap();
+        let s = server(dir.path(), 3_600_000).await;
+        let v0 = now();
+        let virtual_at = |real_s: i64| v0 + TimeDelta::milliseconds(real_s * 1000 / TDF);
+        let t = s
+            .create(&spec(&format!(
+                r#"{{"type":"RECURRING-SCHEDULED","cron":"* * * * *","start_time":"{}","stop_time":"{}",
+                    "measurement":{{"kind":"dns"}},"endpoints":["x"],"locations":["eu"]}}"#,
+                v0.to_rfc3339(),
+                (v0 + TimeDelta::hours(1)).to_rfc3339()
+            )))
+            .await
+            .unwrap();
+        let mut fired = Vec::new();
+        for real_s in 0..=30 * 60 {
+            let v = virtual_at(real_s);
+            let next = s.tick(v).await.unwrap();
+            for job in s.poll("a", "eu", AgentKind::AlwaysOn, 10, Duration::ZERO).await {
+                // Dispatched within one pass (100 ms virtual) of its boundary, never before it.
+                assert!(job.fire_time <= v && v - job.fire_time < TimeDelta::milliseconds(100), "{job:?} at {v}");
+                fired.push((real_s, job.fire_time));
+                assert!(s.deliver(ok_result(&job, true)).await.unwrap());
+            }
+            // What the scheduler would sleep until: the next virtual minute mark.
+            let next = next.unwrap();
+            assert_eq!((next.timestamp() % 60, next.timestamp_subsec_nanos()), (0, 0), "{next} (v0 {v0})");
+        }
+        assert_eq!(fired.len(), 3, "one firing a virtual minute: {fired:?}");
+        for (_, at) in &fired {
+            assert_eq!((at.timestamp() % 60, at.timestamp_subsec_nanos()), (0, 0), "on a minute mark: {at}");
+        }
+        for w in fired.windows(2) {
+            assert_eq!(w[1].1 - w[0].1, TimeDelta::minutes(1), "{fired:?}");
+            // Ten real minutes apart (to the pass).
+            assert!((w[1].0 - w[0].0 - 60 * TDF).abs() <= 1, "{fired:?}");
+        }
+        let task = s.get(t.id).await.unwrap();
+        assert_eq!((task.tally["eu"].next_seq, task.tally["eu"].ok_runs, task.skipped_firings), (4, 3, 0));
     }
 
     #[tokio::test]

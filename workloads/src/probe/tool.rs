@@ -87,7 +87,7 @@ pub async fn measure(measurement: &Measurement, endpoint: &str, deadline: Durati
                 Ok(o) => EndpointResult {
                     endpoint: endpoint.to_owned(),
                     ok: o.success,
-                    error: (!o.success).then(|| format!("{} exited with {:?}", args[0], o.code)),
+                    error: (!o.success).then(|| format!("{}: {}", args[0], o.ended)),
                     raw: o.text,
                     figures: Some(Figures::Exec { exit_code: o.code }),
                     duration_ms: 0.0,
@@ -103,8 +103,20 @@ pub async fn measure(measurement: &Measurement, endpoint: &str, deadline: Durati
 struct Output {
     success: bool,
     code: Option<i32>,
+    /// How the tool ended: `exit code 2`, `killed by signal 9`.
+    ended: String,
     /// Standard output, then standard error when there is any.
     text: String,
+}
+
+/// How a process ended, for error messages.
+fn ended(status: std::process::ExitStatus) -> String {
+    use std::os::unix::process::ExitStatusExt;
+    match (status.code(), status.signal()) {
+        (Some(code), _) => format!("exit code {code}"),
+        (None, Some(signal)) => format!("killed by signal {signal}"),
+        (None, None) => "ended with an unknown status".to_owned(),
+    }
 }
 
 async fn run(argv: &[&str], deadline: Duration) -> Result<Output, String> {
@@ -118,7 +130,7 @@ async fn run(argv: &[&str], deadline: Duration) -> Result<Output, String> {
             if !out.stderr.is_empty() {
                 text.push_str(&String::from_utf8_lossy(&out.stderr));
             }
-            Ok(Output { success: out.status.success(), code: out.status.code(), text })
+            Ok(Output { success: out.status.success(), code: out.status.code(), ended: ended(out.status), text })
         }
         Ok(Err(e)) => Err(format!("run {program}: {e}")),
         Err(_) => Err(format!("{program} did not finish within {deadline:?}")),
@@ -136,12 +148,13 @@ fn tool_result(
             Ok((ok, figures)) => EndpointResult {
                 endpoint: endpoint.to_owned(),
                 ok: ok && o.success,
-                error: (!(ok && o.success)).then(|| format!("no answer from {endpoint} (exit code {:?})", o.code)),
+                error: (!(ok && o.success)).then(|| format!("no answer from {endpoint} ({})", o.ended)),
                 raw: o.text,
                 figures: Some(figures),
                 duration_ms: 0.0,
             },
-            Err(e) => failed(endpoint, e, o.text),
+            // The tool's end says why it printed nothing to parse (a signal, a usage error).
+            Err(e) => failed(endpoint, format!("{e} ({})", o.ended), o.text),
         },
     }
 }
@@ -175,6 +188,19 @@ mod tests {
         assert!(!r.ok);
         assert_eq!(r.raw.trim(), "ep7");
         assert_eq!(r.figures, Some(Figures::Exec { exit_code: Some(3) }));
+    }
+
+    #[tokio::test]
+    async fn a_tool_s_end_is_in_the_error() {
+        let m = Measurement::Exec { argv: vec!["sh".into(), "-c".into(), "kill -9 $$".into()] };
+        let r = measure(&m, "x", Duration::from_secs(5)).await;
+        assert_eq!(r.error.as_deref(), Some("sh: killed by signal 9"), "{r:?}");
+        let silent = Output { success: false, code: None, ended: "killed by signal 11".into(), text: String::new() };
+        let r = tool_result("ep", Ok(silent), |t| {
+            parse_ping(t).map(|p| (true, Figures::Ping(p))).map_err(|e| e.to_string())
+        });
+        let error = r.error.unwrap_or_default();
+        assert!(error.starts_with("parse ping output") && error.ends_with("(killed by signal 11)"), "{error}");
     }
 
     #[tokio::test]

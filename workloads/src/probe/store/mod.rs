@@ -114,3 +114,71 @@ fn decode<T: serde::de::DeserializeOwned>(what: &'static str, text: &str) -> Res
 fn to_i64(v: u64) -> i64 {
     i64::try_from(v).unwrap_or(i64::MAX)
 }
+
+/// The contract of [`Store`], run against every backend by its own tests: results are
+/// stored once per run, a repeat changes nothing, and everything survives reopening.
+#[cfg(test)]
+pub(crate) mod contract {
+    use super::{ResultQuery, Store};
+    use crate::probe::result::{RunResult, RunTiming};
+    use crate::probe::spec::{validate, TaskSpec};
+    use crate::probe::task::Task;
+
+    fn task() -> Task {
+        let spec: TaskSpec = serde_json::from_str(
+            r#"{"type":"ONE-OFF","measurement":{"kind":"dns"},"endpoints":["a"],"locations":["eu","us"]}"#,
+        )
+        .unwrap();
+        validate(&spec, 3, &["eu".into(), "us".into()], "2026-01-01T00:00:00Z".parse().unwrap()).unwrap()
+    }
+
+    fn result(location: &str, seq: u64) -> RunResult {
+        let t = "2026-01-01T00:00:00Z".parse().unwrap();
+        RunResult {
+            task_id: 3,
+            location: location.into(),
+            seq,
+            agent: Some("agent0".into()),
+            agent_kind: None,
+            fire_time: t,
+            ok: true,
+            error: None,
+            timing: RunTiming::default(),
+            endpoints: Vec::new(),
+            finished_at: t,
+            received_at: None,
+            response_ms: None,
+        }
+    }
+
+    /// Stores task 3 and a result at each of its locations, and a repeated delivery of one
+    /// of them (with a tally that must not be stored).
+    pub(crate) async fn record_once(store: &impl Store) {
+        let mut t = task();
+        store.save_task(&t).await.unwrap();
+        t.tally.get_mut("eu").unwrap().ok_runs = 1;
+        assert!(store.record(&t, &result("eu", 1)).await.unwrap());
+        // A retried delivery changes nothing.
+        let mut again = t.clone();
+        again.tally.get_mut("eu").unwrap().ok_runs = 2;
+        assert!(!store.record(&again, &result("eu", 1)).await.unwrap());
+        assert!(store.record(&t, &result("us", 1)).await.unwrap());
+    }
+
+    /// What [`record_once`] left, as a reopened store returns it.
+    pub(crate) async fn read_back(store: &impl Store) {
+        let tasks = store.load_tasks().await.unwrap();
+        assert_eq!(tasks.len(), 1);
+        assert_eq!(tasks[0].tally["eu"].ok_runs, 1);
+        let all = store.results(&ResultQuery { task_id: Some(3), ..ResultQuery::default() }).await.unwrap();
+        assert_eq!(all, [result("eu", 1), result("us", 1)], "ordered by task, location and seq");
+        let eu =
+            store.results(&ResultQuery { task_id: Some(3), location: Some("eu".into()), seq: Some(1) }).await.unwrap();
+        assert_eq!(eu, [result("eu", 1)]);
+        let none = store.results(&ResultQuery { task_id: Some(4), ..ResultQuery::default() }).await.unwrap();
+        assert!(none.is_empty());
+        let mut keys = store.result_keys(3).await.unwrap();
+        keys.sort();
+        assert_eq!(keys, [("eu".to_owned(), 1), ("us".to_owned(), 1)]);
+    }
+}

@@ -105,3 +105,69 @@ impl Store for PgStore {
         Ok(rows.iter().map(|r| (r.get::<_, String>(0), u64::try_from(r.get::<_, i64>(1)).unwrap_or(0))).collect())
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use std::time::Duration;
+
+    use super::*;
+    use crate::isaac::store::postgres::{self as pg, PgConfig, PgError, PgServer};
+    use crate::isaac::store::Sync;
+    use crate::probe::store::contract;
+
+    /// A PostgreSQL server started as the Isaac DB tier starts one, stopped when dropped
+    /// (also when the test fails).
+    struct Running(Option<PgServer>);
+
+    impl Drop for Running {
+        fn drop(&mut self) {
+            if let Some(server) = self.0.take() {
+                server.stop(Duration::from_secs(10));
+            }
+        }
+    }
+
+    /// postgres refuses to run as root: as root it runs as `nobody`, else as this user.
+    fn os_user() -> String {
+        if nix::unistd::geteuid().is_root() {
+            return "nobody".into();
+        }
+        nix::unistd::User::from_uid(nix::unistd::geteuid()).unwrap().unwrap().name
+    }
+
+    #[tokio::test]
+    async fn postgres_keeps_the_store_contract() {
+        let test = "postgres_keeps_the_store_contract";
+        let dir = tempfile::tempdir().unwrap();
+        // postgres's user must traverse to its data directory.
+        std::fs::set_permissions(dir.path(), std::os::unix::fs::PermissionsExt::from_mode(0o755)).unwrap();
+        let port = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
+        let cfg = PgConfig {
+            data: dir.path().join("pgdata"),
+            port,
+            os_user: os_user(),
+            bin: None,
+            sync: Sync::Full,
+            log: dir.path().join("postgres.log"),
+        };
+        let mut running = match tokio::task::spawn_blocking(move || PgServer::start(&cfg)).await.unwrap() {
+            Ok(server) => Running(Some(server)),
+            Err(PgError::NotFound { .. }) => {
+                println!("SKIPPED: {test}: PostgreSQL is not installed (scripts/setup installs postgresql)");
+                return;
+            }
+            Err(err) => panic!("start postgres: {err}"),
+        };
+        // Waits until it accepts connections (the helper also creates Isaac's empty table).
+        let server = running.0.as_mut().unwrap();
+        if let Err(err) = pg::prepare(server, 0, 0, Duration::from_secs(60)).await {
+            let log = std::fs::read_to_string(dir.path().join("postgres.log")).unwrap_or_default();
+            panic!("postgres not ready: {err}\n{log}");
+        }
+        let config = format!("host=127.0.0.1 port={port} user={} dbname=postgres", pg::USER);
+        contract::record_once(&PgStore::connect(&config).await.unwrap()).await;
+        // A new connection (as a restarted server makes) finds the tables and their rows.
+        contract::read_back(&PgStore::connect(&config).await.unwrap()).await;
+        drop(running);
+    }
+}

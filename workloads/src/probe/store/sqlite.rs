@@ -143,63 +143,13 @@ impl Store for SqliteStore {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::probe::result::RunTiming;
-    use crate::probe::spec::{validate, TaskSpec};
-
-    fn task() -> Task {
-        let spec: TaskSpec = serde_json::from_str(
-            r#"{"type":"ONE-OFF","measurement":{"kind":"dns"},"endpoints":["a"],"locations":["eu","us"]}"#,
-        )
-        .unwrap();
-        validate(&spec, 3, &["eu".into(), "us".into()], "2026-01-01T00:00:00Z".parse().unwrap()).unwrap()
-    }
-
-    fn result(location: &str, seq: u64) -> RunResult {
-        let t = "2026-01-01T00:00:00Z".parse().unwrap();
-        RunResult {
-            task_id: 3,
-            location: location.into(),
-            seq,
-            agent: Some("agent0".into()),
-            agent_kind: None,
-            fire_time: t,
-            ok: true,
-            error: None,
-            timing: RunTiming::default(),
-            endpoints: Vec::new(),
-            finished_at: t,
-            received_at: None,
-            response_ms: None,
-        }
-    }
+    use crate::probe::store::contract;
 
     #[tokio::test]
     async fn results_are_stored_once_and_survive_reopening() {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("probe.sqlite");
-        let store = SqliteStore::open(&path).unwrap();
-        let mut t = task();
-        store.save_task(&t).await.unwrap();
-        t.tally.get_mut("eu").unwrap().ok_runs = 1;
-        assert!(store.record(&t, &result("eu", 1)).await.unwrap());
-        // A retried delivery changes nothing.
-        let mut again = t.clone();
-        again.tally.get_mut("eu").unwrap().ok_runs = 2;
-        assert!(!store.record(&again, &result("eu", 1)).await.unwrap());
-        assert!(store.record(&t, &result("us", 1)).await.unwrap());
-        drop(store);
-
-        let store = SqliteStore::open(&path).unwrap();
-        let tasks = store.load_tasks().await.unwrap();
-        assert_eq!(tasks.len(), 1);
-        assert_eq!(tasks[0].tally["eu"].ok_runs, 1);
-        let all = store.results(&ResultQuery { task_id: Some(3), ..ResultQuery::default() }).await.unwrap();
-        assert_eq!(all.len(), 2);
-        let eu =
-            store.results(&ResultQuery { task_id: Some(3), location: Some("eu".into()), seq: Some(1) }).await.unwrap();
-        assert_eq!(eu, [result("eu", 1)]);
-        let mut keys = store.result_keys(3).await.unwrap();
-        keys.sort();
-        assert_eq!(keys, [("eu".to_owned(), 1), ("us".to_owned(), 1)]);
+        contract::record_once(&SqliteStore::open(&path).unwrap()).await;
+        contract::read_back(&SqliteStore::open(&path).unwrap()).await;
     }
 }
