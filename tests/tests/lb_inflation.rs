@@ -642,10 +642,9 @@ fn estimator_checks(f: &L4Figures) -> Vec<String> {
 }
 
 #[test]
-#[ignore = "a measurement, for a quiet host. Last run 2026-12-02 02:26-02:29 UTC on a busy host, with the \
-            estimator and checks since replaced (EWMA, every packet timed, mean over backends): failed, GET p95 of \
-            13-83 ms virtual swamped the 1 ms inflation. No run recorded since decision 033 and the per-backend \
-            checks (2026-12-07; 033's 6% per-backend error is an offline replay, not this test); docs/l4lb.md"]
+#[ignore = "a measurement, for a quiet host. Last run 2026-12-07 12:53 UTC on a quiet host: passed (p95 shift \
+            1.10 ms at TDF 10, 0.83 ms at TDF 1; estimator error 11-12%); a run 2 minutes earlier at load average \
+            5-10 failed (TDF 1 p95 shift 0.54 ms); docs/l4lb.md"]
 fn lb_inflation_l4_maglev() {
     const T: &str = "lb_inflation_l4_maglev";
     require!(T, need_root(), need_tool("memcached"));
@@ -669,10 +668,9 @@ fn lb_inflation_l4_maglev() {
 }
 
 #[test]
-#[ignore = "a measurement, for a quiet host. Last run 2026-12-02 02:26-02:29 UTC on a busy host, with the \
-            estimator and checks since replaced (EWMA, every packet timed, mean over backends): failed, estimator \
-            error 66% at TDF 10, drain 53 ms > 50 ms at TDF 1. No run recorded since decision 033 and the \
-            per-backend checks (2026-12-07); docs/l4lb.md"]
+#[ignore = "a measurement, for a quiet host. Last run 2026-12-07 12:54 UTC on a quiet host: failed (TDF 10 p95 \
+            1.60 -> 2.22 ms after the fault, bound +10%; p95 shift 0.62 ms at TDF 10 against 0.08 ms at TDF 1); \
+            estimator 12-13%, drain 12-15 ms and recovery 40 ms passed; docs/l4lb.md"]
 fn lb_inflation_l4_inband() {
     const T: &str = "lb_inflation_l4_inband";
     require!(T, need_root(), need_tool("memcached"));
