@@ -60,9 +60,12 @@ fn quickstart_runs_and_writes_its_results() {
 
     // Every answer carried the per-tier breakdown, fs ≥ as ≥ db.
     let requests = std::fs::read_to_string(out.join("nodes/client/requests.csv")).unwrap();
+    // Found by name, counted from the end: `class` (a path) may hold a quoted comma.
+    let header: Vec<&str> = requests.lines().next().unwrap_or_default().split(',').collect();
+    let from_end = header.iter().rev().position(|c| *c == "timing").expect("requests.csv has a timing column");
     let mut timed = 0;
     for row in requests.lines().skip(1) {
-        let timing = row.rsplit(',').next().unwrap();
+        let timing = row.rsplit(',').nth(from_end).unwrap_or_default();
         if let [Some(fs), Some(a), Some(db)] = ["fs=", "as=", "db="]
             .map(|k| timing.split(';').find_map(|kv| kv.strip_prefix(k)).and_then(|v| v.parse::<u64>().ok()))
         {
