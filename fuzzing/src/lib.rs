@@ -135,13 +135,14 @@ pub fn mutate(seeds: &[Vec<u8>], raw: &[u8]) -> Vec<u8> {
 pub fn run(name: &str, corpus_dir: &Path, target: impl Fn(&[u8])) {
     let seeds = corpus(corpus_dir);
     assert!(!seeds.is_empty(), "fuzz target {name}: no corpus in {}", corpus_dir.display());
+    let watchdog = Watchdog::start(name, input_timeout());
     for (path, bytes) in &seeds {
+        let _running = watchdog.watch(bytes);
         if catch_unwind(AssertUnwindSafe(|| target(bytes))).is_err() {
             panic!("fuzz target {name}: corpus input {} panics", path.display());
         }
     }
     let seeds: Vec<Vec<u8>> = seeds.into_iter().map(|(_, b)| b).collect();
-    let watchdog = Watchdog::start(name, input_timeout());
     // Every input starts afresh: a target keeps no state between inputs worth protecting.
     let target = AssertUnwindSafe(target);
     bolero::check!().for_each(|raw: &[u8]| {

@@ -265,7 +265,8 @@ pub fn plan(topology: &Topology, inventory: &Inventory, opts: &PlanOptions) -> R
         }
         let l0 = l;
         while h - l > 1 {
-            let m = (l + h) / 2;
+            // Not (l + h) / 2: for an astronomical `cpus` both ends sit near u64::MAX.
+            let m = l + (h - l) / 2;
             if place(&items, hosts, &cap, step_tdf(m)).is_ok() {
                 h = m;
             } else {
@@ -277,9 +278,11 @@ pub fn plan(topology: &Topology, inventory: &Inventory, opts: &PlanOptions) -> R
         // test: 10.95 fit where the search returned 10.96). Scan the steps below it from the
         // lower bound up, within 2 million node placements in all (every step of any
         // topology of up to a few hundred nodes; a window below the answer for larger ones).
+        // Saturating: for an astronomical `cpus` the steps saturate at u64::MAX, where `+ 1`
+        // wrapped to 0 and made this scan endless (found by the fuzzer).
         let scan = (2_000_000 / items.len().max(1) as u64).max(1);
-        if let Some(m) =
-            (l0.max(h.saturating_sub(scan)) + 1..h).find(|&m| place(&items, hosts, &cap, step_tdf(m)).is_ok())
+        if let Some(m) = (l0.max(h.saturating_sub(scan)).saturating_add(1)..h)
+            .find(|&m| place(&items, hosts, &cap, step_tdf(m)).is_ok())
         {
             h = m;
         }

@@ -188,3 +188,18 @@ fn bundled_topologies_plan_as_snapshotted() {
     }
     assert!(seen >= 2, "expected the bundled topologies in {}", root.display());
 }
+
+#[test]
+fn auto_ends_for_any_cpus_a_topology_built_in_code_may_hold() {
+    // The catalog refuses cpus above 4096, but a Topology built in code is not read from a
+    // file: 1.8e19 cores saturated the search steps at u64::MAX, where the scan below the
+    // answer wrapped to 0 and never ended (found by the fuzzer, before the catalog's bound).
+    let mut t = topo("  - name: a\n    memory: 1MiB\n    run: {command: x}\n");
+    t.nodes[0].cpus = 1.8e19;
+    let (tx, rx) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        let r = plan(&t, &Inventory::uniform(2, 2.0, 24 * GIB), &opts(None)).map(|p| p.tdf);
+        let _ = tx.send(r.is_ok());
+    });
+    assert!(rx.recv_timeout(std::time::Duration::from_secs(10)).is_ok(), "the TDF search did not end in 10 s");
+}
