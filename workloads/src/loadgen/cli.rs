@@ -44,6 +44,8 @@ pub enum Command {
     Trace(TraceCommand),
     /// A trivial HTTP/1.1 server: answers every request 200 (a sink for tests and benchmarks).
     Serve(ServeArgs),
+    /// Replay an object-write trace (or the IBM-COS-shaped generator's) through an S3 client.
+    S3(Box<super::s3::S3Args>),
 }
 
 /// Modes of the load generator.
@@ -225,10 +227,26 @@ pub struct TraceOut {
     pub format: Option<Format>,
 }
 
+/// Kinds of generated traces.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum TraceKind {
+    /// HTTP requests on an open-mode schedule.
+    Http,
+    /// Object writes shaped like the IBM COS traces, for `diorama-loadgen s3` (`--cos-…`
+    /// flags; `--rate` and `--duration` set `--cos-rate` and `--cos-duration`).
+    #[value(name = "s3-cos")]
+    S3Cos,
+}
+
 #[derive(Debug, Args)]
 pub struct GenArgs {
+    #[arg(long, value_enum, default_value = "http")]
+    pub kind: TraceKind,
+    #[command(flatten)]
+    pub cos: super::s3::cosgen::CosParams,
+    /// Requests (operations) per second; required for --kind http.
     #[arg(long)]
-    pub rate: f64,
+    pub rate: Option<f64>,
     #[arg(long, value_parser = duration_arg)]
     pub duration: Option<u64>,
     #[arg(long)]
@@ -310,11 +328,12 @@ pub fn main(cli: Cli) -> anyhow::Result<()> {
     match cli.command {
         Some(Command::Trace(t)) => trace_tool(t),
         Some(Command::Serve(s)) => serve(&s),
+        Some(Command::S3(a)) => super::s3::run(&a),
         None => run(&cli.run),
     }
 }
 
-fn runtime(threads: usize) -> anyhow::Result<tokio::runtime::Runtime> {
+pub(super) fn runtime(threads: usize) -> anyhow::Result<tokio::runtime::Runtime> {
     let rt = if threads <= 1 {
         tokio::runtime::Builder::new_current_thread().enable_all().build()
     } else {
@@ -326,10 +345,10 @@ fn runtime(threads: usize) -> anyhow::Result<tokio::runtime::Runtime> {
 /// Resolves once SIGTERM or SIGINT has arrived, ever: a signal seen once stays seen, so
 /// every later wait (a worker between sessions) also ends.
 #[derive(Clone)]
-struct Term(tokio::sync::watch::Receiver<bool>);
+pub(super) struct Term(tokio::sync::watch::Receiver<bool>);
 
 impl Term {
-    fn install(rt: &tokio::runtime::Runtime) -> Term {
+    pub(super) fn install(rt: &tokio::runtime::Runtime) -> Term {
         let (tx, rx) = tokio::sync::watch::channel(false);
         rt.spawn(async move {
             crate::runtime::shutdown_signal().await;
@@ -341,7 +360,7 @@ impl Term {
         Term(rx)
     }
 
-    async fn wait(mut self) {
+    pub(super) async fn wait(mut self) {
         let _ = self.0.wait_for(|t| *t).await;
     }
 }
@@ -463,7 +482,7 @@ fn info(a: &RunArgs, mode: &str, role: &str, node: &str, start_ns: i64) -> RunIn
     }
 }
 
-fn finish(dir: &Path, mut records: Vec<Record>, info: &RunInfo, series_ns: Option<u64>) -> anyhow::Result<()> {
+pub(super) fn finish(dir: &Path, mut records: Vec<Record>, info: &RunInfo, series_ns: Option<u64>) -> anyhow::Result<()> {
     let s = record::write_results(dir, &mut records, info)?;
     if let Some(interval) = series_ns {
         record::write_series(dir, &records, info.start_ns, interval)?;
@@ -928,11 +947,40 @@ fn trace_out(events: &[Event], out: &TraceOut) -> anyhow::Result<()> {
     Ok(())
 }
 
+/// `trace gen --kind s3-cos`: the IBM-COS-shaped object-write trace.
+fn s3_cos_trace(g: &GenArgs) -> anyhow::Result<()> {
+    let mut p = g.cos.clone();
+    if let Some(rate) = g.rate {
+        p.rate = rate;
+    }
+    if let Some(d) = g.duration {
+        p.duration_ns = d;
+    }
+    let mut rows = super::s3::cosgen::generate(&p, g.seed)?;
+    if let Some(n) = g.count {
+        rows.truncate(usize::try_from(n).unwrap_or(usize::MAX));
+    }
+    let csv = match (g.out.format, &g.out.out) {
+        (Some(Format::Json), _) => bail!("--format json: object-write traces are CSV or JSON Lines (jsonl)"),
+        (Some(f), _) => f == Format::Csv,
+        (None, Some(path)) => Format::of_path(path) == Format::Csv,
+        (None, None) => false,
+    };
+    let text = super::s3::trace::render(&rows, csv);
+    match &g.out.out {
+        Some(path) => std::fs::write(path, text).with_context(|| format!("write trace {}", path.display()))?,
+        None => print!("{text}"),
+    }
+    Ok(())
+}
+
 fn trace_tool(cmd: TraceCommand) -> anyhow::Result<()> {
     match cmd {
+        TraceCommand::Gen(g) if g.kind == TraceKind::S3Cos => s3_cos_trace(&g),
         TraceCommand::Gen(g) => {
-            if !(g.rate.is_finite() && g.rate > 0.0) {
-                bail!("--rate {}: must be a positive number of requests per second", g.rate);
+            let rate = g.rate.ok_or_else(|| anyhow!("trace gen needs --rate"))?;
+            if !(rate.is_finite() && rate > 0.0) {
+                bail!("--rate {rate}: must be a positive number of requests per second");
             }
             if g.count.is_none() && g.duration.is_none() {
                 bail!("trace gen needs --duration or --count");
@@ -948,7 +996,7 @@ fn trace_tool(cmd: TraceCommand) -> anyhow::Result<()> {
             let shape = Shape { pattern: g.pattern, amplitude: g.amplitude, period_ns: g.period, burst: g.burst };
             let events = generate(
                 shape,
-                g.rate,
+                rate,
                 g.seed,
                 Limit { count: g.count, duration_ns: g.duration },
                 &ids,

@@ -11,6 +11,8 @@
 //! - [`record`]: per-request records and the result files;
 //! - [`open`], [`closed`]: the open-loop dispatcher and closed clients;
 //! - [`distributed`]: controller and workers over TCP;
+//! - [`s3`]: the S3 mode (object-write traces through `object_store`, changelog records,
+//!   the IBM-COS-shaped generator);
 //! - [`cli`]: the command line (the binary's edge).
 
 pub mod cli;
@@ -23,6 +25,7 @@ pub mod logs;
 pub mod memcache;
 pub mod open;
 pub mod record;
+pub mod s3;
 pub mod schedule;
 pub mod trace;
 pub mod units;
@@ -71,6 +74,9 @@ pub enum ErrorKind {
     /// A reply with a 5xx status.
     #[serde(rename = "http_5xx")]
     Http5xx,
+    /// An S3 store refused or failed the operation after the client's retries (S3 mode;
+    /// `s3_ops.csv` has the store's message).
+    Store,
 }
 
 impl ErrorKind {
@@ -81,6 +87,7 @@ impl ErrorKind {
             ErrorKind::Io => "io",
             ErrorKind::Cancelled => "cancelled",
             ErrorKind::Http5xx => "http_5xx",
+            ErrorKind::Store => "store",
         }
     }
 }

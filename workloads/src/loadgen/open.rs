@@ -290,6 +290,8 @@ pub struct TraceSource {
     anchor_abs: i64,
     /// The trace's mean rate at the initial speed.
     pub base_rate: Option<f64>,
+    /// A request's class is its method (the S3 mode's operation) instead of its path.
+    class_by_method: bool,
 }
 
 impl TraceSource {
@@ -315,6 +317,7 @@ impl TraceSource {
             speed,
             anchor_t: 0.0,
             anchor_abs: start_ns,
+            class_by_method: false,
             base_rate,
         }
     }
@@ -335,9 +338,16 @@ impl TraceSource {
                 "POST".into()
             }
         });
-        let req =
-            Request { method, authority: t.authority, path: t.path.clone(), body: Bytes::from(e.payload.clone()) };
-        Some(Planned { id: e.event_id, scheduled_ns, req, class: t.path })
+        let class = if self.class_by_method { method.clone() } else { t.path.clone() };
+        let req = Request { method, authority: t.authority, path: t.path, body: Bytes::from(e.payload.clone()) };
+        Some(Planned { id: e.event_id, scheduled_ns, req, class })
+    }
+
+    /// Classes requests by their method (the S3 mode's operations) instead of their path.
+    #[must_use]
+    pub fn classed_by_method(mut self) -> TraceSource {
+        self.class_by_method = true;
+        self
     }
 
     fn set_rate(&mut self, rate: f64, now_ns: i64) {
