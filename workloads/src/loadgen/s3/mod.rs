@@ -130,6 +130,9 @@ impl S3Args {
             (None, false) => bail!("give --trace FILE or --cos-gen"),
         };
         if let Some(path) = &self.save_trace {
+            if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
+                std::fs::create_dir_all(dir).with_context(|| format!("create {}", dir.display()))?;
+            }
             trace::write(path, &rows)?;
         }
         Ok(rows)
