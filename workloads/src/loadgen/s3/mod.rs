@@ -70,6 +70,10 @@ pub struct S3Args {
     /// Replay speed: `2` or `200%` is twice as fast.
     #[arg(long, value_parser = factor_arg, default_value = "1")]
     pub speed: f64,
+    /// Dispatch every operation this many ms ahead of its trace time (timeAdjustmentMs: the
+    /// one-way delay to the store, so operations arrive on the trace's time).
+    #[arg(long, default_value_t = 0.0, allow_negative_numbers = true)]
+    pub time_adjustment_ms: f64,
     /// Objects from this many bytes on are uploaded in parts.
     #[arg(long, default_value_t = 64 << 20)]
     pub multipart_threshold: u64,
@@ -186,7 +190,12 @@ pub fn run(a: &S3Args) -> anyhow::Result<()> {
     let base_rate = TraceSource::new(events.clone(), 0, a.speed, 0.0, target.clone(), None).base_rate;
     let start_ns = now_unix_ns() + a.start_delay.min(i64::MAX as u64) as i64;
     tracing::info!(operations = events.len(), objects = model.objects.len(), hints = ?a.hints, endpoint = %a.endpoint, "S3 replay starts");
-    let source = Source::Trace(TraceSource::new(events, start_ns, a.speed, 0.0, target, None).classed_by_method());
+    if !a.time_adjustment_ms.is_finite() {
+        bail!("--time-adjustment-ms {}: must be a number of milliseconds", a.time_adjustment_ms);
+    }
+    let source = Source::Trace(
+        TraceSource::new(events, start_ns, a.speed, a.time_adjustment_ms, target, None).classed_by_method(),
+    );
     let cfg_d = DispatchConfig { spin_ns: a.spin, ctl: Some(a.ctl.clone()) };
     let outcome = open::run(&rt, source, issuer.clone(), cfg_d, timeout, Duration::from_nanos(a.drain), term.wait());
     let dir = a.out.clone().unwrap_or_else(|| PathBuf::from("."));
