@@ -42,7 +42,9 @@ const TRACE: &str = "time,op,key,size,sources
 fn csv_rows(path: &Path) -> Vec<BTreeMap<String, String>> {
     let mut r = csv::Reader::from_path(path).unwrap_or_else(|e| panic!("{}: {e}", path.display()));
     let headers = r.headers().unwrap().clone();
-    r.records().map(|rec| headers.iter().zip(rec.unwrap().iter()).map(|(h, v)| (h.to_owned(), v.to_owned())).collect()).collect()
+    r.records()
+        .map(|rec| headers.iter().zip(rec.unwrap().iter()).map(|(h, v)| (h.to_owned(), v.to_owned())).collect())
+        .collect()
 }
 
 /// Serves `root` with the replica store on a loopback port until dropped.
@@ -174,8 +176,7 @@ nodes:
             assert!(s3.head(&object_store::path::Path::from(gone)).await.is_err(), "{gone} should be gone");
         }
         // One changelog record per COPY/MOVE/CONCAT/APPEND, under its target's prefix.
-        let listed: Vec<_> =
-            s3.list(Some(&object_store::path::Path::from(".changelog"))).try_collect().await.unwrap();
+        let listed: Vec<_> = s3.list(Some(&object_store::path::Path::from(".changelog"))).try_collect().await.unwrap();
         let mut records = Vec::new();
         for m in &listed {
             let body = s3.get(&m.location).await.unwrap().bytes().await.unwrap();
@@ -189,7 +190,10 @@ nodes:
         }
         assert_eq!(records.len(), 6, "{records:?}");
         let find = |op: &str, key: &str| {
-            records.iter().find(|r| r["op"] == op && r["key"] == key).unwrap_or_else(|| panic!("no {op} {key}: {records:?}"))
+            records
+                .iter()
+                .find(|r| r["op"] == op && r["key"] == key)
+                .unwrap_or_else(|| panic!("no {op} {key}: {records:?}"))
         };
         let q = |k: &str| format!("\"{}\"", etags[k]);
         // COPY c ← a (a's version 2, which c held until its APPEND): the copy's ETag is a's.
@@ -213,7 +217,10 @@ nodes:
         assert_eq!(find("CONCAT", "d")["etag"].as_str(), Some(q("d").as_str()));
         // MOVE f ← b.
         let mv = find("MOVE", "f");
-        assert_eq!((mv["etag"].as_str(), mv["sources"][0]["etag"].as_str()), (Some(q("f").as_str()), Some(q("f").as_str())));
+        assert_eq!(
+            (mv["etag"].as_str(), mv["sources"][0]["etag"].as_str()),
+            (Some(q("f").as_str()), Some(q("f").as_str()))
+        );
         // APPEND c: offset = the old object's bytes, length = the row's size.
         let app = find("APPEND", "c");
         assert_eq!(app["etag"].as_str(), Some(q("c").as_str()));

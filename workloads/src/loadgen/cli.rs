@@ -210,7 +210,7 @@ pub struct RunArgs {
 #[derive(Debug, Subcommand)]
 pub enum TraceCommand {
     /// A random trace in any pattern of the open mode.
-    Gen(GenArgs),
+    Gen(Box<GenArgs>),
     /// A trace from a request log (Common/Combined Log Format, or JSON lines).
     FromLog(FromLogArgs),
     /// A trace sped up or slowed down by a factor (`2`, `200%`, `0.5`).
@@ -482,7 +482,12 @@ fn info(a: &RunArgs, mode: &str, role: &str, node: &str, start_ns: i64) -> RunIn
     }
 }
 
-pub(super) fn finish(dir: &Path, mut records: Vec<Record>, info: &RunInfo, series_ns: Option<u64>) -> anyhow::Result<()> {
+pub(super) fn finish(
+    dir: &Path,
+    mut records: Vec<Record>,
+    info: &RunInfo,
+    series_ns: Option<u64>,
+) -> anyhow::Result<()> {
     let s = record::write_results(dir, &mut records, info)?;
     if let Some(interval) = series_ns {
         record::write_series(dir, &records, info.start_ns, interval)?;

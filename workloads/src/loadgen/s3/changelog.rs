@@ -65,7 +65,10 @@ mod tests {
 
     #[test]
     fn the_key_encodes_the_target_as_one_segment() {
-        assert_eq!(key("logs/a b+c.txt", 1_733_000_000_123_456_789), ".changelog/logs%2Fa%20b%2Bc.txt/01733000000123456789");
+        assert_eq!(
+            key("logs/a b+c.txt", 1_733_000_000_123_456_789),
+            ".changelog/logs%2Fa%20b%2Bc.txt/01733000000123456789"
+        );
         assert_eq!(key("k~-_.", 5), ".changelog/k~-_./00000000000000000005");
         assert_eq!(key("ü", 0), ".changelog/%C3%BC/00000000000000000000");
     }

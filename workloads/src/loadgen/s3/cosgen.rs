@@ -309,7 +309,11 @@ pub fn generate(p: &CosParams, seed: u64) -> Result<Vec<Row>, ParamError> {
                 match g.op(t / 1e6) {
                     Some(r) => rows.push(r),
                     None => {
-                        tracing::info!(bytes = g.written, max_bytes = p.max_bytes, "the generator's byte budget is spent; the trace ends here");
+                        tracing::info!(
+                            bytes = g.written,
+                            max_bytes = p.max_bytes,
+                            "the generator's byte budget is spent; the trace ends here"
+                        );
                         break 'windows;
                     }
                 }
@@ -419,7 +423,10 @@ mod tests {
     #[test]
     fn bad_parameters_are_named() {
         assert_eq!(generate(&CosParams { rate: 0.0, ..CosParams::default() }, 1).unwrap_err().flag, "rate");
-        assert_eq!(generate(&CosParams { small_share: 1.5, ..CosParams::default() }, 1).unwrap_err().flag, "small-share");
+        assert_eq!(
+            generate(&CosParams { small_share: 1.5, ..CosParams::default() }, 1).unwrap_err().flag,
+            "small-share"
+        );
         assert!(parse_mix("1:2:3").is_err() && parse_mix("0:1:1:1:1").is_err());
         assert_eq!(parse_mix("90:3:2:3:2").unwrap(), [90, 3, 2, 3, 2]);
     }

@@ -186,8 +186,15 @@ impl S3 {
                 let src_etag = meta.e_tag.as_deref().map(etag::quoted).ok_or_else(|| no_etag("head", src))?;
                 rec.size = meta.size;
                 rec.expected_etag = src_etag.clone();
-                self.hint(rec, row.op, &row.key, &src_etag, vec![Source { key: src.clone(), etag: src_etag.clone() }], None)
-                    .await?;
+                self.hint(
+                    rec,
+                    row.op,
+                    &row.key,
+                    &src_etag,
+                    vec![Source { key: src.clone(), etag: src_etag.clone() }],
+                    None,
+                )
+                .await?;
                 self.retry("copy", &row.key, || self.store.copy(&src_path, &target)).await?;
                 let meta = self.retry("head", &row.key, || self.store.head(&target)).await?;
                 rec.etag = meta.e_tag.as_deref().map(etag::quoted).unwrap_or_default();
@@ -225,11 +232,12 @@ impl S3 {
                 }
                 let expected = etag::quoted(&expected_etag(&body, self.cfg.upload));
                 self.hint(rec, row.op, &row.key, &expected, sources, append).await?;
-                let (got, expected) = self.upload(&target, body.len() as u64, |at, buf| {
-                    let at = at as usize;
-                    buf.copy_from_slice(&body[at..at + buf.len()]);
-                })
-                .await?;
+                let (got, expected) = self
+                    .upload(&target, body.len() as u64, |at, buf| {
+                        let at = at as usize;
+                        buf.copy_from_slice(&body[at..at + buf.len()]);
+                    })
+                    .await?;
                 (rec.etag, rec.expected_etag) = (got, expected);
             }
             Op::Delete => self.delete(&row.key).await?,
@@ -313,7 +321,9 @@ impl S3 {
                     }
                     at += n;
                 }
-                let put = self.retry("complete upload", &key, || self.store.complete_multipart(target, &id, ids.clone())).await?;
+                let put = self
+                    .retry("complete upload", &key, || self.store.complete_multipart(target, &id, ids.clone()))
+                    .await?;
                 let got = put.e_tag.as_deref().map(etag::quoted).ok_or_else(|| no_etag("complete upload", &key))?;
                 Ok((got, etag::quoted(&etag::multipart(&digests))))
             }

@@ -219,7 +219,14 @@ pub fn run(a: &S3Args) -> anyhow::Result<()> {
         let path = dir.join("s3_verify.json");
         std::fs::write(&path, serde_json::to_string_pretty(&verdict)? + "\n")
             .with_context(|| format!("write {}", path.display()))?;
-        tracing::info!(objects = verdict.objects, equal = verdict.equal, mismatched = verdict.mismatched.len(), changelogs = verdict.changelog_found, missing = verdict.changelog_missing.len(), "verified");
+        tracing::info!(
+            objects = verdict.objects,
+            equal = verdict.equal,
+            mismatched = verdict.mismatched.len(),
+            changelogs = verdict.changelog_found,
+            missing = verdict.changelog_missing.len(),
+            "verified"
+        );
         if !verdict.ok() {
             bail!("the store does not hold what the trace wrote: see {}", path.display());
         }

@@ -228,7 +228,14 @@ mod tests {
     use super::*;
 
     fn row(op: Op, key: &str, size: u64, sources: &[&str]) -> Row {
-        Row { time: 0.0, op, key: key.into(), size, sources: sources.iter().map(|s| (*s).to_owned()).collect(), line: 0 }
+        Row {
+            time: 0.0,
+            op,
+            key: key.into(),
+            size,
+            sources: sources.iter().map(|s| (*s).to_owned()).collect(),
+            line: 0,
+        }
     }
 
     #[test]

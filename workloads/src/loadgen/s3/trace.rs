@@ -209,7 +209,9 @@ impl Fields {
         check_key(&key).map_err(|r| bad("key", &r))?;
         let size = match self.size {
             None => None,
-            Some(s) => Some(s.trim().parse::<u64>().map_err(|_| bad("size", "must be a non-negative integer of bytes"))?),
+            Some(s) => {
+                Some(s.trim().parse::<u64>().map_err(|_| bad("size", "must be a non-negative integer of bytes"))?)
+            }
         };
         let size = match op {
             Op::Put => size.ok_or_else(|| bad("size", "missing (a PUT's bytes)"))?,
@@ -323,7 +325,12 @@ mod tests {
             ("time,op,key,size\n1,PUT,.changelog/x,3\n", true, 2, "key"),
             ("time,op,key,size\n1,PUT,a//b,3\n", true, 2, "key"),
             ("time,op,key,size\n1,PUT,a/../b,3\n", true, 2, "key"),
-            ("{\"time\":1,\"op\":\"PUT\",\"key\":\"a\",\"size\":1}\n\n{\"time\":1,\"op\":\"PUT\",\"size\":1}\n", false, 3, "key"),
+            (
+                "{\"time\":1,\"op\":\"PUT\",\"key\":\"a\",\"size\":1}\n\n{\"time\":1,\"op\":\"PUT\",\"size\":1}\n",
+                false,
+                3,
+                "key",
+            ),
             ("{\"time\":1,\"op\":\"PUT\",\"key\":\"a\",\"size\":1.5}\n", false, 1, "size"),
             ("{\"time\":1,\"op\":\"CONCAT\",\"key\":\"a\",\"sources\":[1]}\n", false, 1, "sources"),
             ("[1]\n", false, 1, "-"),
@@ -343,8 +350,11 @@ mod tests {
         let err = read(&path).unwrap_err().to_string();
         assert!(err.ends_with("t.csv:3: sources: \"nope\" does not exist at that time in the trace"), "{err}");
         let path = dir.path().join("t.jsonl");
-        std::fs::write(&path, "{\"time\":1,\"op\":\"PUT\",\"key\":\"a\",\"size\":2}\n{\"time\":1,\"op\":\"PUT\",\"key\":\"a\"}\n")
-            .unwrap();
+        std::fs::write(
+            &path,
+            "{\"time\":1,\"op\":\"PUT\",\"key\":\"a\",\"size\":2}\n{\"time\":1,\"op\":\"PUT\",\"key\":\"a\"}\n",
+        )
+        .unwrap();
         let err = read(&path).unwrap_err().to_string();
         assert!(err.ends_with("t.jsonl:2: size: missing (a PUT's bytes)"), "{err}");
     }
