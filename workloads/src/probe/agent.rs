@@ -77,6 +77,10 @@ pub struct AgentArgs {
     pub cost_per_invocation: f64,
     #[arg(long, default_value_t = 0.0)]
     pub cost_per_second: f64,
+    /// The client of HTTP measurements: `curl` (a process per GET) or `builtin` (the
+    /// agent's own GET, for agents that run many GETs at once on a small CPU share).
+    #[arg(long, value_enum, default_value = "curl")]
+    pub http_client: super::tool::HttpClient,
     /// Seed of the delay draws (default: from the OS).
     #[arg(long)]
     pub seed: Option<u64>,
@@ -272,8 +276,10 @@ impl Agent {
         let startup_ms = pause(startup).await;
         let t1 = Instant::now();
         let deadline = Duration::from_nanos(self.args.tool_timeout);
-        let endpoints =
-            futures::future::join_all(job.endpoints.iter().map(|e| measure(&job.measurement, e, deadline))).await;
+        let endpoints = futures::future::join_all(
+            job.endpoints.iter().map(|e| measure(&job.measurement, e, deadline, self.args.http_client)),
+        )
+        .await;
         let exec_ms = t1.elapsed().as_secs_f64() * 1e3;
         let ok = endpoints.iter().any(|e| e.ok);
         let error = (!ok).then(|| "every endpoint failed".to_owned());

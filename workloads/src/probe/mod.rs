@@ -10,6 +10,7 @@ pub mod client;
 pub mod delay;
 #[cfg(test)]
 mod fixture;
+pub mod httpget;
 pub mod parse;
 pub mod result;
 pub mod schedule;

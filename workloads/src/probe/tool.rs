@@ -5,7 +5,9 @@
 //!   instead of the kernel's `SO_TIMESTAMP`; kernel timestamps are real time, which the
 //!   clock shim cannot dilate, so without `-U` RTTs would mix virtual and real time.
 //! - `traceroute -n`: numeric hops, so the parser needs no names.
-//! - `curl -w '%{json}'`: curl's own timing phases, from its monotonic clock (dilated).
+//! - `curl -w '%{json}'`: curl's own timing phases, from its monotonic clock (dilated); or,
+//!   with `--http-client builtin`, the same phases from the agent's own GET (`httpget`),
+//!   which costs no process start.
 //! - DNS: a lookup through the node's resolver (`/etc/hosts` in a node), timed here.
 //!
 //! Every tool gets a deadline; a tool that overruns is killed and the measurement fails.
@@ -22,8 +24,23 @@ use super::parse::{parse_curl, parse_ping, parse_traceroute};
 use super::result::{EndpointResult, Figures};
 use super::task::Measurement;
 
+/// Which client an agent's HTTP measurements use.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, clap::ValueEnum)]
+pub enum HttpClient {
+    /// A `curl` process per GET.
+    #[default]
+    Curl,
+    /// The agent's own GET (`httpget`): no process start.
+    Builtin,
+}
+
 /// Runs `measurement` against `endpoint`, giving up after `deadline`.
-pub async fn measure(measurement: &Measurement, endpoint: &str, deadline: Duration) -> EndpointResult {
+pub async fn measure(
+    measurement: &Measurement,
+    endpoint: &str,
+    deadline: Duration,
+    http: HttpClient,
+) -> EndpointResult {
     let started = Instant::now();
     let mut result = match measurement {
         Measurement::Ping { count } => {
@@ -43,6 +60,22 @@ pub async fn measure(measurement: &Measurement, endpoint: &str, deadline: Durati
                 let trace = parse_traceroute(text).map_err(|e| e.to_string())?;
                 Ok((trace.reached, Figures::Traceroute(trace)))
             })
+        }
+        Measurement::Http { path, port } if http == HttpClient::Builtin => {
+            let timing = super::httpget::get(endpoint, port.unwrap_or(80), path, deadline).await;
+            let ok = timing.exit_code == 0 && timing.status > 0;
+            EndpointResult {
+                endpoint: endpoint.to_owned(),
+                ok,
+                error: timing
+                    .error
+                    .clone()
+                    .filter(|_| !ok)
+                    .or_else(|| (!ok).then(|| format!("no answer from {endpoint}"))),
+                raw: serde_json::to_string(&timing).unwrap_or_default(),
+                figures: Some(Figures::Http(timing)),
+                duration_ms: 0.0,
+            }
         }
         Measurement::Http { path, port } => {
             let url = match port {
@@ -176,7 +209,7 @@ mod tests {
 
     #[tokio::test]
     async fn dns_of_localhost() {
-        let r = measure(&Measurement::Dns, "localhost", Duration::from_secs(5)).await;
+        let r = measure(&Measurement::Dns, "localhost", Duration::from_secs(5), HttpClient::Curl).await;
         assert!(r.ok, "{r:?}");
         assert!(matches!(r.figures, Some(Figures::Dns { ref addresses, .. }) if !addresses.is_empty()));
     }
@@ -184,7 +217,7 @@ mod tests {
     #[tokio::test]
     async fn exec_substitutes_the_endpoint_and_reports_the_exit_code() {
         let m = Measurement::Exec { argv: vec!["sh".into(), "-c".into(), "echo {endpoint}; exit 3".into()] };
-        let r = measure(&m, "ep7", Duration::from_secs(5)).await;
+        let r = measure(&m, "ep7", Duration::from_secs(5), HttpClient::Curl).await;
         assert!(!r.ok);
         assert_eq!(r.raw.trim(), "ep7");
         assert_eq!(r.figures, Some(Figures::Exec { exit_code: Some(3) }));
@@ -193,7 +226,7 @@ mod tests {
     #[tokio::test]
     async fn a_tool_s_end_is_in_the_error() {
         let m = Measurement::Exec { argv: vec!["sh".into(), "-c".into(), "kill -9 $$".into()] };
-        let r = measure(&m, "x", Duration::from_secs(5)).await;
+        let r = measure(&m, "x", Duration::from_secs(5), HttpClient::Curl).await;
         assert_eq!(r.error.as_deref(), Some("sh: killed by signal 9"), "{r:?}");
         let silent = Output { success: false, code: None, ended: "killed by signal 11".into(), text: String::new() };
         let r = tool_result("ep", Ok(silent), |t| {
@@ -206,14 +239,14 @@ mod tests {
     #[tokio::test]
     async fn an_overrunning_tool_fails() {
         let m = Measurement::Exec { argv: vec!["sleep".into(), "5".into()] };
-        let r = measure(&m, "x", Duration::from_millis(100)).await;
+        let r = measure(&m, "x", Duration::from_millis(100), HttpClient::Curl).await;
         assert!(!r.ok && r.error.as_deref().is_some_and(|e| e.contains("did not finish")), "{r:?}");
     }
 
     #[tokio::test]
     async fn a_missing_tool_fails_with_its_name() {
         let m = Measurement::Exec { argv: vec!["no-such-tool-here".into()] };
-        let r = measure(&m, "x", Duration::from_secs(1)).await;
+        let r = measure(&m, "x", Duration::from_secs(1), HttpClient::Curl).await;
         assert!(r.error.as_deref().is_some_and(|e| e.contains("no-such-tool-here")), "{r:?}");
     }
 }
