@@ -182,7 +182,7 @@ CREATE TABLE IF NOT EXISTS changelogs (
   recorded_ms INTEGER NOT NULL, state INTEGER NOT NULL DEFAULT 0);
 CREATE INDEX IF NOT EXISTS changelogs_target ON changelogs (key, etag);
 CREATE TABLE IF NOT EXISTS hint_sources (
-  record TEXT NOT NULL, source TEXT NOT NULL, PRIMARY KEY (record, source));
+  record TEXT NOT NULL, source TEXT NOT NULL, etag TEXT NOT NULL, PRIMARY KEY (record, source));
 CREATE TABLE IF NOT EXISTS parts (
   upload TEXT NOT NULL, number INTEGER NOT NULL, offset INTEGER NOT NULL, len INTEGER NOT NULL,
   state INTEGER NOT NULL DEFAULT 0, owner TEXT, lease_until INTEGER, etag TEXT,
@@ -271,11 +271,15 @@ impl State {
         self.pending_hinted(now_ms, 0, limit)
     }
 
-    /// [`State::pending`], also leaving out keys held by a batch ([`State::hold_batch`]) and
-    /// keys that are a source of an unresolved changelog hint of another key, recorded at or
-    /// after `hints_since_ms`, whose target version is the latest and not replicated yet:
-    /// copying or deleting such a key at the destination first would make the hint's check
-    /// fail (a MOVE's delete event comes right after its copy's).
+    /// [`State::pending`], also leaving out keys held by a batch ([`State::hold_batch`]) and,
+    /// for each unresolved changelog hint recorded at or after `hints_since_ms` whose target
+    /// version is the target's latest and not replicated yet:
+    /// - a source whose latest version is not the one the hint names (a MOVE's delete, an
+    ///   overwrite): replicating it first would remove what the hint is built from;
+    /// - the target while a source's latest version *is* the one named and is not replicated
+    ///   yet: copied first, it lets the hint apply (a COPY of an object just written).
+    ///
+    /// Both end when the hint resolves or ages past the bound, so neither waits forever.
     pub fn pending_hinted(&self, now_ms: u64, hints_since_ms: u64, limit: usize) -> Result<Vec<Version>, StateError> {
         let mut stmt = self.conn.prepare(
             "SELECT key, seq, etag, size, deleted FROM objects
@@ -283,9 +287,13 @@ impl State {
                AND (hold_until IS NULL OR hold_until <= ?1)
                AND (batch_until IS NULL OR batch_until <= ?1)
                AND key NOT IN (SELECT s.source FROM hint_sources s JOIN changelogs c ON c.record = s.record
-                               JOIN objects t ON t.key = c.key
+                               JOIN objects t ON t.key = c.key JOIN objects o ON o.key = s.source
                                WHERE c.state = 0 AND c.recorded_ms >= ?3 AND s.source != c.key
-                                 AND t.etag = c.etag AND t.done_seq < t.seq)
+                                 AND t.etag = c.etag AND t.done_seq < t.seq AND o.etag IS NOT s.etag)
+               AND key NOT IN (SELECT c.key FROM changelogs c JOIN hint_sources s ON s.record = c.record
+                               JOIN objects t ON t.key = c.key JOIN objects o ON o.key = s.source
+                               WHERE c.state = 0 AND c.recorded_ms >= ?3 AND s.source != c.key
+                                 AND t.etag = c.etag AND o.etag = s.etag AND o.done_seq < o.seq)
              ORDER BY seq LIMIT ?2",
         )?;
         let rows =
@@ -321,8 +329,8 @@ impl State {
         if n == 1 {
             for s in &hint.sources {
                 tx.execute(
-                    "INSERT OR IGNORE INTO hint_sources (record, source) VALUES (?1, ?2)",
-                    params![record, s.key],
+                    "INSERT OR IGNORE INTO hint_sources (record, source, etag) VALUES (?1, ?2, ?3)",
+                    params![record, s.key, crate::etag::normalize(&s.etag)],
                 )?;
             }
         }

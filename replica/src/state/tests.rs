@@ -534,3 +534,25 @@ fn a_batch_hold_keeps_the_earliest_end_and_coalesces_writes_into_the_newest_vers
     s.observe_at(&v("k", 4, "d"), Some(5_000)).unwrap();
     assert_eq!(s.hold_batch("k", 5_000, 6_000).unwrap(), Some(6_000));
 }
+
+#[test]
+fn a_hinted_target_waits_for_its_source_version_to_be_replicated_first() {
+    use crate::changelog::Op;
+    let mut s = State::in_memory().unwrap();
+    // COPY of a source just written: the source's version is pending, then the target's.
+    s.observe(&v("src", 1, "e0")).unwrap();
+    s.observe(&v("t", 2, "e0")).unwrap();
+    s.add_hint(".changelog/t/1", &hint(Op::Copy, "t", "e0", &[("src", "e0")]), 1_000).unwrap();
+    let keys = |s: &State, since| -> Vec<String> {
+        s.pending_hinted(2_000, since, 10).unwrap().into_iter().map(|v| v.key).collect()
+    };
+    assert_eq!(keys(&s, 500), ["src"], "the source first: the hint can then apply");
+    assert_eq!(keys(&s, 1_001), ["src", "t"], "not past the bound");
+    let l = s.lock("src", "w", 2_000, 9_000).unwrap().unwrap();
+    s.release_copy("src", "w", l.seq, Some("e0"), Some("e0")).unwrap();
+    assert_eq!(keys(&s, 500), ["t"]);
+    // A source overwritten since: its new version waits for the target (rule one), and the
+    // target does not wait for it (it is not the version named): no deadlock.
+    s.observe(&v("src", 3, "e1")).unwrap();
+    assert_eq!(keys(&s, 500), ["t"]);
+}
