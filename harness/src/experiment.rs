@@ -228,6 +228,36 @@ impl Experiment {
         Ok(())
     }
 
+    /// Refuses, at its field, a private directory that would hide the run's own results or
+    /// state from a node: the node's tmpfs would cover the directory the harness hands it,
+    /// and it would fail to start with a bare "no such file". `results` need not exist yet.
+    pub fn check_views(&self, results: &Path, state_root: &Path) -> Result<(), Error> {
+        let absolute = |p: &Path| std::path::absolute(p).unwrap_or_else(|_| p.to_owned());
+        let (results, state_root) = (absolute(results), absolute(state_root));
+        for (decl, node) in self.topology.nodes.iter().zip(&self.spec.nodes) {
+            let Some(view) = &node.filesystem else { continue };
+            for (i, dir) in view.private.iter().enumerate() {
+                let hidden = [(&results, "the results directory"), (&state_root, "the run's state directory")]
+                    .into_iter()
+                    .find(|(p, _)| p.starts_with(dir));
+                if let Some((path, what)) = hidden {
+                    return Err(invalid(
+                        &self.topology.file,
+                        &format!("{}.filesystem.private[{i}]", decl.path),
+                        Some(&self.topology),
+                        format!(
+                            "node {}: a private {} would hide {what} {} from the node; write the results elsewhere (--out) or make another directory private",
+                            node.name,
+                            dir.display(),
+                            path.display()
+                        ),
+                    ));
+                }
+            }
+        }
+        Ok(())
+    }
+
     /// Plain multiplexing (`diorama validate`'s naive run): keeps the plan's resources
     /// divided by its TDF (CPU quotas, disk throttles, and here link rates) but runs at
     /// TDF 1: no clock dilation and link delays unchanged.

@@ -64,6 +64,23 @@ fn missing_binary_is_refused_before_anything_starts() {
 }
 
 #[test]
+fn a_private_directory_that_would_hide_the_results_is_refused() {
+    let tmp = tempfile::tempdir().unwrap();
+    // The tempdir is under /tmp: a node's private /tmp would cover its own results.
+    let t = topology(
+        tmp.path(),
+        "hides",
+        "name: hides\nnodes:\n  - name: a\n    filesystem:\n      private: [/var/tmp, /tmp]\n    run: {command: [\"true\"]}\n",
+    );
+    let out = tmp.path().join("out");
+    let r = diorama(&["run", t.to_str().unwrap(), "--out", out.to_str().unwrap()]);
+    assert_eq!(r.code, Some(3), "{r:?}");
+    assert!(r.stderr.contains(":5:") && r.stderr.contains("nodes[0].filesystem.private[1]"), "{}", r.stderr);
+    assert!(r.stderr.contains("a private /tmp would hide the results directory"), "{}", r.stderr);
+    assert!(!out.exists(), "a refused run must leave nothing behind");
+}
+
+#[test]
 fn schema_is_json() {
     let r = diorama(&["schema"]);
     assert_eq!(r.code, Some(0));

@@ -86,6 +86,7 @@ pub fn run(args: Args) -> anyhow::Result<u8> {
             chrono::Utc::now().format("%Y%m%dT%H%M%SZ")
         ))
     });
+    experiment.check_views(&results_dir, &args.state_root)?;
     let results_dir = ResultsDir::claim(&results_dir, args.force, "--out")?;
     let watch = pipeline::Watch {
         interactive: std::io::stderr().is_terminal(),

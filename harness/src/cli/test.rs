@@ -54,6 +54,9 @@ pub fn run(args: Args) -> anyhow::Result<u8> {
     let out = args.out.clone().unwrap_or_else(|| {
         PathBuf::from("results").join(format!("{}-{}", suite.name, chrono::Utc::now().format("%Y%m%dT%H%M%SZ")))
     });
+    for e in &experiments {
+        e.check_views(&out, &args.state_root)?;
+    }
     let out = crate::results_dir::ResultsDir::claim(&out, args.force, "--out")?;
     let interrupt = super::interrupt_flag()?;
     let result = crate::suite::scenarios::run(&suite, &experiments, out.path(), &env, &interrupt)?;

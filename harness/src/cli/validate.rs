@@ -69,6 +69,9 @@ pub fn run(args: Args) -> anyhow::Result<u8> {
         baseline: args.baseline.clone(),
     };
     let experiments = crate::validate::prepare(&opts)?;
+    for e in experiments.iter().flatten() {
+        e.check_views(&out, &args.state_root)?;
+    }
     let env = crate::pipeline::preflight("running experiments", &args.state_root, true)?;
     // Held until validate.json is written: the legs' directories are claimed inside it.
     let _claim = crate::results_dir::ResultsDir::claim(&out, args.force, "--out")?;
