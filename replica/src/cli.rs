@@ -27,6 +27,19 @@ enum Role {
     Verify,
 }
 
+/// An ablation switch.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+enum Switch {
+    On,
+    Off,
+}
+
+impl Switch {
+    fn on(self) -> bool {
+        self == Switch::On
+    }
+}
+
 #[derive(Debug, Parser)]
 #[command(name = "diorama-replica", about = "λReplica-style cross-region object replication on S3-protocol stores")]
 struct Cli {
@@ -88,6 +101,20 @@ struct Cli {
     /// Coordinator: the directory of `replication.jsonl`; platform: of `invocations.jsonl`.
     #[arg(long, default_value = ".")]
     records: PathBuf,
+    /// Coordinator: apply COPY, MOVE, CONCAT and APPEND changelog hints at the destination.
+    #[arg(long, value_enum, default_value = "on")]
+    changelog: Switch,
+    /// Coordinator: SLO-bounded batching (hold a written key until its deadline less T_rep
+    /// less `--batch-margin`, then copy only its newest version).
+    #[arg(long, value_enum, default_value = "off")]
+    batching: Switch,
+    /// Coordinator: seconds a batched copy starts before deadline − T_rep.
+    #[arg(long, default_value_t = 0.2)]
+    batch_margin: f64,
+    /// Writer: every Nth operation is a COPY, MOVE, CONCAT or APPEND (in turn) of objects
+    /// it wrote, each announced by a changelog record; 0: none.
+    #[arg(long, default_value_t = 0)]
+    hint_every: u32,
     /// Replication-delay SLO, in seconds.
     #[arg(long, default_value_t = 10.0)]
     slo: f64,
@@ -251,6 +278,9 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
                 reconcile: Duration::from_secs_f64(if cli.reconcile > 0.0 { cli.reconcile } else { 1e9 }),
                 records: Some(cli.records.clone()),
                 system: "lambda".into(),
+                changelog: cli.changelog.on(),
+                batching: cli.batching.on(),
+                batch_margin: Duration::from_secs_f64(cli.batch_margin.max(0.0)),
             };
             crate::coordinator::serve(cfg, state).await?;
         }
@@ -305,6 +335,7 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
                 part_size: usize::try_from(cli.part_size).unwrap_or(8 << 20),
                 pause: Duration::from_millis(cli.pause_ms),
                 seed: cli.seed,
+                hint_every: cli.hint_every,
             };
             let written = crate::writer::run(&ep, &p).await?;
             tracing::info!(?written, "writer done");

@@ -57,6 +57,13 @@ pub struct Config {
     pub records: Option<std::path::PathBuf>,
     /// The name of this replicator in its records and its tasks' bills (`lambda`).
     pub system: String,
+    /// Apply changelog hints (COPY, MOVE, CONCAT, APPEND) at the destination
+    /// ([`crate::changelog`]); off: every version is copied as bytes (the ablation).
+    pub changelog: bool,
+    /// SLO-bounded batching: hold a written key until its deadline less the plan's T_rep
+    /// less `batch_margin`, so that the writes made meanwhile are covered by one copy.
+    pub batching: bool,
+    pub batch_margin: Duration,
 }
 
 /// The backoff of a key whose copy failed: 1 s after the first failure, doubling, at most
@@ -137,6 +144,15 @@ fn with_state<T>(
 
 async fn events(AxState(s): Shr, Json(body): Json<crate::event::Notification>) -> Answer<serde_json::Value> {
     for r in &body.records {
+        if crate::changelog::is_record(&r.s3.object.key) {
+            // Read before answering: the store delivers its events one at a time in order, so
+            // the record (written before its operation) is in the state before the target's
+            // event arrives.
+            if s.cfg.changelog && !r.is_removal() {
+                read_hint(&s, &r.s3.object.key).await;
+            }
+            continue;
+        }
         let Some(seq) = r.sequence() else {
             tracing::warn!(sequencer = %r.s3.object.sequencer, "event without a hex sequencer; ignored");
             continue;
@@ -153,8 +169,90 @@ async fn events(AxState(s): Shr, Json(body): Json<crate::event::Notification>) -
             .and_then(|t| u64::try_from(t.timestamp_millis()).ok());
         let newer = with_state(&s, |st| st.observe_at(&v, written))?;
         tracing::debug!(key = %v.key, seq, event = %r.event_name, newer, "event");
+        if newer && s.cfg.batching {
+            batch(&s, &v)?;
+        }
     }
     Ok(Json(serde_json::json!({"ok": true})))
+}
+
+/// Reads the changelog record at `record` from the source and keeps its hint. A record that
+/// cannot be read or parsed is logged and left out: its operation is copied as bytes.
+async fn read_hint(s: &Shared, record: &str) {
+    use object_store::ObjectStore;
+    let read = async {
+        let src = crate::client::connect(&s.cfg.src).map_err(|e| e.to_string())?;
+        let path = object_store::path::Path::parse(record).map_err(|e| e.to_string())?;
+        let body = src.get(&path).await.map_err(|e| e.to_string())?.bytes().await.map_err(|e| e.to_string())?;
+        crate::changelog::Hint::parse(&body).map_err(|e| crate::error_chain(&e))
+    };
+    match read.await {
+        Ok(hint) => match with_state(s, |st| st.add_hint(record, &hint, now_ms())) {
+            Ok(_) => tracing::debug!(record, op = ?hint.op, key = %hint.key, "changelog hint"),
+            Err(_) => tracing::warn!(record, "changelog hint not stored"),
+        },
+        Err(err) => tracing::warn!(record, %err, "changelog record not usable; its operation is copied as bytes"),
+    }
+}
+
+/// Batching of a newer version of `v.key`: the hold [`batch_hold`] answers, from the oldest
+/// write the destination lacks and the plan's T_rep. A hold that would end now or that no
+/// plan can meet leaves the key to start at once (its plan records the violation).
+fn batch(s: &Shared, v: &Version) -> Result<(), (axum::http::StatusCode, String)> {
+    let now = now_ms();
+    let Some(oldest) = with_state(s, |st| st.oldest_pending(&v.key))? else { return Ok(()) };
+    let elapsed = now.saturating_sub(oldest) as f64 / 1000.0;
+    let plan = planner::plan(&plan_request(&s.cfg, v, s.cfg.slo.as_secs_f64() - elapsed), &s.cfg.models, v.seq);
+    match batch_hold(oldest, now, s.cfg.slo, plan.as_ref(), s.cfg.batch_margin) {
+        Hold::Until(until) => {
+            let hold = with_state(s, |st| st.hold_batch(&v.key, now, until))?;
+            tracing::debug!(key = %v.key, seq = v.seq, hold_ms = hold.map(|h| h.saturating_sub(now)), "batched");
+        }
+        Hold::None(why) => tracing::debug!(key = %v.key, seq = v.seq, why, "not batched"),
+    }
+    Ok(())
+}
+
+/// How long batching holds a key back.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Hold {
+    /// Until this time (ms).
+    Until(u64),
+    /// Not at all, and why.
+    None(String),
+}
+
+/// The hold of a key whose oldest write the destination lacks was made at `oldest_ms`: until
+/// `oldest + slo − T_rep − margin`, T_rep the plan's percentile time, so the copy of the
+/// newest version still lands within the SLO of the oldest write. None when that time has
+/// come, or when no plan meets the SLO (the copy starts at once and its plan is recorded as a
+/// violation).
+pub fn batch_hold(oldest_ms: u64, now_ms: u64, slo: Duration, plan: Option<&planner::Plan>, margin: Duration) -> Hold {
+    let Some(p) = plan else { return Hold::None("no plan".into()) };
+    if !p.meets_slo {
+        return Hold::None(format!("no plan meets the SLO (fastest {:.3} s)", p.time));
+    }
+    let deadline = oldest_ms as f64 + slo.as_secs_f64() * 1000.0;
+    let until = deadline - (p.time + margin.as_secs_f64()) * 1000.0;
+    if until <= now_ms as f64 {
+        return Hold::None(format!("T_rep {:.3} s and the margin leave no time to wait", p.time));
+    }
+    Hold::Until(until as u64)
+}
+
+/// What the planner is asked for a copy of `v` with `remaining` seconds of its SLO left.
+fn plan_request(cfg: &Config, v: &Version, remaining: f64) -> planner::Request {
+    let large = !v.deleted && v.size > cfg.threshold;
+    planner::Request {
+        size: v.size,
+        remaining,
+        percentile: 0.99,
+        part_size: cfg.part_size,
+        max_instances: if large { cfg.max_instances } else { 1 },
+        samples: 200,
+        budget: Duration::from_millis(20),
+        orchestrator_copies: false,
+    }
 }
 
 async fn claim(AxState(s): Shr, Json(c): Json<Claim>) -> Answer<Option<PartView>> {
@@ -186,6 +284,9 @@ async fn done(AxState(s): Shr, Json(d): Json<Done>) -> Answer<serde_json::Value>
     let plan = lock(&s.plans).remove(&d.job);
     match released.outcome {
         Release::Done => {
+            if let (Some(etag), true) = (&d.seen, s.cfg.changelog) {
+                with_state(&s, |st| st.resolve_hints(&d.key, etag, d.via != "bytes"))?;
+            }
             let done_ms = now_ms();
             let written_ms = written.filter(|(seq, _)| *seq == d.seq).and_then(|(_, at)| at);
             tracing::info!(key = %d.key, seq = d.seq, bytes = d.bytes, via = %d.via, writes = released.writes.len(), "replicated");
@@ -235,6 +336,8 @@ fn record_release(
         via: d.via.clone(),
         wan_bytes: d.wan_bytes,
         cost_usd: d.cost_usd,
+        hint_refused: d.hint_refused.clone(),
+        coalesced: covered.len().saturating_sub(1),
     });
     let late: Vec<&crate::record::Covered> =
         covered.iter().zip(writes).filter(|(c, w)| c.delay_s > slo && !w.flagged).map(|(c, _)| c).collect();
@@ -302,7 +405,9 @@ async fn abort(s: &Shared, key: &str, upload: &str) {
 
 async fn dispatch(s: Arc<Shared>) {
     loop {
-        let pending = with_state(&s, |st| st.pending(now_ms(), 64)).unwrap_or_default();
+        // A source of a hint is held back for at most a lease after the hint was recorded.
+        let since = now_ms().saturating_sub(s.cfg.lease.as_millis() as u64);
+        let pending = with_state(&s, |st| st.pending_hinted(now_ms(), since, 64)).unwrap_or_default();
         for v in pending {
             let job = format!("j{:x}", s.next_job.fetch_add(1, Ordering::SeqCst));
             // The clock is read per key: starting a copy takes time (a multipart upload is
@@ -331,21 +436,23 @@ async fn start(s: &Arc<Shared>, job: &str, v: &Version) -> Result<(), String> {
     let oldest = with_state(s, |st| st.oldest_pending(&v.key)).map_err(|e| e.1)?;
     let elapsed = oldest.map_or(0.0, |at| now_ms().saturating_sub(at) as f64 / 1000.0);
     let remaining = cfg.slo.as_secs_f64() - elapsed;
-    let req = planner::Request {
-        size: v.size,
-        remaining,
-        percentile: 0.99,
-        part_size: cfg.part_size,
-        max_instances: if large { cfg.max_instances } else { 1 },
-        samples: 200,
-        budget: Duration::from_millis(20),
-        orchestrator_copies: false,
+    let plan = planner::plan(&plan_request(cfg, v, remaining), &cfg.models, v.seq);
+    let hint = match (&v.etag, v.deleted || !cfg.changelog) {
+        (Some(etag), false) => with_state(s, |st| st.hint_for(&v.key, etag)).map_err(|e| e.1)?,
+        _ => None,
     };
-    let plan = planner::plan(&req, &cfg.models, v.seq);
-    let region = plan.as_ref().map(|p| p.region.clone()).unwrap_or_default();
-    let n = plan.as_ref().map_or(1, |p| p.instances);
+    // A hint is applied where the sources' copies are: in the destination region, by one
+    // instance (its check falls back to copying the bytes from there).
+    let dst_region = cfg.platforms.get(1).map(|(name, _)| name.clone());
+    let region = match (&hint, &dst_region) {
+        (Some(_), Some(dst)) => dst.clone(),
+        _ => plan.as_ref().map(|p| p.region.clone()).unwrap_or_default(),
+    };
+    let n = if hint.is_some() { 1 } else { plan.as_ref().map_or(1, |p| p.instances) };
     let platform = cfg.platforms.iter().find(|(name, _)| *name == region).and_then(|(_, url)| url.clone());
-    tracing::info!(key = %v.key, size = v.size, %region, n, time = plan.as_ref().map(|p| p.time), meets = plan.as_ref().map(|p| p.meets_slo), "plan");
+    tracing::info!(key = %v.key, size = v.size, %region, n, time = plan.as_ref().map(|p| p.time), meets = plan.as_ref().map(|p| p.meets_slo), hinted = hint.is_some(), "plan");
+    // A hinted copy is not what the plan estimates (the planner does not model it).
+    let plan = plan.filter(|_| hint.is_none());
     if let (Some(p), Some(r)) = (plan.as_ref().filter(|p| !p.meets_slo), &s.records) {
         r.write(&crate::record::Record::Violation {
             system: cfg.system.clone(),
@@ -363,6 +470,16 @@ async fn start(s: &Arc<Shared>, job: &str, v: &Version) -> Result<(), String> {
     );
     let mode = if v.deleted {
         Mode::Delete
+    } else if let Some((record, hint)) = hint {
+        let expect = with_state(s, |st| {
+            hint.sources
+                .iter()
+                .map(|src| Ok(crate::changelog::expected_dst_etags(&src.etag, st.held(&src.key)?)))
+                .collect::<Result<Vec<_>, _>>()
+        })
+        .map_err(|e| e.1)?;
+        tracing::info!(key = %v.key, record, op = ?hint.op, "applying a changelog hint");
+        Mode::Hint { hint, expect, threshold: cfg.threshold, part_size: cfg.part_size }
     } else if large {
         let dst = crate::client::connect(&cfg.dst).map_err(|e| e.to_string())?;
         let upload =
@@ -501,17 +618,54 @@ async fn reconcile_once(s: &Shared) -> Result<crate::state::Repairs, String> {
     with_state(s, |st| st.reconcile(&before, &src, &dst, now_ms())).map_err(|e| e.1)
 }
 
-/// Every object of `ep` with its ETag (ListObjectsV2).
+/// Every object of `ep` with its ETag (ListObjectsV2), changelog records left out (they are
+/// read from their events, never replicated).
 pub async fn listing(ep: &Endpoint) -> object_store::Result<std::collections::BTreeMap<String, crate::state::Listed>> {
     use futures::TryStreamExt;
     use object_store::ObjectStore;
     let store = crate::client::connect(ep)?;
     store
         .list(None)
+        .try_filter(|m| futures::future::ready(!crate::changelog::is_record(m.location.as_ref())))
         .map_ok(|m| {
             let etag = m.e_tag.as_deref().map(crate::etag::normalize);
             (m.location.to_string(), crate::state::Listed { etag, size: m.size })
         })
         .try_collect()
         .await
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn plan(time: f64, meets: bool) -> planner::Plan {
+        planner::Plan { region: "a".into(), instances: 1, time, meets_slo: meets, orchestrator: false }
+    }
+
+    #[test]
+    fn a_batch_holds_until_the_deadline_less_t_rep_and_the_margin() {
+        let (slo, margin) = (Duration::from_secs(10), Duration::from_millis(500));
+        // Written at 1 000 ms, SLO 10 s, T_rep 2 s, margin 0.5 s: held until 8 500 ms.
+        assert_eq!(batch_hold(1_000, 1_200, slo, Some(&plan(2.0, true)), margin), Hold::Until(8_500));
+        // A later write of the key counts from the oldest write still lacking.
+        assert_eq!(batch_hold(1_000, 5_000, slo, Some(&plan(2.0, true)), margin), Hold::Until(8_500));
+    }
+
+    #[test]
+    fn a_batch_that_cannot_wait_or_cannot_meet_the_slo_starts_at_once_with_its_reason() {
+        let (slo, margin) = (Duration::from_secs(10), Duration::from_millis(500));
+        let Hold::None(why) = batch_hold(1_000, 8_600, slo, Some(&plan(2.0, true)), margin) else {
+            panic!("past deadline − T_rep − margin: no hold")
+        };
+        assert!(why.contains("no time to wait"), "{why}");
+        let Hold::None(why) = batch_hold(1_000, 1_000, slo, Some(&plan(12.0, false)), margin) else {
+            panic!("no plan meets the SLO: no hold")
+        };
+        assert!(why.contains("no plan meets the SLO") && why.contains("12.000"), "{why}");
+        // The plan of that copy is what records the violation, with its reason.
+        let reason = violation_reason(&plan(12.0, false), 10.0, 0.0);
+        assert!(reason.contains("needs 12.000 s at p99, 10.000 s of the SLO left"), "{reason}");
+        assert!(matches!(batch_hold(1_000, 1_000, slo, None, margin), Hold::None(_)));
+    }
 }

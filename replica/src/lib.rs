@@ -5,12 +5,13 @@
 //! - [`coordinator`], [`platform`], [`task`]: the replicator: orchestrator, per-region function
 //!   platform and the instances' copy work, through the real S3 client ([`client`]);
 //! - [`state`]: the shared state in SQLite (versions, the {seq, etag} lock, the part pool);
-//! - [`planner`]: the SLO planner (pure);
+//! - [`planner`]: the SLO planner (pure); [`changelog`]: COPY, MOVE, CONCAT and APPEND hints;
 //! - [`etag`]: S3 ETags; [`writer`] and [`verify`]: the test writer and the end check.
 //!
 //! This crate never depends on `harness`: its binary is a workload like any other.
 #![forbid(unsafe_code)]
 
+pub mod changelog;
 pub mod cli;
 pub mod client;
 pub mod coordinator;

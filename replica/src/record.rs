@@ -53,6 +53,13 @@ pub enum Record {
         /// which their platform bills.
         #[serde(default)]
         cost_usd: Option<f64>,
+        /// Why the changelog hint of this version was not applied (it was copied as bytes).
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        hint_refused: Option<String>,
+        /// Writes covered beyond the first (`writes.len() − 1`): writes one copy satisfied
+        /// that would each have needed a copy of their own (batching, overwrites in flight).
+        #[serde(default)]
+        coalesced: usize,
     },
     /// A replication that cannot meet (`cause: plan`: no plan's estimate fits what is left of
     /// the SLO), did not meet (`cause: delay`) or has not met by its deadline (`cause:

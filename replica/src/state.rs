@@ -177,12 +177,21 @@ CREATE TABLE IF NOT EXISTS objects (
 CREATE TABLE IF NOT EXISTS writes (
   key TEXT NOT NULL, seq INTEGER NOT NULL, event_ms INTEGER NOT NULL, flagged INTEGER NOT NULL DEFAULT 0,
   PRIMARY KEY (key, seq));
+CREATE TABLE IF NOT EXISTS changelogs (
+  record TEXT PRIMARY KEY, key TEXT NOT NULL, etag TEXT NOT NULL, op TEXT NOT NULL, body TEXT NOT NULL,
+  recorded_ms INTEGER NOT NULL, state INTEGER NOT NULL DEFAULT 0);
+CREATE INDEX IF NOT EXISTS changelogs_target ON changelogs (key, etag);
+CREATE TABLE IF NOT EXISTS hint_sources (
+  record TEXT NOT NULL, source TEXT NOT NULL, etag TEXT NOT NULL, PRIMARY KEY (record, source));
 CREATE TABLE IF NOT EXISTS parts (
   upload TEXT NOT NULL, number INTEGER NOT NULL, offset INTEGER NOT NULL, len INTEGER NOT NULL,
   state INTEGER NOT NULL DEFAULT 0, owner TEXT, lease_until INTEGER, etag TEXT,
   last INTEGER NOT NULL DEFAULT 0,
   PRIMARY KEY (upload, number));
 ";
+
+const HINT_APPLIED: i64 = 1;
+const HINT_FELL_BACK: i64 = 2;
 
 const FREE: i64 = 0;
 const CLAIMED: i64 = 1;
@@ -213,6 +222,7 @@ impl State {
             ("objects", "done_etag", "TEXT"),
             ("objects", "hold_until", "INTEGER"),
             ("objects", "fails", "INTEGER NOT NULL DEFAULT 0"),
+            ("objects", "batch_until", "INTEGER"),
         ] {
             let has: bool =
                 conn.prepare("SELECT 1 FROM pragma_table_info(?1) WHERE name = ?2")?.exists(params![table, column])?;
@@ -258,13 +268,108 @@ impl State {
     /// Keys whose destination lags their latest version, that no live lease holds and that
     /// no backoff holds back ([`State::fail`]).
     pub fn pending(&self, now_ms: u64, limit: usize) -> Result<Vec<Version>, StateError> {
+        self.pending_hinted(now_ms, 0, limit)
+    }
+
+    /// [`State::pending`], also leaving out keys held by a batch ([`State::hold_batch`]) and,
+    /// for each unresolved changelog hint recorded at or after `hints_since_ms` whose target
+    /// version is the target's latest and not replicated yet:
+    /// - a source whose latest version is not the one the hint names (a MOVE's delete, an
+    ///   overwrite): replicating it first would remove what the hint is built from;
+    /// - the target while a source's latest version *is* the one named and is not replicated
+    ///   yet: copied first, it lets the hint apply (a COPY of an object just written).
+    ///
+    /// Both end when the hint resolves or ages past the bound, so neither waits forever.
+    pub fn pending_hinted(&self, now_ms: u64, hints_since_ms: u64, limit: usize) -> Result<Vec<Version>, StateError> {
         let mut stmt = self.conn.prepare(
             "SELECT key, seq, etag, size, deleted FROM objects
              WHERE done_seq < seq AND (lock_owner IS NULL OR lock_until < ?1)
-               AND (hold_until IS NULL OR hold_until <= ?1) ORDER BY seq LIMIT ?2",
+               AND (hold_until IS NULL OR hold_until <= ?1)
+               AND (batch_until IS NULL OR batch_until <= ?1)
+               AND key NOT IN (SELECT s.source FROM hint_sources s JOIN changelogs c ON c.record = s.record
+                               JOIN objects t ON t.key = c.key JOIN objects o ON o.key = s.source
+                               WHERE c.state = 0 AND c.recorded_ms >= ?3 AND s.source != c.key
+                                 AND t.etag = c.etag AND t.done_seq < t.seq AND o.etag IS NOT s.etag)
+               AND key NOT IN (SELECT c.key FROM changelogs c JOIN hint_sources s ON s.record = c.record
+                               JOIN objects t ON t.key = c.key JOIN objects o ON o.key = s.source
+                               WHERE c.state = 0 AND c.recorded_ms >= ?3 AND s.source != c.key
+                                 AND t.etag = c.etag AND o.etag = s.etag AND o.done_seq < o.seq)
+             ORDER BY seq LIMIT ?2",
         )?;
-        let rows = stmt.query_map(params![to_i64(now_ms), to_i64(limit as u64)], row_version)?;
+        let rows =
+            stmt.query_map(params![to_i64(now_ms), to_i64(limit as u64), to_i64(hints_since_ms)], row_version)?;
         Ok(rows.collect::<Result<_, _>>()?)
+    }
+
+    /// Holds `key` back until `until_ms` (SLO-bounded batching), or until the hold it already
+    /// has if that ends sooner: a newer write never pushes the copy of an older one later.
+    /// A hold that ended already counts as none. Answers the hold in force.
+    pub fn hold_batch(&mut self, key: &str, now_ms: u64, until_ms: u64) -> Result<Option<u64>, StateError> {
+        let tx = self.conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
+        tx.execute(
+            "UPDATE objects SET batch_until = CASE WHEN batch_until IS NOT NULL AND batch_until > ?2
+               THEN MIN(batch_until, ?3) ELSE ?3 END WHERE key = ?1",
+            params![key, to_i64(now_ms), to_i64(until_ms)],
+        )?;
+        let hold: Option<Option<i64>> =
+            tx.query_row("SELECT batch_until FROM objects WHERE key = ?1", [key], |r| r.get(0)).optional()?;
+        tx.commit()?;
+        Ok(hold.flatten().map(to_u64))
+    }
+
+    /// Records a changelog hint read from `record` (its key at the source) at `now_ms`;
+    /// a record seen before changes nothing.
+    pub fn add_hint(&mut self, record: &str, hint: &crate::changelog::Hint, now_ms: u64) -> Result<bool, StateError> {
+        let tx = self.conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
+        let body = serde_json::to_string(hint).unwrap_or_default();
+        let n = tx.execute(
+            "INSERT OR IGNORE INTO changelogs (record, key, etag, op, body, recorded_ms) VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
+            params![record, hint.key, hint.etag, hint.op.via(), body, to_i64(now_ms)],
+        )?;
+        if n == 1 {
+            for s in &hint.sources {
+                tx.execute(
+                    "INSERT OR IGNORE INTO hint_sources (record, source, etag) VALUES (?1, ?2, ?3)",
+                    params![record, s.key, crate::etag::normalize(&s.etag)],
+                )?;
+            }
+        }
+        tx.commit()?;
+        Ok(n == 1)
+    }
+
+    /// The newest unresolved hint whose target is `key` at ETag `etag`, with its record key.
+    pub fn hint_for(&self, key: &str, etag: &str) -> Result<Option<(String, crate::changelog::Hint)>, StateError> {
+        let row: Option<(String, String)> = self
+            .conn
+            .query_row(
+                "SELECT record, body FROM changelogs WHERE key = ?1 AND etag = ?2 AND state = 0
+                 ORDER BY record DESC LIMIT 1",
+                params![key, crate::etag::normalize(etag)],
+                |r| Ok((r.get(0)?, r.get(1)?)),
+            )
+            .optional()?;
+        Ok(row.and_then(|(record, body)| serde_json::from_str(&body).ok().map(|h| (record, h))))
+    }
+
+    /// Marks the hints of `key` at `etag` resolved: `applied` at the destination, or fallen
+    /// back to a copy of the bytes. Answers how many.
+    pub fn resolve_hints(&mut self, key: &str, etag: &str, applied: bool) -> Result<usize, StateError> {
+        Ok(self.conn.execute(
+            "UPDATE changelogs SET state = ?3 WHERE key = ?1 AND etag = ?2 AND state = 0",
+            params![key, crate::etag::normalize(etag), if applied { HINT_APPLIED } else { HINT_FELL_BACK }],
+        )?)
+    }
+
+    /// What the destination holds of `key` by the table: the source ETag of the version last
+    /// copied there and the destination ETag the copy got.
+    pub fn held(&self, key: &str) -> Result<Option<crate::changelog::Held>, StateError> {
+        Ok(self
+            .conn
+            .query_row("SELECT done_etag, dst_etag FROM objects WHERE key = ?1 AND done_seq >= 0", [key], |r| {
+                Ok((r.get(0)?, r.get(1)?))
+            })
+            .optional()?)
     }
 
     /// Whether every known object is replicated at its latest version.

@@ -45,7 +45,19 @@ pub enum TaskError {
 pub enum Mode {
     Whole,
     Delete,
-    Parts { upload: String },
+    Parts {
+        upload: String,
+    },
+    /// Apply a changelog hint at the destination (falling back to copying the bytes).
+    Hint {
+        hint: crate::changelog::Hint,
+        /// Per source, the destination ETags that show its copy is the version the hint
+        /// names ([`crate::changelog::expected_dst_etags`]).
+        expect: Vec<Vec<String>>,
+        /// The destination layout: objects over `threshold` in parts of `part_size`.
+        threshold: u64,
+        part_size: u64,
+    },
 }
 
 /// A task as invoked.
@@ -109,6 +121,9 @@ pub struct Done {
     /// A per-object fee (provider-style baseline).
     #[serde(default)]
     pub cost_usd: Option<f64>,
+    /// Why a changelog hint was not applied (the copy fell back to the bytes).
+    #[serde(default)]
+    pub hint_refused: Option<String>,
 }
 
 /// A report of a failed copy.
@@ -318,28 +333,48 @@ async fn copy(
     let refused = client::Backoff::REFUSED;
     match &task.mode {
         Mode::Whole => {
-            m.request();
-            let (seen, bytes, dst_etag) = match client::retry_refused("get", refused, || src.get(&path)).await {
-                Ok(got) => {
-                    let seen = got.meta.e_tag.as_deref().map(etag::normalize);
-                    let body = read_body(got, throttle).await?;
-                    let n = body.len() as u64;
-                    let mut dst_etag = None;
-                    if seen == task.etag {
-                        fence(task, held)?;
-                        m.request();
-                        m.moved(n);
-                        let put =
-                            client::retry_refused("put", refused, || dst.put(&path, PutPayload::from(body.clone())))
-                                .await?;
-                        dst_etag = put.e_tag.as_deref().map(etag::normalize);
-                    }
-                    (seen, n, dst_etag)
-                }
-                Err(object_store::Error::NotFound { .. }) => (None, 0, None),
-                Err(e) => return Err(e.into()),
-            };
+            let (seen, bytes, dst_etag) = copy_whole(task, &src, &dst, held, m, throttle, None).await?;
             report(http, task, seen, bytes, dst_etag).await
+        }
+        Mode::Hint { hint, expect, threshold, part_size } => {
+            let layout = Some((*threshold, *part_size));
+            let ctx = Copying { task, src: &src, dst: &dst, path: &path, http, held, m, throttle };
+            match apply_hint(&ctx, hint, expect, (*threshold, *part_size)).await? {
+                Applied::Done { dst_etag, wan_bytes } => {
+                    let done = Done {
+                        job: task.job.clone(),
+                        key: task.key.clone(),
+                        seq: task.seq,
+                        seen: task.etag.clone(),
+                        bytes: task.size,
+                        dst_etag: Some(dst_etag),
+                        deleted: false,
+                        via: hint.op.via().into(),
+                        wan_bytes,
+                        cost_usd: None,
+                        hint_refused: None,
+                    };
+                    post::<_, serde_json::Value>(http, &task.coordinator, "done", &done).await.map(|_| ())
+                }
+                Applied::Refused(why) => {
+                    tracing::info!(key = %task.key, op = ?hint.op, %why, "changelog hint refused; copying the bytes");
+                    let (seen, bytes, dst_etag) = copy_whole(task, &src, &dst, held, m, throttle, layout).await?;
+                    let done = Done {
+                        job: task.job.clone(),
+                        key: task.key.clone(),
+                        seq: task.seq,
+                        seen,
+                        bytes,
+                        dst_etag,
+                        deleted: false,
+                        via: default_via(),
+                        wan_bytes: bytes,
+                        cost_usd: None,
+                        hint_refused: Some(why),
+                    };
+                    post::<_, serde_json::Value>(http, &task.coordinator, "done", &done).await.map(|_| ())
+                }
+            }
         }
         Mode::Delete => {
             // The source first: if the key exists again (a later write), deleting it at the
@@ -367,16 +402,232 @@ async fn copy(
     }
 }
 
+/// Copies the whole object as bytes: a GET of the source, then, if it served the version of
+/// the task, one PUT to the destination, or with a `layout` `(threshold, part_size)` a
+/// multipart upload in parts above the threshold (an object the pool did not split). Answers
+/// the ETag the source served, the bytes read and the destination's ETag.
+async fn copy_whole(
+    task: &Task,
+    src: &object_store::aws::AmazonS3,
+    dst: &object_store::aws::AmazonS3,
+    held: &AtomicBool,
+    m: &Meter,
+    throttle: &Throttle,
+    layout: Option<(u64, u64)>,
+) -> Result<(Option<String>, u64, Option<String>), TaskError> {
+    let path = Path::from(task.key.as_str());
+    let refused = client::Backoff::REFUSED;
+    m.request();
+    match client::retry_refused("get", refused, || src.get(&path)).await {
+        Ok(got) => {
+            let seen = got.meta.e_tag.as_deref().map(etag::normalize);
+            let body = read_body(got, throttle).await?;
+            let n = body.len() as u64;
+            let mut dst_etag = None;
+            if seen == task.etag {
+                fence(task, held)?;
+                m.moved(n);
+                let (threshold, part_size) = layout.unwrap_or((u64::MAX, u64::MAX));
+                dst_etag = Some(put_layout(dst, &path, body, threshold, part_size, m).await?);
+            }
+            Ok((seen, n, dst_etag))
+        }
+        Err(object_store::Error::NotFound { .. }) => Ok((None, 0, None)),
+        Err(e) => Err(e.into()),
+    }
+}
+
+/// Writes `body` to `dst` at `path` as the replicator lays objects out: one PUT up to
+/// `threshold` bytes, a multipart upload in parts of `part_size` above it
+/// (`etag::for_layout`). Answers the destination's ETag.
+async fn put_layout(
+    dst: &object_store::aws::AmazonS3,
+    path: &Path,
+    body: bytes::Bytes,
+    threshold: u64,
+    part_size: u64,
+    m: &Meter,
+) -> Result<String, TaskError> {
+    let refused = client::Backoff::REFUSED;
+    if body.len() as u64 <= threshold {
+        m.request();
+        let put = client::retry_refused("put", refused, || dst.put(path, PutPayload::from(body.clone()))).await?;
+        return Ok(put.e_tag.as_deref().map(etag::normalize).unwrap_or_else(|| etag::single(&body)));
+    }
+    m.request();
+    let upload = client::retry_refused("create upload", refused, || dst.create_multipart(path)).await?;
+    let size = usize::try_from(part_size).unwrap_or(usize::MAX).max(1);
+    let mut ids = Vec::new();
+    for (index, chunk) in body.chunks(size).enumerate() {
+        let chunk = body.slice_ref(chunk);
+        m.request();
+        let id = client::retry_refused("put part", refused, || {
+            dst.put_part(path, &upload, index, PutPayload::from(chunk.clone()))
+        })
+        .await?;
+        ids.push(id);
+    }
+    m.request();
+    let done = client::retry_refused("complete upload", refused, || dst.complete_multipart(path, &upload, ids.clone()))
+        .await?;
+    Ok(done.e_tag.as_deref().map(etag::normalize).unwrap_or_else(|| etag::multipart_of(&body, size)))
+}
+
+/// The outcome of applying a hint.
+#[derive(Debug)]
+pub(crate) enum Applied {
+    /// The target is at the destination with this ETag; `wan_bytes` crossed the WAN for it.
+    Done { dst_etag: String, wan_bytes: u64 },
+    /// A check failed (the reason); nothing was written.
+    Refused(String),
+}
+
+/// Applies `hint` at the destination after checking each source there against `expect`:
+/// COPY and MOVE as a server-side copy at the destination (the source's delete of a MOVE is
+/// replicated by its own event), CONCAT from the destination's copies of the parts, APPEND
+/// from the destination's old version and the appended range read from the source. A check
+/// that fails answers [`Applied::Refused`] before anything is written.
+pub(crate) async fn apply_hint(
+    c: &Copying<'_>,
+    hint: &crate::changelog::Hint,
+    expect: &[Vec<String>],
+    (threshold, part_size): (u64, u64),
+) -> Result<Applied, TaskError> {
+    use crate::changelog::{accepts, Op};
+    let Copying { task, src, dst, path, held, m, throttle, .. } = *c;
+    let refused = client::Backoff::REFUSED;
+    if task.etag.as_deref() != Some(hint.etag.as_str()) {
+        return Ok(Applied::Refused(format!("the hint is for ETag {}, the version is {:?}", hint.etag, task.etag)));
+    }
+    // Each source at the destination: its ETag shows it is the version the hint names.
+    let mut found = Vec::with_capacity(hint.sources.len());
+    for (i, s) in hint.sources.iter().enumerate() {
+        let p = Path::from(s.key.as_str());
+        m.request();
+        let tag = match client::retry_refused("head", refused, || dst.head(&p)).await {
+            Ok(meta) => meta.e_tag.as_deref().map(etag::normalize),
+            Err(object_store::Error::NotFound { .. }) => None,
+            Err(e) => return Err(e.into()),
+        };
+        let want = expect.get(i).map_or(&[][..], Vec::as_slice);
+        if let Err(why) = accepts(&s.key, tag.as_deref(), want) {
+            return Ok(Applied::Refused(why));
+        }
+        found.push(tag.unwrap_or_default());
+    }
+    // A read of a source's copy at the destination, checked against the ETag just checked
+    // (a copy of a later version may have replaced it since).
+    let read_dst = |key: String, want: String| async move {
+        let p = Path::from(key.as_str());
+        m.request();
+        let got = match client::retry_refused("get", refused, || dst.get(&p)).await {
+            Ok(got) => got,
+            Err(object_store::Error::NotFound { .. }) => {
+                return Ok(Err(format!("source {key} left the destination during the build")))
+            }
+            Err(e) => return Err(TaskError::from(e)),
+        };
+        let tag = got.meta.e_tag.as_deref().map(etag::normalize);
+        if tag.as_deref() != Some(want.as_str()) {
+            return Ok(Err(format!("source {key} changed at the destination during the build")));
+        }
+        Ok(Ok(got.bytes().await?))
+    };
+    let (body, wan_bytes) = match hint.op {
+        Op::Copy | Op::Move => {
+            let from = Path::from(hint.sources[0].key.as_str());
+            fence(task, held)?;
+            m.request();
+            client::retry_refused("copy", refused, || dst.copy(&from, path)).await?;
+            // The copy keeps its source's ETag: the target's must be the one checked, else a
+            // later version replaced the source in between (the bytes are copied instead).
+            m.request();
+            let tag = dst.head(path).await?.e_tag.as_deref().map(etag::normalize).unwrap_or_default();
+            if tag != found[0] {
+                return Ok(Applied::Refused(format!(
+                    "the copy at the destination is {tag}, its source was {}",
+                    found[0]
+                )));
+            }
+            return Ok(Applied::Done { dst_etag: tag, wan_bytes: 0 });
+        }
+        Op::Concat => {
+            let mut body = bytes::BytesMut::new();
+            for (s, want) in hint.sources.iter().zip(&found) {
+                match read_dst(s.key.clone(), want.clone()).await? {
+                    Ok(part) => body.extend_from_slice(&part),
+                    Err(why) => return Ok(Applied::Refused(why)),
+                }
+            }
+            (body.freeze(), 0)
+        }
+        Op::Append => {
+            let Some(range) = hint.append else { return Ok(Applied::Refused("APPEND without its range".into())) };
+            let old = match read_dst(hint.key.clone(), found[0].clone()).await? {
+                Ok(old) => old,
+                Err(why) => return Ok(Applied::Refused(why)),
+            };
+            if old.len() as u64 != range.offset {
+                return Ok(Applied::Refused(format!(
+                    "the old version has {} bytes, the hint appends at {}",
+                    old.len(),
+                    range.offset
+                )));
+            }
+            // Only the appended bytes cross the WAN, from the version the task copies.
+            let opts = GetOptions {
+                range: Some(GetRange::Bounded(range.offset..range.offset + range.length)),
+                ..Default::default()
+            };
+            m.request();
+            let got = match client::retry_refused("get range", refused, || src.get_opts(path, opts.clone())).await {
+                Ok(got) => got,
+                Err(object_store::Error::NotFound { .. }) => {
+                    return Ok(Applied::Refused("the target left the source".into()))
+                }
+                Err(e) => return Err(e.into()),
+            };
+            let seen = got.meta.e_tag.as_deref().map(etag::normalize);
+            if seen != task.etag {
+                return Ok(Applied::Refused(format!("the source is {seen:?} now, not {:?}", task.etag)));
+            }
+            let tail = read_body(got, throttle).await?;
+            if tail.len() as u64 != range.length {
+                return Ok(Applied::Refused(format!(
+                    "the source served {} appended bytes of {}",
+                    tail.len(),
+                    range.length
+                )));
+            }
+            m.moved(tail.len() as u64);
+            let mut body = bytes::BytesMut::from(&old[..]);
+            body.extend_from_slice(&tail);
+            (body.freeze(), tail.len() as u64)
+        }
+    };
+    // A single-PUT target's ETag is its MD5: a hint whose result is other bytes is caught
+    // before it is written.
+    if etag::parse_md5(&hint.etag).is_some() && etag::single(&body) != hint.etag {
+        return Ok(Applied::Refused(format!("the built object's MD5 is not the hint's ETag {}", hint.etag)));
+    }
+    if body.len() as u64 != task.size {
+        return Ok(Applied::Refused(format!("built {} bytes, the version has {}", body.len(), task.size)));
+    }
+    fence(task, held)?;
+    let dst_etag = put_layout(dst, path, body, threshold, part_size, m).await?;
+    Ok(Applied::Done { dst_etag, wan_bytes })
+}
+
 /// What a copy works with.
-struct Copying<'a> {
-    task: &'a Task,
-    src: &'a object_store::aws::AmazonS3,
-    dst: &'a object_store::aws::AmazonS3,
-    path: &'a Path,
-    http: &'a reqwest::Client,
-    held: &'a AtomicBool,
-    m: &'a Meter,
-    throttle: &'a Throttle,
+pub(crate) struct Copying<'a> {
+    pub(crate) task: &'a Task,
+    pub(crate) src: &'a object_store::aws::AmazonS3,
+    pub(crate) dst: &'a object_store::aws::AmazonS3,
+    pub(crate) path: &'a Path,
+    pub(crate) http: &'a reqwest::Client,
+    pub(crate) held: &'a AtomicBool,
+    pub(crate) m: &'a Meter,
+    pub(crate) throttle: &'a Throttle,
 }
 
 async fn pull_parts(c: &Copying<'_>, upload: &str) -> Result<(), TaskError> {
@@ -448,6 +699,7 @@ async fn report(
         via: default_via(),
         wan_bytes: bytes,
         cost_usd: None,
+        hint_refused: None,
     };
     post::<_, serde_json::Value>(http, &task.coordinator, "done", &done).await.map(|_| ())
 }

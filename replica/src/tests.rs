@@ -146,6 +146,9 @@ async fn replication_converges_on_the_latest_versions() {
         reconcile: Duration::from_secs(2),
         records: Some(dir.path().to_owned()),
         system: "lambda".into(),
+        changelog: true,
+        batching: false,
+        batch_margin: Duration::from_millis(200),
     };
     let state = crate::state::State::open(&dir.path().join("state.db")).unwrap();
     tokio::spawn(crate::coordinator::serve(cfg, state));
@@ -163,6 +166,7 @@ async fn replication_converges_on_the_latest_versions() {
         part_size: 5 << 20,
         pause: Duration::from_millis(5),
         seed: 7,
+        hint_every: 0,
     };
     let written = crate::writer::run(&src, &params).await.unwrap();
     assert!(written.multipart >= 2 && written.deletes >= 4, "{written:?}");
@@ -196,4 +200,317 @@ async fn replication_converges_on_the_latest_versions() {
         assert_eq!((r["bytes"].as_u64(), r["wan_bytes"].as_u64()), (Some(16 << 20), Some(16 << 20)), "{r}");
         assert!(!r["writes"].as_array().unwrap().is_empty() && r["system"] == "lambda", "{r}");
     }
+}
+
+/// Two stores (no notifications) and a client of each.
+async fn two_stores(
+    dir: &std::path::Path,
+) -> (Endpoint, Endpoint, object_store::aws::AmazonS3, object_store::aws::AmazonS3) {
+    let src = start_store(&dir.join("src"), "region-a", None).await;
+    let dst = start_store(&dir.join("dst"), "region-b", None).await;
+    let (s, d) = (connect(&src).unwrap(), connect(&dst).unwrap());
+    (src, dst, s, d)
+}
+
+/// PUTs `body` to `store` at `key`; its ETag.
+async fn put(store: &object_store::aws::AmazonS3, key: &str, body: &[u8]) -> String {
+    let r = store.put(&Path::from(key), PutPayload::from(body.to_vec())).await.unwrap();
+    etag::normalize(r.e_tag.as_deref().unwrap())
+}
+
+/// Writes `body` in parts of `part` bytes; its ETag.
+async fn put_parts(store: &object_store::aws::AmazonS3, key: &str, body: &[u8], part: usize) -> String {
+    let mut up = WriteMultipart::new_with_chunk_size(store.put_multipart(&Path::from(key)).await.unwrap(), part);
+    up.write(body);
+    up.finish().await.unwrap();
+    etag::normalize(store.head(&Path::from(key)).await.unwrap().e_tag.as_deref().unwrap())
+}
+
+async fn get(store: &object_store::aws::AmazonS3, key: &str) -> Option<(Vec<u8>, String)> {
+    match store.get(&Path::from(key)).await {
+        Ok(g) => {
+            let tag = etag::normalize(g.meta.e_tag.as_deref().unwrap());
+            Some((g.bytes().await.unwrap().to_vec(), tag))
+        }
+        Err(object_store::Error::NotFound { .. }) => None,
+        Err(e) => panic!("{e}"),
+    }
+}
+
+const LAYOUT: (u64, u64) = (6 << 20, 5 << 20);
+
+/// Applies `hint` for the target's version `etag` of `size` bytes, the expected destination
+/// ETags of its sources computed as the coordinator does from `held`.
+async fn apply(
+    src: &Endpoint,
+    dst: &Endpoint,
+    hint: &crate::changelog::Hint,
+    held: &[Option<crate::changelog::Held>],
+    etag: &str,
+    size: u64,
+) -> (crate::task::Applied, crate::task::Meter) {
+    let expect: Vec<Vec<String>> =
+        hint.sources.iter().zip(held).map(|(s, h)| crate::changelog::expected_dst_etags(&s.etag, h.clone())).collect();
+    let task = crate::task::Task {
+        job: "j".into(),
+        instance: "j-0".into(),
+        key: hint.key.clone(),
+        seq: 1,
+        etag: Some(etag.into()),
+        size,
+        src: src.clone(),
+        dst: dst.clone(),
+        coordinator: "http://127.0.0.1:1".into(),
+        mode: crate::task::Mode::Whole,
+        lease_ms: 5_000,
+        system: "lambda".into(),
+        bandwidth: None,
+    };
+    let (s, d) = (connect(src).unwrap(), connect(dst).unwrap());
+    let path = Path::from(hint.key.as_str());
+    let (http, held_lock, meter, throttle) = (
+        reqwest::Client::new(),
+        std::sync::atomic::AtomicBool::new(true),
+        crate::task::Meter::default(),
+        crate::task::Throttle::new(None),
+    );
+    let ctx = crate::task::Copying {
+        task: &task,
+        src: &s,
+        dst: &d,
+        path: &path,
+        http: &http,
+        held: &held_lock,
+        m: &meter,
+        throttle: &throttle,
+    };
+    let applied = crate::task::apply_hint(&ctx, hint, &expect, LAYOUT).await.unwrap();
+    (applied, meter)
+}
+
+fn hint(op: crate::changelog::Op, key: &str, etag: &str, sources: &[(&str, &str)]) -> crate::changelog::Hint {
+    let sources =
+        sources.iter().map(|(k, e)| crate::changelog::Source { key: (*k).into(), etag: (*e).into() }).collect();
+    crate::changelog::Hint { op, key: key.into(), etag: etag.into(), sources, append: None }
+}
+
+fn wan(a: &crate::task::Applied) -> u64 {
+    match a {
+        crate::task::Applied::Done { wan_bytes, .. } => *wan_bytes,
+        crate::task::Applied::Refused(why) => panic!("refused: {why}"),
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn each_hint_builds_its_target_at_the_destination_from_what_is_there() {
+    use crate::changelog::{Append, Op};
+    let dir = tempfile::tempdir().unwrap();
+    let (src, dst, s, d) = two_stores(dir.path()).await;
+    // Sources replicated already: two small objects, and a large one written at the source in
+    // 6 MiB parts that the destination holds in its own layout (5 MiB parts): other ETags.
+    let (a, b, big) = (body(3 << 20, 1), body(4 << 20, 2), body(9 << 20, 3));
+    let (ea, eb) = (put(&s, "a", &a).await, put(&s, "b", &b).await);
+    assert_eq!((put(&d, "a", &a).await, put(&d, "b", &b).await), (ea.clone(), eb.clone()));
+    let src_big = put_parts(&s, "big", &big, 6 << 20).await;
+    let dst_big = put_parts(&d, "big", &big, 5 << 20).await;
+    assert_ne!(src_big, dst_big);
+    let held_big = Some((Some(src_big.clone()), Some(dst_big.clone())));
+
+    // COPY: a server-side copy at the destination; no byte crosses the WAN.
+    s.copy(&Path::from("a"), &Path::from("c1")).await.unwrap();
+    let (r, m) = apply(&src, &dst, &hint(Op::Copy, "c1", &ea, &[("a", &ea)]), &[None], &ea, a.len() as u64).await;
+    assert_eq!((wan(&r), m.bytes.load(std::sync::atomic::Ordering::Relaxed)), (0, 0));
+    assert_eq!(get(&d, "c1").await.unwrap(), (a.clone(), ea.clone()));
+    // MOVE of the large object: matched through the state's record of its copy.
+    s.copy(&Path::from("big"), &Path::from("m1")).await.unwrap();
+    let h = hint(Op::Move, "m1", &src_big, &[("big", &src_big)]);
+    let (r, _) = apply(&src, &dst, &h, std::slice::from_ref(&held_big), &src_big, big.len() as u64).await;
+    assert_eq!(wan(&r), 0);
+    assert_eq!(get(&d, "m1").await.unwrap(), (big.clone(), dst_big.clone()));
+
+    // CONCAT: built from the destination's copies, in the destination's layout (7 MiB is over
+    // the 6 MiB threshold: two parts of 5 MiB and 2 MiB).
+    let ab: Vec<u8> = [a.clone(), b.clone()].concat();
+    let eab = put(&s, "cat", &ab).await;
+    let h = hint(Op::Concat, "cat", &eab, &[("a", &ea), ("b", &eb)]);
+    let (r, _) = apply(&src, &dst, &h, &[None, None], &eab, ab.len() as u64).await;
+    assert_eq!(wan(&r), 0);
+    assert_eq!(get(&d, "cat").await.unwrap(), (ab.clone(), etag::for_layout(&ab, LAYOUT.0, LAYOUT.1)));
+
+    // APPEND: only the appended range is read from the source.
+    let tail = body(1000, 4);
+    let grown: Vec<u8> = [b.clone(), tail.clone()].concat();
+    let eg = put(&s, "b", &grown).await;
+    let mut h = hint(Op::Append, "b", &eg, &[("b", &eb)]);
+    h.append = Some(Append { offset: b.len() as u64, length: tail.len() as u64 });
+    let (r, m) = apply(&src, &dst, &h, &[None], &eg, grown.len() as u64).await;
+    assert_eq!((wan(&r), m.bytes.load(std::sync::atomic::Ordering::Relaxed)), (1000, 1000));
+    assert_eq!(get(&d, "b").await.unwrap(), (grown.clone(), etag::single(&grown)));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_hint_whose_check_fails_is_refused_before_anything_is_written() {
+    use crate::changelog::{Append, Op};
+    let dir = tempfile::tempdir().unwrap();
+    let (src, dst, s, d) = two_stores(dir.path()).await;
+    let (a, a2) = (body(1000, 1), body(1000, 2));
+    let (ea, ea2) = (put(&s, "a", &a).await, etag::single(&a2));
+    put(&d, "a", &a2).await; // the destination holds another version of the source
+    let refused = |r: crate::task::Applied| match r {
+        crate::task::Applied::Refused(why) => why,
+        crate::task::Applied::Done { .. } => panic!("applied"),
+    };
+    // ETag mismatch at the destination.
+    let h = hint(Op::Copy, "t", &ea, &[("a", &ea)]);
+    let why = refused(apply(&src, &dst, &h, &[None], &ea, 1000).await.0);
+    assert!(why.contains(&ea2) && why.contains("hint needs"), "{why}");
+    // A source missing at the destination.
+    let h = hint(Op::Concat, "t", &ea, &[("missing", &ea)]);
+    let why = refused(apply(&src, &dst, &h, &[None], &ea, 1000).await.0);
+    assert!(why.contains("not at the destination"), "{why}");
+    // A hint of another version of the target than the one being copied.
+    let h = hint(Op::Copy, "t", &ea, &[("a", &ea2)]);
+    let why = refused(apply(&src, &dst, &h, &[None], &ea2, 1000).await.0);
+    assert!(why.contains("the hint is for"), "{why}");
+    // A hint whose sources check out but whose result is not the target's bytes.
+    let h = hint(Op::Concat, "t", &ea, &[("a", &ea2)]);
+    let why = refused(apply(&src, &dst, &h, &[None], &ea, 1000).await.0);
+    assert!(why.contains("MD5"), "{why}");
+    // An APPEND whose old version at the destination is not as long as the hint says.
+    let mut h = hint(Op::Append, "a", &ea, &[("a", &ea2)]);
+    h.append = Some(Append { offset: 10, length: 990 });
+    let why = refused(apply(&src, &dst, &h, &[None], &ea, 1000).await.0);
+    assert!(why.contains("appends at 10"), "{why}");
+    assert!(get(&d, "t").await.is_none(), "nothing was written");
+    assert_eq!(get(&d, "a").await.unwrap().0, a2);
+}
+
+/// The coordinator of `src` → `dst` in this process (its tasks too), with `batching`.
+async fn coordinator(dir: &std::path::Path, batching: bool, slo: Duration) -> (Endpoint, Endpoint) {
+    let coord = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let coord_addr = coord.local_addr().unwrap();
+    drop(coord);
+    let src = start_store(&dir.join("src"), "region-a", Some(format!("http://{coord_addr}/events"))).await;
+    let dst = start_store(&dir.join("dst"), "region-b", None).await;
+    let model = |r: &str| crate::coordinator::model(r, &Dist::Const(0.05), &Dist::Const(0.1), 5e6, 1 << 20);
+    let cfg = crate::coordinator::Config {
+        listen: coord_addr,
+        url: format!("http://{coord_addr}"),
+        src: src.clone(),
+        dst: dst.clone(),
+        platforms: vec![("region-a".into(), None), ("region-b".into(), None)],
+        threshold: LAYOUT.0,
+        part_size: LAYOUT.1,
+        max_instances: 4,
+        lease: Duration::from_secs(5),
+        start_grace: Duration::from_secs(30),
+        slo,
+        models: vec![model("region-a"), model("region-b")],
+        reconcile: Duration::from_secs(2),
+        records: Some(dir.to_owned()),
+        system: "lambda".into(),
+        changelog: true,
+        batching,
+        batch_margin: Duration::from_millis(200),
+    };
+    let state = crate::state::State::open(&dir.join("state.db")).unwrap();
+    tokio::spawn(crate::coordinator::serve(cfg, state));
+    (src, dst)
+}
+
+async fn converged(src: &Endpoint, dst: &Endpoint) -> crate::verify::Verdict {
+    let deadline = std::time::Instant::now() + Duration::from_secs(60);
+    loop {
+        let v = crate::verify::compare(src, dst, LAYOUT.0, LAYOUT.1).await.unwrap();
+        if v.ok() || std::time::Instant::now() > deadline {
+            return v;
+        }
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+}
+
+fn replicated(dir: &std::path::Path) -> Vec<serde_json::Value> {
+    std::fs::read_to_string(dir.join("replication.jsonl"))
+        .unwrap_or_default()
+        .lines()
+        .filter_map(|l| serde_json::from_str::<serde_json::Value>(l).ok())
+        .filter(|r| r["record"] == "replicated")
+        .collect()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn hinted_operations_replicate_without_their_bytes_and_a_late_record_falls_back() {
+    let dir = tempfile::tempdir().unwrap();
+    let (src, dst) = coordinator(dir.path(), false, Duration::from_secs(5)).await;
+    let params = crate::writer::Params {
+        ops: 24,
+        keys: 8,
+        hot: 0,
+        small_max: 256 << 10,
+        large_size: 0,
+        large_every: 0,
+        delete_every: 0,
+        part_size: 5 << 20,
+        pause: Duration::from_millis(150),
+        seed: 3,
+        hint_every: 2,
+    };
+    let written = crate::writer::run(&src, &params).await.unwrap();
+    assert!(written.hinted.len() == 4, "every op was issued: {written:?}");
+    // A COPY whose record is written after it: no hint when its copy starts; bytes it is.
+    let s = connect(&src).unwrap();
+    let e = put(&s, "late/src", &body(50_000, 5)).await;
+    tokio::time::sleep(Duration::from_millis(1500)).await;
+    s.copy(&Path::from("late/src"), &Path::from("late/dst")).await.unwrap();
+    tokio::time::sleep(Duration::from_millis(1500)).await;
+    let h = hint(crate::changelog::Op::Copy, "late/dst", &e, &[("late/src", &e)]);
+    let record = Path::parse(crate::changelog::record_key("late/dst", 1)).unwrap();
+    s.put(&record, PutPayload::from(h.to_body())).await.unwrap();
+
+    let verdict = converged(&src, &dst).await;
+    assert!(verdict.ok(), "{verdict:?}");
+    // The records are never replicated as objects.
+    use futures::TryStreamExt;
+    let keys: Vec<String> =
+        connect(&dst).unwrap().list(None).map_ok(|m| m.location.to_string()).try_collect().await.unwrap();
+    assert!(keys.iter().all(|k| !k.starts_with(".changelog")), "{keys:?}");
+    let records = replicated(dir.path());
+    let hinted: Vec<&serde_json::Value> = records.iter().filter(|r| r["via"] != "bytes").collect();
+    let refused: Vec<&serde_json::Value> = records.iter().filter_map(|r| r.get("hint_refused")).collect();
+    println!("written {written:?}; applied {} hint(s); refused {refused:?}", hinted.len());
+    assert!(!hinted.is_empty(), "{records:?}");
+    for r in &hinted {
+        assert!(r["wan_bytes"].as_u64().unwrap() < r["bytes"].as_u64().unwrap(), "{r}");
+    }
+    let late: Vec<&serde_json::Value> = records.iter().filter(|r| r["key"] == "late/dst").collect();
+    assert!(!late.is_empty() && late.iter().all(|r| r["via"] == "bytes"), "{late:?}");
+    let (bytes, wan): (u64, u64) = records
+        .iter()
+        .map(|r| (r["bytes"].as_u64().unwrap(), r["wan_bytes"].as_u64().unwrap()))
+        .fold((0, 0), |(a, b), (c, d)| (a + c, b + d));
+    assert!(wan < bytes, "{wan} WAN bytes of {bytes}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn batching_copies_a_hot_key_once_for_its_writes_within_the_slo() {
+    let dir = tempfile::tempdir().unwrap();
+    let slo = Duration::from_secs(3);
+    let (src, dst) = coordinator(dir.path(), true, slo).await;
+    let s = connect(&src).unwrap();
+    // Five writes 100 ms apart: the hold (about 3 − 0.4 − 0.2 s) outlasts them all.
+    for i in 0..5u8 {
+        put(&s, "hot", &body(10_000, i)).await;
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    let verdict = converged(&src, &dst).await;
+    assert!(verdict.ok(), "{verdict:?}");
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    let hot: Vec<serde_json::Value> = replicated(dir.path()).into_iter().filter(|r| r["key"] == "hot").collect();
+    assert_eq!(hot.len(), 1, "one copy: {hot:?}");
+    assert_eq!((hot[0]["writes"].as_array().unwrap().len(), hot[0]["coalesced"].as_u64()), (5, Some(4)), "{hot:?}");
+    // Each write has its own delay sample; the first waited longest and still met the SLO.
+    let delays: Vec<f64> =
+        hot[0]["writes"].as_array().unwrap().iter().map(|w| w["delay_s"].as_f64().unwrap()).collect();
+    assert!(delays.windows(2).all(|w| w[0] >= w[1]), "{delays:?}");
+    assert!(delays[0] > 1.5 && delays[0] <= slo.as_secs_f64(), "held towards the deadline: {delays:?}");
 }

@@ -3,7 +3,7 @@
 //! Both stores are listed and read through the real S3 client. A key matches when the bytes
 //! are equal and the destination's ETag is the one S3 gives those bytes in the replicator's
 //! layout (one PUT up to the threshold, parts above it); a key only one side has is a
-//! mismatch.
+//! mismatch. Changelog records (`.changelog/…`) are not objects to replicate and are left out.
 
 use crate::client::{self, Endpoint};
 use crate::etag;
@@ -32,7 +32,13 @@ pub async fn compare(src: &Endpoint, dst: &Endpoint, threshold: u64, part_size: 
     let (s, d) = (client::connect(src)?, client::connect(dst)?);
     let keys = |store: &object_store::aws::AmazonS3| {
         let store = store.clone();
-        async move { store.list(None).map_ok(|m| m.location.to_string()).try_collect::<BTreeSet<String>>().await }
+        async move {
+            let all = store.list(None).map_ok(|m| m.location.to_string()).try_collect::<BTreeSet<String>>().await?;
+            // Changelog records are the clients' notes to the replicator, not replicated.
+            Ok::<BTreeSet<String>, object_store::Error>(
+                all.into_iter().filter(|k| !crate::changelog::is_record(k)).collect(),
+            )
+        }
     };
     let (src_keys, dst_keys) = (keys(&s).await?, keys(&d).await?);
     let mut v = Verdict { source_objects: src_keys.len(), ..Default::default() };

@@ -533,12 +533,14 @@ fn replication_section(
         h,
         "<table><tr><th class=\"l\">objects replicated</th><td>{}</td></tr><tr><th class=\"l\">of which deletes</th><td>{}</td></tr>\
          <tr><th class=\"l\">bytes replicated</th><td>{}</td></tr><tr><th class=\"l\">bytes across the WAN</th><td>{}</td></tr>\
+         <tr><th class=\"l\">writes coalesced into another's copy</th><td>{}</td></tr>\
          <tr><th class=\"l\">SLO attainment (writes)</th><td>{}</td></tr>\
          <tr><th class=\"l\">SLO violations</th><td>{}</td></tr><tr><th class=\"l\">objects verified equal</th><td>{}</td></tr></table>",
         r.all.objects_replicated,
         r.all.deletes,
         r.all.bytes,
         r.all.wan_bytes,
+        r.all.writes_coalesced,
         pct(r.all.slo_attainment),
         r.slo_violations,
         esc(&verified)

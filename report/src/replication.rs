@@ -240,6 +240,10 @@ pub struct Figures {
     pub slo_attainment: Option<f64>,
     /// Copies by how they were made (`bytes`, `copy`, `move`, `concat`, `append`).
     pub via: BTreeMap<String, usize>,
+    /// Writes a copy covered beyond its first: writes satisfied without a copy of their own
+    /// (batching, or overwrites made while a copy was pending).
+    #[serde(default)]
+    pub writes_coalesced: usize,
     pub cost: Cost,
     /// Total cost over copies released; `None` without any.
     pub cost_per_object_usd: Option<f64>,
@@ -551,6 +555,7 @@ impl Figures {
             deletes: copies.len() - copied,
             bytes: copies.iter().map(|c| c.bytes).sum(),
             wan_bytes: copies.iter().map(|c| c.wan_bytes).sum(),
+            writes_coalesced: copies.iter().map(|c| c.seqs.len().saturating_sub(1)).sum(),
             delay_s: delay(copies.iter().flat_map(|c| c.delays.iter().copied()).collect()),
             size_classes: classes,
             slo_attainment,

@@ -435,3 +435,124 @@ fn a_state_file_of_the_first_replicator_gets_the_new_columns() {
     assert_eq!(s.release_copy("k", "w", l.seq, Some("a"), Some("a")).unwrap().outcome, Release::Done);
     assert_eq!(s.snapshot(0).unwrap()["k"].done_etag.as_deref(), Some("a"));
 }
+
+fn hint(op: crate::changelog::Op, key: &str, etag: &str, sources: &[(&str, &str)]) -> crate::changelog::Hint {
+    crate::changelog::Hint {
+        op,
+        key: key.into(),
+        etag: etag.into(),
+        sources: sources
+            .iter()
+            .map(|(k, e)| crate::changelog::Source { key: (*k).into(), etag: (*e).into() })
+            .collect(),
+        append: None,
+    }
+}
+
+#[test]
+fn a_hint_is_found_by_its_target_version_until_resolved_and_survives_a_reopen() {
+    use crate::changelog::Op;
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("state.db");
+    let mut s = State::open(&path).unwrap();
+    let h = hint(Op::Copy, "t", "e1", &[("src", "e0")]);
+    assert!(s.add_hint(".changelog/t/1", &h, 100).unwrap());
+    assert!(!s.add_hint(".changelog/t/1", &h, 200).unwrap(), "a record read twice is one hint");
+    // Looked up by the target's ETag as the event carries it (quoted or not).
+    assert_eq!(s.hint_for("t", "\"e1\"").unwrap(), Some((".changelog/t/1".into(), h.clone())));
+    assert_eq!(s.hint_for("t", "e2").unwrap(), None, "another version of the target has no hint");
+    drop(s);
+    let mut s = State::open(&path).unwrap();
+    assert!(s.hint_for("t", "e1").unwrap().is_some(), "hints are in the database");
+    assert_eq!(s.resolve_hints("t", "e1", true).unwrap(), 1);
+    assert_eq!(s.hint_for("t", "e1").unwrap(), None, "a resolved hint is not applied twice");
+}
+
+#[test]
+fn a_source_of_an_open_hint_is_held_back_until_the_hint_resolves_or_ages() {
+    use crate::changelog::Op;
+    let mut s = State::in_memory().unwrap();
+    // MOVE src → t: the source's delete event comes right after the target's copy event.
+    s.observe(&v("t", 1, "e0")).unwrap();
+    s.observe(&Version { key: "src".into(), seq: 2, etag: None, size: 0, deleted: true }).unwrap();
+    s.add_hint(".changelog/t/1", &hint(Op::Move, "t", "e0", &[("src", "e0")]), 1_000).unwrap();
+    let keys = |s: &State, since| -> Vec<String> {
+        s.pending_hinted(2_000, since, 10).unwrap().into_iter().map(|v| v.key).collect()
+    };
+    assert_eq!(keys(&s, 500), ["t"], "the delete of the source waits for the hint");
+    assert_eq!(keys(&s, 1_001), ["t", "src"], "a hint older than the bound holds nothing");
+    s.resolve_hints("t", "e0", true).unwrap();
+    assert_eq!(keys(&s, 500), ["t", "src"]);
+    // A hint whose target version was overwritten before its copy holds nothing either.
+    s.add_hint(".changelog/t/3", &hint(Op::Copy, "t", "e5", &[("src", "e0")]), 1_000).unwrap();
+    assert_eq!(keys(&s, 500), ["t", "src"], "the target's latest version is not the hint's");
+    s.observe(&v("t", 3, "e5")).unwrap();
+    assert_eq!(keys(&s, 500), ["t"], "now it is");
+    // An APPEND names its own key: that never holds the key back.
+    s.resolve_hints("t", "e5", false).unwrap();
+    s.add_hint(".changelog/t/4", &hint(Op::Append, "t", "e5", &[("t", "e0")]), 1_000).unwrap();
+    assert!(s.hint_for("t", "e5").unwrap().is_some());
+    assert_eq!(keys(&s, 500), ["src", "t"], "in sequencer order");
+}
+
+#[test]
+fn what_the_destination_holds_is_the_last_released_copy() {
+    let mut s = State::in_memory().unwrap();
+    s.observe(&v("k", 1, "a")).unwrap();
+    assert_eq!(s.held("k").unwrap(), None, "nothing copied yet");
+    let l = s.lock("k", "w", 0, 10).unwrap().unwrap();
+    s.release_copy("k", "w", l.seq, Some("a"), Some("a-2")).unwrap();
+    // A newer version lagging does not change what the destination holds.
+    s.observe(&v("k", 2, "b")).unwrap();
+    assert_eq!(s.held("k").unwrap(), Some((Some("a".into()), Some("a-2".into()))));
+}
+
+#[test]
+fn a_batch_hold_keeps_the_earliest_end_and_coalesces_writes_into_the_newest_version() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("state.db");
+    let mut s = State::open(&path).unwrap();
+    s.observe_at(&v("k", 1, "a"), Some(1_000)).unwrap();
+    assert_eq!(s.hold_batch("k", 1_000, 2_500).unwrap(), Some(2_500));
+    s.observe_at(&v("k", 2, "b"), Some(1_200)).unwrap();
+    // A newer write's later end does not push the hold; an earlier one pulls it in.
+    assert_eq!(s.hold_batch("k", 1_200, 2_700).unwrap(), Some(2_500));
+    s.observe_at(&v("k", 3, "c"), Some(1_400)).unwrap();
+    assert_eq!(s.hold_batch("k", 1_400, 2_400).unwrap(), Some(2_400));
+    assert_eq!(s.pending(2_399, 10).unwrap(), vec![], "held");
+    // A restarted coordinator finds the hold where it was.
+    drop(s);
+    let mut s = State::open(&path).unwrap();
+    assert_eq!(s.pending(2_399, 10).unwrap(), vec![], "still held after a reopen");
+    // When the hold ends only the newest version is copied, and it covers all three writes.
+    assert_eq!(s.pending(2_400, 10).unwrap(), vec![v("k", 3, "c")]);
+    let l = s.lock("k", "w", 2_400, 9_000).unwrap().unwrap();
+    let r = s.release_copy("k", "w", l.seq, l.etag.as_deref(), Some("c")).unwrap();
+    let covered: Vec<u64> = r.writes.iter().map(|w| w.seq).collect();
+    assert_eq!((r.outcome, covered), (Release::Done, vec![1, 2, 3]));
+    // A hold that ended counts as none: the next write gets its own.
+    s.observe_at(&v("k", 4, "d"), Some(5_000)).unwrap();
+    assert_eq!(s.hold_batch("k", 5_000, 6_000).unwrap(), Some(6_000));
+}
+
+#[test]
+fn a_hinted_target_waits_for_its_source_version_to_be_replicated_first() {
+    use crate::changelog::Op;
+    let mut s = State::in_memory().unwrap();
+    // COPY of a source just written: the source's version is pending, then the target's.
+    s.observe(&v("src", 1, "e0")).unwrap();
+    s.observe(&v("t", 2, "e0")).unwrap();
+    s.add_hint(".changelog/t/1", &hint(Op::Copy, "t", "e0", &[("src", "e0")]), 1_000).unwrap();
+    let keys = |s: &State, since| -> Vec<String> {
+        s.pending_hinted(2_000, since, 10).unwrap().into_iter().map(|v| v.key).collect()
+    };
+    assert_eq!(keys(&s, 500), ["src"], "the source first: the hint can then apply");
+    assert_eq!(keys(&s, 1_001), ["src", "t"], "not past the bound");
+    let l = s.lock("src", "w", 2_000, 9_000).unwrap().unwrap();
+    s.release_copy("src", "w", l.seq, Some("e0"), Some("e0")).unwrap();
+    assert_eq!(keys(&s, 500), ["t"]);
+    // A source overwritten since: its new version waits for the target (rule one), and the
+    // target does not wait for it (it is not the version named): no deadlock.
+    s.observe(&v("src", 3, "e1")).unwrap();
+    assert_eq!(keys(&s, 500), ["t"]);
+}

@@ -137,6 +137,7 @@ fn writes_systems_classes_costs_and_the_verdict() {
     assert_eq!(l.bytes, MIB + 1088 * MIB);
     assert_eq!(l.wan_bytes, MIB + 1024 * MIB, "the concatenation moved nothing");
     assert_eq!(l.via, BTreeMap::from([("bytes".into(), 2), ("concat".into(), 1)]));
+    assert_eq!(l.writes_coalesced, 1, "the hot key's copy covered a second write");
     // Writes: 3 of 4 timed ones within 2 s, and one never replicated: 3 / 5.
     assert!((l.slo_attainment.unwrap() - 0.6).abs() < 1e-12, "{:?}", l.slo_attainment);
     let classes: Vec<(&str, usize)> = l.size_classes.iter().map(|c| (c.class.as_str(), c.objects)).collect();
