@@ -115,6 +115,10 @@ struct Cli {
     /// it wrote, each announced by a changelog record; 0: none.
     #[arg(long, default_value_t = 0)]
     hint_every: u32,
+    /// Writer: a hinted operation's sources were written at least this many seconds ago
+    /// (virtual), so their copies have usually landed.
+    #[arg(long, default_value_t = 1.5)]
+    hint_settle: f64,
     /// Replication-delay SLO, in seconds.
     #[arg(long, default_value_t = 10.0)]
     slo: f64,
@@ -336,6 +340,7 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
                 pause: Duration::from_millis(cli.pause_ms),
                 seed: cli.seed,
                 hint_every: cli.hint_every,
+                hint_settle: Duration::from_secs_f64(cli.hint_settle.max(0.0)),
             };
             let written = crate::writer::run(&ep, &p).await?;
             tracing::info!(?written, "writer done");

@@ -167,6 +167,7 @@ async fn replication_converges_on_the_latest_versions() {
         pause: Duration::from_millis(5),
         seed: 7,
         hint_every: 0,
+        hint_settle: Duration::ZERO,
     };
     let written = crate::writer::run(&src, &params).await.unwrap();
     assert!(written.multipart >= 2 && written.deletes >= 4, "{written:?}");
@@ -454,6 +455,7 @@ async fn hinted_operations_replicate_without_their_bytes_and_a_late_record_falls
         pause: Duration::from_millis(150),
         seed: 3,
         hint_every: 2,
+        hint_settle: Duration::ZERO,
     };
     let written = crate::writer::run(&src, &params).await.unwrap();
     assert!(written.hinted.len() == 4, "every op was issued: {written:?}");

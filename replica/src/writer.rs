@@ -31,6 +31,10 @@ pub struct Params {
     /// Every Nth operation (not a delete or a large object) is a hinted COPY, MOVE, CONCAT
     /// or APPEND, in turn; 0: none.
     pub hint_every: u32,
+    /// A hint's sources (and an APPEND's old version) were written at least this long ago
+    /// (virtual), so their copies have usually landed at the destination: a source still
+    /// being copied, or coalesced into a newer write, fails the replicator's check there.
+    pub hint_settle: Duration,
 }
 
 /// Counts of what was written.
@@ -44,8 +48,8 @@ pub struct Written {
     pub hinted: std::collections::BTreeMap<String, u32>,
 }
 
-/// An object the writer wrote and has not deleted: its bytes and ETag.
-type Known = std::collections::BTreeMap<String, (bytes::Bytes, String)>;
+/// An object the writer wrote and has not deleted: its bytes, ETag and when it was written.
+type Known = std::collections::BTreeMap<String, (bytes::Bytes, String, std::time::Instant)>;
 
 /// Runs the writer against `ep`.
 pub async fn run(ep: &Endpoint, p: &Params) -> object_store::Result<Written> {
@@ -80,7 +84,7 @@ pub async fn run(ep: &Endpoint, p: &Params) -> object_store::Result<Written> {
             remember(&mut known, &key, body, tag.as_deref());
         } else if p.hint_every > 0
             && op % p.hint_every == 0
-            && hinted(&store, &mut rng, &mut known, &key, HINTED[hints as usize % HINTED.len()], p).await?
+            && hinted(&store, &mut rng, &mut known, &cold(k, p), HINTED[hints as usize % HINTED.len()], p).await?
         {
             *out.hinted.entry(HINTED[hints as usize % HINTED.len()].via().to_owned()).or_default() += 1;
             hints += 1;
@@ -99,9 +103,21 @@ pub async fn run(ep: &Endpoint, p: &Params) -> object_store::Result<Written> {
 
 const HINTED: [Op; 4] = [Op::Copy, Op::Move, Op::Concat, Op::Append];
 
+/// The key of a hinted operation: key `k`, or a cold key in its place when `k` is hot. A
+/// hot key is rewritten within moments, so a hint on it or from it would name a version
+/// that is superseded before it is copied, and the replicator rightly falls back to bytes.
+fn cold(k: u32, p: &Params) -> String {
+    let k = if k < p.hot && p.keys > p.hot { p.hot + k % (p.keys - p.hot) } else { k };
+    format!("obj/{k:04}")
+}
+
+fn is_hot(key: &str, p: &Params) -> bool {
+    key.strip_prefix("obj/").and_then(|n| n.parse::<u32>().ok()).is_some_and(|n| n < p.hot)
+}
+
 fn remember(known: &mut Known, key: &str, body: Vec<u8>, etag: Option<&str>) {
     let tag = etag.map(crate::etag::normalize).unwrap_or_else(|| crate::etag::single(&body));
-    known.insert(key.to_owned(), (bytes::Bytes::from(body), tag));
+    known.insert(key.to_owned(), (bytes::Bytes::from(body), tag, std::time::Instant::now()));
 }
 
 /// Does `op` on `target` with a changelog record written first, from objects in `known`.
@@ -114,17 +130,23 @@ async fn hinted(
     op: Op,
     p: &Params,
 ) -> object_store::Result<bool> {
-    // Sources: objects other than the target, small ones for CONCAT (its result is one PUT).
+    // Sources: cold objects other than the target, small ones for CONCAT (its result is one
+    // PUT).
     let others: Vec<String> = known
         .iter()
-        .filter(|(k, (b, _))| k.as_str() != target && (op != Op::Concat || b.len() <= p.small_max))
+        .filter(|(k, (b, _, at))| {
+            k.as_str() != target
+                && !is_hot(k, p)
+                && at.elapsed() >= p.hint_settle
+                && (op != Op::Concat || b.len() <= p.small_max)
+        })
         .map(|(k, _)| k.clone())
         .collect();
     let path = Path::from(target);
     let (hint, body) = match op {
         Op::Copy | Op::Move => {
             let Some(from) = pick(rng, &others) else { return Ok(false) };
-            let (body, tag) = known[&from].clone();
+            let (body, tag, _) = known[&from].clone();
             // A copy keeps its source's ETag (s3s-fs, and S3 for a single-part object).
             let sources = vec![Source { key: from, etag: tag.clone() }];
             (Hint { op, key: target.to_owned(), etag: tag, sources, append: None }, body)
@@ -145,7 +167,10 @@ async fn hinted(
             (Hint { op, key: target.to_owned(), etag, sources, append: None }, bytes::Bytes::from(body))
         }
         Op::Append => {
-            let Some((old, tag)) = known.get(target).cloned() else { return Ok(false) };
+            let Some((old, tag, at)) = known.get(target).cloned() else { return Ok(false) };
+            if at.elapsed() < p.hint_settle {
+                return Ok(false);
+            }
             let len = rng.random_range(1..=(p.small_max / 4).max(1));
             let tail = random_body(rng, len);
             let append = Some(Append { offset: old.len() as u64, length: tail.len() as u64 });
@@ -174,7 +199,7 @@ async fn hinted(
             store.put(&path, PutPayload::from(body.clone())).await?;
         }
     }
-    known.insert(target.to_owned(), (body, hint.etag));
+    known.insert(target.to_owned(), (body, hint.etag, std::time::Instant::now()));
     Ok(true)
 }
 
