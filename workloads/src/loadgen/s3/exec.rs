@@ -258,9 +258,10 @@ impl S3 {
         if !self.cfg.hints {
             return Ok(());
         }
+        let Some(op) = changelog::record_op(op) else { return Ok(()) };
         let record = changelog::Record { op, key: key.to_owned(), etag: etag.to_owned(), sources, append };
         let at = changelog::key(key, now_unix_ns());
-        let body = Bytes::from(record.to_json());
+        let body = Bytes::from(record.to_body());
         let at_path = path(&at);
         self.retry("put changelog", &at, || self.store.put(&at_path, PutPayload::from(body.clone()))).await?;
         rec.changelog = at;

@@ -75,7 +75,7 @@ pub struct Row {
 }
 
 /// Keys under this prefix are the changelog's, never a trace's.
-pub const RESERVED_PREFIX: &str = ".changelog/";
+pub const RESERVED_PREFIX: &str = s3util::changelog::PREFIX;
 
 /// Errors of reading or writing an object-write trace.
 #[derive(Debug, thiserror::Error)]
