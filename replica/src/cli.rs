@@ -3,6 +3,9 @@
 //!
 //! Exit codes: 0 success, 1 a verification that found mismatches, 2 usage, 3 runtime failure,
 //! 4 an instance whose copy failed and whose coordinator took the report (it retries).
+//!
+//! The coordinator runs λReplica or a baseline (`--system lambda|provider|vm`); a VM-style
+//! baseline's machines are a `vm-pool` node.
 
 use crate::client::Endpoint;
 use clap::{Parser, ValueEnum};
@@ -21,6 +24,10 @@ enum Role {
     Platform,
     /// One function instance (its task as JSON on standard input).
     Instance,
+    /// A VM-style replicator's pool of VMs (starts `vm` processes).
+    VmPool,
+    /// One VM: runs the task lines of standard input one after another.
+    Vm,
     /// The test writer.
     Writer,
     /// Compare source and destination; exit 1 on a mismatch.
@@ -38,6 +45,28 @@ impl Switch {
     fn on(self) -> bool {
         self == Switch::On
     }
+}
+
+/// The replicator a coordinator runs.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+enum SystemArg {
+    /// λReplica: planned function instances, the part pool, hints, batching.
+    Lambda,
+    /// Provider-style (as S3 Cross-Region Replication): whole objects, one stream, from the
+    /// coordinator's node after `--copy-delay`, a per-object fee.
+    Provider,
+    /// VM-style (as Skyplane): copies run on the VM pool at `--src-platform` (or
+    /// `--dst-platform`), `--streams` parallel ranges per large object.
+    Vm,
+}
+
+/// How a large object's parts reach its instances.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+enum AssignmentArg {
+    /// Instances claim parts from the pool as they go (λReplica).
+    Pool,
+    /// Parts divided evenly among the planned instances up front (the ablation).
+    Static,
 }
 
 #[derive(Debug, Parser)]
@@ -58,9 +87,21 @@ struct Cli {
     access_key: String,
     #[arg(long, default_value = "diorama-secret")]
     secret_key: String,
-    /// Store: the URL events are POSTed to.
+    /// Store: the URLs events are POSTed to (each gets every event; repeat the flag or
+    /// separate them with commas).
+    #[arg(long, value_delimiter = ',')]
+    notify: Vec<String>,
+    /// Store: more buckets to create besides `--bucket` (separate destinations of several
+    /// replicators on one store).
+    #[arg(long, value_delimiter = ',')]
+    buckets: Vec<String>,
+    /// The destination's bucket (default: `--bucket`).
     #[arg(long)]
-    notify: Option<String>,
+    dst_bucket: Option<String>,
+    /// Writer and verify: check each of these buckets of `--dst` against the source (one
+    /// verdict each, their sum as the verdict); none: `--dst-bucket`.
+    #[arg(long, value_delimiter = ',')]
+    verify_buckets: Vec<String>,
     /// Source store URL.
     #[arg(long)]
     src: Option<String>,
@@ -111,6 +152,40 @@ struct Cli {
     /// Coordinator: seconds a batched copy starts before deadline − T_rep.
     #[arg(long, default_value_t = 0.2)]
     batch_margin: f64,
+    /// Coordinator: λReplica or a baseline. The baselines neither plan, apply changelog hints
+    /// nor batch (`--changelog` and `--batching` are off for them).
+    #[arg(long, value_enum, default_value = "lambda")]
+    system: SystemArg,
+    /// Coordinator (λReplica): the part pool (`pool`) or parts divided among the planned
+    /// instances up front (`static`).
+    #[arg(long, value_enum, default_value = "pool")]
+    assignment: AssignmentArg,
+    /// Coordinator, `--system provider`: seconds from a write's event to its copy starting,
+    /// drawn per copy (the forms of `--invoke`). Keep it under `--lease` + `--start-grace`.
+    #[arg(long, default_value = "1")]
+    copy_delay: crate::planner::Dist,
+    /// Coordinator, `--system vm`: parallel range streams of one VM copying a large object.
+    #[arg(long, default_value_t = 4)]
+    streams: u32,
+    /// Coordinator, baselines: dollars per object copied and per GB replicated (a provider's
+    /// replication fees), on top of `--price-request` per S3 request and `--price-egress-gb`.
+    #[arg(long, default_value_t = 0.0)]
+    price_object: f64,
+    #[arg(long, default_value_t = 0.0)]
+    price_replicated_gb: f64,
+    /// VM pool: seconds from a VM's request to its being usable, drawn per VM (the forms of
+    /// `--invoke`).
+    #[arg(long, default_value = "1")]
+    provision: crate::planner::Dist,
+    /// VM pool: seconds a VM stays up idle after its last job.
+    #[arg(long, default_value_t = 60.0)]
+    keep_alive: f64,
+    /// VM pool: VMs at most.
+    #[arg(long, default_value_t = 4)]
+    max_vms: usize,
+    /// VM pool: dollars per VM-hour.
+    #[arg(long, default_value_t = 0.1)]
+    price_vm_hour: f64,
     /// Writer: every Nth operation is a COPY, MOVE, CONCAT or APPEND (in turn) of objects
     /// it wrote, each announced by a changelog record; 0: none.
     #[arg(long, default_value_t = 0)]
@@ -220,9 +295,13 @@ fn fail(err: &anyhow::Error) -> ExitCode {
 
 fn endpoint(cli: &Cli, url: &Option<String>, region: &str, what: &str) -> anyhow::Result<Endpoint> {
     let url = url.clone().ok_or_else(|| anyhow::anyhow!("--{what} is required for this role"))?;
+    let bucket = match (what, &cli.dst_bucket) {
+        ("dst", Some(b)) => b.clone(),
+        _ => cli.bucket.clone(),
+    };
     Ok(Endpoint {
         url,
-        bucket: cli.bucket.clone(),
+        bucket,
         region: region.to_owned(),
         access_key: cli.access_key.clone(),
         secret_key: cli.secret_key.clone(),
@@ -249,7 +328,7 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
                 region: cli.region.clone(),
                 access_key: cli.access_key.clone(),
                 secret_key: cli.secret_key.clone(),
-                buckets: vec![cli.bucket.clone()],
+                buckets: std::iter::once(cli.bucket.clone()).chain(cli.buckets.iter().cloned()).collect(),
                 notify: cli.notify.clone(),
             };
             let listener =
@@ -281,9 +360,24 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
                     .collect(),
                 reconcile: Duration::from_secs_f64(if cli.reconcile > 0.0 { cli.reconcile } else { 1e9 }),
                 records: Some(cli.records.clone()),
-                system: "lambda".into(),
-                changelog: cli.changelog.on(),
-                batching: cli.batching.on(),
+                system: match cli.system {
+                    SystemArg::Lambda => crate::coordinator::System::Lambda,
+                    SystemArg::Provider => crate::coordinator::System::Provider { delay: cli.copy_delay.clone() },
+                    SystemArg::Vm => crate::coordinator::System::Vm { streams: cli.streams },
+                },
+                assignment: match cli.assignment {
+                    AssignmentArg::Pool => crate::coordinator::Assignment::Pool,
+                    AssignmentArg::Static => crate::coordinator::Assignment::Static,
+                },
+                fee: (cli.system != SystemArg::Lambda).then_some(crate::task::Fee {
+                    per_object: cli.price_object,
+                    per_gb: cli.price_replicated_gb,
+                    per_request: cli.price_request,
+                    per_egress_gb: cli.price_egress_gb,
+                }),
+                // The baselines know nothing of hints or batching.
+                changelog: cli.changelog.on() && cli.system == SystemArg::Lambda,
+                batching: cli.batching.on() && cli.system == SystemArg::Lambda,
                 batch_margin: Duration::from_secs_f64(cli.batch_margin.max(0.0)),
             };
             crate::coordinator::serve(cfg, state).await?;
@@ -308,6 +402,18 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             std::fs::create_dir_all(&cli.records).with_context(|| format!("create {}", cli.records.display()))?;
             crate::platform::serve(cli.listen, model, &cli.records).await?
         }
+        Role::VmPool => {
+            let model = crate::vm::Model {
+                provision: cli.provision.clone(),
+                keep_alive: Duration::from_secs_f64(cli.keep_alive.max(0.0)),
+                max_vms: cli.max_vms,
+                price_per_hour: cli.price_vm_hour,
+                seed: cli.seed,
+            };
+            std::fs::create_dir_all(&cli.records).with_context(|| format!("create {}", cli.records.display()))?;
+            crate::vm::serve(cli.listen, model, &cli.records).await?
+        }
+        Role::Vm => crate::vm::worker().await.context("run the VM's jobs")?,
         Role::Instance => {
             let mut text = String::new();
             std::io::Read::read_to_string(&mut std::io::stdin(), &mut text)
@@ -346,28 +452,62 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             tracing::info!(?written, "writer done");
             // With --dst the writer then waits for convergence (the end check of a run).
             if cli.dst.is_some() {
-                let dst = endpoint(&cli, &cli.dst, &cli.dst_region, "dst")?;
-                let verdict = converge(&ep, &dst, &cli).await?;
-                write_out(&cli.out, &serde_json::json!({"written": written, "verdict": verdict}))?;
-                return Ok(if verdict.ok() { ExitCode::SUCCESS } else { ExitCode::from(1) });
+                let (verdict, each) = converge_all(&ep, &cli).await?;
+                let ok = verdict.ok();
+                write_out(&cli.out, &serde_json::json!({"written": written, "verdict": verdict, "destinations": each}))?;
+                return Ok(if ok { ExitCode::SUCCESS } else { ExitCode::from(1) });
             }
             write_out(&cli.out, &written)?;
         }
         Role::Verify => {
-            let (src, dst) =
-                (endpoint(&cli, &cli.src, &cli.src_region, "src")?, endpoint(&cli, &cli.dst, &cli.dst_region, "dst")?);
-            let verdict = converge(&src, &dst, &cli).await?;
-            write_out(&cli.out, &verdict)?;
-            return Ok(if verdict.ok() { ExitCode::SUCCESS } else { ExitCode::from(1) });
+            let src = endpoint(&cli, &cli.src, &cli.src_region, "src")?;
+            let (verdict, each) = converge_all(&src, &cli).await?;
+            let ok = verdict.ok();
+            if cli.verify_buckets.is_empty() {
+                write_out(&cli.out, &verdict)?;
+            } else {
+                write_out(&cli.out, &serde_json::json!({"verdict": verdict, "destinations": each}))?;
+            }
+            return Ok(if ok { ExitCode::SUCCESS } else { ExitCode::from(1) });
         }
     }
     Ok(ExitCode::SUCCESS)
 }
 
-/// Compares until equal or `--wait` seconds passed; the last verdict. The listings are
-/// polled (cheap), and every object is read and compared once they agree or time is up.
-async fn converge(src: &Endpoint, dst: &Endpoint, cli: &Cli) -> anyhow::Result<crate::verify::Verdict> {
+/// Converges `src` with each destination bucket (`--verify-buckets`, else the one of
+/// `--dst-bucket`), one after another within one `--wait`: their verdicts by bucket and
+/// their sum (mismatches named `bucket: …`).
+async fn converge_all(
+    src: &Endpoint,
+    cli: &Cli,
+) -> anyhow::Result<(crate::verify::Verdict, std::collections::BTreeMap<String, crate::verify::Verdict>)> {
+    let dst = endpoint(cli, &cli.dst, &cli.dst_region, "dst")?;
+    if cli.verify_buckets.is_empty() {
+        let v = converge(src, &dst, cli, std::time::Instant::now()).await?;
+        return Ok((v, std::collections::BTreeMap::new()));
+    }
     let started = std::time::Instant::now();
+    let mut sum = crate::verify::Verdict::default();
+    let mut each = std::collections::BTreeMap::new();
+    for bucket in &cli.verify_buckets {
+        let dst = Endpoint { bucket: bucket.clone(), ..dst.clone() };
+        let v = converge(src, &dst, cli, started).await?;
+        sum.source_objects += v.source_objects;
+        sum.equal += v.equal;
+        sum.mismatched.extend(v.mismatched.iter().map(|m| format!("{bucket}: {m}")));
+        each.insert(bucket.clone(), v);
+    }
+    Ok((sum, each))
+}
+
+/// Compares until equal or `--wait` seconds passed since `started`; the last verdict. The listings are
+/// polled (cheap), and every object is read and compared once they agree or time is up.
+async fn converge(
+    src: &Endpoint,
+    dst: &Endpoint,
+    cli: &Cli,
+    started: std::time::Instant,
+) -> anyhow::Result<crate::verify::Verdict> {
     loop {
         let out_of_time = started.elapsed().as_secs_f64() >= cli.wait;
         if !out_of_time {

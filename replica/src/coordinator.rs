@@ -15,6 +15,11 @@
 //!   configured for that region.
 //! - State lives in SQLite on disk: a restarted coordinator resumes the lagging keys, and a
 //!   lock whose lease ran out (instance or coordinator killed) is taken again.
+//! - The same coordinator (state, events, reconciliation, records, the copy code of
+//!   [`crate::task`]) also runs the baselines ([`System`]): a provider-style replicator copies
+//!   each object whole, in one stream, from this process after a drawn delay; a VM-style one
+//!   sends each copy to a VM pool ([`crate::vm`]) where one machine copies it with parallel
+//!   ranges. Neither plans, applies changelog hints or batches.
 
 use crate::client::Endpoint;
 use crate::planner::{self, Dist, RegionModel};
@@ -55,8 +60,15 @@ pub struct Config {
     pub reconcile: Duration,
     /// Where the replication records go (`replication.jsonl`); none: not written.
     pub records: Option<std::path::PathBuf>,
-    /// The name of this replicator in its records and its tasks' bills (`lambda`).
-    pub system: String,
+    /// Which replicator this is: λReplica or a baseline (its name is in its records and its
+    /// tasks' bills).
+    pub system: System,
+    /// How the parts of an object go to its instances (λReplica's part pool, or the static
+    /// ablation).
+    pub assignment: Assignment,
+    /// A baseline's price of each copy ([`task::Fee`]), recorded with it; none: the function
+    /// platforms bill the copies.
+    pub fee: Option<task::Fee>,
     /// Apply changelog hints (COPY, MOVE, CONCAT, APPEND) at the destination
     /// ([`crate::changelog`]); off: every version is copied as bytes (the ablation).
     pub changelog: bool,
@@ -64,6 +76,41 @@ pub struct Config {
     /// less `batch_margin`, so that the writes made meanwhile are covered by one copy.
     pub batching: bool,
     pub batch_margin: Duration,
+}
+
+/// The replicator a coordinator runs.
+#[derive(Debug, Clone, PartialEq)]
+pub enum System {
+    /// λReplica: planned copies by function instances, parts through the pool.
+    Lambda,
+    /// Provider-style (as S3 Cross-Region Replication): each object whole, in one stream, from
+    /// this process (its node), `delay` seconds (drawn per copy) after the copy is due.
+    Provider { delay: Dist },
+    /// VM-style (as Skyplane): each copy goes to the VM pool at the source region's platform
+    /// URL (else the destination's); one VM copies an object, large ones in `streams`
+    /// parallel ranges from the part pool.
+    Vm { streams: u32 },
+}
+
+impl System {
+    /// The name in records and bills: `lambda`, `provider`, `vm`.
+    pub fn name(&self) -> &'static str {
+        match self {
+            System::Lambda => "lambda",
+            System::Provider { .. } => "provider",
+            System::Vm { .. } => "vm",
+        }
+    }
+}
+
+/// How the parts of a large object reach its `n` instances.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Assignment {
+    /// Each instance claims the next free part when it is ready for one (λReplica).
+    Pool,
+    /// The parts are divided evenly among the instances up front (the ablation): no claims,
+    /// so a slow instance is not helped by the others.
+    Static,
 }
 
 /// The backoff of a key whose copy failed: 1 s after the first failure, doubling, at most
@@ -83,6 +130,8 @@ struct Shared {
     plans: Mutex<HashMap<String, Planned>>,
     records: Option<crate::record::Records>,
     http: reqwest::Client,
+    /// Draws a provider's delays.
+    rng: Mutex<rand::rngs::StdRng>,
 }
 
 /// A started job's plan, kept for its replication record.
@@ -109,6 +158,7 @@ pub async fn serve(cfg: Config, mut state: State) -> std::io::Result<()> {
         plans: Mutex::new(HashMap::new()),
         records: cfg.records.as_deref().map(crate::record::Records::new),
         http: reqwest::Client::builder().timeout(Duration::from_secs(10)).build().unwrap_or_default(),
+        rng: Mutex::new(rand::SeedableRng::seed_from_u64(now_ms())),
     });
     let app = Router::new()
         .route("/events", post(events))
@@ -320,7 +370,7 @@ fn record_release(
         writes.iter().map(|w| crate::record::Covered { seq: w.seq, delay_s: delay(w.event_ms) }).collect();
     let delay_s = covered.iter().map(|c| c.delay_s).reduce(f64::max).or(written_ms.map(delay));
     r.write(&crate::record::Record::Replicated {
-        system: s.cfg.system.clone(),
+        system: s.cfg.system.name().to_owned(),
         key: d.key.clone(),
         seq: d.seq,
         bytes: d.bytes,
@@ -343,7 +393,7 @@ fn record_release(
         covered.iter().zip(writes).filter(|(c, w)| c.delay_s > slo && !w.flagged).map(|(c, _)| c).collect();
     if let Some(worst) = late.iter().map(|c| c.delay_s).reduce(f64::max) {
         r.write(&crate::record::Record::Violation {
-            system: s.cfg.system.clone(),
+            system: s.cfg.system.name().to_owned(),
             key: d.key.clone(),
             seq: d.seq,
             at_ms: done_ms,
@@ -428,9 +478,23 @@ async fn dispatch(s: Arc<Shared>) {
     }
 }
 
-async fn start(s: &Arc<Shared>, job: &str, v: &Version) -> Result<(), String> {
+/// Where and by how many instances a copy runs, as λReplica plans it or a baseline does it.
+struct Route {
+    region: String,
+    /// Instances (a large object's part copiers); 1 otherwise.
+    n: u32,
+    /// The platform (or VM pool) to invoke; none: this process copies.
+    platform: Option<String>,
+    /// A changelog hint to apply (its record's key and the hint).
+    hint: Option<(String, crate::changelog::Hint)>,
+    /// The plan's p99 estimate.
+    predicted_s: Option<f64>,
+}
+
+/// λReplica's route of a copy of `v`: planned against what is left of the SLO (a plan that
+/// cannot meet it is recorded as a violation), or in the destination region for a hint.
+fn route_lambda(s: &Shared, v: &Version) -> Result<Route, String> {
     let cfg = &s.cfg;
-    let large = !v.deleted && v.size > cfg.threshold;
     // The SLO counts from the oldest write the destination lacks: what is left of it bounds
     // the plan.
     let oldest = with_state(s, |st| st.oldest_pending(&v.key)).map_err(|e| e.1)?;
@@ -455,7 +519,7 @@ async fn start(s: &Arc<Shared>, job: &str, v: &Version) -> Result<(), String> {
     let plan = plan.filter(|_| hint.is_none());
     if let (Some(p), Some(r)) = (plan.as_ref().filter(|p| !p.meets_slo), &s.records) {
         r.write(&crate::record::Record::Violation {
-            system: cfg.system.clone(),
+            system: cfg.system.name().to_owned(),
             key: v.key.clone(),
             seq: v.seq,
             at_ms: now_ms(),
@@ -464,10 +528,29 @@ async fn start(s: &Arc<Shared>, job: &str, v: &Version) -> Result<(), String> {
             writes: Vec::new(),
         });
     }
-    lock(&s.plans).insert(
-        job.to_owned(),
-        Planned { region: region.clone(), instances: n, predicted_s: plan.as_ref().map(|p| p.time) },
-    );
+    Ok(Route { region, n, platform, hint, predicted_s: plan.as_ref().map(|p| p.time) })
+}
+
+/// A baseline's route: no plan and no hint; one copier in the region of its machines (the
+/// VM pool's, else this process's: the source region's).
+fn route_baseline(cfg: &Config) -> Route {
+    let pool = match cfg.system {
+        System::Vm { .. } => cfg.platforms.iter().find(|(_, url)| url.is_some()).cloned(),
+        _ => None,
+    };
+    let (region, platform) = pool.unwrap_or_else(|| (cfg.platforms.first().map(|p| p.0.clone()).unwrap_or_default(), None));
+    Route { region, n: 1, platform, hint: None, predicted_s: None }
+}
+
+async fn start(s: &Arc<Shared>, job: &str, v: &Version) -> Result<(), String> {
+    let cfg = &s.cfg;
+    let large = !v.deleted && v.size > cfg.threshold;
+    let route = match cfg.system {
+        System::Lambda => route_lambda(s, v)?,
+        _ => route_baseline(cfg),
+    };
+    let Route { region, n, platform, hint, predicted_s } = route;
+    lock(&s.plans).insert(job.to_owned(), Planned { region: region.clone(), instances: n, predicted_s });
     let mode = if v.deleted {
         Mode::Delete
     } else if let Some((record, hint)) = hint {
@@ -480,6 +563,9 @@ async fn start(s: &Arc<Shared>, job: &str, v: &Version) -> Result<(), String> {
         .map_err(|e| e.1)?;
         tracing::info!(key = %v.key, record, op = ?hint.op, "applying a changelog hint");
         Mode::Hint { hint, expect, threshold: cfg.threshold, part_size: cfg.part_size }
+    } else if large && matches!(cfg.system, System::Provider { .. }) {
+        // One stream: the parts of the destination's layout one after another.
+        Mode::Stream { threshold: cfg.threshold, part_size: cfg.part_size }
     } else if large {
         let dst = crate::client::connect(&cfg.dst).map_err(|e| e.to_string())?;
         let upload =
@@ -491,10 +577,28 @@ async fn start(s: &Arc<Shared>, job: &str, v: &Version) -> Result<(), String> {
         Mode::Whole
     };
     let instances = if matches!(mode, Mode::Parts { .. }) { n } else { 1 };
-    for i in 0..instances {
+    let names: Vec<String> = (0..instances).map(|i| format!("{job}-{i}")).collect();
+    // Static assignment: each instance gets its run of parts now, claimed for it until the
+    // lock's own lease (it waits for a slot as the lock does).
+    let assigned: Vec<Option<Vec<crate::state::PartView>>> = match (&mode, cfg.assignment, &cfg.system) {
+        (Mode::Parts { upload }, Assignment::Static, System::Lambda) => {
+            let until = now_ms() + (cfg.lease + cfg.start_grace).as_millis() as u64;
+            let runs = with_state(s, |st| st.assign_parts(upload, &names, until)).map_err(|e| e.1)?;
+            runs.into_iter().map(|r| Some(r.into_iter().map(crate::state::PartView::from).collect())).collect()
+        }
+        _ => vec![None; names.len()],
+    };
+    let streams = match cfg.system {
+        System::Vm { streams } => streams.max(1),
+        _ => 1,
+    };
+    for (instance, assigned) in names.into_iter().zip(assigned) {
+        if assigned.as_ref().is_some_and(Vec::is_empty) {
+            continue; // more instances than parts
+        }
         let task = Task {
             job: job.to_owned(),
-            instance: format!("{job}-{i}"),
+            instance,
             key: v.key.clone(),
             seq: v.seq,
             etag: v.etag.clone(),
@@ -504,18 +608,31 @@ async fn start(s: &Arc<Shared>, job: &str, v: &Version) -> Result<(), String> {
             coordinator: cfg.url.clone(),
             mode: mode.clone(),
             lease_ms: cfg.lease.as_millis() as u64,
-            system: cfg.system.clone(),
+            system: cfg.system.name().to_owned(),
             bandwidth: None,
+            streams,
+            assigned,
+            fee: cfg.fee,
         };
-        match &platform {
-            Some(url) => {
+        match (&cfg.system, &platform) {
+            (System::Provider { delay }, _) => {
+                // The provider's own delay before a copy starts, then one stream from here.
+                let wait = delay.draw(&mut *lock(&s.rng)).max(0.0);
+                tokio::spawn(async move {
+                    tokio::time::sleep(Duration::from_secs_f64(wait)).await;
+                    if let Err(err) = task::run(&task).await {
+                        tracing::warn!(key = %task.key, err = %crate::error_chain(&err), "provider copy failed");
+                    }
+                });
+            }
+            (_, Some(url)) => {
                 let r =
                     s.http.post(format!("{url}/invoke")).json(&task).send().await.and_then(|r| r.error_for_status());
                 if let Err(err) = r {
                     return Err(format!("invoke on {url}: {err}"));
                 }
             }
-            None => {
+            (_, None) => {
                 tokio::spawn(async move {
                     if let Err(err) = task::run(&task).await {
                         tracing::warn!(key = %task.key, err = %crate::error_chain(&err), "in-process copy failed");
@@ -574,7 +691,7 @@ async fn deadline_loop(s: Arc<Shared>) {
             tracing::info!(key = %o.key, writes = o.seqs.len(), age_s = age, "SLO passed before replication");
             if let Some(r) = &s.records {
                 r.write(&crate::record::Record::Violation {
-                    system: s.cfg.system.clone(),
+                    system: s.cfg.system.name().to_owned(),
                     key: o.key.clone(),
                     seq: o.seqs.last().copied().unwrap_or(0),
                     at_ms: now,

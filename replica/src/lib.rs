@@ -6,7 +6,9 @@
 //!   platform and the instances' copy work, through the real S3 client ([`client`]);
 //! - [`state`]: the shared state in SQLite (versions, the {seq, etag} lock, the part pool);
 //! - [`planner`]: the SLO planner (pure); [`changelog`]: COPY, MOVE, CONCAT and APPEND hints;
-//! - [`etag`]: S3 ETags; [`writer`] and [`verify`]: the test writer and the end check.
+//! - [`etag`]: S3 ETags; [`writer`] and [`verify`]: the test writer and the end check;
+//! - the baselines run by the same coordinator ([`coordinator::System`]): provider-style in
+//!   the coordinator's process, VM-style on a [`vm`] pool.
 //!
 //! This crate never depends on `harness`: its binary is a workload like any other.
 #![forbid(unsafe_code)]
@@ -26,6 +28,7 @@ pub mod state;
 pub mod store;
 pub mod task;
 pub mod verify;
+pub mod vm;
 pub mod writer;
 
 /// `err` and its sources as one line (`a: b: c`).

@@ -1,4 +1,5 @@
-//! Delivery of event notifications to the configured endpoint.
+//! Delivery of event notifications to the configured endpoints (each gets every event, in
+//! order, through its own queue: a slow or dead receiver holds up only its own events).
 //!
 //! Events go out one at a time in the order the store made them, each POSTed as an AWS
 //! `{"Records": [...]}` body. A refused or failed delivery is logged and retried with
@@ -13,24 +14,37 @@ use crate::event::{Notification, Record};
 use std::time::Duration;
 use tokio::sync::mpsc;
 
-/// The sending side of the notification queue.
+/// The sending side of the notification queues, one per endpoint.
 #[derive(Clone)]
 pub struct Notifier {
-    tx: mpsc::UnboundedSender<Record>,
+    tx: Vec<mpsc::UnboundedSender<Record>>,
 }
 
 impl Notifier {
     /// Starts delivery to `endpoint` (an `http://` URL) on the current runtime.
     pub fn start(endpoint: String) -> Notifier {
-        let (tx, rx) = mpsc::unbounded_channel();
-        tokio::spawn(deliver(endpoint, rx));
+        Notifier::start_all(vec![endpoint])
+    }
+
+    /// Starts delivery to each of `endpoints` (several replicators of one source).
+    pub fn start_all(endpoints: Vec<String>) -> Notifier {
+        let tx = endpoints
+            .into_iter()
+            .map(|endpoint| {
+                let (tx, rx) = mpsc::unbounded_channel();
+                tokio::spawn(deliver(endpoint, rx));
+                tx
+            })
+            .collect();
         Notifier { tx }
     }
 
-    /// Queues `record`.
+    /// Queues `record` for every endpoint.
     pub fn send(&self, record: Record) {
-        if self.tx.send(record).is_err() {
-            tracing::error!("notification queue closed; event not sent");
+        for tx in &self.tx {
+            if tx.send(record.clone()).is_err() {
+                tracing::error!("notification queue closed; event not sent");
+            }
         }
     }
 }

@@ -49,8 +49,8 @@ pub enum Record {
         /// Bytes that crossed between the regions for it.
         #[serde(default)]
         wan_bytes: u64,
-        /// A per-object fee (a provider-style replicator's price); none for function copies,
-        /// which their platform bills.
+        /// A baseline's price of the copy (a provider's fees, a VM copy's requests and egress);
+        /// none for function copies, which their platform bills.
         #[serde(default)]
         cost_usd: Option<f64>,
         /// Why the changelog hint of this version was not applied (it was copied as bytes).

@@ -17,8 +17,8 @@ pub struct Config {
     pub secret_key: String,
     /// Buckets created at start.
     pub buckets: Vec<String>,
-    /// Where event notifications go.
-    pub notify: Option<String>,
+    /// Where event notifications go (each endpoint gets every event).
+    pub notify: Vec<String>,
 }
 
 /// Binds `listener` and serves until the process ends.
@@ -26,7 +26,7 @@ pub async fn serve(cfg: Config, listener: tokio::net::TcpListener) -> std::io::R
     for bucket in &cfg.buckets {
         std::fs::create_dir_all(cfg.root.join(bucket))?;
     }
-    let notifier = cfg.notify.clone().map(Notifier::start);
+    let notifier = (!cfg.notify.is_empty()).then(|| Notifier::start_all(cfg.notify.clone()));
     let store = NotifyingStore::new(cfg.root.clone(), cfg.region.clone(), notifier)?;
     let service = {
         let mut b = S3ServiceBuilder::new(store);

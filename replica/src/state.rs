@@ -731,6 +731,37 @@ impl State {
         Ok(part)
     }
 
+    /// Static assignment (the ablation of the pool): divides the free parts of `upload`
+    /// into `owners.len()` runs of consecutive parts, as even as they go (sizes differ by at
+    /// most one), and claims each run for its owner until `until_ms`. Answers the runs in the
+    /// order of `owners` (empty for an owner left without a part). Nobody claims from such an
+    /// upload, so a part of an owner that stops is copied only when the key is copied again.
+    pub fn assign_parts(&mut self, upload: &str, owners: &[String], until_ms: u64) -> Result<Vec<Vec<Part>>, StateError> {
+        let tx = self.conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
+        let free: Vec<Part> = {
+            let mut stmt =
+                tx.prepare("SELECT number, offset, len FROM parts WHERE upload = ?1 AND state = ?2 ORDER BY number")?;
+            let rows = stmt.query_map(params![upload, FREE], |r| {
+                Ok(Part { upload: upload.to_owned(), number: r.get(0)?, offset: to_u64(r.get(1)?), len: to_u64(r.get(2)?) })
+            })?;
+            rows.collect::<Result<_, _>>()?
+        };
+        let n = owners.len().max(1);
+        let mut runs = Vec::with_capacity(owners.len());
+        for (i, owner) in owners.iter().enumerate() {
+            let run: Vec<Part> = free[i * free.len() / n..(i + 1) * free.len() / n].to_vec();
+            for p in &run {
+                tx.execute(
+                    "UPDATE parts SET state = ?3, owner = ?4, lease_until = ?5 WHERE upload = ?1 AND number = ?2",
+                    params![upload, p.number, CLAIMED, owner, to_i64(until_ms)],
+                )?;
+            }
+            runs.push(run);
+        }
+        tx.commit()?;
+        Ok(runs)
+    }
+
     /// Records part `number` of `upload` as uploaded with `etag` by `owner`. Answers
     /// `Some(true)` to the one report that finishes the last part, `Some(false)` otherwise,
     /// `None` if the claim was not `owner`'s any more (its lease ran out and it was reclaimed).

@@ -1,4 +1,7 @@
-//! One function instance's work: copy a whole object, delete one, or pull parts from the pool.
+//! One function instance's work: copy a whole object, delete one, or pull parts from the pool
+//! (claimed one at a time, in several streams for a VM, or a run assigned up front). The
+//! baselines use the same code: a provider-style copy is `Stream` (the whole object, one
+//! stream), a VM's copy of a large object is `Parts` with streams.
 //!
 //! An instance is told the version it copies `{seq, etag}`. It reads the source with the
 //! real S3 client and checks the ETag the source serves against it (optimistic validation): a
@@ -48,6 +51,12 @@ pub enum Mode {
     Parts {
         upload: String,
     },
+    /// The whole object in one stream, written in the destination layout (one PUT up to
+    /// `threshold`, then `part_size` parts one after another): a provider-style copy.
+    Stream {
+        threshold: u64,
+        part_size: u64,
+    },
     /// Apply a changelog hint at the destination (falling back to copying the bytes).
     Hint {
         hint: crate::changelog::Hint,
@@ -84,6 +93,44 @@ pub struct Task {
     /// instances of one configuration differ); none: its node's link alone limits it.
     #[serde(default)]
     pub bandwidth: Option<f64>,
+    /// Parallel streams of a `Parts` task, each claiming parts from the pool (a VM-style
+    /// replicator's one machine copies with several ranges at once); 1 for a function.
+    #[serde(default = "one")]
+    pub streams: u32,
+    /// The parts of a `Parts` task assigned to it up front (`--assignment static`): it copies
+    /// these and claims none; none: it claims from the pool.
+    #[serde(default)]
+    pub assigned: Option<Vec<crate::state::PartView>>,
+    /// The copy's own price (the baselines); none: a function platform bills it.
+    #[serde(default)]
+    pub fee: Option<Fee>,
+}
+
+/// A baseline's price of a copy, which no function platform bills: a provider's
+/// per-object and per-GB replication fees, or a VM's requests and egress (its time is billed
+/// by its pool).
+#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
+pub struct Fee {
+    /// Per object copied (not per delete).
+    pub per_object: f64,
+    /// Per GB (10^9 bytes) of object replicated.
+    pub per_gb: f64,
+    /// Per S3 API request the copy made.
+    pub per_request: f64,
+    /// Per GB that crossed between the regions.
+    pub per_egress_gb: f64,
+}
+
+impl Fee {
+    /// The price of a copy of `bytes` (`wan_bytes` across the WAN) that made `requests`.
+    pub fn cost(&self, requests: u64, bytes: u64, wan_bytes: u64, deleted: bool) -> f64 {
+        let per_object = if deleted { 0.0 } else { self.per_object + self.per_gb * bytes as f64 / 1e9 };
+        per_object + self.per_request * requests as f64 + self.per_egress_gb * wan_bytes as f64 / 1e9
+    }
+}
+
+fn one() -> u32 {
+    1
 }
 
 fn default_lease_ms() -> u64 {
@@ -118,7 +165,7 @@ pub struct Done {
     /// Bytes of the object that crossed between the regions (every part's, whoever copied it).
     #[serde(default)]
     pub wan_bytes: u64,
-    /// A per-object fee (provider-style baseline).
+    /// A baseline's price of this copy ([`Fee`]); none when a platform bills it.
     #[serde(default)]
     pub cost_usd: Option<f64>,
     /// Why a changelog hint was not applied (the copy fell back to the bytes).
@@ -270,30 +317,33 @@ async fn read_body(got: object_store::GetResult, throttle: &Throttle) -> Result<
 
 async fn heartbeat(http: reqwest::Client, task: Task, held: Arc<AtomicBool>) {
     let every = Duration::from_millis((task.lease_ms / 3).max(50));
-    let renew = Renew {
-        key: task.key.clone(),
-        job: task.job.clone(),
-        owner: task.instance.clone(),
-        upload: match &task.mode {
-            Mode::Parts { upload } => Some(upload.clone()),
-            _ => None,
-        },
+    let upload = match &task.mode {
+        Mode::Parts { upload } => Some(upload.clone()),
+        _ => None,
     };
+    // One renewal per stream: each claims parts as its own owner.
+    let renewals: Vec<Renew> = owners(&task)
+        .into_iter()
+        .map(|owner| Renew { key: task.key.clone(), job: task.job.clone(), owner, upload: upload.clone() })
+        .collect();
     loop {
         // The first beat at once: the lock's lease was counted from the invocation, and an
         // instance whose copy was taken over while it queued stops before doing any work.
         // One attempt per beat: a coordinator that is down is tried again at the next one.
         let url = format!("{}/renew", task.coordinator);
-        let answer =
-            async { http.post(&url).json(&renew).send().await?.error_for_status()?.json::<serde_json::Value>().await };
-        match answer.await {
-            Ok(v) if v["held"] == serde_json::Value::Bool(false) => {
-                tracing::warn!(key = %task.key, job = %task.job, "lock taken over; stopping");
-                held.store(false, Ordering::SeqCst);
-                return;
+        for renew in &renewals {
+            let answer = async {
+                http.post(&url).json(renew).send().await?.error_for_status()?.json::<serde_json::Value>().await
+            };
+            match answer.await {
+                Ok(v) if v["held"] == serde_json::Value::Bool(false) => {
+                    tracing::warn!(key = %task.key, job = %task.job, "lock taken over; stopping");
+                    held.store(false, Ordering::SeqCst);
+                    return;
+                }
+                Ok(_) => {}
+                Err(err) => tracing::debug!(%err, "renewal failed; next beat tries again"),
             }
-            Ok(_) => {}
-            Err(err) => tracing::debug!(%err, "renewal failed; next beat tries again"),
         }
         tokio::time::sleep(every).await;
     }
@@ -310,6 +360,16 @@ impl TaskError {
     pub fn reported(&self) -> bool {
         matches!(self, TaskError::Reported(_))
     }
+}
+
+/// The owners of a task's part claims: the instance, and one more per extra stream of a
+/// `Parts` task that claims from the pool (assigned parts are copied in one stream).
+fn owners(task: &Task) -> Vec<String> {
+    let streams = match (&task.mode, &task.assigned) {
+        (Mode::Parts { .. }, None) => task.streams.max(1),
+        _ => 1,
+    };
+    (0..streams).map(|s| if s == 0 { task.instance.clone() } else { format!("{}/s{s}", task.instance) }).collect()
 }
 
 fn fence(task: &Task, held: &AtomicBool) -> Result<(), TaskError> {
@@ -334,7 +394,12 @@ async fn copy(
     match &task.mode {
         Mode::Whole => {
             let (seen, bytes, dst_etag) = copy_whole(task, &src, &dst, held, m, throttle, None).await?;
-            report(http, task, seen, bytes, dst_etag).await
+            report(http, task, m, seen, bytes, dst_etag).await
+        }
+        Mode::Stream { threshold, part_size } => {
+            let layout = Some((*threshold, *part_size));
+            let (seen, bytes, dst_etag) = copy_whole(task, &src, &dst, held, m, throttle, layout).await?;
+            report(http, task, m, seen, bytes, dst_etag).await
         }
         Mode::Hint { hint, expect, threshold, part_size } => {
             let layout = Some((*threshold, *part_size));
@@ -393,11 +458,16 @@ async fn copy(
                     Err(e) => return Err(e.into()),
                 }
             }
-            report(http, task, seen, 0, None).await
+            report(http, task, m, seen, 0, None).await
         }
         Mode::Parts { upload } => {
             let ctx = Copying { task, src: &src, dst: &dst, path: &path, http, held, m, throttle };
-            pull_parts(&ctx, upload).await
+            if let Some(parts) = &task.assigned {
+                return pull_parts(&ctx, upload, &task.instance, Some(parts)).await;
+            }
+            let streams = owners(task);
+            futures::future::try_join_all(streams.iter().map(|owner| pull_parts(&ctx, upload, owner, None))).await?;
+            Ok(())
         }
     }
 }
@@ -630,24 +700,38 @@ pub(crate) struct Copying<'a> {
     pub(crate) throttle: &'a Throttle,
 }
 
-async fn pull_parts(c: &Copying<'_>, upload: &str) -> Result<(), TaskError> {
+/// Copies parts of `upload` as `owner` until none is left: the `assigned` ones in order, or
+/// else one claimed from the pool at a time. The stream that finishes the last part completes
+/// the upload and reports the copy.
+async fn pull_parts(
+    c: &Copying<'_>,
+    upload: &str,
+    owner: &str,
+    assigned: Option<&[crate::state::PartView]>,
+) -> Result<(), TaskError> {
     let Copying { task, src, dst, path, http, held, m, throttle } = *c;
-    let claim = Claim { upload: upload.to_owned(), owner: task.instance.clone() };
+    let claim = Claim { upload: upload.to_owned(), owner: owner.to_owned() };
     let refused = client::Backoff::REFUSED;
     let upload_id = upload.to_owned();
-    while let Some(part) = post::<_, Option<crate::state::PartView>>(http, &task.coordinator, "claim", &claim).await? {
+    let mut assigned = assigned.map(|a| a.iter());
+    loop {
+        let part = match assigned.as_mut() {
+            Some(parts) => parts.next().cloned(),
+            None => post::<_, Option<crate::state::PartView>>(http, &task.coordinator, "claim", &claim).await?,
+        };
+        let Some(part) = part else { break };
         let opts =
             GetOptions { range: Some(GetRange::Bounded(part.offset..part.offset + part.len)), ..Default::default() };
         m.request();
         let got = match client::retry_refused("get part", refused, || src.get_opts(path, opts.clone())).await {
             Ok(got) => got,
-            Err(object_store::Error::NotFound { .. }) => return report(http, task, None, 0, None).await,
+            Err(object_store::Error::NotFound { .. }) => return report(http, task, m, None, 0, None).await,
             Err(e) => return Err(e.into()),
         };
         let seen = got.meta.e_tag.as_deref().map(etag::normalize);
         if seen != task.etag {
             tracing::info!(key = %task.key, part = part.number, ?seen, expected = ?task.etag, "source changed during the copy; abandoning");
-            return report(http, task, seen, 0, None).await;
+            return report(http, task, m, seen, 0, None).await;
         }
         let body = read_body(got, throttle).await?;
         fence(task, held)?;
@@ -661,7 +745,7 @@ async fn pull_parts(c: &Copying<'_>, upload: &str) -> Result<(), TaskError> {
         let finish = Finish {
             upload: upload.to_owned(),
             number: part.number,
-            owner: task.instance.clone(),
+            owner: owner.to_owned(),
             etag: id.content_id,
         };
         let answer: Finished = post(http, &task.coordinator, "finish", &finish).await?;
@@ -675,7 +759,7 @@ async fn pull_parts(c: &Copying<'_>, upload: &str) -> Result<(), TaskError> {
             .await?;
             let dst_etag = done.e_tag.as_deref().map(etag::normalize);
             // The whole object is at the destination now, every part whoever copied it.
-            return report(http, task, task.etag.clone(), task.size, dst_etag).await;
+            return report(http, task, m, task.etag.clone(), task.size, dst_etag).await;
         }
     }
     Ok(())
@@ -684,10 +768,14 @@ async fn pull_parts(c: &Copying<'_>, upload: &str) -> Result<(), TaskError> {
 async fn report(
     http: &reqwest::Client,
     task: &Task,
+    m: &Meter,
     seen: Option<String>,
     bytes: u64,
     dst_etag: Option<String>,
 ) -> Result<(), TaskError> {
+    let deleted = matches!(task.mode, Mode::Delete);
+    // The requests so far: the copy's own (the report itself is the coordinator's).
+    let requests = m.requests.load(Ordering::Relaxed);
     let done = Done {
         job: task.job.clone(),
         key: task.key.clone(),
@@ -695,10 +783,10 @@ async fn report(
         seen,
         bytes,
         dst_etag,
-        deleted: matches!(task.mode, Mode::Delete),
+        deleted,
         via: default_via(),
         wan_bytes: bytes,
-        cost_usd: None,
+        cost_usd: task.fee.map(|f| f.cost(requests, bytes, bytes, deleted)),
         hint_refused: None,
     };
     post::<_, serde_json::Value>(http, &task.coordinator, "done", &done).await.map(|_| ())

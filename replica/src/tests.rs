@@ -19,7 +19,7 @@ async fn start_store(root: &std::path::Path, region: &str, notify: Option<String
         access_key: "ak".into(),
         secret_key: "sk".into(),
         buckets: vec!["data".into()],
-        notify,
+        notify: notify.into_iter().collect(),
     };
     tokio::spawn(crate::server::serve(cfg, listener));
     Endpoint { url, bucket: "data".into(), region: region.into(), access_key: "ak".into(), secret_key: "sk".into() }
@@ -145,7 +145,9 @@ async fn replication_converges_on_the_latest_versions() {
         ],
         reconcile: Duration::from_secs(2),
         records: Some(dir.path().to_owned()),
-        system: "lambda".into(),
+        system: crate::coordinator::System::Lambda,
+        assignment: crate::coordinator::Assignment::Pool,
+        fee: None,
         changelog: true,
         batching: false,
         batch_margin: Duration::from_millis(200),
@@ -266,6 +268,9 @@ async fn apply(
         lease_ms: 5_000,
         system: "lambda".into(),
         bandwidth: None,
+        streams: 1,
+        assigned: None,
+        fee: None,
     };
     let (s, d) = (connect(src).unwrap(), connect(dst).unwrap());
     let path = Path::from(hint.key.as_str());
@@ -388,6 +393,15 @@ async fn a_hint_whose_check_fails_is_refused_before_anything_is_written() {
 
 /// The coordinator of `src` → `dst` in this process (its tasks too), with `batching`.
 async fn coordinator(dir: &std::path::Path, batching: bool, slo: Duration) -> (Endpoint, Endpoint) {
+    coordinator_with(dir, slo, |cfg| cfg.batching = batching).await
+}
+
+/// The coordinator of `src` → `dst` in this process, its configuration changed by `tweak`.
+async fn coordinator_with(
+    dir: &std::path::Path,
+    slo: Duration,
+    tweak: impl FnOnce(&mut crate::coordinator::Config),
+) -> (Endpoint, Endpoint) {
     let coord = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
     let coord_addr = coord.local_addr().unwrap();
     drop(coord);
@@ -409,11 +423,15 @@ async fn coordinator(dir: &std::path::Path, batching: bool, slo: Duration) -> (E
         models: vec![model("region-a"), model("region-b")],
         reconcile: Duration::from_secs(2),
         records: Some(dir.to_owned()),
-        system: "lambda".into(),
+        system: crate::coordinator::System::Lambda,
+        assignment: crate::coordinator::Assignment::Pool,
+        fee: None,
         changelog: true,
-        batching,
+        batching: false,
         batch_margin: Duration::from_millis(200),
     };
+    let mut cfg = cfg;
+    tweak(&mut cfg);
     let state = crate::state::State::open(&dir.join("state.db")).unwrap();
     tokio::spawn(crate::coordinator::serve(cfg, state));
     (src, dst)
@@ -515,4 +533,63 @@ async fn batching_copies_a_hot_key_once_for_its_writes_within_the_slo() {
         hot[0]["writes"].as_array().unwrap().iter().map(|w| w["delay_s"].as_f64().unwrap()).collect();
     assert!(delays.windows(2).all(|w| w[0] >= w[1]), "{delays:?}");
     assert!(delays[0] > 1.5 && delays[0] <= slo.as_secs_f64(), "held towards the deadline: {delays:?}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_provider_baseline_copies_whole_objects_after_its_delay_and_records_its_fee() {
+    let dir = tempfile::tempdir().unwrap();
+    let fee = crate::task::Fee { per_object: 0.01, per_gb: 0.015, per_request: 5e-6, per_egress_gb: 0.02 };
+    let (src, dst) = coordinator_with(dir.path(), Duration::from_secs(10), |cfg| {
+        cfg.system = crate::coordinator::System::Provider { delay: Dist::Const(0.4) };
+        cfg.fee = Some(fee);
+    })
+    .await;
+    let s = connect(&src).unwrap();
+    put(&s, "small", &body(100_000, 1)).await;
+    // Over the threshold: still one copier, in the destination's layout (parts one by one).
+    let big = body(11 << 20, 2);
+    put_parts(&s, "big", &big, 5 << 20).await;
+    let verdict = converged(&src, &dst).await;
+    assert!(verdict.ok() && verdict.source_objects == 2, "{verdict:?}");
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    let records = replicated(dir.path());
+    for key in ["small", "big"] {
+        let r = records.iter().find(|r| r["key"] == key).unwrap_or_else(|| panic!("{key}: {records:?}"));
+        assert_eq!((r["system"].as_str(), r["instances"].as_u64()), (Some("provider"), Some(1)), "{r}");
+        assert!(r["predicted_s"].is_null() && r["via"] == "bytes", "no plan, no hint: {r}");
+        // The delay before the copy starts is in every write's delay.
+        let delays: Vec<f64> = r["writes"].as_array().unwrap().iter().map(|w| w["delay_s"].as_f64().unwrap()).collect();
+        assert!(!delays.is_empty() && delays.iter().all(|d| *d >= 0.4), "{r}");
+        // The fee: per object, per GB, per request (at least a GET and a PUT), egress.
+        let bytes = r["bytes"].as_u64().unwrap() as f64;
+        let floor = 0.01 + 0.015 * bytes / 1e9 + 2.0 * 5e-6 + 0.02 * bytes / 1e9;
+        let cost = r["cost_usd"].as_f64().unwrap();
+        assert!(cost >= floor - 1e-12 && cost < floor + 10.0 * 5e-6, "{cost} vs {floor}: {r}");
+    }
+    let tag = connect(&dst).unwrap().head(&Path::from("big")).await.unwrap().e_tag.unwrap();
+    assert!(etag::normalize(&tag).ends_with("-3"), "11 MiB in 5 MiB parts: {tag}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn static_assignment_gives_each_planned_instance_its_run_of_parts() {
+    let dir = tempfile::tempdir().unwrap();
+    let (src, dst) = coordinator_with(dir.path(), Duration::from_secs(3), |cfg| {
+        cfg.assignment = crate::coordinator::Assignment::Static;
+    })
+    .await;
+    let s = connect(&src).unwrap();
+    // 21 MiB in 5 MiB parts: 5 parts; at 5 MB/s one instance cannot meet 3 s.
+    let big = body(21 << 20, 3);
+    put(&s, "big", &big).await;
+    let verdict = converged(&src, &dst).await;
+    assert!(verdict.ok(), "{verdict:?}");
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    let records = replicated(dir.path());
+    let r = records.iter().find(|r| r["key"] == "big").unwrap_or_else(|| panic!("{records:?}"));
+    // Nobody claims under static assignment: the upload completed only because every planned
+    // instance copied its own run.
+    assert!(r["instances"].as_u64().unwrap() >= 2, "{r}");
+    assert_eq!(r["wan_bytes"].as_u64(), Some(21 << 20), "{r}");
+    let tag = connect(&dst).unwrap().head(&Path::from("big")).await.unwrap().e_tag.unwrap();
+    assert!(etag::normalize(&tag).ends_with("-5"), "{tag}");
 }

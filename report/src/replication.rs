@@ -196,9 +196,10 @@ pub struct Cost {
     pub egress_bytes: u64,
     /// What the function platforms billed.
     pub functions_usd: f64,
-    /// Per-object fees the replicator recorded (a provider's replication price).
+    /// Per-copy prices the replicator recorded (a provider's fees; a VM copy's requests and
+    /// egress).
     pub fees_usd: f64,
-    /// Other recorded costs (a VM's time).
+    /// Other recorded costs (VM time).
     pub machines_usd: f64,
     pub total_usd: f64,
 }

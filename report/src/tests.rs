@@ -169,6 +169,47 @@ fn replication_records_make_a_section_of_both_files() {
 }
 
 #[test]
+fn the_three_replicators_have_their_rows_in_both_files() {
+    // Lines as diorama-replica writes them: λReplica's copy (its platform bills it), the
+    // provider baseline's copy with its fee, the VM baseline's copy with its requests and
+    // egress and its pool's VM time.
+    let dir = tempfile::tempdir().unwrap();
+    fixture::write(dir.path(), &Fixture::default());
+    let copy = |system: &str, key: &str, cost: &str| {
+        format!("{{\"record\":\"replicated\",\"system\":\"{system}\",\"key\":\"{key}\",\"seq\":1,\"bytes\":1000,\"deleted\":false,\"written_ms\":1,\"done_ms\":1001,\"delay_s\":1.0,\"writes\":[{{\"seq\":1,\"delay_s\":1.0}}],\"slo_s\":2.0,\"region\":\"region-a\",\"instances\":1,\"predicted_s\":null,\"via\":\"bytes\",\"wan_bytes\":1000,\"cost_usd\":{cost},\"coalesced\":0}}\n")
+    };
+    for (node, system, cost) in [("replicator", "lambda", "null"), ("provider", "provider", "0.25"), ("vm", "vm", "0.125")] {
+        let node = dir.path().join("nodes").join(node);
+        std::fs::create_dir_all(&node).unwrap();
+        std::fs::write(node.join("replication.jsonl"), copy(system, "a", cost) + &copy(system, "b", cost)).unwrap();
+    }
+    let vms = dir.path().join("nodes/vms");
+    std::fs::create_dir_all(&vms).unwrap();
+    std::fs::write(
+        vms.join("replication.jsonl"),
+        "{\"record\":\"cost\",\"system\":\"vm\",\"what\":\"vm-0 ran 2.000 s\",\"usd\":0.5,\"at_ms\":5}\n",
+    )
+    .unwrap();
+    std::fs::write(
+        dir.path().join("nodes/replicator/invocations.jsonl"),
+        "{\"ok\":true,\"gb_seconds\":1,\"requests\":2,\"egress_bytes\":1000,\"cost\":0.0625,\"system\":\"lambda\",\"size\":1000}\n",
+    )
+    .unwrap();
+    let s = write(dir.path()).unwrap();
+    let r = s.replication.as_ref().unwrap();
+    assert_eq!(r.by_system.keys().collect::<Vec<_>>(), ["lambda", "provider", "vm"]);
+    let total = |system: &str| r.by_system[system].cost.total_usd;
+    assert_eq!((total("lambda"), total("provider"), total("vm")), (0.0625, 0.5, 0.75));
+    assert_eq!((r.by_system["vm"].cost.fees_usd, r.by_system["vm"].cost.machines_usd), (0.25, 0.5));
+    assert!(r.by_system.values().all(|f| f.objects_replicated == 2 && f.delay_s.is_some()));
+    let html = std::fs::read_to_string(dir.path().join("report.html")).unwrap();
+    for system in ["lambda", "provider", "vm"] {
+        assert!(html.contains(&format!("<tr><th class=\"l\">{system}</th>")), "{system}'s cost row");
+        assert!(html.contains(&format!("{system}: replication delay")), "{system}'s CDF");
+    }
+}
+
+#[test]
 fn probe_results_make_rtt_tables_in_both_files() {
     let dir = tempfile::tempdir().unwrap();
     fixture::write(dir.path(), &Fixture::default());

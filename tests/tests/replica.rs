@@ -4,7 +4,8 @@
 //! the destination to hold every latest version (bytes and ETags through the S3 client);
 //! its verdict decides. Once as it is, once with the replicator killed mid-run and restarted.
 //! The writer's COPY, MOVE, CONCAT and APPEND carry changelog hints; in the plain run some
-//! must be applied at the destination (fewer WAN bytes than bytes replicated).
+//! must be applied at the destination (fewer WAN bytes than bytes replicated). And once the
+//! comparison topology: λReplica and both baselines, each to its own bucket.
 #![expect(clippy::unwrap_used, reason = "helpers of a test fail it loudly, like the test itself")]
 
 use diorama_tests::{diorama, leftovers, need_root, require, topology};
@@ -75,4 +76,48 @@ fn every_object_matches_after_the_replicator_is_killed_mid_run() {
     // again 2 s later; the check of two starts catches a restart that never happened (the
     // harness's undo of a kill once skipped a node whose exit it had not reaped yet).
     run("replica-kill", "faults:\n  - {at: 5s, kill: replicator, for: 2s}\n", 2, false);
+}
+
+/// `topologies/replica-compare.yaml`: λReplica, the provider-style and the VM-style baselines
+/// replicate one writer's writes to their own destination buckets over the same WAN. Each
+/// bucket must equal the source at the end, and each system must have records (copies with
+/// delays and a cost) in the report's replication section.
+#[test]
+fn the_three_replicators_each_bring_their_bucket_to_the_source() {
+    require!("the_three_replicators_each_bring_their_bucket_to_the_source", need_root());
+    let name = "replica-compare";
+    let tmp = tempfile::tempdir().unwrap();
+    let file = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../topologies/replica-compare.yaml");
+    let yaml = std::fs::read_to_string(&file).unwrap_or_else(|e| panic!("{}: {e}", file.display()));
+    let topo = topology(tmp.path(), name, &yaml);
+    let out = tmp.path().join("out");
+    let started = std::time::Instant::now();
+    let r = diorama(&["run", topo.to_str().unwrap(), "--out", out.to_str().unwrap()]);
+    let verdict = std::fs::read_to_string(out.join("nodes/writer/verdict.json")).unwrap_or_default();
+    println!("{name}: {:.1} s wall, verdict {verdict}", started.elapsed().as_secs_f64());
+    assert_eq!(r.code, Some(0), "{r:?}");
+    let v: serde_json::Value = serde_json::from_str(&verdict).unwrap();
+    for system in ["lambda", "provider", "vm"] {
+        let d = &v["destinations"][system];
+        assert_eq!(d["mismatched"], serde_json::json!([]), "{system}: {v}");
+        assert!(d["source_objects"].as_u64().unwrap() > 0 && d["equal"] == d["source_objects"], "{system}: {v}");
+    }
+    assert!(v["written"]["multipart"].as_u64().unwrap() > 0, "{v}");
+    let summary: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(out.join("summary.json")).unwrap()).unwrap();
+    let rep = &summary["replication"];
+    println!("{name}: replication by system {}", rep["by_system"]);
+    assert_eq!(rep["verified"]["mismatched"], 0, "{rep}");
+    for system in ["lambda", "provider", "vm"] {
+        let f = &rep["by_system"][system];
+        assert!(f["objects_replicated"].as_u64().unwrap() > 0, "{system}: {f}");
+        assert!(f["delay_s"]["count"].as_u64().unwrap() > 0, "{system}: {f}");
+        assert!(f["cost"]["total_usd"].as_f64().unwrap() > 0.0, "{system}: {f}");
+    }
+    // Each system's own cost model: function invocations, per-copy fees, VM time.
+    assert!(rep["by_system"]["lambda"]["cost"]["invocations"].as_u64().unwrap() > 0, "{rep}");
+    assert!(rep["by_system"]["provider"]["cost"]["fees_usd"].as_f64().unwrap() > 0.0, "{rep}");
+    assert!(rep["by_system"]["vm"]["cost"]["machines_usd"].as_f64().unwrap() > 0.0, "{rep}");
+    let mine: Vec<String> = leftovers().into_iter().filter(|l| l.contains(name)).collect();
+    assert!(mine.is_empty(), "{mine:?}");
 }

@@ -41,6 +41,9 @@ fn task(key: &str) -> crate::task::Task {
         lease_ms: 1000,
         system: "lambda".into(),
         bandwidth: None,
+        streams: 1,
+        assigned: None,
+        fee: None,
     }
 }
 

@@ -122,6 +122,30 @@ fn pool_covers_the_object_and_the_last_report_is_unique() {
 }
 
 #[test]
+fn static_assignment_splits_the_parts_evenly_and_each_owner_reports_only_its_own() {
+    let mut s = State::in_memory().unwrap();
+    assert_eq!(s.fill_pool("u", 65, 10).unwrap(), 7);
+    let owners: Vec<String> = ["a", "b", "c"].iter().map(|o| (*o).to_owned()).collect();
+    let runs = s.assign_parts("u", &owners, 1000).unwrap();
+    let numbers: Vec<Vec<u32>> = runs.iter().map(|r| r.iter().map(|p| p.number).collect()).collect();
+    assert_eq!(numbers, vec![vec![1, 2], vec![3, 4], vec![5, 6, 7]]);
+    assert_eq!((runs[2][2].offset, runs[2][2].len), (60, 5));
+    // Nothing is left to claim, and a part is reported by its owner only.
+    assert_eq!(s.claim("u", "d", 0, 1000).unwrap(), None);
+    assert_eq!(s.finish_part("u", 3, "a", "x").unwrap(), None);
+    for (owner, run) in owners.iter().zip(&runs) {
+        for p in run {
+            let last = s.finish_part("u", p.number, owner, "e").unwrap();
+            assert_eq!(last, Some(p.number == 7 && owner == "c"), "part {}", p.number);
+        }
+    }
+    // More owners than parts: the extra owners get none.
+    s.fill_pool("v", 10, 10).unwrap();
+    let runs = s.assign_parts("v", &owners, 1000).unwrap();
+    assert_eq!(runs.iter().map(Vec::len).collect::<Vec<_>>(), vec![0, 0, 1]);
+}
+
+#[test]
 fn a_claim_repeated_after_its_answer_was_lost_gets_the_same_part() {
     // The coordinator committed the claim and was killed before answering; the instance
     // asks again. Before: it got the next part, and the first stayed claimed (and renewed
