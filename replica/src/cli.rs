@@ -454,7 +454,10 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             if cli.dst.is_some() {
                 let (verdict, each) = converge_all(&ep, &cli).await?;
                 let ok = verdict.ok();
-                write_out(&cli.out, &serde_json::json!({"written": written, "verdict": verdict, "destinations": each}))?;
+                write_out(
+                    &cli.out,
+                    &serde_json::json!({"written": written, "verdict": verdict, "destinations": each}),
+                )?;
                 return Ok(if ok { ExitCode::SUCCESS } else { ExitCode::from(1) });
             }
             write_out(&cli.out, &written)?;

@@ -538,7 +538,8 @@ fn route_baseline(cfg: &Config) -> Route {
         System::Vm { .. } => cfg.platforms.iter().find(|(_, url)| url.is_some()).cloned(),
         _ => None,
     };
-    let (region, platform) = pool.unwrap_or_else(|| (cfg.platforms.first().map(|p| p.0.clone()).unwrap_or_default(), None));
+    let (region, platform) =
+        pool.unwrap_or_else(|| (cfg.platforms.first().map(|p| p.0.clone()).unwrap_or_default(), None));
     Route { region, n: 1, platform, hint: None, predicted_s: None }
 }
 

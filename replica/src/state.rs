@@ -736,13 +736,23 @@ impl State {
     /// most one), and claims each run for its owner until `until_ms`. Answers the runs in the
     /// order of `owners` (empty for an owner left without a part). Nobody claims from such an
     /// upload, so a part of an owner that stops is copied only when the key is copied again.
-    pub fn assign_parts(&mut self, upload: &str, owners: &[String], until_ms: u64) -> Result<Vec<Vec<Part>>, StateError> {
+    pub fn assign_parts(
+        &mut self,
+        upload: &str,
+        owners: &[String],
+        until_ms: u64,
+    ) -> Result<Vec<Vec<Part>>, StateError> {
         let tx = self.conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
         let free: Vec<Part> = {
             let mut stmt =
                 tx.prepare("SELECT number, offset, len FROM parts WHERE upload = ?1 AND state = ?2 ORDER BY number")?;
             let rows = stmt.query_map(params![upload, FREE], |r| {
-                Ok(Part { upload: upload.to_owned(), number: r.get(0)?, offset: to_u64(r.get(1)?), len: to_u64(r.get(2)?) })
+                Ok(Part {
+                    upload: upload.to_owned(),
+                    number: r.get(0)?,
+                    offset: to_u64(r.get(1)?),
+                    len: to_u64(r.get(2)?),
+                })
             })?;
             rows.collect::<Result<_, _>>()?
         };

@@ -742,12 +742,8 @@ async fn pull_parts(
             dst.put_part(path, &upload_id, index, PutPayload::from(body.clone()))
         })
         .await?;
-        let finish = Finish {
-            upload: upload.to_owned(),
-            number: part.number,
-            owner: owner.to_owned(),
-            etag: id.content_id,
-        };
+        let finish =
+            Finish { upload: upload.to_owned(), number: part.number, owner: owner.to_owned(), etag: id.content_id };
         let answer: Finished = post(http, &task.coordinator, "finish", &finish).await?;
         if let Some(parts) = answer.complete {
             let ids: Vec<PartId> = parts.into_iter().map(|(_, content_id)| PartId { content_id }).collect();

@@ -24,9 +24,10 @@ fn port() -> u16 {
     std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
 }
 
-fn spawn(procs: &mut Procs, dir: &std::path::Path, args: &[&str]) {
+/// Starts `diorama-replica` with `args` (split at whitespace) in `dir`.
+fn spawn(procs: &mut Procs, dir: &std::path::Path, args: &str) {
     let child = std::process::Command::new(env!("CARGO_BIN_EXE_diorama-replica"))
-        .args(args)
+        .args(args.split_whitespace())
         .current_dir(dir)
         .stdin(std::process::Stdio::null())
         .spawn()
@@ -69,21 +70,29 @@ async fn the_vm_baseline_copies_on_provisioned_vms_kept_alive_and_billed() {
     let coord = format!("http://127.0.0.1:{coord_port}");
     let mut procs = Procs(Vec::new());
     let (src_dir, dst_dir, coord_dir, pool_dir) = (d("src"), d("dst"), d("coord"), d("pool"));
-    let listen = |p: u16| format!("127.0.0.1:{p}");
-    spawn(&mut procs, &src_dir, &["--role", "store", "--listen", &listen(src_port), "--root", "objects", "--notify", &format!("{coord}/events")]);
-    spawn(&mut procs, &dst_dir, &["--role", "store", "--listen", &listen(dst_port), "--root", "objects", "--region", "region-b", "--buckets", "vm"]);
-    spawn(&mut procs, &pool_dir, &["--role", "vm-pool", "--listen", &listen(pool_port), "--provision", "0.3", "--keep-alive", "1", "--max-vms", "2", "--price-vm-hour", "3600"]);
-    let (src_url, dst_url, pool_url) =
-        (format!("http://127.0.0.1:{src_port}"), format!("http://127.0.0.1:{dst_port}"), format!("http://127.0.0.1:{pool_port}"));
+    let at = |p: u16| format!("127.0.0.1:{p}");
+    let url = |p: u16| format!("http://127.0.0.1:{p}");
+    let (src_at, dst_at, pool_at, coord_at) = (at(src_port), at(dst_port), at(pool_port), at(coord_port));
+    let (src_url, dst_url, pool_url) = (url(src_port), url(dst_port), url(pool_port));
+    spawn(&mut procs, &src_dir, &format!("--role store --listen {src_at} --root objects --notify {coord}/events"));
+    spawn(
+        &mut procs,
+        &dst_dir,
+        &format!("--role store --listen {dst_at} --root objects --region region-b --buckets vm"),
+    );
+    spawn(
+        &mut procs,
+        &pool_dir,
+        &format!("--role vm-pool --listen {pool_at} --provision 0.3 --keep-alive 1 --max-vms 2 --price-vm-hour 3600"),
+    );
     spawn(
         &mut procs,
         &coord_dir,
-        &[
-            "--role", "coordinator", "--listen", &listen(coord_port), "--coordinator-url", &coord, "--root", "state",
-            "--src", &src_url, "--dst", &dst_url, "--dst-bucket", "vm", "--src-platform", &pool_url, "--system", "vm",
-            "--streams", "3", "--threshold", "6291456", "--part-size", "5242880", "--slo", "10", "--reconcile", "1",
-            "--price-request", "0.001", "--price-egress-gb", "0.02",
-        ],
+        &format!(
+            "--role coordinator --listen {coord_at} --coordinator-url {coord} --root state --src {src_url} \
+             --dst {dst_url} --dst-bucket vm --src-platform {pool_url} --system vm --streams 3 --threshold 6291456 \
+             --part-size 5242880 --slo 10 --reconcile 1 --price-request 0.001 --price-egress-gb 0.02"
+        ),
     );
     for p in [src_port, dst_port, pool_port, coord_port] {
         wait_listening(p);

@@ -178,7 +178,9 @@ fn the_three_replicators_have_their_rows_in_both_files() {
     let copy = |system: &str, key: &str, cost: &str| {
         format!("{{\"record\":\"replicated\",\"system\":\"{system}\",\"key\":\"{key}\",\"seq\":1,\"bytes\":1000,\"deleted\":false,\"written_ms\":1,\"done_ms\":1001,\"delay_s\":1.0,\"writes\":[{{\"seq\":1,\"delay_s\":1.0}}],\"slo_s\":2.0,\"region\":\"region-a\",\"instances\":1,\"predicted_s\":null,\"via\":\"bytes\",\"wan_bytes\":1000,\"cost_usd\":{cost},\"coalesced\":0}}\n")
     };
-    for (node, system, cost) in [("replicator", "lambda", "null"), ("provider", "provider", "0.25"), ("vm", "vm", "0.125")] {
+    for (node, system, cost) in
+        [("replicator", "lambda", "null"), ("provider", "provider", "0.25"), ("vm", "vm", "0.125")]
+    {
         let node = dir.path().join("nodes").join(node);
         std::fs::create_dir_all(&node).unwrap();
         std::fs::write(node.join("replication.jsonl"), copy(system, "a", cost) + &copy(system, "b", cost)).unwrap();
