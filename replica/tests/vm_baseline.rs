@@ -78,7 +78,7 @@ async fn the_vm_baseline_copies_on_provisioned_vms_kept_alive_and_billed() {
     spawn(
         &mut procs,
         &dst_dir,
-        &format!("--role store --listen {dst_at} --root objects --region region-b --buckets vm"),
+        &format!("--role store --listen {dst_at} --root objects --region region-b --buckets dst-vm"),
     );
     spawn(
         &mut procs,
@@ -90,14 +90,14 @@ async fn the_vm_baseline_copies_on_provisioned_vms_kept_alive_and_billed() {
         &coord_dir,
         &format!(
             "--role coordinator --listen {coord_at} --coordinator-url {coord} --root state --src {src_url} \
-             --dst {dst_url} --dst-bucket vm --src-platform {pool_url} --system vm --streams 3 --threshold 6291456 \
+             --dst {dst_url} --dst-bucket dst-vm --src-platform {pool_url} --system vm --streams 3 --threshold 6291456 \
              --part-size 5242880 --slo 10 --reconcile 1 --price-request 0.001 --price-egress-gb 0.02"
         ),
     );
     for p in [src_port, dst_port, pool_port, coord_port] {
         wait_listening(p);
     }
-    let (src, dst) = (endpoint(src_port, "data", "region-a"), endpoint(dst_port, "vm", "region-b"));
+    let (src, dst) = (endpoint(src_port, "data", "region-a"), endpoint(dst_port, "dst-vm", "region-b"));
     let s = connect(&src).unwrap();
     for i in 0..4u8 {
         let body: Vec<u8> = (0..50_000u32).map(|b| (b as u8).wrapping_add(i)).collect();

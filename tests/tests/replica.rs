@@ -98,7 +98,7 @@ fn the_three_replicators_each_bring_their_bucket_to_the_source() {
     assert_eq!(r.code, Some(0), "{r:?}");
     let v: serde_json::Value = serde_json::from_str(&verdict).unwrap();
     for system in ["lambda", "provider", "vm"] {
-        let d = &v["destinations"][system];
+        let d = &v["destinations"][format!("dst-{system}")];
         assert_eq!(d["mismatched"], serde_json::json!([]), "{system}: {v}");
         assert!(d["source_objects"].as_u64().unwrap() > 0 && d["equal"] == d["source_objects"], "{system}: {v}");
     }
