@@ -592,9 +592,7 @@ impl State {
     /// SLO counts from it.
     pub fn oldest_pending(&self, key: &str) -> Result<Option<u64>, StateError> {
         let oldest = self.db.read(|db| {
-            db.row("SELECT MIN(event_ms) FROM writes WHERE key = ?1", args![key])?
-                .map(|r| r.opt_int(0))
-                .transpose()
+            db.row("SELECT MIN(event_ms) FROM writes WHERE key = ?1", args![key])?.map(|r| r.opt_int(0)).transpose()
         })?;
         Ok(oldest.flatten().map(to_u64))
     }

@@ -221,9 +221,7 @@ impl Sql for Lite<'_> {
                     ValueRef::Null => Val::Null,
                     ValueRef::Integer(v) => Val::Int(v),
                     ValueRef::Text(t) => Val::Text(String::from_utf8_lossy(t).into_owned()),
-                    other => {
-                        return Err(StateError::Decode(format!("column {i}: unexpected {:?}", other.data_type())))
-                    }
+                    other => return Err(StateError::Decode(format!("column {i}: unexpected {:?}", other.data_type()))),
                 });
             }
             out.push(Row(row));
@@ -455,7 +453,10 @@ mod tests {
 
     #[test]
     fn placeholders_become_dollars_and_passwords_are_hidden() {
-        assert_eq!(dollars("a = ?1 AND b IS NOT DISTINCT FROM ?12 OR c = '?'"), "a = $1 AND b IS NOT DISTINCT FROM $12 OR c = '?'");
+        assert_eq!(
+            dollars("a = ?1 AND b IS NOT DISTINCT FROM ?12 OR c = '?'"),
+            "a = $1 AND b IS NOT DISTINCT FROM $12 OR c = '?'"
+        );
         assert_eq!(redact("postgres://u:secret@h:5432/db"), "postgres://u:***@h:5432/db");
         assert_eq!(redact("postgres://h/db"), "postgres://h/db");
         assert_eq!(redact("host=/tmp user=u password=x"), "host=/tmp user=u password=***");
