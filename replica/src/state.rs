@@ -892,6 +892,6 @@ fn to_u64(v: i64) -> u64 {
 }
 
 #[cfg(test)]
-mod pgtest;
+pub(crate) mod pgtest;
 #[cfg(test)]
 mod tests;
