@@ -13,8 +13,9 @@
 //! - A task runs in the process of a function platform of the chosen region (its `/invoke`),
 //!   or in this process when the plan says the orchestrator copies it or no platform is
 //!   configured for that region.
-//! - State lives in SQLite on disk: a restarted coordinator resumes the lagging keys, and a
-//!   lock whose lease ran out (instance or coordinator killed) is taken again.
+//! - State lives in a database (SQLite on disk, or PostgreSQL with `--state-db`): a restarted
+//!   coordinator resumes the lagging keys, and a lock whose lease ran out (instance or
+//!   coordinator killed) is taken again.
 //! - The same coordinator (state, events, reconciliation, records, the copy code of
 //!   [`crate::task`]) also runs the baselines ([`System`]): a provider-style replicator copies
 //!   each object whole, in one stream, from this process after a drawn delay; a VM-style one
