@@ -113,6 +113,10 @@ fn the_three_replicators_each_bring_their_bucket_to_the_source() {
         assert!(f["objects_replicated"].as_u64().unwrap() > 0, "{system}: {f}");
         assert!(f["delay_s"]["count"].as_u64().unwrap() > 0, "{system}: {f}");
         assert!(f["cost"]["total_usd"].as_f64().unwrap() > 0.0, "{system}: {f}");
+        // The writer's last write is a 16 MiB object: each system copied a large one (parts,
+        // one stream or a VM's streams).
+        let classes = f["size_classes"].as_array().unwrap();
+        assert!(classes.iter().any(|c| c["class"] == "128 MiB"), "{system}: {f}");
     }
     // Each system's own cost model: function invocations, per-copy fees, VM time.
     assert!(rep["by_system"]["lambda"]["cost"]["invocations"].as_u64().unwrap() > 0, "{rep}");
