@@ -59,23 +59,23 @@ fn ratios_with(
     cpus: &str,
     widths: &[f64],
 ) -> (Vec<(f64, f64)>, String) {
-    let tmp = dir;
     let script: Vec<String> =
         widths.iter().map(|w| format!("{} {mode} {} {w} 9 2", probe.display(), calibrate(probe, *w))).collect();
     let topo = topology(
-        tmp.path(),
+        dir,
         test,
         &format!(
             "name: {test}\nduration: 600s\nnodes:\n  - name: cruncher\n    cpus: {cpus}\n    main: true\n    run: {{command: \"{}\"}}\n",
             script.join(" && ")
         ),
     );
-    let out = tmp.path().join("results");
+    let out = dir.join("results");
     let r = diorama(&["run", &topo.to_string_lossy(), "--tdf", tdf, "--out", &out.to_string_lossy()]);
     assert_eq!(r.code, Some(0), "{r:?}");
     assert!(leftovers_of(&out).is_empty(), "{:?}", leftovers_of(&out));
     let stdout = std::fs::read_to_string(out.join("nodes/cruncher/stdout")).expect("the node's stdout");
-    let mechanism = run_json(&out)["nodes"][0].pointer("/dilation/mechanism").and_then(|m| m.as_str()).map(str::to_owned);
+    let mechanism =
+        run_json(&out)["nodes"][0].pointer("/dilation/mechanism").and_then(|m| m.as_str()).map(str::to_owned);
     let ratios = widths
         .iter()
         .map(|w| {

@@ -428,7 +428,8 @@ mod tests {
         let mut p = pacer(0.1);
         let (a, b) = (Pid::from_raw(1_000_001), Pid::from_raw(1_000_002));
         for (tid, until) in [(a, 5_000), (b, 3_000)] {
-            p.threads.insert(tid, Thread { event: None, pace: Pace::fresh(0, 0), held: Some((until, Then::Resume, 7)) });
+            p.threads
+                .insert(tid, Thread { event: None, pace: Pace::fresh(0, 0), held: Some((until, Then::Resume, 7)) });
             p.queue.insert((until, tid));
         }
         assert_eq!(p.next_release(), Some(3_000));
