@@ -47,3 +47,39 @@ fn exec_refuses_bad_input_clearly() {
     assert!(r.stderr.contains("not found"), "{}", r.stderr);
     assert!(artifact("libdilation.so").exists());
 }
+
+/// Receive timestamps (`SO_TIMESTAMP`, `SO_TIMESTAMPNS`) are the kernel's real clock; the
+/// shim rewrites them to virtual time, or a program that subtracts a dilated send time from
+/// them (traceroute) reads the whole real-minus-virtual offset: 9 s per hop at TDF 10 in the
+/// probes topology before the fix. After 0.2 s virtual at TDF 10 the offset is 1.8 s; each
+/// stamp must be within 50 ms of the program's own clock.
+#[test]
+fn receive_timestamps_are_virtual() {
+    let script = r#"
+import socket, struct, time
+time.sleep(0.2)
+SO_TIMESTAMP, SO_TIMESTAMPNS = 29, 35
+for opt, fmt in ((SO_TIMESTAMP, "qq"), (SO_TIMESTAMPNS, "qq")):
+    r = socket.socket(socket.AF_INET, socket.SOCK_DGRAM); r.bind(("127.0.0.1", 0))
+    r.setsockopt(socket.SOL_SOCKET, opt, 1)
+    s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+    s.sendto(b"x", r.getsockname())
+    _, anc, _, _ = r.recvmsg(16, 256)
+    now = time.time()
+    sec, frac = struct.unpack(fmt, anc[0][2][:16])
+    stamp = sec + frac / (1e6 if opt == SO_TIMESTAMP else 1e9)
+    print(opt, round(now - stamp, 4))
+"#;
+    let r = diorama(&["exec", "--tdf", "10", "--", "python3", "-c", script]);
+    assert_eq!(r.code, Some(0), "{r:?}");
+    let lines: Vec<&str> = r.stdout.lines().collect();
+    assert_eq!(lines.len(), 2, "{r:?}");
+    for line in lines {
+        let (opt, diff) = line.split_once(' ').unwrap_or_else(|| panic!("{line:?}"));
+        let diff: f64 = diff.parse().unwrap_or_else(|_| panic!("{line:?}"));
+        assert!(
+            (0.0..0.05).contains(&diff),
+            "option {opt}: the program's clock minus the stamp is {diff} s (want 0 to 0.05)"
+        );
+    }
+}

@@ -590,6 +590,23 @@ fn l4_figures(r: &L4Run) -> L4Figures {
         load_after: r.load_after.clone(),
     };
     println!("lb-inflation-l4 {}: {fig:#?}", r.out.display());
+    // One line per run, for sweeps to collect.
+    println!(
+        "l4-row policy={} tdf={} p50_pre={:.3} p95_pre={:.3} p95_post={:.3} drained={:?} recovered={:?} \
+         moves_before={} est_err={:.3} est_epochs={} load_before=\"{}\" load_after=\"{}\"",
+        fig.policy,
+        fig.tdf,
+        fig.p50_pre_ms,
+        fig.p95_pre_ms,
+        fig.p95_post_ms,
+        fig.drained_after_ms,
+        fig.recovered_after_ms,
+        fig.moves_before_fault,
+        fig.estimator_error,
+        fig.estimator_epochs,
+        fig.load_before,
+        fig.load_after
+    );
     fig
 }
 
@@ -613,17 +630,32 @@ fn same_curves(a: &L4Figures, b: &L4Figures) -> Result<(), String> {
 
 /// Runs `policy` at TDF 10 and TDF 1, checks each run with `check` and the two against
 /// each other, and fails with every failed check after printing every figure.
+///
+/// For sweeps (`bench/l4_sweep.sh`): `DIORAMA_LB_L4_CLIENT` replaces the client's
+/// `mode: closed, clients: 16` (e.g. `mode: open, rate: 4000, connections: 64`), and
+/// `DIORAMA_LB_L4_TDFS` the two TDFs compared (`10,1`: scaled first, reference second).
 fn l4_experiment(policy: &str, check: fn(&L4Figures) -> Vec<String>) {
+    let client = std::env::var("DIORAMA_LB_L4_CLIENT").ok();
+    let edits: Vec<(&str, &str)> = client.as_deref().map(|c| ("mode: closed, clients: 16", c)).into_iter().collect();
+    let tdfs = std::env::var("DIORAMA_LB_L4_TDFS").unwrap_or_else(|_| "10,1".into());
+    let tdfs: Vec<&str> = tdfs.split(',').map(str::trim).collect();
+    assert_eq!(tdfs.len(), 2, "DIORAMA_LB_L4_TDFS names two TDFs, e.g. 10,1");
     let mut figs = Vec::new();
     let mut failed = Vec::new();
-    for tdf in ["10", "1"] {
-        let f = l4_figures(&run_l4(policy, tdf, &[]));
+    for tdf in &tdfs {
+        let f = l4_figures(&run_l4(policy, tdf, &edits));
         failed.extend(check(&f).into_iter().map(|m| format!("{policy} TDF {tdf}: {m}")));
         figs.push(f);
     }
     if let Err(m) = same_curves(&figs[0], &figs[1]) {
-        failed.push(format!("{policy}, TDF 10 against TDF 1: {m}"));
+        failed.push(format!("{policy}, TDF {} against TDF {}: {m}", tdfs[0], tdfs[1]));
     }
+    println!(
+        "l4-verdict {policy} tdfs={} client={:?}: {}",
+        tdfs.join(","),
+        client,
+        if failed.is_empty() { "PASS".to_string() } else { failed.join(" | ") }
+    );
     assert!(failed.is_empty(), "{}", failed.join("\n"));
 }
 

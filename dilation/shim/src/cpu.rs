@@ -548,7 +548,7 @@ input_hook!(
     (fd: c_int, buf: *mut c_void, n: size_t, flags: c_int, from: *mut sockaddr, len: *mut socklen_t) -> ssize_t,
     libc::SYS_recvfrom
 );
-input_hook!(recvmsg, (fd: c_int, msg: *mut msghdr, flags: c_int) -> ssize_t, libc::SYS_recvmsg);
+// recvmsg: in hooks.rs (it also rewrites receive timestamps), with the same wait guard.
 input_hook!(accept, (fd: c_int, addr: *mut sockaddr, len: *mut socklen_t) -> c_int, libc::SYS_accept);
 input_hook!(
     accept4,

@@ -1294,6 +1294,89 @@ pub unsafe extern "C" fn getsockopt(
     ret
 }
 
+// ---------------------------------------------------------------------------------------
+// Receive timestamps. `SO_TIMESTAMP*` hands the program the kernel's CLOCK_REALTIME stamp
+// of each packet in a control message; `traceroute` and `ping` without `-U` subtract it
+// from a send time read through the (dilated) libc clock, so an undilated stamp reads as
+// the whole real-minus-virtual offset (seconds at TDF 10). Rewritten to virtual time.
+
+/// SOL_SOCKET control-message types that carry receive timestamps (the `_OLD` and `_NEW`
+/// forms have the same 64-bit layout on x86_64 and aarch64).
+const SCM_TIMESTAMP_OLD: c_int = 29;
+const SCM_TIMESTAMPNS_OLD: c_int = 35;
+const SCM_TIMESTAMPING_OLD: c_int = 37;
+const SCM_TIMESTAMP_NEW: c_int = 63;
+const SCM_TIMESTAMPNS_NEW: c_int = 64;
+const SCM_TIMESTAMPING_NEW: c_int = 65;
+
+/// A CLOCK_REALTIME stamp → virtual (a zero stamp, "none", stays zero).
+fn stamp_virtual(real_ns: i64, p: &Params) -> i64 {
+    if real_ns == 0 {
+        return 0;
+    }
+    model::to_virtual(p, Kind::Realtime, 0, real_ns)
+}
+
+/// Rewrites the receive timestamps in `msg`'s control messages to virtual time.
+fn dilate_stamps(msg: *mut libc::msghdr) {
+    if msg.is_null() || !active() {
+        return;
+    }
+    let p = params();
+    // SAFETY: `msg` is the caller's msghdr that the kernel just filled; CMSG_* walk only
+    // within `msg_control[..msg_controllen]`, and each payload is checked to hold the type's
+    // size before it is read or written (unaligned: a cmsg payload need not be aligned).
+    unsafe {
+        let mut c = libc::CMSG_FIRSTHDR(msg);
+        while !c.is_null() {
+            let h = &*c;
+            let data = libc::CMSG_DATA(c);
+            let len = (h.cmsg_len as usize).saturating_sub(data.offset_from(c.cast::<u8>()) as usize);
+            if h.cmsg_level == libc::SOL_SOCKET {
+                match h.cmsg_type {
+                    SCM_TIMESTAMP_OLD | SCM_TIMESTAMP_NEW if len >= core::mem::size_of::<timeval>() => {
+                        let t = data.cast::<timeval>();
+                        let v = stamp_virtual(tv_of(&t.read_unaligned()), &p);
+                        t.write_unaligned(to_tv(v));
+                    }
+                    SCM_TIMESTAMPNS_OLD | SCM_TIMESTAMPNS_NEW if len >= core::mem::size_of::<timespec>() => {
+                        let t = data.cast::<timespec>();
+                        let v = stamp_virtual(ts_of(&t.read_unaligned()), &p);
+                        t.write_unaligned(to_ts(v));
+                    }
+                    // Three stamps: software, (deprecated), hardware. Only the software one
+                    // is the host's realtime clock; a NIC's hardware clock is left alone.
+                    SCM_TIMESTAMPING_OLD | SCM_TIMESTAMPING_NEW if len >= core::mem::size_of::<timespec>() => {
+                        let t = data.cast::<timespec>();
+                        let v = stamp_virtual(ts_of(&t.read_unaligned()), &p);
+                        t.write_unaligned(to_ts(v));
+                    }
+                    _ => {}
+                }
+            }
+            c = libc::CMSG_NXTHDR(msg, c);
+        }
+    }
+}
+
+/// # Safety
+/// As `recvmsg(2)`.
+#[no_mangle]
+pub unsafe extern "C" fn recvmsg(fd: c_int, msg: *mut libc::msghdr, flags: c_int) -> libc::ssize_t {
+    // A blocking input, like `read` (cpu.rs): pay first, start a new burst after.
+    let _wait = crate::cpu::wait();
+    type F = unsafe extern "C" fn(c_int, *mut libc::msghdr, c_int) -> libc::ssize_t;
+    let ret = match real!("recvmsg", F) {
+        // SAFETY: forwarding the caller's arguments.
+        Some(f) => unsafe { f(fd, msg, flags) },
+        None => sys(libc::SYS_recvmsg, [fd as i64, msg as i64, flags as i64, 0, 0, 0]) as libc::ssize_t,
+    };
+    if ret >= 0 {
+        dilate_stamps(msg);
+    }
+    ret
+}
+
 /// # Safety
 /// As `recvmmsg(2)`.
 #[no_mangle]
@@ -1310,15 +1393,22 @@ pub unsafe extern "C" fn recvmmsg(
         set_errno(libc::ENOSYS);
         return -1;
     };
-    let Some(t) = read(timeout).filter(|_| active()) else {
+    let ret = match read(timeout).filter(|_| active()) {
         // SAFETY: forwarding the caller's arguments.
-        return unsafe { f(fd, msgs, n, flags, timeout) };
+        None => unsafe { f(fd, msgs, n, flags, timeout) },
+        Some(t) => {
+            let p = params();
+            let mut real = rel_real(&t, &p);
+            // SAFETY: forwarding the caller's arguments with our timeout.
+            let ret = unsafe { f(fd, msgs, n, flags, &raw mut real) };
+            write(timeout, rel_virtual(&real, &p));
+            ret
+        }
     };
-    let p = params();
-    let mut real = rel_real(&t, &p);
-    // SAFETY: forwarding the caller's arguments with our timeout.
-    let ret = unsafe { f(fd, msgs, n, flags, &raw mut real) };
-    write(timeout, rel_virtual(&real, &p));
+    for i in 0..usize::try_from(ret).unwrap_or(0) {
+        // SAFETY: the kernel filled the first `ret` entries of the caller's array.
+        dilate_stamps(unsafe { &raw mut (*msgs.add(i)).msg_hdr });
+    }
     ret
 }
 
