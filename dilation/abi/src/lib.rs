@@ -37,16 +37,17 @@ pub mod env {
         CONTROL, CONTROL_C = "DILATION_CONTROL";
         /// Set to `1` to also dilate file timestamps returned by `stat` and friends.
         DILATE_STAT, DILATE_STAT_C = "DILATION_STAT";
-        /// The perceived speed of each thread in host cores: the shim paces every thread so
-        /// that its CPU bursts take as long in virtual time as on a core of that speed
+        /// The perceived speed of each thread in host cores: the shim (or the trap's tracer)
+        /// paces every thread so that its CPU bursts take as long in virtual time as on a core of that speed
         /// (unset: no pacing).
         CPU_SPEED, CPU_SPEED_C = "DILATION_CPU_SPEED";
         /// The perceived cores the node's threads share (the node's `cpus`): every process
         /// of the node also pays into one node-wide ledger in the control page, so that
         /// threads that compute at once share those cores (unset: threads paced alone).
         CPU_CORES, CPU_CORES_C = "DILATION_CPU_CORES";
-        /// The pacing quantum in µs of CPU (default 1000): the longest stretch of CPU a
-        /// thread runs unpaced when it neither reads a clock, nor emits output, nor blocks.
+        /// The pacing quantum in µs of CPU (default 1000 in the shim, 200 under the trap,
+        /// whose clock reads do not pay): the longest stretch of CPU a thread runs unpaced
+        /// when it neither reads a clock, nor emits output, nor blocks.
         CPU_QUANTUM_US, CPU_QUANTUM_US_C = "DILATION_CPU_QUANTUM_US";
         /// Path of `dilation-trap`, set by the harness in every dilated node: the shim hands
         /// the `exec` of a Go or static program to it (unset: such a program runs undilated).
