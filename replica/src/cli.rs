@@ -98,6 +98,10 @@ struct Cli {
     /// events missed; 0 turns it off.
     #[arg(long, default_value_t = 5.0)]
     reconcile: f64,
+    /// Coordinator: the state database: a `postgres://` URL (PostgreSQL), or the path of a
+    /// SQLite file; none: `replica-state.db` in `--root`.
+    #[arg(long)]
+    state_db: Option<String>,
     /// Coordinator: the directory of `replication.jsonl`; platform: of `invocations.jsonl`.
     #[arg(long, default_value = ".")]
     records: PathBuf,
@@ -258,7 +262,9 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         }
         Role::Coordinator => {
             std::fs::create_dir_all(&cli.root).with_context(|| format!("create {}", cli.root.display()))?;
-            let state = crate::state::State::open(&cli.root.join("replica-state.db"))?;
+            let default = cli.root.join("replica-state.db");
+            let state = crate::state::State::open_spec(cli.state_db.as_deref(), &default)?;
+            tracing::info!(backend = state.backend(), "state database open");
             let chunk = 1 << 20;
             let cfg = crate::coordinator::Config {
                 listen: cli.listen,

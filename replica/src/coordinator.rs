@@ -13,8 +13,9 @@
 //! - A task runs in the process of a function platform of the chosen region (its `/invoke`),
 //!   or in this process when the plan says the orchestrator copies it or no platform is
 //!   configured for that region.
-//! - State lives in SQLite on disk: a restarted coordinator resumes the lagging keys, and a
-//!   lock whose lease ran out (instance or coordinator killed) is taken again.
+//! - State lives in a database (SQLite on disk, or PostgreSQL with `--state-db`): a restarted
+//!   coordinator resumes the lagging keys, and a lock whose lease ran out (instance or
+//!   coordinator killed) is taken again.
 
 use crate::client::Endpoint;
 use crate::planner::{self, Dist, RegionModel};

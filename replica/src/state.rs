@@ -1,4 +1,5 @@
-//! The replicator's shared state in SQLite: the latest version of every object, the
+//! The replicator's shared state in a database, SQLite embedded (a file, the default) or
+//! PostgreSQL (`--state-db postgres://…`, [`db`]): the latest version of every object, the
 //! per-object lock and the part pool.
 //!
 //! # Design
@@ -29,10 +30,14 @@
 //! - **Backoff.** A key whose copy failed is held back until a time (`hold_until`) that
 //!   grows with its failures in a row ([`State::fail`]); a released copy resets the count.
 //!
-//! Every mutation is one `BEGIN IMMEDIATE` transaction, so several connections (processes)
-//! on one database file serialize correctly.
+//! Every mutation is one transaction ([`db::Db::write`]): `BEGIN IMMEDIATE` on SQLite,
+//! `SERIALIZABLE` retried on a serialization failure on PostgreSQL, so several connections
+//! (processes) on one database serialize correctly on either.
 
-use rusqlite::{params, Connection, OptionalExtension, TransactionBehavior};
+pub mod db;
+
+use db::{args, Db, Row, Sql};
+use rusqlite::Connection;
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::path::Path;
 
@@ -47,6 +52,18 @@ pub enum StateError {
     },
     #[error("query state database")]
     Query(#[from] rusqlite::Error),
+    #[error("connect to the state database {url}")]
+    Connect {
+        url: String,
+        #[source]
+        source: tokio_postgres::Error,
+    },
+    #[error("query the PostgreSQL state database")]
+    Postgres(#[from] tokio_postgres::Error),
+    #[error("state database: {0}")]
+    Decode(String),
+    #[error("state database: {0}")]
+    Other(String),
 }
 
 /// The latest version of an object as the events told it.
@@ -164,16 +181,17 @@ impl Repairs {
 
 /// The state database.
 pub struct State {
-    conn: Connection,
+    db: Db,
 }
 
+// SQL shared by both backends (types are SQLite's names; PostgreSQL gets BIGINT for INTEGER).
 const SCHEMA: &str = "
 CREATE TABLE IF NOT EXISTS objects (
   key TEXT PRIMARY KEY, seq INTEGER NOT NULL, etag TEXT, size INTEGER NOT NULL,
   deleted INTEGER NOT NULL, done_seq INTEGER NOT NULL DEFAULT -1,
   lock_owner TEXT, lock_seq INTEGER, lock_etag TEXT, lock_until INTEGER,
   dst_etag TEXT, event_ms INTEGER,
-  done_etag TEXT, hold_until INTEGER, fails INTEGER NOT NULL DEFAULT 0);
+  done_etag TEXT, hold_until INTEGER, fails INTEGER NOT NULL DEFAULT 0, batch_until INTEGER);
 CREATE TABLE IF NOT EXISTS writes (
   key TEXT NOT NULL, seq INTEGER NOT NULL, event_ms INTEGER NOT NULL, flagged INTEGER NOT NULL DEFAULT 0,
   PRIMARY KEY (key, seq));
@@ -184,7 +202,7 @@ CREATE INDEX IF NOT EXISTS changelogs_target ON changelogs (key, etag);
 CREATE TABLE IF NOT EXISTS hint_sources (
   record TEXT NOT NULL, source TEXT NOT NULL, etag TEXT NOT NULL, PRIMARY KEY (record, source));
 CREATE TABLE IF NOT EXISTS parts (
-  upload TEXT NOT NULL, number INTEGER NOT NULL, offset INTEGER NOT NULL, len INTEGER NOT NULL,
+  upload TEXT NOT NULL, number INTEGER NOT NULL, \"offset\" INTEGER NOT NULL, len INTEGER NOT NULL,
   state INTEGER NOT NULL DEFAULT 0, owner TEXT, lease_until INTEGER, etag TEXT,
   last INTEGER NOT NULL DEFAULT 0,
   PRIMARY KEY (upload, number));
@@ -198,20 +216,52 @@ const CLAIMED: i64 = 1;
 const FINISHED: i64 = 2;
 
 impl State {
-    /// Opens (creating) the database at `path`.
+    /// Opens (creating) the SQLite database at `path`.
     pub fn open(path: &Path) -> Result<State, StateError> {
         let conn =
             Connection::open(path).map_err(|source| StateError::Open { path: path.display().to_string(), source })?;
         Self::init(conn)
     }
 
-    /// An in-memory database (tests).
+    /// An in-memory SQLite database (tests).
     pub fn in_memory() -> Result<State, StateError> {
         Self::init(Connection::open_in_memory()?)
     }
 
+    /// Connects to the PostgreSQL database at `url` (`postgres://…`, or libpq's
+    /// `host=… user=… dbname=…`) and creates the tables there if needed.
+    pub fn connect(url: &str) -> Result<State, StateError> {
+        let mut pg = db::Pg::connect(url)?;
+        // Connections that start together must not create the tables together (a race on the
+        // catalog), hence the lock; it ends with the transaction.
+        pg.batch(&format!(
+            "BEGIN; SELECT pg_advisory_xact_lock(1584); {} COMMIT;",
+            SCHEMA.replace("INTEGER", "BIGINT")
+        ))?;
+        Ok(State { db: Db::Postgres(Box::new(std::cell::RefCell::new(pg))) })
+    }
+
+    /// `--state-db`: a `postgres://` or `postgresql://` URL, else the path of a SQLite file;
+    /// none: the SQLite file at `default`.
+    pub fn open_spec(spec: Option<&str>, default: &Path) -> Result<State, StateError> {
+        match spec {
+            Some(url) if url.starts_with("postgres://") || url.starts_with("postgresql://") => Self::connect(url),
+            Some(path) => Self::open(Path::new(path)),
+            None => Self::open(default),
+        }
+    }
+
+    /// Which backend this is (`sqlite`, `postgres`).
+    pub fn backend(&self) -> &'static str {
+        match self.db {
+            Db::Sqlite(_) => "sqlite",
+            Db::Postgres(_) => "postgres",
+        }
+    }
+
     fn init(conn: Connection) -> Result<State, StateError> {
         conn.busy_timeout(std::time::Duration::from_secs(30))?;
+        conn.set_prepared_statement_cache_capacity(64);
         conn.pragma_update(None, "journal_mode", "WAL")?;
         conn.execute_batch(SCHEMA)?;
         // A database made by an earlier replicator (a coordinator restarted on an old state
@@ -224,13 +274,20 @@ impl State {
             ("objects", "fails", "INTEGER NOT NULL DEFAULT 0"),
             ("objects", "batch_until", "INTEGER"),
         ] {
-            let has: bool =
-                conn.prepare("SELECT 1 FROM pragma_table_info(?1) WHERE name = ?2")?.exists(params![table, column])?;
+            let has: bool = conn
+                .prepare("SELECT 1 FROM pragma_table_info(?1) WHERE name = ?2")?
+                .exists(rusqlite::params![table, column])?;
             if !has {
                 conn.execute_batch(&format!("ALTER TABLE {table} ADD COLUMN {column} {decl}"))?;
             }
         }
-        Ok(State { conn })
+        Ok(State { db: Db::Sqlite(conn) })
+    }
+
+    /// Runs one statement outside the state's API (tests set up rows with it).
+    #[cfg(test)]
+    pub(crate) fn exec_raw(&mut self, sql: &str) -> Result<usize, StateError> {
+        self.db.write(|tx| tx.exec(sql, &[]))
     }
 
     /// Records `version` unless a later one is known. Answers whether it was newer.
@@ -242,27 +299,28 @@ impl State {
     /// event's time) to measure its replication delay: the write joins `writes` unless the
     /// destination already holds it or a later version (an old event arriving late).
     pub fn observe_at(&mut self, v: &Version, event_ms: Option<u64>) -> Result<bool, StateError> {
-        let tx = self.conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
-        let known: Option<(i64, i64)> = tx
-            .query_row("SELECT seq, done_seq FROM objects WHERE key = ?1", [&v.key], |r| Ok((r.get(0)?, r.get(1)?)))
-            .optional()?;
-        let newer = known.is_none_or(|(seq, _)| seq < to_i64(v.seq));
-        if newer {
-            tx.execute(
-                "INSERT INTO objects (key, seq, etag, size, deleted, event_ms) VALUES (?1, ?2, ?3, ?4, ?5, ?6)
-                 ON CONFLICT(key) DO UPDATE SET seq = ?2, etag = ?3, size = ?4, deleted = ?5, event_ms = ?6",
-                params![v.key, to_i64(v.seq), v.etag, to_i64(v.size), v.deleted, event_ms.map(to_i64)],
-            )?;
-        }
-        let held = known.map_or(-1, |(_, done)| done);
-        if let Some(at) = event_ms.filter(|_| to_i64(v.seq) > held) {
-            tx.execute(
-                "INSERT OR IGNORE INTO writes (key, seq, event_ms) VALUES (?1, ?2, ?3)",
-                params![v.key, to_i64(v.seq), to_i64(at)],
-            )?;
-        }
-        tx.commit()?;
-        Ok(newer)
+        self.db.write(|tx| {
+            let known: Option<(i64, i64)> = tx
+                .row("SELECT seq, done_seq FROM objects WHERE key = ?1", args![&v.key])?
+                .map(|r| Ok::<_, StateError>((r.int(0)?, r.int(1)?)))
+                .transpose()?;
+            let newer = known.is_none_or(|(seq, _)| seq < to_i64(v.seq));
+            if newer {
+                tx.exec(
+                    "INSERT INTO objects (key, seq, etag, size, deleted, event_ms) VALUES (?1, ?2, ?3, ?4, ?5, ?6)
+                     ON CONFLICT(key) DO UPDATE SET seq = ?2, etag = ?3, size = ?4, deleted = ?5, event_ms = ?6",
+                    args![&v.key, to_i64(v.seq), &v.etag, to_i64(v.size), v.deleted, event_ms.map(to_i64)],
+                )?;
+            }
+            let held = known.map_or(-1, |(_, done)| done);
+            if let Some(at) = event_ms.filter(|_| to_i64(v.seq) > held) {
+                tx.exec(
+                    "INSERT INTO writes (key, seq, event_ms) VALUES (?1, ?2, ?3) ON CONFLICT DO NOTHING",
+                    args![&v.key, to_i64(v.seq), to_i64(at)],
+                )?;
+            }
+            Ok(newer)
+        })
     }
 
     /// Keys whose destination lags their latest version, that no live lease holds and that
@@ -281,124 +339,132 @@ impl State {
     ///
     /// Both end when the hint resolves or ages past the bound, so neither waits forever.
     pub fn pending_hinted(&self, now_ms: u64, hints_since_ms: u64, limit: usize) -> Result<Vec<Version>, StateError> {
-        let mut stmt = self.conn.prepare(
-            "SELECT key, seq, etag, size, deleted FROM objects
-             WHERE done_seq < seq AND (lock_owner IS NULL OR lock_until < ?1)
-               AND (hold_until IS NULL OR hold_until <= ?1)
-               AND (batch_until IS NULL OR batch_until <= ?1)
-               AND key NOT IN (SELECT s.source FROM hint_sources s JOIN changelogs c ON c.record = s.record
-                               JOIN objects t ON t.key = c.key JOIN objects o ON o.key = s.source
-                               WHERE c.state = 0 AND c.recorded_ms >= ?3 AND s.source != c.key
-                                 AND t.etag = c.etag AND t.done_seq < t.seq AND o.etag IS NOT s.etag)
-               AND key NOT IN (SELECT c.key FROM changelogs c JOIN hint_sources s ON s.record = c.record
-                               JOIN objects t ON t.key = c.key JOIN objects o ON o.key = s.source
-                               WHERE c.state = 0 AND c.recorded_ms >= ?3 AND s.source != c.key
-                                 AND t.etag = c.etag AND o.etag = s.etag AND o.done_seq < o.seq)
-             ORDER BY seq LIMIT ?2",
-        )?;
-        let rows =
-            stmt.query_map(params![to_i64(now_ms), to_i64(limit as u64), to_i64(hints_since_ms)], row_version)?;
-        Ok(rows.collect::<Result<_, _>>()?)
+        self.db.read(|db| {
+            db.rows(
+                "SELECT key, seq, etag, size, deleted FROM objects
+                 WHERE done_seq < seq AND (lock_owner IS NULL OR lock_until < ?1)
+                   AND (hold_until IS NULL OR hold_until <= ?1)
+                   AND (batch_until IS NULL OR batch_until <= ?1)
+                   AND key NOT IN (SELECT s.source FROM hint_sources s JOIN changelogs c ON c.record = s.record
+                                   JOIN objects t ON t.key = c.key JOIN objects o ON o.key = s.source
+                                   WHERE c.state = 0 AND c.recorded_ms >= ?3 AND s.source != c.key
+                                     AND t.etag = c.etag AND t.done_seq < t.seq AND o.etag IS DISTINCT FROM s.etag)
+                   AND key NOT IN (SELECT c.key FROM changelogs c JOIN hint_sources s ON s.record = c.record
+                                   JOIN objects t ON t.key = c.key JOIN objects o ON o.key = s.source
+                                   WHERE c.state = 0 AND c.recorded_ms >= ?3 AND s.source != c.key
+                                     AND t.etag = c.etag AND o.etag = s.etag AND o.done_seq < o.seq)
+                 ORDER BY seq LIMIT ?2",
+                args![to_i64(now_ms), to_i64(limit as u64), to_i64(hints_since_ms)],
+            )?
+            .iter()
+            .map(row_version)
+            .collect()
+        })
     }
 
     /// Holds `key` back until `until_ms` (SLO-bounded batching), or until the hold it already
     /// has if that ends sooner: a newer write never pushes the copy of an older one later.
     /// A hold that ended already counts as none. Answers the hold in force.
     pub fn hold_batch(&mut self, key: &str, now_ms: u64, until_ms: u64) -> Result<Option<u64>, StateError> {
-        let tx = self.conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
-        tx.execute(
-            "UPDATE objects SET batch_until = CASE WHEN batch_until IS NOT NULL AND batch_until > ?2
-               THEN MIN(batch_until, ?3) ELSE ?3 END WHERE key = ?1",
-            params![key, to_i64(now_ms), to_i64(until_ms)],
-        )?;
-        let hold: Option<Option<i64>> =
-            tx.query_row("SELECT batch_until FROM objects WHERE key = ?1", [key], |r| r.get(0)).optional()?;
-        tx.commit()?;
-        Ok(hold.flatten().map(to_u64))
+        self.db.write(|tx| {
+            tx.exec(
+                "UPDATE objects SET batch_until = CASE WHEN batch_until IS NOT NULL AND batch_until > ?2
+                   THEN (CASE WHEN batch_until < ?3 THEN batch_until ELSE ?3 END) ELSE ?3 END WHERE key = ?1",
+                args![key, to_i64(now_ms), to_i64(until_ms)],
+            )?;
+            let hold = tx.row("SELECT batch_until FROM objects WHERE key = ?1", args![key])?;
+            Ok(hold.map(|r| r.opt_int(0)).transpose()?.flatten().map(to_u64))
+        })
     }
 
     /// Records a changelog hint read from `record` (its key at the source) at `now_ms`;
     /// a record seen before changes nothing.
     pub fn add_hint(&mut self, record: &str, hint: &crate::changelog::Hint, now_ms: u64) -> Result<bool, StateError> {
-        let tx = self.conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
         let body = serde_json::to_string(hint).unwrap_or_default();
-        let n = tx.execute(
-            "INSERT OR IGNORE INTO changelogs (record, key, etag, op, body, recorded_ms) VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
-            params![record, hint.key, hint.etag, hint.op.via(), body, to_i64(now_ms)],
-        )?;
-        if n == 1 {
-            for s in &hint.sources {
-                tx.execute(
-                    "INSERT OR IGNORE INTO hint_sources (record, source, etag) VALUES (?1, ?2, ?3)",
-                    params![record, s.key, crate::etag::normalize(&s.etag)],
-                )?;
+        self.db.write(|tx| {
+            let n = tx.exec(
+                "INSERT INTO changelogs (record, key, etag, op, body, recorded_ms) VALUES (?1, ?2, ?3, ?4, ?5, ?6)
+                 ON CONFLICT DO NOTHING",
+                args![record, &hint.key, &hint.etag, hint.op.via(), &body, to_i64(now_ms)],
+            )?;
+            if n == 1 {
+                for s in &hint.sources {
+                    tx.exec(
+                        "INSERT INTO hint_sources (record, source, etag) VALUES (?1, ?2, ?3) ON CONFLICT DO NOTHING",
+                        args![record, &s.key, crate::etag::normalize(&s.etag).as_str()],
+                    )?;
+                }
             }
-        }
-        tx.commit()?;
-        Ok(n == 1)
+            Ok(n == 1)
+        })
     }
 
     /// The newest unresolved hint whose target is `key` at ETag `etag`, with its record key.
     pub fn hint_for(&self, key: &str, etag: &str) -> Result<Option<(String, crate::changelog::Hint)>, StateError> {
-        let row: Option<(String, String)> = self
-            .conn
-            .query_row(
+        let etag = crate::etag::normalize(etag);
+        let row = self.db.read(|db| {
+            db.row(
                 "SELECT record, body FROM changelogs WHERE key = ?1 AND etag = ?2 AND state = 0
                  ORDER BY record DESC LIMIT 1",
-                params![key, crate::etag::normalize(etag)],
-                |r| Ok((r.get(0)?, r.get(1)?)),
-            )
-            .optional()?;
+                args![key, etag.as_str()],
+            )?
+            .map(|r| Ok::<_, StateError>((r.text(0)?, r.text(1)?)))
+            .transpose()
+        })?;
         Ok(row.and_then(|(record, body)| serde_json::from_str(&body).ok().map(|h| (record, h))))
     }
 
     /// Marks the hints of `key` at `etag` resolved: `applied` at the destination, or fallen
     /// back to a copy of the bytes. Answers how many.
     pub fn resolve_hints(&mut self, key: &str, etag: &str, applied: bool) -> Result<usize, StateError> {
-        Ok(self.conn.execute(
-            "UPDATE changelogs SET state = ?3 WHERE key = ?1 AND etag = ?2 AND state = 0",
-            params![key, crate::etag::normalize(etag), if applied { HINT_APPLIED } else { HINT_FELL_BACK }],
-        )?)
+        let etag = crate::etag::normalize(etag);
+        self.db.write(|tx| {
+            tx.exec(
+                "UPDATE changelogs SET state = ?3 WHERE key = ?1 AND etag = ?2 AND state = 0",
+                args![key, etag.as_str(), if applied { HINT_APPLIED } else { HINT_FELL_BACK }],
+            )
+        })
     }
 
     /// What the destination holds of `key` by the table: the source ETag of the version last
     /// copied there and the destination ETag the copy got.
     pub fn held(&self, key: &str) -> Result<Option<crate::changelog::Held>, StateError> {
-        Ok(self
-            .conn
-            .query_row("SELECT done_etag, dst_etag FROM objects WHERE key = ?1 AND done_seq >= 0", [key], |r| {
-                Ok((r.get(0)?, r.get(1)?))
-            })
-            .optional()?)
+        self.db.read(|db| {
+            db.row("SELECT done_etag, dst_etag FROM objects WHERE key = ?1 AND done_seq >= 0", args![key])?
+                .map(|r| Ok::<_, StateError>((r.opt_text(0)?, r.opt_text(1)?)))
+                .transpose()
+        })
     }
 
     /// Whether every known object is replicated at its latest version.
     pub fn converged(&self) -> Result<bool, StateError> {
-        let lagging: i64 =
-            self.conn.query_row("SELECT COUNT(*) FROM objects WHERE done_seq < seq", [], |r| r.get(0))?;
+        let lagging = self.db.read(|db| match db.row("SELECT COUNT(*) FROM objects WHERE done_seq < seq", &[])? {
+            Some(r) => r.int(0),
+            None => Ok(0),
+        })?;
         Ok(lagging == 0)
     }
 
     /// Takes the lock of `key` for the latest version, as `owner`, until `until_ms`. Answers the
     /// version to copy, or `None` when a live lease of another owner holds it or nothing lags.
     pub fn lock(&mut self, key: &str, owner: &str, now_ms: u64, until_ms: u64) -> Result<Option<Version>, StateError> {
-        let tx = self.conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
-        let row = tx
-            .query_row(
-                "SELECT key, seq, etag, size, deleted FROM objects
-                 WHERE key = ?1 AND done_seq < seq AND (lock_owner IS NULL OR lock_owner = ?2 OR lock_until < ?3)",
-                params![key, owner, to_i64(now_ms)],
-                row_version,
-            )
-            .optional()?;
-        if let Some(v) = &row {
-            tx.execute(
-                "UPDATE objects SET lock_owner = ?2, lock_seq = ?3, lock_etag = ?4, lock_until = ?5 WHERE key = ?1",
-                params![key, owner, to_i64(v.seq), v.etag, to_i64(until_ms)],
-            )?;
-        }
-        tx.commit()?;
-        Ok(row)
+        self.db.write(|tx| {
+            let row = tx
+                .row(
+                    "SELECT key, seq, etag, size, deleted FROM objects
+                     WHERE key = ?1 AND done_seq < seq AND (lock_owner IS NULL OR lock_owner = ?2 OR lock_until < ?3)",
+                    args![key, owner, to_i64(now_ms)],
+                )?
+                .map(|r| row_version(&r))
+                .transpose()?;
+            if let Some(v) = &row {
+                tx.exec(
+                    "UPDATE objects SET lock_owner = ?2, lock_seq = ?3, lock_etag = ?4, lock_until = ?5 WHERE key = ?1",
+                    args![key, owner, to_i64(v.seq), &v.etag, to_i64(until_ms)],
+                )?;
+            }
+            Ok(row)
+        })
     }
 
     /// At a coordinator's start-up: every lock and part claim still held gets a lease until
@@ -410,20 +476,22 @@ impl State {
     /// invoked, nothing would ever renew or release it, and its key would wait out the grace.
     /// A copy that is alive renews within a third of a lease. Answers how many locks were held.
     pub fn resume_leases(&mut self, until_ms: u64) -> Result<usize, StateError> {
-        let tx = self.conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
-        let locks =
-            tx.execute("UPDATE objects SET lock_until = ?1 WHERE lock_owner IS NOT NULL", [to_i64(until_ms)])?;
-        tx.execute("UPDATE parts SET lease_until = ?1 WHERE state = ?2", params![to_i64(until_ms), CLAIMED])?;
-        tx.commit()?;
-        Ok(locks)
+        self.db.write(|tx| {
+            let locks =
+                tx.exec("UPDATE objects SET lock_until = ?1 WHERE lock_owner IS NOT NULL", args![to_i64(until_ms)])?;
+            tx.exec("UPDATE parts SET lease_until = ?1 WHERE state = ?2", args![to_i64(until_ms), CLAIMED])?;
+            Ok(locks)
+        })
     }
 
     /// Extends `owner`'s lease on `key`. Answers false if the lock is no longer ours.
     pub fn renew(&mut self, key: &str, owner: &str, until_ms: u64) -> Result<bool, StateError> {
-        let n = self.conn.execute(
-            "UPDATE objects SET lock_until = ?3 WHERE key = ?1 AND lock_owner = ?2",
-            params![key, owner, to_i64(until_ms)],
-        )?;
+        let n = self.db.write(|tx| {
+            tx.exec(
+                "UPDATE objects SET lock_until = ?3 WHERE key = ?1 AND lock_owner = ?2",
+                args![key, owner, to_i64(until_ms)],
+            )
+        })?;
         Ok(n == 1)
     }
 
@@ -445,48 +513,49 @@ impl State {
         etag: Option<&str>,
         dst_etag: Option<&str>,
     ) -> Result<Released, StateError> {
-        let tx = self.conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
-        // (lock owner, latest seq, latest ETag, locked ETag)
-        type Row = (Option<String>, i64, Option<String>, Option<String>);
-        let row: Option<Row> = tx
-            .query_row("SELECT lock_owner, seq, etag, lock_etag FROM objects WHERE key = ?1", [key], |r| {
-                Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?))
-            })
-            .optional()?;
-        let mut writes = Vec::new();
-        let outcome = match row {
-            Some((Some(holder), latest_seq, latest_etag, lock_etag)) if holder == owner => {
-                // The copy counts when the version locked is still the latest (reconciliation
-                // may have corrected the latest ETag at the same seq) and the source served it.
-                let current =
-                    latest_seq == to_i64(seq) && latest_etag.as_deref() == etag && lock_etag.as_deref() == etag;
-                if current {
-                    tx.execute(
-                        "UPDATE objects SET done_seq = seq, dst_etag = ?2, done_etag = lock_etag, fails = 0,
-                           hold_until = NULL WHERE key = ?1",
-                        params![key, dst_etag],
-                    )?;
-                    let mut stmt = tx.prepare(
-                        "SELECT seq, event_ms, flagged FROM writes WHERE key = ?1 AND seq <= ?2 ORDER BY seq",
-                    )?;
-                    let rows = stmt.query_map(params![key, to_i64(seq)], |r| {
-                        Ok(Write { seq: to_u64(r.get(0)?), event_ms: to_u64(r.get(1)?), flagged: r.get(2)? })
-                    })?;
-                    writes = rows.collect::<Result<_, _>>()?;
-                    drop(stmt);
-                    tx.execute("DELETE FROM writes WHERE key = ?1 AND seq <= ?2", params![key, to_i64(seq)])?;
+        self.db.write(|tx| {
+            // (lock owner, latest seq, latest ETag, locked ETag)
+            type Locked = (Option<String>, i64, Option<String>, Option<String>);
+            let row: Option<Locked> = tx
+                .row("SELECT lock_owner, seq, etag, lock_etag FROM objects WHERE key = ?1", args![key])?
+                .map(|r| Ok::<_, StateError>((r.opt_text(0)?, r.int(1)?, r.opt_text(2)?, r.opt_text(3)?)))
+                .transpose()?;
+            let mut writes = Vec::new();
+            let outcome = match row {
+                Some((Some(holder), latest_seq, latest_etag, lock_etag)) if holder == owner => {
+                    // The copy counts when the version locked is still the latest (reconciliation
+                    // may have corrected the latest ETag at the same seq) and the source served it.
+                    let current =
+                        latest_seq == to_i64(seq) && latest_etag.as_deref() == etag && lock_etag.as_deref() == etag;
+                    if current {
+                        tx.exec(
+                            "UPDATE objects SET done_seq = seq, dst_etag = ?2, done_etag = lock_etag, fails = 0,
+                               hold_until = NULL WHERE key = ?1",
+                            args![key, dst_etag],
+                        )?;
+                        writes = tx
+                            .rows(
+                                "SELECT seq, event_ms, flagged FROM writes WHERE key = ?1 AND seq <= ?2 ORDER BY seq",
+                                args![key, to_i64(seq)],
+                            )?
+                            .iter()
+                            .map(|r| {
+                                Ok(Write { seq: to_u64(r.int(0)?), event_ms: to_u64(r.int(1)?), flagged: r.flag(2)? })
+                            })
+                            .collect::<Result<_, StateError>>()?;
+                        tx.exec("DELETE FROM writes WHERE key = ?1 AND seq <= ?2", args![key, to_i64(seq)])?;
+                    }
+                    tx.exec("UPDATE objects SET lock_owner = NULL, lock_until = NULL WHERE key = ?1", args![key])?;
+                    if current {
+                        Release::Done
+                    } else {
+                        Release::Stale
+                    }
                 }
-                tx.execute("UPDATE objects SET lock_owner = NULL, lock_until = NULL WHERE key = ?1", [key])?;
-                if current {
-                    Release::Done
-                } else {
-                    Release::Stale
-                }
-            }
-            _ => Release::Lost,
-        };
-        tx.commit()?;
-        Ok(Released { outcome, writes })
+                _ => Release::Lost,
+            };
+            Ok(Released { outcome, writes })
+        })
     }
 
     /// Releases `owner`'s lock on `key` after its copy failed, and holds the key back until
@@ -496,96 +565,99 @@ impl State {
         &mut self,
         key: &str,
         owner: &str,
-        retry_at: impl FnOnce(u32) -> u64,
+        retry_at: impl Fn(u32) -> u64,
     ) -> Result<Option<(u32, u64)>, StateError> {
-        let tx = self.conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
-        let fails: Option<i64> = tx
-            .query_row("SELECT fails FROM objects WHERE key = ?1 AND lock_owner = ?2", params![key, owner], |r| {
-                r.get(0)
+        self.db.write(|tx| {
+            let fails = tx
+                .row("SELECT fails FROM objects WHERE key = ?1 AND lock_owner = ?2", args![key, owner])?
+                .map(|r| r.int(0))
+                .transpose()?;
+            Ok(match fails {
+                Some(before) => {
+                    let fails = u32::try_from(before.saturating_add(1)).unwrap_or(u32::MAX);
+                    let at = retry_at(fails);
+                    tx.exec(
+                        "UPDATE objects SET fails = ?2, hold_until = ?3, lock_owner = NULL, lock_until = NULL
+                         WHERE key = ?1",
+                        args![key, i64::from(fails), to_i64(at)],
+                    )?;
+                    Some((fails, at))
+                }
+                None => None,
             })
-            .optional()?;
-        let answer = match fails {
-            Some(before) => {
-                let fails = u32::try_from(before.saturating_add(1)).unwrap_or(u32::MAX);
-                let at = retry_at(fails);
-                tx.execute(
-                    "UPDATE objects SET fails = ?2, hold_until = ?3, lock_owner = NULL, lock_until = NULL
-                     WHERE key = ?1",
-                    params![key, i64::from(fails), to_i64(at)],
-                )?;
-                Some((fails, at))
-            }
-            None => None,
-        };
-        tx.commit()?;
-        Ok(answer)
+        })
     }
 
     /// When the oldest write of `key` the destination does not hold yet was made (ms): the
     /// SLO counts from it.
     pub fn oldest_pending(&self, key: &str) -> Result<Option<u64>, StateError> {
-        let oldest: Option<i64> =
-            self.conn.query_row("SELECT MIN(event_ms) FROM writes WHERE key = ?1", [key], |r| r.get(0))?;
-        Ok(oldest.map(to_u64))
+        let oldest = self.db.read(|db| {
+            db.row("SELECT MIN(event_ms) FROM writes WHERE key = ?1", args![key])?.map(|r| r.opt_int(0)).transpose()
+        })?;
+        Ok(oldest.flatten().map(to_u64))
     }
 
     /// Writes whose SLO (`slo_ms` after the write) has passed at `now_ms` and that no copy has
     /// covered, not flagged before; flags them, so each is answered once.
     pub fn overdue(&mut self, now_ms: u64, slo_ms: u64) -> Result<Vec<Overdue>, StateError> {
-        let tx = self.conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
         let cutoff = to_i64(now_ms.saturating_sub(slo_ms));
-        let mut stmt =
-            tx.prepare("SELECT key, seq, event_ms FROM writes WHERE flagged = 0 AND event_ms < ?1 ORDER BY key, seq")?;
-        let rows = stmt.query_map([cutoff], |r| Ok((r.get::<_, String>(0)?, to_u64(r.get(1)?), to_u64(r.get(2)?))))?;
-        let mut out: Vec<Overdue> = Vec::new();
-        for row in rows {
-            let (key, seq, at) = row?;
-            match out.last_mut() {
-                Some(o) if o.key == key => {
-                    o.seqs.push(seq);
-                    o.oldest_ms = o.oldest_ms.min(at);
+        self.db.write(|tx| {
+            let rows = tx.rows(
+                "SELECT key, seq, event_ms FROM writes WHERE flagged = 0 AND event_ms < ?1 ORDER BY key, seq",
+                args![cutoff],
+            )?;
+            let mut out: Vec<Overdue> = Vec::new();
+            for row in rows {
+                let (key, seq, at) = (row.text(0)?, to_u64(row.int(1)?), to_u64(row.int(2)?));
+                match out.last_mut() {
+                    Some(o) if o.key == key => {
+                        o.seqs.push(seq);
+                        o.oldest_ms = o.oldest_ms.min(at);
+                    }
+                    _ => out.push(Overdue { key, seqs: vec![seq], oldest_ms: at }),
                 }
-                _ => out.push(Overdue { key, seqs: vec![seq], oldest_ms: at }),
             }
-        }
-        drop(stmt);
-        tx.execute("UPDATE writes SET flagged = 1 WHERE flagged = 0 AND event_ms < ?1", [cutoff])?;
-        tx.commit()?;
-        Ok(out)
+            tx.exec("UPDATE writes SET flagged = 1 WHERE flagged = 0 AND event_ms < ?1", args![cutoff])?;
+            Ok(out)
+        })
     }
 
     /// The latest known version of `key` and when the source wrote it (ms), if known.
     pub fn written_at(&self, key: &str) -> Result<Option<(u64, Option<u64>)>, StateError> {
-        let row: Option<(i64, Option<i64>)> = self
-            .conn
-            .query_row("SELECT seq, event_ms FROM objects WHERE key = ?1", [key], |r| Ok((r.get(0)?, r.get(1)?)))
-            .optional()?;
-        Ok(row.map(|(seq, at)| (to_u64(seq), at.map(to_u64))))
+        self.db.read(|db| {
+            db.row("SELECT seq, event_ms FROM objects WHERE key = ?1", args![key])?
+                .map(|r| Ok::<_, StateError>((to_u64(r.int(0)?), r.opt_int(1)?.map(to_u64))))
+                .transpose()
+        })
     }
 
     /// What the table says of every key, taken before the stores are listed (see
     /// [`State::reconcile`]).
     pub fn snapshot(&self, now_ms: u64) -> Result<HashMap<String, Tracked>, StateError> {
-        let mut stmt = self.conn.prepare(
-            "SELECT key, seq, etag, size, deleted, done_seq, dst_etag,
-                    lock_owner IS NOT NULL AND lock_until >= ?1, done_etag FROM objects",
-        )?;
-        let rows = stmt.query_map([to_i64(now_ms)], |r| {
-            Ok((
-                r.get::<_, String>(0)?,
-                Tracked {
-                    seq: r.get(1)?,
-                    etag: r.get(2)?,
-                    size: to_u64(r.get(3)?),
-                    deleted: r.get(4)?,
-                    done_seq: r.get(5)?,
-                    dst_etag: r.get(6)?,
-                    locked: r.get(7)?,
-                    done_etag: r.get(8)?,
-                },
-            ))
-        })?;
-        Ok(rows.collect::<Result<_, _>>()?)
+        self.db.read(|db| {
+            db.rows(
+                "SELECT key, seq, etag, size, deleted, done_seq, dst_etag,
+                        lock_owner IS NOT NULL AND lock_until >= ?1, done_etag FROM objects",
+                args![to_i64(now_ms)],
+            )?
+            .iter()
+            .map(|r| {
+                Ok::<_, StateError>((
+                    r.text(0)?,
+                    Tracked {
+                        seq: r.int(1)?,
+                        etag: r.opt_text(2)?,
+                        size: to_u64(r.int(3)?),
+                        deleted: r.flag(4)?,
+                        done_seq: r.int(5)?,
+                        dst_etag: r.opt_text(6)?,
+                        locked: r.flag(7)?,
+                        done_etag: r.opt_text(8)?,
+                    },
+                ))
+            })
+            .collect()
+        })
     }
 
     /// Repairs the table from listings of the source and the destination taken after
@@ -611,92 +683,39 @@ impl State {
         dst: &BTreeMap<String, Listed>,
         now_ms: u64,
     ) -> Result<Repairs, StateError> {
-        let tx = self.conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
-        let mut out = Repairs::default();
-        let keys: BTreeSet<&String> = src.keys().chain(dst.keys()).chain(before.keys()).collect();
-        for key in keys {
-            let (s, d) = (src.get(key), dst.get(key));
-            let Some(t) = before.get(key) else {
-                if let Some(s) = s {
-                    out.unseen += tx.execute(
-                        "INSERT INTO objects (key, seq, etag, size, deleted) VALUES (?1, 0, ?2, ?3, 0)
-                         ON CONFLICT(key) DO NOTHING",
-                        params![key, s.etag, to_i64(s.size)],
-                    )?;
-                } else {
-                    out.orphans += tx.execute(
-                        "INSERT INTO objects (key, seq, etag, size, deleted) VALUES (?1, 0, NULL, 0, 1)
-                         ON CONFLICT(key) DO NOTHING",
-                        [key],
-                    )?;
-                }
-                continue;
-            };
-            let source_differs = match s {
-                None => !t.deleted,
-                Some(s) => t.deleted || t.etag != s.etag,
-            };
-            if source_differs {
-                let (etag, size) = s.map_or((None, 0), |s| (s.etag.clone(), s.size));
-                out.corrected += tx.execute(
-                    "UPDATE objects SET etag = ?2, size = ?3, deleted = ?4, done_seq = -1
-                     WHERE key = ?1 AND seq = ?5 AND etag IS ?6 AND deleted = ?7",
-                    params![key, etag, to_i64(size), s.is_none(), t.seq, t.etag, t.deleted],
-                )?;
-                continue;
-            }
-            if t.done_seq != t.seq || t.locked {
-                continue;
-            }
-            let holds = match (t.deleted, d) {
-                (true, d) => d.is_none(),
-                (false, None) => false,
-                (false, Some(d)) => match &t.dst_etag {
-                    Some(want) => d.etag.as_ref() == Some(want),
-                    None => d.size == t.size,
-                },
-            };
-            if !holds {
-                out.drifted += tx.execute(
-                    "UPDATE objects SET done_seq = -1, done_etag = NULL
-                     WHERE key = ?1 AND seq = ?2 AND done_seq = ?3 AND dst_etag IS ?4
-                       AND (lock_owner IS NULL OR lock_until < ?5)",
-                    params![key, t.seq, t.done_seq, t.dst_etag, to_i64(now_ms)],
-                )?;
-            }
-        }
-        tx.commit()?;
-        Ok(out)
+        self.db.write(|tx| reconcile_in(tx, before, src, dst, now_ms))
     }
 
     /// Extends `owner`'s claims on parts of `upload` until `until_ms`; answers how many.
     pub fn renew_claims(&mut self, upload: &str, owner: &str, until_ms: u64) -> Result<usize, StateError> {
-        Ok(self.conn.execute(
-            "UPDATE parts SET lease_until = ?3 WHERE upload = ?1 AND owner = ?2 AND state = ?4",
-            params![upload, owner, to_i64(until_ms), CLAIMED],
-        )?)
+        self.db.write(|tx| {
+            tx.exec(
+                "UPDATE parts SET lease_until = ?3 WHERE upload = ?1 AND owner = ?2 AND state = ?4",
+                args![upload, owner, to_i64(until_ms), CLAIMED],
+            )
+        })
     }
 
     /// Fills the pool of `upload` with parts of `part_size` covering `size` bytes.
     pub fn fill_pool(&mut self, upload: &str, size: u64, part_size: u64) -> Result<u32, StateError> {
-        let tx = self.conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
         let part_size = part_size.max(1);
-        let mut number = 0u32;
-        let mut offset = 0u64;
-        while offset < size || (size == 0 && number == 0) {
-            let len = part_size.min(size - offset);
-            number += 1;
-            tx.execute(
-                "INSERT OR IGNORE INTO parts (upload, number, offset, len) VALUES (?1, ?2, ?3, ?4)",
-                params![upload, number, to_i64(offset), to_i64(len)],
-            )?;
-            offset += len;
-            if len == 0 {
-                break;
+        self.db.write(|tx| {
+            let mut number = 0u32;
+            let mut offset = 0u64;
+            while offset < size || (size == 0 && number == 0) {
+                let len = part_size.min(size - offset);
+                number += 1;
+                tx.exec(
+                    "INSERT INTO parts (upload, number, \"offset\", len) VALUES (?1, ?2, ?3, ?4) ON CONFLICT DO NOTHING",
+                    args![upload, number, to_i64(offset), to_i64(len)],
+                )?;
+                offset += len;
+                if len == 0 {
+                    break;
+                }
             }
-        }
-        tx.commit()?;
-        Ok(number)
+            Ok(number)
+        })
     }
 
     /// Claims one part of `upload` for `owner` until `until_ms`: the part `owner` already
@@ -704,31 +723,31 @@ impl State {
     /// repeats one whose answer was lost, or comes from a retried attempt of the instance),
     /// else a free or abandoned one.
     pub fn claim(&mut self, upload: &str, owner: &str, now_ms: u64, until_ms: u64) -> Result<Option<Part>, StateError> {
-        let tx = self.conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
-        let part = tx
-            .query_row(
-                "SELECT number, offset, len FROM parts WHERE upload = ?1
-                 AND (state = ?2 OR (state = ?3 AND (lease_until < ?4 OR owner = ?5)))
-                 ORDER BY state = ?3 AND owner = ?5 DESC, number LIMIT 1",
-                params![upload, FREE, CLAIMED, to_i64(now_ms), owner],
-                |r| {
-                    Ok(Part {
+        self.db.write(|tx| {
+            let part = tx
+                .row(
+                    "SELECT number, \"offset\", len FROM parts WHERE upload = ?1
+                     AND (state = ?2 OR (state = ?3 AND (lease_until < ?4 OR owner = ?5)))
+                     ORDER BY state = ?3 AND owner = ?5 DESC, number LIMIT 1",
+                    args![upload, FREE, CLAIMED, to_i64(now_ms), owner],
+                )?
+                .map(|r| {
+                    Ok::<_, StateError>(Part {
                         upload: upload.to_owned(),
-                        number: r.get(0)?,
-                        offset: to_u64(r.get(1)?),
-                        len: to_u64(r.get(2)?),
+                        number: r.u32(0)?,
+                        offset: to_u64(r.int(1)?),
+                        len: to_u64(r.int(2)?),
                     })
-                },
-            )
-            .optional()?;
-        if let Some(p) = &part {
-            tx.execute(
-                "UPDATE parts SET state = ?3, owner = ?4, lease_until = ?5 WHERE upload = ?1 AND number = ?2",
-                params![upload, p.number, CLAIMED, owner, to_i64(until_ms)],
-            )?;
-        }
-        tx.commit()?;
-        Ok(part)
+                })
+                .transpose()?;
+            if let Some(p) = &part {
+                tx.exec(
+                    "UPDATE parts SET state = ?3, owner = ?4, lease_until = ?5 WHERE upload = ?1 AND number = ?2",
+                    args![upload, p.number, CLAIMED, owner, to_i64(until_ms)],
+                )?;
+            }
+            Ok(part)
+        })
     }
 
     /// Records part `number` of `upload` as uploaded with `etag` by `owner`. Answers
@@ -742,54 +761,128 @@ impl State {
         owner: &str,
         etag: &str,
     ) -> Result<Option<bool>, StateError> {
-        let tx = self.conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
-        let n = tx.execute(
-            "UPDATE parts SET state = ?3, etag = ?5 WHERE upload = ?1 AND number = ?2 AND state = ?4 AND owner = ?6",
-            params![upload, number, FINISHED, CLAIMED, etag, owner],
-        )?;
-        let answer = if n == 1 {
-            let open: i64 = tx.query_row(
-                "SELECT COUNT(*) FROM parts WHERE upload = ?1 AND state != ?2",
-                params![upload, FINISHED],
-                |r| r.get(0),
+        self.db.write(|tx| {
+            let n = tx.exec(
+                "UPDATE parts SET state = ?3, etag = ?5 WHERE upload = ?1 AND number = ?2 AND state = ?4 AND owner = ?6",
+                args![upload, number, FINISHED, CLAIMED, etag, owner],
             )?;
-            let last = open == 0;
-            tx.execute("UPDATE parts SET last = ?3 WHERE upload = ?1 AND number = ?2", params![upload, number, last])?;
-            Some(last)
-        } else {
-            tx.query_row(
-                "SELECT last FROM parts WHERE upload = ?1 AND number = ?2 AND state = ?3 AND owner = ?4 AND etag = ?5",
-                params![upload, number, FINISHED, owner, etag],
-                |r| r.get::<_, bool>(0),
-            )
-            .optional()?
-        };
-        tx.commit()?;
-        Ok(answer)
+            if n == 1 {
+                let open = match tx
+                    .row("SELECT COUNT(*) FROM parts WHERE upload = ?1 AND state != ?2", args![upload, FINISHED])?
+                {
+                    Some(r) => r.int(0)?,
+                    None => 0,
+                };
+                let last = open == 0;
+                tx.exec("UPDATE parts SET last = ?3 WHERE upload = ?1 AND number = ?2", args![upload, number, last])?;
+                Ok(Some(last))
+            } else {
+                tx.row(
+                    "SELECT last FROM parts WHERE upload = ?1 AND number = ?2 AND state = ?3 AND owner = ?4 AND etag = ?5",
+                    args![upload, number, FINISHED, owner, etag],
+                )?
+                .map(|r| r.flag(0))
+                .transpose()
+            }
+        })
     }
 
     /// The finished parts of `upload` in order: (number, etag).
     pub fn finished_parts(&self, upload: &str) -> Result<Vec<(u32, String)>, StateError> {
-        let mut stmt =
-            self.conn.prepare("SELECT number, etag FROM parts WHERE upload = ?1 AND state = ?2 ORDER BY number")?;
-        let rows = stmt.query_map(params![upload, FINISHED], |r| {
-            Ok((r.get(0)?, r.get::<_, Option<String>>(1)?.unwrap_or_default()))
-        })?;
-        Ok(rows.collect::<Result<_, _>>()?)
+        self.db.read(|db| {
+            db.rows(
+                "SELECT number, etag FROM parts WHERE upload = ?1 AND state = ?2 ORDER BY number",
+                args![upload, FINISHED],
+            )?
+            .iter()
+            .map(|r| Ok::<_, StateError>((r.u32(0)?, r.opt_text(1)?.unwrap_or_default())))
+            .collect()
+        })
     }
 
     /// Forgets the pool of `upload`.
     pub fn drop_pool(&mut self, upload: &str) -> Result<(), StateError> {
-        self.conn.execute("DELETE FROM parts WHERE upload = ?1", [upload])?;
+        self.db.write(|tx| tx.exec("DELETE FROM parts WHERE upload = ?1", args![upload]))?;
         Ok(())
     }
 }
 
-fn row_version(r: &rusqlite::Row<'_>) -> rusqlite::Result<Version> {
-    Ok(Version { key: r.get(0)?, seq: to_u64(r.get(1)?), etag: r.get(2)?, size: to_u64(r.get(3)?), deleted: r.get(4)? })
+/// The body of [`State::reconcile`], one transaction.
+fn reconcile_in(
+    tx: &mut dyn Sql,
+    before: &HashMap<String, Tracked>,
+    src: &BTreeMap<String, Listed>,
+    dst: &BTreeMap<String, Listed>,
+    now_ms: u64,
+) -> Result<Repairs, StateError> {
+    let mut out = Repairs::default();
+    let keys: BTreeSet<&String> = src.keys().chain(dst.keys()).chain(before.keys()).collect();
+    for key in keys {
+        let (s, d) = (src.get(key), dst.get(key));
+        let Some(t) = before.get(key) else {
+            if let Some(s) = s {
+                out.unseen += tx.exec(
+                    "INSERT INTO objects (key, seq, etag, size, deleted) VALUES (?1, 0, ?2, ?3, 0)
+                     ON CONFLICT(key) DO NOTHING",
+                    args![key, &s.etag, to_i64(s.size)],
+                )?;
+            } else {
+                out.orphans += tx.exec(
+                    "INSERT INTO objects (key, seq, etag, size, deleted) VALUES (?1, 0, NULL, 0, 1)
+                     ON CONFLICT(key) DO NOTHING",
+                    args![key],
+                )?;
+            }
+            continue;
+        };
+        let source_differs = match s {
+            None => !t.deleted,
+            Some(s) => t.deleted || t.etag != s.etag,
+        };
+        if source_differs {
+            let (etag, size) = s.map_or((None, 0), |s| (s.etag.clone(), s.size));
+            out.corrected += tx.exec(
+                "UPDATE objects SET etag = ?2, size = ?3, deleted = ?4, done_seq = -1
+                 WHERE key = ?1 AND seq = ?5 AND etag IS NOT DISTINCT FROM ?6 AND deleted = ?7",
+                args![key, &etag, to_i64(size), s.is_none(), t.seq, &t.etag, t.deleted],
+            )?;
+            continue;
+        }
+        if t.done_seq != t.seq || t.locked {
+            continue;
+        }
+        let holds = match (t.deleted, d) {
+            (true, d) => d.is_none(),
+            (false, None) => false,
+            (false, Some(d)) => match &t.dst_etag {
+                Some(want) => d.etag.as_ref() == Some(want),
+                None => d.size == t.size,
+            },
+        };
+        if !holds {
+            out.drifted += tx.exec(
+                "UPDATE objects SET done_seq = -1, done_etag = NULL
+                 WHERE key = ?1 AND seq = ?2 AND done_seq = ?3 AND dst_etag IS NOT DISTINCT FROM ?4
+                   AND (lock_owner IS NULL OR lock_until < ?5)",
+                args![key, t.seq, t.done_seq, &t.dst_etag, to_i64(now_ms)],
+            )?;
+        }
+    }
+    Ok(out)
 }
 
-// SQLite integers are i64; sequencers and sizes stay below 2^63 (a sequencer is nanoseconds).
+fn row_version(r: &Row) -> Result<Version, StateError> {
+    Ok(Version {
+        key: r.text(0)?,
+        seq: to_u64(r.int(1)?),
+        etag: r.opt_text(2)?,
+        size: to_u64(r.int(3)?),
+        deleted: r.flag(4)?,
+    })
+}
+
+// Both databases' integers are i64; sequencers and sizes stay below 2^63 (a sequencer is
+// nanoseconds).
 fn to_i64(v: u64) -> i64 {
     i64::try_from(v).unwrap_or(i64::MAX)
 }
@@ -798,5 +891,7 @@ fn to_u64(v: i64) -> u64 {
     u64::try_from(v).unwrap_or(0)
 }
 
+#[cfg(test)]
+pub(crate) mod pgtest;
 #[cfg(test)]
 mod tests;

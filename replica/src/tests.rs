@@ -120,6 +120,26 @@ async fn store_speaks_s3_with_s3_etags_and_notifies() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn replication_converges_on_the_latest_versions() {
+    replication_converges(None).await;
+}
+
+/// The same with the coordinator's state in PostgreSQL: its blocking calls run inside the
+/// coordinator's runtime.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn replication_converges_with_the_state_in_postgres() {
+    let test = "replication_converges_with_the_state_in_postgres";
+    let server = match crate::state::pgtest::Server::start() {
+        Ok(s) => s,
+        Err(crate::state::pgtest::Skip(reason)) => {
+            println!("SKIPPED: {test}: {reason}");
+            return;
+        }
+    };
+    replication_converges(Some(server.schema("loopback"))).await;
+}
+
+/// The writer's mix through a coordinator whose state is SQLite (`None`) or PostgreSQL (a URL).
+async fn replication_converges(state_db: Option<String>) {
     let dir = tempfile::tempdir().unwrap();
     let coord = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
     let coord_addr = coord.local_addr().unwrap();
@@ -150,7 +170,10 @@ async fn replication_converges_on_the_latest_versions() {
         batching: false,
         batch_margin: Duration::from_millis(200),
     };
-    let state = crate::state::State::open(&dir.path().join("state.db")).unwrap();
+    let state = match &state_db {
+        Some(url) => crate::state::State::connect(url).unwrap(),
+        None => crate::state::State::open(&dir.path().join("state.db")).unwrap(),
+    };
     tokio::spawn(crate::coordinator::serve(cfg, state));
 
     // Writes: overwrites of hot keys, a large object in parts (replicated through the pool),

@@ -1,12 +1,60 @@
 use super::*;
 
+/// Opens states of one backend for one scenario: `open` its database (again: a reopen, or
+/// another connection), `fresh` another empty one.
+pub trait Backend: Sync {
+    fn open(&self) -> State;
+    fn fresh(&self) -> State;
+}
+
+/// SQLite files in a temporary directory.
+struct Lite {
+    dir: tempfile::TempDir,
+    next: std::sync::atomic::AtomicUsize,
+}
+
+impl Lite {
+    fn new() -> Lite {
+        Lite { dir: tempfile::tempdir().unwrap(), next: std::sync::atomic::AtomicUsize::new(0) }
+    }
+}
+
+impl Backend for Lite {
+    fn open(&self) -> State {
+        State::open(&self.dir.path().join("state.db")).unwrap()
+    }
+
+    fn fresh(&self) -> State {
+        let n = self.next.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+        State::open(&self.dir.path().join(format!("fresh-{n}.db"))).unwrap()
+    }
+}
+
+/// Schemas of a throwaway PostgreSQL server, one per scenario.
+struct PgSchema<'a> {
+    server: &'a super::pgtest::Server,
+    url: String,
+    prefix: String,
+    next: std::sync::atomic::AtomicUsize,
+}
+
+impl Backend for PgSchema<'_> {
+    fn open(&self) -> State {
+        State::connect(&self.url).unwrap()
+    }
+
+    fn fresh(&self) -> State {
+        let n = self.next.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+        State::connect(&self.server.schema(&format!("{}_{n}", self.prefix))).unwrap()
+    }
+}
+
 fn v(key: &str, seq: u64, etag: &str) -> Version {
     Version { key: key.into(), seq, etag: Some(etag.into()), size: 10, deleted: false }
 }
 
-#[test]
-fn older_events_change_nothing() {
-    let mut s = State::in_memory().unwrap();
+fn older_events_change_nothing(db: &dyn Backend) {
+    let mut s = db.open();
     assert!(s.observe(&v("k", 5, "e5")).unwrap());
     assert!(!s.observe(&v("k", 3, "e3")).unwrap());
     assert!(!s.observe(&v("k", 5, "e5")).unwrap());
@@ -14,9 +62,8 @@ fn older_events_change_nothing() {
     assert_eq!(pending, vec![v("k", 5, "e5")]);
 }
 
-#[test]
-fn lock_then_release_marks_done() {
-    let mut s = State::in_memory().unwrap();
+fn lock_then_release_marks_done(db: &dyn Backend) {
+    let mut s = db.open();
     s.observe(&v("k", 1, "a")).unwrap();
     let got = s.lock("k", "w1", 0, 1000).unwrap().unwrap();
     assert_eq!(s.lock("k", "w2", 10, 1010).unwrap(), None, "a live lease excludes others");
@@ -25,10 +72,9 @@ fn lock_then_release_marks_done() {
     assert!(s.converged().unwrap());
 }
 
-#[test]
-fn new_version_during_copy_forces_re_replication() {
+fn new_version_during_copy_forces_re_replication(db: &dyn Backend) {
     // Interleaving: w1 locks v1, a write lands v2, w1 finishes copying v1.
-    let mut s = State::in_memory().unwrap();
+    let mut s = db.open();
     s.observe(&v("k", 1, "a")).unwrap();
     let got = s.lock("k", "w1", 0, 1000).unwrap().unwrap();
     s.observe(&v("k", 2, "b")).unwrap();
@@ -40,20 +86,18 @@ fn new_version_during_copy_forces_re_replication() {
     assert!(s.converged().unwrap());
 }
 
-#[test]
-fn copy_that_saw_another_etag_is_not_done() {
+fn copy_that_saw_another_etag_is_not_done(db: &dyn Backend) {
     // The source served a different ETag than the event named (it changed before its event
     // arrived): the copy must not count.
-    let mut s = State::in_memory().unwrap();
+    let mut s = db.open();
     s.observe(&v("k", 1, "a")).unwrap();
     s.lock("k", "w1", 0, 1000).unwrap().unwrap();
     assert_eq!(s.release("k", "w1", 1, Some("zzz")).unwrap(), Release::Stale);
     assert!(!s.converged().unwrap());
 }
 
-#[test]
-fn expired_lease_is_taken_over_and_the_old_holder_loses() {
-    let mut s = State::in_memory().unwrap();
+fn expired_lease_is_taken_over_and_the_old_holder_loses(db: &dyn Backend) {
+    let mut s = db.open();
     s.observe(&v("k", 1, "a")).unwrap();
     s.lock("k", "w1", 0, 100).unwrap().unwrap();
     assert!(s.lock("k", "w2", 50, 150).unwrap().is_none());
@@ -63,14 +107,13 @@ fn expired_lease_is_taken_over_and_the_old_holder_loses() {
     assert_eq!(s.release("k", "w2", got.seq, got.etag.as_deref()).unwrap(), Release::Done);
 }
 
-#[test]
-fn every_interleaving_of_two_writes_and_one_copy_converges() {
+fn every_interleaving_of_two_writes_and_one_copy_converges(db: &dyn Backend) {
     // Steps: observe v1 (always first), then in every order: observe v2, lock, release of
     // what was locked. Whatever the order, a copy is recorded done only for the latest
     // version, and replicating after that converges on v2.
     let orders: [[u8; 3]; 6] = [[0, 1, 2], [0, 2, 1], [1, 0, 2], [1, 2, 0], [2, 0, 1], [2, 1, 0]];
     for order in orders {
-        let mut s = State::in_memory().unwrap();
+        let mut s = db.fresh();
         s.observe(&v("k", 1, "a")).unwrap();
         let mut locked: Option<Version> = None;
         let mut released = false;
@@ -103,9 +146,8 @@ fn every_interleaving_of_two_writes_and_one_copy_converges() {
     }
 }
 
-#[test]
-fn pool_covers_the_object_and_the_last_report_is_unique() {
-    let mut s = State::in_memory().unwrap();
+fn pool_covers_the_object_and_the_last_report_is_unique(db: &dyn Backend) {
+    let mut s = db.open();
     assert_eq!(s.fill_pool("u", 25, 10).unwrap(), 3);
     let mut lens = Vec::new();
     for w in ["w1", "w2", "w3"] {
@@ -121,12 +163,11 @@ fn pool_covers_the_object_and_the_last_report_is_unique() {
     assert_eq!(s.finished_parts("u").unwrap(), vec![(1, "e1".into()), (2, "e2".into()), (3, "e3".into())]);
 }
 
-#[test]
-fn a_claim_repeated_after_its_answer_was_lost_gets_the_same_part() {
+fn a_claim_repeated_after_its_answer_was_lost_gets_the_same_part(db: &dyn Backend) {
     // The coordinator committed the claim and was killed before answering; the instance
     // asks again. Before: it got the next part, and the first stayed claimed (and renewed
     // by its heartbeat) with nobody copying it.
-    let mut s = State::in_memory().unwrap();
+    let mut s = db.open();
     s.fill_pool("u", 20, 10).unwrap();
     let first = s.claim("u", "w", 0, 1000).unwrap().unwrap();
     assert_eq!(s.claim("u", "w", 10, 1010).unwrap(), Some(first.clone()));
@@ -135,12 +176,11 @@ fn a_claim_repeated_after_its_answer_was_lost_gets_the_same_part() {
     assert_eq!(s.claim("u", "w", 20, 1020).unwrap(), None, "a finished part is not handed out again");
 }
 
-#[test]
-fn a_report_repeated_after_its_answer_was_lost_gets_the_same_answer() {
+fn a_report_repeated_after_its_answer_was_lost_gets_the_same_answer(db: &dyn Backend) {
     // The coordinator committed the last part's report and was killed before answering;
     // the instance reports again. Before: the repeat answered `None`, so nobody completed
     // the upload and the object was copied again once the job's lease ran out.
-    let mut s = State::in_memory().unwrap();
+    let mut s = db.open();
     s.fill_pool("u", 20, 10).unwrap();
     s.claim("u", "a", 0, 1000).unwrap().unwrap();
     s.claim("u", "b", 0, 1000).unwrap().unwrap();
@@ -173,9 +213,8 @@ fn a_state_file_without_the_part_answers_is_upgraded() {
     assert_eq!(State::open(&path).unwrap().finish_part("u", 1, "w", "e").unwrap(), Some(true));
 }
 
-#[test]
-fn abandoned_claim_is_reclaimed_and_its_late_report_ignored() {
-    let mut s = State::in_memory().unwrap();
+fn abandoned_claim_is_reclaimed_and_its_late_report_ignored(db: &dyn Backend) {
+    let mut s = db.open();
     s.fill_pool("u", 10, 10).unwrap();
     let p = s.claim("u", "dead", 0, 100).unwrap().unwrap();
     assert_eq!(s.claim("u", "live", 50, 150).unwrap(), None);
@@ -185,33 +224,31 @@ fn abandoned_claim_is_reclaimed_and_its_late_report_ignored() {
     assert_eq!(s.finish_part("u", 1, "live", "y").unwrap(), Some(true));
 }
 
-#[test]
-fn concurrent_claimers_on_one_file_take_each_part_once() {
-    // Eight threads, each with its own connection to one database file, race for 64 parts.
-    let dir = tempfile::tempdir().unwrap();
-    let path = dir.path().join("state.db");
-    State::open(&path).unwrap().fill_pool("u", 64 * 4, 4).unwrap();
-    let handles: Vec<_> = (0..8)
-        .map(|i| {
-            let path = path.clone();
-            std::thread::spawn(move || {
-                let mut s = State::open(&path).unwrap();
-                let owner = format!("w{i}");
-                let (mut mine, mut lasts) = (Vec::new(), 0);
-                while let Some(p) = s.claim("u", &owner, 0, u64::MAX / 4).unwrap() {
-                    if s.finish_part("u", p.number, &owner, "e").unwrap() == Some(true) {
-                        lasts += 1;
+fn concurrent_claimers_on_eight_connections_take_each_part_once(db: &dyn Backend) {
+    // Eight threads, each with its own connection to one database, race for 64 parts.
+    db.open().fill_pool("u", 64 * 4, 4).unwrap();
+    let results: Vec<(Vec<u32>, u32)> = std::thread::scope(|scope| {
+        let handles: Vec<_> = (0..8)
+            .map(|i| {
+                scope.spawn(move || {
+                    let mut s = db.open();
+                    let owner = format!("w{i}");
+                    let (mut mine, mut lasts) = (Vec::new(), 0);
+                    while let Some(p) = s.claim("u", &owner, 0, u64::MAX / 4).unwrap() {
+                        if s.finish_part("u", p.number, &owner, "e").unwrap() == Some(true) {
+                            lasts += 1;
+                        }
+                        mine.push(p.number);
                     }
-                    mine.push(p.number);
-                }
-                (mine, lasts)
+                    (mine, lasts)
+                })
             })
-        })
-        .collect();
+            .collect();
+        handles.into_iter().map(|h| h.join().unwrap()).collect()
+    });
     let mut all = Vec::new();
     let mut lasts = 0;
-    for h in handles {
-        let (mine, l) = h.join().unwrap();
+    for (mine, l) in results {
         all.extend(mine);
         lasts += l;
     }
@@ -229,9 +266,8 @@ fn done(s: &mut State, key: &str, dst_etag: &str) {
     assert_eq!(s.release_copy(key, "w", l.seq, l.etag.as_deref(), Some(dst_etag)).unwrap().outcome, Release::Done);
 }
 
-#[test]
-fn reconcile_records_a_source_object_whose_event_was_lost_and_a_late_event_still_wins() {
-    let mut s = State::in_memory().unwrap();
+fn reconcile_records_a_source_object_whose_event_was_lost_and_a_late_event_still_wins(db: &dyn Backend) {
+    let mut s = db.open();
     let before = s.snapshot(0).unwrap();
     let src = BTreeMap::from([("k".to_owned(), listed("a", 10))]);
     let r = s.reconcile(&before, &src, &BTreeMap::new(), 0).unwrap();
@@ -243,11 +279,10 @@ fn reconcile_records_a_source_object_whose_event_was_lost_and_a_late_event_still
     assert!(s.converged().unwrap());
 }
 
-#[test]
-fn reconcile_replicates_again_a_done_key_the_destination_lost_or_holds_stale() {
+fn reconcile_replicates_again_a_done_key_the_destination_lost_or_holds_stale(db: &dyn Backend) {
     // A copy whose lease was taken over writes late (or a restarted destination lost it):
     // the table says done, the destination disagrees.
-    let mut s = State::in_memory().unwrap();
+    let mut s = db.open();
     s.observe(&v("k", 1, "a")).unwrap();
     s.observe(&v("gone", 2, "g")).unwrap();
     done(&mut s, "k", "a");
@@ -264,11 +299,10 @@ fn reconcile_replicates_again_a_done_key_the_destination_lost_or_holds_stale() {
     assert_eq!(lagging, vec!["gone", "k"]);
 }
 
-#[test]
-fn reconcile_corrects_the_latest_version_and_a_copy_of_the_old_one_releases_stale() {
+fn reconcile_corrects_the_latest_version_and_a_copy_of_the_old_one_releases_stale(db: &dyn Backend) {
     // The source changed and its event is lost: the copy locked for the old ETag must not
     // count even though its report names the ETag the source now serves.
-    let mut s = State::in_memory().unwrap();
+    let mut s = db.open();
     s.observe(&v("k", 1, "a")).unwrap();
     let l = s.lock("k", "w", 0, 1000).unwrap().unwrap();
     let before = s.snapshot(10).unwrap();
@@ -284,9 +318,8 @@ fn reconcile_corrects_the_latest_version_and_a_copy_of_the_old_one_releases_stal
     assert!(s.pending(30, 10).unwrap()[0].deleted);
 }
 
-#[test]
-fn reconcile_yields_to_an_event_or_a_copy_that_came_in_after_the_snapshot() {
-    let mut s = State::in_memory().unwrap();
+fn reconcile_yields_to_an_event_or_a_copy_that_came_in_after_the_snapshot(db: &dyn Backend) {
+    let mut s = db.open();
     s.observe(&v("k", 1, "a")).unwrap();
     done(&mut s, "k", "a");
     let before = s.snapshot(0).unwrap();
@@ -296,18 +329,17 @@ fn reconcile_yields_to_an_event_or_a_copy_that_came_in_after_the_snapshot() {
     assert!(!s.reconcile(&before, &src, &BTreeMap::new(), 0).unwrap().any());
     assert_eq!(s.pending(0, 10).unwrap(), vec![v("k", 2, "c")]);
     // A key held by a live copy is not judged by its destination.
-    let mut s = State::in_memory().unwrap();
+    let mut s = db.fresh();
     s.observe(&v("k", 1, "a")).unwrap();
     done(&mut s, "k", "a");
-    s.conn.execute("UPDATE objects SET lock_owner = 'x', lock_until = 1000", []).unwrap();
+    s.exec_raw("UPDATE objects SET lock_owner = 'x', lock_until = 1000").unwrap();
     let before = s.snapshot(0).unwrap();
     let src = BTreeMap::from([("k".to_owned(), listed("a", 10))]);
     assert!(!s.reconcile(&before, &src, &BTreeMap::new(), 0).unwrap().any());
 }
 
-#[test]
-fn renewed_claims_outlive_their_first_lease() {
-    let mut s = State::in_memory().unwrap();
+fn renewed_claims_outlive_their_first_lease(db: &dyn Backend) {
+    let mut s = db.open();
     s.fill_pool("u", 10, 10).unwrap();
     s.claim("u", "slow", 0, 100).unwrap().unwrap();
     assert_eq!(s.renew_claims("u", "slow", 500).unwrap(), 1);
@@ -315,12 +347,11 @@ fn renewed_claims_outlive_their_first_lease() {
     assert_eq!(s.finish_part("u", 1, "slow", "e").unwrap(), Some(true));
 }
 
-#[test]
-fn a_restarted_coordinator_resumes_the_copies_under_way() {
+fn a_restarted_coordinator_resumes_the_copies_under_way(db: &dyn Backend) {
     // Before the kill: a copy holds k (lease until 100) and a part claim (until 100). The
     // coordinator comes back at 200. Before: the lease had lapsed, so the dispatch loop took
     // k over at once, fencing the copy that was about to finish.
-    let mut s = State::in_memory().unwrap();
+    let mut s = db.open();
     s.observe(&v("k", 1, "a")).unwrap();
     s.observe(&v("idle", 1, "b")).unwrap();
     s.lock("k", "old", 0, 100).unwrap().unwrap();
@@ -339,13 +370,12 @@ fn a_restarted_coordinator_resumes_the_copies_under_way() {
     assert!(s.lock("k", "next", 701, 800).unwrap().is_some());
 }
 
-#[test]
-fn a_lock_whose_copy_was_never_invoked_lapses_one_lease_after_a_restart() {
+fn a_lock_whose_copy_was_never_invoked_lapses_one_lease_after_a_restart(db: &dyn Backend) {
     // The coordinator locked k with its start grace (lease 100 + grace 3,000) and was killed
     // before it invoked the instance: nothing will ever renew or release the lock. Before, the
     // restart kept the grace and k waited until 3,100 (the writer of the replica kill test
     // gave up first); now it is taken again one lease after the restart.
-    let mut s = State::in_memory().unwrap();
+    let mut s = db.open();
     s.observe(&v("k", 1, "a")).unwrap();
     s.lock("k", "never-invoked", 0, 3_100).unwrap().unwrap();
     assert_eq!(s.resume_leases(300).unwrap(), 1);
@@ -353,9 +383,8 @@ fn a_lock_whose_copy_was_never_invoked_lapses_one_lease_after_a_restart() {
     assert!(s.lock("k", "next", 301, 400).unwrap().is_some(), "then taken again");
 }
 
-#[test]
-fn a_copy_covers_its_write_and_every_older_one_and_each_is_timed() {
-    let mut s = State::in_memory().unwrap();
+fn a_copy_covers_its_write_and_every_older_one_and_each_is_timed(db: &dyn Backend) {
+    let mut s = db.open();
     s.observe_at(&v("k", 1, "a"), Some(1_000)).unwrap();
     s.observe_at(&v("k", 2, "b"), Some(1_500)).unwrap();
     let l = s.lock("k", "w", 1_600, 9_000).unwrap().unwrap();
@@ -380,9 +409,8 @@ fn a_copy_covers_its_write_and_every_older_one_and_each_is_timed() {
     assert_eq!(s.oldest_pending("k").unwrap(), Some(2_000));
 }
 
-#[test]
-fn a_write_past_its_slo_is_flagged_once_and_its_late_copy_says_so() {
-    let mut s = State::in_memory().unwrap();
+fn a_write_past_its_slo_is_flagged_once_and_its_late_copy_says_so(db: &dyn Backend) {
+    let mut s = db.open();
     s.observe_at(&v("k", 1, "a"), Some(1_000)).unwrap();
     s.observe_at(&v("k", 2, "b"), Some(2_500)).unwrap();
     s.observe_at(&v("other", 1, "x"), Some(2_900)).unwrap();
@@ -398,9 +426,8 @@ fn a_write_past_its_slo_is_flagged_once_and_its_late_copy_says_so() {
     assert!(r.writes.iter().all(|w| w.flagged) && r.writes.len() == 2, "{r:?}");
 }
 
-#[test]
-fn a_failed_copy_backs_off_and_a_success_resets_the_count() {
-    let mut s = State::in_memory().unwrap();
+fn a_failed_copy_backs_off_and_a_success_resets_the_count(db: &dyn Backend) {
+    let mut s = db.open();
     s.observe(&v("k", 1, "a")).unwrap();
     s.lock("k", "w1", 0, 1_000).unwrap().unwrap();
     assert_eq!(s.fail("k", "other", |_| 0).unwrap(), None, "only the holder reports a failure");
@@ -449,12 +476,9 @@ fn hint(op: crate::changelog::Op, key: &str, etag: &str, sources: &[(&str, &str)
     }
 }
 
-#[test]
-fn a_hint_is_found_by_its_target_version_until_resolved_and_survives_a_reopen() {
+fn a_hint_is_found_by_its_target_version_until_resolved_and_survives_a_reopen(db: &dyn Backend) {
     use crate::changelog::Op;
-    let dir = tempfile::tempdir().unwrap();
-    let path = dir.path().join("state.db");
-    let mut s = State::open(&path).unwrap();
+    let mut s = db.open();
     let h = hint(Op::Copy, "t", "e1", &[("src", "e0")]);
     assert!(s.add_hint(".changelog/t/1", &h, 100).unwrap());
     assert!(!s.add_hint(".changelog/t/1", &h, 200).unwrap(), "a record read twice is one hint");
@@ -462,16 +486,15 @@ fn a_hint_is_found_by_its_target_version_until_resolved_and_survives_a_reopen() 
     assert_eq!(s.hint_for("t", "\"e1\"").unwrap(), Some((".changelog/t/1".into(), h.clone())));
     assert_eq!(s.hint_for("t", "e2").unwrap(), None, "another version of the target has no hint");
     drop(s);
-    let mut s = State::open(&path).unwrap();
+    let mut s = db.open();
     assert!(s.hint_for("t", "e1").unwrap().is_some(), "hints are in the database");
     assert_eq!(s.resolve_hints("t", "e1", true).unwrap(), 1);
     assert_eq!(s.hint_for("t", "e1").unwrap(), None, "a resolved hint is not applied twice");
 }
 
-#[test]
-fn a_source_of_an_open_hint_is_held_back_until_the_hint_resolves_or_ages() {
+fn a_source_of_an_open_hint_is_held_back_until_the_hint_resolves_or_ages(db: &dyn Backend) {
     use crate::changelog::Op;
-    let mut s = State::in_memory().unwrap();
+    let mut s = db.open();
     // MOVE src → t: the source's delete event comes right after the target's copy event.
     s.observe(&v("t", 1, "e0")).unwrap();
     s.observe(&Version { key: "src".into(), seq: 2, etag: None, size: 0, deleted: true }).unwrap();
@@ -495,9 +518,8 @@ fn a_source_of_an_open_hint_is_held_back_until_the_hint_resolves_or_ages() {
     assert_eq!(keys(&s, 500), ["src", "t"], "in sequencer order");
 }
 
-#[test]
-fn what_the_destination_holds_is_the_last_released_copy() {
-    let mut s = State::in_memory().unwrap();
+fn what_the_destination_holds_is_the_last_released_copy(db: &dyn Backend) {
+    let mut s = db.open();
     s.observe(&v("k", 1, "a")).unwrap();
     assert_eq!(s.held("k").unwrap(), None, "nothing copied yet");
     let l = s.lock("k", "w", 0, 10).unwrap().unwrap();
@@ -507,11 +529,8 @@ fn what_the_destination_holds_is_the_last_released_copy() {
     assert_eq!(s.held("k").unwrap(), Some((Some("a".into()), Some("a-2".into()))));
 }
 
-#[test]
-fn a_batch_hold_keeps_the_earliest_end_and_coalesces_writes_into_the_newest_version() {
-    let dir = tempfile::tempdir().unwrap();
-    let path = dir.path().join("state.db");
-    let mut s = State::open(&path).unwrap();
+fn a_batch_hold_keeps_the_earliest_end_and_coalesces_writes_into_the_newest_version(db: &dyn Backend) {
+    let mut s = db.open();
     s.observe_at(&v("k", 1, "a"), Some(1_000)).unwrap();
     assert_eq!(s.hold_batch("k", 1_000, 2_500).unwrap(), Some(2_500));
     s.observe_at(&v("k", 2, "b"), Some(1_200)).unwrap();
@@ -522,7 +541,7 @@ fn a_batch_hold_keeps_the_earliest_end_and_coalesces_writes_into_the_newest_vers
     assert_eq!(s.pending(2_399, 10).unwrap(), vec![], "held");
     // A restarted coordinator finds the hold where it was.
     drop(s);
-    let mut s = State::open(&path).unwrap();
+    let mut s = db.open();
     assert_eq!(s.pending(2_399, 10).unwrap(), vec![], "still held after a reopen");
     // When the hold ends only the newest version is copied, and it covers all three writes.
     assert_eq!(s.pending(2_400, 10).unwrap(), vec![v("k", 3, "c")]);
@@ -535,10 +554,9 @@ fn a_batch_hold_keeps_the_earliest_end_and_coalesces_writes_into_the_newest_vers
     assert_eq!(s.hold_batch("k", 5_000, 6_000).unwrap(), Some(6_000));
 }
 
-#[test]
-fn a_hinted_target_waits_for_its_source_version_to_be_replicated_first() {
+fn a_hinted_target_waits_for_its_source_version_to_be_replicated_first(db: &dyn Backend) {
     use crate::changelog::Op;
-    let mut s = State::in_memory().unwrap();
+    let mut s = db.open();
     // COPY of a source just written: the source's version is pending, then the target's.
     s.observe(&v("src", 1, "e0")).unwrap();
     s.observe(&v("t", 2, "e0")).unwrap();
@@ -555,4 +573,93 @@ fn a_hinted_target_waits_for_its_source_version_to_be_replicated_first() {
     // target does not wait for it (it is not the version named): no deadlock.
     s.observe(&v("src", 3, "e1")).unwrap();
     assert_eq!(keys(&s, 500), ["t"]);
+}
+
+/// Every scenario above: one `#[test]` each on SQLite (module `sqlite`), and all of them, each
+/// in its own schema, on one throwaway PostgreSQL server ([`every_scenario_on_postgres`]).
+macro_rules! scenarios {
+    ($($name:ident),* $(,)?) => {
+        mod sqlite {
+            $( #[test] fn $name() { super::$name(&super::Lite::new()); } )*
+        }
+        const SCENARIOS: &[(&str, fn(&dyn Backend))] = &[$((stringify!($name), $name)),*];
+    };
+}
+
+scenarios!(
+    older_events_change_nothing,
+    lock_then_release_marks_done,
+    new_version_during_copy_forces_re_replication,
+    copy_that_saw_another_etag_is_not_done,
+    expired_lease_is_taken_over_and_the_old_holder_loses,
+    every_interleaving_of_two_writes_and_one_copy_converges,
+    pool_covers_the_object_and_the_last_report_is_unique,
+    a_claim_repeated_after_its_answer_was_lost_gets_the_same_part,
+    a_report_repeated_after_its_answer_was_lost_gets_the_same_answer,
+    abandoned_claim_is_reclaimed_and_its_late_report_ignored,
+    concurrent_claimers_on_eight_connections_take_each_part_once,
+    reconcile_records_a_source_object_whose_event_was_lost_and_a_late_event_still_wins,
+    reconcile_replicates_again_a_done_key_the_destination_lost_or_holds_stale,
+    reconcile_corrects_the_latest_version_and_a_copy_of_the_old_one_releases_stale,
+    reconcile_yields_to_an_event_or_a_copy_that_came_in_after_the_snapshot,
+    renewed_claims_outlive_their_first_lease,
+    a_restarted_coordinator_resumes_the_copies_under_way,
+    a_lock_whose_copy_was_never_invoked_lapses_one_lease_after_a_restart,
+    a_copy_covers_its_write_and_every_older_one_and_each_is_timed,
+    a_write_past_its_slo_is_flagged_once_and_its_late_copy_says_so,
+    a_failed_copy_backs_off_and_a_success_resets_the_count,
+    a_hint_is_found_by_its_target_version_until_resolved_and_survives_a_reopen,
+    a_source_of_an_open_hint_is_held_back_until_the_hint_resolves_or_ages,
+    what_the_destination_holds_is_the_last_released_copy,
+    a_batch_hold_keeps_the_earliest_end_and_coalesces_writes_into_the_newest_version,
+    a_hinted_target_waits_for_its_source_version_to_be_replicated_first,
+);
+
+/// The same scenarios on PostgreSQL (one server for all: `initdb` takes seconds). Each runs in
+/// a schema of its own; a failing one is named and the others still run.
+#[test]
+fn every_scenario_on_postgres() {
+    let test = "every_scenario_on_postgres";
+    let server = match super::pgtest::Server::start() {
+        Ok(s) => s,
+        Err(super::pgtest::Skip(reason)) => {
+            println!("SKIPPED: {test}: {reason}");
+            return;
+        }
+    };
+    let mut failed = Vec::new();
+    for (i, (name, scenario)) in SCENARIOS.iter().enumerate() {
+        let prefix = format!("s{i}");
+        let db = PgSchema {
+            server: &server,
+            url: server.schema(&prefix),
+            prefix,
+            next: std::sync::atomic::AtomicUsize::new(0),
+        };
+        let start = std::time::Instant::now();
+        match std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| scenario(&db))) {
+            Ok(()) => println!("postgres: {name}: ok ({:.2} s)", start.elapsed().as_secs_f64()),
+            Err(_) => {
+                println!("postgres: {name}: FAILED");
+                failed.push(*name);
+            }
+        }
+    }
+    assert!(failed.is_empty(), "failed on PostgreSQL: {failed:?} (server log in {})", server.dir().display());
+}
+
+#[test]
+fn postgres_state_url_is_chosen_by_its_scheme() {
+    // A path opens SQLite; a postgres:// URL is tried as PostgreSQL (nothing listens here).
+    let dir = tempfile::tempdir().unwrap();
+    let s = State::open_spec(Some(dir.path().join("x.db").to_str().unwrap()), Path::new("unused")).unwrap();
+    assert_eq!(s.backend(), "sqlite");
+    let s = State::open_spec(None, &dir.path().join("default.db")).unwrap();
+    assert_eq!(s.backend(), "sqlite");
+    assert!(dir.path().join("default.db").exists());
+    let err = State::open_spec(Some("postgres://nobody:secret@127.0.0.1:1/db"), Path::new("unused"))
+        .err()
+        .expect("nothing listens on port 1");
+    let text = crate::error_chain(&err);
+    assert!(text.contains("connect to the state database") && !text.contains("secret"), "{text}");
 }

@@ -80,6 +80,33 @@ pub enum Role {
     Worker,
 }
 
+/// Flags every load-generating mode shares (`run` and `s3`): where results go, the node's
+/// name, the rate-control file and the dispatcher's timing.
+#[derive(Debug, Args)]
+pub struct CommonArgs {
+    /// Directory of the result files (default: the working directory).
+    #[arg(long)]
+    pub out: Option<PathBuf>,
+    /// This node's name in the results (default: the host name).
+    #[arg(long)]
+    pub node_name: Option<String>,
+    /// Run-time rate control file (contract: `{"rate": F}`).
+    #[arg(long, default_value = "loadgen.ctl")]
+    pub ctl: PathBuf,
+    /// Spin on the clock for this long before each scheduled start (`0us`: sleep only).
+    #[arg(long, value_parser = duration_arg, default_value = "50us")]
+    pub spin: u64,
+    /// A request sent later than this after its scheduled start counts as `behind`.
+    #[arg(long, value_parser = duration_arg, default_value = "1ms")]
+    pub behind: u64,
+    /// After SIGTERM/SIGINT, wait this long for requests in flight.
+    #[arg(long, value_parser = duration_arg, default_value = "1s")]
+    pub drain: u64,
+    /// Start this long after setting up (standalone) or after the workers are ready (controller).
+    #[arg(long, value_parser = duration_arg, default_value = "1s")]
+    pub start_delay: u64,
+}
+
 /// Flags of a load-generating run.
 #[derive(Debug, Args)]
 pub struct RunArgs {
@@ -149,27 +176,9 @@ pub struct RunArgs {
     /// Async runtime threads (1: one thread, the dispatcher has its own).
     #[arg(long, default_value_t = 1)]
     pub threads: usize,
-    /// Directory of the result files (default: the working directory).
-    #[arg(long)]
-    pub out: Option<PathBuf>,
-    /// This node's name in the results (default: the host name).
-    #[arg(long)]
-    pub node_name: Option<String>,
-    /// Run-time rate control file (contract: `{"rate": F}`).
-    #[arg(long, default_value = "loadgen.ctl")]
-    pub ctl: PathBuf,
-    /// Spin on the clock for this long before each scheduled start (`0us`: sleep only).
-    #[arg(long, value_parser = duration_arg, default_value = "50us")]
-    pub spin: u64,
-    /// A request sent later than this after its scheduled start counts as `behind`.
-    #[arg(long, value_parser = duration_arg, default_value = "1ms")]
-    pub behind: u64,
-    /// After SIGTERM/SIGINT, wait this long for requests in flight.
-    #[arg(long, value_parser = duration_arg, default_value = "1s")]
-    pub drain: u64,
-    /// Start this long after setting up (standalone) or after the workers are ready (controller).
-    #[arg(long, value_parser = duration_arg, default_value = "1s")]
-    pub start_delay: u64,
+    /// Results, control file and timing of the dispatcher (shared with `s3`).
+    #[command(flatten)]
+    pub common: CommonArgs,
     /// Controller: worker addresses `host:port` (comma-separated or repeated).
     #[arg(long, value_delimiter = ',')]
     pub workers: Vec<String>,
@@ -376,7 +385,7 @@ fn serve(a: &ServeArgs) -> anyhow::Result<()> {
 }
 
 fn node_name(a: &RunArgs) -> String {
-    a.node_name.clone().unwrap_or_else(|| {
+    a.common.node_name.clone().unwrap_or_else(|| {
         nix::unistd::gethostname().map(|h| h.to_string_lossy().into_owned()).unwrap_or_else(|_| "loadgen".into())
     })
 }
@@ -437,7 +446,7 @@ fn check_rate(a: &RunArgs) -> anyhow::Result<f64> {
 }
 
 fn out_dir(a: &RunArgs) -> PathBuf {
-    a.out.clone().unwrap_or_else(|| PathBuf::from("."))
+    a.common.out.clone().unwrap_or_else(|| PathBuf::from("."))
 }
 
 fn run(a: &RunArgs) -> anyhow::Result<()> {
@@ -477,7 +486,7 @@ fn info(a: &RunArgs, mode: &str, role: &str, node: &str, start_ns: i64) -> RunIn
         pattern: None,
         seed: Some(a.seed),
         rate_changes: 0,
-        behind_threshold_ns: a.behind,
+        behind_threshold_ns: a.common.behind,
         start_ns,
     }
 }
@@ -568,16 +577,16 @@ fn run_open<P: Protocol>(a: &RunArgs, mode: Mode, proto: P, mix: Option<Arc<Mix>
         let made = rt.block_on(issuer.warm(&first_authority, a.warm.min(a.connections)));
         tracing::info!(target = %first_authority, connections = made, "warmed up");
     }
-    let start_ns = now_unix_ns() + a.start_delay.min(i64::MAX as u64) as i64;
+    let start_ns = now_unix_ns() + a.common.start_delay.min(i64::MAX as u64) as i64;
     tracing::info!(mode = ?mode, node = %node, ?target_rps, "load starts");
-    let cfg = DispatchConfig { spin_ns: a.spin, ctl: Some(a.ctl.clone()) };
+    let cfg = DispatchConfig { spin_ns: a.common.spin, ctl: Some(a.common.ctl.clone()) };
     let outcome = open::run(
         &rt,
         source_of(start_ns),
         issuer.clone(),
         cfg,
         Duration::from_nanos(a.timeout),
-        Duration::from_nanos(a.drain),
+        Duration::from_nanos(a.common.drain),
         term.wait(),
     );
     let mut i = info(a, if mode == Mode::Trace { "trace" } else { "open" }, "standalone", &node, start_ns);
@@ -599,7 +608,7 @@ fn run_closed<P: Protocol>(a: &RunArgs, proto: P, mix: Option<Arc<Mix>>) -> anyh
         node.clone(),
     ));
     rt.block_on(issuer.warm(&t.authority, (a.clients as usize).min(a.connections.max(1))));
-    let start_ns = now_unix_ns() + (a.start_delay.min(i64::MAX as u64) as i64);
+    let start_ns = now_unix_ns() + (a.common.start_delay.min(i64::MAX as u64) as i64);
     let cfg = ClosedConfig {
         clients: a.clients,
         think_ns: a.think,
@@ -614,7 +623,7 @@ fn run_closed<P: Protocol>(a: &RunArgs, proto: P, mix: Option<Arc<Mix>>) -> anyh
         mix,
     };
     tracing::info!(clients = a.clients, node = %node, "closed load starts");
-    closed::run(&rt, issuer.clone(), cfg, Duration::from_nanos(a.drain), a.spin, term.wait())
+    closed::run(&rt, issuer.clone(), cfg, Duration::from_nanos(a.common.drain), a.common.spin, term.wait())
         .context("start the think-time timer")?;
     finish(&out_dir(a), issuer.recorder.take(), &info(a, "closed", "standalone", &node, start_ns), series_interval(a))
 }
@@ -724,7 +733,7 @@ fn controller(a: &RunArgs) -> anyhow::Result<()> {
                 other => bail!("worker {name}: expected ready, got {other:?}"),
             }
         }
-        let start_ns = now_unix_ns() + a.start_delay.min(i64::MAX as u64) as i64;
+        let start_ns = now_unix_ns() + a.common.start_delay.min(i64::MAX as u64) as i64;
         for link in &mut links {
             link.send(&Message::Start { start_ns }).await?;
         }
@@ -929,8 +938,8 @@ fn run_part(
             }
         }
     };
-    let cfg = DispatchConfig { spin_ns: a.spin, ctl: Some(a.ctl.clone()) };
-    let outcome = open::run(rt, source, issuer.clone(), cfg, timeout, Duration::from_nanos(a.drain), stop);
+    let cfg = DispatchConfig { spin_ns: a.common.spin, ctl: Some(a.common.ctl.clone()) };
+    let outcome = open::run(rt, source, issuer.clone(), cfg, timeout, Duration::from_nanos(a.common.drain), stop);
     let records = issuer.recorder.take();
     let mut i = info(a, "distributed", "worker", node, start_ns);
     i.rate_changes = outcome.rate_changes;

@@ -99,20 +99,8 @@ pub struct S3Args {
     /// Async runtime threads (1 keeps the operations on one key in trace order; see docs).
     #[arg(long, default_value_t = 1)]
     pub threads: usize,
-    #[arg(long)]
-    pub out: Option<PathBuf>,
-    #[arg(long)]
-    pub node_name: Option<String>,
-    #[arg(long, default_value = "loadgen.ctl")]
-    pub ctl: PathBuf,
-    #[arg(long, value_parser = duration_arg, default_value = "50us")]
-    pub spin: u64,
-    #[arg(long, value_parser = duration_arg, default_value = "1ms")]
-    pub behind: u64,
-    #[arg(long, value_parser = duration_arg, default_value = "1s")]
-    pub drain: u64,
-    #[arg(long, value_parser = duration_arg, default_value = "1s")]
-    pub start_delay: u64,
+    #[command(flatten)]
+    pub common: crate::loadgen::cli::CommonArgs,
 }
 
 impl S3Args {
@@ -179,7 +167,7 @@ pub fn run(a: &S3Args) -> anyhow::Result<()> {
         })
         .collect();
     let s3 = Arc::new(exec::S3::new(store, steps, cfg));
-    let node = a.node_name.clone().unwrap_or_else(|| {
+    let node = a.common.node_name.clone().unwrap_or_else(|| {
         nix::unistd::gethostname().map(|h| h.to_string_lossy().into_owned()).unwrap_or_else(|_| "loadgen".into())
     });
     let rt = runtime(a.threads)?;
@@ -188,7 +176,7 @@ pub fn run(a: &S3Args) -> anyhow::Result<()> {
     let issuer = Arc::new(Issuer::new(s3.clone(), a.connections, timeout, node.clone()));
     let target = Target { authority: a.endpoint.clone(), path: "/".into() };
     let base_rate = TraceSource::new(events.clone(), 0, a.speed, 0.0, target.clone(), None).base_rate;
-    let start_ns = now_unix_ns() + a.start_delay.min(i64::MAX as u64) as i64;
+    let start_ns = now_unix_ns() + a.common.start_delay.min(i64::MAX as u64) as i64;
     tracing::info!(operations = events.len(), objects = model.objects.len(), hints = ?a.hints, endpoint = %a.endpoint, "S3 replay starts");
     if !a.time_adjustment_ms.is_finite() {
         bail!("--time-adjustment-ms {}: must be a number of milliseconds", a.time_adjustment_ms);
@@ -196,9 +184,10 @@ pub fn run(a: &S3Args) -> anyhow::Result<()> {
     let source = Source::Trace(
         TraceSource::new(events, start_ns, a.speed, a.time_adjustment_ms, target, None).classed_by_method(),
     );
-    let cfg_d = DispatchConfig { spin_ns: a.spin, ctl: Some(a.ctl.clone()) };
-    let outcome = open::run(&rt, source, issuer.clone(), cfg_d, timeout, Duration::from_nanos(a.drain), term.wait());
-    let dir = a.out.clone().unwrap_or_else(|| PathBuf::from("."));
+    let cfg_d = DispatchConfig { spin_ns: a.common.spin, ctl: Some(a.common.ctl.clone()) };
+    let outcome =
+        open::run(&rt, source, issuer.clone(), cfg_d, timeout, Duration::from_nanos(a.common.drain), term.wait());
+    let dir = a.common.out.clone().unwrap_or_else(|| PathBuf::from("."));
     let info = RunInfo {
         mode: "s3".into(),
         role: "standalone".into(),
@@ -207,7 +196,7 @@ pub fn run(a: &S3Args) -> anyhow::Result<()> {
         pattern: a.cos_gen.then(|| "cos-gen".to_owned()),
         seed: Some(a.seed),
         rate_changes: outcome.rate_changes,
-        behind_threshold_ns: a.behind,
+        behind_threshold_ns: a.common.behind,
         start_ns,
     };
     finish(&dir, issuer.recorder.take(), &info, None)?;

@@ -13,7 +13,7 @@
 //! its line too).
 
 use std::fmt;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
@@ -77,24 +77,9 @@ pub struct Row {
 /// Keys under this prefix are the changelog's, never a trace's.
 pub const RESERVED_PREFIX: &str = s3util::changelog::PREFIX;
 
-/// Errors of reading or writing an object-write trace.
-#[derive(Debug, thiserror::Error)]
-pub enum S3TraceError {
-    #[error("read trace {}", path.display())]
-    Read {
-        path: PathBuf,
-        #[source]
-        source: std::io::Error,
-    },
-    #[error("read trace {}:{line}: {field}: {reason}", path.display())]
-    Invalid { path: PathBuf, line: u64, field: String, reason: String },
-    #[error("write trace {}", path.display())]
-    Write {
-        path: PathBuf,
-        #[source]
-        source: std::io::Error,
-    },
-}
+/// Errors of reading or writing an object-write trace: the same kinds, naming file and line,
+/// as the HTTP trace's.
+pub use crate::loadgen::trace::TraceError as S3TraceError;
 
 /// A parse failure: line, field, reason.
 pub type Bad = (u64, String, String);
