@@ -10,6 +10,8 @@
 #   bench/cpu.sh                  TDFs 1 10 50, W 0.1 1 10 100 ms, REPS 11
 #   TDFS="10" WIDTHS="1 10" REPS=21 bench/cpu.sh
 #   QUANTUM_US=200 bench/cpu.sh   pacing quantum (DILATION_CPU_QUANTUM_US) for the node
+#   TRAP=1 bench/cpu.sh           the probe linked statically: it runs under the syscall
+#                                 trap, whose tracer paces it (bench/cpu_trap.sh)
 set -euo pipefail
 cd "$(dirname "$0")/.."
 TDFS=${TDFS:-"1 10 50"}
@@ -18,9 +20,15 @@ REPS=${REPS:-11}
 scripts/setup >/dev/null
 cargo build --release --workspace -q
 work=$(mktemp -d); trap 'rm -rf "$work"' EXIT
-cc -O2 -pthread -o "$work/burst" tests/dilation/burst.c
+if [ -n "${TRAP:-}" ]; then
+  cc -O2 -static -pthread -o "$work/burst" tests/dilation/burst.c
+  mechanism=trap
+else
+  cc -O2 -pthread -o "$work/burst" tests/dilation/burst.c
+  mechanism=shim
+fi
 echo "load average at start: $(cut -d' ' -f1-3 /proc/loadavg)"
-echo "burst: virtual/expected duration (p50 [p10, p90]) of $REPS bursts; cpus 1"
+echo "burst: virtual/expected duration (p50 [p10, p90]) of $REPS bursts; cpus ${CPUS:-1}; under the $mechanism"
 printf '  %-6s' "TDF"; for w in $WIDTHS; do printf '%24s' "$w ms"; done; echo
 for tdf in $TDFS; do
   cmds=()
@@ -38,6 +46,7 @@ nodes:
 YAML
   rm -rf "$work/out"
   target/release/diorama run "$work/topo.yaml" --tdf "$tdf" --out "$work/out" >/dev/null 2>"$work/err" || { cat "$work/err"; exit 1; }
+  grep -q "\"mechanism\": *\"$mechanism\"" "$work/out/run.json" || { echo "the node did not run under the $mechanism"; exit 1; }
   printf '  %-6s' "$tdf"
   for w in $WIDTHS; do
     awk -v w="$w" '$1 == "burst" && $2 == w { print $3 / w }' "$work/out/nodes/cruncher/stdout" | sort -g |

@@ -368,9 +368,8 @@ impl<'a> Testbed<'a> {
         let dilation = self.choose_dilation(spec)?;
         // Recorded in the state by `prepare` already: a crash from here on leaves a name.
         let mechanism = dilation.as_ref().and_then(|d| d.mechanism());
-        let paced = self.opts.shim.is_some()
-            && mechanism != Some(dilation::program::Mechanism::Trap)
-            && spec.resources.paced_at(self.spec.tdf);
+        // Both mechanisms pace (the trap from its tracer, decision 060) and share the ledger.
+        let paced = self.opts.shim.is_some() && spec.resources.paced_at(self.spec.tdf);
         let quota_us = spec.resources.cgroup_quota_us(paced, margin);
         let resources = crate::spec::NodeResources { cpu_quota_us: quota_us, ..spec.resources.clone() };
         let cgroup = NodeCgroup::create(&cgroup_path(run_id, &name), &resources)

@@ -39,11 +39,11 @@ pub struct NodeResources {
     /// The node's `cpus` in cores of the original machine (perceived).
     pub cpus: f64,
     /// The speed of one of the node's threads, in host cores *as perceived* (`min(1, cpus)`
-    /// for a faithful run): the shim paces every thread so that its CPU bursts take as long
+    /// for a faithful run): the shim (or the trap's tracer) paces every thread so that its CPU bursts take as long
     /// in virtual time as on a core of that speed. `None`: not paced.
     pub pace_speed: Option<f64>,
     /// The perceived cores the node's threads share (`cpus` for a faithful run): the shims
-    /// of the node pay into one ledger, so threads computing at once share them. `None`:
+    /// and tracers of the node pay into one ledger, so threads computing at once share them. `None`:
     /// each thread is paced alone and only the CFS quota bounds their sum.
     pub pace_cores: Option<f64>,
 }
@@ -136,13 +136,14 @@ impl NetBackend {
 pub const PACED_QUOTA_MARGIN: f64 = 3.0;
 
 impl NodeResources {
-    /// The CFS quota of the node's cgroup. A node whose threads the shim paces (and whose
-    /// ledger keeps their sum to `pace_cores`) gets `margin` times its planned quota: the
+    /// The CFS quota of the node's cgroup. A node whose threads are paced (by the shim or
+    /// the trap's tracer, and whose ledger keeps their sum to `pace_cores`) gets `margin` times its planned quota: the
     /// pacing's own CPU (sleeps, wake-ups and clock reads, tens of µs per payment on a VM)
     /// counts against a CFS quota though the original machine would not spend it, and with
     /// the quota at exactly the planned share a small node at a high TDF was throttled
     /// into doing a fraction of its work (issue 10). The quota then only bounds what the
-    /// pacing does not see. Unpaced nodes (the trap, no shim) keep the planned quota.
+    /// pacing does not see (for a trapped node, also the tracer's own CPU). Unpaced nodes
+    /// (a full core at TDF 1, or no dilation) keep the planned quota.
     #[must_use]
     pub fn cgroup_quota_us(&self, paced: bool, margin: f64) -> Option<u64> {
         let q = self.cpu_quota_us?;
@@ -200,7 +201,7 @@ mod quota_tests {
     #[test]
     fn a_paced_node_gets_the_margin_and_an_unpaced_one_its_plan() {
         assert_eq!(paced(0.1).cgroup_quota_us(true, 3.0), Some(30_000));
-        assert_eq!(paced(0.1).cgroup_quota_us(false, 3.0), Some(10_000), "the trap does not pace");
+        assert_eq!(paced(0.1).cgroup_quota_us(false, 3.0), Some(10_000), "an unpaced node");
         let alone = NodeResources { pace_cores: None, ..paced(0.1) };
         assert_eq!(alone.cgroup_quota_us(true, 3.0), Some(10_000), "without the ledger the quota is the only sum");
         assert_eq!(paced(0.1).cgroup_quota_us(true, f64::NAN), Some(10_000));

@@ -5,10 +5,14 @@
 //! in a node; the node times it with its (dilated) monotonic clock. A CFS quota alone would
 //! let a burst shorter than the quota run TDF times too fast (ratio 0.1 at TDF 10). The
 //! bounds are generous (the host may be shared); `bench/cpu.sh` prints the precise figures.
+//! The same probe linked statically runs under the syscall trap, whose tracer paces it
+//! (`bench/cpu_trap.sh`).
 
 use std::path::{Path, PathBuf};
 
-use diorama_tests::{diorama, leftovers_of, need_root, need_tool, repo_root, require, topology};
+use diorama_tests::{
+    build_static_c, diorama, leftovers_of, need_root, need_tool, repo_root, require, run_json, skip, topology,
+};
 
 /// Builds the burst probe into `dir`.
 fn build_probe(dir: &Path) -> PathBuf {
@@ -41,22 +45,38 @@ fn burst_ratios(test: &str, tdf: &str, cpus: &str, widths: &[f64]) -> Vec<(f64, 
 fn ratios_of(mode: &str, test: &str, tdf: &str, cpus: &str, widths: &[f64]) -> Vec<(f64, f64)> {
     let tmp = tempfile::tempdir().expect("temporary directory");
     let probe = build_probe(tmp.path());
+    ratios_with(&probe, tmp.path(), mode, test, tdf, cpus, widths).0
+}
+
+/// As [`ratios_of`] with a given `probe` built in `dir`; also returns the node's mechanism
+/// as `run.json` records it.
+fn ratios_with(
+    probe: &Path,
+    dir: &Path,
+    mode: &str,
+    test: &str,
+    tdf: &str,
+    cpus: &str,
+    widths: &[f64],
+) -> (Vec<(f64, f64)>, String) {
     let script: Vec<String> =
-        widths.iter().map(|w| format!("{} {mode} {} {w} 9 2", probe.display(), calibrate(&probe, *w))).collect();
+        widths.iter().map(|w| format!("{} {mode} {} {w} 9 2", probe.display(), calibrate(probe, *w))).collect();
     let topo = topology(
-        tmp.path(),
+        dir,
         test,
         &format!(
             "name: {test}\nduration: 600s\nnodes:\n  - name: cruncher\n    cpus: {cpus}\n    main: true\n    run: {{command: \"{}\"}}\n",
             script.join(" && ")
         ),
     );
-    let out = tmp.path().join("results");
+    let out = dir.join("results");
     let r = diorama(&["run", &topo.to_string_lossy(), "--tdf", tdf, "--out", &out.to_string_lossy()]);
     assert_eq!(r.code, Some(0), "{r:?}");
     assert!(leftovers_of(&out).is_empty(), "{:?}", leftovers_of(&out));
     let stdout = std::fs::read_to_string(out.join("nodes/cruncher/stdout")).expect("the node's stdout");
-    widths
+    let mechanism =
+        run_json(&out)["nodes"][0].pointer("/dilation/mechanism").and_then(|m| m.as_str()).map(str::to_owned);
+    let ratios = widths
         .iter()
         .map(|w| {
             let mut v: Vec<f64> = stdout
@@ -73,7 +93,8 @@ fn ratios_of(mode: &str, test: &str, tdf: &str, cpus: &str, widths: &[f64]) -> V
             v.sort_by(f64::total_cmp);
             (*w, v[4] / w)
         })
-        .collect()
+        .collect();
+    (ratios, mechanism.unwrap_or_default())
 }
 
 #[test]
@@ -114,5 +135,27 @@ fn two_threads_share_a_small_node_s_one_core() {
     println!("TDF 10, cpus 2, two threads: virtual/expected at p50 {big:?}");
     for (w, r) in big {
         assert!((0.75..=1.5).contains(&r), "two {w} ms bursts on two cores took {r:.3} w, expected about 1");
+    }
+}
+
+#[test]
+fn trapped_bursts_take_their_original_time_at_tdf_10() {
+    const TEST: &str = "trapped_bursts_take_their_original_time_at_tdf_10";
+    require!(TEST, need_root(), need_tool("gcc"));
+    // Linked statically, the probe runs under the syscall trap, whose tracer paces it: the
+    // shim cannot. Unpaced (before the tracer paced, or with DILATION_CPU_SPEED=1000 in the
+    // node) the bursts took about a tenth of their time.
+    let tmp = tempfile::tempdir().expect("temporary directory");
+    let probe = match build_static_c(tmp.path(), "tests/dilation/burst.c", "burst-static") {
+        Ok(p) => p,
+        Err(why) => return skip(TEST, &why),
+    };
+    let (ratios, mechanism) = ratios_with(&probe, tmp.path(), "run", "pacetrap", "10", "1", &[1.0, 10.0]);
+    println!("TDF 10, cpus 1, trapped: virtual/expected at p50 {ratios:?}");
+    assert_eq!(mechanism, "trap", "the static probe runs under the trap");
+    for (w, r) in ratios {
+        // The trap's quantum (200 µs) leaves the tail of each burst unpaced: a 1 ms burst
+        // takes 0.8–1 w plus the stops' lateness.
+        assert!((0.6..=2.0).contains(&r), "a trapped {w} ms burst took {r:.3} of its original time at TDF 10");
     }
 }

@@ -193,7 +193,8 @@ fn probes_match_the_topology_tdf1() {
 
 #[test]
 fn probes_match_the_topology_tdf10() {
-    check_rtts("10", 7);
+    // 5 s virtual (50 s real): three rounds, 15 replies a cell; the suite's time is tight.
+    check_rtts("10", 5);
 }
 
 #[test]

@@ -1,12 +1,15 @@
 //! The contract between the dilation library (which starts processes and writes control
 //! pages), `libdilation.so` (which reads them inside every node process) and `dilation-trap`:
 //! the names of the environment variables, the layout of the control page, and the marks by
-//! which both the library and the shim tell a program the shim cannot reach.
+//! which both the library and the shim tell a program the shim cannot reach; and what both
+//! pacers share: the pacing arithmetic ([`pace`]) and the kernel's perf event ABI ([`perf`]).
 //!
 //! # Design
-//! Constants only, `no_std`, no dependencies, so that the shim (a `cdylib` that must stay
-//! small and allocation-free) and the library share one definition.
+//! Constants and pure arithmetic, `no_std`, no dependencies, so that the shim (a `cdylib`
+//! that must stay small and allocation-free), the trap and the library share one definition.
 #![no_std]
+
+pub mod pace;
 
 /// Environment variables that give a process its time model.
 pub mod env {
@@ -34,16 +37,17 @@ pub mod env {
         CONTROL, CONTROL_C = "DILATION_CONTROL";
         /// Set to `1` to also dilate file timestamps returned by `stat` and friends.
         DILATE_STAT, DILATE_STAT_C = "DILATION_STAT";
-        /// The perceived speed of each thread in host cores: the shim paces every thread so
-        /// that its CPU bursts take as long in virtual time as on a core of that speed
+        /// The perceived speed of each thread in host cores: the shim (or the trap's tracer)
+        /// paces every thread so that its CPU bursts take as long in virtual time as on a core of that speed
         /// (unset: no pacing).
         CPU_SPEED, CPU_SPEED_C = "DILATION_CPU_SPEED";
         /// The perceived cores the node's threads share (the node's `cpus`): every process
         /// of the node also pays into one node-wide ledger in the control page, so that
         /// threads that compute at once share those cores (unset: threads paced alone).
         CPU_CORES, CPU_CORES_C = "DILATION_CPU_CORES";
-        /// The pacing quantum in µs of CPU (default 1000): the longest stretch of CPU a
-        /// thread runs unpaced when it neither reads a clock, nor emits output, nor blocks.
+        /// The pacing quantum in µs of CPU (default 1000 in the shim, 200 under the trap,
+        /// whose clock reads do not pay): the longest stretch of CPU a thread runs unpaced
+        /// when it neither reads a clock, nor emits output, nor blocks.
         CPU_QUANTUM_US, CPU_QUANTUM_US_C = "DILATION_CPU_QUANTUM_US";
         /// Path of `dilation-trap`, set by the harness in every dilated node: the shim hands
         /// the `exec` of a Go or static program to it (unset: such a program runs undilated).
@@ -91,7 +95,68 @@ pub mod control {
     /// Processes that mapped the page (atomic add).
     pub const OFF_ATTACHED: usize = 64;
     /// The node's CPU ledger: the real `CLOCK_MONOTONIC` instant (i64 ns) at which the CPU
-    /// all its threads used so far would be done on the node's perceived cores (shims,
-    /// compare-and-swap).
+    /// all its threads used so far would be done on the node's perceived cores (shims and
+    /// the trap's tracers, compare-and-swap: `pace::charge_ledger`).
     pub const OFF_CPU_LEDGER: usize = 72;
+}
+
+/// The kernel's `perf_event_open` ABI (`linux/perf_event.h`), the fields the pacers use: a
+/// software `task-clock` event that sends `SIGTRAP` after each quantum of a thread's CPU.
+pub mod perf {
+    pub const PERF_TYPE_SOFTWARE: u32 = 1;
+    pub const PERF_COUNT_SW_TASK_CLOCK: u64 = 1;
+    pub const PERF_FLAG_FD_CLOEXEC: i64 = 8;
+    pub const FLAG_DISABLED: u64 = 1;
+    pub const FLAG_INHERIT: u64 = 1 << 1;
+    pub const FLAG_EXCLUDE_KERNEL: u64 = 1 << 5;
+    pub const FLAG_EXCLUDE_HV: u64 = 1 << 6;
+    pub const FLAG_REMOVE_ON_EXEC: u64 = 1 << 36;
+    pub const FLAG_SIGTRAP: u64 = 1 << 37;
+    /// `si_code` of a signal sent by a perf event with `sigtrap` set.
+    pub const TRAP_PERF: i32 = 6;
+
+    /// `struct perf_event_attr` up to `sig_data` (PERF_ATTR_SIZE_VER7, 128 bytes).
+    #[repr(C)]
+    #[derive(Clone, Copy, Debug, Default)]
+    pub struct PerfEventAttr {
+        pub type_: u32,
+        pub size: u32,
+        pub config: u64,
+        pub sample_period: u64,
+        pub sample_type: u64,
+        pub read_format: u64,
+        pub flags: u64,
+        pub wakeup_events: u32,
+        pub bp_type: u32,
+        pub config1: u64,
+        pub config2: u64,
+        pub branch_sample_type: u64,
+        pub sample_regs_user: u64,
+        pub sample_stack_user: u32,
+        pub clockid: i32,
+        pub sample_regs_intr: u64,
+        pub aux_watermark: u32,
+        pub sample_max_stack: u16,
+        pub reserved_2: u16,
+        pub aux_sample_size: u32,
+        pub reserved_3: u32,
+        /// Passed to the signal's `si_perf_data`.
+        pub sig_data: u64,
+    }
+
+    const _: () = assert!(core::mem::size_of::<PerfEventAttr>() == 128);
+
+    impl PerfEventAttr {
+        /// A `task-clock` event overflowing every `period_ns` of CPU, with `flags`.
+        pub fn task_clock(period_ns: u64, flags: u64) -> Self {
+            PerfEventAttr {
+                type_: PERF_TYPE_SOFTWARE,
+                size: core::mem::size_of::<PerfEventAttr>() as u32,
+                config: PERF_COUNT_SW_TASK_CLOCK,
+                sample_period: period_ns,
+                flags,
+                ..PerfEventAttr::default()
+            }
+        }
+    }
 }

@@ -27,12 +27,14 @@ use core::sync::atomic::{AtomicBool, AtomicI64, AtomicU64, AtomicU8, AtomicUsize
 
 use libc::{iovec, msghdr, sigaction as SigAction, siginfo_t, size_t, sockaddr, socklen_t, ssize_t};
 
+use dilation_abi::pace::{self, Pace, Tuning};
+use dilation_abi::perf::{
+    PerfEventAttr, FLAG_EXCLUDE_HV, FLAG_EXCLUDE_KERNEL, FLAG_INHERIT, FLAG_REMOVE_ON_EXEC, FLAG_SIGTRAP,
+    PERF_FLAG_FD_CLOEXEC, TRAP_PERF,
+};
+
 use crate::hooks::{count_error, env, errno, params, raw_clock, real, set_errno, sys};
 use crate::model;
-use crate::pace::{self, Pace, Tuning};
-
-/// `si_code` of a signal sent by a perf event with `sigtrap` set.
-const TRAP_PERF: c_int = 6;
 const DEFAULT_QUANTUM_NS: u64 = 1_000_000;
 
 /// 1 once pacing is armed in this process.
@@ -112,12 +114,7 @@ fn install_handler() -> bool {
 /// Opens a `task-clock` event that sends `SIGTRAP` after each `quantum` ns of CPU of the
 /// calling thread (and, `inherit`, of every thread and child it creates later).
 fn open_event(quantum: u64, inherit: bool) -> Option<i64> {
-    // SAFETY: an all-zero perf_event_attr is valid; the fields set below describe the event.
-    let mut attr: PerfEventAttr = unsafe { core::mem::zeroed() };
-    attr.type_ = PERF_TYPE_SOFTWARE;
-    attr.size = core::mem::size_of::<PerfEventAttr>() as u32;
-    attr.config = PERF_COUNT_SW_TASK_CLOCK;
-    attr.sample_period = quantum;
+    let mut attr = PerfEventAttr::task_clock(quantum, 0);
     // Kernel time is CPU the original machine spends too; unprivileged users may only
     // count their own user time.
     let inherit = if inherit { FLAG_INHERIT } else { 0 };
@@ -257,14 +254,7 @@ fn pay_slow(overflow: bool) {
 fn charge_node(charge: pace::Charge) -> Option<i64> {
     let node_stretch = pace::node_stretch(f64::from_bits(CORES.load(Relaxed)), params().tdf)?;
     let word = crate::hooks::control_word(dilation_abi::control::OFF_CPU_LEDGER)?;
-    let mut old = word.load(Relaxed);
-    loop {
-        let new = pace::ledger_after(old as i64, charge, node_stretch);
-        match word.compare_exchange_weak(old, new as u64, AcqRel, Relaxed) {
-            Ok(_) => return Some(new),
-            Err(seen) => old = seen,
-        }
-    }
+    Some(pace::charge_ledger(word, charge, node_stretch))
 }
 
 /// How late this process's sleeps wake up (ns, an exponential average): sleeps end that
@@ -495,47 +485,6 @@ output_hook!(
 );
 output_hook!(sendmsg, (fd: c_int, msg: *const msghdr, flags: c_int) -> ssize_t, libc::SYS_sendmsg);
 output_hook!(sendmmsg, (fd: c_int, msgs: *mut libc::mmsghdr, n: libc::c_uint, flags: c_int) -> c_int, libc::SYS_sendmmsg);
-
-// ---------------------------------------------------------------------------------------
-// perf_event_open ABI (linux/perf_event.h), the fields this module uses.
-
-const PERF_TYPE_SOFTWARE: u32 = 1;
-const PERF_COUNT_SW_TASK_CLOCK: u64 = 1;
-const PERF_FLAG_FD_CLOEXEC: i64 = 8;
-const FLAG_INHERIT: u64 = 1 << 1;
-const FLAG_EXCLUDE_KERNEL: u64 = 1 << 5;
-const FLAG_EXCLUDE_HV: u64 = 1 << 6;
-const FLAG_REMOVE_ON_EXEC: u64 = 1 << 36;
-const FLAG_SIGTRAP: u64 = 1 << 37;
-
-/// `struct perf_event_attr` up to `sig_data` (PERF_ATTR_SIZE_VER7, 128 bytes).
-#[repr(C)]
-struct PerfEventAttr {
-    type_: u32,
-    size: u32,
-    config: u64,
-    sample_period: u64,
-    sample_type: u64,
-    read_format: u64,
-    flags: u64,
-    wakeup_events: u32,
-    bp_type: u32,
-    config1: u64,
-    config2: u64,
-    branch_sample_type: u64,
-    sample_regs_user: u64,
-    sample_stack_user: u32,
-    clockid: i32,
-    sample_regs_intr: u64,
-    aux_watermark: u32,
-    sample_max_stack: u16,
-    reserved_2: u16,
-    aux_sample_size: u32,
-    reserved_3: u32,
-    sig_data: u64,
-}
-
-const _: () = assert!(core::mem::size_of::<PerfEventAttr>() == 128);
 
 // ---------------------------------------------------------------------------------------
 // exec: a quantum that ends during exec's own CPU work leaves a SIGTRAP pending, and exec

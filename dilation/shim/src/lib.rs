@@ -14,11 +14,10 @@
 //! shim cannot reach it.
 //!
 //! All `unsafe` code lives in [`hooks`], [`cpu`] and [`exec`], under the rules written at the
-//! top of [`hooks`]. [`model`], [`pace`] and [`elf`] are the safe code they use.
+//! top of [`hooks`]. [`model`], [`elf`] and `dilation_abi::pace` are the safe code they use.
 
 mod cpu;
 mod elf;
 mod exec;
 mod hooks;
 mod model;
-mod pace;

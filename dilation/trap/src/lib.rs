@@ -18,6 +18,10 @@
 //!   area below the thread's red zone, restoring the registers at the syscall-exit stop
 //!   and scaling remainders back ([`rewrite`]).
 //!
+//! With `DILATION_CPU_SPEED` (a paced node), the tracer also paces every thread's CPU
+//! ([`pacer`]): a perf event stops the thread after each quantum of CPU, and the tracer holds
+//! it until the CPU is paid for, with the shim's arithmetic and the node's shared ledger.
+//!
 //! The filter and the ptrace options (`TRACEFORK|TRACEVFORK|TRACECLONE|TRACEEXEC`) are
 //! inherited, so every thread and descendant is covered; signals (Go's SIGURG preemption)
 //! are re-injected unchanged. `PTRACE_O_EXITKILL` kills the tree if the tracer dies: a
@@ -42,6 +46,7 @@ pub mod filter;
 pub mod memory;
 #[path = "../../shim/src/model.rs"]
 pub mod model;
+pub mod pacer;
 pub mod remote;
 pub mod rewrite;
 pub mod spawn;

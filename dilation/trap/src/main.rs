@@ -27,6 +27,7 @@ use clap::{Parser, ValueEnum as _};
 use dilation::control::ControlFile;
 use dilation::program::Mechanism;
 use dilation::{Epoch, TimeModel, ENV_CONTROL, ENV_EPOCH_REAL_NS, ENV_EPOCH_VIRT_NS, ENV_TDF, ENV_TRAP_PROGRAM};
+use dilation_trap::pacer::Pacer;
 use dilation_trap::tracer::{Exit, Tracer};
 use dilation_trap::{clock::VirtualClock, filter, spawn};
 
@@ -240,6 +241,12 @@ fn run() -> anyhow::Result<Exit> {
             })
         }
     };
+    // CPU pacing of every thread (decision 060), as the shim would pace a dynamic program
+    // of the node.
+    let pacing = dilation_trap::pacer::Config::from_env(tdf);
+    if let Some(cfg) = &pacing {
+        tracing::info!(speed = cfg.speed, cores = ?cfg.cores, quantum_us = cfg.quantum_ns / 1000, "pacing the program's CPU");
+    }
     let prepared = spawn::Prepared::new(path, &launch.argv, &env, filter::program()?)?;
     let root = spawn::spawn_traced(&prepared)?;
     // Requests to the launcher (a supervisor's SIGTERM, a reload's SIGHUP…) go to the program.
@@ -249,12 +256,16 @@ fn run() -> anyhow::Result<Exit> {
     if let Some(cfg) = fast {
         tracer = tracer.with_fast_path(cfg);
     }
+    if let Some(cfg) = pacing {
+        tracer = tracer.with_pacer(Pacer::new(cfg, control_path.as_deref()));
+    }
     let exit = tracer.run()?;
     if cli.stats {
         let s = tracer.stats;
         eprintln!(
             "dilation-trap: clock_reads={} waits={} execs={} vdso_missing={} vdso_injected={} vdso_fallbacks={} \
-             vdso_passed={} passed={} signals={} foreign_refused={} foreign_execs={} errors={}",
+             vdso_passed={} passed={} signals={} foreign_refused={} foreign_execs={} errors={} \
+             pace_quanta={} pace_sleeps={} pace_held_us={} pace_delivery_us={} pace_event_errors={}",
             s.clock_reads,
             s.waits,
             s.execs,
@@ -266,7 +277,12 @@ fn run() -> anyhow::Result<Exit> {
             s.signals,
             s.foreign_refused,
             s.foreign_execs,
-            s.errors
+            s.errors,
+            s.pace.quanta,
+            s.pace.sleeps,
+            s.pace.held_ns / 1000,
+            s.pace.delivery_ns / 1000,
+            s.pace.event_errors
         );
     }
     Ok(exit)

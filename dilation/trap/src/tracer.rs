@@ -16,6 +16,10 @@
 //!   x86-64 ABI only, and such a call must not read real time.
 //! - A 32-bit image (an i386 program executed by a trapped process) gets no fast path: its
 //!   vDSO is hidden, so its clock reads become i386 calls, which are refused.
+//! - With CPU pacing ([`crate::pacer`]): every thread gets a quantum event at its first
+//!   stop and at every exec; its `SIGTRAP` (a signal-delivery stop) is suppressed and the
+//!   thread is held until its CPU is paid for; every trapped call first pays, then is
+//!   served. Held threads wait in the pacer's queue while the loop serves the others.
 //! - Any other signal stop is a signal delivery (re-injected unchanged, Go's SIGURG
 //!   included) or a group stop (resumed).
 //!
@@ -34,6 +38,7 @@ use crate::clock::VirtualClock;
 use crate::fastpath::inject::{self, InjectError};
 use crate::filter;
 use crate::memory::ProcessMemory;
+use crate::pacer::{self, Pacer, Then};
 use crate::rewrite::{self, Call, Decision, ExitFix, ProcTimerClocks};
 
 /// Counters of one traced run.
@@ -63,6 +68,8 @@ pub struct Stats {
     pub foreign_execs: u64,
     /// Failures (register or memory access) that left a call unconverted.
     pub errors: u64,
+    /// CPU pacing's counters (all zero when the program is not paced).
+    pub pace: pacer::PaceStats,
 }
 
 /// How the program (the root of the traced tree) ended.
@@ -91,6 +98,8 @@ pub enum TraceError {
     Options(Pid, #[source] Errno),
     #[error("wait for the traced program")]
     Wait(#[source] Errno),
+    #[error("set up the pacing's wake-ups (SIGCHLD descriptor)")]
+    Wakeups(#[source] Errno),
 }
 
 fn options() -> Options {
@@ -116,6 +125,8 @@ pub struct Tracer {
     pending: HashMap<Pid, ExitFix>,
     /// Foreign calls already logged, by ABI and number (each is logged once).
     warned: HashSet<(&'static str, u64)>,
+    /// CPU pacing, when the node's threads are paced.
+    pacer: Option<Pacer>,
     pub stats: Stats,
 }
 
@@ -146,8 +157,15 @@ impl Tracer {
             seen: HashSet::new(),
             pending: HashMap::new(),
             warned: HashSet::new(),
+            pacer: None,
             stats: Stats::default(),
         }
+    }
+
+    /// Paces every thread's CPU with `pacer` from now on.
+    pub fn with_pacer(mut self, pacer: Pacer) -> Self {
+        self.pacer = Some(pacer);
+        self
     }
 
     /// Turns the vDSO fast path on for every image executed from now on.
@@ -159,10 +177,34 @@ impl Tracer {
     /// Runs until every traced process has exited; returns how the root ended.
     pub fn run(&mut self) -> Result<Exit, TraceError> {
         let mut code = Exit::Code(0);
+        // With pacing, the loop also wakes to release held threads: it waits for the next
+        // stop on a SIGCHLD descriptor, with the first release as its deadline.
+        let wakeups = match &self.pacer {
+            Some(_) => Some(Wakeups::new().map_err(TraceError::Wakeups)?),
+            None => None,
+        };
         loop {
-            let status = match waitpid(None, Some(WaitPidFlag::__WALL)) {
+            let next = self.release_due();
+            let flags = if next.is_some() { WaitPidFlag::__WALL | WaitPidFlag::WNOHANG } else { WaitPidFlag::__WALL };
+            let status = match waitpid(None, Some(flags)) {
+                Ok(WaitStatus::StillAlive) => {
+                    if let (Some(w), Some(at)) = (&wakeups, next) {
+                        if w.wait_until(at) {
+                            let now = pacer::mono_now();
+                            if let Some(p) = &mut self.pacer {
+                                p.woke(at, now);
+                            }
+                        }
+                    }
+                    continue;
+                }
                 Ok(s) => s,
-                Err(Errno::ECHILD) => return Ok(code),
+                Err(Errno::ECHILD) => {
+                    if let Some(p) = &self.pacer {
+                        self.stats.pace = p.stats;
+                    }
+                    return Ok(code);
+                }
                 Err(Errno::EINTR) => continue,
                 Err(e) => return Err(TraceError::Wait(e)),
             };
@@ -170,6 +212,18 @@ impl Tracer {
                 code = c;
             }
         }
+    }
+
+    /// Releases the held threads whose payment is over; returns the next release instant.
+    fn release_due(&mut self) -> Option<i64> {
+        let due = self.pacer.as_mut()?.due(pacer::mono_now());
+        for (pid, then) in due {
+            match then {
+                Then::Resume => self.resume(pid, None),
+                Then::Seccomp => self.serve_seccomp(pid),
+            }
+        }
+        self.pacer.as_ref().and_then(Pacer::next_release)
     }
 
     /// Handles one wait status; returns how the root ended when it did.
@@ -198,6 +252,22 @@ impl Tracer {
     fn forget(&mut self, pid: Pid) {
         self.seen.remove(&pid);
         self.pending.remove(&pid);
+        if let Some(p) = &mut self.pacer {
+            p.forget(pid);
+        }
+    }
+
+    fn tdf(&mut self) -> f64 {
+        self.clock.tdf()
+    }
+
+    /// Pays thread `pid`'s CPU at a stop; `true` when the pacer now holds it.
+    fn pay(&mut self, pid: Pid, overflow: bool, then: Then) -> bool {
+        if self.pacer.is_none() {
+            return false;
+        }
+        let tdf = self.tdf();
+        self.pacer.as_mut().is_some_and(|p| p.pay(pid, overflow, tdf, then))
     }
 
     fn resume(&mut self, pid: Pid, sig: Option<Signal>) {
@@ -210,10 +280,21 @@ impl Tracer {
             if pid == self.root {
                 ptrace::setoptions(pid, options()).map_err(|e| TraceError::Options(pid, e))?;
             }
+            if let Some(p) = &mut self.pacer {
+                p.arm(pid);
+            }
             self.resume(pid, None);
             return Ok(());
         }
-        if ptrace::getsiginfo(pid).is_ok() {
+        if let Ok(info) = ptrace::getsiginfo(pid) {
+            if self.pacer.is_some() && sig == Signal::SIGTRAP && pacer::is_quantum(&info) {
+                // A quantum of the thread's CPU is over: the signal is the pacer's, not the
+                // program's.
+                if !self.pay(pid, true, Then::Resume) {
+                    self.resume(pid, None);
+                }
+                return Ok(());
+            }
             self.stats.signals += 1;
             self.resume(pid, Some(sig));
         } else {
@@ -227,54 +308,72 @@ impl Tracer {
     fn on_event(&mut self, pid: Pid, event: i32) -> Option<WaitStatus> {
         self.seen.insert(pid);
         if event == Event::PTRACE_EVENT_EXEC as i32 {
-            self.pending.remove(&pid);
-            self.stats.execs += 1;
-            let (sp, cs) = match ptrace::getregs(pid) {
-                Ok(r) => (r.rsp, r.cs),
-                Err(e) => {
-                    if e != Errno::ESRCH {
-                        tracing::warn!(%pid, error = %e, "no registers at exec");
-                    }
-                    self.failed(e);
-                    self.resume(pid, None);
-                    return None;
+            if self.pacer.is_some() {
+                // The exec removed the thread's event (`remove_on_exec`); a thread other than
+                // the leader that executed took the leader's id.
+                let former = ptrace::getevent(pid).ok().map(|t| Pid::from_raw(t as i32));
+                if let Some(f) = former.filter(|&f| f != pid) {
+                    self.forget(f);
                 }
-            };
-            if cs == USER32_CS {
-                self.on_foreign_exec(pid, sp);
+            }
+            let ended = self.on_exec(pid);
+            if ended.is_none() {
+                if let Some(p) = &mut self.pacer {
+                    p.arm(pid);
+                }
                 self.resume(pid, None);
-                return None;
             }
-            if let Some(cfg) = &self.fast {
-                match inject::inject(pid, sp, cfg) {
-                    Ok(done) => {
-                        self.stats.vdso_injected += 1;
-                        tracing::debug!(%pid, vdso = ?done.vdso, code = done.code, "vDSO fast path injected");
-                        self.vdsos.insert(done.vdso.start, done.vdso.end);
-                        self.resume(pid, None);
-                        return None;
-                    }
-                    Err(InjectError::Gone(status)) => return Some(status),
-                    Err(InjectError::NoVdso) => {}
-                    Err(e) => {
-                        self.stats.vdso_fallbacks += 1;
-                        tracing::warn!(%pid, error = ?e, "vDSO fast path failed: hiding the vDSO (clock reads are trapped, slower)");
-                    }
-                }
-            }
-            match crate::auxv::hide_vdso(&ProcessMemory(pid), sp, Width::W64) {
-                Ok(true) => {}
-                Ok(false) => self.stats.vdso_missing += 1,
-                Err(e) => {
-                    tracing::warn!(%pid, error = %e, "could not hide the vDSO of a new image: its clock reads are undilated");
-                    self.stats.errors += 1;
-                }
-            }
-            self.resume(pid, None);
+            return ended;
         } else if event == Event::PTRACE_EVENT_SECCOMP as i32 {
             self.on_seccomp(pid);
         } else {
             self.resume(pid, None);
+        }
+        None
+    }
+
+    /// A new image at its exec stop: the vDSO fast path, or the vDSO hidden. Leaves the
+    /// thread stopped; returns the status of a process that ended meanwhile.
+    fn on_exec(&mut self, pid: Pid) -> Option<WaitStatus> {
+        self.pending.remove(&pid);
+        self.stats.execs += 1;
+        let (sp, cs) = match ptrace::getregs(pid) {
+            Ok(r) => (r.rsp, r.cs),
+            Err(e) => {
+                if e != Errno::ESRCH {
+                    tracing::warn!(%pid, error = %e, "no registers at exec");
+                }
+                self.failed(e);
+                return None;
+            }
+        };
+        if cs == USER32_CS {
+            self.on_foreign_exec(pid, sp);
+            return None;
+        }
+        if let Some(cfg) = &self.fast {
+            match inject::inject(pid, sp, cfg) {
+                Ok(done) => {
+                    self.stats.vdso_injected += 1;
+                    tracing::debug!(%pid, vdso = ?done.vdso, code = done.code, "vDSO fast path injected");
+                    self.vdsos.insert(done.vdso.start, done.vdso.end);
+                    return None;
+                }
+                Err(InjectError::Gone(status)) => return Some(status),
+                Err(InjectError::NoVdso) => {}
+                Err(e) => {
+                    self.stats.vdso_fallbacks += 1;
+                    tracing::warn!(%pid, error = ?e, "vDSO fast path failed: hiding the vDSO (clock reads are trapped, slower)");
+                }
+            }
+        }
+        match crate::auxv::hide_vdso(&ProcessMemory(pid), sp, Width::W64) {
+            Ok(true) => {}
+            Ok(false) => self.stats.vdso_missing += 1,
+            Err(e) => {
+                tracing::warn!(%pid, error = %e, "could not hide the vDSO of a new image: its clock reads are undilated");
+                self.stats.errors += 1;
+            }
         }
         None
     }
@@ -350,7 +449,16 @@ impl Tracer {
         }
     }
 
+    /// A trapped call: the thread first pays its CPU (what the burst before the call
+    /// computed is done before the call reads a clock or starts a timeout), then the call
+    /// is served, now or when the pacer releases the thread.
     fn on_seccomp(&mut self, pid: Pid) {
+        if !self.pay(pid, false, Then::Seccomp) {
+            self.serve_seccomp(pid);
+        }
+    }
+
+    fn serve_seccomp(&mut self, pid: Pid) {
         let mut regs = match ptrace::getregs(pid) {
             Ok(r) => r,
             Err(e) => {
@@ -427,7 +535,47 @@ impl Tracer {
                     self.failed(e);
                 }
             }
+            // The wait is over: a new burst starts.
+            if let Some(p) = &mut self.pacer {
+                p.fresh(pid);
+            }
         }
         self.resume(pid, None);
+    }
+}
+
+/// The tracer's wake-ups while threads are held: `SIGCHLD` (blocked) on a descriptor, polled
+/// with the next release as the deadline. `SIGCHLD` is blocked only in the tracer, after the
+/// program was started (the program must not inherit the mask).
+struct Wakeups {
+    fd: nix::sys::signalfd::SignalFd,
+}
+
+impl Wakeups {
+    fn new() -> Result<Self, Errno> {
+        use nix::sys::signal::{SigSet, SigmaskHow};
+        use nix::sys::signalfd::{SfdFlags, SignalFd};
+        let mut mask = SigSet::empty();
+        mask.add(Signal::SIGCHLD);
+        nix::sys::signal::pthread_sigmask(SigmaskHow::SIG_BLOCK, Some(&mask), None)?;
+        let fd = SignalFd::with_flags(&mask, SfdFlags::SFD_NONBLOCK | SfdFlags::SFD_CLOEXEC)?;
+        Ok(Self { fd })
+    }
+
+    /// Waits until a child changes state or the real monotonic instant `at` (ns) comes;
+    /// `true` when the deadline ended the wait.
+    fn wait_until(&self, at: i64) -> bool {
+        use nix::poll::{ppoll, PollFd, PollFlags};
+        use std::os::fd::AsFd as _;
+        let left = at - pacer::mono_now();
+        if left <= 0 {
+            return true;
+        }
+        let timeout = nix::sys::time::TimeSpec::new(left / 1_000_000_000, left % 1_000_000_000);
+        let mut fds = [PollFd::new(self.fd.as_fd(), PollFlags::POLLIN)];
+        let ready = ppoll(&mut fds, Some(timeout), None);
+        // Drain: a stop after this read raises SIGCHLD again, so none is missed.
+        while let Ok(Some(_)) = self.fd.read_signal() {}
+        matches!(ready, Ok(0))
     }
 }

@@ -1,6 +1,10 @@
 //! CPU pacing arithmetic: how long a thread must wait so that its CPU bursts take, in
 //! virtual time, as long as they would on the original machine.
 //!
+//! Shared by both pacers: the shim's, in each thread (`dilation/shim/src/cpu.rs`), and the
+//! trap's, in the tracer (`dilation/trap/src/pacer.rs`); a node mixing shim and trap
+//! processes pays into one ledger ([`charge_ledger`]) with the same arithmetic.
+//!
 //! A node with `cpus: c` perceives, per thread, a core of speed `s = min(1, c)` (in host
 //! cores). At TDF `t`, one nanosecond of CPU work must therefore take `t / s` real
 //! nanoseconds: the thread runs for a slice of CPU, then waits `(t/s − 1)` times as long.
@@ -25,6 +29,8 @@
 //! # Limitations
 //! The CPU a thread uses after its last pay point before it blocks without passing through
 //! a hooked call is not paced (at most one quantum per burst).
+
+use core::sync::atomic::{AtomicU64, Ordering::*};
 
 /// How finely pacing follows the debt.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -66,7 +72,7 @@ impl Pace {
     /// `stretch` real ns owed per ns of CPU (see [`stretch`]). Returns the real monotonic
     /// instant to sleep until, if the debt is worth a sleep.
     #[cfg(test)]
-    pub fn due(&mut self, cpu: i64, now: i64, stretch: f64, t: &Tuning) -> Option<i64> {
+    fn due(&mut self, cpu: i64, now: i64, stretch: f64, t: &Tuning) -> Option<i64> {
         self.charge(cpu, now, stretch, t)?;
         self.sleep_until(now, t)
     }
@@ -126,6 +132,20 @@ pub struct Charge {
 /// charge lands after the others', so they share the cores as on the original machine.
 pub fn ledger_after(ledger: i64, charge: Charge, node_stretch: f64) -> i64 {
     ledger.max(charge.base).saturating_add((charge.used as f64 * node_stretch) as i64)
+}
+
+/// Adds `charge` to the node's ledger `word` (the control page's
+/// [`crate::control::OFF_CPU_LEDGER`], shared by every process of the node, shim and trap
+/// alike) with compare-and-swap; returns the ledger's new instant.
+pub fn charge_ledger(word: &AtomicU64, charge: Charge, node_stretch: f64) -> i64 {
+    let mut old = word.load(Relaxed);
+    loop {
+        let new = ledger_after(old as i64, charge, node_stretch);
+        match word.compare_exchange_weak(old, new as u64, AcqRel, Relaxed) {
+            Ok(_) => return new,
+            Err(seen) => old = seen,
+        }
+    }
 }
 
 /// Real ns the node needs per ns of CPU of any of its threads (`tdf / cores`), or `None`
@@ -235,6 +255,15 @@ mod tests {
         // The same two threads on a node of two cores (node stretch 1): no extra wait.
         let l2 = ledger_after(ledger_after(0, ca, 1.0), cb, 1.0);
         assert_eq!(l2, 2_000_000);
+    }
+
+    #[test]
+    fn the_shared_ledger_word_accumulates_charges() {
+        let word = AtomicU64::new(0);
+        let c = Charge { base: 1_000, used: 100 };
+        assert_eq!(charge_ledger(&word, c, 2.0), 1_200);
+        assert_eq!(charge_ledger(&word, c, 2.0), 1_400, "a second charge lands after the first");
+        assert_eq!(word.load(Relaxed), 1_400);
     }
 
     #[test]
