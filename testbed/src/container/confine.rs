@@ -125,16 +125,27 @@ pub(super) fn read_only_tree(path: &Path) -> Result<(), String> {
     // Parents come before their children in mountinfo; a path listed twice (the covered
     // original and the copy) resolves to the copy both times.
     for (point, flags) in mounts {
-        mount(
-            None::<&str>,
-            &point,
-            None::<&str>,
-            flags | MsFlags::MS_REMOUNT | MsFlags::MS_BIND | MsFlags::MS_RDONLY,
-            None::<&str>,
-        )
-        .map_err(|e| format!("remount {} read-only: {e}", point.display()))?;
+        remount_read_only(&point, flags)?;
     }
     Ok(())
+}
+
+/// A bind remount read-only fails with `EBUSY` while any file is open for writing through
+/// that mount (or an atime update holds it for an instant). Nothing of this node writes
+/// there during set-up, but a process that enters the namespace can (the harness waits for
+/// set-up before entering: `enter_command`); retried for up to about 0.2 s, then reported.
+fn remount_read_only(point: &Path, flags: MsFlags) -> Result<(), String> {
+    let flags = flags | MsFlags::MS_REMOUNT | MsFlags::MS_BIND | MsFlags::MS_RDONLY;
+    let mut tries = 0;
+    loop {
+        match mount(None::<&str>, point, None::<&str>, flags, None::<&str>) {
+            Err(nix::Error::EBUSY) if tries < 100 => {
+                tries += 1;
+                std::thread::sleep(std::time::Duration::from_millis(2));
+            }
+            r => return r.map_err(|e| format!("remount {} read-only: {e}", point.display())),
+        }
+    }
 }
 
 /// Makes `path` (inside a read-only tree) writable again: a bind over itself inherits the

@@ -25,7 +25,15 @@ const NAMESPACES: [(&str, CloneFlags); 4] = [
 /// A command prepared to run inside the namespaces of the node whose outer `__init` is
 /// `pid` (outside its cgroups: a check is the harness's work, not the node's). The returned
 /// descriptors must outlive `spawn()` of the command.
+///
+/// Refused ([`ContainerError::SettingUp`]) until `__init` has forked the node's command,
+/// i.e. finished the node's set-up: a command that entered the mount namespace during it
+/// (a readiness check, whose shim maps the clock file read-write) held a writer on a mount
+/// that `__init` was remounting read-only, which then failed with `EBUSY`.
 pub fn enter_command(pid: u32, program: &Path, workdir: &Path) -> Result<(Command, Vec<OwnedFd>), ContainerError> {
+    if !set_up(Path::new("/proc"), pid) {
+        return Err(ContainerError::SettingUp { node: format!("pid {pid}") });
+    }
     let mut held = Vec::with_capacity(NAMESPACES.len());
     let mut namespaces = Vec::with_capacity(NAMESPACES.len());
     for (name, kind) in NAMESPACES {
@@ -39,4 +47,27 @@ pub fn enter_command(pid: u32, program: &Path, workdir: &Path) -> Result<(Comman
     let mut cmd = Command::new(program);
     sys::install_enter_hook(&mut cmd, namespaces, workdir);
     Ok((cmd, held))
+}
+
+/// Whether the `__init` process `pid` has finished the node's set-up: it forks the node's
+/// command (its only child) only after the confinement is applied.
+fn set_up(proc_root: &Path, pid: u32) -> bool {
+    std::fs::read_to_string(proc_root.join(format!("{pid}/task/{pid}/children"))).is_ok_and(|c| !c.trim().is_empty())
+}
+
+#[cfg(test)]
+mod set_up_tests {
+    use super::*;
+
+    #[test]
+    fn a_node_is_set_up_once_its_init_has_a_child() {
+        let dir = tempfile::tempdir().unwrap();
+        let task = dir.path().join("7/task/7");
+        std::fs::create_dir_all(&task).unwrap();
+        assert!(!set_up(dir.path(), 7), "no children file: not set up");
+        std::fs::write(task.join("children"), "").unwrap();
+        assert!(!set_up(dir.path(), 7), "no child yet");
+        std::fs::write(task.join("children"), "12 ").unwrap();
+        assert!(set_up(dir.path(), 7));
+    }
 }

@@ -30,6 +30,8 @@ pub enum ContainerError {
         #[source]
         source: std::io::Error,
     },
+    #[error("node {node} is still setting up (its confinement is not applied yet)")]
+    SettingUp { node: String },
     #[error("open namespace {path}")]
     Namespace {
         path: PathBuf,
