@@ -33,7 +33,6 @@ use axum::extract::State as AxState;
 use axum::routing::post;
 use axum::{Json, Router};
 use rand::SeedableRng;
-use std::io::Write;
 use std::path::{Path, PathBuf};
 
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -173,7 +172,7 @@ async fn run_with_retries(p: &Platform, task: crate::task::Task) {
         attempt += 1;
         let (inv, reported) = attempt_once(p, &task, attempt, invoke_s).await;
         let (ok, error) = (inv.ok, inv.error.clone());
-        append(&p.dir.join("invocations.jsonl"), &inv);
+        crate::record::append_jsonl(&p.dir.join("invocations.jsonl"), &inv, "platform");
         if ok {
             return;
         }
@@ -185,7 +184,7 @@ async fn run_with_retries(p: &Platform, task: crate::task::Task) {
         if attempt > p.model.retries {
             tracing::warn!(key = %task.key, instance = %task.instance, attempts = attempt, %error, "dead letter");
             let dead = DeadLetter { task, attempts: attempt, error, at_ms: crate::coordinator::now_ms() };
-            append(&p.dir.join("deadletter.jsonl"), &dead);
+            crate::record::append_jsonl(&p.dir.join("deadletter.jsonl"), &dead, "platform");
             return;
         }
         tracing::info!(key = %task.key, instance = %task.instance, attempt, %error, "attempt failed; retrying");
@@ -306,18 +305,6 @@ async fn spawn_and_wait(p: &Platform, task: &crate::task::Task) -> Result<(Outco
             (Err(format!("execution time limit of {:.1} s reached; killed", p.model.time_limit.as_secs_f64())), false),
             Usage::default(),
         )),
-    }
-}
-
-fn append(path: &Path, value: &impl serde::Serialize) {
-    let Ok(line) = serde_json::to_string(value) else { return };
-    let wrote = std::fs::OpenOptions::new()
-        .create(true)
-        .append(true)
-        .open(path)
-        .and_then(|mut f| f.write_all(format!("{line}\n").as_bytes()));
-    if let Err(err) = wrote {
-        tracing::warn!(%err, path = %path.display(), "platform record not written");
     }
 }
 

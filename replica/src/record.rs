@@ -142,3 +142,17 @@ impl Records {
         }
     }
 }
+
+/// Appends `value` as one JSON line to `path` (the platform's and the VM pool's bills): a
+/// line that cannot be written is logged, never fatal to the copy it accounts for.
+pub fn append_jsonl(path: &Path, value: &impl serde::Serialize, what: &str) {
+    let Ok(line) = serde_json::to_string(value) else { return };
+    let wrote = std::fs::OpenOptions::new()
+        .create(true)
+        .append(true)
+        .open(path)
+        .and_then(|mut f| f.write_all(format!("{line}\n").as_bytes()));
+    if let Err(err) = wrote {
+        tracing::warn!(%err, path = %path.display(), "{what} record not written");
+    }
+}

@@ -162,7 +162,7 @@ async fn job(p: &Pool, task: crate::task::Task) {
         Ok(o) => (o.ok, o.error.clone(), o.requests, o.bytes),
         Err(err) => (false, Some(err.clone()), 0, 0),
     };
-    append(
+    crate::record::append_jsonl(
         &p.dir.join("vm-jobs.jsonl"),
         &JobRecord {
             vm: vm.id,
@@ -177,6 +177,7 @@ async fn job(p: &Pool, task: crate::task::Task) {
             bytes,
             end_ms: crate::coordinator::now_ms(),
         },
+        "VM pool",
     );
     bill(p, &mut vm, "ran");
     match outcome {
@@ -318,19 +319,6 @@ pub async fn worker() -> std::io::Result<()> {
         out.flush().await?;
     }
     Ok(())
-}
-
-fn append(path: &Path, value: &impl serde::Serialize) {
-    use std::io::Write;
-    let Ok(line) = serde_json::to_string(value) else { return };
-    let wrote = std::fs::OpenOptions::new()
-        .create(true)
-        .append(true)
-        .open(path)
-        .and_then(|mut f| f.write_all(format!("{line}\n").as_bytes()));
-    if let Err(err) = wrote {
-        tracing::warn!(%err, path = %path.display(), "VM pool record not written");
-    }
 }
 
 #[cfg(test)]
