@@ -47,6 +47,62 @@ pub fn for_layout(body: &[u8], threshold: u64, part_size: u64) -> String {
     }
 }
 
+/// [`for_layout`] fed in pieces, for objects too large to hold in memory: the layout is
+/// chosen from the object's `size` up front (one MD5 up to `threshold`, part MD5s of
+/// `part_size` bytes above it), so every byte is hashed once. Fed other than `size` bytes, it
+/// answers the ETag of what it was fed in the layout of `size` (callers compare the lengths).
+#[derive(Debug, Clone)]
+pub struct LayoutDigest {
+    /// `None`: a single PUT.
+    part_size: Option<u64>,
+    current: Md5,
+    /// Bytes in the current part (multipart only).
+    in_part: u64,
+    parts: Vec<[u8; 16]>,
+}
+
+impl LayoutDigest {
+    /// A digest of an object of `size` bytes laid out as the replicator writes it.
+    pub fn new(size: u64, threshold: u64, part_size: u64) -> LayoutDigest {
+        LayoutDigest {
+            part_size: (size > threshold).then_some(part_size.max(1)),
+            current: Md5::new(),
+            in_part: 0,
+            parts: Vec::new(),
+        }
+    }
+
+    /// Adds the next `bytes` of the object.
+    pub fn update(&mut self, mut bytes: &[u8]) {
+        let Some(part_size) = self.part_size else {
+            self.current.update(bytes);
+            return;
+        };
+        while !bytes.is_empty() {
+            let room = usize::try_from(part_size - self.in_part).unwrap_or(usize::MAX);
+            let (now, rest) = bytes.split_at(room.min(bytes.len()));
+            self.current.update(now);
+            self.in_part += now.len() as u64;
+            if self.in_part == part_size {
+                self.parts.push(std::mem::take(&mut self.current).finalize().into());
+                self.in_part = 0;
+            }
+            bytes = rest;
+        }
+    }
+
+    /// The ETag of the bytes fed.
+    pub fn finish(mut self) -> String {
+        if self.part_size.is_none() {
+            return hex(&self.current.finalize());
+        }
+        if self.in_part > 0 || self.parts.is_empty() {
+            self.parts.push(self.current.finalize().into());
+        }
+        multipart(&self.parts)
+    }
+}
+
 /// An ETag without the quotes HTTP puts around it (`"abc"` → `abc`; `W/` prefixes kept off too).
 pub fn normalize(raw: &str) -> String {
     raw.trim().trim_start_matches("W/").trim_matches('"').to_owned()
@@ -103,6 +159,36 @@ mod tests {
         assert_eq!(for_layout(&body, 100, 30), single(&body));
         assert_eq!(for_layout(&body, 99, 30), multipart_of(&body, 30));
         assert!(for_layout(&body, 99, 30).ends_with("-4"));
+    }
+
+    #[test]
+    fn a_layout_digest_fed_in_pieces_equals_for_layout() {
+        // Bodies below, at and above the threshold, parts ending exactly at the end or not,
+        // fed in pieces that cross part boundaries, one byte at a time, and all at once.
+        let body: Vec<u8> = (0..10_007u32).map(|i| (i.wrapping_mul(2_654_435_761) >> 13) as u8).collect();
+        for (len, threshold, part_size) in [
+            (0, 0, 5),
+            (1, 0, 5),
+            (100, 100, 30),
+            (100, 99, 30),
+            (90, 50, 30),
+            (10_007, 4096, 1000),
+            (10_007, 20_000, 1000),
+        ] {
+            let body = &body[..len];
+            let want = for_layout(body, threshold, part_size);
+            for piece in [1, 7, 29, 30, 31, 999, 4096, len.max(1)] {
+                let mut d = LayoutDigest::new(len as u64, threshold, part_size);
+                body.chunks(piece).for_each(|c| d.update(c));
+                d.update(&[]);
+                assert_eq!(d.finish(), want, "len {len}, threshold {threshold}, part {part_size}, pieces of {piece}");
+            }
+        }
+        // A reference value: 5 MiB of 'a' and 1 KiB of 'b' in 5 MiB parts (above).
+        let mut d = LayoutDigest::new(5 * 1024 * 1024 + 1024, 0, 5 * 1024 * 1024);
+        d.update(&vec![b'a'; 5 * 1024 * 1024]);
+        d.update(&[b'b'; 1024]);
+        assert_eq!(d.finish(), "16329fb6004d64a4fbc5bbb983fa0528-2");
     }
 
     #[test]
