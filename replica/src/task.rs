@@ -491,6 +491,11 @@ async fn copy_whole(
     match client::retry_refused("get", refused, || src.get(&path)).await {
         Ok(got) => {
             let seen = got.meta.e_tag.as_deref().map(etag::normalize);
+            if let Some((threshold, part_size)) = layout.filter(|(t, _)| got.meta.size > *t && seen == task.etag) {
+                // Parts as they arrive: memory for one part, not the object (a 1 GiB copy).
+                let (n, dst_etag) = stream_parts(task, dst, &path, got, held, m, throttle, part_size).await?;
+                return Ok((seen, n, dst_etag));
+            }
             let body = read_body(got, throttle).await?;
             let n = body.len() as u64;
             let mut dst_etag = None;
@@ -504,6 +509,97 @@ async fn copy_whole(
         }
         Err(object_store::Error::NotFound { .. }) => Ok((None, 0, None)),
         Err(e) => Err(e.into()),
+    }
+}
+
+/// Copies the body of `got` (the version of the task) to `dst` as a multipart upload of
+/// `part_size` parts, each sent when it has arrived, one after another: a single stream, as
+/// [`put_layout`] lays it out, holding one part in memory. Answers the bytes copied and the
+/// destination's ETag.
+#[expect(clippy::too_many_arguments, reason = "the copy's context, as copy_whole gets it")]
+async fn stream_parts(
+    task: &Task,
+    dst: &object_store::aws::AmazonS3,
+    path: &Path,
+    got: object_store::GetResult,
+    held: &AtomicBool,
+    m: &Meter,
+    throttle: &Throttle,
+    part_size: u64,
+) -> Result<(u64, Option<String>), TaskError> {
+    use futures::StreamExt;
+    let refused = client::Backoff::REFUSED;
+    fence(task, held)?;
+    m.request();
+    let upload = client::retry_refused("create upload", refused, || dst.create_multipart(path)).await?;
+    let mut parts = PartSplitter::new(part_size);
+    let mut ids = Vec::new();
+    let mut n = 0u64;
+    let mut stream = got.into_stream();
+    loop {
+        let chunk = stream.next().await.transpose()?;
+        if let Some(chunk) = &chunk {
+            throttle.take(chunk.len()).await;
+        }
+        let ready = match chunk {
+            Some(chunk) => parts.push(chunk),
+            None => parts.finish().into_iter().collect(),
+        };
+        for part in ready {
+            fence(task, held)?;
+            m.request();
+            m.moved(part.len() as u64);
+            n += part.len() as u64;
+            let index = ids.len();
+            let id = client::retry_refused("put part", refused, || {
+                dst.put_part(path, &upload, index, PutPayload::from(part.clone()))
+            })
+            .await?;
+            ids.push(id);
+        }
+        if parts.is_finished() {
+            break;
+        }
+    }
+    fence(task, held)?;
+    m.request();
+    let done = client::retry_refused("complete upload", refused, || dst.complete_multipart(path, &upload, ids.clone()))
+        .await?;
+    Ok((n, done.e_tag.as_deref().map(etag::normalize)))
+}
+
+/// Cuts a stream of chunks into parts of `part_size` bytes (the last may be shorter).
+#[derive(Debug)]
+struct PartSplitter {
+    part_size: usize,
+    pending: bytes::BytesMut,
+    finished: bool,
+}
+
+impl PartSplitter {
+    fn new(part_size: u64) -> PartSplitter {
+        let part_size = usize::try_from(part_size).unwrap_or(usize::MAX).max(1);
+        PartSplitter { part_size, pending: bytes::BytesMut::new(), finished: false }
+    }
+
+    /// Takes the next chunk; answers the parts it completed.
+    fn push(&mut self, chunk: bytes::Bytes) -> Vec<bytes::Bytes> {
+        self.pending.extend_from_slice(&chunk);
+        let mut out = Vec::new();
+        while self.pending.len() >= self.part_size {
+            out.push(self.pending.split_to(self.part_size).freeze());
+        }
+        out
+    }
+
+    /// The stream ended: the last, shorter part if any bytes are left.
+    fn finish(&mut self) -> Option<bytes::Bytes> {
+        self.finished = true;
+        (!self.pending.is_empty()).then(|| std::mem::take(&mut self.pending).freeze())
+    }
+
+    fn is_finished(&self) -> bool {
+        self.finished
     }
 }
 
@@ -816,6 +912,34 @@ pub async fn post<B: Serialize, R: serde::de::DeserializeOwned>(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_stream_is_cut_into_whole_parts_and_a_last_shorter_one() {
+        let body: Vec<u8> = (0..1000u32).map(|i| (i % 253) as u8).collect();
+        for (len, part) in [(1000, 100), (1000, 300), (999, 1000), (1000, 1000), (1, 7)] {
+            for piece in [1, 3, 99, 100, 101, 1000] {
+                let mut s = PartSplitter::new(part);
+                let mut parts = Vec::new();
+                for chunk in body[..len].chunks(piece) {
+                    parts.extend(s.push(bytes::Bytes::copy_from_slice(chunk)));
+                    assert!(s.pending.len() < part as usize, "a whole part is never held back");
+                }
+                assert!(!s.is_finished());
+                parts.extend(s.finish());
+                assert!(s.is_finished());
+                let joined: Vec<u8> = parts.iter().flat_map(|p| p.iter().copied()).collect();
+                assert_eq!(joined, body[..len], "len {len}, part {part}, pieces of {piece}");
+                assert_eq!(parts.len(), len.div_ceil(part as usize), "len {len}, part {part}");
+                let (last, whole) = parts.split_last().unwrap();
+                assert!(whole.iter().all(|p| p.len() == part as usize) && !last.is_empty());
+                // The layout is put_layout's: the ETag of the parts is multipart_of's.
+                let digests: Vec<[u8; 16]> = parts.iter().map(|p| etag::md5(p)).collect();
+                assert_eq!(etag::multipart(&digests), etag::multipart_of(&body[..len], part as usize));
+            }
+        }
+        // Nothing at all: no part (the caller only streams objects above the threshold).
+        assert_eq!(PartSplitter::new(10).finish(), None);
+    }
 
     #[tokio::test]
     async fn a_throttle_paces_reads_at_its_rate() {
