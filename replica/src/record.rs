@@ -86,6 +86,11 @@ pub enum Record {
         what: String,
         usd: f64,
         at_ms: u64,
+        /// The size of the object whose copy this time was billed for (the report's size
+        /// classes); none: time no copy is charged with (a VM idle until its shutdown), or a
+        /// delete.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        size: Option<u64>,
     },
 }
 

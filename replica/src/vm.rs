@@ -179,7 +179,10 @@ async fn job(p: &Pool, task: crate::task::Task) {
         },
         "VM pool",
     );
-    bill(p, &mut vm, "ran");
+    // The VM's time since it was last billed (its provisioning, or its idle wait for this
+    // job) is charged to this job's object.
+    let size = (!matches!(task.mode, crate::task::Mode::Delete)).then_some(task.size);
+    bill(p, &mut vm, "ran", size);
     match outcome {
         Ok(_) => {
             lock(&p.machines).idle.push(Idle { vm, since: Instant::now() });
@@ -250,8 +253,9 @@ async fn run_on(vm: &mut Vm, task: &crate::task::Task) -> Result<JobOutcome, Str
     serde_json::from_str(&answer).map_err(|e| format!("the VM's answer {answer:?}: {e}"))
 }
 
-/// Appends a `cost` record for `vm`'s time since it was last billed.
-fn bill(p: &Pool, vm: &mut Vm, what: &str) {
+/// Appends a `cost` record for `vm`'s time since it was last billed, charged to a copy of an
+/// object of `size` bytes (none: to no copy).
+fn bill(p: &Pool, vm: &mut Vm, what: &str, size: Option<u64>) {
     let now = Instant::now();
     let seconds = now.saturating_duration_since(vm.billed_to).as_secs_f64();
     vm.billed_to = now;
@@ -260,11 +264,12 @@ fn bill(p: &Pool, vm: &mut Vm, what: &str) {
         what: format!("vm-{} {what} {seconds:.3} s", vm.id),
         usd: seconds * p.model.price_per_hour / 3600.0,
         at_ms: crate::coordinator::now_ms(),
+        size,
     });
 }
 
 async fn shut_down(p: &Pool, mut vm: Vm) {
-    bill(p, &mut vm, "up until shutdown");
+    bill(p, &mut vm, "up until shutdown", None);
     let _ = vm.child.start_kill();
     let _ = vm.child.wait().await;
     lock(&p.machines).count -= 1;

@@ -83,6 +83,9 @@ enum Line {
         #[serde(default = "default_system")]
         system: String,
         usd: f64,
+        /// The size of the object it was charged to (none: to no copy).
+        #[serde(default)]
+        size: Option<u64>,
     },
 }
 
@@ -158,7 +161,8 @@ pub struct Copy {
 #[derive(Debug, Clone, Default, PartialEq)]
 pub struct Billed {
     pub cost: Cost,
-    /// Invocation costs by the size class of their object.
+    /// Invocation costs, and machine time charged to a copy, by the size class of their
+    /// object.
     pub by_class: BTreeMap<&'static str, f64>,
 }
 
@@ -218,7 +222,8 @@ pub struct SizeClass {
     pub regions: BTreeMap<String, usize>,
     /// Copies by their plan's number of instances.
     pub instances: BTreeMap<String, usize>,
-    /// What the class's copies cost (invocations of its objects and their fees) per copy.
+    /// What the class's copies cost (invocations of its objects, their fees and the machine
+    /// time charged to them) per copy.
     pub cost_per_object_usd: Option<f64>,
 }
 
@@ -366,9 +371,14 @@ pub fn read(nodes_dir: &Path) -> Result<Option<ReplicationData>, ReportError> {
                     *data.repairs.entry(kind).or_default() += n;
                 }
             }
-            Line::Cost { system, usd } => {
-                let c = &mut data.billed.entry(system).or_default().cost;
-                c.machines_usd += if usd.is_finite() { usd } else { 0.0 };
+            Line::Cost { system, usd, size } => {
+                let usd = if usd.is_finite() { usd } else { 0.0 };
+                let b = data.billed.entry(system).or_default();
+                b.cost.machines_usd += usd;
+                // A VM's time charged to a copy counts in that copy's size class.
+                if let Some(size) = size {
+                    *b.by_class.entry(size_class(size).0).or_default() += usd;
+                }
             }
             replicated => data.copies.extend(copy_of(replicated)),
         })?;

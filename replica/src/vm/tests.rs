@@ -67,6 +67,17 @@ fn billed(dir: &Path) -> f64 {
         .sum()
 }
 
+/// The `size` of each `cost` record, in order.
+fn billed_sizes(dir: &Path) -> Vec<Option<u64>> {
+    let text = std::fs::read_to_string(dir.join("replication.jsonl")).unwrap_or_default();
+    text.lines()
+        .map(|l| match serde_json::from_str::<crate::record::Record>(l).unwrap() {
+            crate::record::Record::Cost { size, .. } => size,
+            other => panic!("only cost records: {other:?}"),
+        })
+        .collect()
+}
+
 #[tokio::test]
 async fn a_vm_is_provisioned_reused_while_kept_alive_then_shut_down_and_billed_for_its_life() {
     let dir = tempfile::tempdir().unwrap();
@@ -83,9 +94,13 @@ async fn a_vm_is_provisioned_reused_while_kept_alive_then_shut_down_and_billed_f
     let lived = billed(dir.path());
     // Provisioning 0.3 + two jobs 0.4 + the keep-alive 0.5 (and the reaper's tick).
     assert!((1.2..1.6).contains(&lived), "billed {lived} s");
-    job(&p, task("c")).await;
+    // A delete's time is charged to no object.
+    job(&p, crate::task::Task { mode: crate::task::Mode::Delete, ..task("c") }).await;
     let j = jobs(dir.path());
     assert_eq!((j[2].vm, j[2].provisioned), (1, true), "{j:?}");
+    // Each job's time is charged to its object's size (the report's size classes); the idle
+    // keep-alive before a shutdown to none.
+    assert_eq!(billed_sizes(dir.path()), [Some(1), Some(1), None, None]);
 }
 
 #[tokio::test]

@@ -164,6 +164,36 @@ fn writes_systems_classes_costs_and_the_verdict() {
 }
 
 #[test]
+fn a_vms_time_counts_in_the_size_class_of_the_copy_it_was_charged_to() {
+    let dir = tempfile::tempdir().unwrap();
+    // Two VM copies (1 MiB and 1 GiB) with their request fees, the VM time of each job, and
+    // the idle time until the VM's shutdown (charged to no copy).
+    let copies = format!(
+        "{{\"record\":\"replicated\",\"system\":\"vm\",\"key\":\"s\",\"seq\":1,\"bytes\":{MIB},\"cost_usd\":0.01,\"writes\":[{{\"seq\":1,\"delay_s\":1.0}}]}}\n\
+         {{\"record\":\"replicated\",\"system\":\"vm\",\"key\":\"b\",\"seq\":2,\"bytes\":{},\"cost_usd\":0.02,\"writes\":[{{\"seq\":2,\"delay_s\":9.0}}]}}\n",
+        1024 * MIB
+    );
+    write(dir.path(), "vm-replicator", "replication.jsonl", &copies);
+    let pool = format!(
+        "{{\"record\":\"cost\",\"system\":\"vm\",\"what\":\"vm-0 ran\",\"usd\":0.1,\"at_ms\":1,\"size\":{MIB}}}\n\
+         {{\"record\":\"cost\",\"system\":\"vm\",\"what\":\"vm-0 ran\",\"usd\":0.4,\"at_ms\":2,\"size\":{}}}\n\
+         {{\"record\":\"cost\",\"system\":\"vm\",\"what\":\"vm-0 up until shutdown\",\"usd\":0.2,\"at_ms\":3}}\n",
+        1024 * MIB
+    );
+    write(dir.path(), "vms", "replication.jsonl", &pool);
+    let s = ReplicationSummary::of(&read(dir.path()).unwrap().unwrap());
+    let v = &s.by_system["vm"];
+    let per_class: Vec<(&str, f64)> =
+        v.size_classes.iter().map(|c| (c.class.as_str(), c.cost_per_object_usd.unwrap())).collect();
+    assert_eq!(per_class.len(), 2, "{per_class:?}");
+    assert!(per_class[0].0 == "1 MiB" && (per_class[0].1 - 0.11).abs() < 1e-12, "{per_class:?}");
+    assert!(per_class[1].0 == "1 GiB" && (per_class[1].1 - 0.42).abs() < 1e-12, "{per_class:?}");
+    // The totals keep every dollar, the idle tail included.
+    assert!((v.cost.machines_usd - 0.7).abs() < 1e-12 && (v.cost.fees_usd - 0.03).abs() < 1e-12, "{:?}", v.cost);
+    assert!((v.cost.total_usd - 0.73).abs() < 1e-12);
+}
+
+#[test]
 fn a_malformed_line_is_named() {
     let dir = tempfile::tempdir().unwrap();
     write(dir.path(), "r", "replication.jsonl", "{\"record\":\"replicated\"}\n{}\n");
