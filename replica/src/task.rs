@@ -491,10 +491,11 @@ async fn copy_whole(
     match client::retry_refused("get", refused, || src.get(&path)).await {
         Ok(got) => {
             let seen = got.meta.e_tag.as_deref().map(etag::normalize);
-            if let Some((threshold, part_size)) = layout.filter(|(t, _)| got.meta.size > *t && seen == task.etag) {
-                // Parts as they arrive: memory for one part, not the object (a 1 GiB copy).
-                let (n, dst_etag) = stream_parts(task, dst, &path, got, held, m, throttle, part_size).await?;
-                return Ok((seen, n, dst_etag));
+            if let Some((_, part_size)) = layout.filter(|(t, _)| got.meta.size > *t && seen == task.etag) {
+                // Part by part: memory for one part, not the object (a 1 GiB copy).
+                let size = got.meta.size;
+                drop(got);
+                return stream_parts(task, src, dst, &path, size, held, m, throttle, part_size).await;
             }
             let body = read_body(got, throttle).await?;
             let n = body.len() as u64;
@@ -512,95 +513,67 @@ async fn copy_whole(
     }
 }
 
-/// Copies the body of `got` (the version of the task) to `dst` as a multipart upload of
-/// `part_size` parts, each sent when it has arrived, one after another: a single stream, as
-/// [`put_layout`] lays it out, holding one part in memory. Answers the bytes copied and the
-/// destination's ETag.
+/// Copies the version of the task, of `size` bytes, to `dst` as a multipart upload of
+/// `part_size` parts, one after another (a single stream, the layout of [`put_layout`]): each
+/// part is a ranged GET whose served ETag must still be the task's, then its PUT, so one part
+/// is in memory and no request stays open for the whole object (the client's 30 s request
+/// timeout cuts a GET held open across a 1 GiB copy). Answers the ETag the source served
+/// (another than the task's stops the copy), the bytes copied and the destination's ETag.
 #[expect(clippy::too_many_arguments, reason = "the copy's context, as copy_whole gets it")]
 async fn stream_parts(
     task: &Task,
+    src: &object_store::aws::AmazonS3,
     dst: &object_store::aws::AmazonS3,
     path: &Path,
-    got: object_store::GetResult,
+    size: u64,
     held: &AtomicBool,
     m: &Meter,
     throttle: &Throttle,
     part_size: u64,
-) -> Result<(u64, Option<String>), TaskError> {
-    use futures::StreamExt;
+) -> Result<(Option<String>, u64, Option<String>), TaskError> {
     let refused = client::Backoff::REFUSED;
     fence(task, held)?;
     m.request();
     let upload = client::retry_refused("create upload", refused, || dst.create_multipart(path)).await?;
-    let mut parts = PartSplitter::new(part_size);
     let mut ids = Vec::new();
     let mut n = 0u64;
-    let mut stream = got.into_stream();
-    loop {
-        let chunk = stream.next().await.transpose()?;
-        if let Some(chunk) = &chunk {
-            throttle.take(chunk.len()).await;
-        }
-        let ready = match chunk {
-            Some(chunk) => parts.push(chunk),
-            None => parts.finish().into_iter().collect(),
+    for range in part_ranges(size, part_size) {
+        let opts = GetOptions { range: Some(GetRange::Bounded(range)), ..Default::default() };
+        m.request();
+        let got = match client::retry_refused("get part", refused, || src.get_opts(path, opts.clone())).await {
+            Ok(got) => got,
+            Err(object_store::Error::NotFound { .. }) => return Ok((None, n, None)),
+            Err(e) => return Err(e.into()),
         };
-        for part in ready {
-            fence(task, held)?;
-            m.request();
-            m.moved(part.len() as u64);
-            n += part.len() as u64;
-            let index = ids.len();
-            let id = client::retry_refused("put part", refused, || {
-                dst.put_part(path, &upload, index, PutPayload::from(part.clone()))
-            })
-            .await?;
-            ids.push(id);
+        let seen = got.meta.e_tag.as_deref().map(etag::normalize);
+        if seen != task.etag {
+            tracing::info!(key = %task.key, ?seen, expected = ?task.etag, "source changed during the copy; abandoning");
+            return Ok((seen, n, None));
         }
-        if parts.is_finished() {
-            break;
-        }
+        let part = read_body(got, throttle).await?;
+        fence(task, held)?;
+        m.request();
+        m.moved(part.len() as u64);
+        n += part.len() as u64;
+        let index = ids.len();
+        let id = client::retry_refused("put part", refused, || {
+            dst.put_part(path, &upload, index, PutPayload::from(part.clone()))
+        })
+        .await?;
+        ids.push(id);
     }
     fence(task, held)?;
     m.request();
     let done = client::retry_refused("complete upload", refused, || dst.complete_multipart(path, &upload, ids.clone()))
         .await?;
-    Ok((n, done.e_tag.as_deref().map(etag::normalize)))
+    Ok((task.etag.clone(), n, done.e_tag.as_deref().map(etag::normalize)))
 }
 
-/// Cuts a stream of chunks into parts of `part_size` bytes (the last may be shorter).
-#[derive(Debug)]
-struct PartSplitter {
-    part_size: usize,
-    pending: bytes::BytesMut,
-    finished: bool,
-}
-
-impl PartSplitter {
-    fn new(part_size: u64) -> PartSplitter {
-        let part_size = usize::try_from(part_size).unwrap_or(usize::MAX).max(1);
-        PartSplitter { part_size, pending: bytes::BytesMut::new(), finished: false }
-    }
-
-    /// Takes the next chunk; answers the parts it completed.
-    fn push(&mut self, chunk: bytes::Bytes) -> Vec<bytes::Bytes> {
-        self.pending.extend_from_slice(&chunk);
-        let mut out = Vec::new();
-        while self.pending.len() >= self.part_size {
-            out.push(self.pending.split_to(self.part_size).freeze());
-        }
-        out
-    }
-
-    /// The stream ended: the last, shorter part if any bytes are left.
-    fn finish(&mut self) -> Option<bytes::Bytes> {
-        self.finished = true;
-        (!self.pending.is_empty()).then(|| std::mem::take(&mut self.pending).freeze())
-    }
-
-    fn is_finished(&self) -> bool {
-        self.finished
-    }
+/// The byte ranges of the parts of an object of `size` bytes in parts of `part_size` (the
+/// last may be shorter).
+fn part_ranges(size: u64, part_size: u64) -> impl Iterator<Item = std::ops::Range<u64>> {
+    let part_size = part_size.max(1);
+    (0..size.div_ceil(part_size)).map(move |i| i * part_size..((i + 1) * part_size).min(size))
 }
 
 /// Writes `body` to `dst` at `path` as the replicator lays objects out: one PUT up to
@@ -914,31 +887,26 @@ mod tests {
     use super::*;
 
     #[test]
-    fn a_stream_is_cut_into_whole_parts_and_a_last_shorter_one() {
-        let body: Vec<u8> = (0..1000u32).map(|i| (i % 253) as u8).collect();
-        for (len, part) in [(1000, 100), (1000, 300), (999, 1000), (1000, 1000), (1, 7)] {
-            for piece in [1, 3, 99, 100, 101, 1000] {
-                let mut s = PartSplitter::new(part);
-                let mut parts = Vec::new();
-                for chunk in body[..len].chunks(piece) {
-                    parts.extend(s.push(bytes::Bytes::copy_from_slice(chunk)));
-                    assert!(s.pending.len() < part as usize, "a whole part is never held back");
-                }
-                assert!(!s.is_finished());
-                parts.extend(s.finish());
-                assert!(s.is_finished());
-                let joined: Vec<u8> = parts.iter().flat_map(|p| p.iter().copied()).collect();
-                assert_eq!(joined, body[..len], "len {len}, part {part}, pieces of {piece}");
-                assert_eq!(parts.len(), len.div_ceil(part as usize), "len {len}, part {part}");
-                let (last, whole) = parts.split_last().unwrap();
-                assert!(whole.iter().all(|p| p.len() == part as usize) && !last.is_empty());
-                // The layout is put_layout's: the ETag of the parts is multipart_of's.
-                let digests: Vec<[u8; 16]> = parts.iter().map(|p| etag::md5(p)).collect();
-                assert_eq!(etag::multipart(&digests), etag::multipart_of(&body[..len], part as usize));
+    fn parts_cover_the_object_in_order_all_whole_but_the_last() {
+        for (size, part) in [(1000u64, 100u64), (1000, 300), (999, 1000), (1000, 1000), (1, 7), (0, 5)] {
+            let ranges: Vec<_> = part_ranges(size, part).collect();
+            assert_eq!(ranges.len() as u64, size.div_ceil(part), "{size} in {part}");
+            let mut at = 0;
+            for (i, r) in ranges.iter().enumerate() {
+                assert_eq!(r.start, at, "contiguous: {ranges:?}");
+                let last = i + 1 == ranges.len();
+                assert!(r.end > r.start && (last || r.end - r.start == part), "{ranges:?}");
+                at = r.end;
+            }
+            assert_eq!(at, size, "{ranges:?}");
+            // The layout is put_layout's: its ETag is multipart_of's.
+            let body: Vec<u8> = (0..size).map(|i| (i % 251) as u8).collect();
+            if size > 0 {
+                let digests: Vec<[u8; 16]> =
+                    ranges.iter().map(|r| etag::md5(&body[r.start as usize..r.end as usize])).collect();
+                assert_eq!(etag::multipart(&digests), etag::multipart_of(&body, part as usize));
             }
         }
-        // Nothing at all: no part (the caller only streams objects above the threshold).
-        assert_eq!(PartSplitter::new(10).finish(), None);
     }
 
     #[tokio::test]
