@@ -44,6 +44,7 @@ fn task(key: &str) -> crate::task::Task {
         streams: 4,
         assigned: None,
         fee: None,
+        timing: Default::default(),
     }
 }
 
