@@ -50,6 +50,11 @@ fn run(name: &str, faults: &str, starts: usize, hints_applied: bool) {
     assert_eq!(rep["verified"]["equal"], v["verdict"]["source_objects"], "{rep}");
     assert!(rep["slo_attainment"].as_f64().is_some(), "{rep}");
     assert!(rep["by_system"]["lambda"]["delay_s"]["count"].as_u64().unwrap() > 0, "{rep}");
+    // The planner's model of some region took in what the instances measured: I and D from
+    // the platforms, S from the copies.
+    let planner = rep["planner"].as_object().unwrap_or_else(|| panic!("no planner models: {rep}"));
+    let measured = |m: &serde_json::Value, term: &str| m[term]["total"].as_u64().unwrap_or(0) > 0;
+    assert!(planner.values().any(|m| ["invoke", "ready", "setup"].iter().all(|t| measured(m, t))), "{rep}");
     // The writer's COPY, MOVE, CONCAT and APPEND carried changelog hints.
     assert!(v["written"]["hinted"].as_object().is_some_and(|h| !h.is_empty()), "{v}");
     if hints_applied {
