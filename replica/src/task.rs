@@ -174,7 +174,13 @@ impl Timing {
 
     /// S and C of one copy of `bytes` whose GET was sent at `sent`, answered at `first` and
     /// whose write ended at `end`.
-    fn transfer(&self, sent: std::time::Instant, first: std::time::Instant, end: std::time::Instant, bytes: u64) -> Option<Sample> {
+    fn transfer(
+        &self,
+        sent: std::time::Instant,
+        first: std::time::Instant,
+        end: std::time::Instant,
+        bytes: u64,
+    ) -> Option<Sample> {
         Some(Sample {
             region: self.region.clone()?,
             setup_s: Some(first.saturating_duration_since(sent).as_secs_f64()),
@@ -414,7 +420,13 @@ async fn heartbeat(http: reqwest::Client, task: Task, held: Arc<AtomicBool>, mut
     // One renewal per stream: each claims parts as its own owner.
     let renewals: Vec<Renew> = owners(&task)
         .into_iter()
-        .map(|owner| Renew { key: task.key.clone(), job: task.job.clone(), owner, upload: upload.clone(), sample: None })
+        .map(|owner| Renew {
+            key: task.key.clone(),
+            job: task.job.clone(),
+            owner,
+            upload: upload.clone(),
+            sample: None,
+        })
         .collect();
     loop {
         // The first beat at once: the lock's lease was counted from the invocation, and an
