@@ -813,6 +813,37 @@ pub async fn post<B: Serialize, R: serde::de::DeserializeOwned>(
     }
 }
 
+/// A whole-object copy of `key` for `system` between two endpoints that serve nothing:
+/// for tests whose stand-in instances never connect (they vary fields with `..`).
+#[cfg(test)]
+pub(crate) fn test_task(key: &str, system: &str) -> Task {
+    let ep = Endpoint {
+        url: "http://127.0.0.1:1".into(),
+        bucket: "b".into(),
+        region: "r".into(),
+        access_key: "a".into(),
+        secret_key: "s".into(),
+    };
+    Task {
+        job: "j".into(),
+        instance: format!("{key}-0"),
+        key: key.into(),
+        seq: 1,
+        etag: None,
+        size: 1,
+        src: ep.clone(),
+        dst: ep,
+        coordinator: "http://127.0.0.1:1".into(),
+        mode: Mode::Whole,
+        lease_ms: 1000,
+        system: system.into(),
+        bandwidth: None,
+        streams: 1,
+        assigned: None,
+        fee: None,
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
