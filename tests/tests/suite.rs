@@ -73,7 +73,7 @@ fn ci_suite_passes_and_failing_assertions_exit_6_with_the_measured_value() {
     std::fs::write(
         &failing,
         format!(
-            "name: must-fail\nscenarios:\n  - name: short\n    topology: {}\n    tdf: 1\n    duration: 4s\n    assert:\n      - p50 < 1us\n      - throughput > 1000000/s\n      - error_rate < 100%\n      - {{compare_to: {}, thresholds: {{mean: 0.0}}}}\n",
+            "name: must-fail\nscenarios:\n  - name: short\n    topology: {}\n    tdf: 1\n    duration: 10s\n    assert:\n      - p50 < 1us\n      - throughput > 1000000/s\n      - error_rate < 100%\n      - {{compare_to: {}, thresholds: {{mean: 0.0}}}}\n",
             repo_root().join("topologies/validation/isaac-small.yaml").display(),
             run_dir.display()
         ),
