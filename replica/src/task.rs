@@ -261,6 +261,27 @@ pub struct Done {
     pub sample: Option<Sample>,
 }
 
+impl Done {
+    /// The report of `task`'s copy as bytes: the source served `seen`, `bytes` of it were
+    /// read (each crossed the WAN) and the destination answered `dst_etag`. No fee, no hint.
+    fn copied(task: &Task, seen: Option<String>, bytes: u64, dst_etag: Option<String>) -> Done {
+        Done {
+            job: task.job.clone(),
+            key: task.key.clone(),
+            seq: task.seq,
+            seen,
+            bytes,
+            dst_etag,
+            deleted: false,
+            via: default_via(),
+            wan_bytes: bytes,
+            cost_usd: None,
+            hint_refused: None,
+            sample: None,
+        }
+    }
+}
+
 /// A report of a failed copy.
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct Failed {
@@ -521,41 +542,15 @@ async fn copy(
             let ctx = Copying { task, src: &src, dst: &dst, path: &path, http, held, m, throttle };
             match apply_hint(&ctx, hint, expect, (*threshold, *part_size)).await? {
                 Applied::Done { dst_etag, wan_bytes } => {
-                    let done = Done {
-                        job: task.job.clone(),
-                        key: task.key.clone(),
-                        seq: task.seq,
-                        seen: task.etag.clone(),
-                        bytes: task.size,
-                        dst_etag: Some(dst_etag),
-                        deleted: false,
-                        via: hint.op.via().into(),
-                        wan_bytes,
-                        cost_usd: None,
-                        hint_refused: None,
-                        sample: None,
-                    };
-                    post::<_, serde_json::Value>(http, &task.coordinator, "done", &done).await.map(|_| ())
+                    let copied = Done::copied(task, task.etag.clone(), task.size, Some(dst_etag));
+                    send_done(http, task, &Done { via: hint.op.via().into(), wan_bytes, ..copied }).await
                 }
                 Applied::Refused(why) => {
                     tracing::info!(key = %task.key, op = ?hint.op, %why, "changelog hint refused; copying the bytes");
                     let (seen, bytes, dst_etag, sample) =
                         copy_whole(task, &src, &dst, held, m, throttle, layout).await?;
-                    let done = Done {
-                        job: task.job.clone(),
-                        key: task.key.clone(),
-                        seq: task.seq,
-                        seen,
-                        bytes,
-                        dst_etag,
-                        deleted: false,
-                        via: default_via(),
-                        wan_bytes: bytes,
-                        cost_usd: None,
-                        hint_refused: Some(why),
-                        sample,
-                    };
-                    post::<_, serde_json::Value>(http, &task.coordinator, "done", &done).await.map(|_| ())
+                    let copied = Done::copied(task, seen, bytes, dst_etag);
+                    send_done(http, task, &Done { hint_refused: Some(why), sample, ..copied }).await
                 }
             }
         }
@@ -903,21 +898,13 @@ async fn report(
     let deleted = matches!(task.mode, Mode::Delete);
     // The requests so far: the copy's own (the report itself is the coordinator's).
     let requests = m.requests.load(Ordering::Relaxed);
-    let done = Done {
-        job: task.job.clone(),
-        key: task.key.clone(),
-        seq: task.seq,
-        seen,
-        bytes,
-        dst_etag,
-        deleted,
-        via: default_via(),
-        wan_bytes: bytes,
-        cost_usd: task.fee.map(|f| f.cost(requests, bytes, bytes, deleted)),
-        hint_refused: None,
-        sample,
-    };
-    post::<_, serde_json::Value>(http, &task.coordinator, "done", &done).await.map(|_| ())
+    let cost_usd = task.fee.map(|f| f.cost(requests, bytes, bytes, deleted));
+    send_done(http, task, &Done { deleted, cost_usd, sample, ..Done::copied(task, seen, bytes, dst_etag) }).await
+}
+
+/// Tells `task`'s coordinator that its copy is done.
+async fn send_done(http: &reqwest::Client, task: &Task, done: &Done) -> Result<(), TaskError> {
+    post::<_, serde_json::Value>(http, &task.coordinator, "done", done).await.map(|_| ())
 }
 
 /// POSTs `body` to `{base}/{what}`, retrying with backoff for up to a minute (the
@@ -942,6 +929,38 @@ pub async fn post<B: Serialize, R: serde::de::DeserializeOwned>(
         }
         tokio::time::sleep(backoff).await;
         backoff = (backoff * 2).min(Duration::from_secs(2));
+    }
+}
+
+/// A whole-object copy of `key` for `system` between two endpoints that serve nothing:
+/// for tests whose stand-in instances never connect (they vary fields with `..`).
+#[cfg(test)]
+pub(crate) fn test_task(key: &str, system: &str) -> Task {
+    let ep = Endpoint {
+        url: "http://127.0.0.1:1".into(),
+        bucket: "b".into(),
+        region: "r".into(),
+        access_key: "a".into(),
+        secret_key: "s".into(),
+    };
+    Task {
+        job: "j".into(),
+        instance: format!("{key}-0"),
+        key: key.into(),
+        seq: 1,
+        etag: None,
+        size: 1,
+        src: ep.clone(),
+        dst: ep,
+        coordinator: "http://127.0.0.1:1".into(),
+        mode: Mode::Whole,
+        lease_ms: 1000,
+        system: system.into(),
+        bandwidth: None,
+        streams: 1,
+        assigned: None,
+        fee: None,
+        timing: Timing::default(),
     }
 }
 

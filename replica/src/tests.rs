@@ -309,23 +309,12 @@ async fn apply(
     let expect: Vec<Vec<String>> =
         hint.sources.iter().zip(held).map(|(s, h)| crate::changelog::expected_dst_etags(&s.etag, h.clone())).collect();
     let task = crate::task::Task {
-        job: "j".into(),
-        instance: "j-0".into(),
-        key: hint.key.clone(),
-        seq: 1,
         etag: Some(etag.into()),
         size,
         src: src.clone(),
         dst: dst.clone(),
-        coordinator: "http://127.0.0.1:1".into(),
-        mode: crate::task::Mode::Whole,
         lease_ms: 5_000,
-        system: "lambda".into(),
-        bandwidth: None,
-        streams: 1,
-        assigned: None,
-        fee: None,
-        timing: Default::default(),
+        ..crate::task::test_task(&hint.key, "lambda")
     };
     let (s, d) = (connect(src).unwrap(), connect(dst).unwrap());
     let path = Path::from(hint.key.as_str());
