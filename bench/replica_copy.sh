@@ -42,6 +42,22 @@ scripts/setup >/dev/null
 cargo build --release -p harness -p replica -q
 work=$(mktemp -d); trap 'rm -rf "$work"' EXIT
 
+# The function platforms' delays, which the coordinator's planner assumes too.
+invoke="lognormal:-3.0,0.3"
+ready="normal:0.1,0.02"
+
+# A region's function platform node: NAME REGION TIME_LIMIT_S (one instance at a time, no retries).
+platform_node() {
+  cat <<YAML
+  - name: $1
+    run: {workload: replica, args: {role: platform, listen: "0.0.0.0:9200",
+          invoke: "$invoke", ready: "$ready", concurrency: 1, time_limit: $3, retries: 0,
+          memory_mb: 512}}
+    ready: {tcp: 9200}
+    link: {to: $2, rate: 1Gbit, delay: 1ms}
+YAML
+}
+
 echo "== replica copy throughput: TDF $tdf, WAN $rate ($rate_bps bit/s) delay $delay, cpus $cpus per node, $(nproc) host cores"
 printf '%9s %12s %14s %8s %9s %16s %16s\n' size_MiB copy_s_virt rate_Mbit_s ratio attempts load_before load_after
 for mib in "${sizes[@]}"; do
@@ -60,7 +76,7 @@ nodes:
           coordinator_url: "http://replicator:9100", src: "http://store-a:9000", dst: "http://store-b:9000",
           src_platform: "http://fn-a:9200", dst_platform: "http://fn-b:9200",
           threshold: 1048576, part_size: 8388608, max_instances: 1, lease: 30, slo: 3600,
-          bandwidth: $(python3 -c "print(int($rate_bps / 8))"), invoke: "lognormal:-3.0,0.3", ready: "normal:0.1,0.02",
+          bandwidth: $(python3 -c "print(int($rate_bps / 8))"), invoke: "$invoke", ready: "$ready",
           reconcile: 0, changelog: "off"}}
     ready: {tcp: 9100}
     link: {to: region-a, rate: 1Gbit, delay: 1ms}
@@ -73,18 +89,8 @@ nodes:
     run: {workload: replica, args: {role: store, listen: "0.0.0.0:9000", region: region-b, root: objects}}
     ready: {tcp: 9000}
     link: {to: region-b, rate: 1Gbit, delay: 1ms}
-  - name: fn-a
-    run: {workload: replica, args: {role: platform, listen: "0.0.0.0:9200",
-          invoke: "lognormal:-3.0,0.3", ready: "normal:0.1,0.02", concurrency: 1, time_limit: $wait_s, retries: 0,
-          memory_mb: 512}}
-    ready: {tcp: 9200}
-    link: {to: region-a, rate: 1Gbit, delay: 1ms}
-  - name: fn-b
-    run: {workload: replica, args: {role: platform, listen: "0.0.0.0:9200",
-          invoke: "lognormal:-3.0,0.3", ready: "normal:0.1,0.02", concurrency: 1, time_limit: $wait_s, retries: 0,
-          memory_mb: 512}}
-    ready: {tcp: 9200}
-    link: {to: region-b, rate: 1Gbit, delay: 1ms}
+$(platform_node fn-a region-a "$wait_s")
+$(platform_node fn-b region-b "$wait_s")
   - name: writer
     main: true
     memory: 2GiB

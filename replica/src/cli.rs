@@ -203,17 +203,28 @@ struct Cli {
     slo: f64,
     /// Invocation latency I and ready delay D (seconds: `0.05`, `normal:MEAN,SD`,
     /// `lognormal:MU,SIGMA`): the platform draws them; the coordinator's planner assumes
-    /// them for both regions. With the per-instance bandwidth (bytes/s) below.
+    /// them for both regions until it has measured enough (`--fit-min-samples`). With the
+    /// per-instance bandwidth (bytes/s) below, likewise a prior of the planner.
     #[arg(long, default_value = "0.05")]
     invoke: crate::planner::Dist,
     #[arg(long, default_value = "0.1")]
     ready: crate::planner::Dist,
     #[arg(long, default_value_t = 12.5e6)]
     bandwidth: f64,
+    /// Coordinator (λReplica): samples of each of I, D, S and C kept per region (the most
+    /// recent) to fit the planner's distributions to.
+    #[arg(long, default_value_t = 200)]
+    fit_window: usize,
+    /// Coordinator (λReplica): samples of a kind measured in a region before the planner
+    /// uses a log-normal fitted to them instead of `--invoke`, `--ready` and `--bandwidth`
+    /// (which hold until then); 0: never (plan with the configured model throughout).
+    #[arg(long, default_value_t = 8)]
+    fit_min_samples: usize,
     /// Platform: each attempt's bandwidth in bytes per second, drawn per attempt from this
     /// distribution (the forms of `--invoke`, in bytes per second: `normal:MEAN,SD`,
     /// `lognormal:MU,SIGMA`): instances of one configuration differ. The instance reads no
-    /// faster than its draw. Unset: every instance gets its node's link.
+    /// faster than its draw. Unset: every instance gets its node's link. The coordinator's
+    /// planner is not told it: it sees it in the per-chunk times the instances measure.
     #[arg(long)]
     instance_bandwidth: Option<crate::planner::Dist>,
     /// Platform: concurrent instances at most (more invocations wait for a slot).
@@ -364,6 +375,7 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
                     .iter()
                     .map(|r| crate::coordinator::model(r, &cli.invoke, &cli.ready, cli.bandwidth, chunk))
                     .collect(),
+                fitting: crate::fit::Fitting { window: cli.fit_window, min_samples: cli.fit_min_samples },
                 reconcile: Duration::from_secs_f64(if cli.reconcile > 0.0 { cli.reconcile } else { 1e9 }),
                 records: Some(cli.records.clone()),
                 system: match cli.system {

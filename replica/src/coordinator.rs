@@ -56,7 +56,11 @@ pub struct Config {
     /// copy fenced before it finished, and the destination never converged.
     pub start_grace: Duration,
     pub slo: Duration,
+    /// The configured model of each region (source first): the planner's prior, replaced
+    /// kind by kind by distributions fitted to what the instances measure ([`crate::fit`]).
     pub models: Vec<RegionModel>,
+    /// The measurement window and the samples a fit needs.
+    pub fitting: crate::fit::Fitting,
     /// How often the stores are listed to repair what events missed (and once at start).
     pub reconcile: Duration,
     /// Where the replication records go (`replication.jsonl`); none: not written.
@@ -133,6 +137,8 @@ struct Shared {
     http: reqwest::Client,
     /// Draws a provider's delays.
     rng: Mutex<rand::rngs::StdRng>,
+    /// The planner's models, refined by the instances' samples.
+    models: Mutex<crate::fit::Models>,
 }
 
 /// A started job's plan, kept for its replication record.
@@ -160,6 +166,7 @@ pub async fn serve(cfg: Config, mut state: State) -> std::io::Result<()> {
         records: cfg.records.as_deref().map(crate::record::Records::new),
         http: reqwest::Client::builder().timeout(Duration::from_secs(10)).build().unwrap_or_default(),
         rng: Mutex::new(rand::SeedableRng::seed_from_u64(now_ms())),
+        models: Mutex::new(crate::fit::Models::new(cfg.models.clone(), cfg.fitting)),
     });
     let app = Router::new()
         .route("/events", post(events))
@@ -171,6 +178,9 @@ pub async fn serve(cfg: Config, mut state: State) -> std::io::Result<()> {
         .with_state(shared.clone());
     tokio::spawn(dispatch(shared.clone()));
     tokio::spawn(deadline_loop(shared.clone()));
+    if cfg.system == System::Lambda {
+        tokio::spawn(model_loop(shared.clone()));
+    }
     tokio::spawn(reconcile_loop(shared));
     let listener = tokio::net::TcpListener::bind(cfg.listen).await?;
     tracing::info!(listen = %cfg.listen, "coordinator listening");
@@ -253,7 +263,7 @@ fn batch(s: &Shared, v: &Version) -> Result<(), (axum::http::StatusCode, String)
     let now = now_ms();
     let Some(oldest) = with_state(s, |st| st.oldest_pending(&v.key))? else { return Ok(()) };
     let elapsed = now.saturating_sub(oldest) as f64 / 1000.0;
-    let plan = planner::plan(&plan_request(&s.cfg, v, s.cfg.slo.as_secs_f64() - elapsed), &s.cfg.models, v.seq);
+    let plan = planner::plan(&plan_request(&s.cfg, v, s.cfg.slo.as_secs_f64() - elapsed), &planning(s), v.seq);
     match batch_hold(oldest, now, s.cfg.slo, plan.as_ref(), s.cfg.batch_margin) {
         Hold::Until(until) => {
             let hold = with_state(s, |st| st.hold_batch(&v.key, now, until))?;
@@ -314,6 +324,7 @@ async fn claim(AxState(s): Shr, Json(c): Json<Claim>) -> Answer<Option<PartView>
 }
 
 async fn finish(AxState(s): Shr, Json(f): Json<Finish>) -> Answer<Finished> {
+    measured(&s, f.sample.as_ref());
     let answer = with_state(&s, |st| {
         Ok(match st.finish_part(&f.upload, f.number, &f.owner, &f.etag)? {
             Some(true) => Finished { complete: Some(st.finished_parts(&f.upload)?), accepted: true },
@@ -325,6 +336,7 @@ async fn finish(AxState(s): Shr, Json(f): Json<Finish>) -> Answer<Finished> {
 }
 
 async fn done(AxState(s): Shr, Json(d): Json<Done>) -> Answer<serde_json::Value> {
+    measured(&s, d.sample.as_ref());
     let written = with_state(&s, |st| st.written_at(&d.key))?;
     let released =
         with_state(&s, |st| st.release_copy(&d.key, &d.job, d.seq, d.seen.as_deref(), d.dst_etag.as_deref()))?;
@@ -432,6 +444,7 @@ async fn failed(AxState(s): Shr, Json(f): Json<Failed>) -> Answer<serde_json::Va
 /// An instance's heartbeat: extends its job's lock and its part claims. `held: false` tells
 /// it the lock was taken over, so it stops writing.
 async fn renew(AxState(s): Shr, Json(r): Json<Renew>) -> Answer<serde_json::Value> {
+    measured(&s, r.sample.as_ref());
     let until = now_ms() + s.cfg.lease.as_millis() as u64;
     let held = with_state(&s, |st| {
         let held = st.renew(&r.key, &r.job, until)?;
@@ -441,6 +454,36 @@ async fn renew(AxState(s): Shr, Json(r): Json<Renew>) -> Answer<serde_json::Valu
         Ok(held)
     })?;
     Ok(Json(serde_json::json!({"held": held})))
+}
+
+/// The models to plan with now.
+fn planning(s: &Shared) -> Vec<RegionModel> {
+    lock(&s.models).planning()
+}
+
+/// Takes in an instance's sample (λReplica's: the baselines do not plan).
+fn measured(s: &Shared, sample: Option<&task::Sample>) {
+    let Some(sample) = sample.filter(|_| s.cfg.system == System::Lambda) else { return };
+    for kind in lock(&s.models).add(sample) {
+        tracing::info!(region = %sample.region, ?kind, "planning with a distribution fitted to measured samples");
+    }
+}
+
+/// Records each region's model at start and, once a second, those that changed since their
+/// last record (a run ends by killing the coordinator: the last one is at most a second old).
+async fn model_loop(s: Arc<Shared>) {
+    let Some(records) = &s.records else { return };
+    let mut last: Vec<crate::fit::ModelView> = Vec::new();
+    loop {
+        let views = lock(&s.models).views(s.cfg.system.name(), now_ms());
+        for v in &views {
+            if !last.iter().any(|l| l.same(v)) {
+                records.write(&crate::record::Record::Model(v.clone()));
+            }
+        }
+        last = views;
+        tokio::time::sleep(Duration::from_secs(1)).await;
+    }
 }
 
 fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
@@ -501,7 +544,7 @@ fn route_lambda(s: &Shared, v: &Version) -> Result<Route, String> {
     let oldest = with_state(s, |st| st.oldest_pending(&v.key)).map_err(|e| e.1)?;
     let elapsed = oldest.map_or(0.0, |at| now_ms().saturating_sub(at) as f64 / 1000.0);
     let remaining = cfg.slo.as_secs_f64() - elapsed;
-    let plan = planner::plan(&plan_request(cfg, v, remaining), &cfg.models, v.seq);
+    let plan = planner::plan(&plan_request(cfg, v, remaining), &planning(s), v.seq);
     let hint = match (&v.etag, v.deleted || !cfg.changelog) {
         (Some(etag), false) => with_state(s, |st| st.hint_for(&v.key, etag)).map_err(|e| e.1)?,
         _ => None,
@@ -615,6 +658,11 @@ async fn start(s: &Arc<Shared>, job: &str, v: &Version) -> Result<(), String> {
             streams,
             assigned,
             fee: cfg.fee,
+            timing: task::Timing {
+                region: matches!(cfg.system, System::Lambda).then(|| region.clone()),
+                invoked_us: Some(task::now_us()),
+                slot_us: None,
+            },
         };
         match (&cfg.system, &platform) {
             (System::Provider { delay }, _) => {

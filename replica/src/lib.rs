@@ -5,7 +5,8 @@
 //! - [`coordinator`], [`platform`], [`task`]: the replicator: orchestrator, per-region function
 //!   platform and the instances' copy work, through the real S3 client ([`client`]);
 //! - [`state`]: the shared state in SQLite (versions, the {seq, etag} lock, the part pool);
-//! - [`planner`]: the SLO planner (pure); [`changelog`]: COPY, MOVE, CONCAT and APPEND hints;
+//! - [`planner`]: the SLO planner (pure), planning with [`fit`]'s models measured at run time;
+//!   [`changelog`]: COPY, MOVE, CONCAT and APPEND hints;
 //! - [`etag`]: S3 ETags; [`writer`] and [`verify`]: the test writer and the end check;
 //! - the baselines run by the same coordinator ([`coordinator::System`]): provider-style in
 //!   the coordinator's process, VM-style on a [`vm`] pool.
@@ -19,6 +20,7 @@ pub mod client;
 pub mod coordinator;
 pub mod etag;
 pub mod event;
+pub mod fit;
 pub mod notify;
 pub mod planner;
 pub mod platform;

@@ -103,6 +103,17 @@ impl Dist {
     pub fn draw(&self, rng: &mut impl Rng) -> f64 {
         self.sample(rng)
     }
+
+    /// The mean in seconds (a normal's as configured, before draws are floored at 0).
+    pub fn mean(&self) -> f64 {
+        match self {
+            Dist::Const(c) => *c,
+            Dist::Normal { mean, .. } => *mean,
+            Dist::LogNormal { mu, sigma } => (mu + sigma * sigma / 2.0).exp(),
+            Dist::Empirical(xs) if xs.is_empty() => 0.0,
+            Dist::Empirical(xs) => xs.iter().sum::<f64>() / xs.len() as f64,
+        }
+    }
 }
 
 /// The measured behaviour of one region's functions.

@@ -22,11 +22,15 @@
 //!   at the configured memory, its S3 requests and egress bytes, and its cost from the price
 //!   table.
 //!
+//! - **Measurements**: the attempt's task carries when it took its slot, so the instance
+//!   measures its I (from the coordinator's invocation) and D for the coordinator's planner
+//!   ([`crate::fit`]); a retry measures neither.
+//!
 //! Times are the node's clock: a dilated run measures them in virtual seconds.
 //!
 //! # Limitations
-//! Per-instance network variability (instances of one configuration at different
-//! bandwidths) is not modelled yet: every instance gets its node's link.
+//! Per-instance network variability is one bandwidth drawn per attempt (`bandwidth`) that
+//! paces the instance's reads; without it every instance gets its node's link.
 
 use crate::planner::Dist;
 use axum::extract::State as AxState;
@@ -199,12 +203,19 @@ async fn attempt_once(p: &Platform, task: &crate::task::Task, attempt: u32, invo
         return (finish(p, task, &at, Err("platform closing".into()), Usage::default()), false);
     };
     let started = Instant::now();
+    // The instance measures I up to here and D from here (the planner's samples).
+    let slot_us = crate::task::now_us();
     let ready_s = draw(p, &p.model.ready);
     // This attempt's network: instances of one configuration differ.
     let bandwidth = p.model.bandwidth.as_ref().map(|d| draw(p, d).max(1.0));
     let at = Attempt { number: attempt, invoke_s, ready_s, started, bandwidth };
     tokio::time::sleep(Duration::from_secs_f64(ready_s)).await;
     let mut task = task.clone();
+    task.timing.slot_us = Some(slot_us);
+    if attempt > 1 {
+        // A retry's time since the invocation is the failed attempts', not an I to plan with.
+        task.timing.invoked_us = None;
+    }
     if bandwidth.is_some() {
         task.bandwidth = bandwidth;
     }

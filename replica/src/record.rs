@@ -78,6 +78,11 @@ pub enum Record {
     },
     /// What a reconciliation scan repaired.
     Repair { at_ms: u64, repairs: crate::state::Repairs },
+    /// The model λReplica's planner plans a region's copies with: each of I, D, S and C
+    /// configured or fitted to the samples measured ([`crate::fit`]). Written at start and
+    /// whenever it changed (at most once a second per region): a region's last one is the
+    /// model in force at the end.
+    Model(crate::fit::ModelView),
     /// A cost billed by time rather than per copy (a VM's life).
     Cost {
         #[serde(default = "default_system")]

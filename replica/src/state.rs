@@ -731,14 +731,7 @@ impl State {
                      ORDER BY state = ?3 AND owner = ?5 DESC, number LIMIT 1",
                     args![upload, FREE, CLAIMED, to_i64(now_ms), owner],
                 )?
-                .map(|r| {
-                    Ok::<_, StateError>(Part {
-                        upload: upload.to_owned(),
-                        number: r.u32(0)?,
-                        offset: to_u64(r.int(1)?),
-                        len: to_u64(r.int(2)?),
-                    })
-                })
+                .map(|r| row_part(upload, &r))
                 .transpose()?;
             if let Some(p) = &part {
                 tx.exec(
@@ -768,14 +761,7 @@ impl State {
                     args![upload, FREE],
                 )?
                 .into_iter()
-                .map(|r| {
-                    Ok::<_, StateError>(Part {
-                        upload: upload.to_owned(),
-                        number: r.u32(0)?,
-                        offset: to_u64(r.int(1)?),
-                        len: to_u64(r.int(2)?),
-                    })
-                })
+                .map(|r| row_part(upload, &r))
                 .collect::<Result<Vec<Part>, _>>()?;
             let n = owners.len().max(1);
             let mut runs = Vec::with_capacity(owners.len());
@@ -912,6 +898,11 @@ fn reconcile_in(
         }
     }
     Ok(out)
+}
+
+/// A part of `upload` from a row of `SELECT number, "offset", len FROM parts`.
+fn row_part(upload: &str, r: &Row) -> Result<Part, StateError> {
+    Ok(Part { upload: upload.to_owned(), number: r.u32(0)?, offset: to_u64(r.int(1)?), len: to_u64(r.int(2)?) })
 }
 
 fn row_version(r: &Row) -> Result<Version, StateError> {

@@ -104,6 +104,91 @@ pub struct Task {
     /// The copy's own price (the baselines); none: a function platform bills it.
     #[serde(default)]
     pub fee: Option<Fee>,
+    /// When it was invoked and took its slot, for the planner's measured model.
+    #[serde(default)]
+    pub timing: Timing,
+}
+
+/// The stamps an instance measures its invocation latency I and ready delay D from:
+/// microseconds since the epoch on the node clocks (one epoch for every node of a run, so
+/// the coordinator's and the platform's stamps compare; virtual time in a dilated run).
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct Timing {
+    /// The region the plan chose (the model the samples refine).
+    #[serde(default)]
+    pub region: Option<String>,
+    /// The coordinator's invocation.
+    #[serde(default)]
+    pub invoked_us: Option<u64>,
+    /// The platform gave the attempt a slot (its queue and I are behind it, D ahead); none:
+    /// no platform (the coordinator's process runs it, with no ready delay).
+    #[serde(default)]
+    pub slot_us: Option<u64>,
+}
+
+/// What an instance measured for the planner (seconds on its node's clock), sent with the
+/// reports it makes anyway: I and D with its first renewal (every instance makes one at
+/// once, also those that find no part left), S and C with each part's `finish` or the
+/// whole copy's `done`.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct Sample {
+    pub region: String,
+    /// Invocation latency I: invocation to slot (queueing for a slot included).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub invoke_s: Option<f64>,
+    /// Ready delay D: slot to the instance's code running.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub ready_s: Option<f64>,
+    /// Transfer setup S: the source GET's request to its first byte.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub setup_s: Option<f64>,
+    /// From the first byte to the destination's write done, for `bytes` bytes (the
+    /// coordinator divides it into its chunks: C).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub transfer_s: Option<f64>,
+    #[serde(default)]
+    pub bytes: u64,
+}
+
+/// Microseconds since the epoch on this node's (possibly dilated) clock.
+pub fn now_us() -> u64 {
+    u64::try_from(chrono::Utc::now().timestamp_micros()).unwrap_or(0)
+}
+
+impl Timing {
+    /// I and D of an instance whose code started at `started_us`; none without the
+    /// invocation's stamp (an older coordinator) or a region.
+    pub fn sample(&self, started_us: u64) -> Option<Sample> {
+        let region = self.region.clone()?;
+        let invoked = self.invoked_us?;
+        // No platform: no ready delay; the slot is the start.
+        let slot = self.slot_us.unwrap_or(started_us);
+        let secs = |from: u64, to: u64| to.saturating_sub(from) as f64 / 1e6;
+        Some(Sample {
+            region,
+            invoke_s: Some(secs(invoked, slot)),
+            ready_s: Some(secs(slot, started_us)),
+            ..Sample::default()
+        })
+    }
+
+    /// S and C of one copy of `bytes` whose GET was sent at `sent`, answered at `first` and
+    /// whose write ended at `end`.
+    fn transfer(
+        &self,
+        sent: std::time::Instant,
+        first: std::time::Instant,
+        end: std::time::Instant,
+        bytes: u64,
+    ) -> Option<Sample> {
+        Some(Sample {
+            region: self.region.clone()?,
+            setup_s: Some(first.saturating_duration_since(sent).as_secs_f64()),
+            transfer_s: Some(end.saturating_duration_since(first).as_secs_f64()),
+            bytes,
+            ..Sample::default()
+        })
+    }
 }
 
 /// A baseline's price of a copy, which no function platform bills: a provider's
@@ -171,6 +256,30 @@ pub struct Done {
     /// Why a changelog hint was not applied (the copy fell back to the bytes).
     #[serde(default)]
     pub hint_refused: Option<String>,
+    /// S and C of a whole-object copy, for the planner.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub sample: Option<Sample>,
+}
+
+impl Done {
+    /// The report of `task`'s copy as bytes: the source served `seen`, `bytes` of it were
+    /// read (each crossed the WAN) and the destination answered `dst_etag`. No fee, no hint.
+    fn copied(task: &Task, seen: Option<String>, bytes: u64, dst_etag: Option<String>) -> Done {
+        Done {
+            job: task.job.clone(),
+            key: task.key.clone(),
+            seq: task.seq,
+            seen,
+            bytes,
+            dst_etag,
+            deleted: false,
+            via: default_via(),
+            wan_bytes: bytes,
+            cost_usd: None,
+            hint_refused: None,
+            sample: None,
+        }
+    }
 }
 
 /// A report of a failed copy.
@@ -189,6 +298,9 @@ pub struct Renew {
     pub owner: String,
     /// The upload whose claims to extend too.
     pub upload: Option<String>,
+    /// I and D of the instance, with its first renewal that gets through.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub sample: Option<Sample>,
 }
 
 /// A part claim request and its answer.
@@ -205,6 +317,9 @@ pub struct Finish {
     pub number: u32,
     pub owner: String,
     pub etag: String,
+    /// S and C of this part's copy, for the planner.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub sample: Option<Sample>,
 }
 
 /// The answer to a [`Finish`].
@@ -248,9 +363,11 @@ impl Meter {
 /// reported to the coordinator; once it took the report the error is
 /// [`TaskError::Reported`].
 pub async fn run_metered(task: &Task, meter: &Meter) -> Result<(), TaskError> {
+    // The instance's code runs from here: the end of its ready delay.
+    let started = task.timing.sample(now_us());
     let http = reqwest::Client::builder().timeout(Duration::from_secs(30)).build().unwrap_or_default();
     let held = Arc::new(AtomicBool::new(true));
-    let beat = tokio::spawn(heartbeat(http.clone(), task.clone(), held.clone()));
+    let beat = tokio::spawn(heartbeat(http.clone(), task.clone(), held.clone(), started));
     let throttle = Throttle::new(task.bandwidth);
     let result = copy(task, &http, &held, meter, &throttle).await;
     beat.abort();
@@ -315,7 +432,7 @@ async fn read_body(got: object_store::GetResult, throttle: &Throttle) -> Result<
     Ok(body.freeze())
 }
 
-async fn heartbeat(http: reqwest::Client, task: Task, held: Arc<AtomicBool>) {
+async fn heartbeat(http: reqwest::Client, task: Task, held: Arc<AtomicBool>, mut started: Option<Sample>) {
     let every = Duration::from_millis((task.lease_ms / 3).max(50));
     let upload = match &task.mode {
         Mode::Parts { upload } => Some(upload.clone()),
@@ -324,18 +441,37 @@ async fn heartbeat(http: reqwest::Client, task: Task, held: Arc<AtomicBool>) {
     // One renewal per stream: each claims parts as its own owner.
     let renewals: Vec<Renew> = owners(&task)
         .into_iter()
-        .map(|owner| Renew { key: task.key.clone(), job: task.job.clone(), owner, upload: upload.clone() })
+        .map(|owner| Renew {
+            key: task.key.clone(),
+            job: task.job.clone(),
+            owner,
+            upload: upload.clone(),
+            sample: None,
+        })
         .collect();
     loop {
         // The first beat at once: the lock's lease was counted from the invocation, and an
         // instance whose copy was taken over while it queued stops before doing any work.
         // One attempt per beat: a coordinator that is down is tried again at the next one.
         let url = format!("{}/renew", task.coordinator);
-        for renew in &renewals {
+        for (i, renew) in renewals.iter().enumerate() {
+            // I and D go once per instance, with its first stream's renewal.
+            let with_sample;
+            let renew = match (i, &started) {
+                (0, Some(sample)) => {
+                    with_sample = Renew { sample: Some(sample.clone()), ..renew.clone() };
+                    &with_sample
+                }
+                _ => renew,
+            };
             let answer = async {
                 http.post(&url).json(renew).send().await?.error_for_status()?.json::<serde_json::Value>().await
             };
-            match answer.await {
+            let answer = answer.await;
+            if i == 0 && answer.is_ok() {
+                started = None;
+            }
+            match answer {
                 Ok(v) if v["held"] == serde_json::Value::Bool(false) => {
                     tracing::warn!(key = %task.key, job = %task.job, "lock taken over; stopping");
                     held.store(false, Ordering::SeqCst);
@@ -393,51 +529,28 @@ async fn copy(
     let refused = client::Backoff::REFUSED;
     match &task.mode {
         Mode::Whole => {
-            let (seen, bytes, dst_etag) = copy_whole(task, &src, &dst, held, m, throttle, None).await?;
-            report(http, task, m, seen, bytes, dst_etag).await
+            let (seen, bytes, dst_etag, sample) = copy_whole(task, &src, &dst, held, m, throttle, None).await?;
+            report(http, task, m, (seen, bytes, dst_etag), sample).await
         }
         Mode::Stream { threshold, part_size } => {
             let layout = Some((*threshold, *part_size));
-            let (seen, bytes, dst_etag) = copy_whole(task, &src, &dst, held, m, throttle, layout).await?;
-            report(http, task, m, seen, bytes, dst_etag).await
+            let (seen, bytes, dst_etag, sample) = copy_whole(task, &src, &dst, held, m, throttle, layout).await?;
+            report(http, task, m, (seen, bytes, dst_etag), sample).await
         }
         Mode::Hint { hint, expect, threshold, part_size } => {
             let layout = Some((*threshold, *part_size));
             let ctx = Copying { task, src: &src, dst: &dst, path: &path, http, held, m, throttle };
             match apply_hint(&ctx, hint, expect, (*threshold, *part_size)).await? {
                 Applied::Done { dst_etag, wan_bytes } => {
-                    let done = Done {
-                        job: task.job.clone(),
-                        key: task.key.clone(),
-                        seq: task.seq,
-                        seen: task.etag.clone(),
-                        bytes: task.size,
-                        dst_etag: Some(dst_etag),
-                        deleted: false,
-                        via: hint.op.via().into(),
-                        wan_bytes,
-                        cost_usd: None,
-                        hint_refused: None,
-                    };
-                    post::<_, serde_json::Value>(http, &task.coordinator, "done", &done).await.map(|_| ())
+                    let copied = Done::copied(task, task.etag.clone(), task.size, Some(dst_etag));
+                    send_done(http, task, &Done { via: hint.op.via().into(), wan_bytes, ..copied }).await
                 }
                 Applied::Refused(why) => {
                     tracing::info!(key = %task.key, op = ?hint.op, %why, "changelog hint refused; copying the bytes");
-                    let (seen, bytes, dst_etag) = copy_whole(task, &src, &dst, held, m, throttle, layout).await?;
-                    let done = Done {
-                        job: task.job.clone(),
-                        key: task.key.clone(),
-                        seq: task.seq,
-                        seen,
-                        bytes,
-                        dst_etag,
-                        deleted: false,
-                        via: default_via(),
-                        wan_bytes: bytes,
-                        cost_usd: None,
-                        hint_refused: Some(why),
-                    };
-                    post::<_, serde_json::Value>(http, &task.coordinator, "done", &done).await.map(|_| ())
+                    let (seen, bytes, dst_etag, sample) =
+                        copy_whole(task, &src, &dst, held, m, throttle, layout).await?;
+                    let copied = Done::copied(task, seen, bytes, dst_etag);
+                    send_done(http, task, &Done { hint_refused: Some(why), sample, ..copied }).await
                 }
             }
         }
@@ -458,7 +571,7 @@ async fn copy(
                     Err(e) => return Err(e.into()),
                 }
             }
-            report(http, task, m, seen, 0, None).await
+            report(http, task, m, (seen, 0, None), None).await
         }
         Mode::Parts { upload } => {
             let ctx = Copying { task, src: &src, dst: &dst, path: &path, http, held, m, throttle };
@@ -475,7 +588,8 @@ async fn copy(
 /// Copies the whole object as bytes: a GET of the source, then, if it served the version of
 /// the task, one PUT to the destination, or with a `layout` `(threshold, part_size)` a
 /// multipart upload in parts above the threshold (an object the pool did not split). Answers
-/// the ETag the source served, the bytes read and the destination's ETag.
+/// the ETag the source served, the bytes read, the destination's ETag and the copy's S and C
+/// (when it wrote).
 async fn copy_whole(
     task: &Task,
     src: &object_store::aws::AmazonS3,
@@ -484,12 +598,14 @@ async fn copy_whole(
     m: &Meter,
     throttle: &Throttle,
     layout: Option<(u64, u64)>,
-) -> Result<(Option<String>, u64, Option<String>), TaskError> {
+) -> Result<(Option<String>, u64, Option<String>, Option<Sample>), TaskError> {
     let path = Path::from(task.key.as_str());
     let refused = client::Backoff::REFUSED;
     m.request();
+    let sent = std::time::Instant::now();
     match client::retry_refused("get", refused, || src.get(&path)).await {
         Ok(got) => {
+            let first = std::time::Instant::now();
             let seen = got.meta.e_tag.as_deref().map(etag::normalize);
             if let Some((_, part_size)) = layout.filter(|(t, _)| got.meta.size > *t && seen == task.etag) {
                 // Part by part: memory for one part, not the object (a 1 GiB copy).
@@ -499,16 +615,17 @@ async fn copy_whole(
             }
             let body = read_body(got, throttle).await?;
             let n = body.len() as u64;
-            let mut dst_etag = None;
+            let (mut dst_etag, mut sample) = (None, None);
             if seen == task.etag {
                 fence(task, held)?;
                 m.moved(n);
                 let (threshold, part_size) = layout.unwrap_or((u64::MAX, u64::MAX));
                 dst_etag = Some(put_layout(dst, &path, body, threshold, part_size, m).await?);
+                sample = task.timing.transfer(sent, first, std::time::Instant::now(), n);
             }
-            Ok((seen, n, dst_etag))
+            Ok((seen, n, dst_etag, sample))
         }
-        Err(object_store::Error::NotFound { .. }) => Ok((None, 0, None)),
+        Err(object_store::Error::NotFound { .. }) => Ok((None, 0, None, None)),
         Err(e) => Err(e.into()),
     }
 }
@@ -792,15 +909,17 @@ async fn pull_parts(
         let opts =
             GetOptions { range: Some(GetRange::Bounded(part.offset..part.offset + part.len)), ..Default::default() };
         m.request();
+        let sent = std::time::Instant::now();
         let got = match client::retry_refused("get part", refused, || src.get_opts(path, opts.clone())).await {
             Ok(got) => got,
-            Err(object_store::Error::NotFound { .. }) => return report(http, task, m, None, 0, None).await,
+            Err(object_store::Error::NotFound { .. }) => return report(http, task, m, (None, 0, None), None).await,
             Err(e) => return Err(e.into()),
         };
+        let first = std::time::Instant::now();
         let seen = got.meta.e_tag.as_deref().map(etag::normalize);
         if seen != task.etag {
             tracing::info!(key = %task.key, part = part.number, ?seen, expected = ?task.etag, "source changed during the copy; abandoning");
-            return report(http, task, m, seen, 0, None).await;
+            return report(http, task, m, (seen, 0, None), None).await;
         }
         let body = read_body(got, throttle).await?;
         fence(task, held)?;
@@ -811,8 +930,14 @@ async fn pull_parts(
             dst.put_part(path, &upload_id, index, PutPayload::from(body.clone()))
         })
         .await?;
-        let finish =
-            Finish { upload: upload.to_owned(), number: part.number, owner: owner.to_owned(), etag: id.content_id };
+        let sample = task.timing.transfer(sent, first, std::time::Instant::now(), part.len);
+        let finish = Finish {
+            upload: upload.to_owned(),
+            number: part.number,
+            owner: owner.to_owned(),
+            etag: id.content_id,
+            sample,
+        };
         let answer: Finished = post(http, &task.coordinator, "finish", &finish).await?;
         if let Some(parts) = answer.complete {
             let ids: Vec<PartId> = parts.into_iter().map(|(_, content_id)| PartId { content_id }).collect();
@@ -824,37 +949,31 @@ async fn pull_parts(
             .await?;
             let dst_etag = done.e_tag.as_deref().map(etag::normalize);
             // The whole object is at the destination now, every part whoever copied it.
-            return report(http, task, m, task.etag.clone(), task.size, dst_etag).await;
+            return report(http, task, m, (task.etag.clone(), task.size, dst_etag), None).await;
         }
     }
     Ok(())
 }
 
+/// Reports a copy: what the source served, the bytes copied and the destination's ETag, and
+/// a whole copy's measured S and C.
 async fn report(
     http: &reqwest::Client,
     task: &Task,
     m: &Meter,
-    seen: Option<String>,
-    bytes: u64,
-    dst_etag: Option<String>,
+    (seen, bytes, dst_etag): (Option<String>, u64, Option<String>),
+    sample: Option<Sample>,
 ) -> Result<(), TaskError> {
     let deleted = matches!(task.mode, Mode::Delete);
     // The requests so far: the copy's own (the report itself is the coordinator's).
     let requests = m.requests.load(Ordering::Relaxed);
-    let done = Done {
-        job: task.job.clone(),
-        key: task.key.clone(),
-        seq: task.seq,
-        seen,
-        bytes,
-        dst_etag,
-        deleted,
-        via: default_via(),
-        wan_bytes: bytes,
-        cost_usd: task.fee.map(|f| f.cost(requests, bytes, bytes, deleted)),
-        hint_refused: None,
-    };
-    post::<_, serde_json::Value>(http, &task.coordinator, "done", &done).await.map(|_| ())
+    let cost_usd = task.fee.map(|f| f.cost(requests, bytes, bytes, deleted));
+    send_done(http, task, &Done { deleted, cost_usd, sample, ..Done::copied(task, seen, bytes, dst_etag) }).await
+}
+
+/// Tells `task`'s coordinator that its copy is done.
+async fn send_done(http: &reqwest::Client, task: &Task, done: &Done) -> Result<(), TaskError> {
+    post::<_, serde_json::Value>(http, &task.coordinator, "done", done).await.map(|_| ())
 }
 
 /// POSTs `body` to `{base}/{what}`, retrying with backoff for up to a minute (the
@@ -879,6 +998,38 @@ pub async fn post<B: Serialize, R: serde::de::DeserializeOwned>(
         }
         tokio::time::sleep(backoff).await;
         backoff = (backoff * 2).min(Duration::from_secs(2));
+    }
+}
+
+/// A whole-object copy of `key` for `system` between two endpoints that serve nothing:
+/// for tests whose stand-in instances never connect (they vary fields with `..`).
+#[cfg(test)]
+pub(crate) fn test_task(key: &str, system: &str) -> Task {
+    let ep = Endpoint {
+        url: "http://127.0.0.1:1".into(),
+        bucket: "b".into(),
+        region: "r".into(),
+        access_key: "a".into(),
+        secret_key: "s".into(),
+    };
+    Task {
+        job: "j".into(),
+        instance: format!("{key}-0"),
+        key: key.into(),
+        seq: 1,
+        etag: None,
+        size: 1,
+        src: ep.clone(),
+        dst: ep,
+        coordinator: "http://127.0.0.1:1".into(),
+        mode: Mode::Whole,
+        lease_ms: 1000,
+        system: system.into(),
+        bandwidth: None,
+        streams: 1,
+        assigned: None,
+        fee: None,
+        timing: Timing::default(),
     }
 }
 

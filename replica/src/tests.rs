@@ -163,6 +163,7 @@ async fn replication_converges(state_db: Option<String>) {
             crate::coordinator::model("region-a", &Dist::Const(0.05), &Dist::Const(0.1), 5e6, 1 << 20),
             crate::coordinator::model("region-b", &Dist::Const(0.05), &Dist::Const(0.1), 5e6, 1 << 20),
         ],
+        fitting: crate::fit::Fitting { window: 200, min_samples: 4 },
         reconcile: Duration::from_secs(2),
         records: Some(dir.path().to_owned()),
         system: crate::coordinator::System::Lambda,
@@ -226,6 +227,36 @@ async fn replication_converges(state_db: Option<String>) {
         assert_eq!((r["bytes"].as_u64(), r["wan_bytes"].as_u64()), (Some(16 << 20), Some(16 << 20)), "{r}");
         assert!(!r["writes"].as_array().unwrap().is_empty() && r["system"] == "lambda", "{r}");
     }
+    // The planner plans with what the copies measured: the coordinator records, per region,
+    // the model in force (written once a second when it changed).
+    let models = fitted_models(dir.path()).await;
+    let total = |kind: &str| models.iter().map(|m| m[kind]["total"].as_u64().unwrap()).sum::<u64>();
+    assert!(total("invoke") > 0 && total("setup") > 0 && total("per_chunk") > 0, "{models:?}");
+    let m = models.iter().find(|m| m["setup"]["source"] == "fitted").unwrap_or_else(|| panic!("{models:?}"));
+    assert!(m["setup"]["samples"].as_u64().unwrap() >= 4 && m["setup"]["dist"]["kind"] == "lognormal", "{m}");
+    assert_eq!(m["invoke"]["source"], "fitted", "{m}");
+    // In this process there is no platform, so no ready delay: D measured is 0.
+    assert_eq!(m["ready"]["dist"], serde_json::json!({"kind": "const", "value": 0.0}), "{m}");
+}
+
+/// The last `model` record of each region, once one has a fitted term (at most 10 s).
+async fn fitted_models(dir: &std::path::Path) -> Vec<serde_json::Value> {
+    let deadline = std::time::Instant::now() + Duration::from_secs(10);
+    loop {
+        let text = std::fs::read_to_string(dir.join("replication.jsonl")).unwrap_or_default();
+        let mut last = std::collections::BTreeMap::new();
+        for r in text.lines().filter_map(|l| serde_json::from_str::<serde_json::Value>(l).ok()) {
+            if r["record"] == "model" {
+                last.insert(r["region"].as_str().unwrap_or_default().to_owned(), r);
+            }
+        }
+        let models: Vec<serde_json::Value> = last.into_values().collect();
+        let fitted = models.iter().any(|m| m["setup"]["source"] == "fitted" && m["invoke"]["source"] == "fitted");
+        if fitted || std::time::Instant::now() > deadline {
+            return models;
+        }
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
 }
 
 /// Two stores (no notifications) and a client of each.
@@ -278,22 +309,12 @@ async fn apply(
     let expect: Vec<Vec<String>> =
         hint.sources.iter().zip(held).map(|(s, h)| crate::changelog::expected_dst_etags(&s.etag, h.clone())).collect();
     let task = crate::task::Task {
-        job: "j".into(),
-        instance: "j-0".into(),
-        key: hint.key.clone(),
-        seq: 1,
         etag: Some(etag.into()),
         size,
         src: src.clone(),
         dst: dst.clone(),
-        coordinator: "http://127.0.0.1:1".into(),
-        mode: crate::task::Mode::Whole,
         lease_ms: 5_000,
-        system: "lambda".into(),
-        bandwidth: None,
-        streams: 1,
-        assigned: None,
-        fee: None,
+        ..crate::task::test_task(&hint.key, "lambda")
     };
     let (s, d) = (connect(src).unwrap(), connect(dst).unwrap());
     let path = Path::from(hint.key.as_str());
@@ -444,6 +465,7 @@ async fn coordinator_with(
         start_grace: Duration::from_secs(30),
         slo,
         models: vec![model("region-a"), model("region-b")],
+        fitting: crate::fit::Fitting::default(),
         reconcile: Duration::from_secs(2),
         records: Some(dir.to_owned()),
         system: crate::coordinator::System::Lambda,

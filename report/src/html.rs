@@ -514,6 +514,41 @@ mod tests {
     }
 }
 
+/// The model λReplica's planner used last in each region: each term configured or fitted to
+/// the samples the instances measured (docs/replica.md, "measured model").
+fn planner_models(h: &mut String, models: &std::collections::BTreeMap<String, crate::replication::PlannerModel>) {
+    if models.is_empty() {
+        return;
+    }
+    h.push_str("<p class=\"note\">The planner's model at the end, per region: I invocation latency, D ready delay, S transfer setup, C time per chunk; configured, or fitted to the samples the instances measured (in the window / in all).</p>");
+    h.push_str("<table><tr><th class=\"l\">region</th><th class=\"l\">term</th><th class=\"l\">source</th><th class=\"l\">distribution</th><th>mean (s)</th><th>samples</th></tr>");
+    for (region, m) in models {
+        for (name, t) in [("I", &m.invoke), ("D", &m.ready), ("S", &m.setup), ("C", &m.per_chunk)] {
+            // `{"kind":"lognormal","mu":…,"sigma":…}` as `lognormal mu=… sigma=…`.
+            let params = t.dist.as_object().map_or_else(String::new, |o| {
+                o.iter()
+                    .filter(|(k, _)| *k != "kind")
+                    .map(|(k, v)| format!("{k}={}", v.as_f64().map_or_else(|| v.to_string(), plot::num)))
+                    .collect::<Vec<_>>()
+                    .join(" ")
+            });
+            let kind = t.dist.get("kind").and_then(|k| k.as_str()).unwrap_or("?");
+            let _ = write!(
+                h,
+                "<tr><td class=\"l\">{}</td><td class=\"l\">{name}</td><td class=\"l\">{}</td><td class=\"l\">{} {}</td><td>{}</td><td>{} / {}</td></tr>",
+                esc(region),
+                esc(&t.source),
+                esc(kind),
+                esc(&params),
+                plot::num(t.mean_s),
+                t.samples,
+                t.total
+            );
+        }
+    }
+    h.push_str("</table>");
+}
+
 /// The replication section (docs/replica.md): copies, delays in virtual seconds by size
 /// class with the plans chosen and the cost per object, per system; SLO attainment and
 /// violations, reconciliation repairs, the bill and the end check's verdict.
@@ -638,6 +673,7 @@ fn replication_section(
         );
     }
     h.push_str("</table>");
+    planner_models(h, &r.planner);
     if !r.repairs.is_empty() {
         h.push_str("<table><tr><th class=\"l\">reconciliation repaired</th><th>keys</th></tr>");
         for (kind, n) in &r.repairs {

@@ -230,6 +230,10 @@ pub struct RttRow {
 }
 
 /// Where an agent kind's runs spent their time (virtual ms).
+///
+/// Not the server's own `KindBreakdown` (workloads' `probe::summary`): this row carries the
+/// whole [`Dist`] of response times, and `report` reads results directories only, with no
+/// dependency on `workloads` (nor `workloads` on it).
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct KindRow {
     pub kind: String,

@@ -78,6 +78,8 @@ enum Line {
     Repair {
         repairs: BTreeMap<String, u64>,
     },
+    /// The model λReplica's planner used for a region from then on.
+    Model(PlannerModel),
     /// A cost not billed per invocation: a VM's time, for example.
     Cost {
         #[serde(default = "default_system")]
@@ -115,6 +117,40 @@ struct DeadLine {
 struct DeadTask {
     #[serde(default = "default_system")]
     system: String,
+}
+
+/// The model λReplica's planner planned a region's copies with (a `model` line; the last
+/// one of a region is the one in force at the end).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct PlannerModel {
+    #[serde(default = "default_system")]
+    pub system: String,
+    pub at_ms: u64,
+    pub region: String,
+    /// Bytes per chunk (`per_chunk` is seconds per chunk).
+    #[serde(default)]
+    pub chunk: u64,
+    pub invoke: PlannerTerm,
+    pub ready: PlannerTerm,
+    pub setup: PlannerTerm,
+    pub per_chunk: PlannerTerm,
+}
+
+/// One term of a planner's model: I, D, S or C.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct PlannerTerm {
+    /// `configured` (too few samples yet) or `fitted` (to the measured samples).
+    pub source: String,
+    /// The distribution as the replicator wrote it (`kind` and its parameters).
+    pub dist: serde_json::Value,
+    #[serde(default)]
+    pub mean_s: f64,
+    /// Samples in the fit's window.
+    #[serde(default)]
+    pub samples: usize,
+    /// Samples measured in all.
+    #[serde(default)]
+    pub total: u64,
 }
 
 /// A violation as recorded.
@@ -175,6 +211,8 @@ pub struct ReplicationData {
     /// By system.
     pub billed: BTreeMap<String, Billed>,
     pub verified: Option<Verified>,
+    /// The planners' model records, in the order written.
+    pub planner_models: Vec<PlannerModel>,
 }
 
 /// Delay figures in virtual seconds (nearest-rank percentiles).
@@ -283,6 +321,17 @@ pub struct ReplicationSummary {
     pub repairs: BTreeMap<String, u64>,
     /// Objects verified equal at the end; `None` when no node left a verdict.
     pub verified: Option<Verified>,
+    /// By region, the model λReplica's planner used last (configured or fitted, with its
+    /// sample counts); empty when none was recorded.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub planner: BTreeMap<String, PlannerModel>,
+    /// Model records written (a region's model changed that often, at most once a second).
+    #[serde(default, skip_serializing_if = "is_zero")]
+    pub planner_updates: usize,
+}
+
+fn is_zero(n: &usize) -> bool {
+    *n == 0
 }
 
 /// How many violations summary.json lists (all are counted).
@@ -371,6 +420,7 @@ pub fn read(nodes_dir: &Path) -> Result<Option<ReplicationData>, ReportError> {
                     *data.repairs.entry(kind).or_default() += n;
                 }
             }
+            Line::Model(m) => data.planner_models.push(m),
             Line::Cost { system, usd, size } => {
                 let usd = if usd.is_finite() { usd } else { 0.0 };
                 let b = data.billed.entry(system).or_default();
@@ -611,8 +661,21 @@ impl ReplicationSummary {
             violations: d.violations.iter().take(LISTED_VIOLATIONS).cloned().collect(),
             repairs: d.repairs.clone(),
             verified: d.verified.clone(),
+            planner: final_models(&d.planner_models),
+            planner_updates: d.planner_models.len(),
         }
     }
+}
+
+/// The latest model of each region (by its time, then the order written).
+fn final_models(models: &[PlannerModel]) -> BTreeMap<String, PlannerModel> {
+    let mut last: BTreeMap<String, PlannerModel> = BTreeMap::new();
+    for m in models {
+        if last.get(&m.region).is_none_or(|l| l.at_ms <= m.at_ms) {
+            last.insert(m.region.clone(), m.clone());
+        }
+    }
+    last
 }
 
 #[cfg(test)]

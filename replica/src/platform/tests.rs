@@ -20,31 +20,7 @@ fn model(concurrency: usize, time_limit: f64, retries: u32) -> Model {
 }
 
 fn task(key: &str) -> crate::task::Task {
-    let ep = crate::client::Endpoint {
-        url: "http://127.0.0.1:1".into(),
-        bucket: "b".into(),
-        region: "r".into(),
-        access_key: "a".into(),
-        secret_key: "s".into(),
-    };
-    crate::task::Task {
-        job: "j".into(),
-        instance: format!("{key}-i"),
-        key: key.into(),
-        seq: 1,
-        etag: None,
-        size: 1,
-        src: ep.clone(),
-        dst: ep,
-        coordinator: "http://127.0.0.1:1".into(),
-        mode: crate::task::Mode::Whole,
-        lease_ms: 1000,
-        system: "lambda".into(),
-        bandwidth: None,
-        streams: 1,
-        assigned: None,
-        fee: None,
-    }
+    crate::task::test_task(key, "lambda")
 }
 
 fn sh(script: &str) -> Vec<std::ffi::OsString> {

@@ -19,32 +19,9 @@ fn pool(dir: &Path, m: Model) -> Arc<Pool> {
     start(vec!["sh".into(), "-c".into(), VM.into()], m, dir)
 }
 
+/// A VM copies with several streams.
 fn task(key: &str) -> crate::task::Task {
-    let ep = crate::client::Endpoint {
-        url: "http://127.0.0.1:1".into(),
-        bucket: "b".into(),
-        region: "r".into(),
-        access_key: "a".into(),
-        secret_key: "s".into(),
-    };
-    crate::task::Task {
-        job: "j".into(),
-        instance: format!("{key}-0"),
-        key: key.into(),
-        seq: 1,
-        etag: None,
-        size: 1,
-        src: ep.clone(),
-        dst: ep,
-        coordinator: "http://127.0.0.1:1".into(),
-        mode: crate::task::Mode::Whole,
-        lease_ms: 1000,
-        system: "vm".into(),
-        bandwidth: None,
-        streams: 4,
-        assigned: None,
-        fee: None,
-    }
+    crate::task::Task { streams: 4, ..crate::task::test_task(key, "vm") }
 }
 
 fn jobs(dir: &Path) -> Vec<JobRecord> {

@@ -85,6 +85,35 @@ fn records_of_the_first_replicator_are_summarized() {
     assert_eq!(s.by_system.keys().collect::<Vec<_>>(), ["lambda"]);
     assert_eq!(s.by_system["lambda"], s.all, "one system: its figures are all figures");
     assert_eq!(s.verified, None);
+    assert!(s.planner.is_empty() && s.planner_updates == 0, "no model records");
+    let json = serde_json::to_value(&s).unwrap();
+    assert!(json.get("planner").is_none(), "absent, not empty: {json}");
+}
+
+#[test]
+fn the_planners_last_model_of_each_region_is_summarized() {
+    let dir = tempfile::tempdir().unwrap();
+    let term = |source: &str, dist: &str, samples: u32| {
+        format!("{{\"source\":\"{source}\",\"dist\":{dist},\"mean_s\":0.1,\"samples\":{samples},\"total\":{samples}}}")
+    };
+    let model = |at: u64, region: &str, samples: u32| {
+        let c = "{\"kind\":\"const\",\"value\":0.1}";
+        let fitted = "{\"kind\":\"lognormal\",\"mu\":-2.3,\"sigma\":0.2}";
+        let s = if samples >= 8 { term("fitted", fitted, samples) } else { term("configured", c, samples) };
+        format!(
+            "{{\"record\":\"model\",\"system\":\"lambda\",\"at_ms\":{at},\"region\":\"{region}\",\"chunk\":1048576,\"invoke\":{i},\"ready\":{i},\"setup\":{s},\"per_chunk\":{s}}}\n",
+            i = term("configured", c, 0)
+        )
+    };
+    let lines = model(1, "a", 0) + &model(1, "b", 0) + &model(5, "a", 9) + &model(3, "b", 4);
+    write(dir.path(), "replicator", "replication.jsonl", &lines);
+    let s = ReplicationSummary::of(&read(dir.path()).unwrap().unwrap());
+    assert_eq!(s.planner_updates, 4);
+    let a = &s.planner["a"];
+    assert_eq!((a.at_ms, a.per_chunk.source.as_str(), a.per_chunk.samples), (5, "fitted", 9));
+    assert_eq!(a.per_chunk.dist["kind"], "lognormal");
+    assert_eq!(a.invoke.source, "configured");
+    assert_eq!((s.planner["b"].at_ms, s.planner["b"].setup.source.as_str()), (3, "configured"));
 }
 
 #[test]
