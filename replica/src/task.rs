@@ -611,7 +611,13 @@ async fn copy_whole(
                 // Part by part: memory for one part, not the object (a 1 GiB copy).
                 let size = got.meta.size;
                 drop(got);
-                return stream_parts(task, src, dst, &path, size, held, m, throttle, part_size).await;
+                let (seen, n, dst_etag) =
+                    stream_parts(task, src, dst, &path, size, held, m, throttle, part_size).await?;
+                // S and C as for a whole copy: the first GET's first byte to the last write.
+                let sample = (seen == task.etag)
+                    .then(|| task.timing.transfer(sent, first, std::time::Instant::now(), n))
+                    .flatten();
+                return Ok((seen, n, dst_etag, sample));
             }
             let body = read_body(got, throttle).await?;
             let n = body.len() as u64;
