@@ -50,9 +50,16 @@ pub fn enter_command(pid: u32, program: &Path, workdir: &Path) -> Result<(Comman
 }
 
 /// Whether the `__init` process `pid` has finished the node's set-up: it forks the node's
-/// command (its only child) only after the confinement is applied.
+/// command (its only child) only after the confinement is applied. A kernel built without
+/// `CONFIG_PROC_CHILDREN` has no `children` file: there the gate cannot tell and lets the
+/// command in (the read-only remount still retries `EBUSY`), rather than refuse it forever.
 fn set_up(proc_root: &Path, pid: u32) -> bool {
-    std::fs::read_to_string(proc_root.join(format!("{pid}/task/{pid}/children"))).is_ok_and(|c| !c.trim().is_empty())
+    let task = proc_root.join(format!("{pid}/task/{pid}"));
+    match std::fs::read_to_string(task.join("children")) {
+        Ok(children) => !children.trim().is_empty(),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => task.is_dir(),
+        Err(_) => false,
+    }
 }
 
 #[cfg(test)]
@@ -63,8 +70,9 @@ mod set_up_tests {
     fn a_node_is_set_up_once_its_init_has_a_child() {
         let dir = tempfile::tempdir().unwrap();
         let task = dir.path().join("7/task/7");
+        assert!(!set_up(dir.path(), 7), "no such process");
         std::fs::create_dir_all(&task).unwrap();
-        assert!(!set_up(dir.path(), 7), "no children file: not set up");
+        assert!(set_up(dir.path(), 7), "no children file (CONFIG_PROC_CHILDREN off): cannot tell, let in");
         std::fs::write(task.join("children"), "").unwrap();
         assert!(!set_up(dir.path(), 7), "no child yet");
         std::fs::write(task.join("children"), "12 ").unwrap();
