@@ -237,7 +237,9 @@ fn pay_slow(overflow: bool) {
                 st.defer_to(ledger);
             }
             if let Some(until) = st.sleep_until(now, &Tuning::DEFAULT) {
-                sleep_until(until);
+                // Mid-burst (the event's quantum) a late wake-up is refunded by the next
+                // target's chaining, so only a pay point, where a burst may end, spins.
+                sleep_until(until, !overflow);
             }
         }
         if let (Some(cpu), Some(now)) = (raw_clock(libc::CLOCK_THREAD_CPUTIME_ID), raw_clock(libc::CLOCK_MONOTONIC)) {
@@ -290,10 +292,12 @@ fn learn_wake_latency() {
     WAKE_LATENCY.store(late[1].clamp(0, MAX_EARLY_NS), Relaxed);
 }
 
-/// Sleeps on the real monotonic clock until `until` (ns), through interruptions, waking
-/// early by the usual lateness and spinning the rest.
-fn sleep_until(until: i64) {
-    let early = WAKE_LATENCY.load(Relaxed).clamp(0, MAX_EARLY_NS);
+/// Sleeps on the real monotonic clock until `until` (ns), through interruptions; with
+/// `spin`, wakes early by the usual lateness and spins the rest. The spin is CPU the node
+/// spends beyond its share (up to `MAX_EARLY_NS` a payment where wake-ups are late), so
+/// it is spent only where a late wake-up would not be refunded.
+fn sleep_until(until: i64, spin: bool) {
+    let early = if spin { WAKE_LATENCY.load(Relaxed).clamp(0, MAX_EARLY_NS) } else { 0 };
     let wake = until - early;
     let (s, n) = model::ns_ts(wake);
     let ts = libc::timespec { tv_sec: s as libc::time_t, tv_nsec: n as libc::c_long };
