@@ -58,12 +58,17 @@ pub async fn run(ep: &Endpoint, p: &Params) -> object_store::Result<Written> {
     let mut out = Written::default();
     let mut known = Known::new();
     let mut hints = 0u32;
+    // Keys a hinted operation wrote or read, and when: not rewritten or deleted for
+    // `hint_settle`, so that the hint is not superseded before the replicator applies it.
+    let mut hinted_at: std::collections::BTreeMap<String, std::time::Instant> = Default::default();
     for op in 1..=p.ops {
+        hinted_at.retain(|_, at| at.elapsed() < p.hint_settle);
         let k = if p.hot > 0 && rng.random_bool(0.5) {
             rng.random_range(0..p.hot)
         } else {
             rng.random_range(0..p.keys.max(1))
         };
+        let k = unsettled_instead(k, p.keys.max(1), |k| hinted_at.contains_key(&format!("obj/{k:04}")));
         let key = format!("obj/{k:04}");
         let path = Path::from(key.as_str());
         if p.delete_every > 0 && op % p.delete_every == 0 {
@@ -82,12 +87,15 @@ pub async fn run(ep: &Endpoint, p: &Params) -> object_store::Result<Written> {
             // The store's answer to the completion may carry no ETag: ask for it.
             let tag = store.head(&path).await?.e_tag;
             remember(&mut known, &key, body, tag.as_deref());
-        } else if p.hint_every > 0
-            && op % p.hint_every == 0
-            && hinted(&store, &mut rng, &mut known, &cold(k, p), HINTED[hints as usize % HINTED.len()], p).await?
-        {
+        } else if let Some(touched) = if p.hint_every > 0 && op % p.hint_every == 0 {
+            hinted(&store, &mut rng, &mut known, &cold(k, p), HINTED[hints as usize % HINTED.len()], p).await?
+        } else {
+            None
+        } {
             *out.hinted.entry(HINTED[hints as usize % HINTED.len()].via().to_owned()).or_default() += 1;
             hints += 1;
+            let now = std::time::Instant::now();
+            hinted_at.extend(touched.into_iter().map(|k| (k, now)));
         } else {
             let size = rng.random_range(1..=p.small_max.max(1));
             let body = random_body(&mut rng, size);
@@ -102,6 +110,12 @@ pub async fn run(ep: &Endpoint, p: &Params) -> object_store::Result<Written> {
 }
 
 const HINTED: [Op; 4] = [Op::Copy, Op::Move, Op::Concat, Op::Append];
+
+/// Key `k`, or when `unsettled(k)` (a recent hint's target or source) the next key after it
+/// that is not; `k` itself when every key is.
+fn unsettled_instead(k: u32, keys: u32, unsettled: impl Fn(u32) -> bool) -> u32 {
+    (0..keys).map(|i| (k + i) % keys).find(|&c| !unsettled(c)).unwrap_or(k)
+}
 
 /// The key of a hinted operation: key `k`, or a cold key in its place when `k` is hot. A
 /// hot key is rewritten within moments, so a hint on it or from it would name a version
@@ -120,8 +134,9 @@ fn remember(known: &mut Known, key: &str, body: Vec<u8>, etag: Option<&str>) {
     known.insert(key.to_owned(), (bytes::Bytes::from(body), tag, std::time::Instant::now()));
 }
 
-/// Does `op` on `target` with a changelog record written first, from objects in `known`.
-/// Answers false (nothing done) when `known` has no object to do it from.
+/// Does `op` on `target` with a changelog record written first, from objects in `known`;
+/// answers the keys it wrote and read, or `None` (nothing done) when `known` has no object
+/// to do it from.
 async fn hinted(
     store: &object_store::aws::AmazonS3,
     rng: &mut impl Rng,
@@ -129,7 +144,7 @@ async fn hinted(
     target: &str,
     op: Op,
     p: &Params,
-) -> object_store::Result<bool> {
+) -> object_store::Result<Option<Vec<String>>> {
     // Sources: cold objects other than the target, small ones for CONCAT (its result is one
     // PUT).
     let others: Vec<String> = known
@@ -145,7 +160,7 @@ async fn hinted(
     let path = Path::from(target);
     let (hint, body) = match op {
         Op::Copy | Op::Move => {
-            let Some(from) = pick(rng, &others) else { return Ok(false) };
+            let Some(from) = pick(rng, &others) else { return Ok(None) };
             let (body, tag, _) = known[&from].clone();
             // A copy keeps its source's ETag (s3s-fs, and S3 for a single-part object).
             let sources = vec![Source { key: from, etag: tag.clone() }];
@@ -154,7 +169,7 @@ async fn hinted(
         Op::Concat => {
             let n = others.len().min(3);
             if n < 2 {
-                return Ok(false);
+                return Ok(None);
             }
             let start = rng.random_range(0..=others.len() - n);
             let parts = &others[start..start + n];
@@ -167,9 +182,9 @@ async fn hinted(
             (Hint { op, key: target.to_owned(), etag, sources, append: None }, bytes::Bytes::from(body))
         }
         Op::Append => {
-            let Some((old, tag, at)) = known.get(target).cloned() else { return Ok(false) };
+            let Some((old, tag, at)) = known.get(target).cloned() else { return Ok(None) };
             if at.elapsed() < p.hint_settle {
-                return Ok(false);
+                return Ok(None);
             }
             let len = rng.random_range(1..=(p.small_max / 4).max(1));
             let tail = random_body(rng, len);
@@ -200,7 +215,9 @@ async fn hinted(
         }
     }
     known.insert(target.to_owned(), (body, hint.etag, std::time::Instant::now()));
-    Ok(true)
+    let mut touched: Vec<String> = hint.sources.into_iter().map(|s| s.key).collect();
+    touched.push(target.to_owned());
+    Ok(Some(touched))
 }
 
 fn pick(rng: &mut impl Rng, from: &[String]) -> Option<String> {
@@ -211,4 +228,18 @@ fn random_body(rng: &mut impl Rng, size: usize) -> Vec<u8> {
     let mut body = vec![0u8; size];
     rng.fill(&mut body[..]);
     body
+}
+
+#[cfg(test)]
+mod tests {
+    use super::unsettled_instead;
+
+    #[test]
+    fn a_recently_hinted_key_is_replaced_by_the_next_settled_one() {
+        let unsettled = |k: u32| k == 4 || k == 5;
+        assert_eq!(unsettled_instead(3, 8, unsettled), 3);
+        assert_eq!(unsettled_instead(4, 8, unsettled), 6);
+        assert_eq!(unsettled_instead(5, 6, unsettled), 0, "wraps around");
+        assert_eq!(unsettled_instead(2, 3, |_| true), 2, "every key unsettled: the key itself");
+    }
 }
