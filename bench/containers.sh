@@ -13,7 +13,7 @@
 # Figures come from run.json's `timings`, measured by the harness around each phase.
 set -euo pipefail
 cd "$(dirname "$0")/.."
-cargo build --release --workspace -q
+cargo build --release --workspace --all-targets -q
 bin=target/release/diorama
 counts=("$@"); [ ${#counts[@]} -eq 0 ] && counts=(100 1000)
 read -r -a kinds <<< "${BENCH_KINDS:-plain linked}"

@@ -18,7 +18,7 @@ TDFS=${TDFS:-"1 10 50"}
 WIDTHS=${WIDTHS:-"0.1 1 10 100"}
 REPS=${REPS:-11}
 scripts/setup >/dev/null
-cargo build --release --workspace -q
+cargo build --release --workspace --all-targets -q
 work=$(mktemp -d); trap 'rm -rf "$work"' EXIT
 if [ -n "${TRAP:-}" ]; then
   cc -O2 -static -pthread -o "$work/burst" tests/dilation/burst.c

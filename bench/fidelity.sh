@@ -13,7 +13,7 @@ cd "$(dirname "$0")/.."
 OUT=${OUT:-results/fidelity-$(date +%Y%m%d-%H%M%S)}
 SETS=("$@")
 [ ${#SETS[@]} -eq 0 ] && SETS=(cpu-burst:10 isaac-cpu:10 dumbbell:10)
-cargo build --release --workspace -q
+cargo build --release --workspace --all-targets -q
 mkdir -p "$OUT"
 row() { # leg, compare.json or "", fidelity json
   python3 - "$@" <<'PY'

@@ -19,7 +19,7 @@ GAP_US=${GAP_US:-500}
 REQS=${REQS:-1000}
 SEGMENTS=${SEGMENTS:-1}
 scripts/setup >/dev/null
-cargo build --release --workspace -q
+cargo build --release --workspace --all-targets -q
 work=$(mktemp -d); trap 'rm -rf "$work"' EXIT
 cc -O2 -o "$work/req" bench/pacing_overhead.c
 cc -O2 -pthread -o "$work/burst" tests/dilation/burst.c

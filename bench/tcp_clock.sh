@@ -11,7 +11,7 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 RUNS=${RUNS:-4}
 echo "# host: $(nproc) cores, load average $(cut -d' ' -f1-3 /proc/loadavg), kernel $(uname -r)"
-cargo build --release --workspace -q
+cargo build --release --workspace --all-targets -q
 TCPCLOCK_RUNS=$RUNS TCPCLOCK_KERNEL_CUBIC=1 cargo test --release -q -p diorama-tests --test tcp_clock -- \
   --test-threads=1 --nocapture dilated_cubic_keeps_its_lossy_goodput_at_tdf_10 2>&1 | grep -E '5% loss|kernel cubic|test result'
 echo "# after: load average $(cut -d' ' -f1-3 /proc/loadavg)"
