@@ -612,7 +612,7 @@ async fn copy_whole(
                 let size = got.meta.size;
                 drop(got);
                 let (seen, n, dst_etag) =
-                    stream_parts(task, src, dst, &path, size, held, m, throttle, part_size).await?;
+                    stream_parts(Parts { task, src, dst, path: &path, held, m, throttle }, size, part_size).await?;
                 // S and C as for a whole copy: the first GET's first byte to the last write.
                 let sample = (seen == task.etag)
                     .then(|| task.timing.transfer(sent, first, std::time::Instant::now(), n))
@@ -642,48 +642,35 @@ async fn copy_whole(
 /// is in memory and no request stays open for the whole object (the client's 30 s request
 /// timeout cuts a GET held open across a 1 GiB copy). Answers the ETag the source served
 /// (another than the task's stops the copy), the bytes copied and the destination's ETag.
-#[expect(clippy::too_many_arguments, reason = "the copy's context, as copy_whole gets it")]
-async fn stream_parts(
-    task: &Task,
-    src: &object_store::aws::AmazonS3,
-    dst: &object_store::aws::AmazonS3,
-    path: &Path,
+pub(crate) async fn stream_parts(
+    parts: Parts<'_>,
     size: u64,
-    held: &AtomicBool,
-    m: &Meter,
-    throttle: &Throttle,
     part_size: u64,
 ) -> Result<(Option<String>, u64, Option<String>), TaskError> {
+    let Parts { task, dst, path, held, m, .. } = parts;
     let refused = client::Backoff::REFUSED;
     fence(task, held)?;
     m.request();
     let upload = client::retry_refused("create upload", refused, || dst.create_multipart(path)).await?;
     let mut ids = Vec::new();
     let mut n = 0u64;
-    for range in part_ranges(size, part_size) {
-        let opts = GetOptions { range: Some(GetRange::Bounded(range)), ..Default::default() };
-        m.request();
-        let got = match client::retry_refused("get part", refused, || src.get_opts(path, opts.clone())).await {
-            Ok(got) => got,
-            Err(object_store::Error::NotFound { .. }) => return Ok((None, n, None)),
-            Err(e) => return Err(e.into()),
+    for (index, range) in part_ranges(size, part_size).enumerate() {
+        let len = range.end - range.start;
+        let seen = match parts.copy(&upload, index, range).await? {
+            PartCopy::Copied { id, .. } => {
+                n += len;
+                ids.push(id);
+                continue;
+            }
+            PartCopy::Gone => None,
+            PartCopy::Changed(seen) => seen,
         };
-        let seen = got.meta.e_tag.as_deref().map(etag::normalize);
-        if seen != task.etag {
-            tracing::info!(key = %task.key, ?seen, expected = ?task.etag, "source changed during the copy; abandoning");
-            return Ok((seen, n, None));
-        }
-        let part = read_body(got, throttle).await?;
-        fence(task, held)?;
+        // Not the task's version any more: the parts written so far are of no use.
         m.request();
-        m.moved(part.len() as u64);
-        n += part.len() as u64;
-        let index = ids.len();
-        let id = client::retry_refused("put part", refused, || {
-            dst.put_part(path, &upload, index, PutPayload::from(part.clone()))
-        })
-        .await?;
-        ids.push(id);
+        if let Err(err) = dst.abort_multipart(path, &upload).await {
+            tracing::warn!(key = %task.key, %err, "could not abort the abandoned upload");
+        }
+        return Ok((seen, n, None));
     }
     fence(task, held)?;
     m.request();
@@ -892,6 +879,61 @@ pub(crate) struct Copying<'a> {
     pub(crate) throttle: &'a Throttle,
 }
 
+/// What a part's copy works with: a [`Copying`] without the coordinator's client.
+#[derive(Clone, Copy)]
+pub(crate) struct Parts<'a> {
+    pub(crate) task: &'a Task,
+    pub(crate) src: &'a object_store::aws::AmazonS3,
+    pub(crate) dst: &'a object_store::aws::AmazonS3,
+    pub(crate) path: &'a Path,
+    pub(crate) held: &'a AtomicBool,
+    pub(crate) m: &'a Meter,
+    pub(crate) throttle: &'a Throttle,
+}
+
+/// What copying one part found.
+enum PartCopy {
+    /// Written as a part of the upload; when its GET was sent and its first byte came.
+    Copied { id: PartId, sent: std::time::Instant, first: std::time::Instant },
+    /// The source is gone.
+    Gone,
+    /// The source serves another version than the task's (its ETag).
+    Changed(Option<String>),
+}
+
+impl Parts<'_> {
+    /// Copies `range` of the source as part `index` (from 0) of `upload`: a ranged GET whose
+    /// served ETag must still be the task's, then the part's PUT under the task's fence.
+    async fn copy(&self, upload: &str, index: usize, range: std::ops::Range<u64>) -> Result<PartCopy, TaskError> {
+        let Parts { task, src, dst, path, held, m, throttle } = *self;
+        let refused = client::Backoff::REFUSED;
+        let opts = GetOptions { range: Some(GetRange::Bounded(range)), ..Default::default() };
+        m.request();
+        let sent = std::time::Instant::now();
+        let got = match client::retry_refused("get part", refused, || src.get_opts(path, opts.clone())).await {
+            Ok(got) => got,
+            Err(object_store::Error::NotFound { .. }) => return Ok(PartCopy::Gone),
+            Err(e) => return Err(e.into()),
+        };
+        let first = std::time::Instant::now();
+        let seen = got.meta.e_tag.as_deref().map(etag::normalize);
+        if seen != task.etag {
+            tracing::info!(key = %task.key, part = index + 1, ?seen, expected = ?task.etag, "source changed during the copy; abandoning");
+            return Ok(PartCopy::Changed(seen));
+        }
+        let body = read_body(got, throttle).await?;
+        fence(task, held)?;
+        m.request();
+        m.moved(body.len() as u64);
+        let upload = upload.to_owned();
+        let id = client::retry_refused("put part", refused, || {
+            dst.put_part(path, &upload, index, PutPayload::from(body.clone()))
+        })
+        .await?;
+        Ok(PartCopy::Copied { id, sent, first })
+    }
+}
+
 /// Copies parts of `upload` as `owner` until none is left: the `assigned` ones in order, or
 /// else one claimed from the pool at a time. The stream that finishes the last part completes
 /// the upload and reports the copy.
@@ -912,30 +954,13 @@ async fn pull_parts(
             None => post::<_, Option<crate::state::PartView>>(http, &task.coordinator, "claim", &claim).await?,
         };
         let Some(part) = part else { break };
-        let opts =
-            GetOptions { range: Some(GetRange::Bounded(part.offset..part.offset + part.len)), ..Default::default() };
-        m.request();
-        let sent = std::time::Instant::now();
-        let got = match client::retry_refused("get part", refused, || src.get_opts(path, opts.clone())).await {
-            Ok(got) => got,
-            Err(object_store::Error::NotFound { .. }) => return report(http, task, m, (None, 0, None), None).await,
-            Err(e) => return Err(e.into()),
+        let parts = Parts { task, src, dst, path, held, m, throttle };
+        let range = part.offset..part.offset + part.len;
+        let (id, sent, first) = match parts.copy(&upload_id, part.number as usize - 1, range).await? {
+            PartCopy::Copied { id, sent, first } => (id, sent, first),
+            PartCopy::Gone => return report(http, task, m, (None, 0, None), None).await,
+            PartCopy::Changed(seen) => return report(http, task, m, (seen, 0, None), None).await,
         };
-        let first = std::time::Instant::now();
-        let seen = got.meta.e_tag.as_deref().map(etag::normalize);
-        if seen != task.etag {
-            tracing::info!(key = %task.key, part = part.number, ?seen, expected = ?task.etag, "source changed during the copy; abandoning");
-            return report(http, task, m, (seen, 0, None), None).await;
-        }
-        let body = read_body(got, throttle).await?;
-        fence(task, held)?;
-        m.request();
-        m.moved(body.len() as u64);
-        let index = part.number as usize - 1;
-        let id = client::retry_refused("put part", refused, || {
-            dst.put_part(path, &upload_id, index, PutPayload::from(body.clone()))
-        })
-        .await?;
         let sample = task.timing.transfer(sent, first, std::time::Instant::now(), part.len);
         let finish = Finish {
             upload: upload.to_owned(),

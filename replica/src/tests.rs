@@ -296,6 +296,24 @@ async fn get(store: &object_store::aws::AmazonS3, key: &str) -> Option<(Vec<u8>,
 
 const LAYOUT: (u64, u64) = (6 << 20, 5 << 20);
 
+/// A copy task of `system` for version `etag` (`size` bytes) of `key` between two stores.
+fn version_task(
+    key: &str,
+    system: &str,
+    (src, dst): (&Endpoint, &Endpoint),
+    etag: &str,
+    size: u64,
+) -> crate::task::Task {
+    crate::task::Task {
+        etag: Some(etag.into()),
+        size,
+        src: src.clone(),
+        dst: dst.clone(),
+        lease_ms: 5_000,
+        ..crate::task::test_task(key, system)
+    }
+}
+
 /// Applies `hint` for the target's version `etag` of `size` bytes, the expected destination
 /// ETags of its sources computed as the coordinator does from `held`.
 async fn apply(
@@ -308,14 +326,7 @@ async fn apply(
 ) -> (crate::task::Applied, crate::task::Meter) {
     let expect: Vec<Vec<String>> =
         hint.sources.iter().zip(held).map(|(s, h)| crate::changelog::expected_dst_etags(&s.etag, h.clone())).collect();
-    let task = crate::task::Task {
-        etag: Some(etag.into()),
-        size,
-        src: src.clone(),
-        dst: dst.clone(),
-        lease_ms: 5_000,
-        ..crate::task::test_task(&hint.key, "lambda")
-    };
+    let task = version_task(&hint.key, "lambda", (src, dst), etag, size);
     let (s, d) = (connect(src).unwrap(), connect(dst).unwrap());
     let path = Path::from(hint.key.as_str());
     let (http, held_lock, meter, throttle) = (
@@ -637,4 +648,44 @@ async fn static_assignment_gives_each_planned_instance_its_run_of_parts() {
     assert_eq!(r["wan_bytes"].as_u64(), Some(21 << 20), "{r}");
     let tag = connect(&dst).unwrap().head(&Path::from("big")).await.unwrap().e_tag.unwrap();
     assert!(etag::normalize(&tag).ends_with("-5"), "{tag}");
+}
+
+/// The provider's streamed copy of `key` for a task of version `etag`: (ETag served, bytes
+/// copied, destination ETag).
+async fn stream(
+    src: &Endpoint,
+    dst: &Endpoint,
+    key: &str,
+    etag: &str,
+    size: u64,
+) -> (Option<String>, u64, Option<String>) {
+    let task = version_task(key, "provider", (src, dst), etag, size);
+    let (s, d) = (connect(src).unwrap(), connect(dst).unwrap());
+    let path = Path::from(key);
+    let (held, m, throttle) =
+        (std::sync::atomic::AtomicBool::new(true), crate::task::Meter::default(), crate::task::Throttle::new(None));
+    let parts =
+        crate::task::Parts { task: &task, src: &s, dst: &d, path: &path, held: &held, m: &m, throttle: &throttle };
+    crate::task::stream_parts(parts, size, LAYOUT.1).await.unwrap()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_streamed_copy_writes_the_layout_and_stops_at_another_version() {
+    let dir = tempfile::tempdir().unwrap();
+    let (src, dst, s, d) = two_stores(dir.path()).await;
+    let big = body(12 << 20, 7);
+    let tag = put_parts(&s, "big", &big, 6 << 20).await;
+    // Part by part in 5 MiB parts: the destination's ETag is the layout's, not the source's.
+    let (seen, n, dst_tag) = stream(&src, &dst, "big", &tag, big.len() as u64).await;
+    let want = s3util::etag::for_layout(&big, LAYOUT.0, LAYOUT.1);
+    assert_eq!((seen.as_deref(), n, dst_tag.as_deref()), (Some(tag.as_str()), big.len() as u64, Some(want.as_str())));
+    assert_eq!(get(&d, "big").await.unwrap(), (big.clone(), want));
+    // A task of an older version: the first part's GET serves another ETag; nothing is
+    // written and the upload is abandoned.
+    let (seen, n, dst_tag) = stream(&src, &dst, "big", "0123456789abcdef0123456789abcdef-2", big.len() as u64).await;
+    assert_eq!((seen, n, dst_tag), (Some(tag), 0, None));
+    // The source gone: no ETag served.
+    s.delete(&Path::from("big")).await.unwrap();
+    let (seen, n, dst_tag) = stream(&src, &dst, "big", "x", big.len() as u64).await;
+    assert_eq!((seen, n, dst_tag), (None, 0, None));
 }
