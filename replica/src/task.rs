@@ -879,6 +879,14 @@ pub(crate) struct Copying<'a> {
     pub(crate) throttle: &'a Throttle,
 }
 
+impl Copying<'_> {
+    /// The part copy's view of this copy.
+    fn parts(&self) -> Parts<'_> {
+        let Copying { task, src, dst, path, held, m, throttle, .. } = *self;
+        Parts { task, src, dst, path, held, m, throttle }
+    }
+}
+
 /// What a part's copy works with: a [`Copying`] without the coordinator's client.
 #[derive(Clone, Copy)]
 pub(crate) struct Parts<'a> {
@@ -943,7 +951,8 @@ async fn pull_parts(
     owner: &str,
     assigned: Option<&[crate::state::PartView]>,
 ) -> Result<(), TaskError> {
-    let Copying { task, src, dst, path, http, held, m, throttle } = *c;
+    let Copying { task, dst, path, http, held, m, .. } = *c;
+    let parts = c.parts();
     let claim = Claim { upload: upload.to_owned(), owner: owner.to_owned() };
     let refused = client::Backoff::REFUSED;
     let upload_id = upload.to_owned();
@@ -954,7 +963,6 @@ async fn pull_parts(
             None => post::<_, Option<crate::state::PartView>>(http, &task.coordinator, "claim", &claim).await?,
         };
         let Some(part) = part else { break };
-        let parts = Parts { task, src, dst, path, held, m, throttle };
         let range = part.offset..part.offset + part.len;
         let (id, sent, first) = match parts.copy(&upload_id, part.number as usize - 1, range).await? {
             PartCopy::Copied { id, sent, first } => (id, sent, first),
